@@ -1,0 +1,86 @@
+"""Records the gateway stores and serves: locations, callers, incidents, timeline events.
+
+These msgspec Structs are the one schema for the store, the HTTP API and the CLI's JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+LocationSource = Literal["pidf-lo", "directory", "aml", "manual"]
+Shape = Literal["point", "circle", "ellipse", "polygon", "civic"]
+
+
+class Location(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One location candidate with where it came from and how uncertain it is."""
+
+    source: LocationSource
+    shape: Shape
+    lat: float | None = None
+    lon: float | None = None
+    radius_m: float | None = None
+    semi_minor_m: float | None = None
+    orientation_deg: float | None = None
+    points: list[tuple[float, float]] = []
+    civic: dict[str, str] = {}
+    address: str = ""
+    method: str = ""
+
+
+class Caller(msgspec.Struct, frozen=True, kw_only=True):
+    """ANI as received and as normalised."""
+
+    raw_number: str
+    number: str  # E.164 (+7...) or "" when withheld/unusable
+    display_name: str
+    withheld: bool
+    flags: list[str] = []
+
+
+class TimelineEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """Something that happened to an incident, with wall-clock and monotonic times."""
+
+    kind: str
+    wall: float
+    mono: float
+    actor: str = "gateway"
+    data: dict[str, str | int | float | bool | None] = {}
+
+
+IncidentState = Literal["new", "queued", "ringing", "answered", "overflowed", "closed"]
+
+
+class Incident(msgspec.Struct, kw_only=True):
+    """An emergency incident as stored and served."""
+
+    id: str
+    service: str
+    created_wall: float
+    caller: Caller
+    call_id: str = ""
+    channel_id: str = ""
+    state: IncidentState = "new"
+    language: str = ""
+    category: str = ""
+    priority: int = 1
+    locations: list[Location] = []
+    best_location: int | None = None
+    linked_to: list[str] = []
+    link_reasons: list[str] = []
+    position: str = ""
+    queue_wait_s: float | None = None
+    answer_s: float | None = None
+    timeline: list[TimelineEvent] = []
+    updated_wall: float = 0.0
+
+
+class IncidentSummary(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    service: str
+    state: IncidentState
+    created_wall: float
+    number: str
+    category: str
+    position: str

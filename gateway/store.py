@@ -1,0 +1,234 @@
+"""Durable incident store. SQLite in WAL mode with full fsync by default.
+
+``Store`` is the interface the service uses (a PostgreSQL backend implements the same methods).
+``SqliteStore`` does blocking I/O; ``AsyncStore`` runs it on one worker thread so the Trio loop
+never waits on the disk and writes stay strictly ordered.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+import trio
+
+from gateway.errors import NotFound, StoreError
+from gateway.geo import distance_m
+from gateway.records import Incident, IncidentSummary, Location, TimelineEvent
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,
+    created_wall REAL NOT NULL,
+    updated_wall REAL NOT NULL,
+    service TEXT NOT NULL,
+    state TEXT NOT NULL,
+    number TEXT NOT NULL,
+    lat REAL,
+    lon REAL,
+    channel_id TEXT NOT NULL,
+    doc BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incidents_number ON incidents(number, created_wall);
+CREATE INDEX IF NOT EXISTS incidents_created ON incidents(created_wall);
+CREATE INDEX IF NOT EXISTS incidents_channel ON incidents(channel_id);
+CREATE TABLE IF NOT EXISTS timeline (
+    incident_id TEXT NOT NULL REFERENCES incidents(id),
+    seq INTEGER NOT NULL,
+    doc BLOB NOT NULL,
+    PRIMARY KEY (incident_id, seq)
+);
+CREATE TABLE IF NOT EXISTS directory (
+    number TEXT PRIMARY KEY,
+    doc BLOB NOT NULL
+);
+"""
+
+_encode = msgspec.json.Encoder().encode
+_decode_incident = msgspec.json.Decoder(Incident).decode
+_decode_event = msgspec.json.Decoder(TimelineEvent).decode
+_decode_location = msgspec.json.Decoder(Location).decode
+
+
+class Store(Protocol):
+    """What the service needs from a store. Every write is durable when the call returns."""
+
+    async def create(self, incident: Incident) -> None: ...
+    async def update(self, incident: Incident, events: list[TimelineEvent]) -> None: ...
+    async def get(self, incident_id: str) -> Incident: ...
+    async def by_channel(self, channel_id: str) -> Incident | None: ...
+    async def related(self, incident: Incident, window_s: float, radius_m: float) -> list[tuple[str, str]]: ...
+    async def directory_lookup(self, number: str) -> Location | None: ...
+
+
+def _best_coords(incident: Incident) -> tuple[float | None, float | None]:
+    if incident.best_location is None:
+        return None, None
+    loc = incident.locations[incident.best_location]
+    return loc.lat, loc.lon
+
+
+class SqliteStore:
+    """Blocking SQLite implementation. One connection, guarded by a lock."""
+
+    def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _write(self, statements: list[tuple[str, tuple[object, ...]]]) -> None:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                for sql, args in statements:
+                    self._db.execute(sql, args)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"store write failed: {exc}") from exc
+
+    def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"store read failed: {exc}") from exc
+
+    @staticmethod
+    def _row_args(incident: Incident) -> tuple[object, ...]:
+        lat, lon = _best_coords(incident)
+        head = msgspec.structs.replace(incident, timeline=[])
+        return (incident.updated_wall, incident.service, incident.state, incident.caller.number,
+                lat, lon, incident.channel_id, _encode(head), incident.id)
+
+    def create(self, incident: Incident) -> None:
+        """Insert a new incident with its timeline so far, in one transaction."""
+        statements: list[tuple[str, tuple[object, ...]]] = [(
+            "INSERT INTO incidents (updated_wall, service, state, number, lat, lon, channel_id, doc, id, created_wall)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?)", (*self._row_args(incident), incident.created_wall))]
+        statements += self._event_rows(incident.id, 0, incident.timeline)
+        self._write(statements)
+
+    def update(self, incident: Incident, events: list[TimelineEvent]) -> None:
+        """Store the incident's new head and append ``events`` (already in ``incident.timeline``)."""
+        first_seq = len(incident.timeline) - len(events)
+        statements: list[tuple[str, tuple[object, ...]]] = [(
+            "UPDATE incidents SET updated_wall=?, service=?, state=?, number=?, lat=?, lon=?, channel_id=?, doc=?"
+            " WHERE id=?", self._row_args(incident))]
+        statements += self._event_rows(incident.id, first_seq, events)
+        self._write(statements)
+
+    @staticmethod
+    def _event_rows(incident_id: str, first_seq: int, events: list[TimelineEvent]) -> list[tuple[str, tuple[object, ...]]]:
+        return [("INSERT OR REPLACE INTO timeline (incident_id, seq, doc) VALUES (?,?,?)",
+                 (incident_id, first_seq + i, _encode(e))) for i, e in enumerate(events)]
+
+    def get(self, incident_id: str) -> Incident:
+        rows = self._read("SELECT doc FROM incidents WHERE id=?", (incident_id,))
+        if not rows:
+            raise NotFound(f"no incident {incident_id!r}")
+        incident = _decode_incident(rows[0][0])  # type: ignore[arg-type]
+        events = self._read("SELECT doc FROM timeline WHERE incident_id=? ORDER BY seq", (incident_id,))
+        incident.timeline = [_decode_event(r[0]) for r in events]  # type: ignore[arg-type]
+        return incident
+
+    def by_channel(self, channel_id: str) -> Incident | None:
+        rows = self._read("SELECT id FROM incidents WHERE channel_id=? ORDER BY created_wall DESC LIMIT 1",
+                          (channel_id,))
+        return self.get(str(rows[0][0])) if rows else None
+
+    def list(self, limit: int = 100, since_wall: float = 0.0) -> list[IncidentSummary]:
+        rows = self._read("SELECT doc FROM incidents WHERE created_wall >= ? ORDER BY created_wall DESC LIMIT ?",
+                          (since_wall, limit))
+        out = []
+        for (doc,) in rows:
+            inc = _decode_incident(doc)  # type: ignore[arg-type]
+            out.append(IncidentSummary(id=inc.id, service=inc.service, state=inc.state, created_wall=inc.created_wall,
+                                       number=inc.caller.number, category=inc.category, position=inc.position))
+        return out
+
+    def count(self) -> int:
+        return int(self._read("SELECT count(*) FROM incidents")[0][0])  # type: ignore[call-overload]
+
+    def related(self, incident: Incident, window_s: float, radius_m: float) -> list[tuple[str, str]]:
+        """Earlier incidents within the window from the same number or near the same place."""
+        since = incident.created_wall - window_s
+        links: dict[str, str] = {}
+        if incident.caller.number:
+            for (other,) in self._read(
+                "SELECT id FROM incidents WHERE number=? AND created_wall>=? AND id<>? ORDER BY created_wall",
+                (incident.caller.number, since, incident.id),
+            ):
+                links[str(other)] = "same_number"
+        lat, lon = _best_coords(incident)
+        if lat is not None and lon is not None:
+            dlat = radius_m / 111_000 + 1e-6
+            for other, olat, olon in self._read(
+                "SELECT id, lat, lon FROM incidents WHERE lat BETWEEN ? AND ? AND created_wall>=? AND id<>?",
+                (lat - dlat, lat + dlat, since, incident.id),
+            ):
+                if distance_m(lat, lon, olat, olon) <= radius_m:  # type: ignore[arg-type]
+                    links.setdefault(str(other), "same_address")
+        return sorted(links.items())
+
+    def directory_lookup(self, number: str) -> Location | None:
+        rows = self._read("SELECT doc FROM directory WHERE number=?", (number,))
+        return _decode_location(rows[0][0]) if rows else None  # type: ignore[arg-type]
+
+    def directory_put(self, entries: list[tuple[str, Location]]) -> None:
+        self._write([("INSERT OR REPLACE INTO directory (number, doc) VALUES (?,?)", (n, _encode(loc)))
+                     for n, loc in entries])
+
+
+class AsyncStore:
+    """Runs a SqliteStore on one worker thread; the Store interface for Trio code."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.sync = store
+        self._limiter = trio.CapacityLimiter(1)
+
+    async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def create(self, incident: Incident) -> None:
+        await self._run(self.sync.create, incident)
+
+    async def update(self, incident: Incident, events: list[TimelineEvent]) -> None:
+        await self._run(self.sync.update, incident, events)
+
+    async def get(self, incident_id: str) -> Incident:
+        return await self._run(self.sync.get, incident_id)  # type: ignore[no-any-return]
+
+    async def by_channel(self, channel_id: str) -> Incident | None:
+        return await self._run(self.sync.by_channel, channel_id)  # type: ignore[no-any-return]
+
+    async def list(self, limit: int = 100, since_wall: float = 0.0) -> list[IncidentSummary]:
+        return await self._run(self.sync.list, limit, since_wall)  # type: ignore[no-any-return]
+
+    async def related(self, incident: Incident, window_s: float, radius_m: float) -> list[tuple[str, str]]:
+        return await self._run(self.sync.related, incident, window_s, radius_m)  # type: ignore[no-any-return]
+
+    async def directory_lookup(self, number: str) -> Location | None:
+        return await self._run(self.sync.directory_lookup, number)  # type: ignore[no-any-return]
+
+
+def event(kind: str, actor: str = "gateway", **data: str | int | float | bool | None) -> TimelineEvent:
+    """A timeline event stamped now (wall and monotonic)."""
+    return TimelineEvent(kind=kind, wall=time.time(), mono=time.monotonic(), actor=actor, data=data)

@@ -1,0 +1,151 @@
+"""sipp scenario XML for simulated callers (pure: builds strings, runs nothing).
+
+Each caller gets its own scenario so that every drill line (number, service, DTMF, location,
+talk time) is exactly what goes on the wire. sipp logs, per call, the wall time the INVITE left,
+so the drill can measure INVITE -> incident stored and INVITE -> dispatcher ringing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DTMF_PCAP_DIR = Path("/usr/share/sip-tester")
+BOUNDARY = "ecgw-boundary-7b1f"
+DTMF_NAMES = {"*": "star", "#": "pound"}
+
+
+def dtmf_pcap(digit: str) -> Path:
+    """The RFC 2833 pcap shipped with sip-tester for one DTMF digit."""
+    return DTMF_PCAP_DIR / f"dtmf_2833_{DTMF_NAMES.get(digit, digit)}.pcap"
+
+
+def sip_quote(text: str) -> str:
+    """A SIP quoted-string (RFC 3261 25.1): backslash-escape quotes and backslashes, drop CR/LF."""
+    cleaned = text.replace("\r", " ").replace("\n", " ")
+    return '"' + cleaned.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _cdata(text: str) -> str:
+    return text.replace("]]>", "]]]]><![CDATA[>")
+
+
+def _sdp() -> str:
+    return (
+        "v=0\n"
+        "o=caller 53655765 2353687637 IN IP[local_ip_type] [local_ip]\n"
+        "s=-\n"
+        "c=IN IP[media_ip_type] [media_ip]\n"
+        "t=0 0\n"
+        "m=audio [media_port] RTP/AVP 0 101\n"
+        "a=rtpmap:0 PCMU/8000\n"
+        "a=rtpmap:101 telephone-event/8000\n"
+        "a=fmtp:101 0-16\n"
+    )
+
+
+def _invite(dialled: str, number: str | None, display: str, pidf_lo: str | None) -> str:
+    if number is None:
+        from_hdr = 'From: "Anonymous" <sip:anonymous@anonymous.invalid>;tag=[pid]SIPpTag00[call_number]\nPrivacy: id\n'
+        contact_user = "anonymous"
+    else:
+        name = f"{sip_quote(display)} " if display else ""
+        from_hdr = f"From: {name}<sip:{number}@[local_ip]>;tag=[pid]SIPpTag00[call_number]\n"
+        contact_user = number
+    head = (
+        f"INVITE sip:{dialled}@[remote_ip]:[remote_port] SIP/2.0\n"
+        "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+        f"{from_hdr}"
+        f"To: <sip:{dialled}@[remote_ip]:[remote_port]>\n"
+        "Call-ID: [call_id]\n"
+        "CSeq: 1 INVITE\n"
+        f"Contact: <sip:{contact_user}@[local_ip]:[local_port]>\n"
+        "Max-Forwards: 70\n"
+        "User-Agent: ecgw-sim caller\n"
+    )
+    if pidf_lo is None:
+        return head + "Content-Type: application/sdp\nContent-Length: [len]\n\n" + _sdp()
+    cid = "loc-[call_number]@caller.invalid"
+    return (
+        head
+        + f"Geolocation: <cid:{cid}>\nGeolocation-Routing: yes\n"
+        + f"Content-Type: multipart/mixed;boundary={BOUNDARY}\nContent-Length: [len]\n\n"
+        + f"--{BOUNDARY}\nContent-Type: application/sdp\n\n{_sdp()}\n"
+        + f"--{BOUNDARY}\nContent-Type: application/pidf+xml\nContent-ID: <{cid}>\n\n"
+        + " ".join(pidf_lo.split("\n"))
+        + f"\n--{BOUNDARY}--\n"
+    )
+
+
+def caller(dialled: str, number: str | None, display: str = "", *, pidf_lo: str | None = None,
+           dtmf: str = "", dtmf_gap_ms: int = 600, first_dtmf_ms: int = 800, talk_ms: int = 5000) -> str:
+    """A caller who dials, waits for the answer, keys ``dtmf`` then stays ``talk_ms`` and hangs up.
+
+    If the far end hangs up first, the call still ends cleanly (a BYE is accepted at any point).
+    """
+    steps = []
+    for i, digit in enumerate(dtmf):
+        steps.append(f'  <pause milliseconds="{first_dtmf_ms if i == 0 else dtmf_gap_ms}"/>')
+        steps.append(f'  <nop><action><exec play_pcap_audio="{dtmf_pcap(digit)}"/></action></nop>')
+    dtmf_steps = "\n".join(steps)
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<scenario name="ecgw caller">
+  <nop>
+    <action>
+      <gettimeofday assign_to="s,us"/>
+      <log message="INVITE [$s].[$us] callid=[call_id]"/>
+    </action>
+  </nop>
+  <send retrans="500"><![CDATA[
+{_cdata(_invite(dialled, number, display, pidf_lo))}
+  ]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv request="BYE" optional="global" next="remote_bye"/>
+  <recv response="200" rtd="true">
+    <action>
+      <gettimeofday assign_to="as,aus"/>
+      <log message="ANSWERED [$as].[$aus] callid=[call_id]"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+ACK sip:{dialled}@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[last_From:]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Contact: <sip:caller@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+  ]]></send>
+{dtmf_steps}
+  <pause milliseconds="{talk_ms}"/>
+  <send retrans="500"><![CDATA[
+BYE sip:{dialled}@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[last_From:]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 2 BYE
+Contact: <sip:caller@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+  ]]></send>
+  <recv response="200" crlf="true" next="done"/>
+  <label id="remote_bye"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+  ]]></send>
+  <label id="done"/>
+</scenario>
+"""
