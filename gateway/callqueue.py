@@ -73,6 +73,7 @@ class PositionBoard:
 
     def __init__(self, names: list[str]) -> None:
         self._state: dict[str, PositionState] = {n: "free" for n in names}
+        self._resting_until: dict[str, float] = {}
 
     def state(self, name: str) -> PositionState:
         return self._state[name]
@@ -82,18 +83,30 @@ class PositionBoard:
             raise KeyError(name)
         self._state[name] = state
 
-    def first_free(self) -> str | None:
-        return next((n for n, s in self._state.items() if s == "free"), None)
+    def rest(self, name: str, until: float) -> None:
+        """Skip a free position until ``until`` (it just failed to ring: do not hammer a dead phone)."""
+        self._resting_until[name] = until
+
+    def first_free(self, now: float = 0.0) -> str | None:
+        for name, state in self._state.items():
+            if state == "free" and self._resting_until.get(name, 0.0) <= now:
+                return name
+        return None
+
+    def next_rest_end(self, now: float) -> float | None:
+        """When the earliest resting free position becomes usable again, if any."""
+        ends = [t for n, t in self._resting_until.items() if t > now and self._state[n] == "free"]
+        return min(ends) if ends else None
 
     def snapshot(self) -> dict[str, PositionState]:
         return dict(self._state)
 
 
-def match(queue: CallQueue, board: PositionBoard) -> list[tuple[str, str]]:
+def match(queue: CallQueue, board: PositionBoard, now: float = 0.0) -> list[tuple[str, str]]:
     """Pair waiting calls with free positions, marking those positions ringing."""
     pairs = []
     while len(queue):
-        position = board.first_free()
+        position = board.first_free(now)
         if position is None:
             break
         incident_id = queue.pop()

@@ -7,6 +7,7 @@ never waits on the disk and writes stay strictly ordered.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 import time
@@ -48,6 +49,7 @@ CREATE TABLE IF NOT EXISTS directory (
 );
 """
 
+Statement = tuple[str, tuple[object, ...]]
 _encode = msgspec.json.Encoder().encode
 _decode_incident = msgspec.json.Decoder(Incident).decode
 _decode_event = msgspec.json.Decoder(TimelineEvent).decode
@@ -92,7 +94,8 @@ class SqliteStore:
         with self._lock:
             self._db.close()
 
-    def _write(self, statements: list[tuple[str, tuple[object, ...]]]) -> None:
+    def write(self, statements: list[Statement]) -> None:
+        """Run statements in one transaction; durable on return."""
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -120,23 +123,27 @@ class SqliteStore:
 
     def create(self, incident: Incident) -> None:
         """Insert a new incident with its timeline so far, in one transaction."""
-        statements: list[tuple[str, tuple[object, ...]]] = [(
-            "INSERT INTO incidents (updated_wall, service, state, number, lat, lon, channel_id, doc, id, created_wall)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?)", (*self._row_args(incident), incident.created_wall))]
-        statements += self._event_rows(incident.id, 0, incident.timeline)
-        self._write(statements)
+        self.write(self.create_statements(incident))
 
     def update(self, incident: Incident, events: list[TimelineEvent]) -> None:
         """Store the incident's new head and append ``events`` (already in ``incident.timeline``)."""
+        self.write(self.update_statements(incident, events))
+
+    def create_statements(self, incident: Incident) -> list[Statement]:
+        statements: list[Statement] = [(
+            "INSERT INTO incidents (updated_wall, service, state, number, lat, lon, channel_id, doc, id, created_wall)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?)", (*self._row_args(incident), incident.created_wall))]
+        return statements + self._event_rows(incident.id, 0, incident.timeline)
+
+    def update_statements(self, incident: Incident, events: list[TimelineEvent]) -> list[Statement]:
         first_seq = len(incident.timeline) - len(events)
-        statements: list[tuple[str, tuple[object, ...]]] = [(
+        statements: list[Statement] = [(
             "UPDATE incidents SET updated_wall=?, service=?, state=?, number=?, lat=?, lon=?, channel_id=?, doc=?"
             " WHERE id=?", self._row_args(incident))]
-        statements += self._event_rows(incident.id, first_seq, events)
-        self._write(statements)
+        return statements + self._event_rows(incident.id, first_seq, events)
 
     @staticmethod
-    def _event_rows(incident_id: str, first_seq: int, events: list[TimelineEvent]) -> list[tuple[str, tuple[object, ...]]]:
+    def _event_rows(incident_id: str, first_seq: int, events: list[TimelineEvent]) -> list[Statement]:
         return [("INSERT OR REPLACE INTO timeline (incident_id, seq, doc) VALUES (?,?,?)",
                  (incident_id, first_seq + i, _encode(e))) for i, e in enumerate(events)]
 
@@ -193,25 +200,66 @@ class SqliteStore:
         return _decode_location(rows[0][0]) if rows else None  # type: ignore[arg-type]
 
     def directory_put(self, entries: list[tuple[str, Location]]) -> None:
-        self._write([("INSERT OR REPLACE INTO directory (number, doc) VALUES (?,?)", (n, _encode(loc)))
+        self.write([("INSERT OR REPLACE INTO directory (number, doc) VALUES (?,?)", (n, _encode(loc)))
                      for n, loc in entries])
 
 
 class AsyncStore:
-    """Runs a SqliteStore on one worker thread; the Store interface for Trio code."""
+    """The Store interface for Trio code, over a SqliteStore on one worker thread.
+
+    Writes are group-committed: every write waiting when the writer wakes goes into one
+    transaction (one fsync), so the disk's sync rate bounds transactions, not calls. A write
+    returns only once it is durable. Rows are encoded in the caller's task, so later changes
+    to the incident cannot race with the writer thread.
+    """
 
     def __init__(self, store: SqliteStore) -> None:
         self.sync = store
         self._limiter = trio.CapacityLimiter(1)
+        self._send, self._receive = trio.open_memory_channel[tuple[list[Statement], trio.Event, list[BaseException]]](
+            math.inf
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The writer loop; run it in the owner's nursery before using the store."""
+        task_status.started()
+        async for first in self._receive:
+            batch = [first]
+            while True:
+                try:
+                    batch.append(self._receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            statements = [st for item in batch for st in item[0]]
+            try:
+                await self._run(self.sync.write, statements)
+            except StoreError as exc:
+                if len(batch) == 1:
+                    batch[0][2].append(exc)
+                else:  # retry one by one so a single bad write does not fail its neighbours
+                    for item in batch:
+                        try:
+                            await self._run(self.sync.write, item[0])
+                        except StoreError as one:
+                            item[2].append(one)
+            for _, done, _errors in batch:
+                done.set()
+
+    async def _write(self, statements: list[Statement]) -> None:
+        done, errors = trio.Event(), []
+        self._send.send_nowait((statements, done, errors))
+        await done.wait()
+        if errors:
+            raise errors[0]
 
     async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
     async def create(self, incident: Incident) -> None:
-        await self._run(self.sync.create, incident)
+        await self._write(self.sync.create_statements(incident))
 
     async def update(self, incident: Incident, events: list[TimelineEvent]) -> None:
-        await self._run(self.sync.update, incident, events)
+        await self._write(self.sync.update_statements(incident, events))
 
     async def get(self, incident_id: str) -> Incident:
         return await self._run(self.sync.get, incident_id)  # type: ignore[no-any-return]

@@ -77,22 +77,23 @@ def _invite(dialled: str, number: str | None, display: str, pidf_lo: str | None)
 
 
 def caller(dialled: str, number: str | None, display: str = "", *, pidf_lo: str | None = None,
-           dtmf: str = "", dtmf_gap_ms: int = 600, first_dtmf_ms: int = 800, talk_ms: int = 5000) -> str:
-    """A caller who dials, waits for the answer, keys ``dtmf`` then stays ``talk_ms`` and hangs up.
+           dtmf_pcap_file: Path | None = None, first_dtmf_ms: int = 800, talk_ms: int = 5000) -> str:
+    """A caller who dials, waits for the answer, keys the DTMF in ``dtmf_pcap_file`` (see
+    ``sim.dtmf``) ``first_dtmf_ms`` after the answer, and hangs up ``talk_ms`` after the answer.
 
     If the far end hangs up first, the call still ends cleanly (a BYE is accepted at any point).
     """
-    steps = []
-    for i, digit in enumerate(dtmf):
-        steps.append(f'  <pause milliseconds="{first_dtmf_ms if i == 0 else dtmf_gap_ms}"/>')
-        steps.append(f'  <nop><action><exec play_pcap_audio="{dtmf_pcap(digit)}"/></action></nop>')
-    dtmf_steps = "\n".join(steps)
+    dtmf_steps = ""
+    if dtmf_pcap_file is not None:
+        talk_ms = max(0, talk_ms - first_dtmf_ms)
+        dtmf_steps = (f'  <pause milliseconds="{first_dtmf_ms}"/>\n'
+                      f'  <nop><action><exec play_pcap_audio="{dtmf_pcap_file}"/></action></nop>')
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <scenario name="ecgw caller">
   <nop>
     <action>
       <gettimeofday assign_to="s,us"/>
-      <log message="INVITE [$s].[$us] callid=[call_id]"/>
+      <log message="INVITE [$s] [$us] callid=[call_id]"/>
     </action>
   </nop>
   <send retrans="500"><![CDATA[
@@ -105,7 +106,7 @@ def caller(dialled: str, number: str | None, display: str = "", *, pidf_lo: str 
   <recv response="200" rtd="true">
     <action>
       <gettimeofday assign_to="as,aus"/>
-      <log message="ANSWERED [$as].[$aus] callid=[call_id]"/>
+      <log message="ANSWERED [$as] [$aus] callid=[call_id]"/>
     </action>
   </recv>
   <send><![CDATA[
@@ -147,5 +148,96 @@ Content-Length: 0
 
   ]]></send>
   <label id="done"/>
+</scenario>
+"""
+
+
+def phone(name: str, ring_ms: int = 300) -> str:
+    """A dispatcher phone: rings ``ring_ms``, answers, talks until the far end hangs up.
+
+    It logs the wall time each INVITE arrived with the caller's Call-ID and incident id that the
+    gateway puts in X-ECGW headers, so drills can measure INVITE -> dispatcher ringing.
+    """
+    return PHONE_XML.replace("{ring_ms}", str(int(ring_ms))).replace("{name}", name)
+
+
+PHONE_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<!-- A dispatcher phone: rings for {ring_ms} ms, answers, talks until the far end hangs up.
+     Logs when each INVITE arrived, so drills can measure INVITE -> dispatcher ringing. -->
+<scenario name="ecgw dispatcher phone">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <gettimeofday assign_to="s,us"/>
+      <ereg regexp="[^ ].*" search_in="hdr" header="X-ECGW-Caller-Call-ID:" check_it="false" assign_to="caller"/>
+      <ereg regexp="[^ ].*" search_in="hdr" header="X-ECGW-Incident:" check_it="false" assign_to="incident"/>
+    </action>
+  </recv>
+
+  <send>
+    <![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+
+    ]]>
+  </send>
+
+  <nop>
+    <action>
+      <log message="RINGING [$s] [$us] {name} caller=[$caller] incident=[$incident] callid=[call_id]"/>
+    </action>
+  </nop>
+
+  <pause milliseconds="{ring_ms}"/>
+
+  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=phone 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-16
+    ]]>
+  </send>
+
+  <recv request="ACK" optional="true" rtd="true" crlf="true"/>
+
+  <recv request="BYE"/>
+
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+
+    ]]>
+  </send>
+
+  <ResponseTimeRepartition value="10, 20, 50, 100, 200, 500, 1000"/>
 </scenario>
 """

@@ -191,12 +191,18 @@ def cli(box: Sandbox, command: str, timeout: float = 15.0) -> str:
     return result.stdout
 
 
-def up(cfg: GatewayConfig) -> Sandbox:
-    """Provision (if needed), configure and start Asterisk; return once it is fully booted."""
+def prepare(cfg: GatewayConfig) -> Sandbox:
+    """Build the sandbox if needed (no instance started)."""
     box = locate(cfg)
     if box.chrooted:
         build_chroot(box.root)
         write_hosts(box.root)
+    return box
+
+
+def up(cfg: GatewayConfig) -> Sandbox:
+    """Provision (if needed), configure and start Asterisk; return once it is fully booted."""
+    box = prepare(cfg)
     install_config(cfg, box)
     if pid(box) is not None:
         cli(box, "core reload")

@@ -1,0 +1,45 @@
+# Everything a fresh Debian machine needs, as root. `make run` and `make test` are the only entry points.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+CONFIG ?= config/gateway.toml
+DEB_PACKAGES := mmdebstrap sip-tester socat espeak-ng sox sqlite3 procps
+
+.PHONY: run test deps venv asterisk check bench clean
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+asterisk: deps venv
+	$(VENV)/bin/gateway --config $(CONFIG) asterisk up
+
+run: asterisk
+	@echo "Asterisk: $$($(VENV)/bin/gateway --config $(CONFIG) asterisk status)"
+	@echo "Store: $$(grep -E '^path' $(CONFIG) | cut -d'"' -f2)   API: http://127.0.0.1:8080/health   Ctrl-C stops the gateway (Asterisk keeps running: gateway asterisk down)"
+	$(VENV)/bin/gateway --config $(CONFIG) run
+
+test: deps venv
+	$(VENV)/bin/gateway --config $(CONFIG) asterisk prepare
+	$(VENV)/bin/python -m pytest
+
+check: venv
+	$(VENV)/bin/ruff check gateway channels sim tests bench
+	$(VENV)/bin/mypy gateway channels sim
+
+bench: deps venv
+	$(VENV)/bin/python bench/intake.py
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,164 @@
+"""ARI event models (pure): the subset of Asterisk's Stasis events the gateway acts on.
+
+Events arrive as JSON objects tagged by ``type``; ``decode`` turns one into a frozen Struct or
+returns None for event types we do not use. A malformed event is a RemoteProtocolError-like
+``EventError`` so the reader can log it and carry on.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import msgspec
+
+
+class EventError(ValueError):
+    """Asterisk sent an event we could not decode."""
+
+
+class Base(msgspec.Struct, frozen=True, kw_only=True):
+    pass
+
+
+class CallerId(Base):
+    name: str = ""
+    number: str = ""
+
+
+class DialplanCep(Base):
+    context: str = ""
+    exten: str = ""
+    priority: int = 0
+    app_name: str = ""
+    app_data: str = ""
+
+
+class Channel(Base):
+    id: str
+    name: str = ""
+    state: str = ""
+    caller: CallerId = CallerId()
+    connected: CallerId = CallerId()
+    dialplan: DialplanCep | None = None
+    creationtime: str = ""
+    language: str = ""
+    channelvars: dict[str, str | None] | None = None
+
+    def var(self, name: str) -> str:
+        """A channel variable delivered with the snapshot ('' when absent)."""
+        return (self.channelvars or {}).get(name) or ""
+
+
+class Playback(Base):
+    id: str
+    target_uri: str = ""
+    state: str = ""
+
+
+class Bridge(Base):
+    id: str
+    channels: list[str] = []
+    bridge_type: str = ""
+
+
+class StasisStart(Base, tag="StasisStart"):
+    channel: Channel
+    args: list[str] = []
+    application: str = ""
+
+
+class StasisEnd(Base, tag="StasisEnd"):
+    channel: Channel
+
+
+class ChannelStateChange(Base, tag="ChannelStateChange"):
+    channel: Channel
+
+
+class ChannelDtmfReceived(Base, tag="ChannelDtmfReceived"):
+    channel: Channel
+    digit: str
+    duration_ms: int = 0
+
+
+class ChannelDestroyed(Base, tag="ChannelDestroyed"):
+    channel: Channel
+    cause: int = 0
+    cause_txt: str = ""
+
+
+class ChannelHangupRequest(Base, tag="ChannelHangupRequest"):
+    channel: Channel
+    cause: int = 0
+
+
+class PlaybackFinished(Base, tag="PlaybackFinished"):
+    playback: Playback
+
+
+class PlaybackStarted(Base, tag="PlaybackStarted"):
+    playback: Playback
+
+
+class ChannelEnteredBridge(Base, tag="ChannelEnteredBridge"):
+    bridge: Bridge
+    channel: Channel
+
+
+class ChannelLeftBridge(Base, tag="ChannelLeftBridge"):
+    bridge: Bridge
+    channel: Channel
+
+
+Event = Union[
+    StasisStart, StasisEnd, ChannelStateChange, ChannelDtmfReceived, ChannelDestroyed,
+    ChannelHangupRequest, PlaybackFinished, PlaybackStarted, ChannelEnteredBridge, ChannelLeftBridge,
+]
+KNOWN = {"StasisStart", "StasisEnd", "ChannelStateChange", "ChannelDtmfReceived", "ChannelDestroyed",
+         "ChannelHangupRequest", "PlaybackFinished", "PlaybackStarted", "ChannelEnteredBridge", "ChannelLeftBridge"}
+
+
+def decode(raw: dict[str, Any]) -> Event | None:
+    """Typed event for a raw ARI JSON object, or None if we do not act on its type."""
+    if raw.get("type") not in KNOWN:
+        return None
+    try:
+        return msgspec.convert(raw, Event, strict=False)  # type: ignore[arg-type]
+    except msgspec.ValidationError as exc:
+        raise EventError(f"malformed {raw.get('type')} event: {exc}") from exc
+
+
+def decode_json(data: bytes | str) -> Event | None:
+    try:
+        raw = msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise EventError(f"event is not JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise EventError("event is not a JSON object")
+    return decode(raw)
+
+
+def channel_id(event: Event) -> str | None:
+    """The channel an event concerns, if any."""
+    chan = getattr(event, "channel", None)
+    if chan is not None:
+        return chan.id  # type: ignore[no-any-return]
+    if isinstance(event, (PlaybackFinished, PlaybackStarted)):
+        uri = event.playback.target_uri
+        return uri.split(":", 1)[1] if uri.startswith("channel:") else None
+    return None
+
+
+def channels_of(raw: list[dict[str, Any]]) -> list[Channel]:
+    """Channel snapshots from ``GET /channels``."""
+    try:
+        return msgspec.convert(raw, list[Channel], strict=False)
+    except msgspec.ValidationError as exc:
+        raise EventError(f"malformed channel list: {exc}") from exc
+
+
+def bridges_of(raw: list[dict[str, Any]]) -> list[Bridge]:
+    try:
+        return msgspec.convert(raw, list[Bridge], strict=False)
+    except msgspec.ValidationError as exc:
+        raise EventError(f"malformed bridge list: {exc}") from exc

@@ -1,0 +1,71 @@
+"""One caller's channel in the gateway and the incident it belongs to."""
+
+from __future__ import annotations
+
+import time
+
+import trio
+
+from gateway import ari_events as ev
+from gateway.bus import Bus
+from gateway.records import Incident, IncidentState, IncidentSummary
+from gateway.store import AsyncStore, event
+
+
+def summary(incident: Incident) -> IncidentSummary:
+    return IncidentSummary(id=incident.id, service=incident.service, state=incident.state,
+                           created_wall=incident.created_wall, number=incident.caller.number,
+                           category=incident.category, position=incident.position)
+
+
+class Call:
+    """A caller channel being served. Owned by the Intake; mutated only from Trio tasks."""
+
+    def __init__(self, incident: Incident, channel_id: str, arrived_mono: float) -> None:
+        self.incident = incident
+        self.channel_id = channel_id
+        self.arrived_mono = arrived_mono
+        self.inbox_send, self.inbox = trio.open_memory_channel[ev.Event](64)
+        self.scope = trio.CancelScope()
+        self.gone = False
+        self.enqueued_mono: float | None = None
+        self.first_enqueued_mono: float | None = None
+        self.ring_leg: str | None = None
+        self.ring_position: str | None = None
+        self.ring_started_mono: float | None = None
+        self.bridge_id: str | None = None
+        self.position_leg: str | None = None
+        self.answered = trio.Event()
+        self.playback: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.incident.id
+
+
+class Recorder:
+    """Appends timeline events to incidents and makes them durable, then tells subscribers."""
+
+    def __init__(self, store: AsyncStore, bus: Bus) -> None:
+        self.store = store
+        self.bus = bus
+
+    async def create(self, call: Call) -> None:
+        call.incident.updated_wall = time.time()
+        await self.store.create(call.incident)
+        self.bus.publish(summary(call.incident))
+
+    async def record(self, call: Call, kind: str, actor: str = "gateway", state: IncidentState | None = None,
+                     changes: dict[str, object] | None = None, **data: str | int | float | bool | None) -> None:
+        """Add one event (and optional field changes) to the incident; durable on return."""
+        item = event(kind, actor, **data)
+        inc = call.incident
+        if changes:
+            for key, value in changes.items():
+                setattr(inc, key, value)
+        if state is not None:
+            inc.state = state
+        inc.timeline.append(item)
+        inc.updated_wall = item.wall
+        await self.store.update(inc, [item])
+        self.bus.publish(summary(inc))

@@ -1,0 +1,138 @@
+"""HTTP API (Starlette on Hypercorn's Trio worker): incidents, live events, health, metrics.
+
+Bodies are the msgspec records of ``gateway.records``; the OpenAPI document is generated
+from the same Structs, so the API and its description cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import msgspec
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from gateway.bus import Bus
+from gateway.errors import NotFound, StoreError
+from gateway.metrics import Metrics
+from gateway.records import Incident, IncidentSummary
+from gateway.store import AsyncStore
+
+_json = msgspec.json.Encoder()
+
+
+class Health(msgspec.Struct, kw_only=True):
+    status: str
+    ari_connected: bool
+    ami_connected: bool
+    asterisk_fully_booted: bool
+    asterisk_channels: int | None
+    queue_length: int
+    active_calls: int
+    positions: dict[str, str]
+    store: str
+
+
+class ApiError(msgspec.Struct):
+    error: str
+
+
+def json_response(body: object, status: int = 200) -> Response:
+    return Response(_json.encode(body), status_code=status, media_type="application/json")
+
+
+def openapi() -> dict[str, Any]:
+    """OpenAPI 3.1 document whose schemas come from the msgspec records."""
+    (incident, summary, health, error), components = msgspec.json.schema_components(
+        [Incident, list[IncidentSummary], Health, ApiError], ref_template="#/components/schemas/{name}"
+    )
+
+    def ok(schema: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
+        return {"200": {"description": "OK", "content": {media: {"schema": schema}}}}
+
+    not_found = {"404": {"description": "No such incident", "content": {"application/json": {"schema": error}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Emergency telephony gateway", "version": "1"},
+        "paths": {
+            "/incidents": {"get": {"summary": "Recent incidents, newest first", "parameters": [
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                {"name": "since", "in": "query", "schema": {"type": "number"}}], "responses": ok(summary)}},
+            "/incidents/{id}": {"get": {"summary": "One incident with its timeline", "parameters": [
+                {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": ok(incident) | not_found}},
+            "/events": {"get": {"summary": "Server-sent events: one IncidentSummary per new or changed incident",
+                                "responses": ok({"type": "string"}, "text/event-stream")}},
+            "/health": {"get": {"summary": "Service health", "responses": ok(health)}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": ok({"type": "string"}, "text/plain")}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": ok({"type": "object"})}},
+        },
+        "components": {"schemas": components},
+    }
+
+
+def build_app(store: AsyncStore, bus: Bus, metrics: Metrics, health: Callable[[], Health]) -> Starlette:
+    async def list_incidents(request: Request) -> Response:
+        try:
+            limit = min(1000, max(1, int(request.query_params.get("limit", "100"))))
+            since = float(request.query_params.get("since", "0"))
+        except ValueError:
+            return json_response(ApiError("limit must be an integer and since a number"), 400)
+        return json_response(await store.list(limit, since))
+
+    async def get_incident(request: Request) -> Response:
+        try:
+            return json_response(await store.get(request.path_params["id"]))
+        except NotFound as exc:
+            return json_response(ApiError(str(exc)), 404)
+
+    async def events(request: Request) -> StreamingResponse:
+        async def stream() -> AsyncIterator[bytes]:
+            yield b": incident events\n\n"
+            async with bus.subscribe() as changes:
+                while True:
+                    with trio.move_on_after(15):
+                        change = await changes.receive()
+                        yield b"event: incident\ndata: " + _json.encode(change) + b"\n\n"
+                        continue
+                    yield b": keep-alive\n\n"
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def get_health(request: Request) -> Response:
+        report = health()
+        try:
+            await store.list(1)
+        except StoreError as exc:
+            report.store, report.status = f"error: {exc}", "degraded"
+        return json_response(report, 200 if report.status == "ok" else 503)
+
+    async def get_metrics(request: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    document = _json.encode(openapi())
+
+    async def get_openapi(request: Request) -> Response:
+        return Response(document, media_type="application/json")
+
+    return Starlette(routes=[
+        Route("/incidents", list_incidents), Route("/incidents/{id}", get_incident), Route("/events", events),
+        Route("/health", get_health), Route("/metrics", get_metrics), Route("/openapi.json", get_openapi),
+    ])
+
+
+async def run_server(app: Starlette, host: str, port: int,
+                     *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve until cancelled; ``started()`` reports the bound addresses once listening."""
+    config = HypercornConfig()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = 1.0
+    await serve(app, config, task_status=task_status)  # type: ignore[arg-type]

@@ -1,0 +1,262 @@
+"""Emergency call intake: Stasis events -> incident -> IVR -> dispatcher queue.
+
+One ``Intake`` serves one ARI connection. On (re)connect it adopts every channel already in the
+Stasis app, resuming from the store, so a gateway restart never loses a call or an incident.
+Any failure while serving a call hands the caller back to the fallback dialplan, which rings
+the dispatchers directly: our errors never cost a caller their connection to a human.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from datetime import datetime
+
+import trio
+
+from gateway import ari_events as ev
+from gateway import ani, location
+from gateway.ari import Ari, ChannelGone
+from gateway.call import Call, Recorder
+from gateway.config import GatewayConfig
+from gateway.dispatch import Dispatcher
+from gateway.errors import AriError, GatewayError, StoreError
+from gateway.ivr import Ivr
+from gateway.metrics import Metrics
+from gateway.pidf import LocationError
+from gateway.records import Incident, Location
+from gateway.store import AsyncStore, event
+
+log = logging.getLogger(__name__)
+
+
+def new_incident_id(now: float) -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(3)
+
+
+class Intake:
+    def __init__(self, cfg: GatewayConfig, store: AsyncStore, recorder: Recorder, metrics: Metrics) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.recorder = recorder
+        self.metrics = metrics
+        self.calls: dict[str, Call] = {}  # caller channel id -> call
+        self.dispatcher = Dispatcher(cfg.dispatch, recorder, metrics)
+        self.ivr = Ivr(cfg.ivr, recorder)
+
+    async def serve(self, ari: Ari, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Handle this connection's events until it closes. Calls keep living in Asterisk after."""
+        self.calls.clear()
+        self.dispatcher = Dispatcher(self.cfg.dispatch, self.recorder, self.metrics)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.dispatcher.run, ari)
+            await self._adopt(ari, nursery)
+            task_status.started()
+            async for event in ari.events():
+                self._route(ari, nursery, event)
+            nursery.cancel_scope.cancel()
+
+    def _route(self, ari: Ari, nursery: trio.Nursery, event: ev.Event) -> None:
+        if isinstance(event, ev.StasisStart) and event.args[:1] == ["caller"]:
+            call = self._new_call(event.channel, event.args[1] if len(event.args) > 1 else "")
+            nursery.start_soon(self._serve_call, ari, call, True)
+            return
+        cid = ev.channel_id(event)
+        if cid is None:
+            return
+        call = self.calls.get(cid)
+        if call is None:
+            self.dispatcher.on_leg_event(event)
+        elif isinstance(event, (ev.StasisEnd, ev.ChannelDestroyed)):
+            self._caller_gone(nursery, call, event)
+        else:
+            try:
+                call.inbox_send.send_nowait(event)
+            except trio.WouldBlock:
+                log.warning("incident %s: dropping %s, call task is behind", call.id, type(event).__name__)
+
+    # --- a new call -----------------------------------------------------------------------
+
+    def _new_call(self, chan: ev.Channel, service: str, arrived_wall: float | None = None) -> Call:
+        now = time.time()
+        caller = ani.normalise(chan.caller.number, chan.caller.name, chan.var("ECGW_PRES"), self.cfg.ani)
+        incident = Incident(
+            id=new_incident_id(now), service=service or chan.var("ECGW_SERVICE") or "112",
+            created_wall=arrived_wall or now, caller=caller, call_id=chan.var("ECGW_CALL_ID")[:128],
+            channel_id=chan.id, language=chan.language if chan.language in ("kk", "ru", "en") else "",
+            priority=self.cfg.ivr.default_priority,
+        )
+        incident.timeline.append(event("call_arrived", "caller", service=incident.service, channel=chan.name,
+                                       number=caller.number, raw_number=caller.raw_number,
+                                       flags=",".join(caller.flags)))
+        for flag in caller.flags:
+            self.metrics.bad_input.labels(flag).inc()
+        self._add_pidf_location(incident, chan)
+        call = Call(incident, chan.id, trio.current_time())
+        self.calls[chan.id] = call
+        self.metrics.calls.labels(incident.service).inc()
+        self.metrics.active_calls.set(len(self.calls))
+        return call
+
+    def _add_pidf_location(self, incident: Incident, chan: ev.Channel) -> None:
+        info, fmt = chan.var("ECGW_LOCATION"), chan.var("ECGW_LOCATION_FORMAT")
+        if not info:
+            if chan.var("ECGW_GEOLOC_HDR"):
+                self._location_error(incident, "Asterisk could not parse the PIDF-LO sent with the call")
+            return
+        try:
+            loc = location.parse_location_info(info, fmt)
+        except LocationError as exc:
+            self._location_error(incident, str(exc))
+            return
+        self._add_location(incident, loc)
+
+    def _location_error(self, incident: Incident, reason: str) -> None:
+        log.warning("incident %s: location rejected: %s", incident.id, reason)
+        self.metrics.bad_input.labels("location").inc()
+        incident.timeline.append(event("location_rejected", "network", reason=reason[:300]))
+
+    @staticmethod
+    def _add_location(incident: Incident, loc: Location) -> None:
+        incident.locations.append(loc)
+        incident.best_location = location.best(incident.locations)
+        incident.timeline.append(event("location_found", loc.source, source=loc.source, shape=loc.shape,
+                                       lat=loc.lat, lon=loc.lon, radius_m=loc.radius_m, address=loc.address))
+
+    async def _serve_call(self, ari: Ari, call: Call, fresh: bool) -> None:
+        with call.scope:
+            try:
+                if fresh:
+                    await self._open(ari, call)
+                    await self.ivr.run(ari, call)
+                    await self._enrich(call)
+                self.dispatcher.enqueue(call, call.incident.priority)
+                self.dispatcher.watch_overflow(call)
+                await self.recorder.record(call, "queued", state="queued", priority=call.incident.priority)
+                await self._hold(ari, call)
+            except ChannelGone:
+                pass  # the caller hung up meanwhile; _caller_gone records it
+            except GatewayError as exc:
+                await self._fail_over(ari, call, exc)
+
+    async def _open(self, ari: Ari, call: Call) -> None:
+        try:
+            await self.recorder.create(call)
+        except StoreError as exc:
+            # Never hold a caller hostage to the disk: serve the call, keep retrying the record.
+            log.critical("incident %s: not stored (%s); serving the call anyway", call.id, exc)
+        else:
+            self.metrics.incidents.inc()
+            self.metrics.store_latency.observe(trio.current_time() - call.arrived_mono)
+        await ari.answer(call.channel_id)
+
+    async def _enrich(self, call: Call) -> None:
+        inc = call.incident
+        if inc.caller.number:
+            entry = await self.store.directory_lookup(inc.caller.number)
+            if entry is not None:
+                inc.locations.append(entry)
+                inc.best_location = location.best(inc.locations)
+                await self.recorder.record(call, "location_found", actor="directory", source="directory",
+                                           shape=entry.shape, lat=entry.lat, lon=entry.lon, radius_m=entry.radius_m,
+                                           address=entry.address)
+        links = await self.store.related(inc, self.cfg.correlation.window_s, self.cfg.correlation.same_address_radius_m)
+        if links:
+            await self.recorder.record(call, "linked", changes={"linked_to": [i for i, _ in links],
+                                                                 "link_reasons": [r for _, r in links]},
+                                       incidents=",".join(i for i, _ in links), reasons=",".join(r for _, r in links))
+
+    async def _hold(self, ari: Ari, call: Call) -> None:
+        """Ringback and a periodic announcement until a dispatcher answers."""
+        while not call.answered.is_set():
+            await ari.ring(call.channel_id)
+            with trio.move_on_after(self.cfg.dispatch.announce_every_s):
+                await call.answered.wait()
+            if not call.answered.is_set():
+                await self.ivr.announce(ari, call, "hold")
+
+    async def _fail_over(self, ari: Ari, call: Call, exc: GatewayError) -> None:
+        log.error("incident %s: %s; handing the caller to the fallback dialplan", call.id, exc)
+        self.metrics.failed_over.inc()
+        self.dispatcher.release(call)
+        try:
+            await ari.continue_in_dialplan(call.channel_id, "ecgw-emergency", "s", label="fallback")
+            await self.recorder.record(call, "handed_to_fallback", reason=str(exc)[:300])
+        except GatewayError as second:
+            log.critical("incident %s: fallback failed too: %s", call.id, second)
+
+    # --- the caller is gone -----------------------------------------------------------------
+
+    def _caller_gone(self, nursery: trio.Nursery, call: Call, event_: ev.Event) -> None:
+        self.calls.pop(call.channel_id, None)
+        self.metrics.active_calls.set(len(self.calls))
+        call.scope.cancel()
+        self.dispatcher.release(call)
+        cause = event_.cause if isinstance(event_, ev.ChannelDestroyed) else 0
+        nursery.start_soon(self._close, call, cause, isinstance(event_, ev.StasisEnd))
+
+    async def _close(self, call: Call, cause: int, left_app: bool) -> None:
+        if left_app and call.incident.state == "overflowed":
+            return  # handed to the backup centre by the dialplan; the call goes on there
+        answered = call.answered.is_set()
+        if not answered:
+            self.metrics.abandoned.inc()
+        try:
+            await self.recorder.record(call, "hung_up", actor="caller", state="closed", cause=cause,
+                                       answered=answered)
+        except StoreError as exc:
+            log.critical("incident %s: cannot record hang-up: %s", call.id, exc)
+
+    # --- adoption after a restart ------------------------------------------------------------
+
+    async def _adopt(self, ari: Ari, nursery: trio.Nursery) -> None:
+        """Take over channels already in our Stasis app (the gateway restarted mid-call)."""
+        channels = await ari.channels()
+        bridged = {c: b.id for b in await ari.bridges() for c in b.channels}
+        legs = [c for c in channels if c.var("ECGW_ROLE") == "position"]
+        for chan in channels:
+            dp = chan.dialplan
+            if chan.var("ECGW_ROLE") != "caller" or dp is None or dp.app_name != "Stasis":
+                continue
+            if not dp.app_data.startswith(self.cfg.asterisk.app + ","):
+                continue
+            await self._adopt_caller(ari, nursery, chan, bridged, legs)
+        for leg in legs:  # legs not bridged with a caller we adopted: ring again from the queue
+            if leg.id not in self.dispatcher.legs:
+                await self._quiet_hangup(ari, leg.id)
+
+    async def _adopt_caller(self, ari: Ari, nursery: trio.Nursery, chan: ev.Channel,
+                            bridged: dict[str, str], legs: list[ev.Channel]) -> None:
+        try:
+            stored = await self.store.by_channel(chan.id)
+        except StoreError as exc:
+            log.error("cannot look up channel %s in the store: %s", chan.id, exc)
+            stored = None
+        if stored is None:
+            call = self._new_call(chan, chan.var("ECGW_SERVICE"), _wall(chan.creationtime))
+            nursery.start_soon(self._serve_call, ari, call, True)
+            return
+        call = Call(stored, chan.id, trio.current_time())
+        self.calls[chan.id] = call
+        await self.recorder.record(call, "adopted", note="gateway restarted while the call was active")
+        bridge = bridged.get(chan.id)
+        partner = next((leg for leg in legs if bridge and bridged.get(leg.id) == bridge), None)
+        if partner is not None and bridge is not None:
+            self.dispatcher.adopt_leg(partner.id, partner.var("ECGW_POSITION"), call, bridge)
+            return
+        nursery.start_soon(self._serve_call, ari, call, False)
+
+    @staticmethod
+    async def _quiet_hangup(ari: Ari, channel_id: str) -> None:
+        try:
+            await ari.hangup(channel_id)
+        except AriError:
+            pass  # already gone
+
+
+def _wall(creationtime: str) -> float | None:
+    try:
+        return datetime.strptime(creationtime, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+    except ValueError:
+        return None

@@ -1,0 +1,79 @@
+"""The gateway service: one nursery owning the store writer, ARI intake, AMI monitor and HTTP API."""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from gateway import ami, ari
+from gateway.asterisk.sandbox import locate
+from gateway.bus import Bus
+from gateway.call import Recorder
+from gateway.config import GatewayConfig
+from gateway.errors import AriError
+from gateway.http_api import Health, build_app, run_server
+from gateway.intake import Intake
+from gateway.ivr import Ivr
+from gateway.metrics import Metrics
+from gateway.store import AsyncStore, SqliteStore
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    def __init__(self, cfg: GatewayConfig) -> None:
+        self.cfg = cfg
+        self.metrics = Metrics()
+        self.bus = Bus()
+        self.store = AsyncStore(SqliteStore(cfg.store.path))
+        self.recorder = Recorder(self.store, self.bus)
+        self.intake = Intake(cfg, self.store, self.recorder, self.metrics)
+        self.intake.ivr = Ivr(cfg.ivr, self.recorder, prompts_dir=f"{locate(cfg).inside_dir}/sounds")
+        self.asterisk = ami.AsteriskHealth()
+        self.ari_connected = False
+        self.http_addresses: list[str] = []
+
+    def health(self) -> Health:
+        ok = self.ari_connected and self.asterisk.fully_booted
+        return Health(
+            status="ok" if ok else "degraded", ari_connected=self.ari_connected,
+            ami_connected=self.asterisk.connected, asterisk_fully_booted=self.asterisk.fully_booted,
+            asterisk_channels=self.asterisk.channels, queue_length=len(self.intake.dispatcher.queue),
+            active_calls=len(self.intake.calls), positions=dict(self.intake.dispatcher.board.snapshot()), store="ok",
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled. ``started()`` once the HTTP API listens and ARI is registered."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.store.run)
+            app = build_app(self.store, self.bus, self.metrics, self.health)
+            self.http_addresses = await nursery.start(run_server, app, self.cfg.http.host, self.cfg.http.port)
+            await nursery.start(ami.monitor, self.cfg.asterisk, self.asterisk, self.metrics)
+            await nursery.start(self._ari_forever)
+            log.info("gateway ready: HTTP %s, Stasis app %r", ", ".join(self.http_addresses), self.cfg.asterisk.app)
+            task_status.started()
+
+    async def _ari_forever(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the Stasis app registered; reconnect with backoff whenever Asterisk goes away."""
+        backoff, started = 0.2, False
+        while True:
+            try:
+                async with ari.connect(self.cfg.asterisk) as connection, trio.open_nursery() as nursery:
+                    self.ari_connected, backoff = True, 0.2
+                    self.metrics.ari_connected.set(1)
+                    await nursery.start(self.intake.serve, connection)
+                    if not started:
+                        task_status.started()
+                        started = True
+                log.warning("ARI websocket closed; reconnecting")
+            except AriError as exc:
+                log.warning("ARI unavailable: %s; retrying in %.1f s", exc, backoff)
+            finally:
+                self.ari_connected = False
+                self.metrics.ari_connected.set(0)
+            if not started:  # report readiness even while Asterisk is away: the API is up
+                task_status.started()
+                started = True
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
