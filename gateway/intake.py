@@ -25,7 +25,7 @@ from gateway.errors import AriError, GatewayError, StoreError
 from gateway.ivr import Ivr
 from gateway.metrics import Metrics
 from gateway.pidf import LocationError
-from gateway.records import Incident, Location
+from gateway.records import Incident, Location, TimelineEvent
 from gateway.store import AsyncStore, event
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,7 @@ class Intake:
                 await self._fail_over(ari, call, exc)
 
     async def _open(self, ari: Ari, call: Call) -> None:
+        stored = None
         try:
             await self.recorder.create(call)
         except StoreError as exc:
@@ -149,7 +150,14 @@ class Intake:
         else:
             self.metrics.incidents.inc()
             self.metrics.store_latency.observe(trio.current_time() - call.arrived_mono)
+            stored = event("incident_stored")
         await ari.answer(call.channel_id)
+        if stored is not None:  # recorded after answering: the caller should not wait for a second fsync
+            await self._append(call, stored)
+
+    async def _append(self, call: Call, item: TimelineEvent) -> None:
+        call.incident.timeline.append(item)
+        await self.store.update(call.incident, [item])
 
     async def _enrich(self, call: Call) -> None:
         inc = call.incident
