@@ -74,6 +74,7 @@ class IvrConfig(Base):
     enabled: bool = True
     language_prompt: bool = True
     digit_timeout_s: float = 5.0
+    max_s: float = 20.0  # the whole menu; past this the caller goes to a dispatcher regardless
     languages: dict[str, Literal["kk", "ru", "en"]] = msgspec.field(
         default_factory=lambda: {"1": "kk", "2": "ru", "3": "en"}
     )
@@ -124,6 +125,8 @@ def load(path: str | Path = DEFAULT_PATH) -> GatewayConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start}): save the file as UTF-8"]) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
     return parse(raw, str(path))
@@ -231,6 +234,8 @@ def _ivr_problems(ivr: IvrConfig, source: str) -> list[str]:
     p: list[str] = []
     if ivr.digit_timeout_s <= 0:
         p.append(f"{source}: ivr.digit_timeout_s: expected a positive number of seconds")
+    if not 0 < ivr.max_s <= 120:
+        p.append(f"{source}: ivr.max_s: expected 0-120 seconds (a caller must reach a human quickly)")
     for digit in ivr.languages:
         if digit not in "123456789" or len(digit) != 1:
             p.append(f"{source}: ivr.languages: key {digit!r}: expected a single digit 1-9")

@@ -36,9 +36,15 @@ class Ivr:
         return f"sound:ecgw-{name}"
 
     async def run(self, ari: Ari, call: Call) -> None:
-        """Ask language then category; every answer (or its absence) is a timeline event."""
+        """Ask language then category within ``max_s``; every answer (or its absence) is a timeline event."""
         if not self.cfg.enabled:
             return
+        with trio.move_on_after(self.cfg.max_s) as limit:
+            await self._menus(ari, call)
+        if limit.cancelled_caught:
+            await self.recorder.record(call, "ivr_time_limit", max_s=self.cfg.max_s)
+
+    async def _menus(self, ari: Ari, call: Call) -> None:
         if self.cfg.language_prompt:
             digit = await self.ask(ari, call, "language")
             lang = self.cfg.languages.get(digit or "")

@@ -8,6 +8,7 @@ The best candidate is chosen by one rule, shown to the dispatcher with every oth
 
 from __future__ import annotations
 
+import math
 import re
 
 from gateway.geo import polygon_centroid, radius_around
@@ -66,7 +67,10 @@ def _gml(fields: dict[str, str]) -> Location:
     shape = fields.get("shape", "")
     if shape == "Polygon":
         numbers = _floats(fields.get("posList", ""))
-        pairs = [(numbers[i], numbers[i + 1]) for i in range(0, len(numbers) - 1, 2)]
+        step = 3 if fields.get("crs") == "3d" else 2  # 3d: lat lon altitude triplets
+        if len(numbers) % step:
+            raise LocationError(f"posList: {len(numbers)} numbers do not make {fields.get('crs') or '2d'} positions")
+        pairs = [(numbers[i], numbers[i + 1]) for i in range(0, len(numbers), step)]
         points = polygon_points(pairs)
         lat, lon = polygon_centroid(points)
         return Location(source="pidf-lo", shape="polygon", lat=lat, lon=lon, points=points,
@@ -82,10 +86,25 @@ def _gml(fields: dict[str, str]) -> Location:
         return Location(source="pidf-lo", shape="circle", lat=lat, lon=lon, radius_m=_metres(fields, "radius"))
     if shape == "Ellipse":
         major, minor = _metres(fields, "semiMajorAxis"), _metres(fields, "semiMinorAxis")
-        orientation = _floats(fields.get("orientation", "0").split(" ")[0])
         return Location(source="pidf-lo", shape="ellipse", lat=lat, lon=lon, radius_m=max(major, minor),
-                        semi_minor_m=min(major, minor), orientation_deg=orientation[0] if orientation else 0.0)
+                        semi_minor_m=min(major, minor), orientation_deg=_degrees(fields.get("orientation", "")))
     raise LocationError(f"unsupported shape {shape!r}")
+
+
+def _degrees(text: str) -> float:
+    """An angle as Asterisk writes it: ``30``, ``30 degrees`` or ``0.5 radians`` (degrees by default)."""
+    value, _, unit = text.strip().partition(" ")
+    angles = _floats(value)
+    if not angles:
+        return 0.0
+    if not math.isfinite(angles[0]):
+        raise LocationError(f"orientation: expected an angle, got {text[:40]!r}")
+    unit = unit.strip().lower()
+    if unit.startswith("rad"):
+        return math.degrees(angles[0])
+    if unit and not unit.startswith("deg"):
+        raise LocationError(f"orientation: unknown unit {unit[:20]!r}, expected degrees or radians")
+    return angles[0]
 
 
 def civic_text(civic: dict[str, str]) -> str:

@@ -85,14 +85,17 @@ def _esc(text: str) -> str:
 
 def parse(document: str | bytes, source: str = "pidf-lo") -> list[Location]:
     """Every location in a PIDF-LO document. Raises LocationError for malformed or hostile input."""
-    if len(document) > MAX_BYTES:
-        raise LocationError(f"PIDF-LO of {len(document)} bytes exceeds the {MAX_BYTES} byte limit")
+    size = len(document.encode("utf-8", "surrogatepass")) if isinstance(document, str) else len(document)
+    if size > MAX_BYTES:
+        raise LocationError(f"PIDF-LO of {size} bytes exceeds the {MAX_BYTES} byte limit")
     try:
         root = SafeET.fromstring(document, forbid_dtd=True)
     except DefusedXmlException as exc:
         raise LocationError(f"PIDF-LO rejected as hostile XML: {type(exc).__name__}") from exc
     except SafeET.ParseError as exc:
         raise LocationError(f"PIDF-LO is not well-formed XML: {exc}") from exc
+    except (LookupError, UnicodeError) as exc:  # unknown declared encoding, unencodable text
+        raise LocationError(f"PIDF-LO has an unusable encoding: {exc}") from exc
     if root.tag != _q("pidf", "presence"):
         raise LocationError(f"PIDF-LO root element is {root.tag!r}, expected pidf presence")
     found: list[Location] = []
@@ -126,7 +129,7 @@ def _parse_shape(el: Element, source: str, method: str) -> Location:
         major = _metres(el.find(_q("gs", "semiMajorAxis")))
         minor = _metres(el.find(_q("gs", "semiMinorAxis")))
         return Location(source=source, shape="ellipse", lat=pos[0], lon=pos[1], radius_m=max(major, minor),
-                        semi_minor_m=minor, orientation_deg=_number(el.find(_q("gs", "orientation")), 0.0),
+                        semi_minor_m=min(major, minor), orientation_deg=_degrees(el.find(_q("gs", "orientation"))),
                         method=method)
     raise LocationError(f"unsupported PIDF-LO shape {tag!r}")
 
@@ -135,7 +138,11 @@ def _polygon(el: Element, source: str, method: str) -> Location:
     pos_list = el.find(f".//{_q('gml', 'posList')}")
     if pos_list is not None:
         numbers = _numbers(_text(pos_list))
-        pairs = [(numbers[i], numbers[i + 1]) for i in range(0, len(numbers) - 1, 2)]
+        three_d = pos_list.get("srsDimension") == "3" or "4979" in el.get("srsName", "")
+        step = 3 if three_d else 2  # EPSG 4979: lat lon altitude triplets
+        if len(numbers) % step:
+            raise LocationError(f"gml:posList of {len(numbers)} numbers does not hold whole positions")
+        pairs = [(numbers[i], numbers[i + 1]) for i in range(0, len(numbers), step)]
     else:
         pairs = [_pos(p) for p in el.iter(_q("gml", "pos"))]
     points = polygon_points(pairs)
@@ -185,6 +192,12 @@ def _number(el: Element | None, default: float) -> float:
     if len(values) != 1:
         raise LocationError("expected one number")
     return values[0]
+
+
+def _degrees(el: Element | None) -> float:
+    """An RFC 5491 angle in degrees: uom EPSG 9102 is degrees, EPSG 9101 radians."""
+    value = _number(el, 0.0)
+    return math.degrees(value) if el is not None and "9101" in el.get("uom", "") else value
 
 
 def _metres(el: Element | None) -> float:

@@ -30,7 +30,7 @@ def _speak(parts: list[tuple[str, str]], target: Path) -> None:
         raws = []
         for i, (text, lang) in enumerate(parts):
             raw = Path(tmp) / f"{i}.wav"
-            subprocess.run(["espeak-ng", "-v", VOICES[lang], "-s", "150", "-w", str(raw), text],
+            subprocess.run(["espeak-ng", "-v", VOICES[lang], "-s", "175", "-w", str(raw), text],
                            check=True, capture_output=True)
             raws.append(str(raw))
         subprocess.run(["sox", *raws, "-r", "8000", "-c", "1", "-b", "16", str(target)],

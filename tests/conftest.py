@@ -1,0 +1,48 @@
+"""Fixtures for the real tier: an Asterisk instance of the tests' own, the gateway process, phones."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from sim import sipp
+from tests.realenv import AsteriskInstance, GatewayProcess, start_asterisk, stop_asterisk, write_config
+
+
+def _real_tier_available() -> str | None:
+    if os.geteuid() != 0:
+        return "the Asterisk sandbox needs root (chroot)"
+    if not shutil.which("sipp"):
+        return "sipp is not installed"
+    return None
+
+
+@pytest.fixture(scope="session")
+def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskInstance]:
+    reason = _real_tier_available()
+    if reason and os.environ.get("CI"):
+        pytest.fail(f"real tier required in CI: {reason}")
+    if reason:
+        pytest.skip(reason)
+    workdir = tmp_path_factory.mktemp("asterisk")
+    instance = start_asterisk(write_config(workdir, ring_timeout=4, overflow=30))
+    yield instance
+    stop_asterisk(instance)
+
+
+@pytest.fixture
+async def phones(asterisk: AsteriskInstance, tmp_path: Path) -> AsyncIterator[sipp.Phones]:
+    async with sipp.phones(asterisk.cfg, tmp_path / "phones") as running:
+        yield running
+
+
+@pytest.fixture
+async def gateway(asterisk: AsteriskInstance, tmp_path: Path) -> AsyncIterator[GatewayProcess]:
+    process = GatewayProcess(asterisk.path, tmp_path / "gateway.log")
+    await process.start()
+    yield process
+    await process.stop()

@@ -1,0 +1,191 @@
+"""A real test environment: its own Asterisk instance on free loopback ports, the gateway as a
+subprocess, sipp phones and callers. Used by the real-Asterisk tests and the benchmark."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import trio
+
+from gateway import config
+from gateway.asterisk import prompts, sandbox
+from gateway.records import Incident
+
+REPO = Path(__file__).resolve().parent.parent
+
+CONFIG_TEMPLATE = """
+[asterisk]
+instance = "{instance}"
+sip_port = {sip}
+http_port = {ari}
+ami_port = {ami}
+rtp_start = {rtp}
+rtp_end = {rtp_end}
+ari_password = "ari-test-secret"
+ami_password = "ami-test-secret"
+
+[[services]]
+name = "112"
+dialled = ["112", "+7112"]
+
+[[services]]
+name = "102"
+dialled = ["102", "+7102"]
+
+[dispatch]
+ring_timeout_s = {ring_timeout}
+overflow_after_s = {overflow}
+announce_every_s = 15
+backup = "sip:backup@127.0.0.1:{backup}"
+fallback_positions = {fallback}
+{positions}
+
+[ivr]
+enabled = {ivr}
+digit_timeout_s = 2
+max_s = 6
+categories = [
+  {{ digit = "1", name = "police", priority = 3 }},
+  {{ digit = "2", name = "fire", priority = 4 }},
+  {{ digit = "3", name = "medical", priority = 4 }},
+  {{ digit = "4", name = "gas", priority = 4 }},
+]
+
+[store]
+path = "{store}"
+
+[http]
+port = {http}
+"""
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    """A port free for both UDP and TCP on loopback right now."""
+    while True:
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
+        try:
+            with socket.socket(socket.AF_INET, other) as s:
+                s.bind(("127.0.0.1", port))
+            return int(port)
+        except OSError:
+            continue
+
+
+def write_config(workdir: Path, *, positions: int = 2, ivr: bool = True, ring_timeout: float = 10,
+                 overflow: float = 60, fallback_positions: int | None = None) -> Path:
+    """A config on free ports with its own Asterisk instance name and store."""
+    rtp = 20000 + (os.getpid() % 200) * 100 + (free_port() % 50) * 2
+    names = [f"pos{i}" for i in range(1, positions + 1)]
+    phone_port = free_port()
+    blocks = "\n".join(f'[[dispatch.positions]]\nname = "{n}"\ncontact = "sip:{n}@127.0.0.1:{phone_port}"'
+                       for n in names)
+    fallback = names[:fallback_positions] if fallback_positions else []
+    text = CONFIG_TEMPLATE.format(
+        instance=f"t{os.getpid()}-{workdir.name[-6:]}".replace("_", "-"), sip=free_port(),
+        ari=free_port(socket.SOCK_STREAM), ami=free_port(socket.SOCK_STREAM), rtp=rtp, rtp_end=rtp + 2000,
+        ring_timeout=ring_timeout, overflow=overflow, backup=free_port(), positions=blocks,
+        fallback="[" + ", ".join(f'"{n}"' for n in fallback) + "]", ivr="true" if ivr else "false",
+        store=workdir / "gateway.sqlite3", http=free_port(socket.SOCK_STREAM),
+    )
+    path = workdir / "gateway.toml"
+    path.write_text(text)
+    config.load(path)  # fail here, loudly, rather than in a subprocess
+    return path
+
+
+@dataclass
+class AsteriskInstance:
+    cfg: config.GatewayConfig
+    path: Path
+
+    def cli(self, command: str) -> str:
+        return sandbox.cli(sandbox.locate(self.cfg), command)
+
+
+def start_asterisk(path: Path) -> AsteriskInstance:
+    cfg = config.load(path)
+    box = sandbox.up(cfg)
+    prompts.generate(box.host_dir / "sounds")
+    return AsteriskInstance(cfg, path)
+
+
+def stop_asterisk(instance: AsteriskInstance) -> None:
+    sandbox.down(instance.cfg)
+
+
+class GatewayProcess:
+    """``gateway run`` as a child process, as an operator would run it."""
+
+    def __init__(self, path: Path, log: Path) -> None:
+        self.path = path
+        self.cfg = config.load(path)
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.cfg.http.port}"
+
+    async def start(self, timeout: float = 20.0) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(self.path), "run"],
+                                         stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        with trio.fail_after(timeout):
+            while not await self._ready():
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"gateway exited ({self.proc.returncode}); see {self.log}")
+                await trio.sleep(0.1)
+
+    async def _ready(self) -> bool:
+        try:
+            async with httpx.AsyncClient(timeout=1) as client:
+                reply = await client.get(self.url + "/health")
+            return bool(reply.json().get("ari_connected"))
+        except (httpx.HTTPError, ValueError):
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up at all, as in a crash."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    async def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            with trio.move_on_after(5):
+                while self.proc.poll() is None:
+                    await trio.sleep(0.05)
+            self.kill()
+
+    async def incidents(self) -> list[dict[str, object]]:
+        async with httpx.AsyncClient(timeout=5) as client:
+            return (await client.get(self.url + "/incidents?limit=1000")).json()  # type: ignore[no-any-return]
+
+    async def incident(self, incident_id: str) -> Incident:
+        import msgspec
+
+        async with httpx.AsyncClient(timeout=5) as client:
+            reply = await client.get(f"{self.url}/incidents/{incident_id}")
+        reply.raise_for_status()
+        return msgspec.json.decode(reply.content, type=Incident)
+
+    async def wait_incident(self, call_id: str, until: str | None = None, timeout: float = 20.0) -> Incident:
+        """The incident for a caller's SIP Call-ID, once it has a timeline event ``until``."""
+        with trio.fail_after(timeout):
+            while True:
+                for row in await self.incidents():
+                    found = await self.incident(str(row["id"]))
+                    if found.call_id == call_id and (until is None or any(e.kind == until for e in found.timeline)):
+                        return found
+                await trio.sleep(0.2)
