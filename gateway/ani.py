@@ -67,7 +67,9 @@ def e164(raw: str, cfg: AniConfig = AniConfig()) -> tuple[str, list[str]]:
 def _international(digits: str, cc: str, n: int) -> tuple[str, list[str]]:
     if not 7 <= len(digits) <= 15:
         return "", ["number_bad_length"]
-    if digits.startswith(cc) and len(digits) == len(cc) + n:
+    if digits.startswith(cc):  # country codes are prefix-free: this is a home number
+        if len(digits) != len(cc) + n:
+            return "", ["number_bad_length"]
         return _checked(cc, digits[len(cc):])
     return "+" + digits, ["foreign_number"]
 

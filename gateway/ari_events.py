@@ -87,35 +87,17 @@ class ChannelDestroyed(Base, tag="ChannelDestroyed"):
     cause_txt: str = ""
 
 
-class ChannelHangupRequest(Base, tag="ChannelHangupRequest"):
-    channel: Channel
-    cause: int = 0
-
 
 class PlaybackFinished(Base, tag="PlaybackFinished"):
     playback: Playback
 
 
-class PlaybackStarted(Base, tag="PlaybackStarted"):
-    playback: Playback
 
 
-class ChannelEnteredBridge(Base, tag="ChannelEnteredBridge"):
-    bridge: Bridge
-    channel: Channel
 
-
-class ChannelLeftBridge(Base, tag="ChannelLeftBridge"):
-    bridge: Bridge
-    channel: Channel
-
-
-Event = Union[
-    StasisStart, StasisEnd, ChannelStateChange, ChannelDtmfReceived, ChannelDestroyed,
-    ChannelHangupRequest, PlaybackFinished, PlaybackStarted, ChannelEnteredBridge, ChannelLeftBridge,
-]
+Event = Union[StasisStart, StasisEnd, ChannelStateChange, ChannelDtmfReceived, ChannelDestroyed, PlaybackFinished]
 KNOWN = {"StasisStart", "StasisEnd", "ChannelStateChange", "ChannelDtmfReceived", "ChannelDestroyed",
-         "ChannelHangupRequest", "PlaybackFinished", "PlaybackStarted", "ChannelEnteredBridge", "ChannelLeftBridge"}
+         "PlaybackFinished"}
 
 
 def decode(raw: dict[str, Any]) -> Event | None:
@@ -143,7 +125,7 @@ def channel_id(event: Event) -> str | None:
     chan = getattr(event, "channel", None)
     if chan is not None:
         return chan.id  # type: ignore[no-any-return]
-    if isinstance(event, (PlaybackFinished, PlaybackStarted)):
+    if isinstance(event, PlaybackFinished):
         uri = event.playback.target_uri
         return uri.split(":", 1)[1] if uri.startswith("channel:") else None
     return None

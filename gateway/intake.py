@@ -29,6 +29,7 @@ from gateway.records import Incident, Location, TimelineEvent
 from gateway.store import AsyncStore, event
 
 log = logging.getLogger(__name__)
+HOLD_AFTER_S = 0.5
 
 
 def new_incident_id(now: float) -> str:
@@ -50,6 +51,10 @@ class Intake:
         self.calls.clear()
         self.dispatcher = Dispatcher(self.cfg.dispatch, self.recorder, self.metrics)
         async with trio.open_nursery() as nursery:
+            try:
+                await ari.filter_events(sorted(ev.KNOWN))
+            except AriError as exc:
+                log.warning("Asterisk refused the ARI event filter (%s); receiving every event", exc)
             await nursery.start(self.dispatcher.run, ari)
             await self._adopt(ari, nursery)
             task_status.started()
@@ -176,7 +181,13 @@ class Intake:
                                        incidents=",".join(i for i, _ in links), reasons=",".join(r for _, r in links))
 
     async def _hold(self, ari: Ari, call: Call) -> None:
-        """Ringback and a periodic announcement until a dispatcher answers."""
+        """Ringback and a periodic announcement until a dispatcher answers.
+
+        Nothing is started when a free position answers at once: a short silence is better than
+        two REST calls per call at peak load.
+        """
+        with trio.move_on_after(HOLD_AFTER_S):
+            await call.answered.wait()
         while not call.answered.is_set():
             await ari.ring(call.channel_id)
             with trio.move_on_after(self.cfg.dispatch.announce_every_s):

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS incidents (
 CREATE INDEX IF NOT EXISTS incidents_number ON incidents(number, created_wall);
 CREATE INDEX IF NOT EXISTS incidents_created ON incidents(created_wall);
 CREATE INDEX IF NOT EXISTS incidents_channel ON incidents(channel_id);
+CREATE INDEX IF NOT EXISTS incidents_place ON incidents(lat, created_wall);
 CREATE TABLE IF NOT EXISTS timeline (
     incident_id TEXT NOT NULL REFERENCES incidents(id),
     seq INTEGER NOT NULL,
@@ -49,6 +50,7 @@ CREATE TABLE IF NOT EXISTS directory (
 );
 """
 
+MAX_LINKS = 10
 Statement = tuple[str, tuple[object, ...]]
 _encode = msgspec.json.Encoder().encode
 _decode_incident = msgspec.json.Decoder(Incident).decode
@@ -175,23 +177,28 @@ class SqliteStore:
         return int(self._read("SELECT count(*) FROM incidents")[0][0])  # type: ignore[call-overload]
 
     def related(self, incident: Incident, window_s: float, radius_m: float) -> list[tuple[str, str]]:
-        """Earlier incidents within the window from the same number or near the same place."""
+        """Earlier incidents within the window from the same number or near the same place.
+
+        At most ``MAX_LINKS`` of each kind, newest first: a number calling a hundred times
+        must not make every new call slower.
+        """
         since = incident.created_wall - window_s
         links: dict[str, str] = {}
         if incident.caller.number:
             for (other,) in self._read(
-                "SELECT id FROM incidents WHERE number=? AND created_wall>=? AND id<>? ORDER BY created_wall",
-                (incident.caller.number, since, incident.id),
+                "SELECT id FROM incidents WHERE number=? AND created_wall>=? AND id<>? ORDER BY created_wall DESC LIMIT ?",
+                (incident.caller.number, since, incident.id, MAX_LINKS),
             ):
                 links[str(other)] = "same_number"
         lat, lon = _best_coords(incident)
         if lat is not None and lon is not None:
             dlat = radius_m / 111_000 + 1e-6
             for other, olat, olon in self._read(
-                "SELECT id, lat, lon FROM incidents WHERE lat BETWEEN ? AND ? AND created_wall>=? AND id<>?",
-                (lat - dlat, lat + dlat, since, incident.id),
+                "SELECT id, lat, lon FROM incidents WHERE lat BETWEEN ? AND ? AND created_wall>=? AND id<>?"
+                " ORDER BY created_wall DESC LIMIT ?",
+                (lat - dlat, lat + dlat, since, incident.id, MAX_LINKS * 10),
             ):
-                if distance_m(lat, lon, olat, olon) <= radius_m:  # type: ignore[arg-type]
+                if distance_m(lat, lon, olat, olon) <= radius_m and len(links) < 2 * MAX_LINKS:  # type: ignore[arg-type]
                     links.setdefault(str(other), "same_address")
         return sorted(links.items())
 

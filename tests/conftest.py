@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sim import sipp
-from tests.realenv import AsteriskInstance, GatewayProcess, start_asterisk, stop_asterisk, write_config
+from sim.lab import AsteriskInstance, GatewayProcess, start_asterisk, stop_asterisk, write_config
 
 
 def _real_tier_available() -> str | None:

@@ -9,7 +9,7 @@ import trio
 from gateway import pidf
 from gateway.records import Incident
 from sim import dtmf, scenario, sipp
-from tests.realenv import AsteriskInstance, GatewayProcess
+from sim.lab import AsteriskInstance, GatewayProcess
 
 ALMATY = (43.2381, 76.9456)
 

@@ -94,7 +94,7 @@ def _is_debian_archive(uri: str) -> bool:
 def _mirror_from_deb822(text: str) -> str | None:
     for stanza in re.split(r"\n\s*\n", text):
         fields = dict(re.findall(r"^([A-Za-z-]+):\s*(.*)$", stanza, re.M))
-        if "deb" not in fields.get("Types", "").split():
+        if "deb" not in fields.get("Types", "").split() or fields.get("Enabled", "yes").strip().lower() == "no":
             continue
         for uri in fields.get("URIs", "").split():
             if _is_debian_archive(uri):

@@ -1,5 +1,7 @@
-"""A real test environment: its own Asterisk instance on free loopback ports, the gateway as a
-subprocess, sipp phones and callers. Used by the real-Asterisk tests and the benchmark."""
+"""A lab on loopback: an Asterisk instance of its own on free ports, the gateway as a subprocess.
+
+Used by the real-tier tests and the benchmarks, so both exercise exactly what an operator runs.
+"""
 
 from __future__ import annotations
 
@@ -82,9 +84,9 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 
 
 def write_config(workdir: Path, *, positions: int = 2, ivr: bool = True, ring_timeout: float = 10,
-                 overflow: float = 60, fallback_positions: int | None = None) -> Path:
+                 overflow: float = 60, fallback_positions: int | None = None, rtp_ports: int = 2000) -> Path:
     """A config on free ports with its own Asterisk instance name and store."""
-    rtp = 20000 + (os.getpid() % 200) * 100 + (free_port() % 50) * 2
+    rtp = 20000 + (free_port() % 10) * 2000
     names = [f"pos{i}" for i in range(1, positions + 1)]
     phone_port = free_port()
     blocks = "\n".join(f'[[dispatch.positions]]\nname = "{n}"\ncontact = "sip:{n}@127.0.0.1:{phone_port}"'
@@ -92,7 +94,7 @@ def write_config(workdir: Path, *, positions: int = 2, ivr: bool = True, ring_ti
     fallback = names[:fallback_positions] if fallback_positions else []
     text = CONFIG_TEMPLATE.format(
         instance=f"t{os.getpid()}-{workdir.name[-6:]}".replace("_", "-"), sip=free_port(),
-        ari=free_port(socket.SOCK_STREAM), ami=free_port(socket.SOCK_STREAM), rtp=rtp, rtp_end=rtp + 2000,
+        ari=free_port(socket.SOCK_STREAM), ami=free_port(socket.SOCK_STREAM), rtp=rtp, rtp_end=rtp + rtp_ports,
         ring_timeout=ring_timeout, overflow=overflow, backup=free_port(), positions=blocks,
         fallback="[" + ", ".join(f'"{n}"' for n in fallback) + "]", ivr="true" if ivr else "false",
         store=workdir / "gateway.sqlite3", http=free_port(socket.SOCK_STREAM),

@@ -1,0 +1,5 @@
+"""Delivery channels for public warnings and notifications: one small interface, many drivers."""
+
+from channels.base import Channel, ChannelHealth, Message, Receipt
+
+__all__ = ["Channel", "ChannelHealth", "Message", "Receipt"]
