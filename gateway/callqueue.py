@@ -45,7 +45,10 @@ class CallQueue:
 
     def remove(self, incident_id: str) -> bool:
         """Forget a call (answered elsewhere, hung up). True if it was queued."""
-        return self._live.pop(incident_id, None) is not None
+        found = self._live.pop(incident_id, None) is not None
+        if len(self._heap) > 2 * len(self._live) + 64:  # removed entries linger in the heap: compact
+            self._heap = sorted(self._live.values())
+        return found
 
     def peek(self) -> str | None:
         self._drop_stale()
@@ -85,6 +88,8 @@ class PositionBoard:
 
     def rest(self, name: str, until: float) -> None:
         """Skip a free position until ``until`` (it just failed to ring: do not hammer a dead phone)."""
+        if name not in self._state:
+            raise KeyError(name)
         self._resting_until[name] = until
 
     def first_free(self, now: float = 0.0) -> str | None:

@@ -6,6 +6,7 @@ fixing a config at 3 a.m. sees all mistakes at once rather than one per restart.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from pathlib import Path
@@ -183,6 +184,15 @@ def semantic_problems(cfg: GatewayConfig, source: str = "<config>") -> list[str]
         p.append(f"{source}: asterisk.rtp_start: expected below asterisk.rtp_end")
     if len({a.sip_port, a.http_port, a.ami_port, cfg.http.port}) < 4:
         p.append(f"{source}: asterisk ports and http.port must all differ")
+    if not re.match(r"^[a-z0-9][a-z0-9_-]{0,40}$", a.instance):
+        p.append(f"{source}: asterisk.instance: expected lower-case letters, digits, - or _, got {a.instance!r}")
+    if not a.sandbox_dir.startswith("/") or any(ch in a.sandbox_dir for ch in "\n\r\0") or ".." in a.sandbox_dir:
+        p.append(f"{source}: asterisk.sandbox_dir: expected an absolute path without '..', got {a.sandbox_dir!r}")
+    for match in a.operator_match.split(","):
+        try:
+            ipaddress.ip_network(match.strip(), strict=False)
+        except ValueError:
+            p.append(f"{source}: asterisk.operator_match: expected IP addresses or networks, got {match!r}")
     if not name_re.match(a.app):
         p.append(f"{source}: asterisk.app: expected a name matching {NAME_RE}, got {a.app!r}")
     for key in ("ari_password", "ami_password", "ari_user", "ami_user"):

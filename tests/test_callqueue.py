@@ -1,0 +1,239 @@
+"""The dispatcher queue (priority, then age) and the position board."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from gateway.callqueue import CallQueue, PositionBoard, match
+
+
+def drain(queue: CallQueue) -> list[str]:
+    out = []
+    while (item := queue.pop()) is not None:
+        out.append(item)
+    return out
+
+
+def test_empty_queue() -> None:
+    queue = CallQueue()
+    assert len(queue) == 0
+    assert queue.peek() is None
+    assert queue.pop() is None
+    assert queue.ordered() == []
+    assert queue.remove("nope") is False
+
+
+def test_higher_priority_first_then_older_first() -> None:
+    queue = CallQueue()
+    queue.push("old-low", 1, 10.0)
+    queue.push("new-high", 4, 30.0)
+    queue.push("old-high", 4, 20.0)
+    queue.push("mid", 3, 5.0)
+    queue.push("new-low", 1, 40.0)
+    expected = ["old-high", "new-high", "mid", "old-low", "new-low"]
+    assert queue.ordered() == expected
+    assert queue.peek() == "old-high"
+    assert drain(queue) == expected
+    assert len(queue) == 0
+
+
+def test_same_priority_and_time_keeps_arrival_order() -> None:
+    queue = CallQueue()
+    for name in ("a", "b", "c", "d"):
+        queue.push(name, 2, 100.0)
+    assert drain(queue) == ["a", "b", "c", "d"]
+
+
+def test_negative_and_zero_priorities_sort_below_positive() -> None:
+    queue = CallQueue()
+    queue.push("neg", -1, 0.0)
+    queue.push("zero", 0, 1.0)
+    queue.push("pos", 1, 2.0)
+    assert drain(queue) == ["pos", "zero", "neg"]
+
+
+def test_requeue_with_original_time_keeps_its_place() -> None:
+    queue = CallQueue()
+    queue.push("first", 1, 10.0)
+    queue.push("second", 1, 20.0)
+    queue.push("third", 1, 30.0)
+    assert queue.pop() == "first"  # rang a position, nobody answered: back in the queue
+    queue.push("first", 1, 10.0)
+    assert queue.ordered() == ["first", "second", "third"]
+    assert drain(queue) == ["first", "second", "third"]
+
+
+def test_requeue_replaces_entry_never_duplicates() -> None:
+    queue = CallQueue()
+    queue.push("a", 1, 10.0)
+    queue.push("b", 1, 20.0)
+    queue.push("a", 1, 30.0)  # re-queued later
+    queue.push("a", 1, 40.0)
+    assert len(queue) == 2
+    assert queue.ordered() == ["b", "a"]
+    assert drain(queue) == ["b", "a"]
+
+
+def test_requeue_with_new_priority_moves_the_call() -> None:
+    queue = CallQueue()
+    queue.push("a", 1, 10.0)
+    queue.push("b", 1, 20.0)
+    queue.push("b", 4, 20.0)  # IVR said: fire
+    assert drain(queue) == ["b", "a"]
+
+
+def test_remove() -> None:
+    queue = CallQueue()
+    queue.push("a", 1, 1.0)
+    queue.push("b", 1, 2.0)
+    assert "a" in queue
+    assert queue.remove("a") is True
+    assert "a" not in queue
+    assert queue.remove("a") is False
+    assert len(queue) == 1
+    assert queue.ordered() == ["b"]
+
+
+def test_stale_heap_entries_are_skipped_by_peek_and_pop() -> None:
+    queue = CallQueue()
+    queue.push("gone", 9, 1.0)  # most urgent, then hangs up
+    queue.push("moved", 5, 2.0)
+    queue.push("stay", 1, 3.0)
+    queue.remove("gone")
+    queue.push("moved", 1, 9.0)  # the old, more urgent heap entry for "moved" is now stale
+    assert queue.peek() == "stay"
+    assert queue.pop() == "stay"
+    assert queue.pop() == "moved"
+    assert queue.pop() is None
+    assert len(queue) == 0
+
+
+def test_remove_then_push_again_is_served_once() -> None:
+    queue = CallQueue()
+    queue.push("a", 1, 1.0)
+    queue.remove("a")
+    queue.push("a", 1, 1.0)
+    assert drain(queue) == ["a"]
+
+
+def test_random_operations_match_a_reference_model() -> None:
+    rng = random.Random(1234)
+    queue, model = CallQueue(), {}
+    for step in range(2000):
+        ident = f"c{rng.randrange(40)}"
+        op = rng.random()
+        if op < 0.5:
+            prio, when = rng.randrange(1, 5), float(rng.randrange(100))
+            queue.push(ident, prio, when)
+            model[ident] = (-prio, when, step)
+        elif op < 0.7:
+            assert queue.remove(ident) == (model.pop(ident, None) is not None)
+        else:
+            expected = min(model, key=model.__getitem__) if model else None
+            assert queue.pop() == expected
+            model.pop(expected, None)
+        assert len(queue) == len(model)
+        assert queue.ordered() == sorted(model, key=model.__getitem__)
+
+
+# --- position board ----------------------------------------------------------------------------
+
+def test_first_free_follows_config_order() -> None:
+    board = PositionBoard(["pos3", "pos1", "pos2"])
+    assert board.first_free() == "pos3"
+    board.set("pos3", "busy")
+    assert board.first_free() == "pos1"
+    board.set("pos1", "ringing")
+    assert board.first_free() == "pos2"
+    board.set("pos2", "busy")
+    assert board.first_free() is None
+    board.set("pos1", "free")
+    assert board.first_free() == "pos1"
+
+
+def test_set_unknown_position_raises() -> None:
+    board = PositionBoard(["pos1"])
+    with pytest.raises(KeyError):
+        board.set("pos9", "busy")
+    with pytest.raises(KeyError):
+        board.state("pos9")
+
+
+def test_snapshot_is_a_copy() -> None:
+    board = PositionBoard(["pos1", "pos2"])
+    snap = board.snapshot()
+    snap["pos1"] = "busy"
+    assert board.state("pos1") == "free"
+    assert board.snapshot() == {"pos1": "free", "pos2": "free"}
+
+
+def test_resting_position_is_skipped_until_rest_ends() -> None:
+    board = PositionBoard(["pos1", "pos2"])
+    board.rest("pos1", until=100.0)
+    assert board.first_free(now=50.0) == "pos2"
+    assert board.first_free(now=100.0) == "pos1"  # rest over exactly at `until`
+    assert board.first_free(now=150.0) == "pos1"
+
+
+def test_everyone_resting_means_nobody_free() -> None:
+    board = PositionBoard(["pos1", "pos2"])
+    board.rest("pos1", 10.0)
+    board.rest("pos2", 20.0)
+    assert board.first_free(5.0) is None
+    assert board.first_free(15.0) == "pos1"
+
+
+def test_next_rest_end() -> None:
+    board = PositionBoard(["pos1", "pos2", "pos3"])
+    assert board.next_rest_end(0.0) is None
+    board.rest("pos1", 30.0)
+    board.rest("pos2", 20.0)
+    board.rest("pos3", 5.0)
+    assert board.next_rest_end(0.0) == 5.0
+    assert board.next_rest_end(5.0) == 20.0  # a rest ending now is over
+    board.set("pos2", "busy")  # a busy position's rest does not matter
+    assert board.next_rest_end(10.0) == 30.0
+    assert board.next_rest_end(30.0) is None
+
+
+# --- match -------------------------------------------------------------------------------------
+
+def test_match_pairs_most_urgent_calls_with_positions_in_order() -> None:
+    queue, board = CallQueue(), PositionBoard(["pos1", "pos2"])
+    queue.push("low", 1, 1.0)
+    queue.push("high", 4, 2.0)
+    queue.push("mid", 3, 0.5)
+    pairs = match(queue, board)
+    assert pairs == [("high", "pos1"), ("mid", "pos2")]
+    assert board.snapshot() == {"pos1": "ringing", "pos2": "ringing"}
+    assert queue.ordered() == ["low"]
+    assert match(queue, board) == []  # nobody free: the call keeps waiting
+    assert queue.ordered() == ["low"]
+
+
+def test_match_with_empty_queue_leaves_positions_free() -> None:
+    board = PositionBoard(["pos1"])
+    assert match(CallQueue(), board) == []
+    assert board.state("pos1") == "free"
+
+
+def test_match_skips_busy_and_resting_positions() -> None:
+    queue, board = CallQueue(), PositionBoard(["pos1", "pos2", "pos3"])
+    board.set("pos1", "busy")
+    board.rest("pos2", 60.0)
+    queue.push("a", 1, 1.0)
+    queue.push("b", 1, 2.0)
+    assert match(queue, board, now=10.0) == [("a", "pos3")]
+    assert match(queue, board, now=60.0) == [("b", "pos2")]
+    assert len(queue) == 0
+
+
+def test_match_ignores_removed_calls() -> None:
+    queue, board = CallQueue(), PositionBoard(["pos1", "pos2"])
+    queue.push("hung-up", 4, 1.0)
+    queue.push("waiting", 1, 2.0)
+    queue.remove("hung-up")
+    assert match(queue, board) == [("waiting", "pos1")]
+    assert board.state("pos2") == "free"
