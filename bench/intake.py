@@ -79,7 +79,7 @@ def _failed_from_stat(stat: Path, calls: int) -> int:
 def unanswered(store_path: Path, since: float) -> tuple[int, int]:
     """(incidents since ``since``, those without a dispatcher answer)."""
     store = SqliteStore(store_path, synchronous="NORMAL")
-    rows = store.list(100000, since)
+    rows = store.recent(100000, since)
     missing = 0
     for row in rows:
         if not any(e.kind == "answered" for e in store.get(row.id).timeline):
@@ -139,7 +139,7 @@ async def latency(env: lab.AsteriskInstance, workdir: Path, phones: sipp.Phones,
         ringing.setdefault(line.fields.get("caller", ""), line.wall)
     store = SqliteStore(env.cfg.store.path, synchronous="NORMAL")
     stored = []
-    for row in store.list(100000, min(invites.values(), default=0) - 1):
+    for row in store.recent(100000, min(invites.values(), default=0) - 1):
         incident = store.get(row.id)
         when = next((e.wall for e in incident.timeline if e.kind == "incident_stored"), None)
         if incident.call_id in invites and when is not None:

@@ -76,7 +76,7 @@ async def monitor(cfg: AsteriskConfig, health: AsteriskHealth, metrics: Metrics,
                     metrics.asterisk_channels.set(health.channels)
                     metrics.asterisk_up.set(1 if health.fully_booted else 0)
                     await trio.sleep(every_s)
-            except (OSError, asyncio.TimeoutError, AmiError, KeyError, ValueError) as exc:
+            except (TimeoutError, OSError, AmiError, KeyError, ValueError) as exc:
                 health.connected, health.fully_booted, health.error = False, False, repr(exc)
                 metrics.asterisk_up.set(0)
                 log.warning("AMI unavailable (%r); retrying in %.1f s", exc, backoff)

@@ -20,12 +20,12 @@ class Base(msgspec.Struct, frozen=True, kw_only=True):
     pass
 
 
-class CallerId(Base):
+class CallerId(Base, frozen=True):
     name: str = ""
     number: str = ""
 
 
-class DialplanCep(Base):
+class DialplanCep(Base, frozen=True):
     context: str = ""
     exten: str = ""
     priority: int = 0
@@ -33,7 +33,7 @@ class DialplanCep(Base):
     app_data: str = ""
 
 
-class Channel(Base):
+class Channel(Base, frozen=True):
     id: str
     name: str = ""
     state: str = ""
@@ -49,46 +49,46 @@ class Channel(Base):
         return (self.channelvars or {}).get(name) or ""
 
 
-class Playback(Base):
+class Playback(Base, frozen=True):
     id: str
     target_uri: str = ""
     state: str = ""
 
 
-class Bridge(Base):
+class Bridge(Base, frozen=True):
     id: str
     channels: list[str] = []
     bridge_type: str = ""
 
 
-class StasisStart(Base, tag="StasisStart"):
+class StasisStart(Base, frozen=True, tag="StasisStart"):
     channel: Channel
     args: list[str] = []
     application: str = ""
 
 
-class StasisEnd(Base, tag="StasisEnd"):
+class StasisEnd(Base, frozen=True, tag="StasisEnd"):
     channel: Channel
 
 
-class ChannelStateChange(Base, tag="ChannelStateChange"):
+class ChannelStateChange(Base, frozen=True, tag="ChannelStateChange"):
     channel: Channel
 
 
-class ChannelDtmfReceived(Base, tag="ChannelDtmfReceived"):
+class ChannelDtmfReceived(Base, frozen=True, tag="ChannelDtmfReceived"):
     channel: Channel
     digit: str
     duration_ms: int = 0
 
 
-class ChannelDestroyed(Base, tag="ChannelDestroyed"):
+class ChannelDestroyed(Base, frozen=True, tag="ChannelDestroyed"):
     channel: Channel
     cause: int = 0
     cause_txt: str = ""
 
 
 
-class PlaybackFinished(Base, tag="PlaybackFinished"):
+class PlaybackFinished(Base, frozen=True, tag="PlaybackFinished"):
     playback: Playback
 
 

@@ -73,7 +73,7 @@ def _sync_store(cfg: config_mod.GatewayConfig):  # type: ignore[no-untyped-def]
 def cmd_incidents(args: argparse.Namespace) -> int:
     store = _sync_store(_load(args))
     if args.action == "list":
-        rows = store.list(args.limit)
+        rows = store.recent(args.limit)
         if args.json:
             print(_json.encode(rows).decode())
         else:

@@ -23,7 +23,7 @@ class Base(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     """All config sections: unknown keys are errors, values are immutable."""
 
 
-class AsteriskConfig(Base):
+class AsteriskConfig(Base, frozen=True):
     mode: Literal["auto", "system", "sandbox"] = "auto"
     sandbox_dir: str = "/var/lib/ecgw/asterisk-sid"
     instance: str = "default"
@@ -42,21 +42,21 @@ class AsteriskConfig(Base):
     default_language: Literal["kk", "ru", "en"] = "ru"
 
 
-class Service(Base):
+class Service(Base, frozen=True):
     """An emergency service number and the dialled forms that reach it."""
 
     name: str
     dialled: list[str]
 
 
-class Position(Base):
+class Position(Base, frozen=True):
     """A dispatcher position: a SIP phone reached at ``contact``."""
 
     name: str
     contact: str
 
 
-class DispatchConfig(Base):
+class DispatchConfig(Base, frozen=True):
     positions: list[Position]
     backup: str = ""
     fallback_positions: list[str] = []
@@ -65,13 +65,13 @@ class DispatchConfig(Base):
     announce_every_s: float = 15.0
 
 
-class Category(Base):
+class Category(Base, frozen=True):
     digit: str
     name: str
     priority: int
 
 
-class IvrConfig(Base):
+class IvrConfig(Base, frozen=True):
     enabled: bool = True
     language_prompt: bool = True
     digit_timeout_s: float = 5.0
@@ -84,28 +84,28 @@ class IvrConfig(Base):
     prompts_dir: str = ""
 
 
-class StoreConfig(Base):
+class StoreConfig(Base, frozen=True):
     backend: Literal["sqlite"] = "sqlite"
     path: str = "var/gateway.sqlite3"
 
 
-class HttpConfig(Base):
+class HttpConfig(Base, frozen=True):
     host: str = "127.0.0.1"
     port: int = 8080
 
 
-class AniConfig(Base):
+class AniConfig(Base, frozen=True):
     country_code: str = "7"
     trunk_prefix: str = "8"
     national_length: int = 10
 
 
-class CorrelationConfig(Base):
+class CorrelationConfig(Base, frozen=True):
     window_s: float = 86400.0
     same_address_radius_m: float = 50.0
 
 
-class GatewayConfig(Base):
+class GatewayConfig(Base, frozen=True):
     services: list[Service]
     dispatch: DispatchConfig
     asterisk: AsteriskConfig = AsteriskConfig()

@@ -22,6 +22,7 @@ from gateway.callqueue import CallQueue, PositionBoard, match
 from gateway.config import DispatchConfig
 from gateway.errors import AriError, GatewayError
 from gateway.metrics import Metrics
+from gateway.records import IncidentState
 
 log = logging.getLogger(__name__)
 FAST_FAILURE_S = 2.0  # a leg gone sooner than this never really rang: the phone is unreachable
@@ -173,7 +174,7 @@ class Dispatcher:
 
     async def _note_unanswered(self, call: Call, position: str, cause: int) -> None:
         if not call.gone:
-            state = "queued" if call.incident.state == "ringing" else None
+            state: IncidentState | None = "queued" if call.incident.state == "ringing" else None
             await self.recorder.record(call, "position_unanswered", position=position, cause=cause, state=state)
 
     # --- overflow and clean-up ----------------------------------------------------------

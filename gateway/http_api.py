@@ -84,7 +84,7 @@ def build_app(store: AsyncStore, bus: Bus, metrics: Metrics, health: Callable[[]
             since = float(request.query_params.get("since", "0"))
         except ValueError:
             return json_response(ApiError("limit must be an integer and since a number"), 400)
-        return json_response(await store.list(limit, since))
+        return json_response(await store.recent(limit, since))
 
     async def get_incident(request: Request) -> Response:
         try:
@@ -108,7 +108,7 @@ def build_app(store: AsyncStore, bus: Bus, metrics: Metrics, health: Callable[[]
     async def get_health(request: Request) -> Response:
         report = health()
         try:
-            await store.list(1)
+            await store.recent(1)
         except StoreError as exc:
             report.store, report.status = f"error: {exc}", "degraded"
         return json_response(report, 200 if report.status == "ok" else 503)

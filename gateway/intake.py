@@ -15,8 +15,8 @@ from datetime import datetime
 
 import trio
 
-from gateway import ari_events as ev
 from gateway import ani, location
+from gateway import ari_events as ev
 from gateway.ari import Ari, ChannelGone
 from gateway.call import Call, Recorder
 from gateway.config import GatewayConfig
@@ -64,8 +64,8 @@ class Intake:
 
     def _route(self, ari: Ari, nursery: trio.Nursery, event: ev.Event) -> None:
         if isinstance(event, ev.StasisStart) and event.args[:1] == ["caller"]:
-            call = self._new_call(event.channel, event.args[1] if len(event.args) > 1 else "")
-            nursery.start_soon(self._serve_call, ari, call, True)
+            fresh = self._new_call(event.channel, event.args[1] if len(event.args) > 1 else "")
+            nursery.start_soon(self._serve_call, ari, fresh, True)
             return
         cid = ev.channel_id(event)
         if cid is None:

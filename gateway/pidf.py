@@ -14,7 +14,7 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from gateway.geo import polygon_centroid, radius_around
-from gateway.records import Location
+from gateway.records import Location, LocationSource
 
 NS = {
     "pidf": "urn:ietf:params:xml:ns:pidf",
@@ -83,7 +83,7 @@ def _esc(text: str) -> str:
 
 # --- parsing --------------------------------------------------------------------------------
 
-def parse(document: str | bytes, source: str = "pidf-lo") -> list[Location]:
+def parse(document: str | bytes, source: LocationSource = "pidf-lo") -> list[Location]:
     """Every location in a PIDF-LO document. Raises LocationError for malformed or hostile input."""
     size = len(document.encode("utf-8", "surrogatepass")) if isinstance(document, str) else len(document)
     if size > MAX_BYTES:
@@ -112,7 +112,7 @@ def _text(el: Element | None) -> str:
     return (el.text or "").strip() if el is not None else ""
 
 
-def _parse_shape(el: Element, source: str, method: str) -> Location:
+def _parse_shape(el: Element, source: LocationSource, method: str) -> Location:
     tag = el.tag
     if tag == _q("ca", "civicAddress"):
         civic = {f: _text(el.find(_q("ca", f)))[:128] for f in CIVIC_FIELDS if el.find(_q("ca", f)) is not None}
@@ -134,7 +134,7 @@ def _parse_shape(el: Element, source: str, method: str) -> Location:
     raise LocationError(f"unsupported PIDF-LO shape {tag!r}")
 
 
-def _polygon(el: Element, source: str, method: str) -> Location:
+def _polygon(el: Element, source: LocationSource, method: str) -> Location:
     pos_list = el.find(f".//{_q('gml', 'posList')}")
     if pos_list is not None:
         numbers = _numbers(_text(pos_list))

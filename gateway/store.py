@@ -163,7 +163,7 @@ class SqliteStore:
                           (channel_id,))
         return self.get(str(rows[0][0])) if rows else None
 
-    def list(self, limit: int = 100, since_wall: float = 0.0) -> list[IncidentSummary]:
+    def recent(self, limit: int = 100, since_wall: float = 0.0) -> list[IncidentSummary]:
         rows = self._read("SELECT doc FROM incidents WHERE created_wall >= ? ORDER BY created_wall DESC LIMIT ?",
                           (since_wall, limit))
         out = []
@@ -253,7 +253,7 @@ class AsyncStore:
                 done.set()
 
     async def _write(self, statements: list[Statement]) -> None:
-        done, errors = trio.Event(), []
+        done, errors = trio.Event(), list[BaseException]()
         self._send.send_nowait((statements, done, errors))
         await done.wait()
         if errors:
@@ -274,8 +274,8 @@ class AsyncStore:
     async def by_channel(self, channel_id: str) -> Incident | None:
         return await self._run(self.sync.by_channel, channel_id)  # type: ignore[no-any-return]
 
-    async def list(self, limit: int = 100, since_wall: float = 0.0) -> list[IncidentSummary]:
-        return await self._run(self.sync.list, limit, since_wall)  # type: ignore[no-any-return]
+    async def recent(self, limit: int = 100, since_wall: float = 0.0) -> list[IncidentSummary]:
+        return await self._run(self.sync.recent, limit, since_wall)  # type: ignore[no-any-return]
 
     async def related(self, incident: Incident, window_s: float, radius_m: float) -> list[tuple[str, str]]:
         return await self._run(self.sync.related, incident, window_s, radius_m)  # type: ignore[no-any-return]

@@ -118,15 +118,15 @@ class CallResult:
 
     @property
     def invite_wall(self) -> float | None:
-        return next((l.wall for l in self.lines if l.kind == "INVITE"), None)
+        return next((line.wall for line in self.lines if line.kind == "INVITE"), None)
 
     @property
     def answered_wall(self) -> float | None:
-        return next((l.wall for l in self.lines if l.kind == "ANSWERED"), None)
+        return next((line.wall for line in self.lines if line.kind == "ANSWERED"), None)
 
     @property
     def call_id(self) -> str:
-        return next((l.fields.get("callid", "") for l in self.lines if l.kind == "INVITE"), "")
+        return next((line.fields.get("callid", "") for line in self.lines if line.kind == "INVITE"), "")
 
 
 async def place_call(cfg: GatewayConfig, xml: str, workdir: Path, timeout_s: float) -> CallResult:
