@@ -65,7 +65,7 @@ class Intake:
     def _route(self, ari: Ari, nursery: trio.Nursery, event: ev.Event) -> None:
         if isinstance(event, ev.StasisStart) and event.args[:1] == ["caller"]:
             fresh = self._new_call(event.channel, event.args[1] if len(event.args) > 1 else "")
-            nursery.start_soon(self._serve_call, ari, fresh, True)
+            nursery.start_soon(self._serve_call, ari, nursery, fresh, True)
             return
         cid = ev.channel_id(event)
         if cid is None:
@@ -129,13 +129,14 @@ class Intake:
         incident.timeline.append(event("location_found", loc.source, source=loc.source, shape=loc.shape,
                                        lat=loc.lat, lon=loc.lon, radius_m=loc.radius_m, address=loc.address))
 
-    async def _serve_call(self, ari: Ari, call: Call, fresh: bool) -> None:
+    async def _serve_call(self, ari: Ari, nursery: trio.Nursery, call: Call, fresh: bool) -> None:
         with call.scope:
             try:
                 if fresh:
                     await self._open(ari, call)
+                    # Outside the call's scope: the location matters even if the caller hangs up now.
+                    nursery.start_soon(self._enrich, call)
                     await self.ivr.run(ari, call)
-                    await self._enrich(call)
                 self.dispatcher.enqueue(call, call.incident.priority)
                 self.dispatcher.watch_overflow(call)
                 await self.recorder.record(call, "queued", state="queued", priority=call.incident.priority)
@@ -165,6 +166,13 @@ class Intake:
         await self.store.update(call.incident, [item])
 
     async def _enrich(self, call: Call) -> None:
+        """Directory location and links to earlier incidents; a store failure here only logs."""
+        try:
+            await self._lookup(call)
+        except StoreError as exc:
+            log.error("incident %s: directory/correlation lookup failed: %s", call.id, exc)
+
+    async def _lookup(self, call: Call) -> None:
         inc = call.incident
         if inc.caller.number:
             entry = await self.store.directory_lookup(inc.caller.number)
@@ -254,7 +262,7 @@ class Intake:
             stored = None
         if stored is None:
             call = self._new_call(chan, chan.var("ECGW_SERVICE"), _wall(chan.creationtime))
-            nursery.start_soon(self._serve_call, ari, call, True)
+            nursery.start_soon(self._serve_call, ari, nursery, call, True)
             return
         call = Call(stored, chan.id, trio.current_time())
         self.calls[chan.id] = call
@@ -264,7 +272,7 @@ class Intake:
         if partner is not None and bridge is not None:
             self.dispatcher.adopt_leg(partner.id, partner.var("ECGW_POSITION"), call, bridge)
             return
-        nursery.start_soon(self._serve_call, ari, call, False)
+        nursery.start_soon(self._serve_call, ari, nursery, call, False)
 
     @staticmethod
     async def _quiet_hangup(ari: Ari, channel_id: str) -> None:
