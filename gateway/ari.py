@@ -50,7 +50,8 @@ class Ari:
         # listeners we do not use; profiled at ~1 ms per event, it capped intake at ~50 calls/s.
         # Take the raw JSON straight from its websocket reader instead (backpressure preserved).
         self._send, self._receive = trio.open_memory_channel[dict[str, Any]](1000)
-        client.process_ws = self._send.send
+        if client is not None:
+            client.process_ws = self._send.send
 
     async def _call(self, method: str, path: str, params: dict[str, Any] | None = None,
                     body: dict[str, Any] | None = None) -> Any:
@@ -112,6 +113,13 @@ class Ari:
         await self._call("PUT", f"applications/{self.app}/eventFilter", body={
             "allowed": [{"type": t} for t in types], "disallowed": []})
 
+    async def ping(self) -> None:
+        await self._call("GET", "asterisk/ping")
+
+    async def check_registered(self) -> None:
+        """Raise AriError unless Asterisk still knows our Stasis app (it forgets it on restart)."""
+        await self._call("GET", f"applications/{self.app}")
+
     async def channels(self) -> list[ev.Channel]:
         return ev.channels_of(await self._call("GET", "channels") or [])
 
@@ -138,6 +146,8 @@ class _Client(Client):  # type: ignore[misc]
     async def _run(self, evt: Any = None) -> None:
         try:
             await super()._run(evt)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            log.warning("ARI websocket ended: %r", exc)  # Asterisk stopped; the events stream ends
         finally:
             if self.closed is not None:
                 self.closed.close()
@@ -154,6 +164,8 @@ async def connect(cfg: AsteriskConfig) -> AsyncIterator[Ari]:
     rest = httpx.AsyncClient(base_url=url + "ari/", auth=(cfg.ari_user, cfg.ari_password), timeout=10.0,
                              limits=httpx.Limits(max_keepalive_connections=32, max_connections=64))
     try:
+        # Fail fast, as our own error, while Asterisk is away (asyncari would raise an ExceptionGroup).
+        await Ari(None, cfg.app, rest).ping()
         async with anyio.create_task_group() as tg:
             client = _Client(tg, url, cfg.app, http)
             ari = Ari(client, cfg.app, rest)

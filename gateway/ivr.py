@@ -71,7 +71,11 @@ class Ivr:
             await self.recorder.record(call, "ivr_unknown_digit", actor="caller", menu=menu, digit=digit)
 
     async def ask(self, ari: Ari, call: Call, name: str) -> str | None:
-        """Play a prompt and return the first digit pressed, or None on timeout."""
+        """Play a prompt and return the first digit pressed, or None on timeout.
+
+        The prompt is stopped however this ends (digit, timeout, the IVR's overall limit), so a
+        caller never hears a stale menu while waiting for a dispatcher.
+        """
         playback = f"{call.id}-{name}-{next(self._seq)}"
         deadline = trio.current_time() + PROMPT_MAX_S
         try:
@@ -81,17 +85,19 @@ class Ivr:
         except AriError as exc:
             log.warning("incident %s: prompt %s not played: %s", call.id, name, exc)
             deadline = trio.current_time() + self.cfg.digit_timeout_s
-        while True:
-            with trio.move_on_at(deadline):
-                event = await call.inbox.receive()
-                if isinstance(event, ev.ChannelDtmfReceived):
-                    await self._stop(ari, playback)
-                    return event.digit[:1]
-                if isinstance(event, ev.PlaybackFinished) and event.playback.id == playback:
-                    deadline = trio.current_time() + self.cfg.digit_timeout_s
-                continue
-            await self._stop(ari, playback)
-            return None
+        try:
+            while True:
+                with trio.move_on_at(deadline):
+                    event = await call.inbox.receive()
+                    if isinstance(event, ev.ChannelDtmfReceived):
+                        return event.digit[:1]
+                    if isinstance(event, ev.PlaybackFinished) and event.playback.id == playback:
+                        deadline = trio.current_time() + self.cfg.digit_timeout_s
+                    continue
+                return None
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await self._stop(ari, playback)
 
     async def announce(self, ari: Ari, call: Call, name: str) -> None:
         """Play a prompt to its end, ignoring input (hold announcement).

@@ -112,10 +112,14 @@ def civic_text(civic: dict[str, str]) -> str:
     street = " ".join(x for x in (civic.get("PRD", ""), civic.get("A6", "") or civic.get("RD", ""),
                                   civic.get("STS", ""), civic.get("HNO", ""), civic.get("HNS", "")) if x)
     parts = [civic.get(k, "") for k in ("country", "A1", "A2", "A3", "A4", "A5")]
-    parts.append(street)
+    parts += [street, civic.get("NAM", "")]
     parts += [f"{label} {civic[k]}" for k, label in (("FLR", "fl."), ("UNIT", "unit"), ("ROOM", "room")) if k in civic]
     parts += [civic.get("LMK", ""), civic.get("LOC", "")]
-    return ", ".join(p for p in parts if p)
+    kept: list[str] = []
+    for part in parts:  # A1 and A3 are often the same city
+        if part and part not in kept:
+            kept.append(part)
+    return ", ".join(kept)
 
 
 def rank(loc: Location) -> tuple[int, float, int]:

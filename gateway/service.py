@@ -59,16 +59,15 @@ class Gateway:
         backoff, started = 0.2, False
         while True:
             try:
-                async with ari.connect(self.cfg.asterisk) as connection, trio.open_nursery() as nursery:
+                async with ari.connect(self.cfg.asterisk) as connection:
                     self.ari_connected, backoff = True, 0.2
                     self.metrics.ari_connected.set(1)
-                    await nursery.start(self.intake.serve, connection)
-                    if not started:
-                        task_status.started()
-                        started = True
-                log.warning("ARI websocket closed; reconnecting")
-            except AriError as exc:
-                log.warning("ARI unavailable: %s; retrying in %.1f s", exc, backoff)
+                    await self._session(connection, task_status=task_status if not started else
+                                        trio.TASK_STATUS_IGNORED)
+                    started = True
+                log.warning("ARI connection lost; reconnecting")
+            except* AriError as group:
+                log.warning("ARI unavailable: %s; retrying in %.1f s", group.exceptions[0], backoff)
             finally:
                 self.ari_connected = False
                 self.metrics.ari_connected.set(0)
@@ -77,3 +76,33 @@ class Gateway:
                 started = True
             await trio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
+
+    async def _session(self, connection: ari.Ari,
+                       *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """One ARI connection: the intake plus a watchdog. Returns when either ends."""
+        async with trio.open_nursery() as nursery:
+
+            async def serve(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+                await self.intake.serve(connection, task_status=task_status)
+                nursery.cancel_scope.cancel()
+
+            await nursery.start(serve)
+            task_status.started()
+            await self._watch(connection)
+            nursery.cancel_scope.cancel()
+
+    @staticmethod
+    async def _watch(connection: ari.Ari, every_s: float = 1.0) -> None:
+        """Return when ARI stops answering or no longer knows our app.
+
+        A dead Asterisk does not always close the websocket, and one restarted within a second
+        answers pings while our app is no longer registered there.
+        """
+        while True:
+            await trio.sleep(every_s)
+            try:
+                with trio.fail_after(every_s * 3):
+                    await connection.check_registered()
+            except (AriError, trio.TooSlowError) as exc:
+                log.warning("ARI ping failed (%r): dropping the connection", exc)
+                return

@@ -143,12 +143,12 @@ class GatewayProcess:
             self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(self.path), "run"],
                                          stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
         with trio.fail_after(timeout):
-            while not await self._ready():
+            while not await self.ready():
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"gateway exited ({self.proc.returncode}); see {self.log}")
                 await trio.sleep(0.1)
 
-    async def _ready(self) -> bool:
+    async def ready(self) -> bool:
         try:
             async with httpx.AsyncClient(timeout=1) as client:
                 reply = await client.get(self.url + "/health")

@@ -1,0 +1,62 @@
+"""``gateway sim ...``: answering dispatcher phones, and drills with a report."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import tempfile
+from functools import partial
+from pathlib import Path
+
+import msgspec
+import trio
+from tqdm import tqdm
+
+from gateway.config import GatewayConfig
+from sim import drill as drill_mod
+from sim import sipp
+from sim.report import PlacedCall, summary_text
+
+
+def run(args: argparse.Namespace, cfg: GatewayConfig) -> int:
+    if args.action == "phones":
+        return trio.run(phones, cfg)
+    if args.action == "drill":
+        return run_drill(cfg, Path(args.file), args.report, show_progress=sys.stderr.isatty() and not args.no_progress)
+    raise ValueError(f"unknown sim action {args.action!r}")
+
+
+async def phones(cfg: GatewayConfig) -> int:
+    """Answering phones for every position until Ctrl-C or SIGTERM."""
+    workdir = Path(tempfile.mkdtemp(prefix="ecgw-phones-"))
+    # Receiving SIGINT as a signal (not KeyboardInterrupt) lets the phones' clean-up run in order.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with sipp.phones(cfg, workdir):
+            for (host, port), name in sipp.phone_endpoints(cfg).items():
+                print(f"{name:<10} sip:{host}:{port}  (rings 300 ms, then answers)")
+            print(f"logs in {workdir}; Ctrl-C stops", flush=True)
+            async for _ in signals:
+                break
+    return 0
+
+
+def run_drill(cfg: GatewayConfig, path: Path, report_path: str, *, show_progress: bool) -> int:
+    """Run a drill file, print the summary, write the JSON report. Exit 1 if any call was lost."""
+    spec = drill_mod.load(path)
+    total = len(drill_mod.plan(spec))
+    with tqdm(total=total, desc=spec.name or path.stem, unit="call", file=sys.stderr,
+              disable=not show_progress, leave=False) as bar:
+        def progress(_call: PlacedCall) -> None:
+            bar.update(1)
+
+        try:
+            result = trio.run(partial(drill_mod.run, cfg, spec, source=str(path), progress=progress))
+        except KeyboardInterrupt:
+            print("drill interrupted", file=sys.stderr)
+            return 130
+    print(summary_text(result))
+    if report_path:
+        Path(report_path).write_bytes(msgspec.json.format(msgspec.json.encode(result), indent=2) + b"\n")
+        print(f"report written to {report_path}")
+    return 1 if result.calls_lost else 0
