@@ -8,7 +8,7 @@ import trio
 
 from gateway import ari_events as ev
 from gateway.bus import Bus
-from gateway.records import Incident, IncidentState, IncidentSummary
+from gateway.records import Incident, IncidentState, IncidentSummary, TimelineEvent
 from gateway.store import AsyncStore, event
 
 
@@ -37,6 +37,7 @@ class Call:
         self.position_leg: str | None = None
         self.answered = trio.Event()
         self.playback: str | None = None
+        self.saved = False  # the incident row exists in the store
 
     @property
     def id(self) -> str:
@@ -53,6 +54,7 @@ class Recorder:
     async def create(self, call: Call) -> None:
         call.incident.updated_wall = time.time()
         await self.store.create(call.incident)
+        call.saved = True
         self.bus.publish(summary(call.incident))
 
     async def record(self, call: Call, kind: str, actor: str = "gateway", state: IncidentState | None = None,
@@ -67,5 +69,14 @@ class Recorder:
             inc.state = state
         inc.timeline.append(item)
         inc.updated_wall = item.wall
-        await self.store.update(inc, [item])
-        self.bus.publish(summary(inc))
+        await self.append(call, [item])
+
+    async def append(self, call: Call, events: list[TimelineEvent]) -> None:
+        """Persist ``events`` (already on the timeline). If the first write failed, the whole
+        incident is written now: a disk hiccup at call arrival must not lose the record."""
+        if call.saved:
+            await self.store.update(call.incident, events)
+        else:
+            await self.store.create(call.incident)
+            call.saved = True
+        self.bus.publish(summary(call.incident))

@@ -29,15 +29,24 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
     import trio
 
     from gateway.service import Gateway
 
     cfg = _load(args)
-    try:
-        trio.run(Gateway(cfg).run)
-    except KeyboardInterrupt:
-        pass
+
+    async def until_signal() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(Gateway(cfg).run)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    logging.getLogger("gateway").info("%s: stopping", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+
+    trio.run(until_signal)
     return 0
 
 

@@ -163,7 +163,7 @@ class Intake:
 
     async def _append(self, call: Call, item: TimelineEvent) -> None:
         call.incident.timeline.append(item)
-        await self.store.update(call.incident, [item])
+        await self.recorder.append(call, [item])
 
     async def _enrich(self, call: Call) -> None:
         """Directory location and links to earlier incidents; a store failure here only logs."""
@@ -209,7 +209,7 @@ class Intake:
         self.dispatcher.release(call)
         try:
             await ari.continue_in_dialplan(call.channel_id, "ecgw-emergency", "s", label="fallback")
-            await self.recorder.record(call, "handed_to_fallback", reason=str(exc)[:300])
+            await self.recorder.record(call, "handed_to_fallback", state="fallback", reason=str(exc)[:300])
         except GatewayError as second:
             log.critical("incident %s: fallback failed too: %s", call.id, second)
 
@@ -224,8 +224,8 @@ class Intake:
         nursery.start_soon(self._close, call, cause, isinstance(event_, ev.StasisEnd))
 
     async def _close(self, call: Call, cause: int, left_app: bool) -> None:
-        if left_app and call.incident.state == "overflowed":
-            return  # handed to the backup centre by the dialplan; the call goes on there
+        if left_app and call.incident.state in ("overflowed", "fallback"):
+            return  # handed to the dialplan (backup centre, direct ringing); the call goes on there
         answered = call.answered.is_set()
         if not answered:
             self.metrics.abandoned.inc()
@@ -265,6 +265,7 @@ class Intake:
             nursery.start_soon(self._serve_call, ari, nursery, call, True)
             return
         call = Call(stored, chan.id, trio.current_time())
+        call.saved = True
         self.calls[chan.id] = call
         await self.recorder.record(call, "adopted", note="gateway restarted while the call was active")
         bridge = bridged.get(chan.id)

@@ -49,7 +49,7 @@ class TimelineEvent(msgspec.Struct, frozen=True, kw_only=True):
     data: dict[str, str | int | float | bool | None] = {}
 
 
-IncidentState = Literal["new", "queued", "ringing", "answered", "overflowed", "closed"]
+IncidentState = Literal["new", "queued", "ringing", "answered", "overflowed", "fallback", "closed"]
 
 
 class Incident(msgspec.Struct, kw_only=True):

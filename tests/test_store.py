@@ -1,0 +1,136 @@
+"""The incident store on a real SQLite file: durability, ordering, correlation, failure paths."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import trio
+
+from gateway.bus import Bus
+from gateway.call import Call, Recorder
+from gateway.errors import NotFound, StoreError
+from gateway.records import Caller, Incident, Location
+from gateway.store import MAX_LINKS, AsyncStore, SqliteStore, event
+
+
+def incident(incident_id: str, number: str = "+77011234567", created: float = 1000.0,
+             where: tuple[float, float] | None = None) -> Incident:
+    inc = Incident(id=incident_id, service="112", created_wall=created,
+                   caller=Caller(raw_number=number, number=number, display_name="", withheld=False))
+    if where:
+        inc.locations.append(Location(source="pidf-lo", shape="point", lat=where[0], lon=where[1]))
+        inc.best_location = 0
+    inc.timeline.append(event("call_arrived"))
+    return inc
+
+
+def test_round_trip_and_timeline_order(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    inc = incident("a")
+    store.create(inc)
+    for kind in ("queued", "ringing", "answered"):
+        item = event(kind)
+        inc.timeline.append(item)
+        inc.state = "answered" if kind == "answered" else inc.state
+        store.update(inc, [item])
+    again = SqliteStore(tmp_path / "s.db").get("a")  # a second connection sees committed data
+    assert [e.kind for e in again.timeline] == ["call_arrived", "queued", "ringing", "answered"]
+    assert again.state == "answered"
+    with pytest.raises(NotFound):
+        store.get("nope")
+
+
+def test_related_by_number_and_place_within_window(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    store.create(incident("old", created=0.0, where=(43.2381, 76.9456)))  # outside the window
+    store.create(incident("same-number", created=900.0))
+    store.create(incident("same-place", number="+77019999999", created=950.0, where=(43.2382, 76.9457)))
+    store.create(incident("far", number="+77018888888", created=950.0, where=(43.30, 76.90)))
+    now = incident("new", created=1000.0, where=(43.2381, 76.9456))
+    links = dict(store.related(now, window_s=500, radius_m=50))
+    assert links == {"same-number": "same_number", "same-place": "same_address"}
+
+
+def test_related_is_bounded_for_a_number_calling_again_and_again(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    for i in range(MAX_LINKS * 3):
+        store.create(incident(f"r{i:03d}", created=float(i)))
+    links = store.related(incident("new", created=100.0), window_s=1000, radius_m=50)
+    assert len(links) == MAX_LINKS and ("r029", "same_number") in links
+
+
+async def test_group_commit_keeps_every_write(tmp_path: Path) -> None:
+    store = AsyncStore(SqliteStore(tmp_path / "s.db"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        incidents = [incident(f"i{n}") for n in range(50)]
+        async with trio.open_nursery() as writers:
+            for inc in incidents:
+                writers.start_soon(store.create, inc)
+        async with trio.open_nursery() as writers:
+            for inc in incidents:
+                item = event("queued")
+                inc.timeline.append(item)
+                writers.start_soon(store.update, inc, [item])
+        nursery.cancel_scope.cancel()
+    check = SqliteStore(tmp_path / "s.db")
+    assert check.count() == 50
+    assert all(len(check.get(f"i{n}").timeline) == 2 for n in range(50))
+
+
+async def test_a_failing_write_does_not_fail_its_batch_neighbours(tmp_path: Path) -> None:
+    store = AsyncStore(SqliteStore(tmp_path / "s.db"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        await store.create(incident("dup"))
+        outcomes: dict[str, str] = {}
+
+        async def create(inc: Incident) -> None:
+            try:
+                await store.create(inc)
+                outcomes[inc.id] = "ok"
+            except StoreError:
+                outcomes[inc.id] = "error"
+
+        async with trio.open_nursery() as writers:
+            writers.start_soon(create, incident("dup"))  # primary key clash
+            writers.start_soon(create, incident("fine"))
+        nursery.cancel_scope.cancel()
+    assert outcomes == {"dup": "error", "fine": "ok"}
+    assert SqliteStore(tmp_path / "s.db").get("fine").id == "fine"
+
+
+class FlakyStore(AsyncStore):
+    """Refuses the first create, as a full disk or a locked file would."""
+
+    failed = False
+
+    async def create(self, incident: Incident) -> None:
+        if not self.failed:
+            self.failed = True
+            raise StoreError("disk full")
+        await super().create(incident)
+
+
+async def test_incident_not_stored_at_arrival_is_written_whole_at_the_next_event(tmp_path: Path) -> None:
+    store = FlakyStore(SqliteStore(tmp_path / "s.db"))
+    recorder = Recorder(store, Bus())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        call = Call(incident("flaky"), "chan-1", 0.0)
+        with pytest.raises(StoreError):
+            await recorder.create(call)
+        await recorder.record(call, "queued", state="queued")
+        nursery.cancel_scope.cancel()
+    saved = SqliteStore(tmp_path / "s.db").get("flaky")
+    assert [e.kind for e in saved.timeline] == ["call_arrived", "queued"] and saved.state == "queued"
+
+
+def test_unwritable_store_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "db").mkdir()
+    with pytest.raises(StoreError):
+        SqliteStore(tmp_path / "db")  # a directory, not a database file
+    with pytest.raises((StoreError, sqlite3.Error)):
+        SqliteStore(tmp_path / "s.db").get("x")
