@@ -29,7 +29,7 @@ from gateway import config, pidf  # noqa: E402
 from gateway.store import SqliteStore  # noqa: E402
 from sim import lab, scenario, sipp  # noqa: E402
 
-RATES = [25, 50, 100, 150, 200, 250, 300, 400, 500, 600]
+RATES = [25, 50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 800, 1000]
 
 
 @dataclass

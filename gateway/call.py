@@ -38,6 +38,7 @@ class Call:
         self.answered = trio.Event()
         self.playback: str | None = None
         self.saved = False  # the incident row exists in the store
+        self.pending: list[TimelineEvent] = []  # noted, written with the next recorded event
 
     @property
     def id(self) -> str:
@@ -57,6 +58,13 @@ class Recorder:
         call.saved = True
         self.bus.publish(summary(call.incident))
 
+    def note(self, call: Call, kind: str, actor: str = "gateway", **data: str | int | float | bool | None) -> None:
+        """Add an event that is made durable with the next ``record`` (saves a write per call for
+        events whose loss in a crash would change nothing: the next event implies them)."""
+        item = event(kind, actor, **data)
+        call.incident.timeline.append(item)
+        call.pending.append(item)
+
     async def record(self, call: Call, kind: str, actor: str = "gateway", state: IncidentState | None = None,
                      changes: dict[str, object] | None = None, **data: str | int | float | bool | None) -> None:
         """Add one event (and optional field changes) to the incident; durable on return."""
@@ -69,7 +77,8 @@ class Recorder:
             inc.state = state
         inc.timeline.append(item)
         inc.updated_wall = item.wall
-        await self.append(call, [item])
+        events, call.pending = [*call.pending, item], []
+        await self.append(call, events)
 
     async def append(self, call: Call, events: list[TimelineEvent]) -> None:
         """Persist ``events`` (already on the timeline). If the first write failed, the whole

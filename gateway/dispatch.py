@@ -103,7 +103,7 @@ class Dispatcher:
             log.error("incident %s: cannot ring position %s: %s", call.id, position, exc)
             self._leg_ended(leg, cause=0, failed=True)
             return
-        await self.recorder.record(call, "position_dialled", position=position, leg=leg)
+        self.recorder.note(call, "position_dialled", position=position, leg=leg)
 
     def on_leg_event(self, event: ev.Event) -> None:
         """Events of position legs (routed here by the intake)."""

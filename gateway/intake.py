@@ -25,7 +25,7 @@ from gateway.errors import AriError, GatewayError, StoreError
 from gateway.ivr import Ivr
 from gateway.metrics import Metrics
 from gateway.pidf import LocationError
-from gateway.records import Incident, Location, TimelineEvent
+from gateway.records import Incident, Location
 from gateway.store import AsyncStore, event
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,6 @@ class Intake:
                 await self._fail_over(ari, call, exc)
 
     async def _open(self, ari: Ari, call: Call) -> None:
-        stored = None
         try:
             await self.recorder.create(call)
         except StoreError as exc:
@@ -156,14 +155,8 @@ class Intake:
         else:
             self.metrics.incidents.inc()
             self.metrics.store_latency.observe(trio.current_time() - call.arrived_mono)
-            stored = event("incident_stored")
+            self.recorder.note(call, "incident_stored")  # when the first write became durable
         await ari.answer(call.channel_id)
-        if stored is not None:  # recorded after answering: the caller should not wait for a second fsync
-            await self._append(call, stored)
-
-    async def _append(self, call: Call, item: TimelineEvent) -> None:
-        call.incident.timeline.append(item)
-        await self.recorder.append(call, [item])
 
     async def _enrich(self, call: Call) -> None:
         """Directory location and links to earlier incidents; a store failure here only logs."""

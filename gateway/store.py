@@ -194,8 +194,7 @@ class SqliteStore:
         if lat is not None and lon is not None:
             dlat = radius_m / 111_000 + 1e-6
             for other, olat, olon in self._read(
-                "SELECT id, lat, lon FROM incidents WHERE lat BETWEEN ? AND ? AND created_wall>=? AND id<>?"
-                " ORDER BY created_wall DESC LIMIT ?",
+                "SELECT id, lat, lon FROM incidents WHERE lat BETWEEN ? AND ? AND created_wall>=? AND id<>? LIMIT ?",
                 (lat - dlat, lat + dlat, since, incident.id, MAX_LINKS * 10),
             ):
                 if distance_m(lat, lon, olat, olon) <= radius_m and len(links) < 2 * MAX_LINKS:  # type: ignore[arg-type]

@@ -155,8 +155,8 @@ def test_without_backup_the_backup_dial_rings_the_fallback_positions() -> None:
 @pytest.mark.parametrize("seconds, expected", [(20.0, "20"), (4.7, "4"), (0.3, "1")])
 def test_ring_timeout_is_whole_seconds_at_least_one(seconds: float, expected: str) -> None:
     ext = rendered(with_dispatch(ring_timeout_s=seconds))["extensions.conf"]
-    assert f"Dial(${{ECGW_FALLBACK_RING}},{expected})" in ext
-    assert f"Dial(${{ECGW_BACKUP}},{expected})" in ext
+    assert f"Dial(${{ECGW_FALLBACK_RING}},{expected},b(ecgw-phone-headers^s^1))" in ext
+    assert f"Dial(${{ECGW_BACKUP}},{expected},b(ecgw-phone-headers^s^1))" in ext
 
 
 def test_asterisk_variables_survive_rendering() -> None:
