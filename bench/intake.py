@@ -61,8 +61,9 @@ async def sipp_load(cfg: config.GatewayConfig, workdir: Path, rate: int, calls: 
            "-timeout", f"{calls // rate + 30}s", "-trace_stat", "-stf", str(stat), "-fd", "1"]
     if log:
         cmd += ["-trace_logs", "-log_file", str(workdir / "caller.log")]
-    await trio.run_process(cmd, cwd=workdir, check=False, capture_stdout=True, capture_stderr=True,
-                           stdin=subprocess.DEVNULL)
+    with trio.move_on_after(calls / rate + 60):  # sipp's own -timeout does not always fire
+        await trio.run_process(cmd, cwd=workdir, check=False, capture_stdout=True, capture_stderr=True,
+                               stdin=subprocess.DEVNULL)
     return _failed_from_stat(stat, calls)
 
 
@@ -108,9 +109,9 @@ async def ramp(env: lab.AsteriskInstance, workdir: Path, seconds: float, through
     for rate in rates:
         result = await step(env, workdir, rate, seconds, through_gateway)
         steps.append(result)
-        print(f"  {'gateway' if through_gateway else 'asterisk'} {rate:4d} calls/s: {result.calls} calls, "
-              f"{result.failed} failed, {result.not_answered_by_dispatcher} not answered by a dispatcher",
-              flush=True)
+        print(f"  {'gateway' if through_gateway else 'asterisk'} {rate:4d} calls/s: {result.calls} calls in "
+              f"{result.seconds:.1f} s, {result.failed} failed, {result.not_answered_by_dispatcher} not answered "
+              "by a dispatcher", flush=True)
         if not result.ok:
             break
         best = rate

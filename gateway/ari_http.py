@@ -3,8 +3,9 @@
 Why not httpx: profiled at 100 calls/s, httpx's request machinery was over 40 % of the
 gateway's CPU (six REST calls per emergency call). ARI needs none of its features: one
 loopback host, small JSON bodies, basic auth. h11 does the protocol; this module only pools
-connections and retries a request once when a kept-alive connection turned out to be closed
-before any of the response arrived (Asterisk drops idle connections).
+connections (bounded: Asterisk's HTTP server refuses sessions past its ``sessionlimit``) and
+retries a request once when the connection closed before any of the response arrived (Asterisk
+drops idle keep-alive connections, and closes new ones it cannot serve, without reading them).
 """
 
 from __future__ import annotations
@@ -16,18 +17,17 @@ import trio
 
 from gateway.errors import AriError
 
-MAX_IDLE = 32
+MAX_CONNECTIONS = 48
 
 
 class _StaleConnection(Exception):
-    """The server closed a pooled connection before answering: safe to retry on a new one."""
+    """The server closed the connection without answering at all: safe to retry on a new one."""
 
 
 class _Connection:
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
         self.h11 = h11.Connection(h11.CLIENT)
-        self.reused = False
         self.answered = False  # some response bytes arrived in this cycle
 
 
@@ -40,6 +40,7 @@ class RestClient:
         self._headers = [("Host", f"{host}:{port}"), ("Authorization", f"Basic {token}"),
                          ("Accept", "application/json")]
         self._idle: list[_Connection] = []
+        self._slots = trio.Semaphore(MAX_CONNECTIONS)
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
@@ -47,6 +48,10 @@ class RestClient:
             await trio.aclose_forcefully(conn.stream)
 
     async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        async with self._slots:
+            return await self._request(method, path, body)
+
+    async def _request(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
         for _attempt in range(2):
             conn = self._idle.pop() if self._idle else await self._connect()
             try:
@@ -69,9 +74,9 @@ class RestClient:
         return _Connection(stream)
 
     def _release(self, conn: _Connection) -> None:
-        if conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE and len(self._idle) < MAX_IDLE:
+        if conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
             conn.h11.start_next_cycle()
-            conn.reused, conn.answered = True, False
+            conn.answered = False
             self._idle.append(conn)
         else:
             conn.stream.socket.close()
@@ -90,7 +95,7 @@ class RestClient:
             await conn.stream.send_all(out)
             return await self._response(conn)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, h11.RemoteProtocolError) as exc:
-            if conn.reused and not conn.answered:
+            if not conn.answered:
                 raise _StaleConnection from exc
             raise AriError(f"ARI {method} {target}: {exc!r}") from exc
 

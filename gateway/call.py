@@ -76,7 +76,11 @@ class Recorder:
         if state is not None:
             inc.state = state
         inc.timeline.append(item)
-        inc.updated_wall = item.wall
+        await self.commit(call, item)
+
+    async def commit(self, call: Call, item: TimelineEvent) -> None:
+        """Make ``item`` (already on the timeline) durable, with every event noted before it."""
+        call.incident.updated_wall = item.wall
         events, call.pending = [*call.pending, item], []
         await self.append(call, events)
 

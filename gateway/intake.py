@@ -25,11 +25,12 @@ from gateway.errors import AriError, GatewayError, StoreError
 from gateway.ivr import Ivr
 from gateway.metrics import Metrics
 from gateway.pidf import LocationError
-from gateway.records import Incident, Location
+from gateway.records import Incident, Location, TimelineEvent
 from gateway.store import AsyncStore, event
 
 log = logging.getLogger(__name__)
 HOLD_AFTER_S = 0.5
+RECONCILE_S = 5.0
 
 
 def new_incident_id(now: float) -> str:
@@ -57,6 +58,7 @@ class Intake:
                 log.warning("Asterisk refused the ARI event filter (%s); receiving every event", exc)
             await nursery.start(self.dispatcher.run, ari)
             await self._adopt(ari, nursery)
+            nursery.start_soon(self._reconcile, ari, nursery)
             task_status.started()
             async for event in ari.events():
                 self._route(ari, nursery, event)
@@ -123,11 +125,14 @@ class Intake:
         incident.timeline.append(event("location_rejected", "network", reason=reason[:300]))
 
     @staticmethod
-    def _add_location(incident: Incident, loc: Location) -> None:
+    def _add_location(incident: Incident, loc: Location) -> TimelineEvent:
+        """Keep a candidate, re-pick the best, and put a ``location_found`` event on the timeline."""
         incident.locations.append(loc)
         incident.best_location = location.best(incident.locations)
-        incident.timeline.append(event("location_found", loc.source, source=loc.source, shape=loc.shape,
-                                       lat=loc.lat, lon=loc.lon, radius_m=loc.radius_m, address=loc.address))
+        item = event("location_found", loc.source, source=loc.source, shape=loc.shape,
+                     lat=loc.lat, lon=loc.lon, radius_m=loc.radius_m, address=loc.address)
+        incident.timeline.append(item)
+        return item
 
     async def _serve_call(self, ari: Ari, nursery: trio.Nursery, call: Call, fresh: bool) -> None:
         with call.scope:
@@ -170,11 +175,7 @@ class Intake:
         if inc.caller.number:
             entry = await self.store.directory_lookup(inc.caller.number)
             if entry is not None:
-                inc.locations.append(entry)
-                inc.best_location = location.best(inc.locations)
-                await self.recorder.record(call, "location_found", actor="directory", source="directory",
-                                           shape=entry.shape, lat=entry.lat, lon=entry.lon, radius_m=entry.radius_m,
-                                           address=entry.address)
+                await self.recorder.commit(call, self._add_location(inc, entry))
         links = await self.store.related(inc, self.cfg.correlation.window_s, self.cfg.correlation.same_address_radius_m)
         if links:
             await self.recorder.record(call, "linked", changes={"linked_to": [i for i, _ in links],
@@ -200,11 +201,19 @@ class Intake:
         log.error("incident %s: %s; handing the caller to the fallback dialplan", call.id, exc)
         self.metrics.failed_over.inc()
         self.dispatcher.release(call)
-        try:
-            await ari.continue_in_dialplan(call.channel_id, "ecgw-emergency", "s", label="fallback")
+        for delay in (0.0, 0.2, 0.5, 1.0, 2.0):
+            await trio.sleep(delay)
+            try:
+                await ari.continue_in_dialplan(call.channel_id, "ecgw-emergency", "s", label="fallback")
+            except ChannelGone:
+                return  # the caller hung up
+            except GatewayError as again:
+                log.critical("incident %s: fallback failed (%s); retrying", call.id, again)
+                continue
             await self.recorder.record(call, "handed_to_fallback", state="fallback", reason=str(exc)[:300])
-        except GatewayError as second:
-            log.critical("incident %s: fallback failed too: %s", call.id, second)
+            return
+        # Still in our app: the reconciliation sweep will adopt and serve it again.
+        self.calls.pop(call.channel_id, None)
 
     # --- the caller is gone -----------------------------------------------------------------
 
@@ -230,20 +239,37 @@ class Intake:
 
     # --- adoption after a restart ------------------------------------------------------------
 
-    async def _adopt(self, ari: Ari, nursery: trio.Nursery) -> None:
-        """Take over channels already in our Stasis app (the gateway restarted mid-call)."""
+    async def _reconcile(self, ari: Ari, nursery: trio.Nursery) -> None:
+        """Safety net: every few seconds, serve any caller sitting in our app untracked
+        (a lost event, a failed hand-off). No emergency call may wait in silence for nobody."""
+        while True:
+            await trio.sleep(RECONCILE_S)
+            try:
+                await self._adopt(ari, nursery, min_age_s=RECONCILE_S)
+            except AriError as exc:
+                log.warning("reconciliation skipped: %s", exc)
+
+    async def _adopt(self, ari: Ari, nursery: trio.Nursery, min_age_s: float = 0.0) -> None:
+        """Take over channels in our Stasis app that we do not track (at start-up: all of them).
+
+        ``min_age_s`` leaves alone channels so new that their StasisStart may still be on its way.
+        """
         channels = await ari.channels()
         bridged = {c: b.id for b in await ari.bridges() for c in b.channels}
         legs = [c for c in channels if c.var("ECGW_ROLE") == "position"]
+        now = time.time()
         for chan in channels:
             dp = chan.dialplan
             if chan.var("ECGW_ROLE") != "caller" or dp is None or dp.app_name != "Stasis":
                 continue
-            if not dp.app_data.startswith(self.cfg.asterisk.app + ","):
+            if not dp.app_data.startswith(self.cfg.asterisk.app + ",") or chan.id in self.calls:
                 continue
+            if now - (_wall(chan.creationtime) or 0.0) < min_age_s:
+                continue
+            log.warning("adopting untracked caller channel %s", chan.id)
             await self._adopt_caller(ari, nursery, chan, bridged, legs)
-        for leg in legs:  # legs not bridged with a caller we adopted: ring again from the queue
-            if leg.id not in self.dispatcher.legs:
+        for leg in legs:  # legs not bridged with a caller we serve: the queue rings again
+            if leg.id not in self.dispatcher.legs and now - (_wall(leg.creationtime) or 0.0) >= min_age_s:
                 await self._quiet_hangup(ari, leg.id)
 
     async def _adopt_caller(self, ari: Ari, nursery: trio.Nursery, chan: ev.Channel,
@@ -253,6 +279,8 @@ class Intake:
         except StoreError as exc:
             log.error("cannot look up channel %s in the store: %s", chan.id, exc)
             stored = None
+        if chan.id in self.calls:
+            return  # its StasisStart was handled while we looked
         if stored is None:
             call = self._new_call(chan, chan.var("ECGW_SERVICE"), _wall(chan.creationtime))
             nursery.start_soon(self._serve_call, ari, nursery, call, True)

@@ -35,11 +35,11 @@ ami_password = "ami-test-secret"
 
 [[services]]
 name = "112"
-dialled = ["112", "+7112"]
+dialled = ["112", "+7112", "8112"]
 
 [[services]]
 name = "102"
-dialled = ["102", "+7102"]
+dialled = ["102", "+7102", "8102"]
 
 [dispatch]
 ring_timeout_s = {ring_timeout}
