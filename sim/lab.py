@@ -122,7 +122,7 @@ def start_asterisk(path: Path) -> AsteriskInstance:
 
 
 def stop_asterisk(instance: AsteriskInstance) -> None:
-    sandbox.down(instance.cfg)
+    sandbox.remove_instance(instance.cfg)
 
 
 class GatewayProcess:

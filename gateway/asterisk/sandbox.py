@@ -246,6 +246,12 @@ def down(cfg: GatewayConfig, timeout: float = 15.0) -> None:
         os.kill(running, signal.SIGKILL)
 
 
+def remove_instance(cfg: GatewayConfig) -> None:
+    """Stop the instance and delete its directory (config, logs, spool): for throw-away labs."""
+    down(cfg)
+    shutil.rmtree(locate(cfg).host_dir, ignore_errors=True)
+
+
 def status(cfg: GatewayConfig) -> str:
     box = locate(cfg)
     running = pid(box)
