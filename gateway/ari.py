@@ -7,7 +7,7 @@ Events are handed out as the typed Structs of ``gateway.ari_events``.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -148,6 +148,15 @@ class Ari:
                 continue
             if event is not None:
                 yield event
+
+
+async def quietly(operation: Awaitable[object]) -> None:
+    """Await a clean-up step whose target may already be gone (hang-up, stop, destroy): its
+    failure changes nothing, so it is logged at debug level and not raised."""
+    try:
+        await operation
+    except AriError as exc:
+        log.debug("clean-up step failed (already gone?): %s", exc)
 
 
 class _Client(Client):  # type: ignore[misc]

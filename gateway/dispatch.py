@@ -16,11 +16,11 @@ import logging
 import trio
 
 from gateway import ari_events as ev
-from gateway.ari import Ari
+from gateway.ari import Ari, quietly
 from gateway.call import Call, Recorder
 from gateway.callqueue import CallQueue, PositionBoard, match
 from gateway.config import DispatchConfig
-from gateway.errors import AriError, GatewayError
+from gateway.errors import AriError
 from gateway.metrics import Metrics
 from gateway.records import IncidentState
 
@@ -129,7 +129,7 @@ class Dispatcher:
     async def _answered(self, call: Call, position: str, leg: str) -> None:
         assert self.ari is not None
         if call.gone or call.ring_leg != leg:
-            await self._quietly(self.ari.hangup(leg))  # answered too late: the caller is gone or served
+            await quietly(self.ari.hangup(leg))  # answered too late: the caller is gone or served
             return
         self.queue.remove(call.id)
         call.ring_leg = call.ring_position = None
@@ -139,7 +139,7 @@ class Dispatcher:
         now = trio.current_time()
         wait = now - (call.first_enqueued_mono or now)
         if call.playback:
-            await self._quietly(self.ari.stop_playback(call.playback))
+            await quietly(self.ari.stop_playback(call.playback))
         try:
             await self.ari.create_bridge(call.bridge_id, call.bridge_id)
             await self.ari.add_to_bridge(call.bridge_id, [call.channel_id, leg])
@@ -169,7 +169,7 @@ class Dispatcher:
             self._nursery.start_soon(self._note_unanswered, call, position, cause)
         elif call.position_leg == leg and not call.gone:  # the dispatcher hung up: end the call
             assert self._nursery is not None and self.ari is not None
-            self._nursery.start_soon(self._quietly, self.ari.hangup(call.channel_id))
+            self._nursery.start_soon(quietly, self.ari.hangup(call.channel_id))
         self.kick()
 
     async def _note_unanswered(self, call: Call, position: str, cause: int) -> None:
@@ -187,7 +187,7 @@ class Dispatcher:
             return
         self.queue.remove(call.id)
         if call.ring_leg:
-            await self._quietly(self.ari.hangup(call.ring_leg))
+            await quietly(self.ari.hangup(call.ring_leg))
         self.metrics.overflowed.inc()
         await self.recorder.record(call, "overflowed", state="overflowed", after_s=self.cfg.overflow_after_s)
         try:
@@ -204,9 +204,9 @@ class Dispatcher:
         assert self._nursery is not None and self.ari is not None
         for leg in (call.ring_leg, call.position_leg):
             if leg:
-                self._nursery.start_soon(self._quietly, self.ari.hangup(leg))
+                self._nursery.start_soon(quietly, self.ari.hangup(leg))
         if call.bridge_id:
-            self._nursery.start_soon(self._quietly, self.ari.destroy_bridge(call.bridge_id))
+            self._nursery.start_soon(quietly, self.ari.destroy_bridge(call.bridge_id))
 
     def adopt_leg(self, leg: str, position: str, call: Call, bridge_id: str) -> None:
         """After a restart: a dispatcher is already talking to this caller."""
@@ -216,10 +216,3 @@ class Dispatcher:
         self.calls[call.id] = call
         if position in self.board.snapshot():
             self.board.set(position, "busy")
-
-    async def _quietly(self, operation: object) -> None:
-        # Clean-up of legs/bridges that may already be gone: a failure here changes nothing.
-        try:
-            await operation  # type: ignore[misc]
-        except GatewayError as exc:
-            log.debug("clean-up step failed (already gone?): %s", exc)

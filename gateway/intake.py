@@ -17,7 +17,7 @@ import trio
 
 from gateway import ani, location
 from gateway import ari_events as ev
-from gateway.ari import Ari, ChannelGone
+from gateway.ari import Ari, ChannelGone, quietly
 from gateway.call import Call, Recorder
 from gateway.config import GatewayConfig
 from gateway.dispatch import Dispatcher
@@ -270,7 +270,7 @@ class Intake:
             await self._adopt_caller(ari, nursery, chan, bridged, legs)
         for leg in legs:  # legs not bridged with a caller we serve: the queue rings again
             if leg.id not in self.dispatcher.legs and now - (_wall(leg.creationtime) or 0.0) >= min_age_s:
-                await self._quiet_hangup(ari, leg.id)
+                await quietly(ari.hangup(leg.id))
 
     async def _adopt_caller(self, ari: Ari, nursery: trio.Nursery, chan: ev.Channel,
                             bridged: dict[str, str], legs: list[ev.Channel]) -> None:
@@ -295,13 +295,6 @@ class Intake:
             self.dispatcher.adopt_leg(partner.id, partner.var("ECGW_POSITION"), call, bridge)
             return
         nursery.start_soon(self._serve_call, ari, nursery, call, False)
-
-    @staticmethod
-    async def _quiet_hangup(ari: Ari, channel_id: str) -> None:
-        try:
-            await ari.hangup(channel_id)
-        except AriError:
-            pass  # already gone
 
 
 def _wall(creationtime: str) -> float | None:

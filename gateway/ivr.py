@@ -12,7 +12,7 @@ import logging
 import trio
 
 from gateway import ari_events as ev
-from gateway.ari import Ari, ChannelGone
+from gateway.ari import Ari, ChannelGone, quietly
 from gateway.call import Call, Recorder
 from gateway.config import IvrConfig
 from gateway.errors import AriError
@@ -76,15 +76,8 @@ class Ivr:
         The prompt is stopped however this ends (digit, timeout, the IVR's overall limit), so a
         caller never hears a stale menu while waiting for a dispatcher.
         """
-        playback = f"{call.id}-{name}-{next(self._seq)}"
-        deadline = trio.current_time() + PROMPT_MAX_S
-        try:
-            await ari.play(call.channel_id, self.media(call, name), playback)
-        except ChannelGone:
-            raise
-        except AriError as exc:
-            log.warning("incident %s: prompt %s not played: %s", call.id, name, exc)
-            deadline = trio.current_time() + self.cfg.digit_timeout_s
+        playback = await self._start(ari, call, name)
+        deadline = trio.current_time() + (PROMPT_MAX_S if playback else self.cfg.digit_timeout_s)
         try:
             while True:
                 with trio.move_on_at(deadline):
@@ -96,21 +89,17 @@ class Ivr:
                     continue
                 return None
         finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(2):
-                await self._stop(ari, playback)
+            if playback:
+                with trio.CancelScope(shield=True), trio.move_on_after(2):
+                    await quietly(ari.stop_playback(playback))
 
     async def announce(self, ari: Ari, call: Call, name: str) -> None:
         """Play a prompt to its end, ignoring input (hold announcement).
 
         ``call.playback`` names it so a dispatcher answering can cut it short.
         """
-        playback = f"{call.id}-{name}-{next(self._seq)}"
-        try:
-            await ari.play(call.channel_id, self.media(call, name), playback)
-        except ChannelGone:
-            raise
-        except AriError as exc:
-            log.warning("incident %s: announcement %s not played: %s", call.id, name, exc)
+        playback = await self._start(ari, call, name)
+        if playback is None:
             return
         call.playback = playback
         with trio.move_on_after(PROMPT_MAX_S):
@@ -119,9 +108,14 @@ class Ivr:
                     break
         call.playback = None
 
-    @staticmethod
-    async def _stop(ari: Ari, playback: str) -> None:
+    async def _start(self, ari: Ari, call: Call, name: str) -> str | None:
+        """Start a prompt; its playback id, or None if it cannot be played (treated as silence)."""
+        playback = f"{call.id}-{name}-{next(self._seq)}"
         try:
-            await ari.stop_playback(playback)
-        except AriError:
-            pass  # already finished
+            await ari.play(call.channel_id, self.media(call, name), playback)
+        except ChannelGone:
+            raise
+        except AriError as exc:
+            log.warning("incident %s: prompt %s not played: %s", call.id, name, exc)
+            return None
+        return playback
