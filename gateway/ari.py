@@ -93,20 +93,9 @@ class Ari:
     async def stop_playback(self, playback_id: str) -> None:
         await self._call("DELETE", f"playbacks/{playback_id}")
 
-    async def originate(self, endpoint: str, channel_id: str, app_args: str, caller_id: str,
-                        timeout_s: int, variables: dict[str, str]) -> None:
-        params = {"endpoint": endpoint, "app": self.app, "appArgs": app_args, "callerId": caller_id,
-                  "timeout": timeout_s}
-        await self._call("POST", f"channels/{channel_id}", params, {"variables": variables})
-
-    async def create_bridge(self, bridge_id: str, name: str) -> None:
-        await self._call("POST", f"bridges/{bridge_id}", {"type": "mixing", "name": name})
-
-    async def add_to_bridge(self, bridge_id: str, channel_ids: list[str]) -> None:
-        await self._call("POST", f"bridges/{bridge_id}/addChannel", {"channel": ",".join(channel_ids)})
-
-    async def destroy_bridge(self, bridge_id: str) -> None:
-        await self._call("DELETE", f"bridges/{bridge_id}")
+    async def subscribe(self, channel_id: str) -> None:
+        """Receive this channel's events even after it leaves Stasis (e.g. into a Dial)."""
+        await self._call("POST", f"applications/{self.app}/subscription", {"eventSource": f"channel:{channel_id}"})
 
     async def continue_in_dialplan(self, channel_id: str, context: str, extension: str, label: str = "") -> None:
         params: dict[str, Any] = {"context": context, "extension": extension}

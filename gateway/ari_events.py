@@ -88,6 +88,14 @@ class ChannelDestroyed(Base, frozen=True, tag="ChannelDestroyed"):
 
 
 
+class Dial(Base, frozen=True, tag="Dial"):
+    """Progress of a dialplan Dial from a caller we subscribed to (outside Stasis)."""
+
+    peer: Channel
+    caller: Channel | None = None
+    dialstatus: str = ""
+
+
 class PlaybackFinished(Base, frozen=True, tag="PlaybackFinished"):
     playback: Playback
 
@@ -95,9 +103,10 @@ class PlaybackFinished(Base, frozen=True, tag="PlaybackFinished"):
 
 
 
-Event = Union[StasisStart, StasisEnd, ChannelStateChange, ChannelDtmfReceived, ChannelDestroyed, PlaybackFinished]
+Event = Union[StasisStart, StasisEnd, ChannelStateChange, ChannelDtmfReceived, ChannelDestroyed, PlaybackFinished,
+              Dial]
 KNOWN = {"StasisStart", "StasisEnd", "ChannelStateChange", "ChannelDtmfReceived", "ChannelDestroyed",
-         "PlaybackFinished"}
+         "PlaybackFinished", "Dial"}
 
 
 def decode(raw: dict[str, Any]) -> Event | None:
@@ -125,6 +134,8 @@ def channel_id(event: Event) -> str | None:
     chan = getattr(event, "channel", None)
     if chan is not None:
         return chan.id  # type: ignore[no-any-return]
+    if isinstance(event, Dial):
+        return event.caller.id if event.caller is not None else None
     if isinstance(event, PlaybackFinished):
         uri = event.playback.target_uri
         return uri.split(":", 1)[1] if uri.startswith("channel:") else None

@@ -30,13 +30,12 @@ class Call:
         self.gone = False
         self.enqueued_mono: float | None = None
         self.first_enqueued_mono: float | None = None
-        self.ring_leg: str | None = None
-        self.ring_position: str | None = None
+        self.ring_position: str | None = None  # the position being rung (or talking, once answered)
         self.ring_started_mono: float | None = None
-        self.bridge_id: str | None = None
-        self.position_leg: str | None = None
+        self.delivering = False  # handed to the dialplan's Dial: out of Stasis until it comes back
+        self.subscribed = False  # our app receives its events even outside Stasis
+        self.hold_scope = trio.CancelScope()  # ringback/announcements while queued
         self.answered = trio.Event()
-        self.playback: str | None = None
         self.saved = False  # the incident row exists in the store
         self.pending: list[TimelineEvent] = []  # noted, written with the next recorded event
 

@@ -9,6 +9,7 @@ the dispatchers directly: our errors never cost a caller their connection to a h
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from datetime import datetime
@@ -17,10 +18,10 @@ import trio
 
 from gateway import ani, location
 from gateway import ari_events as ev
-from gateway.ari import Ari, ChannelGone, quietly
+from gateway.ari import Ari, ChannelGone
 from gateway.call import Call, Recorder
 from gateway.config import GatewayConfig
-from gateway.dispatch import Dispatcher
+from gateway.dispatch import DELIVER_CONTEXT, Dispatcher
 from gateway.errors import AriError, GatewayError, StoreError
 from gateway.ivr import Ivr
 from gateway.metrics import Metrics
@@ -30,6 +31,7 @@ from gateway.store import AsyncStore, event
 
 log = logging.getLogger(__name__)
 HOLD_AFTER_S = 0.5
+INCIDENT_ID = re.compile(r"^\d{8}-\d{6}-[0-9A-Za-z.]{1,40}$")
 RECONCILE_S = 5.0
 
 
@@ -65,31 +67,44 @@ class Intake:
             nursery.cancel_scope.cancel()
 
     def _route(self, ari: Ari, nursery: trio.Nursery, event: ev.Event) -> None:
-        if isinstance(event, ev.StasisStart) and event.args[:1] == ["caller"]:
-            fresh = self._new_call(event.channel, event.args[1] if len(event.args) > 1 else "")
-            nursery.start_soon(self._serve_call, ari, nursery, fresh, True)
+        if isinstance(event, ev.StasisStart):
+            self._stasis_start(ari, nursery, event)
             return
         cid = ev.channel_id(event)
-        if cid is None:
-            return
-        call = self.calls.get(cid)
+        call = self.calls.get(cid) if cid is not None else None
         if call is None:
-            self.dispatcher.on_leg_event(event)
-        elif isinstance(event, (ev.StasisEnd, ev.ChannelDestroyed)):
+            return
+        if isinstance(event, ev.Dial):
+            self.dispatcher.on_dial(call, event)
+        elif isinstance(event, ev.ChannelDestroyed) or (isinstance(event, ev.StasisEnd) and not call.delivering):
             self._caller_gone(nursery, call, event)
-        else:
+        elif not isinstance(event, ev.StasisEnd):
             try:
                 call.inbox_send.send_nowait(event)
             except trio.WouldBlock:
                 log.warning("incident %s: dropping %s, call task is behind", call.id, type(event).__name__)
+
+    def _stasis_start(self, ari: Ari, nursery: trio.Nursery, event: ev.StasisStart) -> None:
+        role = event.args[0] if event.args else ""
+        if role == "caller":
+            fresh = self._new_call(event.channel, event.args[1] if len(event.args) > 1 else "")
+            nursery.start_soon(self._serve_call, ari, nursery, fresh, True)
+        elif role == "redial":  # back from a Dial nobody answered: to the queue again
+            call = self.calls.get(event.channel.id)
+            if call is None:
+                nursery.start_soon(self._adopt_caller, ari, nursery, event.channel, {})
+                return
+            self.dispatcher.returned(call)
+            nursery.start_soon(self._serve_call, ari, nursery, call, False)
 
     # --- a new call -----------------------------------------------------------------------
 
     def _new_call(self, chan: ev.Channel, service: str, arrived_wall: float | None = None) -> Call:
         now = time.time()
         caller = ani.normalise(chan.caller.number, chan.caller.name, chan.var("ECGW_PRES"), self.cfg.ani)
+        dialplan_id = chan.var("ECGW_INCIDENT")
         incident = Incident(
-            id=new_incident_id(now), service=service or chan.var("ECGW_SERVICE") or "112",
+            id=dialplan_id if INCIDENT_ID.match(dialplan_id) else new_incident_id(now), service=service or chan.var("ECGW_SERVICE") or "112",
             created_wall=arrived_wall or now, caller=caller, call_id=chan.var("ECGW_CALL_ID")[:128],
             channel_id=chan.id, language=chan.language if chan.language in ("kk", "ru", "en") else "",
             priority=self.cfg.ivr.default_priority,
@@ -135,6 +150,7 @@ class Intake:
         return item
 
     async def _serve_call(self, ari: Ari, nursery: trio.Nursery, call: Call, fresh: bool) -> None:
+        call.scope = trio.CancelScope()
         with call.scope:
             try:
                 if fresh:
@@ -142,13 +158,22 @@ class Intake:
                     # Outside the call's scope: the location matters even if the caller hangs up now.
                     nursery.start_soon(self._enrich, call)
                     await self.ivr.run(ari, call)
+                if self.dispatcher.overflow_due(call):
+                    await self.dispatcher.overflow(call)
+                    return
+                first = call.first_enqueued_mono is None
+                call.hold_scope = trio.CancelScope()  # before queuing: a hand-off cancels this one
                 self.dispatcher.enqueue(call, call.incident.priority)
-                self.dispatcher.watch_overflow(call)
+                if first:
+                    self.dispatcher.watch_overflow(call)
                 await self.recorder.record(call, "queued", state="queued", priority=call.incident.priority)
-                await self._hold(ari, call)
+                with call.hold_scope:
+                    await self._hold(ari, call)
             except ChannelGone:
                 pass  # the caller hung up meanwhile; _caller_gone records it
             except GatewayError as exc:
+                if call.delivering:
+                    return  # a hold step lost the race with the hand-off: the dialplan has the caller
                 await self._fail_over(ari, call, exc)
 
     async def _open(self, ari: Ari, call: Call) -> None:
@@ -183,19 +208,14 @@ class Intake:
                                        incidents=",".join(i for i, _ in links), reasons=",".join(r for _, r in links))
 
     async def _hold(self, ari: Ari, call: Call) -> None:
-        """Ringback and a periodic announcement until a dispatcher answers.
-
-        Nothing is started when a free position answers at once: a short silence is better than
-        two REST calls per call at peak load.
-        """
-        with trio.move_on_after(HOLD_AFTER_S):
-            await call.answered.wait()
-        while not call.answered.is_set():
+        """Ringback and a periodic announcement until the call is handed to a position (which
+        cancels ``call.hold_scope``). Nothing starts when a position is free at once: a short
+        silence is better than extra REST calls per call at peak load."""
+        await trio.sleep(HOLD_AFTER_S)
+        while True:
             await ari.ring(call.channel_id)
-            with trio.move_on_after(self.cfg.dispatch.announce_every_s):
-                await call.answered.wait()
-            if not call.answered.is_set():
-                await self.ivr.announce(ari, call, "hold")
+            await trio.sleep(self.cfg.dispatch.announce_every_s)
+            await self.ivr.announce(ari, call, "hold")
 
     async def _fail_over(self, ari: Ari, call: Call, exc: GatewayError) -> None:
         log.error("incident %s: %s; handing the caller to the fallback dialplan", call.id, exc)
@@ -250,30 +270,26 @@ class Intake:
                 log.warning("reconciliation skipped: %s", exc)
 
     async def _adopt(self, ari: Ari, nursery: trio.Nursery, min_age_s: float = 0.0) -> None:
-        """Take over channels in our Stasis app that we do not track (at start-up: all of them).
+        """Take over callers in our app or our Dial that we do not track (at start-up: all).
 
         ``min_age_s`` leaves alone channels so new that their StasisStart may still be on its way.
         """
         channels = await ari.channels()
-        bridged = {c: b.id for b in await ari.bridges() for c in b.channels}
-        legs = [c for c in channels if c.var("ECGW_ROLE") == "position"]
         now = time.time()
+        legs = {c.var("ECGW_INCIDENT"): c for c in channels if c.name.startswith("PJSIP/ecgw-pos-")}
         for chan in channels:
             dp = chan.dialplan
-            if chan.var("ECGW_ROLE") != "caller" or dp is None or dp.app_name != "Stasis":
+            if chan.var("ECGW_ROLE") != "caller" or dp is None or chan.id in self.calls:
                 continue
-            if not dp.app_data.startswith(self.cfg.asterisk.app + ",") or chan.id in self.calls:
-                continue
-            if now - (_wall(chan.creationtime) or 0.0) < min_age_s:
+            in_app = dp.app_name == "Stasis" and dp.app_data.startswith(self.cfg.asterisk.app + ",")
+            in_dial = dp.app_name == "Dial" and dp.context == DELIVER_CONTEXT
+            if not (in_app or in_dial) or now - (_wall(chan.creationtime) or 0.0) < min_age_s:
                 continue
             log.warning("adopting untracked caller channel %s", chan.id)
-            await self._adopt_caller(ari, nursery, chan, bridged, legs)
-        for leg in legs:  # legs not bridged with a caller we serve: the queue rings again
-            if leg.id not in self.dispatcher.legs and now - (_wall(leg.creationtime) or 0.0) >= min_age_s:
-                await quietly(ari.hangup(leg.id))
+            await self._adopt_caller(ari, nursery, chan, legs if in_dial else {})
 
     async def _adopt_caller(self, ari: Ari, nursery: trio.Nursery, chan: ev.Channel,
-                            bridged: dict[str, str], legs: list[ev.Channel]) -> None:
+                            legs: dict[str, ev.Channel]) -> None:
         try:
             stored = await self.store.by_channel(chan.id)
         except StoreError as exc:
@@ -281,18 +297,22 @@ class Intake:
             stored = None
         if chan.id in self.calls:
             return  # its StasisStart was handled while we looked
-        if stored is None:
+        delivered = chan.dialplan is not None and chan.dialplan.context == DELIVER_CONTEXT
+        if stored is None and not delivered:
             call = self._new_call(chan, chan.var("ECGW_SERVICE"), _wall(chan.creationtime))
             nursery.start_soon(self._serve_call, ari, nursery, call, True)
             return
-        call = Call(stored, chan.id, trio.current_time())
-        call.saved = True
-        self.calls[chan.id] = call
+        if stored is None:  # never stored, yet already with a dispatcher: record it now
+            call = self._new_call(chan, chan.var("ECGW_SERVICE"), _wall(chan.creationtime))
+        else:
+            call = Call(stored, chan.id, trio.current_time())
+            call.saved = True
+            self.calls[chan.id] = call
         await self.recorder.record(call, "adopted", note="gateway restarted while the call was active")
-        bridge = bridged.get(chan.id)
-        partner = next((leg for leg in legs if bridge and bridged.get(leg.id) == bridge), None)
-        if partner is not None and bridge is not None:
-            self.dispatcher.adopt_leg(partner.id, partner.var("ECGW_POSITION"), call, bridge)
+        if delivered and chan.dialplan is not None:
+            leg = legs.get(call.id)
+            self.dispatcher.adopt_delivered(call, chan.dialplan.exten, answered=leg is not None and leg.state == "Up")
+            await ari.subscribe(chan.id)  # the old subscription went with the old app connection
             return
         nursery.start_soon(self._serve_call, ari, nursery, call, False)
 

@@ -94,19 +94,15 @@ class Ivr:
                     await quietly(ari.stop_playback(playback))
 
     async def announce(self, ari: Ari, call: Call, name: str) -> None:
-        """Play a prompt to its end, ignoring input (hold announcement).
-
-        ``call.playback`` names it so a dispatcher answering can cut it short.
-        """
+        """Play a prompt to its end, ignoring input (hold announcement). Handing the caller to a
+        dispatcher takes it out of Stasis, which stops the prompt."""
         playback = await self._start(ari, call, name)
         if playback is None:
             return
-        call.playback = playback
         with trio.move_on_after(PROMPT_MAX_S):
             async for event in call.inbox:
                 if isinstance(event, ev.PlaybackFinished) and event.playback.id == playback:
                     break
-        call.playback = None
 
     async def _start(self, ari: Ari, call: Call, name: str) -> str | None:
         """Start a prompt; its playback id, or None if it cannot be played (treated as silence)."""

@@ -143,8 +143,10 @@ def test_fallback_positions_restrict_the_fallback_dial_string() -> None:
     assert render.fallback_dial(cfg) == "PJSIP/ecgw-pos-pos3&PJSIP/ecgw-pos-pos1"
     ext = rendered(cfg)["extensions.conf"]
     assert "ECGW_FALLBACK_RING = PJSIP/ecgw-pos-pos3&PJSIP/ecgw-pos-pos1\n" in ext
-    assert "ecgw-pos-pos2" not in ext
+    assert "Dial(PJSIP/ecgw-pos-pos2&" not in ext and "&PJSIP/ecgw-pos-pos2" not in ext
     assert "[ecgw-pos-pos2](ecgw-phone)" in rendered(cfg)["pjsip.conf"]  # still a phone, just not in fallback
+    # ...and the gateway can still hand callers to it.
+    assert "exten => pos2,1,Dial(PJSIP/ecgw-pos-pos2," in ext
 
 
 def test_without_backup_the_backup_dial_rings_the_fallback_positions() -> None:

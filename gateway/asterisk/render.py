@@ -50,6 +50,7 @@ def template_values(cfg: GatewayConfig, instance_dir: str, moddir: str, datadir:
         "fallback_dial": fallback_dial(cfg),
         "backup_dial": "PJSIP/ecgw-backup" if d.backup else fallback_dial(cfg),
         "service_routes": service_routes(cfg),
+        "deliver_routes": deliver_routes(cfg, ring),
     }
 
 
@@ -71,6 +72,15 @@ def fallback_dial(cfg: GatewayConfig) -> str:
     """Dial string ringing every fallback position at once (default: all positions)."""
     names = cfg.dispatch.fallback_positions or [p.name for p in cfg.dispatch.positions]
     return "&".join(f"PJSIP/ecgw-pos-{n}" for n in names)
+
+
+def deliver_routes(cfg: GatewayConfig, ring_s: int) -> str:
+    """One extension per position in ``ecgw-deliver``: ring it (with ringback to the caller)."""
+    lines = []
+    for p in cfg.dispatch.positions:
+        lines.append(f"exten => {p.name},1,Dial(PJSIP/ecgw-pos-{p.name},{ring_s},b(ecgw-phone-headers^s^1)r)")
+        lines.append(' same => n,GotoIf($["${DIALSTATUS}" = "ANSWER"]?done,1:back,1)')
+    return "\n".join(lines)
 
 
 def service_routes(cfg: GatewayConfig) -> str:
