@@ -29,7 +29,7 @@ from gateway import config, pidf  # noqa: E402
 from gateway.store import SqliteStore  # noqa: E402
 from sim import lab, scenario, sipp  # noqa: E402
 
-RATES = [25, 50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 800, 1000]
+RATES = [25, 50, 75, 100, 125, 150, 175, 200, 250, 300, 350, 400, 500, 600, 700, 800, 1000]
 
 
 SUSTAINED = 0.9  # a step counts only if sipp really placed calls at >= 90 % of the offered rate
