@@ -102,9 +102,6 @@ class Ari:
         params.update({"label": label} if label else {"priority": 1})
         await self._call("POST", f"channels/{channel_id}/continue", params)
 
-    async def set_var(self, channel_id: str, name: str, value: str) -> None:
-        await self._call("POST", f"channels/{channel_id}/variable", {"variable": name, "value": value})
-
     async def filter_events(self, types: list[str]) -> None:
         """Ask Asterisk to send only these event types to our app (Asterisk 16.?+ eventFilter).
 
@@ -123,9 +120,6 @@ class Ari:
 
     async def channels(self) -> list[ev.Channel]:
         return ev.channels_of(await self._call("GET", "channels") or [])
-
-    async def bridges(self) -> list[ev.Bridge]:
-        return ev.bridges_of(await self._call("GET", "bridges") or [])
 
     async def events(self) -> AsyncIterator[ev.Event]:
         """Typed events until the websocket closes. Malformed events are logged and skipped."""

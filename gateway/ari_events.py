@@ -55,11 +55,6 @@ class Playback(Base, frozen=True):
     state: str = ""
 
 
-class Bridge(Base, frozen=True):
-    id: str
-    channels: list[str] = []
-    bridge_type: str = ""
-
 
 class StasisStart(Base, frozen=True, tag="StasisStart"):
     channel: Channel
@@ -70,9 +65,6 @@ class StasisStart(Base, frozen=True, tag="StasisStart"):
 class StasisEnd(Base, frozen=True, tag="StasisEnd"):
     channel: Channel
 
-
-class ChannelStateChange(Base, frozen=True, tag="ChannelStateChange"):
-    channel: Channel
 
 
 class ChannelDtmfReceived(Base, frozen=True, tag="ChannelDtmfReceived"):
@@ -103,10 +95,8 @@ class PlaybackFinished(Base, frozen=True, tag="PlaybackFinished"):
 
 
 
-Event = Union[StasisStart, StasisEnd, ChannelStateChange, ChannelDtmfReceived, ChannelDestroyed, PlaybackFinished,
-              Dial]
-KNOWN = {"StasisStart", "StasisEnd", "ChannelStateChange", "ChannelDtmfReceived", "ChannelDestroyed",
-         "PlaybackFinished", "Dial"}
+Event = Union[StasisStart, StasisEnd, ChannelDtmfReceived, ChannelDestroyed, PlaybackFinished, Dial]
+KNOWN = {"StasisStart", "StasisEnd", "ChannelDtmfReceived", "ChannelDestroyed", "PlaybackFinished", "Dial"}
 
 
 def decode(raw: dict[str, Any]) -> Event | None:
@@ -148,10 +138,3 @@ def channels_of(raw: list[dict[str, Any]]) -> list[Channel]:
         return msgspec.convert(raw, list[Channel], strict=False)
     except msgspec.ValidationError as exc:
         raise EventError(f"malformed channel list: {exc}") from exc
-
-
-def bridges_of(raw: list[dict[str, Any]]) -> list[Bridge]:
-    try:
-        return msgspec.convert(raw, list[Bridge], strict=False)
-    except msgspec.ValidationError as exc:
-        raise EventError(f"malformed bridge list: {exc}") from exc

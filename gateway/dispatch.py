@@ -74,7 +74,9 @@ class Dispatcher:
             while True:
                 now = trio.current_time()
                 for incident_id, position in match(self.queue, self.board, now):
-                    nursery.start_soon(self._deliver, self.calls[incident_id], position)
+                    call = self.calls[incident_id]
+                    call.ring_position = position  # held from now: release() and sweep() see it
+                    nursery.start_soon(self._deliver, call, position)
                 self.metrics.queue_length.set(len(self.queue))
                 rest_end = self.board.next_rest_end(now)
                 with trio.move_on_after(rest_end - now if rest_end else float("inf")):
@@ -89,19 +91,25 @@ class Dispatcher:
     async def _deliver(self, call: Call, position: str) -> None:
         assert self.ari is not None
         call.hold_scope.cancel()  # no ringback/announcement REST calls racing with the hand-off
-        call.ring_position, call.ring_started_mono, call.delivering = position, trio.current_time(), True
+        call.ring_started_mono, call.delivering = trio.current_time(), True
+        if call.gone:  # hung up between matching and now
+            self._position_done(call, position, rest=False)
+            return
         self.recorder.note(call, "position_dialled", position=position)
         try:
             if not call.subscribed:
                 await self.ari.subscribe(call.channel_id)
                 call.subscribed = True
             await self.ari.continue_in_dialplan(call.channel_id, DELIVER_CONTEXT, position)
+            if call.gone:  # released while we handed it off: nothing will free the position later
+                self._position_done(call, position, rest=False)
         except ChannelGone:
             self._position_done(call, position, rest=False)  # the caller hung up meanwhile
         except AriError as exc:
             log.error("incident %s: cannot hand the call to %s: %s", call.id, position, exc)
             call.delivering = False
             self._position_done(call, position, rest=True)
+            call.ring_position = None
             if not call.gone:
                 self.queue.push(call.id, call.incident.priority, call.enqueued_mono or trio.current_time())
                 assert self._nursery is not None
@@ -201,6 +209,16 @@ class Dispatcher:
         self.metrics.queue_length.set(len(self.queue))
         for position in {call.ring_position, call.incident.position} - {None, ""}:
             if position in self.board.snapshot() and self.board.state(position) != "free":
+                self.board.set(position, "free")
+        self.kick()
+
+    def sweep(self) -> None:
+        """Free positions marked ringing or busy for a call we no longer track (safety net for
+        an event lost in a race); called by the intake's periodic reconciliation."""
+        held = {c.ring_position for c in self.calls.values() if not c.gone}
+        for position, state in self.board.snapshot().items():
+            if state != "free" and position not in held:
+                log.warning("position %s was %s for no tracked call: freeing it", position, state)
                 self.board.set(position, "free")
         self.kick()
 

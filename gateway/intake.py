@@ -268,6 +268,7 @@ class Intake:
                 await self._adopt(ari, nursery, min_age_s=RECONCILE_S)
             except AriError as exc:
                 log.warning("reconciliation skipped: %s", exc)
+            self.dispatcher.sweep()
 
     async def _adopt(self, ari: Ari, nursery: trio.Nursery, min_age_s: float = 0.0) -> None:
         """Take over callers in our app or our Dial that we do not track (at start-up: all).
