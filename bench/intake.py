@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -154,6 +155,18 @@ async def latency(env: lab.AsteriskInstance, workdir: Path, phones: sipp.Phones,
     return {"stored_ms": stored, "ringing_ms": rings, "calls": [float(calls)]}
 
 
+async def quiet(gateway: lab.GatewayProcess, timeout: float = 120.0) -> None:
+    """Wait until Asterisk carries no channel and the gateway no call (then 2 s more)."""
+    with trio.move_on_after(timeout):
+        while True:
+            async with httpx.AsyncClient(timeout=5) as client:
+                health = (await client.get(gateway.url + "/health")).json()
+            if health["active_calls"] == 0 and not health["asterisk_channels"]:
+                break
+            await trio.sleep(1.0)
+    await trio.sleep(2.0)
+
+
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="ecgw-bench-") as tmp:
         workdir = Path(tmp)
@@ -170,6 +183,7 @@ async def main(args: argparse.Namespace) -> None:
                 alone, _ = await ramp(env, workdir, args.seconds, False, rates)
                 await gateway.start()
                 through, _ = await ramp(env, workdir, args.seconds, True, rates)
+                await quiet(gateway)  # the overloaded last step must not leak into the latency run
                 print(f"(2) latency at {args.rate} calls/s for {args.latency_seconds:.0f} s", flush=True)
                 figures = await latency(env, workdir, phones, args.rate, args.latency_seconds)
         finally:

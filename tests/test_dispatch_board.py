@@ -1,0 +1,46 @@
+"""Dispatcher bookkeeping that needs no Asterisk: positions never stay taken for nobody."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway import config
+from gateway.bus import Bus
+from gateway.call import Call, Recorder
+from gateway.dispatch import Dispatcher
+from gateway.metrics import Metrics
+from gateway.records import Caller, Incident
+from gateway.store import AsyncStore, SqliteStore
+
+
+def dispatcher(tmp_path: Path) -> Dispatcher:
+    cfg = config.load()
+    return Dispatcher(cfg.dispatch, Recorder(AsyncStore(SqliteStore(tmp_path / "s.db")), Bus()), Metrics())
+
+
+def call(incident_id: str) -> Call:
+    caller = Caller(raw_number="", number="", display_name="", withheld=True)
+    return Call(Incident(id=incident_id, service="112", created_wall=0.0, caller=caller), f"ch-{incident_id}", 0.0)
+
+
+def test_sweep_frees_positions_held_for_no_tracked_call(tmp_path: Path) -> None:
+    d = dispatcher(tmp_path)
+    talking = call("a")
+    talking.ring_position = "pos1"
+    d.calls["a"] = talking
+    d.board.set("pos1", "busy")
+    d.board.set("pos2", "ringing")  # its call vanished (an event lost in a race)
+    d.sweep()
+    assert d.board.snapshot() == {"pos1": "busy", "pos2": "free"}
+
+
+def test_release_frees_the_position_of_a_call_that_was_talking(tmp_path: Path) -> None:
+    d = dispatcher(tmp_path)
+    gone = call("b")
+    gone.ring_position = "pos2"
+    d.calls["b"] = gone
+    d.board.set("pos2", "busy")
+    d.queue.push("b", 3, 0.0)
+    d.release(gone)
+    assert gone.gone and "b" not in d.calls and "b" not in d.queue
+    assert d.board.state("pos2") == "free"
