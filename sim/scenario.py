@@ -76,6 +76,17 @@ def _invite(dialled: str, number: str | None, display: str, pidf_lo: str | None)
     )
 
 
+def _in_dialog(method: str, cseq: int, dialled: str) -> str:
+    """A request inside the caller's dialog (ACK, BYE), ending with its blank line."""
+    return (
+        f"{method} sip:{dialled}@[remote_ip]:[remote_port] SIP/2.0\n"
+        "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+        "[last_From:]\n[last_To:]\nCall-ID: [call_id]\n"
+        f"CSeq: {cseq} {method}\n"
+        "Contact: <sip:caller@[local_ip]:[local_port]>\nMax-Forwards: 70\nContent-Length: 0\n"
+    )
+
+
 def caller(dialled: str, number: str | None, display: str = "", *, pidf_lo: str | None = None,
            dtmf_pcap_file: Path | None = None, first_dtmf_ms: int = 800, talk_ms: int = 5000) -> str:
     """A caller who dials, waits for the answer, keys the DTMF in ``dtmf_pcap_file`` (see
@@ -110,30 +121,12 @@ def caller(dialled: str, number: str | None, display: str = "", *, pidf_lo: str 
     </action>
   </recv>
   <send><![CDATA[
-ACK sip:{dialled}@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[last_From:]
-[last_To:]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Contact: <sip:caller@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Length: 0
-
+{_in_dialog("ACK", 1, dialled)}
   ]]></send>
 {dtmf_steps}
   <pause milliseconds="{talk_ms}"/>
   <send retrans="500"><![CDATA[
-BYE sip:{dialled}@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[last_From:]
-[last_To:]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Contact: <sip:caller@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Length: 0
-
+{_in_dialog("BYE", 2, dialled)}
   ]]></send>
   <recv response="200" crlf="true" next="done"/>
   <label id="remote_bye"/>
