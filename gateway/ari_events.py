@@ -109,16 +109,6 @@ def decode(raw: dict[str, Any]) -> Event | None:
         raise EventError(f"malformed {raw.get('type')} event: {exc}") from exc
 
 
-def decode_json(data: bytes | str) -> Event | None:
-    try:
-        raw = msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
-        raise EventError(f"event is not JSON: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise EventError("event is not a JSON object")
-    return decode(raw)
-
-
 def channel_id(event: Event) -> str | None:
     """The channel an event concerns, if any."""
     chan = getattr(event, "channel", None)

@@ -40,14 +40,15 @@ def new_incident_id(now: float) -> str:
 
 
 class Intake:
-    def __init__(self, cfg: GatewayConfig, store: AsyncStore, recorder: Recorder, metrics: Metrics) -> None:
+    def __init__(self, cfg: GatewayConfig, store: AsyncStore, recorder: Recorder, metrics: Metrics,
+                 prompts_dir: str = "") -> None:
         self.cfg = cfg
         self.store = store
         self.recorder = recorder
         self.metrics = metrics
         self.calls: dict[str, Call] = {}  # caller channel id -> call
         self.dispatcher = Dispatcher(cfg.dispatch, recorder, metrics)
-        self.ivr = Ivr(cfg.ivr, recorder)
+        self.ivr = Ivr(cfg.ivr, recorder, prompts_dir)
 
     async def serve(self, ari: Ari, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Handle this connection's events until it closes. Calls keep living in Asterisk after."""

@@ -22,7 +22,7 @@ class Metrics:
         self.bad_input = Counter("ecgw_bad_input", "Rejected or repaired input", ["kind"], registry=r)
         self.store_latency = Histogram("ecgw_incident_store_seconds", "Call arrival to incident stored",
                                        buckets=LATENCY_BUCKETS, registry=r)
-        self.ring_latency = Histogram("ecgw_ring_seconds", "Queued to dispatcher ringing",
+        self.ring_latency = Histogram("ecgw_ring_seconds", "Hand-off to a position until its phone rings",
                                       buckets=LATENCY_BUCKETS, registry=r)
         self.queue_wait = Histogram("ecgw_queue_wait_seconds", "Queued to answered by a dispatcher",
                                     buckets=WAIT_BUCKETS, registry=r)

@@ -14,7 +14,6 @@ from gateway.config import GatewayConfig
 from gateway.errors import AriError
 from gateway.http_api import Health, build_app, run_server
 from gateway.intake import Intake
-from gateway.ivr import Ivr
 from gateway.metrics import Metrics
 from gateway.store import AsyncStore, SqliteStore
 
@@ -28,8 +27,8 @@ class Gateway:
         self.bus = Bus()
         self.store = AsyncStore(SqliteStore(cfg.store.path))
         self.recorder = Recorder(self.store, self.bus)
-        self.intake = Intake(cfg, self.store, self.recorder, self.metrics)
-        self.intake.ivr = Ivr(cfg.ivr, self.recorder, prompts_dir=f"{locate(cfg).inside_dir}/sounds")
+        self.intake = Intake(cfg, self.store, self.recorder, self.metrics,
+                             prompts_dir=f"{locate(cfg).inside_dir}/sounds")
         self.asterisk = ami.AsteriskHealth()
         self.ari_connected = False
         self.http_addresses: list[str] = []
