@@ -44,3 +44,20 @@ async def test_gateway_reconnects_after_asterisk_restart(
     result = await place(asterisk, tmp_path, keys="20", talk_ms=4000)
     incident = await gateway.wait_incident(result.call_id, until="hung_up")
     assert "answered" in kinds(incident)
+
+
+async def test_missing_prompts_do_not_block_the_call(
+    asterisk: AsteriskInstance, phones: sipp.Phones, tmp_path: Path
+) -> None:
+    # Every prompt file missing (a broken install): the menu is silent, keys still work.
+    config = tmp_path / "no-prompts.toml"
+    config.write_text(asterisk.path.read_text().replace("[ivr]\n", '[ivr]\nprompts_dir = "/nonexistent/prompts"\n'))
+    gateway = GatewayProcess(config, tmp_path / "gateway.log")
+    await gateway.start()
+    try:
+        result = await place(asterisk, tmp_path, keys="23", talk_ms=5000)
+        incident = await gateway.wait_incident(result.call_id, until="hung_up")
+    finally:
+        await gateway.stop()
+    assert (incident.language, incident.category) == ("ru", "medical")
+    assert "answered" in kinds(incident)
