@@ -40,7 +40,7 @@ import msgspec
 import trio
 
 from gateway import pidf
-from gateway.config import GatewayConfig
+from gateway.config import Base, GatewayConfig  # Base: unknown keys are errors, as in the config
 from gateway.errors import DrillError, StoreError
 from gateway.records import Incident
 from gateway.store import SqliteStore
@@ -51,10 +51,6 @@ SETTLE_S = 2.0  # after the last caller: lets the gateway record hang-ups and si
 WITHHELD = "withheld"
 NUMBER_RE = re.compile(r"^[0-9A-Za-z+*#.()-]{1,32}$")
 SERVICE_RE = re.compile(r"^\+?[0-9*#]{2,15}$")
-
-
-class Base(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """Drill file tables: unknown keys are errors."""
 
 
 class Arrival(Base, frozen=True):
