@@ -40,6 +40,3 @@ class Bus:
         finally:
             self._subscribers.discard(send)
             send.close()
-
-    def statistics(self) -> int:
-        return len(self._subscribers)
