@@ -41,3 +41,23 @@ class DirectoryImportError(GatewayError):
 
 class DrillError(GatewayError):
     """A drill file is invalid or a drill could not be run."""
+
+
+class ChannelError(GatewayError):
+    """A delivery channel could not be opened or its provider answered outside its protocol."""
+
+
+class ProtocolError(GatewayError):
+    """Bytes or documents from a peer do not follow the protocol (bad CRC, bad CAP, bad PDU)."""
+
+
+class AlertError(GatewayError):
+    """A public warning cannot be drafted, approved, sent, updated or cancelled as asked."""
+
+
+class TemplateError(AlertError):
+    """An alert template is missing, malformed, or renders with an error."""
+
+
+class ZoneError(AlertError):
+    """A zone or an alert area is unknown or geometrically invalid."""
