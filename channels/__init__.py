@@ -2,4 +2,4 @@
 
 from channels.base import Channel, ChannelHealth, Message, Receipt, UpdateCallback, failed
 
-__all__ = ["Channel", "ChannelHealth", "Message", "Receipt"]
+__all__ = ["Channel", "ChannelHealth", "Message", "Receipt", "UpdateCallback", "failed"]
