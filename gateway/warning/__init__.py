@@ -1,0 +1,1 @@
+"""Public warnings: CAP 1.2 documents, multilingual alert templates and SMS arithmetic."""
