@@ -1,1 +1,1 @@
-"""Public warnings: CAP 1.2 documents, multilingual alert templates and SMS arithmetic."""
+"""Public warnings: the CAP 1.2 alert model and the workflow that composes, approves and sends it."""
