@@ -15,12 +15,9 @@ from typing import Literal
 import msgspec
 
 from gateway.errors import ConfigError
+from gateway.schema import Base
 
 NAME_RE = r"^[a-z][a-z0-9_-]{0,31}$"
-
-
-class Base(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """All config sections: unknown keys are errors, values are immutable."""
 
 
 class AsteriskConfig(Base, frozen=True):
