@@ -1,0 +1,142 @@
+"""Warning recipients: people who get public warnings, with their addresses, language, home zones
+and channel preference. Parsing and validation are pure; a bad row is reported, never fatal.
+
+CSV columns (header row required, order free): ``ref, name, phone, email, telegram, language,
+zones, channels``. ``zones`` and ``channels`` are ``;``-separated; ``channels`` is the order of
+preference among ``sms, email, telegram, voice`` (the first reachable one is used, the next ones
+are the fail-over).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Iterator
+from typing import Literal
+
+import msgspec
+
+from gateway.ani import e164
+
+Kind = Literal["sms", "email", "telegram", "voice"]
+KINDS: tuple[Kind, ...] = ("sms", "email", "telegram", "voice")
+LANGUAGES = ("kk", "ru", "en")
+COLUMNS = ("ref", "name", "phone", "email", "telegram", "language", "zones", "channels")
+REQUIRED = ("ref", "language", "zones", "channels")
+MAX_ROWS = 5_000_000
+EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+TELEGRAM_RE = re.compile(r"^-?\d{1,20}$")
+REF_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class Recipient(msgspec.Struct, frozen=True, kw_only=True):
+    ref: str
+    name: str = ""
+    phone: str = ""
+    email: str = ""
+    telegram: str = ""
+    language: Literal["kk", "ru", "en"]
+    zones: list[str]
+    channels: list[Kind]
+
+
+class RowError(msgspec.Struct, frozen=True, kw_only=True):
+    row: int
+    ref: str
+    problem: str
+
+
+def problems(r: Recipient, known_zones: Iterable[str]) -> list[str]:
+    """Why a recipient cannot be stored (empty when fine)."""
+    found: list[str] = []
+    if not REF_RE.match(r.ref):
+        found.append("ref: expected 1-64 letters, digits or _.:-")
+    unknown = [z for z in r.zones if z not in set(known_zones)]
+    if not r.zones:
+        found.append("zones: expected at least one home zone")
+    elif unknown:
+        found.append(f"zones: unknown zone {unknown[0]!r}")
+    if not r.channels:
+        found.append("channels: expected at least one of sms, email, telegram, voice")
+    for kind in r.channels:
+        if not address_of(r, kind):
+            found.append(f"channels: {kind} preferred but no {_field(kind)} given")
+    if r.email and not EMAIL_RE.match(r.email):
+        found.append(f"email: not an e-mail address: {r.email[:60]!r}")
+    if r.telegram and not TELEGRAM_RE.match(r.telegram):
+        found.append("telegram: expected a numeric chat id")
+    if len(r.name) > 200:
+        found.append("name: longer than 200 characters")
+    return found
+
+
+def address_of(r: Recipient, kind: str) -> str:
+    return {"sms": r.phone, "voice": r.phone, "email": r.email, "telegram": r.telegram}.get(kind, "")
+
+
+def _field(kind: str) -> str:
+    return {"sms": "phone", "voice": "phone", "email": "email", "telegram": "telegram chat id"}[kind]
+
+
+def parse_csv(text: str, known_zones: Iterable[str]) -> tuple[list[Recipient], list[RowError]]:
+    """Every good row as a Recipient and every bad row with its line number and problem."""
+    good: list[Recipient] = []
+    bad: list[RowError] = []
+    for item in iter_csv(text, known_zones):
+        (good if isinstance(item, Recipient) else bad).append(item)  # type: ignore[arg-type]
+    return good, bad
+
+
+def iter_csv(text: str, known_zones: Iterable[str]) -> Iterator[Recipient | RowError]:
+    """Rows one by one, so a million-row file is never held as objects all at once."""
+    zones = frozenset(known_zones)
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    header = [h.strip().lower() for h in reader.fieldnames or []]
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        yield RowError(row=1, ref="", problem=f"header: missing column(s) {', '.join(missing)}; "
+                                              f"expected {', '.join(COLUMNS)}")
+        return
+    reader.fieldnames = header
+    seen: set[str] = set()
+    for n, row in enumerate(reader, start=2):
+        if n > MAX_ROWS + 1:
+            yield RowError(row=n, ref="", problem=f"more than {MAX_ROWS} rows: the rest is ignored")
+            return
+        item = _row(n, row, zones)
+        if isinstance(item, Recipient):
+            if item.ref in seen:
+                item = RowError(row=n, ref=item.ref, problem="ref: duplicate of an earlier row")
+            seen.add(item.ref if isinstance(item, Recipient) else "")
+        yield item
+
+
+def _row(n: int, row: dict[str | None, str | list[str] | None], zones: frozenset[str]) -> Recipient | RowError:
+    if None in row:
+        return RowError(row=n, ref=_text(row.get("ref")), problem="more fields than the header has")
+    ref = _text(row.get("ref"))
+    language = _text(row.get("language")).lower()
+    if language not in LANGUAGES:
+        return RowError(row=n, ref=ref, problem=f"language: expected kk, ru or en, got {language[:10]!r}")
+    channels = [c.strip().lower() for c in _text(row.get("channels")).split(";") if c.strip()]
+    wrong = [c for c in channels if c not in KINDS]
+    if wrong:
+        return RowError(row=n, ref=ref, problem=f"channels: unknown channel {wrong[0][:20]!r}")
+    phone = _text(row.get("phone"))
+    if phone:
+        phone, flags = e164(phone)
+        if not phone:
+            return RowError(row=n, ref=ref, problem=f"phone: not a usable number ({', '.join(flags)})")
+    recipient = Recipient(
+        ref=ref, name=_text(row.get("name")), phone=phone, email=_text(row.get("email")),
+        telegram=_text(row.get("telegram")), language=language,  # type: ignore[arg-type]
+        zones=[z.strip() for z in _text(row.get("zones")).split(";") if z.strip()],
+        channels=list(dict.fromkeys(channels)),  # type: ignore[arg-type]
+    )
+    found = problems(recipient, zones)
+    return RowError(row=n, ref=ref, problem="; ".join(found)) if found else recipient
+
+
+def _text(value: str | list[str] | None) -> str:
+    return value.strip() if isinstance(value, str) else ""
