@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import anyio
@@ -22,8 +22,10 @@ from asyncswagger11.http_client import ApiKeyAuthenticator, AsynchronousHttpClie
 
 from gateway import ari_events as ev
 from gateway.ari_http import RestClient
-from gateway.config import AsteriskConfig
 from gateway.errors import AriError
+
+if TYPE_CHECKING:  # runtime import would cycle once the gateway config holds channel configs
+    from gateway.config import AsteriskConfig
 
 log = logging.getLogger(__name__)
 # asyncari formats every event for a debug line even when debug is off, and httpx logs URLs
@@ -82,6 +84,20 @@ class Ari:
 
     async def hangup(self, channel_id: str, reason: str = "normal") -> None:
         await self._call("DELETE", f"channels/{channel_id}", {"reason": reason})
+
+    async def originate(self, endpoint: str, channel_id: str, *, timeout_s: int, caller_id: str = "",
+                        app_args: str = "") -> None:
+        """Dial ``endpoint``; once it answers the channel enters our Stasis app (StasisStart).
+
+        ARI subscribes the app to the new channel, so Dial and ChannelDestroyed events tell why a
+        call that never answers ended. ``channel_id`` is ours, so events can be matched to the
+        call even if they arrive before this request returns.
+        """
+        params: dict[str, Any] = {"endpoint": endpoint, "app": self.app, "channelId": channel_id,
+                                  "timeout": timeout_s}
+        params.update({"callerId": caller_id} if caller_id else {})
+        params.update({"appArgs": app_args} if app_args else {})
+        await self._call("POST", "channels", params)
 
     async def ring(self, channel_id: str) -> None:
         await self._call("POST", f"channels/{channel_id}/ring")
@@ -163,15 +179,22 @@ async def connect(cfg: AsteriskConfig) -> AsyncIterator[Ari]:
 
     ``Ari.events()`` ends when the websocket closes; the caller reconnects.
     """
-    url = f"http://127.0.0.1:{cfg.http_port}/"
-    http = AsynchronousHttpClient(auth=ApiKeyAuthenticator("127.0.0.1", f"{cfg.ari_user}:{cfg.ari_password}"))
-    rest = RestClient("127.0.0.1", cfg.http_port, cfg.ari_user, cfg.ari_password)
+    async with connect_app(cfg.http_port, cfg.ari_user, cfg.ari_password, cfg.app) as ari:
+        yield ari
+
+
+@asynccontextmanager
+async def connect_app(http_port: int, user: str, password: str, app: str) -> AsyncIterator[Ari]:
+    """``connect`` for any Stasis app on the local Asterisk (the voice call-out has its own app)."""
+    url = f"http://127.0.0.1:{http_port}/"
+    http = AsynchronousHttpClient(auth=ApiKeyAuthenticator("127.0.0.1", f"{user}:{password}"))
+    rest = RestClient("127.0.0.1", http_port, user, password)
     try:
         # Fail fast, as our own error, while Asterisk is away (asyncari would raise an ExceptionGroup).
-        await Ari(None, cfg.app, rest).ping()
+        await Ari(None, app, rest).ping()
         async with anyio.create_task_group() as tg:
-            client = _Client(tg, url, cfg.app, http)
-            ari = Ari(client, cfg.app, rest)
+            client = _Client(tg, url, app, http)
+            ari = Ari(client, app, rest)
             client.closed = ari._send
             async with client:
                 try:

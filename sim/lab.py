@@ -10,7 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -19,6 +21,7 @@ import trio
 from gateway import config
 from gateway.asterisk import prompts, sandbox
 from gateway.records import Incident
+from sim import scenario, sipp
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -191,3 +194,95 @@ class GatewayProcess:
                     if found.call_id == call_id and (until is None or any(e.kind == until for e in found.timeline)):
                         return found
                 await trio.sleep(0.2)
+
+
+@dataclass
+class RtpStream:
+    """RTP that arrived from one sender (one Asterisk channel): G.711, so one byte per sample."""
+
+    packets: int = 0
+    payload_bytes: int = 0
+    first: float = 0.0
+    last: float = 0.0
+
+    @property
+    def audio_s(self) -> float:
+        return self.payload_bytes / 8000
+
+
+def rtp_payload_len(packet: bytes) -> int:
+    """Payload bytes of an RTP packet (0 for anything that is not RTP version 2)."""
+    if len(packet) < 12 or packet[0] >> 6 != 2:
+        return 0
+    header = 12 + 4 * (packet[0] & 0x0F)
+    if packet[0] & 0x10 and len(packet) >= header + 4:  # header extension
+        header += 4 + 4 * int.from_bytes(packet[header + 2:header + 4], "big")
+    padding = packet[-1] if packet[0] & 0x20 else 0
+    return max(0, len(packet) - header - padding)
+
+
+@dataclass
+class Residents:
+    """The residents' phones behind the call-out trunk (see ``scenario.resident``)."""
+
+    uri: str  # where the trunk sends calls: sip:127.0.0.1:<port>
+    log: Path
+    streams: dict[int, RtpStream] = field(default_factory=dict)  # by Asterisk's RTP source port
+
+    def lines(self) -> list[sipp.LogLine]:
+        return sipp.parse_log(self.log.read_text(errors="replace")) if self.log.exists() else []
+
+    def invites(self, number: str) -> list[sipp.LogLine]:
+        return [line for line in self.lines() if line.kind == "INVITE" and line.fields.get("number") == number]
+
+    def audio(self, number: str) -> RtpStream:
+        """The audio the last call to ``number`` received (empty if none)."""
+        calls = self.invites(number)
+        port = calls[-1].fields.get("rtp", "") if calls else ""
+        return self.streams.get(int(port), RtpStream()) if port.isdigit() else RtpStream()
+
+
+async def _count_rtp(sock: trio.socket.SocketType, streams: dict[int, RtpStream]) -> None:
+    while True:
+        packet, (_host, port) = await sock.recvfrom(2048)
+        stream = streams.setdefault(port, RtpStream(first=trio.current_time()))
+        stream.packets += 1
+        stream.payload_bytes += rtp_payload_len(packet)
+        stream.last = trio.current_time()
+
+
+@asynccontextmanager
+async def residents(workdir: Path, *, reject: Mapping[str, int] | None = None, silent: Sequence[str] = (),
+                    hang_up_after_ms: Mapping[str, int] | None = None, ring_ms: int = 300) -> AsyncIterator[Residents]:
+    """A sipp UAS answering the call-out trunk on a free loopback port (behaviour by number, see
+    ``scenario.resident``) and an RTP listener counting the audio each call received, until the
+    block exits."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    await sock.bind(("127.0.0.1", 0))
+    port = free_port()
+    xml = workdir / "residents.xml"
+    xml.write_text(scenario.resident(reject=reject, silent=silent, hang_up_after_ms=hang_up_after_ms, ring_ms=ring_ms,
+                                     rtp_port=sock.getsockname()[1]))
+    found = Residents(f"sip:127.0.0.1:{port}", workdir / "residents.log")
+    with sock:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_count_rtp, sock, found.streams)
+            proc = await trio.lowlevel.open_process(
+                [sipp.sipp_binary(), "-sf", str(xml), "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_port()),
+                 "-trace_logs", "-log_file", str(found.log), "-trace_err", "-error_file",
+                 str(workdir / "residents.err"), "-nostdin"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
+            try:
+                await trio.sleep(0.3)
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the residents' sipp exited at start ({proc.returncode}); see {workdir}")
+                yield found
+            finally:
+                proc.terminate()
+                with trio.move_on_after(5) as scope:
+                    scope.shield = True
+                    await proc.wait()
+                if proc.poll() is None:
+                    proc.kill()
+                nursery.cancel_scope.cancel()

@@ -7,6 +7,7 @@ so the drill can measure INVITE -> incident stored and INVITE -> dispatcher ring
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 DTMF_PCAP_DIR = Path("/usr/share/sip-tester")
@@ -232,5 +233,174 @@ PHONE_XML = """<?xml version="1.0" encoding="UTF-8"?>
   </send>
 
   <ResponseTimeRepartition value="10, 20, 50, 100, 200, 500, 1000"/>
+</scenario>
+"""
+
+
+def _number_regexp(numbers: Sequence[str]) -> str:
+    """A POSIX ERE matching an INVITE whose Request-URI user is one of ``numbers``."""
+    alternatives = "|".join(n.replace("+", "\\+") for n in numbers) or "-no-number-"
+    return f"^INVITE sip:({alternatives})@"
+
+
+def resident(*, reject: Mapping[str, int] | None = None, silent: Sequence[str] = (),
+             hang_up_after_ms: Mapping[str, int] | None = None, ring_ms: int = 300, rtp_port: int | None = None) -> str:
+    """Residents' phones behind the call-out trunk, one sipp UAS answering every number dialled.
+
+    By number: ``reject`` ones answer with that final status (486 Busy Here, 404 Not Found, ...),
+    ``silent`` ones ring until cancelled (487), ``hang_up_after_ms`` ones answer and hang up that
+    long after the ACK; every other number rings ``ring_ms`` and answers, then listens until the
+    far end hangs up. The answer's SDP points RTP at ``rtp_port`` (a listener that counts the
+    audio) when given. Each INVITE is logged with the dialled number and the port Asterisk sends
+    RTP from, and each answer too.
+    """
+    rejects, early = dict(reject or {}), dict(hang_up_after_ms or {})
+    tests = [(f"is_reject{i}", n) for i, n in enumerate(rejects)] + [(f"is_early{i}", n) for i, n in enumerate(early)]
+    reject_branches = "\n".join(f'  <nop test="is_reject{i}" next="reject{i}"/>' for i in range(len(rejects)))
+    early_branches = "\n".join(f'  <nop test="is_early{i}" next="hangup{i}"/>' for i in range(len(early)))
+    reject_blocks = "\n".join(
+        f'  <label id="reject{i}"/>\n  <send>\n    <![CDATA[\n      SIP/2.0 {int(code)} {REASONS.get(code, "Rejected")}\n'
+        f'{_UAS_HEADERS}\n      Content-Length: 0\n\n    ]]>\n  </send>\n  <recv request="ACK" next="end"/>'
+        for i, code in enumerate(rejects.values()))
+    early_blocks = "\n".join(
+        f'  <label id="hangup{i}"/>\n  <pause milliseconds="{int(ms)}"/>\n  <nop next="uas_bye"/>'
+        for i, ms in enumerate(early.values()))
+    return (RESIDENT_XML
+            .replace("{silent_re}", _number_regexp(silent))
+            .replace("{tests}", "\n".join(
+                f'      <ereg regexp="{_number_regexp([n])}" search_in="msg" check_it="false" assign_to="{var}"/>'
+                for var, n in tests))
+            .replace("{reject_branches}", reject_branches)
+            .replace("{early_branches}", early_branches)
+            .replace("{reject_blocks}", reject_blocks)
+            .replace("{early_blocks}", early_blocks)
+            .replace("{ring_ms}", str(int(ring_ms)))
+            .replace("{rtp_port}", str(rtp_port) if rtp_port else "[media_port]"))
+
+
+REASONS = {404: "Not Found", 410: "Gone", 480: "Temporarily Unavailable", 484: "Address Incomplete",
+           486: "Busy Here", 503: "Service Unavailable", 603: "Decline"}
+
+_UAS_HEADERS = """      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>"""
+
+RESIDENT_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="ecgw residents">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <gettimeofday assign_to="s,us"/>
+      <ereg regexp="^INVITE sip:([^@]*)@" search_in="msg" check_it="true" assign_to="uri,number"/>
+      <ereg regexp="m=audio ([0-9]+)" search_in="body" check_it="false" assign_to="m,rtp"/>
+      <ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" check_it="true" assign_to="cseq"/>
+      <ereg regexp="[^ ].*" search_in="hdr" header="From:" check_it="true" assign_to="from"/>
+      <ereg regexp="[^ ].*" search_in="hdr" header="To:" check_it="true" assign_to="to"/>
+      <ereg regexp="sip:[^>;]*" search_in="hdr" header="Contact:" check_it="true" assign_to="contact"/>
+      <ereg regexp="{silent_re}" search_in="msg" check_it="false" assign_to="is_silent"/>
+{tests}
+      <log message="INVITE [$s] [$us] number=[$number] rtp=[$rtp] callid=[call_id]"/>
+      <log message="# sipp insists every variable is used: [$uri] [$m]"/>
+    </action>
+  </recv>
+{reject_branches}
+
+  <send>
+    <![CDATA[
+      SIP/2.0 180 Ringing
+""" + _UAS_HEADERS + """
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <nop test="is_silent" next="silent"/>
+  <pause milliseconds="{ring_ms}"/>
+
+  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+""" + _UAS_HEADERS + """
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=resident 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio {rtp_port} RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-16
+    ]]>
+  </send>
+  <recv request="ACK" crlf="true">
+    <action>
+      <gettimeofday assign_to="as,aus"/>
+      <log message="ANSWERED [$as] [$aus] number=[$number] callid=[call_id]"/>
+    </action>
+  </recv>
+{early_branches}
+  <recv request="BYE"/>
+  <send next="end">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+
+{early_blocks}
+  <label id="uas_bye"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [$contact] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: [$to];tag=[pid]SIPpTag01[call_number]
+      To: [$from]
+      Call-ID: [call_id]
+      CSeq: 1 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" next="end"/>
+
+{reject_blocks}
+
+  <label id="silent"/>
+  <recv request="CANCEL"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+""" + _UAS_HEADERS + """
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <send>
+    <![CDATA[
+      SIP/2.0 487 Request Terminated
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      CSeq: [$cseq] INVITE
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="ACK"/>
+
+  <label id="end"/>
 </scenario>
 """
