@@ -1,0 +1,389 @@
+"""The delivery engine: turns sending alerts into messages on every open channel, exactly as far
+as the outbox says, at the providers' pace.
+
+Theory of operation. ``start`` records the fan-out (siren and channel-post jobs first, with a
+higher priority) and a fan-out task turns the audience into queued jobs in chunks, each chunk
+committed with its cursor. Each channel has workers that take tokens from the channel's bucket,
+claim that many due jobs (marking them "sending" durably), render and deliver them as one batch,
+and record the receipts: sent/delivered, retry later (back-off with jitter, or the provider's
+retry-after), or fail over to the recipient's next channel. A channel whose batches keep failing
+opens its breaker: its jobs fail over at once instead of waiting, and the officer sees "down".
+On start, jobs left "sending" by a crash are reconciled with the provider where it can tell
+(``lookup``), else sent again: a warning delivered twice is better than one never delivered.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from channels.base import Channel, Language, Message, Receipt
+from gateway.errors import GatewayError
+from gateway.warning.outbox import Outbox, RecipientRow, idempotency_key
+from gateway.warning.policy import DRILL_PREFIX, KIND_OF_DRIVER, Breaker, Router, TokenBucket, backoff_s
+from gateway.warning.records import DELIVERED, FAILED, MOVED, QUEUED, SENT, AlertRecord, ChannelProgress
+from gateway.warning.render import Renderer
+
+FANOUT_CHUNK = 20_000
+MAX_ATTEMPTS = 6
+IDLE_POLL_S = 0.25
+Progress = Callable[[str, str, dict[str, ChannelProgress]], None]
+
+
+class AsyncOutbox:
+    """The outbox for Trio code: every call on one worker thread, in order."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.sync = outbox
+        self._limiter = trio.CapacityLimiter(1)
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self._limiter)
+
+
+@dataclass
+class Slot:
+    """One open channel instance: ``key`` is the driver name, or ``drill:<name>`` for exercises."""
+
+    key: str
+    channel: Channel
+    bucket: TokenBucket
+    breaker: Breaker = field(default_factory=Breaker)
+    wake: trio.Event = field(default_factory=trio.Event)
+    workers: int = 4
+
+    @property
+    def driver(self) -> str:
+        return self.key.removeprefix(DRILL_PREFIX)
+
+
+@dataclass
+class Tracker:
+    """In-memory progress of one sending alert (rebuilt from the outbox after a restart)."""
+
+    record: AlertRecord
+    created: int = 0
+    finished: int = 0
+    fanout_done: bool = False
+    channels: dict[str, ChannelProgress] = field(default_factory=dict)
+
+
+class Engine:
+    """Owns one worker group per channel and one fan-out task per sending alert."""
+
+    def __init__(self, db: AsyncOutbox, channels: dict[str, Channel], renderer: Renderer, *,
+                 sms_routes: Sequence[tuple[str, str]] = (("+", "smpp"),), public_channel: str = "",
+                 on_progress: Progress | None = None, on_state: Callable[[AlertRecord], None] | None = None) -> None:
+        self.db = db
+        self.renderer = renderer
+        self.slots = {key: Slot(key, ch, TokenBucket(ch.max_per_second)) for key, ch in channels.items()}
+        self.usable = {key: True for key in self.slots}
+        self.router = Router(sms_routes, self.usable, ("sms", "email", "telegram", "voice"))
+        self.public_channel = public_channel
+        self.on_progress = on_progress or (lambda *_: None)
+        self.on_state = on_state or (lambda _: None)
+        self.tracking: dict[int, Tracker] = {}
+        self._nursery: trio.Nursery | None = None
+        self._updates_send, self._updates = trio.open_memory_channel[tuple[str, Receipt]](10_000)
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Recover, then deliver until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for slot in self.slots.values():
+                await self._recover(slot)
+            for slot in self.slots.values():
+                for _ in range(slot.workers):
+                    nursery.start_soon(self._worker, slot)
+            nursery.start_soon(self._apply_updates)
+            nursery.start_soon(self._monitor)
+            for alert_no, cursor in await self.db.call(self.db.sync.pending_fanouts):
+                await self._resume(alert_no, cursor)
+            for record in await self.db.call(self.db.sync.alerts, 1000, ["sending"]):
+                await self._track(record)
+            task_status.started()
+
+    def receipt_callback(self, slot_key: str) -> Callable[[Receipt], None]:
+        """The ``on_update`` a driver gets: late receipts (callbacks, SMSC receipts) queue here."""
+
+        def push(receipt: Receipt) -> None:
+            try:
+                self._updates_send.send_nowait((slot_key, receipt))
+            except trio.WouldBlock:  # a burst beyond 10k pending receipts: the job stays "sent"
+                pass
+
+        return push
+
+    async def start(self, record: AlertRecord) -> None:
+        """Begin delivering a record that the workflow has just moved to "sending"."""
+        alert_no, _ = await self.db.call(self.db.sync.get_alert, record.id)
+        first = self._first_jobs(record)
+        await self.db.call(self.db.sync.start_fanout, alert_no, first, time.time())
+        tracker = await self._track(record)
+        tracker.created += len(first)
+        self._wake_all()
+        await self._resume(alert_no, 0)
+
+    async def stop_alert(self, record: AlertRecord) -> int:
+        """A Cancel overtook this alert: withdraw what was not yet handed on."""
+        alert_no, _ = await self.db.call(self.db.sync.get_alert, record.id)
+        withdrawn = int(await self.db.call(self.db.sync.withdraw, alert_no))
+        tracker = self.tracking.get(alert_no)
+        if tracker:
+            tracker.finished += withdrawn
+        return withdrawn
+
+    # -- fan-out ----------------------------------------------------------------------------
+
+    def _first_jobs(self, record: AlertRecord) -> list[tuple[str, int, int]]:
+        prefix = DRILL_PREFIX if record.exercise else ""
+        jobs: list[tuple[str, int, int]] = []
+        if prefix + "siren" in self.slots and "siren" in record.channels:
+            jobs.extend((prefix + "siren", -(i + 1), 0) for i in range(len(record.zones)))
+        if prefix + "telegram" in self.slots and "telegram" in record.channels and self.public_channel:
+            jobs.append((prefix + "telegram", 0, 0))
+        return jobs
+
+    async def _resume(self, alert_no: int, cursor: int) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._fanout, alert_no, cursor)
+
+    async def _fanout(self, alert_no: int, cursor: int) -> None:
+        record = await self.db.call(self.db.sync.alert_by_no, alert_no)
+        root_no = None
+        if record.root and record.root != record.id:
+            root_no, _ = await self.db.call(self.db.sync.get_alert, record.root)
+        tracker = await self._track(record)
+        kinds = [k for k in record.channels if k in ("sms", "email", "telegram", "voice")]
+
+        def route(row: RecipientRow) -> str | None:
+            return self.router.channel(row, exercise=record.exercise) if _wants(row, kinds) else None
+
+        done = False
+        while not done:
+            cursor, created, done = await self.db.call(
+                self.db.sync.fanout_chunk, alert_no, record.zones, root_no, cursor, FANOUT_CHUNK, route, time.time())
+            tracker.created += created
+            self._wake_all()
+        tracker.fanout_done = True
+
+    async def _track(self, record: AlertRecord) -> Tracker:
+        alert_no, record = await self.db.call(self.db.sync.get_alert, record.id)
+        if alert_no not in self.tracking:
+            progress = await self.db.call(self.db.sync.progress, alert_no)
+            tracker = Tracker(record, channels=progress)
+            for p in progress.values():
+                tracker.created += p.queued + p.sending + p.sent + p.delivered + p.failed + p.moved + p.withdrawn
+                tracker.finished += p.sent + p.delivered + p.failed + p.moved + p.withdrawn
+            tracker.fanout_done = bool(await self.db.call(self.db.sync.fanout_done, alert_no))
+            self.tracking[alert_no] = tracker
+        return self.tracking[alert_no]
+
+    # -- delivery ---------------------------------------------------------------------------
+
+    def _wake_all(self) -> None:
+        for slot in self.slots.values():
+            slot.wake.set()
+
+    async def _worker(self, slot: Slot) -> None:
+        while True:
+            granted, wait = slot.bucket.take(max(1, slot.channel.max_batch), trio.current_time())
+            if not granted:
+                await trio.sleep(wait)
+                continue
+            jobs = await self.db.call(self.db.sync.claim, slot.key, granted, time.time())
+            if not jobs:
+                slot.bucket.tokens += granted
+                with trio.move_on_after(IDLE_POLL_S):
+                    await slot.wake.wait()
+                slot.wake = trio.Event() if slot.wake.is_set() else slot.wake
+                continue
+            await self._deliver(slot, jobs)
+
+    async def _deliver(self, slot: Slot, jobs: list[tuple[int, int, int]]) -> None:
+        now = time.time()
+        rows = await self._rows(jobs)
+        messages, failures = self._messages(slot, jobs, rows)
+        receipts: list[Receipt] = []
+        if messages and not slot.breaker.is_open(now):
+            receipts = await slot.channel.deliver([m for _, m in messages])
+        elif messages:
+            receipts = [Receipt(idempotency_key=m.idempotency_key, state="failed", retryable=True,
+                                error=f"{slot.key} is down: {slot.breaker.reason}") for _, m in messages]
+        results, moves = self._outcomes(slot, messages, receipts, rows, now)
+        results.extend(failures)
+        self._note_breaker(slot, receipts, now)
+        await self.db.call(self.db.sync.finish, slot.key, results, moves, now)
+        self._count(slot, results, moves, receipts)
+
+    async def _rows(self, jobs: list[tuple[int, int, int]]) -> dict[int, RecipientRow]:
+        ids = [t for _, t, _ in jobs if t > 0]
+        return await self.db.call(self.db.sync.recipient_rows, ids) if ids else {}
+
+    def _messages(self, slot: Slot, jobs: list[tuple[int, int, int]], rows: dict[int, RecipientRow]
+                  ) -> tuple[list[tuple[tuple[int, int, int], Message]], list[tuple[int, int, int, str, str, float]]]:
+        out, failures = [], []
+        for job in jobs:
+            alert_no, target, _ = job
+            tracker = self.tracking.get(alert_no)
+            try:
+                if tracker is None:
+                    raise GatewayError(f"alert #{alert_no} is not being sent")
+                out.append((job, self._message(slot, tracker.record, target, rows)))
+            except GatewayError as exc:  # a recipient deleted mid-send, a template that broke
+                failures.append((alert_no, target, FAILED, "", str(exc)[:300], 0.0))
+        return out, failures
+
+    def _message(self, slot: Slot, record: AlertRecord, target: int, rows: dict[int, RecipientRow]) -> Message:
+        key = idempotency_key(record.id, slot.key, target)
+
+        def make(address: str, language: Language, body: str, **extra: Any) -> Message:
+            return Message(idempotency_key=key, alert_id=record.id, exercise=record.exercise, address=address,
+                           language=language, body=body, **extra)
+
+        if target < 0:
+            r = self.renderer.rendered(record, record.cap.infos[0].language[:2])
+            pattern = "off" if record.cap.msg_type == "Cancel" else r.siren_pattern
+            return make(record.zones[-target - 1], r.language, r.voice,
+                        options={"pattern": pattern, "duration_s": str(r.siren_duration_s)})
+        if target == 0:
+            body = "\n\n".join(self.renderer.rendered(record, lang).telegram for lang in ("kk", "ru", "en"))
+            return make(self.public_channel, "kk", body)
+        row = rows.get(target)
+        if row is None:
+            raise GatewayError(f"recipient #{target} no longer exists")
+        r = self.renderer.rendered(record, row[4])
+        kind = KIND_OF_DRIVER[slot.driver]
+        if kind == "email":
+            return make(row[2], r.language, r.text, subject=r.subject, html=r.html)
+        if kind == "telegram":
+            return make(row[3], r.language, r.telegram)
+        if kind == "voice":
+            return make(row[1], r.language, r.voice)
+        return make(row[1], r.language, r.sms)
+
+    def _outcomes(self, slot: Slot, messages: list[tuple[tuple[int, int, int], Message]], receipts: list[Receipt],
+                  rows: dict[int, RecipientRow], now: float
+                  ) -> tuple[list[tuple[int, int, int, str, str, float]], list[tuple[int, str, int]]]:
+        results: list[tuple[int, int, int, str, str, float]] = []
+        moves: list[tuple[int, str, int]] = []
+        for ((alert_no, target, attempts), _), r in zip(messages, receipts, strict=True):
+            if r.state != "failed":
+                results.append((alert_no, target, DELIVERED if r.state == "delivered" else SENT, r.provider_id, "", now))
+            elif r.retryable and attempts < MAX_ATTEMPTS and not slot.breaker.is_open(now):
+                delay = r.retry_after_s if r.retry_after_s is not None else backoff_s(attempts)
+                results.append((alert_no, target, QUEUED, "", r.error[:300], now + delay))
+                if r.retry_after_s:
+                    slot.bucket.pause(r.retry_after_s, trio.current_time())
+            else:
+                nxt = self._next_channel(slot, alert_no, target, rows)
+                results.append((alert_no, target, MOVED if nxt else FAILED, "", r.error[:300], now))
+                if nxt:
+                    moves.append((alert_no, nxt, target))
+        return results, moves
+
+    def _next_channel(self, slot: Slot, alert_no: int, target: int, rows: dict[int, RecipientRow]) -> str | None:
+        tracker = self.tracking.get(alert_no)
+        row = rows.get(target)
+        if tracker is None or row is None:
+            return None
+        kinds = [k for k in tracker.record.channels if k in ("sms", "email", "telegram", "voice")]
+        if not _wants(row, kinds):
+            return None
+        return self.router.channel(row, exercise=tracker.record.exercise, after=slot.key)
+
+    def _note_breaker(self, slot: Slot, receipts: list[Receipt], now: float) -> None:
+        if not receipts:
+            return
+        failed = [r for r in receipts if r.state == "failed" and r.retryable]
+        ok = len(failed) < len(receipts)
+        if slot.breaker.record(ok, now, failed[0].error if failed else ""):
+            self.usable[slot.key] = slot.breaker.state == "up"
+        elif slot.breaker.opened_at is not None and not slot.breaker.is_open(now):
+            self.usable[slot.key] = True  # half-open: let the next batch probe the provider
+
+    def _count(self, slot: Slot, results: list[tuple[int, int, int, str, str, float]], moves: list[tuple[int, str, int]],
+               receipts: list[Receipt]) -> None:
+        wall = time.time()
+        for alert_no, _, state, _, _, _ in results:
+            tracker = self.tracking.get(alert_no)
+            if tracker is None:
+                continue
+            p = tracker.channels.setdefault(slot.key, ChannelProgress())
+            p.sending = max(0, p.sending - 1)
+            if state == QUEUED:
+                p.retried += 1
+                continue
+            tracker.finished += 1
+            name = {SENT: "sent", DELIVERED: "delivered", FAILED: "failed", MOVED: "moved"}[state]
+            setattr(p, name, getattr(p, name) + 1)
+            if state in (SENT, DELIVERED) and p.first_at is None:
+                p.first_at = wall
+            p.health = slot.breaker.state
+        for alert_no, _, _ in moves:
+            if alert_no in self.tracking:
+                self.tracking[alert_no].created += 1
+
+    async def _recover(self, slot: Slot) -> None:
+        """Jobs left "sending" by a crash: ask the provider where it can tell, else send again."""
+        stuck = await self.db.call(self.db.sync.sending, slot.key)
+        if not stuck:
+            return
+        lookup = getattr(slot.channel, "lookup", None)
+        again = [(a, t) for a, t, _ in stuck]
+        if lookup is not None:
+            again = await self._reconcile(slot, stuck, lookup)
+        await self.db.call(self.db.sync.requeue, slot.key, again, time.time())
+
+    async def _reconcile(self, slot: Slot, stuck: list[tuple[int, int, int]], lookup: Any) -> list[tuple[int, int]]:
+        for record in await self.db.call(self.db.sync.alerts, 1000, ["sending"]):
+            await self._track(record)
+        rows = await self._rows(stuck)
+        built, _ = self._messages(slot, stuck, rows)
+        found = await lookup([m for _, m in built]) if built else []
+        known = [(job, r) for (job, _), r in zip(built, found, strict=True) if r is not None]
+        if known:
+            await self.db.call(self.db.sync.finish, slot.key,
+                               [(a, t, SENT, r.provider_id, "", time.time()) for (a, t, _), r in known])
+        done = {(a, t) for (a, t, _), _ in known}
+        return [(a, t) for a, t, _ in stuck if (a, t) not in done]
+
+    async def _apply_updates(self) -> None:
+        states = {"delivered": DELIVERED, "failed": FAILED, "sent": SENT}
+        async for slot_key, receipt in self._updates:
+            if receipt.provider_id and receipt.state in states:
+                await self.db.call(self.db.sync.update_by_provider_id, slot_key, receipt.provider_id,
+                                   states[receipt.state], receipt.error[:300])
+
+    async def _monitor(self) -> None:
+        """Once a second: report progress, finish alerts whose every job is done, probe health."""
+        while True:
+            await trio.sleep(1.0)
+            for alert_no, tracker in list(self.tracking.items()):
+                self.on_progress(tracker.record.id, tracker.record.state, tracker.channels)
+                if tracker.fanout_done and tracker.finished >= tracker.created:
+                    await self._finish(alert_no, tracker)
+
+    async def _finish(self, alert_no: int, tracker: Tracker) -> None:
+        if await self.db.call(self.db.sync.unfinished, alert_no):
+            return  # counters drifted (late receipts): the outbox is the truth
+        del self.tracking[alert_no]
+        self.on_state(tracker.record)
+
+
+def _wants(row: RecipientRow, kinds: Sequence[str]) -> bool:
+    return any(k in kinds for k in row[5].split(";"))
+
+
+def first_message_delay_ms(tracker: Tracker, since: float) -> dict[str, float]:
+    """Per channel: milliseconds from ``since`` (approval) to the first message handed on."""
+    return {k: (p.first_at - since) * 1000 for k, p in tracker.channels.items()
+            if p.first_at is not None and math.isfinite(p.first_at)}

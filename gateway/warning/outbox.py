@@ -1,0 +1,380 @@
+"""The warnings store: recipients, alerts with their audit trail, and the durable outbox of jobs.
+
+A job is one message for one target on one channel: (alert, channel, target). ``target`` is a
+recipient id (> 0), 0 for a channel-wide post (the public Telegram channel, the CAP feed), or
+-(i + 1) for the i-th zone of the alert (sirens). Its idempotency key is derived from that
+triple, so it is the same after any restart. A job moves queued → sending → sent/delivered or
+failed (or moved, when its recipient failed over to another channel); "sending" is written
+before a message leaves, so after a crash exactly the jobs whose outcome is unknown are known.
+
+Kept in its own SQLite file, apart from the incident store: a million-row fan-out must never
+make a 112 caller's incident write wait for the disk. Blocking; run it on one worker thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import msgspec
+
+from gateway.errors import NotFound, StoreError
+from gateway.warning.recipients import Recipient
+from gateway.warning.records import (
+    JOB_STATE_NAMES,
+    TERMINAL,
+    AlertRecord,
+    AuditEvent,
+    ChannelProgress,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS recipients (
+    id INTEGER PRIMARY KEY,
+    ref TEXT UNIQUE NOT NULL,
+    phone TEXT NOT NULL,
+    email TEXT NOT NULL,
+    telegram TEXT NOT NULL,
+    language TEXT NOT NULL,
+    channels TEXT NOT NULL,
+    doc BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS recipient_zones (
+    recipient_id INTEGER NOT NULL,
+    zone TEXT NOT NULL,
+    PRIMARY KEY (recipient_id, zone)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS recipient_zones_zone ON recipient_zones(zone);
+CREATE TABLE IF NOT EXISTS alerts (
+    no INTEGER PRIMARY KEY,
+    id TEXT UNIQUE NOT NULL,
+    state TEXT NOT NULL,
+    created REAL NOT NULL,
+    doc BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    alert_no INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    doc BLOB NOT NULL,
+    PRIMARY KEY (alert_no, seq)
+);
+CREATE TABLE IF NOT EXISTS fanout (
+    alert_no INTEGER PRIMARY KEY,
+    cursor INTEGER NOT NULL,
+    done INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    alert_no INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    target INTEGER NOT NULL,
+    prio INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    due REAL NOT NULL,
+    provider_id TEXT NOT NULL DEFAULT '',
+    error TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (alert_no, channel, target)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS jobs_queued ON jobs(channel, prio, due) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS jobs_sending ON jobs(channel) WHERE state = 1;
+"""
+
+Job = tuple[int, str, int]  # (alert_no, channel, target)
+RecipientRow = tuple[int, str, str, str, str, str]  # id, phone, email, telegram, language, channels
+Route = Callable[[RecipientRow], str | None]
+_encode = msgspec.json.Encoder().encode
+_decode_alert = msgspec.json.Decoder(AlertRecord).decode
+_decode_audit = msgspec.json.Decoder(AuditEvent).decode
+_decode_recipient = msgspec.json.Decoder(Recipient).decode
+
+
+def idempotency_key(alert_id: str, channel: str, target: int) -> str:
+    return f"{alert_id}/{channel}/{target}"
+
+
+class Outbox:
+    """Blocking SQLite implementation; one connection guarded by a lock."""
+
+    def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute("PRAGMA cache_size=-32000")
+            self._db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open warnings store {self.path}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _tx(self, fn: Callable[[sqlite3.Connection], object]) -> object:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                result = fn(self._db)
+                self._db.execute("COMMIT")
+                return result
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"warnings store write failed: {exc}") from exc
+
+    def _read(self, sql: str, args: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"warnings store read failed: {exc}") from exc
+
+    # -- recipients -------------------------------------------------------------------------
+
+    def put_recipients(self, recipients: Iterable[Recipient]) -> int:
+        """Insert or replace recipients by ``ref``, in one transaction. Returns how many."""
+        rows = list(recipients)
+
+        def write(db: sqlite3.Connection) -> int:
+            db.executemany(
+                "INSERT INTO recipients(ref, phone, email, telegram, language, channels, doc) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(ref) DO UPDATE SET phone=excluded.phone, "
+                "email=excluded.email, telegram=excluded.telegram, language=excluded.language, "
+                "channels=excluded.channels, doc=excluded.doc",
+                [(r.ref, r.phone, r.email, r.telegram, r.language, ";".join(r.channels), _encode(r)) for r in rows])
+            ids = dict(db.execute("SELECT ref, id FROM recipients WHERE ref IN (SELECT value FROM json_each(?))",
+                                  (_encode([r.ref for r in rows]),)).fetchall())
+            db.executemany("DELETE FROM recipient_zones WHERE recipient_id = ?", [(ids[r.ref],) for r in rows])
+            db.executemany("INSERT OR IGNORE INTO recipient_zones(recipient_id, zone) VALUES (?, ?)",
+                           [(ids[r.ref], z) for r in rows for z in r.zones])
+            return len(rows)
+
+        return int(self._tx(write))  # type: ignore[call-overload]
+
+    def delete_recipient(self, ref: str) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            row = db.execute("SELECT id FROM recipients WHERE ref = ?", (ref,)).fetchone()
+            if row is None:
+                raise NotFound(f"no recipient {ref!r}")
+            db.execute("DELETE FROM recipient_zones WHERE recipient_id = ?", row)
+            db.execute("DELETE FROM recipients WHERE id = ?", row)
+
+        self._tx(write)
+
+    def get_recipient(self, ref: str) -> Recipient:
+        rows = self._read("SELECT doc FROM recipients WHERE ref = ?", (ref,))
+        if not rows:
+            raise NotFound(f"no recipient {ref!r}")
+        return _decode_recipient(rows[0][0])  # type: ignore[arg-type]
+
+    def recipients(self, after_ref: str = "", limit: int = 100) -> list[Recipient]:
+        rows = self._read("SELECT doc FROM recipients WHERE ref > ? ORDER BY ref LIMIT ?", (after_ref, limit))
+        return [_decode_recipient(r[0]) for r in rows]  # type: ignore[arg-type]
+
+    def count_recipients(self) -> int:
+        return int(self._read("SELECT COUNT(*) FROM recipients")[0][0])  # type: ignore[call-overload]
+
+    def recipient_rows(self, ids: Sequence[int]) -> dict[int, RecipientRow]:
+        rows = self._read("SELECT id, phone, email, telegram, language, channels FROM recipients "
+                          "WHERE id IN (SELECT value FROM json_each(?))", (_encode(list(ids)),))
+        return {int(r[0]): r for r in rows}  # type: ignore[misc, call-overload]
+
+    # -- alerts -----------------------------------------------------------------------------
+
+    def insert_alert(self, record: AlertRecord, event: AuditEvent) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            try:
+                cur = db.execute("INSERT INTO alerts(id, state, created, doc) VALUES (?, ?, ?, ?)",
+                                 (record.id, record.state, record.created_at, _encode(record)))
+            except sqlite3.IntegrityError as exc:
+                raise StoreError(f"alert {record.id} already exists") from exc
+            db.execute("INSERT INTO audit(alert_no, seq, doc) VALUES (?, 0, ?)", (cur.lastrowid, _encode(event)))
+
+        self._tx(write)
+
+    def update_alert(self, record: AlertRecord, event: AuditEvent, *, expect_state: str | None = None) -> None:
+        """Replace an alert's record and append to its audit trail. With ``expect_state``, the
+        write happens only if the stored state is still that one (two officers racing)."""
+
+        def write(db: sqlite3.Connection) -> None:
+            row = db.execute("SELECT no, state FROM alerts WHERE id = ?", (record.id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no alert {record.id!r}")
+            if expect_state is not None and row[1] != expect_state:
+                raise StoreError(f"alert {record.id} is {row[1]}, not {expect_state}")
+            db.execute("UPDATE alerts SET state = ?, doc = ? WHERE no = ?", (record.state, _encode(record), row[0]))
+            _append_audit(db, row[0], event)
+
+        self._tx(write)
+
+    def audit(self, alert_id: str, event: AuditEvent) -> None:
+        self._tx(lambda db: _append_audit(db, self._no(db, alert_id), event))
+
+    def get_alert(self, alert_id: str) -> tuple[int, AlertRecord]:
+        rows = self._read("SELECT no, doc FROM alerts WHERE id = ?", (alert_id,))
+        if not rows:
+            raise NotFound(f"no alert {alert_id!r}")
+        return int(rows[0][0]), _decode_alert(rows[0][1])  # type: ignore[call-overload, arg-type]
+
+    def alert_by_no(self, alert_no: int) -> AlertRecord:
+        rows = self._read("SELECT doc FROM alerts WHERE no = ?", (alert_no,))
+        if not rows:
+            raise NotFound(f"no alert #{alert_no}")
+        return _decode_alert(rows[0][0])  # type: ignore[arg-type]
+
+    def alerts(self, limit: int = 100, states: Sequence[str] = ()) -> list[AlertRecord]:
+        sql = "SELECT doc FROM alerts"
+        args: list[object] = []
+        if states:
+            sql += f" WHERE state IN ({','.join('?' * len(states))})"
+            args.extend(states)
+        rows = self._read(sql + " ORDER BY no DESC LIMIT ?", [*args, limit])
+        return [_decode_alert(r[0]) for r in rows]  # type: ignore[arg-type]
+
+    def audit_trail(self, alert_id: str) -> list[AuditEvent]:
+        rows = self._read("SELECT doc FROM audit WHERE alert_no = (SELECT no FROM alerts WHERE id = ?) ORDER BY seq",
+                          (alert_id,))
+        return [_decode_audit(r[0]) for r in rows]  # type: ignore[arg-type]
+
+    @staticmethod
+    def _no(db: sqlite3.Connection, alert_id: str) -> int:
+        row = db.execute("SELECT no FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no alert {alert_id!r}")
+        return int(row[0])
+
+    # -- fan-out: turning the audience into jobs ------------------------------------------------
+
+    def start_fanout(self, alert_no: int, first_jobs: Sequence[tuple[str, int, int]], now: float) -> None:
+        """Record that an alert's fan-out began, with its first jobs (sirens, channel posts)."""
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("INSERT OR IGNORE INTO fanout(alert_no, cursor, done) VALUES (?, 0, 0)", (alert_no,))
+            db.executemany("INSERT OR IGNORE INTO jobs(alert_no, channel, target, prio, state, due) "
+                           "VALUES (?, ?, ?, ?, 0, ?)", [(alert_no, c, t, p, now) for c, t, p in first_jobs])
+
+        self._tx(write)
+
+    def pending_fanouts(self) -> list[tuple[int, int]]:
+        """(alert_no, cursor) of every fan-out not yet fully turned into jobs."""
+        return [(int(a), int(c)) for a, c in self._read("SELECT alert_no, cursor FROM fanout WHERE done = 0")]  # type: ignore[call-overload]
+
+    def fanout_chunk(self, alert_no: int, zones: Sequence[str], root_no: int | None, cursor: int, limit: int,
+                     route: Route, now: float) -> tuple[int, int, bool]:
+        """Turn the next ``limit`` recipients after ``cursor`` into queued jobs and advance the
+        cursor in the same transaction, so a crash neither skips nor doubles anyone.
+        An Update/Cancel (``root_no``) reaches the recipients its root alert reached.
+        Returns (new cursor, jobs created, finished)."""
+
+        def write(db: sqlite3.Connection) -> tuple[int, int, bool]:
+            rows = self._audience(db, zones, root_no, cursor, limit)
+            jobs = []
+            for row in rows:
+                channel = route(row)
+                if channel is not None:
+                    jobs.append((alert_no, channel, row[0], 1, now))
+            db.executemany("INSERT OR IGNORE INTO jobs(alert_no, channel, target, prio, state, due) "
+                           "VALUES (?, ?, ?, ?, 0, ?)", jobs)
+            new_cursor = int(rows[-1][0]) if rows else cursor
+            done = len(rows) < limit
+            db.execute("UPDATE fanout SET cursor = ?, done = ? WHERE alert_no = ?", (new_cursor, int(done), alert_no))
+            return new_cursor, len(jobs), done
+
+        return self._tx(write)  # type: ignore[return-value]
+
+    @staticmethod
+    def _audience(db: sqlite3.Connection, zones: Sequence[str], root_no: int | None, cursor: int,
+                  limit: int) -> list[RecipientRow]:
+        cols = "r.id, r.phone, r.email, r.telegram, r.language, r.channels"
+        if root_no is not None:
+            sql = (f"SELECT {cols} FROM recipients r WHERE r.id > ? AND r.id IN "
+                   "(SELECT target FROM jobs WHERE alert_no = ? AND target > 0 AND state IN (2, 3)) "
+                   "ORDER BY r.id LIMIT ?")
+            return db.execute(sql, (cursor, root_no, limit)).fetchall()
+        sql = (f"SELECT {cols} FROM recipients r WHERE r.id > ? AND EXISTS (SELECT 1 FROM recipient_zones z "
+               "WHERE z.recipient_id = r.id AND z.zone IN (SELECT value FROM json_each(?))) ORDER BY r.id LIMIT ?")
+        return db.execute(sql, (cursor, _encode(list(zones)), limit)).fetchall()
+
+    # -- delivery -------------------------------------------------------------------------------
+
+    def claim(self, channel: str, limit: int, now: float) -> list[tuple[int, int, int]]:
+        """Mark up to ``limit`` due jobs of a channel as sending and return (alert_no, target, attempts)."""
+
+        def write(db: sqlite3.Connection) -> list[tuple[int, int, int]]:
+            rows = db.execute("SELECT alert_no, target, attempts FROM jobs WHERE channel = ? AND state = 0 "
+                              "AND due <= ? ORDER BY prio, due LIMIT ?", (channel, now, limit)).fetchall()
+            db.executemany("UPDATE jobs SET state = 1, attempts = attempts + 1 WHERE alert_no = ? AND channel = ? "
+                           "AND target = ?", [(a, channel, t) for a, t, _ in rows])
+            return [(a, t, n + 1) for a, t, n in rows]
+
+        return self._tx(write)  # type: ignore[return-value]
+
+    def finish(self, channel: str, results: Sequence[tuple[int, int, int, str, str, float]],
+               moves: Sequence[tuple[int, str, int]] = (), now: float = 0.0) -> None:
+        """Record outcomes: (alert_no, target, state, provider_id, error, due) per job, and
+        queue fail-over jobs (alert_no, new channel, target) in the same transaction."""
+
+        def write(db: sqlite3.Connection) -> None:
+            db.executemany("UPDATE jobs SET state = ?, provider_id = ?, error = ?, due = ? "
+                           "WHERE alert_no = ? AND channel = ? AND target = ?",
+                           [(s, p, e, d, a, channel, t) for a, t, s, p, e, d in results])
+            db.executemany("INSERT OR IGNORE INTO jobs(alert_no, channel, target, prio, state, due) "
+                           "VALUES (?, ?, ?, 1, 0, ?)", [(a, c, t, now) for a, c, t in moves])
+
+        self._tx(write)
+
+    def update_by_provider_id(self, channel: str, provider_id: str, state: int, error: str = "") -> bool:
+        """A late receipt (status callback, SMPP receipt) for a job known by the provider's id."""
+
+        def write(db: sqlite3.Connection) -> bool:
+            cur = db.execute("UPDATE jobs SET state = ?, error = ? WHERE channel = ? AND provider_id = ? "
+                             "AND state IN (1, 2, 3)", (state, error, channel, provider_id))
+            return cur.rowcount > 0
+
+        return bool(self._tx(write))
+
+    def sending(self, channel: str) -> list[tuple[int, int, int]]:
+        """Jobs whose outcome is unknown (in flight when the gateway stopped)."""
+        return [tuple(r) for r in self._read(  # type: ignore[misc]
+            "SELECT alert_no, target, attempts FROM jobs WHERE channel = ? AND state = 1", (channel,))]
+
+    def requeue(self, channel: str, jobs: Sequence[tuple[int, int]], now: float) -> None:
+        self._tx(lambda db: db.executemany(
+            "UPDATE jobs SET state = 0, due = ? WHERE alert_no = ? AND channel = ? AND target = ? AND state = 1",
+            [(now, a, channel, t) for a, t in jobs]))
+
+    def withdraw(self, alert_no: int) -> int:
+        """Withdraw every job of an alert not yet handed on (a Cancel overtook it)."""
+        cur = self._tx(lambda db: db.execute("UPDATE jobs SET state = 6 WHERE alert_no = ? AND state = 0",
+                                             (alert_no,)).rowcount)
+        return int(cur)  # type: ignore[call-overload]
+
+    def progress(self, alert_no: int) -> dict[str, ChannelProgress]:
+        rows = self._read("SELECT channel, state, COUNT(*), SUM(attempts > 1) FROM jobs WHERE alert_no = ? "
+                          "GROUP BY channel, state", (alert_no,))
+        out: dict[str, ChannelProgress] = {}
+        for channel, state, count, retried in rows:
+            p = out.setdefault(str(channel), ChannelProgress())
+            setattr(p, JOB_STATE_NAMES[int(state)], int(count))  # type: ignore[call-overload]
+            p.retried += int(retried or 0)  # type: ignore[call-overload]
+        return out
+
+    def unfinished(self, alert_no: int) -> int:
+        terminal = ",".join(str(s) for s in TERMINAL)
+        return int(self._read(f"SELECT COUNT(*) FROM jobs WHERE alert_no = ? AND state NOT IN ({terminal})",
+                              (alert_no,))[0][0])  # type: ignore[call-overload]
+
+    def fanout_done(self, alert_no: int) -> bool:
+        rows = self._read("SELECT done FROM fanout WHERE alert_no = ?", (alert_no,))
+        return bool(rows and rows[0][0])
+
+
+def _append_audit(db: sqlite3.Connection, alert_no: int, event: AuditEvent) -> None:
+    seq = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM audit WHERE alert_no = ?", (alert_no,)).fetchone()[0]
+    db.execute("INSERT INTO audit(alert_no, seq, doc) VALUES (?, ?, ?)", (alert_no, seq, _encode(event)))
+
