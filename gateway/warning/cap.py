@@ -378,6 +378,7 @@ def _children(el: Element, seq: _Seq, path: str) -> dict[str, list[Element]]:
             raise ProtocolError(f"CAP <{path}>: unexpected text {stray.strip()[:40]!r} between elements")
     index = {name: i for i, (name, _, _) in enumerate(seq)}
     found: dict[str, list[Element]] = {name: [] for name, _, _ in seq}
+    present = {_split(child.tag)[1] for child in el}
     pos, signed = 0, False
     for child in el:
         ns, name = _split(child.tag)
@@ -392,6 +393,8 @@ def _children(el: Element, seq: _Seq, path: str) -> dict[str, list[Element]]:
         if index[name] < pos:
             raise ProtocolError(f"CAP <{path}>: <{name}> is out of order, it must come before <{seq[pos][0]}>")
         for skipped, minimum, _ in seq[pos:index[name]]:
+            if len(found[skipped]) < minimum and skipped in present:
+                raise ProtocolError(f"CAP <{path}>: <{skipped}> is out of order, it must come before <{name}>")
             if len(found[skipped]) < minimum:
                 raise ProtocolError(f"CAP <{path}>: <{skipped}> is missing (it comes before <{name}>)")
         pos = index[name]
