@@ -1,0 +1,678 @@
+"""SMPP 3.4 PDUs, text encodings and delivery receipts: a pure codec with no I/O.
+
+Theory of operation: ``encode(pdu)`` turns one frozen PDU Struct into wire bytes; a
+``Decoder`` takes bytes as they arrive (``receive_data``) and hands back whole PDUs
+(``next_pdu``/``feed``). Every PDU is a 16-byte header (length, command id, status,
+sequence) and a body of C-octet strings, integers, an ``sm_length``-prefixed short message
+and optional TLVs. ``encode_text`` picks the data coding by content (GSM 03.38 default
+alphabet when every character has a septet, UCS-2 big-endian otherwise, which Kazakh and
+Russian always need) and splits long texts into parts with a concatenation UDH.
+``parse_receipt`` reads the de-facto delivery-receipt text of SMPP 3.4 Appendix B.
+
+Why not smpplib's PDU layer (pinned 2.2.4, measured on this machine): encoding a submit_sm
+costs ~41 µs and decoding one ~26 µs (this codec: ~2 µs and ~2 µs), which alone would take
+most of a core at 20,000 messages/s; it parses truncated bodies silently (a 20-byte
+submit_sm decodes as an empty message instead of an error); its GSM table maps characters
+outside the alphabet (the backtick) to other characters instead of falling back to UCS-2;
+it splits GSM escape pairs and UTF-16 surrogate pairs across parts; PDUs need a client
+object for sequence numbers; and command and TLV lookups are linear scans.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import struct
+from collections.abc import Callable
+from typing import ClassVar
+
+import msgspec
+
+from gateway.errors import ProtocolError
+
+HEADER = struct.Struct(">IIII")
+MAX_PDU = 65536  # no 3.4 PDU we speak comes near this; a bigger length means the stream is lost
+INTERFACE_VERSION = 0x34
+
+
+class Status(enum.IntEnum):
+    """command_status values of SMPP 3.4 section 5.1.3."""
+
+    ESME_ROK = 0x00
+    ESME_RINVMSGLEN = 0x01
+    ESME_RINVCMDLEN = 0x02
+    ESME_RINVCMDID = 0x03
+    ESME_RINVBNDSTS = 0x04
+    ESME_RALYBND = 0x05
+    ESME_RINVPRTFLG = 0x06
+    ESME_RINVREGDLVFLG = 0x07
+    ESME_RSYSERR = 0x08
+    ESME_RINVSRCADR = 0x0A
+    ESME_RINVDSTADR = 0x0B
+    ESME_RINVMSGID = 0x0C
+    ESME_RBINDFAIL = 0x0D
+    ESME_RINVPASWD = 0x0E
+    ESME_RINVSYSID = 0x0F
+    ESME_RCANCELFAIL = 0x11
+    ESME_RREPLACEFAIL = 0x13
+    ESME_RMSGQFUL = 0x14
+    ESME_RINVSERTYP = 0x15
+    ESME_RINVNUMDESTS = 0x33
+    ESME_RINVDLNAME = 0x34
+    ESME_RINVDESTFLAG = 0x40
+    ESME_RINVSUBREP = 0x42
+    ESME_RINVESMCLASS = 0x43
+    ESME_RCNTSUBDL = 0x44
+    ESME_RSUBMITFAIL = 0x45
+    ESME_RINVSRCTON = 0x48
+    ESME_RINVSRCNPI = 0x49
+    ESME_RINVDSTTON = 0x50
+    ESME_RINVDSTNPI = 0x51
+    ESME_RINVSYSTYP = 0x53
+    ESME_RINVREPFLAG = 0x54
+    ESME_RINVNUMMSGS = 0x55
+    ESME_RTHROTTLED = 0x58
+    ESME_RINVSCHED = 0x61
+    ESME_RINVEXPIRY = 0x62
+    ESME_RINVDFTMSGID = 0x63
+    ESME_RX_T_APPN = 0x64
+    ESME_RX_P_APPN = 0x65
+    ESME_RX_R_APPN = 0x66
+    ESME_RQUERYFAIL = 0x67
+    ESME_RINVOPTPARSTREAM = 0xC0
+    ESME_ROPTPARNOTALLWD = 0xC1
+    ESME_RINVPARLEN = 0xC2
+    ESME_RMISSINGOPTPARAM = 0xC3
+    ESME_RINVOPTPARAMVAL = 0xC4
+    ESME_RDELIVERYFAILURE = 0xFE
+    ESME_RUNKNOWNERR = 0xFF
+
+
+def status_name(status: int) -> str:
+    """``ESME_RTHROTTLED`` for 0x58; vendor codes the table lacks as ``0x00000400``."""
+    try:
+        return Status(status).name
+    except ValueError:
+        return f"0x{status:08X}"
+
+
+class PduError(ProtocolError):
+    """The peer sent bytes that are not a PDU we understand.
+
+    ``status`` is what a generic_nack should carry and ``sequence`` the sequence number to
+    answer (0 if unknown). ``in_sync`` says whether the bad frame was skipped whole (an
+    unknown command id, a malformed body) so decoding can go on, or whether the stream
+    cannot be framed any more (a bad command_length) and the connection must be closed.
+    """
+
+    def __init__(self, message: str, *, status: int, sequence: int = 0, in_sync: bool = True) -> None:
+        super().__init__(message)
+        self.status = status
+        self.sequence = sequence
+        self.in_sync = in_sync
+
+
+# --- PDUs -------------------------------------------------------------------------------
+
+class Pdu(msgspec.Struct, frozen=True, kw_only=True):
+    """Header fields every PDU has; ``command_id`` is fixed per class."""
+
+    command_id: ClassVar[int]
+    sequence: int
+    status: int = 0
+
+
+class _Bind(Pdu, frozen=True, kw_only=True):
+    system_id: str
+    password: str
+    system_type: str = ""
+    interface_version: int = INTERFACE_VERSION
+    addr_ton: int = 0
+    addr_npi: int = 0
+    address_range: str = ""
+
+
+class BindTransmitter(_Bind, frozen=True, kw_only=True):
+    command_id: ClassVar[int] = 0x00000002
+
+
+class BindReceiver(_Bind, frozen=True, kw_only=True):
+    command_id: ClassVar[int] = 0x00000001
+
+
+class BindTransceiver(_Bind, frozen=True, kw_only=True):
+    command_id: ClassVar[int] = 0x00000009
+
+
+class _BindResp(Pdu, frozen=True, kw_only=True):
+    system_id: str = ""
+    sc_interface_version: int | None = None  # TLV 0x0210
+
+
+class BindTransmitterResp(_BindResp, frozen=True, kw_only=True):
+    command_id: ClassVar[int] = 0x80000002
+
+
+class BindReceiverResp(_BindResp, frozen=True, kw_only=True):
+    command_id: ClassVar[int] = 0x80000001
+
+
+class BindTransceiverResp(_BindResp, frozen=True, kw_only=True):
+    command_id: ClassVar[int] = 0x80000009
+
+
+class _ShortMessage(Pdu, frozen=True, kw_only=True):
+    """The body submit_sm and deliver_sm share, with the TLVs we use typed and others kept raw."""
+
+    service_type: str = ""
+    source_addr_ton: int = 0
+    source_addr_npi: int = 0
+    source_addr: str = ""
+    dest_addr_ton: int = 0
+    dest_addr_npi: int = 0
+    destination_addr: str = ""
+    esm_class: int = 0
+    protocol_id: int = 0
+    priority_flag: int = 0
+    schedule_delivery_time: str = ""
+    validity_period: str = ""
+    registered_delivery: int = 0
+    replace_if_present_flag: int = 0
+    data_coding: int = 0
+    sm_default_msg_id: int = 0
+    short_message: bytes = b""
+    user_message_reference: int | None = None
+    sar_msg_ref_num: int | None = None
+    sar_total_segments: int | None = None
+    sar_segment_seqnum: int | None = None
+    message_payload: bytes | None = None
+    receipted_message_id: str | None = None
+    message_state: int | None = None
+    network_error_code: bytes | None = None
+    other_tlvs: tuple[tuple[int, bytes], ...] = ()
+
+
+class SubmitSm(_ShortMessage, frozen=True, kw_only=True):
+    command_id: ClassVar[int] = 0x00000004
+
+
+class DeliverSm(_ShortMessage, frozen=True, kw_only=True):
+    command_id: ClassVar[int] = 0x00000005
+
+
+class SubmitSmResp(Pdu, frozen=True, kw_only=True):
+    command_id: ClassVar[int] = 0x80000004
+    message_id: str = ""
+
+
+class DeliverSmResp(Pdu, frozen=True, kw_only=True):
+    command_id: ClassVar[int] = 0x80000005
+    message_id: str = ""
+
+
+class EnquireLink(Pdu, frozen=True, kw_only=True):
+    command_id: ClassVar[int] = 0x00000015
+
+
+class EnquireLinkResp(Pdu, frozen=True, kw_only=True):
+    command_id: ClassVar[int] = 0x80000015
+
+
+class Unbind(Pdu, frozen=True, kw_only=True):
+    command_id: ClassVar[int] = 0x00000006
+
+
+class UnbindResp(Pdu, frozen=True, kw_only=True):
+    command_id: ClassVar[int] = 0x80000006
+
+
+class GenericNack(Pdu, frozen=True, kw_only=True):
+    command_id: ClassVar[int] = 0x80000000
+
+
+# TLV tags (SMPP 3.4 section 5.3.2) and how long the fixed-size ones are.
+TAG_RECEIPTED_MESSAGE_ID = 0x001E
+TAG_USER_MESSAGE_REFERENCE = 0x0204
+TAG_SAR_MSG_REF_NUM = 0x020C
+TAG_SAR_TOTAL_SEGMENTS = 0x020E
+TAG_SAR_SEGMENT_SEQNUM = 0x020F
+TAG_SC_INTERFACE_VERSION = 0x0210
+TAG_NETWORK_ERROR_CODE = 0x0423
+TAG_MESSAGE_PAYLOAD = 0x0424
+TAG_MESSAGE_STATE = 0x0427
+_INT_TLVS = {  # field name -> (tag, size)
+    "user_message_reference": (TAG_USER_MESSAGE_REFERENCE, 2),
+    "sar_msg_ref_num": (TAG_SAR_MSG_REF_NUM, 2),
+    "sar_total_segments": (TAG_SAR_TOTAL_SEGMENTS, 1),
+    "sar_segment_seqnum": (TAG_SAR_SEGMENT_SEQNUM, 1),
+    "message_state": (TAG_MESSAGE_STATE, 1),
+}
+_INT_TLV_BY_TAG = {tag: (name, size) for name, (tag, size) in _INT_TLVS.items()}
+
+
+# --- encoding ---------------------------------------------------------------------------
+
+def _cstr(value: str, limit: int, field: str) -> bytes:
+    raw = value.encode("latin-1")
+    if len(raw) >= limit:
+        raise ValueError(f"{field} longer than {limit - 1} octets: {value!r}")
+    return raw + b"\0"
+
+
+def _frame(pdu: Pdu, body: bytes) -> bytes:
+    return HEADER.pack(16 + len(body), pdu.command_id, pdu.status, pdu.sequence) + body
+
+
+def _encode_bind(p: _Bind) -> bytes:
+    return (_cstr(p.system_id, 16, "system_id") + _cstr(p.password, 9, "password")
+            + _cstr(p.system_type, 13, "system_type")
+            + bytes((p.interface_version, p.addr_ton, p.addr_npi)) + _cstr(p.address_range, 41, "address_range"))
+
+
+def _encode_bind_resp(p: _BindResp) -> bytes:
+    body = _cstr(p.system_id, 16, "system_id")
+    if p.sc_interface_version is not None:
+        body += struct.pack(">HHB", TAG_SC_INTERFACE_VERSION, 1, p.sc_interface_version)
+    return body
+
+
+def _encode_sm(p: _ShortMessage) -> bytes:
+    sm = p.short_message
+    if len(sm) > 254:
+        raise ValueError(f"short_message is {len(sm)} octets; the limit is 254 (use message_payload)")
+    body = b"".join((
+        p.service_type.encode("latin-1"), b"\0", bytes((p.source_addr_ton, p.source_addr_npi)),
+        _cstr(p.source_addr, 21, "source_addr"), bytes((p.dest_addr_ton, p.dest_addr_npi)),
+        _cstr(p.destination_addr, 21, "destination_addr"), bytes((p.esm_class, p.protocol_id, p.priority_flag)),
+        p.schedule_delivery_time.encode("latin-1"), b"\0", p.validity_period.encode("latin-1"), b"\0",
+        bytes((p.registered_delivery, p.replace_if_present_flag, p.data_coding, p.sm_default_msg_id, len(sm))), sm,
+    ))
+    for name, (tag, size) in _INT_TLVS.items():
+        value = getattr(p, name)
+        if value is not None:
+            body += struct.pack(">HH", tag, size) + value.to_bytes(size, "big")
+    if p.message_payload is not None:
+        body += struct.pack(">HH", TAG_MESSAGE_PAYLOAD, len(p.message_payload)) + p.message_payload
+    if p.receipted_message_id is not None:
+        rid = _cstr(p.receipted_message_id, 65, "receipted_message_id")
+        body += struct.pack(">HH", TAG_RECEIPTED_MESSAGE_ID, len(rid)) + rid
+    if p.network_error_code is not None:
+        body += struct.pack(">HH", TAG_NETWORK_ERROR_CODE, 3) + p.network_error_code
+    for tag, value in p.other_tlvs:
+        body += struct.pack(">HH", tag, len(value)) + value
+    return body
+
+
+def _encode_message_id(p: SubmitSmResp | DeliverSmResp) -> bytes:
+    # SMPP 3.4 4.4.2: a submit_sm_resp carries no body when command_status is non-zero.
+    return b"" if p.status and not p.message_id else _cstr(p.message_id, 65, "message_id")
+
+
+def encode(pdu: Pdu) -> bytes:
+    """The wire bytes of ``pdu``. Raises ValueError for a field that does not fit (a local mistake)."""
+    if isinstance(pdu, _ShortMessage):
+        body = _encode_sm(pdu)
+    elif isinstance(pdu, SubmitSmResp | DeliverSmResp):
+        body = _encode_message_id(pdu)
+    elif isinstance(pdu, _Bind):
+        body = _encode_bind(pdu)
+    elif isinstance(pdu, _BindResp):
+        body = _encode_bind_resp(pdu)
+    else:
+        body = b""
+    return _frame(pdu, body)
+
+
+# --- decoding ---------------------------------------------------------------------------
+
+class _Reader:
+    """A cursor over one PDU body in a larger buffer; every overrun is a PduError."""
+
+    __slots__ = ("buf", "pos", "end", "sequence")
+
+    def __init__(self, buf: bytes, pos: int, end: int, sequence: int) -> None:
+        self.buf, self.pos, self.end, self.sequence = buf, pos, end, sequence
+
+    def bad(self, what: str) -> PduError:
+        return PduError(f"malformed PDU body: {what}", status=Status.ESME_RINVCMDLEN, sequence=self.sequence)
+
+    def cstr(self, field: str) -> str:
+        try:
+            zero = self.buf.index(0, self.pos, self.end)
+        except ValueError:
+            raise self.bad(f"{field} is not NUL-terminated") from None
+        value = self.buf[self.pos:zero].decode("latin-1")
+        self.pos = zero + 1
+        return value
+
+    def octets(self, count: int, field: str) -> bytes:
+        if self.pos + count > self.end:
+            raise self.bad(f"{field} runs past the end of the PDU")
+        value = self.buf[self.pos:self.pos + count]
+        self.pos += count
+        return value
+
+    def tlvs(self) -> list[tuple[int, bytes]]:
+        found = []
+        while self.pos < self.end:
+            if self.pos + 4 > self.end:
+                raise self.bad("truncated TLV header")
+            tag, length = struct.unpack_from(">HH", self.buf, self.pos)
+            self.pos += 4
+            found.append((tag, self.octets(length, f"TLV 0x{tag:04X}")))
+        return found
+
+
+def _decode_bind(cls: type[_Bind], r: _Reader, status: int) -> Pdu:
+    system_id, password, system_type = r.cstr("system_id"), r.cstr("password"), r.cstr("system_type")
+    version, ton, npi = r.octets(3, "interface_version")
+    return cls(sequence=r.sequence, status=status, system_id=system_id, password=password, system_type=system_type,
+               interface_version=version, addr_ton=ton, addr_npi=npi, address_range=r.cstr("address_range"))
+
+
+def _decode_bind_resp(cls: type[_BindResp], r: _Reader, status: int) -> Pdu:
+    if r.pos == r.end:  # error responses may omit the body
+        return cls(sequence=r.sequence, status=status)
+    system_id = r.cstr("system_id")
+    version = None
+    for tag, value in r.tlvs():
+        if tag == TAG_SC_INTERFACE_VERSION and len(value) == 1:
+            version = value[0]
+    return cls(sequence=r.sequence, status=status, system_id=system_id, sc_interface_version=version)
+
+
+def _decode_sm(cls: type[_ShortMessage], r: _Reader, status: int) -> Pdu:
+    service_type = r.cstr("service_type")
+    s_ton, s_npi = r.octets(2, "source_addr_ton")
+    source = r.cstr("source_addr")
+    d_ton, d_npi = r.octets(2, "dest_addr_ton")
+    destination = r.cstr("destination_addr")
+    esm_class, protocol_id, priority = r.octets(3, "esm_class")
+    schedule, validity = r.cstr("schedule_delivery_time"), r.cstr("validity_period")
+    registered, replace, coding, default_id, sm_length = r.octets(5, "registered_delivery")
+    fields: dict[str, object] = {}
+    others = []
+    sm = r.octets(sm_length, "short_message")
+    for tag, value in r.tlvs():
+        known = _INT_TLV_BY_TAG.get(tag)
+        if known is not None and len(value) == known[1]:
+            fields[known[0]] = int.from_bytes(value, "big")
+        elif tag == TAG_MESSAGE_PAYLOAD:
+            fields["message_payload"] = value
+        elif tag == TAG_RECEIPTED_MESSAGE_ID:
+            fields["receipted_message_id"] = value.rstrip(b"\0").decode("latin-1")
+        elif tag == TAG_NETWORK_ERROR_CODE and len(value) == 3:
+            fields["network_error_code"] = value
+        else:  # SMPP 3.4 5.3: unknown optional parameters are ignored, not refused
+            others.append((tag, value))
+    return cls(sequence=r.sequence, status=status, service_type=service_type, source_addr_ton=s_ton,
+               source_addr_npi=s_npi, source_addr=source, dest_addr_ton=d_ton, dest_addr_npi=d_npi,
+               destination_addr=destination, esm_class=esm_class, protocol_id=protocol_id, priority_flag=priority,
+               schedule_delivery_time=schedule, validity_period=validity, registered_delivery=registered,
+               replace_if_present_flag=replace, data_coding=coding, sm_default_msg_id=default_id, short_message=sm,
+               other_tlvs=tuple(others), **fields)  # type: ignore[arg-type]
+
+
+def _decode_message_id(cls: type[SubmitSmResp | DeliverSmResp], r: _Reader, status: int) -> Pdu:
+    if r.pos == r.end:
+        return cls(sequence=r.sequence, status=status)
+    return cls(sequence=r.sequence, status=status, message_id=r.cstr("message_id"))
+
+
+def _decode_empty(cls: type[Pdu], r: _Reader, status: int) -> Pdu:
+    return cls(sequence=r.sequence, status=status)
+
+
+_BODY_DECODERS: list[tuple[type[Pdu], Callable[..., Pdu]]] = [
+        (BindTransmitter, _decode_bind), (BindReceiver, _decode_bind), (BindTransceiver, _decode_bind),
+        (BindTransmitterResp, _decode_bind_resp), (BindReceiverResp, _decode_bind_resp),
+        (BindTransceiverResp, _decode_bind_resp), (SubmitSm, _decode_sm), (DeliverSm, _decode_sm),
+        (SubmitSmResp, _decode_message_id), (DeliverSmResp, _decode_message_id), (EnquireLink, _decode_empty),
+        (EnquireLinkResp, _decode_empty), (Unbind, _decode_empty), (UnbindResp, _decode_empty),
+        (GenericNack, _decode_empty),
+]
+_DECODERS = {cls.command_id: (cls, fn) for cls, fn in _BODY_DECODERS}
+
+
+def decode(frame: bytes) -> Pdu:
+    """Decode exactly one whole PDU. Raises PduError."""
+    decoder = Decoder()
+    decoder.receive_data(frame)
+    pdu = decoder.next_pdu()
+    if pdu is None or decoder.buffered:
+        raise PduError(f"expected one whole PDU, got {len(frame)} octets", status=Status.ESME_RINVCMDLEN,
+                       in_sync=False)
+    return pdu
+
+
+class Decoder:
+    """Incremental stream decoder: bytes in as they arrive, whole PDUs out.
+
+    After a PduError with ``in_sync`` true the bad frame has been consumed and decoding can go
+    on; with ``in_sync`` false the stream cannot be framed and every later call raises again.
+    """
+
+    def __init__(self, max_length: int = MAX_PDU) -> None:
+        self._buf = b""
+        self._pos = 0
+        self._max = max_length
+        self._broken: PduError | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Octets received but not yet decoded (part of a PDU still on its way)."""
+        return len(self._buf) - self._pos
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        data = bytes(data)  # trio hands out bytearrays; PDU fields must be immutable bytes
+        if self._pos < len(self._buf):
+            self._buf = self._buf[self._pos:] + data
+        else:
+            self._buf = data
+        self._pos = 0
+
+    def next_pdu(self) -> Pdu | None:
+        """The next whole PDU, or None until more bytes arrive. Raises PduError."""
+        if self._broken is not None:
+            raise self._broken
+        buf, pos = self._buf, self._pos
+        if len(buf) - pos < 16:
+            if len(buf) - pos >= 4 and not 16 <= int.from_bytes(buf[pos:pos + 4], "big") <= self._max:
+                self._fail(int.from_bytes(buf[pos:pos + 4], "big"), 0)
+            return None
+        length, command_id, status, sequence = HEADER.unpack_from(buf, pos)
+        if not 16 <= length <= self._max:
+            self._fail(length, sequence)
+        end = pos + length
+        if end > len(buf):
+            return None
+        self._pos = end
+        entry = _DECODERS.get(command_id)
+        if entry is None:
+            raise PduError(f"unknown command_id 0x{command_id:08X}", status=Status.ESME_RINVCMDID, sequence=sequence)
+        cls, fn = entry
+        return fn(cls, _Reader(buf, pos + 16, end, sequence), status)
+
+    def feed(self, data: bytes) -> list[Pdu]:
+        """``receive_data`` then every whole PDU now available. Raises PduError at the first bad frame
+        (PDUs decoded before it in this call are lost to the caller: use ``next_pdu`` to keep them)."""
+        self.receive_data(data)
+        pdus = []
+        while (pdu := self.next_pdu()) is not None:
+            pdus.append(pdu)
+        return pdus
+
+    def _fail(self, length: int, sequence: int) -> None:
+        self._broken = PduError(f"command_length {length} outside 16..{self._max}", status=Status.ESME_RINVCMDLEN,
+                                sequence=sequence, in_sync=False)
+        raise self._broken
+
+
+# --- text: data coding, segmentation, concatenation -------------------------------------
+
+CODING_GSM = 0x00
+CODING_LATIN1 = 0x03
+CODING_UCS2 = 0x08
+ESM_UDHI = 0x40
+ESM_DELIVERY_RECEIPT = 0x04
+_LIMITS = {CODING_GSM: (160, 153), CODING_UCS2: (140, 134)}  # octets: whole message, one part after the UDH
+
+_GSM_BASIC = ("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+              "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
+_GSM_EXTENSION = {"\f": 0x0A, "^": 0x14, "{": 0x28, "}": 0x29, "\\": 0x2F, "[": 0x3C, "~": 0x3D, "]": 0x3E,
+                  "|": 0x40, "€": 0x65}
+# str.translate into septets; characters outside the alphabet become U+FFFF so one isascii()
+# tells whether the text is GSM (ASCII ones like the backtick would otherwise pass through).
+_GSM_ENCODE: dict[int, str] = {code: "\uffff" for code in range(128)}
+_GSM_ENCODE.update({ord(ch): chr(septet) for septet, ch in enumerate(_GSM_BASIC) if septet != 0x1B})
+_GSM_ENCODE.update({ord(ch): "\x1b" + chr(code) for ch, code in _GSM_EXTENSION.items()})
+_GSM_DECODE = {septet: ch for septet, ch in enumerate(_GSM_BASIC)}
+_GSM_DECODE_EXT = {code: ch for ch, code in _GSM_EXTENSION.items()}
+
+
+class EncodedText(msgspec.Struct, frozen=True):
+    """A text ready for submit_sm: one short_message per part (each with its UDH if several)."""
+
+    data_coding: int
+    esm_class: int
+    parts: list[bytes]
+
+
+def gsm_encode(text: str) -> bytes | None:
+    """Unpacked GSM 03.38 septets (one per octet, extension characters as ESC pairs), or None
+    when a character has no septet."""
+    septets = text.translate(_GSM_ENCODE)
+    return septets.encode("ascii") if septets.isascii() else None
+
+
+def gsm_decode(data: bytes) -> str:
+    out = []
+    escape = False
+    for octet in data:
+        if escape:
+            out.append(_GSM_DECODE_EXT.get(octet, " "))  # 3GPP 23.038: unknown extension -> space
+            escape = False
+        elif octet == 0x1B:
+            escape = True
+        else:
+            out.append(_GSM_DECODE.get(octet, "?"))
+    return "".join(out)
+
+
+def _split(encoded: bytes, size: int, coding: int) -> list[bytes]:
+    parts = []
+    pos = 0
+    while pos < len(encoded):
+        cut = min(pos + size, len(encoded))
+        if cut < len(encoded):
+            # Never split an ESC pair (GSM) or a surrogate pair (UCS-2) across two parts.
+            if coding == CODING_GSM and encoded[cut - 1] == 0x1B:
+                cut -= 1
+            elif coding == CODING_UCS2 and 0xD8 <= encoded[cut - 2] <= 0xDB:
+                cut -= 2
+        parts.append(encoded[pos:cut])
+        pos = cut
+    return parts
+
+
+def encode_text(text: str, *, ref: int) -> EncodedText:
+    """GSM when every character has a septet, else UCS-2; split with an 8-bit-reference
+    concatenation UDH (``ref`` 0..255, chosen by the caller per message) when too long for one
+    short message. Raises ValueError beyond 255 parts."""
+    raw = gsm_encode(text)
+    coding = CODING_GSM
+    if raw is None:
+        raw, coding = text.encode("utf-16-be"), CODING_UCS2
+    whole, part = _LIMITS[coding]
+    if len(raw) <= whole:
+        return EncodedText(coding, 0, [raw])
+    chunks = _split(raw, part, coding)
+    if len(chunks) > 255:
+        raise ValueError(f"text needs {len(chunks)} parts; concatenation allows 255")
+    header = bytes((5, 0x00, 3, ref & 0xFF, len(chunks)))
+    return EncodedText(coding, ESM_UDHI, [header + bytes((i,)) + c for i, c in enumerate(chunks, 1)])
+
+
+def text_units(text: str) -> tuple[int, int]:
+    """(data_coding, units): septets for GSM, UTF-16 code units for UCS-2 (what templates budget)."""
+    raw = gsm_encode(text)
+    return (CODING_GSM, len(raw)) if raw is not None else (CODING_UCS2, len(text.encode("utf-16-be")) // 2)
+
+
+class Concat(msgspec.Struct, frozen=True):
+    """A concatenation header: part ``seq`` of ``total`` of message ``ref``."""
+
+    ref: int
+    total: int
+    seq: int
+
+
+def split_udh(short_message: bytes) -> tuple[Concat | None, bytes]:
+    """Strip a user data header; return its concatenation element (8- or 16-bit reference) if any."""
+    if not short_message or 1 + short_message[0] > len(short_message):
+        raise ProtocolError("UDH length runs past the short message")
+    end = 1 + short_message[0]
+    pos, concat = 1, None
+    while pos + 2 <= end:
+        iei, length = short_message[pos], short_message[pos + 1]
+        value = short_message[pos + 2:pos + 2 + length]
+        if iei == 0x00 and length == 3:
+            concat = Concat(value[0], value[1], value[2])
+        elif iei == 0x08 and length == 4:
+            concat = Concat(int.from_bytes(value[:2], "big"), value[2], value[3])
+        pos += 2 + length
+    return concat, short_message[end:]
+
+
+def decode_text(data_coding: int, payload: bytes) -> str:
+    """The characters of a short message body (UDH already removed)."""
+    if data_coding == CODING_UCS2:
+        return payload.decode("utf-16-be", errors="replace")
+    if data_coding in (CODING_LATIN1, 0x01):
+        return payload.decode("latin-1")
+    return gsm_decode(payload)
+
+
+# --- delivery receipts (SMPP 3.4 Appendix B) -------------------------------------------
+
+MESSAGE_STATES = {1: "ENROUTE", 2: "DELIVRD", 3: "EXPIRED", 4: "DELETED", 5: "UNDELIV", 6: "ACCEPTD", 7: "UNKNOWN",
+                  8: "REJECTD"}
+STATE_CODES = {name: code for code, name in MESSAGE_STATES.items()}
+FINAL_FAILURES = frozenset({"EXPIRED", "DELETED", "UNDELIV", "UNKNOWN", "REJECTD"})
+
+
+class DeliveryReceipt(msgspec.Struct, frozen=True, kw_only=True):
+    message_id: str
+    stat: str
+    err: str = ""
+    sub: str = ""
+    dlvrd: str = ""
+    submit_date: str = ""
+    done_date: str = ""
+    text: str = ""
+
+
+_RECEIPT_FIELD = re.compile(r"(id|sub|dlvrd|submit date|done date|stat|err):(\S*)", re.IGNORECASE)
+
+
+def parse_receipt(text: str) -> DeliveryReceipt:
+    """Parse "id:… sub:… dlvrd:… submit date:… done date:… stat:DELIVRD err:… text:…".
+
+    Keys are matched case-insensitively and in any order (SMSCs differ). Raises ProtocolError
+    when ``id`` or ``stat`` is missing."""
+    head, _, rest = text.partition(" text:")
+    if not rest and text.lower().startswith("text:"):
+        head, rest = "", text[5:]
+    fields = {key.lower().replace(" ", "_"): value for key, value in _RECEIPT_FIELD.findall(head)}
+    if "id" not in fields or "stat" not in fields:
+        raise ProtocolError(f"not a delivery receipt: {text[:80]!r}")
+    return DeliveryReceipt(message_id=fields["id"], stat=fields["stat"].upper(), err=fields.get("err", ""),
+                           sub=fields.get("sub", ""), dlvrd=fields.get("dlvrd", ""),
+                           submit_date=fields.get("submit_date", ""), done_date=fields.get("done_date", ""),
+                           text=rest)
+
+
+def format_receipt(r: DeliveryReceipt) -> str:
+    """The receipt text an SMSC puts in a deliver_sm short_message."""
+    return (f"id:{r.message_id} sub:{r.sub or '001'} dlvrd:{r.dlvrd or '001'} submit date:{r.submit_date} "
+            f"done date:{r.done_date} stat:{r.stat} err:{r.err or '000'} text:{r.text[:20]}")
