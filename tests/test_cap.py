@@ -272,6 +272,16 @@ def test_reads_an_earthquake_with_a_circle_default_language_and_a_signature() ->
     assert info.areas[0].circles == [Circle(lat=42.95, lon=77.31, radius_km=60.0)]
 
 
+def test_comments_and_processing_instructions_between_elements_are_ignored() -> None:
+    document = EARTHQUAKE_XML.replace(b"<status>", b"<!-- relayed by the regional hub --><?hub seen?><status>")
+    assert from_xml(document) == from_xml(EARTHQUAKE_XML)
+
+
+def test_an_empty_language_element_is_kept_for_problems_to_report() -> None:
+    alert = from_xml(THUNDERSTORM_XML.replace(b"<language>ru-RU</language>", b"<language/>"))
+    assert any("alert/info[1]/language: '' is not an RFC 3066" in p for p in problems(alert))
+
+
 # --- semantic problems ------------------------------------------------------------------------
 
 def _info(**changes: object) -> Alert:
@@ -302,6 +312,8 @@ PROBLEMS = {
     "update without references": (msgspec.structs.replace(UPDATE, references=[]),
                                   "alert/references: a msgType Update must reference"),
     "cancel without references": (msgspec.structs.replace(CANCEL, references=[]), "msgType Cancel must reference"),
+    "ack without references": (msgspec.structs.replace(CANCEL, msg_type="Ack", references=[]),
+                               "msgType Ack must reference"),
     "reference with a space": (msgspec.structs.replace(CANCEL, references=[Reference(
         sender="a b", identifier="x", sent=SENT)]), "alert/references entry 1 sender"),
     "reference to itself": (msgspec.structs.replace(CANCEL, references=[reference_of(CANCEL)]),

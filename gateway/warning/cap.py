@@ -322,7 +322,7 @@ def _read_info(el: Element, path: str) -> Info:
     _check_resources(kids["resource"], path)
     times = {n: _time(kids[n][0], f"{path}/{n}") if kids[n] else None for n in ("effective", "onset", "expires")}
     return Info(
-        language=_opt(kids, "language", path).strip() or "en-US",  # the schema's default
+        language=_opt(kids, "language", path).strip() if kids["language"] else "en-US",  # the schema's default
         categories=[_enum(c, f"{path}/category[{i}]", Category) for i, c in enumerate(kids["category"], 1)],
         event=_text(kids["event"][0], f"{path}/event"),
         response_types=[_enum(r, f"{path}/responseType[{i}]", ResponseType)
