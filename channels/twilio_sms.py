@@ -108,6 +108,10 @@ class _HttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
     async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> TwilioResponse:
         if url.startswith(TWILIO_API):
             url = self._base_url + url[len(TWILIO_API):]
+        auth = kwargs.pop("auth", None)
+        if auth is not None:
+            # aiohttp deprecates the BasicAuth object twilio would build; the header is the same.
+            kwargs["headers"] = dict(kwargs.get("headers") or {}, Authorization=aiohttp.encode_basic_auth(*auth))
         response: TwilioResponse = await super().request(method, url, *args, **kwargs)
         box = _response_headers.get(None)
         if box is not None:
