@@ -12,7 +12,8 @@ Knobs for failure drills:
     closes the connection, as RFC 5321 says it does;
   * ``drop_next(n, stage)``: the next ``n`` transactions lose their connection at that stage, no reply;
   * ``stall_next(n, stage)``: the next ``n`` transactions get no reply at that stage (a hung relay);
-  * ``refuse(address, ...)``: those recipients get ``550 5.1.1`` at RCPT until ``refuse()`` is reset.
+  * ``refuse(address, ...)``: those recipients get ``550 5.1.1`` at RCPT until ``refuse()`` is reset;
+  * ``disconnect_all()``: every open connection is closed silently (a relay restart, an idle timeout).
 
 Records are in memory (``records()``, ``counts``) and, in the separate process, at
 ``GET /_sim/records`` and ``GET /_sim/counts``; knobs at ``POST /_sim/faults`` and ``POST /_sim/reset``.
@@ -142,6 +143,12 @@ class SmtpSim:
             self.refused.clear()
         self.refused.update({address.lower(): code for address in addresses})
 
+    def disconnect_all(self) -> None:
+        """Close every open client connection without a word (a relay restart, an idle timeout)."""
+        for smtp in list(self._connections):
+            if smtp.transport is not None:
+                smtp.transport.close()
+
     def apply(self, fault: Fault) -> None:
         match fault.action:
             case "reply":
@@ -247,9 +254,7 @@ class SmtpSim:
         """Stop listening and close every open connection (stalled ones included)."""
         if self._server is not None:
             self._server.close()
-            for smtp in list(self._connections):
-                if smtp.transport is not None:
-                    smtp.transport.close()
+            self.disconnect_all()
             await self._server.wait_closed()
             self._server = None
 
