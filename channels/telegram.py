@@ -50,8 +50,8 @@ from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
 from channels.base import ChannelHealth, Message, Receipt, UpdateCallback, failed
-from gateway.config import Base
 from gateway.errors import ChannelError
+from gateway.schema import Base
 
 log = logging.getLogger(__name__)
 # httpx logs every request URL at INFO, and a Bot API URL contains the bot token.
