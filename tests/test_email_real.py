@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
+import httpx
 import msgspec
 import pytest
 import trio
@@ -221,3 +225,35 @@ async def test_bad_sender_refused_at_open(sim: SmtpSim) -> None:
             pass
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert({"from_address": "a@b.kz", "conections": 2}, EmailConfig)
+
+
+
+async def test_stand_in_as_a_separate_process() -> None:
+    with trio.fail_after(15):
+        process = await trio.lowlevel.open_process([sys.executable, "-m", "sim.smtp", "--port", "0"],
+                                                   stdout=subprocess.PIPE)
+        try:
+            assert process.stdout is not None
+            line = b""
+            while not line.endswith(b"\n"):
+                line += await process.stdout.receive_some(4096)
+            ready = json.loads(line)
+            async with httpx.AsyncClient(base_url=ready["control"]) as http:
+                fault = await http.post("/_sim/faults", json={"code": 451, "stage": "data", "count": 1})
+                assert fault.status_code == 200
+                assert (await http.post("/_sim/faults", json={"cnt": 1})).status_code == 400
+                cfg = msgspec.convert({"from_address": "alerts@police.kz", "port": ready["port"],
+                                       "helo_name": "gateway.test", "max_per_second": 0, "connections": 1},
+                                      EmailConfig)
+                async with open_email(cfg) as channel:
+                    receipts = await channel.deliver(messages(3))
+                assert [r.state for r in receipts] == ["failed", "sent", "sent"]
+                counts = (await http.get("/_sim/counts")).json()
+                assert counts["accepted"] == 2 and counts["rejected"] == 1
+                assert counts["recipients"] == {"user1@example.kz": 1, "user2@example.kz": 1}
+                records = (await http.get("/_sim/records")).json()
+                assert records[0]["subject"] == SUBJECTS["ru"] and records[0]["text"] == BODIES["ru"]
+        finally:
+            process.terminate()
+            await process.wait()
+    assert process.returncode == 0
