@@ -66,7 +66,7 @@ class TokenBucket:
         if self.updated is not None:
             self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        granted = min(wanted, int(self.tokens))
+        granted = max(0, min(wanted, int(self.tokens)))
         if granted == 0:
             return 0, (1 - self.tokens) / self.rate
         self.tokens -= granted

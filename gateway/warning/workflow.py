@@ -36,7 +36,7 @@ class DraftSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     polygons: list[list[tuple[float, float]]] = []
     circles: list[cap.Circle] = []
     area_desc: str = ""
-    channels: list[str] = list(KINDS)
+    channels: list[str] = msgspec.field(default_factory=lambda: list(KINDS))
     category: cap.Category = "Safety"
     urgency: cap.Urgency = "Immediate"
     severity: cap.Severity = "Severe"

@@ -1,0 +1,131 @@
+"""The warnings part of the gateway: opens every configured channel (actual and drill), runs the
+delivery engine, and exposes the workflow to the HTTP API."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from channels.base import Channel, Receipt
+from gateway.errors import GatewayError
+from gateway.warning import zones as zone_file
+from gateway.warning.config import ChannelSet, WarningsConfig
+from gateway.warning.engine import AsyncOutbox, Engine
+from gateway.warning.outbox import Outbox
+from gateway.warning.policy import DRILL_PREFIX
+from gateway.warning.records import AlertRecord, ChannelProgress
+from gateway.warning.render import Renderer
+from gateway.warning.templates import load_catalogue
+from gateway.warning.workflow import Workflow
+
+log = logging.getLogger(__name__)
+Opener = Callable[[Callable[[Receipt], None]], AbstractAsyncContextManager[Any]]
+
+
+class Warnings:
+    """Owns the outbox, the channels and the engine; ``workflow`` is what the API calls."""
+
+    def __init__(self, cfg: WarningsConfig, *, sounds_dir: Path | None = None) -> None:
+        self.cfg = cfg
+        self.sounds_dir = sounds_dir
+        self.outbox = AsyncOutbox(Outbox(cfg.store_path))
+        self.zones = zone_file.load(cfg.zones_file)
+        self.renderer = Renderer(load_catalogue(Path(cfg.templates_dir)), self.zones)
+        users = {u.name: list(u.roles) for u in cfg.users}
+        self.workflow = Workflow(self.outbox, self.renderer, self.zones, users, sender=cfg.sender,
+                                 sender_name=cfg.sender_name)
+        self.engine: Engine | None = None
+        self.channel_errors: dict[str, str] = {}
+        self._watchers: list[trio.MemorySendChannel[tuple[str, str, dict[str, ChannelProgress]]]] = []
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open channels, recover the outbox, deliver until cancelled."""
+        async with AsyncExitStack() as stack:
+            channels = await self._open_all(stack)
+            self.engine = Engine(self.outbox, channels, self.renderer, public_channel=self._public_channel(),
+                                 sms_routes=[(r.prefix, r.driver) for r in self.cfg.sms_routes],
+                                 on_progress=self._progress, on_state=self._finished)
+            self.workflow.engine = self.engine
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await nursery.start(self.engine.run)
+                log.info("warnings ready: channels %s", ", ".join(sorted(channels)) or "none")
+                task_status.started()
+
+    @asynccontextmanager
+    async def watch(self) -> AsyncIterator[trio.MemoryReceiveChannel[tuple[str, str, dict[str, ChannelProgress]]]]:
+        """Progress of every sending alert, about once a second."""
+        send, receive = trio.open_memory_channel[tuple[str, str, dict[str, ChannelProgress]]](16)
+        self._watchers.append(send)
+        try:
+            yield receive
+        finally:
+            self._watchers.remove(send)
+
+    def _progress(self, alert_id: str, state: str, channels: dict[str, ChannelProgress]) -> None:
+        for watcher in list(self._watchers):
+            try:
+                watcher.send_nowait((alert_id, state, channels))
+            except trio.WouldBlock:  # a slow reader misses a tick, never blocks delivery
+                pass
+
+    def _finished(self, record: AlertRecord) -> None:
+        self._nursery.start_soon(self.workflow.finished, record)
+        self._progress(record.id, "sent", {})
+
+    def _public_channel(self) -> str:
+        tg = self.cfg.actual.telegram
+        return self.cfg.public_channel or (tg.public_channel if tg else "")
+
+    def _late(self, key: str) -> Callable[[Receipt], None]:
+        def push(receipt: Receipt) -> None:
+            if self.engine is not None:
+                self.engine.receipt_callback(key)(receipt)
+        return push
+
+    async def _open_all(self, stack: AsyncExitStack) -> dict[str, Channel]:
+        channels: dict[str, Channel] = {}
+        for prefix, channel_set in (("", self.cfg.actual), (DRILL_PREFIX, self.cfg.drill)):
+            for name, opener in self._openers(channel_set).items():
+                key = prefix + name
+                try:
+                    with trio.fail_after(15):
+                        channels[key] = await stack.enter_async_context(opener(self._late(key)))
+                except (GatewayError, trio.TooSlowError) as exc:
+                    # A provider down at start must not stop the gateway: the officer sees it.
+                    self.channel_errors[key] = str(exc) or type(exc).__name__
+                    log.error("channel %s not opened: %s", key, self.channel_errors[key])
+        return channels
+
+    def _openers(self, cs: ChannelSet) -> dict[str, Opener]:
+        from channels.email import open_email
+        from channels.sirens import SirenConfig, SirenTarget, open_sirens
+        from channels.smpp import open_smpp
+        from channels.telegram import open_telegram
+        from channels.twilio_sms import open_twilio
+        from channels.voice import open_voice
+
+        out: dict[str, Opener] = {}
+        if cs.smpp:
+            out["smpp"] = lambda cb, c=cs.smpp: open_smpp(c, on_update=cb)
+        if cs.twilio:
+            out["twilio"] = lambda cb, c=cs.twilio: open_twilio(c, on_update=cb)
+        if cs.email:
+            out["email"] = lambda cb, c=cs.email: open_email(c, on_update=cb)
+        if cs.telegram:
+            out["telegram"] = lambda cb, c=cs.telegram: open_telegram(c, on_update=cb)
+        if cs.voice and self.sounds_dir is not None:
+            out["voice"] = lambda cb, c=cs.voice: open_voice(c, sounds_dir=self.sounds_dir, on_update=cb)
+        if cs.siren_lines:
+            zones = {name: [SirenTarget(line=g.line, unit=g.unit, coils=g.coils) for g in (*z.sirens, *z.boards)]
+                     for name, z in self.zones.zones.items() if z.sirens or z.boards}
+            lines = {line.name for line in cs.siren_lines}
+            zones = {n: [t for t in ts if t.line in lines] for n, ts in zones.items()}
+            siren = SirenConfig(lines=cs.siren_lines, zones={n: ts for n, ts in zones.items() if ts})
+            out["siren"] = lambda cb, c=siren: open_sirens(c, on_update=cb)
+        return out
