@@ -4,7 +4,8 @@ A zone's relays switch together, so a plan is a list of (seconds from start, on/
 ``steady`` holds the relays on for ``duration_s``; ``wail`` cycles them ``on_s`` on, ``off_s``
 off for ``duration_s`` (motor sirens rise and fall as their power is cycled, which is how the
 civil-defence "attention everyone" signal is sounded on relay-driven sirens); ``off`` switches
-them off. ``repeat`` sounds the pattern that many times with ``gap_s`` of silence between.
+them off; ``none`` leaves them as they are (a template's "no siren for this update": a pattern
+still running is not cut short). ``repeat`` sounds the pattern that many times with ``gap_s`` of silence between.
 Every plan that switches on ends with the relays off, so a plan that runs to completion never
 leaves a siren sounding.
 """
@@ -19,8 +20,8 @@ import msgspec
 
 from gateway.errors import AlertError
 
-PatternKind = Literal["steady", "wail", "off"]
-KINDS: tuple[PatternKind, ...] = ("steady", "wail", "off")
+PatternKind = Literal["steady", "wail", "off", "none"]
+KINDS: tuple[PatternKind, ...] = ("steady", "wail", "off", "none")
 MAX_DURATION_S = 3600.0  # one sounding; an operator who means longer repeats or re-sends
 MAX_REPEAT = 20
 MIN_CYCLE_S = 0.5  # shorter on/off times wear relays and never spin a motor siren up
@@ -38,7 +39,7 @@ class Plan(msgspec.Struct, frozen=True):
 
     @property
     def end_s(self) -> float:
-        return self.steps[-1].at_s
+        return self.steps[-1].at_s if self.steps else 0.0
 
 
 class PatternSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,6 +64,8 @@ def parse_options(options: Mapping[str, str]) -> PatternSpec:
     kind = options.get("pattern", "steady").strip().lower()
     if kind not in KINDS:
         raise AlertError(f"siren pattern {kind!r} unknown (expected one of: {', '.join(KINDS)})")
+    if kind == "none":
+        return PatternSpec(kind="none")  # its duration_s is 0 by the templates' rule; nothing to check
     spec = PatternSpec(
         kind=kind,  # type: ignore[arg-type]  # checked against KINDS above
         duration_s=_number(options, "duration_s", DEFAULT.duration_s, 1.0, MAX_DURATION_S),
@@ -89,7 +92,10 @@ def _number(options: Mapping[str, str], key: str, default: float, low: float, hi
 
 
 def plan(spec: PatternSpec) -> Plan:
-    """The steps that sound ``spec``: strictly increasing times, first at 0, last one off."""
+    """The steps that sound ``spec``: strictly increasing times, first at 0, last one off; none
+    for ``none``."""
+    if spec.kind == "none":
+        return Plan("none", ())
     if spec.kind == "off":
         return Plan("off", (Step(0.0, False),))
     sounding = _steady(spec) if spec.kind == "steady" else _wail(spec)

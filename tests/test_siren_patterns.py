@@ -38,6 +38,12 @@ def test_off_and_cancel_are_one_off_step() -> None:
     assert plan_for({"pattern": "wail", "msg_type": "Cancel"}).steps == (Step(0.0, False),)
 
 
+def test_none_is_no_steps_whatever_its_duration() -> None:
+    p = plan_for({"pattern": "none", "duration_s": "0"})
+    assert p == Plan("none", ()) and p.end_s == 0.0
+    assert not state_at(p, 1.0)
+
+
 def test_pattern_name_is_case_and_space_tolerant_and_other_options_ignored() -> None:
     assert parse_options({"pattern": " Wail ", "sms_segments": "3"}).kind == "wail"
 
