@@ -122,10 +122,12 @@ class Outbox:
                 result = fn(self._db)
                 self._db.execute("COMMIT")
                 return result
-            except sqlite3.Error as exc:
+            except BaseException as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise StoreError(f"warnings store write failed: {exc}") from exc
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"warnings store write failed: {exc}") from exc
+                raise
 
     def _read(self, sql: str, args: Sequence[object] = ()) -> list[tuple[object, ...]]:
         with self._lock:
