@@ -31,6 +31,7 @@ from gateway.warning.records import DELIVERED, FAILED, MOVED, QUEUED, SENT, Aler
 from gateway.warning.render import Renderer
 
 FANOUT_CHUNK = 20_000
+FIRST_CHUNK = 500
 MAX_ATTEMPTS = 6
 IDLE_POLL_S = 0.25
 Progress = Callable[[str, str, dict[str, ChannelProgress]], None]
@@ -167,11 +168,12 @@ class Engine:
         def route(row: RecipientRow) -> str | None:
             return self.router.channel(row, exercise=record.exercise) if _wants(row, kinds) else None
 
-        done = False
+        done, chunk = False, FIRST_CHUNK  # small first: the first message must leave within 200 ms
         while not done:
             cursor, created, done = await self.db.call(
-                self.db.sync.fanout_chunk, alert_no, record.zones, root_no, cursor, FANOUT_CHUNK, route, time.time())
+                self.db.sync.fanout_chunk, alert_no, record.zones, root_no, cursor, chunk, route, time.time())
             tracker.created += created
+            chunk = min(FANOUT_CHUNK, chunk * 4)
             self._wake_all()
         tracker.fanout_done = True
 
