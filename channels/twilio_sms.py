@@ -97,7 +97,7 @@ class TwilioConfig(Base, frozen=True):
 _response_headers: contextvars.ContextVar[list[Mapping[str, str]]] = contextvars.ContextVar("twilio_headers")
 
 
-class _HttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
+class _HttpClient(AsyncTwilioHttpClient):
     """twilio's aiohttp client, sending to ``base_url`` instead of api.twilio.com and keeping each
     response's headers for the task that asked."""
 
@@ -148,7 +148,7 @@ class TwilioChannel:
         self._on_update = on_update
         self._pacer = _Pacer(config.max_per_second)
         self._slots = trio.Semaphore(config.concurrency)
-        self._auth_problem = ""
+        self._send_refused = ""  # set by a 401/403 on Messages.create, cleared by the next 201
         if config.from_number:
             self._sender: dict[str, str] = {"from_": config.from_number}
         else:
@@ -174,17 +174,22 @@ class TwilioChannel:
                     self._slots.release()
                     raise
                 nursery.start_soon(one, index, message)
-        return [r for r in results if r is not None]
+        done = [r for r in results if r is not None]
+        assert len(done) == len(messages), "every message has a receipt once the nursery is done"
+        return done
 
     async def lookup(self, messages: Sequence[Message], *, since: datetime | None = None) -> list[Receipt | None]:
         """For messages whose fate is unknown (a crash or timeout between the request and its
         answer), ask Twilio whether it accepted them: a receipt with the SID and current status if
-        it did, None if it has no such message since ``since`` (default: ``lookup_window_s`` ago).
+        it did, None if it has no such message since ``since`` (default: ``lookup_window_s`` ago;
+        a naive datetime is taken as UTC).
 
         A message matches if it went to the same number from our sender with the same body.
         Raises ``ChannelError`` if Twilio cannot be asked: "not found" must never be guessed.
         """
         since = since or datetime.now(UTC) - timedelta(seconds=self._config.lookup_window_s)
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)  # Twilio's dates are UTC
         results: list[Receipt | None] = [None] * len(messages)
         problems: list[BaseException] = []
 
@@ -205,19 +210,21 @@ class TwilioChannel:
         return results
 
     async def health(self) -> ChannelHealth:
-        """Up if Twilio answers an authenticated GET of our Account resource and it is active."""
+        """Up if Twilio answers an authenticated GET of our Account resource, the account is
+        active, and sending has not been refused (401/403) since the last accepted message."""
         try:
             account = await self._call(self._account.fetch_async())
         except ChannelError as exc:
             return ChannelHealth(up=False, detail=str(exc))
         except TwilioRestException as exc:
-            detail = self._note_auth(exc) or f"twilio: HTTP {exc.status} error {exc.code}"
-            return ChannelHealth(up=False, detail=detail)
+            detail = "credentials refused" if int(exc.status) in (401, 403) else "error"
+            return ChannelHealth(up=False, detail=f"twilio: {detail} (HTTP {exc.status} error {exc.code})")
         except _CALL_ERRORS as exc:
             return ChannelHealth(up=False, detail=f"twilio: {type(exc).__name__}: {exc}")
-        self._auth_problem = ""
         if account.status != "active":
             return ChannelHealth(up=False, detail=f"twilio: account {account.status}")
+        if self._send_refused:
+            return ChannelHealth(up=False, detail=self._send_refused)
         return ChannelHealth(up=True, detail=f"twilio account {self._config.account_sid} active")
 
     def accept_callback(self, url: str, form: Mapping[str, str], signature: str | None) -> Receipt:
@@ -251,6 +258,7 @@ class TwilioChannel:
             return failed(message, f"{exc} (outcome unknown)", retryable=True)
         except _CALL_ERRORS as exc:
             return self._failure(message, exc, headers)
+        self._send_refused = ""
         try:
             return receipt_for(message.idempotency_key, created.sid, created.status or "")
         except ProtocolError as exc:
@@ -276,7 +284,7 @@ class TwilioChannel:
             status, code = int(exc.status), _int(exc.code)
             text = f"twilio: HTTP {status} error {code}: {_rest_message(exc)}"
             if status in (401, 403):
-                self._note_auth(exc)
+                self._send_refused = f"twilio: sending refused ({text})"
                 return failed(message, text, retryable=False)
             if status == 429:
                 wait = _retry_after(headers)
@@ -292,12 +300,6 @@ class TwilioChannel:
             # The connection was never made, so Twilio cannot have the message.
             return failed(message, f"twilio: cannot connect: {exc}", retryable=True)
         return failed(message, f"twilio: {type(exc).__name__}: {exc} (outcome unknown)", retryable=True)
-
-    def _note_auth(self, exc: TwilioRestException) -> str:
-        if int(exc.status) not in (401, 403):
-            return ""
-        self._auth_problem = f"twilio: credentials refused (HTTP {exc.status} error {exc.code})"
-        return self._auth_problem
 
     async def _find(self, message: Message, since: datetime) -> Receipt | None:
         # Twilio's DateSent filter skips messages still queued (no date_sent yet), so the newest

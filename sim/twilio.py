@@ -9,7 +9,7 @@ each move is POSTed there, signed as Twilio signs (HMAC-SHA1 of URL + sorted par
 with the auth token, base64). The signer is written here independently of twilio's validator so
 tests check one against the other.
 
-Knobs for failure drills: ``fail_next`` (next N API requests answer 500/503/429), ``silent``
+Knobs for failure drills: ``fail_next`` (next N API requests answer 500/503/429/403), ``silent``
 (requests hang: an unreachable provider), ``failing_numbers`` (accepted, then undelivered),
 ``landlines`` (rejected with 21614) and ``mps`` (a token bucket answering 20429 beyond it).
 
@@ -25,11 +25,12 @@ import base64
 import hashlib
 import hmac
 import json
+import operator
 import re
 import secrets
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from email.utils import format_datetime
@@ -150,10 +151,15 @@ class TwilioSim:
     # -- knobs -----------------------------------------------------------------------------------
 
     def fail_next(self, n: int, status: int = 500, *, retry_after_s: int | None = None) -> None:
-        """Answer the next ``n`` API requests with ``status`` (500, 503 or 429) before any checks."""
-        if status not in (500, 503, 429):
-            raise ValueError(f"fail_next: status must be 500, 503 or 429, not {status}")
+        """Answer the next ``n`` API requests with ``status`` (500, 503, 429, or 403 as for a
+        suspended account) before any checks."""
+        if status not in (500, 503, 429, 403):
+            raise ValueError(f"fail_next: status must be 500, 503, 429 or 403, not {status}")
         self._fail_left, self._fail_status, self._fail_retry_after = n, status, retry_after_s
+
+    def set_mps(self, mps: float) -> None:
+        """Messages per second the account may create (a full bucket of that many to start with)."""
+        self.mps = self._tokens = mps
 
     def set_silent(self, silent: bool) -> None:
         """While silent, API requests are held unanswered (a provider that stopped responding)."""
@@ -195,6 +201,8 @@ class TwilioSim:
         if status == 429:
             headers = {"Retry-After": str(self._fail_retry_after)} if self._fail_retry_after is not None else None
             return _error(429, 20429, "Too Many Requests", headers)
+        if status == 403:
+            return _error(403, 20003, "Permission Denied")
         if status == 503:
             return _error(503, 20503, "Service Unavailable")
         return _error(500, 20500, "Internal Server Error")
@@ -375,7 +383,7 @@ class TwilioSim:
         if faults.silent is not None:
             self.set_silent(faults.silent)
         if faults.mps is not None:
-            self.mps = faults.mps
+            self.set_mps(faults.mps)
         if faults.failing_numbers is not None:
             self.failing_numbers = set(faults.failing_numbers)
         if faults.landlines is not None:
@@ -443,31 +451,24 @@ def _wall() -> float:
     return datetime.now(UTC).timestamp()
 
 
-def _date_filters(query: Mapping[str, str]) -> list[Any]:
+def _date_filters(query: Mapping[str, str]) -> list[Callable[[float | None], bool]]:
     """Twilio's ``DateSent``, ``DateSent<`` (on or before) and ``DateSent>`` (on or after) filters;
-    each takes ``YYYY-MM-DD`` or ``YYYY-MM-DDThh:mm:ssZ``. Unsent messages never match."""
+    each takes ``YYYY-MM-DD`` (compared by UTC day) or ``YYYY-MM-DDThh:mm:ssZ``. Unsent messages
+    never match. Raises ValueError for a value in neither form."""
     checks = []
-    for key, op in (("DateSent", "=="), ("DateSent<", "<="), ("DateSent>", ">=")):
+    for key, op in (("DateSent", operator.eq), ("DateSent<", operator.le), ("DateSent>", operator.ge)):
         value = query.get(key)
-        if value is None:
-            continue
-        if "T" in value:
-            bound: float | date = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-        else:
-            bound = date.fromisoformat(value)
-        checks.append(_date_check(op, bound))
+        if value is not None:
+            checks.append(_date_check(op, value))
     return checks
 
 
-def _date_check(op: str, bound: float | date) -> Any:
-    def check(sent: float | None) -> bool:
-        if sent is None:
-            return False
-        here: float | date = datetime.fromtimestamp(sent, UTC).date() if isinstance(bound, date) else sent
-        if op == "==":
-            return here == bound
-        return here <= bound if op == "<=" else here >= bound  # type: ignore[operator]
-    return check
+def _date_check(op: Callable[[Any, Any], bool], value: str) -> Callable[[float | None], bool]:
+    if "T" in value:
+        moment = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+        return lambda sent: sent is not None and op(sent, moment)
+    day = date.fromisoformat(value)
+    return lambda sent: sent is not None and op(datetime.fromtimestamp(sent, UTC).date(), day)
 
 
 @asynccontextmanager

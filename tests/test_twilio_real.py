@@ -20,7 +20,7 @@ import pytest
 import trio
 from starlette.applications import Starlette
 
-from channels.base import Message, Receipt
+from channels.base import Channel, Message, Receipt
 from channels.twilio_callbacks import callback_url
 from channels.twilio_sms import TwilioConfig, open_twilio, status_callback_route
 from gateway.errors import ChannelError
@@ -56,6 +56,8 @@ async def test_batch_is_accepted_paced_and_counted(sim: TwilioSim) -> None:
     messages = [message(n) for n in range(20)]
     with trio.fail_after(10):
         async with open_twilio(config(sim, max_per_second=50.0, concurrency=4)) as channel:
+            as_channel: Channel = channel  # the driver satisfies the engine's interface
+            assert as_channel.name == "twilio" and as_channel.max_per_second == 50.0
             assert (await channel.health()).up
             started = trio.current_time()
             receipts = await channel.deliver(messages)
@@ -116,8 +118,7 @@ async def test_injected_429_is_retryable_after_the_retry_after_header(sim: Twili
 
 
 async def test_sending_faster_than_the_account_mps_gets_20429(sim: TwilioSim) -> None:
-    sim.mps = 3.0
-    sim._tokens = 3.0
+    sim.set_mps(3.0)
     with trio.fail_after(10):
         async with open_twilio(config(sim, max_per_second=1000.0)) as channel:
             receipts = await channel.deliver([message(n) for n in range(8)])
@@ -148,6 +149,19 @@ async def test_bad_credentials_fail_for_good_and_mark_health_down(sim: TwilioSim
     assert not health.up and "credentials refused" in health.detail
     assert not wrong_account.retryable and "20003" in wrong_account.error
     assert sim.messages == []
+
+
+async def test_sending_refused_keeps_health_down_until_a_message_is_accepted(sim: TwilioSim) -> None:
+    with trio.fail_after(10):
+        async with open_twilio(config(sim)) as channel:
+            sim.fail_next(1, 403)
+            [refused] = await channel.deliver([message(1)])
+            down = await channel.health()  # the Account GET itself succeeds
+            [accepted] = await channel.deliver([message(1)])
+            up = await channel.health()
+    assert refused.state == "failed" and not refused.retryable and "HTTP 403 error 20003" in refused.error
+    assert not down.up and "sending refused" in down.detail
+    assert accepted.state == "queued" and up.up
 
 
 async def test_connection_refused_is_retryable() -> None:
@@ -258,6 +272,15 @@ async def test_stand_in_speaks_twilio_errors_and_paging(sim: TwilioSim) -> None:
             first = (await client.get(messages_url, auth=auth, params={"To": "+77015550001", "PageSize": 2})).json()
             second = (await client.get(sim.base_url + first["next_page_uri"], auth=auth)).json()
             bad_date = await client.get(messages_url, auth=auth, params={"DateSent>": "yesterday"})
+            await trio.sleep(0.05)  # sent by now, so date_sent is set
+            today = datetime.now(UTC)
+            by_date = {}
+            for key, value in [("DateSent", today.strftime("%Y-%m-%d")),
+                               ("DateSent<", (today - timedelta(days=1)).strftime("%Y-%m-%d")),
+                               ("DateSent>", (today - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")),
+                               ("DateSent>", (today + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ"))]:
+                page = (await client.get(messages_url, auth=auth, params={key: value})).json()
+                by_date[key + value[10:]] = len(page["messages"])
             records = (await client.get(f"{sim.base_url}/_sim/records")).json()
     assert unauthenticated.status_code == 401 and unauthenticated.json()["code"] == 20003
     assert unauthenticated.headers["WWW-Authenticate"] == 'Basic realm="Twilio API"'
@@ -272,6 +295,7 @@ async def test_stand_in_speaks_twilio_errors_and_paging(sim: TwilioSim) -> None:
     assert [len(first["messages"]), first["page"], len(second["messages"]), second["next_page_uri"]] == [2, 0, 1, None]
     assert first["messages"][0]["sid"] == resource["sid"]  # newest first
     assert bad_date.status_code == 400
+    assert list(by_date.values()) == [3, 0, 3, 0]
     assert records["counts"] == {"+77015550001": 3}
 
 
@@ -294,6 +318,22 @@ async def test_stand_in_runs_as_a_process() -> None:
                 process.terminate()
     assert ready["base_url"].startswith("http://127.0.0.1:")
     assert account.status_code == 200 and account.json()["status"] == "active"
+
+
+async def test_stand_in_faults_over_http(sim: TwilioSim) -> None:
+    faults = f"{sim.base_url}/_sim/faults"
+    with trio.fail_after(10):
+        async with httpx.AsyncClient() as client:
+            assert (await client.post(faults, json={"fail_next": 1, "fail_status": 503})).status_code == 200
+            assert (await client.post(faults, json={"failing_numbers": ["+77015550002"], "mps": 50})).status_code == 200
+            assert (await client.post(faults, json={"fail_next": 1, "fail_status": 404})).status_code == 400
+            assert (await client.post(faults, json={"typo": 1})).status_code == 400
+        async with open_twilio(config(sim)) as channel:
+            receipts = await channel.deliver([message(1), message(2)])
+            while sim.messages[-1].status not in ("delivered", "undelivered"):
+                await trio.sleep(0.01)
+    assert receipts[0].retryable and "HTTP 503" in receipts[0].error and receipts[1].state == "queued"
+    assert sim.mps == 50 and sim.messages[-1].status == "undelivered" and sim.messages[-1].error_code == 30003
 
 
 def test_config_names_exactly_one_sender() -> None:
