@@ -320,10 +320,10 @@ class TwilioSim:
         except ValueError as exc:
             return _error(400, 20001, f"Invalid parameter: {exc}")
         to, sender = query.get("To"), query.get("From")
+        # Newest first, as Twilio lists them (messages are recorded in creation order).
         found = [m for m in reversed(self.messages)
                  if (to is None or m.to == to) and (sender is None or m.from_ == sender)
                  and all(check(m.date_sent) for check in filters)]
-        found.sort(key=lambda m: m.date_created, reverse=True)
         chosen = found[page * page_size:(page + 1) * page_size]
         kept = [(k, v) for k, v in query.multi_items() if k not in ("Page", "PageSize", "PageToken")]
         base = f"{API}/Accounts/{self.account_sid}/Messages.json"
