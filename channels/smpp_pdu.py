@@ -493,7 +493,7 @@ class Decoder:
         cls, fn = entry
         return fn(cls, _Reader(buf, pos + 16, end, sequence), status)
 
-    def feed(self, data: bytes) -> list[Pdu]:
+    def feed(self, data: bytes | bytearray) -> list[Pdu]:
         """``receive_data`` then every whole PDU now available. Raises PduError at the first bad frame
         (PDUs decoded before it in this call are lost to the caller: use ``next_pdu`` to keep them)."""
         self.receive_data(data)

@@ -1,0 +1,545 @@
+"""SMS over SMPP 3.4 to a national operator's SMSC: one transceiver bind, a pipelined window.
+
+Theory of operation: ``open_smpp`` connects and binds (bind_transceiver) before it yields, so
+a refused bind or an unreachable SMSC is a ChannelError the caller sees at once. A link owns
+one reader task (every PDU from the SMSC) and one keep-alive task (enquire_link when idle; a
+missing response to anything within ``response_timeout_s`` declares the link dead). Writes go
+through one lock and are coalesced: ``deliver`` takes as many window slots and rate tokens as
+it can get and writes that many submit_sm in one ``send_all``. Each submit_sm's sequence
+number maps to (batch, message, part); the reader resolves it from submit_sm_resp and frees
+the slot. When a link dies every unanswered submit_sm becomes a retryable failure (the SMSC
+may or may not have taken it: the engine decides), messages not yet written go out on the
+next link, and a background task reconnects with exponential backoff.
+
+ESME_RTHROTTLED and ESME_RMSGQFUL come back as retryable failures with ``retry_after_s`` and
+halve the driver's own send rate, which then recovers by a tenth of ``max_per_second`` per
+second. Delivery receipts (deliver_sm) are answered with deliver_sm_resp and reported through
+``on_update``; a bounded map from message id to idempotency key ties them to messages, and a
+message sent in several parts is reported once, when its last part is delivered or its first
+part fails.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Literal
+
+import msgspec
+import trio
+
+from channels import smpp_pdu as P
+from channels.base import ChannelHealth, Message, Receipt, UpdateCallback, failed
+from gateway.errors import ChannelError, ProtocolError
+from gateway.schema import Base
+
+E164 = re.compile(r"^\+?([0-9]{6,15})$")
+SLOW_DOWN = frozenset({P.Status.ESME_RTHROTTLED, P.Status.ESME_RMSGQFUL})
+# Statuses about the message itself: sending it again cannot help. Everything else (system
+# errors, bind state, vendor codes we do not know) is worth another try later.
+PERMANENT = frozenset({
+    P.Status.ESME_RINVMSGLEN, P.Status.ESME_RINVCMDID, P.Status.ESME_RINVPRTFLG, P.Status.ESME_RINVREGDLVFLG,
+    P.Status.ESME_RINVSRCADR, P.Status.ESME_RINVDSTADR, P.Status.ESME_RINVSERTYP, P.Status.ESME_RINVESMCLASS,
+    P.Status.ESME_RINVSRCTON, P.Status.ESME_RINVSRCNPI, P.Status.ESME_RINVDSTTON, P.Status.ESME_RINVDSTNPI,
+    P.Status.ESME_RINVSCHED, P.Status.ESME_RINVEXPIRY, P.Status.ESME_RINVDFTMSGID, P.Status.ESME_RX_P_APPN,
+    P.Status.ESME_RX_R_APPN, P.Status.ESME_RINVOPTPARSTREAM, P.Status.ESME_ROPTPARNOTALLWD,
+    P.Status.ESME_RINVPARLEN, P.Status.ESME_RMISSINGOPTPARAM, P.Status.ESME_RINVOPTPARAMVAL,
+})
+_Octet = Annotated[int, msgspec.Meta(ge=0, le=255)]
+_Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class SmppConfig(Base, frozen=True):
+    """One SMSC account. ``source_addr_ton`` 5 is alphanumeric, 1 international, 0 unknown."""
+
+    system_id: Annotated[str, msgspec.Meta(max_length=15)]
+    password: Annotated[str, msgspec.Meta(max_length=8)]
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 2775
+    system_type: Annotated[str, msgspec.Meta(max_length=12)] = ""
+    source_addr: Annotated[str, msgspec.Meta(max_length=20)] = ""
+    source_addr_ton: _Octet = 0
+    source_addr_npi: _Octet = 0
+    dest_addr_ton: _Octet = 1
+    dest_addr_npi: _Octet = 1
+    window: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 64
+    max_per_second: Annotated[float, msgspec.Meta(gt=0, le=100000)] = 1000.0
+    max_batch: Annotated[int, msgspec.Meta(ge=1)] = 500
+    enquire_link_s: _Seconds = 30.0
+    response_timeout_s: _Seconds = 10.0
+    connect_timeout_s: _Seconds = 10.0
+    reconnect_min_s: _Seconds = 0.2
+    reconnect_max_s: _Seconds = 30.0
+    throttle_retry_after_s: _Seconds = 1.0
+    registered_delivery: bool = True
+    long_messages: Literal["udh", "payload"] = "udh"  # concatenated parts, or one submit_sm with message_payload
+    receipt_memory: Annotated[int, msgspec.Meta(ge=1)] = 200_000  # message ids awaiting a delivery receipt
+
+
+class _Tracked:
+    """A message waiting for delivery receipts: one per part, reported once."""
+
+    __slots__ = ("key", "provider_id", "parts_left", "done")
+
+    def __init__(self, key: str, parts: int) -> None:
+        self.key, self.provider_id, self.parts_left, self.done = key, "", parts, False
+
+
+class _Batch:
+    """One ``deliver`` call: a receipt slot per message, filled by the reader task."""
+
+    __slots__ = ("messages", "receipts", "parts_left", "tracked", "inflight", "done")
+
+    def __init__(self, messages: Sequence[Message]) -> None:
+        self.messages = messages
+        self.receipts: list[Receipt | None] = [None] * len(messages)
+        self.parts_left = [0] * len(messages)
+        self.tracked: list[_Tracked | None] = [None] * len(messages)
+        self.inflight = 0
+        self.done: trio.Event | None = None  # created only if deliver has to wait
+
+    def fail(self, index: int, receipt: Receipt) -> None:
+        if self.receipts[index] is None:
+            self.receipts[index] = receipt
+        tracked = self.tracked[index]
+        if tracked is not None:
+            tracked.done = True  # parts the SMSC took for a failed message must not report it delivered
+
+    def settle(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0 and self.done is not None:
+            self.done.set()
+
+
+class _Link:
+    """One bound TCP connection."""
+
+    def __init__(self, stream: trio.SocketStream, decoder: P.Decoder) -> None:
+        self.stream = stream
+        self.decoder = decoder
+        self.lock = trio.Lock()
+        self.pending: dict[int, tuple[_Batch, int, int, float]] = {}  # seq -> batch, message, part, sent at
+        self.dead = ""
+        self.scope = trio.CancelScope()
+        self.last_rx = trio.current_time()
+        self.enquire_sent: float | None = None
+        self.unbound = trio.Event()
+
+    async def send(self, data: bytes) -> None:
+        async with self.lock:
+            await self.stream.send_all(data)
+
+
+class _Window:
+    """Slots for outstanding submit_sm, taken several at a time."""
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._lot = trio.lowlevel.ParkingLot()
+
+    async def take(self, want: int) -> int:
+        while self.free == 0:
+            await self._lot.park()
+        taken = min(self.free, want)
+        self.free -= taken
+        return taken
+
+    def give(self, count: int = 1) -> None:
+        self.free += count
+        self._lot.unpark_all()
+
+
+class SmppChannel:
+    """The ``smpp`` channel; get one from ``open_smpp``."""
+
+    name = "smpp"
+
+    def __init__(self, config: SmppConfig, on_update: UpdateCallback | None) -> None:
+        self.config = config
+        self.max_per_second = config.max_per_second
+        self.max_batch = config.max_batch
+        self._on_update = on_update
+        self._link: _Link | None = None
+        self._link_up = trio.Event()
+        self._window = _Window(config.window)
+        self._sequence = 0
+        self._ref = 0
+        self._rate = config.max_per_second
+        self._tokens = 1.0
+        self._refilled = trio.current_time()
+        self._last_throttle = -math.inf
+        self._tracked: collections.OrderedDict[str, _Tracked] = collections.OrderedDict()
+        self._problem = ""
+        self._counts = collections.Counter[str]()
+
+    # --- delivering ---------------------------------------------------------------------
+    async def deliver(self, messages: Sequence[Message]) -> list[Receipt]:
+        """One receipt per message, in order: "sent" with the SMSC's message id, or "failed"."""
+        batch = _Batch(messages)
+        work = self._prepare(batch)
+        pos = 0
+        while pos < len(work):
+            link = await self._wait_link()
+            if link is None:
+                for index, _, _ in work[pos:]:
+                    batch.fail(index, failed(messages[index], f"SMPP link down: {self._problem}", retryable=True))
+                break
+            count = await self._take(len(work) - pos)
+            pos += await self._write(link, batch, work[pos:pos + count])
+        if batch.inflight:
+            batch.done = trio.Event()
+            await batch.done.wait()
+        return [r or failed(m, "no response", retryable=True) for r, m in zip(batch.receipts, messages, strict=True)]
+
+    def _prepare(self, batch: _Batch) -> list[tuple[int, int, P.SubmitSm]]:
+        """submit_sm PDUs (sequence 0 for now) for every part of every message that can be sent."""
+        cfg = self.config
+        work = []
+        for index, message in enumerate(batch.messages):
+            number = E164.match(message.address)
+            if number is None:
+                batch.fail(index, failed(message, f"not an E.164 number: {message.address!r}", retryable=False))
+                continue
+            self._ref = (self._ref + 1) & 0xFF
+            try:
+                text = P.encode_text(message.body, ref=self._ref)
+            except ValueError as exc:
+                batch.fail(index, failed(message, str(exc), retryable=False))
+                continue
+            if cfg.long_messages == "payload" and len(text.parts) > 1:
+                body = P.gsm_encode(message.body) if text.data_coding == P.CODING_GSM else message.body.encode(
+                    "utf-16-be")
+                parts = [(0, b"", body)]
+            else:
+                parts = [(text.esm_class, part, None) for part in text.parts]
+            batch.parts_left[index] = len(parts)
+            for part, (esm_class, short_message, payload) in enumerate(parts):
+                work.append((index, part, P.SubmitSm(
+                    sequence=0, source_addr_ton=cfg.source_addr_ton, source_addr_npi=cfg.source_addr_npi,
+                    source_addr=cfg.source_addr, dest_addr_ton=cfg.dest_addr_ton, dest_addr_npi=cfg.dest_addr_npi,
+                    destination_addr=number.group(1), esm_class=esm_class, registered_delivery=int(
+                        cfg.registered_delivery), data_coding=text.data_coding, short_message=short_message,
+                    message_payload=payload)))
+        return work
+
+    async def _write(self, link: _Link, batch: _Batch, items: list[tuple[int, int, P.SubmitSm]]) -> int:
+        """Write ``items`` (their window slots already taken) in one send; returns how many were handled."""
+        frames = []
+        async with link.lock:
+            if link.dead:  # died while we waited: hand the slots back, the caller waits for the next link
+                self._window.give(len(items))
+                return 0
+            now = trio.current_time()
+            for index, part, pdu in items:
+                if batch.receipts[index] is not None:  # an earlier part already failed
+                    self._window.give()
+                    continue
+                self._sequence = self._sequence % 0x7FFFFFFF + 1
+                link.pending[self._sequence] = (batch, index, part, now)
+                batch.inflight += 1
+                frames.append(P.encode(msgspec.structs.replace(pdu, sequence=self._sequence)))
+            try:
+                await link.stream.send_all(b"".join(frames))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self._kill(link, f"write failed: {exc}")
+        self._counts["submit_sm"] += len(frames)
+        return len(items)
+
+    async def _wait_link(self) -> _Link | None:
+        with trio.move_on_after(self.config.response_timeout_s):
+            while self._link is None or self._link.dead:
+                await self._link_up.wait()
+            return self._link
+        return None
+
+    async def _take(self, want: int) -> int:
+        """Window slots and rate tokens for up to ``want`` submit_sm (at least one)."""
+        count = await self._window.take(want)
+        while True:
+            now = trio.current_time()
+            if now - self._last_throttle > 1.0 and self._rate < self.max_per_second:
+                self._rate = min(self.max_per_second, self._rate + self.max_per_second * 0.1 * (now - self._refilled))
+            burst = max(1.0, self._rate / 20)  # 50 ms worth: smooth enough for an SMSC's per-second counter
+            self._tokens = min(burst, self._tokens + (now - self._refilled) * self._rate)
+            self._refilled = now
+            if self._tokens >= 1.0:
+                granted = min(count, int(self._tokens))
+                self._tokens -= granted
+                self._window.give(count - granted)
+                return granted
+            await trio.sleep((1.0 - self._tokens) / self._rate)
+
+    def _slow_down(self) -> None:
+        now = trio.current_time()
+        if now - self._last_throttle > 0.25:  # one halving per burst of refusals, not one per refusal
+            self._rate = max(self._rate / 2, self.max_per_second / 1000, 1.0)
+            self._tokens = 0.0
+        self._last_throttle = now
+
+    # --- reading ------------------------------------------------------------------------
+    async def _read(self, link: _Link) -> None:
+        try:
+            while True:
+                replies: list[bytes] = []
+                end = self._drain(link, replies)
+                if replies:
+                    await link.send(b"".join(replies))
+                if end:  # after the last answers (unbind_resp, generic_nack) went out
+                    self._kill(link, end)
+                    return
+                data = await link.stream.receive_some(65536)
+                if not data:
+                    self._kill(link, "SMSC closed the connection")
+                    return
+                link.last_rx = trio.current_time()
+                link.decoder.receive_data(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._kill(link, f"connection lost: {exc}")
+
+    def _drain(self, link: _Link, replies: list[bytes]) -> str:
+        """Handle every buffered PDU, collecting answers; returns why the link must end, or ""."""
+        while True:
+            try:
+                pdu = link.decoder.next_pdu()
+            except P.PduError as exc:
+                replies.append(P.encode(P.GenericNack(sequence=exc.sequence, status=exc.status)))
+                if not exc.in_sync:
+                    return f"SMSC broke the PDU stream: {exc}"
+                continue
+            if pdu is None:
+                return ""
+            if type(pdu) is P.SubmitSmResp:
+                self._on_submit_resp(link, pdu.sequence, pdu.status, pdu.message_id)
+            elif type(pdu) is P.DeliverSm:
+                replies.append(P.encode(P.DeliverSmResp(sequence=pdu.sequence)))
+                self._on_receipt(pdu)
+            elif type(pdu) is P.EnquireLinkResp:
+                link.enquire_sent = None
+            elif type(pdu) is P.EnquireLink:
+                replies.append(P.encode(P.EnquireLinkResp(sequence=pdu.sequence)))
+            elif type(pdu) is P.GenericNack:
+                self._on_submit_resp(link, pdu.sequence, pdu.status or P.Status.ESME_RUNKNOWNERR, "")
+            elif type(pdu) is P.Unbind:
+                replies.append(P.encode(P.UnbindResp(sequence=pdu.sequence)))
+                return "SMSC unbound"
+            elif type(pdu) is P.UnbindResp:
+                link.unbound.set()
+            elif not pdu.command_id & 0x80000000:  # a request we do not serve as an ESME
+                replies.append(P.encode(P.GenericNack(sequence=pdu.sequence, status=P.Status.ESME_RINVCMDID)))
+
+    def _on_submit_resp(self, link: _Link, sequence: int, status: int, message_id: str) -> None:
+        entry = link.pending.pop(sequence, None)
+        if entry is None:
+            return  # a late answer to something already given up on, or a stray generic_nack
+        batch, index, part, _ = entry
+        self._window.give()
+        message = batch.messages[index]
+        if status:
+            self._counts[P.status_name(status)] += 1
+            if status in SLOW_DOWN:
+                self._slow_down()
+                receipt = failed(message, P.status_name(status), retryable=True,
+                                 retry_after_s=self.config.throttle_retry_after_s)
+            else:
+                receipt = failed(message, P.status_name(status), retryable=status not in PERMANENT)
+            batch.fail(index, receipt)
+        elif batch.receipts[index] is None:
+            tracked = batch.tracked[index]
+            if tracked is None:
+                tracked = batch.tracked[index] = _Tracked(message.idempotency_key, batch.parts_left[index])
+            if self.config.registered_delivery:
+                self._remember(message_id, tracked)
+            if part == 0:
+                tracked.provider_id = message_id
+            batch.parts_left[index] -= 1
+            if batch.parts_left[index] == 0:
+                batch.receipts[index] = Receipt(idempotency_key=message.idempotency_key, state="sent",
+                                                provider_id=tracked.provider_id)
+        batch.settle()
+
+    def _remember(self, message_id: str, tracked: _Tracked) -> None:
+        self._tracked[message_id] = tracked
+        if len(self._tracked) > self.config.receipt_memory:
+            self._tracked.popitem(last=False)
+
+    def _on_receipt(self, pdu: P.DeliverSm) -> None:
+        if pdu.esm_class & 0x3C != P.ESM_DELIVERY_RECEIPT:
+            return  # a mobile-originated message: acknowledged, not ours to handle
+        try:
+            parsed: P.DeliveryReceipt | None = P.parse_receipt(pdu.short_message.decode("latin-1"))
+        except ProtocolError:
+            parsed = None
+        message_id = pdu.receipted_message_id or (parsed.message_id if parsed else "")
+        stat = P.MESSAGE_STATES.get(pdu.message_state or 0) or (parsed.stat if parsed else "")
+        tracked = self._tracked.pop(message_id, None)
+        if tracked is None or tracked.done or not stat or stat == "ENROUTE":
+            self._counts["receipt_unmatched" if tracked is None else "receipt_ignored"] += 1
+            return
+        if stat in P.FINAL_FAILURES:
+            tracked.done = True
+            self._notify(Receipt(idempotency_key=tracked.key, state="failed", provider_id=tracked.provider_id,
+                                 error=f"stat:{stat} err:{parsed.err if parsed else ''}"))
+            return
+        tracked.parts_left -= 1
+        if tracked.parts_left <= 0:
+            tracked.done = True
+            self._notify(Receipt(idempotency_key=tracked.key, state="delivered", provider_id=tracked.provider_id))
+
+    def _notify(self, receipt: Receipt) -> None:
+        self._counts[f"receipt_{receipt.state}"] += 1
+        if self._on_update is not None:
+            self._on_update(receipt)
+
+    # --- the link's life ----------------------------------------------------------------
+    def _kill(self, link: _Link, reason: str) -> None:
+        """Declare ``link`` dead: every unanswered submit_sm becomes a retryable failure."""
+        if link.dead:
+            return
+        link.dead = reason
+        self._problem = reason
+        self._counts["links_lost"] += 1
+        for batch, index, _, _ in link.pending.values():
+            batch.fail(index, failed(batch.messages[index], f"no submit_sm_resp before the link was lost ({reason})",
+                                     retryable=True))
+            self._window.give()
+            batch.settle()
+        link.pending.clear()
+        if self._link is link:
+            self._link = None
+            self._link_up = trio.Event()
+        link.scope.cancel()
+
+    async def _keepalive(self, link: _Link) -> None:
+        cfg = self.config
+        tick = max(0.01, min(cfg.enquire_link_s, cfg.response_timeout_s) / 4)
+        while not link.dead:
+            await trio.sleep(tick)
+            now = trio.current_time()
+            if link.enquire_sent is not None and now - link.enquire_sent > cfg.response_timeout_s:
+                self._kill(link, f"no enquire_link_resp within {cfg.response_timeout_s} s")
+            elif link.pending and now - next(iter(link.pending.values()))[3] > cfg.response_timeout_s:
+                self._kill(link, f"no submit_sm_resp within {cfg.response_timeout_s} s")
+            elif link.enquire_sent is None and now - link.last_rx >= cfg.enquire_link_s:
+                link.enquire_sent = now
+                self._sequence = self._sequence % 0x7FFFFFFF + 1
+                try:
+                    await link.send(P.encode(P.EnquireLink(sequence=self._sequence)))
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    self._kill(link, f"write failed: {exc}")
+
+    async def _bind(self) -> _Link:
+        """Connect and bind_transceiver. Raises ChannelError."""
+        cfg = self.config
+        self._sequence = self._sequence % 0x7FFFFFFF + 1
+        bind = P.BindTransceiver(sequence=self._sequence, system_id=cfg.system_id, password=cfg.password,
+                                 system_type=cfg.system_type)
+        where = f"SMSC {cfg.host}:{cfg.port}"
+        try:
+            with trio.fail_after(cfg.connect_timeout_s):
+                stream = await trio.open_tcp_stream(cfg.host, cfg.port)
+                try:
+                    decoder = P.Decoder()
+                    await stream.send_all(P.encode(bind))
+                    while (resp := decoder.next_pdu()) is None or resp.sequence != bind.sequence:
+                        data = await stream.receive_some(65536)
+                        if not data:
+                            raise ChannelError(f"{where} closed the connection during bind")
+                        decoder.receive_data(data)
+                    if resp.status:
+                        raise ChannelError(f"{where} refused the bind as {cfg.system_id!r}: "
+                                           f"{P.status_name(resp.status)}")
+                    if not isinstance(resp, P.BindTransceiverResp):
+                        raise ChannelError(f"{where} answered bind_transceiver with {type(resp).__name__}")
+                except BaseException:
+                    with trio.CancelScope(shield=True):
+                        await stream.aclose()
+                    raise
+        except trio.TooSlowError as exc:
+            raise ChannelError(f"{where}: no bind_transceiver_resp within {cfg.connect_timeout_s} s") from exc
+        except (OSError, trio.BrokenResourceError) as exc:
+            raise ChannelError(f"{where}: cannot connect: {exc}") from exc
+        except P.PduError as exc:
+            raise ChannelError(f"{where} answered the bind outside SMPP: {exc}") from exc
+        return _Link(stream, decoder)
+
+    def _adopt(self, link: _Link) -> None:
+        self._link = link
+        self._problem = ""
+        self._link_up.set()
+
+    async def _serve(self, link: _Link) -> None:
+        self._adopt(link)
+        try:
+            with link.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._read, link)
+                    nursery.start_soon(self._keepalive, link)
+        finally:
+            self._kill(link, link.dead or "closed")
+            with trio.CancelScope(shield=True):
+                await link.stream.aclose()
+
+    async def run(self, link: _Link) -> None:
+        """Serve ``link``, then reconnect with backoff forever (cancelled by ``open_smpp``)."""
+        cfg = self.config
+        backoff = cfg.reconnect_min_s
+        while True:
+            up_since = trio.current_time()
+            await self._serve(link)
+            if trio.current_time() - up_since > 5.0:
+                backoff = cfg.reconnect_min_s
+            while True:
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, cfg.reconnect_max_s)
+                try:
+                    link = await self._bind()
+                    break
+                except ChannelError as exc:
+                    self._problem = str(exc)
+            self._counts["reconnects"] += 1
+
+    async def unbind(self) -> None:
+        """Unbind politely (bounded by ``response_timeout_s``, at most 2 s)."""
+        link = self._link
+        if link is None or link.dead:
+            return
+        with trio.move_on_after(min(self.config.response_timeout_s, 2.0)):
+            self._sequence = self._sequence % 0x7FFFFFFF + 1
+            try:
+                await link.send(P.encode(P.Unbind(sequence=self._sequence)))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                return
+            await link.unbound.wait()
+
+    def statistics(self) -> dict[str, int]:
+        """Counters: submit_sm written, refusals by status name, receipts, links lost, reconnects."""
+        return dict(self._counts, window_free=self._window.free, tracked=len(self._tracked))
+
+    async def health(self) -> ChannelHealth:
+        link = self._link
+        if link is None or link.dead:
+            return ChannelHealth(up=False, detail=self._problem or "not bound")
+        return ChannelHealth(up=True, detail=f"bound to {self.config.host}:{self.config.port}, "
+                                             f"{len(link.pending)} in flight, {self._rate:.0f}/s allowed")
+
+
+@asynccontextmanager
+async def open_smpp(config: SmppConfig, *, on_update: UpdateCallback | None = None) -> AsyncIterator[SmppChannel]:
+    """Connect and bind to the SMSC, yield the ``smpp`` channel; unbind and close on exit.
+
+    Raises ChannelError if the first connection or bind fails; later losses are retried in
+    the background. Delivery receipts go to ``on_update`` (called from the reader task)."""
+    channel = SmppChannel(config, on_update)
+    link = await channel._bind()
+    channel._adopt(link)  # bound and usable from the first moment the caller holds the channel
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(channel.run, link)
+        try:
+            yield channel
+        finally:
+            with trio.CancelScope(shield=True):
+                await channel.unbind()
+            nursery.cancel_scope.cancel()
