@@ -115,3 +115,31 @@ def capacity(enc: Encoding, parts: int) -> int:
     """The most units ``parts`` segments can carry (ignoring pairs pushed to the next part)."""
     single, part = _limits(enc)
     return single if parts <= 1 else part * parts
+
+
+def overflow(text: str, max_segments: int) -> int:
+    """How many units must go for ``text`` to fit ``max_segments`` parts (0 if it fits).
+
+    Counted from the real split, so an escape or surrogate pair pushed to the next part is
+    accounted for: cutting exactly this many units from the end makes the text fit."""
+    if segments(text).segments <= max_segments:
+        return 0
+    enc = encoding(text)
+    kept = sum(_cost(ch, enc) for part in split(text)[:max_segments] for ch in part)
+    return sum(_cost(ch, enc) for ch in text) - kept
+
+
+# Typography that word processors put into English text and that would force the whole
+# message into UCS-2 (70 instead of 160 characters per part) for no visible gain.
+_GSM_FOLD = str.maketrans({
+    "‘": "'", "’": "'", "‚": "'", "“": '"', "”": '"', "„": '"', "«": '"', "»": '"',
+    "–": "-", "—": "-", "−": "-", "…": "...", "\u00a0": " ", "\u202f": " ", "\u2009": " ",
+})
+
+
+def to_gsm(text: str) -> str:
+    """``text`` with typographic quotes, dashes and spaces replaced by GSM-7 ones, but only
+    if that makes the whole text GSM-7; otherwise ``text`` unchanged (Cyrillic stays UCS-2
+    anyway, and its «» quotes are kept)."""
+    folded = text.translate(_GSM_FOLD)
+    return folded if folded != text and is_gsm7(folded) else text

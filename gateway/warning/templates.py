@@ -1,42 +1,463 @@
-"""Multilingual alert templates (kk/ru/en) — SKELETON: public API is stable, internals in progress."""
+"""Multilingual alert templates: one TOML file per event type, rendered per language and channel.
+
+Theory of operation: ``load_catalogue`` reads every ``<event>.toml`` in a directory, checks it
+against the schema below and parses every template string once into literal pieces and
+placeholders, so a broken template fails at start-up (all problems of all files in one
+``TemplateError``) and never in the middle of a fan-out. ``Catalogue.render`` then only
+substitutes prepared field values, marks exercises and measures the SMS.
+
+File layout (see ``alert_templates/flood.toml`` for a complete example)::
+
+    category = "Met"            # CAP <category>
+    urgency = "Immediate"       # CAP defaults for a new alert
+    severity = "Severe"
+    certainty = "Likely"
+    [siren]                     # relay pattern per msgType: wail | steady | none
+    alert = { pattern = "wail", duration_s = 60 }
+    update = { pattern = "steady", duration_s = 30 }
+    cancel = { pattern = "none", duration_s = 0 }
+    [ru]                        # kk, ru and en are all required
+    event = "Наводнение"        # CAP <event> in this language
+    instruction = "..."         # default {instruction} (short: it goes into the SMS)
+    [ru.alert]                  # alert, update and cancel are all required
+    instruction = "..."         # optional per-msgType default instruction
+    advice = ["...", "..."]     # optional fixed guidance, rendered as a list by {advice}
+    sms = "..."                 # and subject, text, html, telegram, voice: all required
+
+Placeholders: ``{area}`` ``{headline}`` ``{description}`` ``{instruction}`` ``{sender}``
+``{contact}`` ``{reference}`` ``{expires}`` ``{sent}`` (date-times, shown in Asia/Almaty time),
+``{until}`` ("до 18:00 21 ноября", built from ``expires`` with the grammar each language
+needs; "до отмены" when there is no ``expires``), ``{event}`` and ``{advice}`` (from the file). ``{{`` and ``}}`` are literal braces;
+anything else in braces is an error. In ``voice`` the date-times and ``{contact}`` are spelled
+out in words; in ``html`` and ``telegram`` field values are HTML-escaped.
+
+Exercise marking is done here in code, not in the files, so no template can forget it.
+Pure: the only I/O is reading the template directory in ``load_catalogue``.
+"""
 
 from __future__ import annotations
 
+import html
+import re
 import tomllib
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast, get_args
+from zoneinfo import ZoneInfo
 
 import msgspec
 
 from gateway.errors import TemplateError
-from gateway.warning.sms import Segments, segments
+from gateway.schema import Base
+from gateway.warning import spoken
+from gateway.warning.sms import Segments, overflow, segments, to_gsm
 
 Language = Literal["kk", "ru", "en"]
 MsgType = Literal["Alert", "Update", "Cancel"]
+SirenPattern = Literal["wail", "steady", "none"]
+
 LANGUAGES: tuple[Language, ...] = ("kk", "ru", "en")
+MSG_TYPES: tuple[MsgType, ...] = ("Alert", "Update", "Cancel")
+RENDERINGS = ("sms", "subject", "text", "html", "telegram", "voice")
 DEFAULT_MAX_SMS_SEGMENTS = 4
+LOCAL_TZ = ZoneInfo("Asia/Almaty")
+
+# Values the caller may give (each also as ``<name>_<lang>`` for one language only).
+FIELDS = frozenset({"area", "headline", "description", "instruction", "sender", "contact", "reference", "expires", "sent"})
+PLACEHOLDERS = FIELDS | {"until", "event", "advice"}
+# Fields that are whole sentences get a full stop if the composer left it off.
+_SENTENCES = frozenset({"headline", "description", "instruction"})
+_DEFAULT_SENDER: dict[Language, str] = {"kk": "ҚР ТЖМ", "ru": "МЧС РК", "en": "MES Kazakhstan"}
+_DEFAULT_CONTACT = "112"
+_UNTIL_CANCELLED: dict[Language, str] = {"kk": "қосымша хабарламаға дейін", "ru": "до отмены", "en": "until further notice"}
+
+_CATEGORIES = {"Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env", "Transport", "Infra", "CBRNE", "Other"}
+_CAP_CHOICES = {
+    "category": _CATEGORIES,
+    "urgency": {"Immediate", "Expected", "Future", "Past", "Unknown"},
+    "severity": {"Extreme", "Severe", "Moderate", "Minor", "Unknown"},
+    "certainty": {"Observed", "Likely", "Possible", "Unlikely", "Unknown"},
+}
+_TELEGRAM_TAGS = {"b", "i", "u", "a"}
+_EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_NAME = re.compile(r"^[a-z_]+$")
+
+
+class TemplateProblems(TemplateError):
+    """Every problem found in a template directory or a render request, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class SmsTooLong(TemplateError):
+    """The rendered SMS needs more segments than allowed; ``excess_units`` is how much to cut
+    (septets for GSM-7, UTF-16 units for UCS-2: characters, for Kazakh and Russian text)."""
+
+    def __init__(self, where: str, measured: Segments, max_segments: int, excess_units: int) -> None:
+        self.measured = measured
+        self.max_segments = max_segments
+        self.excess_units = excess_units
+        unit = "septets" if measured.encoding == "GSM-7" else "characters"
+        super().__init__(
+            f"{where}: SMS needs {measured.segments} {measured.encoding} segments ({measured.units} {unit}), "
+            f"the maximum is {max_segments}: shorten it by {excess_units} {unit}"
+        )
+
+
+class TemplatesConfig(Base, frozen=True):
+    """``[warning.templates]``: where the event files live and how long an SMS may get."""
+
+    directory: str = "alert_templates"
+    max_sms_segments: int = DEFAULT_MAX_SMS_SEGMENTS
 
 
 class Rendered(msgspec.Struct, frozen=True, kw_only=True):
+    """One event in one language for one msgType, ready for every channel."""
+
     sms: str
     subject: str
     text: str
     html: str
     telegram: str
     voice: str
-    siren_pattern: str
+    siren_pattern: SirenPattern
     siren_duration_s: int
     sms_segments: Segments
 
 
+class EventMeta(msgspec.Struct, frozen=True, kw_only=True):
+    """CAP defaults of an event type: category, urgency, severity, certainty, and per language
+    the CAP event name and the default instruction."""
+
+    category: str
+    urgency: str
+    severity: str
+    certainty: str
+    names: dict[str, str]
+    instructions: dict[str, str]
+
+
+# ---------------------------------------------------------------- template strings
+
+Piece = tuple[str, str | None]  # (literal text, placeholder name or None)
+
+
+def parse_template(source: str) -> tuple[list[Piece], list[str]]:
+    """Split ``source`` into literal/placeholder pieces; returns (pieces, problems)."""
+    pieces: list[Piece] = []
+    problems: list[str] = []
+    literal: list[str] = []
+    i = 0
+    while i < len(source):
+        ch = source[i]
+        if ch in "{}" and source[i + 1 : i + 2] == ch:
+            literal.append(ch)
+            i += 2
+        elif ch == "}":
+            problems.append(f"unbalanced '}}' at {_position(source, i)}")
+            i += 1
+        elif ch == "{":
+            end = source.find("}", i + 1)
+            nested = source.find("{", i + 1)
+            if end < 0 or 0 <= nested < end:
+                problems.append(f"unbalanced '{{' at {_position(source, i)}")
+                i += 1
+                continue
+            name = source[i + 1 : end]
+            if not _NAME.match(name):
+                problems.append(f"bad placeholder {{{name}}} at {_position(source, i)} (only {{name}} is allowed)")
+            elif name not in PLACEHOLDERS:
+                problems.append(f"unknown placeholder {{{name}}} at {_position(source, i)}")
+            else:
+                pieces.append(("".join(literal), name))
+                literal = []
+            i = end + 1
+        else:
+            literal.append(ch)
+            i += 1
+    pieces.append(("".join(literal), None))
+    return pieces, problems
+
+
+def _position(source: str, index: int) -> str:
+    line = source.count("\n", 0, index) + 1
+    column = index - (source.rfind("\n", 0, index) + 1) + 1
+    return f"line {line} column {column}"
+
+
+def _substitute(pieces: list[Piece], values: Mapping[str, str]) -> str:
+    return "".join(text + (values[name] if name is not None else "") for text, name in pieces)
+
+
+def _placeholders(pieces: list[Piece]) -> set[str]:
+    return {name for _, name in pieces if name is not None}
+
+
+# ---------------------------------------------------------------- loading and validation
+
+
+class _Section(msgspec.Struct, frozen=True):
+    """One language and msgType of one event, parsed."""
+
+    templates: dict[str, list[Piece]]
+    advice: list[str]
+    instruction: str
+
+
+class _Event(msgspec.Struct, frozen=True):
+    meta: EventMeta
+    sirens: dict[str, tuple[SirenPattern, int]]
+    sections: dict[tuple[str, str], _Section]
+
+
+def _check_cap(doc: dict[str, object], where: str, problems: list[str]) -> None:
+    for key, choices in _CAP_CHOICES.items():
+        value = doc.get(key)
+        if value not in choices:
+            problems.append(f"{where}: {key} must be one of {', '.join(sorted(choices))}, not {value!r}")
+
+
+def _check_sirens(doc: dict[str, object], where: str, problems: list[str]) -> dict[str, tuple[SirenPattern, int]]:
+    sirens: dict[str, tuple[SirenPattern, int]] = {}
+    table = doc.get("siren")
+    if not isinstance(table, dict):
+        problems.append(f"{where} [siren]: missing (alert, update and cancel patterns)")
+        return sirens
+    for key in sorted(set(table) - {"alert", "update", "cancel"}):
+        problems.append(f"{where} [siren]: unknown key {key!r}")
+    for kind in ("alert", "update", "cancel"):
+        entry = table.get(kind)
+        if not isinstance(entry, dict) or set(entry) != {"pattern", "duration_s"}:
+            problems.append(f"{where} [siren.{kind}]: needs exactly pattern and duration_s")
+            continue
+        pattern, duration = entry["pattern"], entry["duration_s"]
+        if pattern not in get_args(SirenPattern):
+            problems.append(f"{where} [siren.{kind}]: pattern must be wail, steady or none, not {pattern!r}")
+        elif not isinstance(duration, int) or isinstance(duration, bool) or not 0 <= duration <= 600:
+            problems.append(f"{where} [siren.{kind}]: duration_s must be an integer 0..600, not {duration!r}")
+        elif (pattern == "none") != (duration == 0):
+            problems.append(f"{where} [siren.{kind}]: pattern none goes with duration_s 0 and only with it")
+        else:
+            sirens[kind] = (cast(SirenPattern, pattern), duration)
+    return sirens
+
+
+def _check_section(table: object, lang: str, kind: str, default: str, where: str, problems: list[str]) -> _Section:
+    here = f"{where} [{lang}.{kind}]"
+    templates: dict[str, list[Piece]] = {}
+    if not isinstance(table, dict):
+        problems.append(f"{here}: section missing (needs {', '.join(RENDERINGS)})")
+        return _Section(templates, [], default)
+    for key in sorted(set(table) - set(RENDERINGS) - {"advice", "instruction"}):
+        problems.append(f"{here} {key}: unknown key")
+    advice = table.get("advice", [])
+    if not isinstance(advice, list) or not all(isinstance(a, str) and a.strip() for a in advice):
+        problems.append(f"{here} advice: must be a list of non-empty strings")
+        advice = []
+    instruction = table.get("instruction", default)
+    if not isinstance(instruction, str):
+        problems.append(f"{here} instruction: must be a string")
+        instruction = default
+    for rendering in RENDERINGS:
+        source = table.get(rendering)
+        if source is None:
+            problems.append(f"{here} {rendering}: rendering missing")
+            continue
+        if not isinstance(source, str) or not source.strip():
+            problems.append(f"{here} {rendering}: must be a non-empty string")
+            continue
+        pieces, found = parse_template(source)
+        problems.extend(f"{here} {rendering}: {p}" for p in found)
+        if rendering == "telegram":
+            for tag in sorted(set(re.findall(r"</?([a-zA-Z0-9]+)", source)) - _TELEGRAM_TAGS):
+                problems.append(f"{here} telegram: tag <{tag}> is not allowed (only b, i, u, a)")
+        templates[rendering] = pieces
+    return _Section(templates, [a.strip() for a in advice], instruction.strip())
+
+
+def _check_file(path: Path, problems: list[str]) -> _Event | None:
+    where = str(path)
+    before = len(problems)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        problems.append(f"{where}: cannot read TOML: {exc}")
+        return None
+    allowed = {*_CAP_CHOICES, "siren", *LANGUAGES}
+    for key in sorted(set(doc) - allowed):
+        problems.append(f"{where}: unknown key {key!r}")
+    _check_cap(doc, where, problems)
+    sirens = _check_sirens(doc, where, problems)
+    names: dict[str, str] = {}
+    instructions: dict[str, str] = {}
+    sections: dict[tuple[str, str], _Section] = {}
+    for lang in LANGUAGES:
+        table = doc.get(lang)
+        if not isinstance(table, dict):
+            problems.append(f"{where} [{lang}]: language missing")
+            continue
+        for key in sorted(set(table) - {"event", "instruction", "alert", "update", "cancel"}):
+            problems.append(f"{where} [{lang}] {key}: unknown key")
+        for key in ("event", "instruction"):
+            if not isinstance(table.get(key), str) or not table[key].strip():
+                problems.append(f"{where} [{lang}] {key}: missing (a non-empty string)")
+        names[lang] = str(table.get("event", "")).strip()
+        instructions[lang] = str(table.get("instruction", "")).strip()
+        for kind in ("alert", "update", "cancel"):
+            sections[lang, kind] = _check_section(table.get(kind), lang, kind, instructions[lang], where, problems)
+    if len(problems) > before:
+        return None
+    meta = EventMeta(
+        category=str(doc["category"]),
+        urgency=str(doc["urgency"]),
+        severity=str(doc["severity"]),
+        certainty=str(doc["certainty"]),
+        names=names,
+        instructions=instructions,
+    )
+    return _Event(meta, sirens, sections)
+
+
+def load_catalogue(directory: Path, *, max_sms_segments: int = DEFAULT_MAX_SMS_SEGMENTS) -> Catalogue:
+    """Read and check every ``*.toml`` in ``directory`` (the file name is the event type).
+
+    Raises ``TemplateProblems`` (a ``TemplateError``) listing every problem of every file:
+    unreadable or bad TOML, missing language, msgType or rendering, unknown placeholder,
+    unbalanced brace, bad CAP value or siren pattern.
+    """
+    directory = Path(directory)
+    if max_sms_segments < 1:
+        raise TemplateError(f"max_sms_segments must be at least 1, not {max_sms_segments}")
+    if not directory.is_dir():
+        raise TemplateError(f"{directory}: template directory does not exist")
+    problems: list[str] = []
+    events: dict[str, _Event] = {}
+    for path in sorted(directory.glob("*.toml")):
+        if not _EVENT_NAME.match(path.stem):
+            problems.append(f"{path}: event file names are lower-case letters, digits and _")
+            continue
+        event = _check_file(path, problems)
+        if event is not None:
+            events[path.stem] = event
+    if not events and not problems:
+        problems.append(f"{directory}: no *.toml alert templates")
+    if problems:
+        raise TemplateProblems(problems)
+    return Catalogue(events, max_sms_segments=max_sms_segments)
+
+
+# ---------------------------------------------------------------- rendering
+
+# (SMS/subject tag, banner sentence, spoken opening, spoken closing)
+_EXERCISE: dict[Language, tuple[str, str, str, str]] = {
+    "kk": (
+        "ЖАТТЫҒУ!",
+        "Бұл оқу-жаттығу хабарламасы, нақты қауіп жоқ.",
+        "Жаттығу! Жаттығу! Бұл оқу-жаттығу хабарламасы.",
+        "Қайталаймын: бұл оқу-жаттығу, нақты қауіп жоқ.",
+    ),
+    "ru": (
+        "УЧЕНИЯ!",
+        "Это учебное сообщение, реальной угрозы нет.",
+        "Учения! Учения! Это учебное сообщение.",
+        "Повторяю: это учения, реальной угрозы нет.",
+    ),
+    "en": (
+        "EXERCISE!",
+        "This is an exercise message; there is no real threat.",
+        "Exercise! Exercise! This is an exercise message.",
+        "I repeat: this is an exercise; there is no real threat.",
+    ),
+}
+
+
+def _mark_exercise(out: dict[str, str], lang: Language) -> None:
+    tag, banner, opening, closing = _EXERCISE[lang]
+    word = tag.rstrip("!")
+    out["sms"] = f"{tag} {out['sms']}"
+    out["subject"] = f"[{word}] {out['subject']}"
+    out["text"] = f"{tag} {banner}\n\n{out['text']}\n\n{tag} {banner}"
+    block = f'<p style="background:#ffd400;padding:8px;font-weight:bold">{tag} {html.escape(banner)}</p>'
+    out["html"] = f"{block}\n{out['html']}\n{block}"
+    out["telegram"] = f"<b>{tag}</b> <i>{html.escape(banner)}</i>\n\n{out['telegram']}"
+    out["voice"] = f"{opening} {out['voice']} {closing}"
+
+
+def _tidy_line(text: str) -> str:
+    """One paragraph: template line breaks and gaps left by empty fields disappear."""
+    text = re.sub(r"\s+", " ", text).strip()
+    return re.sub(r" ([.,;:!?])", r"\1", text)
+
+
+def _tidy_block(text: str) -> str:
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+
+
+def _tidy_markup(text: str, *, paragraphs: bool) -> str:
+    """Drop elements left empty by empty fields (``<p><b></b></p>``), then tidy the lines;
+    blank lines separate paragraphs in Telegram and mean nothing in HTML."""
+    while True:
+        tidier = re.sub(r"<(p|li|ul|b|i|strong|em)>\s*</\1>", "", text)
+        if tidier == text:
+            break
+        text = tidier
+    return _tidy_block(text) if paragraphs else "\n".join(line for line in _tidy_block(text).splitlines() if line)
+
+
+def _as_sentence(value: str) -> str:
+    return value if not value or value[-1] in ".!?…»\")" else value + "."
+
+
+def _parse_time(name: str, value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise TemplateError(f"field {name}: not an ISO 8601 date-time: {value!r}") from None
+    if moment.tzinfo is None:
+        raise TemplateError(f"field {name}: needs a UTC offset (e.g. +05:00 or Z): {value!r}")
+    return moment.astimezone(LOCAL_TZ)
+
+
+class _Values(msgspec.Struct, frozen=True):
+    """Field values of one language, prepared for each kind of rendering."""
+
+    plain: dict[str, str]
+    html: dict[str, str]
+    telegram: dict[str, str]
+    voice: dict[str, str]
+
+
+def _advice(advice: list[str]) -> tuple[str, str, str, str]:
+    """The fixed guidance as plain bullets, an HTML list, Telegram bullets and spoken sentences."""
+    text = "\n".join(f"• {a}" for a in advice)
+    markup = "<ul>" + "".join(f"<li>{html.escape(a)}</li>" for a in advice) + "</ul>" if advice else ""
+    return text, markup, html.escape(text), " ".join(_as_sentence(a) for a in advice)
+
+
 class Catalogue:
-    def __init__(self, docs: dict[str, dict[str, object]], *, max_sms_segments: int = DEFAULT_MAX_SMS_SEGMENTS) -> None:
-        self._docs = docs
+    """The checked alert templates; immutable, safe to share between tasks."""
+
+    def __init__(self, events: dict[str, _Event], *, max_sms_segments: int = DEFAULT_MAX_SMS_SEGMENTS) -> None:
+        self._events = events
         self.max_sms_segments = max_sms_segments
 
     def events(self) -> list[str]:
-        return sorted(self._docs)
+        """The event types, sorted (file names without ``.toml``)."""
+        return sorted(self._events)
+
+    def meta(self, event: str) -> EventMeta:
+        """CAP defaults of ``event`` (category, urgency, severity, certainty, names, instructions)."""
+        return self._event(event).meta
+
+    def _event(self, event: str) -> _Event:
+        try:
+            return self._events[event]
+        except KeyError:
+            raise TemplateError(f"unknown event type {event!r} (known: {', '.join(self.events())})") from None
 
     def render(
         self,
@@ -47,31 +468,119 @@ class Catalogue:
         exercise: bool,
         msg_type: MsgType = "Alert",
     ) -> Rendered:
-        if event not in self._docs:
-            raise TemplateError(f"unknown event {event!r}")
-        marker = {"kk": "ЖАТТЫҒУ! ", "ru": "УЧЕНИЯ! ", "en": "EXERCISE! "}[language] if exercise else ""
-        body = f"{marker}{fields.get('headline', event)}: {fields.get('area', '')}"
+        """Render ``event`` in ``language`` for ``msg_type``.
+
+        ``fields`` holds the placeholder values (``area`` is required, ``expires``/``sent`` are
+        ISO 8601 with an offset); ``<name>_<lang>`` overrides ``<name>`` for that language.
+        Raises ``TemplateError`` for an unknown event, language, msgType or field, a missing or
+        malformed field value, and ``SmsTooLong`` when the SMS exceeds ``max_sms_segments``.
+        """
+        spec = self._event(event)
+        if language not in LANGUAGES:
+            raise TemplateError(f"unknown language {language!r} (known: kk, ru, en)")
+        if msg_type not in MSG_TYPES:
+            raise TemplateError(f"unknown msgType {msg_type!r} (known: Alert, Update, Cancel)")
+        _check_fields(fields)
+        section = spec.sections[language, msg_type.lower()]
+        values = self._values(spec, section, language, fields)
+        where = f"{event} [{language}.{msg_type.lower()}]"
+        missing = sorted(
+            f"{name} (used by {rendering})"
+            for rendering, pieces in section.templates.items()
+            for name in _placeholders(pieces)
+            if name not in values.plain
+        )
+        if missing:
+            raise TemplateProblems([f"{where}: missing field {m}" for m in missing])
+        out = {
+            "sms": _tidy_line(_substitute(section.templates["sms"], values.plain)),
+            "subject": _tidy_line(_substitute(section.templates["subject"], values.plain)),
+            "text": _tidy_block(_substitute(section.templates["text"], values.plain)),
+            "html": _tidy_markup(_substitute(section.templates["html"], values.html), paragraphs=False),
+            "telegram": _tidy_markup(_substitute(section.templates["telegram"], values.telegram), paragraphs=True),
+            "voice": _tidy_line(_substitute(section.templates["voice"], values.voice)),
+        }
+        if exercise:
+            _mark_exercise(out, language)
+        out["sms"] = to_gsm(out["sms"])
+        measured = segments(out["sms"])
+        if measured.segments > self.max_sms_segments:
+            raise SmsTooLong(where, measured, self.max_sms_segments, overflow(out["sms"], self.max_sms_segments))
+        pattern, duration = spec.sirens[msg_type.lower()]
         return Rendered(
-            sms=body,
-            subject=body,
-            text=body,
-            html=body,
-            telegram=body,
-            voice=body,
-            siren_pattern="wail",
-            siren_duration_s=180,
-            sms_segments=segments(body),
+            sms=out["sms"],
+            subject=out["subject"],
+            text=out["text"],
+            html=_html_document(out["html"], out["subject"], language),
+            telegram=out["telegram"],
+            voice=out["voice"],
+            siren_pattern=pattern,
+            siren_duration_s=duration,
+            sms_segments=measured,
         )
 
     def preview(
         self, event: str, fields: Mapping[str, str], *, exercise: bool, msg_type: MsgType = "Alert"
     ) -> dict[Language, Rendered]:
-        return {lang: self.render(event, lang, fields, exercise=exercise, msg_type=msg_type) for lang in LANGUAGES}
+        """Render ``event`` in every language; raises one ``TemplateProblems`` listing the
+        problems of all languages (an over-long SMS in two languages is reported twice)."""
+        rendered: dict[Language, Rendered] = {}
+        problems: list[str] = []
+        for lang in LANGUAGES:
+            try:
+                rendered[lang] = self.render(event, lang, fields, exercise=exercise, msg_type=msg_type)
+            except TemplateProblems as exc:
+                problems.extend(exc.problems)
+            except TemplateError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise TemplateProblems(list(dict.fromkeys(problems)))
+        return rendered
+
+    def _values(self, spec: _Event, section: _Section, lang: Language, fields: Mapping[str, str]) -> _Values:
+        given = {
+            "instruction": section.instruction,
+            "sender": _DEFAULT_SENDER[lang],
+            "contact": _DEFAULT_CONTACT,
+            "headline": "",
+            "description": "",
+        }
+        for name in FIELDS:
+            value = fields.get(f"{name}_{lang}") or fields.get(name, "")
+            if not isinstance(value, str):
+                raise TemplateError(f"field {name}: must be a string, not {type(value).__name__}")
+            value = value.strip().rstrip(". ") if name == "area" else value.strip()  # templates punctuate the area
+            if value:
+                given[name] = value
+        plain = {k: _as_sentence(v) if k in _SENTENCES else v for k, v in given.items()}
+        plain["event"] = spec.meta.names[lang]
+        voice = dict(plain)
+        voice["contact"] = spoken.number_words(plain["contact"], lang)
+        # CAP <expires> is optional: without it a warning stands until it is cancelled.
+        plain["until"] = voice["until"] = _UNTIL_CANCELLED[lang]
+        for name in ("expires", "sent"):
+            if name in plain:
+                moment = _parse_time(name, plain[name])
+                plain[name] = spoken.written_time(moment, lang)
+                voice[name] = spoken.spoken_time(moment, lang)
+                if name == "expires":
+                    plain["until"] = spoken.written_until(moment, lang)
+                    voice["until"] = spoken.spoken_until(moment, lang)
+        markup = {k: html.escape(v).replace("\n", "<br>") for k, v in plain.items()}
+        telegram = {k: html.escape(v) for k, v in plain.items()}
+        plain["advice"], markup["advice"], telegram["advice"], voice["advice"] = _advice(section.advice)
+        return _Values(plain, markup, telegram, voice)
 
 
-def load_catalogue(directory: Path, *, max_sms_segments: int = DEFAULT_MAX_SMS_SEGMENTS) -> Catalogue:
-    docs: dict[str, dict[str, object]] = {}
-    for path in sorted(Path(directory).glob("*.toml")):
-        with path.open("rb") as fh:
-            docs[path.stem] = tomllib.load(fh)
-    return Catalogue(docs, max_sms_segments=max_sms_segments)
+def _html_document(body: str, subject: str, lang: Language) -> str:
+    return (
+        f'<!DOCTYPE html>\n<html lang="{lang}">\n<head><meta charset="utf-8"><title>{html.escape(subject)}</title></head>\n'
+        f"<body>\n{body}\n</body>\n</html>"
+    )
+
+
+def _check_fields(fields: Mapping[str, str]) -> None:
+    allowed = FIELDS | {f"{name}_{lang}" for name in FIELDS for lang in LANGUAGES}
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise TemplateError(f"unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(FIELDS))})")
