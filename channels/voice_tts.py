@@ -45,6 +45,18 @@ def clean(text: str) -> str:
     return " " + spoken if spoken.startswith("-") else spoken
 
 
+def text_problem(text: str, language: str) -> str | None:
+    """Why this text cannot be called out in this language (None if it can): no retry helps."""
+    spoken = clean(text)
+    if not spoken.strip():
+        return "the voice text is empty"
+    if len(spoken) > MAX_CHARS:
+        return f"the voice text has {len(spoken)} characters; at most {MAX_CHARS} can be called out"
+    if language not in prompts.VOICES:
+        return f"no voice for language {language!r}"
+    return None
+
+
 def file_key(text: str, language: Language) -> str:
     """A stable file name for this speech: same words, voice and settings give the same name."""
     digest = hashlib.sha256(f"{SPEECH_VERSION}\0{language}\0{text}".encode()).hexdigest()
@@ -77,16 +89,12 @@ class Synthesizer:
     async def speech(self, text: str, language: Language) -> Speech:
         """The speech file for ``text`` in ``language``, synthesised now unless cached.
 
-        Raises ChannelError when the text is empty or too long, a language has no voice, or
-        espeak-ng/sox are missing or fail.
+        Raises ChannelError when ``text_problem`` finds one, or espeak-ng/sox are missing or fail.
         """
+        problem = text_problem(text, language)
+        if problem:
+            raise ChannelError(problem)
         spoken = clean(text)
-        if not spoken.strip():
-            raise ChannelError("the voice text is empty")
-        if len(spoken) > MAX_CHARS:
-            raise ChannelError(f"the voice text has {len(spoken)} characters; at most {MAX_CHARS} can be called out")
-        if language not in prompts.VOICES:
-            raise ChannelError(f"no voice for language {language!r}")
         key = file_key(spoken, language)
         path = self.sounds_dir / f"{key}.wav"
         # One synthesis per file even when a batch asks for the same message many times at once.

@@ -1,0 +1,349 @@
+"""Voice call-out of public warnings through Asterisk: ring each number, speak the warning, hang up.
+
+Theory of operation: ``open_voice`` keeps one ARI connection for the call-out's own Stasis app
+(``ecgw-callout``, never the intake's, so neither sees the other's channels), reconnecting with
+backoff, and one reader task that hands each event to the call it concerns. ``deliver`` turns each
+message's text into a cached WAV (``channels.voice_tts``) and, at most ``max_concurrent_calls`` at
+a time across every batch, originates a call to ``PJSIP/ecgw-callout/sip:<number>@<trunk>`` into
+the app:
+
+- answered: the channel enters Stasis (StasisStart); the warning is played ``repeats`` times and
+  the call hung up. "delivered" only if every playback finished as "done", i.e. to the end.
+- not answered: the channel is destroyed with a Q.850 cause (Asterisk gives up after
+  ``ring_timeout_s``). Busy, no answer and congestion are worth retrying; an unallocated or
+  malformed number is not. A number that is not E.164 is never dialled.
+
+Receipts are final when ``deliver`` returns; ``on_update`` is accepted like every driver's and
+never called.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+from channels.base import ChannelHealth, Message, Receipt, UpdateCallback, failed
+from channels.voice_tts import Speech, Synthesizer, text_problem
+from gateway import ari_events as ev
+from gateway.ari import Ari, ChannelGone, connect_app, quietly
+from gateway.errors import AriError, ChannelError, ConfigError
+from gateway.schema import Base
+
+log = logging.getLogger(__name__)
+
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+EVENTS = ["StasisStart", "StasisEnd", "ChannelDestroyed", "PlaybackFinished", "Dial"]
+# Asterisk's own no-answer timer ends the call; ours only catches a trunk that never answers at all.
+ANSWER_GRACE_S = 10.0
+HANGUP_TIMEOUT_S = 3.0
+
+# Q.850 causes of a call that ended before it was answered: what it means, and whether a later
+# attempt can reach the resident. Anything not listed is treated as temporary.
+CAUSES: dict[int, tuple[str, bool]] = {
+    1: ("unallocated number", False),
+    3: ("no route to destination", False),
+    16: ("cleared before answer", True),
+    17: ("busy", True),
+    18: ("no response", True),
+    19: ("no answer", True),
+    20: ("subscriber absent", True),
+    21: ("call rejected", True),
+    22: ("number changed", False),
+    27: ("destination out of order", True),
+    28: ("invalid number format", False),
+    34: ("no circuit available", True),
+    38: ("network out of order", True),
+    41: ("temporary failure", True),
+    42: ("congestion", True),
+    58: ("bearer capability not available", False),
+    88: ("incompatible destination", False),
+}
+
+
+class VoiceConfig(Base, frozen=True):
+    """The voice call-out channel. ARI credentials are the gateway's (``[asterisk]``); the app is
+    the call-out's own. ``trunk_uri`` is where calls go (the operator's SIP gateway); the number
+    becomes its user part."""
+
+    ari_port: int = 8088
+    ari_user: str = "ecgw"
+    ari_password: str = "change-me-ari"
+    app: str = "ecgw-callout"
+    endpoint: str = "ecgw-callout"  # the PJSIP endpoint in dialplans/pjsip.conf
+    trunk_uri: str = "sip:127.0.0.1:5080"
+    caller_id: str = ""  # e.g. '"Civil defence" <1410>'; empty: the endpoint's default
+    ring_timeout_s: float = 30.0
+    max_concurrent_calls: int = 10
+    max_calls_per_second: float = 5.0
+    repeats: int = 2
+    pause_s: float = 1.0  # between repetitions
+
+
+def config_problems(cfg: VoiceConfig, where: str = "voice") -> list[str]:
+    """Every problem with a voice config (file/section prefix ``where``), or an empty list."""
+    p: list[str] = []
+    if not 1 <= cfg.ari_port <= 65535:
+        p.append(f"{where}.ari_port: expected a port number 1-65535, got {cfg.ari_port}")
+    for key in ("app", "endpoint"):
+        if not re.match(r"^[a-z][a-z0-9_-]{0,31}$", getattr(cfg, key)):
+            p.append(f"{where}.{key}: expected lower-case letters, digits, - or _, got {getattr(cfg, key)!r}")
+    if not re.match(r"^sips?:[A-Za-z0-9.\-\[\]:]+(;[A-Za-z0-9=_.\-]+)*$", cfg.trunk_uri):
+        p.append(f"{where}.trunk_uri: expected a SIP URI without user part like sip:10.0.0.5:5060, "
+                 f"got {cfg.trunk_uri!r}")
+    if any(ch in cfg.caller_id for ch in "\r\n\0,"):
+        p.append(f"{where}.caller_id: expected one line without commas")
+    if not 1 <= cfg.ring_timeout_s <= 300:
+        p.append(f"{where}.ring_timeout_s: expected 1-300 seconds")
+    if not 1 <= cfg.max_concurrent_calls <= 1000:
+        p.append(f"{where}.max_concurrent_calls: expected 1-1000")
+    if cfg.max_calls_per_second <= 0:
+        p.append(f"{where}.max_calls_per_second: expected a positive number")
+    if not 1 <= cfg.repeats <= 5:
+        p.append(f"{where}.repeats: expected 1-5")
+    if not 0 <= cfg.pause_s <= 10:
+        p.append(f"{where}.pause_s: expected 0-10 seconds")
+    return p
+
+
+def dial_string(cfg: VoiceConfig, number: str) -> str:
+    """The channel to originate: the number at the trunk, sent over the call-out endpoint."""
+    scheme, host = cfg.trunk_uri.split(":", 1)
+    return f"PJSIP/{cfg.endpoint}/{scheme}:{number}@{host}"
+
+
+def address_problem(address: str) -> str | None:
+    if not E164.match(address):
+        return f"not an E.164 number: {address!r}"
+    return None
+
+
+def unanswered(cause: int, cause_txt: str, dialstatus: str) -> tuple[str, bool]:
+    """(error, retryable) for a call destroyed before it was answered."""
+    meaning, retryable = CAUSES.get(cause, (cause_txt or "call failed", True))
+    detail = f"cause {cause} {cause_txt}".strip() if cause else (cause_txt or "no cause")
+    status = f", {dialstatus}" if dialstatus and dialstatus.lower() not in meaning.lower() else ""
+    return f"{meaning} ({detail}{status})", retryable
+
+
+class VoiceChannel:
+    """The "voice" channel. Create with ``open_voice``."""
+
+    name = "voice"
+
+    def __init__(self, cfg: VoiceConfig, synthesizer: Synthesizer, on_update: UpdateCallback | None = None) -> None:
+        self.cfg = cfg
+        self.max_per_second = cfg.max_calls_per_second
+        self.max_batch = cfg.max_concurrent_calls
+        self._synth = synthesizer
+        self._on_update = on_update
+        self._ari: Ari | None = None
+        self._problem = "ARI not connected yet"
+        self._calls: dict[str, trio.MemorySendChannel[ev.Event]] = {}  # channel id -> the call's events
+        self._lines = trio.CapacityLimiter(cfg.max_concurrent_calls)
+
+    # -- connection ------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the app registered until cancelled; ``started()`` after the first attempt, connected or not."""
+        backoff, started = 0.2, False
+        while True:
+            try:
+                async with connect_app(self.cfg.ari_port, self.cfg.ari_user, self.cfg.ari_password,
+                                       self.cfg.app) as ari:
+                    backoff = 0.2
+                    await self._session(ari, task_status=trio.TASK_STATUS_IGNORED if started else task_status)
+                    started = True
+                self._problem = "ARI connection lost; reconnecting"
+            except* AriError as group:
+                self._problem = f"ARI unreachable: {group.exceptions[0]}"
+                log.warning("voice call-out: %s; retrying in %.1f s", self._problem, backoff)
+            if not started:
+                task_status.started()
+                started = True
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _session(self, ari: Ari, *, task_status: trio.TaskStatus[None]) -> None:
+        try:
+            await ari.filter_events(EVENTS)
+        except AriError as exc:
+            log.warning("voice call-out: Asterisk refused the event filter (%s); receiving every event", exc)
+        self._ari, self._problem = ari, ""
+        task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch, ari, nursery.cancel_scope)
+                async for event in ari.events():
+                    self._route(event)
+                nursery.cancel_scope.cancel()
+        finally:
+            self._ari = None
+            for inbox in self._calls.values():
+                inbox.close()  # calls in progress learn the connection is gone
+
+    @staticmethod
+    async def _watch(ari: Ari, scope: trio.CancelScope, every_s: float = 2.0) -> None:
+        # A dead Asterisk does not always close the websocket; a restarted one forgets our app.
+        while True:
+            await trio.sleep(every_s)
+            try:
+                with trio.fail_after(every_s * 2):
+                    await ari.check_registered()
+            except (AriError, trio.TooSlowError) as exc:
+                log.warning("voice call-out: ARI check failed (%r); reconnecting", exc)
+                scope.cancel()
+                return
+
+    def _route(self, event: ev.Event) -> None:
+        # An originated channel is the Dial's peer (there is no caller); the rest name it directly.
+        cid = event.peer.id if isinstance(event, ev.Dial) else ev.channel_id(event)
+        inbox = self._calls.get(cid) if cid is not None else None
+        if inbox is None:
+            return
+        try:
+            inbox.send_nowait(event)
+        except trio.WouldBlock:
+            log.error("voice call-out: dropping %s for %s: the call is not reading its events", type(event).__name__, cid)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # the call just ended
+
+    async def health(self) -> ChannelHealth:
+        """Up when the app is registered with Asterisk and speech can be synthesised."""
+        ari = self._ari
+        if ari is None:
+            return ChannelHealth(up=False, detail=self._problem)
+        try:
+            with trio.fail_after(2):
+                await ari.check_registered()
+        except (AriError, trio.TooSlowError) as exc:
+            return ChannelHealth(up=False, detail=f"ARI not answering: {exc!r}")
+        if not self._synth.available():
+            return ChannelHealth(up=False, detail="espeak-ng or sox is not installed")
+        return ChannelHealth(up=True, detail=f"Stasis app {self.cfg.app} registered; {len(self._calls)} calls active")
+
+    # -- delivery --------------------------------------------------------------------------------
+
+    async def deliver(self, messages: Sequence[Message]) -> list[Receipt]:
+        """Call every message's number (concurrently, within ``max_concurrent_calls``); one
+        receipt each, in order. Returns when every call has ended."""
+        receipts: list[Receipt | None] = [None] * len(messages)
+
+        async def one(index: int, message: Message) -> None:
+            receipts[index] = await self._deliver_one(message)
+
+        async with trio.open_nursery() as nursery:
+            for index, message in enumerate(messages):
+                nursery.start_soon(one, index, message)
+        return [r for r in receipts if r is not None]
+
+    async def _deliver_one(self, message: Message) -> Receipt:
+        problem = address_problem(message.address) or text_problem(message.body, message.language)
+        if problem:
+            return failed(message, problem, retryable=False)
+        try:
+            speech = await self._synth.speech(message.body, message.language)
+        except ChannelError as exc:
+            return failed(message, f"cannot synthesise the message: {exc}", retryable=True, retry_after_s=60)
+        async with self._lines:
+            ari = self._ari
+            if ari is None:
+                return failed(message, self._problem, retryable=True, retry_after_s=5)
+            try:
+                return await self._call(ari, message, speech)
+            except AriError as exc:
+                return failed(message, f"Asterisk refused the call: {exc}", retryable=True, retry_after_s=5)
+
+    async def _call(self, ari: Ari, message: Message, speech: Speech) -> Receipt:
+        channel_id = f"callout-{uuid.uuid4().hex}"
+        send, inbox = trio.open_memory_channel[ev.Event](64)
+        self._calls[channel_id] = send
+        gone = False  # Asterisk destroyed the channel: nothing to hang up
+        try:
+            await ari.originate(dial_string(self.cfg, message.address), channel_id,
+                                timeout_s=max(1, math.ceil(self.cfg.ring_timeout_s)), caller_id=self.cfg.caller_id)
+            outcome: tuple[str, bool] | None = ("no answer within the ring timeout", True)
+            with trio.move_on_after(self.cfg.ring_timeout_s + ANSWER_GRACE_S):
+                outcome, gone = await _wait_answer(inbox)
+            if outcome is not None:
+                return failed(message, outcome[0], retryable=outcome[1])
+            for n in range(self.cfg.repeats):
+                if n:
+                    await trio.sleep(self.cfg.pause_s)
+                problem = await self._play(ari, channel_id, inbox, speech, f"{channel_id}-{n + 1}")
+                if problem:
+                    return failed(message, f"{problem} (repetition {n + 1} of {self.cfg.repeats})", retryable=True)
+            await quietly(ari.hangup(channel_id))  # heard to the end: a resident hanging up first changes nothing
+            gone = True
+            return Receipt(idempotency_key=message.idempotency_key, state="delivered", provider_id=channel_id)
+        finally:
+            del self._calls[channel_id]
+            if not gone:
+                with trio.CancelScope(shield=True), trio.move_on_after(HANGUP_TIMEOUT_S):
+                    await quietly(ari.hangup(channel_id))
+
+    async def _play(self, ari: Ari, channel_id: str, inbox: trio.MemoryReceiveChannel[ev.Event],
+                    speech: Speech, playback_id: str) -> str | None:
+        """Play the message once; None when it played to the end, else what went wrong."""
+        started = trio.current_time()
+        try:
+            await ari.play(channel_id, speech.media, playback_id)
+        except ChannelGone:
+            return "hung up before the message"
+        problem: str | None = f"the message did not finish playing within {speech.duration_s * 1.5 + 5:.0f} s"
+        with trio.move_on_after(speech.duration_s * 1.5 + 5):
+            problem = await _wait_played(inbox, playback_id)
+        if problem:
+            return f"{problem} after {trio.current_time() - started:.1f} of {speech.duration_s:.1f} s"
+        return None
+
+
+async def _wait_answer(inbox: trio.MemoryReceiveChannel[ev.Event]) -> tuple[tuple[str, bool] | None, bool]:
+    """(None, False) once answered, else ((error, retryable), whether the channel is gone)."""
+    dialstatus = ""
+    async for event in inbox:
+        if isinstance(event, ev.StasisStart):
+            return None, False
+        if isinstance(event, ev.Dial) and event.dialstatus:
+            dialstatus = event.dialstatus
+        elif isinstance(event, ev.ChannelDestroyed):
+            return unanswered(event.cause, event.cause_txt, dialstatus), True
+    return ("ARI connection lost while ringing", True), False
+
+
+async def _wait_played(inbox: trio.MemoryReceiveChannel[ev.Event], playback_id: str) -> str | None:
+    async for event in inbox:
+        if isinstance(event, ev.PlaybackFinished) and event.playback.id == playback_id:
+            # "done" is the only state of a playback that reached its end; a hang-up shows as "failed".
+            return None if event.playback.state == "done" else f"playback {event.playback.state} (hung up?)"
+        if isinstance(event, ev.StasisEnd | ev.ChannelDestroyed):
+            return "hung up during the message"
+    return "ARI connection lost during the message"
+
+
+@asynccontextmanager
+async def open_voice(config: VoiceConfig, *, sounds_dir: Path, asterisk_sounds_dir: str | None = None,
+                     on_update: UpdateCallback | None = None) -> AsyncIterator[VoiceChannel]:
+    """The voice channel, connected (or reconnecting) to ARI until the block exits.
+
+    Speech files are written into ``sounds_dir``; ``asterisk_sounds_dir`` is the same directory
+    as Asterisk sees it (inside its chroot; default: the same path). Does not fail when Asterisk
+    is away: ``health()`` says so and calls fail as retryable until it is back. Raises
+    ConfigError for an invalid config.
+    """
+    problems = config_problems(config)
+    if problems:
+        raise ConfigError(problems)
+    channel = VoiceChannel(config, Synthesizer(sounds_dir, asterisk_sounds_dir), on_update)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(channel.run)
+        try:
+            yield channel
+        finally:
+            nursery.cancel_scope.cancel()
