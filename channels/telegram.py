@@ -23,10 +23,12 @@ Telegram reports no delivery receipts to bots: "sent" is final and ``on_update``
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import html
 import logging
 import re
+import sys
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
@@ -56,6 +58,8 @@ from gateway.schema import Base
 log = logging.getLogger(__name__)
 # httpx logs every request URL at INFO, and a Bot API URL contains the bot token.
 logging.getLogger("httpx").setLevel(logging.WARNING)
+# PTB 22 warns, from inside RetryAfter itself, that retry_after will become a timedelta; we take both.
+warnings.filterwarnings("ignore", message=r".*`retry_after` will be of type", category=PTBDeprecationWarning)
 
 TEXT_LIMIT = 4096
 CHAT_ID_RE = re.compile(r"^-?\d{1,20}$")
@@ -150,9 +154,7 @@ def render_parts(subject: str, body: str, *, parse_mode: str = "HTML", limit: in
 
 
 def _retry_after_s(exc: RetryAfter) -> float:
-    with warnings.catch_warnings():  # PTB 22 warns that the int form is deprecated; we accept both
-        warnings.simplefilter("ignore", PTBDeprecationWarning)
-        value = exc.retry_after
+    value = exc.retry_after
     return value.total_seconds() if isinstance(value, datetime.timedelta) else float(value)
 
 
@@ -290,6 +292,19 @@ class TelegramChannel:
         return text.replace(self._config.bot_token, "<token>") if self._config.bot_token else text
 
 
+def _bind_anyio_to_trio_asyncio() -> None:
+    """Let httpx (through anyio) find the trio-asyncio loop.
+
+    trio-asyncio teaches ``asyncio.get_running_loop`` about its loop when it is imported, but
+    anyio's asyncio backend binds the function at its own import: if that came first (pytest's
+    anyio plugin does it), every request fails with "no running event loop". Point it at the
+    taught function, which behaves exactly as the original outside trio-asyncio.
+    """
+    backend = sys.modules.get("anyio._backends._asyncio")
+    if backend is not None and backend.get_running_loop is not asyncio.get_running_loop:
+        backend.get_running_loop = asyncio.get_running_loop  # type: ignore[attr-defined]
+
+
 @asynccontextmanager
 async def open_telegram(config: TelegramConfig, *, on_update: UpdateCallback | None = None
                         ) -> AsyncIterator[TelegramChannel]:
@@ -300,6 +315,7 @@ async def open_telegram(config: TelegramConfig, *, on_update: UpdateCallback | N
     ``on_update`` is accepted for the common interface; Telegram has no delivery reports.
     """
     del on_update
+    _bind_anyio_to_trio_asyncio()
     timeout = config.request_timeout_s
     request = HTTPXRequest(connection_pool_size=config.concurrency, read_timeout=timeout, write_timeout=timeout,
                            connect_timeout=timeout, pool_timeout=timeout)
