@@ -11,6 +11,7 @@ import msgspec
 
 from gateway import config as config_mod
 from gateway.errors import ConfigError, GatewayError
+from gateway.warning import cli as warning_cli
 
 _json = msgspec.json.Encoder()
 
@@ -139,6 +140,7 @@ def parser() -> argparse.ArgumentParser:
     dimp = dsub.add_parser("import")
     dimp.add_argument("file")
     d.set_defaults(fn=cmd_directory)
+    warning_cli.add_parsers(sub)
     s = sub.add_parser("sim", help="call simulator")
     ssub = s.add_subparsers(dest="action", required=True)
     ssub.add_parser("phones", help="answering dispatcher phones (sipp) until stopped")

@@ -16,6 +16,8 @@ import msgspec
 
 from gateway.errors import ConfigError
 from gateway.schema import Base
+from gateway.warning.config import WarningsConfig
+from gateway.warning.config import problems as warnings_problems
 
 NAME_RE = r"^[a-z][a-z0-9_-]{0,31}$"
 
@@ -111,6 +113,7 @@ class GatewayConfig(Base, frozen=True):
     http: HttpConfig = HttpConfig()
     ani: AniConfig = AniConfig()
     correlation: CorrelationConfig = CorrelationConfig()
+    warnings: WarningsConfig = WarningsConfig()
 
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "gateway.toml"
@@ -211,6 +214,7 @@ def semantic_problems(cfg: GatewayConfig, source: str = "<config>") -> list[str]
                 seen[number] = svc.name
     p.extend(_dispatch_problems(cfg.dispatch, source))
     p.extend(_ivr_problems(cfg.ivr, source))
+    p.extend(warnings_problems(cfg.warnings, source))
     return p
 
 

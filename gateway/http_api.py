@@ -6,7 +6,7 @@ from the same Structs, so the API and its description cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -16,7 +16,7 @@ from hypercorn.trio import serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from gateway.bus import Bus
 from gateway.errors import NotFound, StoreError
@@ -77,7 +77,8 @@ def openapi() -> dict[str, Any]:
     }
 
 
-def build_app(store: AsyncStore, bus: Bus, metrics: Metrics, health: Callable[[], Health]) -> Starlette:
+def build_app(store: AsyncStore, bus: Bus, metrics: Metrics, health: Callable[[], Health],
+              extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
     async def list_incidents(request: Request) -> Response:
         try:
             limit = min(1000, max(1, int(request.query_params.get("limit", "100"))))
@@ -124,6 +125,7 @@ def build_app(store: AsyncStore, bus: Bus, metrics: Metrics, health: Callable[[]
     return Starlette(routes=[
         Route("/incidents", list_incidents), Route("/incidents/{id}", get_incident), Route("/events", events),
         Route("/health", get_health), Route("/metrics", get_metrics), Route("/openapi.json", get_openapi),
+        *extra_routes,
     ])
 
 

@@ -16,6 +16,9 @@ from gateway.http_api import Health, build_app, run_server
 from gateway.intake import Intake
 from gateway.metrics import Metrics
 from gateway.store import AsyncStore, SqliteStore
+from gateway.warning.api import WarningsApi
+from gateway.warning.cli import key_path
+from gateway.warning.service import Warnings
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,8 @@ class Gateway:
         self.asterisk = ami.AsteriskHealth()
         self.ari_connected = False
         self.http_addresses: list[str] = []
+        self.warnings = Warnings(cfg.warnings, sounds_dir=locate(cfg).host_dir / "sounds") \
+            if cfg.warnings.enabled else None
 
     def health(self) -> Health:
         ok = self.ari_connected and self.asterisk.fully_booted
@@ -46,7 +51,11 @@ class Gateway:
         """Run until cancelled. ``started()`` once the HTTP API listens and ARI is registered."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run)
-            app = build_app(self.store, self.bus, self.metrics, self.health)
+            routes = []
+            if self.warnings is not None:
+                await nursery.start(self.warnings.run)
+                routes = WarningsApi(self.warnings, key_path(self.cfg.warnings.store_path)).routes()
+            app = build_app(self.store, self.bus, self.metrics, self.health, routes)
             self.http_addresses = await nursery.start(run_server, app, self.cfg.http.host, self.cfg.http.port)
             await nursery.start(ami.monitor, self.cfg.asterisk, self.asterisk, self.metrics)
             await nursery.start(self._ari_forever)

@@ -86,7 +86,23 @@ class WarningsApi:
             Route("/recipients/{ref}", self.delete_recipient, methods=["DELETE"]),
             Route("/cap/feed.atom", self.feed, methods=["GET"]),
             Route("/cap/alerts/{id}.xml", self.cap_xml, methods=["GET"]),
+            Route("/cap/drill/feed.atom", self.drill_feed, methods=["GET"]),
+            *self._webhooks(),
         ]
+
+    def _webhooks(self) -> list[Route]:
+        """Provider callbacks, verified by the driver that sent the messages."""
+        from urllib.parse import urlsplit
+
+        from channels.twilio_sms import TwilioChannel, status_callback_route
+
+        routes = []
+        slots = self.w.engine.slots if self.w.engine else {}
+        for key, cs in (("twilio", self.w.cfg.actual), ("drill:twilio", self.w.cfg.drill)):
+            slot = slots.get(key)
+            if slot and cs.twilio and cs.twilio.status_callback_url and isinstance(slot.channel, TwilioChannel):
+                routes.append(status_callback_route(slot.channel, urlsplit(cs.twilio.status_callback_url).path))
+        return routes
 
     def _user(self, request: Request) -> str | None:
         auth = request.headers.get("authorization", "")
@@ -267,12 +283,21 @@ class WarningsApi:
     # -- CAP broadcast -------------------------------------------------------------------------
 
     async def feed(self, request: Request) -> Response:
-        records = await self.w.outbox.call(self.w.outbox.sync.alerts, 100, ["sending", "sent", "superseded",
+        """Radio, TV and the portal poll this: published Actual alerts only."""
+        return await self._feed(request, "/cap/feed.atom", drill=False)
+
+    async def drill_feed(self, request: Request) -> Response:
+        """Exercise and Test alerts, for the drill destinations of broadcasters."""
+        return await self._feed(request, "/cap/drill/feed.atom", drill=True)
+
+    async def _feed(self, request: Request, path: str, *, drill: bool) -> Response:
+        records = await self.w.outbox.call(self.w.outbox.sync.alerts, 500, ["sending", "sent", "superseded",
                                                                              "cancelled"])
-        public = [r.cap for r in records]
+        chosen = [r.cap for r in records if r.exercise == drill][:100]
         base = str(request.base_url).rstrip("/")
-        body = atom.atom_feed(public, feed_id=f"{base}/cap/feed.atom", title="ЖҚ / ГО — ескерту / оповещения",
-                              self_url=f"{base}/cap/feed.atom", updated=datetime.now(UTC).replace(microsecond=0),
+        title = "Азаматтық қорғау / Гражданская оборона" + (" — ЖАТТЫҒУ / УЧЕНИЯ" if drill else "")
+        body = atom.atom_feed(chosen, feed_id=f"{base}{path}", title=title, self_url=f"{base}{path}",
+                              updated=datetime.now(UTC).replace(microsecond=0),
                               alert_url=lambda a: f"{base}/cap/alerts/{a.identifier}.xml")
         return Response(body, media_type="application/atom+xml")
 

@@ -98,7 +98,24 @@ def problems(cfg: WarningsConfig, source: str = "<config>") -> list[str]:
         if actual.get(key) == where:
             p.append(f"{source}: warnings.drill.{key.split(':')[0]}: points at the same destination as the actual "
                      f"channel ({where}); exercises must never reach a real provider")
+    p.extend(f"{source}: warnings: {problem}" for problem in _content_problems(cfg))
     for i, route in enumerate(cfg.sms_routes):
         if not re.match(r"^\+\d*$", route.prefix):
             p.append(f"{source}: warnings.sms_routes[{i}].prefix: expected '+' and digits")
     return p
+
+
+def _content_problems(cfg: WarningsConfig) -> list[str]:
+    """The zones and templates files the section names must load."""
+    from gateway.errors import GatewayError
+    from gateway.warning import zones
+    from gateway.warning.service import project_path
+    from gateway.warning.templates import load_catalogue
+
+    found: list[str] = []
+    for load, path in ((zones.load, cfg.zones_file), (load_catalogue, cfg.templates_dir)):
+        try:
+            load(project_path(path))  # type: ignore[operator]
+        except GatewayError as exc:
+            found.append(str(exc))
+    return found

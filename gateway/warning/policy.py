@@ -3,6 +3,7 @@ which channel a recipient is reached on. No I/O, no Trio: times are passed in.""
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping, Sequence
 
@@ -56,13 +57,15 @@ class TokenBucket:
     """Provider rate limits (Telegram 30 msg/s, Twilio MPS, the SMPP contract)."""
 
     def __init__(self, rate: float, burst: float | None = None) -> None:
-        self.rate = rate
-        self.capacity = burst if burst is not None else max(1.0, rate / 10)
+        self.rate = rate if rate > 0 else math.inf  # 0: the channel sets no pace of its own
+        self.capacity = burst if burst is not None else max(1.0, min(self.rate, 1e9) / 10)
         self.tokens = self.capacity
         self.updated: float | None = None
 
     def take(self, wanted: int, now: float) -> tuple[int, float]:
         """Take up to ``wanted`` tokens: (granted, seconds to wait when none were granted)."""
+        if math.isinf(self.rate):
+            return wanted, 0.0
         if self.updated is not None:
             self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
@@ -74,6 +77,8 @@ class TokenBucket:
 
     def pause(self, seconds: float, now: float) -> None:
         """A provider said 'retry after': spend the bucket into debt for that long."""
+        if math.isinf(self.rate):
+            self.rate = 1e9  # an unpaced channel that was told to wait: pace it from now on
         self.take(0, now)
         self.tokens = min(self.tokens, -seconds * self.rate)
 

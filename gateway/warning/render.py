@@ -89,4 +89,5 @@ def fields(record: AlertRecord, language: str, zones: ZoneSet) -> dict[str, str]
 
 
 def local_time(moment: datetime) -> str:
-    return moment.astimezone(LOCAL).strftime("%d.%m.%Y %H:%M")
+    """ISO 8601 in Almaty time; the templates format it for each language."""
+    return moment.astimezone(LOCAL).isoformat()

@@ -24,6 +24,13 @@ from gateway.warning.templates import load_catalogue
 from gateway.warning.workflow import Workflow
 
 log = logging.getLogger(__name__)
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def project_path(path: str) -> Path:
+    """A relative path from the working directory if it is there, else from the project."""
+    p = Path(path)
+    return p if p.is_absolute() or p.exists() else PROJECT / p
 Opener = Callable[[Callable[[Receipt], None]], AbstractAsyncContextManager[Any]]
 
 
@@ -34,9 +41,9 @@ class Warnings:
         self.cfg = cfg
         self.sounds_dir = sounds_dir
         self.outbox = AsyncOutbox(Outbox(cfg.store_path))
-        self.zones = zone_file.load(cfg.zones_file)
-        self.renderer = Renderer(load_catalogue(Path(cfg.templates_dir)), self.zones)
-        users = {u.name: list(u.roles) for u in cfg.users}
+        self.zones = zone_file.load(project_path(cfg.zones_file))
+        self.renderer = Renderer(load_catalogue(project_path(cfg.templates_dir)), self.zones)
+        users = {u.name: [str(r) for r in u.roles] for u in cfg.users}
         self.workflow = Workflow(self.outbox, self.renderer, self.zones, users, sender=cfg.sender,
                                  sender_name=cfg.sender_name)
         self.engine: Engine | None = None
@@ -112,20 +119,26 @@ class Warnings:
 
         out: dict[str, Opener] = {}
         if cs.smpp:
-            out["smpp"] = lambda cb, c=cs.smpp: open_smpp(c, on_update=cb)
+            out["smpp"] = _with(open_smpp, cs.smpp)
         if cs.twilio:
-            out["twilio"] = lambda cb, c=cs.twilio: open_twilio(c, on_update=cb)
+            out["twilio"] = _with(open_twilio, cs.twilio)
         if cs.email:
-            out["email"] = lambda cb, c=cs.email: open_email(c, on_update=cb)
+            out["email"] = _with(open_email, cs.email)
         if cs.telegram:
-            out["telegram"] = lambda cb, c=cs.telegram: open_telegram(c, on_update=cb)
+            out["telegram"] = _with(open_telegram, cs.telegram)
         if cs.voice and self.sounds_dir is not None:
-            out["voice"] = lambda cb, c=cs.voice: open_voice(c, sounds_dir=self.sounds_dir, on_update=cb)
+            out["voice"] = _with(open_voice, cs.voice, sounds_dir=self.sounds_dir)
         if cs.siren_lines:
             zones = {name: [SirenTarget(line=g.line, unit=g.unit, coils=g.coils) for g in (*z.sirens, *z.boards)]
                      for name, z in self.zones.zones.items() if z.sirens or z.boards}
             lines = {line.name for line in cs.siren_lines}
             zones = {n: [t for t in ts if t.line in lines] for n, ts in zones.items()}
             siren = SirenConfig(lines=cs.siren_lines, zones={n: ts for n, ts in zones.items() if ts})
-            out["siren"] = lambda cb, c=siren: open_sirens(c, on_update=cb)
+            out["siren"] = _with(open_sirens, siren)
         return out
+
+
+def _with(opener: Callable[..., AbstractAsyncContextManager[Any]], config: object, **extra: Any) -> Opener:
+    def open_with(callback: Callable[[Receipt], None]) -> AbstractAsyncContextManager[Any]:
+        return opener(config, on_update=callback, **extra)
+    return open_with
