@@ -286,15 +286,26 @@ class EmailChannel:
         smtp.close()
 
     async def _aio_noop(self, session: _Session) -> ChannelHealth:
+        smtp = session.smtp
+        if smtp is not None and smtp.is_connected:
+            try:
+                reply = await smtp.noop()
+            except _SMTP_ERRORS:
+                smtp.close()  # a session the relay dropped while idle says nothing yet: try a fresh one
+            else:
+                return self._up(reply)
         stage = "connect"
         try:
             smtp = await self._aio_connected(session, probe=False)
             stage = "NOOP"
             reply = await smtp.noop()
         except _SMTP_ERRORS as exc:
-            if session.smtp is not None and stage == "NOOP":
+            if session.smtp is not None:
                 session.smtp.close()
             return ChannelHealth(up=False, detail=_failure(exc, stage).detail)
+        return self._up(reply)
+
+    def _up(self, reply: aiosmtplib.SMTPResponse) -> ChannelHealth:
         return ChannelHealth(up=True, detail=f"{self._config.host}:{self._config.port} NOOP {reply.code}")
 
     async def _aio_close(self) -> None:

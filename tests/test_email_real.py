@@ -170,6 +170,15 @@ async def test_relay_closing_idle_sessions_is_noticed_before_sending(sim: SmtpSi
     assert all(r.state == "sent" for r in receipts)
 
 
+async def test_health_reopens_a_session_the_relay_dropped(sim: SmtpSim) -> None:
+    with trio.fail_after(10):
+        async with open_email(config(sim, connections=1)) as channel:
+            assert (await channel.health()).up
+            sim.disconnect_all()
+            await trio.sleep(0.05)
+            assert (await channel.health()).up
+
+
 async def test_stalled_relay_times_out_retryably(sim: SmtpSim) -> None:
     sim.stall_next(1, "data")
     with trio.fail_after(10):
