@@ -4,7 +4,7 @@ Theory of operation: ``open_voice`` keeps one ARI connection for the call-out's 
 (``ecgw-callout``, never the intake's, so neither sees the other's channels), reconnecting with
 backoff, and one reader task that hands each event to the call it concerns. ``deliver`` turns each
 message's text into a cached WAV (``channels.voice_tts``) and, at most ``max_concurrent_calls`` at
-a time across every batch, originates a call to ``PJSIP/ecgw-callout/sip:<number>@<trunk>`` into
+a time across every batch and ``max_calls_per_second`` apart, originates a call to ``PJSIP/ecgw-callout/sip:<number>@<trunk>`` into
 the app:
 
 - answered: the channel enters Stasis (StasisStart); the warning is played ``repeats`` times and
@@ -147,6 +147,7 @@ class VoiceChannel:
         self._problem = "ARI not connected yet"
         self._calls: dict[str, trio.MemorySendChannel[ev.Event]] = {}  # channel id -> the call's events
         self._lines = trio.CapacityLimiter(cfg.max_concurrent_calls)
+        self._next_call_at = 0.0  # trunks limit call attempts per second, not only calls at once
 
     # -- connection ------------------------------------------------------------------------------
 
@@ -255,10 +256,19 @@ class VoiceChannel:
             ari = self._ari
             if ari is None:
                 return failed(message, self._problem, retryable=True, retry_after_s=5)
+            await self._pace()
             try:
                 return await self._call(ari, message, speech)
             except AriError as exc:
                 return failed(message, f"Asterisk refused the call: {exc}", retryable=True, retry_after_s=5)
+
+    async def _pace(self) -> None:
+        """Wait for this call's turn under ``max_calls_per_second`` (turns are taken before sleeping,
+        so concurrent callers get distinct ones)."""
+        now = trio.current_time()
+        at = max(now, self._next_call_at)
+        self._next_call_at = at + 1 / self.cfg.max_calls_per_second
+        await trio.sleep_until(at)
 
     async def _call(self, ari: Ari, message: Message, speech: Speech) -> Receipt:
         channel_id = f"callout-{uuid.uuid4().hex}"
@@ -332,8 +342,9 @@ async def open_voice(config: VoiceConfig, *, sounds_dir: Path, asterisk_sounds_d
                      on_update: UpdateCallback | None = None) -> AsyncIterator[VoiceChannel]:
     """The voice channel, connected (or reconnecting) to ARI until the block exits.
 
-    Speech files are written into ``sounds_dir``; ``asterisk_sounds_dir`` is the same directory
-    as Asterisk sees it (inside its chroot; default: the same path). Does not fail when Asterisk
+    Speech files are written below ``sounds_dir`` (the Asterisk instance's sounds directory on this
+    machine); ``asterisk_sounds_dir`` is that directory as Asterisk sees it, by default worked out
+    from the path (inside its chroot, or the same path for a system Asterisk). Does not fail when Asterisk
     is away: ``health()`` says so and calls fail as retryable until it is back. Raises
     ConfigError for an invalid config.
     """

@@ -26,6 +26,7 @@ from gateway.errors import ChannelError
 
 # Part of every file name: change it when the way speech is made changes (voice, speed, format).
 SPEECH_VERSION = "espeak-ng-175-8k-1"
+SUBDIR = "callout"  # below the instance's sounds directory, next to the IVR prompts' language folders
 MAX_CHARS = 2000  # ~2.5 minutes of speech per repetition; a longer warning is a drafting mistake
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 
@@ -63,6 +64,17 @@ def file_key(text: str, language: Language) -> str:
     return f"{language}-{digest[:32]}"
 
 
+def asterisk_view(path: Path) -> str:
+    """``path`` as Asterisk sees it: below the nearest ancestor that is Asterisk's chroot (it holds
+    its own usr/sbin/asterisk, see ``gateway.asterisk.sandbox``), else unchanged (a system Asterisk
+    sees the host's paths)."""
+    path = path.absolute()
+    for parent in path.parents:
+        if parent != Path("/") and (parent / "usr" / "sbin" / "asterisk").exists():
+            return "/" + str(path.relative_to(parent))
+    return str(path)
+
+
 def wav_duration(path: Path) -> float:
     """Seconds of audio in a WAV file; raises ChannelError if it is not a readable WAV."""
     try:
@@ -73,12 +85,12 @@ def wav_duration(path: Path) -> float:
 
 
 class Synthesizer:
-    """Makes and caches speech files in ``sounds_dir``, which Asterisk sees as ``asterisk_dir``
-    (they differ when Asterisk runs in its chroot). Owns nothing that needs closing."""
+    """Makes and caches speech files in ``<sounds_dir>/callout``; Asterisk sees ``sounds_dir`` as
+    ``asterisk_dir`` (default: worked out by ``asterisk_view``). Owns nothing that needs closing."""
 
     def __init__(self, sounds_dir: Path, asterisk_dir: str | None = None) -> None:
-        self.sounds_dir = sounds_dir
-        self.asterisk_dir = (asterisk_dir or str(sounds_dir)).rstrip("/")
+        self.sounds_dir = sounds_dir / SUBDIR
+        self.asterisk_dir = (asterisk_dir or asterisk_view(sounds_dir)).rstrip("/") + "/" + SUBDIR
         self._locks: dict[str, trio.Lock] = {}
         self._workers = trio.CapacityLimiter(2)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import trio
 
 from channels.base import Language, Message, Receipt
 from channels.voice import VoiceChannel, VoiceConfig, config_problems, dial_string, open_voice, unanswered
-from channels.voice_tts import MAX_CHARS, clean, file_key, text_problem, wav_duration
+from channels.voice_tts import MAX_CHARS, Synthesizer, asterisk_view, clean, file_key, text_problem, wav_duration
 from gateway.asterisk import sandbox
 from gateway.errors import ConfigError
 from sim import scenario
@@ -40,9 +41,9 @@ async def callout(asterisk: AsteriskInstance, workdir: Path, cfg: dict[str, Any]
                   **phones: Any) -> AsyncIterator[tuple[VoiceChannel, Residents]]:
     box = sandbox.locate(asterisk.cfg)
     async with residents(workdir / "residents", **phones) as found:
+        # As the gateway passes it: the instance's sounds directory; the chroot view is worked out.
         async with open_voice(voice_config(asterisk, found.uri, **(cfg or {})),
-                              sounds_dir=box.host_dir / "sounds" / "callout",
-                              asterisk_sounds_dir=f"{box.inside_dir}/sounds/callout") as channel:
+                              sounds_dir=box.host_dir / "sounds") as channel:
             yield channel, found
 
 
@@ -130,7 +131,7 @@ async def test_several_numbers_at_once_within_the_concurrency_limit(asterisk: As
     batch = [message(n, lang) for n, lang in zip(answered, languages, strict=True)]
     batch += [message(busy), message(silent)]
     with trio.fail_after(40):
-        async with callout(asterisk, tmp_path, {"max_concurrent_calls": 3, "repeats": 1},
+        async with callout(asterisk, tmp_path, {"max_concurrent_calls": 3, "repeats": 1, "max_calls_per_second": 10},
                            reject={busy: 486}, silent=[silent]) as (voice, phones):
             receipts = await voice.deliver(batch)
     assert [r.idempotency_key for r in receipts] == [m.idempotency_key for m in batch]
@@ -141,7 +142,9 @@ async def test_several_numbers_at_once_within_the_concurrency_limit(asterisk: As
     assert len({by_number[n].provider_id for n in answered}) == len(answered)
     for number in answered:
         assert phones.audio(number).audio_s > 1.0, (number, phones.audio(number))
-    assert len([line for line in phones.lines() if line.kind == "INVITE"]) == len(batch)
+    starts = sorted(line.wall for line in phones.lines() if line.kind == "INVITE")
+    assert len(starts) == len(batch)
+    assert min(b - a for a, b in pairwise(starts)) >= 0.09, starts  # 10 call attempts a second
     # Calls overlapped, but never more than three were speaking at once.
     spans = [(phones.audio(n).first, phones.audio(n).last) for n in answered]
     assert 2 <= max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans) <= 3, spans
@@ -205,6 +208,17 @@ def test_spoken_text_is_cleaned_and_keyed_by_content() -> None:
     assert file_key("a", "ru") == file_key("a", "ru") != file_key("a", "kk")
     assert text_problem("hello", "de") == "no voice for language 'de'"
     assert text_problem("hello", "en") is None
+
+
+def test_speech_files_are_named_as_asterisk_sees_them(tmp_path: Path) -> None:
+    root = tmp_path / "asterisk-sid"
+    (root / "usr" / "sbin").mkdir(parents=True)
+    (root / "usr" / "sbin" / "asterisk").touch()
+    sounds = root / "srv" / "ecgw" / "t1" / "sounds"
+    assert asterisk_view(sounds) == "/srv/ecgw/t1/sounds"  # inside its chroot
+    assert asterisk_view(tmp_path / "sounds") == str(tmp_path / "sounds")  # a system Asterisk
+    assert Synthesizer(sounds).asterisk_dir == "/srv/ecgw/t1/sounds/callout"
+    assert Synthesizer(sounds, "/elsewhere/").asterisk_dir == "/elsewhere/callout"
 
 
 def test_resident_scenario_branches_by_number() -> None:
