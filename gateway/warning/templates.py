@@ -49,7 +49,6 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from gateway.errors import TemplateError
-from gateway.schema import Base
 from gateway.warning import spoken
 from gateway.warning.sms import Segments, overflow, segments, to_gsm
 
@@ -105,13 +104,6 @@ class SmsTooLong(TemplateError):
             f"{where}: SMS needs {measured.segments} {measured.encoding} segments ({measured.units} {unit}), "
             f"the maximum is {max_segments}: shorten it by {excess_units} {unit}"
         )
-
-
-class TemplatesConfig(Base, frozen=True):
-    """``[warning.templates]``: where the event files live and how long an SMS may get."""
-
-    directory: str = "alert_templates"
-    max_sms_segments: int = DEFAULT_MAX_SMS_SEGMENTS
 
 
 class Rendered(msgspec.Struct, frozen=True, kw_only=True):
