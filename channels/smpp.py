@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import collections
 import math
-import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Literal
@@ -36,7 +35,6 @@ from channels.base import ChannelHealth, Message, Receipt, UpdateCallback, faile
 from gateway.errors import ChannelError, ProtocolError
 from gateway.schema import Base
 
-E164 = re.compile(r"^\+?([0-9]{6,15})$")
 SLOW_DOWN = frozenset({P.Status.ESME_RTHROTTLED, P.Status.ESME_RMSGQFUL})
 # Statuses about the message itself: sending it again cannot help. Everything else (system
 # errors, bind state, vendor codes we do not know) is worth another try later.
@@ -134,14 +132,18 @@ class _Link:
 
 
 class _Window:
-    """Slots for outstanding submit_sm, taken several at a time."""
+    """Slots for outstanding submit_sm, taken several at a time.
+
+    Writers wake only once a quarter of the window is free: waking them for every answer
+    would turn one write of sixteen PDUs into sixteen writes of one (and sixteen task switches)."""
 
     def __init__(self, size: int) -> None:
         self.free = size
+        self._low = max(1, size // 4)
         self._lot = trio.lowlevel.ParkingLot()
 
     async def take(self, want: int) -> int:
-        while self.free == 0:
+        while self.free < min(want, self._low):
             await self._lot.park()
         taken = min(self.free, want)
         self.free -= taken
@@ -149,7 +151,8 @@ class _Window:
 
     def give(self, count: int = 1) -> None:
         self.free += count
-        self._lot.unpark_all()
+        if self.free >= self._low and self._lot:
+            self._lot.unpark_all()
 
 
 class SmppChannel:
@@ -184,7 +187,7 @@ class SmppChannel:
         while pos < len(work):
             link = await self._wait_link()
             if link is None:
-                for index, _, _ in work[pos:]:
+                for index, *_ in work[pos:]:
                     batch.fail(index, failed(messages[index], f"SMPP link down: {self._problem}", retryable=True))
                 break
             count = await self._take(len(work) - pos)
@@ -194,13 +197,13 @@ class SmppChannel:
             await batch.done.wait()
         return [r or failed(m, "no response", retryable=True) for r, m in zip(batch.receipts, messages, strict=True)]
 
-    def _prepare(self, batch: _Batch) -> list[tuple[int, int, P.SubmitSm]]:
-        """submit_sm PDUs (sequence 0 for now) for every part of every message that can be sent."""
-        cfg = self.config
+    def _prepare(self, batch: _Batch) -> list[tuple[int, int, P.SubmitTemplate, str]]:
+        """(message, part, template, destination) for every part of every message that can be sent."""
         work = []
+        templates: dict[tuple[int, int, bytes, bytes | None], P.SubmitTemplate] = {}
         for index, message in enumerate(batch.messages):
-            number = E164.match(message.address)
-            if number is None:
+            address = message.address[1:] if message.address.startswith("+") else message.address
+            if not (6 <= len(address) <= 15 and address.isascii() and address.isdigit()):
                 batch.fail(index, failed(message, f"not an E.164 number: {message.address!r}", retryable=False))
                 continue
             self._ref = (self._ref + 1) & 0xFF
@@ -209,23 +212,30 @@ class SmppChannel:
             except ValueError as exc:
                 batch.fail(index, failed(message, str(exc), retryable=False))
                 continue
-            if cfg.long_messages == "payload" and len(text.parts) > 1:
+            if self.config.long_messages == "payload" and len(text.parts) > 1:
                 body = P.gsm_encode(message.body) if text.data_coding == P.CODING_GSM else message.body.encode(
                     "utf-16-be")
-                parts = [(0, b"", body)]
+                parts: list[tuple[int, bytes, bytes | None]] = [(0, b"", body)]
             else:
                 parts = [(text.esm_class, part, None) for part in text.parts]
             batch.parts_left[index] = len(parts)
             for part, (esm_class, short_message, payload) in enumerate(parts):
-                work.append((index, part, P.SubmitSm(
-                    sequence=0, source_addr_ton=cfg.source_addr_ton, source_addr_npi=cfg.source_addr_npi,
-                    source_addr=cfg.source_addr, dest_addr_ton=cfg.dest_addr_ton, dest_addr_npi=cfg.dest_addr_npi,
-                    destination_addr=number.group(1), esm_class=esm_class, registered_delivery=int(
-                        cfg.registered_delivery), data_coding=text.data_coding, short_message=short_message,
-                    message_payload=payload)))
+                key = (text.data_coding, esm_class, short_message, payload)
+                template = templates.get(key)
+                if template is None:
+                    template = templates[key] = self._template(text.data_coding, esm_class, short_message, payload)
+                work.append((index, part, template, address))
         return work
 
-    async def _write(self, link: _Link, batch: _Batch, items: list[tuple[int, int, P.SubmitSm]]) -> int:
+    def _template(self, coding: int, esm_class: int, short_message: bytes, payload: bytes | None) -> P.SubmitTemplate:
+        cfg = self.config
+        return P.SubmitTemplate(P.SubmitSm(
+            sequence=0, source_addr_ton=cfg.source_addr_ton, source_addr_npi=cfg.source_addr_npi,
+            source_addr=cfg.source_addr, dest_addr_ton=cfg.dest_addr_ton, dest_addr_npi=cfg.dest_addr_npi,
+            esm_class=esm_class, registered_delivery=int(cfg.registered_delivery), data_coding=coding,
+            short_message=short_message, message_payload=payload))
+
+    async def _write(self, link: _Link, batch: _Batch, items: list[tuple[int, int, P.SubmitTemplate, str]]) -> int:
         """Write ``items`` (their window slots already taken) in one send; returns how many were handled."""
         frames = []
         async with link.lock:
@@ -233,14 +243,14 @@ class SmppChannel:
                 self._window.give(len(items))
                 return 0
             now = trio.current_time()
-            for index, part, pdu in items:
+            for index, part, template, address in items:
                 if batch.receipts[index] is not None:  # an earlier part already failed
                     self._window.give()
                     continue
                 self._sequence = self._sequence % 0x7FFFFFFF + 1
                 link.pending[self._sequence] = (batch, index, part, now)
                 batch.inflight += 1
-                frames.append(P.encode(msgspec.structs.replace(pdu, sequence=self._sequence)))
+                frames.append(template.frame(self._sequence, address))
             try:
                 await link.stream.send_all(b"".join(frames))
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
@@ -368,12 +378,16 @@ class SmppChannel:
     def _on_receipt(self, pdu: P.DeliverSm) -> None:
         if pdu.esm_class & 0x3C != P.ESM_DELIVERY_RECEIPT:
             return  # a mobile-originated message: acknowledged, not ours to handle
-        try:
-            parsed: P.DeliveryReceipt | None = P.parse_receipt(pdu.short_message.decode("latin-1"))
-        except ProtocolError:
-            parsed = None
-        message_id = pdu.receipted_message_id or (parsed.message_id if parsed else "")
-        stat = P.MESSAGE_STATES.get(pdu.message_state or 0) or (parsed.stat if parsed else "")
+        parsed: P.DeliveryReceipt | None = None
+        message_id = pdu.receipted_message_id or ""
+        stat = P.MESSAGE_STATES.get(pdu.message_state or 0, "")
+        if not message_id or stat != "DELIVRD":  # the TLVs say it all for the common case; the text has err:
+            try:
+                parsed = P.parse_receipt(pdu.short_message.decode("latin-1"))
+            except ProtocolError:
+                pass
+            message_id = message_id or (parsed.message_id if parsed else "")
+            stat = stat or (parsed.stat if parsed else "")
         tracked = self._tracked.pop(message_id, None)
         if tracked is None or tracked.done or not stat or stat == "ENROUTE":
             self._counts["receipt_unmatched" if tracked is None else "receipt_ignored"] += 1

@@ -21,6 +21,7 @@ object for sequence numbers; and command and TLV lookups are linear scans.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import struct
 from collections.abc import Callable
@@ -259,10 +260,6 @@ def _cstr(value: str, limit: int, field: str) -> bytes:
     return raw + b"\0"
 
 
-def _frame(pdu: Pdu, body: bytes) -> bytes:
-    return HEADER.pack(16 + len(body), pdu.command_id, pdu.status, pdu.sequence) + body
-
-
 def _encode_bind(p: _Bind) -> bytes:
     return (_cstr(p.system_id, 16, "system_id") + _cstr(p.password, 9, "password")
             + _cstr(p.system_type, 13, "system_type")
@@ -287,10 +284,12 @@ def _encode_sm(p: _ShortMessage) -> bytes:
         p.schedule_delivery_time.encode("latin-1"), b"\0", p.validity_period.encode("latin-1"), b"\0",
         bytes((p.registered_delivery, p.replace_if_present_flag, p.data_coding, p.sm_default_msg_id, len(sm))), sm,
     ))
-    for name, (tag, size) in _INT_TLVS.items():
-        value = getattr(p, name)
-        if value is not None:
-            body += struct.pack(">HH", tag, size) + value.to_bytes(size, "big")
+    if (p.user_message_reference is not None or p.sar_msg_ref_num is not None or p.sar_total_segments is not None
+            or p.sar_segment_seqnum is not None or p.message_state is not None):
+        for name, (tag, size) in _INT_TLVS.items():
+            value = getattr(p, name)
+            if value is not None:
+                body += struct.pack(">HH", tag, size) + value.to_bytes(size, "big")
     if p.message_payload is not None:
         body += struct.pack(">HH", TAG_MESSAGE_PAYLOAD, len(p.message_payload)) + p.message_payload
     if p.receipted_message_id is not None:
@@ -308,19 +307,40 @@ def _encode_message_id(p: SubmitSmResp | DeliverSmResp) -> bytes:
     return b"" if p.status and not p.message_id else _cstr(p.message_id, 65, "message_id")
 
 
+_BODY_ENCODERS: dict[type, Callable[..., bytes]] = {
+    SubmitSm: _encode_sm, DeliverSm: _encode_sm, SubmitSmResp: _encode_message_id, DeliverSmResp: _encode_message_id,
+    BindTransmitter: _encode_bind, BindReceiver: _encode_bind, BindTransceiver: _encode_bind,
+    BindTransmitterResp: _encode_bind_resp, BindReceiverResp: _encode_bind_resp, BindTransceiverResp: _encode_bind_resp,
+}
+
+
 def encode(pdu: Pdu) -> bytes:
     """The wire bytes of ``pdu``. Raises ValueError for a field that does not fit (a local mistake)."""
-    if isinstance(pdu, _ShortMessage):
-        body = _encode_sm(pdu)
-    elif isinstance(pdu, SubmitSmResp | DeliverSmResp):
-        body = _encode_message_id(pdu)
-    elif isinstance(pdu, _Bind):
-        body = _encode_bind(pdu)
-    elif isinstance(pdu, _BindResp):
-        body = _encode_bind_resp(pdu)
-    else:
-        body = b""
-    return _frame(pdu, body)
+    body_encoder = _BODY_ENCODERS.get(type(pdu))
+    body = body_encoder(pdu) if body_encoder is not None else b""
+    return HEADER.pack(16 + len(body), pdu.command_id, pdu.status, pdu.sequence) + body
+
+
+class SubmitTemplate:
+    """submit_sm frames that differ only in destination and sequence number.
+
+    A fan-out sends the same text from the same source to a million destinations: the
+    template encodes everything else once, so each frame costs one header pack and a join
+    (~0.5 µs instead of ~2 µs for ``encode``)."""
+
+    __slots__ = ("_prefix", "_suffix", "_fixed")
+
+    def __init__(self, pdu: SubmitSm) -> None:
+        frame = encode(msgspec.structs.replace(pdu, destination_addr="", sequence=0))
+        cut = 16 + len(pdu.service_type) + 1 + 2 + len(pdu.source_addr) + 1 + 2
+        self._prefix, self._suffix = frame[16:cut], frame[cut:]
+        self._fixed = len(frame)
+
+    def frame(self, sequence: int, destination_addr: str) -> bytes:
+        """The submit_sm to ``destination_addr`` (ASCII, at most 20 characters: checked by the caller)."""
+        dest = destination_addr.encode("ascii")
+        return b"".join((HEADER.pack(self._fixed + len(dest), SubmitSm.command_id, 0, sequence), self._prefix, dest,
+                         self._suffix))
 
 
 # --- decoding ---------------------------------------------------------------------------
@@ -381,36 +401,55 @@ def _decode_bind_resp(cls: type[_BindResp], r: _Reader, status: int) -> Pdu:
     return cls(sequence=r.sequence, status=status, system_id=system_id, sc_interface_version=version)
 
 
+# The mandatory fields of submit_sm/deliver_sm up to sm_length, matched in one C call: this
+# is the hot path of both ends (every submit_sm at the SMSC, every receipt at the driver).
+_SM_FIXED = re.compile(rb"([^\0]*)\0(..)([^\0]*)\0(..)([^\0]*)\0(...)([^\0]*)\0([^\0]*)\0(.....)", re.S)
+_TLV_HEAD = struct.Struct(">HH")
+
+
 def _decode_sm(cls: type[_ShortMessage], r: _Reader, status: int) -> Pdu:
-    service_type = r.cstr("service_type")
-    s_ton, s_npi = r.octets(2, "source_addr_ton")
-    source = r.cstr("source_addr")
-    d_ton, d_npi = r.octets(2, "dest_addr_ton")
-    destination = r.cstr("destination_addr")
-    esm_class, protocol_id, priority = r.octets(3, "esm_class")
-    schedule, validity = r.cstr("schedule_delivery_time"), r.cstr("validity_period")
-    registered, replace, coding, default_id, sm_length = r.octets(5, "registered_delivery")
+    buf, end = r.buf, r.end
+    m = _SM_FIXED.match(buf, r.pos, end)
+    if m is None:
+        raise r.bad("mandatory fields run past the end of the PDU")
+    service_type, (s_ton, s_npi), source, (d_ton, d_npi), destination, (esm_class, protocol_id, priority), \
+        schedule, validity, (registered, replace, coding, default_id, sm_length) = m.groups()
+    pos = m.end()
+    if pos + sm_length > end:
+        raise r.bad("short_message runs past the end of the PDU")
+    sm = buf[pos:pos + sm_length]
+    pos += sm_length
     fields: dict[str, object] = {}
     others = []
-    sm = r.octets(sm_length, "short_message")
-    for tag, value in r.tlvs():
+    while pos < end:
+        if pos + 4 > end:
+            raise r.bad("truncated TLV header")
+        tag, length = _TLV_HEAD.unpack_from(buf, pos)
+        pos += 4
+        if pos + length > end:
+            raise r.bad(f"TLV 0x{tag:04X} runs past the end of the PDU")
+        value = buf[pos:pos + length]
+        pos += length
         known = _INT_TLV_BY_TAG.get(tag)
-        if known is not None and len(value) == known[1]:
+        if known is not None and length == known[1]:
             fields[known[0]] = int.from_bytes(value, "big")
-        elif tag == TAG_MESSAGE_PAYLOAD:
-            fields["message_payload"] = value
         elif tag == TAG_RECEIPTED_MESSAGE_ID:
             fields["receipted_message_id"] = value.rstrip(b"\0").decode("latin-1")
-        elif tag == TAG_NETWORK_ERROR_CODE and len(value) == 3:
+        elif tag == TAG_MESSAGE_PAYLOAD:
+            fields["message_payload"] = value
+        elif tag == TAG_NETWORK_ERROR_CODE and length == 3:
             fields["network_error_code"] = value
         else:  # SMPP 3.4 5.3: unknown optional parameters are ignored, not refused
             others.append((tag, value))
-    return cls(sequence=r.sequence, status=status, service_type=service_type, source_addr_ton=s_ton,
-               source_addr_npi=s_npi, source_addr=source, dest_addr_ton=d_ton, dest_addr_npi=d_npi,
-               destination_addr=destination, esm_class=esm_class, protocol_id=protocol_id, priority_flag=priority,
-               schedule_delivery_time=schedule, validity_period=validity, registered_delivery=registered,
+    if others:
+        fields["other_tlvs"] = tuple(others)
+    return cls(sequence=r.sequence, status=status, service_type=service_type.decode("latin-1"), source_addr_ton=s_ton,
+               source_addr_npi=s_npi, source_addr=source.decode("latin-1"), dest_addr_ton=d_ton, dest_addr_npi=d_npi,
+               destination_addr=destination.decode("latin-1"), esm_class=esm_class, protocol_id=protocol_id,
+               priority_flag=priority, schedule_delivery_time=schedule.decode("latin-1"),
+               validity_period=validity.decode("latin-1"), registered_delivery=registered,
                replace_if_present_flag=replace, data_coding=coding, sm_default_msg_id=default_id, short_message=sm,
-               other_tlvs=tuple(others), **fields)  # type: ignore[arg-type]
+               **fields)  # type: ignore[arg-type]
 
 
 def _decode_message_id(cls: type[SubmitSmResp | DeliverSmResp], r: _Reader, status: int) -> Pdu:
@@ -575,18 +614,24 @@ def _split(encoded: bytes, size: int, coding: int) -> list[bytes]:
     return parts
 
 
-def encode_text(text: str, *, ref: int) -> EncodedText:
-    """GSM when every character has a septet, else UCS-2; split with an 8-bit-reference
-    concatenation UDH (``ref`` 0..255, chosen by the caller per message) when too long for one
-    short message. Raises ValueError beyond 255 parts."""
+@functools.lru_cache(maxsize=256)
+def _chunks(text: str) -> tuple[int, tuple[bytes, ...]]:
+    # A warning goes to a million people in two or three languages: encode each text once.
     raw = gsm_encode(text)
     coding = CODING_GSM
     if raw is None:
         raw, coding = text.encode("utf-16-be"), CODING_UCS2
     whole, part = _LIMITS[coding]
-    if len(raw) <= whole:
-        return EncodedText(coding, 0, [raw])
-    chunks = _split(raw, part, coding)
+    return coding, (raw,) if len(raw) <= whole else tuple(_split(raw, part, coding))
+
+
+def encode_text(text: str, *, ref: int) -> EncodedText:
+    """GSM when every character has a septet, else UCS-2; split with an 8-bit-reference
+    concatenation UDH (``ref`` 0..255, chosen by the caller per message) when too long for one
+    short message. Raises ValueError beyond 255 parts."""
+    coding, chunks = _chunks(text)
+    if len(chunks) == 1:
+        return EncodedText(coding, 0, [chunks[0]])
     if len(chunks) > 255:
         raise ValueError(f"text needs {len(chunks)} parts; concatenation allows 255")
     header = bytes((5, 0x00, 3, ref & 0xFF, len(chunks)))

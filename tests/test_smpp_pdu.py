@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from channels import smpp_pdu as P
@@ -62,6 +63,16 @@ def test_round_trip(pdu: P.Pdu) -> None:
 def test_tlv_bytes() -> None:
     raw = P.encode(P.SubmitSm(sequence=1, destination_addr="1", user_message_reference=0x0102, message_payload=b"xy"))
     assert raw.endswith(bytes.fromhex("0204 0002 0102") + bytes.fromhex("0424 0002") + b"xy")
+
+
+def test_submit_template_frames_equal_encode() -> None:
+    pdu = P.SubmitSm(sequence=0, service_type="WAP", source_addr_ton=5, source_addr="ALERT", dest_addr_ton=1,
+                     dest_addr_npi=1, registered_delivery=1, data_coding=8, short_message=KAZAKH.encode("utf-16-be"),
+                     user_message_reference=7)
+    template = P.SubmitTemplate(pdu)
+    for seq, dest in ((1, "77011234567"), (0x7FFFFFFF, "1"), (5, "")):
+        expected = P.encode(P.SubmitSm(**{**msgspec.structs.asdict(pdu), "sequence": seq, "destination_addr": dest}))
+        assert template.frame(seq, dest) == expected
 
 
 def test_fields_that_do_not_fit_are_local_errors() -> None:
