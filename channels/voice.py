@@ -23,7 +23,7 @@ import logging
 import math
 import re
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -153,31 +153,36 @@ class VoiceChannel:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep the app registered until cancelled; ``started()`` after the first attempt, connected or not."""
-        backoff, started = 0.2, False
+        started = False
+
+        def ready() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                task_status.started()
+
+        backoff = 0.2
         while True:
             try:
                 async with connect_app(self.cfg.ari_port, self.cfg.ari_user, self.cfg.ari_password,
                                        self.cfg.app) as ari:
                     backoff = 0.2
-                    await self._session(ari, task_status=trio.TASK_STATUS_IGNORED if started else task_status)
-                    started = True
+                    await self._session(ari, ready)
                 self._problem = "ARI connection lost; reconnecting"
-            except* AriError as group:
+            except* (AriError, OSError) as group:
                 self._problem = f"ARI unreachable: {group.exceptions[0]}"
                 log.warning("voice call-out: %s; retrying in %.1f s", self._problem, backoff)
-            if not started:
-                task_status.started()
-                started = True
+            ready()
             await trio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
-    async def _session(self, ari: Ari, *, task_status: trio.TaskStatus[None]) -> None:
+    async def _session(self, ari: Ari, ready: Callable[[], None]) -> None:
         try:
             await ari.filter_events(EVENTS)
         except AriError as exc:
             log.warning("voice call-out: Asterisk refused the event filter (%s); receiving every event", exc)
         self._ari, self._problem = ari, ""
-        task_status.started()
+        ready()
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch, ari, nursery.cancel_scope)

@@ -3,6 +3,7 @@ sipp residents' phones on loopback, with an RTP listener counting the audio each
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from itertools import pairwise
@@ -47,6 +48,13 @@ async def callout(asterisk: AsteriskInstance, workdir: Path, cfg: dict[str, Any]
             yield channel, found
 
 
+async def wait_no_callout_channels(asterisk: AsteriskInstance) -> None:
+    """Every call-out channel is gone from Asterisk (hang-ups take a moment to complete)."""
+    with trio.fail_after(3):
+        while "ecgw-callout" in asterisk.cli("core show channels concise"):
+            await trio.sleep(0.1)
+
+
 def assert_failed(receipt: Receipt, retryable: bool, *words: str) -> None:
     assert receipt.state == "failed" and receipt.retryable is retryable, receipt
     for word in words:
@@ -73,6 +81,7 @@ async def test_answered_number_hears_the_warning_twice(asterisk: AsteriskInstanc
     assert audio.last - audio.first >= 2 * duration - 0.3
     assert elapsed >= 2 * duration and len(phones.invites(number)) == 1
     assert [line.kind for line in phones.lines()] == ["INVITE", "ANSWERED"]
+    await wait_no_callout_channels(asterisk)
 
 
 async def test_unanswered_number_is_retryable_after_the_ring_timeout(asterisk: AsteriskInstance,
@@ -139,6 +148,7 @@ async def test_several_numbers_at_once_within_the_concurrency_limit(asterisk: As
     assert all(by_number[n].state == "delivered" for n in answered), receipts
     assert_failed(by_number[busy], True, "busy")
     assert_failed(by_number[silent], True, "no answer")
+    await wait_no_callout_channels(asterisk)
     assert len({by_number[n].provider_id for n in answered}) == len(answered)
     for number in answered:
         assert phones.audio(number).audio_s > 1.0, (number, phones.audio(number))
@@ -148,6 +158,73 @@ async def test_several_numbers_at_once_within_the_concurrency_limit(asterisk: As
     # Calls overlapped, but never more than three were speaking at once.
     spans = [(phones.audio(n).first, phones.audio(n).last) for n in answered]
     assert 2 <= max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans) <= 3, spans
+
+
+class CuttableProxy:
+    """TCP to Asterisk's HTTP port through us, so a test can cut ARI's connections (as when
+    Asterisk restarts) while Asterisk itself keeps running for the other tests."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.scopes: list[trio.CancelScope] = []
+        self.websockets = 0  # ARI event connections opened through us
+
+    async def handle(self, client: trio.SocketStream) -> None:
+        with trio.CancelScope() as scope:
+            self.scopes.append(scope)
+            async with client, await trio.open_tcp_stream("127.0.0.1", self.target_port) as server:
+                first = await client.receive_some()
+                self.websockets += b"upgrade: websocket" in first.lower()
+                await server.send_all(first)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self.pump, client, server, scope)
+                    nursery.start_soon(self.pump, server, client, scope)
+
+    @staticmethod
+    async def pump(source: trio.SocketStream, sink: trio.SocketStream, scope: trio.CancelScope) -> None:
+        try:
+            async for data in source:
+                await sink.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        scope.cancel()  # one side closed: close both
+
+    def cut(self) -> None:
+        for scope in self.scopes:
+            scope.cancel()
+        self.scopes.clear()
+
+
+async def test_connection_cut_fails_the_ringing_call_then_reconnects(asterisk: AsteriskInstance,
+                                                                     tmp_path: Path) -> None:
+    proxy = CuttableProxy(asterisk.cfg.asterisk.http_port)
+    port = free_port(socket.SOCK_STREAM)
+    ringing, number = "+77010000408", "+77010000031"
+    receipts: list[Receipt] = []
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_tcp, proxy.handle, port)
+            async with residents(tmp_path / "residents", silent=[ringing]) as phones, \
+                    open_voice(voice_config(asterisk, phones.uri, ari_port=port, repeats=1, ring_timeout_s=20),
+                               sounds_dir=sandbox.locate(asterisk.cfg).host_dir / "sounds") as voice:
+                assert (await voice.health()).up and proxy.websockets == 1
+
+                async def call_ringing() -> None:
+                    receipts.extend(await voice.deliver([message(ringing)]))
+
+                async with trio.open_nursery() as calls:
+                    calls.start_soon(call_ringing)
+                    while not phones.invites(ringing):
+                        await trio.sleep(0.05)
+                    proxy.cut()
+                while proxy.websockets < 2 or not (await voice.health()).up:
+                    await trio.sleep(0.05)
+                receipts.extend(await voice.deliver([message(number, "kk")]))
+            nursery.cancel_scope.cancel()
+    assert_failed(receipts[0], True, "connection lost while ringing")
+    assert receipts[1].state == "delivered", receipts[1]
+    assert phones.audio(number).audio_s > 1.0
+    await wait_no_callout_channels(asterisk)  # the call ringing when the connection went was hung up
 
 
 async def test_health_and_calls_when_ari_is_unreachable(tmp_path: Path) -> None:
