@@ -252,7 +252,10 @@ class SmppChannel:
                 batch.inflight += 1
                 frames.append(template.frame(self._sequence, address))
             try:
-                await link.stream.send_all(b"".join(frames))
+                # Shielded: a caller cancelled mid-write would leave half a PDU and desynchronise the
+                # SMSC. Still bounded: a dead link closes the stream, which ends this send.
+                with trio.CancelScope(shield=True):
+                    await link.stream.send_all(b"".join(frames))
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 self._kill(link, f"write failed: {exc}")
         self._counts["submit_sm"] += len(frames)
@@ -268,6 +271,13 @@ class SmppChannel:
     async def _take(self, want: int) -> int:
         """Window slots and rate tokens for up to ``want`` submit_sm (at least one)."""
         count = await self._window.take(want)
+        try:
+            return await self._tokens_for(count)
+        except BaseException:
+            self._window.give(count)  # cancelled while waiting for tokens
+            raise
+
+    async def _tokens_for(self, count: int) -> int:
         while True:
             now = trio.current_time()
             if now - self._last_throttle > 1.0 and self._rate < self.max_per_second:

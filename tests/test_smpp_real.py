@@ -149,6 +149,39 @@ async def test_rate_limit_above_n_per_second_is_respected() -> None:
     assert elapsed >= 0.3  # 40 at 80/s after a 4-message burst
 
 
+async def test_smsc_per_second_limit_answers_throttled() -> None:
+    async with open_smsc(receipt_delay_s=0.02) as smsc:
+        smsc.throttle_above(50)
+        with trio.fail_after(10):
+            async with open_smpp(config(smsc)) as channel:
+                receipts = await channel.deliver([msg(i) for i in range(120)])
+    throttled = [r for r in receipts if r.error == "ESME_RTHROTTLED"]
+    assert throttled and all(r.retryable and r.retry_after_s for r in throttled)
+    assert len(throttled) == smsc.throttled and smsc.messages == 120 - len(throttled)
+
+
+async def test_cancelled_deliver_leaves_the_link_whole(smsc: Smsc) -> None:
+    with trio.fail_after(10):
+        async with open_smpp(config(smsc, max_per_second=200, window=8)) as channel:
+            with trio.move_on_after(0.15):
+                await channel.deliver([msg(i) for i in range(100)])
+            await wait_until(lambda: channel.statistics()["window_free"] == 8)
+            receipts = await channel.deliver([msg(i) for i in range(100, 110)])
+            assert all(r.state == "sent" for r in receipts)
+            assert channel.statistics().get("links_lost", 0) == 0
+    assert 10 < smsc.messages < 100
+
+
+async def test_receipt_memory_is_bounded(smsc: Smsc) -> None:
+    updates: list[Receipt] = []
+    with trio.fail_after(5):
+        async with open_smpp(config(smsc, receipt_memory=2), on_update=updates.append) as channel:
+            await channel.deliver([msg(i) for i in range(5)])
+            await wait_until(lambda: smsc.receipts_acked == 5)
+            assert channel.statistics()["receipt_unmatched"] == 3
+    assert sorted(u.idempotency_key for u in updates) == [msg(3).idempotency_key, msg(4).idempotency_key]
+
+
 async def test_invalid_destination_fails_for_good(smsc: Smsc) -> None:
     smsc.reject_destinations = frozenset({"77010000001"})
     with trio.fail_after(5):
