@@ -199,7 +199,7 @@ async def serve(port: str, boards: RelayBoards, timing: LineTiming, *,
             answer = boards.handle(frame)
             if answer is not None:
                 await trio.sleep_until(first_at + timing.answer_delay(frame, answer))
-                _write_all(line.fd, answer)
+                await _write_all(line.fd, answer)
 
 
 async def _next_frame(line: _Port, silence: float) -> tuple[bytes, float] | None:
@@ -246,16 +246,18 @@ async def _read_within(line: _Port, timeout: float | None) -> bytes | None:
     return b""
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    # Answers are a few bytes and the pty buffer holds kilobytes: a blocking write never waits here.
+async def _write_all(fd: int, data: bytes) -> None:
+    """Send an answer; give it up if the driver's side stops reading or goes away, as a real
+    board talks on whether anyone listens."""
     view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view):]
-        except BlockingIOError:
-            time.sleep(0.001)
-        except OSError:
-            return  # the driver's side went away; a real board would talk to nobody too
+    with trio.move_on_after(1.0):
+        while view:
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(fd)
+            except OSError:
+                return
 
 
 # --- socat --------------------------------------------------------------------------------------

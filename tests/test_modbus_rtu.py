@@ -100,6 +100,7 @@ def test_bad_crc_is_a_crc_error() -> None:
 @pytest.mark.parametrize(("request_", "frame", "words"), [
     (rtu.WriteCoil(0x11, 0xAC, True), h("1105"), "short frame"),
     (rtu.WriteCoil(0x11, 0xAC, True), b"", "short frame"),
+    (rtu.WriteCoil(0x11, 0xAC, True), h("110500acff"), "short frame"),  # cut off, not a CRC error
     (rtu.WriteCoil(0x12, 0xAC, True), h("110500acff004e8b"), "asked unit 18, unit 17 answered"),
     (rtu.ReadCoils(0x11, 0xAC, 1), h("110500acff004e8b"), "answered function 5"),
     (rtu.WriteCoil(0x11, 0xAD, True), h("110500acff004e8b"), "echoed coil 172"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -16,7 +17,7 @@ from channels import modbus_rtu as rtu
 from channels.base import Message, Receipt
 from channels.sirens import SirenChannel, SirenConfig, SirenLine, SirenTarget, config_problems, open_sirens
 from gateway.errors import ChannelError, ConfigError
-from sim.relayboard import RelayBoards, RunningLine, apply_command, relay_line
+from sim.relayboard import RelayBoards, RunningLine, apply_command, relay_line, socat_pair
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs ptys and socat")
 
@@ -28,7 +29,8 @@ def msg(zone: str, key: str = "k1", **options: str) -> Message:
 
 
 def line_cfg(line: RunningLine, name: str = "north", **kw: float) -> SirenLine:
-    return SirenLine(name=name, port=line.port, response_timeout_s=kw.pop("timeout", 0.1), **kw)  # type: ignore[arg-type]
+    # Generous by default: the machine is shared, and a late answer means a retry the test did not expect.
+    return SirenLine(name=name, port=line.port, response_timeout_s=kw.pop("timeout", 0.5), **kw)  # type: ignore[arg-type]
 
 
 @asynccontextmanager
@@ -75,7 +77,7 @@ async def test_wail_cycles_with_the_plan_timing() -> None:
             switches = line.boards.switches_of(1)
             assert [s.on for s in switches] == [True, False, True, False]
             offsets = [s.t - switches[0].t for s in switches]
-            assert offsets == pytest.approx([0, 0.5, 1.0, 1.5], abs=0.08)
+            assert offsets == pytest.approx([0, 0.5, 1.0, 1.5], abs=0.15)
 
 
 async def test_later_message_supersedes_running_pattern() -> None:
@@ -125,14 +127,14 @@ async def test_unknown_zone_and_bad_options_fail_without_traffic() -> None:
 async def test_silent_board_fails_retryable_others_still_switch_and_health_follows() -> None:
     with trio.fail_after(BOUND_S):
         async with relay_line(units=(1, 2)) as line, \
-                sirens({"z": [target(1, 0), target(2, 0)]}, line_cfg(line, timeout=0.05, retries=1)) as ch:
+                sirens({"z": [target(1, 0), target(2, 0)]}, line_cfg(line, timeout=0.15, retries=1)) as ch:
             assert (await ch.health()).up
             line.boards.silent.add(2)
             [receipt] = await ch.deliver([msg("z", pattern="steady")])
             assert receipt.state == "failed" and receipt.retryable
             assert "unit 2" in receipt.error and "did not answer" in receipt.error and "unit 1" not in receipt.error
             assert line.boards.state(1)[0]
-            assert ch.statistics()["north"].timeouts == 2  # one try and one retry
+            assert ch.statistics()["north"].timeouts >= 2  # one try and one retry (more if the machine is slow)
             health = await ch.health()
             assert not health.up and "unit 2" in health.detail
             line.boards.silent.discard(2)
@@ -182,7 +184,7 @@ async def test_later_step_failure_is_reported_once_through_on_update() -> None:
     updates: list[Receipt] = []
     with trio.fail_after(BOUND_S):
         async with relay_line(units=(1,)) as line, \
-                sirens({"z": [target(1, 0)]}, line_cfg(line, timeout=0.05, retries=0), updates=updates) as ch:
+                sirens({"z": [target(1, 0)]}, line_cfg(line, timeout=0.15, retries=0), updates=updates) as ch:
             [receipt] = await ch.deliver([msg("z", pattern="wail", duration_s="2", on_s="0.5", off_s="0.5")])
             assert receipt.state == "delivered"
             line.boards.silent.add(1)
@@ -235,6 +237,62 @@ async def test_wire_accounting_matches_frames() -> None:
             assert (stats.requests, stats.request_bytes, stats.responses, stats.response_bytes) == (3, 24, 3, 20)
             bits, baud = 11, 19200
             assert stats.wire_time_s == pytest.approx((24 + 20) * bits / baud + 6 * 3.5 * bits / baud)
+
+
+async def _misbehaving_board(port: str, answer: bytes, *, task_status: trio.TaskStatus[None]) -> None:
+    """Answers every request with ``answer``, whatever it was."""
+    fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        task_status.started()
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            os.read(fd, 512)
+            await trio.sleep(0.002)
+            os.write(fd, answer)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize(("answer", "words"), [
+    (rtu.encode_response(rtu.CoilWritten(1, 0, False))[:5], "short frame"),
+    (rtu.encode_response(rtu.CoilWritten(9, 0, False)), "asked unit 1, unit 9 answered"),
+    (rtu.encode_response(rtu.CoilWritten(1, 0, False))[:-1] + b"\x00", "bad CRC"),
+    (b"\x01\x85", "short frame"),
+])
+async def test_damaged_answers_fail_retryable(answer: bytes, words: str) -> None:
+    with trio.fail_after(BOUND_S):
+        async with socat_pair() as (driver_side, board_side), trio.open_nursery() as nursery:
+            await nursery.start(_misbehaving_board, board_side, answer)
+            cfg = SirenConfig(lines=[SirenLine(name="l", port=driver_side, response_timeout_s=0.2, retries=1)],
+                              zones={"z": [target(1, 0, line="l")]}, poll_interval_s=3600)
+            async with open_sirens(cfg) as ch:
+                [receipt] = await ch.deliver([msg("z", pattern="off")])  # off: nothing left to stop at close
+                assert receipt.state == "failed" and receipt.retryable and words in receipt.error
+                assert ch.statistics()["l"].bad_frames >= 2
+            nursery.cancel_scope.cancel()
+
+
+async def test_emulator_frames_by_silence_when_it_cannot_by_length() -> None:
+    with trio.fail_after(BOUND_S):
+        async with relay_line(units=(1,)) as line:
+            fd = os.open(line.port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+            try:
+                unknown = b"\x01\x03\x00\x00\x00\x01"
+                for request, expected in [
+                    (unknown + rtu.crc16(unknown), rtu.encode_response(rtu.ExceptionReply(1, 3, rtu.ILLEGAL_FUNCTION))),
+                    (b"\x01\x05\x00", None),  # a fragment: dropped when the line falls silent
+                    (rtu.encode_request(rtu.WriteCoil(1, 2, True)), rtu.encode_response(rtu.CoilWritten(1, 2, True))),
+                ]:
+                    os.write(fd, request)
+                    got = b""
+                    with trio.move_on_after(0.15):
+                        while expected is None or len(got) < len(expected):
+                            await trio.lowlevel.wait_readable(fd)
+                            got += os.read(fd, 64)
+                    assert got == (expected or b"")
+            finally:
+                os.close(fd)
+            assert line.boards.state(1)[2]
 
 
 def test_config_problems_name_the_key() -> None:
