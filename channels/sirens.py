@@ -320,6 +320,8 @@ class SirenChannel:
         self._zones = {zone: [_Target(lines[t.line], t.unit, tuple(sorted(t.coils))) for t in targets]
                        for zone, targets in cfg.zones.items()}
         self._runs: dict[str, _Run] = {}
+        # One message at a time per zone, so a superseded pattern is always stopped, never orphaned.
+        self._zone_locks = {zone: trio.Lock() for zone in cfg.zones}
         self._seq = 0
 
     async def deliver(self, messages: Sequence[Message]) -> list[Receipt]:
@@ -351,12 +353,13 @@ class SirenChannel:
         provider_id = f"{message.address}#{self._seq}"
         if not plan.steps:  # "none": this message asks for no change
             return Receipt(idempotency_key=message.idempotency_key, state="delivered", provider_id=provider_id)
-        await self._stop(message.address)
-        started = trio.current_time()
-        outcomes = await switch_zone(targets, plan.steps[0].on)
-        if len(plan.steps) > 1:
-            run = self._runs[message.address] = _Run(trio.CancelScope(), trio.Event())
-            self._nursery.start_soon(self._run_rest, message, plan, started, run, provider_id)
+        async with self._zone_locks[message.address]:
+            await self._stop(message.address)
+            started = trio.current_time()
+            outcomes = await switch_zone(targets, plan.steps[0].on)
+            if len(plan.steps) > 1:
+                run = self._runs[message.address] = _Run(trio.CancelScope(), trio.Event())
+                self._nursery.start_soon(self._run_rest, message, plan, started, run, provider_id)
         return _receipt(message, outcomes, provider_id)
 
     async def _run_rest(self, message: Message, plan: Plan, started: float, run: _Run, provider_id: str) -> None:
