@@ -76,7 +76,7 @@ def codec() -> None:
         raw = P.encode(submit)
 
         def lib_encode() -> bytes:
-            return command.SubmitSM("submit_sm", client=client, source_addr="112", source_addr_ton=5,  # type: ignore[no-any-return]
+            return command.SubmitSM("submit_sm", client=client, source_addr="112", source_addr_ton=5,
                                     dest_addr_ton=1, dest_addr_npi=1, destination_addr="77011234567",
                                     registered_delivery=1, data_coding=8, short_message=text.parts[0]).generate()
 
@@ -97,7 +97,7 @@ def cpu_seconds(pid: int) -> float:
 async def end_to_end(count: int, window: int, receipts: bool, tasks: int, body: str) -> None:
     extra = ["--no-text", "--no-counts", "--receipt-delay", "0.2"]
     async with smsc_process(*extra) as (process, ready):
-        cfg = SmppConfig(system_id="warn", password="secret", host=str(ready["host"]), port=int(ready["port"]),  # type: ignore[call-overload]
+        cfg = SmppConfig(system_id="warn", password="secret", host=str(ready["host"]), port=int(ready["port"]),
                          source_addr="112", source_addr_ton=5, window=window, max_per_second=100000,
                          registered_delivery=receipts)
         updates = 0

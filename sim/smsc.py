@@ -17,7 +17,8 @@ answers.
 
 In-process: ``async with open_smsc(system_id=..., password=...) as smsc`` (127.0.0.1, port 0).
 Separate process: ``python -m sim.smsc --port N --system-id ... --password ...`` prints one
-JSON line with its address when ready; ``--stats FILE`` keeps a JSON snapshot of the counts.
+JSON line with its address and its HTTP control API (``control_app``: counts, a destination's
+records, fault knobs) when ready; ``--stats FILE`` keeps a JSON snapshot of the counts.
 """
 
 from __future__ import annotations
@@ -35,9 +36,14 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import trio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from channels import smpp_pdu as P
 
@@ -54,6 +60,20 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     data_coding: int
     parts: int
     message_ids: list[str]
+
+
+class Faults(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Fault knobs as one body for the control API; fields left out stay as they are."""
+
+    throttle_next: int | None = None
+    queue_full_next: int | None = None
+    throttle_above: float | None = None  # 0 turns the per-second limit off
+    refuse_bind: bool | None = None
+    drop_after: int | None = None
+    silent: bool | None = None
+    receipt_delay_s: float | None = None
+    fail_destinations: list[str] | None = None
+    reject_destinations: list[str] | None = None
 
 
 class _Pending(msgspec.Struct):
@@ -142,6 +162,27 @@ class Smsc:
     def drop_after(self, pdus: int) -> None:
         """Once: answer the next ``pdus - 1`` PDUs, then close the connection on the next one unanswered."""
         self._drop_after = pdus
+
+    def apply(self, faults: Faults) -> None:
+        """Set every knob ``faults`` names."""
+        if faults.throttle_next is not None:
+            self.throttle_next(faults.throttle_next)
+        if faults.queue_full_next is not None:
+            self.queue_full_next(faults.queue_full_next)
+        if faults.throttle_above is not None:
+            self.throttle_above(faults.throttle_above or None)
+        if faults.drop_after is not None:
+            self.drop_after(faults.drop_after)
+        if faults.refuse_bind is not None:
+            self.refuse_bind = faults.refuse_bind
+        if faults.silent is not None:
+            self.silent = faults.silent
+        if faults.receipt_delay_s is not None:
+            self.receipt_delay_s = faults.receipt_delay_s
+        if faults.fail_destinations is not None:
+            self.fail_destinations = frozenset(faults.fail_destinations)
+        if faults.reject_destinations is not None:
+            self.reject_destinations = frozenset(faults.reject_destinations)
 
     def stats(self) -> dict[str, object]:
         return {"binds": self.binds, "bind_failures": self.bind_failures, "submitted": self.submitted,
@@ -388,7 +429,7 @@ async def open_smsc(*, system_id: str = "warn", password: str = "secret", host: 
 
 
 @asynccontextmanager
-async def smsc_process(*args: str, ready_timeout_s: float = 10.0) -> AsyncIterator[tuple[trio.Process, dict[str, object]]]:
+async def smsc_process(*args: str, ready_timeout_s: float = 10.0) -> AsyncIterator[tuple[trio.Process, dict[str, Any]]]:
     """Run ``python -m sim.smsc --port 0 ARGS`` as a separate process; yield it and its ready line
     (``host``, ``port``); SIGTERM on exit (it then writes its final ``--stats``)."""
     command = [sys.executable, "-m", "sim.smsc", "--port", "0", *args]
@@ -424,15 +465,45 @@ async def _write_stats(smsc: Smsc, path: Path) -> None:
         await trio.sleep(1.0)
 
 
+def control_app(smsc: Smsc) -> Starlette:
+    """``GET /sim/counts``, ``GET /sim/destinations/{number}`` (count and records),
+    ``POST /sim/faults`` (a ``Faults`` body)."""
+
+    def reply(body: object, status: int = 200) -> Response:
+        return Response(msgspec.json.encode(body), status, media_type="application/json")
+
+    async def counts(_: Request) -> Response:
+        return reply(smsc.stats())
+
+    async def destination(request: Request) -> Response:
+        number = request.path_params["number"]
+        return reply({"count": smsc.by_destination.get(number, 0), "records": smsc.records.get(number, [])})
+
+    async def faults(request: Request) -> Response:
+        try:
+            smsc.apply(msgspec.json.decode(await request.body(), type=Faults))
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            return reply({"error": str(exc)}, 400)
+        return reply({"ok": True})
+
+    return Starlette(routes=[Route("/sim/counts", counts), Route("/sim/destinations/{number}", destination),
+                             Route("/sim/faults", faults, methods=["POST"])])
+
+
 async def _run(args: argparse.Namespace) -> None:
+    from gateway.http_api import run_server  # only the separate process serves the control API
+
     async with open_smsc(system_id=args.system_id, password=args.password, host=args.host, port=args.port,
                          receipt_delay_s=args.receipt_delay, keep_text=not args.no_text,
                          count_by_destination=not args.no_counts) as smsc:
         if args.throttle_above:
             smsc.throttle_above(args.throttle_above)
-        host, port = smsc.address
-        print(json.dumps({"host": host, "port": port, "system_id": args.system_id}), flush=True)
+        smsc.refuse_bind = args.refuse_bind
         async with trio.open_nursery() as nursery:
+            bound = await nursery.start(run_server, control_app(smsc), args.host, args.control_port)
+            host, port = smsc.address
+            print(json.dumps({"host": host, "port": port, "system_id": args.system_id, "control": f"{bound[0]}/sim"}),
+                  flush=True)
             if args.stats:
                 nursery.start_soon(_write_stats, smsc, Path(args.stats))
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -454,8 +525,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--throttle-above", type=float, default=0.0, help="ESME_RTHROTTLED beyond this many/s")
     parser.add_argument("--no-text", action="store_true", help="do not keep message texts (bulk runs)")
     parser.add_argument("--no-counts", action="store_true", help="do not count per destination (bulk runs)")
+    parser.add_argument("--refuse-bind", action="store_true", help="answer every bind with ESME_RBINDFAIL")
+    parser.add_argument("--control-port", type=int, default=0, help="HTTP control API port (0: a free one)")
     parser.add_argument("--stats", default="", help="keep a JSON snapshot of the counters in this file")
-    trio.run(_run, parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        parser.error("the stand-in listens on loopback only")
+    trio.run(_run, args)
 
 
 if __name__ == "__main__":

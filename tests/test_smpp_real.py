@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 import trio
@@ -39,9 +40,9 @@ async def smsc() -> AsyncIterator[Smsc]:
         yield running
 
 
-async def wait_until(predicate: object, timeout: float = 3.0) -> None:
+async def wait_until(predicate: Callable[[], object], timeout: float = 3.0) -> None:
     with trio.fail_after(timeout):
-        while not predicate():  # type: ignore[operator]
+        while not predicate():
             await trio.sleep(0.01)
 
 
@@ -375,9 +376,30 @@ async def test_stand_in_as_a_separate_process(tmp_path: Path) -> None:
     with trio.fail_after(15):
         async with smsc_process("--system-id", "warn", "--password", "secret", "--stats", str(stats)) as (_, ready):
             assert ready["host"] == "127.0.0.1" and isinstance(ready["port"], int) and ready["port"] > 0
-            cfg = SmppConfig(system_id="warn", password="secret", host=str(ready["host"]), port=ready["port"])
-            async with open_smpp(cfg) as channel:
+            control = str(ready["control"])
+            assert control.startswith("http://127.0.0.1:")
+            cfg = SmppConfig(system_id="warn", password="secret", host=str(ready["host"]), port=ready["port"],
+                             reconnect_min_s=5)
+            async with httpx.AsyncClient() as http, open_smpp(cfg) as channel:
+                faults = await http.post(f"{control}/faults", json={"throttle_next": 2, "reject_destinations": [
+                    "77010000005"]})
+                assert faults.status_code == 200
+                assert (await http.post(f"{control}/faults", json={"throtle": 1})).status_code == 400
                 receipts = await channel.deliver([msg(i, KAZAKH) for i in range(10)])
-    assert all(r.state == "sent" for r in receipts)
+                counts = (await http.get(f"{control}/counts")).json()
+                one = (await http.get(f"{control}/destinations/77010000009")).json()
+    assert [r.error for r in receipts[:2]] == ["ESME_RTHROTTLED"] * 2 and receipts[5].error == "ESME_RINVDSTADR"
+    assert sum(r.state == "sent" for r in receipts) == 7
+    assert counts["messages"] == 7 and counts["throttled"] == 2 and counts["rejected"] == 1
+    assert one["count"] == 1 and one["records"][0]["text"] == KAZAKH
     snapshot = json.loads(stats.read_text())  # the final snapshot, written on SIGTERM
-    assert snapshot["messages"] == 10 and snapshot["by_destination"]["77010000009"] == 1
+    assert snapshot["messages"] == 7 and snapshot["by_destination"]["77010000009"] == 1
+
+
+async def test_refuse_bind_from_the_command_line() -> None:
+    with trio.fail_after(15):
+        async with smsc_process("--refuse-bind") as (_, ready):
+            cfg = SmppConfig(system_id="warn", password="secret", host=str(ready["host"]), port=ready["port"])
+            with pytest.raises(ChannelError, match="ESME_RBINDFAIL"):
+                async with open_smpp(cfg):
+                    pass
