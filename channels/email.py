@@ -16,6 +16,8 @@ What a reply means for a recipient:
   * a lost connection, a timeout or a refusal while the session is being set up (greeting,
     EHLO, STARTTLS, AUTH) is retryable: it says nothing about the message, and the session is
     closed so the next transaction opens a fresh one.
+The deadline is a Trio cancel scope around each transaction (``timeout_s``), not aiosmtplib's
+per-command timers: those cost an asyncio timer per command, a fifth of the sender's CPU.
 A session idle for longer than ``idle_check_s`` is checked with NOOP before use, because
 relays close idle connections (Postfix after 300 s) and alerts come in bursts.
 
@@ -61,7 +63,7 @@ class EmailConfig(Base, frozen=True):
     connections: Annotated[int, msgspec.Meta(ge=1, le=32)] = 4
     max_per_second: Annotated[float, msgspec.Meta(ge=0)] = 50.0  # recipients per second; 0: not paced
     max_batch: Annotated[int, msgspec.Meta(ge=1)] = 200
-    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0  # per SMTP command
+    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0  # one transaction, connecting included
     recipients_per_transaction: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
     idle_check_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
 
@@ -79,6 +81,21 @@ class _Outcome:
 class _Session:
     smtp: aiosmtplib.SMTP | None = None
     last_used: float = float("-inf")
+
+
+@dataclass
+class _Attempt:
+    """One transaction as it goes: the asyncio side fills it in, so that a deadline that cuts it
+    short still knows which step hung and which recipients were already answered."""
+
+    recipients: list[str]
+    stage: str = "connect"
+    outcomes: dict[str, _Outcome] = field(default_factory=dict)
+
+    def finish(self, outcome: _Outcome) -> None:
+        """``outcome`` for every recipient not answered yet."""
+        for recipient in self.recipients:
+            self.outcomes.setdefault(recipient, outcome)
 
 
 @dataclass
@@ -171,7 +188,9 @@ class EmailChannel:
         with trio.move_on_after(self._config.timeout_s):
             session = await self._idle.receive()
             try:
-                return await self._loop.run_aio_coroutine(self._aio_noop(session))
+                with trio.move_on_after(self._config.timeout_s):
+                    return await self._loop.run_aio_coroutine(self._aio_noop(session))
+                return ChannelHealth(up=False, detail=f"no NOOP answer within {self._config.timeout_s} s")
             finally:
                 self._idle_send.send_nowait(session)
         if self._last_error:
@@ -200,10 +219,16 @@ class EmailChannel:
         data = em.personalize(self._content(first), to=None if shared else recipients[0], message_id=mid,
                               date=datetime.now(UTC))
         probe = trio.current_time() - session.last_used > self._config.idle_check_s
-        outcomes = await self._loop.run_aio_coroutine(self._aio_transaction(session, recipients, data, probe))
+        attempt = _Attempt(recipients)
+        with trio.move_on_after(self._config.timeout_s) as deadline:
+            await self._loop.run_aio_coroutine(self._aio_transaction(session, attempt, data, probe))
+        if deadline.cancelled_caught:
+            # The asyncio side was cancelled and closed the session; the next transaction reconnects.
+            self._last_error = f"{attempt.stage}: timed out after {self._config.timeout_s} s"
+            attempt.finish(_Outcome(False, self._last_error, retryable=True))
         session.last_used = trio.current_time()
         receipts = []
-        for message, outcome in zip(batch, (outcomes[r] for r in recipients), strict=True):
+        for message, outcome in zip(batch, (attempt.outcomes[r] for r in recipients), strict=True):
             if outcome.ok:
                 receipts.append(Receipt(idempotency_key=message.idempotency_key, state="sent", provider_id=mid))
             else:
@@ -235,44 +260,39 @@ class EmailChannel:
             cfg = self._config
             smtp = session.smtp = aiosmtplib.SMTP(
                 hostname=cfg.host, port=cfg.port, username=cfg.username or None, password=cfg.password or None,
-                local_hostname=self._helo_name, timeout=cfg.timeout_s, use_tls=cfg.use_tls,
+                local_hostname=self._helo_name, timeout=None, use_tls=cfg.use_tls,
                 start_tls=cfg.starttls)
             await smtp.connect()
         return smtp
 
-    async def _aio_transaction(self, session: _Session, recipients: list[str], data: bytes,
-                               probe: bool) -> dict[str, _Outcome]:
-        outcomes: dict[str, _Outcome] = {}
-        stage = "connect"
-        smtp = session.smtp
+    async def _aio_transaction(self, session: _Session, attempt: _Attempt, data: bytes, probe: bool) -> None:
         try:
             smtp = await self._aio_connected(session, probe)
-            stage = "MAIL"
+            attempt.stage = "MAIL"
             options = [f"SIZE={len(data)}"] if smtp.supports_extension("size") else []
             await smtp.mail(self._sender, options=options)
-            stage = "RCPT"
-            for recipient in recipients:
+            attempt.stage = "RCPT"
+            for recipient in attempt.recipients:
                 try:
                     await smtp.rcpt(recipient)
                 except aiosmtplib.SMTPRecipientRefused as exc:
-                    outcomes[recipient] = _failure(exc, "RCPT")
-            if len(outcomes) == len(recipients):
+                    attempt.outcomes[recipient] = _failure(exc, "RCPT")
+            if len(attempt.outcomes) == len(attempt.recipients):
                 await smtp.rset()
-                return outcomes
-            stage = "DATA"
+                return
+            attempt.stage = "DATA"
             reply = await smtp.data(data)
             self._last_error = ""
-            return outcomes | {r: _Outcome(True, f"{reply.code} {reply.message}") for r in recipients
-                               if r not in outcomes}
+            attempt.finish(_Outcome(True, f"{reply.code} {reply.message}"))
         except _SMTP_ERRORS as exc:
-            outcome = _failure(exc, stage)
+            outcome = _failure(exc, attempt.stage)
             self._last_error = outcome.detail
-            if smtp is not None:
-                await self._aio_after_failure(smtp, exc)
-            return outcomes | {r: outcome for r in recipients if r not in outcomes}
+            if session.smtp is not None:
+                await self._aio_after_failure(session.smtp, exc)
+            attempt.finish(outcome)
         except asyncio.CancelledError:
-            if smtp is not None:
-                smtp.close()  # cancelled mid-dialogue: the session's state is unknown
+            if session.smtp is not None:
+                session.smtp.close()  # cut short mid-dialogue: the session's state is unknown
             raise
 
     async def _aio_after_failure(self, smtp: aiosmtplib.SMTP, exc: BaseException) -> None:

@@ -188,6 +188,19 @@ async def test_stalled_relay_times_out_retryably(sim: SmtpSim) -> None:
     assert receipts[1].state == "sent"
 
 
+async def test_deadline_keeps_answers_already_given_in_the_transaction(sim: SmtpSim) -> None:
+    batch = messages(3, start=0)[:1] + messages(3, start=3)[:1] + messages(3, start=6)[:1]  # all Kazakh
+    sim.refuse(batch[1].address)
+    sim.stall_next(1, "data")
+    with trio.fail_after(10):
+        async with open_email(config(sim, timeout_s=0.3, recipients_per_transaction=5)) as channel:
+            receipts = await channel.deliver(batch)
+            assert [(r.state, r.retryable) for r in receipts] == [("failed", True), ("failed", False), ("failed", True)]
+            assert "DATA: timed out" in receipts[0].error and "550" in receipts[1].error
+            again = await channel.deliver([batch[0], batch[2]])
+    assert [r.state for r in again] == ["sent", "sent"]
+
+
 async def test_unreachable_relay_is_retryable_and_health_down() -> None:
     async with open_smtp_sim() as gone:
         port = gone.port
