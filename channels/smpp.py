@@ -74,7 +74,9 @@ class SmppConfig(Base, frozen=True):
     throttle_retry_after_s: _Seconds = 1.0
     registered_delivery: bool = True
     long_messages: Literal["udh", "payload"] = "udh"  # concatenated parts, or one submit_sm with message_payload
-    receipt_memory: Annotated[int, msgspec.Meta(ge=1)] = 200_000  # message ids awaiting a delivery receipt
+    # Message ids awaiting a delivery receipt, oldest dropped first: ~300 bytes each (30 MB at the
+    # default), 100 s of receipts at the default contracted 1,000/s.
+    receipt_memory: Annotated[int, msgspec.Meta(ge=1)] = 100_000
 
 
 class _Tracked:
