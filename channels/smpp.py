@@ -400,8 +400,11 @@ class SmppChannel:
                 pass
             message_id = message_id or (parsed.message_id if parsed else "")
             stat = stat or (parsed.stat if parsed else "")
+        if stat == "ENROUTE" or not stat:  # an intermediate notification: the final receipt is still to come
+            self._counts["receipt_intermediate"] += 1
+            return
         tracked = self._tracked.pop(message_id, None)
-        if tracked is None or tracked.done or not stat or stat == "ENROUTE":
+        if tracked is None or tracked.done:
             self._counts["receipt_unmatched" if tracked is None else "receipt_ignored"] += 1
             return
         if stat in P.FINAL_FAILURES:

@@ -72,6 +72,8 @@ class Faults(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     drop_after: int | None = None
     silent: bool | None = None
     receipt_delay_s: float | None = None
+    receipt_tlvs: bool | None = None
+    intermediate_receipts: bool | None = None
     fail_destinations: list[str] | None = None
     reject_destinations: list[str] | None = None
 
@@ -114,6 +116,8 @@ class Smsc:
                  reject_destinations: frozenset[str] = frozenset()) -> None:
         self.system_id, self.password, self.system_type = system_id, password, system_type
         self.receipt_delay_s = receipt_delay_s
+        self.receipt_tlvs = True  # receipted_message_id and message_state beside the text
+        self.intermediate_receipts = False  # an ENROUTE notification before each final receipt
         self.keep_text, self.count_by_destination = keep_text, count_by_destination
         self.fail_destinations, self.reject_destinations = fail_destinations, reject_destinations
         self.address: tuple[str, int] = ("127.0.0.1", 0)
@@ -179,6 +183,10 @@ class Smsc:
             self.silent = faults.silent
         if faults.receipt_delay_s is not None:
             self.receipt_delay_s = faults.receipt_delay_s
+        if faults.receipt_tlvs is not None:
+            self.receipt_tlvs = faults.receipt_tlvs
+        if faults.intermediate_receipts is not None:
+            self.intermediate_receipts = faults.intermediate_receipts
         if faults.fail_destinations is not None:
             self.fail_destinations = frozenset(faults.fail_destinations)
         if faults.reject_destinations is not None:
@@ -328,8 +336,11 @@ class Smsc:
                                         dlvrd="000" if stat != "DELIVRD" else "001", submit_date=wall, done_date=wall)
             if not self._receipts:
                 self._wake.set()
-            self._receipts.append(_Pending(trio.current_time() + self.receipt_delay_s, conn.system_id, conn,
-                                           receipt, pdu.source_addr, destination))
+            due = trio.current_time() + self.receipt_delay_s
+            if self.intermediate_receipts:
+                enroute = msgspec.structs.replace(receipt, stat="ENROUTE", dlvrd="000", err="000")
+                self._receipts.append(_Pending(due, conn.system_id, conn, enroute, pdu.source_addr, destination))
+            self._receipts.append(_Pending(due, conn.system_id, conn, receipt, pdu.source_addr, destination))
         return P.SubmitSmResp(sequence=pdu.sequence, message_id=message_id)
 
     def _wall_clock(self) -> str:
@@ -410,8 +421,9 @@ class Smsc:
         return P.encode(P.DeliverSm(
             sequence=conn.sequence, source_addr=pending.destination, dest_addr_ton=0,
             destination_addr=pending.source, esm_class=P.ESM_DELIVERY_RECEIPT,
-            short_message=P.format_receipt(r).encode("latin-1"), receipted_message_id=r.message_id,
-            message_state=P.STATE_CODES[r.stat]))
+            short_message=P.format_receipt(r).encode("latin-1"),
+            receipted_message_id=r.message_id if self.receipt_tlvs else None,
+            message_state=P.STATE_CODES[r.stat] if self.receipt_tlvs else None))
 
 
 @asynccontextmanager

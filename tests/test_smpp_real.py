@@ -112,6 +112,23 @@ async def test_delivery_receipts_reach_on_update(smsc: Smsc) -> None:
     assert failed.state == "failed" and "UNDELIV" in failed.error and failed.provider_id == receipts[2].provider_id
 
 
+@pytest.mark.parametrize("tlvs", [True, False])
+async def test_receipt_text_alone_and_intermediate_notifications(smsc: Smsc, tlvs: bool) -> None:
+    smsc.receipt_tlvs = tlvs  # without the TLVs the driver reads id and stat from the receipt text
+    smsc.intermediate_receipts = True
+    smsc.fail_destinations = frozenset({"77010000001"})
+    updates: list[Receipt] = []
+    with trio.fail_after(5):
+        async with open_smpp(config(smsc), on_update=updates.append) as channel:
+            await channel.deliver([msg(0), msg(1), msg(2, KAZAKH * 2)])
+            await wait_until(lambda: len(updates) == 3)
+            stats = channel.statistics()
+    assert {u.idempotency_key: u.state for u in updates} == {
+        msg(0).idempotency_key: "delivered", msg(1).idempotency_key: "failed", msg(2).idempotency_key: "delivered"}
+    assert [u.error for u in updates if u.state == "failed"] == ["stat:UNDELIV err:001"]
+    assert stats["receipt_intermediate"] == 4 and "receipt_unmatched" not in stats
+
+
 async def test_no_receipts_asked_none_tracked(smsc: Smsc) -> None:
     updates: list[Receipt] = []
     with trio.fail_after(5):
