@@ -15,6 +15,7 @@ On start, jobs left "sending" by a crash are reconciled with the provider where 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -27,11 +28,23 @@ from channels.base import Channel, Language, Message, Receipt
 from gateway.errors import GatewayError
 from gateway.warning.outbox import Outbox, RecipientRow, idempotency_key
 from gateway.warning.policy import DRILL_PREFIX, KIND_OF_DRIVER, Breaker, Router, TokenBucket, backoff_s
-from gateway.warning.records import DELIVERED, FAILED, MOVED, QUEUED, SENT, AlertRecord, ChannelProgress
+from gateway.warning.records import (
+    DELIVERED,
+    FAILED,
+    MOVED,
+    QUEUED,
+    SENT,
+    AlertRecord,
+    AuditEvent,
+    ChannelProgress,
+)
 from gateway.warning.render import Renderer
 
+log = logging.getLogger(__name__)
 FANOUT_CHUNK = 20_000
 FIRST_CHUNK = 500
+# Jobs claimed but not yet answered are resent after a crash: keep that window small.
+CLAIM_MAX = 250
 MAX_ATTEMPTS = 6
 IDLE_POLL_S = 0.25
 Progress = Callable[[str, str, dict[str, ChannelProgress]], None]
@@ -57,7 +70,7 @@ class Slot:
     bucket: TokenBucket
     breaker: Breaker = field(default_factory=Breaker)
     wake: trio.Event = field(default_factory=trio.Event)
-    workers: int = 4
+    workers: int = 3
 
     @property
     def driver(self) -> str:
@@ -99,6 +112,8 @@ class Engine:
         """Recover, then deliver until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            for record in await self.db.call(self.db.sync.alerts, 1000, ["sending"]):
+                await self._track(record)
             for slot in self.slots.values():
                 await self._recover(slot)
             for slot in self.slots.values():
@@ -108,8 +123,6 @@ class Engine:
             nursery.start_soon(self._monitor)
             for alert_no, cursor in await self.db.call(self.db.sync.pending_fanouts):
                 await self._resume(alert_no, cursor)
-            for record in await self.db.call(self.db.sync.alerts, 1000, ["sending"]):
-                await self._track(record)
             task_status.started()
 
     def receipt_callback(self, slot_key: str) -> Callable[[Receipt], None]:
@@ -197,7 +210,7 @@ class Engine:
 
     async def _worker(self, slot: Slot) -> None:
         while True:
-            granted, wait = slot.bucket.take(max(1, slot.channel.max_batch), trio.current_time())
+            granted, wait = slot.bucket.take(max(1, min(slot.channel.max_batch, CLAIM_MAX)), trio.current_time())
             if not granted:
                 await trio.sleep(wait)
                 continue
@@ -211,6 +224,8 @@ class Engine:
             await self._deliver(slot, jobs)
 
     async def _deliver(self, slot: Slot, jobs: list[tuple[int, int, int]]) -> None:
+        for alert_no in {a for a, _, _ in jobs} - self.tracking.keys():  # e.g. a Cancel's jobs after a restart
+            await self._track(await self.db.call(self.db.sync.alert_by_no, alert_no))
         now = time.time()
         rows = await self._rows(jobs)
         messages, failures = self._messages(slot, jobs, rows)
@@ -342,12 +357,21 @@ class Engine:
         lookup = getattr(slot.channel, "lookup", None)
         again = [(a, t) for a, t, _ in stuck]
         if lookup is not None:
-            again = await self._reconcile(slot, stuck, lookup)
+            try:
+                again = await self._reconcile(slot, stuck, lookup)
+            except GatewayError as exc:  # the provider cannot tell now: resending beats silence
+                log.warning("%s: cannot reconcile %d jobs with the provider (%s); resending", slot.key, len(stuck), exc)
         await self.db.call(self.db.sync.requeue, slot.key, again, time.time())
+        for alert_no in sorted({a for a, _, _ in stuck}):
+            record = await self.db.call(self.db.sync.alert_by_no, alert_no)
+            resent = sum(1 for a, _ in again if a == alert_no)
+            confirmed = sum(1 for a, _, _ in stuck if a == alert_no) - resent
+            # Audited so the officer (and the drill report) can see what may have gone out twice.
+            await self.db.call(self.db.sync.audit, record.id, AuditEvent(
+                at=time.time(), actor="gateway", kind="recovered",
+                detail={"channel": slot.key, "outcome_unknown_resent": resent, "confirmed_by_provider": confirmed}))
 
     async def _reconcile(self, slot: Slot, stuck: list[tuple[int, int, int]], lookup: Any) -> list[tuple[int, int]]:
-        for record in await self.db.call(self.db.sync.alerts, 1000, ["sending"]):
-            await self._track(record)
         rows = await self._rows(stuck)
         built, _ = self._messages(slot, stuck, rows)
         found = await lookup([m for _, m in built]) if built else []
