@@ -188,10 +188,10 @@ class TelegramSim:
 
     def resolve(self, chat: ChatId) -> int:
         """A chat id from a numeric id or a known ``@username``; raises chat not found otherwise."""
-        if isinstance(chat, bool):
-            raise bad_request("chat not found")
-        if isinstance(chat, int):
+        if isinstance(chat, int) and not isinstance(chat, bool):
             return chat
+        if not isinstance(chat, str):
+            raise bad_request("chat not found")
         if re.fullmatch(r"-?\d{1,20}", chat):
             return int(chat)
         if USERNAME_RE.match(chat) and chat.lower() in self.channels:
@@ -364,8 +364,11 @@ class TelegramSim:
         limit = min(100, max(1, _as_int(params.get("limit", 100), "limit")))
         timeout = min(MAX_POLL_S, max(0.0, float(_as_int(params.get("timeout", 0), "timeout"))))
         kinds = params.get("allowed_updates")
-        kinds = json.loads(kinds) if isinstance(kinds, str) else kinds
-        allowed = set(kinds) if kinds else set(UPDATE_KINDS) - {"chat_member"}
+        try:
+            kinds = json.loads(kinds) if isinstance(kinds, str) else kinds
+            allowed = {str(k) for k in kinds} if kinds else set(UPDATE_KINDS) - {"chat_member"}
+        except (ValueError, TypeError):
+            raise bad_request("can't parse allowed updates list") from None
         if offset > 0:  # confirms every update before it, as Telegram does
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
         self._poll_generation += 1
