@@ -205,6 +205,7 @@ class _Runner:
             except GatewayError as exc:
                 log.error("telegram bot: could not record %s: %s", change, exc)
                 return False
+            self.signup.applied(change)
         return True
 
     async def reply(self, reply: Reply) -> None:

@@ -3,8 +3,8 @@
 Theory of operation: ``SignupBot.handle(update, now)`` takes one update exactly as ``getUpdates``
 returns it (a dict decoded from JSON) and returns an ``Outcome``: subscription ``changes`` for the
 recipients store and ``replies`` for the Bot API, in the order to apply them. No I/O; the only
-memory is each chat's chosen language and last known subscription (for /zones), which the caller
-may seed at start.
+memory is each chat's chosen language and its recorded subscription (for /zones): seeded at start,
+updated by ``applied(change)`` once the store has taken a change, so it never shows one that failed.
 
 The conversation:
   /start            greeting in kk, ru and en with a language keyboard   (buttons ``l:<lang>``)
@@ -233,7 +233,15 @@ class SignupBot:
             return self._membership(member)
         return Outcome()  # channel posts, inline queries, polls...: nothing to say and no one to say it to
 
+    def applied(self, change: Change) -> None:
+        """The store has recorded ``change``: /zones may show it from now on."""
+        if isinstance(change, Subscribe):
+            self._subscriptions[change.chat_id] = change
+        else:
+            self._subscriptions.pop(change.chat_id, None)
+
     def subscription(self, chat_id: int) -> Subscribe | None:
+        """The chat's subscription as last recorded (seeded at start, then through ``applied``)."""
         return self._subscriptions.get(chat_id)
 
     # ---- updates ----
@@ -264,7 +272,6 @@ class SignupBot:
             keyboard = _inline([[(LANGUAGE_BUTTONS[lang], f"l:{lang}") for lang in LANGUAGES]])
             return Outcome(replies=[Send(chat_id=chat.id, text=GREETING, reply_markup=keyboard)])
         if command == "stop":
-            self._subscriptions.pop(chat.id, None)
             return Outcome(changes=[Unsubscribe(chat_id=chat.id)],
                            replies=[Send(chat_id=chat.id, text=_t("stopped", chat.language),
                                          reply_markup={"remove_keyboard": True})])
@@ -338,7 +345,6 @@ class SignupBot:
         chat = self._chat(member, member.get("from"))
         new = member.get("new_chat_member")
         if chat is not None and isinstance(new, dict) and new.get("status") in ("kicked", "left"):
-            self._subscriptions.pop(chat.id, None)
             return Outcome(changes=[Unsubscribe(chat_id=chat.id)])
         return Outcome()
 
@@ -346,7 +352,6 @@ class SignupBot:
 
     def _subscribe(self, chat: _Chat, zone: str | None, lat: float | None, lon: float | None) -> Outcome:
         change = Subscribe(chat_id=chat.id, zone=zone, lat=lat, lon=lon, language=chat.language)
-        self._subscriptions[chat.id] = change
         self._remember_language(chat.id, chat.language)
         text = _t("subscribed", chat.language).format(zone=self._title(zone, chat.language))
         return Outcome(changes=[change], replies=[Send(chat_id=chat.id, text=text,

@@ -334,10 +334,13 @@ async def test_bot_runner_signs_a_resident_up_through_get_updates() -> None:
             assert subscribed == [(resident, "medeu", None, None, "ru")]
             assert "Медеуский район" in sim.messages_to(resident)[2].text
             assert len(sim.callback_answers) == 2
+            sim.resident_text(resident, "/zones")
+            await until(lambda: len(sim.messages_to(resident)) == 4)
+            assert sim.messages_to(resident)[3].text.startswith("Текущая подписка: Медеуский район.")
             # a location outside every zone: told so, offered the list, nothing changes
             sim.resident_location(resident, 51.17, 71.45)
-            await until(lambda: len(sim.messages_to(resident)) == 4)
-            assert sim.messages_to(resident)[3].text == TEXTS["outside"]["ru"] and len(subscribed) == 1
+            await until(lambda: len(sim.messages_to(resident)) == 5)
+            assert sim.messages_to(resident)[4].text == TEXTS["outside"]["ru"] and len(subscribed) == 1
             # hostile input: a sticker and an unknown button get polite replies, the bot keeps going
             sim.inject({"message": {"message_id": 99, "chat": {"id": resident, "type": "private"}, "date": 1,
                                     "sticker": {"file_id": "x"}}})
@@ -364,6 +367,9 @@ async def test_bot_runner_tells_the_resident_when_the_store_fails() -> None:
             sim.resident_location(77, 43.25, 76.92, language_code="kk")
             await until(lambda: sim.messages_to(77))
             assert sim.messages_to(77)[0].text == TEXTS["unavailable"]["kk"]
+            sim.resident_text(77, "/zones", language_code="kk")  # the failed subscription is not shown
+            await until(lambda: len(sim.messages_to(77)) == 2)
+            assert sim.messages_to(77)[1].text.startswith(TEXTS["not_subscribed"]["kk"])
             nursery.cancel_scope.cancel()
 
 

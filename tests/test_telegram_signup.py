@@ -116,6 +116,8 @@ def test_choosing_a_district_subscribes_and_confirms() -> None:
     assert answer == Answer(callback_query_id="q1")
     assert isinstance(confirm, Send) and "Медеуский район" in confirm.text and "Готово" in confirm.text
     assert confirm.reply_markup == {"remove_keyboard": True}
+    assert signup.subscription(CHAT) is None  # not until the store has it
+    signup.applied(outcome.changes[0])
     assert signup.subscription(CHAT) == outcome.changes[0]
 
 
@@ -144,10 +146,12 @@ def test_typing_a_district_name_subscribes() -> None:
 
 def test_stop_unsubscribes_and_removes_the_keyboard() -> None:
     signup = bot()
-    signup.handle(press("z:ru:almaly"))
+    signup.applied(signup.handle(press("z:ru:almaly")).changes[0])
     outcome = signup.handle(text("/stop"))
     assert outcome.changes == [Unsubscribe(chat_id=CHAT)]
     assert outcome.replies == [Send(chat_id=CHAT, text=TEXTS["stopped"]["ru"], reply_markup={"remove_keyboard": True})]
+    assert signup.subscription(CHAT) is not None
+    signup.applied(outcome.changes[0])
     assert signup.subscription(CHAT) is None
 
 
