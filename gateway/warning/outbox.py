@@ -270,7 +270,8 @@ class Outbox:
                      route: Route, now: float) -> tuple[int, int, bool]:
         """Turn the next ``limit`` recipients after ``cursor`` into queued jobs and advance the
         cursor in the same transaction, so a crash neither skips nor doubles anyone.
-        An Update/Cancel (``root_no``) reaches the recipients its root alert reached.
+        An Update/Cancel (``root_no``) reaches the recipients its root alert reached or was
+        reaching when it was withdrawn (an all-clear to one extra person beats one missed).
         Returns (new cursor, jobs created, finished)."""
 
         def write(db: sqlite3.Connection) -> tuple[int, int, bool]:
@@ -295,7 +296,7 @@ class Outbox:
         cols = "r.id, r.phone, r.email, r.telegram, r.language, r.channels"
         if root_no is not None:
             sql = (f"SELECT {cols} FROM recipients r WHERE r.id > ? AND r.id IN "
-                   "(SELECT target FROM jobs WHERE alert_no = ? AND target > 0 AND state IN (2, 3)) "
+                   "(SELECT target FROM jobs WHERE alert_no = ? AND target > 0 AND state IN (1, 2, 3)) "
                    "ORDER BY r.id LIMIT ?")
             return db.execute(sql, (cursor, root_no, limit)).fetchall()
         sql = (f"SELECT {cols} FROM recipients r WHERE r.id > ? AND EXISTS (SELECT 1 FROM recipient_zones z "

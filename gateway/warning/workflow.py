@@ -130,10 +130,11 @@ class Workflow:
         channels = await self.db.call(self.db.sync.progress, no)
         targeted = sum(p.queued + p.sending + p.sent + p.delivered + p.failed for p in channels.values())
         tracker = self.engine.tracking.get(no) if self.engine else None
-        if tracker:
-            for key, live in tracker.channels.items():
-                if key in channels:
-                    channels[key].first_at, channels[key].health = live.first_at, live.health
+        for key, p in channels.items():
+            live = tracker.channels.get(key) if tracker else None
+            p.first_at = live.first_at if live else None
+            slot = self.engine.slots.get(key) if self.engine else None
+            p.health = slot.breaker.state if slot else ("not open" if self.engine else "unknown")
         done = bool(await self.db.call(self.db.sync.fanout_done, no))
         return Progress(alert_id=alert_id, state=record.state, targeted=targeted, materialised=done, channels=channels)
 
