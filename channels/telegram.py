@@ -128,14 +128,17 @@ def _split(text: str, first_budget: int, budget: int) -> list[str]:
     return chunks
 
 
-def render_parts(subject: str, body: str, *, parse_mode: str = "HTML", limit: int = TEXT_LIMIT) -> list[str]:
+def render_parts(subject: str, body: str, *, parse_mode: str = "HTML", limit: int = TEXT_LIMIT,
+                 body_is_html: bool = False) -> list[str]:
     """The texts to send for one message, in order: one if it fits, else parts marked ``[k/n]``.
 
-    The subject (bold in HTML mode) heads the first part. Text is escaped for HTML parse mode;
-    lengths are counted on the text as Telegram sees it after entity parsing.
+    The subject (bold in HTML mode) heads the first part. Text is escaped for HTML parse mode
+    unless ``body_is_html`` (a template already rendered it with escaped values); lengths are
+    counted on the text as Telegram sees it after entity parsing.
     """
     subject, body = subject.strip(), body.strip()
-    escape = (lambda s: html.escape(s, quote=False)) if parse_mode == "HTML" else (lambda s: s)
+    plain = parse_mode != "HTML" or body_is_html
+    escape = (lambda s: s) if plain else (lambda s: html.escape(s, quote=False))
     head = (f"<b>{escape(subject)}</b>" if parse_mode == "HTML" else subject) if subject else ""
     head_len = utf16_len(subject) + 2 if subject else 0
     if not body:
@@ -203,7 +206,8 @@ class TelegramChannel:
                 if target is None:
                     receipts[i] = failed(message, f"not a chat id or @channel: {message.address!r}", retryable=False)
                     continue
-                parts = render_parts(message.subject, message.body, parse_mode=self._config.parse_mode)
+                parts = render_parts(message.subject, message.body, parse_mode=self._config.parse_mode,
+                                     body_is_html=message.options.get("format") == "html")
                 if not parts:
                     receipts[i] = failed(message, "empty message", retryable=False)
                     continue

@@ -273,7 +273,7 @@ class Engine:
                         options={"pattern": pattern, "duration_s": str(r.siren_duration_s)})
         if target == 0:
             body = "\n\n".join(self.renderer.rendered(record, lang).telegram for lang in ("kk", "ru", "en"))
-            return make(self.public_channel, "kk", body)
+            return make(self.public_channel, "kk", body, options={"format": "html"})
         row = rows.get(target)
         if row is None:
             raise GatewayError(f"recipient #{target} no longer exists")
@@ -282,7 +282,7 @@ class Engine:
         if kind == "email":
             return make(row[2], r.language, r.text, subject=r.subject, html=r.html)
         if kind == "telegram":
-            return make(row[3], r.language, r.telegram)
+            return make(row[3], r.language, r.telegram, options={"format": "html"})
         if kind == "voice":
             return make(row[1], r.language, r.voice)
         return make(row[1], r.language, r.sms)
