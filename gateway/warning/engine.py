@@ -85,6 +85,7 @@ class Tracker:
     created: int = 0
     finished: int = 0
     fanout_done: bool = False
+    last_at: float | None = None  # wall time of the latest outcome
     channels: dict[str, ChannelProgress] = field(default_factory=dict)
 
 
@@ -141,8 +142,7 @@ class Engine:
         alert_no, _ = await self.db.call(self.db.sync.get_alert, record.id)
         first = self._first_jobs(record)
         await self.db.call(self.db.sync.start_fanout, alert_no, first, time.time())
-        tracker = await self._track(record)
-        tracker.created += len(first)
+        await self._track(record)  # counts the first jobs from the outbox
         self._wake_all()
         await self._resume(alert_no, 0)
 
@@ -188,6 +188,7 @@ class Engine:
             tracker.created += created
             chunk = min(FANOUT_CHUNK, chunk * 4)
             self._wake_all()
+            await trio.sleep(0.01)  # let the woken workers' claims reach the outbox before the next chunk
         tracker.fanout_done = True
 
     async def _track(self, record: AlertRecord) -> Tracker:
@@ -340,6 +341,7 @@ class Engine:
                 p.retried += 1
                 continue
             tracker.finished += 1
+            tracker.last_at = wall
             name = {SENT: "sent", DELIVERED: "delivered", FAILED: "failed", MOVED: "moved"}[state]
             setattr(p, name, getattr(p, name) + 1)
             if state in (SENT, DELIVERED) and p.first_at is None:
@@ -391,16 +393,21 @@ class Engine:
 
     async def _monitor(self) -> None:
         """Once a second: report progress, finish alerts whose every job is done, probe health."""
+        tick = 0
         while True:
             await trio.sleep(1.0)
+            tick += 1
             for alert_no, tracker in list(self.tracking.items()):
                 self.on_progress(tracker.record.id, tracker.record.state, tracker.channels)
-                if tracker.fanout_done and tracker.finished >= tracker.created:
+                # The counters say when to look; every 10 s the outbox is asked anyway, in case they drifted.
+                if tracker.fanout_done and (tracker.finished >= tracker.created or tick % 10 == 0):
                     await self._finish(alert_no, tracker)
 
     async def _finish(self, alert_no: int, tracker: Tracker) -> None:
-        if await self.db.call(self.db.sync.unfinished, alert_no):
-            return  # counters drifted (late receipts): the outbox is the truth
+        left = await self.db.call(self.db.sync.unfinished, alert_no)
+        if left:
+            tracker.created = tracker.finished + left  # the outbox is the truth
+            return
         del self.tracking[alert_no]
         self.on_state(tracker.record)
 

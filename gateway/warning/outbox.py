@@ -110,13 +110,21 @@ class Outbox:
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open warnings store {self.path}: {exc}") from exc
         self._lock = threading.Lock()
+        self._synchronous = synchronous
+        self._churn = False
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def _tx(self, fn: Callable[[sqlite3.Connection], object]) -> object:
+    def _tx(self, fn: Callable[[sqlite3.Connection], object], *, churn: bool = False) -> object:
+        """Run ``fn`` in one write transaction. ``churn`` transactions (claims, outcomes, fan-out
+        chunks) are committed without waiting for the disk: WAL keeps them across a crash of the
+        gateway, and losing the last of them to a power cut only makes a job go out again."""
         with self._lock:
+            if churn != self._churn:
+                self._db.execute(f"PRAGMA synchronous={'NORMAL' if churn else self._synchronous}")
+                self._churn = churn
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 result = fn(self._db)
@@ -288,7 +296,7 @@ class Outbox:
             db.execute("UPDATE fanout SET cursor = ?, done = ? WHERE alert_no = ?", (new_cursor, int(done), alert_no))
             return new_cursor, len(jobs), done
 
-        return self._tx(write)  # type: ignore[return-value]
+        return self._tx(write, churn=True)  # type: ignore[return-value]
 
     @staticmethod
     def _audience(db: sqlite3.Connection, zones: Sequence[str], root_no: int | None, cursor: int,
@@ -315,7 +323,7 @@ class Outbox:
                            "AND target = ?", [(a, channel, t) for a, t, _ in rows])
             return [(a, t, n + 1) for a, t, n in rows]
 
-        return self._tx(write)  # type: ignore[return-value]
+        return self._tx(write, churn=True)  # type: ignore[return-value]
 
     def finish(self, channel: str, results: Sequence[tuple[int, int, int, str, str, float]],
                moves: Sequence[tuple[int, str, int]] = (), now: float = 0.0) -> None:
@@ -329,7 +337,7 @@ class Outbox:
             db.executemany("INSERT OR IGNORE INTO jobs(alert_no, channel, target, prio, state, due) "
                            "VALUES (?, ?, ?, 1, 0, ?)", [(a, c, t, now) for a, c, t in moves])
 
-        self._tx(write)
+        self._tx(write, churn=True)
 
     def update_by_provider_id(self, channel: str, provider_id: str, state: int, error: str = "") -> bool:
         """A late receipt (status callback, SMPP receipt) for a job known by the provider's id."""
@@ -339,7 +347,7 @@ class Outbox:
                              "AND state IN (1, 2, 3)", (state, error, channel, provider_id))
             return cur.rowcount > 0
 
-        return bool(self._tx(write))
+        return bool(self._tx(write, churn=True))
 
     def sending(self, channel: str) -> list[tuple[int, int, int]]:
         """Jobs whose outcome is unknown (in flight when the gateway stopped)."""
