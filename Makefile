@@ -40,6 +40,10 @@ check: venv
 
 bench: deps venv
 	$(VENV)/bin/python bench/intake.py
+	$(VENV)/bin/python bench/fanout.py
+	$(VENV)/bin/python bench/email_apprise.py
+	$(VENV)/bin/python bench/relays.py
+	$(VENV)/bin/python bench/smpp.py
 
 clean:
 	rm -rf $(VENV) var

@@ -7,7 +7,7 @@ accepted by each channel. Baseline in the same run: the SMPP driver alone, pushi
 message to the same SMSC without the engine (no outbox, no rendering) — the ratio shows what the
 durable outbox costs.
 
-Run: ``python bench/warnings.py [--recipients N] [--email-share F]``. Targets: ≥ 20,000 msg/s,
+Run: ``python bench/fanout.py [--recipients N] [--email-share F]``. Targets: ≥ 20,000 msg/s,
 ≤ 300 MB RSS, first message on every channel ≤ 200 ms after approval.
 """
 
