@@ -48,6 +48,7 @@ port = {http}
 
 [warnings]
 store_path = "{dir}/warnings.sqlite3"
+signup_bot = true
 sms_routes = [{{ prefix = "+7", driver = "smpp" }}]
 users = [{{ name = "aigerim", roles = ["civil-defence"] }}, {{ name = "daniyar", roles = ["civil-defence"] }}]
 
@@ -210,3 +211,24 @@ async def test_bad_drafts_are_refused_by_the_running_gateway(tmp_path: Path, arg
         assert run.returncode == 1 and problem in run.stderr, run.stderr
         run = await w.acli("alert", "draft", "--as", "mallory", "--event", "flood", "--zone", "medeu")
         assert run.returncode == 1 and "not a civil-defence officer" in run.stderr
+
+
+async def test_resident_signs_up_in_telegram_and_is_warned(tmp_path: Path) -> None:
+    resident = 424242
+    async with lab(tmp_path) as w:
+        tg = w.telegram
+        with trio.fail_after(30):
+            for step, press in ((1, ""), (2, "l:kk"), (3, "z:kk:medeu")):
+                if press:
+                    tg.resident_press(resident, press)
+                else:
+                    tg.resident_text(resident, "/start", language_code="kk")
+                while len(tg.messages_to(resident)) < step:
+                    await trio.sleep(0.05)
+            run = await w.acli("alert", "draft", "--as", "aigerim", "--event", "earthquake", "--zone", "medeu",
+                               "--channel", "telegram")
+            assert run.returncode == 0, run.stderr
+            await w.acli("alert", "approve", run.stdout.strip(), "--as", "daniyar", "--send")
+            await w.wait_state(run.stdout.strip(), "sent", timeout=30)
+        warning = tg.messages_to(resident)[-1].text
+    assert "сілкініс" in warning.lower()  # the Kazakh rendering, as the resident chose

@@ -73,6 +73,8 @@ class WarningsConfig(Base, frozen=True):
     sender: str = "civil-defence.almaty@ecgw.kz"
     sender_name: str = "ДЧС г. Алматы"
     public_channel: str = ""
+    signup_bot: bool = False  # run the Telegram sign-up bot on the actual bot's token
+    max_sms_segments: int = 4
     users: list[User] = []
     sms_routes: list[SmsRoute] = msgspec.field(default_factory=lambda: [
         SmsRoute(prefix="+7", driver="smpp"), SmsRoute(prefix="+", driver="twilio")])
@@ -91,6 +93,10 @@ def problems(cfg: WarningsConfig, source: str = "<config>") -> list[str]:
             p.append(f"{source}: warnings.users[{i}].name: duplicate user {user.name!r}")
         if user.token_sha256 and not re.match(r"^[0-9a-f]{64}$", user.token_sha256):
             p.append(f"{source}: warnings.users[{i}].token_sha256: expected 64 lower-case hex digits")
+    if not 1 <= cfg.max_sms_segments <= 10:
+        p.append(f"{source}: warnings.max_sms_segments: expected 1-10")
+    if cfg.signup_bot and cfg.actual.telegram is None:
+        p.append(f"{source}: warnings.signup_bot: needs [warnings.actual.telegram]")
     if not re.match(r"^[^\s,<&]+$", cfg.sender):
         p.append(f"{source}: warnings.sender: CAP forbids spaces, commas, '<' and '&' in a sender")
     actual = cfg.actual.endpoints()
@@ -115,7 +121,10 @@ def _content_problems(cfg: WarningsConfig) -> list[str]:
     found: list[str] = []
     for load, path in ((zones.load, cfg.zones_file), (load_catalogue, cfg.templates_dir)):
         try:
-            load(project_path(path))  # type: ignore[operator]
+            if path == cfg.templates_dir:
+                load_catalogue(project_path(path), max_sms_segments=cfg.max_sms_segments)
+            else:
+                load(project_path(path))  # type: ignore[operator]
         except GatewayError as exc:
             found.append(str(exc))
     return found

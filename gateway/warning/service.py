@@ -12,12 +12,14 @@ from typing import Any
 import trio
 
 from channels.base import Channel, Receipt
-from gateway.errors import GatewayError
+from channels.telegram import TelegramConfig
+from gateway.errors import GatewayError, NotFound
 from gateway.warning import zones as zone_file
 from gateway.warning.config import ChannelSet, WarningsConfig
 from gateway.warning.engine import AsyncOutbox, Engine
 from gateway.warning.outbox import Outbox
 from gateway.warning.policy import DRILL_PREFIX
+from gateway.warning.recipients import Recipient
 from gateway.warning.records import AlertRecord, ChannelProgress
 from gateway.warning.render import Renderer
 from gateway.warning.templates import load_catalogue
@@ -42,7 +44,8 @@ class Warnings:
         self.sounds_dir = sounds_dir
         self.outbox = AsyncOutbox(Outbox(cfg.store_path))
         self.zones = zone_file.load(project_path(cfg.zones_file))
-        self.renderer = Renderer(load_catalogue(project_path(cfg.templates_dir)), self.zones)
+        catalogue = load_catalogue(project_path(cfg.templates_dir), max_sms_segments=cfg.max_sms_segments)
+        self.renderer = Renderer(catalogue, self.zones)
         users = {u.name: [str(r) for r in u.roles] for u in cfg.users}
         self.workflow = Workflow(self.outbox, self.renderer, self.zones, users, sender=cfg.sender,
                                  sender_name=cfg.sender_name)
@@ -61,6 +64,8 @@ class Warnings:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 await nursery.start(self.engine.run)
+                if self.cfg.signup_bot and self.cfg.actual.telegram:
+                    nursery.start_soon(self._signup_bot, self.cfg.actual.telegram)
                 log.info("warnings ready: channels %s", ", ".join(sorted(channels)) or "none")
                 task_status.started()
 
@@ -73,6 +78,29 @@ class Warnings:
             yield receive
         finally:
             self._watchers.remove(send)
+
+    async def _signup_bot(self, config: TelegramConfig) -> None:
+        """Residents subscribe to their district in Telegram; they become warning recipients."""
+        from channels.telegram_bot import run_signup_bot
+
+        zones = {name: z.title for name, z in self.zones.zones.items()}
+        try:
+            await run_signup_bot(config, zones=zones, zone_of=self.zones.zone_of, on_subscribe=self._subscribe,
+                                 on_unsubscribe=self._unsubscribe)
+        except GatewayError as exc:  # a rejected token must not take the gateway down
+            log.error("Telegram sign-up bot stopped: %s", exc)
+
+    async def _subscribe(self, chat_id: int, zone: str | None, lat: float | None, lon: float | None,
+                         language: str) -> None:
+        resident = Recipient(ref=f"tg{chat_id}", telegram=str(chat_id), language=language,  # type: ignore[arg-type]
+                             zones=[zone] if zone else self.zones.names(), channels=["telegram"])
+        await self.outbox.call(self.outbox.sync.put_recipients, [resident])
+
+    async def _unsubscribe(self, chat_id: int) -> None:
+        try:
+            await self.outbox.call(self.outbox.sync.delete_recipient, f"tg{chat_id}")
+        except NotFound:
+            pass
 
     def _progress(self, alert_id: str, state: str, channels: dict[str, ChannelProgress]) -> None:
         for watcher in list(self._watchers):
