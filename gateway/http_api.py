@@ -37,6 +37,7 @@ class Health(msgspec.Struct, kw_only=True):
     active_calls: int
     positions: dict[str, str]
     store: str
+    warning_channels: dict[str, str] = {}
 
 
 class ApiError(msgspec.Struct):

@@ -45,6 +45,7 @@ class Gateway:
             ami_connected=self.asterisk.connected, asterisk_fully_booted=self.asterisk.fully_booted,
             asterisk_channels=self.asterisk.channels, queue_length=len(self.intake.dispatcher.queue),
             active_calls=len(self.intake.calls), positions=dict(self.intake.dispatcher.board.snapshot()), store="ok",
+            warning_channels=self.warnings.channel_states() if self.warnings else {},
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -71,6 +71,7 @@ class Slot:
     breaker: Breaker = field(default_factory=Breaker)
     wake: trio.Event = field(default_factory=trio.Event)
     workers: int = 3
+    health: str = "not checked yet"
 
     @property
     def driver(self) -> str:
@@ -122,6 +123,8 @@ class Engine:
                     nursery.start_soon(self._worker, slot)
             nursery.start_soon(self._apply_updates)
             nursery.start_soon(self._monitor)
+            for slot in self.slots.values():
+                nursery.start_soon(self._probe, slot)
             for alert_no, cursor in await self.db.call(self.db.sync.pending_fanouts):
                 await self._resume(alert_no, cursor)
             task_status.started()
@@ -383,6 +386,24 @@ class Engine:
                                [(a, t, SENT, r.provider_id, "", time.time()) for (a, t, _), r in known])
         done = {(a, t) for (a, t, _), _ in known}
         return [(a, t) for a, t, _ in stuck if (a, t) not in done]
+
+    async def _probe(self, slot: Slot, every_s: float = 15.0) -> None:
+        """Ask the channel how it is (which also opens its connections before the first alert).
+        A channel that says it is down opens its breaker: its recipients fail over at once."""
+        while True:
+            try:
+                with trio.fail_after(10):
+                    health = await slot.channel.health()
+                slot.health = health.detail if health.up else f"down: {health.detail}"
+                if not health.up and not slot.breaker.is_open(time.time()):
+                    slot.breaker.trip(time.time(), health.detail)
+                    self.usable[slot.key] = False
+                elif health.up and slot.breaker.opened_at is not None and not slot.breaker.is_open(time.time()):
+                    slot.breaker.record(True, time.time())  # cooled down and the provider answers again
+                    self.usable[slot.key] = True
+            except trio.TooSlowError:
+                slot.health = "down: no answer to a health check within 10 s"
+            await trio.sleep(every_s)
 
     async def _apply_updates(self) -> None:
         states = {"delivered": DELIVERED, "failed": FAILED, "sent": SENT}

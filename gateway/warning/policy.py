@@ -48,6 +48,10 @@ class Breaker:
             return not was_open
         return False
 
+    def trip(self, now: float, reason: str) -> None:
+        """Open at once (a health check said the provider is down)."""
+        self.failures, self.opened_at, self.reason = self.threshold, now, reason
+
     @property
     def state(self) -> str:
         return "down" if self.opened_at is not None else "up"

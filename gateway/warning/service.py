@@ -69,6 +69,16 @@ class Warnings:
                 log.info("warnings ready: channels %s", ", ".join(sorted(channels)) or "none")
                 task_status.started()
 
+    def channel_states(self) -> dict[str, str]:
+        """Each configured channel: "up", "down: why", or "not open: why"."""
+        states = {key: f"not open: {error}" for key, error in self.channel_errors.items()}
+        if self.engine is not None:
+            for key, slot in self.engine.slots.items():
+                down = slot.breaker.state == "down"
+                states[key] = f"down: {slot.breaker.reason}" if down else ("up" if not slot.health.startswith(
+                    "down") else slot.health)
+        return states
+
     @asynccontextmanager
     async def watch(self) -> AsyncIterator[trio.MemoryReceiveChannel[tuple[str, str, dict[str, ChannelProgress]]]]:
         """Progress of every sending alert, about once a second."""
