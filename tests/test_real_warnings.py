@@ -21,6 +21,7 @@ from sim.lab import REPO, GatewayProcess, free_port
 from sim.smsc import Smsc, open_smsc
 from sim.smtp import SmtpSim, open_smtp_sim
 from sim.telegram import TelegramSim, open_telegram_sim
+from sim.twilio import TwilioSim, open_twilio_sim
 
 TOKEN = "123456:TEST-token"
 CONFIG = """
@@ -49,7 +50,7 @@ port = {http}
 [warnings]
 store_path = "{dir}/warnings.sqlite3"
 signup_bot = true
-sms_routes = [{{ prefix = "+7", driver = "smpp" }}]
+sms_routes = [{{ prefix = "+7", driver = "smpp" }}, {{ prefix = "+", driver = "twilio" }}]
 users = [{{ name = "aigerim", roles = ["civil-defence"] }}, {{ name = "daniyar", roles = ["civil-defence"] }}]
 
 [warnings.actual.smpp]
@@ -65,6 +66,14 @@ port = {smtp}
 max_per_second = 0
 connections = 4
 
+[warnings.actual.twilio]
+account_sid = "{twilio_sid}"
+auth_token = "{twilio_token}"
+from_number = "+77270000112"
+api_base_url = "{twilio}"
+status_callback_url = "http://127.0.0.1:{http}/webhooks/twilio/status"
+max_per_second = 50
+
 [warnings.actual.telegram]
 bot_token = "{token}"
 api_base_url = "{telegram}/bot"
@@ -78,6 +87,7 @@ class Lab:
     smsc: Smsc
     smtp: SmtpSim
     telegram: TelegramSim
+    twilio: TwilioSim
     gateway: GatewayProcess
     dir: Path
 
@@ -113,17 +123,17 @@ def csv_rows(n: int) -> str:
 @asynccontextmanager
 async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
     async with open_smsc(receipt_delay_s=0.01, keep_text=False) as smsc, open_smtp_sim() as smtp, \
-            open_telegram_sim(TOKEN) as tg:
+            open_telegram_sim(TOKEN) as tg, open_twilio_sim(mps=100) as twilio:
         path = tmp_path / "gateway.toml"
         path.write_text(CONFIG.format(
             phone=free_port(), tag=tmp_path.name[-6:].replace("_", "-"), sip=free_port(),
             ari=free_port(socket.SOCK_STREAM), ami=free_port(socket.SOCK_STREAM), dir=tmp_path,
             http=free_port(socket.SOCK_STREAM), smpp=smsc.address[1], smtp=smtp.port, token=TOKEN,
-            telegram=tg.url))
+            telegram=tg.url, twilio=twilio.base_url, twilio_sid=twilio.account_sid, twilio_token=twilio.auth_token))
         gateway = GatewayProcess(path, tmp_path / "gateway.log", need_ari=False)
         await gateway.start()
         try:
-            yield Lab(smsc, smtp, tg, gateway, tmp_path)
+            yield Lab(smsc, smtp, tg, twilio, gateway, tmp_path)
         finally:
             await gateway.stop()
 
@@ -132,7 +142,7 @@ async def import_and_send(lab: Lab, n: int, *extra: str) -> str:
     (lab.dir / "people.csv").write_text(csv_rows(n) + "bad,,12,,,xx,medeu,sms\n")
     run = await lab.acli("recipients", "import", str(lab.dir / "people.csv"), "--as", "aigerim")
     assert f"imported {n} recipients, rejected 1 rows" in run.stdout, run.stdout + run.stderr
-    assert ":{}: bad:".format(n + 2) in run.stderr
+    assert f":{n + 2}: bad:" in run.stderr
     run = await lab.acli("alert", "draft", "--as", "aigerim", "--event", "mudflow", "--zone", "medeu",
                          "--channel", "sms", "--channel", "email", "--channel", "telegram", *extra)
     assert run.returncode == 0, run.stderr

@@ -119,7 +119,7 @@ class WarningsApi:
             return _error("who is acting? send an officer's bearer token", 401)
         try:
             result = await fn(user)  # type: ignore[operator]
-        except msgspec.ValidationError as exc:
+        except msgspec.DecodeError as exc:  # malformed JSON or a field of the wrong shape
             return _error(f"bad request body: {exc}", 400)
         except (AlertError, TemplateError) as exc:
             log.info("alert %s refused for %s: %s", action, user, exc)
@@ -261,7 +261,7 @@ class WarningsApi:
             return _error("who is acting? send an officer's bearer token", 401)
         try:
             r = msgspec.json.decode(await request.body(), type=recipients.Recipient)
-        except msgspec.ValidationError as exc:
+        except msgspec.DecodeError as exc:
             return _error(f"bad recipient: {exc}", 400)
         if r.ref != request.path_params["ref"]:
             return _error("ref in the body differs from the URL", 400)
