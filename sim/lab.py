@@ -68,6 +68,9 @@ path = "{store}"
 
 [http]
 port = {http}
+
+[warnings]
+store_path = "{warnings_store}"
 """
 
 
@@ -101,6 +104,7 @@ def write_config(workdir: Path, *, positions: int = 2, ivr: bool = True, ring_ti
         ring_timeout=ring_timeout, overflow=overflow, backup=free_port(), positions=blocks,
         fallback="[" + ", ".join(f'"{n}"' for n in fallback) + "]", ivr="true" if ivr else "false",
         store=workdir / "gateway.sqlite3", http=free_port(socket.SOCK_STREAM),
+        warnings_store=workdir / "warnings.sqlite3",
     )
     path = workdir / "gateway.toml"
     path.write_text(text)
