@@ -77,20 +77,28 @@ def _best_coords(incident: Incident) -> tuple[float | None, float | None]:
     return loc.lat, loc.lon
 
 
+def connect(path: Path, synchronous: str, schema: str, what: str) -> sqlite3.Connection:
+    """A WAL-mode connection in autocommit mode (transactions are explicit), schema applied.
+    Raises StoreError naming ``what`` and the path."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.execute("PRAGMA cache_size=-32000")
+        db.executescript(schema)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"cannot open {what} {path}: {exc}") from exc
+    return db
+
+
 class SqliteStore:
     """Blocking SQLite implementation. One connection, guarded by a lock."""
 
     def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+        self._db = connect(self.path, synchronous, SCHEMA, "store")
         self._lock = threading.Lock()
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import msgspec
 
 from gateway.errors import NotFound, StoreError
+from gateway.store import connect
 from gateway.warning.recipients import Recipient
 from gateway.warning.records import (
     JOB_STATE_NAMES,
@@ -99,16 +100,7 @@ class Outbox:
 
     def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.execute("PRAGMA cache_size=-32000")
-            self._db.executescript(SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open warnings store {self.path}: {exc}") from exc
+        self._db = connect(self.path, synchronous, SCHEMA, "warnings store")
         self._lock = threading.Lock()
         self._synchronous = synchronous
         self._churn = False

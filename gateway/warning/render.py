@@ -18,18 +18,10 @@ LOCAL = ZoneInfo("Asia/Almaty")
 LANGUAGES: tuple[Language, ...] = ("kk", "ru", "en")
 
 
-class Rendering(msgspec.Struct, frozen=True, kw_only=True):
-    """One language's rendering with the language it is in (a missing info falls back)."""
+class Rendering(Rendered, frozen=True, kw_only=True):
+    """One language's rendering with the language it is in (a missing language falls back to ru)."""
 
     language: Language
-    sms: str
-    subject: str
-    text: str
-    html: str
-    telegram: str
-    voice: str
-    siren_pattern: str
-    siren_duration_s: int
 
 
 class Renderer:
@@ -53,10 +45,7 @@ class Renderer:
         return {lang: self._template(record, lang) for lang in LANGUAGES}
 
     def _render(self, record: AlertRecord, language: Language) -> Rendering:
-        r = self._template(record, language)
-        return Rendering(language=language, sms=r.sms, subject=r.subject, text=r.text, html=r.html,
-                         telegram=r.telegram, voice=r.voice, siren_pattern=r.siren_pattern,
-                         siren_duration_s=r.siren_duration_s)
+        return Rendering(language=language, **msgspec.structs.asdict(self._template(record, language)))
 
     def _template(self, record: AlertRecord, language: str) -> Rendered:
         msg_type = record.cap.msg_type
