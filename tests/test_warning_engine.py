@@ -162,3 +162,32 @@ async def test_cancel_withdraws_the_rest_and_reaches_those_already_warned(tmp_pa
     assert cancelled.channels["telegram"].sent == reached  # the all-clear reaches exactly those warned
     assert sum(chats.values()) == 2 * reached
     assert smtp.accepted == 0
+
+
+async def test_sirens_sound_first_and_a_cancel_silences_them(tmp_path: Path) -> None:
+    from channels.sirens import SirenConfig, SirenLine, SirenTarget, open_sirens
+    from sim.relayboard import relay_line
+
+    async with relay_line(units=(3,), coils=8, parity="N") as line, open_smtp_sim() as smtp, \
+            open_email(email_config(smtp.port)) as email:
+        sirens = SirenConfig(lines=[SirenLine(name="rs485-1", port=line.port, parity="N")],
+                             zones={"medeu": [SirenTarget(line="rs485-1", unit=3, coils=list(range(8)))]})
+        async with open_sirens(sirens) as siren, harness(tmp_path / "w.sqlite3", {"siren": siren, "email": email}) as h:
+            await h.add(people(50))
+            record = await h.send(DraftSpec(event="mudflow", zones=["medeu"], channels=["siren", "email"]))
+            await h.wait_state(record.id, "sent")
+            sounding = line.boards.state(3)
+            cancel = await h.workflow.cancel(record.id, "daniyar")
+            await h.wait_state(cancel.id, "sent")
+            silent = line.boards.state(3)
+            jobs = h.outbox.sync._read("SELECT channel, state FROM jobs WHERE target < 0")
+    assert any(sounding) and not any(silent)
+    assert jobs and all(state in (2, 3) for _, state in jobs)
+    assert smtp.accepted == 100  # the warning and the all-clear to everyone
+
+
+async def test_an_sms_rendering_over_the_segment_limit_is_refused_at_draft(tmp_path: Path) -> None:
+    async with harness(tmp_path / "w.sqlite3", {}) as h:
+        long = "Очень длинное описание обстановки " * 20
+        with pytest.raises(AlertError, match="shorten"):
+            await h.workflow.draft(DraftSpec(event="flood", zones=["medeu"], instruction={"ru": long}), "aigerim")

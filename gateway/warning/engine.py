@@ -272,9 +272,11 @@ class Engine:
 
         if target < 0:
             r = self.renderer.rendered(record, record.cap.infos[0].language[:2])
-            pattern = "off" if record.cap.msg_type == "Cancel" else r.siren_pattern
-            return make(record.zones[-target - 1], r.language, r.voice,
-                        options={"pattern": pattern, "duration_s": str(r.siren_duration_s)})
+            if record.cap.msg_type == "Cancel":  # the all-clear silences the zone whatever the template says
+                options = {"pattern": "off"}
+            else:
+                options = {"pattern": r.siren_pattern, "duration_s": str(r.siren_duration_s)}
+            return make(record.zones[-target - 1], r.language, r.voice, options=options)
         if target == 0:
             body = "\n\n".join(self.renderer.rendered(record, lang).telegram for lang in ("kk", "ru", "en"))
             return make(self.public_channel, "kk", body, options={"format": "html"})
@@ -299,16 +301,22 @@ class Engine:
         for ((alert_no, target, attempts), _), r in zip(messages, receipts, strict=True):
             if r.state != "failed":
                 results.append((alert_no, target, DELIVERED if r.state == "delivered" else SENT, r.provider_id, "", now))
-            elif r.retryable and attempts < MAX_ATTEMPTS and not slot.breaker.is_open(now):
+                continue
+            retry = r.retryable and attempts < MAX_ATTEMPTS
+            # Fail over when retrying cannot help or the channel is down; sirens and posts have no
+            # other channel, so they keep retrying while they may.
+            nxt = self._next_channel(slot, alert_no, target, rows) \
+                if not retry or slot.breaker.is_open(now) else None
+            if nxt:
+                results.append((alert_no, target, MOVED, "", r.error[:300], now))
+                moves.append((alert_no, nxt, target))
+            elif retry:
                 delay = r.retry_after_s if r.retry_after_s is not None else backoff_s(attempts)
                 results.append((alert_no, target, QUEUED, "", r.error[:300], now + delay))
                 if r.retry_after_s:
                     slot.bucket.pause(r.retry_after_s, trio.current_time())
             else:
-                nxt = self._next_channel(slot, alert_no, target, rows)
-                results.append((alert_no, target, MOVED if nxt else FAILED, "", r.error[:300], now))
-                if nxt:
-                    moves.append((alert_no, nxt, target))
+                results.append((alert_no, target, FAILED, "", r.error[:300], now))
         return results, moves
 
     def _next_channel(self, slot: Slot, alert_no: int, target: int, rows: dict[int, RecipientRow]) -> str | None:
@@ -390,12 +398,15 @@ class Engine:
     async def _probe(self, slot: Slot, every_s: float = 15.0) -> None:
         """Ask the channel how it is (which also opens its connections before the first alert).
         A channel that says it is down opens its breaker: its recipients fail over at once."""
+        downs = 0
         while True:
             try:
                 with trio.fail_after(10):
                     health = await slot.channel.health()
                 slot.health = health.detail if health.up else f"down: {health.detail}"
-                if not health.up and not slot.breaker.is_open(time.time()):
+                downs = 0 if health.up else downs + 1
+                # Twice in a row: a driver still connecting or polling at start is not "down".
+                if downs >= 2 and not slot.breaker.is_open(time.time()):
                     slot.breaker.trip(time.time(), health.detail)
                     self.usable[slot.key] = False
                 elif health.up and slot.breaker.opened_at is not None and not slot.breaker.is_open(time.time()):
