@@ -71,7 +71,8 @@ class WarningsConfig(Base, frozen=True):
     zones_file: str = "config/zones.toml"
     templates_dir: str = "alert_templates"
     sender: str = "civil-defence.almaty@ecgw.kz"
-    sender_name: str = "ДЧС г. Алматы"
+    sender_names: dict[str, str] = msgspec.field(default_factory=lambda: {
+        "kk": "Алматы қ. ТЖД", "ru": "ДЧС г. Алматы", "en": "Almaty Emergency Department"})
     public_channel: str = ""
     signup_bot: bool = False  # run the Telegram sign-up bot on the actual bot's token
     max_sms_segments: int = 4

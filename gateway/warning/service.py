@@ -48,7 +48,7 @@ class Warnings:
         self.renderer = Renderer(catalogue, self.zones)
         users = {u.name: [str(r) for r in u.roles] for u in cfg.users}
         self.workflow = Workflow(self.outbox, self.renderer, self.zones, users, sender=cfg.sender,
-                                 sender_name=cfg.sender_name)
+                                 sender_names=cfg.sender_names)
         self.engine: Engine | None = None
         self.channel_errors: dict[str, str] = {}
         self._watchers: list[trio.MemorySendChannel[tuple[str, str, dict[str, ChannelProgress]]]] = []

@@ -52,13 +52,13 @@ class Workflow:
     """Owns the rules; the engine (absent in read-only tools) does the sending."""
 
     def __init__(self, db: AsyncOutbox, renderer: Renderer, zones: ZoneSet, users: Mapping[str, list[str]], *,
-                 sender: str, sender_name: str = "", engine: Engine | None = None) -> None:
+                 sender: str, sender_names: Mapping[str, str] | None = None, engine: Engine | None = None) -> None:
         self.db = db
         self.renderer = renderer
         self.zones = zones
         self.users = users
         self.sender = sender
-        self.sender_name = sender_name
+        self.sender_names = dict(sender_names or {})  # per language, as the public reads it
         self.engine = engine
 
     async def draft(self, spec: DraftSpec, by: str, *, msg_type: str = "Alert", original: AlertRecord | None = None
@@ -203,7 +203,7 @@ class Workflow:
         infos = [cap.Info(
             language=CAP_LANGUAGE[lang], categories=[spec.category], event=spec.event, urgency=spec.urgency,
             severity=spec.severity, certainty=spec.certainty, expires=now + timedelta(minutes=spec.expires_in_min),
-            sender_name=self.sender_name, headline=spec.headline.get(lang, ""),
+            sender_name=self.sender_names.get(lang, ""), headline=spec.headline.get(lang, ""),
             description=spec.description.get(lang, ""), instruction=spec.instruction.get(lang, ""),
             areas=[msgspec.structs.replace(area, area_desc=spec.area_desc or titles[lang], zones=zones)],
         ) for lang in LANGUAGES]
