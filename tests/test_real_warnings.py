@@ -84,7 +84,7 @@ per_chat_interval_s = 0
 
 @dataclass
 class Lab:
-    smsc: Smsc
+    smsc: Smsc  # None only while a test keeps the SMSC down on purpose
     smtp: SmtpSim
     telegram: TelegramSim
     twilio: TwilioSim
@@ -121,19 +121,28 @@ def csv_rows(n: int) -> str:
 
 
 @asynccontextmanager
-async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
-    async with open_smsc(receipt_delay_s=0.01, keep_text=False) as smsc, open_smtp_sim() as smtp, \
+async def maybe_smsc(port: int | None) -> AsyncIterator[Smsc | None]:
+    if port is not None:  # the test starts it later, on this port
+        yield None
+        return
+    async with open_smsc(receipt_delay_s=0.01, keep_text=False) as smsc:
+        yield smsc
+
+
+@asynccontextmanager
+async def lab(tmp_path: Path, *, smsc_port: int | None = None) -> AsyncIterator[Lab]:
+    async with maybe_smsc(smsc_port) as smsc, open_smtp_sim() as smtp, \
             open_telegram_sim(TOKEN) as tg, open_twilio_sim(mps=100) as twilio:
         path = tmp_path / "gateway.toml"
         path.write_text(CONFIG.format(
             phone=free_port(), tag=tmp_path.name[-6:].replace("_", "-"), sip=free_port(),
             ari=free_port(socket.SOCK_STREAM), ami=free_port(socket.SOCK_STREAM), dir=tmp_path,
-            http=free_port(socket.SOCK_STREAM), smpp=smsc.address[1], smtp=smtp.port, token=TOKEN,
+            http=free_port(socket.SOCK_STREAM), smpp=smsc.address[1] if smsc else smsc_port, smtp=smtp.port, token=TOKEN,
             telegram=tg.url, twilio=twilio.base_url, twilio_sid=twilio.account_sid, twilio_token=twilio.auth_token))
         gateway = GatewayProcess(path, tmp_path / "gateway.log", need_ari=False)
         await gateway.start()
         try:
-            yield Lab(smsc, smtp, tg, twilio, gateway, tmp_path)
+            yield Lab(smsc, smtp, tg, twilio, gateway, tmp_path)  # type: ignore[arg-type]
         finally:
             await gateway.stop()
 
@@ -242,3 +251,20 @@ async def test_resident_signs_up_in_telegram_and_is_warned(tmp_path: Path) -> No
             await w.wait_state(run.stdout.strip(), "sent", timeout=30)
         warning = tg.messages_to(resident)[-1].text
     assert "сілкініс" in warning.lower()  # the Kazakh rendering, as the resident chose
+
+
+async def test_an_smsc_down_at_start_is_opened_when_it_comes_up(tmp_path: Path) -> None:
+    port = free_port(socket.SOCK_STREAM)
+    async with lab(tmp_path, smsc_port=port) as w:
+        async with httpx.AsyncClient(base_url=w.gateway.url) as client:
+            health = (await client.get("/health")).json()
+            assert health["warning_channels"]["smpp"].startswith("not open")
+            async with open_smsc(port=port, receipt_delay_s=0.01) as smsc:
+                w.smsc = smsc
+                with trio.fail_after(30):
+                    while (await client.get("/health")).json()["warning_channels"].get("smpp") != "up":
+                        await trio.sleep(0.2)
+                alert_id = await import_and_send(w, 60)
+                await w.wait_state(alert_id, "sent", timeout=60)
+                assert sum(smsc.by_destination.values()) == sum(1 for i in range(60) if i % 10 and i % 20 != 7
+                                                                 and i % 2 == 0)

@@ -129,6 +129,16 @@ class Engine:
                 await self._resume(alert_no, cursor)
             task_status.started()
 
+    async def add_channel(self, key: str, channel: Channel) -> None:
+        """A channel that opened after the engine started (its provider was down at start)."""
+        assert self._nursery is not None, "add_channel needs a running engine"
+        slot = self.slots[key] = Slot(key, channel, TokenBucket(channel.max_per_second))
+        await self._recover(slot)
+        self.usable[key] = True
+        for _ in range(slot.workers):
+            self._nursery.start_soon(self._worker, slot)
+        self._nursery.start_soon(self._probe, slot)
+
     def receipt_callback(self, slot_key: str) -> Callable[[Receipt], None]:
         """The ``on_update`` a driver gets: late receipts (callbacks, SMSC receipts) queue here."""
 

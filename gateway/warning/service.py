@@ -51,6 +51,7 @@ class Warnings:
                                  sender_names=cfg.sender_names)
         self.engine: Engine | None = None
         self.channel_errors: dict[str, str] = {}
+        self._closed: dict[str, Opener] = {}  # channels whose provider was down at start
         self._watchers: list[trio.MemorySendChannel[tuple[str, str, dict[str, ChannelProgress]]]] = []
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -64,6 +65,8 @@ class Warnings:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 await nursery.start(self.engine.run)
+                for key, opener in self._closed.items():
+                    nursery.start_soon(self._keep_opening, key, opener)
                 if self.cfg.signup_bot and self.cfg.actual.telegram:
                     nursery.start_soon(self._signup_bot, self.cfg.actual.telegram)
                 log.info("warnings ready: channels %s", ", ".join(sorted(channels)) or "none")
@@ -141,10 +144,28 @@ class Warnings:
                 try:  # no cancel scope around this: the driver's nursery outlives the call
                     channels[key] = await stack.enter_async_context(opener(self._late(key)))
                 except GatewayError as exc:
-                    # A provider down at start must not stop the gateway: the officer sees it.
+                    # A provider down at start must not stop the gateway: the officer sees it,
+                    # and the channel is opened as soon as the provider answers.
                     self.channel_errors[key] = str(exc) or type(exc).__name__
+                    self._closed[key] = opener
                     log.error("channel %s not opened: %s", key, self.channel_errors[key])
         return channels
+
+    async def _keep_opening(self, key: str, opener: Opener, first_wait_s: float = 2.0) -> None:
+        """Retry a channel that could not be opened at start; this task then owns it."""
+        wait = first_wait_s
+        while True:
+            await trio.sleep(wait)
+            try:
+                async with opener(self._late(key)) as channel:
+                    assert self.engine is not None
+                    await self.engine.add_channel(key, channel)
+                    self.channel_errors.pop(key, None)
+                    log.info("channel %s opened", key)
+                    await trio.sleep_forever()
+            except GatewayError as exc:
+                self.channel_errors[key] = str(exc) or type(exc).__name__
+                wait = min(wait * 2, 60.0)
 
     def _openers(self, cs: ChannelSet) -> dict[str, Opener]:
         from channels.email import open_email
