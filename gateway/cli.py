@@ -144,6 +144,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sim", help="call simulator")
     ssub = s.add_subparsers(dest="action", required=True)
     ssub.add_parser("phones", help="answering dispatcher phones (sipp) until stopped")
+    ssub.add_parser("providers", help="the provider stand-ins the [warnings.drill] channels point at, until stopped")
     drill = ssub.add_parser("drill", help="place the calls of a drill file and report")
     drill.add_argument("file")
     drill.add_argument("--report", default="")

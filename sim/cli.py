@@ -22,6 +22,10 @@ from sim.report import PlacedCall, summary_text
 def run(args: argparse.Namespace, cfg: GatewayConfig) -> int:
     if args.action == "phones":
         return trio.run(phones, cfg)
+    if args.action == "providers":
+        from sim.providers import serve
+
+        return trio.run(serve, cfg.warnings.drill)
     if args.action == "drill":
         return run_drill(cfg, Path(args.file), args.report, show_progress=sys.stderr.isatty() and not args.no_progress)
     raise ValueError(f"unknown sim action {args.action!r}")
