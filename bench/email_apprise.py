@@ -95,6 +95,50 @@ async def send_with_ours(addresses: Sequence[str], *, port: int, host: str = "12
     return elapsed
 
 
+async def send_with_engine(addresses: Sequence[str], *, port: int, host: str = "127.0.0.1",
+                           connections: int = 4) -> float:
+    """The same addresses as warning recipients, through the whole engine: durable outbox, templates,
+    workers; one message per recipient. Returns seconds from approval to the last receipt."""
+    import tempfile
+
+    from gateway.warning import zones
+    from gateway.warning.engine import AsyncOutbox, Engine
+    from gateway.warning.outbox import Outbox
+    from gateway.warning.recipients import Recipient
+    from gateway.warning.render import Renderer
+    from gateway.warning.templates import load_catalogue
+    from gateway.warning.workflow import DraftSpec, Workflow
+
+    root = Path(__file__).resolve().parent.parent
+    config = msgspec.convert({"from_address": FROM, "from_name": FROM_NAME, "host": host, "port": port,
+                              "helo_name": "gateway.bench", "connections": connections, "max_per_second": 0},
+                             EmailConfig)
+    with tempfile.TemporaryDirectory() as work:
+        outbox = Outbox(Path(work) / "w.sqlite3")
+        outbox.put_recipients([Recipient(ref=f"e{i}", email=a, language=language_of(i), zones=["medeu"],
+                                         channels=["email"]) for i, a in enumerate(addresses)])
+        db = AsyncOutbox(outbox)
+        zone_set = zones.load(root / "config" / "zones.toml")
+        renderer = Renderer(load_catalogue(root / "alert_templates"), zone_set)
+        async with open_email(config) as channel, trio.open_nursery() as nursery:
+            engine = Engine(db, {"email": channel}, renderer)
+            done = trio.Event()
+            engine.on_state = lambda _record: done.set()
+            users = {"a": ["civil-defence"], "b": ["civil-defence"]}
+            workflow = Workflow(db, renderer, zone_set, users, sender="bench@ecgw.kz", engine=engine)
+            await nursery.start(engine.run)
+            draft = await workflow.draft(DraftSpec(event="flood", zones=["medeu"], channels=["email"]), "a")
+            start = time.time()
+            record = await workflow.approve(draft.id, "b", send=True)
+            no, _ = await db.call(outbox.get_alert, record.id)
+            tracker = engine.tracking[no]
+            await done.wait()
+            elapsed = (tracker.last_at or time.time()) - start
+            nursery.cancel_scope.cancel()
+        outbox.close()
+    return elapsed
+
+
 async def send_with_apprise(addresses: Sequence[str], *, port: int, host: str = "127.0.0.1") -> float:
     """One mailto:// URL per language with that language's recipients, notified concurrently; return the
     elapsed seconds (URL parsing included). Raises RuntimeError if Apprise reports a failure."""
@@ -186,7 +230,7 @@ def main() -> None:
     args = parser.parse_args()
     addresses = [f"resident{i:05d}@example.kz" for i in range(args.count)]
     relay = Relay()
-    runs: dict[str, list[Run]] = {"ours": [], "apprise": [], "grouped": []}
+    runs: dict[str, list[Run]] = {"ours": [], "apprise": [], "grouped": [], "engine": []}
     try:
         print(f"{args.count} e-mails (kk/ru/en, text+HTML, distinct recipients) to the relay stand-in on "
               f"127.0.0.1:{relay.port} (separate process), {args.rounds} interleaved rounds", flush=True)
@@ -197,6 +241,9 @@ def main() -> None:
             runs["apprise"].append(measure(
                 relay, "apprise: 3 mailto:// URLs, async_notify", addresses,
                 lambda: asyncio.run(send_with_apprise(addresses, port=relay.port))))
+            runs["engine"].append(measure(
+                relay, f"ours: whole engine (outbox, templates), {args.connections} sessions", addresses,
+                lambda: trio.run(lambda: send_with_engine(addresses, port=relay.port, connections=args.connections))))
             runs["grouped"].append(measure(
                 relay, f"ours: {args.group} recipients/transaction", addresses,
                 lambda: trio.run(lambda: send_with_ours(addresses, port=relay.port, connections=args.connections,
@@ -204,8 +251,10 @@ def main() -> None:
     finally:
         relay.close()
     rate = {name: statistics.median(run.rate for run in done) for name, done in runs.items()}
-    print(f"median msg/s: ours {rate['ours']:.0f}, apprise {rate['apprise']:.0f}, "
+    print(f"median msg/s: ours {rate['ours']:.0f}, engine {rate['engine']:.0f}, apprise {rate['apprise']:.0f}, "
           f"ours grouped {rate['grouped']:.0f}")
+    print(f"ratio engine/apprise: {rate['engine'] / rate['apprise']:.2f}x (the whole warning engine, one message "
+          "per recipient)")
     print(f"ratio ours/apprise: {rate['ours'] / rate['apprise']:.2f}x (one message per recipient), "
           f"{rate['grouped'] / rate['apprise']:.2f}x ({args.group} recipients per transaction)")
 
