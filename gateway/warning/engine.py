@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 FANOUT_CHUNK = 20_000
 FIRST_CHUNK = 500
 # Jobs claimed but not yet answered are resent after a crash: keep that window small.
-CLAIM_MAX = 250
+CLAIM_MAX = 100
 MAX_ATTEMPTS = 6
 IDLE_POLL_S = 0.25
 Progress = Callable[[str, str, dict[str, ChannelProgress]], None]
