@@ -42,6 +42,9 @@ async def test_unauthenticated_and_malformed_requests_are_refused(tmp_path: Path
     async with lab(tmp_path) as w:
         async with httpx.AsyncClient(base_url=w.gateway.url) as anonymous, client(w) as c:
             assert (await anonymous.post("/alerts", json={"event": "flood"})).status_code == 401
+            assert (await anonymous.get("/recipients")).status_code == 401  # personal data
+            assert (await anonymous.get("/alerts")).status_code == 401  # drafts are not public
+            assert (await anonymous.get("/cap/feed.atom")).status_code == 200  # published alerts are
             wrong_key = await anonymous.post("/alerts", json={}, headers={"X-ECGW-Local-Key": "x" * 64})
             assert wrong_key.status_code == 401
             bearer = await anonymous.post("/alerts", headers={"Authorization": "Bearer nope"}, json={})
@@ -57,6 +60,8 @@ async def test_unauthenticated_and_malformed_requests_are_refused(tmp_path: Path
             bad = await c.put("/recipients/r1", json={"ref": "r1", "language": "ru", "zones": ["atlantis"],
                                                        "channels": ["sms"], "phone": "+77011234567"})
             assert bad.status_code == 400 and "unknown zone" in bad.json()["error"]
+            async with client(w, "mallory") as stranger:
+                assert (await stranger.post("/recipients", content=b"ref,language,zones,channels\n")).status_code == 403
             health = (await anonymous.get("/health")).json()
             assert health["warning_channels"]["smpp"] == "up"
 

@@ -113,6 +113,22 @@ class WarningsApi:
             return request.headers.get("x-ecgw-user") or None
         return None
 
+    def _reader_only(self, request: Request) -> Response | None:
+        """Drafts and recipients are not public: reading needs an officer or the host's local key."""
+        if self._user(request) is not None or hmac.compare_digest(request.headers.get("x-ecgw-local-key", ""),
+                                                                    self.key):
+            return None
+        return _error("who is asking? send an officer's bearer token", 401)
+
+    def _officer_only(self, request: Request) -> Response | None:
+        """Recipient lists hold personal data: only civil-defence officers change them."""
+        user = self._user(request)
+        if user is None:
+            return _error("who is acting? send an officer's bearer token", 401)
+        if "civil-defence" not in self.w.workflow.users.get(user, []):
+            return _error(f"user {user!r} is not a civil-defence officer", 403)
+        return None
+
     async def _act(self, request: Request, action: str, fn: object) -> Response:
         user = self._user(request)
         if user is None:
@@ -133,9 +149,13 @@ class WarningsApi:
     # -- alerts -------------------------------------------------------------------------------
 
     async def list_alerts(self, request: Request) -> Response:
+        if (refusal := self._reader_only(request)) is not None:
+            return refusal
         return _reply(await self.w.outbox.call(self.w.outbox.sync.alerts, 200))
 
     async def get_alert(self, request: Request) -> Response:
+        if (refusal := self._reader_only(request)) is not None:
+            return refusal
         alert_id = request.path_params["id"]
         try:
             record = await self.w.workflow.get(alert_id)
@@ -152,6 +172,8 @@ class WarningsApi:
         return await self._act(request, "draft", act)
 
     async def preview(self, request: Request) -> Response:
+        if (refusal := self._reader_only(request)) is not None:
+            return refusal
         try:
             record = await self.w.workflow.get(request.path_params["id"])
             return _reply(self.w.renderer.preview(record))
@@ -186,12 +208,16 @@ class WarningsApi:
         return await self._act(request, "cancel", act)
 
     async def status(self, request: Request) -> Response:
+        if (refusal := self._reader_only(request)) is not None:
+            return refusal
         try:
             return _reply(await self.w.workflow.progress(request.path_params["id"]))
         except AlertError as exc:
             return _error(str(exc), 404)
 
     async def progress(self, request: Request) -> Response:
+        if (refusal := self._reader_only(request)) is not None:
+            return refusal
         alert_id = request.path_params["id"]
         try:
             first = await self.w.workflow.progress(alert_id)
@@ -217,13 +243,16 @@ class WarningsApi:
     # -- recipients ---------------------------------------------------------------------------
 
     async def list_recipients(self, request: Request) -> Response:
+        if (refusal := self._reader_only(request)) is not None:
+            return refusal
         after = request.query_params.get("after", "")
         limit = min(1000, max(1, int(request.query_params.get("limit", "100") or 100)))
         return _reply(await self.w.outbox.call(self.w.outbox.sync.recipients, after, limit))
 
     async def import_recipients(self, request: Request) -> Response:
-        if self._user(request) is None:
-            return _error("who is acting? send an officer's bearer token", 401)
+        refusal = self._officer_only(request)
+        if refusal is not None:
+            return refusal
         body = await request.body()
         if len(body) > MAX_CSV_BYTES:
             return _error(f"CSV larger than {MAX_CSV_BYTES} bytes", 413)
@@ -251,14 +280,17 @@ class WarningsApi:
         return imported, errors
 
     async def get_recipient(self, request: Request) -> Response:
+        if (refusal := self._reader_only(request)) is not None:
+            return refusal
         try:
             return _reply(await self.w.outbox.call(self.w.outbox.sync.get_recipient, request.path_params["ref"]))
         except NotFound as exc:
             return _error(str(exc), 404)
 
     async def put_recipient(self, request: Request) -> Response:
-        if self._user(request) is None:
-            return _error("who is acting? send an officer's bearer token", 401)
+        refusal = self._officer_only(request)
+        if refusal is not None:
+            return refusal
         try:
             r = msgspec.json.decode(await request.body(), type=recipients.Recipient)
         except msgspec.DecodeError as exc:
@@ -272,8 +304,9 @@ class WarningsApi:
         return _reply(r)
 
     async def delete_recipient(self, request: Request) -> Response:
-        if self._user(request) is None:
-            return _error("who is acting? send an officer's bearer token", 401)
+        refusal = self._officer_only(request)
+        if refusal is not None:
+            return refusal
         try:
             await self.w.outbox.call(self.w.outbox.sync.delete_recipient, request.path_params["ref"])
         except NotFound as exc:
