@@ -191,3 +191,25 @@ async def test_an_sms_rendering_over_the_segment_limit_is_refused_at_draft(tmp_p
         long = "Очень длинное описание обстановки " * 20
         with pytest.raises(AlertError, match="shorten"):
             await h.workflow.draft(DraftSpec(event="flood", zones=["medeu"], instruction={"ru": long}), "aigerim")
+
+
+async def test_update_supersedes_keeps_exercise_status_and_a_cancelled_chain_stays_cancelled(tmp_path: Path) -> None:
+    async with open_smtp_sim() as smtp, open_email(email_config(smtp.port)) as email:
+        async with harness(tmp_path / "w.sqlite3", {"drill:email": email}) as h:
+            await h.add(people(20))
+            record = await h.send(DraftSpec(event="flood", zones=["medeu"], status="Exercise", channels=["email"]))
+            await h.wait_state(record.id, "sent")
+            update = await h.workflow.update(record.id, DraftSpec(event="flood", zones=["medeu"], channels=["email"]),
+                                             "aigerim")
+            assert update.cap.status == "Exercise" and update.cap.msg_type == "Update"  # never turns Actual
+            late = await h.workflow.update(record.id, DraftSpec(event="flood", zones=["medeu"], channels=["email"]),
+                                           "aigerim")
+            await h.workflow.approve(update.id, "daniyar", send=True)
+            await h.wait_state(update.id, "sent")
+            assert (await h.workflow.get(record.id)).state == "superseded"
+            cancel = await h.workflow.cancel(update.id, "daniyar")
+            await h.wait_state(cancel.id, "sent")
+            await h.workflow.approve(late.id, "daniyar")
+            with pytest.raises(AlertError, match="was cancelled"):
+                await h.workflow.send(late.id, "daniyar")
+    assert smtp.accepted == 60  # warning, update and all-clear to each of the 20; the late update to nobody

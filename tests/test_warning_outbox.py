@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from gateway.errors import NotFound, StoreError
@@ -80,17 +81,21 @@ def test_outcomes_retries_and_late_receipts(box: Outbox) -> None:
     assert all(t != t2 for _, t, _ in box.claim("email", 100, time.time()))  # not due yet
 
 
-def test_update_reaches_exactly_those_the_root_reached(box: Outbox) -> None:
+def test_a_cancel_reaches_exactly_those_the_chain_reached(box: Outbox) -> None:
     box.insert_alert(record("A1"), AuditEvent(at=0, actor="t", kind="drafted"))
     no, _ = box.get_alert("A1")
     box.start_fanout(no, [], 0.0)
     box.fanout_chunk(no, ["medeu"], None, 0, 100, email_route, 0.0)
     jobs = box.claim("email", 100, time.time())
     box.finish("email", [(a, t, SENT if t % 2 else FAILED, "", "", 0.0) for a, t, _ in jobs])
-    box.insert_alert(record("U1", root="A1"), AuditEvent(at=0, actor="t", kind="drafted"))
-    uno, _ = box.get_alert("U1")
-    box.start_fanout(uno, [], 0.0)
-    _, made, _ = box.fanout_chunk(uno, ["almaly"], no, 0, 100, email_route, 0.0)
+    cancel = msgspec.structs.replace(record("C1", root="A1"), cap=msgspec.structs.replace(
+        record("C1").cap, msg_type="Cancel"))
+    box.insert_alert(cancel, AuditEvent(at=0, actor="t", kind="drafted"))
+    cno, _ = box.get_alert("C1")
+    stopped, withdrawn = box.stop_chain("A1", keep="C1")
+    assert stopped == [no] and withdrawn == 0 and box.fanout_done(no)
+    box.start_fanout(cno, [], 0.0)
+    _, made, _ = box.fanout_chunk(cno, ["almaly"], "A1", 0, 100, email_route, 0.0)
     assert made == len([t for _, t, _ in jobs if t % 2])
 
 

@@ -47,3 +47,21 @@ def test_byte_order_mark_and_empty_file() -> None:
     assert len(good) == 1
     good, bad = parse_csv("", ZONES)
     assert good == [] and "missing column" in bad[0].problem
+
+
+def test_an_unbalanced_quote_is_a_row_error_not_a_crash() -> None:
+    rest = "".join(f"r{i},x,+77011234567,,,ru,medeu,sms\n" for i in range(5000))  # > the csv field limit
+    good, bad = parse_csv(HEADER + "a,Ok,+77011234567,,,ru,medeu,sms\n" + 'b,"Broken\n' + rest, ZONES)
+    assert [g.ref for g in good] == ["a"]
+    assert len(bad) == 1 and bad[0].row == 3 and "CSV syntax" in bad[0].problem
+
+
+def test_api_recipients_are_normalised_like_csv_rows() -> None:
+    from gateway.warning.recipients import Recipient, normalised
+
+    r = Recipient(ref="x", phone="8 701 123 45 67", language="ru", zones=["medeu", "medeu"],
+                  channels=["sms", "sms"])
+    clean, problems = normalised(r, ZONES)
+    assert problems == [] and clean.phone == "+77011234567" and clean.channels == ["sms"] and clean.zones == ["medeu"]
+    _, problems = normalised(Recipient(ref="y", phone="12", language="ru", zones=["medeu"], channels=["sms"]), ZONES)
+    assert "not a usable number" in problems[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -53,12 +54,17 @@ def _error(message: str, status: int) -> Response:
 
 
 def local_key(path: Path) -> str:
-    """The CLI's key: created once, readable by the gateway's own user only."""
-    if not path.exists():
+    """The CLI's key: created once, readable by the gateway's own user only (never world-readable,
+    not even for a moment); an empty or damaged key file is replaced."""
+    key = path.read_text().strip() if path.exists() else ""
+    if len(key) != 64:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
+        path.unlink(missing_ok=True)
+        key = secrets.token_hex(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(key)
+    return key
 
 
 class WarningsApi:
@@ -230,14 +236,18 @@ class WarningsApi:
                 return
             async with self.w.watch() as ticks:
                 while True:
-                    with trio.move_on_after(15):
-                        async for tick_id, state, _ in ticks:
+                    now = None
+                    with trio.move_on_after(15):  # no yield inside the scope: the consumer runs there
+                        async for tick_id, _state, _ in ticks:
                             if tick_id == alert_id:
                                 now = await self.w.workflow.progress(alert_id)
-                                yield b"event: progress\ndata: " + _json.encode(now) + b"\n\n"
-                                if state in FINAL_STATES or now.state in FINAL_STATES:
-                                    return
-                    yield b": keep-alive\n\n"
+                                break
+                    if now is None:
+                        yield b": keep-alive\n\n"
+                        continue
+                    yield b"event: progress\ndata: " + _json.encode(now) + b"\n\n"
+                    if now.state in FINAL_STATES:
+                        return
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     # -- recipients ---------------------------------------------------------------------------
@@ -253,6 +263,9 @@ class WarningsApi:
         refusal = self._officer_only(request)
         if refusal is not None:
             return refusal
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_CSV_BYTES:  # refuse before reading it into memory
+            return _error(f"CSV larger than {MAX_CSV_BYTES} bytes", 413)
         body = await request.body()
         if len(body) > MAX_CSV_BYTES:
             return _error(f"CSV larger than {MAX_CSV_BYTES} bytes", 413)
@@ -297,7 +310,7 @@ class WarningsApi:
             return _error(f"bad recipient: {exc}", 400)
         if r.ref != request.path_params["ref"]:
             return _error("ref in the body differs from the URL", 400)
-        found = recipients.problems(r, self.w.zones.names())
+        r, found = recipients.normalised(r, self.w.zones.names())
         if found:
             return _error("; ".join(found), 400)
         await self.w.outbox.call(self.w.outbox.sync.put_recipients, [r])

@@ -53,11 +53,11 @@ class ChannelSet(Base, frozen=True):
         if self.smpp:
             out["smpp"] = f"{self.smpp.host}:{self.smpp.port}"
         if self.twilio:
-            out["twilio"] = f"{self.twilio.api_base_url}|{self.twilio.account_sid}"
+            out["twilio"] = self.twilio.account_sid  # the same account is the same provider, whatever URL
         if self.email:
             out["email"] = f"{self.email.host}:{self.email.port}"
         if self.telegram:
-            out["telegram"] = f"{self.telegram.api_base_url}|{self.telegram.bot_token}"
+            out["telegram"] = self.telegram.bot_token  # the same bot reaches the same public
         if self.voice:
             out["voice"] = self.voice.trunk_uri
         for line in self.siren_lines:

@@ -24,7 +24,7 @@ from typing import Any
 
 import trio
 
-from channels.base import Channel, Language, Message, Receipt
+from channels.base import Channel, Language, Message, Receipt, failed
 from gateway.errors import GatewayError
 from gateway.warning.outbox import Outbox, RecipientRow, idempotency_key
 from gateway.warning.policy import DRILL_PREFIX, KIND_OF_DRIVER, Breaker, Router, TokenBucket, backoff_s
@@ -34,6 +34,7 @@ from gateway.warning.records import (
     MOVED,
     QUEUED,
     SENT,
+    WITHDRAWN,
     AlertRecord,
     AuditEvent,
     ChannelProgress,
@@ -95,13 +96,17 @@ class Engine:
 
     def __init__(self, db: AsyncOutbox, channels: dict[str, Channel], renderer: Renderer, *,
                  sms_routes: Sequence[tuple[str, str]] = (("+", "smpp"),), public_channel: str = "",
+                 drill_public_channel: str = "", waiting: Sequence[str] = (),
                  on_progress: Progress | None = None, on_state: Callable[[AlertRecord], None] | None = None) -> None:
         self.db = db
         self.renderer = renderer
         self.slots = {key: Slot(key, ch, TokenBucket(ch.max_per_second)) for key, ch in channels.items()}
-        self.usable = {key: True for key in self.slots}
+        # Channels that did not open yet are known (routing waits for them) but not usable.
+        self.usable = {key: True for key in self.slots} | {key: False for key in waiting}
         self.router = Router(sms_routes, self.usable, ("sms", "email", "telegram", "voice"))
-        self.public_channel = public_channel
+        self.public_channels = {"": public_channel, DRILL_PREFIX: drill_public_channel}
+        self.stopped: set[int] = set()  # alerts a Cancel or an Update overtook
+        self._fanout_scopes: dict[int, trio.CancelScope] = {}
         self.on_progress = on_progress or (lambda *_: None)
         self.on_state = on_state or (lambda _: None)
         self.tracking: dict[int, Tracker] = {}
@@ -127,6 +132,9 @@ class Engine:
                 nursery.start_soon(self._probe, slot)
             for alert_no, cursor in await self.db.call(self.db.sync.pending_fanouts):
                 await self._resume(alert_no, cursor)
+            for alert_no, tracker in list(self.tracking.items()):
+                if not await self.db.call(self.db.sync.has_fanout, alert_no):  # crashed right after "sending"
+                    await self.start(tracker.record)
             task_status.started()
 
     async def add_channel(self, key: str, channel: Channel) -> None:
@@ -160,22 +168,28 @@ class Engine:
         await self._resume(alert_no, 0)
 
     async def stop_alert(self, record: AlertRecord) -> int:
-        """A Cancel overtook this alert: withdraw what was not yet handed on."""
-        alert_no, _ = await self.db.call(self.db.sync.get_alert, record.id)
-        withdrawn = int(await self.db.call(self.db.sync.withdraw, alert_no))
-        tracker = self.tracking.get(alert_no)
-        if tracker:
-            tracker.finished += withdrawn
-        return withdrawn
+        """A Cancel or an Update of ``record``'s chain is about to go out: every earlier message of
+        the chain stops fanning out and withdraws what has not left yet. Returns jobs withdrawn."""
+        root = record.root or record.id
+        nos, withdrawn = await self.db.call(self.db.sync.stop_chain, root, record.id)
+        for no in nos:
+            self.stopped.add(no)
+            scope = self._fanout_scopes.pop(no, None)
+            if scope is not None:
+                scope.cancel()
+            tracker = self.tracking.get(no)
+            if tracker:
+                tracker.fanout_done = True
+        return int(withdrawn)
 
     # -- fan-out ----------------------------------------------------------------------------
 
     def _first_jobs(self, record: AlertRecord) -> list[tuple[str, int, int]]:
         prefix = DRILL_PREFIX if record.exercise else ""
         jobs: list[tuple[str, int, int]] = []
-        if prefix + "siren" in self.slots and "siren" in record.channels:
+        if prefix + "siren" in self.usable and "siren" in record.channels:
             jobs.extend((prefix + "siren", -(i + 1), 0) for i in range(len(record.zones)))
-        if prefix + "telegram" in self.slots and "telegram" in record.channels and self.public_channel:
+        if prefix + "telegram" in self.usable and "telegram" in record.channels and self.public_channels[prefix]:
             jobs.append((prefix + "telegram", 0, 0))
         return jobs
 
@@ -184,10 +198,16 @@ class Engine:
         self._nursery.start_soon(self._fanout, alert_no, cursor)
 
     async def _fanout(self, alert_no: int, cursor: int) -> None:
+        with trio.CancelScope() as scope:
+            self._fanout_scopes[alert_no] = scope
+            await self._fan_out(alert_no, cursor)
+        self._fanout_scopes.pop(alert_no, None)
+
+    async def _fan_out(self, alert_no: int, cursor: int) -> None:
         record = await self.db.call(self.db.sync.alert_by_no, alert_no)
-        root_no = None
-        if record.root and record.root != record.id:
-            root_no, _ = await self.db.call(self.db.sync.get_alert, record.root)
+        root = None  # a Cancel tells those the chain reached; an Update reaches the zones' audience again
+        if record.cap.msg_type == "Cancel" and record.root:
+            root = record.root
         tracker = await self._track(record)
         kinds = [k for k in record.channels if k in ("sms", "email", "telegram", "voice")]
 
@@ -197,23 +217,28 @@ class Engine:
         done, chunk = False, FIRST_CHUNK  # small first: the first message must leave within 200 ms
         while not done:
             cursor, created, done = await self.db.call(
-                self.db.sync.fanout_chunk, alert_no, record.zones, root_no, cursor, chunk, route, time.time())
+                self.db.sync.fanout_chunk, alert_no, record.zones, root, cursor, chunk, route, time.time())
             tracker.created += created
             chunk = min(FANOUT_CHUNK, chunk * 4)
             self._wake_all()
             await trio.sleep(0.01)  # let the woken workers' claims reach the outbox before the next chunk
         tracker.fanout_done = True
+        if alert_no in self.tracking:
+            self.tracking[alert_no].fanout_done = True
 
     async def _track(self, record: AlertRecord) -> Tracker:
         alert_no, record = await self.db.call(self.db.sync.get_alert, record.id)
         if alert_no not in self.tracking:
             progress = await self.db.call(self.db.sync.progress, alert_no)
             tracker = Tracker(record, channels=progress)
+            if record.state in ("cancelled", "superseded"):
+                self.stopped.add(alert_no)
             for p in progress.values():
                 tracker.created += p.queued + p.sending + p.sent + p.delivered + p.failed + p.moved + p.withdrawn
                 tracker.finished += p.sent + p.delivered + p.failed + p.moved + p.withdrawn
             tracker.fanout_done = bool(await self.db.call(self.db.sync.fanout_done, alert_no))
-            self.tracking[alert_no] = tracker
+            # Another task may have tracked it while we awaited: the first one stays.
+            return self.tracking.setdefault(alert_no, tracker)
         return self.tracking[alert_no]
 
     # -- delivery ---------------------------------------------------------------------------
@@ -241,19 +266,53 @@ class Engine:
         for alert_no in {a for a, _, _ in jobs} - self.tracking.keys():  # e.g. a Cancel's jobs after a restart
             await self._track(await self.db.call(self.db.sync.alert_by_no, alert_no))
         now = time.time()
+        stale = [(a, t, WITHDRAWN, "", "overtaken by a later message of its chain", now)
+                 for a, t, _ in jobs if a in self.stopped]
+        jobs = [job for job in jobs if job[0] not in self.stopped]
         rows = await self._rows(jobs)
         messages, failures = self._messages(slot, jobs, rows)
-        receipts: list[Receipt] = []
-        if messages and not slot.breaker.is_open(now):
-            receipts = await slot.channel.deliver([m for _, m in messages])
-        elif messages:
-            receipts = [Receipt(idempotency_key=m.idempotency_key, state="failed", retryable=True,
-                                error=f"{slot.key} is down: {slot.breaker.reason}") for _, m in messages]
+        failures.extend(stale)
+        if messages and slot.breaker.is_open(now):
+            await self._divert(slot, messages, rows, now)
+            messages = []
+        receipts = await self._hand_on(slot, messages)
         results, moves = self._outcomes(slot, messages, receipts, rows, now)
         results.extend(failures)
         self._note_breaker(slot, receipts, now)
         await self.db.call(self.db.sync.finish, slot.key, results, moves, now)
         self._count(slot, results, moves, receipts)
+
+    async def _hand_on(self, slot: Slot, messages: list[tuple[tuple[int, int, int], Message]]) -> list[Receipt]:
+        """The channel's receipts, matched by idempotency key. A driver that breaks its contract
+        (raises, or answers for other messages) costs a retry of these jobs, never the service."""
+        if not messages:
+            return []
+        batch = [m for _, m in messages]
+        try:
+            receipts = await slot.channel.deliver(batch)
+            by_key = {r.idempotency_key: r for r in receipts}
+            return [by_key.get(m.idempotency_key) or failed(m, f"{slot.key}: no receipt for this message",
+                                                             retryable=True) for m in batch]
+        except Exception as exc:  # noqa: BLE001 - isolating a channel's bug from 112 intake is the point
+            log.exception("%s: deliver() raised; %d jobs will be retried", slot.key, len(batch))
+            return [failed(m, f"{slot.key}: driver error: {exc!r}"[:300], retryable=True) for m in batch]
+
+    async def _divert(self, slot: Slot, messages: list[tuple[tuple[int, int, int], Message]],
+                      rows: dict[int, RecipientRow], now: float) -> None:
+        """The channel is down: recipients with another channel move now; sirens and posts wait
+        for the breaker to half-open, without spending an attempt."""
+        moves, held = [], []
+        for (alert_no, target, _), _ in messages:
+            nxt = self._next_channel(slot, alert_no, target, rows)
+            if nxt:
+                moves.append((alert_no, nxt, target))
+            else:
+                held.append((alert_no, target))
+        retry_at = (slot.breaker.opened_at or now) + slot.breaker.cooldown_s
+        results = [(a, t, MOVED, "", f"{slot.key} is down: {slot.breaker.reason}"[:300], now) for a, _, t in moves]
+        await self.db.call(self.db.sync.finish, slot.key, results, moves, now)
+        await self.db.call(self.db.sync.release, slot.key, held, retry_at)
+        self._count(slot, results, moves, [])
 
     async def _rows(self, jobs: list[tuple[int, int, int]]) -> dict[int, RecipientRow]:
         ids = [t for _, t, _ in jobs if t > 0]
@@ -289,7 +348,8 @@ class Engine:
             return make(record.zones[-target - 1], r.language, r.voice, options=options)
         if target == 0:
             body = "\n\n".join(self.renderer.rendered(record, lang).telegram for lang in ("kk", "ru", "en"))
-            return make(self.public_channel, "kk", body, options={"format": "html"})
+            prefix = DRILL_PREFIX if slot.key.startswith(DRILL_PREFIX) else ""
+            return make(self.public_channels[prefix], "kk", body, options={"format": "html"})
         row = rows.get(target)
         if row is None:
             raise GatewayError(f"recipient #{target} no longer exists")
@@ -311,6 +371,9 @@ class Engine:
         for ((alert_no, target, attempts), _), r in zip(messages, receipts, strict=True):
             if r.state != "failed":
                 results.append((alert_no, target, DELIVERED if r.state == "delivered" else SENT, r.provider_id, "", now))
+                continue
+            if alert_no in self.stopped:  # overtaken while in flight: no retry, no fail-over
+                results.append((alert_no, target, FAILED, "", r.error[:300], now))
                 continue
             retry = r.retryable and attempts < MAX_ATTEMPTS
             # Fail over when retrying cannot help or the channel is down; sirens and posts have no
@@ -363,7 +426,7 @@ class Engine:
                 continue
             tracker.finished += 1
             tracker.last_at = wall
-            name = {SENT: "sent", DELIVERED: "delivered", FAILED: "failed", MOVED: "moved"}[state]
+            name = {SENT: "sent", DELIVERED: "delivered", FAILED: "failed", MOVED: "moved", WITHDRAWN: "withdrawn"}[state]
             setattr(p, name, getattr(p, name) + 1)
             if state in (SENT, DELIVERED) and p.first_at is None:
                 p.first_at = wall
@@ -398,10 +461,12 @@ class Engine:
         rows = await self._rows(stuck)
         built, _ = self._messages(slot, stuck, rows)
         found = await lookup([m for _, m in built]) if built else []
-        known = [(job, r) for (job, _), r in zip(built, found, strict=True) if r is not None]
+        # Only what the provider accepted counts as sent; a failure it reports is retried as usual.
+        known = [(job, r) for (job, _), r in zip(built, found, strict=True) if r is not None and r.state != "failed"]
         if known:
-            await self.db.call(self.db.sync.finish, slot.key,
-                               [(a, t, SENT, r.provider_id, "", time.time()) for (a, t, _), r in known])
+            await self.db.call(self.db.sync.finish, slot.key, [
+                (a, t, DELIVERED if r.state == "delivered" else SENT, r.provider_id, "", time.time())
+                for (a, t, _), r in known])
         done = {(a, t) for (a, t, _), _ in known}
         return [(a, t) for a, t, _ in stuck if (a, t) not in done]
 
@@ -424,6 +489,8 @@ class Engine:
                     self.usable[slot.key] = True
             except trio.TooSlowError:
                 slot.health = "down: no answer to a health check within 10 s"
+            except GatewayError as exc:
+                slot.health = f"down: {exc}"
             await trio.sleep(every_s)
 
     async def _apply_updates(self) -> None:

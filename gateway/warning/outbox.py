@@ -80,6 +80,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS jobs_queued ON jobs(channel, prio, due) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS jobs_sending ON jobs(channel) WHERE state = 1;
+CREATE INDEX IF NOT EXISTS jobs_provider ON jobs(channel, provider_id) WHERE provider_id <> '';
 """
 
 Job = tuple[int, str, int]  # (alert_no, channel, target)
@@ -266,16 +267,35 @@ class Outbox:
         """(alert_no, cursor) of every fan-out not yet fully turned into jobs."""
         return [(int(a), int(c)) for a, c in self._read("SELECT alert_no, cursor FROM fanout WHERE done = 0")]  # type: ignore[call-overload]
 
-    def fanout_chunk(self, alert_no: int, zones: Sequence[str], root_no: int | None, cursor: int, limit: int,
+    def has_fanout(self, alert_no: int) -> bool:
+        return bool(self._read("SELECT 1 FROM fanout WHERE alert_no = ?", (alert_no,)))
+
+    def stop_chain(self, root: str, keep: str) -> tuple[list[int], int]:
+        """Stop every message of the chain rooted at ``root`` except ``keep``: fan-outs end and
+        queued jobs are withdrawn, in one transaction. Returns (alert numbers, jobs withdrawn)."""
+
+        def write(db: sqlite3.Connection) -> tuple[list[int], int]:
+            nos = [int(r[0]) for r in db.execute(
+                "SELECT no FROM alerts WHERE (id = ? OR json_extract(doc, '$.root') = ?) AND id <> ?",
+                (root, root, keep))]
+            withdrawn = 0
+            for no in nos:
+                db.execute("UPDATE fanout SET done = 1 WHERE alert_no = ?", (no,))
+                withdrawn += db.execute("UPDATE jobs SET state = 6 WHERE alert_no = ? AND state = 0", (no,)).rowcount
+            return nos, withdrawn
+
+        return self._tx(write)  # type: ignore[return-value]
+
+    def fanout_chunk(self, alert_no: int, zones: Sequence[str], root: str | None, cursor: int, limit: int,
                      route: Route, now: float) -> tuple[int, int, bool]:
         """Turn the next ``limit`` recipients after ``cursor`` into queued jobs and advance the
         cursor in the same transaction, so a crash neither skips nor doubles anyone.
-        An Update/Cancel (``root_no``) reaches the recipients its root alert reached or was
-        reaching when it was withdrawn (an all-clear to one extra person beats one missed).
+        A Cancel (``root``) reaches the recipients its chain reached or was reaching when it
+        was withdrawn (an all-clear to one extra person beats one missed).
         Returns (new cursor, jobs created, finished)."""
 
         def write(db: sqlite3.Connection) -> tuple[int, int, bool]:
-            rows = self._audience(db, zones, root_no, cursor, limit)
+            rows = self._audience(db, zones, root, cursor, limit)
             jobs = []
             for row in rows:
                 channel = route(row)
@@ -291,14 +311,15 @@ class Outbox:
         return self._tx(write, churn=True)  # type: ignore[return-value]
 
     @staticmethod
-    def _audience(db: sqlite3.Connection, zones: Sequence[str], root_no: int | None, cursor: int,
+    def _audience(db: sqlite3.Connection, zones: Sequence[str], root: str | None, cursor: int,
                   limit: int) -> list[RecipientRow]:
         cols = "r.id, r.phone, r.email, r.telegram, r.language, r.channels"
-        if root_no is not None:
+        if root is not None:
             sql = (f"SELECT {cols} FROM recipients r WHERE r.id > ? AND r.id IN "
-                   "(SELECT target FROM jobs WHERE alert_no = ? AND target > 0 AND state IN (1, 2, 3)) "
-                   "ORDER BY r.id LIMIT ?")
-            return db.execute(sql, (cursor, root_no, limit)).fetchall()
+                   "(SELECT target FROM jobs WHERE target > 0 AND state IN (1, 2, 3) AND alert_no IN "
+                   "(SELECT no FROM alerts WHERE (id = ? OR json_extract(doc, '$.root') = ?) "
+                   "AND json_extract(doc, '$.cap.msg_type') <> 'Cancel')) ORDER BY r.id LIMIT ?")
+            return db.execute(sql, (cursor, root, root, limit)).fetchall()
         sql = (f"SELECT {cols} FROM recipients r WHERE r.id > ? AND EXISTS (SELECT 1 FROM recipient_zones z "
                "WHERE z.recipient_id = r.id AND z.zone IN (SELECT value FROM json_each(?))) ORDER BY r.id LIMIT ?")
         return db.execute(sql, (cursor, _encode(list(zones)), limit)).fetchall()
@@ -336,7 +357,7 @@ class Outbox:
 
         def write(db: sqlite3.Connection) -> bool:
             cur = db.execute("UPDATE jobs SET state = ?, error = ? WHERE channel = ? AND provider_id = ? "
-                             "AND state IN (1, 2, 3)", (state, error, channel, provider_id))
+                             "AND provider_id <> '' AND state IN (1, 2, 3)", (state, error, channel, provider_id))
             return cur.rowcount > 0
 
         return bool(self._tx(write, churn=True))
@@ -345,6 +366,12 @@ class Outbox:
         """Jobs whose outcome is unknown (in flight when the gateway stopped)."""
         return [tuple(r) for r in self._read(  # type: ignore[misc]
             "SELECT alert_no, target, attempts FROM jobs WHERE channel = ? AND state = 1", (channel,))]
+
+    def release(self, channel: str, jobs: Sequence[tuple[int, int]], due: float) -> None:
+        """Put claimed jobs back unsent, without counting the attempt (their channel is down)."""
+        self._tx(lambda db: db.executemany(
+            "UPDATE jobs SET state = 0, attempts = MAX(0, attempts - 1), due = ? WHERE alert_no = ? AND channel = ? "
+            "AND target = ? AND state = 1", [(due, a, channel, t) for a, t in jobs]), churn=True)
 
     def requeue(self, channel: str, jobs: Sequence[tuple[int, int]], now: float) -> None:
         self._tx(lambda db: db.executemany(

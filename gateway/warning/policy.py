@@ -15,7 +15,8 @@ DRILL_PREFIX = "drill:"
 
 
 def backoff_s(attempt: int, *, base_s: float = 1.0, cap_s: float = 60.0, rng: random.Random | None = None) -> float:
-    """Exponential back-off with full jitter (attempt 1 → up to base, doubling, capped)."""
+    """Exponential back-off with equal jitter: a random point in the upper half of the doubling,
+    capped window (attempt 1 → 0.5-1 × base)."""
     ceiling = min(cap_s, base_s * 2 ** max(0, attempt - 1))
     return (rng or random).uniform(ceiling / 2, ceiling)
 
@@ -108,7 +109,12 @@ class Router:
             if after not in candidates:
                 return None
             candidates = candidates[candidates.index(after) + 1:]
-        return next((c for c in candidates if self.usable.get(c, False)), None)
+        usable = [c for c in candidates if self.usable.get(c, False)]
+        if usable:
+            return usable[0]
+        # None usable right now: wait on the first one configured (retries and fail-over take over)
+        # rather than leave the recipient without a job.
+        return next((c for c in candidates if c in self.usable), None)
 
     def _drivers(self, kind: str, row: RecipientRow, prefix: str) -> list[str]:
         if kind == "sms":

@@ -71,6 +71,20 @@ def problems(r: Recipient, known_zones: Iterable[str]) -> list[str]:
     return found
 
 
+def normalised(r: Recipient, known_zones: Iterable[str]) -> tuple[Recipient, list[str]]:
+    """A recipient from the API, cleaned as a CSV row would be: E.164 phone, one entry per
+    channel, trimmed text; and its problems (empty when it can be stored)."""
+    phone = r.phone.strip()
+    if phone:
+        phone, flags = e164(phone)
+        if not phone:
+            return r, [f"phone: not a usable number ({', '.join(flags)})"]
+    clean = msgspec.structs.replace(r, phone=phone, email=r.email.strip(), telegram=r.telegram.strip(),
+                                    name=r.name.strip(), channels=list(dict.fromkeys(r.channels)),
+                                    zones=list(dict.fromkeys(z.strip() for z in r.zones)))
+    return clean, problems(clean, known_zones)
+
+
 def address_of(r: Recipient, kind: str) -> str:
     return {"sms": r.phone, "voice": r.phone, "email": r.email, "telegram": r.telegram}.get(kind, "")
 
@@ -100,16 +114,23 @@ def iter_csv(text: str, known_zones: Iterable[str]) -> Iterator[Recipient | RowE
         return
     reader.fieldnames = header
     seen: set[str] = set()
-    for n, row in enumerate(reader, start=2):
-        if n > MAX_ROWS + 1:
-            yield RowError(row=n, ref="", problem=f"more than {MAX_ROWS} rows: the rest is ignored")
-            return
-        item = _row(n, row, zones)
-        if isinstance(item, Recipient):
-            if item.ref in seen:
-                item = RowError(row=n, ref=item.ref, problem="ref: duplicate of an earlier row")
-            seen.add(item.ref if isinstance(item, Recipient) else "")
-        yield item
+    n = 1
+    try:
+        for n, row in enumerate(reader, start=2):
+            if n > MAX_ROWS + 1:
+                yield RowError(row=n, ref="", problem=f"more than {MAX_ROWS} rows: the rest is ignored")
+                return
+            yield _unique(_row(n, row, zones), n, seen)
+    except csv.Error as exc:  # e.g. an unbalanced quote swallowing the rest of the file
+        yield RowError(row=n + 1, ref="", problem=f"CSV syntax: {exc}; the rest of the file is ignored")
+
+
+def _unique(item: Recipient | RowError, n: int, seen: set[str]) -> Recipient | RowError:
+    if isinstance(item, Recipient):
+        if item.ref in seen:
+            return RowError(row=n, ref=item.ref, problem="ref: duplicate of an earlier row")
+        seen.add(item.ref)
+    return item
 
 
 def _row(n: int, row: dict[str | None, str | list[str] | None], zones: frozenset[str]) -> Recipient | RowError:

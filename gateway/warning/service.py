@@ -58,7 +58,10 @@ class Warnings:
         """Open channels, recover the outbox, deliver until cancelled."""
         async with AsyncExitStack() as stack:
             channels = await self._open_all(stack)
+            drill_tg = self.cfg.drill.telegram
             self.engine = Engine(self.outbox, channels, self.renderer, public_channel=self._public_channel(),
+                                 drill_public_channel=drill_tg.public_channel if drill_tg else "",
+                                 waiting=list(self._closed),
                                  sms_routes=[(r.prefix, r.driver) for r in self.cfg.sms_routes],
                                  on_progress=self._progress, on_state=self._finished)
             self.workflow.engine = self.engine
@@ -123,7 +126,13 @@ class Warnings:
                 pass
 
     def _finished(self, record: AlertRecord) -> None:
-        self._nursery.start_soon(self.workflow.finished, record)
+        self._nursery.start_soon(self._mark_finished, record)
+
+    async def _mark_finished(self, record: AlertRecord) -> None:
+        try:
+            await self.workflow.finished(record)
+        except GatewayError as exc:  # a store hiccup must not take 112 intake down with it
+            log.error("alert %s: could not record that it was sent: %s", record.id, exc)
         self._progress(record.id, "sent", {})
 
     def _public_channel(self) -> str:

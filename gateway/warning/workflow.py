@@ -15,7 +15,7 @@ from typing import Literal
 
 import msgspec
 
-from gateway.errors import AlertError, NotFound, ZoneError
+from gateway.errors import AlertError, NotFound, StoreError, ZoneError
 from gateway.warning import cap
 from gateway.warning.engine import AsyncOutbox, Engine
 from gateway.warning.records import AlertRecord, AuditEvent, Progress
@@ -90,16 +90,24 @@ class Workflow:
             raise AlertError(f"alert {alert_id} is {record.state}: only an approved alert can be sent")
         if self.engine is None:
             raise AlertError("this process cannot send: the gateway service sends alerts")
+        if record.root:
+            root = await self.get(record.root)
+            if root.state == "cancelled":  # an Update drafted before the all-clear must not revive it
+                raise AlertError(f"alert {alert_id}: its original {root.id} was cancelled")
         sending = msgspec.structs.replace(record, state="sending", sent_by=by, sent_at=time.time())
         await self.db.call(self.db.sync.update_alert, sending, _audit(by, "sending"), expect_state="approved")
+        if sending.root:
+            await self.engine.stop_alert(sending)  # the earlier messages of the chain stop here
         await self.engine.start(sending)
-        if sending.root and sending.root != sending.id:
+        if sending.root:
             await self._close_original(sending, by)
         return sending
 
     async def update(self, alert_id: str, spec: DraftSpec, by: str) -> AlertRecord:
         """Draft an Update of a sent alert; it needs its own approval."""
         original = await self._live(alert_id)
+        # An Update of an exercise is an exercise: it must never reach an actual channel.
+        spec = msgspec.structs.replace(spec, status=original.cap.status)
         return await self.draft(spec, by, msg_type="Update", original=original)
 
     async def cancel(self, alert_id: str, by: str, note: str = "") -> AlertRecord:
@@ -113,8 +121,6 @@ class Workflow:
         cancel = await self.draft(spec, by, msg_type="Cancel", original=original)
         approved = msgspec.structs.replace(cancel, state="approved", approved_by=by, approved_at=time.time())
         await self.db.call(self.db.sync.update_alert, approved, _audit(by, "approved", single_officer=True))
-        if self.engine is not None:
-            await self.engine.stop_alert(original)
         return await self.send(cancel.id, by)
 
     async def get(self, alert_id: str) -> AlertRecord:
@@ -139,11 +145,14 @@ class Workflow:
         return Progress(alert_id=alert_id, state=record.state, targeted=targeted, materialised=done, channels=channels)
 
     async def finished(self, record: AlertRecord) -> None:
-        """The engine says every job of ``record`` is done."""
+        """The engine says every job of ``record`` is done (a later message may have closed it first)."""
         current = await self.get(record.id)
         if current.state == "sending":
             sent = msgspec.structs.replace(current, state="sent", finished_at=time.time())
-            await self.db.call(self.db.sync.update_alert, sent, _audit("gateway", "sent"), expect_state="sending")
+            try:
+                await self.db.call(self.db.sync.update_alert, sent, _audit("gateway", "sent"), expect_state="sending")
+            except StoreError:
+                pass  # cancelled or superseded in between: that state stands
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -160,13 +169,18 @@ class Workflow:
         return record
 
     async def _close_original(self, later: AlertRecord, by: str) -> None:
-        for ref in later.cap.references:
+        """An Update supersedes what it references; a Cancel cancels its whole chain."""
+        cancel = later.cap.msg_type == "Cancel"
+        ids = [ref.identifier for ref in later.cap.references]
+        if cancel and later.root and later.root not in ids:
+            ids.append(later.root)
+        for identifier in ids:
             try:
-                original = await self.get(ref.identifier)
+                original = await self.get(identifier)
             except AlertError:
                 continue
-            state = "cancelled" if later.cap.msg_type == "Cancel" else "superseded"
-            if original.state in ("sending", "sent"):
+            state = "cancelled" if cancel else "superseded"
+            if original.state in ("sending", "sent") or (cancel and original.state == "superseded"):
                 closed = msgspec.structs.replace(original, state=state)
                 await self.db.call(self.db.sync.update_alert, closed, _audit(by, state, by_alert=later.id))
 
