@@ -73,8 +73,7 @@ def test_outcomes_retries_and_late_receipts(box: Outbox) -> None:
     later = time.time() + 3600
     box.finish("email", [(a, t1, SENT, "msg-1", "", 0.0), (a, t2, QUEUED, "", "451 try later", later),
                          (a, t3, FAILED, "", "550 no such user", 0.0)], moves=[(a, "telegram", t3)])
-    assert box.update_by_provider_id("email", "msg-1", 3)
-    assert not box.update_by_provider_id("email", "unknown", 3)
+    assert box.update_by_keys("email", [("A1", t1, 3, ""), ("A1", 999999, 3, ""), ("B9", t1, 3, "")]) == 1
     p = box.progress(no)
     assert (p["email"].delivered, p["email"].failed, p["email"].queued) == (1, 1, 23)
     assert p["telegram"].queued == 1

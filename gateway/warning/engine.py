@@ -26,7 +26,7 @@ import trio
 
 from channels.base import Channel, Language, Message, Receipt, failed
 from gateway.errors import GatewayError
-from gateway.warning.outbox import Outbox, RecipientRow, idempotency_key
+from gateway.warning.outbox import Outbox, RecipientRow, idempotency_key, parse_key
 from gateway.warning.policy import DRILL_PREFIX, KIND_OF_DRIVER, Breaker, Router, TokenBucket, backoff_s
 from gateway.warning.records import (
     DELIVERED,
@@ -494,11 +494,24 @@ class Engine:
             await trio.sleep(every_s)
 
     async def _apply_updates(self) -> None:
+        """Late receipts, written in batches: an SMSC sends one per message."""
         states = {"delivered": DELIVERED, "failed": FAILED, "sent": SENT}
-        async for slot_key, receipt in self._updates:
-            if receipt.provider_id and receipt.state in states:
-                await self.db.call(self.db.sync.update_by_provider_id, slot_key, receipt.provider_id,
-                                   states[receipt.state], receipt.error[:300])
+        async for first in self._updates:
+            batch = [first]
+            while len(batch) < 5000:
+                try:
+                    batch.append(self._updates.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            by_slot: dict[str, list[tuple[str, int, int, str]]] = {}
+            for slot_key, r in batch:
+                job = parse_key(r.idempotency_key)
+                # A receipt the driver can no longer tie to a job (its map did not survive a
+                # restart) only upgrades "sent" to "delivered": it is dropped, nothing is lost.
+                if job is not None and r.state in states:
+                    by_slot.setdefault(slot_key, []).append((job[0], job[1], states[r.state], r.error[:300]))
+            for slot_key, receipts in by_slot.items():
+                await self.db.call(self.db.sync.update_by_keys, slot_key, receipts)
 
     async def _monitor(self) -> None:
         """Once a second: report progress, finish alerts whose every job is done, probe health."""

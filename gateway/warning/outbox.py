@@ -80,7 +80,6 @@ CREATE TABLE IF NOT EXISTS jobs (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS jobs_queued ON jobs(channel, prio, due) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS jobs_sending ON jobs(channel) WHERE state = 1;
-CREATE INDEX IF NOT EXISTS jobs_provider ON jobs(channel, provider_id) WHERE provider_id <> '';
 """
 
 Job = tuple[int, str, int]  # (alert_no, channel, target)
@@ -94,6 +93,17 @@ _decode_recipient = msgspec.json.Decoder(Recipient).decode
 
 def idempotency_key(alert_id: str, channel: str, target: int) -> str:
     return f"{alert_id}/{channel}/{target}"
+
+
+def parse_key(key: str) -> tuple[str, int] | None:
+    """(alert id, target) of an idempotency key, or None if it is not one of ours."""
+    parts = key.split("/")
+    if len(parts) != 3:
+        return None
+    try:
+        return parts[0], int(parts[2])
+    except ValueError:
+        return None
 
 
 class Outbox:
@@ -352,15 +362,18 @@ class Outbox:
 
         self._tx(write, churn=True)
 
-    def update_by_provider_id(self, channel: str, provider_id: str, state: int, error: str = "") -> bool:
-        """A late receipt (status callback, SMPP receipt) for a job known by the provider's id."""
+    def update_by_keys(self, channel: str, receipts: Sequence[tuple[str, int, int, str]]) -> int:
+        """Late receipts (status callbacks, SMSC delivery receipts) as (alert id, target, state,
+        error), in one transaction; only jobs already handed on change. Returns jobs updated."""
 
-        def write(db: sqlite3.Connection) -> bool:
-            cur = db.execute("UPDATE jobs SET state = ?, error = ? WHERE channel = ? AND provider_id = ? "
-                             "AND provider_id <> '' AND state IN (1, 2, 3)", (state, error, channel, provider_id))
-            return cur.rowcount > 0
+        def write(db: sqlite3.Connection) -> int:
+            before = db.total_changes
+            db.executemany("UPDATE jobs SET state = ?, error = ? WHERE alert_no = (SELECT no FROM alerts WHERE id = ?) "
+                           "AND channel = ? AND target = ? AND state IN (1, 2, 3)",
+                           [(state, error, alert_id, channel, target) for alert_id, target, state, error in receipts])
+            return db.total_changes - before
 
-        return bool(self._tx(write, churn=True))
+        return int(self._tx(write, churn=True))  # type: ignore[call-overload]
 
     def sending(self, channel: str) -> list[tuple[int, int, int]]:
         """Jobs whose outcome is unknown (in flight when the gateway stopped)."""
