@@ -368,9 +368,13 @@ class Outbox:
 
         def write(db: sqlite3.Connection) -> int:
             before = db.total_changes
-            db.executemany("UPDATE jobs SET state = ?, error = ? WHERE alert_no = (SELECT no FROM alerts WHERE id = ?) "
-                           "AND channel = ? AND target = ? AND state IN (1, 2, 3)",
-                           [(state, error, alert_id, channel, target) for alert_id, target, state, error in receipts])
+            ids = {alert_id for alert_id, _, _, _ in receipts}
+            nos = dict(db.execute("SELECT id, no FROM alerts WHERE id IN (SELECT value FROM json_each(?))",
+                                  (_encode(sorted(ids)),)).fetchall())
+            db.executemany("UPDATE jobs SET state = ?, error = ? WHERE alert_no = ? AND channel = ? AND target = ? "
+                           "AND state IN (1, 2, 3)", [(state, error, nos[alert_id], channel, target)
+                                                      for alert_id, target, state, error in receipts
+                                                      if alert_id in nos])
             return db.total_changes - before
 
         return int(self._tx(write, churn=True))  # type: ignore[call-overload]
