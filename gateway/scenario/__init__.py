@@ -1,0 +1,1 @@
+"""Escalation by category scenario: the catalogue of categories and the response scenarios."""
