@@ -104,6 +104,13 @@ class CorrelationConfig(Base, frozen=True):
     same_address_radius_m: float = 50.0
 
 
+class EscalationConfig(Base, frozen=True):
+    """Where the category catalogue and its response scenarios live (``gateway check-config`` checks them)."""
+
+    categories_file: str = "config/categories.toml"
+    scenarios_dir: str = "config/scenarios"
+
+
 class GatewayConfig(Base, frozen=True):
     services: list[Service]
     dispatch: DispatchConfig
@@ -114,6 +121,7 @@ class GatewayConfig(Base, frozen=True):
     ani: AniConfig = AniConfig()
     correlation: CorrelationConfig = CorrelationConfig()
     warnings: WarningsConfig = WarningsConfig()
+    escalation: EscalationConfig = EscalationConfig()
 
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "gateway.toml"
@@ -215,7 +223,27 @@ def semantic_problems(cfg: GatewayConfig, source: str = "<config>") -> list[str]
     p.extend(_dispatch_problems(cfg.dispatch, source))
     p.extend(_ivr_problems(cfg.ivr, source))
     p.extend(warnings_problems(cfg.warnings, source))
+    p.extend(_escalation_problems(cfg, source))
     return p
+
+
+def _escalation_problems(cfg: GatewayConfig, source: str) -> list[str]:
+    from gateway.errors import GatewayError
+    from gateway.scenario import catalogue
+    from gateway.scenario.model import Known
+    from gateway.warning.service import project_path
+    from gateway.warning.templates import load_catalogue
+
+    try:
+        events = frozenset(load_catalogue(project_path(cfg.warnings.templates_dir)).events())
+    except GatewayError:
+        events = frozenset()  # the warnings check reports the templates themselves
+    try:
+        catalogue.load(project_path(cfg.escalation.categories_file), project_path(cfg.escalation.scenarios_dir),
+                       Known(events=events))
+    except ConfigError as exc:
+        return [f"{source}: escalation: {problem}" for problem in exc.problems]
+    return []
 
 
 def _dispatch_problems(d: DispatchConfig, source: str) -> list[str]:

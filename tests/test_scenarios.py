@@ -80,3 +80,20 @@ scenario = "missing"
     for problem in ("broken.toml", "title: missing kk, en", "priority: expected 0-9", "'missing' has no file",
                     "'unclassified' is required", "scenario lonely: no category uses it"):
         assert problem in found
+
+
+def test_check_config_reports_a_scenario_naming_an_unknown_warning_template(tmp_path: Path) -> None:
+    import shutil
+
+    from gateway.config import problems_in
+
+    shutil.copytree(ROOT / "config" / "scenarios", tmp_path / "scenarios")
+    shutil.copy(ROOT / "config" / "categories.toml", tmp_path / "categories.toml")
+    broken = tmp_path / "scenarios" / "natural_disaster.toml"
+    broken.write_text(broken.read_text().replace('event = "flood"', 'event = "tsunami"'))
+    text = (ROOT / "config" / "gateway.toml").read_text().replace(
+        "[warnings]\n", f'[escalation]\ncategories_file = "{tmp_path}/categories.toml"\n'
+                        f'scenarios_dir = "{tmp_path}/scenarios"\n\n[warnings]\n', 1)
+    (tmp_path / "gateway.toml").write_text(text)
+    found = problems_in(tmp_path / "gateway.toml")
+    assert len(found) == 1 and "unknown warning template 'tsunami'" in found[0] and "escalation" in found[0]
