@@ -30,18 +30,13 @@ def _cdata(text: str) -> str:
     return text.replace("]]>", "]]]]><![CDATA[>")
 
 
-def _sdp() -> str:
-    return (
-        "v=0\n"
-        "o=caller 53655765 2353687637 IN IP[local_ip_type] [local_ip]\n"
-        "s=-\n"
-        "c=IN IP[media_ip_type] [media_ip]\n"
-        "t=0 0\n"
-        "m=audio [media_port] RTP/AVP 0 101\n"
-        "a=rtpmap:0 PCMU/8000\n"
-        "a=rtpmap:101 telephone-event/8000\n"
-        "a=fmtp:101 0-16\n"
-    )
+def _sdp(owner: str, media_port: str = "[media_port]", indent: str = "") -> str:
+    """An SDP offer or answer with PCMU and RFC 2833 events (no trailing newline); ``media_port``
+    is a sipp keyword or a ``{placeholder}`` the scenario template fills in."""
+    lines = (f"o={owner} 53655765 2353687637 IN IP[local_ip_type] [local_ip]", "s=-", "c=IN IP[media_ip_type] [media_ip]",
+             "t=0 0", f"m=audio {media_port} RTP/AVP 0 101", "a=rtpmap:0 PCMU/8000",
+             "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-16")
+    return "\n".join(indent + line for line in ("v=0", *lines))
 
 
 def _invite(dialled: str, number: str | None, display: str, pidf_lo: str | None) -> str:
@@ -64,13 +59,13 @@ def _invite(dialled: str, number: str | None, display: str, pidf_lo: str | None)
         "User-Agent: ecgw-sim caller\n"
     )
     if pidf_lo is None:
-        return head + "Content-Type: application/sdp\nContent-Length: [len]\n\n" + _sdp()
+        return head + "Content-Type: application/sdp\nContent-Length: [len]\n\n" + _sdp("caller") + "\n"
     cid = "loc-[call_number]@caller.invalid"
     return (
         head
         + f"Geolocation: <cid:{cid}>\nGeolocation-Routing: yes\n"
         + f"Content-Type: multipart/mixed;boundary={BOUNDARY}\nContent-Length: [len]\n\n"
-        + f"--{BOUNDARY}\nContent-Type: application/sdp\n\n{_sdp()}\n"
+        + f"--{BOUNDARY}\nContent-Type: application/sdp\n\n{_sdp('caller')}\n\n"
         + f"--{BOUNDARY}\nContent-Type: application/pidf+xml\nContent-ID: <{cid}>\n\n"
         + " ".join(pidf_lo.split("\n"))
         + f"\n--{BOUNDARY}--\n"
@@ -155,6 +150,15 @@ def phone(name: str, ring_ms: int = 300) -> str:
     return PHONE_XML.replace("{ring_ms}", str(int(ring_ms))).replace("{name}", name)
 
 
+# The answering side's headers and SDP, shared by the dispatcher phone and the resident phone.
+_UAS_HEADERS = """      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>"""
+
+
 PHONE_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <!-- A dispatcher phone: rings for {ring_ms} ms, answers, talks until the far end hangs up.
@@ -171,12 +175,7 @@ PHONE_XML = """<?xml version="1.0" encoding="UTF-8"?>
   <send>
     <![CDATA[
       SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+""" + _UAS_HEADERS + """
       Content-Length: 0
 
     ]]>
@@ -193,24 +192,11 @@ PHONE_XML = """<?xml version="1.0" encoding="UTF-8"?>
   <send retrans="500">
     <![CDATA[
       SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+""" + _UAS_HEADERS + """
       Content-Type: application/sdp
       Content-Length: [len]
 
-      v=0
-      o=phone 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0 101
-      a=rtpmap:0 PCMU/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-16
+""" + _sdp("phone", indent="      ") + """
     ]]>
   </send>
 
@@ -281,13 +267,6 @@ def resident(*, reject: Mapping[str, int] | None = None, silent: Sequence[str] =
 REASONS = {404: "Not Found", 410: "Gone", 480: "Temporarily Unavailable", 484: "Address Incomplete",
            486: "Busy Here", 503: "Service Unavailable", 603: "Decline"}
 
-_UAS_HEADERS = """      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>"""
-
 RESIDENT_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="ecgw residents">
@@ -326,15 +305,7 @@ RESIDENT_XML = """<?xml version="1.0" encoding="UTF-8"?>
       Content-Type: application/sdp
       Content-Length: [len]
 
-      v=0
-      o=resident 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio {rtp_port} RTP/AVP 0 101
-      a=rtpmap:0 PCMU/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-16
+""" + _sdp("resident", "{rtp_port}", indent="      ") + """
     ]]>
   </send>
   <recv request="ACK" crlf="true">
