@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from channels.base import Channel, Language, Message, Receipt, failed
 from gateway.errors import GatewayError
 from gateway.warning.outbox import Outbox, RecipientRow, idempotency_key, parse_key
 from gateway.warning.policy import DRILL_PREFIX, KIND_OF_DRIVER, Breaker, Router, TokenBucket, backoff_s
+from gateway.warning.recipients import KINDS
 from gateway.warning.records import (
     DELIVERED,
     FAILED,
@@ -103,7 +103,7 @@ class Engine:
         self.slots = {key: Slot(key, ch, TokenBucket(ch.max_per_second)) for key, ch in channels.items()}
         # Channels that did not open yet are known (routing waits for them) but not usable.
         self.usable = {key: True for key in self.slots} | {key: False for key in waiting}
-        self.router = Router(sms_routes, self.usable, ("sms", "email", "telegram", "voice"))
+        self.router = Router(sms_routes, self.usable, KINDS)
         self.public_channels = {"": public_channel, DRILL_PREFIX: drill_public_channel}
         self.stopped: set[int] = set()  # alerts a Cancel or an Update overtook
         self._fanout_scopes: dict[int, trio.CancelScope] = {}
@@ -209,7 +209,7 @@ class Engine:
         if record.cap.msg_type == "Cancel" and record.root:
             root = record.root
         tracker = await self._track(record)
-        kinds = [k for k in record.channels if k in ("sms", "email", "telegram", "voice")]
+        kinds = [k for k in record.channels if k in KINDS]
 
         def route(row: RecipientRow) -> str | None:
             return self.router.channel(row, exercise=record.exercise) if _wants(row, kinds) else None
@@ -397,7 +397,7 @@ class Engine:
         row = rows.get(target)
         if tracker is None or row is None:
             return None
-        kinds = [k for k in tracker.record.channels if k in ("sms", "email", "telegram", "voice")]
+        kinds = [k for k in tracker.record.channels if k in KINDS]
         if not _wants(row, kinds):
             return None
         return self.router.channel(row, exercise=tracker.record.exercise, after=slot.key)
@@ -537,8 +537,3 @@ class Engine:
 def _wants(row: RecipientRow, kinds: Sequence[str]) -> bool:
     return any(k in kinds for k in row[5].split(";"))
 
-
-def first_message_delay_ms(tracker: Tracker, since: float) -> dict[str, float]:
-    """Per channel: milliseconds from ``since`` (approval) to the first message handed on."""
-    return {k: (p.first_at - since) * 1000 for k, p in tracker.channels.items()
-            if p.first_at is not None and math.isfinite(p.first_at)}
