@@ -115,14 +115,17 @@ class WarningsApi:
         if auth.lower().startswith("bearer "):
             digest = hashlib.sha256(auth[7:].strip().encode()).hexdigest()
             return self.tokens.get(digest)
-        if hmac.compare_digest(request.headers.get("x-ecgw-local-key", ""), self.key):
+        if self._local(request):
             return request.headers.get("x-ecgw-user") or None
         return None
 
+    def _local(self, request: Request) -> bool:
+        """The request carries the key only the gateway's host operator can read."""
+        return hmac.compare_digest(request.headers.get("x-ecgw-local-key", ""), self.key)
+
     def _reader_only(self, request: Request) -> Response | None:
         """Drafts and recipients are not public: reading needs an officer or the host's local key."""
-        if self._user(request) is not None or hmac.compare_digest(request.headers.get("x-ecgw-local-key", ""),
-                                                                    self.key):
+        if self._local(request) or self._user(request) is not None:
             return None
         return _error("who is asking? send an officer's bearer token", 401)
 
