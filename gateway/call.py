@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import trio
 
 from gateway import ari_events as ev
 from gateway.bus import Bus
-from gateway.records import Incident, IncidentState, IncidentSummary, TimelineEvent
-from gateway.store import AsyncStore, event
+from gateway.records import Incident, IncidentState, TimelineEvent
+from gateway.store import AsyncStore, event, summary
 
 
-def summary(incident: Incident) -> IncidentSummary:
-    return IncidentSummary(id=incident.id, service=incident.service, state=incident.state,
-                           created_wall=incident.created_wall, number=incident.caller.number,
-                           category=incident.category, position=incident.position)
+class Held:
+    """An incident being worked on in memory. Every task touching a live incident (its call, its
+    scenario, the API) shares one ``Held``, so heads and timeline numbering never diverge."""
+
+    def __init__(self, incident: Incident, saved: bool = False) -> None:
+        self.incident = incident
+        self.saved = saved  # the incident row exists in the store
+        self.pending: list[TimelineEvent] = []  # noted, written with the next recorded event
+        self.users = 0
 
 
 class Call:
     """A caller channel being served. Owned by the Intake; mutated only from Trio tasks."""
 
-    def __init__(self, incident: Incident, channel_id: str, arrived_mono: float) -> None:
-        self.incident = incident
+    def __init__(self, held: Held, channel_id: str, arrived_mono: float) -> None:
+        self.held = held
         self.channel_id = channel_id
         self.arrived_mono = arrived_mono
         self.inbox_send, self.inbox = trio.open_memory_channel[ev.Event](64)
@@ -36,8 +42,26 @@ class Call:
         self.subscribed = False  # our app receives its events even outside Stasis
         self.hold_scope = trio.CancelScope()  # ringback/announcements while queued
         self.answered = trio.Event()
-        self.saved = False  # the incident row exists in the store
-        self.pending: list[TimelineEvent] = []  # noted, written with the next recorded event
+
+    @property
+    def incident(self) -> Incident:
+        return self.held.incident
+
+    @property
+    def saved(self) -> bool:
+        return self.held.saved
+
+    @saved.setter
+    def saved(self, value: bool) -> None:
+        self.held.saved = value
+
+    @property
+    def pending(self) -> list[TimelineEvent]:
+        return self.held.pending
+
+    @pending.setter
+    def pending(self, value: list[TimelineEvent]) -> None:
+        self.held.pending = value
 
     @property
     def id(self) -> str:
@@ -45,26 +69,54 @@ class Call:
 
 
 class Recorder:
-    """Appends timeline events to incidents and makes them durable, then tells subscribers."""
+    """Appends timeline events to incidents and makes them durable, then tells subscribers.
+
+    It also keeps the registry of live incidents: ``acquire`` returns the one shared ``Held`` of
+    an incident (loading it from the store if nobody holds it), ``release`` forgets it once its
+    last user is done.
+    """
 
     def __init__(self, store: AsyncStore, bus: Bus) -> None:
         self.store = store
         self.bus = bus
+        self.live: dict[str, Held] = {}
+        self.listeners: list[Callable[[Incident, TimelineEvent], None]] = []
 
-    async def create(self, call: Call) -> None:
+    def track(self, held: Held) -> Held:
+        """Register a new incident (or return the one already live under its id)."""
+        found = self.live.setdefault(held.incident.id, held)
+        found.users += 1
+        return found
+
+    async def acquire(self, incident_id: str) -> Held:
+        """The live incident, loaded from the store if needed; raises NotFound or StoreError."""
+        held = self.live.get(incident_id)
+        if held is None:
+            loaded = Held(await self.store.get(incident_id), saved=True)
+            held = self.live.setdefault(incident_id, loaded)  # another task may have loaded it meanwhile
+        held.users += 1
+        return held
+
+    def release(self, held: Held) -> None:
+        held.users -= 1
+        if held.users <= 0 and self.live.get(held.incident.id) is held:
+            del self.live[held.incident.id]
+
+    async def create(self, call: Held | Call) -> None:
         call.incident.updated_wall = time.time()
         await self.store.create(call.incident)
         call.saved = True
-        self.bus.publish(summary(call.incident))
+        if call.incident.timeline:
+            self._published(call.incident, call.incident.timeline[-1])
 
-    def note(self, call: Call, kind: str, actor: str = "gateway", **data: str | int | float | bool | None) -> None:
+    def note(self, call: Held | Call, kind: str, actor: str = "gateway", **data: str | int | float | bool | None) -> None:
         """Add an event that is made durable with the next ``record`` (saves a write per call for
         events whose loss in a crash would change nothing: the next event implies them)."""
         item = event(kind, actor, **data)
         call.incident.timeline.append(item)
         call.pending.append(item)
 
-    async def record(self, call: Call, kind: str, actor: str = "gateway", state: IncidentState | None = None,
+    async def record(self, call: Held | Call, kind: str, actor: str = "gateway", state: IncidentState | None = None,
                      changes: dict[str, object] | None = None, **data: str | int | float | bool | None) -> None:
         """Add one event (and optional field changes) to the incident; durable on return."""
         item = event(kind, actor, **data)
@@ -77,13 +129,13 @@ class Recorder:
         inc.timeline.append(item)
         await self.commit(call, item)
 
-    async def commit(self, call: Call, item: TimelineEvent) -> None:
+    async def commit(self, call: Held | Call, item: TimelineEvent) -> None:
         """Make ``item`` (already on the timeline) durable, with every event noted before it."""
         call.incident.updated_wall = item.wall
         events, call.pending = [*call.pending, item], []
         await self.append(call, events)
 
-    async def append(self, call: Call, events: list[TimelineEvent]) -> None:
+    async def append(self, call: Held | Call, events: list[TimelineEvent]) -> None:
         """Persist ``events`` (already on the timeline). If the first write failed, the whole
         incident is written now: a disk hiccup at call arrival must not lose the record."""
         if call.saved:
@@ -91,4 +143,11 @@ class Recorder:
         else:
             await self.store.create(call.incident)
             call.saved = True
-        self.bus.publish(summary(call.incident))
+        if call.incident.timeline:
+            self._published(call.incident, call.incident.timeline[-1])
+
+    def _published(self, incident: Incident, last: TimelineEvent) -> None:
+        """Tell live subscribers and in-process listeners (the escalation engine) after a durable write."""
+        self.bus.publish(summary(incident))
+        for listener in self.listeners:
+            listener(incident, last)

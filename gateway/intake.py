@@ -19,7 +19,7 @@ import trio
 from gateway import ani, location
 from gateway import ari_events as ev
 from gateway.ari import Ari, ChannelGone
-from gateway.call import Call, Recorder
+from gateway.call import Call, Held, Recorder
 from gateway.config import GatewayConfig
 from gateway.dispatch import DELIVER_CONTEXT, Dispatcher
 from gateway.errors import AriError, GatewayError, StoreError
@@ -52,6 +52,8 @@ class Intake:
 
     async def serve(self, ari: Ari, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Handle this connection's events until it closes. Calls keep living in Asterisk after."""
+        for call in self.calls.values():  # adopted afresh below
+            self.recorder.release(call.held)
         self.calls.clear()
         self.dispatcher = Dispatcher(self.cfg.dispatch, self.recorder, self.metrics)
         async with trio.open_nursery() as nursery:
@@ -116,7 +118,7 @@ class Intake:
         for flag in caller.flags:
             self.metrics.bad_input.labels(flag).inc()
         self._add_pidf_location(incident, chan)
-        call = Call(incident, chan.id, trio.current_time())
+        call = Call(self.recorder.track(Held(incident)), chan.id, trio.current_time())
         self.calls[chan.id] = call
         self.metrics.calls.labels(incident.service).inc()
         self.metrics.active_calls.set(len(self.calls))
@@ -248,6 +250,7 @@ class Intake:
 
     async def _close(self, call: Call, cause: int, left_app: bool) -> None:
         if left_app and call.incident.state in ("overflowed", "fallback"):
+            self.recorder.release(call.held)
             return  # handed to the dialplan (backup centre, direct ringing); the call goes on there
         answered = call.answered.is_set()
         if not answered:
@@ -257,6 +260,8 @@ class Intake:
                                        answered=answered)
         except StoreError as exc:
             log.critical("incident %s: cannot record hang-up: %s", call.id, exc)
+        finally:
+            self.recorder.release(call.held)
 
     # --- adoption after a restart ------------------------------------------------------------
 
@@ -307,8 +312,7 @@ class Intake:
         if stored is None:  # never stored, yet already with a dispatcher: record it now
             call = self._new_call(chan, chan.var("ECGW_SERVICE"), _wall(chan.creationtime))
         else:
-            call = Call(stored, chan.id, trio.current_time())
-            call.saved = True
+            call = Call(self.recorder.track(Held(stored, saved=True)), chan.id, trio.current_time())
             self.calls[chan.id] = call
         await self.recorder.record(call, "adopted", note="gateway restarted while the call was active")
         if delivered and chan.dialplan is not None:

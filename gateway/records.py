@@ -50,6 +50,10 @@ class TimelineEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 IncidentState = Literal["new", "queued", "ringing", "answered", "overflowed", "fallback", "closed"]
+# How the incident reached the centre, and where the response stands (independent of the call's state).
+IncidentSource = Literal["call", "alarm", "telegram", "sms", "api"]
+ResponseStatus = Literal["new", "assigned", "en_route", "on_scene", "closed"]
+RESPONSE_STATUSES: tuple[ResponseStatus, ...] = ("new", "assigned", "en_route", "on_scene", "closed")
 
 
 class Incident(msgspec.Struct, kw_only=True):
@@ -62,6 +66,10 @@ class Incident(msgspec.Struct, kw_only=True):
     call_id: str = ""
     channel_id: str = ""
     state: IncidentState = "new"
+    source: IncidentSource = "call"
+    reporter: str = ""  # who reported outside a call: alarm account, Telegram chat, SMS sender
+    status: ResponseStatus = "new"
+    units: list[str] = []  # assigned units
     language: str = ""
     category: str = ""
     priority: int = 1
@@ -84,3 +92,6 @@ class IncidentSummary(msgspec.Struct, frozen=True, kw_only=True):
     number: str
     category: str
     position: str
+    status: ResponseStatus = "new"
+    source: IncidentSource = "call"
+    priority: int = 1

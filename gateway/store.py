@@ -66,8 +66,16 @@ class Store(Protocol):
     async def get(self, incident_id: str) -> Incident: ...
     async def by_channel(self, channel_id: str) -> Incident | None: ...
     async def recent(self, limit: int = 100, since_wall: float = 0.0) -> list[IncidentSummary]: ...
+    async def by_number(self, number: str, since_wall: float, limit: int = 20) -> list[IncidentSummary]: ...
     async def related(self, incident: Incident, window_s: float, radius_m: float) -> list[tuple[str, str]]: ...
     async def directory_lookup(self, number: str) -> Location | None: ...
+
+
+def summary(incident: Incident) -> IncidentSummary:
+    return IncidentSummary(id=incident.id, service=incident.service, state=incident.state,
+                           created_wall=incident.created_wall, number=incident.caller.number,
+                           category=incident.category, position=incident.position, status=incident.status,
+                           source=incident.source, priority=incident.priority)
 
 
 def _best_coords(incident: Incident) -> tuple[float | None, float | None]:
@@ -175,12 +183,13 @@ class SqliteStore:
     def recent(self, limit: int = 100, since_wall: float = 0.0) -> list[IncidentSummary]:
         rows = self._read("SELECT doc FROM incidents WHERE created_wall >= ? ORDER BY created_wall DESC LIMIT ?",
                           (since_wall, limit))
-        out = []
-        for (doc,) in rows:
-            inc = _decode_incident(doc)  # type: ignore[arg-type]
-            out.append(IncidentSummary(id=inc.id, service=inc.service, state=inc.state, created_wall=inc.created_wall,
-                                       number=inc.caller.number, category=inc.category, position=inc.position))
-        return out
+        return [summary(_decode_incident(doc)) for (doc,) in rows]  # type: ignore[arg-type]
+
+    def by_number(self, number: str, since_wall: float, limit: int = 20) -> list[IncidentSummary]:
+        """Incidents of one caller number since ``since_wall``, newest first."""
+        rows = self._read("SELECT doc FROM incidents WHERE number=? AND created_wall>=? ORDER BY created_wall DESC"
+                          " LIMIT ?", (number, since_wall, limit))
+        return [summary(_decode_incident(doc)) for (doc,) in rows]  # type: ignore[arg-type]
 
     def count(self) -> int:
         return int(self._read("SELECT count(*) FROM incidents")[0][0])  # type: ignore[call-overload]
@@ -284,6 +293,9 @@ class AsyncStore:
 
     async def recent(self, limit: int = 100, since_wall: float = 0.0) -> list[IncidentSummary]:
         return await self._run(self.sync.recent, limit, since_wall)  # type: ignore[no-any-return]
+
+    async def by_number(self, number: str, since_wall: float, limit: int = 20) -> list[IncidentSummary]:
+        return await self._run(self.sync.by_number, number, since_wall, limit)  # type: ignore[no-any-return]
 
     async def related(self, incident: Incident, window_s: float, radius_m: float) -> list[tuple[str, str]]:
         return await self._run(self.sync.related, incident, window_s, radius_m)  # type: ignore[no-any-return]

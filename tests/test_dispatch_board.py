@@ -6,7 +6,7 @@ from pathlib import Path
 
 from gateway import config
 from gateway.bus import Bus
-from gateway.call import Call, Recorder
+from gateway.call import Call, Held, Recorder
 from gateway.dispatch import Dispatcher
 from gateway.metrics import Metrics
 from gateway.records import Caller, Incident
@@ -20,7 +20,7 @@ def dispatcher(tmp_path: Path) -> Dispatcher:
 
 def call(incident_id: str) -> Call:
     caller = Caller(raw_number="", number="", display_name="", withheld=True)
-    return Call(Incident(id=incident_id, service="112", created_wall=0.0, caller=caller), f"ch-{incident_id}", 0.0)
+    return Call(Held(Incident(id=incident_id, service="112", created_wall=0.0, caller=caller)), f"ch-{incident_id}", 0.0)
 
 
 def test_sweep_frees_positions_held_for_no_tracked_call(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from gateway.bus import Bus
-from gateway.call import Call, Recorder
+from gateway.call import Call, Held, Recorder
 from gateway.errors import NotFound, StoreError
 from gateway.records import Caller, Incident, Location
 from gateway.store import MAX_LINKS, AsyncStore, SqliteStore, event
@@ -119,7 +119,7 @@ async def test_incident_not_stored_at_arrival_is_written_whole_at_the_next_event
     recorder = Recorder(store, Bus())
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
-        call = Call(incident("flaky"), "chan-1", 0.0)
+        call = Call(Held(incident("flaky")), "chan-1", 0.0)
         with pytest.raises(StoreError):
             await recorder.create(call)
         await recorder.record(call, "queued", state="queued")
