@@ -16,20 +16,25 @@ halve the driver's own send rate, which then recovers by a tenth of ``max_per_se
 second. Delivery receipts (deliver_sm) are answered with deliver_sm_resp and reported through
 ``on_update``; a bounded map from message id to idempotency key ties them to messages, and a
 message sent in several parts is reported once, when its last part is delivered or its first
-part fails.
+part fails. Texts people send to our number (deliver_sm of message type 0) go to ``on_inbound``
+when one is given: parts of a long text are answered at once and joined (``channels.smpp_mo``);
+the deliver_sm that completes a text is answered only after ``on_inbound`` returns, and with
+ESME_RX_T_APPN if it fails, so the SMSC keeps it and tries again.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
 import msgspec
 import trio
 
+from channels import smpp_mo
 from channels import smpp_pdu as P
 from channels.base import ChannelHealth, Message, Receipt, UpdateCallback, failed
 from gateway.errors import ChannelError, ProtocolError
@@ -48,6 +53,8 @@ PERMANENT = frozenset({
 })
 _Octet = Annotated[int, msgspec.Meta(ge=0, le=255)]
 _Seconds = Annotated[float, msgspec.Meta(gt=0)]
+InboundCallback = Callable[[str, str], Awaitable[object]]  # (sender as the SMSC gave it, text)
+log = logging.getLogger(__name__)
 
 
 class SmppConfig(Base, frozen=True):
@@ -127,6 +134,7 @@ class _Link:
         self.last_rx = trio.current_time()
         self.enquire_sent: float | None = None
         self.unbound = trio.Event()
+        self.nursery: trio.Nursery | None = None  # the link's tasks; inbound texts are handled there
 
     async def send(self, data: bytes) -> None:
         async with self.lock:
@@ -162,8 +170,11 @@ class SmppChannel:
 
     name = "smpp"
 
-    def __init__(self, config: SmppConfig, on_update: UpdateCallback | None) -> None:
+    def __init__(self, config: SmppConfig, on_update: UpdateCallback | None,
+                 on_inbound: InboundCallback | None = None) -> None:
         self.config = config
+        self._on_inbound = on_inbound
+        self._reassembler = smpp_mo.Reassembler()
         self.max_per_second = config.max_per_second
         self.max_batch = config.max_batch
         self._on_update = on_update
@@ -335,6 +346,8 @@ class SmppChannel:
                 return ""
             if type(pdu) is P.SubmitSmResp:
                 self._on_submit_resp(link, pdu.sequence, pdu.status, pdu.message_id)
+            elif type(pdu) is P.DeliverSm and self._on_inbound is not None and smpp_mo.is_mobile_originated(pdu):
+                self._on_mo(link, pdu, replies)
             elif type(pdu) is P.DeliverSm:
                 replies.append(P.encode(P.DeliverSmResp(sequence=pdu.sequence)))
                 self._on_receipt(pdu)
@@ -417,6 +430,37 @@ class SmppChannel:
             tracked.done = True
             self._notify(Receipt(idempotency_key=tracked.key, state="delivered", provider_id=tracked.provider_id))
 
+    def _on_mo(self, link: _Link, pdu: P.DeliverSm, replies: list[bytes]) -> None:
+        whole, pushed_out = self._reassembler.add(smpp_mo.decode_mo(pdu), trio.current_time())
+        for text in pushed_out:
+            self._hand_over(link, text, None)
+        if whole is None:  # one part of a longer text: kept, answered now
+            replies.append(P.encode(P.DeliverSmResp(sequence=pdu.sequence)))
+        else:  # answered once on_inbound has taken the whole text
+            self._hand_over(link, whole, pdu.sequence)
+
+    def _hand_over(self, link: _Link, text: smpp_mo.MoText, sequence: int | None) -> None:
+        if text.flags:
+            log.warning("SMS from %r: %s", text.sender, ", ".join(text.flags))
+        assert link.nursery is not None  # set by _serve before the reader and keep-alive start
+        link.nursery.start_soon(self._inbound, link, text, sequence)
+
+    async def _inbound(self, link: _Link, text: smpp_mo.MoText, sequence: int | None) -> None:
+        assert self._on_inbound is not None
+        status = P.Status.ESME_ROK
+        try:
+            await self._on_inbound(text.sender, text.text)
+            self._counts["mo_texts"] += 1
+        except Exception:  # the SMSC keeps the text and retries: better than losing a 112 message
+            log.exception("inbound SMS from %r could not be taken; asking the SMSC to retry", text.sender)
+            self._counts["mo_failed"] += 1
+            status = P.Status.ESME_RX_T_APPN
+        if sequence is not None:
+            try:
+                await link.send(P.encode(P.DeliverSmResp(sequence=sequence, status=status)))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self._kill(link, f"write failed: {exc}")
+
     def _notify(self, receipt: Receipt) -> None:
         self._counts[f"receipt_{receipt.state}"] += 1
         if self._on_update is not None:
@@ -451,7 +495,11 @@ class SmppChannel:
                 self._kill(link, f"no enquire_link_resp within {cfg.response_timeout_s} s")
             elif link.pending and now - next(iter(link.pending.values()))[3] > cfg.response_timeout_s:
                 self._kill(link, f"no submit_sm_resp within {cfg.response_timeout_s} s")
-            elif link.enquire_sent is None and now - link.last_rx >= cfg.enquire_link_s:
+            for text in self._reassembler.expire(now):
+                self._hand_over(link, text, None)
+            if link.dead:
+                break
+            if link.enquire_sent is None and now - link.last_rx >= cfg.enquire_link_s:
                 link.enquire_sent = now
                 self._sequence = self._sequence % 0x7FFFFFFF + 1
                 try:
@@ -504,6 +552,7 @@ class SmppChannel:
         try:
             with link.scope:
                 async with trio.open_nursery() as nursery:
+                    link.nursery = nursery
                     nursery.start_soon(self._read, link)
                     nursery.start_soon(self._keepalive, link)
         finally:
@@ -556,12 +605,14 @@ class SmppChannel:
 
 
 @asynccontextmanager
-async def open_smpp(config: SmppConfig, *, on_update: UpdateCallback | None = None) -> AsyncIterator[SmppChannel]:
+async def open_smpp(config: SmppConfig, *, on_update: UpdateCallback | None = None,
+                    on_inbound: InboundCallback | None = None) -> AsyncIterator[SmppChannel]:
     """Connect and bind to the SMSC, yield the ``smpp`` channel; unbind and close on exit.
 
     Raises ChannelError if the first connection or bind fails; later losses are retried in
-    the background. Delivery receipts go to ``on_update`` (called from the reader task)."""
-    channel = SmppChannel(config, on_update)
+    the background. Delivery receipts go to ``on_update`` (called from the reader task); texts
+    people send go to ``on_inbound(sender, text)``, awaited in the link's own task group."""
+    channel = SmppChannel(config, on_update, on_inbound)
     link = await channel._bind()
     channel._adopt(link)  # bound and usable from the first moment the caller holds the channel
     async with trio.open_nursery() as nursery:

@@ -13,7 +13,8 @@ It records what it accepted: totals, a count per destination and (unless turned 
 Fault knobs: ``throttle_next(n)`` / ``throttle_above(per_s)`` answer ESME_RTHROTTLED,
 ``queue_full_next(n)`` answers ESME_RMSGQFUL, ``refuse_bind``, ``drop_after(n)`` closes the
 connection after receiving n more PDUs without answering them, ``silent`` reads and never
-answers.
+answers. ``send_mo`` (``POST /sim/mo``) hands a text "sent by a handset" to a bound receiver, as
+the SMSC of a short number like 112 does, and reports each part's deliver_sm_resp status.
 
 In-process: ``async with open_smsc(system_id=..., password=...) as smsc`` (127.0.0.1, port 0).
 Separate process: ``python -m sim.smsc --port N --system-id ... --password ...`` prints one
@@ -45,6 +46,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from channels import smpp_mo
 from channels import smpp_pdu as P
 
 DESTINATION = re.compile(r"^[0-9]{6,15}$")
@@ -78,6 +80,16 @@ class Faults(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     reject_destinations: list[str] | None = None
 
 
+class MoRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A mobile-originated text for the control API; ``body_hex`` with ``data_coding`` sends raw octets."""
+
+    source: str
+    destination: str = "112"
+    text: str = ""
+    data_coding: int | None = None
+    body_hex: str | None = None
+
+
 class _Pending(msgspec.Struct):
     due: float
     system_id: str
@@ -97,6 +109,8 @@ class _Conn:
         self.bound: type[P.Pdu] | None = None
         self.closed = False
         self.sequence = 0
+        self.mo_answers: dict[int, int | None] = {}  # deliver_sm (MO) sequence -> status of its resp
+        self.mo_answered = trio.Event()
 
     @property
     def receives(self) -> bool:
@@ -131,6 +145,8 @@ class Smsc:
         self.receipts_sent = 0
         self.receipts_acked = 0
         self.unbinds = 0
+        self.mo_sent = 0  # mobile-originated deliver_sm written (parts)
+        self.mo_acked = 0
         self.by_destination: collections.Counter[str] = collections.Counter()
         self.records: dict[str, list[Delivery]] = collections.defaultdict(list)
         # fault knobs
@@ -196,7 +212,7 @@ class Smsc:
         return {"binds": self.binds, "bind_failures": self.bind_failures, "submitted": self.submitted,
                 "messages": self.messages, "throttled": self.throttled, "rejected": self.rejected,
                 "receipts_sent": self.receipts_sent, "receipts_acked": self.receipts_acked, "unbinds": self.unbinds,
-                "destinations": len(self.by_destination)}
+                "destinations": len(self.by_destination), "mo_sent": self.mo_sent, "mo_acked": self.mo_acked}
 
     def texts(self, destination: str) -> list[str]:
         return [d.text for d in self.records.get(destination, [])]
@@ -262,6 +278,12 @@ class Smsc:
                 if conn.bound not in (P.BindTransceiver, P.BindTransmitter):
                     return P.SubmitSmResp(sequence=seq, status=P.Status.ESME_RINVBNDSTS)
                 return self._submit(conn, pdu)
+            case P.DeliverSmResp() if seq in conn.mo_answers:
+                conn.mo_answers[seq] = pdu.status
+                conn.mo_answered.set()  # wakes every waiting send_mo; each checks its own sequences
+                conn.mo_answered = trio.Event()
+                self.mo_acked += 1
+                return None
             case P.DeliverSmResp():
                 self.receipts_acked += 1
                 return None
@@ -379,6 +401,34 @@ class Smsc:
                 system_id=conn.system_id, source=pdu.source_addr, destination=pdu.destination_addr, text=text,
                 data_coding=pdu.data_coding, parts=parts, message_ids=ids))
 
+    # --- mobile-originated texts ------------------------------------------------------
+    async def send_mo(self, source: str, destination: str = "112", text: str = "", *, data_coding: int | None = None,
+                      body: bytes | None = None, timeout_s: float = 5.0) -> list[int]:
+        """Send a handset's text to the first bound receiver (split like submit_sm, or ``body`` as
+        raw octets); return each part's deliver_sm_resp status. Raises LookupError when no
+        receiver is bound, trio.TooSlowError when an answer does not come within ``timeout_s``."""
+        conn = next((c for c in self._conns if c.receives), None)
+        if conn is None:
+            raise LookupError("no receiver or transceiver is bound")
+        self._next_id += 1
+        frames, sequences = [], []
+        for pdu in smpp_mo.mo_pdus(source, destination, text, ref=self._next_id & 0xFF, data_coding=data_coding,
+                                   body=body):
+            conn.sequence = conn.sequence % 0x7FFFFFFF + 1
+            conn.mo_answers[conn.sequence] = None
+            sequences.append(conn.sequence)
+            frames.append(P.encode(msgspec.structs.replace(pdu, sequence=conn.sequence)))
+        await conn.send(b"".join(frames))
+        self.mo_sent += len(frames)
+        try:
+            with trio.fail_after(timeout_s):
+                while any(conn.mo_answers[s] is None for s in sequences):
+                    await conn.mo_answered.wait()
+            return [conn.mo_answers[s] or 0 for s in sequences]
+        finally:
+            for s in sequences:
+                conn.mo_answers.pop(s, None)
+
     # --- delivery receipts --------------------------------------------------------------
     def _receiver(self, pending: _Pending) -> _Conn | None:
         if pending.origin.receives:
@@ -479,7 +529,7 @@ async def _write_stats(smsc: Smsc, path: Path) -> None:
 
 def control_app(smsc: Smsc) -> Starlette:
     """``GET /sim/counts``, ``GET /sim/destinations/{number}`` (count and records),
-    ``POST /sim/faults`` (a ``Faults`` body)."""
+    ``POST /sim/faults`` (a ``Faults`` body), ``POST /sim/mo`` (a ``MoRequest``)."""
 
     def reply(body: object, status: int = 200) -> Response:
         return Response(msgspec.json.encode(body), status, media_type="application/json")
@@ -491,6 +541,18 @@ def control_app(smsc: Smsc) -> Starlette:
         number = request.path_params["number"]
         return reply({"count": smsc.by_destination.get(number, 0), "records": smsc.records.get(number, [])})
 
+    async def mo(request: Request) -> Response:
+        try:
+            req = msgspec.json.decode(await request.body(), type=MoRequest)
+            body = bytes.fromhex(req.body_hex) if req.body_hex is not None else None
+            statuses = await smsc.send_mo(req.source, req.destination, req.text, data_coding=req.data_coding,
+                                          body=body)
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
+            return reply({"error": str(exc)}, 400)
+        except (LookupError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+            return reply({"error": f"not delivered: {exc!r}"}, 503)
+        return reply({"statuses": statuses})
+
     async def faults(request: Request) -> Response:
         try:
             smsc.apply(msgspec.json.decode(await request.body(), type=Faults))
@@ -499,7 +561,7 @@ def control_app(smsc: Smsc) -> Starlette:
         return reply({"ok": True})
 
     return Starlette(routes=[Route("/sim/counts", counts), Route("/sim/destinations/{number}", destination),
-                             Route("/sim/faults", faults, methods=["POST"])])
+                             Route("/sim/faults", faults, methods=["POST"]), Route("/sim/mo", mo, methods=["POST"])])
 
 
 async def _run(args: argparse.Namespace) -> None:
