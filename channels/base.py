@@ -52,6 +52,7 @@ class Receipt(msgspec.Struct, frozen=True, kw_only=True):
     error: str = ""
     retryable: bool = False
     retry_after_s: float | None = None
+    reply: str = ""  # what the recipient answered inside the delivery (a voice call's DTMF digit)
 
 
 class ChannelHealth(msgspec.Struct, frozen=True, kw_only=True):

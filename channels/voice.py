@@ -13,6 +13,15 @@ the app:
   ``ring_timeout_s``). Busy, no answer and congestion are worth retrying; an unallocated or
   malformed number is not. A number that is not E.164 is never dialled.
 
+Acknowledgement by DTMF: a message whose ``options`` carry ``ack_digits`` (e.g. ``"1"``; optional
+``ack_wait_s``, default 10) keeps the call up after the last repetition for ``ack_wait_s``,
+replaying the message once after ``pause_s`` meanwhile, and listens for ChannelDtmfReceived. The
+first of ``ack_digits`` pressed, from the answer on, ends the call: the receipt is "delivered"
+with ``reply`` set to that digit (a press during the message counts: the resident heard enough to
+answer). Other keys are ignored. No key, or a hang-up once the message was heard to the end:
+"delivered" with ``reply`` "". A malformed ``ack_digits``/``ack_wait_s`` fails the message,
+not retryable, before anything is dialled.
+
 Receipts are final when ``deliver`` returns; ``on_update`` is accepted like every driver's and
 never called.
 """
@@ -23,9 +32,10 @@ import logging
 import math
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import trio
 
@@ -39,10 +49,13 @@ from gateway.schema import Base
 log = logging.getLogger(__name__)
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-EVENTS = ["StasisStart", "StasisEnd", "ChannelDestroyed", "PlaybackFinished", "Dial"]
+EVENTS = ["StasisStart", "StasisEnd", "ChannelDestroyed", "PlaybackFinished", "Dial", "ChannelDtmfReceived"]
 # Asterisk's own no-answer timer ends the call; ours only catches a trunk that never answers at all.
 ANSWER_GRACE_S = 10.0
 HANGUP_TIMEOUT_S = 3.0
+ACK_DIGITS = re.compile(r"^[0-9*#A-D]{1,16}$")
+DEFAULT_ACK_WAIT_S = 10.0
+MAX_ACK_WAIT_S = 120.0
 
 # Q.850 causes of a call that ended before it was answered: what it means, and whether a later
 # attempt can reach the resident. Anything not listed is treated as temporary.
@@ -122,6 +135,42 @@ def address_problem(address: str) -> str | None:
     if not E164.match(address):
         return f"not an E.164 number: {address!r}"
     return None
+
+
+class AckRequest(NamedTuple):
+    """Keys that acknowledge a message, and how long to wait for one after it was heard."""
+
+    digits: str
+    wait_s: float
+
+
+class Pressed(NamedTuple):
+    digit: str
+
+
+def ack_request(options: Mapping[str, str]) -> AckRequest | None:
+    """The acknowledgement a message's options ask for (None: none); raises ValueError saying what
+    is wrong with ``ack_digits`` or ``ack_wait_s``."""
+    digits = options.get("ack_digits", "")
+    if not digits:
+        if "ack_wait_s" in options:
+            raise ValueError("ack_wait_s given without ack_digits")
+        return None
+    if not ACK_DIGITS.match(digits):
+        raise ValueError(f"ack_digits: expected 1-16 of 0-9 * # A-D, got {digits!r}")
+    raw = options.get("ack_wait_s", "")
+    try:
+        wait_s = float(raw) if raw else DEFAULT_ACK_WAIT_S
+    except ValueError:
+        raise ValueError(f"ack_wait_s: expected seconds, got {raw!r}") from None
+    if not 1 <= wait_s <= MAX_ACK_WAIT_S:  # also refuses nan
+        raise ValueError(f"ack_wait_s: expected 1-{MAX_ACK_WAIT_S:.0f} seconds, got {raw!r}")
+    return AckRequest(digits, wait_s)
+
+
+def acknowledges(digit: str, digits: str) -> bool:
+    """Whether one DTMF event's ``digit`` is one of the acknowledging ``digits``."""
+    return len(digit) == 1 and digit in digits
 
 
 def unanswered(cause: int, cause_txt: str, dialstatus: str) -> tuple[str, bool]:
@@ -254,6 +303,11 @@ class VoiceChannel:
         if problem:
             return failed(message, problem, retryable=False)
         try:
+            ack = ack_request(message.options)
+        except ValueError as exc:
+            log.error("voice call-out: %s not dialled: %s", message.idempotency_key, exc)
+            return failed(message, str(exc), retryable=False)
+        try:
             speech = await self._synth.speech(message.body, message.language)
         except ChannelError as exc:
             return failed(message, f"cannot synthesise the message: {exc}", retryable=True, retry_after_s=60)
@@ -263,7 +317,7 @@ class VoiceChannel:
                 return failed(message, self._problem, retryable=True, retry_after_s=5)
             await self._pace()
             try:
-                return await self._call(ari, message, speech)
+                return await self._call(ari, message, speech, ack)
             except AriError as exc:
                 return failed(message, f"Asterisk refused the call: {exc}", retryable=True, retry_after_s=5)
 
@@ -275,7 +329,7 @@ class VoiceChannel:
         self._next_call_at = at + 1 / self.cfg.max_calls_per_second
         await trio.sleep_until(at)
 
-    async def _call(self, ari: Ari, message: Message, speech: Speech) -> Receipt:
+    async def _call(self, ari: Ari, message: Message, speech: Speech, ack: AckRequest | None) -> Receipt:
         channel_id = f"callout-{uuid.uuid4().hex}"
         send, inbox = trio.open_memory_channel[ev.Event](64)
         self._calls[channel_id] = send
@@ -288,15 +342,24 @@ class VoiceChannel:
                 outcome, gone = await _wait_answer(inbox)
             if outcome is not None:
                 return failed(message, outcome[0], retryable=outcome[1])
+            digits = ack.digits if ack else ""
+            reply = ""
             for n in range(self.cfg.repeats):
                 if n:
-                    await trio.sleep(self.cfg.pause_s)
-                problem = await self._play(ari, channel_id, inbox, speech, f"{channel_id}-{n + 1}")
-                if problem:
-                    return failed(message, f"{problem} (repetition {n + 1} of {self.cfg.repeats})", retryable=True)
+                    await trio.sleep(self.cfg.pause_s)  # keys pressed meanwhile wait in the inbox
+                played = await self._play(ari, channel_id, inbox, speech, f"{channel_id}-{n + 1}", digits)
+                if isinstance(played, Pressed):
+                    reply = played.digit
+                    break
+                if played:
+                    return failed(message, f"{played} (repetition {n + 1} of {self.cfg.repeats})", retryable=True)
+            else:
+                if ack:
+                    reply = await self._wait_ack(ari, channel_id, inbox, speech, ack)
             await quietly(ari.hangup(channel_id))  # heard to the end: a resident hanging up first changes nothing
             gone = True
-            return Receipt(idempotency_key=message.idempotency_key, state="delivered", provider_id=channel_id)
+            return Receipt(idempotency_key=message.idempotency_key, state="delivered", provider_id=channel_id,
+                           reply=reply)
         finally:
             del self._calls[channel_id]
             if not gone:
@@ -304,19 +367,36 @@ class VoiceChannel:
                     await quietly(ari.hangup(channel_id))
 
     async def _play(self, ari: Ari, channel_id: str, inbox: trio.MemoryReceiveChannel[ev.Event],
-                    speech: Speech, playback_id: str) -> str | None:
-        """Play the message once; None when it played to the end, else what went wrong."""
+                    speech: Speech, playback_id: str, digits: str) -> str | Pressed | None:
+        """Play the message once; None when it played to the end, Pressed when one of ``digits``
+        was pressed first, else what went wrong."""
         started = trio.current_time()
         try:
             await ari.play(channel_id, speech.media, playback_id)
         except ChannelGone:
             return "hung up before the message"
-        problem: str | None = f"the message did not finish playing within {speech.duration_s * 1.5 + 5:.0f} s"
+        outcome: str | Pressed | None = \
+            f"the message did not finish playing within {speech.duration_s * 1.5 + 5:.0f} s"
         with trio.move_on_after(speech.duration_s * 1.5 + 5):
-            problem = await _wait_played(inbox, playback_id)
-        if problem:
-            return f"{problem} after {trio.current_time() - started:.1f} of {speech.duration_s:.1f} s"
-        return None
+            outcome = await _wait_played(inbox, playback_id, digits)
+        if isinstance(outcome, str):
+            return f"{outcome} after {trio.current_time() - started:.1f} of {speech.duration_s:.1f} s"
+        return outcome
+
+    async def _wait_ack(self, ari: Ari, channel_id: str, inbox: trio.MemoryReceiveChannel[ev.Event],
+                        speech: Speech, ack: AckRequest) -> str:
+        """The acknowledging digit pressed within ``ack.wait_s`` of the message's end ('' for none, or
+        when the resident hung up); the message is replayed once after ``pause_s`` meanwhile."""
+        with trio.move_on_after(ack.wait_s):
+            with trio.move_on_after(self.cfg.pause_s):
+                return await _wait_digit(inbox, ack.digits)
+            try:
+                await ari.play(channel_id, speech.media, f"{channel_id}-ack")
+            except AriError as exc:  # hung up meanwhile, or Asterisk refused: the message was heard anyway
+                log.info("voice call-out: %s: no replay while waiting for a key: %s", channel_id, exc)
+                return ""
+            return await _wait_digit(inbox, ack.digits)
+        return ""
 
 
 async def _wait_answer(inbox: trio.MemoryReceiveChannel[ev.Event]) -> tuple[tuple[str, bool] | None, bool]:
@@ -332,14 +412,36 @@ async def _wait_answer(inbox: trio.MemoryReceiveChannel[ev.Event]) -> tuple[tupl
     return ("ARI connection lost while ringing", True), False
 
 
-async def _wait_played(inbox: trio.MemoryReceiveChannel[ev.Event], playback_id: str) -> str | None:
+async def _wait_played(inbox: trio.MemoryReceiveChannel[ev.Event], playback_id: str,
+                       digits: str = "") -> str | Pressed | None:
     async for event in inbox:
-        if isinstance(event, ev.PlaybackFinished) and event.playback.id == playback_id:
+        if isinstance(event, ev.ChannelDtmfReceived):
+            if acknowledges(event.digit, digits):
+                return Pressed(event.digit)
+            if digits:
+                _ignored(event)
+        elif isinstance(event, ev.PlaybackFinished) and event.playback.id == playback_id:
             # "done" is the only state of a playback that reached its end; a hang-up shows as "failed".
             return None if event.playback.state == "done" else f"playback {event.playback.state} (hung up?)"
         if isinstance(event, ev.StasisEnd | ev.ChannelDestroyed):
             return "hung up during the message"
     return "ARI connection lost during the message"
+
+
+async def _wait_digit(inbox: trio.MemoryReceiveChannel[ev.Event], digits: str) -> str:
+    """The first acknowledging digit, or '' once the call or the connection ends."""
+    async for event in inbox:
+        if isinstance(event, ev.ChannelDtmfReceived):
+            if acknowledges(event.digit, digits):
+                return event.digit
+            _ignored(event)
+        elif isinstance(event, ev.StasisEnd | ev.ChannelDestroyed):
+            return ""
+    return ""
+
+
+def _ignored(event: ev.ChannelDtmfReceived) -> None:
+    log.info("voice call-out: %s pressed %r, not an acknowledgement; ignored", event.channel.id, event.digit)
 
 
 @asynccontextmanager
