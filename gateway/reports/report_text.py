@@ -270,7 +270,7 @@ def _int_or(value: object, default: int) -> int:
 
 
 def _count(value: object) -> int | None:
-    return value if _is_int(value) and 0 <= value < 2**53 else None  # type: ignore[operator, return-value]
+    return value if _is_int(value) and 0 <= value < 2**53 else None
 
 
 def _short(value: object) -> str:
