@@ -122,6 +122,8 @@ def check_change(unit: Unit, status: str, *, force: bool = False, reason: str = 
     change without a reason, IllegalTransition for a move the table does not allow."""
     if status not in STATUSES:
         raise UnitInputError(f"unknown status {status!r}: expected one of {', '.join(STATUSES)}")
+    if force and not reason.strip():
+        raise UnitInputError(f"forcing unit {unit.id} to {status} needs a reason")
     if status == unit.status:
         return
     if status in ACTIVE and not unit.incident:
@@ -129,8 +131,6 @@ def check_change(unit: Unit, status: str, *, force: bool = False, reason: str = 
                                 "assignment (POST /incidents/{id}/assign)")
     if status in TRANSITIONS[unit.status]:
         return
-    if force and not reason.strip():
-        raise UnitInputError(f"forcing unit {unit.id} from {unit.status} to {status} needs a reason")
     if not force:
         allowed = ", ".join(sorted(TRANSITIONS[unit.status]))
         raise IllegalTransition(f"unit {unit.id} is {unit.status}: it may go to {allowed}; "
