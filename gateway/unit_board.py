@@ -34,6 +34,7 @@ from gateway.units import (
     MAX_PROPOSALS,
     TRANSITIONS,
     IllegalTransition,
+    NoLocation,
     Proposal,
     Roster,
     Unit,
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 PROJECT = Path(__file__).resolve().parent.parent
 RETRY_S = 5.0  # how often waiting notes are offered to the incident desk again
 WRITERS = ("dispatcher", "supervisor")
+MAX_REASON = 500
 _json = msgspec.json.Encoder()
 
 SCHEMA = """
@@ -195,6 +197,8 @@ class UnitBoard:
         (``force`` with a ``reason`` lets a dispatcher make any move except into an active status
         without an incident), StoreError when the change could not be made durable."""
         check_position(lat, lon)
+        if len(reason) > MAX_REASON:
+            raise UnitInputError(f"reason: at most {MAX_REASON} characters, got {len(reason)}")
         if status is None and lat is None:
             raise UnitInputError("nothing to change: give a status, a position (lat and lon) or both")
         async with self._lock:
@@ -204,18 +208,7 @@ class UnitBoard:
         """Give a free unit to an incident; the incident hears of it (event, unit list, status
         "assigned" if it was new). Raises NotFound (unit or incident), IllegalTransition."""
         async with self._lock:
-            unit = self.get(unit_id)
-            incident = await self.desk.get(incident_id)
-            if incident.status == "closed":
-                raise IllegalTransition(f"incident {incident_id} is closed")
-            if unit.status != "free":
-                busy = f" for incident {unit.incident}" if unit.incident else ""
-                raise IllegalTransition(f"unit {unit_id} is {unit.status}{busy}: only a free unit can be assigned")
-            new = moved(unit, status="assigned", lat=None, lon=None, incident=incident_id, now=time.time())
-            note = Note(incident=incident_id, kind="unit_assigned", actor=actor, unit=unit_id, join=True,
-                        status="assigned", data={"unit_kind": unit.kind, "name": unit.name})
-            await self._commit(unit, new, actor, "", False, note)
-            return new
+            return await self._assign(incident_id, self.get(unit_id), actor)
 
     async def propose(self, incident_id: str, kind: str = "", limit: int = 3) -> Proposals:
         """The nearest free units (of ``kind``, "" for any) to the incident's best location.
@@ -227,19 +220,42 @@ class UnitBoard:
                          stale_after_s=self.cfg.stale_after_s, speed_kmh=self.cfg.speed_kmh)
         return Proposals(incident=incident_id, kind=kind, lat=lat, lon=lon, units=offers)
 
-    async def on_member_ack(self, person: str, incident_id: str) -> Unit | None:
+    async def nearest_for(self, incident_id: str, kind: str) -> tuple[str, str, list[str]] | None:
+        """(unit id, callsign, members) of the free unit of ``kind`` a scenario should call for this
+        incident: the first proposal, or, when the incident has no coordinates yet, the first free unit
+        of the kind in id order (calling someone beats calling nobody). None when none is free.
+        Raises NotFound for an unknown incident."""
+        if kind not in self.kinds:
+            log.error("incident %s: a scenario asks for unit kind %r, which the roster does not define",
+                      incident_id, kind)
+            return None
+        try:
+            offers = (await self.propose(incident_id, kind, 1)).units
+            chosen = self.get(offers[0].unit) if offers else None
+        except NoLocation:
+            free = sorted(self.units(kind, "free"), key=lambda u: u.id)
+            chosen = free[0] if free else None
+            log.warning("incident %s has no coordinates: %s unit chosen by id (%s)", incident_id, kind,
+                        chosen.id if chosen else "none free")
+        return (chosen.id, chosen.name, list(chosen.members)) if chosen else None
+
+    async def on_member_ack(self, person: str, incident_id: str) -> None:
         """A unit member acknowledged the dispatch for ``incident_id`` (DTMF, SMS, Telegram): their
-        unit, if assigned to that incident, is now en route. Returns the unit, or None when the
-        person is in no unit on that incident."""
+        unit is en route. A unit already assigned to the incident moves on; a free unit of theirs (it
+        was called by a scenario, not yet assigned) is assigned by that acknowledgement first. A member
+        whose units are busy elsewhere changes nothing (logged). Raises StoreError, NotFound."""
         async with self._lock:
-            for unit in self._units.values():
-                if person in unit.members and unit.incident == incident_id:
-                    if unit.status != "assigned":
-                        return unit  # already moving or there: a late or repeated acknowledgement
-                    return await self._change(unit, "en_route", None, None, person, "acknowledged the dispatch",
-                                              False)
-        log.info("acknowledgement by %s for %s matches no unit assigned to it", person, incident_id)
-        return None
+            mine = [u for u in self._units.values() if person in u.members]
+            unit = next((u for u in mine if u.incident == incident_id), None)
+            if unit is None:
+                unit = next((u for u in mine if u.status == "free"), None)
+                if unit is None:
+                    log.warning("acknowledgement by %s for %s: no unit of theirs is free or on it (%s)", person,
+                                incident_id, ", ".join(f"{u.id} {u.status}" for u in mine) or "in no unit")
+                    return
+                unit = await self._assign(incident_id, unit, person)
+            if unit.status == "assigned":  # else already moving or there: a late or repeated acknowledgement
+                await self._change(unit, "en_route", None, None, person, "acknowledged the dispatch", False)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Deliver notes left from before a restart, then keep retrying any the desk could not take."""
@@ -253,6 +269,19 @@ class UnitBoard:
                     await self._deliver()
 
     # -- inside the lock -------------------------------------------------------------------------
+
+    async def _assign(self, incident_id: str, unit: Unit, actor: str) -> Unit:
+        incident = await self.desk.get(incident_id)
+        if incident.status == "closed":
+            raise IllegalTransition(f"incident {incident_id} is closed")
+        if unit.status != "free":
+            busy = f" for incident {unit.incident}" if unit.incident else ""
+            raise IllegalTransition(f"unit {unit.id} is {unit.status}{busy}: only a free unit can be assigned")
+        new = moved(unit, status="assigned", lat=None, lon=None, incident=incident_id, now=time.time())
+        note = Note(incident=incident_id, kind="unit_assigned", actor=actor, unit=unit.id, join=True,
+                    status="assigned", data={"unit_kind": unit.kind, "name": unit.name})
+        await self._commit(unit, new, actor, "", False, note)
+        return new
 
     async def _change(self, unit: Unit, status: str | None, lat: float | None, lon: float | None,
                       actor: str, reason: str, force: bool) -> Unit:

@@ -80,7 +80,8 @@ async def test_refusals_say_why(tmp_path: Path) -> None:
                 "/units/ps101/status": [b"{not json", b"[]", b'{"status": "free", "speed": 3}', b'{"lat": 43.2}',
                                         b'{"lat": "north", "lon": 1}', b'{"lat": 99.0, "lon": 76.9}', b"{}",
                                         b'{"status": "lunch"}',
-                                        b'{"status": "unavailable", "force": true}'],
+                                        b'{"status": "unavailable", "force": true}',
+                                        b'{"status": "unavailable", "reason": "%s"}' % (b"x" * 501)],
                 f"/incidents/{inc.id}/assign": [b"", b'{"unit": 7}', b'{"unti": "ps101"}'],
             }
             for path, bodies in bad.items():

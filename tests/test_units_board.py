@@ -168,15 +168,38 @@ async def test_member_acknowledgement_sends_their_unit_on_its_way(tmp_path: Path
             board = make_board(tmp_path, desk)
             inc, other = await report(desk, ABAI), await report(desk, ABAI)
             await board.assign(inc.id, "ps101", actor="aigerim")
-            assert await board.on_member_ack("patrol_ps102_a", inc.id) is None  # not on this incident
-            assert await board.on_member_ack("patrol_ps101_a", other.id) is None
-            moving = await board.on_member_ack("patrol_ps101_b", inc.id)
-            assert moving is not None and moving.status == "en_route"
-            again = await board.on_member_ack("patrol_ps101_a", inc.id)  # the second crew member, later
-            assert again is not None and again.status == "en_route"
+            await board.on_member_ack("patrol_ps101_a", other.id)  # their unit is busy on another incident
+            await board.on_member_ack("nobody", inc.id)
+            assert board.get("ps101").status == "assigned" and (await desk.get(other.id)).units == []
+            await board.on_member_ack("patrol_ps101_b", inc.id)
+            assert board.get("ps101").status == "en_route"
+            await board.on_member_ack("patrol_ps101_a", inc.id)  # the second crew member, later
+            assert board.get("ps101").status == "en_route"
             after = await desk.get(inc.id)
             assert after.status == "en_route"
             assert [e.actor for e in after.timeline if e.kind == "unit_status"] == ["patrol_ps101_b"]
+            board.close()
+
+
+async def test_a_called_free_unit_is_assigned_by_its_acknowledgement(tmp_path: Path) -> None:
+    with trio.fail_after(10):
+        async with incident_desk(tmp_path) as desk:
+            board = make_board(tmp_path, desk)
+            inc = await report(desk, ABAI)
+            assert await board.nearest_for(inc.id, "ambulance") == ("ss1", "SS-1", ["ambulance_ss1_a"])
+            await board.on_member_ack("ambulance_ss1_a", inc.id)
+            unit = board.get("ss1")
+            assert (unit.status, unit.incident) == ("en_route", inc.id)
+            after = await desk.get(inc.id)
+            assert after.status == "en_route" and after.units == ["ss1"]
+            assert [(e.kind, e.actor) for e in after.timeline if e.kind.startswith("unit_")] == [
+                ("unit_assigned", "ambulance_ss1_a"), ("unit_status", "ambulance_ss1_a")]
+            assert await board.nearest_for(inc.id, "ambulance") is None  # the only one is busy
+            assert await board.nearest_for(inc.id, "tank") is None
+            nowhere = await report(desk)
+            assert (await board.nearest_for(nowhere.id, "patrol") or ("",))[0] == "ps101"  # by id, no location
+            with pytest.raises(NotFound):
+                await board.nearest_for("KZ-nothing", "patrol")
             board.close()
 
 
