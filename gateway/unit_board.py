@@ -133,7 +133,7 @@ def config_problems(cfg: UnitsConfig, source: str = "<config>") -> list[str]:
     """Every problem of the ``[units]`` section and its roster (for ``gateway check-config``)."""
     p: list[str] = []
     if not 0 < cfg.stale_after_s <= 86400:
-        p.append(f"{source}: units.stale_after_s: expected 1 s to a day, got {cfg.stale_after_s}")
+        p.append(f"{source}: units.stale_after_s: expected more than 0 s, at most a day, got {cfg.stale_after_s}")
     if not 1 <= cfg.speed_kmh <= 200:
         p.append(f"{source}: units.speed_kmh: expected 1-200, got {cfg.speed_kmh}")
     if cfg.enabled:
