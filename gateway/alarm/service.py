@@ -176,11 +176,17 @@ def event_data(event: ContactIdEvent, site: Site, *, via: str, calling_from: str
 
 
 def panel_event(body: bytes) -> ContactIdEvent:
-    """Decode a ``POST /alarms`` body (JSON ``PanelAlarm`` or the bare 16 digits). Raises ``BadBody``."""
+    """Decode a ``POST /alarms`` body: JSON ``PanelAlarm``, or the 16 digits bare or as a JSON string.
+    Raises ``BadBody``."""
     text = body.decode("utf-8", errors="replace").strip()
     if not text:
         raise BadBody("empty body: send JSON {account, event_code, qualifier, partition, zone_or_user} "
                       "or the 16-digit Contact ID message")
+    if text.startswith('"'):  # the message as a JSON string
+        try:
+            return _parse_raw(msgspec.json.decode(text, type=str), "hex")
+        except msgspec.DecodeError as exc:
+            raise BadBody(f"body is not a valid JSON string: {exc}") from exc
     if not text.startswith("{"):
         return _parse_raw(text, "hex")
     try:
@@ -244,6 +250,7 @@ def file_away(path: Path, kind: Literal["done", "bad"], reason: str = "") -> Pat
     names once the spool no longer holds them); a bad file gets a ``.why`` note beside it."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target = path.parent / kind / f"{stamp}-{path.name}"
+    target.parent.mkdir(exist_ok=True)
     if reason:
         target.with_name(target.name + ".why").write_text(reason + "\n", encoding="utf-8")
     os.replace(path, target)
