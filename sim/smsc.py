@@ -415,9 +415,9 @@ class Smsc:
         for pdu in smpp_mo.mo_pdus(source, destination, text, ref=self._next_id & 0xFF, data_coding=data_coding,
                                    body=body):
             conn.sequence = conn.sequence % 0x7FFFFFFF + 1
-            conn.mo_answers[conn.sequence] = None
+            frames.append(P.encode(msgspec.structs.replace(pdu, sequence=conn.sequence)))  # ValueError: too long
             sequences.append(conn.sequence)
-            frames.append(P.encode(msgspec.structs.replace(pdu, sequence=conn.sequence)))
+        conn.mo_answers.update(dict.fromkeys(sequences))
         await conn.send(b"".join(frames))
         self.mo_sent += len(frames)
         try:

@@ -1,0 +1,135 @@
+"""Texts people send (MO) through the SMSC stand-in over TCP on 127.0.0.1 to the SMPP driver's
+``on_inbound``, and on into SMS 112 with a real incident store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from channels import smpp_pdu as P
+from channels.base import Message
+from channels.smpp import SmppChannel, SmppConfig, open_smpp
+from gateway.bus import Bus
+from gateway.call import Recorder
+from gateway.desk import Desk
+from gateway.errors import StoreError
+from gateway.reports.sms112 import Sms112, Sms112Config
+from gateway.store import AsyncStore, SqliteStore
+from sim.sms_citizen import aml_sms, text_via_smsc, text_via_smsc_control
+from sim.smsc import Smsc, open_smsc, smsc_process
+
+
+def config(smsc: Smsc) -> SmppConfig:
+    host, port = smsc.address
+    return SmppConfig(system_id="warn", password="secret", host=host, port=port, source_addr="112",
+                      response_timeout_s=2.0, reconnect_min_s=0.05)
+
+
+async def test_mo_texts_reach_on_inbound_whole_and_are_answered_after() -> None:
+    got: list[tuple[str, str]] = []
+
+    async def on_inbound(sender: str, text: str) -> None:
+        await trio.sleep(0.05)
+        got.append((sender, text))
+
+    long_text = "Не могу говорить. Муж пьяный, угрожает ножом. Абая 10, кв 5. Дети в комнате. " * 3
+    with trio.fail_after(10):
+        async with open_smsc(system_id="warn", password="secret") as smsc, \
+                open_smpp(config(smsc), on_inbound=on_inbound) as channel:
+            assert await smsc.send_mo("77011234567", "112", "Help {me} €") == [0]
+            assert got == [("77011234567", "Help {me} €")]  # answered only once handed over
+            statuses = await smsc.send_mo("77011234567", "112", long_text)
+            assert statuses == [0] * 4 and got[-1] == ("77011234567", long_text)
+            undecodable = await smsc.send_mo("77011234567", "112", data_coding=0x05, body=b"\x82\xa0")
+            assert undecodable == [0] and got[-1][1] == "[undecodable SMS: data_coding 0x05, 2 octets: 82a0]"
+            stats = channel.statistics()
+            assert stats["mo_texts"] == 3 and stats.get("receipt_unmatched", 0) == 0
+            assert smsc.mo_acked == 6 and smsc.receipts_acked == 0
+
+
+async def test_a_failing_handler_makes_the_smsc_retry_later() -> None:
+    calls = 0
+
+    async def on_inbound(sender: str, text: str) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise StoreError("disk full")
+
+    with trio.fail_after(10):
+        async with open_smsc(system_id="warn", password="secret") as smsc, \
+                open_smpp(config(smsc), on_inbound=on_inbound) as channel:
+            assert await smsc.send_mo("77011234567", "112", "help") == [P.Status.ESME_RX_T_APPN]
+            assert await smsc.send_mo("77011234567", "112", "help") == [0]
+            assert channel.statistics()["mo_failed"] == 1 and (await channel.health()).up
+
+
+async def test_without_on_inbound_mo_is_acknowledged_as_before() -> None:
+    with trio.fail_after(10):
+        async with open_smsc(system_id="warn", password="secret") as smsc, open_smpp(config(smsc)):
+            assert await smsc.send_mo("77011234567", "112", "help") == [0]
+
+
+async def test_texts_through_the_smsc_open_incidents_and_locate_them(tmp_path: Path) -> None:
+    store = AsyncStore(SqliteStore(tmp_path / "s.db"))
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            desk = Desk(store, Recorder(store, Bus()))
+            channels: list[SmppChannel] = []
+
+            async def send_sms(number: str, text: str) -> bool:
+                [receipt] = await channels[0].deliver([Message(idempotency_key=f"sms112/{number}/{len(text)}",
+                                                               alert_id="sms112", address=number, language="kk",
+                                                               body=text)])
+                return receipt.state == "sent"
+
+            sms = Sms112(Sms112Config(enabled=True), desk, send_sms)
+            await nursery.start(sms.run)
+
+            async def on_inbound(sender: str, text: str) -> None:
+                await sms.handle_text(sender, text, "smpp")
+
+            # one transceiver both sends the answers and takes the texts, as the gateway wires it
+            async with open_smsc(system_id="warn", password="secret") as smsc, \
+                    open_smpp(config(smsc), on_inbound=on_inbound) as channel:
+                channels.append(channel)
+                await smsc.send_mo("77011234567", "112", 'A"ML=1;lt=+99;lg=+76.9;rd=5')  # malformed: logged
+                assert await text_via_smsc(smsc, "+77011234567", aml_sms(43.2381, 76.9456, 15)) == [0]
+                assert len(sms.pending) == 1  # before the incident: held
+                assert await text_via_smsc(smsc, "+77011234567", "Көмек керек, сөйлей алмаймын") == [0]
+                [summary] = await store.by_number("+77011234567", 0)
+                while not smsc.texts("77011234567"):
+                    await trio.sleep(0.02)
+                inc = await desk.get(summary.id)
+                while not inc.locations:
+                    await trio.sleep(0.02)
+                    inc = await desk.get(summary.id)
+                assert inc.source == "sms" and inc.language == "kk" and inc.locations[0].lat == 43.2381
+                [ack] = smsc.texts("77011234567")
+                assert ack.startswith("112: хабарлама")
+            nursery.cancel_scope.cancel()
+
+
+
+async def test_a_separate_smsc_process_injects_through_its_control_api() -> None:
+    got: list[tuple[str, str]] = []
+
+    async def on_inbound(sender: str, text: str) -> None:
+        got.append((sender, text))
+
+    with trio.fail_after(20):
+        async with smsc_process("--system-id", "warn", "--password", "secret") as (_, ready):
+            cfg = SmppConfig(system_id="warn", password="secret", host=ready["host"], port=ready["port"],
+                             response_timeout_s=2.0)
+            async with open_smpp(cfg, on_inbound=on_inbound):
+                assert await text_via_smsc_control(ready["control"], "+77011234567", "Помогите") == [0]
+                assert got == [("77011234567", "Помогите")]
+                with pytest.raises(httpx.HTTPStatusError) as refused:  # refused with a reason, not a crash
+                    await text_via_smsc_control(ready["control"], "77011234567", "ok", to="1" * 30)
+                assert refused.value.response.status_code == 400
+                assert "destination_addr longer" in refused.value.response.json()["error"]
+                assert await text_via_smsc_control(ready["control"], "+77011234567", "ещё") == [0]
