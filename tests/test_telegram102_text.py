@@ -58,7 +58,8 @@ def test_start_and_help_commands() -> None:
 
 def test_location_with_accuracy_and_venue() -> None:
     item = parse_update(citizen().location(43.2381, 76.9456, accuracy_m=12.5))
-    assert item == Place(sender=item.sender, lat=43.2381, lon=76.9456, accuracy_m=12.5)  # type: ignore[union-attr]
+    assert isinstance(item, Place)
+    assert item == Place(sender=item.sender, lat=43.2381, lon=76.9456, accuracy_m=12.5)
     venue = citizen().message(venue={"location": {"latitude": 43.25, "longitude": 76.92}, "title": "ТЦ <Mega>",
                                      "address": "ул. Розыбакиева\u202e 247"})
     place = parse_update(venue)
