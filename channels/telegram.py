@@ -18,6 +18,11 @@ parts marked ``[k/n]`` and sent in order; a warning is never cut short. If a lat
 the receipt is that failure, so a retry sends the earlier parts again: a resident may see a part
 twice but never misses one.
 
+Acknowledgement button: a message whose ``options`` carry ``ack_button`` (the callback data, 1-64
+bytes) and ``ack_label`` (the button's text) gets an inline keyboard with that one button on its
+first part; ``channels.telegram_callbacks`` receives the presses. One without the other, or data
+over 64 bytes, fails the message (not retryable) rather than sending a warning nobody can confirm.
+
 Telegram reports no delivery receipts to bots: "sent" is final and ``on_update`` is never called.
 """
 
@@ -30,14 +35,14 @@ import logging
 import re
 import sys
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Literal, TypeVar
 
 import msgspec
 import trio
 import trio_asyncio
-from telegram import Bot
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import (
     BadRequest,
     ChatMigrated,
@@ -65,6 +70,7 @@ TEXT_LIMIT = 4096
 CHAT_ID_RE = re.compile(r"^-?\d{1,20}$")
 USERNAME_RE = re.compile(r"^@[A-Za-z][A-Za-z0-9_]{3,31}$")
 PART_MARK_RESERVE = 12  # room for "\n[99/99]" and a little slack
+CALLBACK_DATA_LIMIT = 64  # bytes, Telegram's limit for a button's callback_data
 T = TypeVar("T")
 ChatTarget = int | str
 
@@ -156,6 +162,26 @@ def render_parts(subject: str, body: str, *, parse_mode: str = "HTML", limit: in
     return [f"{part}\n[{k}/{len(parts)}]" for k, part in enumerate(parts, 1)]
 
 
+def ack_button(options: Mapping[str, str]) -> tuple[str, str] | None:
+    """``(callback data, label)`` of the acknowledgement button a message asks for, or None;
+    raises ValueError saying what is wrong with ``ack_button``/``ack_label``."""
+    data, label = options.get("ack_button", ""), options.get("ack_label", "").strip()
+    if not data and not label:
+        return None
+    if not data or not label:
+        raise ValueError("ack_button and ack_label go together")
+    if len(data.encode("utf-8")) > CALLBACK_DATA_LIMIT:
+        raise ValueError(f"ack_button: at most {CALLBACK_DATA_LIMIT} bytes of callback data")
+    return data, label
+
+
+def _keyboard(button: tuple[str, str] | None) -> InlineKeyboardMarkup | None:
+    if button is None:
+        return None
+    data, label = button
+    return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=data)]])
+
+
 def _retry_after_s(exc: RetryAfter) -> float:
     value = exc.retry_after
     return value.total_seconds() if isinstance(value, datetime.timedelta) else float(value)
@@ -211,9 +237,15 @@ class TelegramChannel:
                 if not parts:
                     receipts[i] = failed(message, "empty message", retryable=False)
                     continue
+                try:
+                    keyboard = _keyboard(ack_button(message.options))
+                except ValueError as exc:
+                    log.error("telegram: %s not sent: %s", message.idempotency_key, exc)
+                    receipts[i] = failed(message, str(exc), retryable=False)
+                    continue
                 # Chat slots are taken here, in batch order, so one chat's messages keep their order.
                 nursery.start_soon(self._send, message, target, parts, self._chat_slots(target, len(parts)),
-                                   receipts, i)
+                                   receipts, i, keyboard)
         self._forget_idle_chats()
         return [receipt for receipt in receipts if receipt is not None]
 
@@ -228,7 +260,7 @@ class TelegramChannel:
         return ChannelHealth(up=True, detail=f"@{me.username}" + (f"; flood wait {paused:.0f} s" if paused > 0 else ""))
 
     async def _send(self, message: Message, target: ChatTarget, parts: list[str], slots: list[float],
-                    receipts: list[Receipt | None], index: int) -> None:
+                    receipts: list[Receipt | None], index: int, keyboard: InlineKeyboardMarkup | None) -> None:
         ids: list[str] = []
         chat_id: ChatTarget = target
         for k, (text, slot) in enumerate(zip(parts, slots, strict=True), 1):
@@ -241,7 +273,8 @@ class TelegramChannel:
                     return
                 try:
                     sent = await self._call(self._bot.send_message(
-                        chat_id=target, text=text, parse_mode=self._config.parse_mode or None))
+                        chat_id=target, text=text, parse_mode=self._config.parse_mode or None,
+                        reply_markup=keyboard if k == 1 else None))
                 except RetryAfter as exc:
                     seconds = _retry_after_s(exc)
                     self._pause(seconds)
@@ -336,4 +369,5 @@ async def open_telegram(config: TelegramConfig, *, on_update: UpdateCallback | N
                 await loop.run_aio_coroutine(request.shutdown())
 
 
-__all__ = ["TelegramChannel", "TelegramConfig", "classify", "open_telegram", "parse_address", "render_parts"]
+__all__ = ["TelegramChannel", "TelegramConfig", "ack_button", "classify", "open_telegram", "parse_address",
+           "render_parts"]
