@@ -52,9 +52,9 @@ from gateway.desk import Desk, Value, no_caller
 from gateway.errors import ConfigError, NotFound, StoreError
 from gateway.records import Incident, Location
 from gateway.schema import Base
-from gateway.warning.service import project_path
 
 log = logging.getLogger(__name__)
+PROJECT = Path(__file__).resolve().parent.parent.parent
 _json = msgspec.json.Encoder()
 
 Action = Literal["unknown", "test", "note", "restore", "alarm"]
@@ -80,6 +80,12 @@ class AlarmConfig(Base, frozen=True):
     # Contact ID categories that call for police; arming, trouble and bypass reports do not.
     incident_categories: list[str] = msgspec.field(
         default_factory=lambda: ["panic", "duress", "medical", "fire", "burglary", "hazard", "tamper"])
+
+
+def project_path(path: str) -> Path:
+    """A relative path from the working directory if it is there, else from the project."""
+    p = Path(path)
+    return p if p.is_absolute() or p.exists() else PROJECT / p
 
 
 def alarm_problems(cfg: AlarmConfig, source: str) -> list[str]:
