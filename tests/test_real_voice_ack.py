@@ -14,7 +14,7 @@ from channels.voice import DEFAULT_ACK_WAIT_S, AckRequest, ack_request, acknowle
 from channels.voice_tts import Synthesizer
 from gateway.asterisk import sandbox
 from sim.dtmf_phone import DtmfPhones, Press, dtmf_phones, parse_log, scenario_xml
-from sim.lab import AsteriskInstance
+from sim.lab import AsteriskInstance, residents
 from tests.test_voice_real import voice_config, wait_no_callout_channels
 
 TEXT = "Внимание! Угроза наводнения. Нажмите один, если вы услышали это сообщение."
@@ -67,6 +67,22 @@ async def test_keys_pressed_after_during_and_never(asterisk: AsteriskInstance, t
         assert speech_s + WAIT_S - 0.3 <= call_length(phones, number) <= speech_s + WAIT_S + 1.0, \
             (number, call_length(phones, number))
     assert speech_s - 0.3 <= call_length(phones, plain) <= speech_s + 1.0  # no acknowledgement asked: no wait
+
+
+async def test_hanging_up_while_waiting_for_a_key_is_delivered_without_reply(asterisk: AsteriskInstance,
+                                                                             tmp_path: Path) -> None:
+    sounds = sandbox.locate(asterisk.cfg).host_dir / "sounds"
+    speech_s = (await Synthesizer(sounds).speech(TEXT, "ru")).duration_s
+    number = "+77010000311"
+    with trio.fail_after(30):
+        async with residents(tmp_path / "residents", hang_up_after_ms={number: int((speech_s + 1.0) * 1000)}) \
+                as phones, open_voice(voice_config(asterisk, phones.uri, repeats=1), sounds_dir=sounds) as voice:
+            started = trio.current_time()
+            [receipt] = await voice.deliver([message(number, {"ack_digits": "1", "ack_wait_s": "20"})])
+            elapsed = trio.current_time() - started
+    assert (receipt.state, receipt.reply) == ("delivered", ""), receipt
+    assert speech_s + 1.0 <= elapsed < speech_s + 3.0, (elapsed, speech_s)  # not the 20 s wait
+    assert phones.audio(number).audio_s >= speech_s - 0.3
 
 
 # -- pure parts -------------------------------------------------------------------------------------
