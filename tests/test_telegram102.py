@@ -8,8 +8,9 @@ import pytest
 import trio
 
 from gateway.desk import DeskError, no_caller
-from gateway.errors import NotFound
+from gateway.errors import ConfigError, NotFound
 from gateway.reports.report_text import TEXTS
+from gateway.reports.telegram102 import Report102Config, Telegram102
 from sim.telegram_citizen import Citizen, play, typical_report
 from tests.test_telegram102_harness import lab
 
@@ -239,3 +240,17 @@ async def test_drill_citizen_script_makes_one_complete_incident(tmp_path: Path) 
             assert kinds(stored) == ["telegram_report", "location_added", "telegram_media", "telegram_media"]
             assert stored.caller.number == "+77011234567" and stored.language == "kk"
             assert [e.data.get("media") for e in stored.timeline[2:]] == ["photo", "voice"]
+
+
+async def test_disabled_bot_refuses_replies_and_enabled_needs_a_token(tmp_path: Path) -> None:
+    with trio.fail_after(10):
+        async with lab(tmp_path) as t:
+            t.sim.inject(Citizen(CHAT).text("Помогите"))
+            await t.replies(CHAT, 1)
+            incident = await t.incident_of(CHAT)
+            disabled = Telegram102(Report102Config(), t.desk, t.recorder)
+            await disabled.run()  # returns at once
+            with pytest.raises(DeskError):
+                await disabled.reply(incident.id, "hi", actor="dispatcher")
+            with pytest.raises(ConfigError):
+                Telegram102(Report102Config(enabled=True), t.desk, t.recorder)

@@ -278,3 +278,11 @@ def test_reporter_round_trip() -> None:
     assert chat_of(reporter_of(CHAT)) == CHAT and chat_of(reporter_of(-5)) == -5
     for bad in ("", "tg:", "tg:abc", "sms:+7701", "tg:1 ", "tg:" + "9" * 30):
         assert chat_of(bad) is None
+
+
+def test_a_long_dispatcher_reply_fits_telegrams_limit_in_utf16_units() -> None:
+    message = notice("citizen_replied", {"text": "🚓" * 4000}, "en", max_text=4000)
+    assert message is not None and message.endswith("…")
+    assert 3800 < len(message.encode("utf-16-le")) // 2 <= 4096
+    short = notice("citizen_replied", {"text": "ok"}, "en")
+    assert short == "Message from the 102 duty officer:\nok"

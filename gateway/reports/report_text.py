@@ -38,6 +38,7 @@ MAX_NAME = 64
 MAX_ACCURACY_M = 1500.0  # Telegram's range for horizontal_accuracy
 KEEP_FORMAT = {"\u200c", "\u200d"}  # ZWNJ/ZWJ: needed by emoji and some scripts; harmless
 NOTICE_STATUSES = ("assigned", "en_route", "on_scene", "closed")
+MAX_NOTICE_UTF16 = 3900  # a dispatcher's words plus our prefix stay under Telegram's 4096
 
 
 # ---- what comes out -----------------------------------------------------------------------------
@@ -518,6 +519,15 @@ def notice(kind: str, data: dict[str, Any], language: str, max_text: int = 2000)
     if kind == "status_changed" and data.get("status") in NOTICE_STATUSES:
         return text(f"status_{data['status']}", language)
     if kind == "citizen_replied" and isinstance(data.get("text"), str):
-        body = sanitise(data["text"], max_text)[0]
+        body = _fit_utf16(sanitise(data["text"], max_text)[0], MAX_NOTICE_UTF16)
         return text("dispatcher", language, text=body) if body else None
     return None
+
+
+def _fit_utf16(body: str, limit: int) -> str:
+    """Cut ``body`` to ``limit`` UTF-16 units (how Telegram counts its 4096), marking the cut."""
+    if len(body.encode("utf-16-le")) // 2 <= limit:
+        return body
+    while len(body.encode("utf-16-le")) // 2 > limit - 1:
+        body = body[: len(body) - max(1, (len(body.encode("utf-16-le")) // 2 - limit) // 2)]
+    return body.rstrip() + "…"

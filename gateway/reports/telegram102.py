@@ -139,8 +139,11 @@ class Telegram102:
     async def reply(self, incident_id: str, body: str, actor: str) -> Incident:
         """Record a dispatcher's answer to the citizen (``citizen_replied``); it is sent from there.
 
-        Raises DeskError for an empty text or an incident not reported through this bot, NotFound
+        Raises DeskError when the bot is disabled, for an empty text or an incident not reported
+        through this bot, NotFound
         for an unknown incident, StoreError if it cannot be recorded."""
+        if not self.cfg.enabled:
+            raise DeskError("the Telegram 102 bot is not enabled")
         clean = sanitise(body, self.cfg.max_text)[0]
         if not clean:
             raise DeskError("reply: the text is empty")
