@@ -28,7 +28,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
 import msgspec
@@ -66,6 +67,7 @@ from gateway.reports.report_text import (
 from gateway.schema import Base
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ALLOWED_UPDATES = ["message", "edited_message"]
 MAX_BACKOFF_S = 60.0
@@ -340,7 +342,7 @@ class Telegram102:
         return Caller(raw_number=state.raw_number, number=state.number, display_name=name, withheld=False,
                       flags=flags)
 
-    async def _durably(self, write: Any) -> Any:
+    async def _durably(self, write: Callable[[], Awaitable[T]]) -> T:
         """Run a desk write, retrying store failures (not NotFound) a few times with back-off."""
         for attempt in range(1, self.cfg.store_attempts + 1):
             try:
