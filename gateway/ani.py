@@ -10,8 +10,14 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from gateway.config import AniConfig
 from gateway.records import Caller
+from gateway.schema import Base
+
+
+class AniConfig(Base, frozen=True):
+    country_code: str = "7"
+    trunk_prefix: str = "8"
+    national_length: int = 10
 
 WITHHELD_WORDS = {"", "anonymous", "restricted", "private", "unavailable", "unknown", "withheld", "s"}
 MAX_RAW = 64

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import trio
 
 from gateway import ari_events as ev
 from gateway.bus import Bus
 from gateway.records import Incident, IncidentState, TimelineEvent
-from gateway.store import AsyncStore, event, summary
+from gateway.store import AsyncStore, Statement, event, summary
 
 
 class Held:
@@ -80,7 +80,8 @@ class Recorder:
         self.store = store
         self.bus = bus
         self.live: dict[str, Held] = {}
-        self.listeners: list[Callable[[Incident, TimelineEvent], None]] = []
+        self.listeners: list[Callable[[Incident, TimelineEvent], None]] = []  # after every durable write
+        self.created_listeners: list[Callable[[Incident], None]] = []  # after an incident's first write
 
     def track(self, held: Held) -> Held:
         """Register a new incident (or return the one already live under its id)."""
@@ -106,20 +107,26 @@ class Recorder:
         call.incident.updated_wall = time.time()
         await self.store.create(call.incident)
         call.saved = True
-        if call.incident.timeline:
-            self._published(call.incident, call.incident.timeline[-1])
+        self._created(call.incident)
 
     def note(self, call: Held | Call, kind: str, actor: str = "gateway", **data: str | int | float | bool | None) -> None:
         """Add an event that is made durable with the next ``record`` (saves a write per call for
         events whose loss in a crash would change nothing: the next event implies them)."""
-        item = event(kind, actor, **data)
+        self.note_event(call, event(kind, actor, **data))
+
+    def note_event(self, call: Held | Call, item: TimelineEvent) -> None:
         call.incident.timeline.append(item)
         call.pending.append(item)
 
     async def record(self, call: Held | Call, kind: str, actor: str = "gateway", state: IncidentState | None = None,
-                     changes: dict[str, object] | None = None, **data: str | int | float | bool | None) -> None:
+                     changes: dict[str, object] | None = None, extra: Sequence[Statement] = (),
+                     **data: str | int | float | bool | None) -> None:
         """Add one event (and optional field changes) to the incident; durable on return."""
-        item = event(kind, actor, **data)
+        await self.record_event(call, event(kind, actor, **data), state=state, changes=changes, extra=extra)
+
+    async def record_event(self, call: Held | Call, item: TimelineEvent, *, state: IncidentState | None = None,
+                           changes: dict[str, object] | None = None, extra: Sequence[Statement] = ()) -> None:
+        """``record`` for an event built by the caller."""
         inc = call.incident
         if changes:
             for key, value in changes.items():
@@ -127,22 +134,24 @@ class Recorder:
         if state is not None:
             inc.state = state
         inc.timeline.append(item)
-        await self.commit(call, item)
+        await self.commit(call, item, extra)
 
-    async def commit(self, call: Held | Call, item: TimelineEvent) -> None:
+    async def commit(self, call: Held | Call, item: TimelineEvent, extra: Sequence[Statement] = ()) -> None:
         """Make ``item`` (already on the timeline) durable, with every event noted before it."""
         call.incident.updated_wall = item.wall
         events, call.pending = [*call.pending, item], []
-        await self.append(call, events)
+        await self.append(call, events, extra)
 
-    async def append(self, call: Held | Call, events: list[TimelineEvent]) -> None:
+    async def append(self, call: Held | Call, events: list[TimelineEvent], extra: Sequence[Statement] = ()) -> None:
         """Persist ``events`` (already on the timeline). If the first write failed, the whole
         incident is written now: a disk hiccup at call arrival must not lose the record."""
         if call.saved:
-            await self.store.update(call.incident, events)
+            await self.store.update(call.incident, events, extra)
         else:
             await self.store.create(call.incident)
             call.saved = True
+            if extra:
+                await self.store.write(list(extra))
         if call.incident.timeline:
             self._published(call.incident, call.incident.timeline[-1])
 
@@ -151,3 +160,9 @@ class Recorder:
         self.bus.publish(summary(incident))
         for listener in self.listeners:
             listener(incident, last)
+
+    def _created(self, incident: Incident) -> None:
+        if incident.timeline:
+            self._published(incident, incident.timeline[-1])
+        for listener in self.created_listeners:
+            listener(incident)

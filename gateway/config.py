@@ -14,8 +14,16 @@ from typing import Literal
 
 import msgspec
 
+from gateway.alarm.service import AlarmConfig, alarm_problems
+from gateway.ani import AniConfig
 from gateway.errors import ConfigError
+from gateway.escalation.config import EscalationConfig
+from gateway.escalation.config import problems as escalation_config_problems
+from gateway.reports.sms112 import Sms112Config
+from gateway.reports.telegram102 import Report102Config
 from gateway.schema import Base
+from gateway.unit_board import UnitsConfig
+from gateway.unit_board import config_problems as units_problems
 from gateway.warning.config import WarningsConfig
 from gateway.warning.config import problems as warnings_problems
 
@@ -93,22 +101,16 @@ class HttpConfig(Base, frozen=True):
     port: int = 8080
 
 
-class AniConfig(Base, frozen=True):
-    country_code: str = "7"
-    trunk_prefix: str = "8"
-    national_length: int = 10
-
-
 class CorrelationConfig(Base, frozen=True):
     window_s: float = 86400.0
     same_address_radius_m: float = 50.0
 
 
-class EscalationConfig(Base, frozen=True):
-    """Where the category catalogue and its response scenarios live (``gateway check-config`` checks them)."""
+class ReportsConfig(Base, frozen=True):
+    """Incidents reported by text: the citizens' Telegram 102 bot and SMS to 112 (with AML)."""
 
-    categories_file: str = "config/categories.toml"
-    scenarios_dir: str = "config/scenarios"
+    telegram102: Report102Config = Report102Config()
+    sms112: Sms112Config = Sms112Config()
 
 
 class GatewayConfig(Base, frozen=True):
@@ -122,6 +124,9 @@ class GatewayConfig(Base, frozen=True):
     correlation: CorrelationConfig = CorrelationConfig()
     warnings: WarningsConfig = WarningsConfig()
     escalation: EscalationConfig = EscalationConfig()
+    units: UnitsConfig = UnitsConfig()
+    alarm: AlarmConfig = AlarmConfig()
+    reports: ReportsConfig = ReportsConfig()
 
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "gateway.toml"
@@ -229,21 +234,33 @@ def semantic_problems(cfg: GatewayConfig, source: str = "<config>") -> list[str]
 
 def _escalation_problems(cfg: GatewayConfig, source: str) -> list[str]:
     from gateway.errors import GatewayError
-    from gateway.scenario import catalogue
-    from gateway.scenario.model import Known
-    from gateway.warning.service import project_path
+    from gateway.escalation.service import check
+    from gateway.unit_board import load_roster, project_path
     from gateway.warning.templates import load_catalogue
 
+    p = escalation_config_problems(cfg.escalation, source) + units_problems(cfg.units, source)
+    p += alarm_problems(cfg.alarm, source)
     try:
         events = frozenset(load_catalogue(project_path(cfg.warnings.templates_dir)).events())
     except GatewayError:
         events = frozenset()  # the warnings check reports the templates themselves
     try:
-        catalogue.load(project_path(cfg.escalation.categories_file), project_path(cfg.escalation.scenarios_dir),
-                       Known(events=events))
-    except ConfigError as exc:
-        return [f"{source}: escalation: {problem}" for problem in exc.problems]
-    return []
+        kinds = frozenset(load_roster(project_path(cfg.units.roster_file)).kinds)
+    except GatewayError:
+        kinds = frozenset()  # reported by the units check
+    p += [f"{source}: escalation: {problem}" for problem in check(cfg.escalation, unit_kinds=kinds,
+                                                                   warning_events=events)]
+    if not p:
+        p += _ivr_category_problems(cfg, source)
+    return p
+
+
+def _ivr_category_problems(cfg: GatewayConfig, source: str) -> list[str]:
+    from gateway.escalation.service import load_catalogue
+
+    known = load_catalogue(cfg.escalation).categories
+    return [f"{source}: ivr.categories[{i}].name: {c.name!r} is not in {cfg.escalation.categories_file}"
+            for i, c in enumerate(cfg.ivr.categories) if c.name not in known]
 
 
 def _dispatch_problems(d: DispatchConfig, source: str) -> list[str]:

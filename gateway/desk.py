@@ -13,8 +13,7 @@ from collections.abc import Sequence
 
 from gateway.call import Held, Recorder
 from gateway.errors import GatewayError
-from gateway.intake import new_incident_id
-from gateway.records import Caller, Incident, IncidentSource, Location, ResponseStatus, TimelineEvent
+from gateway.records import Caller, Incident, IncidentSource, Location, ResponseStatus, TimelineEvent, new_incident_id
 from gateway.store import AsyncStore, event
 
 Value = str | int | float | bool | None

@@ -10,7 +10,7 @@ import csv
 import io
 
 from gateway import ani
-from gateway.config import AniConfig
+from gateway.ani import AniConfig
 from gateway.pidf import LocationError, check_coordinates
 from gateway.records import Location
 

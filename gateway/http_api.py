@@ -38,6 +38,10 @@ class Health(msgspec.Struct, kw_only=True):
     positions: dict[str, str]
     store: str
     warning_channels: dict[str, str] = {}
+    responder_channels: dict[str, str] = {}
+    scenario_runs: int = 0
+    sla_breaches: int = 0
+    alarm_sites: dict[str, float | None] = {}  # account -> last periodic test (wall clock)
 
 
 class ApiError(msgspec.Struct):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import time
 from datetime import datetime
 
@@ -26,17 +25,13 @@ from gateway.errors import AriError, GatewayError, StoreError
 from gateway.ivr import Ivr
 from gateway.metrics import Metrics
 from gateway.pidf import LocationError
-from gateway.records import Incident, Location, TimelineEvent
+from gateway.records import Incident, Location, TimelineEvent, new_incident_id
 from gateway.store import AsyncStore, event
 
 log = logging.getLogger(__name__)
 HOLD_AFTER_S = 0.5
 INCIDENT_ID = re.compile(r"^\d{8}-\d{6}-[0-9A-Za-z.]{1,40}$")
 RECONCILE_S = 5.0
-
-
-def new_incident_id(now: float) -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(3)
 
 
 class Intake:

@@ -5,6 +5,8 @@ These msgspec Structs are the one schema for the store, the HTTP API and the CLI
 
 from __future__ import annotations
 
+import secrets
+import time
 from typing import Literal
 
 import msgspec
@@ -95,3 +97,8 @@ class IncidentSummary(msgspec.Struct, frozen=True, kw_only=True):
     status: ResponseStatus = "new"
     source: IncidentSource = "call"
     priority: int = 1
+
+
+def new_incident_id(now: float) -> str:
+    """Sortable by creation time, unique enough for a centre: 20261121-140312-a1b2c3."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(3)

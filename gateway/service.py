@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 
 import trio
+from starlette.routing import BaseRoute
 
 from gateway import ami, ari
 from gateway.asterisk.sandbox import locate
 from gateway.bus import Bus
 from gateway.call import Recorder
 from gateway.config import GatewayConfig
+from gateway.desk import Desk
 from gateway.errors import AriError
 from gateway.http_api import Health, build_app, run_server
 from gateway.intake import Intake
 from gateway.metrics import Metrics
+from gateway.operations import Operations
 from gateway.store import AsyncStore, SqliteStore
 from gateway.warning.api import WarningsApi
 from gateway.warning.cli import key_path
@@ -37,6 +40,9 @@ class Gateway:
         self.http_addresses: list[str] = []
         self.warnings = Warnings(cfg.warnings, sounds_dir=locate(cfg).host_dir / "sounds") \
             if cfg.warnings.enabled else None
+        self.desk = Desk(self.store, self.recorder)
+        self.operations = Operations(cfg, self.desk, self.warnings, sounds_dir=locate(cfg).host_dir / "sounds",
+                                 spool_dir=locate(cfg).host_dir / "spool")
 
     def health(self) -> Health:
         ok = self.ari_connected and self.asterisk.fully_booted
@@ -46,16 +52,18 @@ class Gateway:
             asterisk_channels=self.asterisk.channels, queue_length=len(self.intake.dispatcher.queue),
             active_calls=len(self.intake.calls), positions=dict(self.intake.dispatcher.board.snapshot()), store="ok",
             warning_channels=self.warnings.channel_states() if self.warnings else {},
+            **self.operations.health(),
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled. ``started()`` once the HTTP API listens and ARI is registered."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run)
-            routes = []
+            routes: list[BaseRoute] = []
             if self.warnings is not None:
                 await nursery.start(self.warnings.run)
-                routes = WarningsApi(self.warnings, key_path(self.cfg.warnings.store_path)).routes()
+                routes += WarningsApi(self.warnings, key_path(self.cfg.warnings.store_path)).routes()
+            routes += await self.operations.start(nursery)
             app = build_app(self.store, self.bus, self.metrics, self.health, routes)
             self.http_addresses = await nursery.start(run_server, app, self.cfg.http.host, self.cfg.http.port)
             await nursery.start(ami.monitor, self.cfg.asterisk, self.asterisk, self.metrics)

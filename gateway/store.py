@@ -11,6 +11,7 @@ import math
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -44,6 +45,13 @@ CREATE TABLE IF NOT EXISTS timeline (
     doc BLOB NOT NULL,
     PRIMARY KEY (incident_id, seq)
 );
+CREATE TABLE IF NOT EXISTS escalation_runs (
+    key TEXT PRIMARY KEY,
+    incident_id TEXT NOT NULL,
+    done INTEGER NOT NULL,
+    doc BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS escalation_runs_open ON escalation_runs(done);
 CREATE TABLE IF NOT EXISTS directory (
     number TEXT PRIMARY KEY,
     doc BLOB NOT NULL
@@ -62,7 +70,8 @@ class Store(Protocol):
     """What the service needs from a store. Every write is durable when the call returns."""
 
     async def create(self, incident: Incident) -> None: ...
-    async def update(self, incident: Incident, events: list[TimelineEvent]) -> None: ...
+    async def update(self, incident: Incident, events: list[TimelineEvent],
+                     extra: Sequence[Statement] = ()) -> None: ...
     async def get(self, incident_id: str) -> Incident: ...
     async def by_channel(self, channel_id: str) -> Incident | None: ...
     async def recent(self, limit: int = 100, since_wall: float = 0.0) -> list[IncidentSummary]: ...
@@ -282,8 +291,16 @@ class AsyncStore:
     async def create(self, incident: Incident) -> None:
         await self._write(self.sync.create_statements(incident))
 
-    async def update(self, incident: Incident, events: list[TimelineEvent]) -> None:
-        await self._write(self.sync.update_statements(incident, events))
+    async def update(self, incident: Incident, events: list[TimelineEvent],
+                     extra: Sequence[Statement] = ()) -> None:
+        """Write the incident's changes and ``extra`` statements (e.g. a scenario's progress) atomically."""
+        await self._write([*self.sync.update_statements(incident, events), *extra])
+
+    async def write(self, statements: list[Statement]) -> None:
+        await self._write(statements)
+
+    async def read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        return await self._run(self.sync._read, sql, args)  # type: ignore[no-any-return]
 
     async def get(self, incident_id: str) -> Incident:
         return await self._run(self.sync.get, incident_id)  # type: ignore[no-any-return]

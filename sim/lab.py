@@ -57,10 +57,10 @@ enabled = {ivr}
 digit_timeout_s = 2
 max_s = 6
 categories = [
-  {{ digit = "1", name = "police", priority = 3 }},
-  {{ digit = "2", name = "fire", priority = 4 }},
-  {{ digit = "3", name = "medical", priority = 4 }},
-  {{ digit = "4", name = "gas", priority = 4 }},
+  {{ digit = "1", name = "crime_in_progress", priority = 8 }},
+  {{ digit = "2", name = "fire", priority = 9 }},
+  {{ digit = "3", name = "medical", priority = 8 }},
+  {{ digit = "4", name = "gas_leak", priority = 8 }},
 ]
 
 [store]

@@ -351,6 +351,18 @@ class TelegramSim:
         self.edits.append(msgspec.structs.replace(sent, at=time.time()))
         return self._message_object(sent)
 
+    def edit_message_reply_markup(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat_id, _ = self._writable_chat(params)
+        sent = self._messages.get((chat_id, _as_int(params.get("message_id"), "message_id")))
+        if sent is None:
+            raise bad_request("message to edit not found")
+        markup = _markup(params.get("reply_markup"))  # none given: the keyboard is removed
+        if markup == sent.reply_markup:
+            raise bad_request("message is not modified")
+        sent.reply_markup, sent.edited = markup, sent.edited + 1
+        self.edits.append(msgspec.structs.replace(sent, at=time.time()))
+        return self._message_object(sent)
+
     def answer_callback_query(self, params: dict[str, Any]) -> bool:
         query_id = str(params.get("callback_query_id") or "")
         if query_id not in self._open_callbacks:
@@ -408,6 +420,8 @@ class TelegramSim:
                 return self.send_message(params)
             case "editmessagetext":
                 return self.edit_message_text(params)
+            case "editmessagereplymarkup":
+                return self.edit_message_reply_markup(params)
             case "answercallbackquery":
                 return self.answer_callback_query(params)
             case "getupdates":

@@ -32,7 +32,7 @@ def test_shipped_config_loads() -> None:
     assert "+7112" in cfg.services[0].dialled
     assert [p.name for p in cfg.dispatch.positions] == ["pos1", "pos2"]
     assert cfg.dispatch.ring_timeout_s == 20.0
-    assert {c.digit: c.priority for c in cfg.ivr.categories}["2"] == 4
+    assert {c.digit: (c.name, c.priority) for c in cfg.ivr.categories}["2"] == ("fire", 9)
     assert (cfg.ani.country_code, cfg.ani.trunk_prefix, cfg.ani.national_length) == ("7", "8", 10)
     assert config.problems_in(config.DEFAULT_PATH) == []
 

@@ -42,8 +42,10 @@ class Catalogue(msgspec.Struct, frozen=True, kw_only=True):
         return self.scenarios[found.scenario]
 
 
-def load(categories_path: str | Path, scenarios_dir: str | Path, known: Known | None = None) -> Catalogue:
-    """Read and check the catalogue; raises ConfigError listing every problem."""
+def load(categories_path: str | Path, scenarios_dir: str | Path, known: Known | None = None,
+         also_used: frozenset[str] = frozenset()) -> Catalogue:
+    """Read and check the catalogue; raises ConfigError listing every problem. ``also_used`` names
+    scenarios run by something other than a category (the answer-time SLA)."""
     known = known or Known()
     categories_path, scenarios_dir = Path(categories_path), Path(scenarios_dir)
     problems: list[str] = []
@@ -57,7 +59,7 @@ def load(categories_path: str | Path, scenarios_dir: str | Path, known: Known | 
             continue
         scenarios[scenario.name] = scenario
         problems.extend(check(scenario, known, where=str(path)))
-    problems.extend(_cross_problems(categories_path, categories, scenarios))
+    problems.extend(_cross_problems(categories_path, categories, scenarios, also_used))
     if problems:
         raise ConfigError(problems)
     return Catalogue(categories={c.name: c for c in categories}, scenarios=scenarios)
@@ -75,7 +77,8 @@ def _categories(path: Path, problems: list[str]) -> list[Category]:
     return parsed.categories
 
 
-def _cross_problems(path: Path, categories: list[Category], scenarios: dict[str, Scenario]) -> list[str]:
+def _cross_problems(path: Path, categories: list[Category], scenarios: dict[str, Scenario],
+                    also_used: frozenset[str]) -> list[str]:
     p: list[str] = []
     names = [c.name for c in categories]
     for i, c in enumerate(categories):
@@ -93,6 +96,7 @@ def _cross_problems(path: Path, categories: list[Category], scenarios: dict[str,
             p.append(f"{where}: scenario {c.scenario!r} has no file in the scenarios directory")
     if categories and "unclassified" not in names:
         p.append(f"{path}: a category named 'unclassified' is required (calls nobody classified)")
-    used = {c.scenario for c in categories}
+    used = {c.scenario for c in categories} | also_used
+    p.extend(f"scenario {name}: named in the configuration but has no file" for name in sorted(also_used - set(scenarios)))
     p.extend(f"scenario {name}: no category uses it" for name in sorted(set(scenarios) - used))
     return p

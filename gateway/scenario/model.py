@@ -1,7 +1,8 @@
 """Response scenarios: what the centre does, step by step, for an incident of a category. Pure.
 
 A scenario is an ordered list of steps, run top to bottom. A step may carry a ``when`` condition
-on incident fields (skipped when false) and an ``id`` other steps can ``goto``. Going back to an
+on incident fields or on whether the latest notify step was acknowledged (skipped when false) and
+an ``id`` other steps can ``goto``. Going back to an
 earlier step is a loop and must say how many times (``max_times``): an unbounded loop in an
 emergency scenario is a bug, not a feature. ``check`` reports every problem with its place.
 """
@@ -31,6 +32,7 @@ class When(Base, frozen=True):
     service: list[str] = []
     zone: list[str] = []
     between: tuple[str, str] | None = None  # local time window "HH:MM", may wrap midnight (night roster)
+    last_acked: bool | None = None  # the outcome of the latest notify step with ack any/each
 
 
 class Step(Base, frozen=True, tag_field="do"):
@@ -60,7 +62,7 @@ class Forward(Step, frozen=True, kw_only=True, tag="forward"):
 
 
 class DraftWarning(Step, frozen=True, kw_only=True, tag="draft_warning"):
-    event: str
+    event: str = ""  # a public-warning template; "" takes the category's warning_event
 
 
 class Goto(Step, frozen=True, kw_only=True, tag="goto"):
@@ -136,7 +138,7 @@ def _step_problems(step: AnyStep, n: int, index: dict[str, int], known: Known) -
             p.append(f"unknown tier {tier!r}")
         case Forward(centre=centre) if known.centres and centre not in known.centres:
             p.append(f"unknown centre {centre!r}")
-        case DraftWarning(event=event) if known.events and event not in known.events:
+        case DraftWarning(event=event) if event and known.events and event not in known.events:
             p.append(f"unknown warning template {event!r}")
         case Goto(target=target, max_times=max_times):
             if target not in index:

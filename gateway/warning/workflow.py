@@ -65,11 +65,21 @@ class Workflow:
                     ) -> AlertRecord:
         """Create a draft; raises AlertError (unknown user, zone, template, invalid CAP)."""
         self._officer(by)
+        return await self._insert_draft(spec, by, msg_type, original)
+
+    async def draft_for_incident(self, spec: DraftSpec, incident_id: str) -> AlertRecord:
+        """A draft a response scenario asks for. Nobody wrote it, so it is drafted by
+        ``scenario:<incident>`` and any civil-defence officer may approve it; it is never sent
+        without one."""
+        return await self._insert_draft(spec, f"scenario:{incident_id}", "Alert", None, incident=incident_id)
+
+    async def _insert_draft(self, spec: DraftSpec, by: str, msg_type: str, original: AlertRecord | None,
+                            **detail: str) -> AlertRecord:
         now = datetime.now(UTC).replace(microsecond=0)
         record = self._record(spec, by, now, msg_type, original)
         self.renderer.preview(record)  # every language must render before anyone approves it
         await self.db.call(self.db.sync.insert_alert, record, _audit(by, "drafted", msg_type=msg_type,
-                                                                     zones=",".join(record.zones)))
+                                                                     zones=",".join(record.zones), **detail))
         return record
 
     async def approve(self, alert_id: str, by: str, *, send: bool = False) -> AlertRecord:

@@ -1,0 +1,209 @@
+"""The escalation service: loads the catalogue, directory and texts, opens the responders' channels
+and runs the engine, its triggers and the Telegram acknowledgement poller."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import trio
+
+from channels.base import Channel
+from gateway.call import Recorder
+from gateway.errors import ConfigError, GatewayError
+from gateway.escalation import directory as directory_file
+from gateway.escalation import texts as texts_file
+from gateway.escalation.config import EscalationConfig
+from gateway.escalation.engine import Drafter, Engine
+from gateway.escalation.notifier import Notifier
+from gateway.escalation.triggers import Triggers, TriggerSettings
+from gateway.scenario import catalogue as catalogue_file
+from gateway.scenario.catalogue import Catalogue
+from gateway.scenario.model import Known
+from gateway.warning.service import project_path
+
+log = logging.getLogger(__name__)
+Opener = Callable[[], AbstractAsyncContextManager[Any]]
+ACK_WORDS = frozenset({"1", "ok", "ок", "да", "иә", "ия", "yes", "+", "принял", "принято", "қабылдадым"})
+CODE_RE = re.compile(r"\b(\d{4})\b")
+
+
+def load_catalogue(cfg: EscalationConfig, known: Known | None = None) -> Catalogue:
+    return catalogue_file.load(project_path(cfg.categories_file), project_path(cfg.scenarios_dir), known,
+                               also_used=frozenset({cfg.sla_scenario}))
+
+
+def known_for(cfg: EscalationConfig, *, unit_kinds: frozenset[str], warning_events: frozenset[str]) -> Known:
+    """What scenarios may refer to; raises ConfigError for a broken directory or templates."""
+    directory = directory_file.load(project_path(cfg.responders_file))
+    texts = texts_file.load(project_path(cfg.templates_dir))
+    return Known(roles=directory.roles, people=frozenset(directory.people), units=unit_kinds,
+                 templates=texts.names, events=warning_events, tiers=frozenset(directory.tiers),
+                 centres=frozenset(directory.centres))
+
+
+class Escalation:
+    def __init__(self, cfg: EscalationConfig, recorder: Recorder, *, unit_kinds: frozenset[str] = frozenset(),
+                 warning_events: frozenset[str] = frozenset(), sounds_dir: Any = None) -> None:
+        self.cfg = cfg
+        self.directory = directory_file.load(project_path(cfg.responders_file))
+        self.texts = texts_file.load(project_path(cfg.templates_dir))
+        known = known_for(cfg, unit_kinds=unit_kinds, warning_events=warning_events)
+        self.catalogue = load_catalogue(cfg, known)
+        self.channels: dict[str, Channel] = {}
+        self.channel_errors: dict[str, str] = {}
+        self.sounds_dir = sounds_dir
+        self.on_inbound_sms: Callable[[str, str], Awaitable[None]] | None = None  # texts to our SMPP number
+        self.notifier = Notifier(self.channels, self.texts, ack_url=cfg.ack_url,
+                                 voice_ack_wait_s=cfg.voice_ack_wait_s)
+        self.engine = Engine(recorder=recorder, catalogue=self.catalogue, directory=self.directory,
+                             notifier=self.notifier, tz=cfg.timezone)
+        self.triggers = Triggers(self.engine, self.notifier, TriggerSettings(
+            answer_sla_s=cfg.answer_sla_s, unclassified_after_s=cfg.unclassified_after_s,
+            sla_scenario=cfg.sla_scenario))
+
+    def use(self, *, zone_of: Any = None, board: Any = None, drafter: Drafter | None = None) -> None:
+        """Connect the optional parts the gateway has: zones, the units board, public warnings."""
+        self.engine.zone_of = zone_of
+        self.engine.board = board
+        self.engine.drafter = drafter
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            for name, opener in self._openers().items():
+                nursery.start_soon(self._keep_open, name, opener)
+            await nursery.start(self.engine.run)
+            await nursery.start(self.triggers.run)
+            telegram = self.cfg.channels.telegram
+            if telegram is not None:
+                from channels.telegram_callbacks import poll_callbacks
+
+                nursery.start_soon(self._poll_acks, poll_callbacks, telegram)
+            log.info("escalation ready: %d categories, %d scenarios, %d people", len(self.catalogue.categories),
+                     len(self.catalogue.scenarios), len(self.directory.people))
+            task_status.started()
+
+    def channel_states(self) -> dict[str, str]:
+        states = {f"responders:{k}": f"not open: {v}" for k, v in self.channel_errors.items()}
+        states.update({f"responders:{k}": "up" for k in self.channels})
+        return states
+
+    async def _keep_open(self, name: str, opener: Opener) -> None:
+        """Open a channel and keep it open; a provider down at start is retried with backoff."""
+        wait = 1.0
+        while True:
+            try:
+                async with opener() as channel:
+                    self.channels[name] = channel
+                    self.channel_errors.pop(name, None)
+                    wait = 1.0
+                    await trio.sleep_forever()
+            except GatewayError as exc:
+                self.channel_errors[name] = str(exc) or type(exc).__name__
+                log.error("responders' channel %s not open: %s; retrying in %.0f s", name, exc, wait)
+            finally:
+                self.channels.pop(name, None)
+            await trio.sleep(wait)
+            wait = min(wait * 2, 60.0)
+
+    def _openers(self) -> dict[str, Opener]:
+        from channels.email import open_email
+        from channels.smpp import open_smpp
+        from channels.telegram import open_telegram
+        from channels.twilio_sms import open_twilio
+        from channels.voice import open_voice
+
+        cs = self.cfg.channels
+        out: dict[str, Opener] = {}
+        if cs.smpp:
+            out["sms"] = lambda: open_smpp(cs.smpp, on_inbound=self._inbound)  # type: ignore[arg-type]
+        elif cs.twilio:
+            out["sms"] = lambda: open_twilio(cs.twilio)  # type: ignore[arg-type]
+        if cs.email:
+            out["email"] = lambda: open_email(cs.email)  # type: ignore[arg-type]
+        if cs.telegram:
+            out["telegram"] = lambda: open_telegram(cs.telegram)  # type: ignore[arg-type]
+        if cs.voice and self.sounds_dir is not None:
+            out["voice"] = lambda: open_voice(cs.voice, sounds_dir=self.sounds_dir)  # type: ignore[arg-type]
+        return out
+
+    async def _inbound(self, sender: str, text: str) -> None:
+        if self.on_inbound_sms is not None:
+            await self.on_inbound_sms(sender, text)
+        else:
+            await self.sms_reply(sender, text, "smpp")
+
+    async def send_sms(self, number: str, text: str) -> bool:
+        """One SMS over the responders' SMS channel (replies to people who texted 112)."""
+        from channels.base import Message
+
+        channel = self.channels.get("sms")
+        if channel is None:
+            return False
+        message = Message(idempotency_key=f"reply:{secrets.token_hex(8)}", alert_id="", address=number,
+                          language="ru", body=text)
+        try:
+            receipts = await channel.deliver([message])
+        except Exception:  # a broken driver must not take the reply path down
+            log.exception("SMS reply to %s failed in the driver", number)
+            return False
+        return bool(receipts) and receipts[0].state != "failed"
+
+    async def _poll_acks(self, poll: Any, telegram: Any) -> None:
+        try:
+            await poll(telegram, self.telegram_press)
+        except GatewayError as exc:
+            log.error("responders' Telegram acknowledgements stopped: %s", exc)
+
+    # --- acknowledgements from outside a delivery --------------------------------------------------
+
+    async def telegram_press(self, data: str, user_id: int, username: str) -> str:
+        from channels.telegram_callbacks import AckRejected
+
+        if not data.startswith("ack:"):
+            raise AckRejected(f"unknown button {data[:40]!r}")
+        people = self.directory.by_telegram(user_id)
+        by = people[0].name if people else f"tg:{user_id}"
+        result = await self.engine.acknowledge(data[4:], by=by, via="telegram")
+        return {"acknowledged": "✔ Принято / Қабылданды", "already": "Уже подтверждено / Расталған",
+                "unknown": "Больше не требуется / Енді қажет емес"}[result]
+
+    async def sms_reply(self, sender: str, text: str, via: str) -> bool:
+        """An inbound SMS: True if it acknowledged a responder's notification (then it is no report)."""
+        people = {p.name for p in self.directory.by_phone(sender)}
+        if not people:
+            return False
+        waiting = self.engine.outstanding(people)
+        if not waiting:
+            return False
+        words = text.strip().lower()
+        code = CODE_RE.search(words)
+        chosen = next((t for t in waiting if code and t.code == code.group(1)), None)
+        if chosen is None and words.strip(" .!") in ACK_WORDS:
+            chosen = waiting[0]
+        if chosen is None:
+            return False
+        await self.engine.acknowledge(chosen.token, by=chosen.person, via=via)
+        return True
+
+
+def check(cfg: EscalationConfig, *, unit_kinds: frozenset[str], warning_events: frozenset[str]) -> list[str]:
+    """check-config: every problem of the directory, templates, categories and scenarios."""
+    p: list[str] = []
+    for load in (lambda: directory_file.load(project_path(cfg.responders_file)),
+                 lambda: texts_file.load(project_path(cfg.templates_dir))):
+        try:
+            load()
+        except ConfigError as exc:
+            p.extend(exc.problems)
+    if p:
+        return p
+    try:
+        load_catalogue(cfg, known_for(cfg, unit_kinds=unit_kinds, warning_events=warning_events))
+    except ConfigError as exc:
+        return exc.problems
+    return []
