@@ -13,7 +13,7 @@ import msgspec
 import trio
 from starlette.applications import Starlette
 
-from gateway.alarm.contact_id import encode
+from gateway.alarm.contact_id import encode, parse
 from gateway.alarm.service import AlarmConfig, AlarmIntake
 from gateway.alarm.sites import token_hash
 from gateway.bus import Bus
@@ -212,14 +212,14 @@ async def test_an_alarm_after_the_window_or_a_closed_incident_opens_a_new_one(tm
     with trio.fail_after(10):
         async with lab(tmp_path) as t:
             intake = await t.start(dedupe_window_s=0.3)
-            first = await intake.handle(*_events(PANIC), via="api")
+            first = await intake.handle(parse(PANIC), via="api")
             await trio.sleep(0.4)
-            second = await intake.handle(*_events(PANIC), via="api")
+            second = await intake.handle(parse(PANIC), via="api")
             assert first.outcome == second.outcome == "opened" and first.incident_id != second.incident_id
             await t.desk.set_status(second.incident_id, "closed", actor="aigerim")
-            third = await intake.handle(*_events(PANIC), via="api")
+            third = await intake.handle(parse(PANIC), via="api")
             assert third.outcome == "opened" and third.incident_id not in (first.incident_id, second.incident_id)
-            orphan = await intake.handle(*_events(panel("120", "restore", account="4B09")), via="api")
+            orphan = await intake.handle(parse(panel("120", "restore", account="4B09")), via="api")
             assert orphan.outcome == "restore_unmatched" and orphan.incident_id == ""
 
 
@@ -254,12 +254,6 @@ async def test_a_store_failure_leaves_the_file_for_the_next_try(tmp_path: Path) 
             await t.wait_filed(1)
             [incident] = await t.incidents()
             assert kinds(incident) == ["alarm_received"]
-
-
-def _events(message: str) -> tuple[object]:
-    from gateway.alarm.contact_id import parse
-
-    return (parse(message),)
 
 
 # --- POST /alarms --------------------------------------------------------------------------------

@@ -393,7 +393,7 @@ class AlarmIntake:
 
     async def _stored(self, account: str, since_wall: float) -> list[str]:
         summaries = await self.desk.store.recent(limit=1000, since_wall=since_wall)
-        ids = [s.id for s in summaries if s.source == "alarm" and s.category == self.cfg.category]
+        ids = [s.id for s in summaries if s.source == "alarm"]
         found = []
         for incident_id in ids:  # newest first
             incident = await self.desk.get(incident_id)
@@ -447,7 +447,8 @@ class AlarmIntake:
     async def post_alarm(self, request: Request) -> Response:
         """``POST /alarms``: 401 for a missing or unknown token, 400 for a body that is not a Contact ID
         report, 403 for another site's account, 503 if the store failed, else 200 with ``Handled``."""
-        site = self.sites.by_token(bearer_token(request)) if bearer_token(request) else None
+        token = bearer_token(request)
+        site = self.sites.by_token(token) if token else None
         if site is None:
             self._count("api_unauthorised")
             log.warning("POST /alarms from %s refused: missing or unknown panel token",
