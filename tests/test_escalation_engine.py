@@ -1,0 +1,221 @@
+"""The escalation engine with a real store: acknowledgements, repeats, escalation, category switch,
+answer-time SLA, restart mid-scenario, and a failing channel falling back to SMS over a real SMSC."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import msgspec
+import trio
+
+from channels.base import Channel
+from channels.smpp import SmppConfig, open_smpp
+from gateway.bus import Bus
+from gateway.call import Recorder
+from gateway.desk import Desk, no_caller
+from gateway.escalation import texts
+from gateway.escalation.directory import Directory, Person, Tier
+from gateway.escalation.engine import Engine
+from gateway.escalation.notifier import Notifier
+from gateway.escalation.triggers import TriggerSettings, Triggers
+from gateway.records import Caller, Incident
+from gateway.scenario.catalogue import Catalogue, Category
+from gateway.scenario.model import Scenario
+from gateway.store import AsyncStore, SqliteStore
+from sim.smsc import open_smsc
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXTS = texts.load(ROOT / "alert_templates" / "responders")
+PEOPLE = [Person(name="duty_a", roles=["duty_officer"], phone="+77010000001", channels=["sms"]),
+          Person(name="duty_b", roles=["duty_officer"], phone="+77010000002", channels=["sms"]),
+          Person(name="sup", roles=["shift_supervisor"], phone="+77010000003", channels=["sms"]),
+          Person(name="fallback", roles=["fallback_test"], phone="+77010000004", telegram=42,
+                 channels=["telegram", "sms"])]
+DIRECTORY = Directory(people={p.name: p for p in PEOPLE}, watchers={"*": ["shift_supervisor"]}, centres={},
+                      tiers={"sup": Tier(name="sup", roles=["shift_supervisor"], channels=["console"], ack="none")})
+NOTIFY = {"do": "notify", "roles": ["duty_officer"], "channels": ["console"], "template": "incident_new",
+          "ack": "any", "timeout_s": 0.4, "repeat": 2}
+
+
+def scenario(name: str, *steps: dict[str, object]) -> Scenario:
+    return msgspec.convert({"name": name, "steps": list(steps)}, Scenario)
+
+
+def catalogue(*scenarios: Scenario) -> Catalogue:
+    cats = {s.name: Category(name=s.name, title={"kk": s.name, "ru": s.name, "en": s.name}, priority=5,
+                             scenario=s.name) for s in scenarios}
+    cats["unclassified"] = Category(name="unclassified", title={"kk": "-", "ru": "-", "en": "-"}, priority=5,
+                                    scenario=scenarios[0].name)
+    return Catalogue(categories=cats, scenarios={s.name: s for s in scenarios})
+
+
+class Env(msgspec.Struct):
+    engine: Engine
+    desk: Desk
+    triggers: Triggers
+
+    async def open(self, category: str, source: str = "api", number: str = "") -> Incident:
+        caller = Caller(raw_number=number, number=number, display_name="", withheld=False) if number else no_caller()
+        return await self.desk.open(service="112", source=source, caller=caller, kind="reported",  # type: ignore[arg-type]
+                                    actor="test", category=category, priority=5)
+
+    async def timeline(self, incident_id: str) -> list[tuple[str, dict[str, object]]]:
+        incident = await self.desk.store.get(incident_id)
+        return [(e.kind, dict(e.data)) for e in incident.timeline]
+
+    async def wait_for(self, incident_id: str, kind: str, count: int = 1, timeout: float = 10.0,
+                       **match: object) -> list[dict[str, object]]:
+        with trio.fail_after(timeout):
+            while True:
+                found = [d for k, d in await self.timeline(incident_id) if k == kind
+                         and all(d.get(key) == value for key, value in match.items())]
+                if len(found) >= count:
+                    return found
+                await trio.sleep(0.05)
+
+
+@asynccontextmanager
+async def environment(db: Path, cat: Catalogue, channels: Mapping[str, Channel] | None = None,
+                      settings: TriggerSettings | None = None) -> AsyncIterator[Env]:
+    store = AsyncStore(SqliteStore(db))
+    recorder = Recorder(store, Bus())
+    engine = Engine(recorder=recorder, catalogue=cat, directory=DIRECTORY,
+                    notifier=Notifier(dict(channels or {}), TEXTS, deliver_timeout_s=5))
+    triggers = Triggers(engine, engine.notifier, settings or TriggerSettings(answer_sla_s=600))
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            await nursery.start(engine.run)
+            await nursery.start(triggers.run)
+            yield Env(engine, Desk(store, recorder), triggers)
+            nursery.cancel_scope.cancel()
+    finally:
+        store.sync.close()
+
+
+def token_of(env: Env, incident_id: str, person: str) -> str:
+    run = env.engine.runs[f"{incident_id}/category"]
+    return next(t.token for t in run.targets if t.person == person)
+
+
+async def test_an_acknowledgement_ends_the_wait_and_skips_the_escalation(tmp_path: Path) -> None:
+    s = scenario("s", {**NOTIFY, "timeout_s": 5}, {"do": "escalate", "tier": "sup", "when": {"last_acked": False}},
+                 {"do": "close"})
+    async with environment(tmp_path / "s.db", catalogue(s)) as env:
+        incident = await env.open("s")
+        await env.wait_for(incident.id, "awaiting_ack")
+        assert await env.engine.acknowledge(token_of(env, incident.id, "duty_b"), by="duty_b", via="console") \
+            == "acknowledged"
+        finished = await env.wait_for(incident.id, "scenario_finished")
+        kinds = [k for k, _ in await env.timeline(incident.id)]
+        assert finished[0]["outcome"] == "closed" and "ack_timeout" not in kinds
+        assert ("step_skipped", {"step": 2, "do": "escalate"}) in await env.timeline(incident.id)
+        assert await env.engine.acknowledge("no-such-token", by="x", via="console") == "unknown"
+        assert await env.engine.acknowledge(token_of(env, incident.id, "duty_b"), by="duty_b", via="sms") == "unknown"
+
+
+async def test_nobody_acknowledges_so_it_repeats_then_escalates(tmp_path: Path) -> None:
+    s = scenario("s", NOTIFY, {"do": "escalate", "tier": "sup", "when": {"last_acked": False}}, {"do": "close"})
+    async with environment(tmp_path / "s.db", catalogue(s)) as env:
+        incident = await env.open("s")
+        await env.wait_for(incident.id, "scenario_finished")
+        timeline = await env.timeline(incident.id)
+        notified = [(d["person"], d["attempt"]) for k, d in timeline if k == "notified" and d["person"] != "sup"]
+        assert sorted(notified) == [("duty_a", 1), ("duty_a", 2), ("duty_b", 1), ("duty_b", 2)]
+        timeouts = [d for k, d in timeline if k == "ack_timeout"]
+        assert [t.get("gave_up", False) for t in timeouts] == [False, True]
+        assert ("step_started", "escalate") in [(k, d.get("do")) for k, d in timeline]
+        assert len(env.engine.lateness_s) == 2 and max(env.engine.lateness_s) < 0.5
+
+
+async def test_each_waits_for_every_person(tmp_path: Path) -> None:
+    s = scenario("s", {**NOTIFY, "ack": "each", "timeout_s": 5}, {"do": "close"})
+    async with environment(tmp_path / "s.db", catalogue(s)) as env:
+        incident = await env.open("s")
+        await env.wait_for(incident.id, "awaiting_ack")
+        await env.engine.acknowledge(token_of(env, incident.id, "duty_a"), by="duty_a", via="sms")
+        await trio.sleep(0.2)
+        assert env.engine.runs[f"{incident.id}/category"].phase == "waiting"
+        await env.engine.acknowledge(token_of(env, incident.id, "duty_b"), by="duty_b", via="sms")
+        await env.wait_for(incident.id, "scenario_finished")
+
+
+async def test_changing_the_category_switches_scenario_cleanly(tmp_path: Path) -> None:
+    first = scenario("first", {**NOTIFY, "timeout_s": 30}, {"do": "close"})
+    second = scenario("second", {**NOTIFY, "roles": ["shift_supervisor"], "ack": "none"}, {"do": "close"})
+    async with environment(tmp_path / "s.db", catalogue(first, second)) as env:
+        incident = await env.open("first")
+        await env.wait_for(incident.id, "awaiting_ack")
+        old_token = token_of(env, incident.id, "duty_a")
+        await env.desk.set_category(incident.id, "second", 7, actor="dispatcher")
+        switched = await env.wait_for(incident.id, "scenario_switched")
+        assert (switched[0]["previous"], switched[0]["scenario"], switched[0]["previous_step"]) == ("first", "second", 1)
+        await env.wait_for(incident.id, "scenario_finished", scenario="second")
+        assert await env.engine.acknowledge(old_token, by="duty_a", via="console") == "unknown"
+        assert env.engine.runs[f"{incident.id}/category"].generation == 1
+
+
+async def test_a_call_not_answered_in_time_runs_the_sla_scenario(tmp_path: Path) -> None:
+    s = scenario("s", {**NOTIFY, "timeout_s": 30}, {"do": "close"})
+    sla = scenario("answer_sla", {**NOTIFY, "roles": ["shift_supervisor"], "ack": "none"}, {"do": "close"})
+    settings = TriggerSettings(answer_sla_s=0.3, unclassified_after_s=30, sla_scenario="answer_sla")
+    async with environment(tmp_path / "s.db", catalogue(s, sla), settings=settings) as env:
+        waiting = await env.open("", source="call", number="+77011234567")
+        started = await env.wait_for(waiting.id, "scenario_started", run="sla")
+        assert started[0]["reason"] == "sla_breach" and started[0]["waited_s"] >= 0.3
+        await env.wait_for(waiting.id, "notified", person="sup")
+        assert env.triggers.breaches == 1
+        assert f"{waiting.id}/category" not in env.engine.runs  # not classified yet: no category scenario
+
+
+async def test_restart_mid_scenario_resumes_without_repeating_a_step(tmp_path: Path) -> None:
+    s = scenario("s", {**NOTIFY, "timeout_s": 0.8, "repeat": 3}, {"do": "close"})
+    db = tmp_path / "s.db"
+    async with environment(db, catalogue(s)) as env:
+        incident = await env.open("s")
+        await env.wait_for(incident.id, "awaiting_ack")  # attempt 1 sent, waiting
+    await trio.sleep(1.0)  # "down" past the deadline
+    async with environment(db, catalogue(s)) as env:
+        await env.wait_for(incident.id, "scenario_finished", timeout=10)
+        timeline = await env.timeline(incident.id)
+    attempts = sorted((d["person"], d["attempt"]) for k, d in timeline if k == "notified")
+    assert attempts == [(p, n) for p in ("duty_a", "duty_b") for n in (1, 2, 3)]
+    assert [k for k, _ in timeline].count("step_started") == 1
+    assert [d.get("gave_up", False) for k, d in timeline if k == "ack_timeout"] == [False, False, True]
+
+
+async def test_a_failing_channel_falls_back_to_sms_and_an_sms_reply_acknowledges(tmp_path: Path) -> None:
+    s = scenario("s", {**NOTIFY, "roles": ["fallback_test"], "channels": ["telegram", "sms"], "timeout_s": 10},
+                 {"do": "close"})
+    async with open_smsc(system_id="esc", password="pw") as smsc:
+        host, port = smsc.address
+        async with open_smpp(SmppConfig(system_id="esc", password="pw", host=host, port=port)) as sms, \
+                environment(tmp_path / "s.db", catalogue(s), channels={"sms": sms}) as env:
+            incident = await env.open("s")
+            await env.wait_for(incident.id, "awaiting_ack")
+            timeline = await env.timeline(incident.id)
+            failed = [d for k, d in timeline if k == "channel_failed"]
+            assert failed == [{"person": "fallback", "channel": "telegram",
+                               "reason": "channel not configured or not open"}]
+            notified = [d for k, d in timeline if k == "notified"]
+            assert notified[0]["channel"] == "sms"
+            with trio.fail_after(5):
+                while not smsc.texts("77010000004"):
+                    await trio.sleep(0.05)
+            text = smsc.texts("77010000004")[0]
+            assert f"(код {notified[0]['code']})" in text
+            target = env.engine.outstanding({"fallback"})[0]
+            await env.engine.acknowledge(target.token, by="fallback", via="sms")
+            await env.wait_for(incident.id, "scenario_finished")
+
+
+async def test_a_status_change_is_told_to_the_category_watchers(tmp_path: Path) -> None:
+    s = scenario("s", {**NOTIFY, "ack": "none"}, {"do": "close"})
+    async with environment(tmp_path / "s.db", catalogue(s)) as env:
+        incident = await env.open("s")
+        await env.wait_for(incident.id, "scenario_finished")
+        await env.desk.set_status(incident.id, "on_scene", actor="dispatcher")
+        told = await env.wait_for(incident.id, "status_notified", status="on_scene")
+        assert told[0]["told"] == "sup:unreached"  # no SMS channel here: recorded, not lost silently
