@@ -19,7 +19,7 @@ from gateway.escalation import texts
 from gateway.escalation.directory import Directory, Person, Tier
 from gateway.escalation.engine import Engine
 from gateway.escalation.notifier import Notifier
-from gateway.escalation.triggers import TriggerSettings, Triggers
+from gateway.escalation.triggers import Triggers, TriggerSettings
 from gateway.records import Caller, Incident
 from gateway.scenario.catalogue import Catalogue, Category
 from gateway.scenario.model import Scenario
@@ -106,14 +106,14 @@ async def test_an_acknowledgement_ends_the_wait_and_skips_the_escalation(tmp_pat
     async with environment(tmp_path / "s.db", catalogue(s)) as env:
         incident = await env.open("s")
         await env.wait_for(incident.id, "awaiting_ack")
-        assert await env.engine.acknowledge(token_of(env, incident.id, "duty_b"), by="duty_b", via="console") \
-            == "acknowledged"
+        token = token_of(env, incident.id, "duty_b")
+        assert await env.engine.acknowledge(token, by="duty_b", via="console") == "acknowledged"
         finished = await env.wait_for(incident.id, "scenario_finished")
         kinds = [k for k, _ in await env.timeline(incident.id)]
         assert finished[0]["outcome"] == "closed" and "ack_timeout" not in kinds
         assert ("step_skipped", {"step": 2, "do": "escalate"}) in await env.timeline(incident.id)
         assert await env.engine.acknowledge("no-such-token", by="x", via="console") == "unknown"
-        assert await env.engine.acknowledge(token_of(env, incident.id, "duty_b"), by="duty_b", via="sms") == "unknown"
+        assert await env.engine.acknowledge(token, by="duty_b", via="sms") == "unknown"  # the run is over
 
 
 async def test_nobody_acknowledges_so_it_repeats_then_escalates(tmp_path: Path) -> None:
