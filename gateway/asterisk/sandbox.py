@@ -156,7 +156,8 @@ def install_config(cfg: GatewayConfig, box: Sandbox) -> None:
     """Render ``dialplans/`` into the instance's configuration directory."""
     files = render_all(cfg, box.inside_dir, module_dir(box.root), "/usr/share/asterisk")
     uid, gid = _asterisk_ids(box.root)
-    for sub in ("etc", "run", "log", "spool", "lib"):
+    # spool/<alarm>: AlarmReceiver writes there even while the gateway is down (then nothing is lost)
+    for sub in ("etc", "run", "log", "spool", "lib", f"spool/{cfg.alarm.spool_subdir}"):
         path = box.host_dir / sub
         path.mkdir(parents=True, exist_ok=True)
         os.chown(path, uid, gid)
