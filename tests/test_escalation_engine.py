@@ -154,7 +154,8 @@ async def test_changing_the_category_switches_scenario_cleanly(tmp_path: Path) -
         assert (switched[0]["previous"], switched[0]["scenario"], switched[0]["previous_step"]) == ("first", "second", 1)
         await env.wait_for(incident.id, "scenario_finished", scenario="second")
         assert await env.engine.acknowledge(old_token, by="duty_a", via="console") == "unknown"
-        assert env.engine.runs[f"{incident.id}/category"].generation == 1
+        assert [r.generation for r in await env.engine.runs_of(incident.id)] == [1]
+        assert f"{incident.id}/category" not in env.engine.runs  # finished runs live on in the store only
 
 
 async def test_a_call_not_answered_in_time_runs_the_sla_scenario(tmp_path: Path) -> None:
@@ -219,3 +220,16 @@ async def test_a_status_change_is_told_to_the_category_watchers(tmp_path: Path) 
         await env.desk.set_status(incident.id, "on_scene", actor="dispatcher")
         told = await env.wait_for(incident.id, "status_notified", status="on_scene")
         assert told[0]["told"] == "sup:unreached"  # no SMS channel here: recorded, not lost silently
+
+
+async def test_closing_the_incident_stops_its_scenario(tmp_path: Path) -> None:
+    s = scenario("s", {**NOTIFY, "timeout_s": 30}, {"do": "close"})
+    async with environment(tmp_path / "s.db", catalogue(s)) as env:
+        incident = await env.open("s")
+        await env.wait_for(incident.id, "awaiting_ack")
+        token = token_of(env, incident.id, "duty_a")
+        await env.desk.set_status(incident.id, "closed", actor="dispatcher")
+        stopped = await env.wait_for(incident.id, "scenario_stopped")
+        assert stopped[0]["reason"] == "incident closed"
+        assert await env.engine.acknowledge(token, by="duty_a", via="sms") == "unknown"
+        assert [r.outcome for r in await env.engine.runs_of(incident.id)] == ["incident closed"]

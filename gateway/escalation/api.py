@@ -173,8 +173,7 @@ class EscalationApi:
         who = await self._officer(request)
         if isinstance(who, Response):
             return who
-        incident_id = request.path_params["id"]
-        return _ok([r for k, r in sorted(self.engine.runs.items()) if r.incident_id == incident_id])
+        return _ok(await self.engine.runs_of(request.path_params["id"]))
 
     async def console_ack(self, request: Request) -> Response:
         who = await self._officer(request)

@@ -107,6 +107,16 @@ class Engine:
         self._scopes[run.key] = scope
         self._nursery.start_soon(self._drive, run, scope)
 
+    async def _stored(self, key: str) -> M.Run | None:
+        rows = await self.store.read("SELECT doc FROM escalation_runs WHERE key=?", (key,))
+        return _decode_run(rows[0][0]) if rows else None  # type: ignore[arg-type]
+
+    async def runs_of(self, incident_id: str) -> list[M.Run]:
+        """Every run of an incident, finished or not, as last written."""
+        rows = await self.store.read("SELECT doc FROM escalation_runs WHERE incident_id=? ORDER BY key",
+                                     (incident_id,))
+        return [_decode_run(doc) for (doc,) in rows]  # type: ignore[arg-type]
+
     def _forget_tokens(self, run: M.Run) -> None:
         for target in run.targets:
             self.tokens.pop(target.token, None)
@@ -115,7 +125,7 @@ class Engine:
                     reason: str, **data: Value) -> None:
         """Start (or, for a different scenario, replace) the run of ``kind`` on an incident."""
         key = f"{incident.id}/{kind}"
-        old = self.runs.get(key)
+        old = self.runs.get(key) or await self._stored(key)
         if old is not None and old.scenario == scenario and old.category == category:
             return  # already running it (or it ran to its end): a repeated trigger changes nothing
         if old is not None:
@@ -153,7 +163,10 @@ class Engine:
                     log.error("escalation %s: %s; retrying in %.0f s", run.key, exc, RETRY_S)
                     await trio.sleep(RETRY_S)
             self._forget_tokens(run)
-            self._wake.pop(run.key, None)
+            if self.runs.get(run.key) is run:  # not replaced by a switch: its key is ours to clear
+                self._wake.pop(run.key, None)
+                if run.phase == "done":
+                    del self.runs[run.key]  # finished runs live on in the store (``runs_of``)
 
     async def _step(self, run: M.Run) -> None:
         scenario = self.catalogue.scenarios[run.scenario]
@@ -272,10 +285,11 @@ class Engine:
                                             "reason": "no channel reached them" if route else "no usable channel"}))
 
     async def _wait(self, run: M.Run, spec: M.Spec) -> None:
-        wake = self._wake.setdefault(run.key, trio.Event())
-        with trio.move_on_after(max(0.0, run.deadline_wall - time.time())):
-            await wake.wait()
-        self._wake.pop(run.key, None)
+        if not M.satisfied(run, spec.ack):  # an acknowledgement may have come while we were writing
+            wake = self._wake.setdefault(run.key, trio.Event())
+            with trio.move_on_after(max(0.0, run.deadline_wall - time.time())):
+                await wake.wait()
+            self._wake.pop(run.key, None)
         if M.satisfied(run, spec.ack):
             M.step_done(run, True)
             await self._persist(run, "step_done", step=run.pc, acknowledged=True)

@@ -54,7 +54,7 @@ class Triggers:
 
     def on_change(self, incident: Incident, last: TimelineEvent) -> None:
         """Recorder listener: called after every durable incident write, must not block."""
-        if last.kind in CATEGORY_EVENTS or last.kind == "status_changed":
+        if last.kind in CATEGORY_EVENTS or last.kind in ("status_changed", "answered"):
             self._send.send_nowait((last.kind, incident, last))
 
     def on_created(self, incident: Incident) -> None:
@@ -84,8 +84,14 @@ class Triggers:
         elif what in CATEGORY_EVENTS:
             category = str(last.data.get("category") or incident.category)
             await self._classified(incident, category, reason=what, actor=last.actor)
+        elif what == "answered":  # a dispatcher has the caller: the supervisor need not be chased further
+            await self.engine.stop(incident.id, "sla", "call answered")
         elif what == "status_changed":
-            nursery.start_soon(self._tell_watchers, incident, str(last.data.get("status", incident.status)))
+            status = str(last.data.get("status", incident.status))
+            if status == "closed":
+                for kind in ("category", "sla"):
+                    await self.engine.stop(incident.id, kind, "incident closed")  # type: ignore[arg-type]
+            nursery.start_soon(self._tell_watchers, incident, status)
 
     async def _created(self, incident: Incident) -> None:
         if incident.source == "call":
