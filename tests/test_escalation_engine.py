@@ -233,3 +233,32 @@ async def test_closing_the_incident_stops_its_scenario(tmp_path: Path) -> None:
         assert stopped[0]["reason"] == "incident closed"
         assert await env.engine.acknowledge(token, by="duty_a", via="sms") == "unknown"
         assert [r.outcome for r in await env.engine.runs_of(incident.id)] == ["incident closed"]
+
+
+async def test_the_nearest_free_patrol_is_called_and_its_acknowledgement_sends_it(tmp_path: Path) -> None:
+    from gateway.records import Location
+    from gateway.unit_board import UnitBoard, UnitsConfig
+
+    roster = tmp_path / "units.toml"
+    roster.write_text('kinds = ["patrol"]\n' + "".join(
+        f'[[units]]\nid = "{uid}"\nkind = "patrol"\nname = "{uid.upper()}"\nlat = {lat}\nlon = 76.90\n'
+        f'members = ["{member}"]\n' for uid, lat, member in (("far", 43.30, "duty_b"), ("near", 43.241, "duty_a"))))
+    s = scenario("s", {**NOTIFY, "roles": [], "units": ["patrol"], "timeout_s": 10}, {"do": "close"})
+    async with environment(tmp_path / "s.db", catalogue(s)) as env:
+        board = UnitBoard(UnitsConfig(roster_file=str(roster)), env.desk, tmp_path / "units.db")
+        env.engine.board = board
+        try:
+            caller = Caller(raw_number="+77011112233", number="+77011112233", display_name="", withheld=False)
+            incident = await env.desk.open(service="102", source="api", caller=caller, kind="reported", actor="t",
+                                           category="s", locations=[Location(source="manual", shape="point",
+                                                                             lat=43.24, lon=76.90)])
+            started = await env.wait_for(incident.id, "step_started")
+            assert started[0]["units"] == "near"
+            await env.wait_for(incident.id, "awaiting_ack")
+            await env.engine.acknowledge(token_of(env, incident.id, "duty_a"), by="duty_a", via="voice")
+            await env.wait_for(incident.id, "scenario_finished")
+            assert (board.get("near").status, board.get("near").incident) == ("en_route", incident.id)
+            assert board.get("far").status == "free"
+            assert (await env.desk.get(incident.id)).status == "en_route"
+        finally:
+            board.close()

@@ -207,7 +207,8 @@ class Engine:
                     return
                 await self._persist(run, "step_started", notes, step=run.pc + 1, do=spec.kind, ack=spec.ack,
                                     repeat=spec.repeat, timeout_s=spec.timeout_s, centre=spec.centre or None,
-                                    people=",".join(sorted({t.person for t in run.targets})))
+                                    people=",".join(sorted({t.person for t in run.targets})),
+                                    units=",".join(sorted({t.unit for t in run.targets if t.unit})) or None)
 
     async def _targets(self, incident: Incident, spec: M.Spec) -> list[M.Target]:
         people: dict[str, Person] = {}
