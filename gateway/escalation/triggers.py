@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 CATEGORY_EVENTS = frozenset({"ivr_category", "category_changed"})
 WAITING_STATES = frozenset({"new", "queued", "ringing"})
 SCAN_BACK_S = 3600.0
+SCAN_MAX = 5000
+STALE_CALL_S = 300.0  # a call "waiting" longer than this across a restart is gone, not waiting
 
 
 class TriggerSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,7 +98,7 @@ class Triggers:
     async def _created(self, incident: Incident) -> None:
         if incident.source == "call":
             now = time.time()
-            if incident.state in WAITING_STATES:
+            if incident.state in WAITING_STATES and now - incident.created_wall < STALE_CALL_S:
                 self._schedule(incident.created_wall + self.settings.answer_sla_s, "answer", incident.id)
             if not incident.category:
                 self._schedule(max(now, incident.created_wall + self.settings.unclassified_after_s), "classify",
@@ -149,8 +151,8 @@ class Triggers:
         """After a restart: calls still waiting and unclassified calls get their deadlines back."""
         since = time.time() - SCAN_BACK_S
         rows = await self.engine.store.read(
-            "SELECT id FROM incidents WHERE created_wall>=? AND id NOT IN"
-            " (SELECT incident_id FROM escalation_runs)", (since,))
+            "SELECT id FROM incidents WHERE created_wall>=? AND state<>'closed' AND id NOT IN"
+            " (SELECT incident_id FROM escalation_runs) ORDER BY created_wall DESC LIMIT ?", (since, SCAN_MAX))
         for (incident_id,) in rows:
             try:
                 incident = await self.engine.incident(str(incident_id))
