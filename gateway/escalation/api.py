@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Literal, TypeVar
 
 import msgspec
 from starlette.requests import Request
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
 Reply = Callable[[str, str, str], Awaitable[object]]  # (incident id, text, actor)
 MAX_BODY = 16_384
+B = TypeVar("B")
 
 
 class NewIncident(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -56,7 +57,7 @@ def _ok(body: object, status: int = 200) -> Response:
     return Response(_json.encode(body), status_code=status, media_type="application/json")
 
 
-async def _body(request: Request, kind: type) -> object | Response:
+async def _body(request: Request, kind: type[B]) -> B | Response:
     raw = await request.body()
     if len(raw) > MAX_BODY:
         return error(f"body over {MAX_BODY} bytes", 413)
@@ -88,14 +89,19 @@ class EscalationApi:
     async def _officer(self, request: Request) -> Officer | Response:
         return self.auth.require(request, "dispatcher", "supervisor")
 
-    async def create(self, request: Request) -> Response:
+    async def _acting(self, request: Request, kind: type[B]) -> tuple[Officer, B] | Response:
+        """The acting dispatcher and the request's body, or the refusal to send."""
         who = await self._officer(request)
         if isinstance(who, Response):
             return who
-        body = await _body(request, NewIncident)
-        if isinstance(body, Response):
-            return body
-        assert isinstance(body, NewIncident)
+        body = await _body(request, kind)
+        return body if isinstance(body, Response) else (who, body)
+
+    async def create(self, request: Request) -> Response:
+        got = await self._acting(request, NewIncident)
+        if isinstance(got, Response):
+            return got
+        who, body = got
         if body.category and body.category not in self.engine.catalogue.categories:
             return error(f"unknown category {body.category!r}", 400)
         if (body.lat is None) != (body.lon is None) or (
@@ -114,13 +120,10 @@ class EscalationApi:
         return _ok(incident, 201)
 
     async def category(self, request: Request) -> Response:
-        who = await self._officer(request)
-        if isinstance(who, Response):
-            return who
-        body = await _body(request, CategoryBody)
-        if isinstance(body, Response):
-            return body
-        assert isinstance(body, CategoryBody)
+        got = await self._acting(request, CategoryBody)
+        if isinstance(got, Response):
+            return got
+        who, body = got
         found = self.engine.catalogue.categories.get(body.category)
         if found is None:
             return error(f"unknown category {body.category!r}: expected one of "
@@ -129,24 +132,18 @@ class EscalationApi:
                                                                  found.priority, actor=who.name))
 
     async def status(self, request: Request) -> Response:
-        who = await self._officer(request)
-        if isinstance(who, Response):
-            return who
-        body = await _body(request, StatusBody)
-        if isinstance(body, Response):
-            return body
-        assert isinstance(body, StatusBody)
+        got = await self._acting(request, StatusBody)
+        if isinstance(got, Response):
+            return got
+        who, body = got
         return await self._change(lambda: self.desk.set_status(request.path_params["id"], body.status,
                                                                actor=who.name))
 
     async def reply(self, request: Request) -> Response:
-        who = await self._officer(request)
-        if isinstance(who, Response):
-            return who
-        body = await _body(request, TextBody)
-        if isinstance(body, Response):
-            return body
-        assert isinstance(body, TextBody)
+        got = await self._acting(request, TextBody)
+        if isinstance(got, Response):
+            return got
+        who, body = got
         if not body.text.strip() or len(body.text) > 1000:
             return error("text: 1-1000 characters", 400)
         try:
