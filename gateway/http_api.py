@@ -54,9 +54,23 @@ def json_response(body: object, status: int = 200) -> Response:
 
 def openapi() -> dict[str, Any]:
     """OpenAPI 3.1 document whose schemas come from the msgspec records."""
-    (incident, summary, health, error), components = msgspec.json.schema_components(
-        [Incident, list[IncidentSummary], Health, ApiError], ref_template="#/components/schemas/{name}"
-    )
+    from gateway.escalation.api import CategoryBody, NewIncident, StatusBody, TextBody
+    from gateway.escalation.machine import Run
+    from gateway.unit_board import AssignBody, Proposals
+    from gateway.unit_board import StatusBody as UnitStatusBody
+    from gateway.units import Unit
+
+    (incident, summary, health, error, new, category, status, text, runs, unit, units, unit_status, assign,
+     proposals), components = msgspec.json.schema_components(
+        [Incident, list[IncidentSummary], Health, ApiError, NewIncident, CategoryBody, StatusBody, TextBody,
+         list[Run], Unit, list[Unit], UnitStatusBody, AssignBody, Proposals],
+        ref_template="#/components/schemas/{name}")
+    path_id = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+
+    def post(summary_text: str, body: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
+        return {"post": {"summary": summary_text, "parameters": path_id,
+                         "requestBody": {"content": {"application/json": {"schema": body}}},
+                         "responses": ok(reply) | not_found}}
 
     def ok(schema: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
         return {"200": {"description": "OK", "content": {media: {"schema": schema}}}}
@@ -68,7 +82,23 @@ def openapi() -> dict[str, Any]:
         "paths": {
             "/incidents": {"get": {"summary": "Recent incidents, newest first", "parameters": [
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-                {"name": "since", "in": "query", "schema": {"type": "number"}}], "responses": ok(summary)}},
+                {"name": "since", "in": "query", "schema": {"type": "number"}}], "responses": ok(summary)},
+                "post": {"summary": "A dispatcher opens an incident (runs its category's scenario)",
+                         "requestBody": {"content": {"application/json": {"schema": new}}},
+                         "responses": {"201": {"description": "Created",
+                                               "content": {"application/json": {"schema": incident}}}}}},
+            "/incidents/{id}/category": post("Change the category: the scenario switches", category, incident),
+            "/incidents/{id}/status": post("Move the response status forward", status, incident),
+            "/incidents/{id}/reply": post("Answer the person who reported by Telegram or SMS", text, incident),
+            "/incidents/{id}/escalation": {"get": {"summary": "The incident's scenario runs", "parameters": path_id,
+                                                   "responses": ok(runs)}},
+            "/incidents/{id}/assign": post("Assign a free unit", assign, unit),
+            "/incidents/{id}/proposals": {"get": {"summary": "The nearest free units", "parameters": path_id,
+                                                  "responses": ok(proposals)}},
+            "/units": {"get": {"summary": "Every unit with status and position", "responses": ok(units)}},
+            "/units/{id}/status": post("A unit's status or position", unit_status, unit),
+            "/acks/{token}": {"post": {"summary": "Acknowledge a notification from the console",
+                                       "responses": ok({"type": "object"})}},
             "/incidents/{id}": {"get": {"summary": "One incident with its timeline", "parameters": [
                 {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
                 "responses": ok(incident) | not_found}},

@@ -93,8 +93,8 @@ def test_check_config_reports_a_scenario_naming_an_unknown_warning_template(tmp_
     broken = tmp_path / "scenarios" / "natural_disaster.toml"
     broken.write_text(broken.read_text().replace('do = "draft_warning"', 'do = "draft_warning"\nevent = "tsunami"'))
     text = (ROOT / "config" / "gateway.toml").read_text().replace(
-        "[warnings]\n", f'[escalation]\ncategories_file = "{tmp_path}/categories.toml"\n'
-                        f'scenarios_dir = "{tmp_path}/scenarios"\n\n[warnings]\n', 1)
+        'categories_file = "config/categories.toml"', f'categories_file = "{tmp_path}/categories.toml"').replace(
+        'scenarios_dir = "config/scenarios"', f'scenarios_dir = "{tmp_path}/scenarios"')
     (tmp_path / "gateway.toml").write_text(text)
     found = problems_in(tmp_path / "gateway.toml")
     assert len(found) == 1 and "unknown warning template 'tsunami'" in found[0] and "escalation" in found[0]
