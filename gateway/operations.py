@@ -4,6 +4,7 @@ text intake paths (Telegram 102, SMS to 112 with AML), all writing incidents thr
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,36 @@ from gateway.warning.service import Warnings
 
 log = logging.getLogger(__name__)
 WARNING_RADIUS_KM = 2.0  # a scenario's draft warning around an incident outside every zone
+
+
+async def isolated(name: str, run: Callable[..., Awaitable[None]], *,
+                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run one part, restarting it after a crash: a bug in alarm handling or a scenario must never
+    take the call intake down with it. Ready as soon as the part is (or once it first failed)."""
+    backoff, ready = 1.0, False
+
+    def started(value: object = None) -> None:
+        nonlocal ready
+        if not ready:
+            ready = True
+            task_status.started()
+
+    while True:
+        try:
+            await run(task_status=_Started(started))
+            return
+        except Exception:
+            log.exception("%s crashed; restarting it in %.0f s", name, backoff)
+        started()
+        await trio.sleep(backoff)
+        backoff = min(backoff * 2, 60.0)
+
+
+class _Started:
+    """A task_status whose ``started`` we can forward once across restarts."""
+
+    def __init__(self, callback: Callable[..., None]) -> None:
+        self.started = callback
 
 
 class Operations:
@@ -58,7 +89,7 @@ class Operations:
             from gateway.unit_board import UnitBoard
 
             self.board = UnitBoard(cfg.units, self.desk, Path(cfg.store.path).with_name("units.db"))
-            await nursery.start(self.board.run)
+            await nursery.start(isolated, "units", self.board.run)
             routes += self.board.routes(auth)
         if cfg.escalation.enabled:
             routes += await self._start_escalation(nursery, auth)
@@ -66,7 +97,7 @@ class Operations:
             from gateway.alarm.service import AlarmIntake
 
             self.alarms = AlarmIntake(cfg.alarm, self.desk, self.spool_dir / cfg.alarm.spool_subdir)
-            await nursery.start(self.alarms.run)
+            await nursery.start(isolated, "alarm panels", self.alarms.run)
             routes += self.alarms.routes()
             if self.escalation is not None:
                 self.escalation.engine.dynamic_people["site_contacts"] = self._site_contacts
@@ -74,13 +105,13 @@ class Operations:
             from gateway.reports.telegram102 import Telegram102
 
             self.telegram102 = Telegram102(cfg.reports.telegram102, self.desk, self.desk.recorder)
-            await nursery.start(self.telegram102.run)
+            await nursery.start(isolated, "Telegram 102", self.telegram102.run)
         if cfg.reports.sms112.enabled:
             from gateway.reports.sms112 import Sms112
 
             self.sms112 = Sms112(cfg.reports.sms112, self.desk, self._send_sms,
                                  self.escalation.sms_reply if self.escalation is not None else None)
-            await nursery.start(self.sms112.run)
+            await nursery.start(isolated, "SMS 112", self.sms112.run)
             routes += self.sms112.routes()
         if self.escalation is not None:
             routes += self._escalation_api(auth)
@@ -96,7 +127,7 @@ class Operations:
         self.escalation.on_inbound_sms = self._inbound_sms
         self.escalation.use(zone_of=self.warnings.zones.zone_of if self.warnings else None, board=self.board,
                             drafter=self._draft_warning if self.warnings else None)
-        await nursery.start(self.escalation.run)
+        await nursery.start(isolated, "escalation", self.escalation.run)
         return []
 
     def _escalation_api(self, auth: Auth) -> list[BaseRoute]:

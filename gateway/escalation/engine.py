@@ -153,23 +153,46 @@ class Engine:
 
     async def _drive(self, run: M.Run, scope: trio.CancelScope) -> None:
         with scope:
-            while run.phase != "done" and self.runs.get(run.key) is run:
+            try:
+                while run.phase != "done" and self.runs.get(run.key) is run:
+                    if not await self._step_guarded(run):
+                        return
+            finally:
+                self._forget_tokens(run)
+                if self.runs.get(run.key) is run:  # not replaced by a switch: its key is ours to clear
+                    self._wake.pop(run.key, None)
+                    if run.phase == "done" or run.outcome:
+                        del self.runs[run.key]  # finished runs live on in the store (``runs_of``)
+
+    async def _step_guarded(self, run: M.Run) -> bool:
+        """One step; False when the run cannot go on. A store hiccup is retried; a bug in one run is
+        logged and ends that run, never the supervisor (which would take 112 intake with it)."""
+        try:
+            await self._step(run)
+        except NotFound:
+            log.error("escalation %s: incident vanished; run stopped", run.key)
+            run.outcome = "incident vanished"
+            return False
+        except GatewayError as exc:
+            log.error("escalation %s: %s; retrying in %.0f s", run.key, exc, RETRY_S)
+            await trio.sleep(RETRY_S)
+        except Exception as exc:
+            log.exception("escalation %s: run failed at step %d", run.key, run.pc + 1)
+            run.phase, run.outcome = "done", f"failed: {type(exc).__name__}"
+            with trio.move_on_after(5):
                 try:
-                    await self._step(run)
-                except NotFound:
-                    log.error("escalation %s: incident vanished; run stopped", run.key)
-                    return
-                except GatewayError as exc:  # a store or config hiccup: retry, never kill the supervisor
-                    log.error("escalation %s: %s; retrying in %.0f s", run.key, exc, RETRY_S)
-                    await trio.sleep(RETRY_S)
-            self._forget_tokens(run)
-            if self.runs.get(run.key) is run:  # not replaced by a switch: its key is ours to clear
-                self._wake.pop(run.key, None)
-                if run.phase == "done":
-                    del self.runs[run.key]  # finished runs live on in the store (``runs_of``)
+                    await self._persist(run, "scenario_failed", step=run.pc + 1, error=f"{type(exc).__name__}: {exc}"[:300])
+                except GatewayError:
+                    log.error("escalation %s: could not record the failure", run.key)
+            return False
+        return True
 
     async def _step(self, run: M.Run) -> None:
-        scenario = self.catalogue.scenarios[run.scenario]
+        scenario = self.catalogue.scenarios.get(run.scenario)
+        if scenario is None:  # the configuration changed while this run was stored
+            run.phase, run.outcome = "done", "scenario no longer configured"
+            await self._persist(run, "scenario_finished", scenario=run.scenario, outcome=run.outcome)
+            return
         if run.phase == "enter":
             await self._enter(run, scenario)
         elif run.phase == "effect":
