@@ -76,6 +76,8 @@ class Triggers:
                         await self._handle(nursery, what, incident, last)
                     except GatewayError as exc:
                         log.error("escalation trigger %s on %s failed: %s", what, incident.id, exc)
+                    except Exception:  # one odd incident must not stop the triggers of all the others
+                        log.exception("escalation trigger %s on %s crashed", what, incident.id)
         finally:
             self.engine.recorder.listeners.remove(self.on_change)
             self.engine.recorder.created_listeners.remove(self.on_created)
