@@ -23,6 +23,13 @@ A drill file (TOML) has an ``[arrival]`` table and ``[[callers]]`` templates:
 
 The runner places the calls with sipp while answering dispatcher phones run, then reads the
 incidents the gateway stored and leaves the figures to ``sim.report`` (pure).
+
+Escalation drills add ``[[alarms]]`` (a school panel calling Asterisk's AlarmReceiver),
+``[[telegram_reports]]`` (citizens writing to the 102 bot), ``[[sms]]`` (texts to 112), ``[[aml]]``
+(a handset's AML SMS after its call) and ``[[responders]]`` (people of the responders directory
+acknowledging after N s, never, or on the second call), ``[phones] answer = false`` (nobody answers:
+answer-time SLA breaches) and ``[escalation]`` (the settings ``python -m sim.responders`` writes into
+the gateway config for the drill). ``sim/drills/escalation.toml`` shows every key.
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ import re
 import tempfile
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Literal
 from pathlib import Path
 
 import msgspec
@@ -44,13 +53,16 @@ from gateway.config import Base, GatewayConfig  # Base: unknown keys are errors,
 from gateway.errors import DrillError, StoreError
 from gateway.records import Incident
 from gateway.store import SqliteStore
-from sim import dtmf, report, scenario, sipp
+from sim import dtmf, lab, report, scenario, sipp
 
 log = logging.getLogger(__name__)
 SETTLE_S = 2.0  # after the last caller: lets the gateway record hang-ups and sipp flush its logs
+READY_S = 70.0  # the gateway reaching fresh stand-ins: its reconnect back-off is at most 60 s
 WITHHELD = "withheld"
 NUMBER_RE = re.compile(r"^[0-9A-Za-z+*#.()-]{1,32}$")
 SERVICE_RE = re.compile(r"^\+?[0-9*#]{2,15}$")
+ACCOUNT_RE = re.compile(r"^[0-9B-F]{4}$")
+E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
 class Arrival(Base, frozen=True):
@@ -84,11 +96,79 @@ class CallerTemplate(Base, frozen=True):
         return self.number is None or self.number.lower() == WITHHELD
 
 
+class AlarmSignal(Base, frozen=True):
+    account: str
+    code: str = "120"
+    zone: int = 1
+    restore: bool = False
+    number: str = "87272920012"  # the line the panel calls from
+    at_s: float = 0.0
+
+
+class TelegramReport(Base, frozen=True):
+    chat_id: int
+    text: str
+    location: Coordinates | None = None
+    contact: str = ""
+    language: Literal["kk", "ru", "en"] = "ru"
+    at_s: float = 0.0
+
+
+class InboundSms(Base, frozen=True):
+    sender: str = msgspec.field(name="from")
+    text: str
+    via: Literal["smsc", "twilio"] = "smsc"
+    at_s: float = 0.0
+
+
+class AmlSignal(Base, frozen=True):
+    number: str
+    lat: float
+    lon: float
+    accuracy: float = 15.0
+    at_s: float = 2.0  # after the first call from ``number`` was placed
+
+
+class Responder(Base, frozen=True):
+    person: str
+    channel: Literal["voice", "telegram", "sms"]
+    behaviour: Literal["ack_after_s", "never", "second_call"]
+    ack_after_s: float | None = None
+
+
+class Phones(Base, frozen=True):
+    answer: bool = True
+
+
+class EscalationSettings(Base, frozen=True):
+    scenarios_dir: str = ""  # "": the gateway's own scenarios with step_timeout_s / step_repeat caps
+    step_timeout_s: float = 6.0
+    step_repeat: int = 2
+    answer_sla_s: float = 8.0
+    unclassified_after_s: float = 10.0
+    voice_ack_wait_s: float = 8.0
+    tier_timeout_s: float = 10.0  # escalation tiers' acknowledgement timeout, capped for the drill
+    tier_repeat: int = 2
+    max_wait_s: float = 120.0
+
+
 class Drill(Base, frozen=True):
-    callers: list[CallerTemplate]
+    callers: list[CallerTemplate] = []
     name: str = ""
     description: str = ""
     arrival: Arrival = Arrival()
+    phones: Phones = Phones()
+    escalation: EscalationSettings = EscalationSettings()
+    alarms: list[AlarmSignal] = []
+    telegram_reports: list[TelegramReport] = []
+    sms: list[InboundSms] = []
+    aml: list[AmlSignal] = []
+    responders: list[Responder] = []
+
+    @property
+    def escalates(self) -> bool:
+        """Whether the drill needs the escalation stand-ins (anything beyond calls)."""
+        return bool(self.alarms or self.telegram_reports or self.sms or self.aml or self.responders)
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -133,10 +213,11 @@ def problems(drill: Drill) -> list[str]:
         p.append(f"arrival.max_concurrency: expected at least 1, got {a.max_concurrency}")
     if not a.call_timeout_s > 0:
         p.append(f"arrival.call_timeout_s: expected a positive number of seconds, got {a.call_timeout_s}")
-    if not drill.callers:
-        p.append("callers: expected at least one [[callers]] template")
+    if not (drill.callers or drill.alarms or drill.telegram_reports or drill.sms):
+        p.append("callers: expected at least one [[callers]] template (or [[alarms]], [[telegram_reports]], [[sms]])")
     for i, caller in enumerate(drill.callers):
         p.extend(f"callers[{i}].{problem}" for problem in _caller_problems(caller))
+    p.extend(escalation_problems(drill))
     return p
 
 
@@ -177,6 +258,77 @@ def _coordinate_problems(loc: Coordinates) -> list[str]:
         p.append(f"lon: expected -180..180, got {loc.lon}")
     if loc.radius is not None and not 0 < loc.radius <= 1_000_000:
         p.append(f"radius: expected metres in 0..1000000 (omit it for a Point), got {loc.radius}")
+    return p
+
+
+def _when(at_s: float) -> list[str]:
+    return [] if math.isfinite(at_s) and 0 <= at_s <= 3600 else [f"at_s: expected 0-3600 seconds, got {at_s}"]
+
+
+def escalation_problems(drill: Drill) -> list[str]:
+    """Checks of the alarm, Telegram, SMS, AML, responder and escalation tables."""
+    p: list[str] = []
+    for i, a in enumerate(drill.alarms):
+        where = f"alarms[{i}]"
+        if not ACCOUNT_RE.match(a.account):
+            p.append(f"{where}.account: expected 4 hex digits (0-9, B-F) as programmed in the panel, got {a.account!r}")
+        if not re.fullmatch(r"[0-9]{3}", a.code):
+            p.append(f"{where}.code: expected a 3-digit Contact ID event code like 120, got {a.code!r}")
+        if not 0 <= a.zone <= 999:
+            p.append(f"{where}.zone: expected 0-999, got {a.zone}")
+        if not NUMBER_RE.match(a.number):
+            p.append(f"{where}.number: expected digits with optional +, got {a.number!r}")
+        p.extend(f"{where}.{x}" for x in _when(a.at_s))
+    for i, t in enumerate(drill.telegram_reports):
+        where = f"telegram_reports[{i}]"
+        if t.chat_id <= 0:
+            p.append(f"{where}.chat_id: expected a private chat id (a positive number), got {t.chat_id}")
+        if not t.text.strip() or len(t.text) > 4096:
+            p.append(f"{where}.text: expected 1-4096 characters")
+        if t.contact and not E164_RE.match(t.contact):
+            p.append(f"{where}.contact: expected an E.164 number like +77011234567, got {t.contact!r}")
+        if t.location is not None:
+            p.extend(f"{where}.location.{x}" for x in _coordinate_problems(t.location))
+        p.extend(f"{where}.{x}" for x in _when(t.at_s))
+    for i, m in enumerate(drill.sms):
+        if not NUMBER_RE.match(m.sender):
+            p.append(f"sms[{i}].from: expected digits with optional +, got {m.sender!r}")
+        if not m.text.strip():
+            p.append(f"sms[{i}].text: expected some text")
+        p.extend(f"sms[{i}].{x}" for x in _when(m.at_s))
+    numbers = {c.number for c in drill.callers if not c.withheld}
+    for i, a2 in enumerate(drill.aml):
+        if a2.number not in numbers:
+            p.append(f"aml[{i}].number: {a2.number!r} places no call in this drill (AML follows a call)")
+        p.extend(f"aml[{i}].{x}" for x in _coordinate_problems(Coordinates(lat=a2.lat, lon=a2.lon)))
+        if not (math.isfinite(a2.accuracy) and 0 < a2.accuracy <= 100_000):
+            p.append(f"aml[{i}].accuracy: expected metres in 0..100000, got {a2.accuracy}")
+        p.extend(f"aml[{i}].{x}" for x in _when(a2.at_s))
+    p.extend(_responder_problems(drill.responders))
+    e = drill.escalation
+    for key, low, high in (("answer_sla_s", 1, 600), ("unclassified_after_s", 5, 3600), ("voice_ack_wait_s", 1, 120),
+                           ("tier_timeout_s", 1, 600), ("step_timeout_s", 1, 600), ("max_wait_s", 1, 3600)):
+        value = getattr(e, key)
+        if not (math.isfinite(value) and low <= value <= high):
+            p.append(f"escalation.{key}: expected {low}-{high} seconds, got {value}")
+    for key in ("tier_repeat", "step_repeat"):
+        if not 1 <= getattr(e, key) <= 10:
+            p.append(f"escalation.{key}: expected 1-10, got {getattr(e, key)}")
+    return p
+
+
+def _responder_problems(responders: list[Responder]) -> list[str]:
+    p: list[str] = []
+    names = [r.person for r in responders]
+    for i, r in enumerate(responders):
+        if names.count(r.person) > 1:
+            p.append(f"responders[{i}].person: {r.person!r} is scripted twice")
+        if r.behaviour == "ack_after_s":
+            if r.ack_after_s is None or not (math.isfinite(r.ack_after_s) and 0 <= r.ack_after_s <= 600):
+                p.append(f"responders[{i}].ack_after_s: expected 0-600 seconds with behaviour \"ack_after_s\", "
+                         f"got {r.ack_after_s}")
+        elif r.ack_after_s is not None:
+            p.append(f"responders[{i}].ack_after_s: only for behaviour \"ack_after_s\" (this one is {r.behaviour!r})")
     return p
 
 
@@ -232,22 +384,72 @@ Progress = Callable[[report.PlacedCall], None]
 
 
 async def run(cfg: GatewayConfig, drill: Drill, *, source: str = "", progress: Progress | None = None,
-              workdir: Path | None = None) -> report.Report:
-    """Place every call of the drill with the phones answering, then report."""
+              workdir: Path | None = None, on_ready: Callable[[], Awaitable[object]] | None = None) -> report.Report:
+    """Place every call of the drill with the phones answering (or only ringing), play its alarms,
+    Telegram reports, texts and AML with the scripted responders acting, then report.
+
+    ``on_ready`` is awaited once the stand-ins and phones run, before anything is sent (a test
+    starts the gateway there). Raises DrillError when the escalation side cannot be set up."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="ecgw-drill-"))
     calls = plan(drill)
-    started = time.time()
     placed: list[report.PlacedCall] = []
-    async with sipp.phones(cfg, workdir / "phones") as phones:
-        await _place_all(cfg, drill.arrival, calls, workdir, placed, progress or (lambda _: None))
+    notes: list[str] = []
+    async with AsyncExitStack() as stack:
+        esc = await stack.enter_async_context(lab.escalation_lab(cfg, drill, workdir / "escalation", notes)) \
+            if drill.escalates else None
+        phones = await stack.enter_async_context(
+            sipp.phones(cfg, workdir / "phones") if drill.phones.answer else lab.ringing_phones(cfg, workdir / "phones"))
+        if on_ready is not None:
+            await on_ready()
+        if esc is not None:
+            await esc.wait_connected(READY_S)
+        started = time.time()
+        async with trio.open_nursery() as nursery:
+            if esc is not None:
+                nursery.start_soon(esc.play, drill, call_offsets(drill.arrival, calls))
+            await _place_all(cfg, drill.arrival, calls, workdir, placed, progress or (lambda _: None))
         await trio.sleep(SETTLE_S)
+        if esc is not None:
+            await wait_settled(cfg.store.path, started, drill.escalation.max_wait_s, notes)
     ringing = [report.Ringing(wall=line.wall, caller_call_id=line.fields.get("caller", ""))
                for line in phones.lines() if line.kind == "RINGING"]
-    notes: list[str] = []
     incidents = await trio.to_thread.run_sync(read_incidents, cfg.store.path, started - 1.0,
                                               len(calls) * 4 + 100, notes)
+    escalation = report.escalation_report(incidents, scripted(drill)) if drill.escalates else None
     return report.compute(placed, incidents, ringing, drill=drill.name or source, started_wall=started,
-                          workdir=str(workdir), notes=notes)
+                          workdir=str(workdir), notes=notes, escalation=escalation)
+
+
+def scripted(drill: Drill) -> list[report.ScriptedResponder]:
+    return [report.ScriptedResponder(person=r.person, behaviour=r.behaviour, channel=r.channel,
+                                     ack_after_s=r.ack_after_s) for r in drill.responders]
+
+
+def call_offsets(arrival: Arrival, calls: list[tuple[int, CallerTemplate]]) -> dict[str, float]:
+    """Number -> seconds from the start to its first call (as scheduled; AML follows it)."""
+    found: dict[str, float] = {}
+    for n, (_, template) in enumerate(calls):
+        if not template.withheld and template.number is not None:
+            found.setdefault(template.number, n / arrival.rate_per_s)
+    return found
+
+
+def settled(incidents: list[Incident]) -> bool:
+    """Every incident has a scenario run and none is still running."""
+    return all(any(e.kind in report.RUN_STARTS for e in inc.timeline) and not report.unfinished_runs(inc)
+               for inc in incidents)
+
+
+async def wait_settled(store_path: str, since_wall: float, max_wait_s: float, notes: list[str]) -> None:
+    """Until every incident since ``since_wall`` has run its scenarios to the end, at most ``max_wait_s``."""
+    with trio.move_on_after(max_wait_s) as scope:
+        while True:
+            found = await trio.to_thread.run_sync(read_incidents, store_path, since_wall - 1.0, 10_000, [])
+            if settled(found):
+                return
+            await trio.sleep(0.5)
+    if scope.cancelled_caught:
+        notes.append(f"scenario runs still going after {max_wait_s:g} s: the report shows them as unfinished")
 
 
 async def _place_all(cfg: GatewayConfig, arrival: Arrival, calls: list[tuple[int, CallerTemplate]], workdir: Path,

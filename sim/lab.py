@@ -11,17 +11,23 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 import trio
 
 from gateway import config
 from gateway.asterisk import prompts, sandbox
+from gateway.errors import ConfigError, DrillError
 from gateway.records import Incident
-from sim import scenario, sipp
+from sim import responders, scenario, sipp
+
+if TYPE_CHECKING:
+    from sim.providers import EscalationProviders
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -291,3 +297,173 @@ async def residents(workdir: Path, *, reject: Mapping[str, int] | None = None, s
                 if proc.poll() is None:
                     proc.kill()
                 nursery.cancel_scope.cancel()
+
+
+# --- escalation drills ------------------------------------------------------------------------------
+
+@asynccontextmanager
+async def ringing_phones(cfg: config.GatewayConfig, workdir: Path) -> AsyncIterator[sipp.Phones]:
+    """Dispatcher phones (and the backup) that ring until the call is cancelled and never answer."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    names = [p.name for p in cfg.dispatch.positions] + ["backup"]
+    logs: list[Path] = []
+    procs: list[trio.Process] = []
+    try:
+        for (host, port), _name in sipp.phone_endpoints(cfg).items():
+            xml = workdir / f"ringing-{port}.xml"
+            xml.write_text(scenario.resident(silent=names))
+            logs.append(workdir / f"ringing-{port}.log")
+            procs.append(await trio.lowlevel.open_process(
+                [sipp.sipp_binary(), "-sf", str(xml), "-i", host, "-p", str(port), "-mp", str(free_port()),
+                 "-trace_logs", "-log_file", str(logs[-1]), "-trace_err", "-error_file",
+                 str(workdir / f"ringing-{port}.err"), "-nostdin"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir))
+        await trio.sleep(0.3)
+        if any(proc.poll() is not None for proc in procs):
+            raise DrillError(f"a ringing dispatcher phone exited at start; see {workdir}")
+        yield sipp.Phones(workdir, logs)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        with trio.move_on_after(5) as scope:
+            scope.shield = True
+            for proc in procs:
+                await proc.wait()
+
+
+class EscalationLab:
+    """What an escalation drill runs beside the gateway: the stand-ins, the responders' phones and
+    scripted responders (``sim.responders``), and the reports that do not come by phone."""
+
+    def __init__(self, cfg: config.GatewayConfig, providers: EscalationProviders, scripted: list[responders.Plan],
+                 workdir: Path, notes: list[str]) -> None:
+        self.cfg = cfg
+        self.providers = providers
+        self.scripted = scripted
+        self.workdir = workdir
+        self.notes = notes
+        self.phones: responders.ResponderPhones | None = None
+
+    async def wait_connected(self, timeout_s: float) -> None:
+        """Until the gateway has bound to the SMSC and polls both bots (noted if it does not)."""
+        with trio.move_on_after(timeout_s):
+            while not all(self.providers.connected().values()):
+                await trio.sleep(0.1)
+        missing = [name for name, ok in self.providers.connected().items() if not ok]
+        if missing:
+            self.notes.append(f"the gateway never reached these stand-ins within {timeout_s:g} s: "
+                              f"{', '.join(missing)} (is it running with the drill's config?)")
+
+    async def play(self, drill: Any, call_offsets: dict[str, float]) -> None:
+        """Alarms, Telegram reports, SMS and AML, each at its time (seconds since this call)."""
+        start = trio.current_time()
+        jobs: list[tuple[float, str, Any]] = [(a.at_s, "alarm", a) for a in drill.alarms]
+        jobs += [(t.at_s, "telegram", t) for t in drill.telegram_reports]
+        jobs += [(m.at_s, "sms", m) for m in drill.sms]
+        jobs += [(call_offsets.get(a.number, 0.0) + a.at_s, "aml", a) for a in drill.aml]
+        async with trio.open_nursery() as nursery:
+            for n, (at_s, kind, item) in enumerate(sorted(jobs, key=lambda j: j[0])):
+                await trio.sleep_until(start + at_s)
+                nursery.start_soon(self._one, n, kind, item)
+
+    async def _one(self, n: int, kind: str, item: Any) -> None:
+        try:
+            if kind == "alarm":
+                await self._alarm(n, item)
+            elif kind == "telegram":
+                await self._telegram(item)
+            elif kind == "sms":
+                await self._sms(item.sender, item.text, item.via)
+            else:
+                from sim.sms_citizen import aml_sms
+
+                await self._sms(item.number, aml_sms(item.lat, item.lon, item.accuracy), "smsc")
+        except (DrillError, LookupError, OSError, httpx.HTTPError, trio.TooSlowError) as exc:
+            self.notes.append(f"{kind} #{n + 1} not delivered to the gateway: {type(exc).__name__}: {exc}")
+
+    async def _alarm(self, n: int, a: Any) -> None:
+        from sim import alarm_panel
+        from sim.contact_id import panel_message
+
+        message = panel_message(a.account, a.code, "restore" if a.restore else "new", zone=a.zone)
+        result = await alarm_panel.call(self.cfg, self.workdir / f"alarm-{n + 1}", message, number=a.number)
+        if result.returncode != 0:
+            raise DrillError(f"panel {a.account}: sipp exit {result.returncode}, see {result.workdir}")
+
+    async def _telegram(self, t: Any) -> None:
+        from sim.telegram_citizen import Step, play
+
+        bot = self.providers.reports_bot
+        if bot is None:
+            raise DrillError("[reports.telegram102] is not enabled in the gateway config")
+        steps = [Step(chat_id=t.chat_id, kind="start", language_code=t.language)]
+        if t.contact:
+            steps.append(Step(chat_id=t.chat_id, kind="own_contact", phone=t.contact, language_code=t.language,
+                              after_s=0.2))
+        steps.append(Step(chat_id=t.chat_id, kind="text", text=t.text, language_code=t.language, after_s=0.2))
+        if t.location is not None:
+            steps.append(Step(chat_id=t.chat_id, kind="location", lat=t.location.lat, lon=t.location.lon,
+                              language_code=t.language, after_s=0.2))
+        await play(steps, bot.inject)
+
+    async def _sms(self, sender: str, text: str, via: str) -> None:
+        if via == "twilio":
+            from sim.sms_citizen import text_via_twilio
+
+            sms = self.cfg.reports.sms112
+            url = sms.twilio_public_url or f"http://127.0.0.1:{self.cfg.http.port}{sms.twilio_path}"
+            reply = await text_via_twilio(url, sms.twilio_auth_token, sender, text)
+            if reply.status_code >= 300:
+                raise DrillError(f"the gateway's Twilio webhook answered {reply.status_code}")
+            return
+        if self.providers.smsc is None:
+            raise DrillError("[escalation.channels.smpp] is not configured: no SMSC to send the text through")
+        statuses = await self.providers.smsc.send_mo(sender.lstrip("+"), "112", text)
+        if any(statuses):
+            raise DrillError(f"the gateway answered the text with SMPP status {statuses}")
+
+
+@asynccontextmanager
+async def escalation_lab(cfg: config.GatewayConfig, drill: Any, workdir: Path,
+                         notes: list[str]) -> AsyncIterator[EscalationLab]:
+    """Start the stand-ins the config points at, the responders' phones on the call-out trunk and the
+    scripted responders, until the block exits. Raises DrillError for scripted people the gateway's
+    directory does not have or cannot reach on their channel."""
+    from gateway.escalation import directory as directory_file
+    from gateway.warning.service import project_path
+    from sim.providers import open_escalation_providers
+
+    try:
+        directory = directory_file.load(project_path(cfg.escalation.responders_file))
+    except ConfigError as exc:
+        raise DrillError("; ".join(exc.problems)) from exc
+    scripted, problems = responders.plans(drill.responders, directory)
+    if problems:
+        raise DrillError("; ".join(problems))
+    for plan in scripted:
+        first = directory.people[plan.person].channels[:1]
+        if first != [plan.channel]:
+            notes.append(f"{plan.person} is scripted on {plan.channel} but the gateway's directory reaches them on "
+                         f"{','.join(directory.people[plan.person].channels)} first (write the config with "
+                         "`python -m sim.responders`)")
+    async with open_escalation_providers(cfg) as providers, AsyncExitStack() as stack:
+        lab = EscalationLab(cfg, providers, scripted, workdir, notes)
+        voice = cfg.escalation.channels.voice
+        if voice is not None:
+            trunk = urlsplit(voice.trunk_uri.replace("sip:", "sip://", 1))
+            if trunk.hostname not in ("127.0.0.1", "localhost") or not trunk.port:
+                raise DrillError(f"escalation.channels.voice.trunk_uri {voice.trunk_uri}: responders' phones "
+                                 "run on 127.0.0.1 with an explicit port only")
+            lab.phones = await stack.enter_async_context(
+                responders.responder_phones(workdir / "voice", trunk.port, scripted))
+        async with trio.open_nursery() as nursery:
+            for plan in scripted:
+                if plan.channel == "telegram" and providers.responders_bot is not None:
+                    nursery.start_soon(responders.telegram_responder, providers.responders_bot, plan)
+                elif plan.channel == "sms" and providers.smsc is not None:
+                    nursery.start_soon(responders.sms_responder, providers.smsc, plan)
+                elif plan.channel != "voice" or voice is None:
+                    notes.append(f"{plan.person}: the gateway config has no responders' {plan.channel} channel")
+            yield lab
+            nursery.cancel_scope.cancel()

@@ -11,16 +11,18 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import trio
 
+from gateway.config import GatewayConfig
 from gateway.errors import DrillError
 from gateway.warning.config import ChannelSet
-from sim.smsc import open_smsc
+from sim.smsc import Smsc, open_smsc
 from sim.smtp import open_smtp_sim
-from sim.telegram import open_telegram_sim
+from sim.telegram import TelegramSim, open_telegram_sim
 from sim.twilio import open_twilio_sim
 
 LOOPBACK = ("127.0.0.1", "localhost")
@@ -78,3 +80,49 @@ async def serve(channels: ChannelSet) -> int:
             for name, count in sorted(counters.items()):
                 print(f"{name}: {json.dumps(count(), ensure_ascii=False)}")
     return 0
+
+
+@dataclass
+class EscalationProviders:
+    """The stand-ins an escalation drill talks to (None where the config has no such channel)."""
+
+    smsc: Smsc | None = None  # the responders' SMS (SMPP): their replies and texts to 112 come in as MO
+    responders_bot: TelegramSim | None = None  # the responders' bot: acknowledge buttons
+    reports_bot: TelegramSim | None = None  # the citizens' 102 bot
+
+    def connected(self) -> dict[str, bool]:
+        """Whether the gateway has reached each stand-in yet (bound, polling)."""
+        out: dict[str, bool] = {}
+        if self.smsc is not None:
+            out["smpp"] = self.smsc.binds > 0
+        for name, bot in (("responders_bot", self.responders_bot), ("reports_bot", self.reports_bot)):
+            if bot is not None:
+                out[name] = bot.requests.get("getUpdates", 0) > 0
+        return out
+
+
+@asynccontextmanager
+async def open_escalation_providers(cfg: GatewayConfig) -> AsyncIterator[EscalationProviders]:
+    """Stand-ins where ``[escalation.channels]`` (SMPP, Telegram) and ``[reports.telegram102]`` point;
+    loopback with explicit ports only (DrillError otherwise). Twilio and e-mail responders are not
+    served: drills script SMS over SMPP."""
+    found = EscalationProviders()
+    channels = cfg.escalation.channels
+    async with AsyncExitStack() as stack:
+        if channels.smpp:
+            c = channels.smpp
+            found.smsc = await stack.enter_async_context(open_smsc(
+                system_id=c.system_id, password=c.password, port=_loopback_port("escalation.channels.smpp", c.host,
+                                                                                c.port)))
+        if channels.telegram:
+            url = urlsplit(channels.telegram.api_base_url)
+            found.responders_bot = await stack.enter_async_context(open_telegram_sim(
+                channels.telegram.bot_token, port=_loopback_port("escalation.channels.telegram", url.hostname,
+                                                                 url.port), bot_username="ecgw_responders_bot"))
+        report = cfg.reports.telegram102
+        if report.enabled:
+            url = urlsplit(report.base_url)
+            found.reports_bot = await stack.enter_async_context(open_telegram_sim(
+                report.bot_token, port=_loopback_port("reports.telegram102", url.hostname, url.port),
+                bot_username="ecgw_102_bot"))
+        yield found

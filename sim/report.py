@@ -22,7 +22,7 @@ import math
 
 import msgspec
 
-from gateway.records import Incident
+from gateway.records import Incident, TimelineEvent
 
 NO_CALL_ID = ("", "-")  # the gateway sends "-" when it has no caller Call-ID
 
@@ -89,6 +89,7 @@ class Report(msgspec.Struct, kw_only=True):
     invite_to_ringing_s: Percentiles
     calls: list[CallOutcome]
     notes: list[str] = []
+    escalation: EscalationReport | None = None
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -156,7 +157,8 @@ def outcome(call: PlacedCall, incident: Incident | None, first_ring: float | Non
 
 
 def compute(calls: list[PlacedCall], incidents: list[Incident], ringing: list[Ringing], *, drill: str = "",
-            started_wall: float = 0.0, workdir: str = "", notes: list[str] | None = None) -> Report:
+            started_wall: float = 0.0, workdir: str = "", notes: list[str] | None = None,
+            escalation: EscalationReport | None = None) -> Report:
     """The drill report from what was observed."""
     by_call_id = incidents_by_call_id(incidents)
     rings = first_rings(ringing)
@@ -178,7 +180,7 @@ def compute(calls: list[PlacedCall], incidents: list[Incident], ringing: list[Ri
         invite_to_stored_s=percentiles([o.invite_to_stored_s for o in outcomes if o.invite_to_stored_s is not None]),
         invite_to_ringing_s=percentiles([o.invite_to_ringing_s for o in outcomes
                                          if o.invite_to_ringing_s is not None]),
-        calls=outcomes, notes=notes,
+        calls=outcomes, notes=notes, escalation=escalation,
     )
 
 
@@ -222,7 +224,242 @@ def summary_text(report: Report) -> str:
         lines += ["  lost:", *(_call_line(o) for o in lost)]
     if unserved:
         lines += ["  not answered by a dispatcher:", *(_call_line(o) for o in unserved)]
+    if r.escalation is not None:
+        lines += escalation_text(r.escalation)
     lines += [f"  note: {note}" for note in r.notes]
     if r.workdir:
         lines.append(f"  sipp scenarios and logs: {r.workdir}")
     return "\n".join(lines)
+
+
+# --- escalation -------------------------------------------------------------------------------
+# From each incident's timeline as the escalation engine wrote it: ``scenario_started`` /
+# ``scenario_switched`` (data: scenario, category, run "category"|"sla", reason), ``step_started``
+# (do: notify|escalate|forward ...), ``notified`` (person, channel, attempt), ``channel_failed`` and
+# ``notify_failed`` (person), ``acknowledged`` (person, via; attempt when it came from outside the
+# delivery), ``ack_timeout``, ``scenario_finished``. An SLA breach is a run of kind "sla".
+
+RUN_STARTS = ("scenario_started", "scenario_switched")
+RUN_ENDS = ("scenario_finished", "scenario_stopped")
+
+
+class Spread(msgspec.Struct, frozen=True, kw_only=True):
+    count: int
+    median: float | None
+    max: float | None
+
+
+class CategoryEscalation(msgspec.Struct, frozen=True, kw_only=True):
+    """Escalation figures of the incidents whose category run ended up in one category."""
+
+    category: str
+    incidents: int
+    to_first_notification_s: Spread  # incident created -> first responder notified
+    to_first_ack_s: Spread  # incident created -> first acknowledgement
+    never_notified: int
+    never_acknowledged: int
+    escalations: int  # escalate steps run
+    sla_breaches: int
+    sla_incidents: list[str]
+    incident_ids: list[str]
+
+
+class Notice(msgspec.Struct, frozen=True, kw_only=True):
+    """One thing that happened to a responder on one incident."""
+
+    incident_id: str
+    kind: str  # notified, channel_failed, notify_failed, acknowledged
+    after_s: float  # since the incident was created
+    channel: str = ""
+    attempt: int | None = None
+
+
+class ResponderOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    person: str
+    behaviour: str
+    channel: str
+    notified: int
+    failed: int  # channel_failed + notify_failed
+    acknowledged: int
+    ack_attempts: list[int]  # the attempt each acknowledgement answered
+    ack_delays_s: list[float]  # from the notification it answered
+    escalated_incidents: list[str]  # notified, never acknowledged, and an escalate step followed
+    events: list[Notice]
+    summary: str
+
+
+class EscalationReport(msgspec.Struct, frozen=True, kw_only=True):
+    incidents: int
+    categories: list[CategoryEscalation]
+    escalations: int
+    sla_breaches: int
+    sla_incidents: list[str]
+    unfinished_runs: list[str]  # "incident/kind" still running when the drill stopped
+    responders: list[ResponderOutcome]
+
+
+class ScriptedResponder(msgspec.Struct, frozen=True, kw_only=True):
+    """What the drill told a responder to do (see ``sim.drill.Responder``)."""
+
+    person: str
+    behaviour: str
+    channel: str
+    ack_after_s: float | None = None
+
+
+def spread(values: list[float]) -> Spread:
+    return Spread(count=len(values), median=percentile(values, 50), max=max(values) if values else None)
+
+
+def _events(incident: Incident, kind: str) -> list[TimelineEvent]:
+    return [e for e in incident.timeline if e.kind == kind]
+
+
+def run_category(incident: Incident) -> str:
+    """The category the incident's category run last ran for (else its own, else "unclassified")."""
+    found = [e for e in incident.timeline if e.kind in RUN_STARTS and e.data.get("run", "category") == "category"]
+    if found and found[-1].data.get("category"):
+        return str(found[-1].data["category"])
+    return incident.category or "unclassified"
+
+
+def sla_breached(incident: Incident) -> bool:
+    return any(e.kind in RUN_STARTS and e.data.get("run") == "sla" for e in incident.timeline)
+
+
+def escalations(incident: Incident) -> list[TimelineEvent]:
+    return [e for e in _events(incident, "step_started") if e.data.get("do") == "escalate"]
+
+
+def first_wall(incident: Incident, kind: str) -> float | None:
+    return next((e.wall for e in incident.timeline if e.kind == kind), None)
+
+
+def unfinished_runs(incident: Incident) -> list[str]:
+    """Runs ("incident/kind") started and not finished or stopped."""
+    state: dict[str, bool] = {}
+    for e in incident.timeline:
+        run = str(e.data.get("run", ""))
+        if e.kind in RUN_STARTS and run:
+            state[run] = True
+        elif e.kind in RUN_ENDS and run:
+            state[run] = False
+    return [f"{incident.id}/{run}" for run, running in state.items() if running]
+
+
+def category_figures(category: str, incidents: list[Incident]) -> CategoryEscalation:
+    notified, acked = [], []
+    for inc in incidents:
+        first_notice, first_ack = first_wall(inc, "notified"), first_wall(inc, "acknowledged")
+        if first_notice is not None:
+            notified.append(first_notice - inc.created_wall)
+        if first_ack is not None:
+            acked.append(first_ack - inc.created_wall)
+    breached = [i.id for i in incidents if sla_breached(i)]
+    return CategoryEscalation(
+        category=category, incidents=len(incidents), to_first_notification_s=spread(notified),
+        to_first_ack_s=spread(acked), never_notified=len(incidents) - len(notified),
+        never_acknowledged=len(incidents) - len(acked), escalations=sum(len(escalations(i)) for i in incidents),
+        sla_breaches=len(breached), sla_incidents=breached, incident_ids=[i.id for i in incidents])
+
+
+def responder_notices(person: str, incident: Incident) -> list[Notice]:
+    """What the timeline says happened to ``person``; an acknowledgement without an attempt (a key
+    pressed during the call) answers the person's latest notification before it."""
+    out: list[Notice] = []
+    attempt: int | None = None
+    for e in incident.timeline:
+        if e.data.get("person") != person or e.kind not in ("notified", "channel_failed", "notify_failed",
+                                                             "acknowledged"):
+            continue
+        raw = e.data.get("attempt")
+        if e.kind == "notified" and isinstance(raw, int):
+            attempt = raw
+        if e.kind == "acknowledged" and isinstance(raw, int):
+            attempt = raw
+        channel = e.data.get("channel") or e.data.get("via") or ""
+        out.append(Notice(incident_id=incident.id, kind=e.kind, after_s=round(e.wall - incident.created_wall, 3),
+                          channel=str(channel), attempt=attempt if e.kind in ("notified", "acknowledged") else
+                          (raw if isinstance(raw, int) else None)))
+    return out
+
+
+def responder_outcome(scripted: ScriptedResponder, incidents: list[Incident]) -> ResponderOutcome:
+    events: list[Notice] = []
+    attempts: list[int] = []
+    delays: list[float] = []
+    escalated: list[str] = []
+    for inc in sorted(incidents, key=lambda i: i.created_wall):
+        notices = responder_notices(scripted.person, inc)
+        events += notices
+        last_notice: Notice | None = None
+        for n in notices:
+            if n.kind == "notified":
+                last_notice = n
+            elif n.kind == "acknowledged":
+                attempts.append(n.attempt or 0)
+                if last_notice is not None:
+                    delays.append(round(n.after_s - last_notice.after_s, 3))
+        first = next((n for n in notices if n.kind == "notified"), None)
+        if first is not None and not any(n.kind == "acknowledged" for n in notices):
+            offset = first.after_s + inc.created_wall
+            if any(e.wall >= offset for e in escalations(inc)):
+                escalated.append(inc.id)
+    notified = sum(n.kind == "notified" for n in events)
+    failed = sum(n.kind in ("channel_failed", "notify_failed") for n in events)
+    return ResponderOutcome(
+        person=scripted.person, behaviour=scripted.behaviour, channel=scripted.channel, notified=notified,
+        failed=failed, acknowledged=len(attempts), ack_attempts=attempts, ack_delays_s=delays,
+        escalated_incidents=escalated, events=events,
+        summary=_responder_summary(notified, failed, attempts, delays, escalated))
+
+
+def _responder_summary(notified: int, failed: int, attempts: list[int], delays: list[float],
+                       escalated: list[str]) -> str:
+    parts = [f"notified {notified}x"]
+    if failed:
+        parts.append(f"{failed} failed deliveries")
+    if attempts:
+        parts.append(f"acknowledged {len(attempts)}x (attempts {','.join(map(str, attempts))}; "
+                     f"{', '.join(_seconds(d) for d in delays)} after the notification)")
+    else:
+        parts.append("never acknowledged")
+    if escalated:
+        parts.append(f"escalated past them on {len(escalated)} incident(s)")
+    return "; ".join(parts)
+
+
+def escalation_report(incidents: list[Incident], scripted: list[ScriptedResponder]) -> EscalationReport:
+    """Escalation figures per category and per scripted responder, from the incidents' timelines."""
+    by_category: dict[str, list[Incident]] = {}
+    for inc in sorted(incidents, key=lambda i: i.created_wall):
+        by_category.setdefault(run_category(inc), []).append(inc)
+    categories = [category_figures(name, found) for name, found in sorted(by_category.items())]
+    breached = [i.id for i in incidents if sla_breached(i)]
+    return EscalationReport(
+        incidents=len(incidents), categories=categories, escalations=sum(c.escalations for c in categories),
+        sla_breaches=len(breached), sla_incidents=breached,
+        unfinished_runs=[run for inc in incidents for run in unfinished_runs(inc)],
+        responders=[responder_outcome(s, incidents) for s in scripted])
+
+
+def escalation_text(e: EscalationReport) -> list[str]:
+    lines = [f"  escalation: {e.incidents} incidents, {e.escalations} escalations, {e.sla_breaches} SLA breaches"]
+    for c in e.categories:
+        lines.append(
+            f"    {c.category:<20} n={c.incidents}  created->notified {_spread(c.to_first_notification_s)}  "
+            f"created->ack {_spread(c.to_first_ack_s)}  never acked {c.never_acknowledged}  "
+            f"escalations {c.escalations}  SLA breaches {c.sla_breaches}")
+    for r in e.responders:
+        lines.append(f"    responder {r.person} ({r.behaviour} via {r.channel}): {r.summary}")
+    if e.sla_incidents:
+        lines.append(f"    SLA breached on: {', '.join(e.sla_incidents)}")
+    if e.unfinished_runs:
+        lines.append(f"    still running at the end: {', '.join(e.unfinished_runs)}")
+    return lines
+
+
+def _spread(s: Spread) -> str:
+    if not s.count:
+        return "-"
+    return f"median {_seconds(s.median)} max {_seconds(s.max)} (n={s.count})"
