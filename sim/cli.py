@@ -28,6 +28,8 @@ def run(args: argparse.Namespace, cfg: GatewayConfig) -> int:
         return trio.run(serve, cfg.warnings.drill)
     if args.action == "drill":
         return run_drill(cfg, Path(args.file), args.report, show_progress=sys.stderr.isatty() and not args.no_progress)
+    if args.action == "drill-config":
+        return write_drill_config(Path(args.config), Path(args.file), Path(args.out))
     raise ValueError(f"unknown sim action {args.action!r}")
 
 
@@ -64,3 +66,19 @@ def run_drill(cfg: GatewayConfig, path: Path, report_path: str, *, show_progress
         Path(report_path).write_bytes(msgspec.json.format(msgspec.json.encode(result), indent=2) + b"\n")
         print(f"report written to {report_path}")
     return 1 if result.calls_lost else 0
+
+
+def write_drill_config(config_path: Path, drill_path: Path, out: Path) -> int:
+    """``gateway sim drill-config FILE --out PATH``: the gateway config an escalation drill runs against
+    (``sim.responders.drill_config``), on free loopback ports."""
+    import socket
+
+    from sim.lab import free_port
+    from sim.responders import Ports, drill_config
+
+    spec = drill_mod.load(drill_path)
+    tcp = socket.SOCK_STREAM
+    ports = Ports(smsc=free_port(tcp), responders_bot=free_port(tcp), reports_bot=free_port(tcp), trunk=free_port())
+    drill_config(config_path, spec, out, ports)
+    print(f"wrote {out}; run the gateway with it, then: gateway --config {out} sim drill {drill_path}")
+    return 0

@@ -42,8 +42,8 @@ import time
 import tomllib
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 import trio

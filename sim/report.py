@@ -282,7 +282,9 @@ class ResponderOutcome(msgspec.Struct, frozen=True, kw_only=True):
     failed: int  # channel_failed + notify_failed
     acknowledged: int
     ack_attempts: list[int]  # the attempt each acknowledgement answered
-    ack_delays_s: list[float]  # from the notification it answered
+    # From the ``notified`` event it answered; a voice call writes that event when the call ends, so
+    # a key pressed during the call shows 0.
+    ack_delays_s: list[float]
     escalated_incidents: list[str]  # notified, never acknowledged, and an escalate step followed
     events: list[Notice]
     summary: str

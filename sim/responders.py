@@ -7,7 +7,8 @@ an SMS left unanswered) and acknowledge the second. Each acts on one channel:
 
 - voice: one sipp UAS on the call-out trunk takes every call Asterisk makes there. A scripted
   number presses 1 (RFC 2833) after its delay; "never" answers and listens; "second_call" answers
-  its first INVITE with 486 Busy Here (a sipp global counter per number) and presses 1 on the next.
+  its first INVITE with 486 Busy Here (a sipp global counter per number) and every later one by
+  pressing 1 (an INVITE says nothing of the notification it carries, so this counts per number).
   Numbers nobody scripted are busy (486), so their notification falls back to their next channel
   at once instead of holding a call open for the whole acknowledgement wait.
 - telegram: a task watching the responders' Bot API stand-in presses the acknowledge button of each
@@ -476,21 +477,21 @@ async def _reply(smsc: Any, source: str, text: str, after_s: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m sim.responders``: write the gateway config an escalation drill runs against."""
+    """``python -m sim.responders DRILL --config BASE --out PATH``: write the gateway config an
+    escalation drill runs against."""
     from gateway import config as gateway_config
-    from sim import drill as drill_mod
-    from sim.lab import free_port
+    from sim.cli import write_drill_config
 
     parser = argparse.ArgumentParser(prog="python -m sim.responders", description=main.__doc__)
     parser.add_argument("drill")
     parser.add_argument("--config", default=str(gateway_config.DEFAULT_PATH), help="the base gateway config")
     parser.add_argument("--out", required=True, help="where to write the drill's gateway config")
     args = parser.parse_args(argv)
-    spec = drill_mod.load(args.drill)
-    ports = Ports(smsc=free_port(), responders_bot=free_port(), reports_bot=free_port(), trunk=free_port())
-    out = drill_config(Path(args.config), spec, Path(args.out), ports)
-    print(f"wrote {out}: start the gateway with it, then `gateway --config {out} sim drill {args.drill}`")
-    return 0
+    try:
+        return write_drill_config(Path(args.config), Path(args.drill), Path(args.out))
+    except DrillError as exc:
+        print(exc, file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
