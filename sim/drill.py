@@ -207,6 +207,8 @@ def problems(drill: Drill) -> list[str]:
     p = []
     if a.count is not None and a.count < 1:
         p.append(f"arrival.count: expected at least 1, got {a.count}")
+    elif a.count is not None and not drill.callers:
+        p.append("arrival.count: there are no [[callers]] templates to place calls from")
     if not (math.isfinite(a.rate_per_s) and a.rate_per_s > 0):
         p.append(f"arrival.rate_per_s: expected a positive number of calls per second, got {a.rate_per_s}")
     if a.max_concurrency < 1:

@@ -239,6 +239,7 @@ def test_the_shipped_escalation_drill_loads() -> None:
     ('[[sms]]\nfrom = "+7701"\ntext = "x"\n[escalation]\nstep_repeat = 0\n', "escalation.step_repeat: expected 1-10"),
     ('[[sms]]\nfrom = "+7701"\ntext = "x"\n[escalation]\nmax_wait = 5\n', "unknown field `max_wait`"),
     ('[phones]\nanswer = false\n', "callers: expected at least one [[callers]] template (or [[alarms]]"),
+    ('[arrival]\ncount = 3\n[[alarms]]\naccount = "1201"\n', "arrival.count: there are no [[callers]]"),
 ])
 def test_bad_escalation_sections_are_named(tmp_path: Path, snippet: str, expected: str) -> None:
     with pytest.raises(DrillError) as caught:
