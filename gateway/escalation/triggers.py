@@ -25,6 +25,7 @@ import trio
 
 from gateway.errors import GatewayError
 from gateway.escalation import facts as F
+from gateway.escalation.directory import Person
 from gateway.escalation.engine import Engine
 from gateway.escalation.machine import new_target
 from gateway.escalation.notifier import Notifier
@@ -53,6 +54,7 @@ class Triggers:
         self._deadlines: list[tuple[float, str, str]] = []  # (wall, kind "answer"|"classify", incident id)
         self._new_deadline = trio.Event()
         self.breaches = 0
+        self._nursery: trio.Nursery  # set by run
 
     def on_change(self, incident: Incident, last: TimelineEvent) -> None:
         """Recorder listener: called after every durable incident write, must not block."""
@@ -68,12 +70,13 @@ class Triggers:
         self.engine.recorder.created_listeners.append(self.on_created)
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 await self._scan_recent()
                 nursery.start_soon(self._deadline_loop)
                 task_status.started()
                 async for what, incident, last in self._receive:
                     try:
-                        await self._handle(nursery, what, incident, last)
+                        await self._handle(what, incident, last)
                     except GatewayError as exc:
                         log.error("escalation trigger %s on %s failed: %s", what, incident.id, exc)
                     except Exception:  # one odd incident must not stop the triggers of all the others
@@ -82,7 +85,7 @@ class Triggers:
             self.engine.recorder.listeners.remove(self.on_change)
             self.engine.recorder.created_listeners.remove(self.on_created)
 
-    async def _handle(self, nursery: trio.Nursery, what: str, incident: Incident, last: TimelineEvent) -> None:
+    async def _handle(self, what: str, incident: Incident, last: TimelineEvent) -> None:
         if what == "created":
             await self._created(incident)
         elif what in CATEGORY_EVENTS:
@@ -95,7 +98,7 @@ class Triggers:
             if status == "closed":
                 for kind in ("category", "sla"):
                     await self.engine.stop(incident.id, kind, "incident closed")  # type: ignore[arg-type]
-            nursery.start_soon(self._tell_watchers, incident, status)
+            self._nursery.start_soon(self._tell_watchers, incident, status)
 
     async def _created(self, incident: Incident) -> None:
         if incident.source == "call":
@@ -115,7 +118,7 @@ class Triggers:
         await self.engine.start(incident, "category", scenario, category if known else "unclassified",
                                 reason=reason, by=actor)
         if self.engine.directory.watchers_of(category) and reason in ("reported", "ivr_category", "classify"):
-            await self._tell_watchers(incident, "new")
+            self._nursery.start_soon(self._tell_watchers, incident, "new")  # a call-out must not hold up triggers
 
     def _schedule(self, wall: float, kind: str, incident_id: str) -> None:
         heapq.heappush(self._deadlines, (wall, kind, incident_id))
@@ -164,17 +167,22 @@ class Triggers:
                 await self._created(incident)
 
     async def _tell_watchers(self, incident: Incident, status: str) -> None:
-        """Each responsible person for the category hears about the status change, over their first
-        working channel; the incident's timeline records who was told and how."""
-        watchers = self.engine.directory.watchers_of(incident.category or "unclassified")
+        """Each responsible person for the category hears about the status change, all at once, over
+        their first working channel; the incident's timeline records who was told and how."""
         told: list[str] = []
-        for person in watchers:
-            route = person.route(["telegram", "sms", "email", "voice"])
-            fields = F.template_fields(incident, self.engine.catalogue, person.language)
-            fields["status"] = F.template_fields(msgspec.structs.replace(incident, status=status),  # type: ignore[arg-type]
-                                                 self.engine.catalogue, person.language)["status"]
-            delivery = await self.notifier.send(person, route, "status_changed", fields, new_target("watch", person.name),
-                                                attempt=1, needs_ack=False, incident_id=incident.id)
-            told.append(f"{person.name}:{delivery.channel or 'unreached'}")
-        if told:
-            await self.engine.note(incident.id, "status_notified", status=status, told=",".join(told))
+        try:
+            async with trio.open_nursery() as nursery:
+                for person in self.engine.directory.watchers_of(incident.category or "unclassified"):
+                    nursery.start_soon(self._tell_one, incident, status, person, told)
+            if told:
+                await self.engine.note(incident.id, "status_notified", status=status, told=",".join(sorted(told)))
+        except Exception:  # a notification is worth a log line, never the triggers of every other incident
+            log.exception("incident %s: status %s not told to its watchers", incident.id, status)
+
+    async def _tell_one(self, incident: Incident, status: str, person: Person, told: list[str]) -> None:
+        fields = F.template_fields(msgspec.structs.replace(incident, status=status),  # type: ignore[arg-type]
+                                   self.engine.catalogue, person.language)
+        route = person.route(["telegram", "sms", "email", "voice"])
+        delivery = await self.notifier.send(person, route, "status_changed", fields, new_target("watch", person.name),
+                                            attempt=1, needs_ack=False, incident_id=incident.id)
+        told.append(f"{person.name}:{delivery.channel or 'unreached'}")
