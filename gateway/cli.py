@@ -149,6 +149,9 @@ def parser() -> argparse.ArgumentParser:
     drill.add_argument("file")
     drill.add_argument("--report", default="")
     drill.add_argument("--no-progress", action="store_true")
+    drill_config = ssub.add_parser("drill-config", help="write the gateway config an escalation drill runs against")
+    drill_config.add_argument("file")
+    drill_config.add_argument("--out", required=True)
     s.set_defaults(fn=cmd_sim)
     return p
 
