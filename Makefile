@@ -44,6 +44,7 @@ bench: deps venv
 	$(VENV)/bin/python bench/email_apprise.py
 	$(VENV)/bin/python bench/relays.py
 	$(VENV)/bin/python bench/smpp.py
+	$(VENV)/bin/python bench/escalation.py
 
 clean:
 	rm -rf $(VENV) var

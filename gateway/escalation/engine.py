@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import msgspec
 import trio
 
-from gateway.call import Recorder
+from gateway.call import Held, Recorder
 from gateway.errors import GatewayError, NotFound
 from gateway.escalation import facts as F
 from gateway.escalation import machine as M
@@ -153,16 +153,30 @@ class Engine:
 
     async def _drive(self, run: M.Run, scope: trio.CancelScope) -> None:
         with scope:
+            held = await self._hold(run)  # kept loaded while the run lives: no store read per step
             try:
-                while run.phase != "done" and self.runs.get(run.key) is run:
+                while held is not None and run.phase != "done" and self.runs.get(run.key) is run:
                     if not await self._step_guarded(run):
                         return
             finally:
+                if held is not None:
+                    self.recorder.release(held)
                 self._forget_tokens(run)
                 if self.runs.get(run.key) is run:  # not replaced by a switch: its key is ours to clear
                     self._wake.pop(run.key, None)
                     if run.phase == "done" or run.outcome:
                         del self.runs[run.key]  # finished runs live on in the store (``runs_of``)
+
+    async def _hold(self, run: M.Run) -> Held | None:
+        while True:
+            try:
+                return await self.recorder.acquire(run.incident_id)
+            except NotFound:
+                log.error("escalation %s: incident vanished; run stopped", run.key)
+                return None
+            except GatewayError as exc:
+                log.error("escalation %s: %s; retrying in %.0f s", run.key, exc, RETRY_S)
+                await trio.sleep(RETRY_S)
 
     async def _step_guarded(self, run: M.Run) -> bool:
         """One step; False when the run cannot go on. A store hiccup is retried; a bug in one run is
