@@ -72,6 +72,7 @@ class Engine:
         self._wake: dict[str, trio.Event] = {}
         self.lateness_s: deque[float] = deque(maxlen=100_000)  # timer firing delay, for the benchmark
         self._nursery: trio.Nursery | None = None
+        self._starting = trio.Lock()
 
     # --- supervisor ------------------------------------------------------------------------------
 
@@ -124,6 +125,11 @@ class Engine:
     async def start(self, incident: Incident, kind: M.RunKind, scenario: str, category: str,
                     reason: str, **data: Value) -> None:
         """Start (or, for a different scenario, replace) the run of ``kind`` on an incident."""
+        async with self._starting:  # two triggers at once (IVR choice, classification deadline) make one run
+            await self._start(incident, kind, scenario, category, reason, **data)
+
+    async def _start(self, incident: Incident, kind: M.RunKind, scenario: str, category: str,
+                     reason: str, **data: Value) -> None:
         key = f"{incident.id}/{kind}"
         old = self.runs.get(key) or await self._stored(key)
         if old is not None and old.scenario == scenario and old.category == category:
