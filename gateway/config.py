@@ -250,15 +250,31 @@ def _escalation_problems(cfg: GatewayConfig, source: str) -> list[str]:
         kinds = frozenset()  # reported by the units check
     p += [f"{source}: escalation: {problem}" for problem in check(cfg.escalation, unit_kinds=kinds,
                                                                    warning_events=events)]
-    if not p:
-        p += _ivr_category_problems(cfg, source)
-    return p
+    return p + _ivr_category_problems(cfg, source) + _bot_problems(cfg, source)
+
+
+def _bot_problems(cfg: GatewayConfig, source: str) -> list[str]:
+    """Telegram gives a bot's updates to one reader: two of our pollers on one token steal each other's."""
+    pollers: dict[str, list[str]] = {}
+    tg = cfg.warnings.actual.telegram
+    if cfg.warnings.signup_bot and tg is not None:
+        pollers.setdefault(tg.bot_token, []).append("warnings sign-up bot")
+    if cfg.escalation.enabled and cfg.escalation.channels.telegram is not None:
+        pollers.setdefault(cfg.escalation.channels.telegram.bot_token, []).append("escalation.channels.telegram")
+    if cfg.reports.telegram102.enabled:
+        pollers.setdefault(cfg.reports.telegram102.bot_token, []).append("reports.telegram102")
+    return [f"{source}: {' and '.join(users)} use the same bot token: give each its own bot"
+            for users in pollers.values() if len(users) > 1]
 
 
 def _ivr_category_problems(cfg: GatewayConfig, source: str) -> list[str]:
+    from gateway.errors import GatewayError
     from gateway.escalation.service import load_catalogue
 
-    known = load_catalogue(cfg.escalation).categories
+    try:
+        known = load_catalogue(cfg.escalation).categories
+    except GatewayError:
+        return []  # the catalogue's own problems are reported above
     return [f"{source}: ivr.categories[{i}].name: {c.name!r} is not in {cfg.escalation.categories_file}"
             for i, c in enumerate(cfg.ivr.categories) if c.name not in known]
 

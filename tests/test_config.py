@@ -212,3 +212,17 @@ def test_problems_in_reports_schema_problems_with_file_name(tmp_path: Path) -> N
 def test_load_raises_config_error_for_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         config.load(tmp_path)
+
+
+def test_two_pollers_on_one_telegram_bot_are_refused() -> None:
+    found = problems(lambda r: r["reports"].update(telegram102={"enabled": True, "bot_token": "123456:DRILL-token"}))
+    assert found == ["test.toml: escalation.channels.telegram and reports.telegram102 use the same bot token: "
+                     "give each its own bot"]
+
+
+def test_escalation_settings_and_ivr_categories_are_checked() -> None:
+    found = problems(lambda r: (r["escalation"].update(answer_sla_s=0, timezone="Mars/Olympus"),
+                                r["ivr"]["categories"][0].update(name="no_such_category")))
+    text = "\n".join(found)
+    assert "escalation.answer_sla_s: expected 1-600 s" in text and "unknown time zone 'Mars/Olympus'" in text
+    assert "ivr.categories[0].name: 'no_such_category' is not in config/categories.toml" in text
