@@ -241,7 +241,7 @@ class Residents:
     streams: dict[int, RtpStream] = field(default_factory=dict)  # by Asterisk's RTP source port
 
     def lines(self) -> list[sipp.LogLine]:
-        return sipp.parse_log(self.log.read_text(errors="replace")) if self.log.exists() else []
+        return sipp.parse_log(sipp.read_log(self.log))
 
     def invites(self, number: str) -> list[sipp.LogLine]:
         return [line for line in self.lines() if line.kind == "INVITE" and line.fields.get("number") == number]
@@ -268,34 +268,20 @@ async def residents(workdir: Path, *, reject: Mapping[str, int] | None = None, s
     """A sipp UAS answering the call-out trunk on a free loopback port (behaviour by number, see
     ``scenario.resident``) and an RTP listener counting the audio each call received, until the
     block exits."""
-    workdir.mkdir(parents=True, exist_ok=True)
     sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     await sock.bind(("127.0.0.1", 0))
     port = free_port()
-    xml = workdir / "residents.xml"
-    xml.write_text(scenario.resident(reject=reject, silent=silent, hang_up_after_ms=hang_up_after_ms, ring_ms=ring_ms,
-                                     rtp_port=sock.getsockname()[1]))
-    found = Residents(f"sip:127.0.0.1:{port}", workdir / "residents.log")
+    xml = scenario.resident(reject=reject, silent=silent, hang_up_after_ms=hang_up_after_ms, ring_ms=ring_ms,
+                            rtp_port=sock.getsockname()[1])
+    uas = sipp.Uas("residents", xml, port, media_port=free_port())
+    streams: dict[int, RtpStream] = {}
     with sock:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_count_rtp, sock, found.streams)
-            proc = await trio.lowlevel.open_process(
-                [sipp.sipp_binary(), "-sf", str(xml), "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_port()),
-                 "-trace_logs", "-log_file", str(found.log), "-trace_err", "-error_file",
-                 str(workdir / "residents.err"), "-nostdin"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
+            nursery.start_soon(_count_rtp, sock, streams)
             try:
-                await trio.sleep(0.3)
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the residents' sipp exited at start ({proc.returncode}); see {workdir}")
-                yield found
+                async with sipp.answering_sipp(workdir, [uas], "the residents' phones") as [log]:
+                    yield Residents(f"sip:127.0.0.1:{port}", log, streams)
             finally:
-                proc.terminate()
-                with trio.move_on_after(5) as scope:
-                    scope.shield = True
-                    await proc.wait()
-                if proc.poll() is None:
-                    proc.kill()
                 nursery.cancel_scope.cancel()
 
 
@@ -304,32 +290,11 @@ async def residents(workdir: Path, *, reject: Mapping[str, int] | None = None, s
 @asynccontextmanager
 async def ringing_phones(cfg: config.GatewayConfig, workdir: Path) -> AsyncIterator[sipp.Phones]:
     """Dispatcher phones (and the backup) that ring until the call is cancelled and never answer."""
-    workdir.mkdir(parents=True, exist_ok=True)
     names = [p.name for p in cfg.dispatch.positions] + ["backup"]
-    logs: list[Path] = []
-    procs: list[trio.Process] = []
-    try:
-        for (host, port), _name in sipp.phone_endpoints(cfg).items():
-            xml = workdir / f"ringing-{port}.xml"
-            xml.write_text(scenario.resident(silent=names))
-            logs.append(workdir / f"ringing-{port}.log")
-            procs.append(await trio.lowlevel.open_process(
-                [sipp.sipp_binary(), "-sf", str(xml), "-i", host, "-p", str(port), "-mp", str(free_port()),
-                 "-trace_logs", "-log_file", str(logs[-1]), "-trace_err", "-error_file",
-                 str(workdir / f"ringing-{port}.err"), "-nostdin"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir))
-        await trio.sleep(0.3)
-        if any(proc.poll() is not None for proc in procs):
-            raise DrillError(f"a ringing dispatcher phone exited at start; see {workdir}")
+    found = [sipp.Uas(f"ringing-{port}", scenario.resident(silent=names), port, host, media_port=free_port())
+             for (host, port), _name in sipp.phone_endpoints(cfg).items()]
+    async with sipp.answering_sipp(workdir, found, "a ringing dispatcher phone") as logs:
         yield sipp.Phones(workdir, logs)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        with trio.move_on_after(5) as scope:
-            scope.shield = True
-            for proc in procs:
-                await proc.wait()
 
 
 class EscalationLab:

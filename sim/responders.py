@@ -30,10 +30,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 import tomllib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +42,7 @@ import trio
 
 from gateway.errors import ConfigError, DrillError
 from gateway.escalation.directory import Directory
-from sim import dtmf, sipp
-from sim.scenario import _UAS_HEADERS, _number_regexp, _sdp
+from sim import dtmf, scenario, sipp
 
 REPO = Path(__file__).resolve().parent.parent
 ACK_DIGIT = "1"
@@ -54,7 +52,6 @@ RESPONDERS_BOT = "700000:drill-responders-bot"
 REPORTS_BOT = "700001:drill-citizens-102-bot"
 SMPP_ACCOUNT = ("drill", "drill")
 TWILIO_TOKEN = "drill-twilio-auth-token"
-LINE = re.compile(r"^(INVITE|ANSWERED|PRESSED|REJECTED|BYE) (\d+)(?:\.\d+)? (\d+)(?:\.\d+)? number=(\S*)")
 
 Behaviour = Literal["ack_after_s", "never", "second_call"]
 
@@ -232,135 +229,16 @@ def drill_config(base_path: Path, drill: Any, out: Path, ports: Ports) -> Path:
 
 def phones_xml(scripted: list[Plan], pcap: Path, ring_ms: int = 200) -> str:
     """The UAS scenario for the voice plans (see the module doc); ``pcap`` keys the digit 1."""
-    voice = [p for p in scripted if p.channel == "voice"]
-    tests = "\n".join([f'      <ereg regexp="{_number_regexp([p.address for p in voice])}" search_in="msg" '
-                       'check_it="false" assign_to="scripted"/>'] +
-                      [f'      <ereg regexp="{_number_regexp([p.address])}" search_in="msg" check_it="false" '
-                       f'assign_to="is{i}"/>' for i, p in enumerate(voice) if p.behaviour != "never"])
-    second = [i for i, p in enumerate(voice) if p.behaviour == "second_call"]
-    globals_ = f'  <Global variables="{",".join(f"seen{i}" for i in second)}"/>' if second else ""
-    counting = "\n".join(
-        f'  <nop condexec="is{i}">\n    <action>\n      <add assign_to="seen{i}" value="1"/>\n'
-        f'      <test assign_to="first{i}" variable="seen{i}" compare="less_than" value="1.5"/>\n'
-        f'    </action>\n  </nop>\n  <nop test="first{i}" next="reject"/>' for i in second)
-    pressing = [(i, p) for i, p in enumerate(voice) if p.behaviour != "never"]
-    branches = "\n".join(f'  <nop test="is{i}" next="keys{i}"/>' for i, _ in pressing)
-    blocks = "\n".join(
-        f'  <label id="keys{i}"/>\n  <pause milliseconds="{_press_ms(p)}"/>\n'
-        f'  <nop>\n    <action>\n      <exec play_pcap_audio="{pcap}"/>\n'
-        f'      <gettimeofday assign_to="ps,pus"/>\n'
-        f'      <log message="PRESSED [$ps] [$pus] number=[$number] callid=[call_id]"/>\n'
-        f'    </action>\n  </nop>\n  <nop next="listen"/>' for i, p in pressing)
-    return (PHONES_XML.replace("{globals}", globals_).replace("{tests}", tests).replace("{counting}", counting)
-            .replace("{branches}", branches).replace("{blocks}", blocks).replace("{ring_ms}", str(int(ring_ms))))
+    pickups = {p.address: _pickup(p, pcap) for p in scripted if p.channel == "voice"}
+    return scenario.answering("ecgw drill responders", "responder", pickups, others=486, ring_ms=ring_ms)
 
 
-def _press_ms(plan: Plan) -> int:
-    return SECOND_CALL_PRESS_MS if plan.behaviour == "second_call" else int(plan.ack_after_s * 1000)
-
-
-PHONES_XML = """<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="ecgw drill responders">
-{globals}
-  <recv request="INVITE" crlf="true">
-    <action>
-      <gettimeofday assign_to="s,us"/>
-      <ereg regexp="^INVITE sip:([^@]*)@" search_in="msg" check_it="true" assign_to="uri,number"/>
-{tests}
-      <log message="INVITE [$s] [$us] number=[$number] callid=[call_id]"/>
-      <log message="# sipp insists every variable is used: [$uri]"/>
-    </action>
-  </recv>
-  <nop test="scripted" next="known"/>
-  <nop next="reject"/>
-  <label id="known"/>
-{counting}
-  <send>
-    <![CDATA[
-      SIP/2.0 180 Ringing
-""" + _UAS_HEADERS + """
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <pause milliseconds="{ring_ms}"/>
-  <send retrans="500">
-    <![CDATA[
-      SIP/2.0 200 OK
-""" + _UAS_HEADERS + """
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-""" + _sdp("responder", indent="      ") + """
-    ]]>
-  </send>
-  <recv request="BYE" optional="global" next="bye"/>
-  <recv request="ACK" crlf="true">
-    <action>
-      <gettimeofday assign_to="as,aus"/>
-      <log message="ANSWERED [$as] [$aus] number=[$number] callid=[call_id]"/>
-    </action>
-  </recv>
-{branches}
-  <label id="listen"/>
-  <recv request="BYE" next="bye"/>
-{blocks}
-  <label id="reject"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 486 Busy Here
-""" + _UAS_HEADERS + """
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv request="ACK">
-    <action>
-      <gettimeofday assign_to="rs,rus"/>
-      <log message="REJECTED [$rs] [$rus] number=[$number] callid=[call_id]"/>
-    </action>
-  </recv>
-  <nop next="end"/>
-  <label id="bye"/>
-  <nop>
-    <action>
-      <gettimeofday assign_to="bs,bus"/>
-      <log message="BYE [$bs] [$bus] number=[$number] callid=[call_id]"/>
-    </action>
-  </nop>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <label id="end"/>
-</scenario>
-"""
-
-
-@dataclass(frozen=True)
-class PhoneEvent:
-    kind: str  # INVITE, ANSWERED, PRESSED, REJECTED or BYE
-    wall: float
-    number: str
-
-
-def parse_log(text: str) -> list[PhoneEvent]:
-    out = []
-    for line in text.splitlines():
-        match = LINE.match(line.strip())
-        if match:
-            kind, sec, usec, number = match.groups()
-            out.append(PhoneEvent(kind, int(sec) + int(usec) / 1e6, number))
-    return out
+def _pickup(plan: Plan, pcap: Path) -> scenario.Pickup:
+    if plan.behaviour == "never":
+        return scenario.Pickup()
+    if plan.behaviour == "second_call":
+        return scenario.Pickup(reject=486, first_only=True, press=pcap, press_after_ms=SECOND_CALL_PRESS_MS)
+    return scenario.Pickup(press=pcap, press_after_ms=int(plan.ack_after_s * 1000))
 
 
 def ack_code(text: str) -> str:
@@ -387,8 +265,8 @@ class ResponderPhones:
     uri: str
     log: Path
 
-    def events(self) -> list[PhoneEvent]:
-        return parse_log(self.log.read_text(errors="replace")) if self.log.exists() else []
+    def events(self) -> list[sipp.PhoneEvent]:
+        return sipp.parse_events(sipp.read_log(self.log))
 
 
 @asynccontextmanager
@@ -399,42 +277,40 @@ async def responder_phones(workdir: Path, port: int, scripted: list[Plan]) -> As
 
     workdir.mkdir(parents=True, exist_ok=True)
     pcap = dtmf.sequence_pcap(ACK_DIGIT, workdir / "ack-key.pcap")
-    xml = workdir / "responders.xml"
-    xml.write_text(phones_xml(scripted, pcap))
-    found = ResponderPhones(f"sip:127.0.0.1:{port}", workdir / "responders.log")
-    proc = await trio.lowlevel.open_process(
-        [sipp.sipp_binary(), "-sf", str(xml), "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_port()),
-         "-trace_logs", "-log_file", str(found.log), "-trace_err", "-error_file", str(workdir / "responders.err"),
-         "-nostdin"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
-    try:
-        await trio.sleep(0.3)
-        if proc.poll() is not None:
-            raise DrillError(f"the responders' sipp exited at start ({proc.returncode}); see {workdir}")
-        yield found
-    finally:
-        proc.terminate()
-        with trio.move_on_after(5) as scope:
-            scope.shield = True
-            await proc.wait()
-        if proc.poll() is None:
-            proc.kill()
+    uas = sipp.Uas("responders", phones_xml(scripted, pcap), port, media_port=free_port())
+    async with sipp.answering_sipp(workdir, [uas], "the responders' phones") as [log]:
+        yield ResponderPhones(f"sip:127.0.0.1:{port}", log)
 
 
 async def telegram_responder(bot: Any, plan: Plan, poll_s: float = 0.1) -> None:
     """Press the acknowledge button of the messages the bot (a ``sim.telegram.TelegramSim``) sends to
     ``plan``'s chat, as scripted; runs until cancelled."""
     chat_id = int(plan.address)
+
+    async def press(data: str) -> None:
+        await trio.sleep(plan.ack_after_s)
+        try:
+            bot.resident_press(chat_id, data)
+        except LookupError:
+            pass  # the keyboard is gone: someone else acknowledged first
+
+    await _respond(plan, lambda: bot.messages_to(chat_id), lambda m: _ack_buttons(m.reply_markup), press, poll_s)
+
+
+async def _respond(plan: Plan, arrived: Callable[[], Sequence[Any]], keys: Callable[[Any], list[str]],
+                   act: Callable[[str], Awaitable[None]], poll_s: float) -> None:
+    """Poll ``arrived`` (everything sent to the person so far) and ``act`` on each acknowledgement
+    key of each new item that the script acknowledges, each in its own task; runs until cancelled."""
     seen: dict[str, int] = {}
     handled = 0
     async with trio.open_nursery() as nursery:
         while True:
-            messages = bot.messages_to(chat_id)
-            for message in messages[handled:]:
-                for data in _ack_buttons(message.reply_markup):
-                    if should_ack(plan.behaviour, data, seen):
-                        nursery.start_soon(_press, bot, chat_id, data, plan.ack_after_s)
-            handled = len(messages)
+            items = arrived()
+            for item in items[handled:]:
+                for key in keys(item):
+                    if should_ack(plan.behaviour, key, seen):
+                        nursery.start_soon(act, key)
+            handled = len(items)
             await trio.sleep(poll_s)
 
 
@@ -443,37 +319,20 @@ def _ack_buttons(markup: dict[str, Any] | None) -> list[str]:
     return [b["callback_data"] for row in rows for b in row if str(b.get("callback_data", "")).startswith("ack:")]
 
 
-async def _press(bot: Any, chat_id: int, data: str, after_s: float) -> None:
-    await trio.sleep(after_s)
-    try:
-        bot.resident_press(chat_id, data)
-    except LookupError:
-        pass  # the keyboard is gone: someone else acknowledged first
-
-
 async def sms_responder(smsc: Any, plan: Plan, poll_s: float = 0.1) -> None:
     """Reply "1" from ``plan``'s number to the texts the SMSC stand-in accepted for it that ask for an
     acknowledgement, as scripted; runs until cancelled."""
     destination = plan.address.lstrip("+")
-    seen: dict[str, int] = {}
-    handled = 0
-    async with trio.open_nursery() as nursery:
-        while True:
-            texts = smsc.texts(destination)
-            for text in texts[handled:]:
-                code = ack_code(text)
-                if code and should_ack(plan.behaviour, code, seen):
-                    nursery.start_soon(_reply, smsc, destination, f"{ACK_DIGIT} {code}", plan.ack_after_s)
-            handled = len(texts)
-            await trio.sleep(poll_s)
 
+    async def reply(code: str) -> None:
+        await trio.sleep(plan.ack_after_s)
+        try:
+            await smsc.send_mo(destination, "112", f"{ACK_DIGIT} {code}")
+        except (LookupError, trio.TooSlowError):
+            pass  # the gateway is not bound or did not answer: the report shows the missing acknowledgement
 
-async def _reply(smsc: Any, source: str, text: str, after_s: float) -> None:
-    await trio.sleep(after_s)
-    try:
-        await smsc.send_mo(source, "112", text)
-    except (LookupError, trio.TooSlowError):
-        pass  # the gateway is not bound or did not answer: the report shows the missing acknowledgement
+    await _respond(plan, lambda: smsc.texts(destination), lambda text: [c for c in [ack_code(text)] if c], reply,
+                   poll_s)
 
 
 def main(argv: list[str] | None = None) -> int:

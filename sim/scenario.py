@@ -1,13 +1,19 @@
-"""sipp scenario XML for simulated callers (pure: builds strings, runs nothing).
+"""sipp scenario XML for simulated callers and phones (pure: builds strings, runs nothing).
 
 Each caller gets its own scenario so that every drill line (number, service, DTMF, location,
 talk time) is exactly what goes on the wire. sipp logs, per call, the wall time the INVITE left,
 so the drill can measure INVITE -> incident stored and INVITE -> dispatcher ringing.
+
+Every answering phone is built here from the same pieces (the answering side's headers, SDP,
+responses): the dispatcher phone (``phone``), the residents behind the call-out trunk
+(``resident``) and the phones that answer, reject or key DTMF per number (``answering``, used by
+``sim.dtmf_phone`` and ``sim.responders``). ``sim.sipp.answering_sipp`` runs them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 DTMF_PCAP_DIR = Path("/usr/share/sip-tester")
@@ -30,7 +36,7 @@ def _cdata(text: str) -> str:
     return text.replace("]]>", "]]]]><![CDATA[>")
 
 
-def _sdp(owner: str, media_port: str = "[media_port]", indent: str = "") -> str:
+def sdp(owner: str, media_port: str = "[media_port]", indent: str = "") -> str:
     """An SDP offer or answer with PCMU and RFC 2833 events (no trailing newline); ``media_port``
     is a sipp keyword or a ``{placeholder}`` the scenario template fills in."""
     lines = (f"o={owner} 53655765 2353687637 IN IP[local_ip_type] [local_ip]", "s=-", "c=IN IP[media_ip_type] [media_ip]",
@@ -59,13 +65,13 @@ def _invite(dialled: str, number: str | None, display: str, pidf_lo: str | None)
         "User-Agent: ecgw-sim caller\n"
     )
     if pidf_lo is None:
-        return head + "Content-Type: application/sdp\nContent-Length: [len]\n\n" + _sdp("caller") + "\n"
+        return head + "Content-Type: application/sdp\nContent-Length: [len]\n\n" + sdp("caller") + "\n"
     cid = "loc-[call_number]@caller.invalid"
     return (
         head
         + f"Geolocation: <cid:{cid}>\nGeolocation-Routing: yes\n"
         + f"Content-Type: multipart/mixed;boundary={BOUNDARY}\nContent-Length: [len]\n\n"
-        + f"--{BOUNDARY}\nContent-Type: application/sdp\n\n{_sdp('caller')}\n\n"
+        + f"--{BOUNDARY}\nContent-Type: application/sdp\n\n{sdp('caller')}\n\n"
         + f"--{BOUNDARY}\nContent-Type: application/pidf+xml\nContent-ID: <{cid}>\n\n"
         + " ".join(pidf_lo.split("\n"))
         + f"\n--{BOUNDARY}--\n"
@@ -127,18 +133,82 @@ def caller(dialled: str, number: str | None, display: str = "", *, pidf_lo: str 
   <recv response="200" crlf="true" next="done"/>
   <label id="remote_bye"/>
   <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
+{_ok_to_bye()}
   ]]></send>
   <label id="done"/>
 </scenario>
 """
+
+
+# The answering side's headers and SDP, shared by every phone below.
+UAS_HEADERS = """      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>"""
+
+REASONS = {404: "Not Found", 410: "Gone", 480: "Temporarily Unavailable", 484: "Address Incomplete",
+           486: "Busy Here", 503: "Service Unavailable", 603: "Decline"}
+
+
+def number_regexp(numbers: Sequence[str]) -> str:
+    """A POSIX ERE matching an INVITE whose Request-URI user is one of ``numbers``."""
+    alternatives = "|".join(n.replace("+", "\\+") for n in numbers) or "-no-number-"
+    return f"^INVITE sip:({alternatives})@"
+
+
+def _status(code: int) -> str:
+    return f"{int(code)} {REASONS.get(code, 'Rejected')}"
+
+
+def _response(status: str) -> str:
+    """The answering side's bodiless response to the INVITE (180 Ringing, a rejection, 200 to CANCEL)."""
+    return f"""  <send>
+    <![CDATA[
+      SIP/2.0 {status}
+{UAS_HEADERS}
+      Content-Length: 0
+
+    ]]>
+  </send>"""
+
+
+def _answer(owner: str, media_port: str = "[media_port]") -> str:
+    """The 200 OK with the SDP answer, retransmitted until the ACK."""
+    return f"""  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+{UAS_HEADERS}
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+{sdp(owner, media_port, indent="      ")}
+    ]]>
+  </send>"""
+
+
+def _ok_to_bye(indent: str = "", contact: str = "") -> str:
+    """The 200 OK to the far end's BYE, echoing its headers (``contact``: extra header lines)."""
+    echoed = ("SIP/2.0 200 OK", "[last_Via:]", "[last_From:]", "[last_To:]", "[last_Call-ID:]", "[last_CSeq:]")
+    return "".join(f"{indent}{line}\n" for line in echoed) + contact + f"{indent}Content-Length: 0\n"
+
+
+def _bye_ok(attrs: str = "", contact: str = "") -> str:
+    """The answering side's send of the 200 OK to the far end's BYE."""
+    return f"""  <send{attrs}>
+    <![CDATA[
+{_ok_to_bye("      ", contact)}
+    ]]>
+  </send>"""
+
+
+def _logged(kind: str, time_vars: str, element: str = "<nop>", close: str = "</nop>") -> str:
+    """``element`` logging ``KIND <sec> <usec> number=... callid=...`` (``sim.sipp.parse_events``)."""
+    sec, usec = time_vars.split(",")
+    return (f'  {element}\n    <action>\n      <gettimeofday assign_to="{time_vars}"/>\n'
+            f'      <log message="{kind} [${sec}] [${usec}] number=[$number] callid=[call_id]"/>\n'
+            f'    </action>\n  {close}')
 
 
 def phone(name: str, ring_ms: int = 300) -> str:
@@ -148,15 +218,6 @@ def phone(name: str, ring_ms: int = 300) -> str:
     gateway puts in X-ECGW headers, so drills can measure INVITE -> dispatcher ringing.
     """
     return PHONE_XML.replace("{ring_ms}", str(int(ring_ms))).replace("{name}", name)
-
-
-# The answering side's headers and SDP, shared by the dispatcher phone and the resident phone.
-_UAS_HEADERS = """      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>"""
 
 
 PHONE_XML = """<?xml version="1.0" encoding="UTF-8"?>
@@ -172,14 +233,7 @@ PHONE_XML = """<?xml version="1.0" encoding="UTF-8"?>
     </action>
   </recv>
 
-  <send>
-    <![CDATA[
-      SIP/2.0 180 Ringing
-""" + _UAS_HEADERS + """
-      Content-Length: 0
-
-    ]]>
-  </send>
+""" + _response("180 Ringing") + """
 
   <nop>
     <action>
@@ -189,44 +243,112 @@ PHONE_XML = """<?xml version="1.0" encoding="UTF-8"?>
 
   <pause milliseconds="{ring_ms}"/>
 
-  <send retrans="500">
-    <![CDATA[
-      SIP/2.0 200 OK
-""" + _UAS_HEADERS + """
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-""" + _sdp("phone", indent="      ") + """
-    ]]>
-  </send>
+""" + _answer("phone") + """
 
   <recv request="ACK" optional="true" rtd="true" crlf="true"/>
 
   <recv request="BYE"/>
 
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-
-    ]]>
-  </send>
+""" + _bye_ok(contact="      Contact: <sip:[local_ip]:[local_port];transport=[transport]>\n") + """
 
   <ResponseTimeRepartition value="10, 20, 50, 100, 200, 500, 1000"/>
 </scenario>
 """
 
 
-def _number_regexp(numbers: Sequence[str]) -> str:
-    """A POSIX ERE matching an INVITE whose Request-URI user is one of ``numbers``."""
-    alternatives = "|".join(n.replace("+", "\\+") for n in numbers) or "-no-number-"
-    return f"^INVITE sip:({alternatives})@"
+@dataclass(frozen=True)
+class Pickup:
+    """What an answering phone (``answering``) does with a call to one number.
+
+    With ``reject`` it answers the INVITE with that final status (486 Busy Here, ...): every call,
+    or with ``first_only`` only the first call to the number (a sipp global counter), later ones
+    are answered. An answered call with ``press`` plays that RFC 2833 pcap (``sim.dtmf``)
+    ``press_after_ms`` after the ACK; either way it then lasts until the far end hangs up.
+    """
+
+    reject: int | None = None
+    first_only: bool = False
+    press: Path | None = None
+    press_after_ms: int = 0
+
+
+def answering(name: str, owner: str, numbers: Mapping[str, Pickup], *, others: int | None = None,
+              ring_ms: int = 200) -> str:
+    """One sipp UAS taking every number dialled at its port: each of ``numbers`` as its Pickup says,
+    any other number rejected with the final status ``others`` or, when None, answered until the
+    far end hangs up. ``owner`` names the SDP's origin. Logs INVITE, ANSWERED, PRESSED, REJECTED
+    and BYE (the far end hung up) with the wall time and the dialled number.
+    """
+    tests, counting, branches, blocks = [], [], [], []
+    if others is not None:
+        tests.append(f'      <ereg regexp="{number_regexp(list(numbers))}" search_in="msg" check_it="false" '
+                     'assign_to="listed"/>')
+    codes = [others] if others is not None else []
+    for i, (number, pick) in enumerate(numbers.items()):
+        if pick.reject is None and pick.press is None:
+            continue  # only answers: no test needed
+        tests.append(f'      <ereg regexp="{number_regexp([number])}" search_in="msg" check_it="false" '
+                     f'assign_to="is{i}"/>')
+        if pick.reject is not None:
+            codes.append(pick.reject)
+            counting.append(_first_call(i, pick.reject) if pick.first_only
+                            else f'  <nop test="is{i}" next="reject{pick.reject}"/>')
+        if pick.press is not None and (pick.reject is None or pick.first_only):
+            branches.append(f'  <nop test="is{i}" next="keys{i}"/>')
+            blocks.append(_press(i, pick.press, pick.press_after_ms))
+    first_only = [i for i, pick in enumerate(numbers.values()) if pick.reject is not None and pick.first_only]
+    rejects = [_reject(code) for code in dict.fromkeys(codes)]
+    sections = [
+        '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE scenario SYSTEM "sipp.dtd">',
+        f'<scenario name="{name}">',
+        f'  <Global variables="{",".join(f"seen{i}" for i in first_only)}"/>' if first_only else "",
+        """  <recv request="INVITE" crlf="true">
+    <action>
+      <gettimeofday assign_to="s,us"/>
+      <ereg regexp="^INVITE sip:([^@]*)@" search_in="msg" check_it="true" assign_to="uri,number"/>""",
+        "\n".join(tests) or "\n",
+        """      <log message="INVITE [$s] [$us] number=[$number] callid=[call_id]"/>
+      <log message="# sipp insists every variable is used: [$uri]"/>
+    </action>
+  </recv>""",
+        f'  <nop test="listed" next="known"/>\n  <nop next="reject{others}"/>\n  <label id="known"/>'
+        if others is not None else "",
+        "\n".join(counting),
+        _response("180 Ringing"),
+        f'  <pause milliseconds="{int(ring_ms)}"/>',
+        _answer(owner),
+        '  <recv request="BYE" optional="global" next="bye"/>',
+        _logged("ANSWERED", "as,aus", '<recv request="ACK" crlf="true">', "</recv>"),
+        "\n".join(branches) or "\n",
+        '  <label id="listen"/>\n  <recv request="BYE" next="bye"/>',
+        "\n".join(blocks) or "\n",
+        "\n".join(rejects),
+        '  <label id="bye"/>\n' + _logged("BYE", "bs,bus"),
+        _bye_ok(),
+        '  <label id="end"/>' if rejects else "",
+        "</scenario>",
+    ]
+    # Empty optional sections vanish; the per-number lists leave an empty line, as they always did.
+    return "\n".join("" if s == "\n" else s for s in sections if s) + "\n"
+
+
+def _first_call(i: int, code: int) -> str:
+    return (f'  <nop condexec="is{i}">\n    <action>\n      <add assign_to="seen{i}" value="1"/>\n'
+            f'      <test assign_to="first{i}" variable="seen{i}" compare="less_than" value="1.5"/>\n'
+            f'    </action>\n  </nop>\n  <nop test="first{i}" next="reject{code}"/>')
+
+
+def _press(i: int, pcap: Path, after_ms: int) -> str:
+    return (f'  <label id="keys{i}"/>\n  <pause milliseconds="{int(after_ms)}"/>\n'
+            f'  <nop>\n    <action>\n      <exec play_pcap_audio="{pcap}"/>\n'
+            f'      <gettimeofday assign_to="ps,pus"/>\n'
+            f'      <log message="PRESSED [$ps] [$pus] number=[$number] callid=[call_id]"/>\n'
+            f'    </action>\n  </nop>\n  <nop next="listen"/>')
+
+
+def _reject(code: int) -> str:
+    return (f'  <label id="reject{code}"/>\n{_response(_status(code))}\n'
+            + _logged("REJECTED", "rs,rus", '<recv request="ACK">', "</recv>") + '\n  <nop next="end"/>')
 
 
 def resident(*, reject: Mapping[str, int] | None = None, silent: Sequence[str] = (),
@@ -245,16 +367,16 @@ def resident(*, reject: Mapping[str, int] | None = None, silent: Sequence[str] =
     reject_branches = "\n".join(f'  <nop test="is_reject{i}" next="reject{i}"/>' for i in range(len(rejects)))
     early_branches = "\n".join(f'  <nop test="is_early{i}" next="hangup{i}"/>' for i in range(len(early)))
     reject_blocks = "\n".join(
-        f'  <label id="reject{i}"/>\n  <send>\n    <![CDATA[\n      SIP/2.0 {int(code)} {REASONS.get(code, "Rejected")}\n'
-        f'{_UAS_HEADERS}\n      Content-Length: 0\n\n    ]]>\n  </send>\n  <recv request="ACK" next="end"/>'
+        f'  <label id="reject{i}"/>\n{_response(_status(code))}\n'
+        '  <recv request="ACK" next="end"/>'
         for i, code in enumerate(rejects.values()))
     early_blocks = "\n".join(
         f'  <label id="hangup{i}"/>\n  <pause milliseconds="{int(ms)}"/>\n  <nop next="uas_bye"/>'
         for i, ms in enumerate(early.values()))
     return (RESIDENT_XML
-            .replace("{silent_re}", _number_regexp(silent))
+            .replace("{silent_re}", number_regexp(silent))
             .replace("{tests}", "\n".join(
-                f'      <ereg regexp="{_number_regexp([n])}" search_in="msg" check_it="false" assign_to="{var}"/>'
+                f'      <ereg regexp="{number_regexp([n])}" search_in="msg" check_it="false" assign_to="{var}"/>'
                 for var, n in tests))
             .replace("{reject_branches}", reject_branches)
             .replace("{early_branches}", early_branches)
@@ -263,9 +385,6 @@ def resident(*, reject: Mapping[str, int] | None = None, silent: Sequence[str] =
             .replace("{ring_ms}", str(int(ring_ms)))
             .replace("{rtp_port}", str(rtp_port) if rtp_port else "[media_port]"))
 
-
-REASONS = {404: "Not Found", 410: "Gone", 480: "Temporarily Unavailable", 484: "Address Incomplete",
-           486: "Busy Here", 503: "Service Unavailable", 603: "Decline"}
 
 RESIDENT_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
@@ -287,47 +406,15 @@ RESIDENT_XML = """<?xml version="1.0" encoding="UTF-8"?>
   </recv>
 {reject_branches}
 
-  <send>
-    <![CDATA[
-      SIP/2.0 180 Ringing
-""" + _UAS_HEADERS + """
-      Content-Length: 0
-
-    ]]>
-  </send>
+""" + _response("180 Ringing") + """
   <nop test="is_silent" next="silent"/>
   <pause milliseconds="{ring_ms}"/>
 
-  <send retrans="500">
-    <![CDATA[
-      SIP/2.0 200 OK
-""" + _UAS_HEADERS + """
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-""" + _sdp("resident", "{rtp_port}", indent="      ") + """
-    ]]>
-  </send>
-  <recv request="ACK" crlf="true">
-    <action>
-      <gettimeofday assign_to="as,aus"/>
-      <log message="ANSWERED [$as] [$aus] number=[$number] callid=[call_id]"/>
-    </action>
-  </recv>
+""" + _answer("resident", "{rtp_port}") + """
+""" + _logged("ANSWERED", "as,aus", '<recv request="ACK" crlf="true">', "</recv>") + """
 {early_branches}
   <recv request="BYE"/>
-  <send next="end">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
+""" + _bye_ok(' next="end"') + """
 
 {early_blocks}
   <label id="uas_bye"/>
@@ -350,14 +437,7 @@ RESIDENT_XML = """<?xml version="1.0" encoding="UTF-8"?>
 
   <label id="silent"/>
   <recv request="CANCEL"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-""" + _UAS_HEADERS + """
-      Content-Length: 0
-
-    ]]>
-  </send>
+""" + _response("200 OK") + """
   <send>
     <![CDATA[
       SIP/2.0 487 Request Terminated

@@ -1,7 +1,9 @@
-"""Trio drivers for sipp processes: answering dispatcher phones and single callers.
+"""Trio drivers for sipp processes: answering phones (``answering_sipp``, used by every phone in
+``sim``), dispatcher phones and single callers.
 
 Each process gets its own working directory for its scenario and logs; parsing what sipp
-logged (INVITE/ANSWERED/RINGING lines with wall times) is pure and lives in ``parse_log``.
+logged is pure: ``parse_log`` reads the callers' and dispatcher phones' INVITE/ANSWERED/RINGING
+lines, ``parse_events`` what a ``scenario.answering`` phone logged.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import logging
 import re
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from sim import scenario
 
 log = logging.getLogger(__name__)
 LINE = re.compile(r"^(INVITE|ANSWERED|RINGING) (\d+)(?:\.\d+)? (\d+)(?:\.\d+)? (.*)$")
+EVENT = re.compile(r"^(INVITE|ANSWERED|PRESSED|REJECTED|BYE) (\d+)(?:\.\d+)? (\d+)(?:\.\d+)? number=(\S*)")
 
 
 @dataclass
@@ -43,6 +46,29 @@ def parse_log(text: str) -> list[LogLine]:
         fields = dict(part.split("=", 1) for part in match.group(4).split() if "=" in part)
         out.append(LogLine(match.group(1), int(match.group(2)) + int(match.group(3)) / 1e6, fields))
     return out
+
+
+@dataclass(frozen=True)
+class PhoneEvent:
+    kind: str  # INVITE, ANSWERED, PRESSED, REJECTED or BYE (the far end hung up)
+    wall: float
+    number: str
+
+
+def parse_events(text: str) -> list[PhoneEvent]:
+    """The events a ``scenario.answering`` phone logged, in order (sipp prints the time fields as floats)."""
+    out = []
+    for line in text.splitlines():
+        match = EVENT.match(line.strip())
+        if match:
+            kind, sec, usec, number = match.groups()
+            out.append(PhoneEvent(kind, int(sec) + int(usec) / 1e6, number))
+    return out
+
+
+def read_log(path: Path) -> str:
+    """What sipp has logged to ``path`` so far ("" before it wrote anything)."""
+    return path.read_text(errors="replace") if path.exists() else ""
 
 
 def sipp_binary() -> str:
@@ -67,47 +93,76 @@ def phone_endpoints(cfg: GatewayConfig) -> dict[tuple[str, int], str]:
     return found
 
 
+@dataclass(frozen=True)
+class Uas:
+    """One answering sipp: scenario ``xml`` on ``host:port``; its files in the work directory are
+    ``<name>.xml``, ``<name>.log`` and ``<name>.err``."""
+
+    name: str
+    xml: str
+    port: int
+    host: str = "127.0.0.1"
+    media_port: int | None = None  # -mp: sipp's default media port would clash between processes
+    extra: tuple[str, ...] = ()
+
+
+@asynccontextmanager
+async def answering_sipp(workdir: Path, phones: Sequence[Uas], what: str) -> AsyncIterator[list[Path]]:
+    """Run a sipp for each of ``phones`` until the block exits; yields their log files in order.
+
+    Raises DrillError naming ``what`` if one has exited 0.3 s after the start (a port taken, a
+    broken scenario). On exit each is terminated, waited for up to 5 s and killed if still running.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    procs: list[trio.Process] = []
+    try:
+        for uas in phones:
+            xml = workdir / f"{uas.name}.xml"
+            xml.write_text(uas.xml)
+            media = ["-mp", str(uas.media_port)] if uas.media_port is not None else []
+            procs.append(await trio.lowlevel.open_process(
+                [sipp_binary(), "-sf", str(xml), "-i", uas.host, "-p", str(uas.port), *media, "-trace_logs",
+                 "-log_file", str(workdir / f"{uas.name}.log"), "-trace_err", "-error_file",
+                 str(workdir / f"{uas.name}.err"), "-nostdin", *uas.extra],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir))
+        await trio.sleep(0.3)
+        for proc in procs:
+            if proc.poll() is not None:
+                raise DrillError(f"{what}: sipp exited at start (code {proc.returncode}); see {workdir}")
+        yield [workdir / f"{uas.name}.log" for uas in phones]
+    finally:
+        await _stop(procs)
+
+
+async def _stop(procs: list[trio.Process]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    with trio.move_on_after(5) as scope:
+        scope.shield = True
+        for proc in procs:
+            await proc.wait()
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+
+
 @dataclass
 class Phones:
     workdir: Path
     logs: list[Path]
 
     def lines(self) -> list[LogLine]:
-        return [line for path in self.logs if path.exists() for line in parse_log(path.read_text(errors="replace"))]
+        return [line for path in self.logs for line in parse_log(read_log(path))]
 
 
 @asynccontextmanager
 async def phones(cfg: GatewayConfig, workdir: Path, ring_ms: int = 300) -> AsyncIterator[Phones]:
     """Answering sipp phones for every position (and the backup) until the block exits."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    procs, logs = [], []
-    try:
-        for (host, port), name in phone_endpoints(cfg).items():
-            xml = workdir / f"phone-{port}.xml"
-            xml.write_text(scenario.phone(name, ring_ms))
-            log_file = workdir / f"phone-{port}.log"
-            logs.append(log_file)
-            procs.append(await trio.lowlevel.open_process(
-                [sipp_binary(), "-sf", str(xml), "-i", host, "-p", str(port), "-trace_logs", "-log_file",
-                 str(log_file), "-trace_err", "-error_file", str(workdir / f"phone-{port}.err"), "-nostdin",
-                 "-max_socket", "4096"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir))
-        await trio.sleep(0.3)
-        for proc in procs:
-            if proc.poll() is not None:
-                raise DrillError(f"a sipp phone exited at start (code {proc.returncode}); see {workdir}")
+    found = [Uas(f"phone-{port}", scenario.phone(name, ring_ms), port, host, extra=("-max_socket", "4096"))
+             for (host, port), name in phone_endpoints(cfg).items()]
+    async with answering_sipp(workdir, found, "a dispatcher phone") as logs:
         yield Phones(workdir, logs)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        with trio.move_on_after(5) as scope:
-            scope.shield = True
-            for proc in procs:
-                await proc.wait()
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
 
 
 @dataclass
@@ -141,6 +196,5 @@ async def place_call(cfg: GatewayConfig, xml: str, workdir: Path, timeout_s: flo
     with trio.move_on_after(timeout_s + 5):
         result = await trio.run_process(cmd, cwd=workdir, check=False, capture_stdout=True, capture_stderr=True,
                                         stdin=subprocess.DEVNULL)
-        lines = parse_log(log_file.read_text(errors="replace")) if log_file.exists() else []
-        return CallResult(result.returncode, lines, workdir)
+        return CallResult(result.returncode, parse_log(read_log(log_file)), workdir)
     return CallResult(-1, [], workdir)

@@ -13,8 +13,9 @@ from channels.base import Language, Message, Receipt
 from channels.voice import DEFAULT_ACK_WAIT_S, AckRequest, ack_request, acknowledges, open_voice
 from channels.voice_tts import Synthesizer
 from gateway.asterisk import sandbox
-from sim.dtmf_phone import DtmfPhones, Press, dtmf_phones, parse_log, scenario_xml
+from sim.dtmf_phone import DtmfPhones, Press, dtmf_phones, scenario_xml
 from sim.lab import AsteriskInstance, residents
+from sim.sipp import parse_events
 from tests.test_voice_real import voice_config, wait_no_callout_channels
 
 TEXT = "Внимание! Угроза наводнения. Нажмите один, если вы услышали это сообщение."
@@ -112,7 +113,7 @@ def test_phone_scenario_and_log() -> None:
     xml = scenario_xml({"+77010000301": (Path("/tmp/k.pcap"), 1500)})
     assert 'play_pcap_audio="/tmp/k.pcap"' in xml and '<pause milliseconds="1500"/>' in xml
     assert "\\+77010000301" in xml and not re.search(r"\{(tests|branches|blocks|ring_ms)\}", xml)
-    events = parse_log("INVITE 1700000000.000000 250000.000000 number=+7701 callid=x\n"
+    events = parse_events("INVITE 1700000000.000000 250000.000000 number=+7701 callid=x\n"
                        "garbage\nBYE 1700000003 0 number=+7701 callid=x\n")
     assert [(e.kind, e.wall, e.number) for e in events] == [("INVITE", 1700000000.25, "+7701"),
                                                             ("BYE", 1700000003.0, "+7701")]

@@ -15,7 +15,7 @@ from gateway.desk import no_caller
 from gateway.errors import DrillError
 from gateway.escalation import directory as directory_file
 from gateway.records import Incident, TimelineEvent
-from sim import drill, report, responders
+from sim import drill, report, responders, sipp
 from sim.lab import REPO
 
 T0 = 1_800_000_000.0
@@ -341,8 +341,8 @@ def test_phones_scenario_per_behaviour() -> None:
 
 
 def test_phone_log_and_sms_codes() -> None:
-    events = responders.parse_log("INVITE 1700000000.000000 500000.000000 number=+7701 callid=x\nnoise\n"
-                                  "REJECTED 1700000001 0 number=+7701 callid=x\n")
+    events = sipp.parse_events("INVITE 1700000000.000000 500000.000000 number=+7701 callid=x\nnoise\n"
+                               "REJECTED 1700000001 0 number=+7701 callid=x\n")
     assert [(e.kind, e.wall) for e in events] == [("INVITE", 1700000000.5), ("REJECTED", 1700000001.0)]
     assert responders.ack_code("Пожар. Для подтверждения ответьте 1 (код 0421).") == "0421"
     assert responders.ack_code("Reply 1 to acknowledge (code 9876).") == "9876"

@@ -15,7 +15,8 @@ import trio
 from channels.base import Message
 from channels.smpp import SmppConfig, open_smpp
 from channels.telegram import TelegramConfig, open_telegram
-from sim import responders, scenario
+from gateway.errors import DrillError
+from sim import responders, scenario, sipp
 from sim.lab import free_port
 from sim.smsc import open_smsc
 from sim.telegram import open_telegram_sim
@@ -119,3 +120,16 @@ async def test_phones_answer_per_behaviour(tmp_path: Path) -> None:
     assert kinds["+77010000101"] == ["INVITE", "ANSWERED", "PRESSED", "BYE"], kinds
     assert kinds["+77010000102"] == ["INVITE", "ANSWERED", "BYE"], kinds
     assert kinds["+77019999999"] == ["INVITE", "REJECTED"], kinds  # nobody scripted it: busy
+
+
+@pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp is not installed")
+async def test_a_phone_that_cannot_start_is_a_drill_error_and_the_others_stop(tmp_path: Path) -> None:
+    good = sipp.Uas("good", scenario.answering("good", "good", {}), free_port(), media_port=free_port())
+    broken = sipp.Uas("broken", '<?xml version="1.0"?>\n<scenario name="x"><nonsense/></scenario>\n', free_port())
+    with trio.fail_after(15):
+        with pytest.raises(DrillError, match="the lab's phones: sipp exited at start .*see"):
+            async with sipp.answering_sipp(tmp_path, [good, broken], "the lab's phones"):
+                pytest.fail("yielded although a sipp exited")
+        # the good one was stopped: its port is free again
+        async with sipp.answering_sipp(tmp_path / "again", [good], "the good phone") as [log]:
+            assert log == tmp_path / "again" / "good.log"

@@ -121,6 +121,47 @@ def test_phone_ring_time_is_an_integer() -> None:
     assert [el.get("milliseconds") for el in root.iter("pause")] == ["12"]
 
 
+def labels_and_jumps(xml: str) -> tuple[set[str], set[str]]:
+    root = ET.fromstring(xml)
+    return ({e.attrib["id"] for e in root.iter("label")},
+            {e.attrib["next"] for e in root.iter() if "next" in e.attrib})
+
+
+def test_answering_phone_rejects_answers_and_presses_per_number() -> None:
+    xml = scenario.answering("lab", "tester", {
+        "+7701404": scenario.Pickup(reject=404),
+        "+7701486": scenario.Pickup(reject=486, first_only=True, press=Path("/k.pcap"), press_after_ms=700),
+        "+7701000": scenario.Pickup()}, others=603)
+    labels, jumps = labels_and_jumps(xml)
+    assert jumps <= labels and {"reject404", "reject486", "reject603", "keys1", "end"} <= labels
+    assert '<nop test="is0" next="reject404"/>' in xml and '<nop test="first1" next="reject486"/>' in xml
+    assert '<Global variables="seen1"/>' in xml and 'assign_to="is2"' not in xml  # only answers: no test
+    assert "SIP/2.0 404 Not Found" in xml and "SIP/2.0 603 Decline" in xml and "o=tester " in xml
+    assert '<pause milliseconds="700"/>' in xml and 'play_pcap_audio="/k.pcap"' in xml
+    assert "\\+7701404|\\+7701486|\\+7701000" in xml  # the listed numbers escape the 603 for others
+
+
+def test_answering_phone_that_only_listens_has_no_rejection() -> None:
+    xml = scenario.answering("lab", "tester", {}, ring_ms=12.7)  # type: ignore[arg-type]
+    labels, jumps = labels_and_jumps(xml)
+    assert jumps <= labels and labels == {"listen", "bye"}
+    assert "<Global" not in xml and "REJECTED" not in xml and '<pause milliseconds="12"/>' in xml
+    assert xml.endswith("</scenario>\n")
+
+
+def test_parse_events_reads_what_answering_phones_log() -> None:
+    text = ("INVITE 1700000000.000000 500000.000000 number=+7701 callid=x\nnoise\n"
+            "PRESSED 1700000001 0 number=+7701 callid=x\nRINGING 1 0 pos1 callid=y\nBYE 2.0 0.0 number= callid=z\n")
+    assert [(e.kind, e.wall, e.number) for e in sipp.parse_events(text)] == [
+        ("INVITE", 1700000000.5, "+7701"), ("PRESSED", 1700000001.0, "+7701"), ("BYE", 2.0, "")]
+
+
+def test_read_log_of_a_log_not_written_yet(tmp_path: Path) -> None:
+    assert sipp.read_log(tmp_path / "nothing.log") == ""
+    (tmp_path / "x.log").write_bytes(b"INVITE \xff")
+    assert sipp.read_log(tmp_path / "x.log") == "INVITE \ufffd"
+
+
 @pytest.mark.parametrize("text, quoted", [
     ("Ivan", '"Ivan"'),
     ('Ivan "Big" Petrov', '"Ivan \\"Big\\" Petrov"'),
