@@ -262,3 +262,19 @@ async def test_the_nearest_free_patrol_is_called_and_its_acknowledgement_sends_i
             assert (await env.desk.get(incident.id)).status == "en_route"
         finally:
             board.close()
+
+
+async def test_an_ivr_choice_starts_the_scenario_unless_configured_to_wait_for_a_dispatcher(tmp_path: Path) -> None:
+    s = scenario("s", {**NOTIFY, "ack": "none"}, {"do": "close"})
+    for start_on_ivr in (True, False):
+        settings = TriggerSettings(answer_sla_s=600, unclassified_after_s=600, start_on_ivr_category=start_on_ivr)
+        async with environment(tmp_path / f"{start_on_ivr}.db", catalogue(s), settings=settings) as env:
+            call = await env.open("", source="call", number="+77011234567")
+            await env.desk.record(call.id, "ivr_category", actor="caller", changes={"category": "s"}, category="s")
+            if start_on_ivr:
+                await env.wait_for(call.id, "scenario_finished")
+                continue
+            await trio.sleep(0.3)
+            assert "scenario_started" not in [k for k, _ in await env.timeline(call.id)]
+            await env.desk.set_category(call.id, "s", 5, actor="dispatcher")  # the dispatcher confirms it
+            await env.wait_for(call.id, "scenario_finished")

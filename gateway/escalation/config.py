@@ -31,6 +31,9 @@ class EscalationConfig(Base, frozen=True):
     answer_sla_s: float = 15.0  # NENA: 90 % of calls answered within 15 s
     sla_scenario: str = "answer_sla"
     unclassified_after_s: float = 60.0
+    # A caller's own IVR choice starts the category's scenario at once (units move while the caller still
+    # waits for a dispatcher); false: only a dispatcher's classification does.
+    start_on_ivr_category: bool = True
     ack_url: str = ""  # public base URL of this gateway for e-mailed acknowledgement links
     voice_ack_wait_s: float = 10.0
     warning_language_default: str = "ru"

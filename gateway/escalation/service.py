@@ -64,7 +64,7 @@ class Escalation:
                              notifier=self.notifier, tz=cfg.timezone)
         self.triggers = Triggers(self.engine, self.notifier, TriggerSettings(
             answer_sla_s=cfg.answer_sla_s, unclassified_after_s=cfg.unclassified_after_s,
-            sla_scenario=cfg.sla_scenario))
+            sla_scenario=cfg.sla_scenario, start_on_ivr_category=cfg.start_on_ivr_category))
 
     def use(self, *, zone_of: Any = None, board: Any = None, drafter: Drafter | None = None) -> None:
         """Connect the optional parts the gateway has: zones, the units board, public warnings."""

@@ -43,6 +43,7 @@ class TriggerSettings(msgspec.Struct, frozen=True, kw_only=True):
     answer_sla_s: float = 15.0
     unclassified_after_s: float = 60.0
     sla_scenario: str = "answer_sla"
+    start_on_ivr_category: bool = True
 
 
 class Triggers:
@@ -88,6 +89,8 @@ class Triggers:
     async def _handle(self, what: str, incident: Incident, last: TimelineEvent) -> None:
         if what == "created":
             await self._created(incident)
+        elif what == "ivr_category" and not self.settings.start_on_ivr_category:
+            return  # waits for a dispatcher's classification (or the unclassified deadline)
         elif what in CATEGORY_EVENTS:
             category = str(last.data.get("category") or incident.category)
             await self._classified(incident, category, reason=what, actor=last.actor)
