@@ -99,6 +99,7 @@ async def test_short_escalation_drill(asterisk: AsteriskInstance, tmp_path: Path
         finally:
             await gateway.stop()
     text = summary_text(result)
+    print(text)
     esc = result.escalation
     assert esc is not None, text
     by_category = {c.category: c for c in esc.categories}
