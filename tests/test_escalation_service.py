@@ -79,6 +79,8 @@ async def test_telegram_button_presses_acknowledge_once(tmp_path: Path) -> None:
     async with service(tmp_path) as (esc, incident_id):
         token = next(t.token for t in esc.engine.runs[f"{incident_id}/category"].targets
                      if t.person == "duty_ermekov")
+        refused = await esc.telegram_press(f"ack:{token}", 700102, "sadykova")  # a forwarded message
+        assert refused.startswith("Это подтверждение не для вас")
         assert (await esc.telegram_press(f"ack:{token}", 700101, "ermekov")).startswith("✔")
         assert (await esc.telegram_press(f"ack:{token}", 700101, "ermekov")).startswith("Уже")
         assert (await esc.telegram_press("ack:forged", 1, "x")).startswith("Больше")

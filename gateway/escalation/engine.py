@@ -394,6 +394,11 @@ class Engine:
             except GatewayError as exc:
                 log.error("incident %s: unit %s acknowledged but the board refused: %s", incident_id, target.unit, exc)
 
+    def target(self, token: str) -> M.Target | None:
+        """The notification a token belongs to, while its run waits for it."""
+        run = self.runs.get(self.tokens.get(token, ""))
+        return next((t for t in run.targets if t.token == token), None) if run is not None else None
+
     def outstanding(self, people: set[str]) -> list[M.Target]:
         """Unacknowledged notifications to these people, newest step first."""
         found: list[tuple[float, M.Target]] = []

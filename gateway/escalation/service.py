@@ -166,9 +166,15 @@ class Escalation:
 
         if not data.startswith("ack:"):
             raise AckRejected(f"unknown button {data[:40]!r}")
-        people = self.directory.by_telegram(user_id)
-        by = people[0].name if people else f"tg:{user_id}"
-        result = await self.engine.acknowledge(data[4:], by=by, via="telegram")
+        token = data[4:]
+        target = self.engine.target(token)
+        person = self.directory.people.get(target.person) if target is not None else None
+        if person is not None and person.telegram is not None and person.telegram != user_id:
+            # a forwarded message: only the person it was sent to may acknowledge it
+            log.warning("acknowledge button for %s pressed by Telegram user %d: refused", person.name, user_id)
+            return "Это подтверждение не для вас / Бұл растау сізге арналмаған"
+        by = person.name if person is not None else f"tg:{user_id}"
+        result = await self.engine.acknowledge(token, by=by, via="telegram")
         return {"acknowledged": "✔ Принято / Қабылданды", "already": "Уже подтверждено / Расталған",
                 "unknown": "Больше не требуется / Енді қажет емес"}[result]
 
