@@ -185,7 +185,7 @@ class Triggers:
     async def _tell_one(self, incident: Incident, status: str, person: Person, told: list[str]) -> None:
         fields = F.template_fields(msgspec.structs.replace(incident, status=status),  # type: ignore[arg-type]
                                    self.engine.catalogue, person.language)
-        route = person.route(["telegram", "sms", "email", "voice"])
+        route = person.route(["telegram", "sms", "email"]) or person.route(["voice"])  # a call only if nothing else
         delivery = await self.notifier.send(person, route, "status_changed", fields, new_target("watch", person.name),
                                             attempt=1, needs_ack=False, incident_id=incident.id)
         told.append(f"{person.name}:{delivery.channel or 'unreached'}")
