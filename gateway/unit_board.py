@@ -239,11 +239,12 @@ class UnitBoard:
                         chosen.id if chosen else "none free")
         return (chosen.id, chosen.name, list(chosen.members)) if chosen else None
 
-    async def on_member_ack(self, person: str, incident_id: str) -> None:
+    async def on_member_ack(self, person: str, incident_id: str) -> bool:
         """A unit member acknowledged the dispatch for ``incident_id`` (DTMF, SMS, Telegram): their
         unit is en route. A unit already assigned to the incident moves on; a free unit of theirs (it
         was called by a scenario, not yet assigned) is assigned by that acknowledgement first. A member
-        whose units are busy elsewhere changes nothing (logged). Raises StoreError, NotFound."""
+        whose units are busy elsewhere changes nothing (logged). True when a unit of theirs is on the
+        incident afterwards. Raises StoreError, NotFound."""
         async with self._lock:
             mine = [u for u in self._units.values() if person in u.members]
             unit = next((u for u in mine if u.incident == incident_id), None)
@@ -252,10 +253,11 @@ class UnitBoard:
                 if unit is None:
                     log.warning("acknowledgement by %s for %s: no unit of theirs is free or on it (%s)", person,
                                 incident_id, ", ".join(f"{u.id} {u.status}" for u in mine) or "in no unit")
-                    return
+                    return False
                 unit = await self._assign(incident_id, unit, person)
             if unit.status == "assigned":  # else already moving or there: a late or repeated acknowledgement
                 await self._change(unit, "en_route", None, None, person, "acknowledged the dispatch", False)
+            return True
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Deliver notes left from before a restart, then keep retrying any the desk could not take."""

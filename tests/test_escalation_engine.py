@@ -278,3 +278,45 @@ async def test_an_ivr_choice_starts_the_scenario_unless_configured_to_wait_for_a
             assert "scenario_started" not in [k for k, _ in await env.timeline(call.id)]
             await env.desk.set_category(call.id, "s", 5, actor="dispatcher")  # the dispatcher confirms it
             await env.wait_for(call.id, "scenario_finished")
+
+
+async def test_people_of_a_dynamic_role_are_reached_and_finished_runs_leave_nothing_behind(tmp_path: Path) -> None:
+    s = scenario("s", {**NOTIFY, "roles": ["site_contacts"], "ack": "none"}, {"do": "close"})
+    async with environment(tmp_path / "s.db", catalogue(s)) as env:
+        env.engine.dynamic_people["site_contacts"] = lambda incident: [
+            Person(name=f"site:{incident.reporter}:0", display="Director", phone="+77010005555", channels=["sms"])]
+        incident = await env.desk.open(service="102", source="alarm", caller=no_caller(), kind="alarm_received",
+                                       actor="panel", category="s", reporter="1201")
+        await env.wait_for(incident.id, "scenario_finished")
+        reached = [(k, d["person"], d.get("channel")) for k, d in await env.timeline(incident.id)
+                   if k in ("notified", "notify_failed")]
+        assert reached == [("notified", "site:1201:0", "console")]  # resolved again from the incident, by name
+        assert env.engine.runs == {} and env.engine._scopes == {} and env.engine.tokens == {}
+
+
+async def test_a_crew_member_whose_unit_is_busy_elsewhere_does_not_acknowledge(tmp_path: Path) -> None:
+    from gateway.records import Location
+    from gateway.unit_board import UnitBoard, UnitsConfig
+
+    roster = tmp_path / "units.toml"
+    roster.write_text('kinds = ["patrol"]\n[[units]]\nid = "p1"\nkind = "patrol"\nname = "P1"\nlat = 43.24\n'
+                      'lon = 76.9\nmembers = ["duty_a"]\n')
+    s = scenario("s", {**NOTIFY, "roles": [], "units": ["patrol"], "timeout_s": 10}, {"do": "close"})
+    place = [Location(source="manual", shape="point", lat=43.24, lon=76.9)]
+    async with environment(tmp_path / "s.db", catalogue(s)) as env:
+        board = UnitBoard(UnitsConfig(roster_file=str(roster)), env.desk, tmp_path / "units.db")
+        env.engine.board = board
+        try:
+            first, second = [await env.desk.open(service="102", source="api", caller=no_caller(), kind="reported",
+                                                 actor="t", category="s", locations=place) for _ in range(2)]
+            for incident in (first, second):
+                await env.wait_for(incident.id, "awaiting_ack")
+            tokens = [token_of(env, i.id, "duty_a") for i in (first, second)]
+            assert await env.engine.acknowledge(tokens[0], by="duty_a", via="sms") == "acknowledged"
+            assert await env.engine.acknowledge(tokens[1], by="duty_a", via="sms") == "unit_busy"
+            busy = await env.wait_for(second.id, "unit_unavailable")
+            assert busy[0]["unit"] == "p1"
+            assert env.engine.runs[f"{second.id}/category"].phase == "waiting"  # still looking for a unit
+            assert board.get("p1").incident == first.id
+        finally:
+            board.close()

@@ -197,4 +197,6 @@ class EscalationApi:
             return error(str(exc), 503)
         if result == "unknown":
             return error("no such notification waiting for acknowledgement", 404)
+        if result == "unit_busy":
+            return error("the responder's unit is busy with another incident: not acknowledged", 409)
         return _ok({"result": result})

@@ -47,7 +47,9 @@ class UnitBoard(Protocol):
         """(unit id, callsign, member names) of the nearest free unit of ``kind``, or None."""
         ...
 
-    async def on_member_ack(self, person: str, incident_id: str) -> None: ...
+    async def on_member_ack(self, person: str, incident_id: str) -> bool:
+        """Assign the member's unit and send it; False when no unit of theirs can take the incident."""
+        ...
 
 
 class Engine:
@@ -168,6 +170,8 @@ class Engine:
                 if held is not None:
                     self.recorder.release(held)
                 self._forget_tokens(run)
+                if self._scopes.get(run.key) is scope:
+                    del self._scopes[run.key]
                 if self.runs.get(run.key) is run:  # not replaced by a switch: its key is ours to clear
                     self._wake.pop(run.key, None)
                     if run.phase == "done" or run.outcome:
@@ -231,6 +235,7 @@ class Engine:
         incident = await self._incident(run)
         facts = F.condition_facts(incident, self.catalogue, zone_of=self.zone_of, tz=self.tz, now_wall=time.time())
         skipped: list[M.Skipped] = []
+        self._forget_tokens(run)  # the previous step's notifications can no longer be acknowledged
         action = M.advance(run, scenario, facts, self.directory.tiers, self.directory.centres, skipped.append)
         notes: list[tuple[str, dict[str, Value]]] = [("step_skipped", {"step": s.step + 1, "do": s.what})
                                                      for s in skipped]
@@ -272,11 +277,16 @@ class Engine:
             targets += [M.new_target(f"unit:{unit_id}", m, unit=unit_id) for m in members if self._person(m)]
         return targets
 
-    def _person(self, name: str) -> Person | None:
+    def _person(self, name: str, incident: Incident | None = None) -> Person | None:
+        """A directory person, a centre, or (given the incident) someone a dynamic role names."""
         if name.startswith("centre:"):
             centre = self.directory.centres.get(name[7:])
             return centre.as_person() if centre else None
-        return self.directory.people.get(name)
+        found = self.directory.people.get(name)
+        if found is None and incident is not None:
+            dynamic = (p for resolve in self.dynamic_people.values() for p in resolve(incident))
+            found = next((p for p in dynamic if p.name == name), None)
+        return found
 
     async def _send(self, run: M.Run, spec: M.Spec) -> None:
         if run.attempt == 0 or not M.due(run):
@@ -299,7 +309,7 @@ class Engine:
 
     async def _notify_one(self, run: M.Run, spec: M.Spec, incident: Incident, target: M.Target,
                           notes: list[tuple[str, dict[str, Value]]]) -> None:
-        person = self._person(target.person)
+        person = self._person(target.person, incident)
         if person is None:
             notes.append(("notify_failed", {"person": target.person, "reason": "no longer in the directory"}))
             return
@@ -317,9 +327,12 @@ class Engine:
             notes.append(("notified", {"person": person.name, "channel": delivery.channel, "attempt": run.attempt,
                                        "unit": target.unit or None, "code": target.code if needs_ack else None}))
             if needs_ack and delivery.channel == "voice" and delivery.reply == ACK_DIGIT:
-                M.acknowledge(run, target.token, person.name, "voice", time.time())
-                notes.append(("acknowledged", {"person": person.name, "via": "voice", "unit": target.unit or None}))
-                await self._unit_ack(target, run.incident_id)
+                if await self._unit_ack(target, run.incident_id):
+                    M.acknowledge(run, target.token, person.name, "voice", time.time())
+                    notes.append(("acknowledged", {"person": person.name, "via": "voice",
+                                                   "unit": target.unit or None}))
+                else:
+                    notes.append(("unit_unavailable", {"person": person.name, "unit": target.unit, "via": "voice"}))
         elif console:
             target.channel = "console"
             notes.append(("notified", {"person": person.name, "channel": "console", "attempt": run.attempt}))
@@ -371,28 +384,38 @@ class Engine:
     # --- acknowledgements ----------------------------------------------------------------------
 
     async def acknowledge(self, token: str, *, by: str, via: str) -> str:
-        """Acknowledge one notification. Returns "acknowledged", "already" or "unknown"."""
+        """Acknowledge one notification. Returns "acknowledged", "already", "unknown", or "unit_busy" (a
+        crew member whose unit cannot take the incident: no acknowledgement)."""
         key = self.tokens.get(token)
         run = self.runs.get(key) if key else None
         if run is None or run.phase not in ("sending", "waiting"):
             return "unknown"
+        waiting = self.target(token)
+        if waiting is None or waiting.acked_wall is not None:
+            return "already"
+        if not await self._unit_ack(waiting, run.incident_id):
+            await self._persist(run, "unit_unavailable", actor=by, person=waiting.person, unit=waiting.unit, via=via)
+            return "unit_busy"
         target = M.acknowledge(run, token, by, via, time.time())
-        if target is None:
+        if target is None or self.runs.get(run.key) is not run:
             return "already"
         await self._persist(run, "acknowledged", actor=by, person=target.person, via=via,
                             unit=target.unit or None, step=run.pc + 1, attempt=run.attempt)
-        await self._unit_ack(target, run.incident_id)
         wake = self._wake.get(run.key)
         if wake is not None:
             wake.set()
         return "acknowledged"
 
-    async def _unit_ack(self, target: M.Target, incident_id: str) -> None:
-        if target.unit and self.board is not None:
-            try:
-                await self.board.on_member_ack(target.person, incident_id)
-            except GatewayError as exc:
-                log.error("incident %s: unit %s acknowledged but the board refused: %s", incident_id, target.unit, exc)
+    async def _unit_ack(self, target: M.Target, incident_id: str) -> bool:
+        """For a unit's crew member: their unit takes the incident. False when it cannot (busy elsewhere,
+        the board down): then the press is no acknowledgement and the scenario goes on looking."""
+        if not target.unit or self.board is None:
+            return True
+        try:
+            return await self.board.on_member_ack(target.person, incident_id)
+        except GatewayError as exc:
+            log.error("incident %s: unit %s acknowledged but the board refused: %s", incident_id, target.unit, exc)
+            return False
 
     def target(self, token: str) -> M.Target | None:
         """The notification a token belongs to, while its run waits for it."""

@@ -176,7 +176,8 @@ class Escalation:
         by = person.name if person is not None else f"tg:{user_id}"
         result = await self.engine.acknowledge(token, by=by, via="telegram")
         return {"acknowledged": "✔ Принято / Қабылданды", "already": "Уже подтверждено / Расталған",
-                "unknown": "Больше не требуется / Енді қажет емес"}[result]
+                "unknown": "Больше не требуется / Енді қажет емес",
+                "unit_busy": "Ваш наряд занят другим происшествием / Экипажыңыз басқа оқиғада"}[result]
 
     async def sms_reply(self, sender: str, text: str, via: str) -> bool:
         """An inbound SMS: True if it acknowledged a responder's notification (then it is no report)."""

@@ -116,6 +116,8 @@ class Triggers:
                                actor=incident.source)
 
     async def _classified(self, incident: Incident, category: str, *, reason: str, actor: str) -> None:
+        if incident.status == "closed":
+            return  # closed before anyone classified it (or before the deadline): nothing to run
         known = self.engine.catalogue.categories.get(category)
         scenario = self.engine.catalogue.scenario_for(category).name
         await self.engine.start(incident, "category", scenario, category if known else "unclassified",
