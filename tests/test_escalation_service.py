@@ -88,3 +88,17 @@ async def test_telegram_button_presses_acknowledge_once(tmp_path: Path) -> None:
             await esc.telegram_press("subscribe:medeu", 700101, "ermekov")
         incident = await esc.engine.incident(incident_id)
         assert [e.actor for e in incident.timeline if e.kind == "acknowledged"] == ["duty_ermekov"]
+
+
+async def test_a_bare_ok_is_refused_when_several_notifications_wait(tmp_path: Path) -> None:
+    async with service(tmp_path) as (esc, first):
+        second = await Desk(esc.engine.store, esc.engine.recorder).open(
+            service="102", source="api", caller=no_caller(), kind="reported", actor="test", category="crime_in_progress")
+        with trio.fail_after(5):
+            while len(esc.engine.outstanding({"duty_ermekov"})) < 2:
+                await trio.sleep(0.02)
+        assert await esc.sms_reply(ERMEKOV, "ok", "smpp")  # handled (asked for the code), not a report
+        assert await acked(esc, first) == [] and await acked(esc, second.id) == []
+        code = next(t.code for t in esc.engine.runs[f"{second.id}/category"].targets if t.person == "duty_ermekov")
+        assert await esc.sms_reply(ERMEKOV, code, "smpp")
+        assert await acked(esc, second.id) == [("duty_ermekov", "smpp")] and await acked(esc, first) == []

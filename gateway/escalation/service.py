@@ -191,6 +191,11 @@ class Escalation:
         code = CODE_RE.search(words)
         chosen = next((t for t in waiting if code and t.code == code.group(1)), None)
         if chosen is None and words.strip(" .!") in ACK_WORDS:
+            if len(waiting) > 1:  # which one? a guess could skip another incident's escalation
+                codes = ", ".join(t.code for t in waiting[:5])
+                await self.send_sms(sender, f"Ожидают подтверждения {len(waiting)} вызова: ответьте кодом ({codes}). "
+                                            f"{len(waiting)} хабарлама күтуде: кодпен жауап беріңіз.")
+                return True
             chosen = waiting[0]
         if chosen is None:
             return False
