@@ -343,3 +343,19 @@ async def test_aml_https_endpoint(tmp_path: Path) -> None:
             nobody = await client.post(url, content=aml_form("", 43.2, 76.9), headers=auth)
             assert nobody.status_code == 400 and "no usable number" in nobody.json()["error"]
             assert len((await r.desk.get(opened.incident_id)).locations) == 2
+
+
+async def test_two_quick_texts_from_one_number_make_one_incident(tmp_path: Path) -> None:
+    with trio.fail_after(10):
+        async with rig(tmp_path) as r:
+            outcomes = []
+
+            async def text(body: str) -> None:
+                outcomes.append(await r.sms.handle_text(NUMBER, body, "smpp"))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(text, "помогите")
+                nursery.start_soon(text, "Абая 10, кв 5")
+            assert sorted(o.kind for o in outcomes) == ["incident_opened", "incident_updated"]
+            assert len({o.incident_id for o in outcomes}) == 1 and len(await incidents(r.desk)) == 1
+            assert r.sms._numbers == {}

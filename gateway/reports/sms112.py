@@ -23,7 +23,8 @@ import hashlib
 import hmac
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -98,8 +99,25 @@ class Sms112:
         self.pending = sms_text.PendingAml(cfg.match_window_s, cfg.max_pending_aml)
         self._acking: set[str] = set()
         self._jobs, self._job_queue = trio.open_memory_channel[Job](math.inf)
+        self._numbers: dict[str, tuple[trio.Lock, list[int]]] = {}
 
     # --- inbound ----------------------------------------------------------------------------
+    @asynccontextmanager
+    async def _per_number(self, number: str) -> AsyncIterator[None]:
+        """One text (or AML report) of a number at a time; the entry goes once nobody waits on it."""
+        if not number:
+            yield
+            return
+        entry = self._numbers.setdefault(number, (trio.Lock(), [0]))
+        entry[1][0] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1][0] -= 1
+            if not entry[1][0]:
+                del self._numbers[number]
+
     async def handle_text(self, sender: str, text: str, via: str) -> TextOutcome:
         """Take one inbound text; durable on return. Bad input is logged and recorded, never
         raised; raises StoreError when the incident store cannot write."""
@@ -115,17 +133,18 @@ class Sms112:
             log.warning("SMS to %s from %r (%s): %s", self.cfg.service, sender[:40], via, ", ".join(flags))
         text, length, flagged = clean.text, clean.length, ",".join(flags)
         number = who.caller.number
-        found = await self.desk.open_for_number(number, self.cfg.reopen_window_s) if number else None
         lang = sms_text.language(clean.text, self.cfg.reply_language)
-        if found is not None:
-            incident = await self.desk.record(found.id, "sms_received", actor=who.reporter, text=text, via=via,
-                                              length=length, flags=flagged)
-            outcome = TextOutcome(kind="incident_updated", incident_id=found.id)
-        else:
-            incident = await self.desk.open(service=self.cfg.service, source="sms", caller=who.caller,
-                                            reporter=who.reporter, kind="sms_received", actor=who.reporter,
-                                            language=lang, text=text, via=via, length=length, flags=flagged)
-            outcome = TextOutcome(kind="incident_opened", incident_id=incident.id)
+        async with self._per_number(number):  # two quick texts must not open two incidents
+            found = await self.desk.open_for_number(number, self.cfg.reopen_window_s) if number else None
+            if found is not None:
+                incident = await self.desk.record(found.id, "sms_received", actor=who.reporter, text=text, via=via,
+                                                  length=length, flags=flagged)
+                outcome = TextOutcome(kind="incident_updated", incident_id=found.id)
+            else:
+                incident = await self.desk.open(service=self.cfg.service, source="sms", caller=who.caller,
+                                                reporter=who.reporter, kind="sms_received", actor=who.reporter,
+                                                language=lang, text=text, via=via, length=length, flags=flagged)
+                outcome = TextOutcome(kind="incident_opened", incident_id=incident.id)
         if who.can_reply and self._needs_ack(incident):
             self._acking.add(incident.id)
             self._jobs.send_nowait(functools.partial(self._acknowledge, incident.id, number, lang))
@@ -138,10 +157,11 @@ class Sms112:
             error = f"AML report ({via}) names no usable number: {report.number!r}"
             log.warning("%s", error)
             return TextOutcome(kind="aml_rejected", error=error)
-        incident = await self.desk.open_for_number(number, self.cfg.match_window_s)
-        if incident is not None and self._fits(report, number, incident):
-            await self._attach(incident.id, report, via)
-            return TextOutcome(kind="aml_attached", incident_id=incident.id)
+        async with self._per_number(number):
+            incident = await self.desk.open_for_number(number, self.cfg.match_window_s)
+            if incident is not None and self._fits(report, number, incident):
+                await self._attach(incident.id, report, via)
+                return TextOutcome(kind="aml_attached", incident_id=incident.id)
         for old in self.pending.hold(number, report, trio.current_time()):
             log.warning("AML for %s dropped unmatched: %d reports already held", old.number, self.pending.limit)
         log.info("AML (%s) for %s held %.0f s: no open incident of that number yet", via, number,
