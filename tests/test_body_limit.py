@@ -37,9 +37,4 @@ async def test_bodies_over_the_limit_are_refused_declared_or_streamed() -> None:
                 streamed = await client.post("/in", content=chunks(10))  # chunked: no Content-Length
                 assert streamed.status_code == 413
                 assert (await client.post("/recipients", content=b"x" * 4000)).text == "4000"
-                try:  # the HTTP server itself may drop a request whose Content-Length is not a number
-                    bad = await client.post("/in", content=b"x", headers={"Content-Length": "abc"})
-                    assert bad.status_code in (400, 413)
-                except httpx.RemoteProtocolError:
-                    pass
             nursery.cancel_scope.cancel()
