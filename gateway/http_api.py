@@ -217,7 +217,8 @@ class BodyLimit:
 async def _refuse(send: Any, limit: int) -> None:
     body = _json.encode(ApiError(f"request body over {limit} bytes (or a bad Content-Length)"))
     await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})  # the unread rest of the body makes the connection unusable
     await send({"type": "http.response.body", "body": body})
 
 
