@@ -9,6 +9,7 @@ import trio
 
 from gateway import ari_events as ev
 from gateway.bus import Bus
+from gateway.errors import StoreError
 from gateway.records import Incident, IncidentState, TimelineEvent
 from gateway.store import AsyncStore, Statement, event, summary
 
@@ -140,20 +141,35 @@ class Recorder:
         """Make ``item`` (already on the timeline) durable, with every event noted before it."""
         call.incident.updated_wall = item.wall
         events, call.pending = [*call.pending, item], []
-        await self.append(call, events, extra)
+        await self._write(call, events, extra)
+
+    async def flush(self, call: Held | Call) -> None:
+        """Write events noted (or left by a failed write) and not yet durable."""
+        if call.pending:
+            events, call.pending = call.pending, []
+            await self._write(call, events)
+
+    async def _write(self, call: Held | Call, events: list[TimelineEvent], extra: Sequence[Statement] = ()) -> None:
+        try:
+            await self.append(call, events, extra)
+        except StoreError:
+            # Still on the timeline in memory: written at their own places with the next write.
+            call.pending = [*events, *call.pending]
+            raise
 
     async def append(self, call: Held | Call, events: list[TimelineEvent], extra: Sequence[Statement] = ()) -> None:
         """Persist ``events`` (already on the timeline). If the first write failed, the whole
         incident is written now: a disk hiccup at call arrival must not lose the record."""
         if call.saved:
             await self.store.update(call.incident, events, extra)
-        else:
-            await self.store.create(call.incident)
-            call.saved = True
-            if extra:
-                await self.store.write(list(extra))
-        if call.incident.timeline:
-            self._published(call.incident, call.incident.timeline[-1])
+            if call.incident.timeline:
+                self._published(call.incident, call.incident.timeline[-1])
+            return
+        await self.store.create(call.incident)
+        call.saved = True
+        if extra:
+            await self.store.write(list(extra))
+        self._created(call.incident)
 
     def _published(self, incident: Incident, last: TimelineEvent) -> None:
         """Tell live subscribers and in-process listeners (the escalation engine) after a durable write."""

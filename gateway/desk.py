@@ -113,6 +113,8 @@ class Desk:
             if status != current:
                 await self.recorder.record(held, "status_changed", actor, changes={"status": status},
                                            status=status, previous=current, **data)  # type: ignore[arg-type]
+            else:
+                await self.recorder.flush(held)  # a retry after a failed write: make that write now
             return held.incident
         finally:
             self.recorder.release(held)

@@ -80,6 +80,17 @@ class Store(Protocol):
     async def directory_lookup(self, number: str) -> Location | None: ...
 
 
+def positions(incident: Incident, events: list[TimelineEvent]) -> list[int]:
+    """Each event's place on the incident's timeline, found by identity from the end (events are
+    recent), so an event whose first write failed is written at its own place later; an event not
+    on the timeline is taken to be at the end."""
+    timeline, found = incident.timeline, []
+    for n, item in enumerate(events):
+        at = next((i for i in range(len(timeline) - 1, -1, -1) if timeline[i] is item), None)
+        found.append(at if at is not None else len(timeline) - len(events) + n)
+    return found
+
+
 def summary(incident: Incident) -> IncidentSummary:
     return IncidentSummary(id=incident.id, service=incident.service, state=incident.state,
                            created_wall=incident.created_wall, number=incident.caller.number,
@@ -164,11 +175,11 @@ class SqliteStore:
         return statements + self._event_rows(incident.id, 0, incident.timeline)
 
     def update_statements(self, incident: Incident, events: list[TimelineEvent]) -> list[Statement]:
-        first_seq = len(incident.timeline) - len(events)
         statements: list[Statement] = [(
             "UPDATE incidents SET updated_wall=?, service=?, state=?, number=?, lat=?, lon=?, channel_id=?, doc=?"
             " WHERE id=?", self._row_args(incident))]
-        return statements + self._event_rows(incident.id, first_seq, events)
+        return statements + [("INSERT OR REPLACE INTO timeline (incident_id, seq, doc) VALUES (?,?,?)",
+                              (incident.id, seq, _encode(e))) for seq, e in zip(positions(incident, events), events, strict=True)]
 
     @staticmethod
     def _event_rows(incident_id: str, first_seq: int, events: list[TimelineEvent]) -> list[Statement]:

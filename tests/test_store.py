@@ -134,3 +134,31 @@ def test_unwritable_store_is_a_store_error(tmp_path: Path) -> None:
         SqliteStore(tmp_path / "db")  # a directory, not a database file
     with pytest.raises((StoreError, sqlite3.Error)):
         SqliteStore(tmp_path / "s.db").get("x")
+
+
+async def test_a_failed_write_is_retried_at_its_own_places_and_nothing_is_lost(tmp_path: Path) -> None:
+    from gateway.desk import Desk, no_caller
+
+    sync = SqliteStore(tmp_path / "s.db")
+    sync._db.execute("PRAGMA busy_timeout=100")
+    store = AsyncStore(sync)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        recorder = Recorder(store, Bus())
+        desk = Desk(store, recorder)
+        incident = await desk.open(service="102", source="api", caller=no_caller(), kind="reported", actor="t")
+        held = recorder.track(Held(await store.get(incident.id), saved=True))  # a live incident, as during a call
+        other = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")  # another process holds the database: our writes fail
+        with pytest.raises(StoreError):
+            await desk.set_status(incident.id, "assigned", actor="dispatcher")
+        other.execute("ROLLBACK")
+        await desk.set_status(incident.id, "assigned", actor="dispatcher")  # the caller's retry: writes it now
+        await desk.record(incident.id, "note", actor="dispatcher", text="after the retry")
+        stored = await store.get(incident.id)
+        assert [e.kind for e in stored.timeline] == ["reported", "status_changed", "note"] == \
+            [e.kind for e in held.incident.timeline]
+        assert stored.status == "assigned"
+        recorder.release(held)
+        other.close()
+        nursery.cancel_scope.cancel()
