@@ -182,11 +182,20 @@ class Engine:
             try:
                 return await self.recorder.acquire(run.incident_id)
             except NotFound:
-                log.error("escalation %s: incident vanished; run stopped", run.key)
+                await self._retire(run, "incident vanished")
                 return None
             except GatewayError as exc:
                 log.error("escalation %s: %s; retrying in %.0f s", run.key, exc, RETRY_S)
                 await trio.sleep(RETRY_S)
+
+    async def _retire(self, run: M.Run, why: str) -> None:
+        """End a run that has no incident to write on: only its own row records the end."""
+        log.error("escalation %s: %s; run stopped", run.key, why)
+        run.phase, run.outcome = "done", why
+        try:
+            await self.store.write([self._run_row(run)])
+        except GatewayError as exc:
+            log.error("escalation %s: could not record its end: %s", run.key, exc)
 
     async def _step_guarded(self, run: M.Run) -> bool:
         """One step; False when the run cannot go on. A store hiccup is retried; a bug in one run is
@@ -194,8 +203,7 @@ class Engine:
         try:
             await self._step(run)
         except NotFound:
-            log.error("escalation %s: incident vanished; run stopped", run.key)
-            run.outcome = "incident vanished"
+            await self._retire(run, "incident vanished")
             return False
         except GatewayError as exc:
             log.error("escalation %s: %s; retrying in %.0f s", run.key, exc, RETRY_S)
@@ -448,11 +456,15 @@ class Engine:
         finally:
             self.recorder.release(held)
 
+    @staticmethod
+    def _run_row(run: M.Run) -> Statement:
+        return ("INSERT OR REPLACE INTO escalation_runs (key, incident_id, done, doc) VALUES (?,?,?,?)",
+                (run.key, run.incident_id, int(run.phase == "done"), _encode(run)))
+
     async def _persist(self, run: M.Run, kind: str, notes: list[tuple[str, dict[str, Value]]] | None = None, *,
                        actor: str = "", fields: Mapping[str, Value] | None = None, **data: Value) -> None:
         """Write ``notes`` and ``kind`` on the incident's timeline together with the run's state."""
-        statement: Statement = ("INSERT OR REPLACE INTO escalation_runs (key, incident_id, done, doc) VALUES (?,?,?,?)",
-                                (run.key, run.incident_id, int(run.phase == "done"), _encode(run)))
+        statement = self._run_row(run)
         held = await self.recorder.acquire(run.incident_id)
         try:
             who = actor or f"scenario:{run.scenario}"
