@@ -29,6 +29,7 @@ from gateway.warning.service import project_path
 log = logging.getLogger(__name__)
 Opener = Callable[[], AbstractAsyncContextManager[Any]]
 ACK_WORDS = frozenset({"1", "ok", "ок", "да", "иә", "ия", "yes", "+", "принял", "принято", "қабылдадым"})
+PROBE_S = 5.0
 CODE_RE = re.compile(r"\b(\d{4})\b")
 
 
@@ -56,6 +57,7 @@ class Escalation:
         self.catalogue = load_catalogue(cfg, known)
         self.channels: dict[str, Channel] = {}
         self.channel_errors: dict[str, str] = {}
+        self.health: dict[str, str] = {}
         self.sounds_dir = sounds_dir
         self.on_inbound_sms: Callable[[str, str], Awaitable[None]] | None = None  # texts to our SMPP number
         self.notifier = Notifier(self.channels, self.texts, ack_url=cfg.ack_url,
@@ -76,6 +78,7 @@ class Escalation:
         async with trio.open_nursery() as nursery:
             for name, opener in self._openers().items():
                 nursery.start_soon(self._keep_open, name, opener)
+            nursery.start_soon(self._probe)
             await nursery.start(self.engine.run)
             await nursery.start(self.triggers.run)
             telegram = self.cfg.channels.telegram
@@ -88,9 +91,22 @@ class Escalation:
             task_status.started()
 
     def channel_states(self) -> dict[str, str]:
+        """Each responders' channel: "up", "down: why" (its last health probe) or "not open: why"."""
         states = {f"responders:{k}": f"not open: {v}" for k, v in self.channel_errors.items()}
-        states.update({f"responders:{k}": "up" for k in self.channels})
+        states.update({f"responders:{k}": self.health.get(k, "opening") for k in self.channels})
         return states
+
+    async def _probe(self, every_s: float = PROBE_S) -> None:
+        """Ask each open channel how it is, so /health tells an officer which ones would fail now."""
+        while True:
+            for name, channel in list(self.channels.items()):
+                try:
+                    with trio.fail_after(5):
+                        found = await channel.health()
+                    self.health[name] = "up" if found.up else f"down: {found.detail}"
+                except (trio.TooSlowError, GatewayError) as exc:
+                    self.health[name] = f"down: no health answer ({type(exc).__name__})"
+            await trio.sleep(every_s)
 
     async def _keep_open(self, name: str, opener: Opener) -> None:
         """Open a channel and keep it open; a provider down at start is retried with backoff."""
