@@ -33,7 +33,7 @@ PEOPLE = [Person(name="duty_a", roles=["duty_officer"], phone="+77010000001", ch
           Person(name="sup", roles=["shift_supervisor"], phone="+77010000003", channels=["sms"]),
           Person(name="fallback", roles=["fallback_test"], phone="+77010000004", telegram=42,
                  channels=["telegram", "sms"])]
-DIRECTORY = Directory(people={p.name: p for p in PEOPLE}, watchers={"*": ["shift_supervisor"]}, centres={},
+DIRECTORY = Directory(people={p.name: p for p in PEOPLE}, watchers={}, centres={},
                       tiers={"sup": Tier(name="sup", roles=["shift_supervisor"], channels=["console"], ack="none")})
 NOTIFY = {"do": "notify", "roles": ["duty_officer"], "channels": ["console"], "template": "incident_new",
           "ack": "any", "timeout_s": 0.4, "repeat": 2}
@@ -78,10 +78,10 @@ class Env(msgspec.Struct):
 
 @asynccontextmanager
 async def environment(db: Path, cat: Catalogue, channels: Mapping[str, Channel] | None = None,
-                      settings: TriggerSettings | None = None) -> AsyncIterator[Env]:
+                      settings: TriggerSettings | None = None, directory: Directory = DIRECTORY) -> AsyncIterator[Env]:
     store = AsyncStore(SqliteStore(db))
     recorder = Recorder(store, Bus())
-    engine = Engine(recorder=recorder, catalogue=cat, directory=DIRECTORY,
+    engine = Engine(recorder=recorder, catalogue=cat, directory=directory,
                     notifier=Notifier(dict(channels or {}), TEXTS, deliver_timeout_s=5))
     triggers = Triggers(engine, engine.notifier, settings or TriggerSettings(answer_sla_s=600))
     try:
@@ -214,12 +214,19 @@ async def test_a_failing_channel_falls_back_to_sms_and_an_sms_reply_acknowledges
 
 async def test_a_status_change_is_told_to_the_category_watchers(tmp_path: Path) -> None:
     s = scenario("s", {**NOTIFY, "ack": "none"}, {"do": "close"})
-    async with environment(tmp_path / "s.db", catalogue(s)) as env:
+    watched = msgspec.structs.replace(DIRECTORY, watchers={"*": ["shift_supervisor"]})
+    async with environment(tmp_path / "s.db", catalogue(s), directory=watched) as env:
         incident = await env.open("s")
-        await env.wait_for(incident.id, "scenario_finished")
+        await env.wait_for(incident.id, "scenario_finished", count=2)  # its scenario and the "new" status run
         await env.desk.set_status(incident.id, "on_scene", actor="dispatcher")
-        told = await env.wait_for(incident.id, "status_notified", status="on_scene")
-        assert told[0]["told"] == "sup:unreached"  # no SMS channel here: recorded, not lost silently
+        await env.wait_for(incident.id, "scenario_finished", scenario="_watch:s", count=2)
+        timeline = await env.timeline(incident.id)
+        started = [d for k, d in timeline if k == "scenario_started" and d["run"] == "status"]
+        assert [d["status"] for d in started] == ["new", "on_scene"]  # one durable run per status
+        failed = [(d["person"], d["channel"]) for k, d in timeline if k == "channel_failed"]
+        assert failed == [("sup", "sms"), ("sup", "sms")]  # no SMS channel here: recorded, not lost silently
+        runs = {r.key.split("/")[1]: r.outcome for r in await env.engine.runs_of(incident.id)}
+        assert runs == {"category": "closed", "status:new": "closed", "status:on_scene": "closed"}
 
 
 async def test_closing_the_incident_stops_its_scenario(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from gateway.escalation.directory import Directory, Person
 from gateway.escalation.notifier import ACK_DIGIT, Notifier
 from gateway.records import Incident, TimelineEvent
 from gateway.scenario.catalogue import Catalogue
+from gateway.scenario.model import Scenario
 from gateway.store import AsyncStore, Statement
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,14 @@ class Engine:
         self._scopes[run.key] = scope
         self._nursery.start_soon(self._drive, run, scope)
 
+    def scenario(self, name: str) -> Scenario | None:
+        """A configured scenario, or the built-in one telling a category's watchers."""
+        if name.startswith(M.WATCH_PREFIX):
+            category = name[len(M.WATCH_PREFIX):]
+            roles = [*self.directory.watchers.get("*", []), *self.directory.watchers.get(category, [])]
+            return M.watch_scenario(category, roles)
+        return self.catalogue.scenarios.get(name)
+
     async def _stored(self, key: str) -> M.Run | None:
         rows = await self.store.read("SELECT doc FROM escalation_runs WHERE key=?", (key,))
         return _decode_run(rows[0][0]) if rows else None  # type: ignore[arg-type]
@@ -124,6 +133,13 @@ class Engine:
         for target in run.targets:
             self.tokens.pop(target.token, None)
 
+    async def tell_watchers(self, incident: Incident, status: str) -> None:
+        """A durable run telling the category's watchers of a status change (one run per status)."""
+        category = incident.category or "unclassified"
+        if self.directory.watchers_of(category):
+            await self.start(incident, "status", M.WATCH_PREFIX + category, category, reason="status_changed",
+                             status=status)
+
     async def start(self, incident: Incident, kind: M.RunKind, scenario: str, category: str,
                     reason: str, **data: Value) -> None:
         """Start (or, for a different scenario, replace) the run of ``kind`` on an incident."""
@@ -132,7 +148,8 @@ class Engine:
 
     async def _start(self, incident: Incident, kind: M.RunKind, scenario: str, category: str,
                      reason: str, **data: Value) -> None:
-        key = f"{incident.id}/{kind}"
+        status = str(data.get("status", "")) if kind == "status" else ""
+        key = f"{incident.id}/{kind}" + (f":{status}" if status else "")
         old = self.runs.get(key) or await self._stored(key)
         if old is not None and old.scenario == scenario and old.category == category:
             return  # already running it (or it ran to its end): a repeated trigger changes nothing
@@ -140,7 +157,8 @@ class Engine:
             self._scopes.pop(key, trio.CancelScope()).cancel()
             run = M.switch(old, scenario, category)
         else:
-            run = M.Run(key=key, incident_id=incident.id, kind=kind, scenario=scenario, category=category)
+            run = M.Run(key=key, incident_id=incident.id, kind=kind, scenario=scenario, category=category,
+                        status=status)
         run.started_wall = time.time()
         fields: dict[str, Value] = {"scenario": scenario, "category": category, "reason": reason, **data}
         if old is not None:
@@ -220,7 +238,7 @@ class Engine:
         return True
 
     async def _step(self, run: M.Run) -> None:
-        scenario = self.catalogue.scenarios.get(run.scenario)
+        scenario = self.scenario(run.scenario)
         if scenario is None:  # the configuration changed while this run was stored
             run.phase, run.outcome = "done", "scenario no longer configured"
             await self._persist(run, "scenario_finished", scenario=run.scenario, outcome=run.outcome)
@@ -322,7 +340,8 @@ class Engine:
             notes.append(("notify_failed", {"person": target.person, "reason": "no longer in the directory"}))
             return
         extra = {"unit": target.unit, "centre": person.display if spec.kind == "forward" else ""}
-        fields = F.template_fields(incident, self.catalogue, person.language, **extra)
+        told = msgspec.structs.replace(incident, status=run.status) if run.status else incident  # type: ignore[arg-type]
+        fields = F.template_fields(told, self.catalogue, person.language, **extra)
         needs_ack = spec.ack != "none"
         route = person.route(spec.channels)
         console = "console" in spec.channels

@@ -23,7 +23,7 @@ from gateway.escalation.directory import Centre, Tier
 from gateway.scenario.model import Close, DraftWarning, Escalate, Forward, Goto, Notify, Scenario, When
 
 Phase = Literal["enter", "sending", "waiting", "effect", "done"]
-RunKind = Literal["category", "sla"]
+RunKind = Literal["category", "sla", "status"]
 MAX_HOPS = 1000  # steps evaluated in one advance: a guard, since check() already refuses unbounded loops
 
 
@@ -60,6 +60,7 @@ class Run(msgspec.Struct, kw_only=True):
     last_acked: bool | None = None
     outcome: str = ""
     started_wall: float = 0.0
+    status: str = ""  # for a "status" run: the response status it tells of
 
 
 class Facts(msgspec.Struct, frozen=True, kw_only=True):
@@ -252,3 +253,13 @@ def switch(run: Run, scenario: str, category: str) -> Run:
     """A fresh run of another scenario for the same incident (the category changed)."""
     return Run(key=run.key, incident_id=run.incident_id, kind=run.kind, scenario=scenario, category=category,
                generation=run.generation + 1)
+
+
+WATCH_PREFIX = "_watch:"
+
+
+def watch_scenario(category: str, roles: list[str]) -> Scenario:
+    """The built-in scenario telling a category's watchers of a status change: by message, no
+    acknowledgement (a call only if nothing else reaches them is the person's own preference)."""
+    return Scenario(name=WATCH_PREFIX + category, steps=[
+        Notify(roles=roles, channels=["telegram", "sms", "email"], template="status_changed"), Close()])

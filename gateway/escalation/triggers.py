@@ -6,7 +6,8 @@
   a call nobody classified within ``unclassified_after_s`` starts "unclassified".
 - A call not answered by a dispatcher within ``answer_sla_s`` records ``sla_breach`` and runs the
   SLA scenario (the shift supervisor), itself a scenario run of kind "sla".
-- A response status change is sent to the category's watchers (``category_watchers``).
+- A response status change is told to the category's watchers (``category_watchers``) by a run
+  of its own, as durable as any scenario.
 
 The recorder calls ``on_change`` synchronously after each write; work is queued to a task so a
 slow notification never delays call handling. Deadlines are kept in a heap; after a restart the
@@ -24,10 +25,7 @@ import msgspec
 import trio
 
 from gateway.errors import GatewayError
-from gateway.escalation import facts as F
-from gateway.escalation.directory import Person
 from gateway.escalation.engine import Engine
-from gateway.escalation.machine import new_target
 from gateway.escalation.notifier import Notifier
 from gateway.records import Incident, TimelineEvent
 
@@ -55,7 +53,6 @@ class Triggers:
         self._deadlines: list[tuple[float, str, str]] = []  # (wall, kind "answer"|"classify", incident id)
         self._new_deadline = trio.Event()
         self.breaches = 0
-        self._nursery: trio.Nursery  # set by run
 
     def on_change(self, incident: Incident, last: TimelineEvent) -> None:
         """Recorder listener: called after every durable incident write, must not block."""
@@ -71,7 +68,6 @@ class Triggers:
         self.engine.recorder.created_listeners.append(self.on_created)
         try:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
                 await self._scan_recent()
                 nursery.start_soon(self._deadline_loop)
                 task_status.started()
@@ -101,7 +97,7 @@ class Triggers:
             if status == "closed":
                 for kind in ("category", "sla"):
                     await self.engine.stop(incident.id, kind, "incident closed")  # type: ignore[arg-type]
-            self._nursery.start_soon(self._tell_watchers, incident, status)
+            await self.engine.tell_watchers(incident, status)
 
     async def _created(self, incident: Incident) -> None:
         if incident.source == "call":
@@ -122,8 +118,8 @@ class Triggers:
         scenario = self.engine.catalogue.scenario_for(category).name
         await self.engine.start(incident, "category", scenario, category if known else "unclassified",
                                 reason=reason, by=actor)
-        if self.engine.directory.watchers_of(category) and reason in ("reported", "ivr_category", "classify"):
-            self._nursery.start_soon(self._tell_watchers, incident, "new")  # a call-out must not hold up triggers
+        if reason in ("reported", "ivr_category", "classify"):
+            await self.engine.tell_watchers(incident, "new")
 
     def _schedule(self, wall: float, kind: str, incident_id: str) -> None:
         heapq.heappush(self._deadlines, (wall, kind, incident_id))
@@ -170,24 +166,3 @@ class Triggers:
                 continue
             if incident.status != "closed":
                 await self._created(incident)
-
-    async def _tell_watchers(self, incident: Incident, status: str) -> None:
-        """Each responsible person for the category hears about the status change, all at once, over
-        their first working channel; the incident's timeline records who was told and how."""
-        told: list[str] = []
-        try:
-            async with trio.open_nursery() as nursery:
-                for person in self.engine.directory.watchers_of(incident.category or "unclassified"):
-                    nursery.start_soon(self._tell_one, incident, status, person, told)
-            if told:
-                await self.engine.note(incident.id, "status_notified", status=status, told=",".join(sorted(told)))
-        except Exception:  # a notification is worth a log line, never the triggers of every other incident
-            log.exception("incident %s: status %s not told to its watchers", incident.id, status)
-
-    async def _tell_one(self, incident: Incident, status: str, person: Person, told: list[str]) -> None:
-        fields = F.template_fields(msgspec.structs.replace(incident, status=status),  # type: ignore[arg-type]
-                                   self.engine.catalogue, person.language)
-        route = person.route(["telegram", "sms", "email"]) or person.route(["voice"])  # a call only if nothing else
-        delivery = await self.notifier.send(person, route, "status_changed", fields, new_target("watch", person.name),
-                                            attempt=1, needs_ack=False, incident_id=incident.id)
-        told.append(f"{person.name}:{delivery.channel or 'unreached'}")
