@@ -262,6 +262,8 @@ async def test_the_nearest_free_patrol_is_called_and_its_acknowledgement_sends_i
             started = await env.wait_for(incident.id, "step_started")
             assert started[0]["units"] == "near"
             await env.wait_for(incident.id, "awaiting_ack")
+            called = env.engine.runs[f"{incident.id}/category"].targets
+            assert {(t.unit, t.unit_name) for t in called} == {("near", "NEAR")}  # the crew hears its callsign
             await env.engine.acknowledge(token_of(env, incident.id, "duty_a"), by="duty_a", via="voice")
             await env.wait_for(incident.id, "scenario_finished")
             assert (board.get("near").status, board.get("near").incident) == ("en_route", incident.id)

@@ -299,8 +299,9 @@ class Engine:
             found_unit = await self.board.nearest_for(incident.id, kind) if self.board else None
             if found_unit is None:
                 continue
-            unit_id, _callsign, members = found_unit
-            targets += [M.new_target(f"unit:{unit_id}", m, unit=unit_id) for m in members if self._person(m)]
+            unit_id, callsign, members = found_unit
+            targets += [M.new_target(f"unit:{unit_id}", m, unit=unit_id, unit_name=callsign)
+                        for m in members if self._person(m)]
         return targets
 
     def _person(self, name: str, incident: Incident | None = None) -> Person | None:
@@ -339,7 +340,7 @@ class Engine:
         if person is None:
             notes.append(("notify_failed", {"person": target.person, "reason": "no longer in the directory"}))
             return
-        extra = {"unit": target.unit, "centre": person.display if spec.kind == "forward" else ""}
+        extra = {"unit": target.unit_name or target.unit, "centre": person.display if spec.kind == "forward" else ""}
         told = msgspec.structs.replace(incident, status=run.status) if run.status else incident  # type: ignore[arg-type]
         fields = F.template_fields(told, self.catalogue, person.language, **extra)
         needs_ack = spec.ack != "none"

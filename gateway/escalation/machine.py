@@ -36,6 +36,7 @@ class Target(msgspec.Struct, kw_only=True):
     group: str
     person: str
     unit: str = ""
+    unit_name: str = ""  # the unit's callsign, as its crew hears it
     sent: int = 0  # the last attempt that reached them (0: none yet)
     channel: str = ""
     failed: str = ""
@@ -197,9 +198,9 @@ def current_spec(run: Run, scenario: Scenario, tiers: dict[str, Tier], centres: 
     return spec_of(step, tiers, centres) if isinstance(step, Notify | Escalate | Forward) else None
 
 
-def new_target(group: str, person: str, unit: str = "") -> Target:
+def new_target(group: str, person: str, unit: str = "", unit_name: str = "") -> Target:
     return Target(token=secrets.token_urlsafe(12), code=f"{secrets.randbelow(10000):04d}", group=group,
-                  person=person, unit=unit)
+                  person=person, unit=unit, unit_name=unit_name)
 
 
 def start_attempt(run: Run) -> list[Target]:
