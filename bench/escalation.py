@@ -28,7 +28,6 @@ import logging
 import math
 import random
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,6 +59,7 @@ from gateway.scenario import catalogue as catalogue_file  # noqa: E402
 from gateway.scenario.catalogue import Catalogue  # noqa: E402
 from gateway.scenario.model import Known  # noqa: E402
 from gateway.store import AsyncStore, SqliteStore, Statement  # noqa: E402
+from sim.smsc import smsc_process as run_smsc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 KIND: Final = "category"  # the run kind every bench run uses
@@ -164,25 +164,9 @@ def write_config(work: Path, timeout_s: float, repeat: int, tier_repeat: int) ->
 async def smsc_process(work: Path) -> AsyncIterator[tuple[int, Path]]:
     """sim.smsc in its own process; yields (SMPP port, stats file written when it exits)."""
     stats = work / "smsc-stats.json"
-    with open(work / "smsc.log", "wb") as log_file:
-        proc = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "sim.smsc", "--port", "0", "--system-id", SYSTEM_ID, "--password", PASSWORD,
-             "--no-text", "--no-counts", "--stats", str(stats)], stdout=subprocess.PIPE, stderr=log_file, cwd=ROOT)
-        try:
-            assert proc.stdout is not None
-            line = b""
-            with trio.fail_after(20):
-                while not line.endswith(b"\n"):
-                    chunk = await proc.stdout.receive_some(4096)
-                    if not chunk:
-                        raise RuntimeError(f"sim.smsc exited before it was ready (see {work / 'smsc.log'})")
-                    line += chunk
-            yield int(json.loads(line.splitlines()[0])["port"]), stats
-        finally:
-            proc.terminate()
-            with trio.move_on_after(5):
-                await proc.wait()
-            proc.kill()
+    async with run_smsc("--system-id", SYSTEM_ID, "--password", PASSWORD, "--no-text", "--no-counts",
+                                 "--stats", str(stats), ready_timeout_s=20) as (_, ready):
+        yield int(ready["port"]), stats
 
 
 # --- the engine under test -------------------------------------------------------------------------
