@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from gateway.call import Held, Recorder
 from gateway.errors import GatewayError
-from gateway.records import Caller, Incident, IncidentSource, Location, ResponseStatus, TimelineEvent, new_incident_id
+from gateway.records import Caller, Incident, IncidentSource, Location, ResponseStatus, new_incident_id
 from gateway.store import AsyncStore, event
 
 Value = str | int | float | bool | None
@@ -127,7 +127,3 @@ class Desk:
             if summary.status != "closed":
                 return await self.get(summary.id)
         return None
-
-
-def last_event(incident: Incident) -> TimelineEvent | None:
-    return incident.timeline[-1] if incident.timeline else None

@@ -55,7 +55,6 @@ IncidentState = Literal["new", "queued", "ringing", "answered", "overflowed", "f
 # How the incident reached the centre, and where the response stands (independent of the call's state).
 IncidentSource = Literal["call", "alarm", "telegram", "sms", "api"]
 ResponseStatus = Literal["new", "assigned", "en_route", "on_scene", "closed"]
-RESPONSE_STATUSES: tuple[ResponseStatus, ...] = ("new", "assigned", "en_route", "on_scene", "closed")
 
 
 class Incident(msgspec.Struct, kw_only=True):

@@ -102,9 +102,6 @@ class Directory(msgspec.Struct, frozen=True, kw_only=True):
     def by_phone(self, number: str) -> list[Person]:
         return [p for p in self.people.values() if number and p.phone == number]
 
-    def by_telegram(self, user_id: int) -> list[Person]:
-        return [p for p in self.people.values() if p.telegram == user_id]
-
     def watchers_of(self, category: str) -> list[Person]:
         roles = [*self.watchers.get("*", []), *self.watchers.get(category, [])]
         seen: dict[str, Person] = {}

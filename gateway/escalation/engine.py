@@ -13,7 +13,6 @@ Triggers (a category becoming known, a category change, the answer-time SLA) liv
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,7 +30,7 @@ from gateway.escalation.notifier import ACK_DIGIT, Notifier
 from gateway.records import Incident, TimelineEvent
 from gateway.scenario.catalogue import Catalogue
 from gateway.scenario.model import Scenario
-from gateway.store import AsyncStore, Statement
+from gateway.store import AsyncStore, Statement, event
 
 log = logging.getLogger(__name__)
 Value = str | int | float | bool | None
@@ -497,12 +496,4 @@ class Engine:
 
 def stamped(kind: str, actor: str, data: Mapping[str, Value]) -> TimelineEvent:
     """A timeline event stamped now; None values are left out."""
-    return TimelineEvent(kind=kind, wall=time.time(), mono=time.monotonic(), actor=actor,
-                         data={k: v for k, v in data.items() if v is not None})
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return event(kind, actor, **{k: v for k, v in data.items() if v is not None})
