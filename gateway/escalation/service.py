@@ -38,10 +38,9 @@ def load_catalogue(cfg: EscalationConfig, known: Known | None = None) -> Catalog
                                also_used=frozenset({cfg.sla_scenario}))
 
 
-def known_for(cfg: EscalationConfig, *, unit_kinds: frozenset[str], warning_events: frozenset[str]) -> Known:
-    """What scenarios may refer to; raises ConfigError for a broken directory or templates."""
-    directory = directory_file.load(project_path(cfg.responders_file))
-    texts = texts_file.load(project_path(cfg.templates_dir))
+def known_for(directory: directory_file.Directory, texts: texts_file.Texts, *, unit_kinds: frozenset[str],
+              warning_events: frozenset[str]) -> Known:
+    """What scenarios may refer to."""
     return Known(roles=directory.roles, people=frozenset(directory.people), units=unit_kinds,
                  templates=texts.names, events=warning_events, tiers=frozenset(directory.tiers),
                  centres=frozenset(directory.centres))
@@ -53,7 +52,7 @@ class Escalation:
         self.cfg = cfg
         self.directory = directory_file.load(project_path(cfg.responders_file))
         self.texts = texts_file.load(project_path(cfg.templates_dir))
-        known = known_for(cfg, unit_kinds=unit_kinds, warning_events=warning_events)
+        known = known_for(self.directory, self.texts, unit_kinds=unit_kinds, warning_events=warning_events)
         self.catalogue = load_catalogue(cfg, known)
         self.channels: dict[str, Channel] = {}
         self.channel_errors: dict[str, str] = {}
@@ -222,16 +221,18 @@ class Escalation:
 def check(cfg: EscalationConfig, *, unit_kinds: frozenset[str], warning_events: frozenset[str]) -> list[str]:
     """check-config: every problem of the directory, templates, categories and scenarios."""
     p: list[str] = []
-    for load in (lambda: directory_file.load(project_path(cfg.responders_file)),
-                 lambda: texts_file.load(project_path(cfg.templates_dir))):
-        try:
-            load()
-        except ConfigError as exc:
-            p.extend(exc.problems)
+    try:
+        directory = directory_file.load(project_path(cfg.responders_file))
+    except ConfigError as exc:
+        p.extend(exc.problems)
+    try:
+        texts = texts_file.load(project_path(cfg.templates_dir))
+    except ConfigError as exc:
+        p.extend(exc.problems)
     if p:
         return p
     try:
-        load_catalogue(cfg, known_for(cfg, unit_kinds=unit_kinds, warning_events=warning_events))
+        load_catalogue(cfg, known_for(directory, texts, unit_kinds=unit_kinds, warning_events=warning_events))
     except ConfigError as exc:
         return exc.problems
     return []
