@@ -49,7 +49,7 @@ class Notifier:
                 continue
             message = self.message(person, name, template, facts, target, attempt=attempt, needs_ack=needs_ack,
                                    incident_id=incident_id)
-            error, reply = await self._deliver(channel, message)
+            error, reply = await self.deliver(channel, message)
             if not error:
                 return Delivery(channel=name, reply=reply, tried=tried)
             tried.append((name, error))
@@ -71,7 +71,7 @@ class Notifier:
                        address=person.address(channel), language=person.language, subject=text.subject,
                        body=text.body, options=options)
 
-    async def _deliver(self, channel: Channel, message: Message) -> tuple[str, str]:
+    async def deliver(self, channel: Channel, message: Message) -> tuple[str, str]:
         """("", reply) when the channel took the message, else (why, "")."""
         try:
             with trio.fail_after(self.deliver_timeout_s):

@@ -161,12 +161,10 @@ class Escalation:
             return False
         message = Message(idempotency_key=f"reply:{secrets.token_hex(8)}", alert_id="", address=number,
                           language="ru", body=text)
-        try:
-            receipts = await channel.deliver([message])
-        except Exception:  # a broken driver must not take the reply path down
-            log.exception("SMS reply to %s failed in the driver", number)
-            return False
-        return bool(receipts) and receipts[0].state != "failed"
+        error, _ = await self.notifier.deliver(channel, message)
+        if error:
+            log.warning("SMS to %s not sent: %s", number, error)
+        return not error
 
     async def _poll_acks(self, poll: Any, telegram: Any) -> None:
         try:
