@@ -162,8 +162,7 @@ class Recorder:
         incident is written now: a disk hiccup at call arrival must not lose the record."""
         if call.saved:
             await self.store.update(call.incident, events, extra)
-            if call.incident.timeline:
-                self._published(call.incident, call.incident.timeline[-1])
+            self._published(call.incident, events)
             return
         await self.store.create(call.incident)
         call.saved = True
@@ -171,14 +170,15 @@ class Recorder:
             await self.store.write(list(extra))
         self._created(call.incident)
 
-    def _published(self, incident: Incident, last: TimelineEvent) -> None:
-        """Tell live subscribers and in-process listeners (the escalation engine) after a durable write."""
+    def _published(self, incident: Incident, events: list[TimelineEvent]) -> None:
+        """Tell live subscribers, and in-process listeners (escalation, bots) of each event just made
+        durable: the timeline's last event may be another task's, written meanwhile."""
         self.bus.publish(summary(incident))
-        for listener in self.listeners:
-            listener(incident, last)
+        for item in events:
+            for listener in self.listeners:
+                listener(incident, item)
 
     def _created(self, incident: Incident) -> None:
-        if incident.timeline:
-            self._published(incident, incident.timeline[-1])
+        self._published(incident, list(incident.timeline))
         for listener in self.created_listeners:
             listener(incident)

@@ -162,3 +162,20 @@ async def test_a_failed_write_is_retried_at_its_own_places_and_nothing_is_lost(t
         recorder.release(held)
         other.close()
         nursery.cancel_scope.cancel()
+
+
+async def test_every_event_written_reaches_the_listeners_even_when_writes_overlap(tmp_path: Path) -> None:
+    store = AsyncStore(SqliteStore(tmp_path / "s.db"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        recorder = Recorder(store, Bus())
+        heard: list[str] = []
+        recorder.listeners.append(lambda incident, item: heard.append(item.kind))
+        held = recorder.track(Held(incident("overlap")))
+        await recorder.create(held)
+        heard.clear()
+        async with trio.open_nursery() as writers:  # the second is appended while the first is being written
+            writers.start_soon(recorder.record, held, "category_changed")
+            writers.start_soon(recorder.record, held, "step_done")
+        assert sorted(heard) == ["category_changed", "step_done"]
+        nursery.cancel_scope.cancel()
