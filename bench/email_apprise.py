@@ -40,7 +40,8 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from channels.base import Language, Message  # noqa: E402
-from channels.email import EmailConfig, open_email  # noqa: E402
+from channels.email import open_email
+from gateway.settings.channels import EmailConfig  # noqa: E402
 
 FROM = "alerts@police.kz"
 FROM_NAME = "ҚР ІІМ Алматы"

@@ -44,21 +44,22 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from channels.base import Channel  # noqa: E402
-from channels.smpp import SmppConfig, open_smpp  # noqa: E402
-from gateway.bus import Bus  # noqa: E402
-from gateway.call import Recorder  # noqa: E402
-from gateway.desk import Desk, no_caller  # noqa: E402
-from gateway.escalation import directory as directory_file  # noqa: E402
-from gateway.escalation import texts as texts_file  # noqa: E402
-from gateway.escalation.directory import Directory  # noqa: E402
-from gateway.escalation.engine import Engine  # noqa: E402
-from gateway.escalation.notifier import Notifier  # noqa: E402
-from gateway.escalation.texts import Texts  # noqa: E402
-from gateway.records import Incident, TimelineEvent  # noqa: E402
+from channels.smpp import open_smpp
+from gateway.incident.bus import Bus  # noqa: E402
+from gateway.incident.desk import Desk, no_caller  # noqa: E402
+from gateway.incident.records import Incident, TimelineEvent  # noqa: E402
+from gateway.incident.store import AsyncStore, SqliteStore, Statement  # noqa: E402
+from gateway.incident.writer import Recorder  # noqa: E402
 from gateway.scenario import catalogue as catalogue_file  # noqa: E402
+from gateway.scenario import people as directory_file  # noqa: E402
+from gateway.scenario import texts as texts_file  # noqa: E402
 from gateway.scenario.catalogue import Catalogue  # noqa: E402
+from gateway.scenario.engine import Engine  # noqa: E402
 from gateway.scenario.model import Known  # noqa: E402
-from gateway.store import AsyncStore, SqliteStore, Statement  # noqa: E402
+from gateway.scenario.notifier import Notifier  # noqa: E402
+from gateway.scenario.people import Directory  # noqa: E402
+from gateway.scenario.texts import Texts  # noqa: E402
+from gateway.settings.channels import SmppConfig  # noqa: E402
 from sim.smsc import smsc_process as run_smsc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

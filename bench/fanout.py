@@ -29,10 +29,16 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from channels.base import Channel, Message  # noqa: E402
-from channels.email import EmailConfig, open_email  # noqa: E402
-from channels.sirens import SirenConfig, SirenLine, SirenTarget, open_sirens  # noqa: E402
-from channels.smpp import SmppConfig, open_smpp  # noqa: E402
-from channels.telegram import TelegramConfig, open_telegram  # noqa: E402
+from channels.email import open_email
+from channels.sirens import SirenConfig, SirenTarget, open_sirens
+from channels.smpp import open_smpp
+from channels.telegram import open_telegram
+from gateway.settings.channels import (
+    EmailConfig,  # noqa: E402
+    SirenLine,  # noqa: E402
+    SmppConfig,  # noqa: E402
+    TelegramConfig,  # noqa: E402
+)
 from gateway.warning import zones  # noqa: E402
 from gateway.warning.engine import AsyncOutbox, Engine  # noqa: E402
 from gateway.warning.outbox import Outbox  # noqa: E402

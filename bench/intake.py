@@ -26,9 +26,11 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway import config, pidf  # noqa: E402
-from gateway.store import SqliteStore  # noqa: E402
-from sim import lab, scenario, sipp  # noqa: E402
+from gateway import settings as config  # noqa: E402
+from gateway.incident.store import SqliteStore  # noqa: E402
+from gateway.protocols import pidf
+from sim import lab, sipp  # noqa: E402
+from sim import sipp_xml as scenario
 
 RATES = [25, 50, 75, 100, 125, 150, 175, 200, 250, 300, 350, 400, 500, 600, 700, 800, 1000]
 

@@ -33,9 +33,10 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from channels import modbus_rtu as rtu
 from channels.base import Message
-from channels.sirens import SirenChannel, SirenConfig, SirenLine, SirenTarget, open_sirens
+from channels.sirens import SirenChannel, SirenConfig, SirenTarget, open_sirens
+from gateway.protocols import modbus_rtu as rtu
+from gateway.settings.channels import SirenLine
 from sim.relayboard import relay_line
 
 BAUD = 19200

@@ -24,9 +24,10 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from channels import smpp_pdu as P  # noqa: E402
 from channels.base import Message, Receipt  # noqa: E402
-from channels.smpp import SmppConfig, open_smpp  # noqa: E402
+from channels.smpp import open_smpp
+from gateway.protocols import smpp_pdu as P  # noqa: E402
+from gateway.settings.channels import SmppConfig  # noqa: E402
 from sim.smsc import smsc_process  # noqa: E402
 
 KAZAKH = "Назар аударыңыз! Алматыда су тасқыны. Биік жерге көтеріліңіз."  # 62 UCS-2 units: one part

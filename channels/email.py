@@ -34,39 +34,19 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated
 
 import aiosmtplib
-import msgspec
 import trio
 import trio_asyncio
 
 from channels import email_message as em
 from channels.base import ChannelHealth, Message, Receipt, UpdateCallback, failed
 from gateway.errors import ChannelError
-from gateway.schema import Base
+from gateway.settings.channels import EmailConfig
 
 _CACHED_CONTENTS = 64
 
 
-class EmailConfig(Base, frozen=True):
-    """``[channels.email]``: the relay, the sender and how hard to push."""
-
-    from_address: str
-    from_name: str = ""
-    host: str = "127.0.0.1"
-    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 25
-    username: str = ""
-    password: str = ""
-    starttls: bool = False  # upgrade with STARTTLS after connecting (submission port 587)
-    use_tls: bool = False  # TLS from the first byte (port 465)
-    helo_name: str = ""  # EHLO name; empty: this host's FQDN
-    connections: Annotated[int, msgspec.Meta(ge=1, le=32)] = 4
-    max_per_second: Annotated[float, msgspec.Meta(ge=0)] = 50.0  # recipients per second; 0: not paced
-    max_batch: Annotated[int, msgspec.Meta(ge=1)] = 200
-    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0  # one transaction, connecting included
-    recipients_per_transaction: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
-    idle_check_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
 
 
 @dataclass(frozen=True)

@@ -23,31 +23,21 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Literal
 
 import msgspec
 import serial
 import trio
 
-from channels import modbus_rtu as rtu
 from channels.base import ChannelHealth, Message, Receipt, UpdateCallback, failed
-from channels.siren_patterns import Plan, plan_for
 from gateway.errors import AlertError, ChannelError, ConfigError, GatewayError, ProtocolError
-from gateway.schema import Base
+from gateway.protocols import modbus_rtu as rtu
+from gateway.protocols.siren_patterns import Plan, plan_for
+from gateway.settings.base import Base
+from gateway.settings.channels import SirenLine
 
 SHUTDOWN_OFF_S = 5.0  # bound on switching zones off when the driver closes
 
 
-class SirenLine(Base, frozen=True):
-    """One RS-485 line: a serial port and the framing its boards are set to."""
-
-    name: str
-    port: str
-    baudrate: int = 19200
-    parity: Literal["N", "E", "O"] = "E"  # Modbus's default framing is 8E1
-    stopbits: Literal[1, 2] = 1
-    response_timeout_s: float = 0.2  # from the end of the request to the end of the answer
-    retries: int = 2  # further tries after a timeout or a damaged answer
 
 
 class SirenTarget(Base, frozen=True):

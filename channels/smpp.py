@@ -32,11 +32,11 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from channels import smpp_mo
-from channels import smpp_pdu as P
 from channels.base import ChannelHealth, Message, Receipt, UpdateCallback, failed
-from channels.smpp_config import SmppConfig
 from gateway.errors import ChannelError, ProtocolError
+from gateway.protocols import smpp_mo
+from gateway.protocols import smpp_pdu as P
+from gateway.settings.channels import SmppConfig
 
 SLOW_DOWN = frozenset({P.Status.ESME_RTHROTTLED, P.Status.ESME_RMSGQFUL})
 # Statuses about the message itself: sending it again cannot help. Everything else (system

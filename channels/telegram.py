@@ -37,9 +37,8 @@ import sys
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Literal, TypeVar
+from typing import TypeVar
 
-import msgspec
 import trio
 import trio_asyncio
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
@@ -58,7 +57,7 @@ from telegram.warnings import PTBDeprecationWarning
 
 from channels.base import ChannelHealth, Message, Receipt, UpdateCallback, failed
 from gateway.errors import ChannelError
-from gateway.schema import Base
+from gateway.settings.channels import TelegramConfig
 
 log = logging.getLogger(__name__)
 # httpx logs every request URL at INFO, and a Bot API URL contains the bot token.
@@ -75,18 +74,6 @@ T = TypeVar("T")
 ChatTarget = int | str
 
 
-class TelegramConfig(Base, frozen=True):
-    """``[channels.telegram]``: the bot, where its API lives, and Telegram's flood limits."""
-
-    bot_token: str
-    api_base_url: str = "https://api.telegram.org/bot"
-    public_channel: Annotated[str, msgspec.Meta(pattern=r"^(@[A-Za-z][A-Za-z0-9_]{3,31})?$")] = ""
-    max_per_second: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 30.0
-    per_chat_interval_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
-    concurrency: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8
-    parse_mode: Literal["HTML", ""] = "HTML"
-    max_batch: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 100
-    request_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=120)] = 10.0
 
 
 # ---- pure helpers ------------------------------------------------------------------------------

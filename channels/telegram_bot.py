@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 import trio
 
-from channels.telegram import TelegramConfig
-from channels.telegram_signup import (
+from gateway.errors import ChannelError, GatewayError
+from gateway.protocols.telegram_signup import (
     TEXTS,
     Answer,
     Change,
@@ -38,7 +38,7 @@ from channels.telegram_signup import (
     api_call,
     bot_commands,
 )
-from gateway.errors import ChannelError, GatewayError
+from gateway.settings.channels import TelegramConfig
 
 log = logging.getLogger(__name__)
 

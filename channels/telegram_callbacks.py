@@ -37,9 +37,10 @@ import httpx
 import msgspec
 import trio
 
-from channels.telegram import CALLBACK_DATA_LIMIT, TelegramConfig
+from channels.telegram import CALLBACK_DATA_LIMIT
 from channels.telegram_bot import BotApi, BotApiError
 from gateway.errors import GatewayError
+from gateway.settings.channels import TelegramConfig
 
 log = logging.getLogger(__name__)
 

@@ -55,9 +55,8 @@ from channels.base import ChannelHealth, Message, Receipt, UpdateCallback, faile
 from channels.twilio_callbacks import SIGNATURE_HEADER, callback_url, receipt_for, verify
 from channels.twilio_callbacks import receipt as callback_receipt
 from gateway.errors import ChannelError, ProtocolError
-from gateway.schema import Base
+from gateway.settings.channels import TWILIO_API, TwilioConfig
 
-TWILIO_API = "https://api.twilio.com"
 _INVALID_NUMBER = {21211: "invalid 'To' number", 21614: "'To' is not a mobile number"}
 
 # Errors that can come out of a REST call; everything else is a bug and propagates.
@@ -65,30 +64,6 @@ _CALL_ERRORS = (TwilioException, TwilioServiceException, aiohttp.ClientError, as
                 json.JSONDecodeError)
 
 
-class TwilioConfig(Base, frozen=True):
-    """``[channels.twilio]``: credentials, sender and pacing. Exactly one of ``from_number`` and
-    ``messaging_service_sid`` names the sender."""
-
-    account_sid: str
-    auth_token: str
-    from_number: str = ""
-    messaging_service_sid: str = ""
-    api_base_url: str = TWILIO_API
-    status_callback_url: str = ""
-    max_per_second: float = 10.0
-    concurrency: int = 10
-    max_batch: int = 100
-    timeout_s: float = 15.0
-    retry_after_s: float = 1.0  # after a 429 without Retry-After
-    lookup_window_s: float = 86400.0  # how far back lookup() searches by default
-
-    def __post_init__(self) -> None:
-        if bool(self.from_number) == bool(self.messaging_service_sid):
-            raise ValueError("twilio: set exactly one of from_number and messaging_service_sid")
-        if not self.max_per_second > 0 or self.concurrency < 1 or self.max_batch < 1 or not self.timeout_s > 0:
-            raise ValueError("twilio: max_per_second and timeout_s must be > 0, concurrency and max_batch >= 1")
-        if urlsplit(self.api_base_url).scheme not in ("http", "https"):
-            raise ValueError(f"twilio: api_base_url must be an http(s) URL, not {self.api_base_url!r}")
 
 
 # Response headers of the calls made by the current asyncio task: twilio's exceptions drop the

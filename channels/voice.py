@@ -41,10 +41,10 @@ import trio
 
 from channels.base import ChannelHealth, Message, Receipt, UpdateCallback, failed
 from channels.voice_tts import Speech, Synthesizer, text_problem
-from gateway import ari_events as ev
-from gateway.ari import Ari, ChannelGone, connect_app, quietly
+from gateway.asterisk.ari import Ari, ChannelGone, connect_app, quietly
 from gateway.errors import AriError, ChannelError, ConfigError
-from gateway.schema import Base
+from gateway.protocols import ari_events as ev
+from gateway.settings.channels import VoiceConfig, voice_problems
 
 log = logging.getLogger(__name__)
 
@@ -80,49 +80,8 @@ CAUSES: dict[int, tuple[str, bool]] = {
 }
 
 
-class VoiceConfig(Base, frozen=True):
-    """The voice call-out channel. ARI credentials are the gateway's (``[asterisk]``); the app is
-    the call-out's own. ``trunk_uri`` is where calls go (the operator's SIP gateway); the number
-    becomes its user part."""
-
-    ari_port: int = 8088
-    ari_user: str = "ecgw"
-    ari_password: str = "change-me-ari"
-    app: str = "ecgw-callout"
-    endpoint: str = "ecgw-callout"  # the PJSIP endpoint in dialplans/pjsip.conf
-    trunk_uri: str = "sip:127.0.0.1:5080"
-    caller_id: str = ""  # e.g. '"Civil defence" <1410>'; empty: the endpoint's default
-    ring_timeout_s: float = 30.0
-    max_concurrent_calls: int = 10
-    max_calls_per_second: float = 5.0
-    repeats: int = 2
-    pause_s: float = 1.0  # between repetitions
 
 
-def config_problems(cfg: VoiceConfig, where: str = "voice") -> list[str]:
-    """Every problem with a voice config (file/section prefix ``where``), or an empty list."""
-    p: list[str] = []
-    if not 1 <= cfg.ari_port <= 65535:
-        p.append(f"{where}.ari_port: expected a port number 1-65535, got {cfg.ari_port}")
-    for key in ("app", "endpoint"):
-        if not re.match(r"^[a-z][a-z0-9_-]{0,31}$", getattr(cfg, key)):
-            p.append(f"{where}.{key}: expected lower-case letters, digits, - or _, got {getattr(cfg, key)!r}")
-    if not re.match(r"^sips?:[A-Za-z0-9.\-\[\]:]+(;[A-Za-z0-9=_.\-]+)*$", cfg.trunk_uri):
-        p.append(f"{where}.trunk_uri: expected a SIP URI without user part like sip:10.0.0.5:5060, "
-                 f"got {cfg.trunk_uri!r}")
-    if any(ch in cfg.caller_id for ch in "\r\n\0,"):
-        p.append(f"{where}.caller_id: expected one line without commas")
-    if not 1 <= cfg.ring_timeout_s <= 300:
-        p.append(f"{where}.ring_timeout_s: expected 1-300 seconds")
-    if not 1 <= cfg.max_concurrent_calls <= 1000:
-        p.append(f"{where}.max_concurrent_calls: expected 1-1000")
-    if cfg.max_calls_per_second <= 0:
-        p.append(f"{where}.max_calls_per_second: expected a positive number")
-    if not 1 <= cfg.repeats <= 5:
-        p.append(f"{where}.repeats: expected 1-5")
-    if not 0 <= cfg.pause_s <= 10:
-        p.append(f"{where}.pause_s: expected 0-10 seconds")
-    return p
 
 
 def dial_string(cfg: VoiceConfig, number: str) -> str:
@@ -455,7 +414,7 @@ async def open_voice(config: VoiceConfig, *, sounds_dir: Path, asterisk_sounds_d
     is away: ``health()`` says so and calls fail as retryable until it is back. Raises
     ConfigError for an invalid config.
     """
-    problems = config_problems(config)
+    problems = voice_problems(config)
     if problems:
         raise ConfigError(problems)
     channel = VoiceChannel(config, Synthesizer(sounds_dir, asterisk_sounds_dir), on_update)

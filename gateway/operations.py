@@ -11,15 +11,15 @@ from typing import Any
 import trio
 from starlette.routing import BaseRoute
 
-from gateway.auth import Auth
-from gateway.config import GatewayConfig
-from gateway.desk import Desk
+from gateway.cli.alerts import key_path
 from gateway.errors import AlertError, GatewayError
-from gateway.escalation import facts as F
-from gateway.records import Incident
-from gateway.warning.api import local_key
-from gateway.warning.cli import key_path
-from gateway.warning.service import Warnings
+from gateway.incident.desk import Desk
+from gateway.incident.records import Incident
+from gateway.scenario import facts as F
+from gateway.settings import GatewayConfig
+from gateway.warning.centre import Warnings
+from gateway.web.auth import Auth
+from gateway.web.warnings import local_key
 
 log = logging.getLogger(__name__)
 WARNING_RADIUS_KM = 2.0  # a scenario's draft warning around an incident outside every zone
@@ -86,7 +86,7 @@ class Operations:
                     local_key(key_path(cfg.warnings.store_path)))
         routes: list[BaseRoute] = []
         if cfg.units.enabled:
-            from gateway.unit_board import UnitBoard
+            from gateway.units.board import UnitBoard
 
             self.board = UnitBoard(cfg.units, self.desk, Path(cfg.store.path).with_name("units.db"))
             await nursery.start(isolated, "units", self.board.run)
@@ -94,7 +94,7 @@ class Operations:
         if cfg.escalation.enabled:
             routes += await self._start_escalation(nursery, auth)
         if cfg.alarm.enabled:
-            from gateway.alarm.service import AlarmIntake
+            from gateway.intake.alarm.panels import AlarmIntake
 
             self.alarms = AlarmIntake(cfg.alarm, self.desk, self.spool_dir / cfg.alarm.spool_subdir)
             await nursery.start(isolated, "alarm panels", self.alarms.run)
@@ -102,12 +102,12 @@ class Operations:
             if self.escalation is not None:
                 self.escalation.engine.dynamic_people["site_contacts"] = self._site_contacts
         if cfg.reports.telegram102.enabled:
-            from gateway.reports.telegram102 import Telegram102
+            from gateway.intake.text.telegram102 import Telegram102
 
             self.telegram102 = Telegram102(cfg.reports.telegram102, self.desk, self.desk.recorder)
             await nursery.start(isolated, "Telegram 102", self.telegram102.run)
         if cfg.reports.sms112.enabled:
-            from gateway.reports.sms112 import Sms112
+            from gateway.intake.text.sms112 import Sms112
 
             self.sms112 = Sms112(cfg.reports.sms112, self.desk, self._send_sms,
                                  self.escalation.sms_reply if self.escalation is not None else None)
@@ -118,7 +118,7 @@ class Operations:
         return routes
 
     async def _start_escalation(self, nursery: trio.Nursery, auth: Auth) -> list[BaseRoute]:
-        from gateway.escalation.service import Escalation
+        from gateway.scenario.escalation import Escalation
 
         events = frozenset(self.warnings.renderer.catalogue.events()) if self.warnings else frozenset()
         kinds = frozenset(self.board.kinds) if self.board is not None else frozenset()
@@ -131,7 +131,7 @@ class Operations:
         return []
 
     def _escalation_api(self, auth: Auth) -> list[BaseRoute]:
-        from gateway.escalation.api import EscalationApi
+        from gateway.web.scenario import EscalationApi
 
         replies: dict[str, Any] = {}
         if self.telegram102 is not None:
@@ -157,7 +157,7 @@ class Operations:
         return await self.escalation.send_sms(number, text) if self.escalation is not None else False
 
     def _site_contacts(self, incident: Incident) -> list[Any]:
-        from gateway.escalation.directory import Person
+        from gateway.scenario.people import Person
 
         site = self.alarms.sites.get(incident.reporter) if self.alarms is not None else None
         if site is None:
@@ -168,7 +168,7 @@ class Operations:
 
     async def _draft_warning(self, incident: Incident, event: str) -> str:
         """The public warning a scenario drafts: the incident's zone, or a circle around it."""
-        from gateway.warning import cap
+        from gateway.protocols import cap
         from gateway.warning.workflow import DraftSpec
 
         assert self.warnings is not None

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import trio
 
-from gateway import config
-from gateway.config import GatewayConfig
-from sim import scenario, sipp
+from gateway import settings as config
+from gateway.settings import GatewayConfig
+from sim import sipp
+from sim import sipp_xml as scenario
 from sim.contact_id import KISSOFF_WAIT_MS, SAMPLE_RATE, panel_audio, panel_message
 
 PTIME_MS = 20

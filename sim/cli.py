@@ -13,7 +13,7 @@ import msgspec
 import trio
 from tqdm import tqdm
 
-from gateway.config import GatewayConfig
+from gateway.settings import GatewayConfig
 from sim import drill as drill_mod
 from sim import sipp
 from sim.report import PlacedCall, summary_text

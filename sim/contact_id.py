@@ -17,7 +17,7 @@ import wave
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.alarm.contact_id import Qualifier, encode
+from gateway.protocols.contact_id import Qualifier, encode
 
 SAMPLE_RATE = 8000
 TONE_MS = 55  # DC-05: 50-60 ms; the middle leaves room for clock error on either side

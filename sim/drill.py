@@ -48,12 +48,13 @@ from typing import Literal
 import msgspec
 import trio
 
-from gateway import pidf
-from gateway.config import Base, GatewayConfig  # Base: unknown keys are errors, as in the config
 from gateway.errors import DrillError, StoreError
-from gateway.records import Incident
-from gateway.store import SqliteStore
-from sim import dtmf, lab, report, scenario, sipp
+from gateway.incident.records import Incident
+from gateway.incident.store import SqliteStore
+from gateway.protocols import pidf
+from gateway.settings import Base, GatewayConfig  # Base: unknown keys are errors, as in the config
+from sim import dtmf, lab, report, sipp
+from sim import sipp_xml as scenario
 
 log = logging.getLogger(__name__)
 SETTLE_S = 2.0  # after the last caller: lets the gateway record hang-ups and sipp flush its logs

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from sim.scenario import dtmf_pcap
+from sim.sipp_xml import dtmf_pcap
 
 PCAP_HEADER = struct.Struct("<IHHiIII")
 RECORD = struct.Struct("<IIII")

@@ -16,7 +16,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sim import dtmf, scenario, sipp
+from sim import dtmf, sipp
+from sim import sipp_xml as scenario
 from sim.lab import free_port
 from sim.sipp import PhoneEvent
 

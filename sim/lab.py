@@ -20,11 +20,12 @@ from urllib.parse import urlsplit
 import httpx
 import trio
 
-from gateway import config
+from gateway import settings as config
 from gateway.asterisk import prompts, sandbox
 from gateway.errors import ConfigError, DrillError
-from gateway.records import Incident
-from sim import responders, scenario, sipp
+from gateway.incident.records import Incident
+from sim import responders, sipp
+from sim import sipp_xml as scenario
 
 if TYPE_CHECKING:
     from sim.providers import EscalationProviders
@@ -154,7 +155,7 @@ class GatewayProcess:
 
     async def start(self, timeout: float = 20.0) -> None:
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(self.path), "run"],
+            self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli.main", "--config", str(self.path), "run"],
                                          stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
         with trio.fail_after(timeout):
             while not await self.ready():
@@ -395,8 +396,8 @@ async def escalation_lab(cfg: config.GatewayConfig, drill: Any, workdir: Path,
     """Start the stand-ins the config points at, the responders' phones on the call-out trunk and the
     scripted responders, until the block exits. Raises DrillError for scripted people the gateway's
     directory does not have or cannot reach on their channel."""
-    from gateway.escalation import directory as directory_file
-    from gateway.warning.service import project_path
+    from gateway.scenario import people as directory_file
+    from gateway.settings import project_path
     from sim.providers import open_escalation_providers
 
     try:

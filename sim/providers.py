@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 import trio
 
-from gateway.config import GatewayConfig
 from gateway.errors import DrillError
-from gateway.warning.config import ChannelSet
+from gateway.settings import GatewayConfig
+from gateway.settings.warnings import ChannelSet
 from sim.smsc import Smsc, open_smsc
 from sim.smtp import open_smtp_sim
 from sim.telegram import TelegramSim, open_telegram_sim

@@ -39,8 +39,8 @@ import msgspec
 import serial
 import trio
 
-from channels import modbus_rtu as rtu
 from gateway.errors import ChannelError, ProtocolError
+from gateway.protocols import modbus_rtu as rtu
 
 PTY_LINE = re.compile(rb"PTY is (\S+)")
 FRAME_GAP_S = 0.02  # a pty delivers a frame in one piece; allow scheduling jitter before calling it ended

@@ -22,7 +22,7 @@ import math
 
 import msgspec
 
-from gateway.records import Incident, TimelineEvent
+from gateway.incident.records import Incident, TimelineEvent
 
 NO_CALL_ID = ("", "-")  # the gateway sends "-" when it has no caller Call-ID
 

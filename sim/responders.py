@@ -41,8 +41,9 @@ from typing import Any, Literal
 import trio
 
 from gateway.errors import ConfigError, DrillError
-from gateway.escalation.directory import Directory
-from sim import dtmf, scenario, sipp
+from gateway.scenario.people import Directory
+from sim import dtmf, sipp
+from sim import sipp_xml as scenario
 
 REPO = Path(__file__).resolve().parent.parent
 ACK_DIGIT = "1"
@@ -193,9 +194,9 @@ def config_doc(base: dict[str, Any], settings: Any, responders_file: Path, scena
 def drill_config(base_path: Path, drill: Any, out: Path, ports: Ports) -> Path:
     """Write the drill's gateway config to ``out`` (and its responders file beside it); returns ``out``.
     Raises DrillError for a scripted person the directory does not have or cannot reach."""
-    from gateway import config as gateway_config
-    from gateway.escalation import directory as directory_file
-    from gateway.warning.service import project_path
+    from gateway import settings as gateway_config
+    from gateway.scenario import people as directory_file
+    from gateway.settings import project_path
 
     base = tomllib.loads(base_path.read_text(encoding="utf-8"))
     cfg = gateway_config.parse(base, str(base_path))
@@ -338,7 +339,7 @@ async def sms_responder(smsc: Any, plan: Plan, poll_s: float = 0.1) -> None:
 def main(argv: list[str] | None = None) -> int:
     """``python -m sim.responders DRILL --config BASE --out PATH``: write the gateway config an
     escalation drill runs against."""
-    from gateway import config as gateway_config
+    from gateway import settings as gateway_config
     from sim.cli import write_drill_config
 
     parser = argparse.ArgumentParser(prog="python -m sim.responders", description=main.__doc__)

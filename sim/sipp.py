@@ -20,9 +20,9 @@ from urllib.parse import urlparse
 
 import trio
 
-from gateway.config import GatewayConfig
 from gateway.errors import DrillError
-from sim import scenario
+from gateway.settings import GatewayConfig
+from sim import sipp_xml as scenario
 
 log = logging.getLogger(__name__)
 LINE = re.compile(r"^(INVITE|ANSWERED|RINGING) (\d+)(?:\.\d+)? (\d+)(?:\.\d+)? (.*)$")

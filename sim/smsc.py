@@ -46,8 +46,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from channels import smpp_mo
-from channels import smpp_pdu as P
+from gateway.protocols import smpp_mo
+from gateway.protocols import smpp_pdu as P
 
 DESTINATION = re.compile(r"^[0-9]{6,15}$")
 
@@ -565,7 +565,7 @@ def control_app(smsc: Smsc) -> Starlette:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    from gateway.http_api import run_server  # only the separate process serves the control API
+    from gateway.web.app import run_server  # only the separate process serves the control API
 
     async with open_smsc(system_id=args.system_id, password=args.password, host=args.host, port=args.port,
                          receipt_delay_s=args.receipt_delay, keep_text=not args.no_text,

@@ -45,8 +45,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.http_api import run_server
 from gateway.warning.sms import segments
+from gateway.web.app import run_server
 
 API = "/2010-04-01"
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 31 + "1"

@@ -13,15 +13,16 @@ import msgspec
 import trio
 from starlette.applications import Starlette
 
-from gateway.alarm.contact_id import encode, parse
-from gateway.alarm.service import AlarmConfig, AlarmIntake
-from gateway.alarm.sites import token_hash
-from gateway.bus import Bus
-from gateway.call import Recorder
-from gateway.desk import Desk
-from gateway.http_api import run_server
-from gateway.records import Incident
-from gateway.store import AsyncStore, SqliteStore
+from gateway.incident.bus import Bus
+from gateway.incident.desk import Desk
+from gateway.incident.records import Incident
+from gateway.incident.store import AsyncStore, SqliteStore
+from gateway.incident.writer import Recorder
+from gateway.intake.alarm.panels import AlarmIntake
+from gateway.intake.alarm.sites import token_hash
+from gateway.protocols.contact_id import encode, parse
+from gateway.settings import AlarmConfig
+from gateway.web.app import run_server
 
 TOKENS = {"1201": "token-school-12", "4B09": "token-internat-9"}
 SITES = "".join(f"""

@@ -9,9 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gateway.alarm.contact_id import checksum_digit, encode, parse
-from gateway.alarm.service import (
-    AlarmConfig,
+from gateway.intake.alarm.panels import (
     BadBody,
     classify,
     event_data,
@@ -20,7 +18,9 @@ from gateway.alarm.service import (
     pending_files,
     site_location,
 )
-from gateway.alarm.sites import Contact, Site
+from gateway.intake.alarm.sites import Contact, Site
+from gateway.protocols.contact_id import checksum_digit, encode, parse
+from gateway.settings import AlarmConfig
 
 SITE = Site(account="1201", name_kk="№ 12 мектеп-гимназия", name_ru="Школа-гимназия № 12",
             address="Алматы, ул. Толе би, 111", lat=43.25234, lon=76.91871, zone="almaly",

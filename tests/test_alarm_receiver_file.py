@@ -8,15 +8,15 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gateway.alarm.contact_id import ContactIdEvent
-from gateway.alarm.receiver_file import (
+from gateway.errors import ProtocolError
+from gateway.intake.alarm.receiver_file import (
     EventFileError,
     ReceivedCall,
     UnsupportedProtocolError,
     parse_event_file,
     read_event_file,
 )
-from gateway.errors import ProtocolError
+from gateway.protocols.contact_id import ContactIdEvent
 
 # Checksums worked in tests/test_contact_id.py: 131 perimeter burglary, 602 periodic test,
 # 120 panic from hex account B2E4 (dialled *2B4), and the burglary's restore.

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.alarm.sites import Sites, check_zones, load_sites, parse_sites, token_hash
 from gateway.errors import ConfigError
+from gateway.intake.alarm.sites import Sites, check_zones, load_sites, parse_sites, token_hash
 
 REPO = Path(__file__).resolve().parent.parent
 

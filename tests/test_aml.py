@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway import aml, location
 from gateway.errors import ProtocolError
-from gateway.records import Location
+from gateway.incident.records import Location
+from gateway.protocols import aml, location
 
 # The brief's example: a correct message whose ml (123) disagrees with its real length (128).
 ALMATY = ('A"ML=1;lt=+43.23810;lg=+76.94560;rd=15;top=20261121093012;lc=68;pm=G;si=401021234567890;'

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import ani
-from gateway.config import AniConfig
+from gateway.protocols import ani
+from gateway.settings import AniConfig
 
 MOBILE = "+77012345678"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import ari_events as ev
+from gateway.protocols import ari_events as ev
 
 CHANNEL = {
     "id": "1795259147.11", "name": "PJSIP/operator-trunk-0000000b", "state": "Up",

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gateway.callqueue import CallQueue, PositionBoard, match
+from gateway.intake.queue import CallQueue, PositionBoard, match
 
 
 def drain(queue: CallQueue) -> list[str]:

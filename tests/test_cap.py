@@ -10,7 +10,7 @@ import pytest
 from lxml import etree
 
 from gateway.errors import ProtocolError
-from gateway.warning.cap import (
+from gateway.protocols.cap import (
     NS,
     Alert,
     Area,

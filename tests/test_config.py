@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from gateway import config
+from gateway import check_config
+from gateway import settings as config
 from gateway.errors import ConfigError
 
 RAW: dict[str, Any] = tomllib.loads(config.DEFAULT_PATH.read_text(encoding="utf-8"))
@@ -20,7 +21,7 @@ def problems(mutate: Callable[[dict[str, Any]], object]) -> list[str]:
     raw = copy.deepcopy(RAW)
     mutate(raw)
     with pytest.raises(ConfigError) as info:
-        config.parse(raw, "test.toml")
+        check_config.parse(raw, "test.toml")
     assert str(info.value) == "\n".join(info.value.problems)
     assert all(p.startswith("test.toml: ") for p in info.value.problems)
     return info.value.problems
@@ -34,7 +35,7 @@ def test_shipped_config_loads() -> None:
     assert cfg.dispatch.ring_timeout_s == 20.0
     assert {c.digit: (c.name, c.priority) for c in cfg.ivr.categories}["2"] == ("fire", 9)
     assert (cfg.ani.country_code, cfg.ani.trunk_prefix, cfg.ani.national_length) == ("7", "8", 10)
-    assert config.problems_in(config.DEFAULT_PATH) == []
+    assert check_config.problems_in(config.DEFAULT_PATH) == []
 
 
 def test_minimal_config_gets_defaults() -> None:
@@ -181,7 +182,7 @@ def test_valid_fallback_positions_and_sips_contacts_are_accepted() -> None:
 
 def test_problems_in_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.toml"
-    [problem] = config.problems_in(path)
+    [problem] = check_config.problems_in(path)
     assert str(path) in problem
     assert "cannot read" in problem
 
@@ -189,7 +190,7 @@ def test_problems_in_missing_file(tmp_path: Path) -> None:
 def test_problems_in_invalid_toml(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('[asterisk]\nsip_port = = 5060\n', encoding="utf-8")
-    [problem] = config.problems_in(path)
+    [problem] = check_config.problems_in(path)
     assert problem.startswith(f"{path}: not valid TOML")
     assert "line 2" in problem
 
@@ -197,7 +198,7 @@ def test_problems_in_invalid_toml(tmp_path: Path) -> None:
 def test_problems_in_non_utf8_file(tmp_path: Path) -> None:
     path = tmp_path / "cp1251.toml"
     path.write_bytes("# Алматы\n".encode("cp1251") + config.DEFAULT_PATH.read_bytes())
-    [problem] = config.problems_in(path)
+    [problem] = check_config.problems_in(path)
     assert str(path) in problem and "UTF-8" in problem
 
 
@@ -205,7 +206,7 @@ def test_problems_in_reports_schema_problems_with_file_name(tmp_path: Path) -> N
     path = tmp_path / "gw.toml"
     path.write_text(config.DEFAULT_PATH.read_text(encoding="utf-8").replace("sip_port =", "sip_prot ="),
                     encoding="utf-8")
-    [problem] = config.problems_in(path)
+    [problem] = check_config.problems_in(path)
     assert problem.startswith(f"{path}: ") and "sip_prot" in problem
 
 

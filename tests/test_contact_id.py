@@ -14,8 +14,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gateway.alarm import contact_id
-from gateway.alarm.contact_id import (
+from gateway.errors import ProtocolError
+from gateway.protocols import contact_id
+from gateway.protocols.contact_id import (
     EVENT_CODES,
     ChecksumError,
     ContactIdError,
@@ -31,7 +32,6 @@ from gateway.alarm.contact_id import (
     is_test,
     parse,
 )
-from gateway.errors import ProtocolError
 from sim import contact_id as panel
 
 # 1234 18 1 131 01 015 S, perimeter burglary, partition 1, zone 15:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.config import AniConfig
-from gateway.directory import DEFAULT_RADIUS_M, parse_csv
 from gateway.errors import DirectoryImportError
+from gateway.incident.subscribers import DEFAULT_RADIUS_M, parse_csv
+from gateway.settings import AniConfig
 
 HEADER = "number,address,lat,lon,radius_m\n"
 

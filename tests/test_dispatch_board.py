@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway import config
-from gateway.bus import Bus
-from gateway.call import Call, Held, Recorder
-from gateway.dispatch import Dispatcher
+from gateway import settings as config
+from gateway.incident.bus import Bus
+from gateway.incident.records import Caller, Incident
+from gateway.incident.store import AsyncStore, SqliteStore
+from gateway.incident.writer import Call, Held, Recorder
+from gateway.intake.dispatch import Dispatcher
 from gateway.metrics import Metrics
-from gateway.records import Caller, Incident
-from gateway.store import AsyncStore, SqliteStore
 
 
 def dispatcher(tmp_path: Path) -> Dispatcher:

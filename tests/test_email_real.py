@@ -13,8 +13,9 @@ import pytest
 import trio
 
 from channels.base import Message
-from channels.email import EmailConfig, open_email
+from channels.email import open_email
 from gateway.errors import ChannelError
+from gateway.settings.channels import EmailConfig
 from sim.smtp import SmtpSim, open_smtp_sim
 
 SUBJECTS = {"kk": "ЖАТТЫҒУ: Қатты жел туралы ескерту", "ru": "УЧЕНИЯ: Штормовое предупреждение",

@@ -11,19 +11,20 @@ import msgspec
 import trio
 
 from channels.base import Channel
-from channels.smpp import SmppConfig, open_smpp
-from gateway.bus import Bus
-from gateway.call import Recorder
-from gateway.desk import Desk, no_caller
-from gateway.escalation import texts
-from gateway.escalation.directory import Directory, Person, Tier
-from gateway.escalation.engine import Engine
-from gateway.escalation.notifier import Notifier
-from gateway.escalation.triggers import Triggers, TriggerSettings
-from gateway.records import Caller, Incident
+from channels.smpp import open_smpp
+from gateway.incident.bus import Bus
+from gateway.incident.desk import Desk, no_caller
+from gateway.incident.records import Caller, Incident
+from gateway.incident.store import AsyncStore, SqliteStore
+from gateway.incident.writer import Recorder
+from gateway.scenario import texts
 from gateway.scenario.catalogue import Catalogue, Category
+from gateway.scenario.engine import Engine
 from gateway.scenario.model import Scenario
-from gateway.store import AsyncStore, SqliteStore
+from gateway.scenario.notifier import Notifier
+from gateway.scenario.people import Directory, Person, Tier
+from gateway.scenario.triggers import Triggers, TriggerSettings
+from gateway.settings.channels import SmppConfig
 from sim.smsc import open_smsc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -243,8 +244,9 @@ async def test_closing_the_incident_stops_its_scenario(tmp_path: Path) -> None:
 
 
 async def test_the_nearest_free_patrol_is_called_and_its_acknowledgement_sends_it(tmp_path: Path) -> None:
-    from gateway.records import Location
-    from gateway.unit_board import UnitBoard, UnitsConfig
+    from gateway.incident.records import Location
+    from gateway.settings import UnitsConfig
+    from gateway.units.board import UnitBoard
 
     roster = tmp_path / "units.toml"
     roster.write_text('kinds = ["patrol"]\n' + "".join(
@@ -304,8 +306,9 @@ async def test_people_of_a_dynamic_role_are_reached_and_finished_runs_leave_noth
 
 
 async def test_a_crew_member_whose_unit_is_busy_elsewhere_does_not_acknowledge(tmp_path: Path) -> None:
-    from gateway.records import Location
-    from gateway.unit_board import UnitBoard, UnitsConfig
+    from gateway.incident.records import Location
+    from gateway.settings import UnitsConfig
+    from gateway.units.board import UnitBoard
 
     roster = tmp_path / "units.toml"
     roster.write_text('kinds = ["patrol"]\n[[units]]\nid = "p1"\nkind = "patrol"\nname = "P1"\nlat = 43.24\n'

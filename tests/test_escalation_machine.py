@@ -8,10 +8,11 @@ import msgspec
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.escalation import directory, texts
-from gateway.escalation import machine as M
-from gateway.escalation.directory import Centre, Person, Tier
+from gateway.scenario import machine as M
+from gateway.scenario import people as directory
+from gateway.scenario import texts
 from gateway.scenario.model import Scenario, When
+from gateway.scenario.people import Centre, Person, Tier
 
 ROOT = Path(__file__).resolve().parent.parent
 TIERS = {"sup": Tier(name="sup", roles=["shift_supervisor"], channels=["voice"], ack="any", timeout_s=30, repeat=2)}

@@ -12,12 +12,12 @@ import pytest
 import trio
 
 from channels.telegram_callbacks import AckRejected
-from gateway.bus import Bus
-from gateway.call import Recorder
-from gateway.desk import Desk, no_caller
-from gateway.escalation.config import EscalationConfig
-from gateway.escalation.service import Escalation
-from gateway.store import AsyncStore, SqliteStore
+from gateway.incident.bus import Bus
+from gateway.incident.desk import Desk, no_caller
+from gateway.incident.store import AsyncStore, SqliteStore
+from gateway.incident.writer import Recorder
+from gateway.scenario.escalation import Escalation
+from gateway.settings.escalation import EscalationConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 ERMEKOV, SADYKOVA = "+77010000101", "+77010000102"  # duty officers in config/responders.toml

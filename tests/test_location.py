@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from gateway import location
-from gateway.pidf import LocationError
-from gateway.records import Location
+from gateway.incident.records import Location
+from gateway.protocols import location
+from gateway.protocols.pidf import LocationError
 
 # Exactly what Asterisk 22 put in GEOLOC_PROFILE(location_info) for our simulated callers.
 CIRCLE = 'shape="Circle",crs="2d",pos="43.238100 76.945600",radius="25"'

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from channels import modbus_rtu as rtu
 from gateway.errors import ProtocolError
+from gateway.protocols import modbus_rtu as rtu
 
 
 def h(text: str) -> bytes:

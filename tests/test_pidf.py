@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from gateway import pidf
-from gateway.pidf import LocationError
+from gateway.protocols import pidf
+from gateway.protocols.pidf import LocationError
 
 ALMATY = (43.2381, 76.9456)
 SQUARE = [(43.1, 76.9), (43.2, 76.9), (43.2, 77.0), (43.1, 77.0)]

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import trio
 
-from gateway.alarm.contact_id import dtmf_to_hex
-from gateway.alarm.service import AlarmConfig, AlarmIntake
 from gateway.asterisk import sandbox
-from gateway.bus import Bus
-from gateway.call import Recorder
-from gateway.desk import Desk
-from gateway.records import Incident
-from gateway.store import AsyncStore, SqliteStore
+from gateway.incident.bus import Bus
+from gateway.incident.desk import Desk
+from gateway.incident.records import Incident
+from gateway.incident.store import AsyncStore, SqliteStore
+from gateway.incident.writer import Recorder
+from gateway.intake.alarm.panels import AlarmIntake
+from gateway.protocols.contact_id import dtmf_to_hex
+from gateway.settings import AlarmConfig
 from sim import alarm_panel
 from sim.contact_id import panel_message
 from sim.lab import AsteriskInstance

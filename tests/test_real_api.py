@@ -10,14 +10,14 @@ from pathlib import Path
 import httpx
 import trio
 
-from gateway import pidf
+from gateway.protocols import pidf
 from sim import sipp
 from sim.lab import REPO, AsteriskInstance, GatewayProcess
 from tests.test_real_intake import place
 
 
 def gateway_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(config), *args],
+    return subprocess.run([sys.executable, "-m", "gateway.cli.main", "--config", str(config), *args],
                           capture_output=True, text=True, cwd=REPO, timeout=60)
 
 

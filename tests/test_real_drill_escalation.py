@@ -12,7 +12,7 @@ from pathlib import Path
 
 import trio
 
-from gateway import config
+from gateway import settings as config
 from sim import drill, responders
 from sim.lab import AsteriskInstance, GatewayProcess, free_port
 from sim.report import ResponderOutcome, summary_text

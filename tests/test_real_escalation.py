@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from gateway.records import Incident
+from gateway.incident.records import Incident
 from sim.lab import GatewayProcess, write_config
 
 ROOT = Path(__file__).resolve().parent.parent

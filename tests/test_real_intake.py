@@ -6,9 +6,10 @@ from pathlib import Path
 
 import trio
 
-from gateway import pidf
-from gateway.records import Incident
-from sim import dtmf, scenario, sipp
+from gateway.incident.records import Incident
+from gateway.protocols import pidf
+from sim import dtmf, sipp
+from sim import sipp_xml as scenario
 from sim.lab import AsteriskInstance, GatewayProcess
 
 ALMATY = (43.2381, 76.9456)

@@ -92,7 +92,7 @@ class Lab:
     dir: Path
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(self.gateway.path), *args],
+        return subprocess.run([sys.executable, "-m", "gateway.cli.main", "--config", str(self.gateway.path), *args],
                               capture_output=True, text=True, timeout=120, cwd=REPO, check=False)
 
     async def acli(self, *args: str) -> subprocess.CompletedProcess[str]:

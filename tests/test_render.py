@@ -9,8 +9,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from gateway import config
-from gateway.asterisk import render
+from gateway import settings as config
+from gateway.asterisk import dialplan as render
 from gateway.errors import ConfigError
 
 INST, MODDIR, DATADIR = "/srv/ecgw/t", "/usr/lib/x86_64-linux-gnu/asterisk/modules", "/usr/share/asterisk"

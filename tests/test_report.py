@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from gateway.records import Caller, Incident, Location, TimelineEvent
+from gateway.incident.records import Caller, Incident, Location, TimelineEvent
 from sim.report import PlacedCall, Ringing, compute, percentile, percentiles, summary_text
 
 T0 = 1_700_000_000.0

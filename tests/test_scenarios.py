@@ -86,7 +86,7 @@ scenario = "missing"
 def test_check_config_reports_a_scenario_naming_an_unknown_warning_template(tmp_path: Path) -> None:
     import shutil
 
-    from gateway.config import problems_in
+    from gateway.check_config import problems_in
 
     shutil.copytree(ROOT / "config" / "scenarios", tmp_path / "scenarios")
     shutil.copy(ROOT / "config" / "categories.toml", tmp_path / "categories.toml")

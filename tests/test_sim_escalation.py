@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from gateway import config as gateway_config
-from gateway.desk import no_caller
+from gateway import settings as gateway_config
 from gateway.errors import DrillError
-from gateway.escalation import directory as directory_file
-from gateway.records import Incident, TimelineEvent
+from gateway.incident.desk import no_caller
+from gateway.incident.records import Incident, TimelineEvent
+from gateway.scenario import people as directory_file
 from sim import drill, report, responders, sipp
 from sim.lab import REPO
 

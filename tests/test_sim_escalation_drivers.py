@@ -13,10 +13,12 @@ import pytest
 import trio
 
 from channels.base import Message
-from channels.smpp import SmppConfig, open_smpp
-from channels.telegram import TelegramConfig, open_telegram
+from channels.smpp import open_smpp
+from channels.telegram import open_telegram
 from gateway.errors import DrillError
-from sim import responders, scenario, sipp
+from gateway.settings.channels import SmppConfig, TelegramConfig
+from sim import responders, sipp
+from sim import sipp_xml as scenario
 from sim.lab import free_port
 from sim.smsc import open_smsc
 from sim.telegram import open_telegram_sim

@@ -6,11 +6,9 @@ import socket
 
 import pytest
 
-from channels.email import EmailConfig
-from channels.smpp import SmppConfig
-from channels.telegram import TelegramConfig
 from gateway.errors import DrillError
-from gateway.warning.config import ChannelSet
+from gateway.settings.channels import EmailConfig, SmppConfig, TelegramConfig
+from gateway.settings.warnings import ChannelSet
 from sim.lab import free_port
 from sim.providers import open_providers
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import pidf
-from sim import dtmf, scenario, sipp
+from gateway.protocols import pidf
+from sim import dtmf, sipp
+from sim import sipp_xml as scenario
 
 # --- scenario XML ------------------------------------------------------------------------------
 

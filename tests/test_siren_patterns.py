@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from channels.siren_patterns import Plan, Step, parse_options, plan, plan_for, state_at
 from gateway.errors import AlertError
+from gateway.protocols.siren_patterns import Plan, Step, parse_options, plan, plan_for, state_at
 
 
 def test_defaults_are_a_three_minute_steady_tone() -> None:

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from channels import modbus_rtu as rtu
 from channels.base import Message, Receipt
-from channels.sirens import SirenChannel, SirenConfig, SirenLine, SirenTarget, config_problems, open_sirens
+from channels.sirens import SirenChannel, SirenConfig, SirenTarget, config_problems, open_sirens
 from gateway.errors import ChannelError, ConfigError
+from gateway.protocols import modbus_rtu as rtu
+from gateway.settings.channels import SirenLine
 from sim.relayboard import RelayBoards, RunningLine, apply_command, relay_line, socat_pair
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs ptys and socat")

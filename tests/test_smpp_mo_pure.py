@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from channels import smpp_mo
-from channels.smpp_pdu import DeliverSm, decode, encode
-from channels.smpp_text import Concat
+from gateway.protocols import smpp_mo
+from gateway.protocols.smpp_pdu import DeliverSm, decode, encode
+from gateway.protocols.smpp_text import Concat
 
 
 def wire(pdu: DeliverSm) -> DeliverSm:

@@ -9,15 +9,17 @@ import httpx
 import pytest
 import trio
 
-from channels import smpp_pdu as P
 from channels.base import Message
-from channels.smpp import SmppChannel, SmppConfig, open_smpp
-from gateway.bus import Bus
-from gateway.call import Recorder
-from gateway.desk import Desk
+from channels.smpp import SmppChannel, open_smpp
 from gateway.errors import StoreError
-from gateway.reports.sms112 import Sms112, Sms112Config
-from gateway.store import AsyncStore, SqliteStore
+from gateway.incident.bus import Bus
+from gateway.incident.desk import Desk
+from gateway.incident.store import AsyncStore, SqliteStore
+from gateway.incident.writer import Recorder
+from gateway.intake.text.sms112 import Sms112
+from gateway.protocols import smpp_pdu as P
+from gateway.settings import Sms112Config
+from gateway.settings.channels import SmppConfig
 from sim.sms_citizen import aml_sms, text_via_smsc, text_via_smsc_control
 from sim.smsc import Smsc, open_smsc, smsc_process
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from channels import smpp_pdu as P
 from gateway.errors import ProtocolError
+from gateway.protocols import smpp_pdu as P
 
 KAZAKH = "ә ғ қ ң ө ұ ү һ і"
 

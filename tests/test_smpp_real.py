@@ -11,10 +11,11 @@ import msgspec
 import pytest
 import trio
 
-from channels import smpp_pdu as P
 from channels.base import Message, Receipt
-from channels.smpp import SmppConfig, open_smpp
+from channels.smpp import open_smpp
 from gateway.errors import ChannelError
+from gateway.protocols import smpp_pdu as P
+from gateway.settings.channels import SmppConfig
 from sim.smsc import Smsc, open_smsc, smsc_process
 
 KAZAKH = "Назар аударыңыз! Су тасқыны: ә ғ қ ң ө ұ ү һ і"

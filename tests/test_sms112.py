@@ -14,14 +14,15 @@ import httpx
 import trio
 from starlette.applications import Starlette
 
-from gateway.bus import Bus
-from gateway.call import Recorder
-from gateway.desk import Desk
 from gateway.errors import ChannelError
-from gateway.http_api import run_server
-from gateway.records import Incident
-from gateway.reports.sms112 import EMPTY_TWIML, Sms112, Sms112Config
-from gateway.store import AsyncStore, SqliteStore
+from gateway.incident.bus import Bus
+from gateway.incident.desk import Desk
+from gateway.incident.records import Incident
+from gateway.incident.store import AsyncStore, SqliteStore
+from gateway.incident.writer import Recorder
+from gateway.intake.text.sms112 import EMPTY_TWIML, Sms112
+from gateway.settings import Sms112Config
+from gateway.web.app import run_server
 from sim.sms_citizen import aml_form, aml_sms, text_via_twilio, twilio_inbound_form
 from sim.twilio import sign
 
@@ -214,7 +215,7 @@ async def test_held_aml_expires_unmatched_and_is_logged(tmp_path: Path, caplog: 
     import pytest
 
     assert isinstance(caplog, pytest.LogCaptureFixture)
-    caplog.set_level(logging.INFO, "gateway.reports.sms112")
+    caplog.set_level(logging.INFO, "gateway.intake.text.sms112")
     with trio.fail_after(10):
         async with rig(tmp_path, match_window_s=0.2) as r:
             assert (await r.sms.handle_text(NUMBER, aml_sms(43.25, 76.95, 8), "smpp")).kind == "aml_held"

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from channels.smpp_text import text_units
-from gateway import aml
-from gateway.records import Caller, Incident
-from gateway.reports import sms_text
-from gateway.reports.sms112 import Sms112Config, reply_number
+from gateway.incident.records import Caller, Incident
+from gateway.intake.text.sms112 import reply_number
+from gateway.protocols import aml, sms_text
+from gateway.protocols.smpp_text import text_units
+from gateway.settings import Sms112Config
 from sim.sms_citizen import aml_sms
 
 REPORT = aml.parse_sms(aml_sms(43.2381, 76.9456, when=datetime(2026, 11, 21, 9, 30, tzinfo=UTC)),

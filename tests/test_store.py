@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from gateway.bus import Bus
-from gateway.call import Call, Held, Recorder
 from gateway.errors import NotFound, StoreError
-from gateway.records import Caller, Incident, Location
-from gateway.store import MAX_LINKS, AsyncStore, SqliteStore, event
+from gateway.incident.bus import Bus
+from gateway.incident.records import Caller, Incident, Location
+from gateway.incident.store import MAX_LINKS, AsyncStore, SqliteStore, event
+from gateway.incident.writer import Call, Held, Recorder
 
 
 def incident(incident_id: str, number: str = "+77011234567", created: float = 1000.0,
@@ -137,7 +137,7 @@ def test_unwritable_store_is_a_store_error(tmp_path: Path) -> None:
 
 
 async def test_a_failed_write_is_retried_at_its_own_places_and_nothing_is_lost(tmp_path: Path) -> None:
-    from gateway.desk import Desk, no_caller
+    from gateway.incident.desk import Desk, no_caller
 
     sync = SqliteStore(tmp_path / "s.db")
     sync._db.execute("PRAGMA busy_timeout=100")

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from gateway.desk import DeskError, no_caller
 from gateway.errors import ConfigError, NotFound
-from gateway.reports.report_text import TEXTS
-from gateway.reports.telegram102 import Report102Config, Telegram102
+from gateway.incident.desk import DeskError, no_caller
+from gateway.intake.text.telegram102 import Telegram102
+from gateway.protocols.telegram_updates import TEXTS
+from gateway.settings import Report102Config
 from sim.telegram_citizen import Citizen, play, typical_report
 from tests.test_telegram102_harness import lab
 

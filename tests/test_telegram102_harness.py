@@ -9,12 +9,13 @@ from typing import Any
 
 import trio
 
-from gateway.bus import Bus
-from gateway.call import Recorder
-from gateway.desk import Desk
-from gateway.records import Incident
-from gateway.reports.telegram102 import Report102Config, Telegram102
-from gateway.store import AsyncStore, SqliteStore
+from gateway.incident.bus import Bus
+from gateway.incident.desk import Desk
+from gateway.incident.records import Incident
+from gateway.incident.store import AsyncStore, SqliteStore
+from gateway.incident.writer import Recorder
+from gateway.intake.text.telegram102 import Telegram102
+from gateway.settings import Report102Config
 from sim.telegram import SentMessage, TelegramSim, open_telegram_sim
 
 TOKEN = "102102:CITIZEN-token"

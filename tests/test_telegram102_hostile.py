@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import trio
 
-from gateway.desk import no_caller
-from gateway.reports.report_text import TEXTS
+from gateway.incident.desk import no_caller
+from gateway.protocols.telegram_updates import TEXTS
 from sim.telegram_citizen import Citizen
 from tests.test_telegram102_harness import lab
 
@@ -56,7 +56,7 @@ async def test_oversized_text_is_truncated_and_the_citizen_told(tmp_path: Path) 
 
 async def test_flood_is_acknowledged_once_and_dropped_with_a_counted_log(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, "gateway.reports.telegram102")
+    caplog.set_level(logging.WARNING, "gateway.intake.text.telegram102")
     with trio.fail_after(10):
         async with lab(tmp_path, max_per_minute=3, ack_interval_s=60) as t:
             citizen = Citizen(CHAT)
@@ -79,7 +79,7 @@ async def test_flood_is_acknowledged_once_and_dropped_with_a_counted_log(
 
 
 async def test_forged_sender_is_never_answered_nor_recorded(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, "gateway.reports.telegram102")
+    caplog.set_level(logging.WARNING, "gateway.intake.text.telegram102")
     with trio.fail_after(10):
         async with lab(tmp_path) as t:
             forged = Citizen(VICTIM).text("Ложный вызов")
@@ -212,7 +212,7 @@ async def test_bot_api_outage_is_retried_with_backoff(tmp_path: Path) -> None:
 
 async def test_a_rejected_token_is_retried_without_stopping_the_gateway(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.ERROR, "gateway.reports.telegram102")
+    caplog.set_level(logging.ERROR, "gateway.intake.text.telegram102")
     with trio.fail_after(10):
         async with lab(tmp_path, sim_token="999:OTHER-token") as t:
             await t.until(lambda: any("cannot reach the Bot API" in r.getMessage() for r in caplog.records))

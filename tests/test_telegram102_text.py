@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.reports.report_text import (
+from gateway.protocols.telegram_updates import (
     TEXTS,
     Chats,
     Contact,

@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from channels.base import Message
-from channels.telegram import TelegramConfig, ack_button, open_telegram
+from channels.telegram import ack_button, open_telegram
 from channels.telegram_callbacks import (
     NEUTRAL,
     TRY_LATER,
@@ -26,7 +26,8 @@ from channels.telegram_callbacks import (
     text_for,
 )
 from gateway.errors import StoreError
-from gateway.http_api import run_server
+from gateway.settings.channels import TelegramConfig
+from gateway.web.app import run_server
 from sim import telegram as simtg
 from sim.telegram import TelegramSim
 

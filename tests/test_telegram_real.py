@@ -15,10 +15,11 @@ import trio
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, TelegramError, TimedOut
 
 from channels.base import Message
-from channels.telegram import TelegramConfig, classify, open_telegram, parse_address, render_parts, utf16_len
+from channels.telegram import classify, open_telegram, parse_address, render_parts, utf16_len
 from channels.telegram_bot import run_signup_bot
-from channels.telegram_signup import GREETING, TEXTS
 from gateway.errors import ChannelError, StoreError
+from gateway.protocols.telegram_signup import GREETING, TEXTS
+from gateway.settings.channels import TelegramConfig
 from sim.telegram import TelegramSim, open_telegram_sim, plain_text
 
 # PTB 22 warns from inside RetryAfter that retry_after will become a timedelta; the driver takes both.

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from channels.telegram_signup import (
+from gateway.errors import ConfigError
+from gateway.protocols.telegram_signup import (
     GREETING,
     TEXTS,
     Answer,
@@ -20,7 +21,6 @@ from channels.telegram_signup import (
     api_call,
     bot_commands,
 )
-from gateway.errors import ConfigError
 
 ZONES = {
     "almaly": {"kk": "Алмалы ауданы", "ru": "Алмалинский район", "en": "Almaly district"},

@@ -22,10 +22,11 @@ from starlette.applications import Starlette
 
 from channels.base import Channel, Message, Receipt
 from channels.twilio_callbacks import callback_url
-from channels.twilio_sms import TwilioConfig, open_twilio, status_callback_route
+from channels.twilio_sms import open_twilio, status_callback_route
 from gateway.errors import ChannelError
-from gateway.http_api import run_server
+from gateway.settings.channels import TwilioConfig
 from gateway.warning.sms import segments
+from gateway.web.app import run_server
 from sim.twilio import API, TwilioSim, open_twilio_sim, sign
 
 SENDER = "+15005550006"

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.desk import no_caller
 from gateway.errors import ConfigError
-from gateway.records import Incident, Location
-from gateway.unit_board import UnitsConfig, config_problems, load_roster
-from gateway.units import (
+from gateway.incident.desk import no_caller
+from gateway.incident.records import Incident, Location
+from gateway.settings import UnitsConfig
+from gateway.settings.units import units_problems
+from gateway.units.model import (
     STATUSES,
     TRANSITIONS,
     IllegalTransition,
@@ -20,6 +21,7 @@ from gateway.units import (
     check_change,
     check_position,
     incident_point,
+    load_roster,
     moved,
     parse_roster,
     propose,
@@ -124,7 +126,7 @@ def test_default_roster_is_valid() -> None:
     assert {"patrol", "fire_crew", "ambulance"} <= set(roster.kinds)  # the scenarios notify these kinds
     assert len(roster.units) >= 10 and {u.kind for u in roster.units} == set(roster.kinds)
     assert all(u.members for u in roster.units)
-    assert config_problems(UnitsConfig()) == []
+    assert units_problems(UnitsConfig()) == []
 
 
 def test_roster_reports_every_problem_at_once() -> None:
@@ -173,9 +175,10 @@ memebrs = ["x"]
 
 
 def test_config_problems_name_the_section(tmp_path: Path) -> None:
-    missing = config_problems(UnitsConfig(roster_file=str(tmp_path / "none.toml"), speed_kmh=0, stale_after_s=-1))
-    assert any("units.speed_kmh" in p for p in missing) and any("units.stale_after_s" in p for p in missing)
-    assert any("none.toml: cannot read" in p for p in missing)
+    wrong = units_problems(UnitsConfig(speed_kmh=0, stale_after_s=-1))
+    assert any("units.speed_kmh" in p for p in wrong) and any("units.stale_after_s" in p for p in wrong)
+    with pytest.raises(ConfigError, match="none.toml: cannot read"):
+        load_roster(tmp_path / "none.toml")
     (tmp_path / "bad.toml").write_bytes(b"kinds = ['\xff']")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_roster(tmp_path / "bad.toml")

@@ -11,10 +11,10 @@ import httpx
 import trio
 from starlette.applications import Starlette
 
-from gateway.auth import Auth
-from gateway.desk import Desk
-from gateway.http_api import run_server
-from gateway.unit_board import UnitBoard
+from gateway.incident.desk import Desk
+from gateway.units.board import UnitBoard
+from gateway.web.app import run_server
+from gateway.web.auth import Auth
 from tests.test_units_board import ABAI, incident_desk, make_board, report
 
 TOKENS = {"aigerim": "tok-dispatcher", "olga": "tok-civil-defence"}

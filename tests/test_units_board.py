@@ -10,14 +10,15 @@ from pathlib import Path
 import pytest
 import trio
 
-from gateway.bus import Bus
-from gateway.call import Recorder
-from gateway.desk import Desk, no_caller
 from gateway.errors import ConfigError, NotFound
-from gateway.records import Incident, Location
-from gateway.store import AsyncStore, SqliteStore
-from gateway.unit_board import UnitBoard, UnitsConfig
-from gateway.units import IllegalTransition, NoLocation, UnitInputError
+from gateway.incident.bus import Bus
+from gateway.incident.desk import Desk, no_caller
+from gateway.incident.records import Incident, Location
+from gateway.incident.store import AsyncStore, SqliteStore
+from gateway.incident.writer import Recorder
+from gateway.settings import UnitsConfig
+from gateway.units.board import UnitBoard
+from gateway.units.model import IllegalTransition, NoLocation, UnitInputError
 
 ROSTER = """
 kinds = ["patrol", "ambulance"]

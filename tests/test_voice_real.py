@@ -15,11 +15,13 @@ import pytest
 import trio
 
 from channels.base import Language, Message, Receipt
-from channels.voice import VoiceChannel, VoiceConfig, config_problems, dial_string, open_voice, unanswered
+from channels.voice import VoiceChannel, dial_string, open_voice, unanswered
 from channels.voice_tts import MAX_CHARS, Synthesizer, asterisk_view, clean, file_key, text_problem, wav_duration
 from gateway.asterisk import sandbox
 from gateway.errors import ConfigError
-from sim import scenario
+from gateway.settings.channels import VoiceConfig
+from gateway.settings.channels import voice_problems as config_problems
+from sim import sipp_xml as scenario
 from sim.lab import AsteriskInstance, Residents, free_port, residents, rtp_payload_len
 
 TEXT = {"ru": "Внимание! Угроза наводнения.", "kk": "Назар аударыңыз! Су тасқыны.", "en": "Attention! Flood warning."}

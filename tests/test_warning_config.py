@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from gateway.warning.config import WarningsConfig, problems
+from gateway.settings.warnings import WarningsConfig
+from gateway.settings.warnings import warnings_problems as problems
 
 
 def config(**raw: object) -> WarningsConfig:

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from channels.email import EmailConfig, open_email
-from channels.telegram import TelegramConfig, open_telegram
+from channels.email import open_email
+from channels.telegram import open_telegram
 from gateway.errors import AlertError
+from gateway.settings.channels import EmailConfig, TelegramConfig
 from gateway.warning.workflow import DraftSpec
 from sim.smtp import open_smtp_sim
 from sim.telegram import open_telegram_sim
@@ -165,7 +166,8 @@ async def test_cancel_withdraws_the_rest_and_reaches_those_already_warned(tmp_pa
 
 
 async def test_sirens_sound_first_and_a_cancel_silences_them(tmp_path: Path) -> None:
-    from channels.sirens import SirenConfig, SirenLine, SirenTarget, open_sirens
+    from channels.sirens import SirenConfig, SirenTarget, open_sirens
+    from gateway.settings.channels import SirenLine
     from sim.relayboard import relay_line
 
     async with relay_line(units=(3,), coils=8, parity="N") as line, open_smtp_sim() as smtp, \

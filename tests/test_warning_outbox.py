@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from gateway.errors import NotFound, StoreError
-from gateway.warning.cap import Alert
+from gateway.protocols.cap import Alert
 from gateway.warning.outbox import Outbox, RecipientRow
 from gateway.warning.records import FAILED, QUEUED, SENT, AlertRecord, AuditEvent
 from tests.warning_harness import people

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ZoneError
+from gateway.protocols.cap import Area, Circle
 from gateway.warning import zones
-from gateway.warning.cap import Area, Circle
 
 ROOT = Path(__file__).resolve().parent.parent
 

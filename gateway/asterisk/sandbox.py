@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.asterisk.render import render_all
-from gateway.config import GatewayConfig
+from gateway.asterisk.dialplan import render_all
 from gateway.errors import AsteriskError
+from gateway.settings import GatewayConfig
 
 PACKAGES = "asterisk,asterisk-modules,asterisk-core-sounds-en,ca-certificates"
 APT_SOURCES = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]

@@ -13,9 +13,12 @@ from pathlib import Path
 import msgspec
 
 from gateway.errors import ConfigError
+from gateway.scenario import people as people_file
+from gateway.scenario import texts as texts_file
 from gateway.scenario.model import Known, Scenario, check
 from gateway.scenario.model import load as load_scenario
-from gateway.schema import Base
+from gateway.settings.base import Base, project_path
+from gateway.settings.escalation import EscalationConfig
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 
@@ -100,3 +103,37 @@ def _cross_problems(path: Path, categories: list[Category], scenarios: dict[str,
     p.extend(f"scenario {name}: named in the configuration but has no file" for name in sorted(also_used - set(scenarios)))
     p.extend(f"scenario {name}: no category uses it" for name in sorted(set(scenarios) - used))
     return p
+
+
+def load_catalogue(cfg: EscalationConfig, known: Known | None = None) -> Catalogue:
+    """The categories and scenarios ``[escalation]`` names; raises ConfigError listing every problem."""
+    return load(project_path(cfg.categories_file), project_path(cfg.scenarios_dir), known,
+                also_used=frozenset({cfg.sla_scenario}))
+
+
+def known_for(directory: people_file.Directory, texts: texts_file.Texts, *, unit_kinds: frozenset[str],
+              warning_events: frozenset[str]) -> Known:
+    """What scenarios may refer to."""
+    return Known(roles=directory.roles, people=frozenset(directory.people), units=unit_kinds,
+                 templates=texts.names, events=warning_events, tiers=frozenset(directory.tiers),
+                 centres=frozenset(directory.centres))
+
+
+def check_files(cfg: EscalationConfig, *, unit_kinds: frozenset[str], warning_events: frozenset[str]) -> list[str]:
+    """check-config: every problem of the directory, templates, categories and scenarios."""
+    p: list[str] = []
+    try:
+        directory = people_file.load(project_path(cfg.responders_file))
+    except ConfigError as exc:
+        p.extend(exc.problems)
+    try:
+        texts = texts_file.load(project_path(cfg.templates_dir))
+    except ConfigError as exc:
+        p.extend(exc.problems)
+    if p:
+        return p
+    try:
+        load_catalogue(cfg, known_for(directory, texts, unit_kinds=unit_kinds, warning_events=warning_events))
+    except ConfigError as exc:
+        return exc.problems
+    return []

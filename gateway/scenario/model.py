@@ -18,7 +18,7 @@ from typing import Literal
 import msgspec
 
 from gateway.errors import ConfigError
-from gateway.schema import Base
+from gateway.settings.base import Base
 
 Channel = Literal["voice", "sms", "telegram", "email", "console"]
 ID_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")

@@ -21,7 +21,7 @@ from pathlib import Path
 import msgspec
 
 from gateway.errors import NotFound, StoreError
-from gateway.store import connect
+from gateway.incident.store import connect
 from gateway.warning.recipients import Recipient
 from gateway.warning.records import (
     JOB_STATE_NAMES,

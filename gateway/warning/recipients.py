@@ -17,7 +17,7 @@ from typing import Literal
 
 import msgspec
 
-from gateway.ani import e164
+from gateway.protocols.ani import e164
 
 Kind = Literal["sms", "email", "telegram", "voice"]
 KINDS: tuple[Kind, ...] = ("sms", "email", "telegram", "voice")

@@ -6,7 +6,7 @@ from typing import Literal
 
 import msgspec
 
-from gateway.warning.cap import Alert
+from gateway.protocols.cap import Alert
 
 AlertState = Literal["draft", "approved", "sending", "sent", "superseded", "cancelled"]
 # Job states in the outbox; small integers because a million-row table stores one per job.

@@ -9,7 +9,7 @@ import msgspec
 
 from channels.base import Language
 from gateway.errors import TemplateError
-from gateway.warning.cap import Info
+from gateway.protocols.cap import Info
 from gateway.warning.records import AlertRecord
 from gateway.warning.templates import Catalogue, Rendered
 from gateway.warning.zones import ZoneSet

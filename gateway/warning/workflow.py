@@ -16,7 +16,7 @@ from typing import Literal
 import msgspec
 
 from gateway.errors import AlertError, NotFound, StoreError, ZoneError
-from gateway.warning import cap
+from gateway.protocols import cap
 from gateway.warning.engine import AsyncOutbox, Engine
 from gateway.warning.records import AlertRecord, AuditEvent, Progress
 from gateway.warning.render import LANGUAGES, Renderer

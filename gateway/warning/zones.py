@@ -21,8 +21,8 @@ from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 
 from gateway.errors import ZoneError
-from gateway.schema import Base
-from gateway.warning.cap import Area, Circle
+from gateway.protocols.cap import Area, Circle
+from gateway.settings.base import Base
 
 KM_PER_DEGREE = 111.195
 NAME_RE = r"^[a-z][a-z0-9_-]{0,47}$"

@@ -1,1 +1,0 @@
-"""Alarm panels calling in: Ademco Contact ID messages and Asterisk AlarmReceiver event files (pure)."""

@@ -1,0 +1,104 @@
+"""Render the Asterisk configuration templates in ``dialplans/`` from the gateway config (pure).
+
+Templates use ``{{name}}`` placeholders because Asterisk itself owns ``${...}``. An unknown or
+missing placeholder is an error: a half-rendered dialplan could silently drop emergency calls.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from gateway.errors import ConfigError
+from gateway.settings import GatewayConfig
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent.parent / "dialplans"
+PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+
+
+def fill(text: str, values: dict[str, str], name: str = "<template>") -> str:
+    """Replace every ``{{key}}``; raise ConfigError naming each placeholder without a value."""
+    missing = sorted({m.group(1) for m in PLACEHOLDER.finditer(text)} - values.keys())
+    if missing:
+        raise ConfigError([f"{name}: no value for placeholder(s) {', '.join(missing)}"])
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+
+def template_values(cfg: GatewayConfig, instance_dir: str, moddir: str, datadir: str) -> dict[str, str]:
+    """Everything the templates may refer to, as strings."""
+    a = cfg.asterisk
+    d = cfg.dispatch
+    ring = max(1, int(d.ring_timeout_s))
+    return {
+        "inst": instance_dir,
+        "moddir": moddir,
+        "datadir": datadir,
+        "sip_port": str(a.sip_port),
+        "http_port": str(a.http_port),
+        "ami_port": str(a.ami_port),
+        "rtp_start": str(a.rtp_start),
+        "rtp_end": str(a.rtp_end),
+        "app": a.app,
+        "ari_user": a.ari_user,
+        "ari_password": a.ari_password,
+        "ami_user": a.ami_user,
+        "ami_password": a.ami_password,
+        "operator_match": a.operator_match,
+        "default_language": a.default_language,
+        "ring_timeout": str(ring),
+        "position_sections": position_sections(cfg),
+        "fallback_dial": fallback_dial(cfg),
+        "backup_dial": "PJSIP/ecgw-backup" if d.backup else fallback_dial(cfg),
+        "service_routes": service_routes(cfg),
+        "deliver_routes": deliver_routes(cfg, ring),
+    }
+
+
+def position_sections(cfg: GatewayConfig) -> str:
+    """One endpoint + AOR per dispatcher position, plus the backup centre if configured."""
+    targets = [(f"ecgw-pos-{p.name}", p.contact) for p in cfg.dispatch.positions]
+    if cfg.dispatch.backup:
+        targets.append(("ecgw-backup", cfg.dispatch.backup))
+    blocks = []
+    for endpoint, contact in targets:
+        blocks.append(
+            f"[{endpoint}](ecgw-phone)\naors = {endpoint}\n\n"
+            f"[{endpoint}]\ntype = aor\ncontact = {contact}\nmax_contacts = 1\n"
+        )
+    return "\n".join(blocks)
+
+
+def fallback_dial(cfg: GatewayConfig) -> str:
+    """Dial string ringing every fallback position at once (default: all positions)."""
+    names = cfg.dispatch.fallback_positions or [p.name for p in cfg.dispatch.positions]
+    return "&".join(f"PJSIP/ecgw-pos-{n}" for n in names)
+
+
+def deliver_routes(cfg: GatewayConfig, ring_s: int) -> str:
+    """One extension per position in ``ecgw-deliver``: ring it (with ringback to the caller)."""
+    lines = []
+    for p in cfg.dispatch.positions:
+        lines.append(f"exten => {p.name},1,Dial(PJSIP/ecgw-pos-{p.name},{ring_s},b(ecgw-phone-headers^s^1)r)")
+        lines.append(' same => n,GotoIf($["${DIALSTATUS}" = "ANSWER"]?done,1:back,1)')
+    return "\n".join(lines)
+
+
+def service_routes(cfg: GatewayConfig) -> str:
+    """Dialplan lines sending every dialled form of every service into the emergency context."""
+    lines = []
+    for svc in cfg.services:
+        for number in svc.dialled:
+            lines.append(f"exten => {number},1,Set(ECGW_SERVICE={svc.name})")
+            lines.append(" same => n,Goto(ecgw-emergency,s,1)")
+    return "\n".join(lines)
+
+
+def render_all(
+    cfg: GatewayConfig, instance_dir: str, moddir: str, datadir: str, template_dir: Path = TEMPLATE_DIR
+) -> dict[str, str]:
+    """Map of file name → rendered text for every ``*.conf`` template."""
+    values = template_values(cfg, instance_dir, moddir, datadir)
+    return {
+        path.name: fill(path.read_text(encoding="utf-8"), values, path.name)
+        for path in sorted(template_dir.glob("*.conf"))
+    }

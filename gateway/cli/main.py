@@ -1,0 +1,175 @@
+"""The ``gateway`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import msgspec
+
+from gateway import check_config
+from gateway import settings as config_mod
+from gateway.cli import alerts as warning_cli
+from gateway.errors import ConfigError, GatewayError
+
+_json = msgspec.json.Encoder()
+
+
+def _load(args: argparse.Namespace) -> config_mod.GatewayConfig:
+    return check_config.load(args.config)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    problems = check_config.problems_in(args.config)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not problems:
+        print(f"{args.config}: OK")
+    return 1 if problems else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
+    import trio
+
+    from gateway.app import Gateway
+
+    cfg = _load(args)
+
+    async def until_signal() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(Gateway(cfg).run)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    logging.getLogger("gateway").info("%s: stopping", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+
+    trio.run(until_signal)
+    return 0
+
+
+def cmd_asterisk(args: argparse.Namespace) -> int:
+    from gateway.asterisk import prompts, sandbox
+
+    cfg = _load(args)
+    if args.action == "up":
+        box = sandbox.up(cfg)
+        count = prompts.generate(box.host_dir / "sounds")
+        print(f"Asterisk up ({'chroot ' + str(box.root) if box.chrooted else 'system'}), instance {box.instance}: "
+              f"SIP udp 127.0.0.1:{cfg.asterisk.sip_port}, ARI http://127.0.0.1:{cfg.asterisk.http_port}/ari, "
+              f"AMI 127.0.0.1:{cfg.asterisk.ami_port}; {count} prompts; logs {box.host_dir / 'log'}")
+    elif args.action == "prepare":
+        box = sandbox.prepare(cfg)
+        print(f"Asterisk sandbox ready at {box.root}")
+    elif args.action == "down":
+        sandbox.down(cfg)
+        print("Asterisk stopped")
+    elif args.action == "status":
+        print(sandbox.status(cfg))
+    elif args.action == "cli":
+        print(sandbox.cli(sandbox.locate(cfg), " ".join(args.command)), end="")
+    return 0
+
+
+def _sync_store(cfg: config_mod.GatewayConfig):  # type: ignore[no-untyped-def]
+    from gateway.incident.store import SqliteStore
+
+    return SqliteStore(cfg.store.path)
+
+
+def cmd_incidents(args: argparse.Namespace) -> int:
+    store = _sync_store(_load(args))
+    if args.action == "list":
+        rows = store.recent(args.limit)
+        if args.json:
+            print(_json.encode(rows).decode())
+        else:
+            for r in rows:
+                print(f"{r.id}  {r.service:>4}  {r.state:<10} {r.number or 'withheld':<14} {r.category or '-':<10} "
+                      f"{r.position or '-'}")
+    else:
+        incident = store.get(args.id)
+        print(msgspec.json.format(_json.encode(incident), indent=2).decode() if args.json else incident)
+    return 0
+
+
+def cmd_directory(args: argparse.Namespace) -> int:
+    from gateway.incident.subscribers import parse_csv
+
+    cfg = _load(args)
+    text = Path(args.file).read_text(encoding="utf-8-sig")
+    entries, problems = parse_csv(text, cfg.ani)
+    for problem in problems:
+        print(f"{args.file}: {problem}", file=sys.stderr)
+    _sync_store(cfg).directory_put(entries)
+    print(f"imported {len(entries)} entries, skipped {len(problems)} bad rows")
+    return 1 if problems and not entries else 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from sim import cli as sim_cli
+
+    return sim_cli.run(args, _load(args))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gateway", description="Emergency telephony gateway (102/112)")
+    p.add_argument("--config", default=str(config_mod.DEFAULT_PATH), help="config file (TOML)")
+    p.add_argument("--log-level", default="INFO")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("run", help="run the gateway service").set_defaults(fn=cmd_run)
+    sub.add_parser("check-config", help="validate the config file").set_defaults(fn=cmd_check_config)
+    a = sub.add_parser("asterisk", help="provision and control the Asterisk sandbox")
+    a.add_argument("action", choices=["up", "down", "status", "cli", "prepare"])
+    a.add_argument("command", nargs="*", help="CLI command for 'cli'")
+    a.set_defaults(fn=cmd_asterisk)
+    i = sub.add_parser("incidents", help="read incidents from the store")
+    isub = i.add_subparsers(dest="action", required=True)
+    il = isub.add_parser("list")
+    il.add_argument("--json", action="store_true")
+    il.add_argument("--limit", type=int, default=50)
+    ishow = isub.add_parser("show")
+    ishow.add_argument("id")
+    ishow.add_argument("--json", action="store_true")
+    i.set_defaults(fn=cmd_incidents)
+    d = sub.add_parser("directory", help="subscriber directory")
+    dsub = d.add_subparsers(dest="action", required=True)
+    dimp = dsub.add_parser("import")
+    dimp.add_argument("file")
+    d.set_defaults(fn=cmd_directory)
+    warning_cli.add_parsers(sub)
+    s = sub.add_parser("sim", help="call simulator")
+    ssub = s.add_subparsers(dest="action", required=True)
+    ssub.add_parser("phones", help="answering dispatcher phones (sipp) until stopped")
+    ssub.add_parser("providers", help="the provider stand-ins the [warnings.drill] channels point at, until stopped")
+    drill = ssub.add_parser("drill", help="place the calls of a drill file and report")
+    drill.add_argument("file")
+    drill.add_argument("--report", default="")
+    drill.add_argument("--no-progress", action="store_true")
+    drill_config = ssub.add_parser("drill-config", help="write the gateway config an escalation drill runs against")
+    drill_config.add_argument("file")
+    drill_config.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_sim)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.fn(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except GatewayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

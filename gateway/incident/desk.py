@@ -1,0 +1,129 @@
+"""The incident desk: how everything that is not the call intake opens and changes incidents.
+
+Alarm panels, the Telegram 102 bot, SMS to 112, AML, the units board, the escalation engine and
+dispatchers (through the API) all come here. Every change goes through the recorder's one shared
+``Held`` per live incident, so a call, its scenario and a dispatcher editing it never overwrite
+each other's fields or timeline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from gateway.errors import GatewayError
+from gateway.incident.records import Caller, Incident, IncidentSource, Location, ResponseStatus, new_incident_id
+from gateway.incident.store import AsyncStore, event
+from gateway.incident.writer import Held, Recorder
+
+Value = str | int | float | bool | None
+# Response status may only move forward (a unit can report "on scene" without "en route"); closed is final.
+STATUS_ORDER: dict[str, int] = {"new": 0, "assigned": 1, "en_route": 2, "on_scene": 3, "closed": 4}
+
+
+class DeskError(GatewayError):
+    """A change the desk refuses (unknown status, going backwards, a closed incident)."""
+
+
+def no_caller(raw: str = "") -> Caller:
+    """The caller of an incident nobody phoned in (an alarm panel, an API report)."""
+    return Caller(raw_number=raw, number="", display_name="", withheld=False)
+
+
+def best_location(locations: Sequence[Location]) -> int | None:
+    """Index of the most precise candidate: the smallest stated radius, points before civic."""
+    ranked = [(loc.radius_m if loc.radius_m is not None else 1e9, i) for i, loc in enumerate(locations)
+              if loc.lat is not None and loc.lon is not None]
+    return min(ranked)[1] if ranked else None
+
+
+class Desk:
+    def __init__(self, store: AsyncStore, recorder: Recorder) -> None:
+        self.store = store
+        self.recorder = recorder
+
+    async def open(self, *, service: str, source: IncidentSource, caller: Caller, kind: str, actor: str,
+                   category: str = "", priority: int = 1, language: str = "", reporter: str = "",
+                   locations: Sequence[Location] = (), **data: Value) -> Incident:
+        """Create an incident from a report; durable on return. ``kind`` names its first timeline event."""
+        now = time.time()
+        incident = Incident(id=new_incident_id(now), service=service, created_wall=now, caller=caller,
+                            source=source, reporter=reporter, category=category, priority=priority,
+                            language=language, locations=list(locations), best_location=best_location(locations))
+        incident.timeline.append(event(kind, actor, source=source, category=category, **data))
+        held = self.recorder.track(Held(incident))
+        try:
+            await self.recorder.create(held)
+        finally:
+            self.recorder.release(held)
+        return incident
+
+    async def record(self, incident_id: str, kind: str, *, actor: str = "gateway",
+                     changes: dict[str, object] | None = None, **data: Value) -> Incident:
+        """Append one event (and optional field changes); durable on return. Raises NotFound."""
+        held = await self.recorder.acquire(incident_id)
+        try:
+            await self.recorder.record(held, kind, actor, changes=changes, **data)  # type: ignore[arg-type]
+            return held.incident
+        finally:
+            self.recorder.release(held)
+
+    async def get(self, incident_id: str) -> Incident:
+        """The live copy when one is held, else the stored one."""
+        held = self.recorder.live.get(incident_id)
+        return held.incident if held is not None else await self.store.get(incident_id)
+
+    async def attach_location(self, incident_id: str, location: Location, *, actor: str,
+                              **data: Value) -> Incident:
+        """Add a location candidate; it becomes the best one if it is the most precise."""
+        held = await self.recorder.acquire(incident_id)
+        try:
+            inc = held.incident
+            locations = [*inc.locations, location]
+            await self.recorder.record(held, "location_added", actor,
+                                       changes={"locations": locations, "best_location": best_location(locations)},
+                                       source=location.source, lat=location.lat, lon=location.lon,
+                                       radius_m=location.radius_m, **data)  # type: ignore[arg-type]
+            return inc
+        finally:
+            self.recorder.release(held)
+
+    async def set_category(self, incident_id: str, category: str, priority: int, *, actor: str) -> Incident:
+        held = await self.recorder.acquire(incident_id)
+        try:
+            before = held.incident.category
+            await self.recorder.record(held, "category_changed", actor,
+                                       changes={"category": category, "priority": priority},
+                                       category=category, previous=before, priority=priority)
+            return held.incident
+        finally:
+            self.recorder.release(held)
+
+    async def set_status(self, incident_id: str, status: ResponseStatus, *, actor: str, **data: Value) -> Incident:
+        """Move the response status forward; raises DeskError for an unknown or backward move."""
+        if status not in STATUS_ORDER:
+            raise DeskError(f"unknown status {status!r}: expected one of {', '.join(STATUS_ORDER)}")
+        held = await self.recorder.acquire(incident_id)
+        try:
+            current = held.incident.status
+            if current == "closed":
+                raise DeskError(f"incident {incident_id} is closed")
+            if STATUS_ORDER[status] < STATUS_ORDER[current]:
+                raise DeskError(f"incident {incident_id} is {current}; cannot go back to {status}")
+            if status != current:
+                await self.recorder.record(held, "status_changed", actor, changes={"status": status},
+                                           status=status, previous=current, **data)  # type: ignore[arg-type]
+            else:
+                await self.recorder.flush(held)  # a retry after a failed write: make that write now
+            return held.incident
+        finally:
+            self.recorder.release(held)
+
+    async def open_for_number(self, number: str, within_s: float) -> Incident | None:
+        """The newest incident of this caller number created within ``within_s`` and not closed."""
+        if not number:
+            return None
+        for summary in await self.store.by_number(number, time.time() - within_s):
+            if summary.status != "closed":
+                return await self.get(summary.id)
+        return None

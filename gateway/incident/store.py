@@ -1,0 +1,337 @@
+"""Durable incident store. SQLite in WAL mode with full fsync by default.
+
+``Store`` is the interface the service uses (a PostgreSQL backend implements the same methods).
+``SqliteStore`` does blocking I/O; ``AsyncStore`` runs it on one worker thread so the Trio loop
+never waits on the disk and writes stay strictly ordered.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+import trio
+
+from gateway.errors import NotFound, StoreError
+from gateway.geo import distance_m
+from gateway.incident.records import Incident, IncidentSummary, Location, TimelineEvent
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,
+    created_wall REAL NOT NULL,
+    updated_wall REAL NOT NULL,
+    service TEXT NOT NULL,
+    state TEXT NOT NULL,
+    number TEXT NOT NULL,
+    lat REAL,
+    lon REAL,
+    channel_id TEXT NOT NULL,
+    doc BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incidents_number ON incidents(number, created_wall);
+CREATE INDEX IF NOT EXISTS incidents_created ON incidents(created_wall);
+CREATE INDEX IF NOT EXISTS incidents_channel ON incidents(channel_id);
+CREATE INDEX IF NOT EXISTS incidents_place ON incidents(lat, created_wall);
+CREATE TABLE IF NOT EXISTS timeline (
+    incident_id TEXT NOT NULL REFERENCES incidents(id),
+    seq INTEGER NOT NULL,
+    doc BLOB NOT NULL,
+    PRIMARY KEY (incident_id, seq)
+);
+CREATE TABLE IF NOT EXISTS escalation_runs (
+    key TEXT PRIMARY KEY,
+    incident_id TEXT NOT NULL,
+    done INTEGER NOT NULL,
+    doc BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS escalation_runs_open ON escalation_runs(done);
+CREATE TABLE IF NOT EXISTS directory (
+    number TEXT PRIMARY KEY,
+    doc BLOB NOT NULL
+);
+"""
+
+MAX_LINKS = 10
+Statement = tuple[str, tuple[object, ...]]
+_encode = msgspec.json.Encoder().encode
+_decode_incident = msgspec.json.Decoder(Incident).decode
+_decode_event = msgspec.json.Decoder(TimelineEvent).decode
+_decode_location = msgspec.json.Decoder(Location).decode
+
+
+class Store(Protocol):
+    """What the service needs from a store. Every write is durable when the call returns."""
+
+    async def create(self, incident: Incident) -> None: ...
+    async def update(self, incident: Incident, events: list[TimelineEvent],
+                     extra: Sequence[Statement] = ()) -> None: ...
+    async def get(self, incident_id: str) -> Incident: ...
+    async def by_channel(self, channel_id: str) -> Incident | None: ...
+    async def recent(self, limit: int = 100, since_wall: float = 0.0) -> list[IncidentSummary]: ...
+    async def by_number(self, number: str, since_wall: float, limit: int = 20) -> list[IncidentSummary]: ...
+    async def related(self, incident: Incident, window_s: float, radius_m: float) -> list[tuple[str, str]]: ...
+    async def directory_lookup(self, number: str) -> Location | None: ...
+
+
+def positions(incident: Incident, events: list[TimelineEvent]) -> list[int]:
+    """Each event's place on the incident's timeline, found by identity from the end (events are
+    recent), so an event whose first write failed is written at its own place later; an event not
+    on the timeline is taken to be at the end."""
+    timeline, found = incident.timeline, []
+    for n, item in enumerate(events):
+        at = next((i for i in range(len(timeline) - 1, -1, -1) if timeline[i] is item), None)
+        found.append(at if at is not None else len(timeline) - len(events) + n)
+    return found
+
+
+def summary(incident: Incident) -> IncidentSummary:
+    return IncidentSummary(id=incident.id, service=incident.service, state=incident.state,
+                           created_wall=incident.created_wall, number=incident.caller.number,
+                           category=incident.category, position=incident.position, status=incident.status,
+                           source=incident.source, priority=incident.priority)
+
+
+def _best_coords(incident: Incident) -> tuple[float | None, float | None]:
+    if incident.best_location is None:
+        return None, None
+    loc = incident.locations[incident.best_location]
+    return loc.lat, loc.lon
+
+
+def connect(path: Path, synchronous: str, schema: str, what: str) -> sqlite3.Connection:
+    """A WAL-mode connection in autocommit mode (transactions are explicit), schema applied.
+    Raises StoreError naming ``what`` and the path."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.execute("PRAGMA cache_size=-32000")
+        db.executescript(schema)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"cannot open {what} {path}: {exc}") from exc
+    return db
+
+
+class SqliteStore:
+    """Blocking SQLite implementation. One connection, guarded by a lock."""
+
+    def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        self._db = connect(self.path, synchronous, SCHEMA, "store")
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def write(self, statements: list[Statement]) -> None:
+        """Run statements in one transaction; durable on return."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                for sql, args in statements:
+                    self._db.execute(sql, args)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"store write failed: {exc}") from exc
+
+    def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"store read failed: {exc}") from exc
+
+    @staticmethod
+    def _row_args(incident: Incident) -> tuple[object, ...]:
+        lat, lon = _best_coords(incident)
+        head = msgspec.structs.replace(incident, timeline=[])
+        return (incident.updated_wall, incident.service, incident.state, incident.caller.number,
+                lat, lon, incident.channel_id, _encode(head), incident.id)
+
+    def create(self, incident: Incident) -> None:
+        """Insert a new incident with its timeline so far, in one transaction."""
+        self.write(self.create_statements(incident))
+
+    def update(self, incident: Incident, events: list[TimelineEvent]) -> None:
+        """Store the incident's new head and append ``events`` (already in ``incident.timeline``)."""
+        self.write(self.update_statements(incident, events))
+
+    def create_statements(self, incident: Incident) -> list[Statement]:
+        statements: list[Statement] = [(
+            "INSERT INTO incidents (updated_wall, service, state, number, lat, lon, channel_id, doc, id, created_wall)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?)", (*self._row_args(incident), incident.created_wall))]
+        return statements + self._event_rows(incident.id, 0, incident.timeline)
+
+    def update_statements(self, incident: Incident, events: list[TimelineEvent]) -> list[Statement]:
+        statements: list[Statement] = [(
+            "UPDATE incidents SET updated_wall=?, service=?, state=?, number=?, lat=?, lon=?, channel_id=?, doc=?"
+            " WHERE id=?", self._row_args(incident))]
+        return statements + [("INSERT OR REPLACE INTO timeline (incident_id, seq, doc) VALUES (?,?,?)",
+                              (incident.id, seq, _encode(e))) for seq, e in zip(positions(incident, events), events, strict=True)]
+
+    @staticmethod
+    def _event_rows(incident_id: str, first_seq: int, events: list[TimelineEvent]) -> list[Statement]:
+        return [("INSERT OR REPLACE INTO timeline (incident_id, seq, doc) VALUES (?,?,?)",
+                 (incident_id, first_seq + i, _encode(e))) for i, e in enumerate(events)]
+
+    def get(self, incident_id: str) -> Incident:
+        rows = self._read("SELECT doc FROM incidents WHERE id=?", (incident_id,))
+        if not rows:
+            raise NotFound(f"no incident {incident_id!r}")
+        incident = _decode_incident(rows[0][0])  # type: ignore[arg-type]
+        events = self._read("SELECT doc FROM timeline WHERE incident_id=? ORDER BY seq", (incident_id,))
+        incident.timeline = [_decode_event(r[0]) for r in events]  # type: ignore[arg-type]
+        return incident
+
+    def by_channel(self, channel_id: str) -> Incident | None:
+        rows = self._read("SELECT id FROM incidents WHERE channel_id=? ORDER BY created_wall DESC LIMIT 1",
+                          (channel_id,))
+        return self.get(str(rows[0][0])) if rows else None
+
+    def recent(self, limit: int = 100, since_wall: float = 0.0) -> list[IncidentSummary]:
+        rows = self._read("SELECT doc FROM incidents WHERE created_wall >= ? ORDER BY created_wall DESC LIMIT ?",
+                          (since_wall, limit))
+        return [summary(_decode_incident(doc)) for (doc,) in rows]  # type: ignore[arg-type]
+
+    def by_number(self, number: str, since_wall: float, limit: int = 20) -> list[IncidentSummary]:
+        """Incidents of one caller number since ``since_wall``, newest first."""
+        rows = self._read("SELECT doc FROM incidents WHERE number=? AND created_wall>=? ORDER BY created_wall DESC"
+                          " LIMIT ?", (number, since_wall, limit))
+        return [summary(_decode_incident(doc)) for (doc,) in rows]  # type: ignore[arg-type]
+
+    def count(self) -> int:
+        return int(self._read("SELECT count(*) FROM incidents")[0][0])  # type: ignore[call-overload]
+
+    def related(self, incident: Incident, window_s: float, radius_m: float) -> list[tuple[str, str]]:
+        """Earlier incidents within the window from the same number or near the same place.
+
+        At most ``MAX_LINKS`` of each kind, newest first: a number calling a hundred times
+        must not make every new call slower.
+        """
+        since = incident.created_wall - window_s
+        links: dict[str, str] = {}
+        if incident.caller.number:
+            for (other,) in self._read(
+                "SELECT id FROM incidents WHERE number=? AND created_wall>=? AND id<>? ORDER BY created_wall DESC LIMIT ?",
+                (incident.caller.number, since, incident.id, MAX_LINKS),
+            ):
+                links[str(other)] = "same_number"
+        lat, lon = _best_coords(incident)
+        if lat is not None and lon is not None:
+            dlat = radius_m / 111_000 + 1e-6
+            for other, olat, olon in self._read(
+                "SELECT id, lat, lon FROM incidents WHERE lat BETWEEN ? AND ? AND created_wall>=? AND id<>? LIMIT ?",
+                (lat - dlat, lat + dlat, since, incident.id, MAX_LINKS * 10),
+            ):
+                if distance_m(lat, lon, olat, olon) <= radius_m and len(links) < 2 * MAX_LINKS:  # type: ignore[arg-type]
+                    links.setdefault(str(other), "same_address")
+        return sorted(links.items())
+
+    def directory_lookup(self, number: str) -> Location | None:
+        rows = self._read("SELECT doc FROM directory WHERE number=?", (number,))
+        return _decode_location(rows[0][0]) if rows else None  # type: ignore[arg-type]
+
+    def directory_put(self, entries: list[tuple[str, Location]]) -> None:
+        self.write([("INSERT OR REPLACE INTO directory (number, doc) VALUES (?,?)", (n, _encode(loc)))
+                     for n, loc in entries])
+
+
+class AsyncStore:
+    """The Store interface for Trio code, over a SqliteStore on one worker thread.
+
+    Writes are group-committed: every write waiting when the writer wakes goes into one
+    transaction (one fsync), so the disk's sync rate bounds transactions, not calls. A write
+    returns only once it is durable. Rows are encoded in the caller's task, so later changes
+    to the incident cannot race with the writer thread.
+    """
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.sync = store
+        self._limiter = trio.CapacityLimiter(1)
+        self._send, self._receive = trio.open_memory_channel[tuple[list[Statement], trio.Event, list[BaseException]]](
+            math.inf
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The writer loop; run it in the owner's nursery before using the store."""
+        task_status.started()
+        async for first in self._receive:
+            batch = [first]
+            while True:
+                try:
+                    batch.append(self._receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            statements = [st for item in batch for st in item[0]]
+            try:
+                await self._run(self.sync.write, statements)
+            except StoreError as exc:
+                if len(batch) == 1:
+                    batch[0][2].append(exc)
+                else:  # retry one by one so a single bad write does not fail its neighbours
+                    for item in batch:
+                        try:
+                            await self._run(self.sync.write, item[0])
+                        except StoreError as one:
+                            item[2].append(one)
+            for _, done, _errors in batch:
+                done.set()
+
+    async def _write(self, statements: list[Statement]) -> None:
+        done, errors = trio.Event(), list[BaseException]()
+        self._send.send_nowait((statements, done, errors))
+        await done.wait()
+        if errors:
+            raise errors[0]
+
+    async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def create(self, incident: Incident) -> None:
+        await self._write(self.sync.create_statements(incident))
+
+    async def update(self, incident: Incident, events: list[TimelineEvent],
+                     extra: Sequence[Statement] = ()) -> None:
+        """Write the incident's changes and ``extra`` statements (e.g. a scenario's progress) atomically."""
+        await self._write([*self.sync.update_statements(incident, events), *extra])
+
+    async def write(self, statements: list[Statement]) -> None:
+        await self._write(statements)
+
+    async def read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        return await self._run(self.sync._read, sql, args)  # type: ignore[no-any-return]
+
+    async def get(self, incident_id: str) -> Incident:
+        return await self._run(self.sync.get, incident_id)  # type: ignore[no-any-return]
+
+    async def by_channel(self, channel_id: str) -> Incident | None:
+        return await self._run(self.sync.by_channel, channel_id)  # type: ignore[no-any-return]
+
+    async def recent(self, limit: int = 100, since_wall: float = 0.0) -> list[IncidentSummary]:
+        return await self._run(self.sync.recent, limit, since_wall)  # type: ignore[no-any-return]
+
+    async def by_number(self, number: str, since_wall: float, limit: int = 20) -> list[IncidentSummary]:
+        return await self._run(self.sync.by_number, number, since_wall, limit)  # type: ignore[no-any-return]
+
+    async def related(self, incident: Incident, window_s: float, radius_m: float) -> list[tuple[str, str]]:
+        return await self._run(self.sync.related, incident, window_s, radius_m)  # type: ignore[no-any-return]
+
+    async def directory_lookup(self, number: str) -> Location | None:
+        return await self._run(self.sync.directory_lookup, number)  # type: ignore[no-any-return]
+
+
+def event(kind: str, actor: str = "gateway", **data: str | int | float | bool | None) -> TimelineEvent:
+    """A timeline event stamped now (wall and monotonic)."""
+    return TimelineEvent(kind=kind, wall=time.time(), mono=time.monotonic(), actor=actor, data=data)

@@ -1,0 +1,184 @@
+"""One caller's channel in the gateway and the incident it belongs to."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import trio
+
+from gateway.errors import StoreError
+from gateway.incident.bus import Bus
+from gateway.incident.records import Incident, IncidentState, TimelineEvent
+from gateway.incident.store import AsyncStore, Statement, event, summary
+from gateway.protocols import ari_events as ev
+
+
+class Held:
+    """An incident being worked on in memory. Every task touching a live incident (its call, its
+    scenario, the API) shares one ``Held``, so heads and timeline numbering never diverge."""
+
+    def __init__(self, incident: Incident, saved: bool = False) -> None:
+        self.incident = incident
+        self.saved = saved  # the incident row exists in the store
+        self.pending: list[TimelineEvent] = []  # noted, written with the next recorded event
+        self.users = 0
+
+
+class Call:
+    """A caller channel being served. Owned by the Intake; mutated only from Trio tasks."""
+
+    def __init__(self, held: Held, channel_id: str, arrived_mono: float) -> None:
+        self.held = held
+        self.channel_id = channel_id
+        self.arrived_mono = arrived_mono
+        self.inbox_send, self.inbox = trio.open_memory_channel[ev.Event](64)
+        self.scope = trio.CancelScope()
+        self.gone = False
+        self.enqueued_mono: float | None = None
+        self.first_enqueued_mono: float | None = None
+        self.ring_position: str | None = None  # the position being rung (or talking, once answered)
+        self.ring_started_mono: float | None = None
+        self.delivering = False  # handed to the dialplan's Dial: out of Stasis until it comes back
+        self.subscribed = False  # our app receives its events even outside Stasis
+        self.hold_scope = trio.CancelScope()  # ringback/announcements while queued
+        self.answered = trio.Event()
+
+    @property
+    def incident(self) -> Incident:
+        return self.held.incident
+
+    @property
+    def saved(self) -> bool:
+        return self.held.saved
+
+    @saved.setter
+    def saved(self, value: bool) -> None:
+        self.held.saved = value
+
+    @property
+    def pending(self) -> list[TimelineEvent]:
+        return self.held.pending
+
+    @pending.setter
+    def pending(self, value: list[TimelineEvent]) -> None:
+        self.held.pending = value
+
+    @property
+    def id(self) -> str:
+        return self.incident.id
+
+
+class Recorder:
+    """Appends timeline events to incidents and makes them durable, then tells subscribers.
+
+    It also keeps the registry of live incidents: ``acquire`` returns the one shared ``Held`` of
+    an incident (loading it from the store if nobody holds it), ``release`` forgets it once its
+    last user is done.
+    """
+
+    def __init__(self, store: AsyncStore, bus: Bus) -> None:
+        self.store = store
+        self.bus = bus
+        self.live: dict[str, Held] = {}
+        self.listeners: list[Callable[[Incident, TimelineEvent], None]] = []  # after every durable write
+        self.created_listeners: list[Callable[[Incident], None]] = []  # after an incident's first write
+
+    def track(self, held: Held) -> Held:
+        """Register a new incident (or return the one already live under its id)."""
+        found = self.live.setdefault(held.incident.id, held)
+        found.users += 1
+        return found
+
+    async def acquire(self, incident_id: str) -> Held:
+        """The live incident, loaded from the store if needed; raises NotFound or StoreError."""
+        held = self.live.get(incident_id)
+        if held is None:
+            loaded = Held(await self.store.get(incident_id), saved=True)
+            held = self.live.setdefault(incident_id, loaded)  # another task may have loaded it meanwhile
+        held.users += 1
+        return held
+
+    def release(self, held: Held) -> None:
+        held.users -= 1
+        if held.users <= 0 and self.live.get(held.incident.id) is held:
+            del self.live[held.incident.id]
+
+    async def create(self, call: Held | Call) -> None:
+        call.incident.updated_wall = time.time()
+        await self.store.create(call.incident)
+        call.saved = True
+        self._created(call.incident)
+
+    def note(self, call: Held | Call, kind: str, actor: str = "gateway", **data: str | int | float | bool | None) -> None:
+        """Add an event that is made durable with the next ``record`` (saves a write per call for
+        events whose loss in a crash would change nothing: the next event implies them)."""
+        self.note_event(call, event(kind, actor, **data))
+
+    def note_event(self, call: Held | Call, item: TimelineEvent) -> None:
+        call.incident.timeline.append(item)
+        call.pending.append(item)
+
+    async def record(self, call: Held | Call, kind: str, actor: str = "gateway", state: IncidentState | None = None,
+                     changes: dict[str, object] | None = None, extra: Sequence[Statement] = (),
+                     **data: str | int | float | bool | None) -> None:
+        """Add one event (and optional field changes) to the incident; durable on return."""
+        await self.record_event(call, event(kind, actor, **data), state=state, changes=changes, extra=extra)
+
+    async def record_event(self, call: Held | Call, item: TimelineEvent, *, state: IncidentState | None = None,
+                           changes: dict[str, object] | None = None, extra: Sequence[Statement] = ()) -> None:
+        """``record`` for an event built by the caller."""
+        inc = call.incident
+        if changes:
+            for key, value in changes.items():
+                setattr(inc, key, value)
+        if state is not None:
+            inc.state = state
+        inc.timeline.append(item)
+        await self.commit(call, item, extra)
+
+    async def commit(self, call: Held | Call, item: TimelineEvent, extra: Sequence[Statement] = ()) -> None:
+        """Make ``item`` (already on the timeline) durable, with every event noted before it."""
+        call.incident.updated_wall = item.wall
+        events, call.pending = [*call.pending, item], []
+        await self._write(call, events, extra)
+
+    async def flush(self, call: Held | Call) -> None:
+        """Write events noted (or left by a failed write) and not yet durable."""
+        if call.pending:
+            events, call.pending = call.pending, []
+            await self._write(call, events)
+
+    async def _write(self, call: Held | Call, events: list[TimelineEvent], extra: Sequence[Statement] = ()) -> None:
+        try:
+            await self.append(call, events, extra)
+        except StoreError:
+            # Still on the timeline in memory: written at their own places with the next write.
+            call.pending = [*events, *call.pending]
+            raise
+
+    async def append(self, call: Held | Call, events: list[TimelineEvent], extra: Sequence[Statement] = ()) -> None:
+        """Persist ``events`` (already on the timeline). If the first write failed, the whole
+        incident is written now: a disk hiccup at call arrival must not lose the record."""
+        if call.saved:
+            await self.store.update(call.incident, events, extra)
+            self._published(call.incident, events)
+            return
+        await self.store.create(call.incident)
+        call.saved = True
+        if extra:
+            await self.store.write(list(extra))
+        self._created(call.incident)
+
+    def _published(self, incident: Incident, events: list[TimelineEvent]) -> None:
+        """Tell live subscribers, and in-process listeners (escalation, bots) of each event just made
+        durable: the timeline's last event may be another task's, written meanwhile."""
+        self.bus.publish(summary(incident))
+        for item in events:
+            for listener in self.listeners:
+                listener(incident, item)
+
+    def _created(self, incident: Incident) -> None:
+        self._published(incident, list(incident.timeline))
+        for listener in self.created_listeners:
+            listener(incident)

@@ -1,0 +1,325 @@
+"""Emergency call intake: Stasis events -> incident -> IVR -> dispatcher queue.
+
+One ``Intake`` serves one ARI connection. On (re)connect it adopts every channel already in the
+Stasis app, resuming from the store, so a gateway restart never loses a call or an incident.
+Any failure while serving a call hands the caller back to the fallback dialplan, which rings
+the dispatchers directly: our errors never cost a caller their connection to a human.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from datetime import datetime
+
+import trio
+
+from gateway.asterisk.ari import Ari, ChannelGone
+from gateway.errors import AriError, GatewayError, StoreError
+from gateway.incident.records import Incident, Location, TimelineEvent, new_incident_id
+from gateway.incident.store import AsyncStore, event
+from gateway.incident.writer import Call, Held, Recorder
+from gateway.intake.dispatch import DELIVER_CONTEXT, Dispatcher
+from gateway.intake.ivr import Ivr
+from gateway.metrics import Metrics
+from gateway.protocols import ani, location
+from gateway.protocols import ari_events as ev
+from gateway.protocols.pidf import LocationError
+from gateway.settings import GatewayConfig
+
+log = logging.getLogger(__name__)
+HOLD_AFTER_S = 0.5
+INCIDENT_ID = re.compile(r"^\d{8}-\d{6}-[0-9A-Za-z.]{1,40}$")
+RECONCILE_S = 5.0
+
+
+class Intake:
+    def __init__(self, cfg: GatewayConfig, store: AsyncStore, recorder: Recorder, metrics: Metrics,
+                 prompts_dir: str = "") -> None:
+        self.cfg = cfg
+        self.store = store
+        self.recorder = recorder
+        self.metrics = metrics
+        self.calls: dict[str, Call] = {}  # caller channel id -> call
+        self.dispatcher = Dispatcher(cfg.dispatch, recorder, metrics)
+        self.ivr = Ivr(cfg.ivr, recorder, prompts_dir)
+
+    async def serve(self, ari: Ari, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Handle this connection's events until it closes. Calls keep living in Asterisk after."""
+        for call in self.calls.values():  # adopted afresh below
+            self.recorder.release(call.held)
+        self.calls.clear()
+        self.dispatcher = Dispatcher(self.cfg.dispatch, self.recorder, self.metrics)
+        async with trio.open_nursery() as nursery:
+            try:
+                await ari.filter_events(sorted(ev.KNOWN))
+            except AriError as exc:
+                log.warning("Asterisk refused the ARI event filter (%s); receiving every event", exc)
+            await nursery.start(self.dispatcher.run, ari)
+            await self._adopt(ari, nursery)
+            nursery.start_soon(self._reconcile, ari, nursery)
+            task_status.started()
+            async for event in ari.events():
+                self._route(ari, nursery, event)
+            nursery.cancel_scope.cancel()
+
+    def _route(self, ari: Ari, nursery: trio.Nursery, event: ev.Event) -> None:
+        if isinstance(event, ev.StasisStart):
+            self._stasis_start(ari, nursery, event)
+            return
+        cid = ev.channel_id(event)
+        call = self.calls.get(cid) if cid is not None else None
+        if call is None:
+            return
+        if isinstance(event, ev.Dial):
+            self.dispatcher.on_dial(call, event)
+        elif isinstance(event, ev.ChannelDestroyed) or (isinstance(event, ev.StasisEnd) and not call.delivering):
+            self._caller_gone(nursery, call, event)
+        elif not isinstance(event, ev.StasisEnd):
+            try:
+                call.inbox_send.send_nowait(event)
+            except trio.WouldBlock:
+                log.warning("incident %s: dropping %s, call task is behind", call.id, type(event).__name__)
+
+    def _stasis_start(self, ari: Ari, nursery: trio.Nursery, event: ev.StasisStart) -> None:
+        role = event.args[0] if event.args else ""
+        if role == "caller":
+            fresh = self._new_call(event.channel, event.args[1] if len(event.args) > 1 else "")
+            nursery.start_soon(self._serve_call, ari, nursery, fresh, True)
+        elif role == "redial":  # back from a Dial nobody answered: to the queue again
+            call = self.calls.get(event.channel.id)
+            if call is None:
+                nursery.start_soon(self._adopt_caller, ari, nursery, event.channel, {})
+                return
+            self.dispatcher.returned(call)
+            nursery.start_soon(self._serve_call, ari, nursery, call, False)
+
+    # --- a new call -----------------------------------------------------------------------
+
+    def _new_call(self, chan: ev.Channel, service: str, arrived_wall: float | None = None) -> Call:
+        now = time.time()
+        caller = ani.normalise(chan.caller.number, chan.caller.name, chan.var("ECGW_PRES"), self.cfg.ani)
+        dialplan_id = chan.var("ECGW_INCIDENT")
+        incident = Incident(
+            id=dialplan_id if INCIDENT_ID.match(dialplan_id) else new_incident_id(now), service=service or chan.var("ECGW_SERVICE") or "112",
+            created_wall=arrived_wall or now, caller=caller, call_id=chan.var("ECGW_CALL_ID")[:128],
+            channel_id=chan.id, language=chan.language if chan.language in ("kk", "ru", "en") else "",
+            priority=self.cfg.ivr.default_priority,
+        )
+        incident.timeline.append(event("call_arrived", "caller", service=incident.service, channel=chan.name,
+                                       number=caller.number, raw_number=caller.raw_number,
+                                       flags=",".join(caller.flags)))
+        for flag in caller.flags:
+            self.metrics.bad_input.labels(flag).inc()
+        self._add_pidf_location(incident, chan)
+        call = Call(self.recorder.track(Held(incident)), chan.id, trio.current_time())
+        self.calls[chan.id] = call
+        self.metrics.calls.labels(incident.service).inc()
+        self.metrics.active_calls.set(len(self.calls))
+        return call
+
+    def _add_pidf_location(self, incident: Incident, chan: ev.Channel) -> None:
+        info, fmt = chan.var("ECGW_LOCATION"), chan.var("ECGW_LOCATION_FORMAT")
+        if not info:
+            if chan.var("ECGW_GEOLOC_HDR"):
+                self._location_error(incident, "Asterisk could not parse the PIDF-LO sent with the call")
+            return
+        try:
+            loc = location.parse_location_info(info, fmt)
+        except LocationError as exc:
+            self._location_error(incident, str(exc))
+            return
+        self._add_location(incident, loc)
+
+    def _location_error(self, incident: Incident, reason: str) -> None:
+        log.warning("incident %s: location rejected: %s", incident.id, reason)
+        self.metrics.bad_input.labels("location").inc()
+        incident.timeline.append(event("location_rejected", "network", reason=reason[:300]))
+
+    @staticmethod
+    def _add_location(incident: Incident, loc: Location) -> TimelineEvent:
+        """Keep a candidate, re-pick the best, and put a ``location_found`` event on the timeline."""
+        incident.locations.append(loc)
+        incident.best_location = location.best(incident.locations)
+        item = event("location_found", loc.source, source=loc.source, shape=loc.shape,
+                     lat=loc.lat, lon=loc.lon, radius_m=loc.radius_m, address=loc.address)
+        incident.timeline.append(item)
+        return item
+
+    async def _serve_call(self, ari: Ari, nursery: trio.Nursery, call: Call, fresh: bool) -> None:
+        call.scope = trio.CancelScope()
+        with call.scope:
+            try:
+                if fresh:
+                    await self._open(ari, call)
+                    # Outside the call's scope: the location matters even if the caller hangs up now.
+                    nursery.start_soon(self._enrich, call)
+                    await self.ivr.run(ari, call)
+                if self.dispatcher.overflow_due(call):
+                    await self.dispatcher.overflow(call)
+                    return
+                first = call.first_enqueued_mono is None
+                call.hold_scope = trio.CancelScope()  # before queuing: a hand-off cancels this one
+                self.dispatcher.enqueue(call, call.incident.priority)
+                if first:
+                    self.dispatcher.watch_overflow(call)
+                await self.recorder.record(call, "queued", state="queued", priority=call.incident.priority)
+                with call.hold_scope:
+                    await self._hold(ari, call)
+            except ChannelGone:
+                pass  # the caller hung up meanwhile; _caller_gone records it
+            except GatewayError as exc:
+                if call.delivering:
+                    return  # a hold step lost the race with the hand-off: the dialplan has the caller
+                await self._fail_over(ari, call, exc)
+
+    async def _open(self, ari: Ari, call: Call) -> None:
+        try:
+            await self.recorder.create(call)
+        except StoreError as exc:
+            # Never hold a caller hostage to the disk: serve the call, keep retrying the record.
+            log.critical("incident %s: not stored (%s); serving the call anyway", call.id, exc)
+        else:
+            self.metrics.incidents.inc()
+            self.metrics.store_latency.observe(trio.current_time() - call.arrived_mono)
+            self.recorder.note(call, "incident_stored")  # when the first write became durable
+        await ari.answer(call.channel_id)
+
+    async def _enrich(self, call: Call) -> None:
+        """Directory location and links to earlier incidents; a store failure here only logs."""
+        try:
+            await self._lookup(call)
+        except StoreError as exc:
+            log.error("incident %s: directory/correlation lookup failed: %s", call.id, exc)
+
+    async def _lookup(self, call: Call) -> None:
+        inc = call.incident
+        if inc.caller.number:
+            entry = await self.store.directory_lookup(inc.caller.number)
+            if entry is not None:
+                await self.recorder.commit(call, self._add_location(inc, entry))
+        links = await self.store.related(inc, self.cfg.correlation.window_s, self.cfg.correlation.same_address_radius_m)
+        if links:
+            await self.recorder.record(call, "linked", changes={"linked_to": [i for i, _ in links],
+                                                                 "link_reasons": [r for _, r in links]},
+                                       incidents=",".join(i for i, _ in links), reasons=",".join(r for _, r in links))
+
+    async def _hold(self, ari: Ari, call: Call) -> None:
+        """Ringback and a periodic announcement until the call is handed to a position (which
+        cancels ``call.hold_scope``). Nothing starts when a position is free at once: a short
+        silence is better than extra REST calls per call at peak load."""
+        await trio.sleep(HOLD_AFTER_S)
+        while True:
+            await ari.ring(call.channel_id)
+            await trio.sleep(self.cfg.dispatch.announce_every_s)
+            await self.ivr.announce(ari, call, "hold")
+
+    async def _fail_over(self, ari: Ari, call: Call, exc: GatewayError) -> None:
+        log.error("incident %s: %s; handing the caller to the fallback dialplan", call.id, exc)
+        self.metrics.failed_over.inc()
+        self.dispatcher.release(call)
+        for delay in (0.0, 0.2, 0.5, 1.0, 2.0):
+            await trio.sleep(delay)
+            try:
+                await ari.continue_in_dialplan(call.channel_id, "ecgw-emergency", "s", label="fallback")
+            except ChannelGone:
+                return  # the caller hung up
+            except GatewayError as again:
+                log.critical("incident %s: fallback failed (%s); retrying", call.id, again)
+                continue
+            await self.recorder.record(call, "handed_to_fallback", state="fallback", reason=str(exc)[:300])
+            return
+        # Still in our app: the reconciliation sweep will adopt and serve it again.
+        self.calls.pop(call.channel_id, None)
+
+    # --- the caller is gone -----------------------------------------------------------------
+
+    def _caller_gone(self, nursery: trio.Nursery, call: Call, event_: ev.Event) -> None:
+        self.calls.pop(call.channel_id, None)
+        self.metrics.active_calls.set(len(self.calls))
+        call.scope.cancel()
+        self.dispatcher.release(call)
+        cause = event_.cause if isinstance(event_, ev.ChannelDestroyed) else 0
+        nursery.start_soon(self._close, call, cause, isinstance(event_, ev.StasisEnd))
+
+    async def _close(self, call: Call, cause: int, left_app: bool) -> None:
+        if left_app and call.incident.state in ("overflowed", "fallback"):
+            self.recorder.release(call.held)
+            return  # handed to the dialplan (backup centre, direct ringing); the call goes on there
+        answered = call.answered.is_set()
+        if not answered:
+            self.metrics.abandoned.inc()
+        try:
+            await self.recorder.record(call, "hung_up", actor="caller", state="closed", cause=cause,
+                                       answered=answered)
+        except StoreError as exc:
+            log.critical("incident %s: cannot record hang-up: %s", call.id, exc)
+        finally:
+            self.recorder.release(call.held)
+
+    # --- adoption after a restart ------------------------------------------------------------
+
+    async def _reconcile(self, ari: Ari, nursery: trio.Nursery) -> None:
+        """Safety net: every few seconds, serve any caller sitting in our app untracked
+        (a lost event, a failed hand-off). No emergency call may wait in silence for nobody."""
+        while True:
+            await trio.sleep(RECONCILE_S)
+            try:
+                await self._adopt(ari, nursery, min_age_s=RECONCILE_S)
+            except AriError as exc:
+                log.warning("reconciliation skipped: %s", exc)
+            self.dispatcher.sweep()
+
+    async def _adopt(self, ari: Ari, nursery: trio.Nursery, min_age_s: float = 0.0) -> None:
+        """Take over callers in our app or our Dial that we do not track (at start-up: all).
+
+        ``min_age_s`` leaves alone channels so new that their StasisStart may still be on its way.
+        """
+        channels = await ari.channels()
+        now = time.time()
+        legs = {c.var("ECGW_INCIDENT"): c for c in channels if c.name.startswith("PJSIP/ecgw-pos-")}
+        for chan in channels:
+            dp = chan.dialplan
+            if chan.var("ECGW_ROLE") != "caller" or dp is None or chan.id in self.calls:
+                continue
+            in_app = dp.app_name == "Stasis" and dp.app_data.startswith(self.cfg.asterisk.app + ",")
+            in_dial = dp.app_name == "Dial" and dp.context == DELIVER_CONTEXT
+            if not (in_app or in_dial) or now - (_wall(chan.creationtime) or 0.0) < min_age_s:
+                continue
+            log.warning("adopting untracked caller channel %s", chan.id)
+            await self._adopt_caller(ari, nursery, chan, legs if in_dial else {})
+
+    async def _adopt_caller(self, ari: Ari, nursery: trio.Nursery, chan: ev.Channel,
+                            legs: dict[str, ev.Channel]) -> None:
+        try:
+            stored = await self.store.by_channel(chan.id)
+        except StoreError as exc:
+            log.error("cannot look up channel %s in the store: %s", chan.id, exc)
+            stored = None
+        if chan.id in self.calls:
+            return  # its StasisStart was handled while we looked
+        delivered = chan.dialplan is not None and chan.dialplan.context == DELIVER_CONTEXT
+        if stored is None and not delivered:
+            call = self._new_call(chan, chan.var("ECGW_SERVICE"), _wall(chan.creationtime))
+            nursery.start_soon(self._serve_call, ari, nursery, call, True)
+            return
+        if stored is None:  # never stored, yet already with a dispatcher: record it now
+            call = self._new_call(chan, chan.var("ECGW_SERVICE"), _wall(chan.creationtime))
+        else:
+            call = Call(self.recorder.track(Held(stored, saved=True)), chan.id, trio.current_time())
+            self.calls[chan.id] = call
+        await self.recorder.record(call, "adopted", note="gateway restarted while the call was active")
+        if delivered and chan.dialplan is not None:
+            leg = legs.get(call.id)
+            self.dispatcher.adopt_delivered(call, chan.dialplan.exten, answered=leg is not None and leg.state == "Up")
+            await ari.subscribe(chan.id)  # the old subscription went with the old app connection
+            return
+        nursery.start_soon(self._serve_call, ari, nursery, call, False)
+
+
+def _wall(creationtime: str) -> float | None:
+    try:
+        return datetime.strptime(creationtime, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+    except ValueError:
+        return None

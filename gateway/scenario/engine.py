@@ -1,0 +1,499 @@
+"""Runs response scenarios: one Trio task per running scenario, all under one supervisor nursery.
+
+Every step, notification, acknowledgement and timeout is a timeline event on the incident, and the
+run's progress (``machine.Run``) is written in the same transaction as that event. A restarted
+gateway loads every unfinished run and continues it: a run waiting for acknowledgement sleeps until
+its stored deadline (firing at once if it passed while we were down); a run that was sending
+resends only to the people its last write does not show as reached.
+
+Triggers (a category becoming known, a category change, the answer-time SLA) live in
+``escalation.triggers``; acknowledgements arrive through ``acknowledge`` and its helpers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+import msgspec
+import trio
+
+from gateway.errors import GatewayError, NotFound
+from gateway.incident.records import Incident, TimelineEvent
+from gateway.incident.store import AsyncStore, Statement, event
+from gateway.incident.writer import Held, Recorder
+from gateway.scenario import facts as F
+from gateway.scenario import machine as M
+from gateway.scenario.catalogue import Catalogue
+from gateway.scenario.model import Scenario
+from gateway.scenario.notifier import ACK_DIGIT, Notifier
+from gateway.scenario.people import Directory, Person
+
+log = logging.getLogger(__name__)
+Value = str | int | float | bool | None
+Drafter = Callable[[Incident, str], Awaitable[str]]  # (incident, warning event) -> draft alert id
+_encode = msgspec.json.Encoder().encode
+_decode_run = msgspec.json.Decoder(M.Run).decode
+RETRY_S = 1.0
+
+
+class UnitBoard(Protocol):
+    """What the engine needs from the units board (``gateway.unit_board``)."""
+
+    async def nearest_for(self, incident_id: str, kind: str) -> tuple[str, str, list[str]] | None:
+        """(unit id, callsign, member names) of the nearest free unit of ``kind``, or None."""
+        ...
+
+    async def on_member_ack(self, person: str, incident_id: str) -> bool:
+        """Assign the member's unit and send it; False when no unit of theirs can take the incident."""
+        ...
+
+
+class Engine:
+    def __init__(self, *, recorder: Recorder, catalogue: Catalogue, directory: Directory, notifier: Notifier,
+                 zone_of: F.ZoneOf | None = None, board: UnitBoard | None = None, drafter: Drafter | None = None,
+                 tz: str = "Asia/Almaty") -> None:
+        from zoneinfo import ZoneInfo
+
+        self.recorder = recorder
+        self.store: AsyncStore = recorder.store
+        self.catalogue = catalogue
+        self.directory = directory
+        self.notifier = notifier
+        self.zone_of = zone_of
+        self.board = board
+        self.drafter = drafter
+        self.tz = ZoneInfo(tz)
+        self.dynamic_people: dict[str, Callable[[Incident], list[Person]]] = {}
+        self.runs: dict[str, M.Run] = {}
+        self.tokens: dict[str, str] = {}  # ack token -> run key
+        self._scopes: dict[str, trio.CancelScope] = {}
+        self._wake: dict[str, trio.Event] = {}
+        self.lateness_s: deque[float] = deque(maxlen=100_000)  # timer firing delay, for the benchmark
+        self._nursery: trio.Nursery | None = None
+        self._starting = trio.Lock()
+
+    # --- supervisor ------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Resume every unfinished run, then run new ones until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for run in await self._load_unfinished():
+                self._adopt(run)
+            log.info("escalation: %d scenario runs resumed", len(self.runs))
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def _load_unfinished(self) -> list[M.Run]:
+        rows = await self.store.read("SELECT doc FROM escalation_runs WHERE done=0")
+        runs = []
+        for (doc,) in rows:
+            try:
+                runs.append(_decode_run(doc))  # type: ignore[arg-type]
+            except msgspec.ValidationError as exc:
+                log.error("escalation: unreadable stored run skipped: %s", exc)
+        return runs
+
+    def _adopt(self, run: M.Run) -> None:
+        assert self._nursery is not None, "engine not running"
+        old = self.runs.get(run.key)
+        if old is not None:
+            self._forget_tokens(old)
+        self.runs[run.key] = run
+        for target in run.targets:
+            self.tokens[target.token] = run.key
+        scope = trio.CancelScope()
+        self._scopes[run.key] = scope
+        self._nursery.start_soon(self._drive, run, scope)
+
+    def scenario(self, name: str) -> Scenario | None:
+        """A configured scenario, or the built-in one telling a category's watchers."""
+        if name.startswith(M.WATCH_PREFIX):
+            category = name[len(M.WATCH_PREFIX):]
+            roles = [*self.directory.watchers.get("*", []), *self.directory.watchers.get(category, [])]
+            return M.watch_scenario(category, roles)
+        return self.catalogue.scenarios.get(name)
+
+    async def _stored(self, key: str) -> M.Run | None:
+        rows = await self.store.read("SELECT doc FROM escalation_runs WHERE key=?", (key,))
+        return _decode_run(rows[0][0]) if rows else None  # type: ignore[arg-type]
+
+    async def runs_of(self, incident_id: str) -> list[M.Run]:
+        """Every run of an incident, finished or not, as last written."""
+        rows = await self.store.read("SELECT doc FROM escalation_runs WHERE incident_id=? ORDER BY key",
+                                     (incident_id,))
+        return [_decode_run(doc) for (doc,) in rows]  # type: ignore[arg-type]
+
+    def _forget_tokens(self, run: M.Run) -> None:
+        for target in run.targets:
+            self.tokens.pop(target.token, None)
+
+    async def tell_watchers(self, incident: Incident, status: str) -> None:
+        """A durable run telling the category's watchers of a status change (one run per status)."""
+        category = incident.category or "unclassified"
+        if self.directory.watchers_of(category):
+            await self.start(incident, "status", M.WATCH_PREFIX + category, category, reason="status_changed",
+                             status=status)
+
+    async def start(self, incident: Incident, kind: M.RunKind, scenario: str, category: str,
+                    reason: str, **data: Value) -> None:
+        """Start (or, for a different scenario, replace) the run of ``kind`` on an incident."""
+        async with self._starting:  # two triggers at once (IVR choice, classification deadline) make one run
+            await self._start(incident, kind, scenario, category, reason, **data)
+
+    async def _start(self, incident: Incident, kind: M.RunKind, scenario: str, category: str,
+                     reason: str, **data: Value) -> None:
+        status = str(data.get("status", "")) if kind == "status" else ""
+        key = f"{incident.id}/{kind}" + (f":{status}" if status else "")
+        old = self.runs.get(key) or await self._stored(key)
+        if old is not None and old.scenario == scenario and old.category == category:
+            return  # already running it (or it ran to its end): a repeated trigger changes nothing
+        if old is not None:
+            self._scopes.pop(key, trio.CancelScope()).cancel()
+            run = M.switch(old, scenario, category)
+        else:
+            run = M.Run(key=key, incident_id=incident.id, kind=kind, scenario=scenario, category=category,
+                        status=status)
+        run.started_wall = time.time()
+        fields: dict[str, Value] = {"scenario": scenario, "category": category, "reason": reason, **data}
+        if old is not None:
+            fields |= {"previous": old.scenario, "previous_step": old.pc + 1}
+        await self._persist(run, "scenario_switched" if old is not None else "scenario_started", fields=fields)
+        self._adopt(run)
+
+    async def stop(self, incident_id: str, kind: M.RunKind, reason: str) -> None:
+        run = self.runs.get(f"{incident_id}/{kind}")
+        if run is None or run.phase == "done":
+            return
+        self._scopes.pop(run.key, trio.CancelScope()).cancel()
+        self._forget_tokens(run)
+        run.phase, run.outcome = "done", reason
+        await self._persist(run, "scenario_stopped", scenario=run.scenario, reason=reason)
+
+    # --- one run -------------------------------------------------------------------------------
+
+    async def _drive(self, run: M.Run, scope: trio.CancelScope) -> None:
+        with scope:
+            held = await self._hold(run)  # kept loaded while the run lives: no store read per step
+            try:
+                while held is not None and run.phase != "done" and self.runs.get(run.key) is run:
+                    if not await self._step_guarded(run):
+                        return
+            finally:
+                if held is not None:
+                    self.recorder.release(held)
+                self._forget_tokens(run)
+                if self._scopes.get(run.key) is scope:
+                    del self._scopes[run.key]
+                if self.runs.get(run.key) is run:  # not replaced by a switch: its key is ours to clear
+                    self._wake.pop(run.key, None)
+                    if run.phase == "done" or run.outcome:
+                        del self.runs[run.key]  # finished runs live on in the store (``runs_of``)
+
+    async def _hold(self, run: M.Run) -> Held | None:
+        while True:
+            try:
+                return await self.recorder.acquire(run.incident_id)
+            except NotFound:
+                await self._retire(run, "incident vanished")
+                return None
+            except GatewayError as exc:
+                log.error("escalation %s: %s; retrying in %.0f s", run.key, exc, RETRY_S)
+                await trio.sleep(RETRY_S)
+
+    async def _retire(self, run: M.Run, why: str) -> None:
+        """End a run that has no incident to write on: only its own row records the end."""
+        log.error("escalation %s: %s; run stopped", run.key, why)
+        run.phase, run.outcome = "done", why
+        try:
+            await self.store.write([self._run_row(run)])
+        except GatewayError as exc:
+            log.error("escalation %s: could not record its end: %s", run.key, exc)
+
+    async def _step_guarded(self, run: M.Run) -> bool:
+        """One step; False when the run cannot go on. A store hiccup is retried; a bug in one run is
+        logged and ends that run, never the supervisor (which would take 112 intake with it)."""
+        try:
+            await self._step(run)
+        except NotFound:
+            await self._retire(run, "incident vanished")
+            return False
+        except GatewayError as exc:
+            log.error("escalation %s: %s; retrying in %.0f s", run.key, exc, RETRY_S)
+            await trio.sleep(RETRY_S)
+        except Exception as exc:
+            log.exception("escalation %s: run failed at step %d", run.key, run.pc + 1)
+            run.phase, run.outcome = "done", f"failed: {type(exc).__name__}"
+            with trio.move_on_after(5):
+                try:
+                    await self._persist(run, "scenario_failed", step=run.pc + 1, error=f"{type(exc).__name__}: {exc}"[:300])
+                except GatewayError:
+                    log.error("escalation %s: could not record the failure", run.key)
+            return False
+        return True
+
+    async def _step(self, run: M.Run) -> None:
+        scenario = self.scenario(run.scenario)
+        if scenario is None:  # the configuration changed while this run was stored
+            run.phase, run.outcome = "done", "scenario no longer configured"
+            await self._persist(run, "scenario_finished", scenario=run.scenario, outcome=run.outcome)
+            return
+        if run.phase == "enter":
+            await self._enter(run, scenario)
+        elif run.phase == "effect":
+            await self._draft(run, scenario)
+        else:
+            spec = M.current_spec(run, scenario, self.directory.tiers, self.directory.centres)
+            if spec is None:  # the scenario file changed under a stored run: go on from the next step
+                M.step_done(run, None)
+                await self._persist(run, "step_abandoned", step=run.pc)
+            elif run.phase == "sending":
+                await self._send(run, spec)
+            else:
+                await self._wait(run, spec)
+
+    async def _enter(self, run: M.Run, scenario: Any) -> None:
+        incident = await self._incident(run)
+        facts = F.condition_facts(incident, self.catalogue, zone_of=self.zone_of, tz=self.tz, now_wall=time.time())
+        skipped: list[M.Skipped] = []
+        self._forget_tokens(run)  # the previous step's notifications can no longer be acknowledged
+        action = M.advance(run, scenario, facts, self.directory.tiers, self.directory.centres, skipped.append)
+        notes: list[tuple[str, dict[str, Value]]] = [("step_skipped", {"step": s.step + 1, "do": s.what})
+                                                     for s in skipped]
+        match action:
+            case M.Finished(outcome=outcome):
+                await self._persist(run, "scenario_finished", notes, scenario=run.scenario, outcome=outcome)
+            case M.Drafting(event=event):
+                await self._persist(run, "step_started", notes, step=run.pc + 1, do="draft_warning", event=event)
+            case M.Notifying(spec=spec):
+                run.targets = await self._targets(incident, spec)
+                for target in run.targets:
+                    self.tokens[target.token] = run.key
+                if not run.targets:
+                    M.step_done(run, False if spec.ack != "none" else None)
+                    await self._persist(run, "nobody_to_notify", notes, step=run.pc, do=spec.kind,
+                                        roles=",".join(spec.roles), units=",".join(spec.units))
+                    return
+                await self._persist(run, "step_started", notes, step=run.pc + 1, do=spec.kind, ack=spec.ack,
+                                    repeat=spec.repeat, timeout_s=spec.timeout_s, centre=spec.centre or None,
+                                    people=",".join(sorted({t.person for t in run.targets})),
+                                    units=",".join(sorted({t.unit for t in run.targets if t.unit})) or None)
+
+    async def _targets(self, incident: Incident, spec: M.Spec) -> list[M.Target]:
+        people: dict[str, Person] = {}
+        for role in spec.roles:
+            found = self.dynamic_people[role](incident) if role in self.dynamic_people else \
+                self.directory.with_role(role)
+            people.update((p.name, p) for p in found)
+        for name in spec.people:
+            person = self._person(name)
+            if person is not None:
+                people[name] = person
+        targets = [M.new_target(f"person:{name}", name) for name in people]
+        for kind in spec.units:
+            found_unit = await self.board.nearest_for(incident.id, kind) if self.board else None
+            if found_unit is None:
+                continue
+            unit_id, callsign, members = found_unit
+            targets += [M.new_target(f"unit:{unit_id}", m, unit=unit_id, unit_name=callsign)
+                        for m in members if self._person(m)]
+        return targets
+
+    def _person(self, name: str, incident: Incident | None = None) -> Person | None:
+        """A directory person, a centre, or (given the incident) someone a dynamic role names."""
+        if name.startswith("centre:"):
+            centre = self.directory.centres.get(name[7:])
+            return centre.as_person() if centre else None
+        found = self.directory.people.get(name)
+        if found is None and incident is not None:
+            dynamic = (p for resolve in self.dynamic_people.values() for p in resolve(incident))
+            found = next((p for p in dynamic if p.name == name), None)
+        return found
+
+    async def _send(self, run: M.Run, spec: M.Spec) -> None:
+        if run.attempt == 0 or not M.due(run):
+            M.start_attempt(run)
+        incident = await self._incident(run)
+        due = M.due(run)
+        notes: list[tuple[str, dict[str, Value]]] = []
+        async with trio.open_nursery() as nursery:
+            for target in due:
+                nursery.start_soon(self._notify_one, run, spec, incident, target, notes)
+        for target in due:
+            target.sent = run.attempt
+        if spec.ack == "none" or M.satisfied(run, spec.ack):
+            M.step_done(run, None if spec.ack == "none" else True)
+            await self._persist(run, "step_done", notes, step=run.pc, acknowledged=spec.ack != "none")
+            return
+        run.phase, run.deadline_wall = "waiting", time.time() + spec.timeout_s
+        await self._persist(run, "awaiting_ack", notes, step=run.pc + 1, attempt=run.attempt, of=spec.repeat,
+                            ack=spec.ack, deadline=round(run.deadline_wall, 3))
+
+    async def _notify_one(self, run: M.Run, spec: M.Spec, incident: Incident, target: M.Target,
+                          notes: list[tuple[str, dict[str, Value]]]) -> None:
+        person = self._person(target.person, incident)
+        if person is None:
+            notes.append(("notify_failed", {"person": target.person, "reason": "no longer in the directory"}))
+            return
+        extra = {"unit": target.unit_name or target.unit, "centre": person.display if spec.kind == "forward" else ""}
+        told = msgspec.structs.replace(incident, status=run.status) if run.status else incident  # type: ignore[arg-type]
+        fields = F.template_fields(told, self.catalogue, person.language, **extra)
+        needs_ack = spec.ack != "none"
+        route = person.route(spec.channels)
+        console = "console" in spec.channels
+        delivery = await self.notifier.send(person, route, spec.template, fields, target, attempt=run.attempt,
+                                            needs_ack=needs_ack, incident_id=incident.id) if route else None
+        for channel, why in delivery.tried if delivery else []:
+            notes.append(("channel_failed", {"person": person.name, "channel": channel, "reason": why[:200]}))
+        if delivery is not None and delivery.channel:
+            target.channel, target.failed = delivery.channel, ""
+            notes.append(("notified", {"person": person.name, "channel": delivery.channel, "attempt": run.attempt,
+                                       "unit": target.unit or None, "code": target.code if needs_ack else None}))
+            if needs_ack and delivery.channel == "voice" and delivery.reply == ACK_DIGIT:
+                if await self._unit_ack(target, run.incident_id):
+                    M.acknowledge(run, target.token, person.name, "voice", time.time())
+                    notes.append(("acknowledged", {"person": person.name, "via": "voice",
+                                                   "unit": target.unit or None}))
+                else:
+                    notes.append(("unit_unavailable", {"person": person.name, "unit": target.unit, "via": "voice"}))
+        elif console:
+            target.channel = "console"
+            notes.append(("notified", {"person": person.name, "channel": "console", "attempt": run.attempt}))
+        else:
+            target.failed = "unreachable"
+            notes.append(("notify_failed", {"person": person.name, "attempt": run.attempt,
+                                            "reason": "no channel reached them" if route else "no usable channel"}))
+
+    async def _wait(self, run: M.Run, spec: M.Spec) -> None:
+        if not M.satisfied(run, spec.ack):  # an acknowledgement may have come while we were writing
+            wake = self._wake.setdefault(run.key, trio.Event())
+            with trio.move_on_after(max(0.0, run.deadline_wall - time.time())):
+                await wake.wait()
+            self._wake.pop(run.key, None)
+        if M.satisfied(run, spec.ack):
+            M.step_done(run, True)
+            await self._persist(run, "step_done", step=run.pc, acknowledged=True)
+            return
+        now = time.time()
+        if now < run.deadline_wall:
+            return  # woken by an acknowledgement that does not satisfy "each" yet
+        self.lateness_s.append(now - run.deadline_wall)
+        if M.after_deadline(run, spec) == "again":
+            run.phase = "sending"
+            M.start_attempt(run)
+            await self._persist(run, "ack_timeout", step=run.pc + 1, attempt=run.attempt - 1, next_attempt=run.attempt)
+            return
+        M.step_done(run, False)
+        await self._persist(run, "ack_timeout", step=run.pc, attempt=run.attempt, gave_up=True)
+
+    async def _draft(self, run: M.Run, scenario: Any) -> None:
+        incident = await self._incident(run)
+        facts = F.condition_facts(incident, self.catalogue, zone_of=self.zone_of, tz=self.tz, now_wall=time.time())
+        step = scenario.steps[run.pc]
+        event = getattr(step, "event", "") or facts.warning_event
+        M.step_done(run, None)
+        if self.drafter is None or not event:
+            await self._persist(run, "warning_not_drafted", event=event or None,
+                                reason="public warnings are not enabled" if self.drafter is None else
+                                "the category names no warning event")
+            return
+        try:
+            alert_id = await self.drafter(incident, event)
+        except GatewayError as exc:
+            await self._persist(run, "warning_not_drafted", event=event, reason=str(exc)[:300])
+            return
+        await self._persist(run, "warning_drafted", event=event, alert=alert_id)
+
+    # --- acknowledgements ----------------------------------------------------------------------
+
+    async def acknowledge(self, token: str, *, by: str, via: str) -> str:
+        """Acknowledge one notification. Returns "acknowledged", "already", "unknown", or "unit_busy" (a
+        crew member whose unit cannot take the incident: no acknowledgement)."""
+        key = self.tokens.get(token)
+        run = self.runs.get(key) if key else None
+        if run is None or run.phase not in ("sending", "waiting"):
+            return "unknown"
+        waiting = self.target(token)
+        if waiting is None or waiting.acked_wall is not None:
+            return "already"
+        if not await self._unit_ack(waiting, run.incident_id):
+            await self._persist(run, "unit_unavailable", actor=by, person=waiting.person, unit=waiting.unit, via=via)
+            return "unit_busy"
+        target = M.acknowledge(run, token, by, via, time.time())
+        if target is None or self.runs.get(run.key) is not run:
+            return "already"
+        await self._persist(run, "acknowledged", actor=by, person=target.person, via=via,
+                            unit=target.unit or None, step=run.pc + 1, attempt=run.attempt)
+        wake = self._wake.get(run.key)
+        if wake is not None:
+            wake.set()
+        return "acknowledged"
+
+    async def _unit_ack(self, target: M.Target, incident_id: str) -> bool:
+        """For a unit's crew member: their unit takes the incident. False when it cannot (busy elsewhere,
+        the board down): then the press is no acknowledgement and the scenario goes on looking."""
+        if not target.unit or self.board is None:
+            return True
+        try:
+            return await self.board.on_member_ack(target.person, incident_id)
+        except GatewayError as exc:
+            log.error("incident %s: unit %s acknowledged but the board refused: %s", incident_id, target.unit, exc)
+            return False
+
+    def target(self, token: str) -> M.Target | None:
+        """The notification a token belongs to, while its run waits for it."""
+        run = self.runs.get(self.tokens.get(token, ""))
+        return next((t for t in run.targets if t.token == token), None) if run is not None else None
+
+    def outstanding(self, people: set[str]) -> list[M.Target]:
+        """Unacknowledged notifications to these people, newest step first."""
+        found: list[tuple[float, M.Target]] = []
+        for run in self.runs.values():
+            if run.phase in ("sending", "waiting"):
+                found += [(run.deadline_wall, t) for t in run.targets
+                          if t.person in people and t.acked_wall is None and t.sent]
+        return [t for _, t in sorted(found, key=lambda x: -x[0])]
+
+    # --- durability ----------------------------------------------------------------------------
+
+    async def _incident(self, run: M.Run) -> Incident:
+        return await self.incident(run.incident_id)
+
+    async def incident(self, incident_id: str) -> Incident:
+        held = self.recorder.live.get(incident_id)
+        return held.incident if held is not None else await self.store.get(incident_id)
+
+    async def note(self, incident_id: str, kind: str, **data: Value) -> None:
+        """A timeline event outside any run (status notifications)."""
+        held = await self.recorder.acquire(incident_id)
+        try:
+            await self.recorder.record_event(held, stamped(kind, "escalation", data))
+        finally:
+            self.recorder.release(held)
+
+    @staticmethod
+    def _run_row(run: M.Run) -> Statement:
+        return ("INSERT OR REPLACE INTO escalation_runs (key, incident_id, done, doc) VALUES (?,?,?,?)",
+                (run.key, run.incident_id, int(run.phase == "done"), _encode(run)))
+
+    async def _persist(self, run: M.Run, kind: str, notes: list[tuple[str, dict[str, Value]]] | None = None, *,
+                       actor: str = "", fields: Mapping[str, Value] | None = None, **data: Value) -> None:
+        """Write ``notes`` and ``kind`` on the incident's timeline together with the run's state."""
+        statement = self._run_row(run)
+        held = await self.recorder.acquire(run.incident_id)
+        try:
+            who = actor or f"scenario:{run.scenario}"
+            for note_kind, note in notes or []:
+                self.recorder.note_event(held, stamped(note_kind, who, note))
+            await self.recorder.record_event(held, stamped(kind, who, {"run": run.kind, **(fields or {}), **data}), extra=[statement])
+        finally:
+            self.recorder.release(held)
+
+
+def stamped(kind: str, actor: str, data: Mapping[str, Value]) -> TimelineEvent:
+    """A timeline event stamped now; None values are left out."""
+    return event(kind, actor, **{k: v for k, v in data.items() if v is not None})

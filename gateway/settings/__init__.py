@@ -1,0 +1,43 @@
+"""The gateway's settings: every config Struct and how the config file is loaded and checked.
+
+Importing this package loads no driver library (Asterisk, Telegram, Twilio, SMTP, serial, HTTP): the
+drivers take these Structs as given. Files the config points at (scenarios, templates, zones,
+rosters, sites) are checked by ``gateway.check_config``, which knows every feature.
+"""
+
+from gateway.settings.asterisk import AsteriskConfig
+from gateway.settings.base import NAME_RE, PROJECT, Base, project_path
+from gateway.settings.channels import EmailConfig, SirenLine, SmppConfig, TelegramConfig, TwilioConfig, VoiceConfig
+from gateway.settings.config import (
+    DEFAULT_PATH,
+    GatewayConfig,
+    HttpConfig,
+    StoreConfig,
+    load,
+    parse,
+    semantic_problems,
+)
+from gateway.settings.escalation import EscalationConfig, ResponderChannels
+from gateway.settings.intake import (
+    AlarmConfig,
+    AniConfig,
+    Category,
+    CorrelationConfig,
+    DispatchConfig,
+    IvrConfig,
+    Position,
+    Report102Config,
+    ReportsConfig,
+    Service,
+    Sms112Config,
+)
+from gateway.settings.units import UnitsConfig
+from gateway.settings.warnings import ChannelSet, SmsRoute, User, WarningsConfig
+
+__all__ = [
+    "DEFAULT_PATH", "NAME_RE", "PROJECT", "AlarmConfig", "AniConfig", "AsteriskConfig", "Base", "Category",
+    "ChannelSet", "CorrelationConfig", "DispatchConfig", "EmailConfig", "EscalationConfig", "GatewayConfig",
+    "HttpConfig", "IvrConfig", "Position", "Report102Config", "ReportsConfig", "ResponderChannels", "Service",
+    "SirenLine", "Sms112Config", "SmppConfig", "SmsRoute", "StoreConfig", "TelegramConfig", "TwilioConfig",
+    "UnitsConfig", "User", "VoiceConfig", "WarningsConfig", "load", "parse", "project_path", "semantic_problems",
+]

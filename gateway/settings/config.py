@@ -1,0 +1,159 @@
+"""The whole config file (``config/gateway.toml``): its sections, loading, and the checks of its values.
+
+Every problem is reported with the file, the key and what was expected, so an operator fixing a
+config at 3 a.m. sees all mistakes at once rather than one per restart. Files the config points at
+(scenarios, templates, zones, rosters, sites) are checked by ``gateway.check_config``.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from gateway.errors import ConfigError
+from gateway.settings.asterisk import AsteriskConfig, asterisk_problems
+from gateway.settings.base import PROJECT, Base
+from gateway.settings.escalation import EscalationConfig, escalation_problems
+from gateway.settings.intake import (
+    AlarmConfig,
+    AniConfig,
+    CorrelationConfig,
+    DispatchConfig,
+    IvrConfig,
+    ReportsConfig,
+    Service,
+    alarm_problems,
+    dispatch_problems,
+    ivr_problems,
+)
+from gateway.settings.units import UnitsConfig, units_problems
+from gateway.settings.warnings import WarningsConfig, warnings_problems
+
+DEFAULT_PATH = PROJECT / "config" / "gateway.toml"
+
+
+class StoreConfig(Base, frozen=True):
+    backend: Literal["sqlite"] = "sqlite"
+    path: str = "var/gateway.sqlite3"
+
+
+class HttpConfig(Base, frozen=True):
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+class GatewayConfig(Base, frozen=True):
+    services: list[Service]
+    dispatch: DispatchConfig
+    asterisk: AsteriskConfig = AsteriskConfig()
+    ivr: IvrConfig = IvrConfig()
+    store: StoreConfig = StoreConfig()
+    http: HttpConfig = HttpConfig()
+    ani: AniConfig = AniConfig()
+    correlation: CorrelationConfig = CorrelationConfig()
+    warnings: WarningsConfig = WarningsConfig()
+    escalation: EscalationConfig = EscalationConfig()
+    units: UnitsConfig = UnitsConfig()
+    alarm: AlarmConfig = AlarmConfig()
+    reports: ReportsConfig = ReportsConfig()
+
+
+Check = Callable[[GatewayConfig, str], list[str]]
+
+
+def load(path: str | Path = DEFAULT_PATH, also: Check | None = None) -> GatewayConfig:
+    """Read and validate a config file. Raises ConfigError listing every problem found, those of
+    ``also(cfg, source)`` (checks of the files it names) included."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start}): save the file as UTF-8"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
+    return parse(raw, str(path), also)
+
+
+def parse(raw: dict[str, object], source: str = "<config>", also: Check | None = None) -> GatewayConfig:
+    """Validate an already-decoded TOML document (see ``load``)."""
+    problems = _schema_problems(raw, source)
+    if problems:
+        raise ConfigError(problems)
+    cfg = msgspec.convert(raw, GatewayConfig)
+    problems = semantic_problems(cfg, source) + (also(cfg, source) if also is not None else [])
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def _schema_problems(raw: dict[str, object], source: str) -> list[str]:
+    # msgspec stops at the first error; walk each section separately so one typo does not hide the next.
+    problems: list[str] = []
+    fields = {f.encode_name: f.type for f in msgspec.structs.fields(GatewayConfig)}
+    for key, value in raw.items():
+        if key not in fields:
+            problems.append(f"{source}: unknown section or key '{key}' (expected one of: {', '.join(sorted(fields))})")
+            continue
+        try:
+            msgspec.convert(value, fields[key])
+        except msgspec.ValidationError as exc:
+            problems.append(f"{source}: {_where(key, exc)}")
+    for f in msgspec.structs.fields(GatewayConfig):
+        if f.required and f.encode_name not in raw:
+            problems.append(f"{source}: missing required section '{f.encode_name}'")
+    return problems
+
+
+def _where(section: str, exc: msgspec.ValidationError) -> str:
+    # msgspec says "... - at `$.positions[0].nmae`"; rewrite the path from the section's root.
+    text = str(exc)
+    match = re.search(r" - at `\$(.*)`$", text)
+    if not match:
+        return f"[{section}]: {text}"
+    return f"{section}{match.group(1)}: {text[: match.start()]}"
+
+
+def semantic_problems(cfg: GatewayConfig, source: str = "<config>") -> list[str]:
+    """Cross-field checks the schema cannot express."""
+    p = asterisk_problems(cfg.asterisk, cfg.http.port, source)
+    if not cfg.services:
+        p.append(f"{source}: services: expected at least one emergency service")
+    seen: dict[str, str] = {}
+    for i, svc in enumerate(cfg.services):
+        if not re.match(r"^[0-9]{2,4}$", svc.name):
+            p.append(f"{source}: services[{i}].name: expected a short service number like 112, got {svc.name!r}")
+        for number in svc.dialled:
+            if not re.match(r"^\+?[0-9]{2,15}$", number):
+                p.append(f"{source}: services[{i}].dialled: expected digits with optional leading +, got {number!r}")
+            elif number in seen:
+                p.append(f"{source}: services[{i}].dialled: {number} already routes to service {seen[number]}")
+            else:
+                seen[number] = svc.name
+    p += dispatch_problems(cfg.dispatch, source)
+    p += ivr_problems(cfg.ivr, source)
+    p += warnings_problems(cfg.warnings, source)
+    p += escalation_problems(cfg.escalation, source)
+    p += units_problems(cfg.units, source)
+    p += alarm_problems(cfg.alarm, source)
+    return p + bot_problems(cfg, source)
+
+
+def bot_problems(cfg: GatewayConfig, source: str) -> list[str]:
+    """Telegram gives a bot's updates to one reader: two of our pollers on one token steal each other's."""
+    pollers: dict[str, list[str]] = {}
+    tg = cfg.warnings.actual.telegram
+    if cfg.warnings.signup_bot and tg is not None:
+        pollers.setdefault(tg.bot_token, []).append("warnings sign-up bot")
+    if cfg.escalation.enabled and cfg.escalation.channels.telegram is not None:
+        pollers.setdefault(cfg.escalation.channels.telegram.bot_token, []).append("escalation.channels.telegram")
+    if cfg.reports.telegram102.enabled:
+        pollers.setdefault(cfg.reports.telegram102.bot_token, []).append("reports.telegram102")
+    return [f"{source}: {' and '.join(users)} use the same bot token: give each its own bot"
+            for users in pollers.values() if len(users) > 1]

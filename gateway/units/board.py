@@ -1,0 +1,501 @@
+"""The units board: where every response unit is, what it is doing, and its HTTP routes.
+
+Theory of operation: unit state lives in its own SQLite file (WAL, full fsync). A change is one
+transaction holding the unit's new row, its audit entry and, when an incident must hear of it, a
+*note* (an outbox row). Notes are then delivered to the incident desk in order (a timeline event,
+the incident's unit list, its response status moved forward) and deleted. If the incident store is
+slow or down, the unit change still stands and its notes wait; ``run`` retries them, so a restart
+between the two writes loses nothing. All changes go through one lock: a unit is given to one
+incident at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import trio
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.errors import GatewayError, NotFound, StoreError
+from gateway.incident.desk import STATUS_ORDER, Desk, DeskError
+from gateway.incident.records import ResponseStatus
+from gateway.incident.store import connect
+from gateway.settings import UnitsConfig, project_path
+from gateway.units.model import (
+    MAX_PROPOSALS,
+    TRANSITIONS,
+    IllegalTransition,
+    NoLocation,
+    Proposal,
+    Roster,
+    Unit,
+    UnitChange,
+    UnitError,
+    UnitInputError,
+    check_change,
+    check_position,
+    incident_point,
+    load_roster,
+    moved,
+    propose,
+    refreshed,
+    seed,
+)
+from gateway.web.auth import Auth, Officer, error
+
+log = logging.getLogger(__name__)
+RETRY_S = 5.0  # how often waiting notes are offered to the incident desk again
+WRITERS = ("dispatcher", "supervisor")
+MAX_REASON = 500
+_json = msgspec.json.Encoder()
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS units (id TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS unit_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, unit TEXT NOT NULL, body BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS unit_log_by_unit ON unit_log (unit, seq);
+CREATE TABLE IF NOT EXISTS unit_notes (seq INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB NOT NULL);
+"""
+
+
+
+
+class Proposals(msgspec.Struct, frozen=True, kw_only=True):
+    incident: str
+    kind: str
+    lat: float
+    lon: float
+    units: list[Proposal]
+
+
+class Note(msgspec.Struct, frozen=True, kw_only=True):
+    """What an incident must hear of a unit change: an event, the unit joining or leaving its unit
+    list, and the response status to move forward to ("" for none)."""
+
+    incident: str
+    kind: str
+    actor: str
+    unit: str
+    join: bool | None = None  # True: add to incident.units, False: remove, None: leave
+    status: str = ""
+    data: dict[str, str | float | bool] = {}
+
+
+class StatusBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    status: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    reason: str = ""
+    force: bool = False
+
+
+class AssignBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    unit: str
+
+
+B = TypeVar("B", StatusBody, AssignBody)
+
+
+
+
+
+
+
+
+class UnitBoard:
+    """Owns the units store (one SQLite file) and the live copy of every unit.
+
+    ``__init__`` reads the roster and the store (ConfigError, StoreError); ``close`` closes the file.
+    """
+
+    def __init__(self, cfg: UnitsConfig, desk: Desk, db_path: str | Path) -> None:
+        self.cfg = cfg
+        self.desk = desk
+        roster = load_roster(project_path(cfg.roster_file))
+        self.kinds = roster.kinds
+        self._db = connect(Path(db_path), "FULL", SCHEMA, "units store")
+        self._db_lock = threading.Lock()
+        self._lock = trio.Lock()
+        self._units = self._open(roster)
+        self._notes: list[tuple[int, Note]] = [
+            (int(seq), msgspec.json.decode(body, type=Note))
+            for seq, body in self._read("SELECT seq, body FROM unit_notes ORDER BY seq")]
+
+    def close(self) -> None:
+        with self._db_lock:
+            self._db.close()
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def units(self, kind: str = "", status: str = "") -> list[Unit]:
+        """Units in roster order, optionally of one kind and/or status."""
+        return [u for u in self._units.values() if (not kind or u.kind == kind) and (not status or u.status == status)]
+
+    def get(self, unit_id: str) -> Unit:
+        """One unit; raises NotFound."""
+        try:
+            return self._units[unit_id]
+        except KeyError:
+            raise NotFound(f"no unit {unit_id!r}") from None
+
+    async def history(self, unit_id: str, limit: int = 50) -> list[UnitChange]:
+        """The unit's latest status changes, newest first; raises NotFound."""
+        self.get(unit_id)
+        return await trio.to_thread.run_sync(self._history, unit_id, limit)
+
+    def pending(self) -> int:
+        """Notes not yet delivered to the incident desk."""
+        return len(self._notes)
+
+    # -- changing --------------------------------------------------------------------------------
+
+    async def update(self, unit_id: str, *, status: str | None = None, lat: float | None = None,
+                     lon: float | None = None, actor: str, reason: str = "", force: bool = False) -> Unit:
+        """Report a unit's status and/or position. Raises NotFound, UnitInputError, IllegalTransition
+        (``force`` with a ``reason`` lets a dispatcher make any move except into an active status
+        without an incident), StoreError when the change could not be made durable."""
+        check_position(lat, lon)
+        if len(reason) > MAX_REASON:
+            raise UnitInputError(f"reason: at most {MAX_REASON} characters, got {len(reason)}")
+        if status is None and lat is None:
+            raise UnitInputError("nothing to change: give a status, a position (lat and lon) or both")
+        async with self._lock:
+            return await self._change(self.get(unit_id), status, lat, lon, actor, reason, force)
+
+    async def assign(self, incident_id: str, unit_id: str, *, actor: str) -> Unit:
+        """Give a free unit to an incident; the incident hears of it (event, unit list, status
+        "assigned" if it was new). Raises NotFound (unit or incident), IllegalTransition."""
+        async with self._lock:
+            return await self._assign(incident_id, self.get(unit_id), actor)
+
+    async def propose(self, incident_id: str, kind: str = "", limit: int = 3) -> Proposals:
+        """The nearest free units (of ``kind``, "" for any) to the incident's best location.
+        Raises UnitInputError (kind, limit), NotFound, NoLocation."""
+        if kind and kind not in self.kinds:
+            raise UnitInputError(f"unknown unit kind {kind!r}: expected one of {', '.join(self.kinds)}")
+        lat, lon = incident_point(await self.desk.get(incident_id))
+        offers = propose(self._units.values(), kind, lat, lon, limit, now=time.time(),
+                         stale_after_s=self.cfg.stale_after_s, speed_kmh=self.cfg.speed_kmh)
+        return Proposals(incident=incident_id, kind=kind, lat=lat, lon=lon, units=offers)
+
+    async def nearest_for(self, incident_id: str, kind: str) -> tuple[str, str, list[str]] | None:
+        """(unit id, callsign, members) of the free unit of ``kind`` a scenario should call for this
+        incident: the first proposal, or, when the incident has no coordinates yet, the first free unit
+        of the kind in id order (calling someone beats calling nobody). None when none is free.
+        Raises NotFound for an unknown incident."""
+        if kind not in self.kinds:
+            log.error("incident %s: a scenario asks for unit kind %r, which the roster does not define",
+                      incident_id, kind)
+            return None
+        try:
+            offers = (await self.propose(incident_id, kind, 1)).units
+            chosen = self.get(offers[0].unit) if offers else None
+        except NoLocation:
+            free = sorted(self.units(kind, "free"), key=lambda u: u.id)
+            chosen = free[0] if free else None
+            log.warning("incident %s has no coordinates: %s unit chosen by id (%s)", incident_id, kind,
+                        chosen.id if chosen else "none free")
+        return (chosen.id, chosen.name, list(chosen.members)) if chosen else None
+
+    async def on_member_ack(self, person: str, incident_id: str) -> bool:
+        """A unit member acknowledged the dispatch for ``incident_id`` (DTMF, SMS, Telegram): their
+        unit is en route. A unit already assigned to the incident moves on; a free unit of theirs (it
+        was called by a scenario, not yet assigned) is assigned by that acknowledgement first. A member
+        whose units are busy elsewhere changes nothing (logged). True when a unit of theirs is on the
+        incident afterwards. Raises StoreError, NotFound."""
+        async with self._lock:
+            mine = [u for u in self._units.values() if person in u.members]
+            unit = next((u for u in mine if u.incident == incident_id), None)
+            if unit is None:
+                unit = next((u for u in mine if u.status == "free"), None)
+                if unit is None:
+                    log.warning("acknowledgement by %s for %s: no unit of theirs is free or on it (%s)", person,
+                                incident_id, ", ".join(f"{u.id} {u.status}" for u in mine) or "in no unit")
+                    return False
+                unit = await self._assign(incident_id, unit, person)
+            if unit.status == "assigned":  # else already moving or there: a late or repeated acknowledgement
+                await self._change(unit, "en_route", None, None, person, "acknowledged the dispatch", False)
+            return True
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Deliver notes left from before a restart, then keep retrying any the desk could not take."""
+        async with self._lock:
+            await self._deliver()
+        task_status.started()
+        while True:
+            await trio.sleep(RETRY_S)
+            if self._notes:
+                async with self._lock:
+                    await self._deliver()
+
+    # -- inside the lock -------------------------------------------------------------------------
+
+    async def _assign(self, incident_id: str, unit: Unit, actor: str) -> Unit:
+        incident = await self.desk.get(incident_id)
+        if incident.status == "closed":
+            raise IllegalTransition(f"incident {incident_id} is closed")
+        if unit.status != "free":
+            busy = f" for incident {unit.incident}" if unit.incident else ""
+            raise IllegalTransition(f"unit {unit.id} is {unit.status}{busy}: only a free unit can be assigned")
+        new = moved(unit, status="assigned", lat=None, lon=None, incident=incident_id, now=time.time())
+        note = Note(incident=incident_id, kind="unit_assigned", actor=actor, unit=unit.id, join=True,
+                    status="assigned", data={"unit_kind": unit.kind, "name": unit.name})
+        await self._commit(unit, new, actor, "", False, note)
+        return new
+
+    async def _change(self, unit: Unit, status: str | None, lat: float | None, lon: float | None,
+                      actor: str, reason: str, force: bool) -> Unit:
+        forced = False
+        if status is not None:
+            check_change(unit, status, force=force, reason=reason)
+            forced = status != unit.status and status not in TRANSITIONS[unit.status]
+            if status == unit.status:
+                status = None
+        if status is None and lat is None:
+            return unit  # the unit already is where and how it says
+        new = moved(unit, status=status, lat=lat, lon=lon, incident=None, now=time.time())
+        await self._commit(unit, new, actor, reason, forced, _note_for(unit, new, actor, reason, forced))
+        return new
+
+    async def _commit(self, old: Unit, new: Unit, actor: str, reason: str, forced: bool, note: Note | None) -> None:
+        change = None
+        if new.status != old.status or new.incident != old.incident:
+            change = UnitChange(unit=new.id, wall=new.updated_wall, actor=actor, status=new.status,
+                                previous=old.status, incident=new.incident or old.incident,
+                                lat=new.lat, lon=new.lon, reason=reason, forced=forced)
+            log.info("unit %s: %s -> %s (%s) by %s%s", new.id, old.status, new.status, change.incident or "-",
+                     actor, f", forced: {reason}" if forced else "")
+        seq = await trio.to_thread.run_sync(self._save, new, change, note)
+        self._units[new.id] = new
+        if note is not None and seq is not None:
+            self._notes.append((seq, note))
+            await self._deliver()
+
+    async def _deliver(self) -> None:
+        """Hand waiting notes to the desk in order; stop at the first the store cannot take."""
+        while self._notes:
+            seq, note = self._notes[0]
+            try:
+                await self._apply(note)
+            except (DeskError, NotFound) as exc:
+                log.error("unit %s: incident %s refused %s: %s", note.unit, note.incident, note.kind, exc)
+            except StoreError as exc:
+                log.error("unit %s: %s for incident %s waits for the store: %s", note.unit, note.kind,
+                          note.incident, exc)
+                return
+            await trio.to_thread.run_sync(self._forget, seq)
+            self._notes.pop(0)
+
+    async def _apply(self, note: Note) -> None:
+        incident = await self.desk.get(note.incident)
+        changes: dict[str, object] | None = None
+        if note.join is True and note.unit not in incident.units:
+            changes = {"units": [*incident.units, note.unit]}
+        elif note.join is False and note.unit in incident.units:
+            changes = {"units": [u for u in incident.units if u != note.unit]}
+        await self.desk.record(note.incident, note.kind, actor=note.actor, changes=changes, unit=note.unit,
+                               **note.data)
+        current = (await self.desk.get(note.incident)).status
+        if note.status in STATUS_ORDER and current != "closed" and STATUS_ORDER[note.status] > STATUS_ORDER[current]:
+            status: ResponseStatus = note.status  # type: ignore[assignment]
+            await self.desk.set_status(note.incident, status, actor=note.actor, unit=note.unit)
+
+    # -- SQLite (worker threads) ------------------------------------------------------------------
+
+    def _open(self, roster: Roster) -> dict[str, Unit]:
+        """Roster units with their stored state; new roster units are stored free at their base."""
+        with self._db_lock:
+            stored = {row[0]: msgspec.json.decode(row[1], type=Unit)
+                      for row in self._read("SELECT id, body FROM units")}
+            units = {e.id: refreshed(stored[e.id], e) if e.id in stored else seed(e) for e in roster.units}
+            for orphan in sorted(set(stored) - set(units)):
+                log.warning("unit %s is in the units store but not in the roster: not served (was %s%s)",
+                            orphan, stored[orphan].status, f" on {stored[orphan].incident}" if stored[orphan].incident
+                            else "")
+            self._tx([("INSERT OR REPLACE INTO units (id, body) VALUES (?, ?)", (u.id, _json.encode(u)))
+                      for u in units.values()])
+        return units
+
+    def _save(self, unit: Unit, change: UnitChange | None, note: Note | None) -> int | None:
+        statements: list[tuple[str, tuple[object, ...]]] = [
+            ("INSERT OR REPLACE INTO units (id, body) VALUES (?, ?)", (unit.id, _json.encode(unit)))]
+        if change is not None:
+            statements.append(("INSERT INTO unit_log (unit, body) VALUES (?, ?)", (unit.id, _json.encode(change))))
+        if note is not None:
+            statements.append(("INSERT INTO unit_notes (body) VALUES (?)", (_json.encode(note),)))
+        with self._db_lock:
+            return self._tx(statements)
+
+    def _forget(self, seq: int) -> None:
+        with self._db_lock:
+            self._tx([("DELETE FROM unit_notes WHERE seq = ?", (seq,))])
+
+    def _history(self, unit_id: str, limit: int) -> list[UnitChange]:
+        with self._db_lock:
+            rows = self._read("SELECT body FROM unit_log WHERE unit = ? ORDER BY seq DESC LIMIT ?", (unit_id, limit))
+        return [msgspec.json.decode(row[0], type=UnitChange) for row in rows]
+
+    def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"units store: {exc}") from exc
+
+    def _tx(self, statements: list[tuple[str, tuple[object, ...]]]) -> int | None:
+        """Run statements in one durable transaction; the last row id inserted, if any."""
+        last = None
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            for sql, args in statements:
+                cursor = self._db.execute(sql, args)
+                last = cursor.lastrowid if sql.startswith("INSERT") else last
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise StoreError(f"units store: {exc}") from exc
+        return last
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    def routes(self, auth: Auth) -> list[Route]:
+        """The board's routes; every one needs an officer, changes need a dispatcher or supervisor."""
+        return _Routes(self, auth).routes()
+
+
+def _note_for(old: Unit, new: Unit, actor: str, reason: str, forced: bool) -> Note | None:
+    """What the incident must hear of a unit change: its release, or its progress."""
+    data: dict[str, str | float | bool] = {"status": new.status, "previous": old.status}
+    if reason:
+        data["reason"] = reason
+    if forced:
+        data["forced"] = True
+    if old.incident and new.incident != old.incident:
+        return Note(incident=old.incident, kind="unit_released", actor=actor, unit=new.id, join=False, data=data)
+    if new.incident and new.status != old.status:
+        progress = new.status if new.status in ("en_route", "on_scene") else ""
+        return Note(incident=new.incident, kind="unit_status", actor=actor, unit=new.id, status=progress, data=data)
+    return None
+
+
+class _Routes:
+    """HTTP translation only: every decision is the board's."""
+
+    def __init__(self, board: UnitBoard, auth: Auth) -> None:
+        self.board = board
+        self.auth = auth
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/units", self.list_units, methods=["GET"]),
+            Route("/units/{id}", self.get_unit, methods=["GET"]),
+            Route("/units/{id}/history", self.get_history, methods=["GET"]),
+            Route("/units/{id}/status", self.post_status, methods=["POST"]),
+            Route("/incidents/{id}/proposals", self.get_proposals, methods=["GET"]),
+            Route("/incidents/{id}/assign", self.post_assign, methods=["POST"]),
+        ]
+
+    async def list_units(self, request: Request) -> Response:
+        if isinstance(who := self.auth.require(request), Response):
+            return who
+        kind, status = request.query_params.get("kind", ""), request.query_params.get("status", "")
+        if kind and kind not in self.board.kinds:
+            return error(f"unknown unit kind {kind!r}: expected one of {', '.join(self.board.kinds)}", 400)
+        return _reply(self.board.units(kind, status))
+
+    async def get_unit(self, request: Request) -> Response:
+        if isinstance(who := self.auth.require(request), Response):
+            return who
+        try:
+            return _reply(self.board.get(request.path_params["id"]))
+        except GatewayError as exc:
+            return _failure(exc)
+
+    async def get_history(self, request: Request) -> Response:
+        if isinstance(who := self.auth.require(request), Response):
+            return who
+        try:
+            return _reply(await self.board.history(request.path_params["id"], _limit(request, 50, 1000)))
+        except GatewayError as exc:
+            return _failure(exc)
+
+    async def post_status(self, request: Request) -> Response:
+        if isinstance(who := self.auth.require(request, *WRITERS), Response):
+            return who
+        try:
+            body = await _body(request, StatusBody)
+            return _reply(await self.board.update(request.path_params["id"], status=body.status, lat=body.lat,
+                                                  lon=body.lon, actor=who.name, reason=body.reason,
+                                                  force=body.force))
+        except GatewayError as exc:
+            return _failure(exc, who)
+
+    async def get_proposals(self, request: Request) -> Response:
+        if isinstance(who := self.auth.require(request), Response):
+            return who
+        try:
+            limit = _limit(request, 3, MAX_PROPOSALS)
+            return _reply(await self.board.propose(request.path_params["id"], request.query_params.get("kind", ""),
+                                                   limit))
+        except GatewayError as exc:
+            return _failure(exc, who)
+
+    async def post_assign(self, request: Request) -> Response:
+        if isinstance(who := self.auth.require(request, *WRITERS), Response):
+            return who
+        try:
+            body = await _body(request, AssignBody)
+            return _reply(await self.board.assign(request.path_params["id"], body.unit, actor=who.name))
+        except GatewayError as exc:
+            return _failure(exc, who)
+
+
+async def _body(request: Request, kind: type[B]) -> B:
+    try:
+        return msgspec.json.decode(await request.body(), type=kind)
+    except msgspec.ValidationError as exc:
+        raise UnitInputError(f"body: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise UnitInputError(f"body: expected a JSON object ({exc})") from exc
+
+
+def _limit(request: Request, default: int, most: int) -> int:
+    raw = request.query_params.get("limit", str(default))
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise UnitInputError(f"limit {raw!r}: expected an integer 1-{most}") from None
+    if not 1 <= limit <= most:
+        raise UnitInputError(f"limit {limit}: expected 1-{most}")
+    return limit
+
+
+def _reply(body: object) -> Response:
+    return Response(_json.encode(body), media_type="application/json")
+
+
+def _failure(exc: GatewayError, who: Officer | None = None) -> Response:
+    """The HTTP answer to a refused request (logged: a refusal is something a dispatcher saw)."""
+    match exc:
+        case NotFound():
+            status = 404
+        case UnitInputError():
+            status = 400
+        case UnitError() | DeskError():
+            status = 409
+        case StoreError():
+            status = 503
+        case _:
+            status = 500
+    log.log(logging.ERROR if status >= 500 else logging.INFO, "units API refused %s: %s",
+            who.name if who else "-", exc)
+    return error(str(exc), status)
+
+

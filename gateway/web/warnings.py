@@ -1,0 +1,365 @@
+"""HTTP routes of the warnings: the officer's workflow, recipients, the CAP feed, provider webhooks.
+
+Who is acting: an officer's bearer token (its SHA-256 is in the config), or — for the ``gateway``
+CLI on the gateway's own host — the local key file the service writes at start (mode 0600) plus
+``X-ECGW-User``. Every decision is the workflow's; this module only translates HTTP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+import trio
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from gateway.errors import AlertError, NotFound, ProtocolError, StoreError, TemplateError
+from gateway.protocols import cap
+from gateway.protocols import cap_atom as atom
+from gateway.warning import recipients
+from gateway.warning.centre import Warnings
+from gateway.warning.workflow import DraftSpec
+
+log = logging.getLogger(__name__)
+_json = msgspec.json.Encoder()
+MAX_CSV_BYTES = 512 * 1024 * 1024
+FINAL_STATES = ("sent", "cancelled", "superseded")
+
+
+class ApiError(msgspec.Struct):
+    error: str
+
+
+class ApproveBody(msgspec.Struct, forbid_unknown_fields=True):
+    send: bool = False
+
+
+class CancelBody(msgspec.Struct, forbid_unknown_fields=True):
+    note: str = ""
+
+
+def _reply(body: object, status: int = 200) -> Response:
+    return Response(_json.encode(body), status_code=status, media_type="application/json")
+
+
+def _error(message: str, status: int) -> Response:
+    return _reply(ApiError(message), status)
+
+
+def local_key(path: Path) -> str:
+    """The CLI's key: created once, readable by the gateway's own user only (never world-readable,
+    not even for a moment); an empty or damaged key file is replaced."""
+    key = path.read_text().strip() if path.exists() else ""
+    if len(key) != 64:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        key = secrets.token_hex(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(key)
+    return key
+
+
+class WarningsApi:
+    def __init__(self, warnings: Warnings, key_file: Path) -> None:
+        self.w = warnings
+        self.key = local_key(key_file)
+        self.tokens = {u.token_sha256: u.name for u in warnings.cfg.users if u.token_sha256}
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/alerts", self.list_alerts, methods=["GET"]),
+            Route("/alerts", self.draft, methods=["POST"]),
+            Route("/alerts/{id}", self.get_alert, methods=["GET"]),
+            Route("/alerts/{id}/preview", self.preview, methods=["GET"]),
+            Route("/alerts/{id}/approve", self.approve, methods=["POST"]),
+            Route("/alerts/{id}/send", self.send, methods=["POST"]),
+            Route("/alerts/{id}/update", self.update, methods=["POST"]),
+            Route("/alerts/{id}/cancel", self.cancel, methods=["POST"]),
+            Route("/alerts/{id}/status", self.status, methods=["GET"]),
+            Route("/alerts/{id}/progress", self.progress, methods=["GET"]),
+            Route("/recipients", self.list_recipients, methods=["GET"]),
+            Route("/recipients", self.import_recipients, methods=["POST"]),
+            Route("/recipients/{ref}", self.get_recipient, methods=["GET"]),
+            Route("/recipients/{ref}", self.put_recipient, methods=["PUT"]),
+            Route("/recipients/{ref}", self.delete_recipient, methods=["DELETE"]),
+            Route("/cap/feed.atom", self.feed, methods=["GET"]),
+            Route("/cap/alerts/{id}.xml", self.cap_xml, methods=["GET"]),
+            Route("/cap/drill/feed.atom", self.drill_feed, methods=["GET"]),
+            *self._webhooks(),
+        ]
+
+    def _webhooks(self) -> list[Route]:
+        """Provider callbacks, verified by the driver that sent the messages."""
+        from urllib.parse import urlsplit
+
+        from channels.twilio_sms import TwilioChannel, status_callback_route
+
+        routes = []
+        slots = self.w.engine.slots if self.w.engine else {}
+        for key, cs in (("twilio", self.w.cfg.actual), ("drill:twilio", self.w.cfg.drill)):
+            slot = slots.get(key)
+            if slot and cs.twilio and cs.twilio.status_callback_url and isinstance(slot.channel, TwilioChannel):
+                routes.append(status_callback_route(slot.channel, urlsplit(cs.twilio.status_callback_url).path))
+        return routes
+
+    def _user(self, request: Request) -> str | None:
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            digest = hashlib.sha256(auth[7:].strip().encode()).hexdigest()
+            return self.tokens.get(digest)
+        if self._local(request):
+            return request.headers.get("x-ecgw-user") or None
+        return None
+
+    def _local(self, request: Request) -> bool:
+        """The request carries the key only the gateway's host operator can read."""
+        return hmac.compare_digest(request.headers.get("x-ecgw-local-key", ""), self.key)
+
+    def _reader_only(self, request: Request) -> Response | None:
+        """Drafts and recipients are not public: reading needs an officer or the host's local key."""
+        if self._local(request) or self._user(request) is not None:
+            return None
+        return _error("who is asking? send an officer's bearer token", 401)
+
+    def _officer_only(self, request: Request) -> Response | None:
+        """Recipient lists hold personal data: only civil-defence officers change them."""
+        user = self._user(request)
+        if user is None:
+            return _error("who is acting? send an officer's bearer token", 401)
+        if "civil-defence" not in self.w.workflow.users.get(user, []):
+            return _error(f"user {user!r} is not a civil-defence officer", 403)
+        return None
+
+    async def _act(self, request: Request, action: str, fn: object) -> Response:
+        user = self._user(request)
+        if user is None:
+            return _error("who is acting? send an officer's bearer token", 401)
+        try:
+            result = await fn(user)  # type: ignore[operator]
+        except msgspec.DecodeError as exc:  # malformed JSON or a field of the wrong shape
+            return _error(f"bad request body: {exc}", 400)
+        except (AlertError, TemplateError) as exc:
+            log.info("alert %s refused for %s: %s", action, user, exc)
+            return _error(str(exc), 409 if "is " in str(exc) and "only" in str(exc) else 400)
+        except NotFound as exc:
+            return _error(str(exc), 404)
+        except StoreError as exc:
+            return _error(str(exc), 409)
+        return _reply(result)
+
+    # -- alerts -------------------------------------------------------------------------------
+
+    async def list_alerts(self, request: Request) -> Response:
+        if (refusal := self._reader_only(request)) is not None:
+            return refusal
+        return _reply(await self.w.outbox.call(self.w.outbox.sync.alerts, 200))
+
+    async def get_alert(self, request: Request) -> Response:
+        if (refusal := self._reader_only(request)) is not None:
+            return refusal
+        alert_id = request.path_params["id"]
+        try:
+            record = await self.w.workflow.get(alert_id)
+        except AlertError as exc:
+            return _error(str(exc), 404)
+        audit = await self.w.outbox.call(self.w.outbox.sync.audit_trail, alert_id)
+        return _reply({"alert": record, "audit": audit})
+
+    async def draft(self, request: Request) -> Response:
+        body = await request.body()
+
+        async def act(user: str) -> object:
+            return await self.w.workflow.draft(msgspec.json.decode(body, type=DraftSpec), user)
+        return await self._act(request, "draft", act)
+
+    async def preview(self, request: Request) -> Response:
+        if (refusal := self._reader_only(request)) is not None:
+            return refusal
+        try:
+            record = await self.w.workflow.get(request.path_params["id"])
+            return _reply(self.w.renderer.preview(record))
+        except (AlertError, TemplateError) as exc:
+            return _error(str(exc), 404)
+
+    async def approve(self, request: Request) -> Response:
+        body = await request.body() or b"{}"
+
+        async def act(user: str) -> object:
+            send = msgspec.json.decode(body, type=ApproveBody).send
+            return await self.w.workflow.approve(request.path_params["id"], user, send=send)
+        return await self._act(request, "approve", act)
+
+    async def send(self, request: Request) -> Response:
+        return await self._act(request, "send", lambda user: self.w.workflow.send(request.path_params["id"], user))
+
+    async def update(self, request: Request) -> Response:
+        body = await request.body()
+
+        async def act(user: str) -> object:
+            spec = msgspec.json.decode(body, type=DraftSpec)
+            return await self.w.workflow.update(request.path_params["id"], spec, user)
+        return await self._act(request, "update", act)
+
+    async def cancel(self, request: Request) -> Response:
+        body = await request.body() or b"{}"
+
+        async def act(user: str) -> object:
+            note = msgspec.json.decode(body, type=CancelBody).note
+            return await self.w.workflow.cancel(request.path_params["id"], user, note)
+        return await self._act(request, "cancel", act)
+
+    async def status(self, request: Request) -> Response:
+        if (refusal := self._reader_only(request)) is not None:
+            return refusal
+        try:
+            return _reply(await self.w.workflow.progress(request.path_params["id"]))
+        except AlertError as exc:
+            return _error(str(exc), 404)
+
+    async def progress(self, request: Request) -> Response:
+        if (refusal := self._reader_only(request)) is not None:
+            return refusal
+        alert_id = request.path_params["id"]
+        try:
+            first = await self.w.workflow.progress(alert_id)
+        except AlertError as exc:
+            return _error(str(exc), 404)
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield b"event: progress\ndata: " + _json.encode(first) + b"\n\n"
+            if first.state in FINAL_STATES:
+                return
+            async with self.w.watch() as ticks:
+                while True:
+                    now = None
+                    with trio.move_on_after(15):  # no yield inside the scope: the consumer runs there
+                        async for tick_id, _state, _ in ticks:
+                            if tick_id == alert_id:
+                                now = await self.w.workflow.progress(alert_id)
+                                break
+                    if now is None:
+                        yield b": keep-alive\n\n"
+                        continue
+                    yield b"event: progress\ndata: " + _json.encode(now) + b"\n\n"
+                    if now.state in FINAL_STATES:
+                        return
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    # -- recipients ---------------------------------------------------------------------------
+
+    async def list_recipients(self, request: Request) -> Response:
+        if (refusal := self._reader_only(request)) is not None:
+            return refusal
+        after = request.query_params.get("after", "")
+        limit = min(1000, max(1, int(request.query_params.get("limit", "100") or 100)))
+        return _reply(await self.w.outbox.call(self.w.outbox.sync.recipients, after, limit))
+
+    async def import_recipients(self, request: Request) -> Response:
+        refusal = self._officer_only(request)
+        if refusal is not None:
+            return refusal
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_CSV_BYTES:  # refuse before reading it into memory
+            return _error(f"CSV larger than {MAX_CSV_BYTES} bytes", 413)
+        body = await request.body()
+        if len(body) > MAX_CSV_BYTES:
+            return _error(f"CSV larger than {MAX_CSV_BYTES} bytes", 413)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return _error(f"CSV is not UTF-8 (byte {exc.start})", 400)
+        imported, errors = await trio.to_thread.run_sync(self._import, text)
+        return _reply({"imported": imported, "rejected": len(errors), "errors": errors[:1000]})
+
+    def _import(self, text: str) -> tuple[int, list[recipients.RowError]]:
+        errors: list[recipients.RowError] = []
+        batch: list[recipients.Recipient] = []
+        imported = 0
+        for item in recipients.iter_csv(text, self.w.zones.names()):
+            if isinstance(item, recipients.RowError):
+                errors.append(item)
+                continue
+            batch.append(item)
+            if len(batch) >= 10_000:
+                imported += self.w.outbox.sync.put_recipients(batch)
+                batch = []
+        if batch:
+            imported += self.w.outbox.sync.put_recipients(batch)
+        return imported, errors
+
+    async def get_recipient(self, request: Request) -> Response:
+        if (refusal := self._reader_only(request)) is not None:
+            return refusal
+        try:
+            return _reply(await self.w.outbox.call(self.w.outbox.sync.get_recipient, request.path_params["ref"]))
+        except NotFound as exc:
+            return _error(str(exc), 404)
+
+    async def put_recipient(self, request: Request) -> Response:
+        refusal = self._officer_only(request)
+        if refusal is not None:
+            return refusal
+        try:
+            r = msgspec.json.decode(await request.body(), type=recipients.Recipient)
+        except msgspec.DecodeError as exc:
+            return _error(f"bad recipient: {exc}", 400)
+        if r.ref != request.path_params["ref"]:
+            return _error("ref in the body differs from the URL", 400)
+        r, found = recipients.normalised(r, self.w.zones.names())
+        if found:
+            return _error("; ".join(found), 400)
+        await self.w.outbox.call(self.w.outbox.sync.put_recipients, [r])
+        return _reply(r)
+
+    async def delete_recipient(self, request: Request) -> Response:
+        refusal = self._officer_only(request)
+        if refusal is not None:
+            return refusal
+        try:
+            await self.w.outbox.call(self.w.outbox.sync.delete_recipient, request.path_params["ref"])
+        except NotFound as exc:
+            return _error(str(exc), 404)
+        return Response(status_code=204)
+
+    # -- CAP broadcast -------------------------------------------------------------------------
+
+    async def feed(self, request: Request) -> Response:
+        """Radio, TV and the portal poll this: published Actual alerts only."""
+        return await self._feed(request, "/cap/feed.atom", drill=False)
+
+    async def drill_feed(self, request: Request) -> Response:
+        """Exercise and Test alerts, for the drill destinations of broadcasters."""
+        return await self._feed(request, "/cap/drill/feed.atom", drill=True)
+
+    async def _feed(self, request: Request, path: str, *, drill: bool) -> Response:
+        records = await self.w.outbox.call(self.w.outbox.sync.alerts, 500, ["sending", "sent", "superseded",
+                                                                             "cancelled"])
+        chosen = [r.cap for r in records if r.exercise == drill][:100]
+        base = str(request.base_url).rstrip("/")
+        title = "Азаматтық қорғау / Гражданская оборона" + (" — ЖАТТЫҒУ / УЧЕНИЯ" if drill else "")
+        body = atom.atom_feed(chosen, feed_id=f"{base}{path}", title=title, self_url=f"{base}{path}",
+                              updated=datetime.now(UTC).replace(microsecond=0),
+                              alert_url=lambda a: f"{base}/cap/alerts/{a.identifier}.xml")
+        return Response(body, media_type="application/atom+xml")
+
+    async def cap_xml(self, request: Request) -> Response:
+        try:
+            record = await self.w.workflow.get(request.path_params["id"])
+        except AlertError as exc:
+            return _error(str(exc), 404)
+        if record.state in ("draft", "approved"):
+            return _error("not published", 404)
+        try:
+            return Response(cap.to_xml(record.cap), media_type="application/cap+xml")
+        except ProtocolError as exc:
+            return _error(str(exc), 500)
