@@ -47,9 +47,9 @@ from channels.base import Channel  # noqa: E402
 from channels.smpp import open_smpp
 from gateway.incident.bus import Bus  # noqa: E402
 from gateway.incident.desk import Desk, no_caller  # noqa: E402
+from gateway.incident.recorder import Recorder  # noqa: E402
 from gateway.incident.records import Incident, TimelineEvent  # noqa: E402
 from gateway.incident.store import AsyncStore, SqliteStore, Statement  # noqa: E402
-from gateway.incident.writer import Recorder  # noqa: E402
 from gateway.scenario import catalogue as catalogue_file  # noqa: E402
 from gateway.scenario import people as directory_file  # noqa: E402
 from gateway.scenario import texts as texts_file  # noqa: E402

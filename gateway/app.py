@@ -13,8 +13,8 @@ from gateway.cli.alerts import key_path
 from gateway.errors import AriError
 from gateway.incident.bus import Bus
 from gateway.incident.desk import Desk
+from gateway.incident.recorder import Recorder
 from gateway.incident.store import AsyncStore, SqliteStore
-from gateway.incident.writer import Recorder
 from gateway.intake.calls import Intake
 from gateway.metrics import Metrics
 from gateway.operations import Operations

@@ -15,9 +15,9 @@ from starlette.applications import Starlette
 
 from gateway.incident.bus import Bus
 from gateway.incident.desk import Desk
+from gateway.incident.recorder import Recorder
 from gateway.incident.records import Incident
 from gateway.incident.store import AsyncStore, SqliteStore
-from gateway.incident.writer import Recorder
 from gateway.intake.alarm.panels import AlarmIntake
 from gateway.intake.alarm.sites import token_hash
 from gateway.protocols.contact_id import encode, parse

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from gateway import settings as config
 from gateway.incident.bus import Bus
+from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Caller, Incident
 from gateway.incident.store import AsyncStore, SqliteStore
-from gateway.incident.writer import Call, Held, Recorder
+from gateway.intake.call import Call
 from gateway.intake.dispatch import Dispatcher
 from gateway.metrics import Metrics
 

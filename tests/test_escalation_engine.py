@@ -14,9 +14,9 @@ from channels.base import Channel
 from channels.smpp import open_smpp
 from gateway.incident.bus import Bus
 from gateway.incident.desk import Desk, no_caller
+from gateway.incident.recorder import Recorder
 from gateway.incident.records import Caller, Incident
 from gateway.incident.store import AsyncStore, SqliteStore
-from gateway.incident.writer import Recorder
 from gateway.scenario import texts
 from gateway.scenario.catalogue import Catalogue, Category
 from gateway.scenario.engine import Engine

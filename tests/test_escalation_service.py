@@ -14,8 +14,8 @@ import trio
 from channels.telegram_callbacks import AckRejected
 from gateway.incident.bus import Bus
 from gateway.incident.desk import Desk, no_caller
+from gateway.incident.recorder import Recorder
 from gateway.incident.store import AsyncStore, SqliteStore
-from gateway.incident.writer import Recorder
 from gateway.scenario.escalation import Escalation
 from gateway.settings.escalation import EscalationConfig
 

@@ -11,9 +11,9 @@ import trio
 from gateway.asterisk import sandbox
 from gateway.incident.bus import Bus
 from gateway.incident.desk import Desk
+from gateway.incident.recorder import Recorder
 from gateway.incident.records import Incident
 from gateway.incident.store import AsyncStore, SqliteStore
-from gateway.incident.writer import Recorder
 from gateway.intake.alarm.panels import AlarmIntake
 from gateway.protocols.contact_id import dtmf_to_hex
 from gateway.settings import AlarmConfig

@@ -14,8 +14,8 @@ from channels.smpp import SmppChannel, open_smpp
 from gateway.errors import StoreError
 from gateway.incident.bus import Bus
 from gateway.incident.desk import Desk
+from gateway.incident.recorder import Recorder
 from gateway.incident.store import AsyncStore, SqliteStore
-from gateway.incident.writer import Recorder
 from gateway.intake.text.sms112 import Sms112
 from gateway.protocols import smpp_pdu as P
 from gateway.settings import Sms112Config

@@ -17,9 +17,9 @@ from starlette.applications import Starlette
 from gateway.errors import ChannelError
 from gateway.incident.bus import Bus
 from gateway.incident.desk import Desk
+from gateway.incident.recorder import Recorder
 from gateway.incident.records import Incident
 from gateway.incident.store import AsyncStore, SqliteStore
-from gateway.incident.writer import Recorder
 from gateway.intake.text.sms112 import EMPTY_TWIML, Sms112
 from gateway.settings import Sms112Config
 from gateway.web.app import run_server

@@ -10,9 +10,9 @@ import trio
 
 from gateway.errors import NotFound, StoreError
 from gateway.incident.bus import Bus
+from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Caller, Incident, Location
 from gateway.incident.store import MAX_LINKS, AsyncStore, SqliteStore, event
-from gateway.incident.writer import Call, Held, Recorder
 
 
 def incident(incident_id: str, number: str = "+77011234567", created: float = 1000.0,
@@ -119,10 +119,10 @@ async def test_incident_not_stored_at_arrival_is_written_whole_at_the_next_event
     recorder = Recorder(store, Bus())
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
-        call = Call(Held(incident("flaky")), "chan-1", 0.0)
+        held = Held(incident("flaky"))
         with pytest.raises(StoreError):
-            await recorder.create(call)
-        await recorder.record(call, "queued", state="queued")
+            await recorder.create(held)
+        await recorder.record(held, "queued", state="queued")
         nursery.cancel_scope.cancel()
     saved = SqliteStore(tmp_path / "s.db").get("flaky")
     assert [e.kind for e in saved.timeline] == ["call_arrived", "queued"] and saved.state == "queued"

@@ -11,9 +11,9 @@ import trio
 
 from gateway.incident.bus import Bus
 from gateway.incident.desk import Desk
+from gateway.incident.recorder import Recorder
 from gateway.incident.records import Incident
 from gateway.incident.store import AsyncStore, SqliteStore
-from gateway.incident.writer import Recorder
 from gateway.intake.text.telegram102 import Telegram102
 from gateway.settings import Report102Config
 from sim.telegram import SentMessage, TelegramSim, open_telegram_sim

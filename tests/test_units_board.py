@@ -13,9 +13,9 @@ import trio
 from gateway.errors import ConfigError, NotFound
 from gateway.incident.bus import Bus
 from gateway.incident.desk import Desk, no_caller
+from gateway.incident.recorder import Recorder
 from gateway.incident.records import Incident, Location
 from gateway.incident.store import AsyncStore, SqliteStore
-from gateway.incident.writer import Recorder
 from gateway.settings import UnitsConfig
 from gateway.units.board import UnitBoard
 from gateway.units.model import IllegalTransition, NoLocation, UnitInputError

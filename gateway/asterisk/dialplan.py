@@ -11,8 +11,9 @@ from pathlib import Path
 
 from gateway.errors import ConfigError
 from gateway.settings import GatewayConfig
+from gateway.settings.base import PROJECT
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent.parent / "dialplans"
+TEMPLATE_DIR = PROJECT / "dialplans"
 PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 
 

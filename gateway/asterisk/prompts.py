@@ -14,9 +14,10 @@ import tomllib
 from pathlib import Path
 
 from gateway.errors import AsteriskError
+from gateway.settings.base import PROJECT
 
 log = logging.getLogger(__name__)
-PROMPTS_FILE = Path(__file__).resolve().parent.parent.parent / "dialplans" / "prompts.toml"
+PROMPTS_FILE = PROJECT / "dialplans" / "prompts.toml"
 VOICES = {"kk": "kk", "ru": "ru", "en": "en"}
 
 

@@ -1,9 +1,10 @@
-"""The incident desk: how everything that is not the call intake opens and changes incidents.
+"""The incident desk: what opening and changing an incident means, for everything but the call intake.
 
-Alarm panels, the Telegram 102 bot, SMS to 112, AML, the units board, the escalation engine and
-dispatchers (through the API) all come here. Every change goes through the recorder's one shared
-``Held`` per live incident, so a call, its scenario and a dispatcher editing it never overwrite
-each other's fields or timeline.
+Alarm panels, the Telegram 102 bot, SMS to 112, AML, the units board and dispatchers (through the
+API) come here: open an incident, add an event, attach a location, change the category, move the
+response status forward (never back). The desk writes through the recorder (``incident.recorder``,
+the one writer of incidents) on its one shared ``Held`` per live incident, so a call, its scenario
+and a dispatcher editing it never overwrite each other's fields or timeline.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import time
 from collections.abc import Sequence
 
 from gateway.errors import GatewayError
+from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Caller, Incident, IncidentSource, Location, ResponseStatus, new_incident_id
 from gateway.incident.store import AsyncStore, event
-from gateway.incident.writer import Held, Recorder
 
 Value = str | int | float | bool | None
 # Response status may only move forward (a unit can report "on scene" without "en route"); closed is final.

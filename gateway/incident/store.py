@@ -45,13 +45,6 @@ CREATE TABLE IF NOT EXISTS timeline (
     doc BLOB NOT NULL,
     PRIMARY KEY (incident_id, seq)
 );
-CREATE TABLE IF NOT EXISTS escalation_runs (
-    key TEXT PRIMARY KEY,
-    incident_id TEXT NOT NULL,
-    done INTEGER NOT NULL,
-    doc BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS escalation_runs_open ON escalation_runs(done);
 CREATE TABLE IF NOT EXISTS directory (
     number TEXT PRIMARY KEY,
     doc BLOB NOT NULL
@@ -76,6 +69,7 @@ class Store(Protocol):
     async def by_channel(self, channel_id: str) -> Incident | None: ...
     async def recent(self, limit: int = 100, since_wall: float = 0.0) -> list[IncidentSummary]: ...
     async def by_number(self, number: str, since_wall: float, limit: int = 20) -> list[IncidentSummary]: ...
+    async def open_since(self, since_wall: float, limit: int) -> list[str]: ...
     async def related(self, incident: Incident, window_s: float, radius_m: float) -> list[tuple[str, str]]: ...
     async def directory_lookup(self, number: str) -> Location | None: ...
 
@@ -132,6 +126,15 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def apply_schema(self, schema: str) -> None:
+        """Create another feature's tables in this database, so its rows can be written in the same
+        transaction as an incident's events (a scenario run's progress with the event recording it)."""
+        with self._lock:
+            try:
+                self._db.executescript(schema)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot apply a schema to {self.path}: {exc}") from exc
 
     def write(self, statements: list[Statement]) -> None:
         """Run statements in one transaction; durable on return."""
@@ -210,6 +213,12 @@ class SqliteStore:
         rows = self._read("SELECT doc FROM incidents WHERE number=? AND created_wall>=? ORDER BY created_wall DESC"
                           " LIMIT ?", (number, since_wall, limit))
         return [summary(_decode_incident(doc)) for (doc,) in rows]  # type: ignore[arg-type]
+
+    def open_since(self, since_wall: float, limit: int) -> list[str]:
+        """Ids of incidents created since ``since_wall`` whose call is not closed, newest first."""
+        rows = self._read("SELECT id FROM incidents WHERE created_wall>=? AND state<>'closed'"
+                          " ORDER BY created_wall DESC LIMIT ?", (since_wall, limit))
+        return [str(r[0]) for r in rows]
 
     def count(self) -> int:
         return int(self._read("SELECT count(*) FROM incidents")[0][0])  # type: ignore[call-overload]
@@ -324,6 +333,9 @@ class AsyncStore:
 
     async def by_number(self, number: str, since_wall: float, limit: int = 20) -> list[IncidentSummary]:
         return await self._run(self.sync.by_number, number, since_wall, limit)  # type: ignore[no-any-return]
+
+    async def open_since(self, since_wall: float, limit: int) -> list[str]:
+        return await self._run(self.sync.open_since, since_wall, limit)  # type: ignore[no-any-return]
 
     async def related(self, incident: Incident, window_s: float, radius_m: float) -> list[tuple[str, str]]:
         return await self._run(self.sync.related, incident, window_s, radius_m)  # type: ignore[no-any-return]

@@ -17,9 +17,10 @@ import trio
 
 from gateway.asterisk.ari import Ari, ChannelGone
 from gateway.errors import AriError, GatewayError, StoreError
+from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Incident, Location, TimelineEvent, new_incident_id
 from gateway.incident.store import AsyncStore, event
-from gateway.incident.writer import Call, Held, Recorder
+from gateway.intake.call import Call
 from gateway.intake.dispatch import DELIVER_CONTEXT, Dispatcher
 from gateway.intake.ivr import Ivr
 from gateway.metrics import Metrics
@@ -164,7 +165,7 @@ class Intake:
                 self.dispatcher.enqueue(call, call.incident.priority)
                 if first:
                     self.dispatcher.watch_overflow(call)
-                await self.recorder.record(call, "queued", state="queued", priority=call.incident.priority)
+                await self.recorder.record(call.held, "queued", state="queued", priority=call.incident.priority)
                 with call.hold_scope:
                     await self._hold(ari, call)
             except ChannelGone:
@@ -176,14 +177,14 @@ class Intake:
 
     async def _open(self, ari: Ari, call: Call) -> None:
         try:
-            await self.recorder.create(call)
+            await self.recorder.create(call.held)
         except StoreError as exc:
             # Never hold a caller hostage to the disk: serve the call, keep retrying the record.
             log.critical("incident %s: not stored (%s); serving the call anyway", call.id, exc)
         else:
             self.metrics.incidents.inc()
             self.metrics.store_latency.observe(trio.current_time() - call.arrived_mono)
-            self.recorder.note(call, "incident_stored")  # when the first write became durable
+            self.recorder.note(call.held, "incident_stored")  # when the first write became durable
         await ari.answer(call.channel_id)
 
     async def _enrich(self, call: Call) -> None:
@@ -198,10 +199,10 @@ class Intake:
         if inc.caller.number:
             entry = await self.store.directory_lookup(inc.caller.number)
             if entry is not None:
-                await self.recorder.commit(call, self._add_location(inc, entry))
+                await self.recorder.commit(call.held, self._add_location(inc, entry))
         links = await self.store.related(inc, self.cfg.correlation.window_s, self.cfg.correlation.same_address_radius_m)
         if links:
-            await self.recorder.record(call, "linked", changes={"linked_to": [i for i, _ in links],
+            await self.recorder.record(call.held, "linked", changes={"linked_to": [i for i, _ in links],
                                                                  "link_reasons": [r for _, r in links]},
                                        incidents=",".join(i for i, _ in links), reasons=",".join(r for _, r in links))
 
@@ -228,7 +229,7 @@ class Intake:
             except GatewayError as again:
                 log.critical("incident %s: fallback failed (%s); retrying", call.id, again)
                 continue
-            await self.recorder.record(call, "handed_to_fallback", state="fallback", reason=str(exc)[:300])
+            await self.recorder.record(call.held, "handed_to_fallback", state="fallback", reason=str(exc)[:300])
             return
         # Still in our app: the reconciliation sweep will adopt and serve it again.
         self.calls.pop(call.channel_id, None)
@@ -251,7 +252,7 @@ class Intake:
         if not answered:
             self.metrics.abandoned.inc()
         try:
-            await self.recorder.record(call, "hung_up", actor="caller", state="closed", cause=cause,
+            await self.recorder.record(call.held, "hung_up", actor="caller", state="closed", cause=cause,
                                        answered=answered)
         except StoreError as exc:
             log.critical("incident %s: cannot record hang-up: %s", call.id, exc)
@@ -309,7 +310,7 @@ class Intake:
         else:
             call = Call(self.recorder.track(Held(stored, saved=True)), chan.id, trio.current_time())
             self.calls[chan.id] = call
-        await self.recorder.record(call, "adopted", note="gateway restarted while the call was active")
+        await self.recorder.record(call.held, "adopted", note="gateway restarted while the call was active")
         if delivered and chan.dialplan is not None:
             leg = legs.get(call.id)
             self.dispatcher.adopt_delivered(call, chan.dialplan.exten, answered=leg is not None and leg.state == "Up")

@@ -21,7 +21,8 @@ import trio
 
 from gateway.asterisk.ari import Ari, ChannelGone
 from gateway.errors import AriError
-from gateway.incident.writer import Call, Recorder
+from gateway.incident.recorder import Recorder
+from gateway.intake.call import Call
 from gateway.intake.queue import CallQueue, PositionBoard, match
 from gateway.metrics import Metrics
 from gateway.protocols import ari_events as ev
@@ -95,7 +96,7 @@ class Dispatcher:
         if call.gone:  # hung up between matching and now
             self._position_done(call, position, rest=False)
             return
-        self.recorder.note(call, "position_dialled", position=position)
+        self.recorder.note(call.held, "position_dialled", position=position)
         try:
             if not call.subscribed:
                 await self.ari.subscribe(call.channel_id)
@@ -138,7 +139,7 @@ class Dispatcher:
     async def _ringing(self, call: Call, position: str) -> None:
         if call.ring_started_mono is not None:
             self.metrics.ring_latency.observe(trio.current_time() - call.ring_started_mono)
-        await self.recorder.record(call, "ringing", position=position, state="ringing")
+        await self.recorder.record(call.held, "ringing", position=position, state="ringing")
 
     def _answered(self, call: Call, position: str) -> None:
         self.board.set(position, "busy")
@@ -149,7 +150,7 @@ class Dispatcher:
         self.metrics.queue_wait.observe(wait)
         assert self._nursery is not None
         self._nursery.start_soon(lambda: self.recorder.record(
-            call, "answered", actor=position, state="answered", position=position,
+            call.held, "answered", actor=position, state="answered", position=position,
             changes={"position": position, "queue_wait_s": round(wait, 3),
                      "answer_s": round(now - call.arrived_mono, 3)}))
 
@@ -159,7 +160,7 @@ class Dispatcher:
         call.ring_position = None
         assert self._nursery is not None
         self._nursery.start_soon(lambda: self.recorder.record(
-            call, "position_unanswered", position=position, status=status[:20],
+            call.held, "position_unanswered", position=position, status=status[:20],
             state="queued" if call.incident.state == "ringing" else None))
 
     def _position_done(self, call: Call, position: str, rest: bool) -> None:
@@ -195,7 +196,7 @@ class Dispatcher:
         self.queue.remove(call.id)
         call.hold_scope.cancel()
         self.metrics.overflowed.inc()
-        await self.recorder.record(call, "overflowed", state="overflowed", after_s=self.cfg.overflow_after_s)
+        await self.recorder.record(call.held, "overflowed", state="overflowed", after_s=self.cfg.overflow_after_s)
         try:
             await self.ari.continue_in_dialplan(call.channel_id, "ecgw-emergency", "overflow")
         except AriError as exc:

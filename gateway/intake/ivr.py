@@ -13,7 +13,8 @@ import trio
 
 from gateway.asterisk.ari import Ari, ChannelGone, quietly
 from gateway.errors import AriError
-from gateway.incident.writer import Call, Recorder
+from gateway.incident.recorder import Recorder
+from gateway.intake.call import Call
 from gateway.protocols import ari_events as ev
 from gateway.settings import IvrConfig
 
@@ -42,7 +43,7 @@ class Ivr:
         with trio.move_on_after(self.cfg.max_s) as limit:
             await self._menus(ari, call)
         if limit.cancelled_caught:
-            await self.recorder.record(call, "ivr_time_limit", max_s=self.cfg.max_s)
+            await self.recorder.record(call.held, "ivr_time_limit", max_s=self.cfg.max_s)
 
     async def _menus(self, ari: Ari, call: Call) -> None:
         if self.cfg.language_prompt:
@@ -50,25 +51,25 @@ class Ivr:
             lang = self.cfg.languages.get(digit or "")
             if lang:
                 call.incident.language = lang
-                await self.recorder.record(call, "ivr_language", actor="caller", digit=digit, language=lang)
+                await self.recorder.record(call.held, "ivr_language", actor="caller", digit=digit, language=lang)
             else:
                 await self._no_choice(call, "language", digit)
         digit = await self.ask(ari, call, "category")
         category = self._categories.get(digit or "")
         if category is not None:
-            await self.recorder.record(call, "ivr_category", actor="caller", digit=digit, category=category.name,
+            await self.recorder.record(call.held, "ivr_category", actor="caller", digit=digit, category=category.name,
                                        changes={"category": category.name, "priority": category.priority})
         elif digit == "0":
-            await self.recorder.record(call, "ivr_dispatcher_now", actor="caller", digit="0")
+            await self.recorder.record(call.held, "ivr_dispatcher_now", actor="caller", digit="0")
         else:
             await self._no_choice(call, "category", digit)
 
     async def _no_choice(self, call: Call, menu: str, digit: str | None) -> None:
         if digit is None:
-            await self.recorder.record(call, "ivr_timeout", actor="caller", menu=menu)
+            await self.recorder.record(call.held, "ivr_timeout", actor="caller", menu=menu)
         else:
             log.info("incident %s: unknown digit %r in %s menu", call.id, digit, menu)
-            await self.recorder.record(call, "ivr_unknown_digit", actor="caller", menu=menu, digit=digit)
+            await self.recorder.record(call.held, "ivr_unknown_digit", actor="caller", menu=menu, digit=digit)
 
     async def ask(self, ari: Ari, call: Call, name: str) -> str | None:
         """Play a prompt and return the first digit pressed, or None on timeout.

@@ -22,21 +22,20 @@ import msgspec
 import trio
 
 from gateway.errors import GatewayError, NotFound
+from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Incident, TimelineEvent
-from gateway.incident.store import AsyncStore, Statement, event
-from gateway.incident.writer import Held, Recorder
+from gateway.incident.store import AsyncStore, event
 from gateway.scenario import facts as F
 from gateway.scenario import machine as M
 from gateway.scenario.catalogue import Catalogue
 from gateway.scenario.model import Scenario
 from gateway.scenario.notifier import ACK_DIGIT, Notifier
 from gateway.scenario.people import Directory, Person
+from gateway.scenario.runs import RunStore
 
 log = logging.getLogger(__name__)
 Value = str | int | float | bool | None
 Drafter = Callable[[Incident, str], Awaitable[str]]  # (incident, warning event) -> draft alert id
-_encode = msgspec.json.Encoder().encode
-_decode_run = msgspec.json.Decoder(M.Run).decode
 RETRY_S = 1.0
 
 
@@ -60,6 +59,7 @@ class Engine:
 
         self.recorder = recorder
         self.store: AsyncStore = recorder.store
+        self.run_store = RunStore(recorder.store)
         self.catalogue = catalogue
         self.directory = directory
         self.notifier = notifier
@@ -82,21 +82,11 @@ class Engine:
         """Resume every unfinished run, then run new ones until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            for run in await self._load_unfinished():
+            for run in await self.run_store.unfinished():
                 self._adopt(run)
             log.info("escalation: %d scenario runs resumed", len(self.runs))
             task_status.started()
             await trio.sleep_forever()
-
-    async def _load_unfinished(self) -> list[M.Run]:
-        rows = await self.store.read("SELECT doc FROM escalation_runs WHERE done=0")
-        runs = []
-        for (doc,) in rows:
-            try:
-                runs.append(_decode_run(doc))  # type: ignore[arg-type]
-            except msgspec.ValidationError as exc:
-                log.error("escalation: unreadable stored run skipped: %s", exc)
-        return runs
 
     def _adopt(self, run: M.Run) -> None:
         assert self._nursery is not None, "engine not running"
@@ -118,15 +108,9 @@ class Engine:
             return M.watch_scenario(category, roles)
         return self.catalogue.scenarios.get(name)
 
-    async def _stored(self, key: str) -> M.Run | None:
-        rows = await self.store.read("SELECT doc FROM escalation_runs WHERE key=?", (key,))
-        return _decode_run(rows[0][0]) if rows else None  # type: ignore[arg-type]
-
     async def runs_of(self, incident_id: str) -> list[M.Run]:
         """Every run of an incident, finished or not, as last written."""
-        rows = await self.store.read("SELECT doc FROM escalation_runs WHERE incident_id=? ORDER BY key",
-                                     (incident_id,))
-        return [_decode_run(doc) for (doc,) in rows]  # type: ignore[arg-type]
+        return await self.run_store.of_incident(incident_id)
 
     def _forget_tokens(self, run: M.Run) -> None:
         for target in run.targets:
@@ -149,7 +133,7 @@ class Engine:
                      reason: str, **data: Value) -> None:
         status = str(data.get("status", "")) if kind == "status" else ""
         key = f"{incident.id}/{kind}" + (f":{status}" if status else "")
-        old = self.runs.get(key) or await self._stored(key)
+        old = self.runs.get(key) or await self.run_store.get(key)
         if old is not None and old.scenario == scenario and old.category == category:
             return  # already running it (or it ran to its end): a repeated trigger changes nothing
         if old is not None:
@@ -210,7 +194,7 @@ class Engine:
         log.error("escalation %s: %s; run stopped", run.key, why)
         run.phase, run.outcome = "done", why
         try:
-            await self.store.write([self._run_row(run)])
+            await self.run_store.write(run)
         except GatewayError as exc:
             log.error("escalation %s: could not record its end: %s", run.key, exc)
 
@@ -475,15 +459,10 @@ class Engine:
         finally:
             self.recorder.release(held)
 
-    @staticmethod
-    def _run_row(run: M.Run) -> Statement:
-        return ("INSERT OR REPLACE INTO escalation_runs (key, incident_id, done, doc) VALUES (?,?,?,?)",
-                (run.key, run.incident_id, int(run.phase == "done"), _encode(run)))
-
     async def _persist(self, run: M.Run, kind: str, notes: list[tuple[str, dict[str, Value]]] | None = None, *,
                        actor: str = "", fields: Mapping[str, Value] | None = None, **data: Value) -> None:
         """Write ``notes`` and ``kind`` on the incident's timeline together with the run's state."""
-        statement = self._run_row(run)
+        statement = self.run_store.row(run)
         held = await self.recorder.acquire(run.incident_id)
         try:
             who = actor or f"scenario:{run.scenario}"

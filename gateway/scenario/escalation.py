@@ -14,7 +14,7 @@ import trio
 
 from channels.base import Channel
 from gateway.errors import GatewayError
-from gateway.incident.writer import Recorder
+from gateway.incident.recorder import Recorder
 from gateway.scenario import people as directory_file
 from gateway.scenario import texts as texts_file
 from gateway.scenario.catalogue import known_for, load_catalogue

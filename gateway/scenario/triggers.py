@@ -156,12 +156,11 @@ class Triggers:
     async def _scan_recent(self) -> None:
         """After a restart: calls still waiting and unclassified calls get their deadlines back."""
         since = time.time() - SCAN_BACK_S
-        rows = await self.engine.store.read(
-            "SELECT id FROM incidents WHERE created_wall>=? AND state<>'closed' AND id NOT IN"
-            " (SELECT incident_id FROM escalation_runs) ORDER BY created_wall DESC LIMIT ?", (since, SCAN_MAX))
-        for (incident_id,) in rows:
+        open_ids = await self.engine.store.open_since(since, SCAN_MAX)
+        started = await self.engine.run_store.incidents_with_runs(open_ids)
+        for incident_id in (i for i in open_ids if i not in started):
             try:
-                incident = await self.engine.incident(str(incident_id))
+                incident = await self.engine.incident(incident_id)
             except GatewayError:
                 continue
             if incident.status != "closed":

@@ -13,6 +13,7 @@ import trio
 
 from channels.base import Channel, Receipt
 from gateway.errors import GatewayError, NotFound
+from gateway.settings import project_path
 from gateway.settings.channels import TelegramConfig
 from gateway.settings.warnings import ChannelSet, WarningsConfig
 from gateway.warning import zones as zone_file
@@ -26,13 +27,6 @@ from gateway.warning.templates import load_catalogue
 from gateway.warning.workflow import Workflow
 
 log = logging.getLogger(__name__)
-PROJECT = Path(__file__).resolve().parents[2]
-
-
-def project_path(path: str) -> Path:
-    """A relative path from the working directory if it is there, else from the project."""
-    p = Path(path)
-    return p if p.is_absolute() or p.exists() else PROJECT / p
 Opener = Callable[[Callable[[Receipt], None]], AbstractAsyncContextManager[Any]]
 
 

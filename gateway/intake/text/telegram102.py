@@ -37,8 +37,8 @@ import trio
 from channels.telegram_bot import BotApi, BotApiError
 from gateway.errors import ConfigError, GatewayError, NotFound, StoreError
 from gateway.incident.desk import Desk, DeskError
+from gateway.incident.recorder import Recorder
 from gateway.incident.records import Caller, Incident, Location, TimelineEvent
-from gateway.incident.writer import Recorder
 from gateway.protocols.ani import sanitise_name
 from gateway.protocols.telegram_updates import (
     Chats,

@@ -1,17 +1,27 @@
-"""One caller's channel in the gateway and the incident it belongs to."""
+"""The one writer of incidents: every change to an incident reaches the store through ``Recorder``.
+
+Theory of operation: a live incident is held in memory once (``Held``), shared by every task
+working on it (its call, its scenario runs, the desk's callers), so heads and timeline numbering
+never diverge. A change appends timeline events to the held incident and writes them, with the
+incident's new head, in one store transaction (optionally with statements another feature attaches:
+a scenario run's progress); only then are subscribers (the live event stream) and listeners (the
+scenario triggers, the bots) told. Events ``note``d are written with the next recorded one. A write
+that fails leaves its events pending: they are written at their own places with the next write.
+
+The call intake and the scenario engine keep their incidents held while they work on them and
+record on that ``Held`` directly; everything else goes through ``gateway.incident.desk``, which
+says what each change means. Nothing else writes the incident tables.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
 
-import trio
-
 from gateway.errors import StoreError
 from gateway.incident.bus import Bus
 from gateway.incident.records import Incident, IncidentState, TimelineEvent
 from gateway.incident.store import AsyncStore, Statement, event, summary
-from gateway.protocols import ari_events as ev
 
 
 class Held:
@@ -23,50 +33,6 @@ class Held:
         self.saved = saved  # the incident row exists in the store
         self.pending: list[TimelineEvent] = []  # noted, written with the next recorded event
         self.users = 0
-
-
-class Call:
-    """A caller channel being served. Owned by the Intake; mutated only from Trio tasks."""
-
-    def __init__(self, held: Held, channel_id: str, arrived_mono: float) -> None:
-        self.held = held
-        self.channel_id = channel_id
-        self.arrived_mono = arrived_mono
-        self.inbox_send, self.inbox = trio.open_memory_channel[ev.Event](64)
-        self.scope = trio.CancelScope()
-        self.gone = False
-        self.enqueued_mono: float | None = None
-        self.first_enqueued_mono: float | None = None
-        self.ring_position: str | None = None  # the position being rung (or talking, once answered)
-        self.ring_started_mono: float | None = None
-        self.delivering = False  # handed to the dialplan's Dial: out of Stasis until it comes back
-        self.subscribed = False  # our app receives its events even outside Stasis
-        self.hold_scope = trio.CancelScope()  # ringback/announcements while queued
-        self.answered = trio.Event()
-
-    @property
-    def incident(self) -> Incident:
-        return self.held.incident
-
-    @property
-    def saved(self) -> bool:
-        return self.held.saved
-
-    @saved.setter
-    def saved(self, value: bool) -> None:
-        self.held.saved = value
-
-    @property
-    def pending(self) -> list[TimelineEvent]:
-        return self.held.pending
-
-    @pending.setter
-    def pending(self, value: list[TimelineEvent]) -> None:
-        self.held.pending = value
-
-    @property
-    def id(self) -> str:
-        return self.incident.id
 
 
 class Recorder:
@@ -104,28 +70,28 @@ class Recorder:
         if held.users <= 0 and self.live.get(held.incident.id) is held:
             del self.live[held.incident.id]
 
-    async def create(self, call: Held | Call) -> None:
+    async def create(self, call: Held) -> None:
         call.incident.updated_wall = time.time()
         await self.store.create(call.incident)
         call.saved = True
         self._created(call.incident)
 
-    def note(self, call: Held | Call, kind: str, actor: str = "gateway", **data: str | int | float | bool | None) -> None:
+    def note(self, call: Held, kind: str, actor: str = "gateway", **data: str | int | float | bool | None) -> None:
         """Add an event that is made durable with the next ``record`` (saves a write per call for
         events whose loss in a crash would change nothing: the next event implies them)."""
         self.note_event(call, event(kind, actor, **data))
 
-    def note_event(self, call: Held | Call, item: TimelineEvent) -> None:
+    def note_event(self, call: Held, item: TimelineEvent) -> None:
         call.incident.timeline.append(item)
         call.pending.append(item)
 
-    async def record(self, call: Held | Call, kind: str, actor: str = "gateway", state: IncidentState | None = None,
+    async def record(self, call: Held, kind: str, actor: str = "gateway", state: IncidentState | None = None,
                      changes: dict[str, object] | None = None, extra: Sequence[Statement] = (),
                      **data: str | int | float | bool | None) -> None:
         """Add one event (and optional field changes) to the incident; durable on return."""
         await self.record_event(call, event(kind, actor, **data), state=state, changes=changes, extra=extra)
 
-    async def record_event(self, call: Held | Call, item: TimelineEvent, *, state: IncidentState | None = None,
+    async def record_event(self, call: Held, item: TimelineEvent, *, state: IncidentState | None = None,
                            changes: dict[str, object] | None = None, extra: Sequence[Statement] = ()) -> None:
         """``record`` for an event built by the caller."""
         inc = call.incident
@@ -137,19 +103,19 @@ class Recorder:
         inc.timeline.append(item)
         await self.commit(call, item, extra)
 
-    async def commit(self, call: Held | Call, item: TimelineEvent, extra: Sequence[Statement] = ()) -> None:
+    async def commit(self, call: Held, item: TimelineEvent, extra: Sequence[Statement] = ()) -> None:
         """Make ``item`` (already on the timeline) durable, with every event noted before it."""
         call.incident.updated_wall = item.wall
         events, call.pending = [*call.pending, item], []
         await self._write(call, events, extra)
 
-    async def flush(self, call: Held | Call) -> None:
+    async def flush(self, call: Held) -> None:
         """Write events noted (or left by a failed write) and not yet durable."""
         if call.pending:
             events, call.pending = call.pending, []
             await self._write(call, events)
 
-    async def _write(self, call: Held | Call, events: list[TimelineEvent], extra: Sequence[Statement] = ()) -> None:
+    async def _write(self, call: Held, events: list[TimelineEvent], extra: Sequence[Statement] = ()) -> None:
         try:
             await self.append(call, events, extra)
         except StoreError:
@@ -157,7 +123,7 @@ class Recorder:
             call.pending = [*events, *call.pending]
             raise
 
-    async def append(self, call: Held | Call, events: list[TimelineEvent], extra: Sequence[Statement] = ()) -> None:
+    async def append(self, call: Held, events: list[TimelineEvent], extra: Sequence[Statement] = ()) -> None:
         """Persist ``events`` (already on the timeline). If the first write failed, the whole
         incident is written now: a disk hiccup at call arrival must not lose the record."""
         if call.saved:
