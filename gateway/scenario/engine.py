@@ -72,6 +72,7 @@ class Engine:
         self.tokens: dict[str, str] = {}  # ack token -> run key
         self._scopes: dict[str, trio.CancelScope] = {}
         self._wake: dict[str, trio.Event] = {}
+        self._deadlines: dict[str, float] = {}  # run key -> its acknowledgement deadline on Trio's clock
         self.lateness_s: deque[float] = deque(maxlen=100_000)  # timer firing delay, for the benchmark
         self._nursery: trio.Nursery | None = None
         self._starting = trio.Lock()
@@ -94,6 +95,7 @@ class Engine:
         if old is not None:
             self._forget_tokens(old)
         self.runs[run.key] = run
+        self._deadlines.pop(run.key, None)  # a new or switched run: its deadline is read from it
         for target in run.targets:
             self.tokens[target.token] = run.key
         scope = trio.CancelScope()
@@ -175,6 +177,7 @@ class Engine:
                     del self._scopes[run.key]
                 if self.runs.get(run.key) is run:  # not replaced by a switch: its key is ours to clear
                     self._wake.pop(run.key, None)
+                    self._deadlines.pop(run.key, None)
                     if run.phase == "done" or run.outcome:
                         del self.runs[run.key]  # finished runs live on in the store (``runs_of``)
 
@@ -313,7 +316,8 @@ class Engine:
             M.step_done(run, None if spec.ack == "none" else True)
             await self._persist(run, "step_done", notes, step=run.pc, acknowledged=spec.ack != "none")
             return
-        run.phase, run.deadline_wall = "waiting", time.time() + spec.timeout_s
+        run.phase = "waiting"
+        self._set_deadline(run, spec.timeout_s)
         await self._persist(run, "awaiting_ack", notes, step=run.pc + 1, attempt=run.attempt, of=spec.repeat,
                             ack=spec.ack, deadline=round(run.deadline_wall, 3))
 
@@ -355,17 +359,17 @@ class Engine:
     async def _wait(self, run: M.Run, spec: M.Spec) -> None:
         if not M.satisfied(run, spec.ack):  # an acknowledgement may have come while we were writing
             wake = self._wake.setdefault(run.key, trio.Event())
-            with trio.move_on_after(max(0.0, run.deadline_wall - time.time())):
+            with trio.move_on_at(self._deadline(run)):
                 await wake.wait()
             self._wake.pop(run.key, None)
         if M.satisfied(run, spec.ack):
             M.step_done(run, True)
             await self._persist(run, "step_done", step=run.pc, acknowledged=True)
             return
-        now = time.time()
-        if now < run.deadline_wall:
+        now, deadline = trio.current_time(), self._deadline(run)
+        if now < deadline:
             return  # woken by an acknowledgement that does not satisfy "each" yet
-        self.lateness_s.append(now - run.deadline_wall)
+        self.lateness_s.append(now - deadline)
         if M.after_deadline(run, spec) == "again":
             run.phase = "sending"
             M.start_attempt(run)
@@ -373,6 +377,19 @@ class Engine:
             return
         M.step_done(run, False)
         await self._persist(run, "ack_timeout", step=run.pc, attempt=run.attempt, gave_up=True)
+
+    def _set_deadline(self, run: M.Run, timeout_s: float) -> None:
+        """Stored as wall time (it must survive a restart), waited for on Trio's clock."""
+        run.deadline_wall = time.time() + timeout_s
+        self._deadlines[run.key] = trio.current_time() + timeout_s
+
+    def _deadline(self, run: M.Run) -> float:
+        """The run's deadline on Trio's clock; a run loaded from the store converts its wall time once
+        (one that passed while the gateway was down is due at once)."""
+        at = self._deadlines.get(run.key)
+        if at is None:
+            at = self._deadlines[run.key] = trio.current_time() + (run.deadline_wall - time.time())
+        return at
 
     async def _draft(self, run: M.Run, scenario: Any) -> None:
         incident = await self._incident(run)

@@ -50,7 +50,7 @@ class Triggers:
         self.notifier = notifier
         self.settings = settings or TriggerSettings()
         self._send, self._receive = trio.open_memory_channel[tuple[str, Incident, TimelineEvent]](math.inf)
-        self._deadlines: list[tuple[float, str, str]] = []  # (wall, kind "answer"|"classify", incident id)
+        self._deadlines: list[tuple[float, str, str]] = []  # (Trio time, kind "answer"|"classify", incident id)
         self._new_deadline = trio.Event()
         self.breaches = 0
 
@@ -122,16 +122,17 @@ class Triggers:
             await self.engine.tell_watchers(incident, "new")
 
     def _schedule(self, wall: float, kind: str, incident_id: str) -> None:
-        heapq.heappush(self._deadlines, (wall, kind, incident_id))
+        """A deadline given as wall time (an incident's creation is), waited for on Trio's clock."""
+        at = trio.current_time() + (wall - time.time())
+        heapq.heappush(self._deadlines, (at, kind, incident_id))
         self._new_deadline.set()
 
     async def _deadline_loop(self) -> None:
         while True:
             self._new_deadline = trio.Event()
-            wait = self._deadlines[0][0] - time.time() if self._deadlines else math.inf
-            with trio.move_on_after(max(0.0, wait)):
+            with trio.move_on_at(self._deadlines[0][0] if self._deadlines else math.inf):
                 await self._new_deadline.wait()
-            while self._deadlines and self._deadlines[0][0] <= time.time():
+            while self._deadlines and self._deadlines[0][0] <= trio.current_time():
                 due, kind, incident_id = heapq.heappop(self._deadlines)
                 try:
                     await self._deadline(due, kind, incident_id)
@@ -149,7 +150,7 @@ class Triggers:
         if f"{incident_id}/sla" in self.engine.runs:
             return
         self.breaches += 1
-        waited = round(time.time() - incident.created_wall, 1)
+        waited = round(self.settings.answer_sla_s + trio.current_time() - due, 1)  # due: created + threshold
         await self.engine.start(incident, "sla", self.settings.sla_scenario, incident.category,
                                 reason="sla_breach", waited_s=waited, threshold_s=self.settings.answer_sla_s)
 

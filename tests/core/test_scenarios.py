@@ -11,7 +11,7 @@ from gateway.errors import ConfigError
 from gateway.scenario import catalogue
 from gateway.scenario.model import Known, Scenario, check
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def scenario(*steps: dict[str, object]) -> Scenario:

@@ -15,7 +15,7 @@ from gateway.incident.desk import Desk
 from gateway.units.board import UnitBoard
 from gateway.web.app import run_server
 from gateway.web.auth import Auth
-from tests.test_units_board import ABAI, incident_desk, make_board, report
+from tests.core.test_units_board import ABAI, incident_desk, make_board, report
 
 TOKENS = {"aigerim": "tok-dispatcher", "olga": "tok-civil-defence"}
 

@@ -11,7 +11,7 @@ from lxml import etree
 from gateway.errors import ProtocolError
 from gateway.protocols.cap import Alert, from_xml, to_xml
 from gateway.protocols.cap_atom import atom_feed
-from tests.test_cap import CANCEL, EXERCISE, SCHEMA, THUNDERSTORM, UPDATE
+from tests.core.test_cap import CANCEL, EXERCISE, SCHEMA, THUNDERSTORM, UPDATE
 
 A = "{http://www.w3.org/2005/Atom}"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"

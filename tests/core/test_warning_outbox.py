@@ -13,7 +13,7 @@ from gateway.errors import NotFound, StoreError
 from gateway.protocols.cap import Alert
 from gateway.warning.outbox import Outbox, RecipientRow
 from gateway.warning.records import FAILED, QUEUED, SENT, AlertRecord, AuditEvent
-from tests.warning_harness import people
+from tests.core.warning_harness import people
 
 
 def record(alert_id: str, root: str = "") -> AlertRecord:

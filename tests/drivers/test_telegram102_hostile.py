@@ -13,7 +13,7 @@ import trio
 from gateway.incident.desk import no_caller
 from gateway.protocols.telegram_updates import TEXTS
 from sim.telegram_citizen import Citizen
-from tests.test_telegram102_harness import lab
+from tests.drivers.test_telegram102_harness import lab
 
 CHAT = 700200
 VICTIM = 700999

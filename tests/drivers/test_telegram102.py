@@ -13,7 +13,7 @@ from gateway.intake.text.telegram102 import Telegram102
 from gateway.protocols.telegram_updates import TEXTS
 from gateway.settings import Report102Config
 from sim.telegram_citizen import Citizen, play, typical_report
-from tests.test_telegram102_harness import lab
+from tests.drivers.test_telegram102_harness import lab
 
 CHAT = 700100
 

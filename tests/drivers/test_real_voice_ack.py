@@ -16,7 +16,7 @@ from gateway.asterisk import sandbox
 from sim.dtmf_phone import DtmfPhones, Press, dtmf_phones, scenario_xml
 from sim.lab import AsteriskInstance, residents
 from sim.sipp import parse_events
-from tests.test_voice_real import voice_config, wait_no_callout_channels
+from tests.drivers.test_voice_real import voice_config, wait_no_callout_channels
 
 TEXT = "Внимание! Угроза наводнения. Нажмите один, если вы услышали это сообщение."
 WAIT_S = 3.0

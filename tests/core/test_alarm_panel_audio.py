@@ -8,7 +8,7 @@ from pathlib import Path
 from sim import alarm_panel
 from sim.alarm_panel import PCAP_HEADER, RECORD, call_length_ms, panel_scenario, pcap_bytes, rtp_packets, ulaw
 from sim.contact_id import panel_audio, panel_message
-from tests.test_contact_id import _decode_dtmf
+from tests.core.test_contact_id import _decode_dtmf
 
 
 def _unulaw(byte: int) -> int:

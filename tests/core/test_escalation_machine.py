@@ -14,7 +14,7 @@ from gateway.scenario import texts
 from gateway.scenario.model import Scenario, When
 from gateway.scenario.people import Centre, Person, Tier
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TIERS = {"sup": Tier(name="sup", roles=["shift_supervisor"], channels=["voice"], ack="any", timeout_s=30, repeat=2)}
 CENTRES = {"city": Centre(name="city", email="d@x.example", channels=["email"])}
 

@@ -13,7 +13,7 @@ import trio
 from gateway.protocols import pidf
 from sim import sipp
 from sim.lab import REPO, AsteriskInstance, GatewayProcess
-from tests.test_real_intake import place
+from tests.drills.test_real_intake import place
 
 
 def gateway_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -28,7 +28,7 @@ from gateway.units.model import (
 )
 
 NOW = 1_800_000_000.0
-ROSTER = Path(__file__).resolve().parent.parent / "config" / "units.toml"
+ROSTER = Path(__file__).resolve().parents[2] / "config" / "units.toml"
 
 
 def unit(uid: str, *, kind: str = "patrol", status: str = "free", lat: float = 43.25, lon: float = 76.93,

@@ -19,7 +19,7 @@ from gateway.warning.render import Renderer
 from gateway.warning.templates import load_catalogue
 from gateway.warning.workflow import DraftSpec, Workflow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 USERS = {"aigerim": ["civil-defence"], "daniyar": ["civil-defence"], "erlan": ["dispatcher"]}
 
 

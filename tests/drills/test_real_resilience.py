@@ -10,7 +10,7 @@ import trio
 from gateway.asterisk import sandbox
 from sim import sipp
 from sim.lab import AsteriskInstance, GatewayProcess, start_asterisk, stop_asterisk, write_config
-from tests.test_real_intake import kinds, place
+from tests.drills.test_real_intake import kinds, place
 
 
 async def test_unanswered_call_overflows_to_backup_centre(tmp_path: Path) -> None:

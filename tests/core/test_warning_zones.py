@@ -10,7 +10,7 @@ from gateway.errors import ZoneError
 from gateway.protocols.cap import Area, Circle
 from gateway.warning import zones
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from gateway.errors import ConfigError
 from gateway.intake.alarm.sites import Sites, check_zones, load_sites, parse_sites, token_hash
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def site_toml(account: str = "1201", token: str = "panel-token-1201", *, extra: str = "",

@@ -14,7 +14,7 @@ import trio
 from gateway.incident.records import Incident
 from sim.lab import GatewayProcess, write_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "marat-test-token"
 SCENARIO = """
 [[steps]]

@@ -11,7 +11,7 @@ import trio
 from lxml import etree
 
 from sim.twilio import sign
-from tests.test_real_warnings import Lab, lab
+from tests.drills.test_real_warnings import Lab, lab
 
 
 def client(w: Lab, user: str = "aigerim") -> httpx.AsyncClient:

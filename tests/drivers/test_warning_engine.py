@@ -14,7 +14,7 @@ from gateway.settings.channels import EmailConfig, TelegramConfig
 from gateway.warning.workflow import DraftSpec
 from sim.smtp import open_smtp_sim
 from sim.telegram import open_telegram_sim
-from tests.warning_harness import harness, people
+from tests.core.warning_harness import harness, people
 
 TOKEN = "123456:TEST-token"
 FLOOD = DraftSpec(event="flood", zones=["medeu"], channels=["email", "telegram"])

@@ -10,16 +10,18 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from channels.telegram_callbacks import AckRejected
 from gateway.incident.bus import Bus
 from gateway.incident.desk import Desk, no_caller
 from gateway.incident.recorder import Recorder
-from gateway.incident.store import AsyncStore, SqliteStore
+from gateway.incident.store import SqliteStore
 from gateway.scenario.escalation import Escalation
 from gateway.settings.escalation import EscalationConfig
+from tests.core.test_escalation_engine import InlineStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ERMEKOV, SADYKOVA = "+77010000101", "+77010000102"  # duty officers in config/responders.toml
 SCENARIO = """
 [[steps]]
@@ -40,7 +42,7 @@ do = "close"
 async def service(tmp_path: Path) -> AsyncIterator[tuple[Escalation, str]]:
     shutil.copytree(ROOT / "config" / "scenarios", tmp_path / "scenarios")
     (tmp_path / "scenarios" / "police_rapid.toml").write_text(SCENARIO)
-    store = AsyncStore(SqliteStore(tmp_path / "s.db"))
+    store = InlineStore(SqliteStore(tmp_path / "s.db"))
     recorder = Recorder(store, Bus())
     esc = Escalation(EscalationConfig(scenarios_dir=str(tmp_path / "scenarios"), answer_sla_s=600), recorder)
     try:
@@ -64,7 +66,7 @@ async def acked(esc: Escalation, incident_id: str) -> list[tuple[str, str]]:
     return [(str(e.data["person"]), str(e.data["via"])) for e in incident.timeline if e.kind == "acknowledged"]
 
 
-async def test_sms_replies_from_responders_acknowledge_and_others_do_not(tmp_path: Path) -> None:
+async def test_sms_replies_from_responders_acknowledge_and_others_do_not(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
     async with service(tmp_path) as (esc, incident_id):
         assert not await esc.sms_reply("+77019999999", "1", "smpp")  # not a responder: a report for 112
         assert not await esc.sms_reply(ERMEKOV, "кто это?", "smpp")  # a responder, but no acknowledgement
@@ -75,7 +77,7 @@ async def test_sms_replies_from_responders_acknowledge_and_others_do_not(tmp_pat
         assert await acked(esc, incident_id) == [("duty_ermekov", "smpp"), ("duty_sadykova", "twilio")]
 
 
-async def test_telegram_button_presses_acknowledge_once(tmp_path: Path) -> None:
+async def test_telegram_button_presses_acknowledge_once(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
     async with service(tmp_path) as (esc, incident_id):
         token = next(t.token for t in esc.engine.runs[f"{incident_id}/category"].targets
                      if t.person == "duty_ermekov")
@@ -90,7 +92,7 @@ async def test_telegram_button_presses_acknowledge_once(tmp_path: Path) -> None:
         assert [e.actor for e in incident.timeline if e.kind == "acknowledged"] == ["duty_ermekov"]
 
 
-async def test_a_bare_ok_is_refused_when_several_notifications_wait(tmp_path: Path) -> None:
+async def test_a_bare_ok_is_refused_when_several_notifications_wait(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
     async with service(tmp_path) as (esc, first):
         second = await Desk(esc.engine.store, esc.engine.recorder).open(
             service="102", source="api", caller=no_caller(), kind="reported", actor="test", category="crime_in_progress")

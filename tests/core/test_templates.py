@@ -25,7 +25,7 @@ from gateway.warning.templates import (
     parse_template,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "alert_templates"
 REQUIRED_EVENTS = {
     "flood", "mudflow", "earthquake", "fire", "storm", "chemical", "terror", "air_raid", "general_alarm",

@@ -378,7 +378,7 @@ async def test_emulator_process_with_its_own_socat(tmp_path: Path) -> None:
 
 async def _run_process(argv: list[str], *, task_status: trio.TaskStatus[trio.Process]) -> None:
     process = await trio.lowlevel.open_process(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                               cwd=Path(__file__).resolve().parent.parent)
+                                               cwd=Path(__file__).resolve().parents[2])
     try:
         task_status.started(process)
         await process.wait()
