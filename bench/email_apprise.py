@@ -202,7 +202,8 @@ class Relay:
         doubled = [a for a, n in recipients.items() if n > 1]
         extra = set(recipients) - {a.lower() for a in addresses}
         if missing or doubled or extra:
-            raise RuntimeError(f"relay counts wrong: {len(missing)} missing, {len(doubled)} twice, {len(extra)} unknown")
+            raise RuntimeError(f"relay counts wrong: {len(missing)} missing, {len(doubled)} twice, "
+                               f"{len(extra)} unknown")
         return f"relay: {len(recipients)} recipients once each in {counts['accepted']} messages"
 
     def close(self) -> None:

@@ -134,7 +134,8 @@ def personalize(content: bytes, *, to: str | None, message_id: str, date: dateti
     """One recipient's copy: To (or ``undisclosed-recipients:;`` when the recipients are only in the
     envelope), Message-ID and Date in front of the shared ``content``. ``to`` must be normalized."""
     check_header("message_id", message_id)
-    head = f"To: {check_header('to', to) if to else UNDISCLOSED}\r\nMessage-ID: {message_id}\r\nDate: {format_datetime(date)}\r\n"
+    head = (f"To: {check_header('to', to) if to else UNDISCLOSED}\r\nMessage-ID: {message_id}\r\n"
+            f"Date: {format_datetime(date)}\r\n")
     return head.encode("ascii") + content
 
 

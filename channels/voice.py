@@ -4,8 +4,8 @@ Theory of operation: ``open_voice`` keeps one ARI connection for the call-out's 
 (``ecgw-callout``, never the intake's, so neither sees the other's channels), reconnecting with
 backoff, and one reader task that hands each event to the call it concerns. ``deliver`` turns each
 message's text into a cached WAV (``channels.voice_tts``) and, at most ``max_concurrent_calls`` at
-a time across every batch and ``max_calls_per_second`` apart, originates a call to ``PJSIP/ecgw-callout/sip:<number>@<trunk>`` into
-the app:
+a time across every batch and ``max_calls_per_second`` apart, originates a call to
+``PJSIP/ecgw-callout/sip:<number>@<trunk>`` into the app:
 
 - answered: the channel enters Stasis (StasisStart); the warning is played ``repeats`` times and
   the call hung up. "delivered" only if every playback finished as "done", i.e. to the end.
@@ -224,7 +224,8 @@ class VoiceChannel:
         try:
             inbox.send_nowait(event)
         except trio.WouldBlock:
-            log.error("voice call-out: dropping %s for %s: the call is not reading its events", type(event).__name__, cid)
+            log.error("voice call-out: dropping %s for %s: the call is not reading its events",
+                      type(event).__name__, cid)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass  # the call just ended
 

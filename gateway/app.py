@@ -1,75 +1,135 @@
-"""The gateway service: one nursery owning the store writer, ARI intake, AMI monitor and HTTP API."""
+"""The composition root: the gateway service, one nursery owning every long-lived part.
+
+Read top to bottom it is the flow: the incident store and its one writer; call intake on ARI (with
+the AMI monitor); the response side (units, response scenarios, alarm panels, the Telegram 102 bot,
+SMS to 112), all writing incidents through the desk; public warnings; and one HTTP application
+carrying every part's routes. A part of the response side that crashes is restarted on its own
+(``isolated``): it must never take 112 intake down with it.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import trio
 from starlette.routing import BaseRoute
 
 from gateway.asterisk import ami, ari
 from gateway.asterisk.sandbox import locate
-from gateway.cli.alerts import key_path
-from gateway.errors import AriError
+from gateway.errors import AlertError, AriError, ChannelError, GatewayError
 from gateway.incident.bus import Bus
 from gateway.incident.desk import Desk
 from gateway.incident.recorder import Recorder
+from gateway.incident.records import Incident
 from gateway.incident.store import AsyncStore, SqliteStore
 from gateway.intake.calls import Intake
 from gateway.metrics import Metrics
-from gateway.operations import Operations
+from gateway.protocols.cap import Circle
+from gateway.scenario import facts as F
 from gateway.settings import GatewayConfig
 from gateway.warning.centre import Warnings
-from gateway.web.app import Health, build_app, run_server
+from gateway.warning.workflow import DraftSpec
+from gateway.web.app import build_app
+from gateway.web.auth import Auth, key_path, local_key
+from gateway.web.health import Health, health_routes
+from gateway.web.incidents import incident_routes
+from gateway.web.server import run_server
 from gateway.web.warnings import WarningsApi
 
 log = logging.getLogger(__name__)
+WARNING_RADIUS_KM = 2.0  # a scenario's draft warning around an incident outside every zone
+
+
+async def isolated(name: str, run: Callable[..., Awaitable[None]], *,
+                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run one part, restarting it after a crash: a bug in alarm handling or a scenario must never
+    take the call intake down with it. Ready as soon as the part is (or once it first failed)."""
+    backoff, ready = 1.0, False
+
+    def started(value: object = None) -> None:
+        nonlocal ready
+        if not ready:
+            ready = True
+            task_status.started()
+
+    while True:
+        try:
+            await run(task_status=_Started(started))
+            return
+        except Exception:
+            log.exception("%s crashed; restarting it in %.0f s", name, backoff)
+        started()
+        await trio.sleep(backoff)
+        backoff = min(backoff * 2, 60.0)
+
+
+class _Started:
+    """A task_status whose ``started`` we can forward once across restarts."""
+
+    def __init__(self, callback: Callable[..., None]) -> None:
+        self.started = callback
 
 
 class Gateway:
     def __init__(self, cfg: GatewayConfig) -> None:
         self.cfg = cfg
+        box = locate(cfg)
+        self.sounds_dir, self.spool_dir = box.host_dir / "sounds", box.host_dir / "spool"
         self.metrics = Metrics()
         self.bus = Bus()
         self.store = AsyncStore(SqliteStore(cfg.store.path))
         self.recorder = Recorder(self.store, self.bus)
-        self.intake = Intake(cfg, self.store, self.recorder, self.metrics,
-                             prompts_dir=f"{locate(cfg).inside_dir}/sounds")
+        self.desk = Desk(self.store, self.recorder)
+        self.intake = Intake(cfg, self.store, self.recorder, self.metrics, prompts_dir=f"{box.inside_dir}/sounds")
         self.asterisk = ami.AsteriskHealth()
         self.ari_connected = False
         self.http_addresses: list[str] = []
-        self.warnings = Warnings(cfg.warnings, sounds_dir=locate(cfg).host_dir / "sounds") \
-            if cfg.warnings.enabled else None
-        self.desk = Desk(self.store, self.recorder)
-        self.operations = Operations(cfg, self.desk, self.warnings, sounds_dir=locate(cfg).host_dir / "sounds",
-                                 spool_dir=locate(cfg).host_dir / "spool")
+        self.warnings = Warnings(cfg.warnings, sounds_dir=self.sounds_dir) if cfg.warnings.enabled else None
+        self.auth = Auth([(u.name, [str(r) for r in u.roles], u.token_sha256) for u in cfg.warnings.users],
+                         local_key(key_path(cfg.warnings.store_path)))
+        self.board: Any = None
+        self.escalation: Any = None
+        self.alarms: Any = None
+        self.telegram102: Any = None
+        self.sms112: Any = None
 
     def health(self) -> Health:
         ok = self.ari_connected and self.asterisk.fully_booted
-        return Health(
+        report = Health(
             status="ok" if ok else "degraded", ari_connected=self.ari_connected,
             ami_connected=self.asterisk.connected, asterisk_fully_booted=self.asterisk.fully_booted,
             asterisk_channels=self.asterisk.channels, queue_length=len(self.intake.dispatcher.queue),
             active_calls=len(self.intake.calls), positions=dict(self.intake.dispatcher.board.snapshot()), store="ok",
-            warning_channels=self.warnings.channel_states() if self.warnings else {},
-            **self.operations.health(),
-        )
+            warning_channels=self.warnings.channel_states() if self.warnings else {})
+        if self.escalation is not None:
+            report.responder_channels = self.escalation.channel_states()
+            report.scenario_runs = sum(1 for r in self.escalation.engine.runs.values() if r.phase != "done")
+            report.sla_breaches = self.escalation.triggers.breaches
+        if self.alarms is not None:
+            report.alarm_sites = {k: v.last_test_wall for k, v in self.alarms.site_health().items()}
+        return report
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled. ``started()`` once the HTTP API listens and ARI is registered."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run)
-            routes: list[BaseRoute] = []
+            routes: list[BaseRoute] = [*incident_routes(self.store, self.bus),
+                                       *health_routes(self.store, self.metrics, self.health)]
             if self.warnings is not None:
                 await nursery.start(self.warnings.run)
-                routes += WarningsApi(self.warnings, key_path(self.cfg.warnings.store_path)).routes()
-            routes += await self.operations.start(nursery)
-            app = build_app(self.store, self.bus, self.metrics, self.health, routes)
+                routes += WarningsApi(self.warnings, self.auth).routes()
+            routes += await self._start_response_side(nursery)
+            app = build_app(routes)
             self.http_addresses = await nursery.start(run_server, app, self.cfg.http.host, self.cfg.http.port)
             await nursery.start(ami.monitor, self.cfg.asterisk, self.asterisk, self.metrics)
             await nursery.start(self._ari_forever)
             log.info("gateway ready: HTTP %s, Stasis app %r", ", ".join(self.http_addresses), self.cfg.asterisk.app)
             task_status.started()
+
+    # --- call intake --------------------------------------------------------------------------
 
     async def _ari_forever(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep the Stasis app registered; reconnect with backoff whenever Asterisk goes away."""
@@ -123,3 +183,111 @@ class Gateway:
             except (AriError, trio.TooSlowError) as exc:
                 log.warning("ARI ping failed (%r): dropping the connection", exc)
                 return
+
+    # --- the response side ----------------------------------------------------------------------
+
+    async def _start_response_side(self, nursery: trio.Nursery) -> list[BaseRoute]:
+        """Build and start every enabled part of the response side; return their HTTP routes."""
+        cfg = self.cfg
+        routes: list[BaseRoute] = []
+        if cfg.units.enabled:
+            routes += await self._start_units(nursery)
+        if cfg.escalation.enabled:
+            await self._start_escalation(nursery)
+        if cfg.alarm.enabled:
+            routes += await self._start_alarms(nursery)
+        if cfg.reports.telegram102.enabled:
+            from gateway.intake.text.telegram102 import Telegram102
+
+            self.telegram102 = Telegram102(cfg.reports.telegram102, self.desk, self.recorder)
+            await nursery.start(isolated, "Telegram 102", self.telegram102.run)
+        if cfg.reports.sms112.enabled:
+            from gateway.intake.text.sms112 import Sms112
+
+            self.sms112 = Sms112(cfg.reports.sms112, self.desk, self._send_sms,
+                                 self.escalation.sms_reply if self.escalation is not None else None)
+            await nursery.start(isolated, "SMS 112", self.sms112.run)
+            routes += self.sms112.routes()
+        if self.escalation is not None:
+            routes += self._escalation_routes()
+        return routes
+
+    async def _start_units(self, nursery: trio.Nursery) -> list[BaseRoute]:
+        from gateway.units.board import UnitBoard
+        from gateway.web.units import UnitRoutes
+
+        self.board = UnitBoard(self.cfg.units, self.desk, Path(self.cfg.store.path).with_name("units.db"))
+        await nursery.start(isolated, "units", self.board.run)
+        return list(UnitRoutes(self.board, self.auth).routes())
+
+    async def _start_escalation(self, nursery: trio.Nursery) -> None:
+        from gateway.scenario.escalation import Escalation
+
+        events = frozenset(self.warnings.renderer.catalogue.events()) if self.warnings else frozenset()
+        kinds = frozenset(self.board.kinds) if self.board is not None else frozenset()
+        self.escalation = Escalation(self.cfg.escalation, self.recorder, unit_kinds=kinds,
+                                     warning_events=events, sounds_dir=self.sounds_dir)
+        self.escalation.on_inbound_sms = self._inbound_sms
+        self.escalation.use(zone_of=self.warnings.zones.zone_of if self.warnings else None, board=self.board,
+                            drafter=self._draft_warning if self.warnings else None)
+        await nursery.start(isolated, "escalation", self.escalation.run)
+
+    async def _start_alarms(self, nursery: trio.Nursery) -> list[BaseRoute]:
+        from gateway.intake.alarm.panels import AlarmIntake
+
+        self.alarms = AlarmIntake(self.cfg.alarm, self.desk, self.spool_dir / self.cfg.alarm.spool_subdir)
+        await nursery.start(isolated, "alarm panels", self.alarms.run)
+        if self.escalation is not None:
+            self.escalation.engine.dynamic_people["site_contacts"] = self._site_contacts
+        return list(self.alarms.routes())
+
+    def _escalation_routes(self) -> list[BaseRoute]:
+        from gateway.web.scenario import EscalationApi
+
+        replies: dict[str, Any] = {}
+        if self.telegram102 is not None:
+            replies["tg"] = self.telegram102.reply
+        if self.sms112 is not None:
+            replies["sms"] = self._sms_reply
+        return list(EscalationApi(self.escalation.engine, self.desk, self.auth, replies).routes())
+
+    async def _sms_reply(self, incident_id: str, text: str, actor: str) -> object:
+        outcome = await self.sms112.reply(incident_id, text, actor)
+        if not outcome.ok:
+            raise ChannelError(f"the SMS was not sent: {outcome.error}")
+        return outcome
+
+    async def _inbound_sms(self, sender: str, text: str) -> None:
+        """A text to our SMPP number: a report to 112, or a responder's acknowledgement."""
+        if self.sms112 is not None:
+            await self.sms112.handle_text(sender, text, "smpp")
+        elif self.escalation is not None:
+            await self.escalation.sms_reply(sender, text, "smpp")
+
+    async def _send_sms(self, number: str, text: str) -> bool:
+        return await self.escalation.send_sms(number, text) if self.escalation is not None else False
+
+    def _site_contacts(self, incident: Incident) -> list[Any]:
+        from gateway.scenario.people import Person
+
+        site = self.alarms.sites.get(incident.reporter) if self.alarms is not None else None
+        if site is None:
+            return []
+        return [Person(name=f"site:{site.account}:{i}", display=c.name, phone=c.phone,
+                       telegram=c.telegram_chat_id, email=c.email, channels=["sms", "voice", "telegram", "email"])
+                for i, c in enumerate(site.contacts)]
+
+    async def _draft_warning(self, incident: Incident, event: str) -> str:
+        """The public warning a scenario drafts: the incident's zone, or a circle around it."""
+        assert self.warnings is not None
+        loc = F.best(incident)
+        if loc is None or loc.lat is None or loc.lon is None:
+            raise AlertError("the incident has no location to warn around")
+        zone = self.warnings.zones.zone_of(loc.lat, loc.lon)
+        spec = DraftSpec(event=event, zones=[zone] if zone else [],
+                         circles=[] if zone else [Circle(lat=loc.lat, lon=loc.lon, radius_km=WARNING_RADIUS_KM)])
+        try:
+            record = await self.warnings.workflow.draft_for_incident(spec, incident.id)
+        except GatewayError as exc:
+            raise AlertError(f"draft refused: {exc}") from exc
+        return str(record.id)

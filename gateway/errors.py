@@ -27,6 +27,15 @@ class AmiError(AsteriskError):
     """An AMI request failed or AMI is unreachable."""
 
 
+class InputError(GatewayError):
+    """A request or document is not what it must be; whoever sent it can fix it (HTTP 400)."""
+
+
+class Conflict(GatewayError):
+    """The request does not fit the current state: an alert already approved, a closed incident, a busy
+    unit, another officer's change first (HTTP 409)."""
+
+
 class StoreError(GatewayError):
     """The incident store could not read or write."""
 
@@ -51,8 +60,16 @@ class ProtocolError(GatewayError):
     """Bytes or documents from a peer do not follow the protocol (bad CRC, bad CAP, bad PDU)."""
 
 
-class AlertError(GatewayError):
+class AlertError(InputError):
     """A public warning cannot be drafted, approved, sent, updated or cancelled as asked."""
+
+
+class AlertNotFound(AlertError, NotFound):
+    """No alert with that id."""
+
+
+class AlertConflict(AlertError, Conflict):
+    """The alert is not in the state the action needs (only a draft can be approved, ...)."""
 
 
 class TemplateError(AlertError):

@@ -1,8 +1,10 @@
-"""``gateway sim ...``: answering dispatcher phones, and drills with a report."""
+"""``gateway-sim``: the drill operator's command (answering dispatcher phones, provider stand-ins,
+drills with a report). The simulator is a program of its own: the gateway never imports it."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import tempfile
@@ -13,10 +15,43 @@ import msgspec
 import trio
 from tqdm import tqdm
 
+from gateway import settings
+from gateway.errors import ConfigError, GatewayError
 from gateway.settings import GatewayConfig
 from sim import drill as drill_mod
 from sim import sipp
 from sim.report import PlacedCall, summary_text
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gateway-sim", description="Call simulator and drills for the gateway")
+    p.add_argument("--config", default=str(settings.DEFAULT_PATH), help="the gateway's config file (TOML)")
+    p.add_argument("--log-level", default="INFO")
+    sub = p.add_subparsers(dest="action", required=True)
+    sub.add_parser("phones", help="answering dispatcher phones (sipp) until stopped")
+    sub.add_parser("providers", help="the provider stand-ins the [warnings.drill] channels point at, until stopped")
+    drill = sub.add_parser("drill", help="place the calls of a drill file and report")
+    drill.add_argument("file")
+    drill.add_argument("--report", default="")
+    drill.add_argument("--no-progress", action="store_true")
+    drill_config = sub.add_parser("drill-config", help="write the gateway config an escalation drill runs against")
+    drill_config.add_argument("file")
+    drill_config.add_argument("--out", required=True)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return run(args, settings.load(args.config))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except GatewayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def run(args: argparse.Namespace, cfg: GatewayConfig) -> int:
@@ -69,16 +104,17 @@ def run_drill(cfg: GatewayConfig, path: Path, report_path: str, *, show_progress
 
 
 def write_drill_config(config_path: Path, drill_path: Path, out: Path) -> int:
-    """``gateway sim drill-config FILE --out PATH``: the gateway config an escalation drill runs against
+    """``gateway-sim drill-config FILE --out PATH``: the gateway config an escalation drill runs against
     (``sim.responders.drill_config``), on free loopback ports."""
     import socket
 
-    from sim.lab import free_port
     from sim.responders import Ports, drill_config
+    from sim.sipp import free_port
 
     spec = drill_mod.load(drill_path)
     tcp = socket.SOCK_STREAM
     ports = Ports(smsc=free_port(tcp), responders_bot=free_port(tcp), reports_bot=free_port(tcp), trunk=free_port())
     drill_config(config_path, spec, out, ports)
-    print(f"wrote {out}; run the gateway with it, then: gateway --config {out} sim drill {drill_path}")
+    print(f"wrote {out}; run the gateway with it (gateway --config {out} run), then: "
+          f"gateway-sim --config {out} drill {drill_path}")
     return 0

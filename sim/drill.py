@@ -233,7 +233,8 @@ def _caller_problems(c: CallerTemplate) -> list[str]:
     bad = sorted({d for d in c.dtmf if d not in "0123456789*#"})
     if bad:
         p.append(f"dtmf: expected keys 0-9, * and #, got {''.join(bad)!r}")
-    missing = sorted({str(scenario.dtmf_pcap(d)) for d in c.dtmf if d not in bad and not scenario.dtmf_pcap(d).exists()})
+    missing = sorted({str(scenario.dtmf_pcap(d)) for d in c.dtmf
+                      if d not in bad and not scenario.dtmf_pcap(d).exists()})
     if missing:
         p.append(f"dtmf: no RFC 2833 pcap for these keys (is sip-tester installed?): {', '.join(missing)}")
     if c.silence and c.dtmf:
@@ -401,7 +402,8 @@ async def run(cfg: GatewayConfig, drill: Drill, *, source: str = "", progress: P
         esc = await stack.enter_async_context(lab.escalation_lab(cfg, drill, workdir / "escalation", notes)) \
             if drill.escalates else None
         phones = await stack.enter_async_context(
-            sipp.phones(cfg, workdir / "phones") if drill.phones.answer else lab.ringing_phones(cfg, workdir / "phones"))
+            sipp.phones(cfg, workdir / "phones") if drill.phones.answer
+            else lab.ringing_phones(cfg, workdir / "phones"))
         if on_ready is not None:
             await on_ready()
         if esc is not None:

@@ -18,8 +18,7 @@ from pathlib import Path
 
 from sim import dtmf, sipp
 from sim import sipp_xml as scenario
-from sim.lab import free_port
-from sim.sipp import PhoneEvent
+from sim.sipp import PhoneEvent, free_port
 
 
 @dataclass(frozen=True)

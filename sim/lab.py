@@ -26,6 +26,7 @@ from gateway.errors import ConfigError, DrillError
 from gateway.incident.records import Incident
 from sim import responders, sipp
 from sim import sipp_xml as scenario
+from sim.sipp import free_port
 
 if TYPE_CHECKING:
     from sim.providers import EscalationProviders
@@ -81,19 +82,6 @@ store_path = "{warnings_store}"
 """
 
 
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    """A port free for both UDP and TCP on loopback right now."""
-    while True:
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
-        try:
-            with socket.socket(socket.AF_INET, other) as s:
-                s.bind(("127.0.0.1", port))
-            return int(port)
-        except OSError:
-            continue
 
 
 def write_config(workdir: Path, *, positions: int = 2, ivr: bool = True, ring_timeout: float = 10,
@@ -155,7 +143,7 @@ class GatewayProcess:
 
     async def start(self, timeout: float = 20.0) -> None:
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli.main", "--config", str(self.path), "run"],
+            self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(self.path), "run"],
                                          stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
         with trio.fail_after(timeout):
             while not await self.ready():
@@ -412,7 +400,7 @@ async def escalation_lab(cfg: config.GatewayConfig, drill: Any, workdir: Path,
         if first != [plan.channel]:
             notes.append(f"{plan.person} is scripted on {plan.channel} but the gateway's directory reaches them on "
                          f"{','.join(directory.people[plan.person].channels)} first (write the config with "
-                         "`python -m sim.responders`)")
+                         "`gateway-sim drill-config`)")
     async with open_escalation_providers(cfg) as providers, AsyncExitStack() as stack:
         lab = EscalationLab(cfg, providers, scripted, workdir, notes)
         voice = cfg.escalation.channels.voice

@@ -1,4 +1,4 @@
-"""``gateway sim providers``: every provider stand-in a config's drill channels point at, on the
+"""``gateway-sim providers``: every provider stand-in a config's drill channels point at, on the
 ports the config names, so Exercise alerts of a drill land somewhere that counts them.
 
 Only loopback destinations are served: a drill config aiming at another host is refused.

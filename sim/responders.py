@@ -27,10 +27,8 @@ Pure apart from the file writing and the drivers at the end.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -171,8 +169,9 @@ def config_doc(base: dict[str, Any], settings: Any, responders_file: Path, scena
     http_port = base.get("http", {}).get("port", 8080)
     escalation = dict(base.get("escalation", {}))
     escalation.update(
-        enabled=True, scenarios_dir=str(scenarios_dir), responders_file=str(responders_file), answer_sla_s=settings.answer_sla_s,
-        unclassified_after_s=settings.unclassified_after_s, voice_ack_wait_s=settings.voice_ack_wait_s,
+        enabled=True, scenarios_dir=str(scenarios_dir), responders_file=str(responders_file),
+        answer_sla_s=settings.answer_sla_s, unclassified_after_s=settings.unclassified_after_s,
+        voice_ack_wait_s=settings.voice_ack_wait_s,
         channels={
             "smpp": {"system_id": SMPP_ACCOUNT[0], "password": SMPP_ACCOUNT[1], "host": "127.0.0.1",
                      "port": ports.smsc, "source_addr": "112", "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
@@ -274,11 +273,9 @@ class ResponderPhones:
 async def responder_phones(workdir: Path, port: int, scripted: list[Plan]) -> AsyncIterator[ResponderPhones]:
     """The voice responders' sipp UAS on ``127.0.0.1:port`` until the block exits. Raises DrillError
     if sipp does not start (the port taken, a broken scenario)."""
-    from sim.lab import free_port
-
     workdir.mkdir(parents=True, exist_ok=True)
     pcap = dtmf.sequence_pcap(ACK_DIGIT, workdir / "ack-key.pcap")
-    uas = sipp.Uas("responders", phones_xml(scripted, pcap), port, media_port=free_port())
+    uas = sipp.Uas("responders", phones_xml(scripted, pcap), port, media_port=sipp.free_port())
     async with sipp.answering_sipp(workdir, [uas], "the responders' phones") as [log]:
         yield ResponderPhones(f"sip:127.0.0.1:{port}", log)
 
@@ -335,24 +332,3 @@ async def sms_responder(smsc: Any, plan: Plan, poll_s: float = 0.1) -> None:
     await _respond(plan, lambda: smsc.texts(destination), lambda text: [c for c in [ack_code(text)] if c], reply,
                    poll_s)
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m sim.responders DRILL --config BASE --out PATH``: write the gateway config an
-    escalation drill runs against."""
-    from gateway import settings as gateway_config
-    from sim.cli import write_drill_config
-
-    parser = argparse.ArgumentParser(prog="python -m sim.responders", description=main.__doc__)
-    parser.add_argument("drill")
-    parser.add_argument("--config", default=str(gateway_config.DEFAULT_PATH), help="the base gateway config")
-    parser.add_argument("--out", required=True, help="where to write the drill's gateway config")
-    args = parser.parse_args(argv)
-    try:
-        return write_drill_config(Path(args.config), Path(args.drill), Path(args.out))
-    except DrillError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

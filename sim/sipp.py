@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import socket
 import subprocess
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -198,3 +199,18 @@ async def place_call(cfg: GatewayConfig, xml: str, workdir: Path, timeout_s: flo
                                         stdin=subprocess.DEVNULL)
         return CallResult(result.returncode, parse_log(read_log(log_file)), workdir)
     return CallResult(-1, [], workdir)
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    """A port free for both UDP and TCP on loopback right now."""
+    while True:
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
+        try:
+            with socket.socket(socket.AF_INET, other) as s:
+                s.bind(("127.0.0.1", port))
+            return int(port)
+        except OSError:
+            continue

@@ -39,9 +39,9 @@ def _cdata(text: str) -> str:
 def sdp(owner: str, media_port: str = "[media_port]", indent: str = "") -> str:
     """An SDP offer or answer with PCMU and RFC 2833 events (no trailing newline); ``media_port``
     is a sipp keyword or a ``{placeholder}`` the scenario template fills in."""
-    lines = (f"o={owner} 53655765 2353687637 IN IP[local_ip_type] [local_ip]", "s=-", "c=IN IP[media_ip_type] [media_ip]",
-             "t=0 0", f"m=audio {media_port} RTP/AVP 0 101", "a=rtpmap:0 PCMU/8000",
-             "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-16")
+    lines = (f"o={owner} 53655765 2353687637 IN IP[local_ip_type] [local_ip]", "s=-",
+             "c=IN IP[media_ip_type] [media_ip]", "t=0 0", f"m=audio {media_port} RTP/AVP 0 101",
+             "a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-16")
     return "\n".join(indent + line for line in ("v=0", *lines))
 
 

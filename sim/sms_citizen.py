@@ -19,7 +19,8 @@ from sim.smsc import Smsc
 from sim.twilio import DEFAULT_ACCOUNT_SID, sign
 
 
-def twilio_inbound_form(sender: str, text: str, to: str = "+7112", account_sid: str = DEFAULT_ACCOUNT_SID) -> dict[str, str]:
+def twilio_inbound_form(sender: str, text: str, to: str = "+7112",
+                        account_sid: str = DEFAULT_ACCOUNT_SID) -> dict[str, str]:
     """The form Twilio POSTs to a number's messaging webhook for one inbound SMS."""
     sid = "SM" + secrets.token_hex(16)
     return {"ToCountry": "KZ", "SmsMessageSid": sid, "NumMedia": "0", "SmsSid": sid, "SmsStatus": "received",

@@ -495,7 +495,8 @@ async def smsc_process(*args: str, ready_timeout_s: float = 10.0) -> AsyncIterat
     """Run ``python -m sim.smsc --port 0 ARGS`` as a separate process; yield it and its ready line
     (``host``, ``port``); SIGTERM on exit (it then writes its final ``--stats``)."""
     command = [sys.executable, "-m", "sim.smsc", "--port", "0", *args]
-    process = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
+    process = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE,
+                                               cwd=Path(__file__).resolve().parent.parent)
     try:
         assert process.stdout is not None
         line = b""
@@ -565,7 +566,7 @@ def control_app(smsc: Smsc) -> Starlette:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    from gateway.web.app import run_server  # only the separate process serves the control API
+    from sim.http import run_server  # only the separate process serves the control API
 
     async with open_smsc(system_id=args.system_id, password=args.password, host=args.host, port=args.port,
                          receipt_delay_s=args.receipt_delay, keep_text=not args.no_text,

@@ -43,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.web.app import run_server
+from sim.http import run_server
 
 ChatId = int | str
 TOKEN_RE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")

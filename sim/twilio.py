@@ -46,7 +46,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.warning.sms import segments
-from gateway.web.app import run_server
+from sim.http import run_server
 
 API = "/2010-04-01"
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 31 + "1"

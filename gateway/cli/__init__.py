@@ -1,0 +1,1 @@
+"""The ``gateway`` command line: the service, Asterisk, incidents, the subscriber directory, warnings."""

@@ -110,12 +110,6 @@ def cmd_directory(args: argparse.Namespace) -> int:
     return 1 if problems and not entries else 0
 
 
-def cmd_sim(args: argparse.Namespace) -> int:
-    from sim import cli as sim_cli
-
-    return sim_cli.run(args, _load(args))
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gateway", description="Emergency telephony gateway (102/112)")
     p.add_argument("--config", default=str(config_mod.DEFAULT_PATH), help="config file (TOML)")
@@ -142,18 +136,6 @@ def parser() -> argparse.ArgumentParser:
     dimp.add_argument("file")
     d.set_defaults(fn=cmd_directory)
     warning_cli.add_parsers(sub)
-    s = sub.add_parser("sim", help="call simulator")
-    ssub = s.add_subparsers(dest="action", required=True)
-    ssub.add_parser("phones", help="answering dispatcher phones (sipp) until stopped")
-    ssub.add_parser("providers", help="the provider stand-ins the [warnings.drill] channels point at, until stopped")
-    drill = ssub.add_parser("drill", help="place the calls of a drill file and report")
-    drill.add_argument("file")
-    drill.add_argument("--report", default="")
-    drill.add_argument("--no-progress", action="store_true")
-    drill_config = ssub.add_parser("drill-config", help="write the gateway config an escalation drill runs against")
-    drill_config.add_argument("file")
-    drill_config.add_argument("--out", required=True)
-    s.set_defaults(fn=cmd_sim)
     return p
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from gateway.errors import GatewayError
+from gateway.errors import Conflict
 from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Caller, Incident, IncidentSource, Location, ResponseStatus, new_incident_id
 from gateway.incident.store import AsyncStore, event
@@ -22,7 +22,7 @@ Value = str | int | float | bool | None
 STATUS_ORDER: dict[str, int] = {"new": 0, "assigned": 1, "en_route": 2, "on_scene": 3, "closed": 4}
 
 
-class DeskError(GatewayError):
+class DeskError(Conflict):
     """A change the desk refuses (unknown status, going backwards, a closed incident)."""
 
 

@@ -1,4 +1,5 @@
-"""Records the gateway stores and serves: locations, callers, incidents, timeline events.
+"""Records the gateway stores and serves: incidents and their timeline events (with the caller and
+locations of ``protocols.caller``).
 
 These msgspec Structs are the one schema for the store, the HTTP API and the CLI's JSON.
 """
@@ -11,35 +12,10 @@ from typing import Literal
 
 import msgspec
 
-LocationSource = Literal["pidf-lo", "directory", "aml", "manual"]
-Shape = Literal["point", "circle", "ellipse", "polygon", "civic"]
+from gateway.protocols.caller import Caller, Location, LocationSource, Shape
 
-
-class Location(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """One location candidate with where it came from and how uncertain it is."""
-
-    source: LocationSource
-    shape: Shape
-    lat: float | None = None
-    lon: float | None = None
-    radius_m: float | None = None
-    semi_minor_m: float | None = None
-    orientation_deg: float | None = None
-    points: list[tuple[float, float]] = []
-    civic: dict[str, str] = {}
-    address: str = ""
-    method: str = ""
-
-
-class Caller(msgspec.Struct, frozen=True, kw_only=True):
-    """ANI as received and as normalised."""
-
-    raw_number: str
-    number: str  # E.164 (+7...) or "" when withheld/unusable
-    display_name: str
-    withheld: bool
-    flags: list[str] = []
-
+__all__ = ["Caller", "Location", "LocationSource", "Shape", "Incident", "IncidentSummary", "TimelineEvent",
+           "new_incident_id"]
 
 class TimelineEvent(msgspec.Struct, frozen=True, kw_only=True):
     """Something that happened to an incident, with wall-clock and monotonic times."""

@@ -182,7 +182,8 @@ class SqliteStore:
             "UPDATE incidents SET updated_wall=?, service=?, state=?, number=?, lat=?, lon=?, channel_id=?, doc=?"
             " WHERE id=?", self._row_args(incident))]
         return statements + [("INSERT OR REPLACE INTO timeline (incident_id, seq, doc) VALUES (?,?,?)",
-                              (incident.id, seq, _encode(e))) for seq, e in zip(positions(incident, events), events, strict=True)]
+                              (incident.id, seq, _encode(e)))
+                             for seq, e in zip(positions(incident, events), events, strict=True)]
 
     @staticmethod
     def _event_rows(incident_id: str, first_seq: int, events: list[TimelineEvent]) -> list[Statement]:
@@ -233,7 +234,8 @@ class SqliteStore:
         links: dict[str, str] = {}
         if incident.caller.number:
             for (other,) in self._read(
-                "SELECT id FROM incidents WHERE number=? AND created_wall>=? AND id<>? ORDER BY created_wall DESC LIMIT ?",
+                "SELECT id FROM incidents WHERE number=? AND created_wall>=? AND id<>?"
+                " ORDER BY created_wall DESC LIMIT ?",
                 (incident.caller.number, since, incident.id, MAX_LINKS),
             ):
                 links[str(other)] = "same_number"

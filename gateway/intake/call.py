@@ -1,4 +1,9 @@
-"""One caller's channel being served, and the incident it belongs to."""
+"""One caller's channel being served, and the incident it belongs to.
+
+What the call may do next is its ``life`` (``intake.call_state``, a pure table); this object adds the
+I/O handles the Trio driver needs: the inbox of the caller's ARI events, the scope of the call's own
+tasks and the scope of its ringback/announcements while it waits.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import trio
 
 from gateway.incident.recorder import Held
 from gateway.incident.records import Incident
+from gateway.intake.call_state import CallLife
 from gateway.protocols import ari_events as ev
 
 
@@ -16,17 +22,11 @@ class Call:
         self.held = held
         self.channel_id = channel_id
         self.arrived_mono = arrived_mono
+        self.life = CallLife()
         self.inbox_send, self.inbox = trio.open_memory_channel[ev.Event](64)
-        self.scope = trio.CancelScope()
-        self.gone = False
-        self.enqueued_mono: float | None = None
-        self.first_enqueued_mono: float | None = None
-        self.ring_position: str | None = None  # the position being rung (or talking, once answered)
-        self.ring_started_mono: float | None = None
-        self.delivering = False  # handed to the dialplan's Dial: out of Stasis until it comes back
-        self.subscribed = False  # our app receives its events even outside Stasis
-        self.hold_scope = trio.CancelScope()  # ringback/announcements while queued
-        self.answered = trio.Event()
+        self.scope = trio.CancelScope()  # the call's own tasks; cancelled when the caller is gone
+        self.subscribed = False  # our app receives its events even outside Stasis (an ARI fact, not call state)
+        self._hold = trio.CancelScope()
 
     @property
     def incident(self) -> Incident:
@@ -35,3 +35,13 @@ class Call:
     @property
     def id(self) -> str:
         return self.incident.id
+
+    def new_hold(self) -> trio.CancelScope:
+        """A fresh scope for ringback and announcements while the call waits (the previous one is
+        cancelled: at most one hold plays). A hand-off or an overflow ends it (``stop_hold``)."""
+        self._hold.cancel()
+        self._hold = trio.CancelScope()
+        return self._hold
+
+    def stop_hold(self) -> None:
+        self._hold.cancel()

@@ -20,6 +20,7 @@ from gateway.errors import AriError, GatewayError, StoreError
 from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Incident, Location, TimelineEvent, new_incident_id
 from gateway.incident.store import AsyncStore, event
+from gateway.intake import call_state as cs
 from gateway.intake.call import Call
 from gateway.intake.dispatch import DELIVER_CONTEXT, Dispatcher
 from gateway.intake.ivr import Ivr
@@ -75,7 +76,7 @@ class Intake:
             return
         if isinstance(event, ev.Dial):
             self.dispatcher.on_dial(call, event)
-        elif isinstance(event, ev.ChannelDestroyed) or (isinstance(event, ev.StasisEnd) and not call.delivering):
+        elif isinstance(event, ev.ChannelDestroyed) or (isinstance(event, ev.StasisEnd) and not call.life.handed):
             self._caller_gone(nursery, call, event)
         elif not isinstance(event, ev.StasisEnd):
             try:
@@ -103,7 +104,8 @@ class Intake:
         caller = ani.normalise(chan.caller.number, chan.caller.name, chan.var("ECGW_PRES"), self.cfg.ani)
         dialplan_id = chan.var("ECGW_INCIDENT")
         incident = Incident(
-            id=dialplan_id if INCIDENT_ID.match(dialplan_id) else new_incident_id(now), service=service or chan.var("ECGW_SERVICE") or "112",
+            id=dialplan_id if INCIDENT_ID.match(dialplan_id) else new_incident_id(now),
+            service=service or chan.var("ECGW_SERVICE") or "112",
             created_wall=arrived_wall or now, caller=caller, call_id=chan.var("ECGW_CALL_ID")[:128],
             channel_id=chan.id, language=chan.language if chan.language in ("kk", "ru", "en") else "",
             priority=self.cfg.ivr.default_priority,
@@ -156,22 +158,23 @@ class Intake:
                     await self._open(ari, call)
                     # Outside the call's scope: the location matters even if the caller hangs up now.
                     nursery.start_soon(self._enrich, call)
+                    self.dispatcher.apply(call, cs.MenuStarted())
                     await self.ivr.run(ari, call)
                 if self.dispatcher.overflow_due(call):
                     await self.dispatcher.overflow(call)
                     return
-                first = call.first_enqueued_mono is None
-                call.hold_scope = trio.CancelScope()  # before queuing: a hand-off cancels this one
+                first = call.life.first_queued_at is None
+                hold = call.new_hold()  # before queuing: a hand-off cancels this one
                 self.dispatcher.enqueue(call, call.incident.priority)
                 if first:
                     self.dispatcher.watch_overflow(call)
                 await self.recorder.record(call.held, "queued", state="queued", priority=call.incident.priority)
-                with call.hold_scope:
+                with hold:
                     await self._hold(ari, call)
             except ChannelGone:
                 pass  # the caller hung up meanwhile; _caller_gone records it
             except GatewayError as exc:
-                if call.delivering:
+                if call.life.handed:
                     return  # a hold step lost the race with the hand-off: the dialplan has the caller
                 await self._fail_over(ari, call, exc)
 
@@ -208,7 +211,7 @@ class Intake:
 
     async def _hold(self, ari: Ari, call: Call) -> None:
         """Ringback and a periodic announcement until the call is handed to a position (which
-        cancels ``call.hold_scope``). Nothing starts when a position is free at once: a short
+        stops the call's hold). Nothing starts when a position is free at once: a short
         silence is better than extra REST calls per call at peak load."""
         await trio.sleep(HOLD_AFTER_S)
         while True:
@@ -219,7 +222,7 @@ class Intake:
     async def _fail_over(self, ari: Ari, call: Call, exc: GatewayError) -> None:
         log.error("incident %s: %s; handing the caller to the fallback dialplan", call.id, exc)
         self.metrics.failed_over.inc()
-        self.dispatcher.release(call)
+        self.dispatcher.failed_over(call)
         for delay in (0.0, 0.2, 0.5, 1.0, 2.0):
             await trio.sleep(delay)
             try:
@@ -239,8 +242,7 @@ class Intake:
     def _caller_gone(self, nursery: trio.Nursery, call: Call, event_: ev.Event) -> None:
         self.calls.pop(call.channel_id, None)
         self.metrics.active_calls.set(len(self.calls))
-        call.scope.cancel()
-        self.dispatcher.release(call)
+        self.dispatcher.release(call)  # stops the call's tasks too
         cause = event_.cause if isinstance(event_, ev.ChannelDestroyed) else 0
         nursery.start_soon(self._close, call, cause, isinstance(event_, ev.StasisEnd))
 
@@ -248,7 +250,7 @@ class Intake:
         if left_app and call.incident.state in ("overflowed", "fallback"):
             self.recorder.release(call.held)
             return  # handed to the dialplan (backup centre, direct ringing); the call goes on there
-        answered = call.answered.is_set()
+        answered = call.life.answered
         if not answered:
             self.metrics.abandoned.inc()
         try:

@@ -8,6 +8,9 @@ answer or failure. Unanswered, the dialplan sends the caller back into Stasis (`
 the call returns to its original place in the queue; a position that failed fast rests briefly.
 A call still unanswered ``overflow_after_s`` after it was first queued goes to the backup centre.
 
+Every change of a call goes through ``apply``: the call's state table (``intake.call_state``) says
+what the event means and what to do; this module does it (queue, position board, hold, tasks).
+
 Why native Dial rather than ARI originate + bridge: measured, ARI bridging cost Asterisk and the
 gateway several times the CPU per call of the dialplan path, capping intake far below the
 fallback dialplan's rate on the same machine.
@@ -19,9 +22,10 @@ import logging
 
 import trio
 
-from gateway.asterisk.ari import Ari, ChannelGone
+from gateway.asterisk.ari import Ari, ChannelGone, quietly
 from gateway.errors import AriError
 from gateway.incident.recorder import Recorder
+from gateway.intake import call_state as cs
 from gateway.intake.call import Call
 from gateway.intake.queue import CallQueue, PositionBoard, match
 from gateway.metrics import Metrics
@@ -29,9 +33,9 @@ from gateway.protocols import ari_events as ev
 from gateway.settings import DispatchConfig
 
 log = logging.getLogger(__name__)
-FAST_FAILURE_S = 2.0  # a ring that ends sooner than this never really rang: the phone is unreachable
 REST_S = 5.0
 DELIVER_CONTEXT = "ecgw-deliver"
+NOT_YET = frozenset({"", "PROGRESS", "PROCEEDING"})  # Dial statuses that are no answer either way
 
 
 class Dispatcher:
@@ -48,15 +52,44 @@ class Dispatcher:
         self.ari: Ari | None = None
         self._nursery: trio.Nursery | None = None
 
+    # --- the one place a call changes ---------------------------------------------------
+
+    def apply(self, call: Call, event: cs.Event) -> None:
+        """Give the call an event and do what its state table says. Raises CallStateError (a bug:
+        the intake then hands the caller to the fallback dialplan)."""
+        for action in call.life.handle(event):
+            match action:
+                case cs.StopHold():
+                    call.stop_hold()
+                case cs.FreePosition(position=position, rest=rest):
+                    self._free(position, rest)
+                case cs.Requeue(at=at):
+                    self.queue.push(call.id, call.incident.priority, at)
+                case cs.Hold():
+                    assert self._nursery is not None
+                    self._nursery.start_soon(self._rehold, call)
+                case cs.Dequeue():
+                    self.queue.remove(call.id)
+                    self.calls.pop(call.id, None)
+                case cs.StopServing():
+                    call.scope.cancel()
+                    self._free(call.incident.position)  # as answered: it may predate this process
+        self.metrics.queue_length.set(len(self.queue))
+        self.kick()
+
+    def _free(self, position: str | None, rest: bool = False) -> None:
+        if not position or position not in self.board.snapshot() or self.board.state(position) == "free":
+            return
+        self.board.set(position, "free")
+        if rest:
+            self.board.rest(position, trio.current_time() + REST_S)
+
     # --- driven by the intake -----------------------------------------------------------
 
     def enqueue(self, call: Call, priority: int) -> None:
-        now = trio.current_time()
-        if call.first_enqueued_mono is None:
-            call.first_enqueued_mono = now
-        call.enqueued_mono = call.enqueued_mono or now
+        self.apply(call, cs.Queued(at=trio.current_time()))
         self.calls[call.id] = call
-        self.queue.push(call.id, priority, call.enqueued_mono)
+        self.queue.push(call.id, priority, call.life.queued_at or trio.current_time())
         self.metrics.queue_length.set(len(self.queue))
         self.kick()
 
@@ -76,7 +109,7 @@ class Dispatcher:
                 now = trio.current_time()
                 for incident_id, position in match(self.queue, self.board, now):
                     call = self.calls[incident_id]
-                    call.ring_position = position  # held from now: release() and sweep() see it
+                    self.apply(call, cs.Matched(position, at=now))  # held from now: a hang-up frees it
                     nursery.start_soon(self._deliver, call, position)
                 self.metrics.queue_length.set(len(self.queue))
                 rest_end = self.board.next_rest_end(now)
@@ -91,10 +124,7 @@ class Dispatcher:
 
     async def _deliver(self, call: Call, position: str) -> None:
         assert self.ari is not None
-        call.hold_scope.cancel()  # no ringback/announcement REST calls racing with the hand-off
-        call.ring_started_mono, call.delivering = trio.current_time(), True
-        if call.gone:  # hung up between matching and now
-            self._position_done(call, position, rest=False)
+        if call.life.gone:  # hung up between matching and now: the hang-up freed the position
             return
         self.recorder.note(call.held, "position_dialled", position=position)
         try:
@@ -102,50 +132,58 @@ class Dispatcher:
                 await self.ari.subscribe(call.channel_id)
                 call.subscribed = True
             await self.ari.continue_in_dialplan(call.channel_id, DELIVER_CONTEXT, position)
-            if call.gone:  # released while we handed it off: nothing will free the position later
-                self._position_done(call, position, rest=False)
         except ChannelGone:
-            self._position_done(call, position, rest=False)  # the caller hung up meanwhile
+            self.apply(call, cs.HungUp())  # the caller hung up meanwhile; its events may lag
         except AriError as exc:
             log.error("incident %s: cannot hand the call to %s: %s", call.id, position, exc)
-            call.delivering = False
-            self._position_done(call, position, rest=True)
-            call.ring_position = None
-            if not call.gone:
-                self.queue.push(call.id, call.incident.priority, call.enqueued_mono or trio.current_time())
-                assert self._nursery is not None
-                self._nursery.start_soon(self._rehold, call)
+            self.apply(call, cs.HandOffFailed())
+        else:
+            self.apply(call, cs.HandedOff())
 
     async def _rehold(self, call: Call) -> None:
         # The hand-off failed with the caller still in Stasis: ringback again while waiting.
         assert self.ari is not None
-        call.hold_scope = trio.CancelScope()
-        with call.hold_scope:
-            await self.ari.ring(call.channel_id)
+        with call.new_hold():
+            await quietly(self.ari.ring(call.channel_id))
 
     def on_dial(self, call: Call, event: ev.Dial) -> None:
-        """Dial progress of a caller handed to a position."""
-        position = call.ring_position
-        if position is None:
+        """Dial progress of a caller handed to a position (late or raced results change nothing)."""
+        before, position, now = call.life.state, call.life.position, trio.current_time()
+        try:
+            if event.dialstatus == "RINGING":
+                self.apply(call, cs.Ringing())
+            elif event.dialstatus == "ANSWER":
+                self.apply(call, cs.Answered(at=now))
+            elif event.dialstatus not in NOT_YET:
+                self.apply(call, cs.Unanswered(event.dialstatus, at=now))
+        except cs.CallStateError as exc:
+            log.error("incident %s: Dial %s ignored: %s", call.id, event.dialstatus, exc)
             return
+        if position is not None and before in cs.DIALLED:
+            self._told(call, position, event.dialstatus, before)
+
+    def _told(self, call: Call, position: str, status: str, before: cs.State) -> None:
+        """Record what a Dial result did (the table accepted it)."""
         assert self._nursery is not None
-        if event.dialstatus == "RINGING":
+        state = call.life.state
+        if state is cs.State.RINGING:
             self._nursery.start_soon(self._ringing, call, position)
-        elif event.dialstatus == "ANSWER":
+        elif state is cs.State.TALKING:
             self._answered(call, position)
-        elif event.dialstatus not in ("", "PROGRESS", "PROCEEDING"):
-            self._unanswered(call, position, event.dialstatus)
+        elif state is cs.State.UNANSWERED:
+            self._nursery.start_soon(lambda: self.recorder.record(
+                call.held, "position_unanswered", position=position, status=status[:20],
+                state="queued" if call.incident.state == "ringing" else None))
 
     async def _ringing(self, call: Call, position: str) -> None:
-        if call.ring_started_mono is not None:
-            self.metrics.ring_latency.observe(trio.current_time() - call.ring_started_mono)
+        if call.life.ring_started_at is not None:
+            self.metrics.ring_latency.observe(trio.current_time() - call.life.ring_started_at)
         await self.recorder.record(call.held, "ringing", position=position, state="ringing")
 
     def _answered(self, call: Call, position: str) -> None:
         self.board.set(position, "busy")
-        call.answered.set()
         now = trio.current_time()
-        wait = now - (call.first_enqueued_mono or now)
+        wait = now - (call.life.first_queued_at or now)
         self.metrics.answered.labels(position).inc()
         self.metrics.queue_wait.observe(wait)
         assert self._nursery is not None
@@ -154,47 +192,27 @@ class Dispatcher:
             changes={"position": position, "queue_wait_s": round(wait, 3),
                      "answer_s": round(now - call.arrived_mono, 3)}))
 
-    def _unanswered(self, call: Call, position: str, status: str) -> None:
-        quick = trio.current_time() - (call.ring_started_mono or 0.0) < FAST_FAILURE_S
-        self._position_done(call, position, rest=quick)
-        call.ring_position = None
-        assert self._nursery is not None
-        self._nursery.start_soon(lambda: self.recorder.record(
-            call.held, "position_unanswered", position=position, status=status[:20],
-            state="queued" if call.incident.state == "ringing" else None))
-
-    def _position_done(self, call: Call, position: str, rest: bool) -> None:
-        if self.board.state(position) != "free" and (call.ring_position == position or call.gone):
-            self.board.set(position, "free")
-            if rest:
-                self.board.rest(position, trio.current_time() + REST_S)
-        self.kick()
-
     def returned(self, call: Call) -> None:
         """The caller came back into Stasis from an unanswered Dial."""
-        call.delivering = False
-        if call.ring_position is not None:  # its Dial result event was missed
-            self._position_done(call, call.ring_position, rest=False)
-            call.ring_position = None
+        self.apply(call, cs.Returned())
 
     # --- overflow and clean-up ----------------------------------------------------------
 
     def overflow_due(self, call: Call) -> bool:
-        started = call.first_enqueued_mono
+        started = call.life.first_queued_at
         return started is not None and trio.current_time() >= started + self.cfg.overflow_after_s
 
     async def _overflow_after(self, call: Call) -> None:
-        started = call.first_enqueued_mono or trio.current_time()
+        started = call.life.first_queued_at or trio.current_time()
         await trio.sleep_until(started + self.cfg.overflow_after_s)
-        if call.gone or call.answered.is_set() or call.delivering:
-            return  # a ringing call overflows when its Dial comes back unanswered
+        if call.life.state not in cs.WAITING:
+            return  # gone, talking, or ringing: a ringing call overflows when its Dial comes back unanswered
         await self.overflow(call)
 
     async def overflow(self, call: Call) -> None:
         """Send the caller to the backup centre through the dialplan."""
         assert self.ari is not None
-        self.queue.remove(call.id)
-        call.hold_scope.cancel()
+        self.apply(call, cs.Overflowed())
         self.metrics.overflowed.inc()
         await self.recorder.record(call.held, "overflowed", state="overflowed", after_s=self.cfg.overflow_after_s)
         try:
@@ -203,20 +221,17 @@ class Dispatcher:
             log.error("incident %s: overflow to the dialplan failed: %s", call.id, exc)
 
     def release(self, call: Call) -> None:
-        """The caller is gone: forget the call and free its position."""
-        call.gone = True
-        self.queue.remove(call.id)
-        self.calls.pop(call.id, None)
-        self.metrics.queue_length.set(len(self.queue))
-        for position in {call.ring_position, call.incident.position} - {None, ""}:
-            if position in self.board.snapshot() and self.board.state(position) != "free":
-                self.board.set(position, "free")
-        self.kick()
+        """The caller is gone: forget the call, free its position, stop its tasks."""
+        self.apply(call, cs.HungUp())
+
+    def failed_over(self, call: Call) -> None:
+        """The caller is being handed to the fallback dialplan: it leaves the queue and its position."""
+        self.apply(call, cs.FailedOver())
 
     def sweep(self) -> None:
         """Free positions marked ringing or busy for a call we no longer track (safety net for
         an event lost in a race); called by the intake's periodic reconciliation."""
-        held = {c.ring_position for c in self.calls.values() if not c.gone}
+        held = {c.life.position for c in self.calls.values() if not c.life.gone}
         for position, state in self.board.snapshot().items():
             if state != "free" and position not in held:
                 log.warning("position %s was %s for no tracked call: freeing it", position, state)
@@ -225,9 +240,8 @@ class Dispatcher:
 
     def adopt_delivered(self, call: Call, position: str, answered: bool) -> None:
         """After a restart: this caller is already ringing or talking to ``position``."""
-        call.delivering, call.subscribed, call.ring_position = True, True, position
+        self.apply(call, cs.Adopted(position, answered, at=trio.current_time()))
+        call.subscribed = True
         self.calls[call.id] = call
         if position in self.board.snapshot():
             self.board.set(position, "busy" if answered else "ringing")
-        if answered:
-            call.answered.set()

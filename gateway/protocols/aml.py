@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlencode
 import msgspec
 
 from gateway.errors import ProtocolError
-from gateway.incident.records import Location
+from gateway.protocols.caller import Location
 
 Transport = Literal["sms", "https"]
 Method = Literal["gnss", "wifi", "cell", "fused", "unknown", "none"]

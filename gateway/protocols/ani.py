@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from gateway.incident.records import Caller
+from gateway.protocols.caller import Caller
 from gateway.settings import AniConfig
 
 WITHHELD_WORDS = {"", "anonymous", "restricted", "private", "unavailable", "unknown", "withheld", "s"}

@@ -7,7 +7,7 @@ Theory of operation: ``to_xml`` writes whatever it is given, in the exact elemen
 OASIS schema; ``problems`` lists everything that would make the message invalid, both what the
 XSD checks (enumerations, required elements) and the section 3 rules it cannot express (no
 spaces in identifiers, closed polygons, references for updates ...). An alert with no problems
-writes XML that validates against the official CAP 1.2 XSD. ``from_xml`` reads a document from
+writes XML that validates against the official CAP 1.2 XSD. ``cap_read.from_xml`` reads a document from
 the network: hostile XML (any DTD, hence entity bombs and external entities) is refused, and
 the element structure is checked against the schema's sequences as a small data table, so every
 error names the element and what was wrong with it.
@@ -391,12 +391,5 @@ def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
             yield from _strings(item, f"{where}[{i}]")
 
 
-def from_xml(data: bytes) -> Alert:
-    """Read a CAP 1.2 document; raises ProtocolError naming the element and the problem
-    (see ``gateway.warning.cap_read.read``)."""
-    from gateway.protocols.cap_read import read  # the reader builds on this module's model
-
-    return read(data)
-
-__all__ = ["Alert", "Area", "Circle", "Info", "Reference", "from_xml", "problems", "reference_of", "to_xml",
+__all__ = ["Alert", "Area", "Circle", "Info", "Reference", "problems", "reference_of", "to_xml",
            "validate"]

@@ -1,4 +1,4 @@
-"""Reading CAP 1.2 documents into the model of ``gateway.warning.cap``. Pure: no I/O.
+"""Reading CAP 1.2 documents into the model of ``gateway.protocols.cap`` (``from_xml``). Pure: no I/O.
 
 Theory of operation: the schema's sequences are kept as data tables below; each element's
 children are checked against its table (order, counts, namespace) before any value is read,
@@ -58,7 +58,7 @@ _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[-+]\d\d:\d\d")
 _DECIMAL = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)")
 
 
-def read(data: bytes) -> Alert:
+def from_xml(data: bytes) -> Alert:
     """Read a CAP 1.2 document. Raises ProtocolError naming the element and the problem.
 
     Refuses any DTD (entity expansion bombs, external entities), documents over MAX_BYTES,

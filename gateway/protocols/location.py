@@ -12,7 +12,7 @@ import math
 import re
 
 from gateway.geo import polygon_centroid, radius_around
-from gateway.incident.records import Location
+from gateway.protocols.caller import Location
 from gateway.protocols.pidf import CIVIC_FIELDS, LocationError, check_coordinates, polygon_points
 
 UNKNOWN_RADIUS_M = 5000.0

@@ -14,7 +14,7 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from gateway.geo import polygon_centroid, radius_around
-from gateway.incident.records import Location, LocationSource
+from gateway.protocols.caller import Location, LocationSource
 
 NS = {
     "pidf": "urn:ietf:params:xml:ns:pidf",

@@ -13,9 +13,9 @@ import unicodedata
 
 import msgspec
 
-from gateway.incident.records import Caller
 from gateway.protocols import ani
 from gateway.protocols.aml import AmlReport
+from gateway.protocols.caller import Caller
 
 MAX_SENDER_CHARS = 32
 _KAZAKH_LETTERS = frozenset("әғқңөұүһіӘҒҚҢӨҰҮҺІ")

@@ -100,7 +100,8 @@ def _cross_problems(path: Path, categories: list[Category], scenarios: dict[str,
     if categories and "unclassified" not in names:
         p.append(f"{path}: a category named 'unclassified' is required (calls nobody classified)")
     used = {c.scenario for c in categories} | also_used
-    p.extend(f"scenario {name}: named in the configuration but has no file" for name in sorted(also_used - set(scenarios)))
+    p.extend(f"scenario {name}: named in the configuration but has no file"
+             for name in sorted(also_used - set(scenarios)))
     p.extend(f"scenario {name}: no category uses it" for name in sorted(set(scenarios) - used))
     return p
 

@@ -217,7 +217,8 @@ class Engine:
             run.phase, run.outcome = "done", f"failed: {type(exc).__name__}"
             with trio.move_on_after(5):
                 try:
-                    await self._persist(run, "scenario_failed", step=run.pc + 1, error=f"{type(exc).__name__}: {exc}"[:300])
+                    await self._persist(run, "scenario_failed", step=run.pc + 1,
+                                        error=f"{type(exc).__name__}: {exc}"[:300])
                 except GatewayError:
                     log.error("escalation %s: could not record the failure", run.key)
             return False
@@ -485,7 +486,8 @@ class Engine:
             who = actor or f"scenario:{run.scenario}"
             for note_kind, note in notes or []:
                 self.recorder.note_event(held, stamped(note_kind, who, note))
-            await self.recorder.record_event(held, stamped(kind, who, {"run": run.kind, **(fields or {}), **data}), extra=[statement])
+            await self.recorder.record_event(held, stamped(kind, who, {"run": run.kind, **(fields or {}), **data}),
+                                             extra=[statement])
         finally:
             self.recorder.release(held)
 

@@ -33,7 +33,8 @@ class Person(Base, frozen=True):
     phone: str = ""  # E.164; voice and SMS
     telegram: int | None = None  # chat id of their private chat with the responders' bot
     email: str = ""
-    channels: list[Channel] = msgspec.field(default_factory=lambda: ["voice", "telegram", "sms", "email"])  # preferred first
+    # preferred first
+    channels: list[Channel] = msgspec.field(default_factory=lambda: ["voice", "telegram", "sms", "email"])
     language: Literal["kk", "ru", "en"] = "ru"
 
     def address(self, channel: str) -> str:

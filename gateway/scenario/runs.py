@@ -73,7 +73,8 @@ class RunStore:
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start:start + CHUNK]
             marks = ",".join("?" * len(chunk))
-            rows = await self.store.read(f"SELECT DISTINCT incident_id FROM escalation_runs WHERE incident_id IN ({marks})",
+            rows = await self.store.read("SELECT DISTINCT incident_id FROM escalation_runs"
+                                         f" WHERE incident_id IN ({marks})",
                                          tuple(chunk))
             found.update(str(r[0]) for r in rows)
         return found

@@ -16,21 +16,17 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 import trio
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from gateway.errors import GatewayError, NotFound, StoreError
+from gateway.errors import NotFound, StoreError
 from gateway.incident.desk import STATUS_ORDER, Desk, DeskError
 from gateway.incident.records import ResponseStatus
 from gateway.incident.store import connect
 from gateway.settings import UnitsConfig, project_path
 from gateway.units.model import (
-    MAX_PROPOSALS,
     TRANSITIONS,
     IllegalTransition,
     NoLocation,
@@ -38,7 +34,6 @@ from gateway.units.model import (
     Roster,
     Unit,
     UnitChange,
-    UnitError,
     UnitInputError,
     check_change,
     check_position,
@@ -49,11 +44,9 @@ from gateway.units.model import (
     refreshed,
     seed,
 )
-from gateway.web.auth import Auth, Officer, error
 
 log = logging.getLogger(__name__)
 RETRY_S = 5.0  # how often waiting notes are offered to the incident desk again
-WRITERS = ("dispatcher", "supervisor")
 MAX_REASON = 500
 _json = msgspec.json.Encoder()
 
@@ -63,8 +56,6 @@ CREATE TABLE IF NOT EXISTS unit_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, unit
 CREATE INDEX IF NOT EXISTS unit_log_by_unit ON unit_log (unit, seq);
 CREATE TABLE IF NOT EXISTS unit_notes (seq INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB NOT NULL);
 """
-
-
 
 
 class Proposals(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,27 +77,6 @@ class Note(msgspec.Struct, frozen=True, kw_only=True):
     join: bool | None = None  # True: add to incident.units, False: remove, None: leave
     status: str = ""
     data: dict[str, str | float | bool] = {}
-
-
-class StatusBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    status: str | None = None
-    lat: float | None = None
-    lon: float | None = None
-    reason: str = ""
-    force: bool = False
-
-
-class AssignBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    unit: str
-
-
-B = TypeVar("B", StatusBody, AssignBody)
-
-
-
-
-
-
 
 
 class UnitBoard:
@@ -363,12 +333,6 @@ class UnitBoard:
             raise StoreError(f"units store: {exc}") from exc
         return last
 
-    # -- HTTP ------------------------------------------------------------------------------------
-
-    def routes(self, auth: Auth) -> list[Route]:
-        """The board's routes; every one needs an officer, changes need a dispatcher or supervisor."""
-        return _Routes(self, auth).routes()
-
 
 def _note_for(old: Unit, new: Unit, actor: str, reason: str, forced: bool) -> Note | None:
     """What the incident must hear of a unit change: its release, or its progress."""
@@ -383,119 +347,5 @@ def _note_for(old: Unit, new: Unit, actor: str, reason: str, forced: bool) -> No
         progress = new.status if new.status in ("en_route", "on_scene") else ""
         return Note(incident=new.incident, kind="unit_status", actor=actor, unit=new.id, status=progress, data=data)
     return None
-
-
-class _Routes:
-    """HTTP translation only: every decision is the board's."""
-
-    def __init__(self, board: UnitBoard, auth: Auth) -> None:
-        self.board = board
-        self.auth = auth
-
-    def routes(self) -> list[Route]:
-        return [
-            Route("/units", self.list_units, methods=["GET"]),
-            Route("/units/{id}", self.get_unit, methods=["GET"]),
-            Route("/units/{id}/history", self.get_history, methods=["GET"]),
-            Route("/units/{id}/status", self.post_status, methods=["POST"]),
-            Route("/incidents/{id}/proposals", self.get_proposals, methods=["GET"]),
-            Route("/incidents/{id}/assign", self.post_assign, methods=["POST"]),
-        ]
-
-    async def list_units(self, request: Request) -> Response:
-        if isinstance(who := self.auth.require(request), Response):
-            return who
-        kind, status = request.query_params.get("kind", ""), request.query_params.get("status", "")
-        if kind and kind not in self.board.kinds:
-            return error(f"unknown unit kind {kind!r}: expected one of {', '.join(self.board.kinds)}", 400)
-        return _reply(self.board.units(kind, status))
-
-    async def get_unit(self, request: Request) -> Response:
-        if isinstance(who := self.auth.require(request), Response):
-            return who
-        try:
-            return _reply(self.board.get(request.path_params["id"]))
-        except GatewayError as exc:
-            return _failure(exc)
-
-    async def get_history(self, request: Request) -> Response:
-        if isinstance(who := self.auth.require(request), Response):
-            return who
-        try:
-            return _reply(await self.board.history(request.path_params["id"], _limit(request, 50, 1000)))
-        except GatewayError as exc:
-            return _failure(exc)
-
-    async def post_status(self, request: Request) -> Response:
-        if isinstance(who := self.auth.require(request, *WRITERS), Response):
-            return who
-        try:
-            body = await _body(request, StatusBody)
-            return _reply(await self.board.update(request.path_params["id"], status=body.status, lat=body.lat,
-                                                  lon=body.lon, actor=who.name, reason=body.reason,
-                                                  force=body.force))
-        except GatewayError as exc:
-            return _failure(exc, who)
-
-    async def get_proposals(self, request: Request) -> Response:
-        if isinstance(who := self.auth.require(request), Response):
-            return who
-        try:
-            limit = _limit(request, 3, MAX_PROPOSALS)
-            return _reply(await self.board.propose(request.path_params["id"], request.query_params.get("kind", ""),
-                                                   limit))
-        except GatewayError as exc:
-            return _failure(exc, who)
-
-    async def post_assign(self, request: Request) -> Response:
-        if isinstance(who := self.auth.require(request, *WRITERS), Response):
-            return who
-        try:
-            body = await _body(request, AssignBody)
-            return _reply(await self.board.assign(request.path_params["id"], body.unit, actor=who.name))
-        except GatewayError as exc:
-            return _failure(exc, who)
-
-
-async def _body(request: Request, kind: type[B]) -> B:
-    try:
-        return msgspec.json.decode(await request.body(), type=kind)
-    except msgspec.ValidationError as exc:
-        raise UnitInputError(f"body: {exc}") from exc
-    except msgspec.DecodeError as exc:
-        raise UnitInputError(f"body: expected a JSON object ({exc})") from exc
-
-
-def _limit(request: Request, default: int, most: int) -> int:
-    raw = request.query_params.get("limit", str(default))
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise UnitInputError(f"limit {raw!r}: expected an integer 1-{most}") from None
-    if not 1 <= limit <= most:
-        raise UnitInputError(f"limit {limit}: expected 1-{most}")
-    return limit
-
-
-def _reply(body: object) -> Response:
-    return Response(_json.encode(body), media_type="application/json")
-
-
-def _failure(exc: GatewayError, who: Officer | None = None) -> Response:
-    """The HTTP answer to a refused request (logged: a refusal is something a dispatcher saw)."""
-    match exc:
-        case NotFound():
-            status = 404
-        case UnitInputError():
-            status = 400
-        case UnitError() | DeskError():
-            status = 409
-        case StoreError():
-            status = 503
-        case _:
-            status = 500
-    log.log(logging.ERROR if status >= 500 else logging.INFO, "units API refused %s: %s",
-            who.name if who else "-", exc)
-    return error(str(exc), status)
 
 

@@ -20,7 +20,7 @@ from typing import Literal
 
 import msgspec
 
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import ConfigError, Conflict, GatewayError, InputError
 from gateway.geo import distance_m
 from gateway.incident.records import Incident
 from gateway.settings.base import Base
@@ -44,15 +44,15 @@ class UnitError(GatewayError):
     """A unit change or proposal the board refuses."""
 
 
-class UnitInputError(UnitError):
+class UnitInputError(UnitError, InputError):
     """The request itself is wrong: unknown status or kind, a position off the globe, a missing reason."""
 
 
-class IllegalTransition(UnitError):
+class IllegalTransition(UnitError, Conflict):
     """The unit's current status does not allow the change (without a dispatcher forcing it)."""
 
 
-class NoLocation(UnitError):
+class NoLocation(UnitError, Conflict):
     """The incident has no location with coordinates, so nothing can be near it."""
 
 

@@ -370,7 +370,8 @@ class Engine:
         moves: list[tuple[int, str, int]] = []
         for ((alert_no, target, attempts), _), r in zip(messages, receipts, strict=True):
             if r.state != "failed":
-                results.append((alert_no, target, DELIVERED if r.state == "delivered" else SENT, r.provider_id, "", now))
+                results.append((alert_no, target, DELIVERED if r.state == "delivered" else SENT, r.provider_id, "",
+                                now))
                 continue
             if alert_no in self.stopped:  # overtaken while in flight: no retry, no fail-over
                 results.append((alert_no, target, FAILED, "", r.error[:300], now))
@@ -412,8 +413,8 @@ class Engine:
         elif slot.breaker.opened_at is not None and not slot.breaker.is_open(now):
             self.usable[slot.key] = True  # half-open: let the next batch probe the provider
 
-    def _count(self, slot: Slot, results: list[tuple[int, int, int, str, str, float]], moves: list[tuple[int, str, int]],
-               receipts: list[Receipt]) -> None:
+    def _count(self, slot: Slot, results: list[tuple[int, int, int, str, str, float]],
+               moves: list[tuple[int, str, int]], receipts: list[Receipt]) -> None:
         wall = time.time()
         for alert_no, _, state, _, _, _ in results:
             tracker = self.tracking.get(alert_no)
@@ -426,7 +427,8 @@ class Engine:
                 continue
             tracker.finished += 1
             tracker.last_at = wall
-            name = {SENT: "sent", DELIVERED: "delivered", FAILED: "failed", MOVED: "moved", WITHDRAWN: "withdrawn"}[state]
+            name = {SENT: "sent", DELIVERED: "delivered", FAILED: "failed", MOVED: "moved",
+                    WITHDRAWN: "withdrawn"}[state]
             setattr(p, name, getattr(p, name) + 1)
             if state in (SENT, DELIVERED) and p.first_at is None:
                 p.first_at = wall

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import msgspec
 
-from gateway.errors import NotFound, StoreError
+from gateway.errors import Conflict, NotFound, StoreError
 from gateway.incident.store import connect
 from gateway.warning.recipients import Recipient
 from gateway.warning.records import (
@@ -205,7 +205,7 @@ class Outbox:
                 cur = db.execute("INSERT INTO alerts(id, state, created, doc) VALUES (?, ?, ?, ?)",
                                  (record.id, record.state, record.created_at, _encode(record)))
             except sqlite3.IntegrityError as exc:
-                raise StoreError(f"alert {record.id} already exists") from exc
+                raise Conflict(f"alert {record.id} already exists") from exc
             db.execute("INSERT INTO audit(alert_no, seq, doc) VALUES (?, 0, ?)", (cur.lastrowid, _encode(event)))
 
         self._tx(write)
@@ -219,7 +219,7 @@ class Outbox:
             if row is None:
                 raise NotFound(f"no alert {record.id!r}")
             if expect_state is not None and row[1] != expect_state:
-                raise StoreError(f"alert {record.id} is {row[1]}, not {expect_state}")
+                raise Conflict(f"alert {record.id} is {row[1]}, not {expect_state}")
             db.execute("UPDATE alerts SET state = ?, doc = ? WHERE no = ?", (record.state, _encode(record), row[0]))
             _append_audit(db, row[0], event)
 

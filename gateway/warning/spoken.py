@@ -162,7 +162,8 @@ def _ru_spoken(moment: datetime, *, genitive: bool) -> str:
         minutes = _ru(m, feminine=True) + " " + _ru_plural(m, ("минута", "минуты", "минут"))
     day = _ru_ordinal_day(moment.day, genitive=genitive)
     clock = hours + (" " + minutes if m else "")
-    return f"{clock} {day} {_RU_MONTHS[moment.month - 1]}" if genitive else f"{clock}, {day} {_RU_MONTHS[moment.month - 1]}"
+    return f"{clock} {day} {_RU_MONTHS[moment.month - 1]}" if genitive \
+        else f"{clock}, {day} {_RU_MONTHS[moment.month - 1]}"
 
 
 def _kk_clock_words(moment: datetime) -> list[str]:

@@ -27,9 +27,10 @@ File layout (see ``alert_templates/flood.toml`` for a complete example)::
 Placeholders: ``{area}`` ``{headline}`` ``{description}`` ``{instruction}`` ``{sender}``
 ``{contact}`` ``{reference}`` ``{expires}`` ``{sent}`` (date-times, shown in Asia/Almaty time),
 ``{until}`` ("до 18:00 21 ноября", built from ``expires`` with the grammar each language
-needs; "до отмены" when there is no ``expires``), ``{event}`` and ``{advice}`` (from the file). ``{{`` and ``}}`` are literal braces;
-anything else in braces is an error. In ``voice`` the date-times and ``{contact}`` are spelled
-out in words; in ``html`` and ``telegram`` field values are HTML-escaped.
+needs; "до отмены" when there is no ``expires``), ``{event}`` and ``{advice}`` (from the file).
+``{{`` and ``}}`` are literal braces; anything else in braces is an error. In ``voice`` the
+date-times and ``{contact}`` are spelled out in words; in ``html`` and ``telegram`` field values are
+HTML-escaped.
 
 Exercise marking is done here in code, not in the files, so no template can forget it.
 Pure: the only I/O is reading the template directory in ``load_catalogue``.
@@ -63,15 +64,18 @@ DEFAULT_MAX_SMS_SEGMENTS = 4
 LOCAL_TZ = ZoneInfo("Asia/Almaty")
 
 # Values the caller may give (each also as ``<name>_<lang>`` for one language only).
-FIELDS = frozenset({"area", "headline", "description", "instruction", "sender", "contact", "reference", "expires", "sent"})
+FIELDS = frozenset({"area", "headline", "description", "instruction", "sender", "contact", "reference", "expires",
+                    "sent"})
 PLACEHOLDERS = FIELDS | {"until", "event", "advice"}
 # Fields that are whole sentences get a full stop if the composer left it off.
 _SENTENCES = frozenset({"headline", "description", "instruction"})
 _DEFAULT_SENDER: dict[Language, str] = {"kk": "ҚР ТЖМ", "ru": "МЧС РК", "en": "MES Kazakhstan"}
 _DEFAULT_CONTACT = "112"
-_UNTIL_CANCELLED: dict[Language, str] = {"kk": "қосымша хабарламаға дейін", "ru": "до отмены", "en": "until further notice"}
+_UNTIL_CANCELLED: dict[Language, str] = {"kk": "қосымша хабарламаға дейін", "ru": "до отмены",
+                                         "en": "until further notice"}
 
-_CATEGORIES = {"Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env", "Transport", "Infra", "CBRNE", "Other"}
+_CATEGORIES = {"Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env", "Transport", "Infra", "CBRNE",
+               "Other"}
 _CAP_CHOICES = {
     "category": _CATEGORIES,
     "urgency": {"Immediate", "Expected", "Future", "Past", "Unknown"},
@@ -566,7 +570,8 @@ class Catalogue:
 
 def _html_document(body: str, subject: str, lang: Language) -> str:
     return (
-        f'<!DOCTYPE html>\n<html lang="{lang}">\n<head><meta charset="utf-8"><title>{html.escape(subject)}</title></head>\n'
+        f'<!DOCTYPE html>\n<html lang="{lang}">\n'
+        f'<head><meta charset="utf-8"><title>{html.escape(subject)}</title></head>\n'
         f"<body>\n{body}\n</body>\n</html>"
     )
 

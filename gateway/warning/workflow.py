@@ -15,7 +15,7 @@ from typing import Literal
 
 import msgspec
 
-from gateway.errors import AlertError, NotFound, StoreError, ZoneError
+from gateway.errors import AlertConflict, AlertError, AlertNotFound, Conflict, NotFound, ZoneError
 from gateway.protocols import cap
 from gateway.warning.engine import AsyncOutbox, Engine
 from gateway.warning.records import AlertRecord, AuditEvent, Progress
@@ -86,7 +86,7 @@ class Workflow:
         self._officer(by)
         record = await self.get(alert_id)
         if record.state != "draft":
-            raise AlertError(f"alert {alert_id} is {record.state}: only a draft can be approved")
+            raise AlertConflict(f"alert {alert_id} is {record.state}: only a draft can be approved")
         if by == record.created_by:
             raise AlertError(f"alert {alert_id}: {by} drafted it; a second, different officer must approve")
         approved = msgspec.structs.replace(record, state="approved", approved_by=by, approved_at=time.time())
@@ -97,7 +97,7 @@ class Workflow:
         self._officer(by)
         record = await self.get(alert_id)
         if record.state != "approved":
-            raise AlertError(f"alert {alert_id} is {record.state}: only an approved alert can be sent")
+            raise AlertConflict(f"alert {alert_id} is {record.state}: only an approved alert can be sent")
         if self.engine is None:
             raise AlertError("this process cannot send: the gateway service sends alerts")
         if record.root:
@@ -137,7 +137,7 @@ class Workflow:
         try:
             _, record = await self.db.call(self.db.sync.get_alert, alert_id)
         except NotFound as exc:
-            raise AlertError(f"no alert {alert_id!r}") from exc
+            raise AlertNotFound(f"no alert {alert_id!r}") from exc
         return record  # type: ignore[no-any-return]
 
     async def progress(self, alert_id: str) -> Progress:
@@ -161,7 +161,7 @@ class Workflow:
             sent = msgspec.structs.replace(current, state="sent", finished_at=time.time())
             try:
                 await self.db.call(self.db.sync.update_alert, sent, _audit("gateway", "sent"), expect_state="sending")
-            except StoreError:
+            except Conflict:
                 pass  # cancelled or superseded in between: that state stands
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ class Workflow:
     async def _live(self, alert_id: str) -> AlertRecord:
         record = await self.get(alert_id)
         if record.state not in ("sending", "sent"):
-            raise AlertError(f"alert {alert_id} is {record.state}: only a sent alert can be updated or cancelled")
+            raise AlertConflict(f"alert {alert_id} is {record.state}: only a sent alert can be updated or cancelled")
         if record.cap.msg_type == "Cancel":
             raise AlertError(f"alert {alert_id} is itself a Cancel")
         return record

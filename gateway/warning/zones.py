@@ -147,7 +147,8 @@ def zone_problems(zones: list[Zone]) -> list[str]:
             problems.extend(f"{where}: {p}" for p in polygon_problems(zone.polygon))
         if zone.circle is not None:
             c = zone.circle
-            problems.extend(f"{where}: {p}" for p in circle_problems(Circle(lat=c.lat, lon=c.lon, radius_km=c.radius_km)))
+            problems.extend(f"{where}: {p}"
+                            for p in circle_problems(Circle(lat=c.lat, lon=c.lon, radius_km=c.radius_km)))
         for group in (*zone.sirens, *zone.boards):
             if not 1 <= group.unit <= 247 or not group.coils or any(not 0 <= c <= 65535 for c in group.coils):
                 problems.append(f"{where}: relay group on {group.line}: unit 1-247 and coils 0-65535 expected")

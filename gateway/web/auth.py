@@ -1,20 +1,23 @@
 """Who is calling the HTTP API: an officer's bearer token (SHA-256 in config) or the host's local key.
 
-The local key file (0600, written by the gateway) is for the CLI on the gateway's own host; a
-request carrying it names its officer in ``X-ECGW-User``.
+One ``Auth`` serves every route. The local key file (0600, written by the gateway at start) is for
+the CLI on the gateway's own host; a request carrying it names its officer in ``X-ECGW-User``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import secrets
 from collections.abc import Iterable
+from pathlib import Path
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-_json = msgspec.json.Encoder()
+from gateway.web.errors import error
 
 
 class Officer(msgspec.Struct, frozen=True):
@@ -22,8 +25,23 @@ class Officer(msgspec.Struct, frozen=True):
     roles: frozenset[str]
 
 
-def error(message: str, status: int) -> Response:
-    return Response(_json.encode({"error": message}), status_code=status, media_type="application/json")
+def key_path(store_path: str) -> Path:
+    """Where the local key lives: beside the warnings store."""
+    return Path(store_path).parent / "cli.key"
+
+
+def local_key(path: Path) -> str:
+    """The CLI's key: created once, readable by the gateway's own user only (never world-readable,
+    not even for a moment); an empty or damaged key file is replaced."""
+    key = path.read_text().strip() if path.exists() else ""
+    if len(key) != 64:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        key = secrets.token_hex(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(key)
+    return key
 
 
 class Auth:
@@ -35,6 +53,7 @@ class Auth:
         self.key = local_key
 
     def local(self, request: Request) -> bool:
+        """The request carries the key only the gateway's host operator can read."""
         return hmac.compare_digest(request.headers.get("x-ecgw-local-key", ""), self.key)
 
     def user(self, request: Request) -> str | None:
@@ -52,5 +71,13 @@ class Auth:
             return error("who is acting? send an officer's bearer token", 401)
         have = self.roles.get(name, frozenset())
         if roles and not have.intersection(roles):
+            if len(roles) == 1:
+                return error(f"user {name!r} is not a {roles[0]} officer", 403)
             return error(f"user {name!r} needs one of the roles: {', '.join(roles)}", 403)
         return Officer(name, have)
+
+    def reader(self, request: Request) -> Response | None:
+        """None when an officer or the host's operator (local key, no name needed) asks; else the 401."""
+        if self.local(request) or self.user(request) is not None:
+            return None
+        return error("who is asking? send an officer's bearer token", 401)

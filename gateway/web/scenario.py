@@ -19,13 +19,13 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from gateway.errors import GatewayError, NotFound
-from gateway.incident.desk import Desk, DeskError, no_caller
+from gateway.incident.desk import Desk, no_caller
 from gateway.incident.records import Caller, Location
 from gateway.scenario.engine import Engine
-from gateway.web.auth import Auth, Officer, error
+from gateway.web.auth import Auth, Officer
+from gateway.web.errors import error, json_response, read_body, refusal
 
 log = logging.getLogger(__name__)
-_json = msgspec.json.Encoder()
 Reply = Callable[[str, str, str], Awaitable[object]]  # (incident id, text, actor)
 MAX_BODY = 16_384
 B = TypeVar("B")
@@ -53,18 +53,14 @@ class TextBody(msgspec.Struct, forbid_unknown_fields=True):
     text: str
 
 
-def _ok(body: object, status: int = 200) -> Response:
-    return Response(_json.encode(body), status_code=status, media_type="application/json")
-
 
 async def _body(request: Request, kind: type[B]) -> B | Response:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
+    if len(await request.body()) > MAX_BODY:
         return error(f"body over {MAX_BODY} bytes", 413)
     try:
-        return msgspec.json.decode(raw, type=kind)
-    except msgspec.DecodeError as exc:
-        return error(f"bad body: {exc}", 400)
+        return await read_body(request, kind)
+    except GatewayError as exc:
+        return refusal(exc, what="incident change")
 
 
 class EscalationApi:
@@ -105,7 +101,8 @@ class EscalationApi:
         if body.category and body.category not in self.engine.catalogue.categories:
             return error(f"unknown category {body.category!r}", 400)
         if (body.lat is None) != (body.lon is None) or (
-                body.lat is not None and body.lon is not None and not (-90 <= body.lat <= 90 and -180 <= body.lon <= 180)):
+                body.lat is not None and body.lon is not None
+                and not (-90 <= body.lat <= 90 and -180 <= body.lon <= 180)):
             return error("lat and lon: give both, within -90..90 and -180..180", 400)
         places = [Location(source="manual", shape="point", lat=body.lat, lon=body.lon, address=body.address[:300])] \
             if body.lat is not None else ([Location(source="manual", shape="civic", address=body.address[:300])]
@@ -117,7 +114,7 @@ class EscalationApi:
                                         actor=who.name, category=body.category,
                                         priority=category.priority if category else 5, locations=places,
                                         note=body.note[:2000] or None)
-        return _ok(incident, 201)
+        return json_response(incident, 201)
 
     async def category(self, request: Request) -> Response:
         got = await self._acting(request, CategoryBody)
@@ -157,20 +154,15 @@ class EscalationApi:
 
     async def _change(self, act: Callable[[], Awaitable[object]]) -> Response:
         try:
-            return _ok(await act())
-        except NotFound as exc:
-            return error(str(exc), 404)
-        except DeskError as exc:
-            return error(str(exc), 409)
+            return json_response(await act())
         except GatewayError as exc:
-            log.error("incident change failed: %s", exc)
-            return error(str(exc), 503)
+            return refusal(exc, what="incident change")
 
     async def runs(self, request: Request) -> Response:
         who = await self._officer(request)
         if isinstance(who, Response):
             return who
-        return _ok(await self.engine.runs_of(request.path_params["id"]))
+        return json_response(await self.engine.runs_of(request.path_params["id"]))
 
     async def console_ack(self, request: Request) -> Response:
         who = await self._officer(request)
@@ -199,4 +191,4 @@ class EscalationApi:
             return error("no such notification waiting for acknowledgement", 404)
         if result == "unit_busy":
             return error("the responder's unit is busy with another incident: not acknowledged", 409)
-        return _ok({"result": result})
+        return json_response({"result": result})

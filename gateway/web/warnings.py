@@ -1,20 +1,14 @@
 """HTTP routes of the warnings: the officer's workflow, recipients, the CAP feed, provider webhooks.
 
-Who is acting: an officer's bearer token (its SHA-256 is in the config), or — for the ``gateway``
-CLI on the gateway's own host — the local key file the service writes at start (mode 0600) plus
-``X-ECGW-User``. Every decision is the workflow's; this module only translates HTTP.
+Who is acting is ``web.auth``'s answer (an officer's bearer token, or the local key of the ``gateway``
+CLI on the gateway's own host). Every decision is the workflow's; this module only translates HTTP.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import os
-import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import msgspec
 import trio
@@ -22,21 +16,20 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.errors import AlertError, NotFound, ProtocolError, StoreError, TemplateError
+from gateway.errors import GatewayError, ProtocolError
 from gateway.protocols import cap
 from gateway.protocols import cap_atom as atom
 from gateway.warning import recipients
 from gateway.warning.centre import Warnings
 from gateway.warning.workflow import DraftSpec
+from gateway.web.auth import Auth
+from gateway.web.errors import error, json_response, refusal
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
 MAX_CSV_BYTES = 512 * 1024 * 1024
 FINAL_STATES = ("sent", "cancelled", "superseded")
 
-
-class ApiError(msgspec.Struct):
-    error: str
 
 
 class ApproveBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -47,33 +40,12 @@ class CancelBody(msgspec.Struct, forbid_unknown_fields=True):
     note: str = ""
 
 
-def _reply(body: object, status: int = 200) -> Response:
-    return Response(_json.encode(body), status_code=status, media_type="application/json")
-
-
-def _error(message: str, status: int) -> Response:
-    return _reply(ApiError(message), status)
-
-
-def local_key(path: Path) -> str:
-    """The CLI's key: created once, readable by the gateway's own user only (never world-readable,
-    not even for a moment); an empty or damaged key file is replaced."""
-    key = path.read_text().strip() if path.exists() else ""
-    if len(key) != 64:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.unlink(missing_ok=True)
-        key = secrets.token_hex(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(key)
-    return key
 
 
 class WarningsApi:
-    def __init__(self, warnings: Warnings, key_file: Path) -> None:
+    def __init__(self, warnings: Warnings, auth: Auth) -> None:
         self.w = warnings
-        self.key = local_key(key_file)
-        self.tokens = {u.token_sha256: u.name for u in warnings.cfg.users if u.token_sha256}
+        self.auth = auth
 
     def routes(self) -> list[Route]:
         return [
@@ -112,68 +84,44 @@ class WarningsApi:
                 routes.append(status_callback_route(slot.channel, urlsplit(cs.twilio.status_callback_url).path))
         return routes
 
-    def _user(self, request: Request) -> str | None:
-        auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("bearer "):
-            digest = hashlib.sha256(auth[7:].strip().encode()).hexdigest()
-            return self.tokens.get(digest)
-        if self._local(request):
-            return request.headers.get("x-ecgw-user") or None
-        return None
-
-    def _local(self, request: Request) -> bool:
-        """The request carries the key only the gateway's host operator can read."""
-        return hmac.compare_digest(request.headers.get("x-ecgw-local-key", ""), self.key)
-
     def _reader_only(self, request: Request) -> Response | None:
         """Drafts and recipients are not public: reading needs an officer or the host's local key."""
-        if self._local(request) or self._user(request) is not None:
-            return None
-        return _error("who is asking? send an officer's bearer token", 401)
+        return self.auth.reader(request)
 
     def _officer_only(self, request: Request) -> Response | None:
         """Recipient lists hold personal data: only civil-defence officers change them."""
-        user = self._user(request)
-        if user is None:
-            return _error("who is acting? send an officer's bearer token", 401)
-        if "civil-defence" not in self.w.workflow.users.get(user, []):
-            return _error(f"user {user!r} is not a civil-defence officer", 403)
-        return None
+        who = self.auth.require(request, "civil-defence")
+        return who if isinstance(who, Response) else None
 
     async def _act(self, request: Request, action: str, fn: object) -> Response:
-        user = self._user(request)
+        user = self.auth.user(request)
         if user is None:
-            return _error("who is acting? send an officer's bearer token", 401)
+            return error("who is acting? send an officer's bearer token", 401)
         try:
             result = await fn(user)  # type: ignore[operator]
         except msgspec.DecodeError as exc:  # malformed JSON or a field of the wrong shape
-            return _error(f"bad request body: {exc}", 400)
-        except (AlertError, TemplateError) as exc:
-            log.info("alert %s refused for %s: %s", action, user, exc)
-            return _error(str(exc), 409 if "is " in str(exc) and "only" in str(exc) else 400)
-        except NotFound as exc:
-            return _error(str(exc), 404)
-        except StoreError as exc:
-            return _error(str(exc), 409)
-        return _reply(result)
+            return error(f"bad request body: {exc}", 400)
+        except GatewayError as exc:
+            return refusal(exc, user, f"alert {action}")
+        return json_response(result)
 
     # -- alerts -------------------------------------------------------------------------------
 
     async def list_alerts(self, request: Request) -> Response:
-        if (refusal := self._reader_only(request)) is not None:
-            return refusal
-        return _reply(await self.w.outbox.call(self.w.outbox.sync.alerts, 200))
+        if (denied := self._reader_only(request)) is not None:
+            return denied
+        return json_response(await self.w.outbox.call(self.w.outbox.sync.alerts, 200))
 
     async def get_alert(self, request: Request) -> Response:
-        if (refusal := self._reader_only(request)) is not None:
-            return refusal
+        if (denied := self._reader_only(request)) is not None:
+            return denied
         alert_id = request.path_params["id"]
         try:
             record = await self.w.workflow.get(alert_id)
-        except AlertError as exc:
-            return _error(str(exc), 404)
+        except GatewayError as exc:
+            return refusal(exc)
         audit = await self.w.outbox.call(self.w.outbox.sync.audit_trail, alert_id)
-        return _reply({"alert": record, "audit": audit})
+        return json_response({"alert": record, "audit": audit})
 
     async def draft(self, request: Request) -> Response:
         body = await request.body()
@@ -183,13 +131,13 @@ class WarningsApi:
         return await self._act(request, "draft", act)
 
     async def preview(self, request: Request) -> Response:
-        if (refusal := self._reader_only(request)) is not None:
-            return refusal
+        if (denied := self._reader_only(request)) is not None:
+            return denied
         try:
             record = await self.w.workflow.get(request.path_params["id"])
-            return _reply(self.w.renderer.preview(record))
-        except (AlertError, TemplateError) as exc:
-            return _error(str(exc), 404)
+            return json_response(self.w.renderer.preview(record))
+        except GatewayError as exc:
+            return refusal(exc)
 
     async def approve(self, request: Request) -> Response:
         body = await request.body() or b"{}"
@@ -219,21 +167,21 @@ class WarningsApi:
         return await self._act(request, "cancel", act)
 
     async def status(self, request: Request) -> Response:
-        if (refusal := self._reader_only(request)) is not None:
-            return refusal
+        if (denied := self._reader_only(request)) is not None:
+            return denied
         try:
-            return _reply(await self.w.workflow.progress(request.path_params["id"]))
-        except AlertError as exc:
-            return _error(str(exc), 404)
+            return json_response(await self.w.workflow.progress(request.path_params["id"]))
+        except GatewayError as exc:
+            return refusal(exc)
 
     async def progress(self, request: Request) -> Response:
-        if (refusal := self._reader_only(request)) is not None:
-            return refusal
+        if (denied := self._reader_only(request)) is not None:
+            return denied
         alert_id = request.path_params["id"]
         try:
             first = await self.w.workflow.progress(alert_id)
-        except AlertError as exc:
-            return _error(str(exc), 404)
+        except GatewayError as exc:
+            return refusal(exc)
 
         async def stream() -> AsyncIterator[bytes]:
             yield b"event: progress\ndata: " + _json.encode(first) + b"\n\n"
@@ -258,28 +206,27 @@ class WarningsApi:
     # -- recipients ---------------------------------------------------------------------------
 
     async def list_recipients(self, request: Request) -> Response:
-        if (refusal := self._reader_only(request)) is not None:
-            return refusal
+        if (denied := self._reader_only(request)) is not None:
+            return denied
         after = request.query_params.get("after", "")
         limit = min(1000, max(1, int(request.query_params.get("limit", "100") or 100)))
-        return _reply(await self.w.outbox.call(self.w.outbox.sync.recipients, after, limit))
+        return json_response(await self.w.outbox.call(self.w.outbox.sync.recipients, after, limit))
 
     async def import_recipients(self, request: Request) -> Response:
-        refusal = self._officer_only(request)
-        if refusal is not None:
-            return refusal
+        if (denied := self._officer_only(request)) is not None:
+            return denied
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_CSV_BYTES:  # refuse before reading it into memory
-            return _error(f"CSV larger than {MAX_CSV_BYTES} bytes", 413)
+            return error(f"CSV larger than {MAX_CSV_BYTES} bytes", 413)
         body = await request.body()
         if len(body) > MAX_CSV_BYTES:
-            return _error(f"CSV larger than {MAX_CSV_BYTES} bytes", 413)
+            return error(f"CSV larger than {MAX_CSV_BYTES} bytes", 413)
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
-            return _error(f"CSV is not UTF-8 (byte {exc.start})", 400)
+            return error(f"CSV is not UTF-8 (byte {exc.start})", 400)
         imported, errors = await trio.to_thread.run_sync(self._import, text)
-        return _reply({"imported": imported, "rejected": len(errors), "errors": errors[:1000]})
+        return json_response({"imported": imported, "rejected": len(errors), "errors": errors[:1000]})
 
     def _import(self, text: str) -> tuple[int, list[recipients.RowError]]:
         errors: list[recipients.RowError] = []
@@ -298,37 +245,35 @@ class WarningsApi:
         return imported, errors
 
     async def get_recipient(self, request: Request) -> Response:
-        if (refusal := self._reader_only(request)) is not None:
-            return refusal
+        if (denied := self._reader_only(request)) is not None:
+            return denied
         try:
-            return _reply(await self.w.outbox.call(self.w.outbox.sync.get_recipient, request.path_params["ref"]))
-        except NotFound as exc:
-            return _error(str(exc), 404)
+            return json_response(await self.w.outbox.call(self.w.outbox.sync.get_recipient, request.path_params["ref"]))
+        except GatewayError as exc:
+            return refusal(exc)
 
     async def put_recipient(self, request: Request) -> Response:
-        refusal = self._officer_only(request)
-        if refusal is not None:
-            return refusal
+        if (denied := self._officer_only(request)) is not None:
+            return denied
         try:
             r = msgspec.json.decode(await request.body(), type=recipients.Recipient)
         except msgspec.DecodeError as exc:
-            return _error(f"bad recipient: {exc}", 400)
+            return error(f"bad recipient: {exc}", 400)
         if r.ref != request.path_params["ref"]:
-            return _error("ref in the body differs from the URL", 400)
+            return error("ref in the body differs from the URL", 400)
         r, found = recipients.normalised(r, self.w.zones.names())
         if found:
-            return _error("; ".join(found), 400)
+            return error("; ".join(found), 400)
         await self.w.outbox.call(self.w.outbox.sync.put_recipients, [r])
-        return _reply(r)
+        return json_response(r)
 
     async def delete_recipient(self, request: Request) -> Response:
-        refusal = self._officer_only(request)
-        if refusal is not None:
-            return refusal
+        if (denied := self._officer_only(request)) is not None:
+            return denied
         try:
             await self.w.outbox.call(self.w.outbox.sync.delete_recipient, request.path_params["ref"])
-        except NotFound as exc:
-            return _error(str(exc), 404)
+        except GatewayError as exc:
+            return refusal(exc)
         return Response(status_code=204)
 
     # -- CAP broadcast -------------------------------------------------------------------------
@@ -355,11 +300,11 @@ class WarningsApi:
     async def cap_xml(self, request: Request) -> Response:
         try:
             record = await self.w.workflow.get(request.path_params["id"])
-        except AlertError as exc:
-            return _error(str(exc), 404)
+        except GatewayError as exc:
+            return refusal(exc)
         if record.state in ("draft", "approved"):
-            return _error("not published", 404)
+            return error("not published", 404)
         try:
             return Response(cap.to_xml(record.cap), media_type="application/cap+xml")
         except ProtocolError as exc:
-            return _error(str(exc), 500)
+            return error(str(exc), 500)

@@ -1,4 +1,5 @@
-"""Asterisk AlarmReceiver event files: both layouts, bad lines reported with line numbers, files that are not event files."""
+"""Asterisk AlarmReceiver event files: both layouts, bad lines reported with line numbers, files that are not
+event files."""
 
 from __future__ import annotations
 

@@ -59,7 +59,8 @@ def test_every_problem_is_reported_with_its_key() -> None:
             + '[[sites]]\naccount = "1202"\nname_kk = "x"\nname_ru = ""\naddress = "a"\nlat = 95.0\nlon = 76.9\n'
               'panel_token_sha256 = "ABC"\n'
             + '[[sites]]\naccount = "1203"\nname_kk = "x"\nname_ru = "y"\naddress = "a"\nlat = "north"\nlon = 1.0\n'
-              f'panel_token_sha256 = "{token_hash("t3")}"\ncontacts = [{{name = "a", role = "b", phone = "+77010000003"}}]\n')
+              f'panel_token_sha256 = "{token_hash("t3")}"\n'
+              f'contacts = [{{name = "a", role = "b", phone = "+77010000003"}}]\n')
     found = problems(text)
     expected = [
         "sites.toml: sites[0].contacts[0].name: must not be empty",

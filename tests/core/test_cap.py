@@ -18,12 +18,12 @@ from gateway.protocols.cap import (
     Info,
     Reference,
     cap_time,
-    from_xml,
     problems,
     reference_of,
     to_xml,
     validate,
 )
+from gateway.protocols.cap_read import from_xml
 
 ALMATY = timezone(timedelta(hours=5))
 SENT = datetime(2026, 11, 21, 9, 30, 12, tzinfo=ALMATY)

@@ -9,8 +9,9 @@ import pytest
 from lxml import etree
 
 from gateway.errors import ProtocolError
-from gateway.protocols.cap import Alert, from_xml, to_xml
+from gateway.protocols.cap import Alert, to_xml
 from gateway.protocols.cap_atom import atom_feed
+from gateway.protocols.cap_read import from_xml
 from tests.core.test_cap import CANCEL, EXERCISE, SCHEMA, THUNDERSTORM, UPDATE
 
 A = "{http://www.w3.org/2005/Atom}"

@@ -9,6 +9,7 @@ from gateway.incident.bus import Bus
 from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Caller, Incident
 from gateway.incident.store import AsyncStore, SqliteStore
+from gateway.intake import call_state as cs
 from gateway.intake.call import Call
 from gateway.intake.dispatch import Dispatcher
 from gateway.metrics import Metrics
@@ -21,13 +22,14 @@ def dispatcher(tmp_path: Path) -> Dispatcher:
 
 def call(incident_id: str) -> Call:
     caller = Caller(raw_number="", number="", display_name="", withheld=True)
-    return Call(Held(Incident(id=incident_id, service="112", created_wall=0.0, caller=caller)), f"ch-{incident_id}", 0.0)
+    return Call(Held(Incident(id=incident_id, service="112", created_wall=0.0, caller=caller)),
+                f"ch-{incident_id}", 0.0)
 
 
 def test_sweep_frees_positions_held_for_no_tracked_call(tmp_path: Path) -> None:
     d = dispatcher(tmp_path)
     talking = call("a")
-    talking.ring_position = "pos1"
+    talking.life.handle(cs.Adopted("pos1", answered=True, at=0.0))
     d.calls["a"] = talking
     d.board.set("pos1", "busy")
     d.board.set("pos2", "ringing")  # its call vanished (an event lost in a race)
@@ -38,10 +40,10 @@ def test_sweep_frees_positions_held_for_no_tracked_call(tmp_path: Path) -> None:
 def test_release_frees_the_position_of_a_call_that_was_talking(tmp_path: Path) -> None:
     d = dispatcher(tmp_path)
     gone = call("b")
-    gone.ring_position = "pos2"
+    gone.life.handle(cs.Adopted("pos2", answered=True, at=0.0))
     d.calls["b"] = gone
     d.board.set("pos2", "busy")
     d.queue.push("b", 3, 0.0)
     d.release(gone)
-    assert gone.gone and "b" not in d.calls and "b" not in d.queue
+    assert gone.life.gone and "b" not in d.calls and "b" not in d.queue
     assert d.board.state("pos2") == "free"

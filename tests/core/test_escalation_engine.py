@@ -112,7 +112,8 @@ def token_of(env: Env, incident_id: str, person: str) -> str:
     return next(t.token for t in run.targets if t.person == person)
 
 
-async def test_an_acknowledgement_ends_the_wait_and_skips_the_escalation(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+async def test_an_acknowledgement_ends_the_wait_and_skips_the_escalation(
+        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
     s = scenario("s", {**NOTIFY, "timeout_s": 5}, {"do": "escalate", "tier": "sup", "when": {"last_acked": False}},
                  {"do": "close"})
     async with environment(tmp_path / "s.db", catalogue(s)) as env:
@@ -128,7 +129,8 @@ async def test_an_acknowledgement_ends_the_wait_and_skips_the_escalation(tmp_pat
         assert await env.engine.acknowledge(token, by="duty_b", via="sms") == "unknown"  # the run is over
 
 
-async def test_nobody_acknowledges_so_it_repeats_then_escalates(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+async def test_nobody_acknowledges_so_it_repeats_then_escalates(tmp_path: Path,
+                                                                autojump_clock: trio.testing.MockClock) -> None:
     s = scenario("s", NOTIFY, {"do": "escalate", "tier": "sup", "when": {"last_acked": False}}, {"do": "close"})
     async with environment(tmp_path / "s.db", catalogue(s)) as env:
         incident = await env.open("s")
@@ -154,7 +156,8 @@ async def test_each_waits_for_every_person(tmp_path: Path, autojump_clock: trio.
         await env.wait_for(incident.id, "scenario_finished")
 
 
-async def test_changing_the_category_switches_scenario_cleanly(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+async def test_changing_the_category_switches_scenario_cleanly(tmp_path: Path,
+                                                               autojump_clock: trio.testing.MockClock) -> None:
     first = scenario("first", {**NOTIFY, "timeout_s": 30}, {"do": "close"})
     second = scenario("second", {**NOTIFY, "roles": ["shift_supervisor"], "ack": "none"}, {"do": "close"})
     async with environment(tmp_path / "s.db", catalogue(first, second)) as env:
@@ -163,14 +166,16 @@ async def test_changing_the_category_switches_scenario_cleanly(tmp_path: Path, a
         old_token = token_of(env, incident.id, "duty_a")
         await env.desk.set_category(incident.id, "second", 7, actor="dispatcher")
         switched = await env.wait_for(incident.id, "scenario_switched")
-        assert (switched[0]["previous"], switched[0]["scenario"], switched[0]["previous_step"]) == ("first", "second", 1)
+        assert (switched[0]["previous"], switched[0]["scenario"],
+                switched[0]["previous_step"]) == ("first", "second", 1)
         await env.wait_for(incident.id, "scenario_finished", scenario="second")
         assert await env.engine.acknowledge(old_token, by="duty_a", via="console") == "unknown"
         assert [r.generation for r in await env.engine.runs_of(incident.id)] == [1]
         assert f"{incident.id}/category" not in env.engine.runs  # finished runs live on in the store only
 
 
-async def test_a_call_not_answered_in_time_runs_the_sla_scenario(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_call_not_answered_in_time_runs_the_sla_scenario(tmp_path: Path,
+                                                                 autojump_clock: trio.testing.MockClock) -> None:
     s = scenario("s", {**NOTIFY, "timeout_s": 30}, {"do": "close"})
     sla = scenario("answer_sla", {**NOTIFY, "roles": ["shift_supervisor"], "ack": "none"}, {"do": "close"})
     settings = TriggerSettings(answer_sla_s=0.3, unclassified_after_s=30, sla_scenario="answer_sla")
@@ -204,7 +209,8 @@ async def test_restart_mid_scenario_resumes_without_repeating_a_step(tmp_path: P
 
 
 
-async def test_a_status_change_is_told_to_the_category_watchers(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_status_change_is_told_to_the_category_watchers(tmp_path: Path,
+                                                                autojump_clock: trio.testing.MockClock) -> None:
     s = scenario("s", {**NOTIFY, "ack": "none"}, {"do": "close"})
     watched = msgspec.structs.replace(DIRECTORY, watchers={"*": ["shift_supervisor"]})
     async with environment(tmp_path / "s.db", catalogue(s), directory=watched) as env:
@@ -267,7 +273,8 @@ async def test_the_nearest_free_patrol_is_called_and_its_acknowledgement_sends_i
             board.close()
 
 
-async def test_an_ivr_choice_starts_the_scenario_unless_configured_to_wait_for_a_dispatcher(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+async def test_an_ivr_choice_starts_the_scenario_unless_configured_to_wait_for_a_dispatcher(
+        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
     s = scenario("s", {**NOTIFY, "ack": "none"}, {"do": "close"})
     for start_on_ivr in (True, False):
         settings = TriggerSettings(answer_sla_s=600, unclassified_after_s=600, start_on_ivr_category=start_on_ivr)
@@ -283,7 +290,8 @@ async def test_an_ivr_choice_starts_the_scenario_unless_configured_to_wait_for_a
             await env.wait_for(call.id, "scenario_finished")
 
 
-async def test_people_of_a_dynamic_role_are_reached_and_finished_runs_leave_nothing_behind(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+async def test_people_of_a_dynamic_role_are_reached_and_finished_runs_leave_nothing_behind(
+        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
     s = scenario("s", {**NOTIFY, "roles": ["site_contacts"], "ack": "none"}, {"do": "close"})
     async with environment(tmp_path / "s.db", catalogue(s)) as env:
         env.engine.dynamic_people["site_contacts"] = lambda incident: [

@@ -105,7 +105,8 @@ def test_draft_warning_takes_the_category_event_unless_the_step_names_one() -> N
 
 def test_attempts_acks_any_and_each() -> None:
     r = run()
-    r.targets = [M.new_target("person:a", "a"), M.new_target("unit:u1", "m1", "u1"), M.new_target("unit:u1", "m2", "u1")]
+    r.targets = [M.new_target("person:a", "a"), M.new_target("unit:u1", "m1", "u1"),
+                 M.new_target("unit:u1", "m2", "u1")]
     assert [t.person for t in M.start_attempt(r)] == ["a", "m1", "m2"]
     for t in r.targets:
         t.sent = r.attempt

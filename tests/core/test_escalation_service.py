@@ -66,7 +66,8 @@ async def acked(esc: Escalation, incident_id: str) -> list[tuple[str, str]]:
     return [(str(e.data["person"]), str(e.data["via"])) for e in incident.timeline if e.kind == "acknowledged"]
 
 
-async def test_sms_replies_from_responders_acknowledge_and_others_do_not(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+async def test_sms_replies_from_responders_acknowledge_and_others_do_not(
+        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
     async with service(tmp_path) as (esc, incident_id):
         assert not await esc.sms_reply("+77019999999", "1", "smpp")  # not a responder: a report for 112
         assert not await esc.sms_reply(ERMEKOV, "кто это?", "smpp")  # a responder, but no acknowledgement
@@ -92,10 +93,12 @@ async def test_telegram_button_presses_acknowledge_once(tmp_path: Path, autojump
         assert [e.actor for e in incident.timeline if e.kind == "acknowledged"] == ["duty_ermekov"]
 
 
-async def test_a_bare_ok_is_refused_when_several_notifications_wait(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_bare_ok_is_refused_when_several_notifications_wait(tmp_path: Path,
+                                                                    autojump_clock: trio.testing.MockClock) -> None:
     async with service(tmp_path) as (esc, first):
         second = await Desk(esc.engine.store, esc.engine.recorder).open(
-            service="102", source="api", caller=no_caller(), kind="reported", actor="test", category="crime_in_progress")
+            service="102", source="api", caller=no_caller(), kind="reported", actor="test",
+            category="crime_in_progress")
         with trio.fail_after(5):
             while len(esc.engine.outstanding({"duty_ermekov"})) < 2:
                 await trio.sleep(0.02)

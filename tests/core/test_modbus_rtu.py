@@ -77,9 +77,11 @@ def test_decode_read_coils_response_trims_padding() -> None:
 
 
 def test_decode_write_responses_echo_the_request() -> None:
-    assert rtu.decode_response(rtu.WriteCoil(0x11, 0xAC, True), h("110500acff004e8b")) == rtu.CoilWritten(0x11, 0xAC, True)
+    assert rtu.decode_response(rtu.WriteCoil(0x11, 0xAC, True),
+                               h("110500acff004e8b")) == rtu.CoilWritten(0x11, 0xAC, True)
     values = (True,) * 10
-    assert rtu.decode_response(rtu.WriteCoils(0x11, 0x13, values), seal("110f0013000a")) == rtu.CoilsWritten(0x11, 0x13, 10)
+    assert rtu.decode_response(rtu.WriteCoils(0x11, 0x13, values),
+                               seal("110f0013000a")) == rtu.CoilsWritten(0x11, 0x13, 10)
 
 
 def test_decode_exception_reply() -> None:
@@ -205,3 +207,21 @@ def test_line_timing() -> None:
     assert rtu.silence_time(19200) == pytest.approx(3.5 * 11 / 19200)
     assert rtu.silence_time(9600, 10) == pytest.approx(3.5 * 10 / 9600)
     assert rtu.silence_time(38400) == 0.00175  # fixed above 19,200 baud
+
+
+def test_crc_and_bits_agree_with_pymodbus_byte_for_byte() -> None:
+    """Our CRC and bit packing (the codec imports no driver library) against pymodbus's own."""
+    import random
+
+    from pymodbus.framer.rtu import FramerRTU
+    from pymodbus.pdu.utils import pack_bitstring, unpack_bitstring
+
+    rng = random.Random(7)
+    for size in list(range(0, 40)) + [255, 256, 1000]:
+        data = bytes(rng.randrange(256) for _ in range(size))
+        assert rtu.crc16(data) == FramerRTU.compute_CRC(data).to_bytes(2, "big"), data.hex()
+    for count in range(1, 70):
+        coils = tuple(rng.random() < 0.5 for _ in range(count))
+        assert rtu.pack_bits(coils) == pack_bitstring(list(coils))
+        assert rtu.unpack_bits(rtu.pack_bits(coils), count) == coils == tuple(
+            unpack_bitstring(pack_bitstring(list(coils)))[:count])

@@ -213,7 +213,8 @@ def test_the_shipped_escalation_drill_loads() -> None:
     ('[[alarms]]\naccount = "1201"\nat_s = -1\n', "alarms[0].at_s: expected 0-3600"),
     ('[[telegram_reports]]\nchat_id = -5\ntext = "x"\n', "telegram_reports[0].chat_id: expected a private chat"),
     ('[[telegram_reports]]\nchat_id = 5\ntext = " "\n', "telegram_reports[0].text: expected 1-4096"),
-    ('[[telegram_reports]]\nchat_id = 5\ntext = "x"\ncontact = "8701"\n', "telegram_reports[0].contact: expected an E.164"),
+    ('[[telegram_reports]]\nchat_id = 5\ntext = "x"\ncontact = "8701"\n',
+     "telegram_reports[0].contact: expected an E.164"),
     ('[[telegram_reports]]\nchat_id = 5\ntext = "x"\nlocation = { lat = 91, lon = 0 }\n',
      "telegram_reports[0].location.lat: expected -90..90"),
     ('[[sms]]\nfrom = "nobody here"\ntext = "x"\n', "sms[0].from: expected digits"),
@@ -225,8 +226,10 @@ def test_the_shipped_escalation_drill_loads() -> None:
     ('[[callers]]\nnumber = "+7701"\n[[aml]]\nnumber = "+7701"\nlat = 1\nlon = 1\naccuracy = 0\n',
      "aml[0].accuracy: expected metres"),
     ('[[sms]]\nfrom = "+7701"\ntext = "x"\n[[responders]]\nperson = "a"\nchannel = "voice"\nbehaviour = "never"\n'
-     '[[responders]]\nperson = "a"\nchannel = "sms"\nbehaviour = "never"\n', "responders[1].person: 'a' is scripted twice"),
-    ('[[sms]]\nfrom = "+7701"\ntext = "x"\n[[responders]]\nperson = "a"\nchannel = "voice"\nbehaviour = "ack_after_s"\n',
+     '[[responders]]\nperson = "a"\nchannel = "sms"\nbehaviour = "never"\n',
+     "responders[1].person: 'a' is scripted twice"),
+    ('[[sms]]\nfrom = "+7701"\ntext = "x"\n[[responders]]\nperson = "a"\nchannel = "voice"\n'
+     'behaviour = "ack_after_s"\n',
      'responders[0].ack_after_s: expected 0-600 seconds with behaviour "ack_after_s", got None'),
     ('[[sms]]\nfrom = "+7701"\ntext = "x"\n[[responders]]\nperson = "a"\nchannel = "voice"\nbehaviour = "never"\n'
      'ack_after_s = 3\n', 'responders[0].ack_after_s: only for behaviour "ack_after_s"'),

@@ -20,7 +20,8 @@ def test_steady_with_duration() -> None:
 
 def test_steady_repeated_with_gaps() -> None:
     p = plan_for({"pattern": "steady", "duration_s": "10", "repeat": "3", "gap_s": "5"})
-    assert [(s.at_s, s.on) for s in p.steps] == [(0, True), (10, False), (15, True), (25, False), (30, True), (40, False)]
+    assert [(s.at_s, s.on) for s in p.steps] == [(0, True), (10, False), (15, True), (25, False), (30, True),
+                                                 (40, False)]
 
 
 def test_wail_cycles_on_and_off_and_ends_off() -> None:

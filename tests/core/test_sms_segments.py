@@ -20,7 +20,8 @@ def test_empty_text_is_one_empty_gsm_segment() -> None:
 
 @pytest.mark.parametrize(
     ("length", "expected"),
-    [(1, (1, 160)), (160, (1, 160)), (161, (2, 153)), (306, (2, 153)), (307, (3, 153)), (459, (3, 153)), (460, (4, 153))],
+    [(1, (1, 160)), (160, (1, 160)), (161, (2, 153)), (306, (2, 153)), (307, (3, 153)), (459, (3, 153)),
+     (460, (4, 153))],
 )
 def test_gsm_limits(length: int, expected: tuple[int, int]) -> None:
     got = segments("a" * length)

@@ -172,11 +172,15 @@ def test_without_expires_a_warning_stands_until_cancelled(catalogue: Catalogue) 
         ("2026-03-03T21:01:00+05:00", "ru", "до 21:01 3 марта", "до двадцати одного часа одной минуты третьего марта"),
         ("2026-05-02T02:22:00+05:00", "ru", "до 02:22 2 мая", "до двух часов двадцати двух минут второго мая"),
         ("2026-01-01T00:00:00+05:00", "ru", "до 00:00 1 января", "до ноля часов первого января"),
-        ("2026-12-31T12:05:00+05:00", "kk", "31 желтоқсан, сағат 12:05-ке дейін", "отыз бірінші желтоқсан, сағат он екі нөл беске дейін"),
-        ("2026-08-13T13:40:00+05:00", "kk", "13 тамыз, сағат 13:40-қа дейін", "он үшінші тамыз, сағат он үш қырыққа дейін"),
-        ("2026-06-20T06:00:00+05:00", "kk", "20 маусым, сағат 06:00-ға дейін", "жиырмасыншы маусым, сағат алтыға дейін"),
+        ("2026-12-31T12:05:00+05:00", "kk", "31 желтоқсан, сағат 12:05-ке дейін",
+         "отыз бірінші желтоқсан, сағат он екі нөл беске дейін"),
+        ("2026-08-13T13:40:00+05:00", "kk", "13 тамыз, сағат 13:40-қа дейін",
+         "он үшінші тамыз, сағат он үш қырыққа дейін"),
+        ("2026-06-20T06:00:00+05:00", "kk", "20 маусым, сағат 06:00-ға дейін",
+         "жиырмасыншы маусым, сағат алтыға дейін"),
         ("2026-01-02T00:00:00+05:00", "en", "until 00:00 on 2 January", "until midnight on the second of January"),
-        ("2026-07-22T12:05:00+05:00", "en", "until 12:05 on 22 July", "until twelve oh five p.m. on the twenty-second of July"),
+        ("2026-07-22T12:05:00+05:00", "en", "until 12:05 on 22 July",
+         "until twelve oh five p.m. on the twenty-second of July"),
     ],
 )
 def test_until_grammar(iso: str, lang: str, written: str, said: str) -> None:
@@ -316,7 +320,8 @@ def problems_of(directory: Path) -> list[str]:
 
 
 def test_unknown_placeholder(broken: Path) -> None:
-    edit(broken / "flood.toml", 'sms = "{sender}: УГРОЗА НАВОДНЕНИЯ! {area}.', 'sms = "{sender}: УГРОЗА НАВОДНЕНИЯ! {areaa}.')
+    edit(broken / "flood.toml", 'sms = "{sender}: УГРОЗА НАВОДНЕНИЯ! {area}.',
+         'sms = "{sender}: УГРОЗА НАВОДНЕНИЯ! {areaa}.')
     (problem,) = problems_of(broken)
     assert problem == f"{broken / 'flood.toml'} [ru.alert] sms: unknown placeholder {{areaa}} at line 1 column 30"
 
@@ -382,7 +387,8 @@ def test_metadata_sirens_and_telegram_tags_are_checked(broken: Path) -> None:
     edit(path, "⛰️ <b>СЕЛ ҚАУПІ</b>", "<h1>СЕЛ ҚАУПІ</h1>")
     edit(path, 'certainty = "Possible"', 'certainty = "Possible"\nowner = "me"')
     problems = problems_of(broken)
-    assert any(p.startswith(f"{path}: severity must be one of Extreme, Minor") and "'Catastrophic'" in p for p in problems)
+    assert any(p.startswith(f"{path}: severity must be one of Extreme, Minor") and "'Catastrophic'" in p
+               for p in problems)
     assert f"{path} [siren.alert]: pattern must be wail, steady or none, not 'whoop'" in problems
     assert f"{path} [siren.update]: pattern none goes with duration_s 0 and only with it" in problems
     assert f"{path} [kk.alert] telegram: tag <h1> is not allowed (only b, i, u, a)" in problems

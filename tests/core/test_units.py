@@ -91,7 +91,8 @@ def test_proposals_rank_fresh_before_stale_then_by_distance_and_skip_busy_or_oth
     assert [p.unit for p in offers] == ["near", "far", "base-only", "near-stale"]
     near = offers[0]
     assert not near.stale and near.position_age_s == 30.0
-    assert near.distance_m == pytest.approx(111.2, abs=0.5) and near.eta_s == pytest.approx(near.distance_m / 10, abs=0.1)
+    assert (near.distance_m == pytest.approx(111.2, abs=0.5)
+            and near.eta_s == pytest.approx(near.distance_m / 10, abs=0.1))
     assert offers[2].stale and offers[2].position_age_s is None
     assert offers[3].stale and offers[3].position_age_s == 3600
     anyone = propose(units, "", 43.25, 76.93, 2, now=NOW, stale_after_s=600, speed_kmh=36)

@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gateway.errors import NotFound, StoreError
+from gateway.errors import Conflict, NotFound
 from gateway.protocols.cap import Alert
 from gateway.warning.outbox import Outbox, RecipientRow
 from gateway.warning.records import FAILED, QUEUED, SENT, AlertRecord, AuditEvent
@@ -100,11 +100,11 @@ def test_a_cancel_reaches_exactly_those_the_chain_reached(box: Outbox) -> None:
 
 def test_alert_records_and_audit_are_append_only(box: Outbox) -> None:
     box.insert_alert(record("A1"), AuditEvent(at=1, actor="aigerim", kind="drafted"))
-    with pytest.raises(StoreError, match="already exists"):
+    with pytest.raises(Conflict, match="already exists"):
         box.insert_alert(record("A1"), AuditEvent(at=1, actor="aigerim", kind="drafted"))
     _, r = box.get_alert("A1")
     box.update_alert(r, AuditEvent(at=2, actor="daniyar", kind="approved"), expect_state="sending")
-    with pytest.raises(StoreError, match="not draft"):
+    with pytest.raises(Conflict, match="not draft"):
         box.update_alert(r, AuditEvent(at=3, actor="x", kind="approved"), expect_state="draft")
     assert [e.kind for e in box.audit_trail("A1")] == ["drafted", "approved"]
     with pytest.raises(NotFound):

@@ -17,7 +17,7 @@ from tests.drills.test_real_intake import place
 
 
 def gateway_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli.main", "--config", str(config), *args],
+    return subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(config), *args],
                           capture_output=True, text=True, cwd=REPO, timeout=60)
 
 

@@ -1,4 +1,4 @@
-"""Real tier: the shipped smoke drill through `gateway sim drill`, as a drill operator runs it."""
+"""Real tier: the shipped smoke drill through `gateway-sim drill`, as a drill operator runs it."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ async def test_smoke_drill_loses_no_call(asterisk: AsteriskInstance, tmp_path: P
                                                          "digit_timeout_s = 5\nmax_s = 20"))
     gateway = GatewayProcess(config, tmp_path / "gateway.log")
     report_path = tmp_path / "report.json"
-    cmd = [sys.executable, "-m", "gateway.cli.main", "--config", str(config), "sim", "drill",
+    cmd = [sys.executable, "-m", "sim", "--config", str(config), "drill",
            str(REPO / "sim" / "drills" / "smoke.toml"), "--report", str(report_path), "--no-progress"]
     await gateway.start()
     try:

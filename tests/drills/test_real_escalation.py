@@ -115,7 +115,8 @@ async def test_response_api_refuses_bad_requests_clearly(tmp_path: Path) -> None
             assert (await client.post("/incidents/nope/category", json={"category": "fire"})).status_code == 404
             made = (await client.post("/incidents", json={"category": "fire", "lat": 43.25, "lon": 76.9})).json()
             assert (await client.post(f"/incidents/{made['id']}/status", json={"status": "flying"})).status_code == 400
-            assert (await client.post(f"/incidents/{made['id']}/status", json={"status": "on_scene"})).status_code == 200
+            assert (await client.post(f"/incidents/{made['id']}/status",
+                                      json={"status": "on_scene"})).status_code == 200
             back = await client.post(f"/incidents/{made['id']}/status", json={"status": "assigned"})
             assert back.status_code == 409 and "cannot go back" in back.json()["error"]
             reply = await client.post(f"/incidents/{made['id']}/reply", json={"text": "we are coming"})

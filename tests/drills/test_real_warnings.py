@@ -92,7 +92,7 @@ class Lab:
     dir: Path
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "gateway.cli.main", "--config", str(self.gateway.path), *args],
+        return subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(self.gateway.path), *args],
                               capture_output=True, text=True, timeout=120, cwd=REPO, check=False)
 
     async def acli(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -137,7 +137,8 @@ async def lab(tmp_path: Path, *, smsc_port: int | None = None) -> AsyncIterator[
         path.write_text(CONFIG.format(
             phone=free_port(), tag=tmp_path.name[-6:].replace("_", "-"), sip=free_port(),
             ari=free_port(socket.SOCK_STREAM), ami=free_port(socket.SOCK_STREAM), dir=tmp_path,
-            http=free_port(socket.SOCK_STREAM), smpp=smsc.address[1] if smsc else smsc_port, smtp=smtp.port, token=TOKEN,
+            http=free_port(socket.SOCK_STREAM), smpp=smsc.address[1] if smsc else smsc_port, smtp=smtp.port,
+            token=TOKEN,
             telegram=tg.url, twilio=twilio.base_url, twilio_sid=twilio.account_sid, twilio_token=twilio.auth_token))
         gateway = GatewayProcess(path, tmp_path / "gateway.log", need_ari=False)
         await gateway.start()

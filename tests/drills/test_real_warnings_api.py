@@ -53,7 +53,8 @@ async def test_unauthenticated_and_malformed_requests_are_refused(tmp_path: Path
             assert typo.status_code == 400 and "severty" in typo.json()["error"]
             assert (await c.post("/alerts", content=b"{not json")).status_code == 400
             assert (await c.get("/alerts/KZ-nothing")).status_code == 404
-            assert (await c.post("/alerts/KZ-nothing/approve", json={})).status_code == 400
+            # one mapping: unknown is 404
+            assert (await c.post("/alerts/KZ-nothing/approve", json={})).status_code == 404
             csv = await c.post("/recipients", content=b"ref,name\nx,y\n")
             assert csv.json()["imported"] == 0 and "missing column" in csv.json()["errors"][0]["problem"]
             assert (await c.post("/recipients", content=b"\xff\xfe bad")).status_code == 400

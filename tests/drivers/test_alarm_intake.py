@@ -22,7 +22,7 @@ from gateway.intake.alarm.panels import AlarmIntake
 from gateway.intake.alarm.sites import token_hash
 from gateway.protocols.contact_id import encode, parse
 from gateway.settings import AlarmConfig
-from gateway.web.app import run_server
+from gateway.web.server import run_server
 
 TOKENS = {"1201": "token-school-12", "4B09": "token-internat-9"}
 SITES = "".join(f"""

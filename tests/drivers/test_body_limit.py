@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.web.app import BodyLimit, run_server
+from gateway.web.server import BodyLimit, run_server
 
 
 async def echo(request: Request) -> Response:

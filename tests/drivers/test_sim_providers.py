@@ -1,4 +1,4 @@
-"""``gateway sim providers``: stand-ins on the ports a drill config names, loopback only."""
+"""``gateway-sim providers``: stand-ins on the ports a drill config names, loopback only."""
 
 from __future__ import annotations
 

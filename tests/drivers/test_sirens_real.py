@@ -100,7 +100,8 @@ async def test_concurrent_messages_for_one_zone_leave_one_pattern_running() -> N
         async with relay_line(units=(1,)) as line, sirens({"z": [target(1, 0)]}, line_cfg(line)) as ch:
             async with trio.open_nursery() as nursery:
                 for key in ("a", "b", "c"):
-                    nursery.start_soon(ch.deliver, [msg("z", key, pattern="wail", duration_s="60", on_s="0.5", off_s="0.5")])
+                    nursery.start_soon(ch.deliver, [msg("z", key, pattern="wail", duration_s="60", on_s="0.5",
+                                                        off_s="0.5")])
             await ch.deliver([msg("z", "d", pattern="off")])
             await trio.sleep(0.8)  # an orphaned wail would switch off at 0.5 s
             assert history(line.boards, 1, 0) == [True, True, True, False]

@@ -22,7 +22,7 @@ from gateway.incident.records import Incident
 from gateway.incident.store import AsyncStore, SqliteStore
 from gateway.intake.text.sms112 import EMPTY_TWIML, Sms112
 from gateway.settings import Sms112Config
-from gateway.web.app import run_server
+from gateway.web.server import run_server
 from sim.sms_citizen import aml_form, aml_sms, text_via_twilio, twilio_inbound_form
 from sim.twilio import sign
 

@@ -178,7 +178,8 @@ async def test_dispatcher_reply_is_recorded_and_sent_as_plain_text(tmp_path: Pat
             body = "<b>Stay</b> inside & lock the door <a href='x'>\x00"
             await t.bot.reply(incident.id, body, actor="dispatcher:ivanov")
             sent = await t.replies(CHAT, 2)
-            assert sent[1].text == TEXTS["dispatcher"]["kk"].format(text="<b>Stay</b> inside & lock the door <a href='x'>")
+            assert sent[1].text == TEXTS["dispatcher"]["kk"].format(
+                text="<b>Stay</b> inside & lock the door <a href='x'>")
             assert sent[1].parse_mode == "" and "ivanov" not in sent[1].text
             stored = await t.store.get(incident.id)
             assert stored.timeline[-1].kind == "citizen_replied" and stored.timeline[-1].actor == "dispatcher:ivanov"

@@ -27,7 +27,7 @@ from channels.telegram_callbacks import (
 )
 from gateway.errors import StoreError
 from gateway.settings.channels import TelegramConfig
-from gateway.web.app import run_server
+from gateway.web.server import run_server
 from sim import telegram as simtg
 from sim.telegram import TelegramSim
 

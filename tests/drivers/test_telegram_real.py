@@ -239,10 +239,12 @@ async def test_stand_in_speaks_the_bot_api_wire_format() -> None:
             ok = await http.post(f"{base}/sendMessage", data={"chat_id": "5", "text": "<b>hi</b>", "parse_mode": "HTML",
                                                               "reply_markup": '{"inline_keyboard": []}'})
             assert ok.json()["result"]["text"] == "hi" and ok.json()["result"]["chat"]["type"] == "private"
-            bad_html = await http.post(f"{base}/sendMessage", json={"chat_id": 5, "text": "<script>", "parse_mode": "HTML"})
+            bad_html = await http.post(f"{base}/sendMessage",
+                                       json={"chat_id": 5, "text": "<script>", "parse_mode": "HTML"})
             assert bad_html.status_code == 400 and "Unsupported start tag" in bad_html.json()["description"]
             too_long = await http.post(f"{base}/sendMessage", json={"chat_id": 5, "text": "x" * 4097})
-            assert too_long.json() == {"ok": False, "error_code": 400, "description": "Bad Request: message is too long"}
+            assert too_long.json() == {"ok": False, "error_code": 400,
+                                       "description": "Bad Request: message is too long"}
             float_chat = await http.post(f"{base}/sendMessage", json={"chat_id": 5.5, "text": "x"})
             assert float_chat.json()["description"] == "Bad Request: chat not found"
             garbage = await http.post(f"{base}/getUpdates", data={"allowed_updates": "[oops"})

@@ -26,7 +26,7 @@ from channels.twilio_sms import open_twilio, status_callback_route
 from gateway.errors import ChannelError
 from gateway.settings.channels import TwilioConfig
 from gateway.warning.sms import segments
-from gateway.web.app import run_server
+from gateway.web.server import run_server
 from sim.twilio import API, TwilioSim, open_twilio_sim, sign
 
 SENDER = "+15005550006"

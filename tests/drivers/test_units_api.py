@@ -13,8 +13,9 @@ from starlette.applications import Starlette
 
 from gateway.incident.desk import Desk
 from gateway.units.board import UnitBoard
-from gateway.web.app import run_server
 from gateway.web.auth import Auth
+from gateway.web.server import run_server
+from gateway.web.units import UnitRoutes
 from tests.core.test_units_board import ABAI, incident_desk, make_board, report
 
 TOKENS = {"aigerim": "tok-dispatcher", "olga": "tok-civil-defence"}
@@ -31,7 +32,7 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[str, Desk, UnitBoard]]:
     async with incident_desk(tmp_path) as desk, trio.open_nursery() as nursery:
         board = make_board(tmp_path, desk)
         await nursery.start(board.run)
-        bound = await nursery.start(run_server, Starlette(routes=board.routes(auth)), "127.0.0.1", 0)
+        bound = await nursery.start(run_server, Starlette(routes=UnitRoutes(board, auth).routes()), "127.0.0.1", 0)
         yield bound[0], desk, board
         nursery.cancel_scope.cancel()
     board.close()

@@ -311,5 +311,6 @@ def test_resident_scenario_branches_by_number() -> None:
 def test_rtp_payload_length() -> None:
     header = bytes([0x80, 0x00]) + bytes(10)
     assert rtp_payload_len(header + bytes(160)) == 160
-    assert rtp_payload_len(bytes([0x91, 0x00]) + bytes(10) + bytes(4) + bytes([0, 0, 0, 1]) + bytes(4) + bytes(160)) == 160
+    assert rtp_payload_len(bytes([0x91, 0x00]) + bytes(10) + bytes(4) + bytes([0, 0, 0, 1]) + bytes(4)
+                           + bytes(160)) == 160
     assert rtp_payload_len(b"\x00" * 172) == 0  # not RTP version 2

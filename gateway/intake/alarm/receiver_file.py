@@ -112,7 +112,8 @@ def parse_event_file(text: str, *, source: str = "event file") -> ReceivedCall:
 
 
 def read_event_file(path: str | os.PathLike[str]) -> ReceivedCall:
-    """Read and parse the event file at ``path``. Raises ``OSError`` if it cannot be read, else as ``parse_event_file``."""
+    """Read and parse the event file at ``path``. Raises ``OSError`` if it cannot be read, else as
+    ``parse_event_file``."""
     file = Path(path)
     # Caller names arrive as whatever bytes the network sent; a stray byte must not lose the call.
     return parse_event_file(file.read_text(encoding="utf-8", errors="replace"), source=str(file))

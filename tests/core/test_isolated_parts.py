@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from gateway.operations import isolated
+from gateway.app import isolated
 
 
 async def test_a_part_that_crashes_is_restarted_and_the_owner_keeps_running(autojump_clock: trio.abc.Clock) -> None:

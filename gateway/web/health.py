@@ -1,0 +1,47 @@
+"""How the gateway itself is doing: ``/health`` (503 when degraded) and ``/metrics`` (Prometheus)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.errors import StoreError
+from gateway.incident.store import AsyncStore
+from gateway.metrics import Metrics
+from gateway.web.errors import json_response
+
+
+class Health(msgspec.Struct, kw_only=True):
+    status: str
+    ari_connected: bool
+    ami_connected: bool
+    asterisk_fully_booted: bool
+    asterisk_channels: int | None
+    queue_length: int
+    active_calls: int
+    positions: dict[str, str]
+    store: str
+    warning_channels: dict[str, str] = {}
+    responder_channels: dict[str, str] = {}
+    scenario_runs: int = 0
+    sla_breaches: int = 0
+    alarm_sites: dict[str, float | None] = {}  # account -> last periodic test (wall clock)
+
+
+def health_routes(store: AsyncStore, metrics: Metrics, health: Callable[[], Health]) -> list[Route]:
+    async def get_health(request: Request) -> Response:
+        report = health()
+        try:
+            await store.recent(1)
+        except StoreError as exc:
+            report.store, report.status = f"error: {exc}", "degraded"
+        return json_response(report, 200 if report.status == "ok" else 503)
+
+    async def get_metrics(request: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return [Route("/health", get_health), Route("/metrics", get_metrics)]

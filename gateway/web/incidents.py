@@ -1,0 +1,54 @@
+"""Reading incidents: the recent list, one incident with its timeline, and the live change stream (SSE)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import msgspec
+import trio
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from gateway.errors import NotFound
+from gateway.incident.bus import Bus
+from gateway.incident.store import AsyncStore
+from gateway.web.errors import error, json_response
+
+_json = msgspec.json.Encoder()
+KEEP_ALIVE_S = 15.0
+
+
+def incident_routes(store: AsyncStore, bus: Bus) -> list[Route]:
+    async def list_incidents(request: Request) -> Response:
+        try:
+            limit = min(1000, max(1, int(request.query_params.get("limit", "100"))))
+            since = float(request.query_params.get("since", "0"))
+        except ValueError:
+            return error("limit must be an integer and since a number", 400)
+        return json_response(await store.recent(limit, since))
+
+    async def get_incident(request: Request) -> Response:
+        try:
+            return json_response(await store.get(request.path_params["id"]))
+        except NotFound as exc:
+            return error(str(exc), 404)
+
+    async def events(request: Request) -> StreamingResponse:
+        return StreamingResponse(_changes(bus), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return [Route("/incidents", list_incidents, methods=["GET"]), Route("/incidents/{id}", get_incident),
+            Route("/events", events)]
+
+
+async def _changes(bus: Bus) -> AsyncIterator[bytes]:
+    """One ``incident`` event per new or changed incident; a comment every 15 s keeps proxies open."""
+    yield b": incident events\n\n"
+    async with bus.subscribe() as changes:
+        while True:
+            with trio.move_on_after(KEEP_ALIVE_S):
+                change = await changes.receive()
+                yield b"event: incident\ndata: " + _json.encode(change) + b"\n\n"
+                continue
+            yield b": keep-alive\n\n"

@@ -1,0 +1,102 @@
+"""The OpenAPI 3.1 document, its schemas generated from the same msgspec Structs the routes use,
+so the API and its description cannot drift apart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.incident.records import Incident, IncidentSummary
+from gateway.scenario.machine import Run
+from gateway.units.board import Proposals
+from gateway.units.model import Unit
+from gateway.web.errors import ApiError
+from gateway.web.health import Health
+from gateway.web.scenario import CategoryBody, NewIncident, StatusBody, TextBody
+from gateway.web.units import AssignBody
+from gateway.web.units import StatusBody as UnitStatusBody
+
+PATH_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+BODIES = [Incident, list[IncidentSummary], Health, ApiError, NewIncident, CategoryBody, StatusBody, TextBody,
+          list[Run], Unit, list[Unit], UnitStatusBody, AssignBody, Proposals]
+NAMES = ["incident", "summary", "health", "error", "new", "category", "status", "text", "runs", "unit", "units",
+         "unit_status", "assign", "proposals"]
+
+
+def openapi() -> dict[str, Any]:
+    """OpenAPI 3.1 document whose schemas come from the msgspec records."""
+    schemas, components = msgspec.json.schema_components(BODIES, ref_template="#/components/schemas/{name}")
+    s = dict(zip(NAMES, schemas, strict=True))
+    return {"openapi": "3.1.0", "info": {"title": "Emergency telephony gateway", "version": "1"},
+            "paths": _incident_paths(s) | _response_paths(s) | _service_paths(s),
+            "components": {"schemas": components}}
+
+
+def openapi_route() -> Route:
+    document = msgspec.json.encode(openapi())
+
+    async def get_openapi(request: Request) -> Response:
+        return Response(document, media_type="application/json")
+
+    return Route("/openapi.json", get_openapi)
+
+
+def _ok(schema: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
+    return {"200": {"description": "OK", "content": {media: {"schema": schema}}}}
+
+
+def _not_found(s: dict[str, Any]) -> dict[str, Any]:
+    return {"404": {"description": "No such incident", "content": {"application/json": {"schema": s["error"]}}}}
+
+
+def _post(s: dict[str, Any], summary: str, body: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
+    return {"post": {"summary": summary, "parameters": PATH_ID,
+                     "requestBody": {"content": {"application/json": {"schema": body}}},
+                     "responses": _ok(reply) | _not_found(s)}}
+
+
+def _incident_paths(s: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "/incidents": {"get": {"summary": "Recent incidents, newest first", "parameters": [
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+            {"name": "since", "in": "query", "schema": {"type": "number"}}], "responses": _ok(s["summary"])},
+            "post": {"summary": "A dispatcher opens an incident (runs its category's scenario)",
+                     "requestBody": {"content": {"application/json": {"schema": s["new"]}}},
+                     "responses": {"201": {"description": "Created",
+                                           "content": {"application/json": {"schema": s["incident"]}}}}}},
+        "/incidents/{id}": {"get": {"summary": "One incident with its timeline", "parameters": PATH_ID,
+                                    "responses": _ok(s["incident"]) | _not_found(s)}},
+        "/events": {"get": {"summary": "Server-sent events: one IncidentSummary per new or changed incident",
+                            "responses": _ok({"type": "string"}, "text/event-stream")}},
+    }
+
+
+def _response_paths(s: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "/incidents/{id}/category": _post(s, "Change the category: the scenario switches", s["category"],
+                                          s["incident"]),
+        "/incidents/{id}/status": _post(s, "Move the response status forward", s["status"], s["incident"]),
+        "/incidents/{id}/reply": _post(s, "Answer the person who reported by Telegram or SMS", s["text"],
+                                       s["incident"]),
+        "/incidents/{id}/escalation": {"get": {"summary": "The incident's scenario runs", "parameters": PATH_ID,
+                                               "responses": _ok(s["runs"])}},
+        "/incidents/{id}/assign": _post(s, "Assign a free unit", s["assign"], s["unit"]),
+        "/incidents/{id}/proposals": {"get": {"summary": "The nearest free units", "parameters": PATH_ID,
+                                              "responses": _ok(s["proposals"])}},
+        "/units": {"get": {"summary": "Every unit with status and position", "responses": _ok(s["units"])}},
+        "/units/{id}/status": _post(s, "A unit's status or position", s["unit_status"], s["unit"]),
+        "/acks/{token}": {"post": {"summary": "Acknowledge a notification from the console",
+                                   "responses": _ok({"type": "object"})}},
+    }
+
+
+def _service_paths(s: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "/health": {"get": {"summary": "Service health", "responses": _ok(s["health"])}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": _ok({"type": "string"}, "text/plain")}},
+        "/openapi.json": {"get": {"summary": "This document", "responses": _ok({"type": "object"})}},
+    }
