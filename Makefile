@@ -35,8 +35,7 @@ test: deps venv
 	$(VENV)/bin/python -m pytest
 
 check: venv
-	$(VENV)/bin/ruff check gateway channels sim tests bench
-	$(VENV)/bin/mypy gateway channels sim
+	scripts/check
 
 bench: deps venv
 	$(VENV)/bin/python bench/intake.py

@@ -20,20 +20,26 @@ part fails. Texts people send to our number (deliver_sm of message type 0) go to
 when one is given: parts of a long text are answered at once and joined (``channels.smpp_mo``);
 the deliver_sm that completes a text is answered only after ``on_inbound`` returns, and with
 ESME_RX_T_APPN if it fails, so the SMSC keeps it and tries again.
+
+The connection and its bind are ``channels.smpp_link``, the window and send rate
+``channels.smpp_flow``, and the bookkeeping of batches and delivery receipts
+``channels.smpp_receipts``; this module is the channel's tasks and how they use those.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import trio
 
 from channels.base import ChannelHealth, Message, Receipt, UpdateCallback, failed
-from gateway.errors import ChannelError, ProtocolError
+from channels.smpp_flow import Flow
+from channels.smpp_link import Link, bind_transceiver
+from channels.smpp_receipts import Batch, ReceiptBook, Tracked
+from gateway.errors import ChannelError
 from gateway.protocols import smpp_mo
 from gateway.protocols import smpp_pdu as P
 from gateway.settings.channels import SmppConfig
@@ -53,85 +59,6 @@ InboundCallback = Callable[[str, str], Awaitable[object]]  # (sender as the SMSC
 log = logging.getLogger(__name__)
 
 
-class _Tracked:
-    """A message waiting for delivery receipts: one per part, reported once."""
-
-    __slots__ = ("key", "provider_id", "parts_left", "done")
-
-    def __init__(self, key: str, parts: int) -> None:
-        self.key, self.provider_id, self.parts_left, self.done = key, "", parts, False
-
-
-class _Batch:
-    """One ``deliver`` call: a receipt slot per message, filled by the reader task."""
-
-    __slots__ = ("messages", "receipts", "parts_left", "tracked", "inflight", "done")
-
-    def __init__(self, messages: Sequence[Message]) -> None:
-        self.messages = messages
-        self.receipts: list[Receipt | None] = [None] * len(messages)
-        self.parts_left = [0] * len(messages)
-        self.tracked: list[_Tracked | None] = [None] * len(messages)
-        self.inflight = 0
-        self.done: trio.Event | None = None  # created only if deliver has to wait
-
-    def fail(self, index: int, receipt: Receipt) -> None:
-        if self.receipts[index] is None:
-            self.receipts[index] = receipt
-        tracked = self.tracked[index]
-        if tracked is not None:
-            tracked.done = True  # parts the SMSC took for a failed message must not report it delivered
-
-    def settle(self) -> None:
-        self.inflight -= 1
-        if self.inflight == 0 and self.done is not None:
-            self.done.set()
-
-
-class _Link:
-    """One bound TCP connection."""
-
-    def __init__(self, stream: trio.SocketStream, decoder: P.Decoder) -> None:
-        self.stream = stream
-        self.decoder = decoder
-        self.lock = trio.Lock()
-        self.pending: dict[int, tuple[_Batch, int, int, float]] = {}  # seq -> batch, message, part, sent at
-        self.dead = ""
-        self.scope = trio.CancelScope()
-        self.last_rx = trio.current_time()
-        self.enquire_sent: float | None = None
-        self.unbound = trio.Event()
-        self.nursery: trio.Nursery | None = None  # the link's tasks; inbound texts are handled there
-
-    async def send(self, data: bytes) -> None:
-        async with self.lock:
-            await self.stream.send_all(data)
-
-
-class _Window:
-    """Slots for outstanding submit_sm, taken several at a time.
-
-    Writers wake only once a quarter of the window is free: waking them for every answer
-    would turn one write of sixteen PDUs into sixteen writes of one (and sixteen task switches)."""
-
-    def __init__(self, size: int) -> None:
-        self.free = size
-        self._low = max(1, size // 4)
-        self._lot = trio.lowlevel.ParkingLot()
-
-    async def take(self, want: int) -> int:
-        while self.free < min(want, self._low):
-            await self._lot.park()
-        taken = min(self.free, want)
-        self.free -= taken
-        return taken
-
-    def give(self, count: int = 1) -> None:
-        self.free += count
-        if self.free >= self._low and self._lot:
-            self._lot.unpark_all()
-
-
 class SmppChannel:
     """The ``smpp`` channel; get one from ``open_smpp``."""
 
@@ -144,24 +71,19 @@ class SmppChannel:
         self._reassembler = smpp_mo.Reassembler()
         self.max_per_second = config.max_per_second
         self.max_batch = config.max_batch
-        self._on_update = on_update
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._link_up = trio.Event()
-        self._window = _Window(config.window)
+        self._flow = Flow(config.window, config.max_per_second)
         self._sequence = 0
         self._ref = 0
-        self._rate = config.max_per_second
-        self._tokens = 1.0
-        self._refilled = trio.current_time()
-        self._last_throttle = -math.inf
-        self._tracked: collections.OrderedDict[str, _Tracked] = collections.OrderedDict()
         self._problem = ""
         self._counts = collections.Counter[str]()
+        self._receipts = ReceiptBook(config.receipt_memory, self._counts, on_update)
 
     # --- delivering ---------------------------------------------------------------------
     async def deliver(self, messages: Sequence[Message]) -> list[Receipt]:
         """One receipt per message, in order: "sent" with the SMSC's message id, or "failed"."""
-        batch = _Batch(messages)
+        batch = Batch(messages)
         work = self._prepare(batch)
         pos = 0
         while pos < len(work):
@@ -170,14 +92,14 @@ class SmppChannel:
                 for index, *_ in work[pos:]:
                     batch.fail(index, failed(messages[index], f"SMPP link down: {self._problem}", retryable=True))
                 break
-            count = await self._take(len(work) - pos)
+            count = await self._flow.take(len(work) - pos)
             pos += await self._write(link, batch, work[pos:pos + count])
         if batch.inflight:
             batch.done = trio.Event()
             await batch.done.wait()
         return [r or failed(m, "no response", retryable=True) for r, m in zip(batch.receipts, messages, strict=True)]
 
-    def _prepare(self, batch: _Batch) -> list[tuple[int, int, P.SubmitTemplate, str]]:
+    def _prepare(self, batch: Batch) -> list[tuple[int, int, P.SubmitTemplate, str]]:
         """(message, part, template, destination) for every part of every message that can be sent."""
         work = []
         templates: dict[tuple[int, int, bytes, bytes | None], P.SubmitTemplate] = {}
@@ -215,17 +137,17 @@ class SmppChannel:
             esm_class=esm_class, registered_delivery=int(cfg.registered_delivery), data_coding=coding,
             short_message=short_message, message_payload=payload))
 
-    async def _write(self, link: _Link, batch: _Batch, items: list[tuple[int, int, P.SubmitTemplate, str]]) -> int:
+    async def _write(self, link: Link, batch: Batch, items: list[tuple[int, int, P.SubmitTemplate, str]]) -> int:
         """Write ``items`` (their window slots already taken) in one send; returns how many were handled."""
         frames = []
         async with link.lock:
             if link.dead:  # died while we waited: hand the slots back, the caller waits for the next link
-                self._window.give(len(items))
+                self._flow.give(len(items))
                 return 0
             now = trio.current_time()
             for index, part, template, address in items:
                 if batch.receipts[index] is not None:  # an earlier part already failed
-                    self._window.give()
+                    self._flow.give()
                     continue
                 self._sequence = self._sequence % 0x7FFFFFFF + 1
                 link.pending[self._sequence] = (batch, index, part, now)
@@ -241,46 +163,15 @@ class SmppChannel:
         self._counts["submit_sm"] += len(frames)
         return len(items)
 
-    async def _wait_link(self) -> _Link | None:
+    async def _wait_link(self) -> Link | None:
         with trio.move_on_after(self.config.response_timeout_s):
             while self._link is None or self._link.dead:
                 await self._link_up.wait()
             return self._link
         return None
 
-    async def _take(self, want: int) -> int:
-        """Window slots and rate tokens for up to ``want`` submit_sm (at least one)."""
-        count = await self._window.take(want)
-        try:
-            return await self._tokens_for(count)
-        except BaseException:
-            self._window.give(count)  # cancelled while waiting for tokens
-            raise
-
-    async def _tokens_for(self, count: int) -> int:
-        while True:
-            now = trio.current_time()
-            if now - self._last_throttle > 1.0 and self._rate < self.max_per_second:
-                self._rate = min(self.max_per_second, self._rate + self.max_per_second * 0.1 * (now - self._refilled))
-            burst = max(1.0, self._rate / 20)  # 50 ms worth: smooth enough for an SMSC's per-second counter
-            self._tokens = min(burst, self._tokens + (now - self._refilled) * self._rate)
-            self._refilled = now
-            if self._tokens >= 1.0:
-                granted = min(count, int(self._tokens))
-                self._tokens -= granted
-                self._window.give(count - granted)
-                return granted
-            await trio.sleep((1.0 - self._tokens) / self._rate)
-
-    def _slow_down(self) -> None:
-        now = trio.current_time()
-        if now - self._last_throttle > 0.25:  # one halving per burst of refusals, not one per refusal
-            self._rate = max(self._rate / 2, self.max_per_second / 1000, 1.0)
-            self._tokens = 0.0
-        self._last_throttle = now
-
     # --- reading ------------------------------------------------------------------------
-    async def _read(self, link: _Link) -> None:
+    async def _read(self, link: Link) -> None:
         try:
             while True:
                 replies: list[bytes] = []
@@ -299,7 +190,7 @@ class SmppChannel:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._kill(link, f"connection lost: {exc}")
 
-    def _drain(self, link: _Link, replies: list[bytes]) -> str:
+    def _drain(self, link: Link, replies: list[bytes]) -> str:
         """Handle every buffered PDU, collecting answers; returns why the link must end, or ""."""
         while True:
             try:
@@ -317,7 +208,7 @@ class SmppChannel:
                 self._on_mo(link, pdu, replies)
             elif type(pdu) is P.DeliverSm:
                 replies.append(P.encode(P.DeliverSmResp(sequence=pdu.sequence)))
-                self._on_receipt(pdu)
+                self._receipts.on_receipt(pdu)
             elif type(pdu) is P.EnquireLinkResp:
                 link.enquire_sent = None
             elif type(pdu) is P.EnquireLink:
@@ -332,17 +223,17 @@ class SmppChannel:
             elif not pdu.command_id & 0x80000000:  # a request we do not serve as an ESME
                 replies.append(P.encode(P.GenericNack(sequence=pdu.sequence, status=P.Status.ESME_RINVCMDID)))
 
-    def _on_submit_resp(self, link: _Link, sequence: int, status: int, message_id: str) -> None:
+    def _on_submit_resp(self, link: Link, sequence: int, status: int, message_id: str) -> None:
         entry = link.pending.pop(sequence, None)
         if entry is None:
             return  # a late answer to something already given up on, or a stray generic_nack
         batch, index, part, _ = entry
-        self._window.give()
+        self._flow.give()
         message = batch.messages[index]
         if status:
             self._counts[P.status_name(status)] += 1
             if status in SLOW_DOWN:
-                self._slow_down()
+                self._flow.slow_down()
                 receipt = failed(message, P.status_name(status), retryable=True,
                                  retry_after_s=self.config.throttle_retry_after_s)
             else:
@@ -351,9 +242,9 @@ class SmppChannel:
         elif batch.receipts[index] is None:
             tracked = batch.tracked[index]
             if tracked is None:
-                tracked = batch.tracked[index] = _Tracked(message.idempotency_key, batch.parts_left[index])
+                tracked = batch.tracked[index] = Tracked(message.idempotency_key, batch.parts_left[index])
             if self.config.registered_delivery:
-                self._remember(message_id, tracked)
+                self._receipts.remember(message_id, tracked)
             if part == 0:
                 tracked.provider_id = message_id
             batch.parts_left[index] -= 1
@@ -362,42 +253,7 @@ class SmppChannel:
                                                 provider_id=tracked.provider_id)
         batch.settle()
 
-    def _remember(self, message_id: str, tracked: _Tracked) -> None:
-        self._tracked[message_id] = tracked
-        if len(self._tracked) > self.config.receipt_memory:
-            self._tracked.popitem(last=False)
-
-    def _on_receipt(self, pdu: P.DeliverSm) -> None:
-        if pdu.esm_class & 0x3C != P.ESM_DELIVERY_RECEIPT:
-            return  # a mobile-originated message: acknowledged, not ours to handle
-        parsed: P.DeliveryReceipt | None = None
-        message_id = pdu.receipted_message_id or ""
-        stat = P.MESSAGE_STATES.get(pdu.message_state or 0, "")
-        if not message_id or stat != "DELIVRD":  # the TLVs say it all for the common case; the text has err:
-            try:
-                parsed = P.parse_receipt(pdu.short_message.decode("latin-1"))
-            except ProtocolError:
-                pass
-            message_id = message_id or (parsed.message_id if parsed else "")
-            stat = stat or (parsed.stat if parsed else "")
-        if stat == "ENROUTE" or not stat:  # an intermediate notification: the final receipt is still to come
-            self._counts["receipt_intermediate"] += 1
-            return
-        tracked = self._tracked.pop(message_id, None)
-        if tracked is None or tracked.done:
-            self._counts["receipt_unmatched" if tracked is None else "receipt_ignored"] += 1
-            return
-        if stat in P.FINAL_FAILURES:
-            tracked.done = True
-            self._notify(Receipt(idempotency_key=tracked.key, state="failed", provider_id=tracked.provider_id,
-                                 error=f"stat:{stat} err:{parsed.err if parsed else ''}"))
-            return
-        tracked.parts_left -= 1
-        if tracked.parts_left <= 0:
-            tracked.done = True
-            self._notify(Receipt(idempotency_key=tracked.key, state="delivered", provider_id=tracked.provider_id))
-
-    def _on_mo(self, link: _Link, pdu: P.DeliverSm, replies: list[bytes]) -> None:
+    def _on_mo(self, link: Link, pdu: P.DeliverSm, replies: list[bytes]) -> None:
         whole, pushed_out = self._reassembler.add(smpp_mo.decode_mo(pdu), trio.current_time())
         for text in pushed_out:
             self._hand_over(link, text, None)
@@ -406,13 +262,13 @@ class SmppChannel:
         else:  # answered once on_inbound has taken the whole text
             self._hand_over(link, whole, pdu.sequence)
 
-    def _hand_over(self, link: _Link, text: smpp_mo.MoText, sequence: int | None) -> None:
+    def _hand_over(self, link: Link, text: smpp_mo.MoText, sequence: int | None) -> None:
         if text.flags:
             log.warning("SMS from %r: %s", text.sender, ", ".join(text.flags))
         assert link.nursery is not None  # set by _serve before the reader and keep-alive start
         link.nursery.start_soon(self._inbound, link, text, sequence)
 
-    async def _inbound(self, link: _Link, text: smpp_mo.MoText, sequence: int | None) -> None:
+    async def _inbound(self, link: Link, text: smpp_mo.MoText, sequence: int | None) -> None:
         assert self._on_inbound is not None
         status = P.Status.ESME_ROK
         try:
@@ -428,13 +284,8 @@ class SmppChannel:
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 self._kill(link, f"write failed: {exc}")
 
-    def _notify(self, receipt: Receipt) -> None:
-        self._counts[f"receipt_{receipt.state}"] += 1
-        if self._on_update is not None:
-            self._on_update(receipt)
-
     # --- the link's life ----------------------------------------------------------------
-    def _kill(self, link: _Link, reason: str) -> None:
+    def _kill(self, link: Link, reason: str) -> None:
         """Declare ``link`` dead: every unanswered submit_sm becomes a retryable failure."""
         if link.dead:
             return
@@ -444,7 +295,7 @@ class SmppChannel:
         for batch, index, _, _ in link.pending.values():
             batch.fail(index, failed(batch.messages[index], f"no submit_sm_resp before the link was lost ({reason})",
                                      retryable=True))
-            self._window.give()
+            self._flow.give()
             batch.settle()
         link.pending.clear()
         if self._link is link:
@@ -452,7 +303,7 @@ class SmppChannel:
             self._link_up = trio.Event()
         link.scope.cancel()
 
-    async def _keepalive(self, link: _Link) -> None:
+    async def _keepalive(self, link: Link) -> None:
         cfg = self.config
         tick = max(0.01, min(cfg.enquire_link_s, cfg.response_timeout_s) / 4)
         while not link.dead:
@@ -474,47 +325,17 @@ class SmppChannel:
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                     self._kill(link, f"write failed: {exc}")
 
-    async def _bind(self) -> _Link:
+    async def _bind(self) -> Link:
         """Connect and bind_transceiver. Raises ChannelError."""
-        cfg = self.config
         self._sequence = self._sequence % 0x7FFFFFFF + 1
-        bind = P.BindTransceiver(sequence=self._sequence, system_id=cfg.system_id, password=cfg.password,
-                                 system_type=cfg.system_type)
-        where = f"SMSC {cfg.host}:{cfg.port}"
-        try:
-            with trio.fail_after(cfg.connect_timeout_s):
-                stream = await trio.open_tcp_stream(cfg.host, cfg.port)
-                try:
-                    decoder = P.Decoder()
-                    await stream.send_all(P.encode(bind))
-                    while (resp := decoder.next_pdu()) is None or resp.sequence != bind.sequence:
-                        data = await stream.receive_some(65536)
-                        if not data:
-                            raise ChannelError(f"{where} closed the connection during bind")
-                        decoder.receive_data(data)
-                    if resp.status:
-                        raise ChannelError(f"{where} refused the bind as {cfg.system_id!r}: "
-                                           f"{P.status_name(resp.status)}")
-                    if not isinstance(resp, P.BindTransceiverResp):
-                        raise ChannelError(f"{where} answered bind_transceiver with {type(resp).__name__}")
-                except BaseException:
-                    with trio.CancelScope(shield=True):
-                        await stream.aclose()
-                    raise
-        except trio.TooSlowError as exc:
-            raise ChannelError(f"{where}: no bind_transceiver_resp within {cfg.connect_timeout_s} s") from exc
-        except (OSError, trio.BrokenResourceError) as exc:
-            raise ChannelError(f"{where}: cannot connect: {exc}") from exc
-        except P.PduError as exc:
-            raise ChannelError(f"{where} answered the bind outside SMPP: {exc}") from exc
-        return _Link(stream, decoder)
+        return await bind_transceiver(self.config, self._sequence)
 
-    def _adopt(self, link: _Link) -> None:
+    def _adopt(self, link: Link) -> None:
         self._link = link
         self._problem = ""
         self._link_up.set()
 
-    async def _serve(self, link: _Link) -> None:
+    async def _serve(self, link: Link) -> None:
         self._adopt(link)
         try:
             with link.scope:
@@ -527,7 +348,7 @@ class SmppChannel:
             with trio.CancelScope(shield=True):
                 await link.stream.aclose()
 
-    async def run(self, link: _Link) -> None:
+    async def run(self, link: Link) -> None:
         """Serve ``link``, then reconnect with backoff forever (cancelled by ``open_smpp``)."""
         cfg = self.config
         backoff = cfg.reconnect_min_s
@@ -561,14 +382,14 @@ class SmppChannel:
 
     def statistics(self) -> dict[str, int]:
         """Counters: submit_sm written, refusals by status name, receipts, links lost, reconnects."""
-        return dict(self._counts, window_free=self._window.free, tracked=len(self._tracked))
+        return dict(self._counts, window_free=self._flow.free, tracked=len(self._receipts))
 
     async def health(self) -> ChannelHealth:
         link = self._link
         if link is None or link.dead:
             return ChannelHealth(up=False, detail=self._problem or "not bound")
         return ChannelHealth(up=True, detail=f"bound to {self.config.host}:{self.config.port}, "
-                                             f"{len(link.pending)} in flight, {self._rate:.0f}/s allowed")
+                                             f"{len(link.pending)} in flight, {self._flow.rate:.0f}/s allowed")
 
 
 @asynccontextmanager

@@ -28,7 +28,7 @@ Escalation drills add ``[[alarms]]`` (a school panel calling Asterisk's AlarmRec
 ``[[telegram_reports]]`` (citizens writing to the 102 bot), ``[[sms]]`` (texts to 112), ``[[aml]]``
 (a handset's AML SMS after its call) and ``[[responders]]`` (people of the responders directory
 acknowledging after N s, never, or on the second call), ``[phones] answer = false`` (nobody answers:
-answer-time SLA breaches) and ``[escalation]`` (the settings ``python -m sim.responders`` writes into
+answer-time SLA breaches) and ``[escalation]`` (the settings ``gateway-sim drill-config`` writes into
 the gateway config for the drill). ``sim/drills/escalation.toml`` shows every key.
 """
 

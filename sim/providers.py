@@ -20,7 +20,7 @@ import trio
 from gateway.errors import DrillError
 from gateway.settings import GatewayConfig
 from gateway.settings.warnings import ChannelSet
-from sim.smsc import Smsc, open_smsc
+from sim.smsc_server import Smsc, open_smsc
 from sim.smtp import open_smtp_sim
 from sim.telegram import TelegramSim, open_telegram_sim
 from sim.twilio import open_twilio_sim

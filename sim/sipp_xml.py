@@ -279,38 +279,11 @@ def answering(name: str, owner: str, numbers: Mapping[str, Pickup], *, others: i
     far end hangs up. ``owner`` names the SDP's origin. Logs INVITE, ANSWERED, PRESSED, REJECTED
     and BYE (the far end hung up) with the wall time and the dialled number.
     """
-    tests, counting, branches, blocks = [], [], [], []
-    if others is not None:
-        tests.append(f'      <ereg regexp="{number_regexp(list(numbers))}" search_in="msg" check_it="false" '
-                     'assign_to="listed"/>')
-    codes = [others] if others is not None else []
-    for i, (number, pick) in enumerate(numbers.items()):
-        if pick.reject is None and pick.press is None:
-            continue  # only answers: no test needed
-        tests.append(f'      <ereg regexp="{number_regexp([number])}" search_in="msg" check_it="false" '
-                     f'assign_to="is{i}"/>')
-        if pick.reject is not None:
-            codes.append(pick.reject)
-            counting.append(_first_call(i, pick.reject) if pick.first_only
-                            else f'  <nop test="is{i}" next="reject{pick.reject}"/>')
-        if pick.press is not None and (pick.reject is None or pick.first_only):
-            branches.append(f'  <nop test="is{i}" next="keys{i}"/>')
-            blocks.append(_press(i, pick.press, pick.press_after_ms))
+    tests, counting, branches, blocks, codes = _per_number(numbers, others)
     first_only = [i for i, pick in enumerate(numbers.values()) if pick.reject is not None and pick.first_only]
     rejects = [_reject(code) for code in dict.fromkeys(codes)]
     sections = [
-        '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE scenario SYSTEM "sipp.dtd">',
-        f'<scenario name="{name}">',
-        f'  <Global variables="{",".join(f"seen{i}" for i in first_only)}"/>' if first_only else "",
-        """  <recv request="INVITE" crlf="true">
-    <action>
-      <gettimeofday assign_to="s,us"/>
-      <ereg regexp="^INVITE sip:([^@]*)@" search_in="msg" check_it="true" assign_to="uri,number"/>""",
-        "\n".join(tests) or "\n",
-        """      <log message="INVITE [$s] [$us] number=[$number] callid=[call_id]"/>
-      <log message="# sipp insists every variable is used: [$uri]"/>
-    </action>
-  </recv>""",
+        *_invite_received(name, first_only, tests),
         f'  <nop test="listed" next="known"/>\n  <nop next="reject{others}"/>\n  <label id="known"/>'
         if others is not None else "",
         "\n".join(counting),
@@ -330,6 +303,48 @@ def answering(name: str, owner: str, numbers: Mapping[str, Pickup], *, others: i
     ]
     # Empty optional sections vanish; the per-number lists leave an empty line, as they always did.
     return "\n".join("" if s == "\n" else s for s in sections if s) + "\n"
+
+
+def _per_number(numbers: Mapping[str, Pickup],
+                others: int | None) -> tuple[list[str], list[str], list[str], list[str], list[int]]:
+    """What ``answering`` needs for its numbers: the tests on the dialled number, the jumps to a
+    rejection, the jumps to a DTMF block and those blocks, and the final statuses to reject with."""
+    tests, counting, branches, blocks = [], [], [], []
+    if others is not None:
+        tests.append(f'      <ereg regexp="{number_regexp(list(numbers))}" search_in="msg" check_it="false" '
+                     'assign_to="listed"/>')
+    codes = [others] if others is not None else []
+    for i, (number, pick) in enumerate(numbers.items()):
+        if pick.reject is None and pick.press is None:
+            continue  # only answers: no test needed
+        tests.append(f'      <ereg regexp="{number_regexp([number])}" search_in="msg" check_it="false" '
+                     f'assign_to="is{i}"/>')
+        if pick.reject is not None:
+            codes.append(pick.reject)
+            counting.append(_first_call(i, pick.reject) if pick.first_only
+                            else f'  <nop test="is{i}" next="reject{pick.reject}"/>')
+        if pick.press is not None and (pick.reject is None or pick.first_only):
+            branches.append(f'  <nop test="is{i}" next="keys{i}"/>')
+            blocks.append(_press(i, pick.press, pick.press_after_ms))
+    return tests, counting, branches, blocks, codes
+
+
+def _invite_received(name: str, first_only: list[int], tests: list[str]) -> list[str]:
+    """The scenario's opening sections: its globals, then the INVITE received, logged and tested."""
+    return [
+        '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE scenario SYSTEM "sipp.dtd">',
+        f'<scenario name="{name}">',
+        f'  <Global variables="{",".join(f"seen{i}" for i in first_only)}"/>' if first_only else "",
+        """  <recv request="INVITE" crlf="true">
+    <action>
+      <gettimeofday assign_to="s,us"/>
+      <ereg regexp="^INVITE sip:([^@]*)@" search_in="msg" check_it="true" assign_to="uri,number"/>""",
+        "\n".join(tests) or "\n",
+        """      <log message="INVITE [$s] [$us] number=[$number] callid=[call_id]"/>
+      <log message="# sipp insists every variable is used: [$uri]"/>
+    </action>
+  </recv>""",
+    ]
 
 
 def _first_call(i: int, code: int) -> str:

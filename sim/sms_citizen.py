@@ -2,7 +2,7 @@
 through the SMSC stand-in (an SMPP deliver_sm to the gateway's bind), plus AML texts and forms.
 
 ``text_via_twilio`` POSTs the form Twilio sends for an inbound message to the gateway's webhook
-URL, signed with ``sim.twilio.sign``; ``text_via_smsc`` asks an in-process ``sim.smsc.Smsc`` to
+URL, signed with ``sim.twilio.sign``; ``text_via_smsc`` asks an in-process ``sim.smsc_server.Smsc`` to
 deliver the text; ``text_via_smsc_control`` does the same through a separate SMSC process's
 control API (``POST /sim/mo``). ``aml_sms`` and ``aml_form`` build what a handset sends.
 """
@@ -15,8 +15,9 @@ from urllib.parse import urlencode
 
 import httpx
 
-from sim.smsc import Smsc
-from sim.twilio import DEFAULT_ACCOUNT_SID, sign
+from sim.smsc_server import Smsc
+from sim.twilio import DEFAULT_ACCOUNT_SID
+from sim.twilio_wire import sign
 
 
 def twilio_inbound_form(sender: str, text: str, to: str = "+7112",

@@ -3,7 +3,8 @@
 Theory of operation: one ``TelegramSim`` holds the bot's world — chats, the messages the bot
 sent or edited, the residents' pending updates — and a Starlette app serves it on Hypercorn's
 Trio worker. Requests are JSON or ``application/x-www-form-urlencoded`` bodies (python-telegram-bot
-sends the latter, with non-string values JSON-encoded) or query strings, like the real server.
+sends the latter, with non-string values JSON-encoded) or query strings, like the real server. How
+requests are read and answers written (error objects, HTML parse mode) is in ``sim.telegram_wire``.
 
 What it enforces, because the real server does and our drivers must cope:
 - the token: a malformed one gets 404 Not Found, a well-formed wrong one 401 Unauthorized;
@@ -32,9 +33,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import parse_qsl
 
 import msgspec
 import trio
@@ -44,17 +43,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sim.http import run_server
+from sim.telegram_wire import ApiError, _as_int, _markup, _params, _reply, bad_request, plain_text, utf16_len
 
 ChatId = int | str
 TOKEN_RE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 USERNAME_RE = re.compile(r"^@[A-Za-z][A-Za-z0-9_]{3,31}$")
 TEXT_LIMIT = 4096
-HTML_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a", "code",
-             "pre", "blockquote", "tg-emoji"}
 MAX_POLL_S = 50.0
 UPDATE_KINDS = ("message", "edited_message", "channel_post", "edited_channel_post", "callback_query",
                 "my_chat_member", "chat_member", "inline_query")
-_json = msgspec.json.Encoder()
 
 
 class SentMessage(msgspec.Struct, kw_only=True):
@@ -68,69 +65,6 @@ class SentMessage(msgspec.Struct, kw_only=True):
     reply_markup: dict[str, Any] | None = None
     at: float = 0.0
     edited: int = 0
-
-
-class ApiError(Exception):
-    """Answered as Telegram's error object: ``{"ok": false, "error_code", "description"}``."""
-
-    def __init__(self, code: int, description: str, retry_after: int | None = None) -> None:
-        super().__init__(description)
-        self.code, self.description, self.retry_after = code, description, retry_after
-
-    def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"ok": False, "error_code": self.code, "description": self.description}
-        if self.retry_after is not None:
-            body["parameters"] = {"retry_after": self.retry_after}
-        return body
-
-
-def bad_request(what: str) -> ApiError:
-    return ApiError(400, f"Bad Request: {what}")
-
-
-class _Entities(HTMLParser):
-    """Telegram's HTML parse mode reduced to what matters here: allowed tags, balance, plain text."""
-
-    def __init__(self, source: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.source = source
-        self.text: list[str] = []
-        self.open: list[str] = []
-
-    def _offset(self) -> int:
-        line, col = self.getpos()
-        lines = self.source.splitlines(keepends=True) or [""]
-        return len(("".join(lines[: line - 1]) + lines[line - 1][:col]).encode())
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag not in HTML_TAGS:
-            raise bad_request(f'can\'t parse entities: Unsupported start tag "{tag}" at byte offset {self._offset()}')
-        self.open.append(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        if not self.open or self.open[-1] != tag:
-            raise bad_request(f'can\'t parse entities: Unmatched end tag at byte offset {self._offset()}, '
-                              f'expected "</{self.open[-1] if self.open else ""}>", found "</{tag}>"')
-        self.open.pop()
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-
-def plain_text(text: str, parse_mode: str) -> str:
-    """The message text after entity parsing, as Telegram stores and counts it."""
-    if parse_mode.upper() != "HTML":
-        return text
-    parser = _Entities(text)
-    parser.feed(text)
-    parser.close()
-    if parser.open:
-        raise bad_request(f'can\'t parse entities: Can\'t find end tag corresponding to start tag "{parser.open[-1]}"')
-    return "".join(parser.text)
-
-
-def utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
 
 
 class TelegramSim:
@@ -481,49 +415,6 @@ class TelegramSim:
     def api_base_url(self) -> str:
         """What to give python-telegram-bot as ``base_url`` (it appends the token)."""
         return f"{self.url}/bot"
-
-
-def _reply(body: object, status: int = 200) -> Response:
-    return Response(_json.encode(body), status_code=status, media_type="application/json")
-
-
-def _as_int(value: Any, name: str) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise bad_request(f"invalid {name} specified") from None
-
-
-def _markup(value: Any) -> dict[str, Any] | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise bad_request("can't parse reply keyboard markup JSON object") from None
-    if not isinstance(value, dict):
-        raise bad_request("can't parse reply keyboard markup JSON object")
-    return value
-
-
-async def _params(request: Request) -> dict[str, Any]:
-    params: dict[str, Any] = dict(request.query_params)
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    body = await request.body()
-    if ctype == "application/json" and body:
-        try:
-            decoded = json.loads(body)
-        except ValueError:
-            raise bad_request("can't parse JSON object") from None
-        if not isinstance(decoded, dict):
-            raise bad_request("can't parse JSON object")
-        params.update(decoded)
-    elif ctype == "application/x-www-form-urlencoded":
-        params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-    elif body:
-        raise bad_request(f"unsupported content type {ctype!r} in this stand-in")
-    return params
 
 
 @asynccontextmanager

@@ -6,8 +6,7 @@ message resources, Twilio's error bodies (``code``, ``message``, ``more_info``, 
 Twilio's list paging. An accepted message is recorded, then moves queued → sent → delivered (or
 undelivered, for numbers configured to fail) on a timer; if the request named a StatusCallback,
 each move is POSTed there, signed as Twilio signs (HMAC-SHA1 of URL + sorted parameters, keyed
-with the auth token, base64). The signer is written here independently of twilio's validator so
-tests check one against the other.
+with the auth token, base64). The signer, Twilio's error bodies and dates are in ``sim.twilio_wire``.
 
 Knobs for failure drills: ``fail_next`` (next N API requests answer 500/503/429/403), ``silent``
 (requests hang: an unreachable provider), ``failing_numbers`` (accepted, then undelivered),
@@ -22,18 +21,15 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import hmac
 import json
-import operator
 import re
 import secrets
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime
-from email.utils import format_datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -47,6 +43,7 @@ from starlette.routing import Route
 
 from gateway.warning.sms import segments
 from sim.http import run_server
+from sim.twilio_wire import _date_filters, _error, _json, _wall, rfc2822, sign
 
 API = "/2010-04-01"
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 31 + "1"
@@ -95,28 +92,6 @@ class Faults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     mps: float | None = None
     failing_numbers: list[str] | None = None
     landlines: list[str] | None = None
-
-
-def sign(auth_token: str, url: str, params: Mapping[str, str]) -> str:
-    """Twilio's request signature: base64 HMAC-SHA1 over the URL followed by each POST parameter
-    name and value, names in sorted order."""
-    payload = url + "".join(name + params[name] for name in sorted(params))
-    digest = hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode()
-
-
-def rfc2822(ts: float) -> str:
-    return format_datetime(datetime.fromtimestamp(ts, UTC))
-
-
-def _error(status: int, code: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
-    body = {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}",
-            "status": status}
-    return Response(json.dumps(body), status_code=status, media_type="application/json", headers=headers)
-
-
-def _json(body: object, status: int = 200) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False), status_code=status, media_type="application/json")
 
 
 class TwilioSim:
@@ -444,31 +419,6 @@ class TwilioSim:
         if m.status == "delivered":
             form["RawDlrDoneDate"] = datetime.fromtimestamp(m.date_updated, UTC).strftime("%y%m%d%H%M")
         return form
-
-
-def _wall() -> float:
-    """Wall-clock seconds (Twilio's dates are calendar time, not Trio's clock)."""
-    return datetime.now(UTC).timestamp()
-
-
-def _date_filters(query: Mapping[str, str]) -> list[Callable[[float | None], bool]]:
-    """Twilio's ``DateSent``, ``DateSent<`` (on or before) and ``DateSent>`` (on or after) filters;
-    each takes ``YYYY-MM-DD`` (compared by UTC day) or ``YYYY-MM-DDThh:mm:ssZ``. Unsent messages
-    never match. Raises ValueError for a value in neither form."""
-    checks = []
-    for key, op in (("DateSent", operator.eq), ("DateSent<", operator.le), ("DateSent>", operator.ge)):
-        value = query.get(key)
-        if value is not None:
-            checks.append(_date_check(op, value))
-    return checks
-
-
-def _date_check(op: Callable[[Any, Any], bool], value: str) -> Callable[[float | None], bool]:
-    if "T" in value:
-        moment = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-        return lambda sent: sent is not None and op(sent, moment)
-    day = date.fromisoformat(value)
-    return lambda sent: sent is not None and op(datetime.fromtimestamp(sent, UTC).date(), day)
 
 
 @asynccontextmanager

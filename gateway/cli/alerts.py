@@ -11,7 +11,9 @@ from typing import Any
 import httpx
 import msgspec
 
+from gateway import settings
 from gateway.errors import GatewayError
+from gateway.web.auth import key_path
 
 _json = msgspec.json.Encoder()
 
@@ -103,14 +105,8 @@ class Client:
 
 
 def _client(args: argparse.Namespace, user: str = "") -> Client:
-    from gateway import settings as config_mod
-
-    cfg = config_mod.load(args.config)
+    cfg = settings.load(args.config)
     return Client(f"http://{cfg.http.host}:{cfg.http.port}", key_path(cfg.warnings.store_path), user)
-
-
-def key_path(store_path: str) -> Path:
-    return Path(store_path).parent / "cli.key"
 
 
 def cmd_alert(args: argparse.Namespace) -> int:

@@ -10,14 +10,14 @@ from pathlib import Path
 import msgspec
 
 from gateway import check_config
-from gateway import settings as config_mod
-from gateway.cli import alerts as warning_cli
+from gateway import settings
+from gateway.cli import alerts
 from gateway.errors import ConfigError, GatewayError
 
 _json = msgspec.json.Encoder()
 
 
-def _load(args: argparse.Namespace) -> config_mod.GatewayConfig:
+def _load(args: argparse.Namespace) -> settings.GatewayConfig:
     return check_config.load(args.config)
 
 
@@ -75,7 +75,7 @@ def cmd_asterisk(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sync_store(cfg: config_mod.GatewayConfig):  # type: ignore[no-untyped-def]
+def _sync_store(cfg: settings.GatewayConfig):  # type: ignore[no-untyped-def]
     from gateway.incident.store import SqliteStore
 
     return SqliteStore(cfg.store.path)
@@ -112,7 +112,7 @@ def cmd_directory(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gateway", description="Emergency telephony gateway (102/112)")
-    p.add_argument("--config", default=str(config_mod.DEFAULT_PATH), help="config file (TOML)")
+    p.add_argument("--config", default=str(settings.DEFAULT_PATH), help="config file (TOML)")
     p.add_argument("--log-level", default="INFO")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("run", help="run the gateway service").set_defaults(fn=cmd_run)
@@ -135,7 +135,7 @@ def parser() -> argparse.ArgumentParser:
     dimp = dsub.add_parser("import")
     dimp.add_argument("file")
     d.set_defaults(fn=cmd_directory)
-    warning_cli.add_parsers(sub)
+    alerts.add_parsers(sub)
     return p
 
 

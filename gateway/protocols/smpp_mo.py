@@ -20,7 +20,7 @@ import msgspec
 
 from gateway.errors import ProtocolError
 from gateway.protocols import smpp_text as T
-from gateway.protocols.smpp_pdu import DeliverSm
+from gateway.protocols.smpp_pdu_types import DeliverSm
 
 ESM_TYPE_MASK = 0x3C  # esm_class bits 2-5: the message type
 ESM_TYPE_DEFAULT = 0x00  # an ordinary (mobile-originated) message

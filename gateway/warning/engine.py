@@ -7,8 +7,9 @@ committed with its cursor. Each channel has workers that take tokens from the ch
 claim that many due jobs (marking them "sending" durably), render and deliver them as one batch,
 and record the receipts: sent/delivered, retry later (back-off with jitter, or the provider's
 retry-after), or fail over to the recipient's next channel. A channel whose batches keep failing
-opens its breaker: its jobs fail over at once instead of waiting, and the officer sees "down".
-On start, jobs left "sending" by a crash are reconciled with the provider where it can tell
+opens its breaker: its jobs fail over at once instead of waiting, and the officer sees "down"
+(each channel's bucket, breaker and health probe live in its ``Slot``, in ``slots.py``). On
+start, jobs left "sending" by a crash are reconciled with the provider where it can tell
 (``lookup``), else sent again: a warning delivered twice is better than one never delivered.
 """
 
@@ -26,7 +27,7 @@ import trio
 from channels.base import Channel, Language, Message, Receipt, failed
 from gateway.errors import GatewayError
 from gateway.warning.outbox import Outbox, RecipientRow, idempotency_key, parse_key
-from gateway.warning.policy import DRILL_PREFIX, KIND_OF_DRIVER, Breaker, Router, TokenBucket, backoff_s
+from gateway.warning.policy import DRILL_PREFIX, KIND_OF_DRIVER, Router, backoff_s
 from gateway.warning.recipients import KINDS
 from gateway.warning.records import (
     DELIVERED,
@@ -40,6 +41,7 @@ from gateway.warning.records import (
     ChannelProgress,
 )
 from gateway.warning.render import Renderer
+from gateway.warning.slots import Slot
 
 log = logging.getLogger(__name__)
 FANOUT_CHUNK = 20_000
@@ -63,23 +65,6 @@ class AsyncOutbox:
 
 
 @dataclass
-class Slot:
-    """One open channel instance: ``key`` is the driver name, or ``drill:<name>`` for exercises."""
-
-    key: str
-    channel: Channel
-    bucket: TokenBucket
-    breaker: Breaker = field(default_factory=Breaker)
-    wake: trio.Event = field(default_factory=trio.Event)
-    workers: int = 3
-    health: str = "not checked yet"
-
-    @property
-    def driver(self) -> str:
-        return self.key.removeprefix(DRILL_PREFIX)
-
-
-@dataclass
 class Tracker:
     """In-memory progress of one sending alert (rebuilt from the outbox after a restart)."""
 
@@ -100,7 +85,7 @@ class Engine:
                  on_progress: Progress | None = None, on_state: Callable[[AlertRecord], None] | None = None) -> None:
         self.db = db
         self.renderer = renderer
-        self.slots = {key: Slot(key, ch, TokenBucket(ch.max_per_second)) for key, ch in channels.items()}
+        self.slots = {key: Slot.for_channel(key, ch) for key, ch in channels.items()}
         # Channels that did not open yet are known (routing waits for them) but not usable.
         self.usable = {key: True for key in self.slots} | {key: False for key in waiting}
         self.router = Router(sms_routes, self.usable, KINDS)
@@ -129,7 +114,7 @@ class Engine:
             nursery.start_soon(self._apply_updates)
             nursery.start_soon(self._monitor)
             for slot in self.slots.values():
-                nursery.start_soon(self._probe, slot)
+                nursery.start_soon(slot.probe, self.usable)
             for alert_no, cursor in await self.db.call(self.db.sync.pending_fanouts):
                 await self._resume(alert_no, cursor)
             for alert_no, tracker in list(self.tracking.items()):
@@ -140,12 +125,12 @@ class Engine:
     async def add_channel(self, key: str, channel: Channel) -> None:
         """A channel that opened after the engine started (its provider was down at start)."""
         assert self._nursery is not None, "add_channel needs a running engine"
-        slot = self.slots[key] = Slot(key, channel, TokenBucket(channel.max_per_second))
+        slot = self.slots[key] = Slot.for_channel(key, channel)
         await self._recover(slot)
         self.usable[key] = True
         for _ in range(slot.workers):
             self._nursery.start_soon(self._worker, slot)
-        self._nursery.start_soon(self._probe, slot)
+        self._nursery.start_soon(slot.probe, self.usable)
 
     def receipt_callback(self, slot_key: str) -> Callable[[Receipt], None]:
         """The ``on_update`` a driver gets: late receipts (callbacks, SMSC receipts) queue here."""
@@ -249,16 +234,11 @@ class Engine:
 
     async def _worker(self, slot: Slot) -> None:
         while True:
-            granted, wait = slot.bucket.take(max(1, min(slot.channel.max_batch, CLAIM_MAX)), trio.current_time())
-            if not granted:
-                await trio.sleep(wait)
-                continue
+            granted = await slot.take(CLAIM_MAX)
             jobs = await self.db.call(self.db.sync.claim, slot.key, granted, time.time())
             if not jobs:
-                slot.bucket.tokens += granted
-                with trio.move_on_after(IDLE_POLL_S):
-                    await slot.wake.wait()
-                slot.wake = trio.Event() if slot.wake.is_set() else slot.wake
+                slot.refund(granted)
+                await slot.idle(IDLE_POLL_S)
                 continue
             await self._deliver(slot, jobs)
 
@@ -278,7 +258,7 @@ class Engine:
         receipts = await self._hand_on(slot, messages)
         results, moves = self._outcomes(slot, messages, receipts, rows, now)
         results.extend(failures)
-        self._note_breaker(slot, receipts, now)
+        slot.note_breaker(receipts, now, self.usable)
         await self.db.call(self.db.sync.finish, slot.key, results, moves, now)
         self._count(slot, results, moves, receipts)
 
@@ -403,16 +383,6 @@ class Engine:
             return None
         return self.router.channel(row, exercise=tracker.record.exercise, after=slot.key)
 
-    def _note_breaker(self, slot: Slot, receipts: list[Receipt], now: float) -> None:
-        if not receipts:
-            return
-        failed = [r for r in receipts if r.state == "failed" and r.retryable]
-        ok = len(failed) < len(receipts)
-        if slot.breaker.record(ok, now, failed[0].error if failed else ""):
-            self.usable[slot.key] = slot.breaker.state == "up"
-        elif slot.breaker.opened_at is not None and not slot.breaker.is_open(now):
-            self.usable[slot.key] = True  # half-open: let the next batch probe the provider
-
     def _count(self, slot: Slot, results: list[tuple[int, int, int, str, str, float]],
                moves: list[tuple[int, str, int]], receipts: list[Receipt]) -> None:
         wall = time.time()
@@ -471,29 +441,6 @@ class Engine:
                 for (a, t, _), r in known])
         done = {(a, t) for (a, t, _), _ in known}
         return [(a, t) for a, t, _ in stuck if (a, t) not in done]
-
-    async def _probe(self, slot: Slot, every_s: float = 15.0) -> None:
-        """Ask the channel how it is (which also opens its connections before the first alert).
-        A channel that says it is down opens its breaker: its recipients fail over at once."""
-        downs = 0
-        while True:
-            try:
-                with trio.fail_after(10):
-                    health = await slot.channel.health()
-                slot.health = health.detail if health.up else f"down: {health.detail}"
-                downs = 0 if health.up else downs + 1
-                # Twice in a row: a driver still connecting or polling at start is not "down".
-                if downs >= 2 and not slot.breaker.is_open(time.time()):
-                    slot.breaker.trip(time.time(), health.detail)
-                    self.usable[slot.key] = False
-                elif health.up and slot.breaker.opened_at is not None and not slot.breaker.is_open(time.time()):
-                    slot.breaker.record(True, time.time())  # cooled down and the provider answers again
-                    self.usable[slot.key] = True
-            except trio.TooSlowError:
-                slot.health = "down: no answer to a health check within 10 s"
-            except GatewayError as exc:
-                slot.health = f"down: {exc}"
-            await trio.sleep(every_s)
 
     async def _apply_updates(self) -> None:
         """Late receipts, written in batches: an SMSC sends one per message."""

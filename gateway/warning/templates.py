@@ -1,10 +1,11 @@
 """Multilingual alert templates: one TOML file per event type, rendered per language and channel.
 
-Theory of operation: ``load_catalogue`` reads every ``<event>.toml`` in a directory, checks it
-against the schema below and parses every template string once into literal pieces and
-placeholders, so a broken template fails at start-up (all problems of all files in one
-``TemplateError``) and never in the middle of a fan-out. ``Catalogue.render`` then only
-substitutes prepared field values, marks exercises and measures the SMS.
+Theory of operation: ``load_catalogue`` has ``template_files.read_events`` read every
+``<event>.toml`` in a directory, check it against the schema below and parse every template
+string once into literal pieces and placeholders, so a broken template fails at start-up (all
+problems of all files in one ``TemplateError``) and never in the middle of a fan-out.
+``Catalogue.render`` then only substitutes prepared field values, marks exercises and measures
+the SMS.
 
 File layout (see ``alert_templates/flood.toml`` for a complete example)::
 
@@ -40,11 +41,9 @@ from __future__ import annotations
 
 import html
 import re
-import tomllib
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Literal, cast, get_args
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -52,47 +51,30 @@ import msgspec
 from gateway.errors import TemplateError
 from gateway.warning import spoken
 from gateway.warning.sms import Segments, overflow, segments, to_gsm
+from gateway.warning.template_files import (
+    FIELDS,
+    LANGUAGES,
+    MSG_TYPES,
+    EventMeta,
+    EventTemplates,
+    Language,
+    MsgType,
+    Piece,
+    Section,
+    SirenPattern,
+    TemplateProblems,
+    read_events,
+)
 
-Language = Literal["kk", "ru", "en"]
-MsgType = Literal["Alert", "Update", "Cancel"]
-SirenPattern = Literal["wail", "steady", "none"]
-
-LANGUAGES: tuple[Language, ...] = ("kk", "ru", "en")
-MSG_TYPES: tuple[MsgType, ...] = ("Alert", "Update", "Cancel")
-RENDERINGS = ("sms", "subject", "text", "html", "telegram", "voice")
 DEFAULT_MAX_SMS_SEGMENTS = 4
 LOCAL_TZ = ZoneInfo("Asia/Almaty")
 
-# Values the caller may give (each also as ``<name>_<lang>`` for one language only).
-FIELDS = frozenset({"area", "headline", "description", "instruction", "sender", "contact", "reference", "expires",
-                    "sent"})
-PLACEHOLDERS = FIELDS | {"until", "event", "advice"}
 # Fields that are whole sentences get a full stop if the composer left it off.
 _SENTENCES = frozenset({"headline", "description", "instruction"})
 _DEFAULT_SENDER: dict[Language, str] = {"kk": "ҚР ТЖМ", "ru": "МЧС РК", "en": "MES Kazakhstan"}
 _DEFAULT_CONTACT = "112"
 _UNTIL_CANCELLED: dict[Language, str] = {"kk": "қосымша хабарламаға дейін", "ru": "до отмены",
                                          "en": "until further notice"}
-
-_CATEGORIES = {"Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env", "Transport", "Infra", "CBRNE",
-               "Other"}
-_CAP_CHOICES = {
-    "category": _CATEGORIES,
-    "urgency": {"Immediate", "Expected", "Future", "Past", "Unknown"},
-    "severity": {"Extreme", "Severe", "Moderate", "Minor", "Unknown"},
-    "certainty": {"Observed", "Likely", "Possible", "Unlikely", "Unknown"},
-}
-_TELEGRAM_TAGS = {"b", "i", "u", "a"}
-_EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_NAME = re.compile(r"^[a-z_]+$")
-
-
-class TemplateProblems(TemplateError):
-    """Every problem found in a template directory or a render request, one per line."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 class SmsTooLong(TemplateError):
@@ -124,64 +106,20 @@ class Rendered(msgspec.Struct, frozen=True, kw_only=True):
     sms_segments: Segments
 
 
-class EventMeta(msgspec.Struct, frozen=True, kw_only=True):
-    """CAP defaults of an event type: category, urgency, severity, certainty, and per language
-    the CAP event name and the default instruction."""
+def load_catalogue(directory: Path, *, max_sms_segments: int = DEFAULT_MAX_SMS_SEGMENTS) -> Catalogue:
+    """Read and check every ``*.toml`` in ``directory`` (the file name is the event type).
 
-    category: str
-    urgency: str
-    severity: str
-    certainty: str
-    names: dict[str, str]
-    instructions: dict[str, str]
-
-
-# ---------------------------------------------------------------- template strings
-
-Piece = tuple[str, str | None]  # (literal text, placeholder name or None)
+    Raises ``TemplateProblems`` (a ``TemplateError``) listing every problem of every file:
+    unreadable or bad TOML, missing language, msgType or rendering, unknown placeholder,
+    unbalanced brace, bad CAP value or siren pattern (the checks are in ``template_files``).
+    """
+    directory = Path(directory)
+    if max_sms_segments < 1:
+        raise TemplateError(f"max_sms_segments must be at least 1, not {max_sms_segments}")
+    return Catalogue(read_events(directory), max_sms_segments=max_sms_segments)
 
 
-def parse_template(source: str) -> tuple[list[Piece], list[str]]:
-    """Split ``source`` into literal/placeholder pieces; returns (pieces, problems)."""
-    pieces: list[Piece] = []
-    problems: list[str] = []
-    literal: list[str] = []
-    i = 0
-    while i < len(source):
-        ch = source[i]
-        if ch in "{}" and source[i + 1 : i + 2] == ch:
-            literal.append(ch)
-            i += 2
-        elif ch == "}":
-            problems.append(f"unbalanced '}}' at {_position(source, i)}")
-            i += 1
-        elif ch == "{":
-            end = source.find("}", i + 1)
-            nested = source.find("{", i + 1)
-            if end < 0 or 0 <= nested < end:
-                problems.append(f"unbalanced '{{' at {_position(source, i)}")
-                i += 1
-                continue
-            name = source[i + 1 : end]
-            if not _NAME.match(name):
-                problems.append(f"bad placeholder {{{name}}} at {_position(source, i)} (only {{name}} is allowed)")
-            elif name not in PLACEHOLDERS:
-                problems.append(f"unknown placeholder {{{name}}} at {_position(source, i)}")
-            else:
-                pieces.append(("".join(literal), name))
-                literal = []
-            i = end + 1
-        else:
-            literal.append(ch)
-            i += 1
-    pieces.append(("".join(literal), None))
-    return pieces, problems
-
-
-def _position(source: str, index: int) -> str:
-    line = source.count("\n", 0, index) + 1
-    column = index - (source.rfind("\n", 0, index) + 1) + 1
-    return f"line {line} column {column}"
+# ---------------------------------------------------------------- rendering
 
 
 def _substitute(pieces: list[Piece], values: Mapping[str, str]) -> str:
@@ -191,161 +129,6 @@ def _substitute(pieces: list[Piece], values: Mapping[str, str]) -> str:
 def _placeholders(pieces: list[Piece]) -> set[str]:
     return {name for _, name in pieces if name is not None}
 
-
-# ---------------------------------------------------------------- loading and validation
-
-
-class _Section(msgspec.Struct, frozen=True):
-    """One language and msgType of one event, parsed."""
-
-    templates: dict[str, list[Piece]]
-    advice: list[str]
-    instruction: str
-
-
-class _Event(msgspec.Struct, frozen=True):
-    meta: EventMeta
-    sirens: dict[str, tuple[SirenPattern, int]]
-    sections: dict[tuple[str, str], _Section]
-
-
-def _check_cap(doc: dict[str, object], where: str, problems: list[str]) -> None:
-    for key, choices in _CAP_CHOICES.items():
-        value = doc.get(key)
-        if value not in choices:
-            problems.append(f"{where}: {key} must be one of {', '.join(sorted(choices))}, not {value!r}")
-
-
-def _check_sirens(doc: dict[str, object], where: str, problems: list[str]) -> dict[str, tuple[SirenPattern, int]]:
-    sirens: dict[str, tuple[SirenPattern, int]] = {}
-    table = doc.get("siren")
-    if not isinstance(table, dict):
-        problems.append(f"{where} [siren]: missing (alert, update and cancel patterns)")
-        return sirens
-    for key in sorted(set(table) - {"alert", "update", "cancel"}):
-        problems.append(f"{where} [siren]: unknown key {key!r}")
-    for kind in ("alert", "update", "cancel"):
-        entry = table.get(kind)
-        if not isinstance(entry, dict) or set(entry) != {"pattern", "duration_s"}:
-            problems.append(f"{where} [siren.{kind}]: needs exactly pattern and duration_s")
-            continue
-        pattern, duration = entry["pattern"], entry["duration_s"]
-        if pattern not in get_args(SirenPattern):
-            problems.append(f"{where} [siren.{kind}]: pattern must be wail, steady or none, not {pattern!r}")
-        elif not isinstance(duration, int) or isinstance(duration, bool) or not 0 <= duration <= 600:
-            problems.append(f"{where} [siren.{kind}]: duration_s must be an integer 0..600, not {duration!r}")
-        elif (pattern == "none") != (duration == 0):
-            problems.append(f"{where} [siren.{kind}]: pattern none goes with duration_s 0 and only with it")
-        else:
-            sirens[kind] = (cast(SirenPattern, pattern), duration)
-    return sirens
-
-
-def _check_section(table: object, lang: str, kind: str, default: str, where: str, problems: list[str]) -> _Section:
-    here = f"{where} [{lang}.{kind}]"
-    templates: dict[str, list[Piece]] = {}
-    if not isinstance(table, dict):
-        problems.append(f"{here}: section missing (needs {', '.join(RENDERINGS)})")
-        return _Section(templates, [], default)
-    for key in sorted(set(table) - set(RENDERINGS) - {"advice", "instruction"}):
-        problems.append(f"{here} {key}: unknown key")
-    advice = table.get("advice", [])
-    if not isinstance(advice, list) or not all(isinstance(a, str) and a.strip() for a in advice):
-        problems.append(f"{here} advice: must be a list of non-empty strings")
-        advice = []
-    instruction = table.get("instruction", default)
-    if not isinstance(instruction, str):
-        problems.append(f"{here} instruction: must be a string")
-        instruction = default
-    for rendering in RENDERINGS:
-        source = table.get(rendering)
-        if source is None:
-            problems.append(f"{here} {rendering}: rendering missing")
-            continue
-        if not isinstance(source, str) or not source.strip():
-            problems.append(f"{here} {rendering}: must be a non-empty string")
-            continue
-        pieces, found = parse_template(source)
-        problems.extend(f"{here} {rendering}: {p}" for p in found)
-        if rendering == "telegram":
-            for tag in sorted(set(re.findall(r"</?([a-zA-Z0-9]+)", source)) - _TELEGRAM_TAGS):
-                problems.append(f"{here} telegram: tag <{tag}> is not allowed (only b, i, u, a)")
-        templates[rendering] = pieces
-    return _Section(templates, [a.strip() for a in advice], instruction.strip())
-
-
-def _check_file(path: Path, problems: list[str]) -> _Event | None:
-    where = str(path)
-    before = len(problems)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        problems.append(f"{where}: cannot read TOML: {exc}")
-        return None
-    allowed = {*_CAP_CHOICES, "siren", *LANGUAGES}
-    for key in sorted(set(doc) - allowed):
-        problems.append(f"{where}: unknown key {key!r}")
-    _check_cap(doc, where, problems)
-    sirens = _check_sirens(doc, where, problems)
-    names: dict[str, str] = {}
-    instructions: dict[str, str] = {}
-    sections: dict[tuple[str, str], _Section] = {}
-    for lang in LANGUAGES:
-        table = doc.get(lang)
-        if not isinstance(table, dict):
-            problems.append(f"{where} [{lang}]: language missing")
-            continue
-        for key in sorted(set(table) - {"event", "instruction", "alert", "update", "cancel"}):
-            problems.append(f"{where} [{lang}] {key}: unknown key")
-        for key in ("event", "instruction"):
-            if not isinstance(table.get(key), str) or not table[key].strip():
-                problems.append(f"{where} [{lang}] {key}: missing (a non-empty string)")
-        names[lang] = str(table.get("event", "")).strip()
-        instructions[lang] = str(table.get("instruction", "")).strip()
-        for kind in ("alert", "update", "cancel"):
-            sections[lang, kind] = _check_section(table.get(kind), lang, kind, instructions[lang], where, problems)
-    if len(problems) > before:
-        return None
-    meta = EventMeta(
-        category=str(doc["category"]),
-        urgency=str(doc["urgency"]),
-        severity=str(doc["severity"]),
-        certainty=str(doc["certainty"]),
-        names=names,
-        instructions=instructions,
-    )
-    return _Event(meta, sirens, sections)
-
-
-def load_catalogue(directory: Path, *, max_sms_segments: int = DEFAULT_MAX_SMS_SEGMENTS) -> Catalogue:
-    """Read and check every ``*.toml`` in ``directory`` (the file name is the event type).
-
-    Raises ``TemplateProblems`` (a ``TemplateError``) listing every problem of every file:
-    unreadable or bad TOML, missing language, msgType or rendering, unknown placeholder,
-    unbalanced brace, bad CAP value or siren pattern.
-    """
-    directory = Path(directory)
-    if max_sms_segments < 1:
-        raise TemplateError(f"max_sms_segments must be at least 1, not {max_sms_segments}")
-    if not directory.is_dir():
-        raise TemplateError(f"{directory}: template directory does not exist")
-    problems: list[str] = []
-    events: dict[str, _Event] = {}
-    for path in sorted(directory.glob("*.toml")):
-        if not _EVENT_NAME.match(path.stem):
-            problems.append(f"{path}: event file names are lower-case letters, digits and _")
-            continue
-        event = _check_file(path, problems)
-        if event is not None:
-            events[path.stem] = event
-    if not events and not problems:
-        problems.append(f"{directory}: no *.toml alert templates")
-    if problems:
-        raise TemplateProblems(problems)
-    return Catalogue(events, max_sms_segments=max_sms_segments)
-
-
-# ---------------------------------------------------------------- rendering
 
 # (SMS/subject tag, banner sentence, spoken opening, spoken closing)
 _EXERCISE: dict[Language, tuple[str, str, str, str]] = {
@@ -437,7 +220,7 @@ def _advice(advice: list[str]) -> tuple[str, str, str, str]:
 class Catalogue:
     """The checked alert templates; immutable, safe to share between tasks."""
 
-    def __init__(self, events: dict[str, _Event], *, max_sms_segments: int = DEFAULT_MAX_SMS_SEGMENTS) -> None:
+    def __init__(self, events: dict[str, EventTemplates], *, max_sms_segments: int = DEFAULT_MAX_SMS_SEGMENTS) -> None:
         self._events = events
         self.max_sms_segments = max_sms_segments
 
@@ -449,7 +232,7 @@ class Catalogue:
         """CAP defaults of ``event`` (category, urgency, severity, certainty, names, instructions)."""
         return self._event(event).meta
 
-    def _event(self, event: str) -> _Event:
+    def _event(self, event: str) -> EventTemplates:
         try:
             return self._events[event]
         except KeyError:
@@ -472,39 +255,19 @@ class Catalogue:
         malformed field value, and ``SmsTooLong`` when the SMS exceeds ``max_sms_segments``.
         """
         spec = self._event(event)
-        if language not in LANGUAGES:
-            raise TemplateError(f"unknown language {language!r} (known: kk, ru, en)")
-        if msg_type not in MSG_TYPES:
-            raise TemplateError(f"unknown msgType {msg_type!r} (known: Alert, Update, Cancel)")
-        _check_fields(fields)
-        section = spec.sections[language, msg_type.lower()]
+        _check_request(language, msg_type, fields)
+        kind = msg_type.lower()
+        section = spec.sections[language, kind]
         values = self._values(spec, section, language, fields)
-        where = f"{event} [{language}.{msg_type.lower()}]"
-        missing = sorted(
-            f"{name} (used by {rendering})"
-            for rendering, pieces in section.templates.items()
-            for name in _placeholders(pieces)
-            if name not in values.plain
-        )
-        if missing:
-            raise TemplateProblems([f"{where}: missing field {m}" for m in missing])
-        out = {
-            "sms": _tidy_line(_substitute(section.templates["sms"], values.plain)),
-            "subject": _tidy_line(_substitute(section.templates["subject"], values.plain)),
-            "text": _tidy_block(_substitute(section.templates["text"], values.plain)),
-            "html": _tidy_markup(_substitute(section.templates["html"], values.html), paragraphs=False),
-            "telegram": _tidy_markup(_substitute(section.templates["telegram"], values.telegram), paragraphs=True),
-            "voice": _tidy_line(_substitute(section.templates["voice"], values.voice)),
-        }
+        where = f"{event} [{language}.{kind}]"
+        _check_complete(section, values, where)
+        out = _fill(section, values)
         if exercise:
             _mark_exercise(out, language)
-        out["sms"] = to_gsm(out["sms"])
-        measured = segments(out["sms"])
-        if measured.segments > self.max_sms_segments:
-            raise SmsTooLong(where, measured, self.max_sms_segments, overflow(out["sms"], self.max_sms_segments))
-        pattern, duration = spec.sirens[msg_type.lower()]
+        sms, measured = self._fit_sms(out["sms"], where)
+        pattern, duration = spec.sirens[kind]
         return Rendered(
-            sms=out["sms"],
+            sms=sms,
             subject=out["subject"],
             text=out["text"],
             html=_html_document(out["html"], out["subject"], language),
@@ -514,6 +277,15 @@ class Catalogue:
             siren_duration_s=duration,
             sms_segments=measured,
         )
+
+    def _fit_sms(self, sms: str, where: str) -> tuple[str, Segments]:
+        """The finished SMS (GSM-7 punctuation where that makes it GSM-7) and its measure;
+        ``SmsTooLong`` when it needs more than ``max_sms_segments``."""
+        sms = to_gsm(sms)
+        measured = segments(sms)
+        if measured.segments > self.max_sms_segments:
+            raise SmsTooLong(where, measured, self.max_sms_segments, overflow(sms, self.max_sms_segments))
+        return sms, measured
 
     def preview(
         self, event: str, fields: Mapping[str, str], *, exercise: bool, msg_type: MsgType = "Alert"
@@ -533,7 +305,7 @@ class Catalogue:
             raise TemplateProblems(list(dict.fromkeys(problems)))
         return rendered
 
-    def _values(self, spec: _Event, section: _Section, lang: Language, fields: Mapping[str, str]) -> _Values:
+    def _values(self, spec: EventTemplates, section: Section, lang: Language, fields: Mapping[str, str]) -> _Values:
         given = {
             "instruction": section.instruction,
             "sender": _DEFAULT_SENDER[lang],
@@ -581,3 +353,37 @@ def _check_fields(fields: Mapping[str, str]) -> None:
     unknown = sorted(set(fields) - allowed)
     if unknown:
         raise TemplateError(f"unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(FIELDS))})")
+
+
+def _check_request(language: str, msg_type: str, fields: Mapping[str, str]) -> None:
+    """The language, msgType and field names of a render request are known ones (in this order)."""
+    if language not in LANGUAGES:
+        raise TemplateError(f"unknown language {language!r} (known: kk, ru, en)")
+    if msg_type not in MSG_TYPES:
+        raise TemplateError(f"unknown msgType {msg_type!r} (known: Alert, Update, Cancel)")
+    _check_fields(fields)
+
+
+def _check_complete(section: Section, values: _Values, where: str) -> None:
+    """Every placeholder the section's renderings use has a value; else all the missing ones."""
+    missing = sorted(
+        f"{name} (used by {rendering})"
+        for rendering, pieces in section.templates.items()
+        for name in _placeholders(pieces)
+        if name not in values.plain
+    )
+    if missing:
+        raise TemplateProblems([f"{where}: missing field {m}" for m in missing])
+
+
+def _fill(section: Section, values: _Values) -> dict[str, str]:
+    """Every rendering of ``section`` with its values substituted and tidied (before exercise marking)."""
+    templates = section.templates
+    return {
+        "sms": _tidy_line(_substitute(templates["sms"], values.plain)),
+        "subject": _tidy_line(_substitute(templates["subject"], values.plain)),
+        "text": _tidy_block(_substitute(templates["text"], values.plain)),
+        "html": _tidy_markup(_substitute(templates["html"], values.html), paragraphs=False),
+        "telegram": _tidy_markup(_substitute(templates["telegram"], values.telegram), paragraphs=True),
+        "voice": _tidy_line(_substitute(templates["voice"], values.voice)),
+    }

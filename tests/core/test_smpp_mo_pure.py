@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from gateway.protocols import smpp_mo
-from gateway.protocols.smpp_pdu import DeliverSm, decode, encode
+from gateway.protocols.smpp_pdu import decode, encode
+from gateway.protocols.smpp_pdu_types import DeliverSm
 from gateway.protocols.smpp_text import Concat
 
 

@@ -7,27 +7,20 @@ from typing import Any
 
 import pytest
 
+from gateway.protocols.telegram_chats import Chats, FloodGate, Pacer, chat_of, reporter_of
+from gateway.protocols.telegram_replies import TEXTS, notice, share_keyboard, text
 from gateway.protocols.telegram_updates import (
-    TEXTS,
-    Chats,
     Contact,
-    FloodGate,
     Help,
     Ignored,
     Media,
-    Pacer,
     Place,
     Sender,
     Start,
     Text,
-    chat_of,
     language_of,
-    notice,
     parse_update,
-    reporter_of,
     sanitise,
-    share_keyboard,
-    text,
 )
 from sim.telegram_citizen import Citizen
 

@@ -13,17 +13,8 @@ import pytest
 
 from gateway.errors import TemplateError
 from gateway.warning import spoken
-from gateway.warning.templates import (
-    LANGUAGES,
-    MSG_TYPES,
-    Catalogue,
-    Language,
-    MsgType,
-    SmsTooLong,
-    TemplateProblems,
-    load_catalogue,
-    parse_template,
-)
+from gateway.warning.template_files import LANGUAGES, MSG_TYPES, Language, MsgType, TemplateProblems, parse_template
+from gateway.warning.templates import Catalogue, SmsTooLong, load_catalogue
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "alert_templates"

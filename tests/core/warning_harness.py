@@ -51,14 +51,16 @@ async def harness(path: Path, channels: dict[str, Channel], *, public_channel: s
     renderer = Renderer(load_catalogue(ROOT / "alert_templates"), zone_set)
     engine = Engine(outbox, channels, renderer, sms_routes=sms_routes, public_channel=public_channel)
     workflow = Workflow(outbox, renderer, zone_set, USERS, sender="civil-defence.almaty@ecgw.kz", engine=engine)
-    async with trio.open_nursery() as nursery:
-        engine.on_state = lambda record: nursery.start_soon(workflow.finished, record)
-        await nursery.start(engine.run)
-        try:
-            yield Harness(workflow, engine, outbox)
-        finally:
-            nursery.cancel_scope.cancel()
-            outbox.sync.close()
+    try:
+        async with trio.open_nursery() as nursery:
+            engine.on_state = lambda record: nursery.start_soon(workflow.finished, record)
+            await nursery.start(engine.run)
+            try:
+                yield Harness(workflow, engine, outbox)
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        outbox.sync.close()  # once the nursery is done: a worker thread may still be writing until then
 
 
 def people(n: int, *, zone: str = "medeu", channels: str = "email", start: int = 0) -> list[Recipient]:

@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from sim.lab import REPO, GatewayProcess, free_port
-from sim.smsc import Smsc, open_smsc
+from sim.smsc_server import Smsc, open_smsc
 from sim.smtp import SmtpSim, open_smtp_sim
 from sim.telegram import TelegramSim, open_telegram_sim
 from sim.twilio import TwilioSim, open_twilio_sim

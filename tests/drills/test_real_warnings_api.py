@@ -10,7 +10,7 @@ import msgspec
 import trio
 from lxml import etree
 
-from sim.twilio import sign
+from sim.twilio_wire import sign
 from tests.drills.test_real_warnings import Lab, lab
 
 

@@ -9,7 +9,7 @@ import trio
 
 from channels.smpp import open_smpp
 from gateway.settings.channels import SmppConfig
-from sim.smsc import open_smsc
+from sim.smsc_server import open_smsc
 from tests.core.test_escalation_engine import NOTIFY, catalogue, environment, scenario
 
 

@@ -20,7 +20,7 @@ from gateway.settings.channels import SmppConfig, TelegramConfig
 from sim import responders, sipp
 from sim import sipp_xml as scenario
 from sim.lab import free_port
-from sim.smsc import open_smsc
+from sim.smsc_server import open_smsc
 from sim.telegram import open_telegram_sim
 
 TOKEN = "700000:drill-responders-bot"

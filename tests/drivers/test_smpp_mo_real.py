@@ -21,7 +21,8 @@ from gateway.protocols import smpp_pdu as P
 from gateway.settings import Sms112Config
 from gateway.settings.channels import SmppConfig
 from sim.sms_citizen import aml_sms, text_via_smsc, text_via_smsc_control
-from sim.smsc import Smsc, open_smsc, smsc_process
+from sim.smsc import smsc_process
+from sim.smsc_server import Smsc, open_smsc
 
 
 def config(smsc: Smsc) -> SmppConfig:

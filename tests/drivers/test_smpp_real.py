@@ -16,7 +16,8 @@ from channels.smpp import open_smpp
 from gateway.errors import ChannelError
 from gateway.protocols import smpp_pdu as P
 from gateway.settings.channels import SmppConfig
-from sim.smsc import Smsc, open_smsc, smsc_process
+from sim.smsc import smsc_process
+from sim.smsc_server import Smsc, open_smsc
 
 KAZAKH = "Назар аударыңыз! Су тасқыны: ә ғ қ ң ө ұ ү һ і"
 

@@ -24,7 +24,7 @@ from gateway.intake.text.sms112 import EMPTY_TWIML, Sms112
 from gateway.settings import Sms112Config
 from gateway.web.server import run_server
 from sim.sms_citizen import aml_form, aml_sms, text_via_twilio, twilio_inbound_form
-from sim.twilio import sign
+from sim.twilio_wire import sign
 
 NUMBER = "+77011234567"
 TOKEN = "twilio-auth-token-for-tests"

@@ -10,7 +10,7 @@ import trio
 from gateway.errors import ConfigError, NotFound
 from gateway.incident.desk import DeskError, no_caller
 from gateway.intake.text.telegram102 import Telegram102
-from gateway.protocols.telegram_updates import TEXTS
+from gateway.protocols.telegram_replies import TEXTS
 from gateway.settings import Report102Config
 from sim.telegram_citizen import Citizen, play, typical_report
 from tests.drivers.test_telegram102_harness import lab

@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from gateway.incident.desk import no_caller
-from gateway.protocols.telegram_updates import TEXTS
+from gateway.protocols.telegram_replies import TEXTS
 from sim.telegram_citizen import Citizen
 from tests.drivers.test_telegram102_harness import lab
 

@@ -20,7 +20,8 @@ from channels.telegram_bot import run_signup_bot
 from gateway.errors import ChannelError, StoreError
 from gateway.protocols.telegram_signup import GREETING, TEXTS
 from gateway.settings.channels import TelegramConfig
-from sim.telegram import TelegramSim, open_telegram_sim, plain_text
+from sim.telegram import TelegramSim, open_telegram_sim
+from sim.telegram_wire import plain_text
 
 # PTB 22 warns from inside RetryAfter that retry_after will become a timedelta; the driver takes both.
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")

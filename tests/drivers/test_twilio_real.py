@@ -27,7 +27,8 @@ from gateway.errors import ChannelError
 from gateway.settings.channels import TwilioConfig
 from gateway.warning.sms import segments
 from gateway.web.server import run_server
-from sim.twilio import API, TwilioSim, open_twilio_sim, sign
+from sim.twilio import API, TwilioSim, open_twilio_sim
+from sim.twilio_wire import sign
 
 SENDER = "+15005550006"
 SERVICE = "MG" + "1" * 32

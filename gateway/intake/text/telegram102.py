@@ -40,27 +40,20 @@ from gateway.incident.desk import Desk, DeskError
 from gateway.incident.recorder import Recorder
 from gateway.incident.records import Caller, Incident, Location, TimelineEvent
 from gateway.protocols.ani import sanitise_name
+from gateway.protocols.telegram_chats import Chats, ChatState, FloodGate, Pacer, chat_of, reporter_of
+from gateway.protocols.telegram_replies import notice, share_keyboard, text
 from gateway.protocols.telegram_updates import (
-    Chats,
-    ChatState,
     Contact,
-    FloodGate,
     Help,
     Ignored,
     Item,
     Media,
-    Pacer,
     Place,
     Start,
     Text,
-    chat_of,
     language_of,
-    notice,
     parse_update,
-    reporter_of,
     sanitise,
-    share_keyboard,
-    text,
 )
 from gateway.settings import Report102Config
 from gateway.settings.channels import TelegramConfig
