@@ -9,8 +9,7 @@ from pathlib import Path
 
 import msgspec
 
-from gateway import check_config
-from gateway import settings
+from gateway import check_config, settings
 from gateway.cli import alerts
 from gateway.errors import ConfigError, GatewayError
 
