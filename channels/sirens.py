@@ -10,7 +10,7 @@ on the wire to be mistaken for the next one's. A zone is a set of (line, unit, c
 it writes each board's coils (FC15 per contiguous run, FC05 for a lone coil) and reads them back
 (FC01): the receipt says what actually switched, not what was asked.
 
-``deliver`` sounds a pattern (``channels.siren_patterns``): it performs the first switch, confirms
+``deliver`` sounds a pattern (``gateway.protocols.siren_patterns``): it performs the first switch, confirms
 it by read-back and returns the receipt; the rest of the pattern runs in a task of the driver's
 nursery. A later message for the same zone stops that task before switching. When the driver
 closes, running patterns are stopped and their zones switched off, so no relay is left

@@ -17,7 +17,7 @@ second. Delivery receipts (deliver_sm) are answered with deliver_sm_resp and rep
 ``on_update``; a bounded map from message id to idempotency key ties them to messages, and a
 message sent in several parts is reported once, when its last part is delivered or its first
 part fails. Texts people send to our number (deliver_sm of message type 0) go to ``on_inbound``
-when one is given: parts of a long text are answered at once and joined (``channels.smpp_mo``);
+when one is given: parts of a long text are answered at once and joined (``gateway.protocols.smpp_mo``);
 the deliver_sm that completes a text is answered only after ``on_inbound`` returns, and with
 ESME_RX_T_APPN if it fails, so the SMSC keeps it and tries again.
 

@@ -3,7 +3,7 @@
 One sipp UAS answers every number dialled at its port. Numbers in ``presses`` key their digits
 (sip-tester's RFC 2833 pcaps, spliced by ``sim.dtmf``) that many milliseconds after the ACK and
 then listen; every other number answers and listens without pressing anything, until the far end
-hangs up. The scenario (``scenario_xml``, a ``sim.scenario.answering`` phone) and its log parsing
+hangs up. The scenario (``scenario_xml``, a ``sim.sipp_xml.answering`` phone) and its log parsing
 (``sim.sipp.parse_events``) are pure; ``dtmf_phones`` runs sipp until the block exits. Each INVITE,
 answer, key press and received BYE is logged with the wall time and the dialled number, so a test
 can tell when a press happened and when the call ended.

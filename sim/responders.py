@@ -46,7 +46,7 @@ from sim import sipp_xml as scenario
 REPO = Path(__file__).resolve().parent.parent
 ACK_DIGIT = "1"
 SECOND_CALL_PRESS_MS = 1000  # on the call that is answered, the key comes this long after the answer
-CODE_RE = re.compile(r"\((?:код|code) (\d{4})\)")  # the SMS acknowledgement hint (gateway.escalation.texts)
+CODE_RE = re.compile(r"\((?:код|code) (\d{4})\)")  # the SMS acknowledgement hint (gateway.scenario.texts)
 RESPONDERS_BOT = "700000:drill-responders-bot"
 REPORTS_BOT = "700001:drill-citizens-102-bot"
 SMPP_ACCOUNT = ("drill", "drill")

@@ -1,7 +1,7 @@
 """Thin Trio driver over asyncari: the only module that touches the ARI library.
 
 Library exceptions become ``AriError`` (or ``ChannelGone`` for a 404) here and nowhere else.
-Events are handed out as the typed Structs of ``gateway.ari_events``.
+Events are handed out as the typed Structs of ``gateway.protocols.ari_events``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class ChannelGone(AriError):
 class Ari:
     """ARI operations the gateway uses. Every method raises AriError/ChannelGone on failure.
 
-    REST goes through our small keep-alive client (``gateway.ari_http``) rather than asyncari's
+    REST goes through our small keep-alive client (``gateway.asterisk.ari_http``) rather than asyncari's
     swagger layer or httpx: profiled, those cost 1-1.5 ms of CPU per request, most of the
     gateway's CPU at 50-100 calls/s.
     """

@@ -192,14 +192,14 @@ TABLE: dict[tuple[State, type], State] = {
     **{(s, FailedOver): S.FALLBACK for s in S if s not in FINAL},
     **{(s, HungUp): S.GONE for s in S if s is not S.GONE},
 }
-# Late or raced events that change nothing (Asterisk's view and ours meet a moment apart).
+# Late or raced events that change nothing (Asterisk's view and ours meet a moment apart): a Dial result
+# outside a Dial is an earlier attempt's, arriving after the caller came back or left.
+DIAL_RESULTS = (Ringing, Answered, Unanswered)
 IGNORED: frozenset[tuple[State, type]] = frozenset({
-    *((s, e) for s in FINAL for e in (Matched, HandedOff, HandOffFailed, Ringing, Answered, Unanswered, Returned,
-                                      Overflowed, FailedOver, Queued)),
+    *((s, e) for s in FINAL for e in (Matched, HandedOff, HandOffFailed, Returned, Overflowed, FailedOver, Queued)),
+    *((s, e) for s in S if s not in DIALLED for e in DIAL_RESULTS),
     (S.GONE, HungUp),
-    *((S.TALKING, e) for e in (Ringing, Answered, Unanswered, HandedOff)),
-    *((S.UNANSWERED, e) for e in (Ringing, Answered, Unanswered, HandedOff)),
-    *((s, HandedOff) for s in (S.RINGING, S.RETURNED)),
+    *((s, HandedOff) for s in (S.RINGING, S.TALKING, S.UNANSWERED, S.RETURNED)),
 })
 
 
@@ -255,7 +255,8 @@ class CallLife:
                 self.position, self.ring_started_at = position, at
                 return [StopHold()]
             case HandOffFailed():
-                return [*self._free(rest=True), Requeue(self.queued_at or 0.0), Hold()]
+                at = self.queued_at if self.queued_at is not None else 0.0
+                return [*self._free(rest=True), Requeue(at), Hold()]
             case Answered(at=at):
                 self.answered_at = at
             case Unanswered(at=at):

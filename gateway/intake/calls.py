@@ -58,6 +58,7 @@ class Intake:
                 await ari.filter_events(sorted(ev.KNOWN))
             except AriError as exc:
                 log.warning("Asterisk refused the ARI event filter (%s); receiving every event", exc)
+            self.dispatcher.broken = lambda call, exc: nursery.start_soon(self._fail_over, ari, call, exc)
             await nursery.start(self.dispatcher.run, ari)
             await self._adopt(ari, nursery)
             nursery.start_soon(self._reconcile, ari, nursery)

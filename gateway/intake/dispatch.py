@@ -19,11 +19,12 @@ fallback dialplan's rate on the same machine.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import trio
 
 from gateway.asterisk.ari import Ari, ChannelGone, quietly
-from gateway.errors import AriError
+from gateway.errors import AriError, GatewayError
 from gateway.incident.recorder import Recorder
 from gateway.intake import call_state as cs
 from gateway.intake.call import Call
@@ -51,6 +52,8 @@ class Dispatcher:
         self._wake_send, self._wake = trio.open_memory_channel[None](1)
         self.ari: Ari | None = None
         self._nursery: trio.Nursery | None = None
+        # Set by the intake: a call whose state table refused an event goes to the fallback dialplan.
+        self.broken: Callable[[Call, GatewayError], None] = lambda call, exc: None
 
     # --- the one place a call changes ---------------------------------------------------
 
@@ -78,8 +81,11 @@ class Dispatcher:
         self.kick()
 
     def _free(self, position: str | None, rest: bool = False) -> None:
-        if not position or position not in self.board.snapshot() or self.board.state(position) == "free":
-            return
+        try:
+            if not position or self.board.state(position) == "free":
+                return
+        except KeyError:
+            return  # a position no longer configured (a call adopted after a config change)
         self.board.set(position, "free")
         if rest:
             self.board.rest(position, trio.current_time() + REST_S)
@@ -87,9 +93,10 @@ class Dispatcher:
     # --- driven by the intake -----------------------------------------------------------
 
     def enqueue(self, call: Call, priority: int) -> None:
-        self.apply(call, cs.Queued(at=trio.current_time()))
+        now = trio.current_time()
+        self.apply(call, cs.Queued(at=now))
         self.calls[call.id] = call
-        self.queue.push(call.id, priority, call.life.queued_at or trio.current_time())
+        self.queue.push(call.id, priority, call.life.queued_at if call.life.queued_at is not None else now)
         self.metrics.queue_length.set(len(self.queue))
         self.kick()
 
@@ -109,7 +116,13 @@ class Dispatcher:
                 now = trio.current_time()
                 for incident_id, position in match(self.queue, self.board, now):
                     call = self.calls[incident_id]
-                    self.apply(call, cs.Matched(position, at=now))  # held from now: a hang-up frees it
+                    try:
+                        self.apply(call, cs.Matched(position, at=now))  # held from now: a hang-up frees it
+                    except cs.CallStateError as exc:  # a bug must not stop matching for everyone else
+                        log.error("incident %s: not handed to %s: %s", call.id, position, exc)
+                        self._free(position)
+                        self.broken(call, exc)
+                        continue
                     nursery.start_soon(self._deliver, call, position)
                 self.metrics.queue_length.set(len(self.queue))
                 rest_end = self.board.next_rest_end(now)
@@ -127,18 +140,22 @@ class Dispatcher:
         if call.life.gone:  # hung up between matching and now: the hang-up freed the position
             return
         self.recorder.note(call.held, "position_dialled", position=position)
+        event: cs.Event = cs.HandedOff()
         try:
             if not call.subscribed:
                 await self.ari.subscribe(call.channel_id)
                 call.subscribed = True
             await self.ari.continue_in_dialplan(call.channel_id, DELIVER_CONTEXT, position)
         except ChannelGone:
-            self.apply(call, cs.HungUp())  # the caller hung up meanwhile; its events may lag
+            event = cs.HungUp()  # the caller hung up meanwhile; its events may lag
         except AriError as exc:
             log.error("incident %s: cannot hand the call to %s: %s", call.id, position, exc)
-            self.apply(call, cs.HandOffFailed())
-        else:
-            self.apply(call, cs.HandedOff())
+            event = cs.HandOffFailed()
+        try:
+            self.apply(call, event)
+        except cs.CallStateError as exc:
+            log.error("incident %s: %s", call.id, exc)
+            self.broken(call, exc)
 
     async def _rehold(self, call: Call) -> None:
         # The hand-off failed with the caller still in Stasis: ringback again while waiting.

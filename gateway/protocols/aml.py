@@ -60,7 +60,7 @@ IDENTIFIERS = {"imei": "[0-9]{14,16}", "imsi": "[0-9]{5,15}", "mcc": "[0-9]{3}",
 class AmlReport(msgspec.Struct, frozen=True, kw_only=True):
     """One AML report. ``lat``/``lon`` are None when the handset had no fix; ``radius_m`` is None
     when the handset gave none (or 0, which means unknown); ``number`` is as sent, to be normalised
-    with ``gateway.ani.e164``; ``flags`` name what was odd but harmless."""
+    with ``gateway.protocols.ani.e164``; ``flags`` name what was odd but harmless."""
 
     transport: Transport
     number: str
@@ -186,7 +186,7 @@ def matches_call(report: AmlReport, number: str, call_started_at: datetime, wind
     """True when the report comes from ``number`` and was positioned within ``window_s`` seconds
     either side of the call's start (a handset may send a fix taken just before dialling).
 
-    Both numbers should already be E.164 (``gateway.ani.e164``); only the Kazakh domestic forms
+    Both numbers should already be E.164 (``gateway.protocols.ani.e164``); only the Kazakh domestic forms
     (8XXXXXXXXXX, 10 digits) are tolerated here. A report without a number never matches."""
     if call_started_at.tzinfo is None:
         raise ValueError("call_started_at must be timezone-aware")

@@ -6,7 +6,7 @@ septets, data_coding 0) when every character has a septet and UCS-2 big-endian (
 (160 septets / 70 UTF-16 units) is split at 153 septets / 67 units per part, each part
 behind an 8-bit-reference concatenation UDH (esm_class 0x40), never inside an escape pair
 or a surrogate pair. ``parse_receipt`` reads the de-facto receipt text of SMPP 3.4
-Appendix B. Re-exported by ``channels.smpp_pdu``.
+Appendix B. Re-exported by ``gateway.protocols.smpp_pdu``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ its stored deadline (firing at once if it passed while we were down); a run that
 resends only to the people its last write does not show as reached.
 
 Triggers (a category becoming known, a category change, the answer-time SLA) live in
-``escalation.triggers``; acknowledgements arrive through ``acknowledge`` and its helpers.
+``scenario.triggers``; acknowledgements arrive through ``acknowledge`` and its helpers.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ RETRY_S = 1.0
 
 
 class UnitBoard(Protocol):
-    """What the engine needs from the units board (``gateway.unit_board``)."""
+    """What the engine needs from the units board (``gateway.units.board``)."""
 
     async def nearest_for(self, incident_id: str, kind: str) -> tuple[str, str, list[str]] | None:
         """(unit id, callsign, member names) of the nearest free unit of ``kind``, or None."""

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+import trio
+import trio.testing
+
 from gateway import settings as config
 from gateway.incident.bus import Bus
 from gateway.incident.recorder import Held, Recorder
@@ -47,3 +51,38 @@ def test_release_frees_the_position_of_a_call_that_was_talking(tmp_path: Path) -
     d.release(gone)
     assert gone.life.gone and "b" not in d.calls and "b" not in d.queue
     assert d.board.state("pos2") == "free"
+
+
+async def test_a_match_that_raced_a_hang_up_gives_the_position_back(tmp_path: Path) -> None:
+    d = dispatcher(tmp_path)
+    late = call("c")
+    d.enqueue(late, 5)
+    d.release(late)  # hung up: out of the queue and the dispatcher's calls
+    assert "c" not in d.queue and "c" not in d.calls
+    d.board.set("pos1", "ringing")  # matched in the same instant, before the hang-up was seen
+    d.apply(late, cs.Matched("pos1", at=0.0))
+    assert d.board.state("pos1") == "free"
+
+
+async def test_a_call_queued_twice_keeps_its_first_place(tmp_path: Path,
+                                                       autojump_clock: trio.testing.MockClock) -> None:
+    d = dispatcher(tmp_path)
+    first, second = call("d"), call("e")
+    d.enqueue(first, 5)
+    await trio.sleep(1)
+    d.enqueue(second, 5)
+    first.life.handle(cs.Matched("pos1", at=1.0))  # rang, nobody answered, came back
+    first.life.handle(cs.Unanswered("NOANSWER", at=30.0))
+    first.life.handle(cs.Returned())
+    d.queue.remove("d")
+    d.enqueue(first, 5)
+    assert d.queue.ordered() == ["d", "e"]  # back at its original place, ahead of the later caller
+
+
+async def test_a_state_the_table_refuses_is_reported_not_swallowed(tmp_path: Path) -> None:
+    d = dispatcher(tmp_path)
+    talking = call("f")
+    talking.life.handle(cs.Adopted("pos1", answered=True, at=0.0))
+    with pytest.raises(cs.CallStateError, match="Queued is not expected in state talking"):
+        d.enqueue(talking, 5)  # the intake turns this into a hand-off to the fallback dialplan
+    assert "f" not in d.queue

@@ -3,7 +3,7 @@
 Theory of operation: one Trio task long-polls ``getUpdates`` (the Bot API over httpx, exactly as
 the residents' sign-up bot in channels/telegram_bot.py does; this bot needs its own token, since
 a token has one ``getUpdates`` consumer). Each batch is handled concurrently across chats and in
-order within a chat. The pure ``report_text.parse_update`` turns an update into one item; the
+order within a chat. The pure ``protocols.telegram_updates.parse_update`` turns an update into one item; the
 per-chat ``FloodGate`` admits it or drops it (the first drop is acknowledged once); then:
 
   /start, /help   greeting in the citizen's language with a reply keyboard offering their own
