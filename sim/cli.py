@@ -4,7 +4,6 @@ drills with a report). The simulator is a program of its own: the gateway never 
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import tempfile
@@ -16,7 +15,7 @@ import trio
 from tqdm import tqdm
 
 from gateway import settings
-from gateway.errors import ConfigError, GatewayError
+from gateway.cli.main import command
 from gateway.settings import GatewayConfig
 from sim import drill as drill_mod
 from sim import sipp
@@ -42,16 +41,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return run(args, settings.load(args.config))
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 2
-    except GatewayError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return command(args.log_level, lambda: run(args, settings.load(args.config)))
 
 
 def run(args: argparse.Namespace, cfg: GatewayConfig) -> int:

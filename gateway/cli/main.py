@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -140,9 +141,15 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return command(args.log_level, lambda: int(args.fn(args)))
+
+
+def command(log_level: str, run: Callable[[], int]) -> int:
+    """Run a command with logging set up; our errors become their message and exit status 2 (every
+    config problem, one per line) or 1, never a traceback (also for ``gateway-sim``)."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.fn(args))
+        return run()
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
