@@ -38,6 +38,7 @@ from gateway.web.health import Health, health_routes
 from gateway.web.incidents import incident_routes
 from gateway.web.server import run_server
 from gateway.web.warnings import WarningsApi
+from gateway.web.webhooks import AlarmRoutes, Sms112Routes
 
 log = logging.getLogger(__name__)
 WARNING_RADIUS_KM = 2.0  # a scenario's draft warning around an incident outside every zone
@@ -207,7 +208,7 @@ class Gateway:
             self.sms112 = Sms112(cfg.reports.sms112, self.desk, self._send_sms,
                                  self.escalation.sms_reply if self.escalation is not None else None)
             await nursery.start(isolated, "SMS 112", self.sms112.run)
-            routes += self.sms112.routes()
+            routes += Sms112Routes(self.sms112).routes()
         if self.escalation is not None:
             routes += self._escalation_routes()
         return routes
@@ -239,7 +240,7 @@ class Gateway:
         await nursery.start(isolated, "alarm panels", self.alarms.run)
         if self.escalation is not None:
             self.escalation.engine.dynamic_people["site_contacts"] = self._site_contacts
-        return list(self.alarms.routes())
+        return list(AlarmRoutes(self.alarms).routes())
 
     def _escalation_routes(self) -> list[BaseRoute]:
         from gateway.web.scenario import EscalationApi

@@ -23,6 +23,7 @@ from gateway.intake.alarm.sites import token_hash
 from gateway.protocols.contact_id import encode, parse
 from gateway.settings import AlarmConfig
 from gateway.web.server import run_server
+from gateway.web.webhooks import AlarmRoutes
 
 TOKENS = {"1201": "token-school-12", "4B09": "token-internat-9"}
 SITES = "".join(f"""
@@ -263,7 +264,7 @@ async def test_a_store_failure_leaves_the_file_for_the_next_try(tmp_path: Path) 
 @asynccontextmanager
 async def served(t: Lab) -> AsyncIterator[tuple[str, AlarmIntake]]:
     intake = await t.start()
-    bound = await t.nursery.start(run_server, Starlette(routes=intake.routes()), "127.0.0.1", 0)
+    bound = await t.nursery.start(run_server, Starlette(routes=AlarmRoutes(intake).routes()), "127.0.0.1", 0)
     yield bound[0], intake
 
 

@@ -20,9 +20,10 @@ from gateway.incident.desk import Desk
 from gateway.incident.recorder import Recorder
 from gateway.incident.records import Incident
 from gateway.incident.store import AsyncStore, SqliteStore
-from gateway.intake.text.sms112 import EMPTY_TWIML, Sms112
+from gateway.intake.text.sms112 import Sms112
 from gateway.settings import Sms112Config
 from gateway.web.server import run_server
+from gateway.web.webhooks import EMPTY_TWIML, Sms112Routes
 from sim.sms_citizen import aml_form, aml_sms, text_via_twilio, twilio_inbound_form
 from sim.twilio_wire import sign
 
@@ -80,7 +81,7 @@ async def rig(tmp_path: Path, responder: list[str] | None = None, serve: bool = 
         await nursery.start(sms.run)
         r = Rig(sms, desk, phone)
         if serve:
-            [r.url] = await nursery.start(run_server, Starlette(routes=sms.routes()), "127.0.0.1", 0)
+            [r.url] = await nursery.start(run_server, Starlette(routes=Sms112Routes(sms).routes()), "127.0.0.1", 0)
         yield r
         nursery.cancel_scope.cancel()
 

@@ -18,7 +18,7 @@ What an event becomes (``classify`` is the pure rule):
     alarm, none open             a new incident (``alarm_received``)
     alarm, one open and recent   ``alarm_repeated`` on it
 
-Panels with an IP communicator use ``POST /alarms`` instead, authorised by their own token.
+Panels with an IP communicator use ``POST /alarms`` (``web.webhooks``) instead, authorised by their own token.
 """
 
 from __future__ import annotations
@@ -33,9 +33,6 @@ from typing import Literal
 
 import msgspec
 import trio
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from gateway.errors import NotFound, StoreError
 from gateway.incident.desk import Desk, Value, no_caller
@@ -185,10 +182,6 @@ def _parse_raw(digits: str, alphabet: Literal["hex", "dtmf"]) -> ContactIdEvent:
         raise BadBody(str(exc)) from exc
 
 
-def bearer_token(request: Request) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
-
 
 def pending_files(spool: Path, settled_before: float) -> list[Path]:
     """AlarmReceiver's event files in ``spool`` last written before ``settled_before``, oldest first."""
@@ -246,8 +239,6 @@ class AlarmIntake:
         self._lock = trio.Lock()  # one event at a time: the spool and the API must not both open one
         self._stuck: set[Path] = set()  # handled but could not be moved: never handled twice
 
-    def routes(self) -> list[Route]:
-        return [Route("/alarms", self.post_alarm, methods=["POST"])] if self.cfg.enabled else []
 
     def site_health(self) -> dict[str, SiteHealth]:
         """Per registered account: last test report and last event (None until the site reports)."""
@@ -282,7 +273,7 @@ class AlarmIntake:
         """Apply one Contact ID event (see the module docstring). Raises ``StoreError`` if it could not be stored."""
         site = self.sites.get(event.account)
         action = classify(event, site, self.cfg.incident_categories)
-        self._count(action)
+        self.count(action)
         if site is None:
             log.error("alarm from unknown account %s (%s, %s via %s%s): no incident", event.account, event.code,
                       event.description, via, f", line {calling_from}" if calling_from else "")
@@ -386,7 +377,7 @@ class AlarmIntake:
         problems = []
         for line in call.errors:
             log.error("alarm event file %s: refused %s", name, line)
-            self._count("refused")
+            self.count("refused")
             problems.append(line)
         for event in call.events:
             handled = await self.handle(event, via="asterisk", calling_from=call.calling_from, file=name)
@@ -403,42 +394,14 @@ class AlarmIntake:
             self._stuck.add(path)
             return False
         if kind == "bad":
-            self._count("bad_files")
+            self.count("bad_files")
         return True
 
-    async def post_alarm(self, request: Request) -> Response:
-        """``POST /alarms``: 401 for a missing or unknown token, 400 for a body that is not a Contact ID
-        report, 403 for another site's account, 503 if the store failed, else 200 with ``Handled``."""
-        token = bearer_token(request)
-        site = self.sites.by_token(token) if token else None
-        if site is None:
-            self._count("api_unauthorised")
-            log.warning("POST /alarms from %s refused: missing or unknown panel token",
-                        request.client.host if request.client else "?")
-            return _error("a panel token is required (Authorization: Bearer <token>)", 401)
-        try:
-            event = panel_event(await request.body())
-        except BadBody as exc:
-            log.warning("POST /alarms from site %s: bad body: %s", site.account, exc)
-            return _error(str(exc), 400)
-        if event.account != site.account:
-            log.warning("POST /alarms: site %s's token used for account %s", site.account, event.account)
-            return _error(f"this token belongs to account {site.account}, not {event.account}", 403)
-        try:
-            handled = await self.handle(event, via="api")
-        except StoreError as exc:
-            log.error("POST /alarms from %s: the store failed: %s", site.account, exc)
-            return _error("the alarm could not be stored; send it again", 503)
-        return Response(_json.encode(handled), media_type="application/json")
 
-    def _count(self, what: str) -> None:
+    def count(self, what: str) -> None:
         self.counts[what] = self.counts.get(what, 0) + 1
 
 
 def _last_alarm_wall(incident: Incident) -> float:
     walls = [e.wall for e in incident.timeline if e.kind in ALARM_KINDS]
     return max(walls, default=incident.created_wall)
-
-
-def _error(message: str, status: int) -> Response:
-    return Response(_json.encode({"error": message}), status_code=status, media_type="application/json")

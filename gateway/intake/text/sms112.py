@@ -11,31 +11,24 @@ every other text first (a responder's "ok"); the rest are reports: a new inciden
 acknowledgement in Kazakh and Russian per incident. The incident is durable before anything
 is answered; acknowledgements, AML claims and expiry run in ``run``'s task group.
 
-HTTP: the Twilio inbound-message webhook (signature checked as Twilio computes it, over the
-public URL Twilio called; a forged or missing one is refused with 403 and nothing is recorded)
-answers empty TwiML; the AML HTTPS endpoint takes a bearer token whose SHA-256 is configured.
+HTTP (``web.webhooks``): the Twilio inbound-message webhook (signature checked as Twilio computes
+it, over the public URL Twilio called; a forged or missing one is refused with 403 and nothing is
+recorded) answers empty TwiML; the AML HTTPS endpoint takes a bearer token whose SHA-256 is configured.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Literal
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import msgspec
 import trio
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from channels.twilio_callbacks import SIGNATURE_HEADER, verify
 from gateway.errors import GatewayError, NotFound, ProtocolError
 from gateway.incident.desk import Desk
 from gateway.incident.records import Incident, TimelineEvent
@@ -47,8 +40,6 @@ log = logging.getLogger(__name__)
 SendSms = Callable[[str, str], Awaitable[bool]]
 ResponderReply = Callable[[str, str, str], Awaitable[bool]]
 Job = Callable[[], Awaitable[None]]
-EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
-MAX_FORM_BYTES = 64 * 1024  # a Twilio inbound form is a few kB even for a 1600-character text
 _Seconds = Annotated[float, msgspec.Meta(gt=0)]
 _Path = Annotated[str, msgspec.Meta(pattern=r"^/[A-Za-z0-9/_.\-]*$")]
 
@@ -268,56 +259,6 @@ class Sms112:
         finally:
             listeners.remove(self._on_change)
 
-    # --- HTTP -------------------------------------------------------------------------------
-    def routes(self) -> list[Route]:
-        """The Twilio inbound-message webhook and the AML HTTPS endpoint (both POST)."""
-        return [Route(self.cfg.twilio_path, self._twilio, methods=["POST"]),
-                Route(self.cfg.aml_path, self._aml, methods=["POST"])]
-
-    async def _twilio(self, request: Request) -> Response:
-        if not self.cfg.twilio_auth_token:
-            return _text("SMS 112 webhook: no Twilio auth token configured", 403)
-        body = await request.body()
-        if len(body) > MAX_FORM_BYTES:
-            return _text(f"form of {len(body)} bytes exceeds {MAX_FORM_BYTES}", 413)
-        try:
-            form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-        except UnicodeDecodeError:
-            return _text("form is not UTF-8", 400)
-        try:
-            verify(self._public_url(request), form, request.headers.get(SIGNATURE_HEADER), self.cfg.twilio_auth_token)
-        except ProtocolError as exc:
-            log.warning("SMS 112 webhook refused from %s: %s", request.client.host if request.client else "?", exc)
-            return _text(str(exc), 403)
-        text = form.get("Body", "")
-        media = form.get("NumMedia", "0")
-        if media.isdigit() and int(media) > 0:  # an MMS: the pictures stay at Twilio, say so
-            text += f"\n[{int(media)} MMS attachment(s) at Twilio, message {form.get('MessageSid', '?')}]"
-        try:
-            await self.handle_text(form.get("From", ""), text, "twilio")
-        except GatewayError as exc:
-            log.exception("SMS 112 from Twilio not stored")
-            return _text(f"not stored: {exc}", 503)
-        return Response(EMPTY_TWIML, media_type="text/xml")
-
-    def _public_url(self, request: Request) -> str:
-        if not self.cfg.twilio_public_url:
-            return str(request.url)
-        return urlunsplit(urlsplit(self.cfg.twilio_public_url)._replace(query=request.url.query))
-
-    async def _aml(self, request: Request) -> Response:
-        auth = request.headers.get("authorization", "")
-        digest = hashlib.sha256(auth[7:].strip().encode()).hexdigest() if auth.lower().startswith("bearer ") else ""
-        if not self.cfg.aml_token_sha256 or not hmac.compare_digest(digest, self.cfg.aml_token_sha256):
-            return _json({"error": "AML endpoint: send the provider's bearer token"}, 401)
-        try:
-            report = aml.parse_https_body(await request.body())
-        except ProtocolError as exc:
-            log.warning("AML HTTPS report refused: %s", exc)
-            return _json({"error": str(exc)}, 400)
-        outcome = await self.handle_aml(report, "https")
-        return _json(outcome, 400 if outcome.kind == "aml_rejected" else 200)
-
 
 def reply_number(incident: Incident) -> str:
     """Where an SMS answer goes: the SMS reporter's number, else the caller's."""
@@ -325,10 +266,3 @@ def reply_number(incident: Incident) -> str:
         return incident.reporter[4:]
     return incident.caller.number
 
-
-def _text(message: str, status: int) -> Response:
-    return Response(message, status_code=status, media_type="text/plain")
-
-
-def _json(body: object, status: int) -> Response:
-    return Response(msgspec.json.encode(body), status_code=status, media_type="application/json")
