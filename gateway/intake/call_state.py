@@ -24,10 +24,11 @@ sets call state itself, so one place says what a call may do next::
     any but GONE failed_over -> FALLBACK           dequeue, free position
                  hung_up -> GONE                   dequeue, free position, stop serving
 
-Events that race with a hang-up or arrive late from Asterisk (a Dial result after the caller left,
-a second hang-up) change nothing and are ``ignored``; a match that lost the race with a hang-up
-frees the position it took. Any other event in a state that does not expect it is a bug in the
-driver: ``CallStateError``, which the driver logs while the caller still goes to a human.
+Events that race with a hang-up or arrive late from Asterisk (a Dial result outside a Dial, the
+hand-off request's reply after Asterisk already reported the Dial, a second hang-up) change nothing
+(``IGNORED``); a match that lost the race with a hang-up frees the position it took. Any other event
+in a state that does not expect it is a bug in the driver: ``CallStateError``, which the driver logs
+and answers by handing the caller to the fallback dialplan, which rings the dispatchers directly.
 """
 
 from __future__ import annotations
@@ -199,7 +200,8 @@ IGNORED: frozenset[tuple[State, type]] = frozenset({
     *((s, e) for s in FINAL for e in (Matched, HandedOff, HandOffFailed, Returned, Overflowed, FailedOver, Queued)),
     *((s, e) for s in S if s not in DIALLED for e in DIAL_RESULTS),
     (S.GONE, HungUp),
-    *((s, HandedOff) for s in (S.RINGING, S.TALKING, S.UNANSWERED, S.RETURNED)),
+    # The hand-off request's reply came after Asterisk's own report of the Dial: the Dial is the truth.
+    *((s, e) for s in (S.RINGING, S.TALKING, S.UNANSWERED, S.RETURNED) for e in (HandedOff, HandOffFailed)),
 })
 
 

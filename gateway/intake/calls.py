@@ -95,7 +95,11 @@ class Intake:
             if call is None:
                 nursery.start_soon(self._adopt_caller, ari, nursery, event.channel, {})
                 return
-            self.dispatcher.returned(call)
+            try:
+                self.dispatcher.returned(call)
+            except cs.CallStateError as exc:  # our view of the call was wrong: a human takes it from here
+                nursery.start_soon(self._fail_over, ari, call, exc)
+                return
             nursery.start_soon(self._serve_call, ari, nursery, call, False)
 
     # --- a new call -----------------------------------------------------------------------

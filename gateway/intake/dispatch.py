@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import trio
 
 from gateway.asterisk.ari import Ari, ChannelGone, quietly
-from gateway.errors import AriError, GatewayError
+from gateway.errors import AriError, GatewayError, StoreError
 from gateway.incident.recorder import Recorder
 from gateway.intake import call_state as cs
 from gateway.intake.call import Call
@@ -188,14 +189,26 @@ class Dispatcher:
         elif state is cs.State.TALKING:
             self._answered(call, position)
         elif state is cs.State.UNANSWERED:
-            self._nursery.start_soon(lambda: self.recorder.record(
-                call.held, "position_unanswered", position=position, status=status[:20],
-                state="queued" if call.incident.state == "ringing" else None))
+            self._record_soon(call, "position_unanswered", position=position, status=status[:20],
+                              state="queued" if call.incident.state == "ringing" else None)
 
     async def _ringing(self, call: Call, position: str) -> None:
         if call.life.ring_started_at is not None:
             self.metrics.ring_latency.observe(trio.current_time() - call.life.ring_started_at)
-        await self.recorder.record(call.held, "ringing", position=position, state="ringing")
+        await self._record(call, "ringing", {"position": position, "state": "ringing"})
+
+    def _record_soon(self, call: Call, kind: str, **fields: Any) -> None:
+        """Record a Dial's progress from a task of its own: the next event must not wait for the disk."""
+        assert self._nursery is not None
+        self._nursery.start_soon(self._record, call, kind, fields)
+
+    async def _record(self, call: Call, kind: str, fields: dict[str, Any]) -> None:
+        """A failed write is logged, never raised into the dispatcher (its event stays pending and is
+        written with the call's next one): a disk hiccup must not stop matching calls to positions."""
+        try:
+            await self.recorder.record(call.held, kind, **fields)
+        except StoreError as exc:
+            log.error("incident %s: %s not recorded yet: %s", call.id, kind, exc)
 
     def _answered(self, call: Call, position: str) -> None:
         self.board.set(position, "busy")
@@ -204,10 +217,9 @@ class Dispatcher:
         self.metrics.answered.labels(position).inc()
         self.metrics.queue_wait.observe(wait)
         assert self._nursery is not None
-        self._nursery.start_soon(lambda: self.recorder.record(
-            call.held, "answered", actor=position, state="answered", position=position,
-            changes={"position": position, "queue_wait_s": round(wait, 3),
-                     "answer_s": round(now - call.arrived_mono, 3)}))
+        self._record_soon(call, "answered", actor=position, state="answered", position=position,
+                          changes={"position": position, "queue_wait_s": round(wait, 3),
+                                   "answer_s": round(now - call.arrived_mono, 3)})
 
     def returned(self, call: Call) -> None:
         """The caller came back into Stasis from an unanswered Dial."""
@@ -220,8 +232,8 @@ class Dispatcher:
         return started is not None and trio.current_time() >= started + self.cfg.overflow_after_s
 
     async def _overflow_after(self, call: Call) -> None:
-        started = call.life.first_queued_at or trio.current_time()
-        await trio.sleep_until(started + self.cfg.overflow_after_s)
+        started = call.life.first_queued_at
+        await trio.sleep_until((started if started is not None else trio.current_time()) + self.cfg.overflow_after_s)
         if call.life.state not in cs.WAITING:
             return  # gone, talking, or ringing: a ringing call overflows when its Dial comes back unanswered
         await self.overflow(call)
@@ -231,7 +243,7 @@ class Dispatcher:
         assert self.ari is not None
         self.apply(call, cs.Overflowed())
         self.metrics.overflowed.inc()
-        await self.recorder.record(call.held, "overflowed", state="overflowed", after_s=self.cfg.overflow_after_s)
+        await self._record(call, "overflowed", {"state": "overflowed", "after_s": self.cfg.overflow_after_s})
         try:
             await self.ari.continue_in_dialplan(call.channel_id, "ecgw-emergency", "overflow")
         except AriError as exc:

@@ -129,3 +129,9 @@ def test_every_state_says_what_it_does_with_every_event() -> None:
             else:
                 with pytest.raises(CallStateError, match=type(event).__name__):
                     call.handle(event)
+
+
+def test_a_hand_off_error_after_the_dial_answered_changes_nothing() -> None:
+    """The REST reply timed out, yet Asterisk did continue the call and its Dial was answered."""
+    call = life(Queued(at=1.0), Matched("pos1", at=2.0), Ringing(), Answered(at=3.0))
+    assert call.handle(HandOffFailed()) == [] and call.state is State.TALKING and call.position == "pos1"
