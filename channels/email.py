@@ -47,8 +47,6 @@ from gateway.settings.channels import EmailConfig
 _CACHED_CONTENTS = 64
 
 
-
-
 @dataclass(frozen=True)
 class _Outcome:
     """What one SMTP step said about one recipient."""

@@ -38,8 +38,6 @@ from gateway.settings.channels import SirenLine
 SHUTDOWN_OFF_S = 5.0  # bound on switching zones off when the driver closes
 
 
-
-
 class SirenTarget(Base, frozen=True):
     """Relays of one zone on one board: 0-based coil addresses as on the wire."""
 

@@ -64,8 +64,6 @@ _CALL_ERRORS = (TwilioException, TwilioServiceException, aiohttp.ClientError, as
                 json.JSONDecodeError)
 
 
-
-
 # Response headers of the calls made by the current asyncio task: twilio's exceptions drop the
 # headers, and a 429's Retry-After lives there. Each call runs in its own asyncio task (with its
 # own copy of the context), so concurrent calls never see each other's headers.

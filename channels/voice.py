@@ -80,10 +80,6 @@ CAUSES: dict[int, tuple[str, bool]] = {
 }
 
 
-
-
-
-
 def dial_string(cfg: VoiceConfig, number: str) -> str:
     """The channel to originate: the number at the trunk, sent over the call-out endpoint."""
     scheme, host = cfg.trunk_uri.split(":", 1)

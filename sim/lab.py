@@ -82,8 +82,6 @@ store_path = "{warnings_store}"
 """
 
 
-
-
 def write_config(workdir: Path, *, positions: int = 2, ivr: bool = True, ring_timeout: float = 10,
                  overflow: float = 60, fallback_positions: int | None = None, rtp_ports: int = 2000) -> Path:
     """A config on free ports with its own Asterisk instance name and store."""

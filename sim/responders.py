@@ -331,4 +331,3 @@ async def sms_responder(smsc: Any, plan: Plan, poll_s: float = 0.1) -> None:
 
     await _respond(plan, lambda: smsc.texts(destination), lambda text: [c for c in [ack_code(text)] if c], reply,
                    poll_s)
-

@@ -55,7 +55,6 @@ class Playback(Base, frozen=True):
     state: str = ""
 
 
-
 class StasisStart(Base, frozen=True, tag="StasisStart"):
     channel: Channel
     args: list[str] = []
@@ -64,7 +63,6 @@ class StasisStart(Base, frozen=True, tag="StasisStart"):
 
 class StasisEnd(Base, frozen=True, tag="StasisEnd"):
     channel: Channel
-
 
 
 class ChannelDtmfReceived(Base, frozen=True, tag="ChannelDtmfReceived"):
@@ -79,7 +77,6 @@ class ChannelDestroyed(Base, frozen=True, tag="ChannelDestroyed"):
     cause_txt: str = ""
 
 
-
 class Dial(Base, frozen=True, tag="Dial"):
     """Progress of a dialplan Dial from a caller we subscribed to (outside Stasis)."""
 
@@ -90,9 +87,6 @@ class Dial(Base, frozen=True, tag="Dial"):
 
 class PlaybackFinished(Base, frozen=True, tag="PlaybackFinished"):
     playback: Playback
-
-
-
 
 
 Event = Union[StasisStart, StasisEnd, ChannelDtmfReceived, ChannelDestroyed, PlaybackFinished, Dial]

@@ -31,10 +31,6 @@ PROBE_S = 5.0
 CODE_RE = re.compile(r"\b(\d{4})\b")
 
 
-
-
-
-
 class Escalation:
     def __init__(self, cfg: EscalationConfig, recorder: Recorder, *, unit_kinds: frozenset[str] = frozenset(),
                  warning_events: frozenset[str] = frozenset(), sounds_dir: Any = None) -> None:
@@ -203,5 +199,3 @@ class Escalation:
             return False
         await self.engine.acknowledge(chosen.token, by=chosen.person, via=via)
         return True
-
-

@@ -104,5 +104,3 @@ def warnings_problems(cfg: WarningsConfig, source: str = "<config>") -> list[str
         if not re.match(r"^\+\d*$", route.prefix):
             p.append(f"{source}: warnings.sms_routes[{i}].prefix: expected '+' and digits")
     return p
-
-

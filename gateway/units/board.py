@@ -1,4 +1,4 @@
-"""The units board: where every response unit is, what it is doing, and its HTTP routes.
+"""The units board: where every response unit is and what it is doing (its routes: ``web.units``).
 
 Theory of operation: unit state lives in its own SQLite file (WAL, full fsync). A change is one
 transaction holding the unit's new row, its audit entry and, when an incident must hear of it, a
@@ -347,5 +347,3 @@ def _note_for(old: Unit, new: Unit, actor: str, reason: str, forced: bool) -> No
         progress = new.status if new.status in ("en_route", "on_scene") else ""
         return Note(incident=new.incident, kind="unit_status", actor=actor, unit=new.id, status=progress, data=data)
     return None
-
-

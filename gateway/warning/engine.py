@@ -485,4 +485,3 @@ class Engine:
 
 def _wants(row: RecipientRow, kinds: Sequence[str]) -> bool:
     return any(k in kinds for k in row[5].split(";"))
-

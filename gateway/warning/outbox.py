@@ -424,4 +424,3 @@ class Outbox:
 def _append_audit(db: sqlite3.Connection, alert_no: int, event: AuditEvent) -> None:
     seq = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM audit WHERE alert_no = ?", (alert_no,)).fetchone()[0]
     db.execute("INSERT INTO audit(alert_no, seq, doc) VALUES (?, ?, ?)", (alert_no, seq, _encode(event)))
-

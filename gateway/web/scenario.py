@@ -53,7 +53,6 @@ class TextBody(msgspec.Struct, forbid_unknown_fields=True):
     text: str
 
 
-
 async def _body(request: Request, kind: type[B]) -> B | Response:
     if len(await request.body()) > MAX_BODY:
         return error(f"body over {MAX_BODY} bytes", 413)

@@ -31,15 +31,12 @@ MAX_CSV_BYTES = 512 * 1024 * 1024
 FINAL_STATES = ("sent", "cancelled", "superseded")
 
 
-
 class ApproveBody(msgspec.Struct, forbid_unknown_fields=True):
     send: bool = False
 
 
 class CancelBody(msgspec.Struct, forbid_unknown_fields=True):
     note: str = ""
-
-
 
 
 class WarningsApi:

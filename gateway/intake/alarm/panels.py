@@ -59,12 +59,6 @@ ALARM_KINDS = ("alarm_received", "alarm_repeated")
 QUALIFIER_DIGITS: dict[int, Qualifier] = {1: "new", 3: "restore", 6: "status"}
 
 
-
-
-
-
-
-
 class Handled(msgspec.Struct, frozen=True, kw_only=True):
     """What one event did (also the panel API's reply)."""
 
@@ -180,7 +174,6 @@ def _parse_raw(digits: str, alphabet: Literal["hex", "dtmf"]) -> ContactIdEvent:
         return parse("".join(digits.split()), alphabet=alphabet)
     except ContactIdError as exc:
         raise BadBody(str(exc)) from exc
-
 
 
 def pending_files(spool: Path, settled_before: float) -> list[Path]:

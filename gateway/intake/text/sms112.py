@@ -44,8 +44,6 @@ _Seconds = Annotated[float, msgspec.Meta(gt=0)]
 _Path = Annotated[str, msgspec.Meta(pattern=r"^/[A-Za-z0-9/_.\-]*$")]
 
 
-
-
 class TextOutcome(msgspec.Struct, frozen=True, kw_only=True):
     """What became of one inbound text or AML report."""
 
@@ -265,4 +263,3 @@ def reply_number(incident: Incident) -> str:
     if incident.reporter.startswith("sms:+"):
         return incident.reporter[4:]
     return incident.caller.number
-

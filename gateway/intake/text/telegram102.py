@@ -67,9 +67,6 @@ NOTICE_KINDS = ("status_changed", "citizen_replied")
 QUIET_REASONS = {"unknown_update", "live_location", "not_private"}  # normal Telegram traffic, not attacks
 
 
-
-
-
 class Telegram102:
     """The 102 bot. ``run`` owns its HTTP client and tasks; ``reply`` may be called from any task."""
 
