@@ -27,8 +27,8 @@ asterisk: deps venv
 
 run: asterisk
 	@echo "Asterisk: $$($(VENV)/bin/gateway --config $(CONFIG) asterisk status)"
-	@echo "Store: $$(grep -E '^path' $(CONFIG) | cut -d'"' -f2)   API: http://127.0.0.1:8080/health   Ctrl-C stops the gateway (Asterisk keeps running: gateway asterisk down)"
-	$(VENV)/bin/gateway --config $(CONFIG) run
+	@echo "Store: $$(grep -E '^path' $(CONFIG) | cut -d'"' -f2)   API: http://127.0.0.1:8080/health   Ctrl-C stops the gateway and the stand-ins (Asterisk keeps running: gateway asterisk down)"
+	scripts/run $(CONFIG)
 
 test: deps venv
 	$(VENV)/bin/gateway --config $(CONFIG) asterisk prepare

@@ -74,6 +74,16 @@ class _Started:
         self.started = callback
 
 
+def _reasons(report: Health) -> list[str]:
+    """Everything that keeps the gateway from doing its whole job: a configured channel that is down
+    means a warning or a responder's notification would not go out now."""
+    reasons = [] if report.ari_connected else ["ARI: not connected (calls ring the dispatchers directly)"]
+    if not report.asterisk_fully_booted:
+        reasons.append("Asterisk: not fully booted")
+    channels = {**report.warning_channels, **report.responder_channels}
+    return reasons + [f"channel {name}: {state}" for name, state in sorted(channels.items()) if state != "up"]
+
+
 class Gateway:
     def __init__(self, cfg: GatewayConfig) -> None:
         self.cfg = cfg
@@ -98,9 +108,8 @@ class Gateway:
         self.sms112: Any = None
 
     def health(self) -> Health:
-        ok = self.ari_connected and self.asterisk.fully_booted
         report = Health(
-            status="ok" if ok else "degraded", ari_connected=self.ari_connected,
+            status="ok", ari_connected=self.ari_connected,
             ami_connected=self.asterisk.connected, asterisk_fully_booted=self.asterisk.fully_booted,
             asterisk_channels=self.asterisk.channels, queue_length=len(self.intake.dispatcher.queue),
             active_calls=len(self.intake.calls), positions=dict(self.intake.dispatcher.board.snapshot()), store="ok",
@@ -111,6 +120,8 @@ class Gateway:
             report.sla_breaches = self.escalation.triggers.breaches
         if self.alarms is not None:
             report.alarm_sites = {k: v.last_test_wall for k, v in self.alarms.site_health().items()}
+        report.reasons = _reasons(report)
+        report.status = "degraded" if report.reasons else "ok"
         return report
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

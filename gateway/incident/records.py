@@ -6,6 +6,7 @@ These msgspec Structs are the one schema for the store, the HTTP API and the CLI
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from typing import Literal
@@ -74,6 +75,22 @@ class IncidentSummary(msgspec.Struct, frozen=True, kw_only=True):
     priority: int = 1
 
 
-def new_incident_id(now: float) -> str:
-    """Sortable by creation time, unique enough for a centre: 20261121-140312-a1b2c3."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(3)
+class IncidentIds:
+    """Incident ids unique by construction, sortable by creation: ``20261121-140312-g1a2b3.00000042``.
+
+    The time says when; ``node`` names the process that made the id (a configured node name, or a
+    token drawn at start) and the counter makes every id of that process distinct. Random suffixes
+    are not enough: 1,000 reports in one second collided about 3 % of the time with 24 random bits,
+    and a clash loses the report (the store refuses the second row). Calls take Asterisk's own
+    ``UNIQUEID`` the same way (the dialplan names the incident before the gateway sees the call).
+    """
+
+    def __init__(self, node: str = "") -> None:
+        self.node = node or "g" + secrets.token_hex(3)
+        self._next = itertools.count(1)
+
+    def __call__(self, now: float) -> str:
+        return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}-{self.node}.{next(self._next):08d}"
+
+
+new_incident_id = IncidentIds()

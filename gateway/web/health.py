@@ -16,6 +16,8 @@ from gateway.web.errors import json_response
 
 
 class Health(msgspec.Struct, kw_only=True):
+    """``status`` is "ok" only when nothing is wrong; else "degraded" with every ``reasons`` line."""
+
     status: str
     ari_connected: bool
     ami_connected: bool
@@ -30,6 +32,7 @@ class Health(msgspec.Struct, kw_only=True):
     scenario_runs: int = 0
     sla_breaches: int = 0
     alarm_sites: dict[str, float | None] = {}  # account -> last periodic test (wall clock)
+    reasons: list[str] = []  # what makes it degraded: Asterisk, the store, each channel that is not up
 
 
 def health_routes(store: AsyncStore, metrics: Metrics, health: Callable[[], Health]) -> list[Route]:
@@ -39,6 +42,7 @@ def health_routes(store: AsyncStore, metrics: Metrics, health: Callable[[], Heal
             await store.recent(1)
         except StoreError as exc:
             report.store, report.status = f"error: {exc}", "degraded"
+            report.reasons.append(f"store: {exc}")
         return json_response(report, 200 if report.status == "ok" else 503)
 
     async def get_metrics(request: Request) -> Response:

@@ -258,13 +258,17 @@ async def test_an_smsc_down_at_start_is_opened_when_it_comes_up(tmp_path: Path) 
     port = free_port(socket.SOCK_STREAM)
     async with lab(tmp_path, smsc_port=port) as w:
         async with httpx.AsyncClient(base_url=w.gateway.url) as client:
-            health = (await client.get("/health")).json()
+            down = await client.get("/health")
+            health = down.json()
             assert health["warning_channels"]["smpp"].startswith("not open")
+            assert down.status_code == 503 and health["status"] == "degraded"
+            assert any(r.startswith("channel smpp: not open") for r in health["reasons"]), health["reasons"]
             async with open_smsc(port=port, receipt_delay_s=0.01) as smsc:
                 w.smsc = smsc
                 with trio.fail_after(30):
                     while (await client.get("/health")).json()["warning_channels"].get("smpp") != "up":
                         await trio.sleep(0.2)
+                assert not any(r.startswith("channel smpp") for r in (await client.get("/health")).json()["reasons"])
                 alert_id = await import_and_send(w, 60)
                 await w.wait_state(alert_id, "sent", timeout=60)
                 assert sum(smsc.by_destination.values()) == sum(1 for i in range(60) if i % 10 and i % 20 != 7
