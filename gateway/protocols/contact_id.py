@@ -32,24 +32,12 @@ from typing import Literal
 import msgspec
 
 from gateway.errors import ProtocolError
+from gateway.protocols.contact_id_codes import EVENT_CODES as EVENT_CODES
+from gateway.protocols.contact_id_codes import GROUPS
+from gateway.protocols.contact_id_codes import Category as Category
 
 Alphabet = Literal["dtmf", "hex"]
 Qualifier = Literal["new", "restore", "status"]
-Category = Literal[
-    "medical",
-    "fire",
-    "panic",
-    "duress",
-    "burglary",
-    "tamper",
-    "hazard",  # gas, CO, water, temperature: the 24-hour non-burglary group
-    "trouble",
-    "test",
-    "opening/closing",
-    "bypass",
-    "other",
-]
-
 MESSAGE_LENGTH = 16
 MESSAGE_TYPES = ("18", "98")
 QUALIFIERS: dict[str, Qualifier] = {"1": "new", "3": "restore", "6": "status"}
@@ -115,113 +103,6 @@ class ContactIdEvent(msgspec.Struct, frozen=True, kw_only=True):
     partition: str  # two digits, "00" = no specific partition
     zone_or_user: str  # three digits, "000" = no specific zone or user
     raw: str  # the 16 digits as read (upper case, in the alphabet they were read in)
-
-
-# Event codes of SIA DC-05 that alarm panels in schools and offices actually send. Anything else
-# still decodes, described by its code group (see _GROUPS).
-EVENT_CODES: dict[str, tuple[str, Category]] = {
-    "100": ("Medical emergency", "medical"),
-    "101": ("Personal emergency", "medical"),
-    "102": ("Failed to report in", "medical"),
-    "110": ("Fire alarm", "fire"),
-    "111": ("Smoke detector", "fire"),
-    "112": ("Combustion", "fire"),
-    "113": ("Sprinkler water flow", "fire"),
-    "114": ("Heat detector", "fire"),
-    "115": ("Manual fire call point", "fire"),
-    "116": ("Duct smoke detector", "fire"),
-    "117": ("Flame detector", "fire"),
-    "118": ("Fire near alarm", "fire"),
-    "120": ("Panic alarm", "panic"),
-    "121": ("Duress", "duress"),
-    "122": ("Silent panic", "panic"),
-    "123": ("Audible panic", "panic"),
-    "124": ("Duress: access granted", "duress"),
-    "125": ("Duress: egress granted", "duress"),
-    "130": ("Burglary", "burglary"),
-    "131": ("Perimeter burglary", "burglary"),
-    "132": ("Interior burglary", "burglary"),
-    "133": ("24-hour burglary (safe)", "burglary"),
-    "134": ("Entry/exit burglary", "burglary"),
-    "135": ("Day/night burglary", "burglary"),
-    "136": ("Outdoor burglary", "burglary"),
-    "137": ("Tamper", "tamper"),
-    "138": ("Burglary near alarm", "burglary"),
-    "139": ("Intrusion verified", "burglary"),
-    "140": ("General alarm", "burglary"),
-    "144": ("Sensor tamper", "tamper"),
-    "145": ("Expansion module tamper", "tamper"),
-    "146": ("Silent burglary", "burglary"),
-    "150": ("24-hour non-burglary alarm", "hazard"),
-    "151": ("Gas detected", "hazard"),
-    "152": ("Refrigeration failure", "hazard"),
-    "153": ("Loss of heat", "hazard"),
-    "154": ("Water leakage", "hazard"),
-    "155": ("Foil break", "burglary"),
-    "156": ("Day trouble", "trouble"),
-    "157": ("Low bottled gas level", "hazard"),
-    "158": ("High temperature", "hazard"),
-    "159": ("Low temperature", "hazard"),
-    "161": ("Loss of air flow", "hazard"),
-    "162": ("Carbon monoxide detected", "hazard"),
-    "300": ("System trouble", "trouble"),
-    "301": ("AC power loss", "trouble"),
-    "302": ("Low system battery", "trouble"),
-    "305": ("System reset", "trouble"),
-    "309": ("Battery test failure", "trouble"),
-    "311": ("Battery missing or dead", "trouble"),
-    "350": ("Communication trouble", "trouble"),
-    "351": ("Telephone line 1 fault", "trouble"),
-    "352": ("Telephone line 2 fault", "trouble"),
-    "354": ("Failure to communicate event", "trouble"),
-    "373": ("Fire loop trouble", "trouble"),
-    "380": ("Sensor trouble", "trouble"),
-    "381": ("Loss of RF supervision", "trouble"),
-    "383": ("Sensor tamper", "tamper"),
-    "384": ("RF transmitter low battery", "trouble"),
-    "400": ("Open/close", "opening/closing"),
-    "401": ("Open/close by user", "opening/closing"),
-    "402": ("Group open/close", "opening/closing"),
-    "403": ("Automatic open/close", "opening/closing"),
-    "406": ("Alarm cancelled by user", "opening/closing"),
-    "407": ("Remote arm/disarm", "opening/closing"),
-    "408": ("Quick arm", "opening/closing"),
-    "409": ("Keyswitch open/close", "opening/closing"),
-    "570": ("Zone bypass", "bypass"),
-    "571": ("Fire zone bypass", "bypass"),
-    "572": ("24-hour zone bypass", "bypass"),
-    "573": ("Burglary zone bypass", "bypass"),
-    "574": ("Group bypass", "bypass"),
-    "601": ("Manual test report", "test"),
-    "602": ("Periodic test report", "test"),
-    "603": ("Periodic RF transmission", "test"),
-    "604": ("Fire test", "test"),
-    "605": ("Status report to follow", "other"),
-    # AlarmReceiver hangs up its side after kissing off a 606, so the dialplan can open the audio.
-    "606": ("Listen-in to follow", "other"),
-    "607": ("Walk test mode", "test"),
-    "608": ("Periodic test report, trouble present", "test"),
-    "627": ("Program mode entered", "other"),
-    "628": ("Program mode exited", "other"),
-}
-
-# Code groups by prefix, most specific first. An unknown 6xx stays "other", never "test": the group
-# also holds 605/606 (a report or a listen-in follows), so guessing "test" could hide a real call.
-_GROUPS: tuple[tuple[str, str, Category], ...] = (
-    ("10", "medical alarm", "medical"),
-    ("11", "fire alarm", "fire"),
-    ("12", "panic alarm", "panic"),
-    ("13", "burglary", "burglary"),
-    ("14", "general alarm", "burglary"),
-    ("15", "24-hour non-burglary alarm", "hazard"),
-    ("16", "24-hour non-burglary alarm", "hazard"),
-    ("1", "alarm", "other"),
-    ("2", "supervisory", "trouble"),
-    ("3", "trouble", "trouble"),
-    ("4", "open/close or access", "opening/closing"),
-    ("5", "bypass or disable", "bypass"),
-    ("6", "test or miscellaneous", "other"),
-)
 
 
 def parse(digits: str, *, alphabet: Alphabet = "dtmf") -> ContactIdEvent:
@@ -306,18 +187,29 @@ def encode(
 
 
 def describe(code: str) -> tuple[str, Category]:
-    """English description and category of an event code; unknown codes are described by their group."""
+    """English description and category of an event code (``contact_id_codes``); a code not in the
+    table is described by its group, and the description always names the code as received."""
     known = EVENT_CODES.get(code)
     if known is not None:
         return known
-    for prefix, group, category in _GROUPS:
+    for prefix, group, category in GROUPS:
         if code.startswith(prefix):
             return f"Unknown event {code} ({group})", category
     return f"Unknown event {code}", "other"
 
 
+def is_known(event: ContactIdEvent) -> bool:
+    """True when the event code is in the SIA DC-05 table (``EVENT_CODES``)."""
+    return event.code in EVENT_CODES
+
+
+def is_unknown_alarm(event: ContactIdEvent) -> bool:
+    """True for a code of DC-05's alarm group (1xx) that the table does not know: still an alarm."""
+    return event.code.startswith("1") and not is_known(event)
+
+
 def is_test(event: ContactIdEvent) -> bool:
-    """True for test reports (601-604, 607, 608): proof the line works, never an emergency."""
+    """True for test reports (601-604, 607, 608, 611-615): proof the line works, never an emergency."""
     return event.category == "test"
 
 

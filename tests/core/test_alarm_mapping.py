@@ -51,6 +51,38 @@ def test_classify(code: str, qualifier: str, action: str) -> None:
     assert classify(event(code, qualifier), SITE, CATEGORIES) == action
 
 
+@pytest.mark.parametrize(("code", "qualifier", "action"), [
+    ("441", "restore", "note"),  # armed STAY: was "unknown" before the table was completed
+    ("441", "new", "note"),  # disarmed from STAY
+    ("147", "new", "alarm"),  # sensor supervision failure: DC-05 counts it among the alarms
+    ("163", "new", "alarm"),  # tank level: 24-hour non-burglary
+    ("341", "new", "alarm"),  # expansion module tamper
+    ("611", "new", "test"),  # point tested OK
+    ("423", "new", "note"),  # forced access: access control, not an alarm code
+])
+def test_classify_codes_of_the_full_table(code: str, qualifier: str, action: str) -> None:
+    assert classify(event(code, qualifier), SITE, CATEGORIES) == action
+
+
+@pytest.mark.parametrize("code", ["170", "188", "199", "1B0", "1F9"])
+def test_an_unknown_alarm_code_still_opens_an_incident(code: str) -> None:
+    new = parse(encode("1201", code, "new", 1, 3, alphabet="hex"), alphabet="hex")
+    assert classify(new, SITE, CATEGORIES) == "alarm"
+    assert classify(msgspec.structs.replace(new, qualifier="status"), SITE, CATEGORIES) == "alarm"
+    assert classify(parse(encode("1201", code, "restore", 1, 3)), SITE, CATEGORIES) == "restore"
+    assert classify(new, SITE, []) == "alarm"  # whatever the configured categories
+    data = event_data(new, SITE, via="asterisk")
+    assert data["event_code"] == code and data["event_description"].startswith(f"Unknown event {code}")
+    assert data["contact_id"] == new.raw
+
+
+@pytest.mark.parametrize("code", ["2B0", "4B2", "5F1", "6E0", "700", "998"])
+def test_an_unknown_code_of_another_group_is_noted_with_its_code(code: str) -> None:
+    unknown = parse(encode("1201", code, "new", 1, 3, alphabet="hex"), alphabet="hex")
+    assert classify(unknown, SITE, CATEGORIES) == "note"
+    assert unknown.description.startswith(f"Unknown event {code}")
+
+
 def test_unknown_account_beats_everything() -> None:
     assert classify(event("120", account="9999"), None, CATEGORIES) == "unknown"
     assert classify(event("602", account="9999"), None, CATEGORIES) == "unknown"

@@ -148,7 +148,7 @@ def test_sms_not_aml(text: str) -> None:
     assert "not an AML message" in rejected(text)
 
 
-@pytest.mark.parametrize("version", ["2", "0", "", "1.0"])
+@pytest.mark.parametrize("version", ["3", "0", "", "1.0", "2.0"])
 def test_sms_unsupported_version(version: str) -> None:
     assert "unsupported AML SMS version" in rejected(sms(**{'A"ML': version}))
 
@@ -263,6 +263,104 @@ def test_sms_sender_that_is_not_a_number_is_dropped_and_flagged() -> None:
 def test_sms_hostile_sender() -> None:
     assert "control character" in rejected(ALMATY, sender="+7701\x00")
     assert "SMS sender of 200 characters" in rejected(ALMATY, sender="7" * 200)
+
+
+# --- SMS version 2 (Google ELS Beta layout) --------------------------------------------------------
+
+# Made up for these tests in the layout of Google's ELS SMS specification (its ELS Beta table), with Almaty values.
+V2 = ('A"ML=2;en=112;et=1593187189;lo=43.23810,76.94560,20.1;lt=5;lc=68;lz=812.4,10.1;ls=W;'
+      'ei=356789012345678;nc=40102;hc=40101;lg=kk-KZ')
+ET = datetime(2020, 6, 26, 15, 59, 49, tzinfo=UTC)
+
+
+def v2(**changes: str | None) -> str:
+    fields = dict(part.split("=", 1) for part in V2.split(";"))
+    for key, value in changes.items():
+        if value is None:
+            fields.pop(key)
+        else:
+            fields[key] = value
+    return ";".join(f"{k}={v}" for k, v in fields.items())
+
+
+def test_sms_v2_every_field() -> None:
+    r = aml.parse_sms(V2, sender="+77011234567")
+    assert (r.version, r.transport, r.number, r.lat, r.lon, r.radius_m, r.confidence_pct, r.method) == (
+        "2", "sms", "+77011234567", 43.2381, 76.9456, 20.1, 68.0, "wifi")
+    assert r.positioned_at == ET + timedelta(seconds=5)  # et + lt
+    assert (r.emergency_number, r.altitude_m, r.imei, r.mcc, r.mnc, r.language) == (
+        "112", 812.4, "356789012345678", "401", "02", "kk-KZ")  # network, not home
+    assert r.flags == () and r.raw == V2 and r.imsi == ""  # version 2 carries no IMSI and no ml
+
+
+def test_sms_v2_home_network_stands_in_and_fields_are_optional() -> None:
+    r = aml.parse_sms(v2(nc=None, lt=None, lc=None, lz=None, ls=None, lg=None, en=None))
+    assert (r.mcc, r.mnc, r.confidence_pct, r.altitude_m, r.method, r.language) == ("401", "01", None, None,
+                                                                                      "unknown", "")
+    assert r.positioned_at == ET and "no_location_time" in r.flags
+
+
+def test_sms_v2_without_lo_has_no_position_and_ignores_the_location_fields() -> None:
+    r = aml.parse_sms(v2(lo=None, lt="abc", ls="??", lz="x"))
+    assert not r.has_position and r.method == "none" and r.positioned_at == ET
+    assert aml.to_location(r) is None
+
+
+@pytest.mark.parametrize(("lo", "radius", "flag"), [("43.2381,76.9456,0", None, "radius_unknown"),
+                                                     ("43.2381,76.9456", None, "radius_unknown"),
+                                                     ("-37.42175,-122.08461,2000.1", 2000.1, None)])
+def test_sms_v2_accuracy(lo: str, radius: float | None, flag: str | None) -> None:
+    r = aml.parse_sms(v2(lo=lo))
+    assert r.has_position and r.radius_m == radius and (flag is None or flag in r.flags)
+
+
+def test_sms_v2_zero_position_is_no_position() -> None:
+    r = aml.parse_sms(v2(lo="0.00000,0.00000,0"))
+    assert not r.has_position and "zero_position" in r.flags
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"et": None}, "version 2 lacks mandatory field(s): et"),
+    ({"et": ""}, "version 2 lacks mandatory field(s): et"),
+    ({"et": "1593187189000"}, "et: expected the call's time in whole seconds"),
+    ({"et": "15931871.89"}, "et: expected the call's time in whole seconds"),
+    ({"et": "5"}, "et: 1970-01-01T00:00:05+00:00 is not a plausible time"),
+    ({"lo": "43.2381"}, "lo: expected latitude,longitude,accuracy, got 1 part(s)"),
+    ({"lo": "43.2381,76.9456,20,4"}, "lo: expected latitude,longitude,accuracy, got 4 part(s)"),
+    ({"lo": "95.0,76.9456,20"}, "lo: latitude 95.0 is outside -90..90"),
+    ({"lo": "43.2381,-181,20"}, "lo: longitude -181.0 is outside -180..180"),
+    ({"lo": "43.2381,abc,20"}, "lo: expected a decimal number, got 'abc'"),
+    ({"lo": "43.2381,76.9456,-3"}, "lo: negative radius -3.0"),
+    ({"lo": "43.2381,76.9456,1e9"}, "lo: expected a decimal number"),
+    ({"lt": "soon"}, "lt: expected whole seconds relative to et"),
+    ({"lt": "-999999999"}, "lt: 1988-"),
+    ({"lc": "120"}, "lc: confidence 120.0 is outside 0-100"),
+    ({"ls": "GPS"}, "ls: expected one location-source letter"),
+])
+def test_sms_v2_malformed_fields_are_named(changes: dict[str, str | None], expected: str) -> None:
+    assert expected in rejected(v2(**changes))
+
+
+def test_sms_v2_bad_identifiers_are_dropped_and_flagged() -> None:
+    r = aml.parse_sms(v2(en="+15555555555", ei="35678", nc="4O102", hc="x", lg="english language", lz="high,1"))
+    assert (r.emergency_number, r.imei, r.mcc, r.mnc, r.language, r.altitude_m) == ("", "", "", "", "", None)
+    assert {"bad_emergency_number", "bad_imei", "bad_nc", "bad_hc", "bad_language", "bad_lz"} <= set(r.flags)
+    assert r.has_position
+
+
+def test_sms_v2_framing_rules_are_those_of_version_1() -> None:
+    assert "repeats field 'lo'" in rejected(V2 + ";lo=1,2,3")
+    assert "is not key=value" in rejected(V2.replace(";lc=68;", ";lc;"))
+    assert "control character" in rejected(V2.replace(";lc=68;", ";lc=6\n8;"))
+
+
+def test_sms_v2_matches_its_call() -> None:
+    report = aml.parse_sms(V2, sender="+77011234567")
+    assert aml.matches_call(report, "+77011234567", ET)
+
+
+def test_sms_value_holding_an_equals_sign_is_not_key_value() -> None:
+    assert "is not key=value" in rejected(ALMATY.replace(";rd=15;", ";a==;rd=15;"))
 
 
 # --- HTTPS ---------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import math
 import random
 import wave
 from pathlib import Path
+from typing import get_args
 
 import msgspec
 import pytest
@@ -295,7 +296,7 @@ def test_gas_and_silent_panic_descriptions() -> None:
         ("119", "fire"),
         ("129", "panic"),
         ("148", "burglary"),
-        ("163", "hazard"),
+        ("164", "hazard"),
         ("199", "other"),
         ("299", "trouble"),
         ("399", "trouble"),
@@ -303,7 +304,7 @@ def test_gas_and_silent_panic_descriptions() -> None:
         ("599", "bypass"),
         ("650", "other"),  # the 6xx group also announces listen-ins: an unknown 6xx is never guessed to be a test
         ("699", "other"),
-        ("999", "other"),
+        ("998", "other"),
         ("B00", "other"),
     ],
 )
@@ -311,6 +312,42 @@ def test_unknown_codes_are_described_by_their_group(code: str, category: str) ->
     description, got = describe(code)
     assert got == category
     assert description.startswith(f"Unknown event {code}")
+
+
+@pytest.mark.parametrize(
+    ("code", "description", "category"),
+    [
+        ("441", "Armed STAY", "opening/closing"), ("442", "Keyswitch armed STAY", "opening/closing"),
+        ("459", "Recent close", "opening/closing"), ("163", "Tank level", "hazard"), ("341", "Expansion module tamper",
+        "tamper"), ("147", "Sensor supervision failure", "burglary"), ("200", "Fire supervisory", "trouble"),
+        ("423", "Forced access", "other"), ("521", "Bell 1 disable", "bypass"), ("613", "Intrusion zone walk tested",
+        "test"), ("911", "Bypass closing", "opening/closing"),
+    ],
+)  # fmt: skip
+def test_codes_once_unknown_are_in_the_dc05_table(code: str, description: str, category: str) -> None:
+    assert describe(code) == (description, category)
+
+
+def test_the_table_is_well_formed() -> None:
+    allowed = set(get_args(contact_id.Category))
+    for code, (description, category) in EVENT_CODES.items():
+        assert len(code) == 3 and code.isdigit() and description and not description.startswith("Unknown")
+        assert category in allowed
+    assert len(EVENT_CODES) == 231  # every code of the DC-05 list as spandsp publishes it, Ademco 9xx included
+    alarm_group = {category for code, (_, category) in EVENT_CODES.items() if code.startswith("1")}
+    assert alarm_group <= {"medical", "fire", "panic", "duress", "burglary", "tamper", "hazard", "trouble"}
+
+
+def test_known_and_unknown_alarm_codes() -> None:
+    armed_stay = parse(encode("3182", "441", "restore", 1, 4))
+    assert contact_id.is_known(armed_stay) and not contact_id.is_unknown_alarm(armed_stay)
+    for code in ("170", "199", "1B0", "1F5"):
+        event = parse(encode("3182", code, "new", 1, 4, alphabet="hex"), alphabet="hex")
+        assert not contact_id.is_known(event) and contact_id.is_unknown_alarm(event)
+        assert event.description.startswith(f"Unknown event {code}")
+    for code in ("2B0", "4B2", "700", "998"):
+        event = parse(encode("3182", code, "new", 1, 4, alphabet="hex"), alphabet="hex")
+        assert not contact_id.is_known(event) and not contact_id.is_unknown_alarm(event)
 
 
 def test_listen_in_to_follow_is_not_a_test() -> None:

@@ -12,11 +12,16 @@ the two replays the file, and the dedupe window turns the replay into ``alarm_re
 What an event becomes (``classify`` is the pure rule):
 
     unknown account              nothing; logged, counted, the file kept in bad/
-    test report (601-608)        nothing; the site's last test time (``site_health``)
+    test report (60x, 61x)       nothing; the site's last test time (``site_health``)
     arm/disarm, trouble, bypass  nothing; the site's last event (no police for the janitor's key)
     restore (qualifier 3)        ``alarm_restored`` on the account's open incident
     alarm, none open             a new incident (``alarm_received``)
     alarm, one open and recent   ``alarm_repeated`` on it
+
+An alarm is an event whose category is in ``incident_categories``, or any 1xx code (DC-05's alarm
+group) that the code table does not know: a panel newer than the table must not lose a real alarm.
+Any other unknown code is noted like trouble, logged with its digits, and its description names the
+code (``Unknown event 4B2 (open/close or access)``), so nothing received is dropped unseen.
 
 Panels with an IP communicator use ``POST /alarms`` (``web.webhooks``) instead, authorised by their own token.
 """
@@ -44,8 +49,10 @@ from gateway.protocols.contact_id import (
     ContactIdEvent,
     Qualifier,
     encode,
+    is_known,
     is_restore,
     is_test,
+    is_unknown_alarm,
     parse,
 )
 from gateway.settings import AlarmConfig, project_path
@@ -101,7 +108,7 @@ def classify(event: ContactIdEvent, site: Site | None, incident_categories: Iter
         return "unknown"
     if is_test(event):
         return "test"
-    if event.category not in incident_categories:
+    if event.category not in incident_categories and not is_unknown_alarm(event):
         return "note"
     return "restore" if is_restore(event) else "alarm"
 
@@ -281,8 +288,8 @@ class AlarmIntake:
             log.info("alarm test report from %s (%s): %s", site.account, site.name_ru, event.description)
             return Handled(outcome="test", account=site.account, code=event.code)
         if action == "note":
-            log.info("alarm panel %s (%s): %s, %s: no incident", site.account, site.name_ru, event.description,
-                     event.qualifier)
+            log.log(logging.INFO if is_known(event) else logging.WARNING, "alarm panel %s (%s): %s, %s (%s): "
+                    "no incident", site.account, site.name_ru, event.description, event.qualifier, event.raw)
             return Handled(outcome="noted", account=site.account, code=event.code)
         async with self._lock:
             if action == "restore":
