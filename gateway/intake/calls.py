@@ -134,7 +134,8 @@ class Intake:
                 self._location_error(incident, "Asterisk could not parse the PIDF-LO sent with the call")
             return
         try:
-            loc = location.parse_location_info(info, fmt)
+            loc = location.parse_location_info(info, fmt, confidence=chan.var("ECGW_LOCATION_CONFIDENCE"),
+                                               method=chan.var("ECGW_LOCATION_METHOD"))
         except LocationError as exc:
             self._location_error(incident, str(exc))
             return
@@ -151,7 +152,8 @@ class Intake:
         incident.locations.append(loc)
         incident.best_location = location.best(incident.locations)
         item = event("location_found", loc.source, source=loc.source, shape=loc.shape,
-                     lat=loc.lat, lon=loc.lon, radius_m=loc.radius_m, address=loc.address)
+                     lat=loc.lat, lon=loc.lon, radius_m=loc.radius_m, address=loc.address,
+                     **({"confidence": loc.confidence} if loc.confidence is not None else {}))
         incident.timeline.append(item)
         return item
 

@@ -6,11 +6,16 @@ Struct is written to CAP XML without a lookup table.
 Theory of operation: ``to_xml`` writes whatever it is given, in the exact element order of the
 OASIS schema; ``problems`` lists everything that would make the message invalid, both what the
 XSD checks (enumerations, required elements) and the section 3 rules it cannot express (no
-spaces in identifiers, closed polygons, references for updates ...). An alert with no problems
-writes XML that validates against the official CAP 1.2 XSD. ``cap_read.from_xml`` reads a document from
-the network: hostile XML (any DTD, hence entity bombs and external entities) is refused, and
-the element structure is checked against the schema's sequences as a small data table, so every
-error names the element and what was wrong with it.
+spaces in identifiers, closed polygons, addresses for a Private alert ...), and nothing the
+standard does not state. An alert with no problems writes XML that validates against the
+official CAP 1.2 XSD. ``cap_read.from_xml`` reads a document from the network: hostile XML (any
+DTD, hence entity bombs and external entities) is refused, and the element structure is checked
+against the schema's sequences as a small data table, so every error names the element and what
+was wrong with it.
+
+``eventCode``, ``parameter`` and ``geocode`` are lists of ``ValuePair`` in document order: CAP
+lets a valueName repeat (three SAME codes for three counties, BLOCKCHANNEL once per channel, a
+GROUP event code per group), and a reader that kept one value per name would lose all but one.
 
 CAP elements the model does not carry (``audience``, ``resource``, ``altitude``, ``ceiling`` and
 an XML signature) are accepted in their place when reading and dropped.
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, get_args
@@ -60,6 +65,19 @@ class Circle(msgspec.Struct, frozen=True, kw_only=True):
     radius_km: float
 
 
+class ValuePair(msgspec.Struct, frozen=True, kw_only=True):
+    """One CAP <eventCode>, <parameter> or <geocode>: ``value_name`` names the code system
+    (SAME, UGC, BLOCKCHANNEL ...), ``value`` is the code. A name may appear in several pairs."""
+
+    value_name: str
+    value: str
+
+
+def values(pairs: Iterable[ValuePair], value_name: str) -> list[str]:
+    """Every value given under ``value_name`` in ``pairs``, in document order."""
+    return [pair.value for pair in pairs if pair.value_name == value_name]
+
+
 class Area(msgspec.Struct, frozen=True, kw_only=True):
     """CAP <area>. Polygon points are (lat, lon). ``zones`` are our named zones, written as
     geocode valueName ``ECGW-ZONE`` so they survive a round trip through CAP."""
@@ -67,7 +85,9 @@ class Area(msgspec.Struct, frozen=True, kw_only=True):
     area_desc: str
     polygons: list[list[tuple[float, float]]] = []
     circles: list[Circle] = []
-    geocodes: dict[str, str] = {}
+    # Stored (AlertRecord JSON) under CAP's element name, as are the Info pair lists: records
+    # written while these were dicts hold an always-empty "geocodes": {}, which decoding skips.
+    geocodes: list[ValuePair] = msgspec.field(default_factory=list, name="geocode")
     zones: list[str] = []
 
 
@@ -81,7 +101,7 @@ class Info(msgspec.Struct, frozen=True, kw_only=True):
     urgency: Urgency
     severity: Severity
     certainty: Certainty
-    event_codes: dict[str, str] = {}
+    event_codes: list[ValuePair] = msgspec.field(default_factory=list, name="event_code")
     effective: datetime | None = None
     onset: datetime | None = None
     expires: datetime | None = None
@@ -91,7 +111,7 @@ class Info(msgspec.Struct, frozen=True, kw_only=True):
     instruction: str = ""
     web: str = ""
     contact: str = ""
-    parameters: dict[str, str] = {}
+    parameters: list[ValuePair] = msgspec.field(default_factory=list, name="parameter")
     areas: list[Area] = []
 
 
@@ -132,9 +152,9 @@ def reference_of(alert: Alert) -> Reference:
 def cap_time(dt: datetime) -> str:
     """``dt`` as CAP writes a dateTime: ``2026-11-21T09:30:12+06:00``.
 
-    CAP forbids "Z" and fractional seconds: UTC is written ``+00:00`` and microseconds are
-    dropped (build alerts with ``microsecond=0`` if they must survive a round trip unchanged).
-    Raises ProtocolError for a naive datetime or an offset with seconds.
+    CAP forbids "Z" and fractional seconds and writes UTC as ``-00:00`` (section 3.3.2).
+    Microseconds are dropped (build alerts with ``microsecond=0`` if they must survive a round
+    trip unchanged). Raises ProtocolError for a naive datetime or an offset with seconds.
     """
     offset = dt.utcoffset()
     if offset is None:
@@ -143,7 +163,7 @@ def cap_time(dt: datetime) -> str:
     if seconds % 60 or offset.microseconds:
         raise ProtocolError(f"CAP dateTime {dt.isoformat()} has a UTC offset CAP cannot write")
     hours, minutes = divmod(abs(seconds) // 60, 60)
-    sign = "-" if seconds < 0 else "+"
+    sign = "-" if seconds <= 0 else "+"
     return f"{dt.replace(microsecond=0, tzinfo=None).isoformat()}{sign}{hours:02d}:{minutes:02d}"
 
 
@@ -199,7 +219,7 @@ def _write_info(el: etree._Element, info: Info) -> None:
     _put(el, "urgency", info.urgency)
     _put(el, "severity", info.severity)
     _put(el, "certainty", info.certainty)
-    _pairs(el, "eventCode", info.event_codes.items())
+    _pairs(el, "eventCode", info.event_codes)
     for name in ("effective", "onset", "expires"):
         when = getattr(info, name)
         if when is not None:
@@ -210,7 +230,7 @@ def _write_info(el: etree._Element, info: Info) -> None:
     _put(el, "instruction", info.instruction, optional=True)
     _put(el, "web", info.web, optional=True)
     _put(el, "contact", info.contact, optional=True)
-    _pairs(el, "parameter", info.parameters.items())
+    _pairs(el, "parameter", info.parameters)
     for area in info.areas:
         area_el = etree.SubElement(el, _q("area"))
         _put(area_el, "areaDesc", area.area_desc)
@@ -218,7 +238,8 @@ def _write_info(el: etree._Element, info: Info) -> None:
             _put(area_el, "polygon", " ".join(f"{_num(lat)},{_num(lon)}" for lat, lon in polygon))
         for c in area.circles:
             _put(area_el, "circle", f"{_num(c.lat)},{_num(c.lon)} {_num(c.radius_km)}")
-        _pairs(area_el, "geocode", [*area.geocodes.items(), *((ZONE_VALUE_NAME, z) for z in area.zones)])
+        zones = [ValuePair(value_name=ZONE_VALUE_NAME, value=zone) for zone in area.zones]
+        _pairs(area_el, "geocode", [*area.geocodes, *zones])
 
 
 def _put(parent: etree._Element, name: str, text: str, *, optional: bool = False) -> None:
@@ -226,11 +247,11 @@ def _put(parent: etree._Element, name: str, text: str, *, optional: bool = False
         etree.SubElement(parent, _q(name)).text = text
 
 
-def _pairs(parent: etree._Element, name: str, pairs: Any) -> None:
-    for value_name, value in pairs:
+def _pairs(parent: etree._Element, name: str, pairs: list[ValuePair]) -> None:
+    for pair in pairs:
         el = etree.SubElement(parent, _q(name))
-        _put(el, "valueName", value_name)
-        _put(el, "value", value)
+        _put(el, "valueName", pair.value_name)
+        _put(el, "value", pair.value)
 
 
 def _q(name: str) -> str:
@@ -239,14 +260,18 @@ def _q(name: str) -> str:
 
 _LANGUAGE = re.compile(r"[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*")  # RFC 3066, as xs:language
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_NEEDS_REFERENCES = ("Update", "Cancel", "Ack", "Error")
 
 
 def problems(alert: Alert) -> list[str]:
     """Every reason ``alert`` is not a valid CAP 1.2 message; empty if it is.
 
-    Covers the schema (enumerations, required values, formats) and the rules of CAP 1.2
-    section 3 that the schema cannot express. Messages name the CAP element, 1-based.
+    Checks what the standard states and nothing more: the schema (enumerations, required values,
+    formats) and the rules of CAP 1.2 section 3 that the schema cannot express. Profiles add
+    rules CAP 1.2 does not have, and they are not checked here: any order of sent, effective,
+    onset and expires (a Cancel may expire as it is sent), references on an Update or Cancel, an
+    info block on an Alert, restriction text on a Restricted alert, unique or non-empty
+    valueNames. Two rules are the model's own: ECGW-ZONE geocodes live in ``Area.zones``, and
+    text must be something XML 1.0 can carry. Messages name the CAP element, 1-based.
     """
     found: list[str] = []
     add = found.append
@@ -256,24 +281,15 @@ def problems(alert: Alert) -> list[str]:
     _member(add, "alert/status", alert.status, Status)
     _member(add, "alert/msgType", alert.msg_type, MsgType)
     _member(add, "alert/scope", alert.scope, Scope)
-    if alert.scope == "Restricted" and not alert.restriction.strip():
-        add("alert/restriction: required when scope is Restricted")
     if alert.scope == "Private" and not alert.addresses.strip():
         add("alert/addresses: required when scope is Private")
-    if alert.msg_type in _NEEDS_REFERENCES and not alert.references:
-        add(f"alert/references: a msgType {alert.msg_type} must reference the message(s) it concerns")
     for i, ref in enumerate(alert.references, 1):
         where = f"alert/references entry {i}"
         _identifier(add, f"{where} sender", ref.sender)
         _identifier(add, f"{where} identifier", ref.identifier)
-        if _aware(add, f"{where} sent", ref.sent) and alert.sent.utcoffset() is not None and ref.sent > alert.sent:
-            add(f"{where}: refers to a message sent after this one ({cap_time(ref.sent)})")
-        if (ref.sender, ref.identifier) == (alert.sender, alert.identifier):
-            add(f"{where}: an alert cannot reference itself")
-    if alert.msg_type in ("Alert", "Update") and not alert.infos:
-        add(f"alert/info: a msgType {alert.msg_type} needs at least one info block")
+        _aware(add, f"{where} sent", ref.sent)
     for i, info in enumerate(alert.infos, 1):
-        _info_problems(add, f"alert/info[{i}]", info, alert.sent)
+        _info_problems(add, f"alert/info[{i}]", info)
     for where, text in _strings(msgspec.to_builtins(alert), "alert"):
         bad = _NOT_XML.search(text)
         if bad:
@@ -288,7 +304,7 @@ def validate(alert: Alert) -> None:
         raise ProtocolError(f"CAP alert {alert.identifier!r} is not valid: " + "; ".join(found))
 
 
-def _info_problems(add: Any, path: str, info: Info, sent: datetime) -> None:
+def _info_problems(add: Any, path: str, info: Info) -> None:
     if not _LANGUAGE.fullmatch(info.language):
         add(f"{path}/language: {info.language!r} is not an RFC 3066 language code like kk-KZ, ru-RU or en-US")
     if not info.categories:
@@ -302,18 +318,10 @@ def _info_problems(add: Any, path: str, info: Info, sent: datetime) -> None:
     _member(add, f"{path}/urgency", info.urgency, Urgency)
     _member(add, f"{path}/severity", info.severity, Severity)
     _member(add, f"{path}/certainty", info.certainty, Certainty)
-    _value_names(add, f"{path}/eventCode", info.event_codes)
-    _value_names(add, f"{path}/parameter", info.parameters)
-    times = {"sent": sent}
     for name in ("effective", "onset", "expires"):
         when = getattr(info, name)
-        if when is not None and _aware(add, f"{path}/{name}", when):
-            times[name] = when
-    expires = times.pop("expires", None)
-    if expires is not None and times["sent"].utcoffset() is not None:
-        for name, when in times.items():
-            if expires <= when:
-                add(f"{path}/expires: {cap_time(expires)} is not after {name} {cap_time(when)}")
+        if when is not None:
+            _aware(add, f"{path}/{name}", when)
     if info.web:
         parts = urlsplit(info.web)
         if not parts.scheme or not (parts.netloc or parts.path) or any(c.isspace() for c in info.web):
@@ -338,8 +346,7 @@ def _area_problems(add: Any, path: str, area: Area) -> None:
         _coordinates(add, where, circle.lat, circle.lon)
         if not (math.isfinite(circle.radius_km) and circle.radius_km >= 0):
             add(f"{where}: radius {circle.radius_km} km must be a number of at least 0")
-    _value_names(add, f"{path}/geocode", area.geocodes)
-    if ZONE_VALUE_NAME in area.geocodes:
+    if values(area.geocodes, ZONE_VALUE_NAME):
         add(f"{path}/geocode: valueName {ZONE_VALUE_NAME} is reserved for zones; put the zone in Area.zones")
     for i, zone in enumerate(area.zones, 1):
         if not zone.strip():
@@ -355,11 +362,9 @@ def _identifier(add: Any, where: str, value: str) -> None:
         add(f"{where}: {value[:60]!r} must not contain spaces, commas, '<' or '&' (found {''.join(bad)!r})")
 
 
-def _aware(add: Any, where: str, when: datetime) -> bool:
+def _aware(add: Any, where: str, when: datetime) -> None:
     if when.utcoffset() is None:
         add(f"{where}: has no timezone; CAP times carry a UTC offset")
-        return False
-    return True
 
 
 def _member(add: Any, where: str, value: str, kind: Any) -> None:
@@ -367,12 +372,8 @@ def _member(add: Any, where: str, value: str, kind: Any) -> None:
         add(f"{where}: {value!r} is not one of {', '.join(get_args(kind))}")
 
 
-def _value_names(add: Any, where: str, pairs: dict[str, str]) -> None:
-    if any(not name.strip() for name in pairs):
-        add(f"{where}: a valueName cannot be empty")
-
-
 def _coordinates(add: Any, where: str, lat: float, lon: float) -> None:
+    # CAP coordinate pairs are WGS 84 degrees, latitude then longitude.
     if not (math.isfinite(lat) and -90 <= lat <= 90):
         add(f"{where}: latitude {lat} is outside -90..90")
     if not (math.isfinite(lon) and -180 <= lon <= 180):
@@ -391,5 +392,5 @@ def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
             yield from _strings(item, f"{where}[{i}]")
 
 
-__all__ = ["Alert", "Area", "Circle", "Info", "Reference", "problems", "reference_of", "to_xml",
-           "validate"]
+__all__ = ["Alert", "Area", "Circle", "Info", "Reference", "ValuePair", "problems", "reference_of", "to_xml",
+           "validate", "values"]

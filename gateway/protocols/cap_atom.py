@@ -47,7 +47,7 @@ def atom_feed(entries: Iterable[Alert], *, feed_id: str, title: str, self_url: s
     try:
         _put(feed, "id", feed_id)
         _put(feed, "title", title)
-        _put(feed, "updated", cap_time(updated))
+        _put(feed, "updated", _rfc3339(updated))
         etree.SubElement(feed, _a("link"), rel="self", type=ATOM_MIME_TYPE, href=self_url)
         for alert in entries:
             feed.append(_entry(alert, alert_url(alert), language, embed))
@@ -65,8 +65,8 @@ def _entry(alert: Alert, url: str, language: str | None, embed: bool) -> etree._
     if alert.status != "Actual":
         heading = f"{alert.status.upper()}: {heading}"
     _put(entry, "title", heading, info)
-    _put(entry, "updated", cap_time(alert.sent))
-    _put(entry, "published", cap_time(alert.sent))
+    _put(entry, "updated", _rfc3339(alert.sent))
+    _put(entry, "published", _rfc3339(alert.sent))
     author = etree.SubElement(entry, _a("author"))
     _put(author, "name", (info.sender_name if info else "") or alert.sender)
     summary = (info.description or info.instruction or info.headline) if info else alert.note
@@ -96,6 +96,12 @@ def _put(parent: etree._Element, name: str, text: str, info: Info | None = None)
     el.text = text
     if info is not None:
         el.set(_XML_LANG, info.language)
+
+
+def _rfc3339(when: datetime) -> str:
+    # CAP writes UTC as -00:00, which RFC 3339 reads as "local offset unknown"; Atom's times are UTC.
+    text = cap_time(when)
+    return text[:-6] + "+00:00" if text.endswith("-00:00") else text
 
 
 def _a(name: str) -> str:

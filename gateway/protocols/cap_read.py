@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Any, get_args
+from urllib.parse import urlsplit
 from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as SafeET
@@ -35,6 +36,8 @@ from gateway.protocols.cap import (
     Severity,
     Status,
     Urgency,
+    ValuePair,
+    values,
 )
 
 # --- reading --------------------------------------------------------------------------------
@@ -56,6 +59,7 @@ _RESOURCE: _Seq = (("resourceDesc", 1, 1), ("mimeType", 1, 1), ("size", 0, 1), (
                    ("derefUri", 0, 1), ("digest", 0, 1))
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[-+]\d\d:\d\d")
 _DECIMAL = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)")
+_INTEGER = re.compile(r"[-+]?\d+")  # xs:integer
 
 
 def from_xml(data: bytes) -> Alert:
@@ -63,9 +67,10 @@ def from_xml(data: bytes) -> Alert:
 
     Refuses any DTD (entity expansion bombs, external entities), documents over MAX_BYTES,
     other CAP versions, elements out of the schema's order, and values outside CAP's
-    enumerations and formats. Does not apply the semantic rules: call ``problems`` for those.
-    A repeated valueName in eventCode, parameter or geocode is refused, as the model keeps one
-    value per name (except ECGW-ZONE, which lists zones).
+    enumerations and formats, a <ceiling> without <altitude>, and a malformed <resource> (which
+    is then dropped). Every eventCode, parameter and geocode is kept in document order, repeated
+    valueNames included; ECGW-ZONE geocodes become ``Area.zones``. Does not apply the semantic
+    rules: call ``problems`` for those.
     """
     if len(data) > MAX_BYTES:
         raise ProtocolError(f"CAP document of {len(data)} bytes exceeds the {MAX_BYTES} byte limit")
@@ -127,7 +132,7 @@ def _read_info(el: Element, path: str) -> Info:
         urgency=_enum(kids["urgency"][0], f"{path}/urgency", Urgency),
         severity=_enum(kids["severity"][0], f"{path}/severity", Severity),
         certainty=_enum(kids["certainty"][0], f"{path}/certainty", Certainty),
-        event_codes=_unique(_read_pairs(kids["eventCode"], f"{path}/eventCode"), f"{path}/eventCode"),
+        event_codes=_read_pairs(kids["eventCode"], f"{path}/eventCode"),
         effective=times["effective"],
         onset=times["onset"],
         expires=times["expires"],
@@ -137,7 +142,7 @@ def _read_info(el: Element, path: str) -> Info:
         instruction=_opt(kids, "instruction", path),
         web=_opt(kids, "web", path).strip(),
         contact=_opt(kids, "contact", path),
-        parameters=_unique(_read_pairs(kids["parameter"], f"{path}/parameter"), f"{path}/parameter"),
+        parameters=_read_pairs(kids["parameter"], f"{path}/parameter"),
         areas=[_read_area(a, f"{path}/area[{i}]") for i, a in enumerate(kids["area"], 1)],
     )
 
@@ -145,14 +150,24 @@ def _read_info(el: Element, path: str) -> Info:
 def _check_resources(resources: list[Element], path: str) -> None:
     # Resources are dropped, but a malformed one still makes the document invalid.
     for i, el in enumerate(resources, 1):
-        for name, found in _children(el, _RESOURCE, f"{path}/resource[{i}]").items():
-            for child in found:
-                _text(child, f"{path}/resource[{i}]/{name}")
+        where = f"{path}/resource[{i}]"
+        text = {name: [_text(child, f"{where}/{name}") for child in found]
+                for name, found in _children(el, _RESOURCE, where).items()}
+        for size in text["size"]:
+            if not _INTEGER.fullmatch(size.strip()):
+                raise ProtocolError(f"CAP <{where}/size>: {size[:40]!r} is not a whole number of bytes")
+        for uri in text["uri"]:
+            # CAP 3.2.3: a full absolute URI, or a relative one naming the <derefUri> content.
+            if uri.strip() and not (urlsplit(uri.strip()).scheme or text["derefUri"]):
+                raise ProtocolError(f"CAP <{where}/uri>: {uri[:60]!r} is relative, which CAP allows only "
+                                    "beside a <derefUri>")
 
 
 def _read_area(el: Element, path: str) -> Area:
     kids = _children(el, _AREA, path)
     pairs = _read_pairs(kids["geocode"], f"{path}/geocode")
+    if kids["ceiling"] and not kids["altitude"]:  # CAP 3.2.4: ceiling MUST NOT be used without altitude
+        raise ProtocolError(f"CAP <{path}/ceiling>: must not be used without <altitude>")
     for name in ("altitude", "ceiling"):
         if kids[name]:
             _number(_text(kids[name][0], f"{path}/{name}"), f"{path}/{name}")
@@ -162,8 +177,8 @@ def _read_area(el: Element, path: str) -> Area:
                   for i, p in enumerate(kids["polygon"], 1)],
         circles=[_circle(_text(c, f"{path}/circle[{i}]"), f"{path}/circle[{i}]")
                  for i, c in enumerate(kids["circle"], 1)],
-        geocodes=_unique([p for p in pairs if p[0] != ZONE_VALUE_NAME], f"{path}/geocode"),
-        zones=[value for name, value in pairs if name == ZONE_VALUE_NAME],
+        geocodes=[pair for pair in pairs if pair.value_name != ZONE_VALUE_NAME],
+        zones=values(pairs, ZONE_VALUE_NAME),
     )
 
 
@@ -253,22 +268,13 @@ def _references(text: str) -> list[Reference]:
     return refs
 
 
-def _read_pairs(elements: list[Element], path: str) -> list[tuple[str, str]]:
+def _read_pairs(elements: list[Element], path: str) -> list[ValuePair]:
     pairs = []
     for i, el in enumerate(elements, 1):
         kids = _children(el, _PAIR, f"{path}[{i}]")
-        pairs.append((_text(kids["valueName"][0], f"{path}[{i}]/valueName"),
-                      _text(kids["value"][0], f"{path}[{i}]/value")))
+        pairs.append(ValuePair(value_name=_text(kids["valueName"][0], f"{path}[{i}]/valueName"),
+                               value=_text(kids["value"][0], f"{path}[{i}]/value")))
     return pairs
-
-
-def _unique(pairs: list[tuple[str, str]], path: str) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for name, value in pairs:
-        if name in result:
-            raise ProtocolError(f"CAP <{path}>: valueName {name!r} is repeated; this gateway keeps one value per name")
-        result[name] = value
-    return result
 
 
 def _number(text: str, path: str) -> float:
@@ -301,6 +307,3 @@ def _split(tag: str) -> tuple[str, str]:
         ns, _, name = tag[1:].partition("}")
         return ns, name
     return "", tag
-
-
-# --- semantic checks ------------------------------------------------------------------------

@@ -1,8 +1,15 @@
-"""PIDF-LO (RFC 4119, RFC 5491 shapes, RFC 5139 civic) building and parsing. Pure: no I/O.
+"""PIDF-LO (RFC 4119, RFC 5491 shapes, RFC 5139/6848 civic, RFC 7459 confidence) building and parsing.
 
-Parsing goes through defusedxml: a PIDF-LO comes from the network and may be hostile
-(entity expansion, external entities). Anything we cannot understand is a LocationError,
-never an exception that could cost the caller their call.
+Pure: no I/O. ``parse_document`` reads a whole document (bytes or str) into every location it carries
+(shape, civic fields, confidence, method, timestamp) plus notes on what was ignored or assumed, for the
+incident's timeline; ``parse`` is the same returning the locations only. A document is refused (a
+LocationError saying what is wrong) only when not one usable location is left: elements of location-info
+that are no shape (RFC 5962 dynamics, unknown extensions) are noted and skipped, and a bad shape next to
+a good one is noted and the good one kept.
+
+Parsing goes through defusedxml: a PIDF-LO comes from the network and may be hostile (entity expansion,
+external entities). Anything we cannot understand is a LocationError, never an exception that could cost
+the caller their call.
 """
 
 from __future__ import annotations
@@ -11,10 +18,16 @@ import math
 from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as SafeET
+import msgspec
 from defusedxml import DefusedXmlException
 
-from gateway.geo import polygon_centroid, radius_around
+from gateway.protocols import pidf_shapes
 from gateway.protocols.caller import Location, LocationSource
+from gateway.protocols.pidf_civic import CIVIC_FIELDS, civic_text, is_civic, read_civic
+from gateway.protocols.shapes import LocationError, check_coordinates, polygon_points
+
+__all__ = ["CIVIC_FIELDS", "MAX_BYTES", "NS", "LocationError", "PidfDocument", "build", "check_coordinates",
+           "parse", "parse_document", "polygon_points"]
 
 NS = {
     "pidf": "urn:ietf:params:xml:ns:pidf",
@@ -24,13 +37,19 @@ NS = {
     "gs": "http://www.opengis.net/pidflo/1.0",
     "ca": "urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr",
 }
+CONFIDENCE = "urn:ietf:params:xml:ns:geopriv:conf"  # RFC 7459
+DYNAMIC = "urn:ietf:params:xml:ns:pidf:geopriv10:dynamic"  # RFC 5962
+PDFS = ("unknown", "normal", "rectangular")
 MAX_BYTES = 64 * 1024
-CIVIC_FIELDS = ("country", "A1", "A2", "A3", "A4", "A5", "A6", "PRD", "POD", "STS", "HNO", "HNS",
-                "LMK", "LOC", "FLR", "NAM", "PC", "BLD", "UNIT", "ROOM", "SEAT", "PLC", "RD")
+MAX_NOTES = 20
 
 
-class LocationError(ValueError):
-    """A location object that is malformed, hostile or out of range (the remote side's fault)."""
+class PidfDocument(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a PIDF-LO said about where the caller is."""
+
+    entity: str  # the presentity (``presence/@entity``), e.g. "sip:+43123456789@ims.mno.at"
+    locations: list[Location]  # one per shape or civic address, in document order
+    notes: list[str] = []  # what was ignored or assumed, and shapes refused next to usable ones
 
 
 def _q(prefix: str, tag: str) -> str:
@@ -85,6 +104,28 @@ def _esc(text: str) -> str:
 
 def parse(document: str | bytes, source: LocationSource = "pidf-lo") -> list[Location]:
     """Every location in a PIDF-LO document. Raises LocationError for malformed or hostile input."""
+    return parse_document(document, source).locations
+
+
+def parse_document(document: str | bytes, source: LocationSource = "pidf-lo") -> PidfDocument:
+    """Every location in a PIDF-LO, with notes. Raises LocationError when it holds no usable location."""
+    root = _root(document)
+    parents = {child: parent for parent in root.iter() for child in parent}
+    notes: list[str] = []
+    errors: list[str] = []
+    ignored: list[str] = []
+    found: list[Location] = []
+    infos = list(root.iter(_q("gp", "location-info")))
+    for info in infos:
+        found += _location_info(info, source, _context(info, parents, root, notes), notes, errors, ignored)
+    if not found:
+        raise LocationError(_nothing_usable(infos, errors, ignored))
+    notes += [f"refused: {e}" for e in errors]
+    entity = root.get("entity", "")[:200]
+    return PidfDocument(entity=entity, locations=found, notes=list(dict.fromkeys(notes))[:MAX_NOTES])
+
+
+def _root(document: str | bytes) -> Element:
     size = len(document.encode("utf-8", "surrogatepass")) if isinstance(document, str) else len(document)
     if size > MAX_BYTES:
         raise LocationError(f"PIDF-LO of {size} bytes exceeds the {MAX_BYTES} byte limit")
@@ -98,114 +139,96 @@ def parse(document: str | bytes, source: LocationSource = "pidf-lo") -> list[Loc
         raise LocationError(f"PIDF-LO has an unusable encoding: {exc}") from exc
     if root.tag != _q("pidf", "presence"):
         raise LocationError(f"PIDF-LO root element is {root.tag!r}, expected pidf presence")
+    return root
+
+
+def _nothing_usable(infos: list[Element], errors: list[str], ignored: list[str]) -> str:
+    if errors:
+        return "; ".join(dict.fromkeys(errors))
+    if not infos:
+        return "no position in the document: PIDF-LO carries no location-info"
+    if ignored:
+        return f"no position in the document: location-info holds only {', '.join(dict.fromkeys(ignored))}"
+    return "no position in the document: location-info is empty"
+
+
+def _context(info: Element, parents: dict[Element, Element], root: Element, notes: list[str]) -> dict[str, str]:
+    """The method of the location-info's geopriv and the timestamp of its tuple, device or person."""
+    geopriv = parents.get(info)
+    holder = info
+    while parents.get(holder) is not None and parents[holder] is not root:
+        holder = parents[holder]
+    method = geopriv.find(_q("gp", "method")) if geopriv is not None else None
+    if method is None and geopriv is not None:
+        method = next((el for el in geopriv if _local(el) == "method"), None)
+        if method is not None:
+            notes.append(f"method given as {pidf_shapes.name(method.tag)}, not gp:method: read alike")
+    stamp = next((el for el in holder if _local(el) == "timestamp"), None)
+    return {"method": _text(method)[:32], "timestamp": _text(stamp)[:40]}
+
+
+def _location_info(info: Element, source: LocationSource, context: dict[str, str], notes: list[str],
+                   errors: list[str], ignored: list[str]) -> list[Location]:
+    """The locations of one location-info: each shape and civic address, with its confidence."""
+    confidence, pdf = _confidence(info, notes)
     found: list[Location] = []
-    for info in root.iter(_q("gp", "location-info")):
-        method = _text(root.find(f".//{_q('gp', 'method')}")) or ""
-        for child in info:
-            found.append(_parse_shape(child, source, method[:32]))
-    if not found:
-        raise LocationError("PIDF-LO carries no location-info")
+    for el in info:
+        if not isinstance(el.tag, str) or el.tag == f"{{{CONFIDENCE}}}confidence":
+            continue
+        try:
+            loc = _location(el, source, notes, ignored)
+        except LocationError as exc:
+            errors.append(str(exc))
+            continue
+        if loc is not None:
+            found.append(msgspec.structs.replace(loc, method=context["method"], timestamp=context["timestamp"],
+                                                 confidence=confidence, confidence_pdf=pdf))
     return found
 
 
-def _text(el: Element | None) -> str:
-    return (el.text or "").strip() if el is not None else ""
-
-
-def _parse_shape(el: Element, source: LocationSource, method: str) -> Location:
-    tag = el.tag
-    if tag == _q("ca", "civicAddress"):
-        civic = {f: _text(el.find(_q("ca", f)))[:128] for f in CIVIC_FIELDS if el.find(_q("ca", f)) is not None}
-        return Location(source=source, shape="civic", civic=civic, method=method)
-    if tag == _q("gml", "Polygon"):
-        return _polygon(el, source, method)
-    pos = _pos(el.find(_q("gml", "pos")))
-    if tag == _q("gml", "Point"):
-        return Location(source=source, shape="point", lat=pos[0], lon=pos[1], method=method)
-    if tag == _q("gs", "Circle"):
-        radius = _metres(el.find(_q("gs", "radius")))
-        return Location(source=source, shape="circle", lat=pos[0], lon=pos[1], radius_m=radius, method=method)
-    if tag == _q("gs", "Ellipse"):
-        major = _metres(el.find(_q("gs", "semiMajorAxis")))
-        minor = _metres(el.find(_q("gs", "semiMinorAxis")))
-        return Location(source=source, shape="ellipse", lat=pos[0], lon=pos[1], radius_m=max(major, minor),
-                        semi_minor_m=min(major, minor), orientation_deg=_degrees(el.find(_q("gs", "orientation"))),
-                        method=method)
-    raise LocationError(f"unsupported PIDF-LO shape {tag!r}")
-
-
-def _polygon(el: Element, source: LocationSource, method: str) -> Location:
-    pos_list = el.find(f".//{_q('gml', 'posList')}")
-    if pos_list is not None:
-        numbers = _numbers(_text(pos_list))
-        three_d = pos_list.get("srsDimension") == "3" or "4979" in el.get("srsName", "")
-        step = 3 if three_d else 2  # EPSG 4979: lat lon altitude triplets
-        if len(numbers) % step:
-            raise LocationError(f"gml:posList of {len(numbers)} numbers does not hold whole positions")
-        pairs = [(numbers[i], numbers[i + 1]) for i in range(0, len(numbers), step)]
+def _location(el: Element, source: LocationSource, notes: list[str], ignored: list[str]) -> Location | None:
+    """One child of location-info as a Location; None for what is no location (noted)."""
+    if is_civic(el):
+        civic = read_civic(el, notes)
+        return Location(source=source, shape="civic", civic=civic, address=civic_text(civic))
+    if pidf_shapes.is_geodetic(el.tag):
+        return pidf_shapes.read_shape(el, source, notes)
+    if el.tag == f"{{{DYNAMIC}}}Dynamic":
+        ignored.append("dyn:Dynamic (RFC 5962 movement: speed, heading; no position)")
+        notes.append("dyn:Dynamic ignored: RFC 5962 movement (speed, heading), not a position")
     else:
-        pairs = [_pos(p) for p in el.iter(_q("gml", "pos"))]
-    points = polygon_points(pairs)
-    lat, lon = polygon_centroid(points)
-    return Location(source=source, shape="polygon", lat=lat, lon=lon, radius_m=radius_around(lat, lon, points),
-                    points=points, method=method)
+        ignored.append(f"the unsupported element {pidf_shapes.name(el.tag)}")
+        notes.append(f"unsupported element {pidf_shapes.name(el.tag)} in location-info ignored")
+    return None
 
 
-def polygon_points(pairs: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Validated polygon vertices (closing vertex dropped). Raises LocationError."""
-    if len(pairs) > 2 and pairs[0] == pairs[-1]:
-        pairs = pairs[:-1]
-    if not 3 <= len(pairs) <= 500:
-        raise LocationError(f"polygon needs 3-500 distinct vertices, got {len(pairs)}")
-    for lat, lon in pairs:
-        check_coordinates(lat, lon)
-    return pairs
-
-
-def _numbers(text: str) -> list[float]:
+def _confidence(info: Element, notes: list[str]) -> tuple[float | None, str]:
+    """RFC 7459 confidence (percent) and its pdf; a value that is no percentage is noted and dropped."""
+    found = info.findall(f"{{{CONFIDENCE}}}confidence")
+    if not found:
+        return None, ""
+    if len(found) > 1:
+        notes.append(f"con:confidence given {len(found)} times: the first is used")
+    pdf = (found[0].get("pdf") or "unknown").strip()
+    if pdf not in PDFS:
+        notes.append(f"con:confidence pdf {pdf[:20]!r} is none of {', '.join(PDFS)}: taken as unknown")
+        pdf = "unknown"
+    text = _text(found[0])
+    if text == "unknown":
+        return None, pdf
     try:
-        values = [float(x) for x in text.split()]
-    except ValueError as exc:
-        raise LocationError(f"non-numeric coordinate in {text[:60]!r}") from exc
-    if any(not math.isfinite(v) for v in values):
-        raise LocationError("coordinate is not a finite number")
-    return values
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= 100):
+        notes.append(f"con:confidence {text[:20]!r} is no percentage above 0 and at most 100: ignored")
+        return None, pdf
+    return value, pdf
 
 
-def _pos(el: Element | None) -> tuple[float, float]:
-    values = _numbers(_text(el))
-    if len(values) not in (2, 3):
-        raise LocationError(f"gml:pos needs 'lat lon', got {len(values)} numbers")
-    check_coordinates(values[0], values[1])
-    return values[0], values[1]
+def _local(el: Element) -> str:
+    return el.tag.rpartition("}")[2] if isinstance(el.tag, str) else ""
 
 
-def check_coordinates(lat: float, lon: float) -> None:
-    if not (math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
-        raise LocationError(f"coordinates out of range: {lat}, {lon}")
-
-
-def _number(el: Element | None, default: float) -> float:
-    if el is None:
-        return default
-    values = _numbers(_text(el))
-    if len(values) != 1:
-        raise LocationError("expected one number")
-    return values[0]
-
-
-def _degrees(el: Element | None) -> float:
-    """An RFC 5491 angle in degrees: uom EPSG 9102 is degrees, EPSG 9101 radians."""
-    value = _number(el, 0.0)
-    return math.degrees(value) if el is not None and "9101" in el.get("uom", "") else value
-
-
-def _metres(el: Element | None) -> float:
-    if el is None:
-        raise LocationError("missing distance")
-    value = _number(el, 0.0)
-    if not 0 <= value <= 1_000_000:
-        raise LocationError(f"distance {value} m out of range")
-    if "9001" not in el.get("uom", "9001"):
-        raise LocationError(f"unsupported unit {el.get('uom')!r}, expected metres (EPSG 9001)")
-    return value
+def _text(el: Element | None) -> str:
+    return " ".join("".join(el.itertext()).split()) if el is not None else ""

@@ -9,7 +9,7 @@ import pytest
 from lxml import etree
 
 from gateway.errors import ProtocolError
-from gateway.protocols.cap import Alert, to_xml
+from gateway.protocols.cap import NS, Alert, ValuePair, to_xml
 from gateway.protocols.cap_atom import atom_feed
 from gateway.protocols.cap_read import from_xml
 from tests.core.test_cap import CANCEL, EXERCISE, SCHEMA, THUNDERSTORM, UPDATE
@@ -116,3 +116,18 @@ def test_unwritable_feeds_raise_protocol_error() -> None:
     bad = msgspec.structs.replace(CANCEL, note="bell\x07")
     with pytest.raises(ProtocolError, match="cannot be written"):
         atom_feed([bad], feed_id="x", title="t", self_url="u", updated=UPDATED, alert_url=url)
+
+
+def test_utc_is_plus_zero_in_atom_but_minus_zero_in_the_embedded_cap() -> None:
+    # RFC 3339 reads -00:00 as "local offset unknown"; CAP 1.2 section 3.3.2 requires it for UTC.
+    entry = feed([EXERCISE], embed=True).find(A + "entry")
+    assert one(entry, "published").text == "2026-11-21T03:00:00+00:00"
+    assert one(entry, "content")[0].findtext(f"{{{NS}}}sent") == "2026-11-21T03:00:00-00:00"
+
+
+def test_embedded_cap_keeps_repeated_value_names_in_order() -> None:
+    channels = [ValuePair(value_name="BLOCKCHANNEL", value=v) for v in ("EAS", "NWEM", "CMAS")]
+    alert = msgspec.structs.replace(UPDATE, infos=[msgspec.structs.replace(UPDATE.infos[0], parameters=channels)])
+    content = one(feed([alert], embed=True).find(A + "entry"), "content")
+    assert [p.findtext(f"{{{NS}}}value") for p in content[0].iter(f"{{{NS}}}parameter")] == ["EAS", "NWEM", "CMAS"]
+    assert from_xml(etree.tostring(content[0])) == alert

@@ -116,7 +116,6 @@ def test_escaped_quote_inside_value() -> None:
     ('shape="Point",pos="43.2 76.9,', "GML"),  # unterminated quote
     ('shape="Point",,pos="43.2 76.9"', "GML"),
     ('="x"', "GML"),
-    ('shape="Sphere",crs="3d",pos="43.2 76.9 10",radius="5"', "GML"),
     ('shape="ArcBand",pos="43.2 76.9"', "GML"),
     ('shape="Circle",pos="43.2 76.9"', "GML"),  # no radius
     ('shape="Circle",pos="43.2 76.9",radius="-5"', "GML"),
@@ -132,7 +131,7 @@ def test_escaped_quote_inside_value() -> None:
     (POINT, "gml"),  # format names are exact
     (POINT, "URI"),
     (POINT, ""),
-    ('lang="ru",BOGUS="x"', "civicAddress"),
+    ('lang="ru"', "civicAddress"),
     ('country=""', "civicAddress"),
     ("x" * (location.MAX_INFO + 1), "GML"),
 ])
@@ -144,6 +143,86 @@ def test_garbage_location_info_is_a_location_error(info: str, fmt: str) -> None:
 def test_civic_values_are_capped() -> None:
     loc = location.parse_location_info(f'country="KZ",LOC="{"x" * 500}"', "civicAddress")
     assert len(loc.civic["LOC"]) == 128
+
+
+# --- every shape Asterisk 22 carries over (formats as tests/data/real/pidf/asterisk-22.10.1-location_info.tsv) ---
+
+def test_asterisk_polygon_as_repeated_pos_keeps_every_vertex() -> None:
+    info = ('shape="Polygon",crs="2d",pos="43.1 76.9",pos="43.2 76.9",pos="43.2 77.0",pos="43.1 77.0",'
+            'pos="43.1 76.9"')
+    loc = location.parse_location_info(info, "GML")
+    assert loc.points == [(43.1, 76.9), (43.2, 76.9), (43.2, 77.0), (43.1, 77.0)]
+    assert loc == location.parse_location_info(
+        'shape="Polygon",crs="2d",posList="43.1 76.9 43.2 76.9 43.2 77.0 43.1 77.0 43.1 76.9"', "GML")
+
+
+def test_asterisk_arc_band() -> None:
+    info = ('shape="ArcBand",crs="2d",pos="43.2 76.9",innerRadius="3594",outerRadius="4148",'
+            'startAngle="20 degrees",openingAngle="0.349066 radians"')
+    loc = location.parse_location_info(info, "GML")
+    assert loc.shape == "arcband" and loc.arc_band is not None
+    assert loc.arc_band.opening_angle_deg == pytest.approx(20.0, abs=1e-4)
+    assert len(loc.points) == 6 and loc.radius_m is not None and loc.radius_m < 1000  # 3 outer + 3 inner
+
+
+def test_asterisk_sphere_and_ellipsoid_keep_altitude() -> None:
+    sphere = location.parse_location_info('shape="Sphere",crs="3d",pos="43.2 76.9 850",radius="30"', "GML")
+    assert (sphere.shape, sphere.radius_m, sphere.altitude_m, sphere.vertical_m) == ("sphere", 30.0, 850.0, 30.0)
+    ellipsoid = location.parse_location_info(
+        'shape="Ellipsoid",crs="3d",pos="43.2 76.9 850",semiMajorAxis="40",semiMinorAxis="10",verticalAxis="5",'
+        'orientation="90 degrees"', "GML")
+    assert (ellipsoid.radius_m, ellipsoid.semi_minor_m, ellipsoid.orientation_deg) == (40.0, 10.0, 90.0)
+    assert (ellipsoid.altitude_m, ellipsoid.vertical_m) == (850.0, 5.0)
+
+
+def test_asterisk_prism_from_pos3d() -> None:
+    info = ('shape="Prism",crs="3d",pos3d="43.1 76.9 100",pos3d="43.2 76.9 100",pos3d="43.2 77.0 100",'
+            'height="9"')
+    loc = location.parse_location_info(info, "GML")
+    assert (loc.shape, len(loc.points), loc.altitude_m, loc.vertical_m) == ("prism", 3, 104.5, 4.5)
+
+
+def test_confidence_and_method_from_their_own_profile_fields() -> None:
+    loc = location.parse_location_info(CIRCLE, "GML", confidence='pdf="normal",value="66"', method="Manual")
+    assert (loc.confidence, loc.confidence_pdf, loc.method) == (66.0, "normal", "Manual")
+
+
+@pytest.mark.parametrize("confidence", ["", "garbage", 'pdf="weird",value="500"', 'value="x"'])
+def test_unusable_confidence_never_costs_the_location(confidence: str) -> None:
+    loc = location.parse_location_info(CIRCLE, "GML", confidence=confidence)
+    assert loc.radius_m == 25.0 and loc.confidence is None
+
+
+def test_shape_asterisk_filed_as_civic_is_recovered() -> None:
+    """A location-info with a gml:Point before a civicAddress: Asterisk says civicAddress, gives pos only."""
+    point = location.parse_location_info('pos="-46.8123 16.12"', "civicAddress")
+    assert (point.shape, point.lat, point.lon) == ("point", -46.8123, 16.12)
+    circle = location.parse_location_info('pos="43.2 76.9",radius="25"', "civicAddress")
+    assert (circle.shape, circle.radius_m) == ("circle", 25.0)
+
+
+def test_civic_keeps_extension_fields() -> None:
+    loc = location.parse_location_info('lang="en-US",country="US",A1="CA",RD="I5",MP="248",PN="22-109-689"',
+                                       "civicAddress")
+    assert loc.civic == {"country": "US", "A1": "CA", "RD": "I5", "MP": "248", "PN": "22-109-689"}
+    assert location.parse_location_info('BOGUS="x"', "civicAddress").civic == {"BOGUS": "x"}
+
+
+@pytest.mark.parametrize("info, fmt, message", [
+    ('shape="Triangle",pos="1 2"', "GML", "^unsupported shape 'Triangle'$"),
+    ('shape="location",crs="unknown",pos="1 2"', "GML", r"^obsolete RFC 4119 form \(gml:location\)"),
+    ('shape="confidence",crs="unknown"', "GML", "^no shape: Asterisk took con:confidence"),
+    ('shape="Circle",crs="2d",radius="24"', "GML", r"^Circle: no position \(pos missing\)$"),
+    ('shape="Polygon",crs="2d"', "GML", r"^Polygon: no position \(no posList or pos\)$"),
+    ('shape="Circle",pos="1 2",radius="5",radius="6"', "GML", "^Circle: radius: expected a distance"),
+    ('crs="2d",pos="1 2"', "GML", "^no shape in location_info$"),
+    ('URI="http://lis.invalid/loc/1"', "URI", "^location by reference"),
+    ('shape="ArcBand",pos="1 2",innerRadius="1",outerRadius="2",openingAngle="10"', "GML",
+     "^ArcBand: no startAngle$"),
+])
+def test_errors_say_what_is_wrong(info: str, fmt: str, message: str) -> None:
+    with pytest.raises(LocationError, match=message):
+        location.parse_location_info(info, fmt)
 
 
 # --- civic_text --------------------------------------------------------------------------------

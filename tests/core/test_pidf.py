@@ -198,29 +198,36 @@ def test_wrong_root_is_rejected(document: str) -> None:
         pidf.parse(document)
 
 
-@pytest.mark.parametrize("document", [
-    f"{HEAD}</presence>",
-    f"{HEAD}<dm:device id='d'><gp:geopriv><gp:method>GPS</gp:method></gp:geopriv></dm:device></presence>",
-    doc(""),
+@pytest.mark.parametrize("document, why", [
+    (f"{HEAD}</presence>", "carries no location-info"),
+    (f"{HEAD}<dm:device id='d'><gp:geopriv><gp:method>GPS</gp:method></gp:geopriv></dm:device></presence>",
+     "carries no location-info"),
+    (doc(""), "location-info is empty"),
 ])
-def test_missing_location_info_is_rejected(document: str) -> None:
-    with pytest.raises(LocationError, match="no location-info"):
+def test_missing_location_info_is_rejected(document: str, why: str) -> None:
+    with pytest.raises(LocationError, match=f"^no position in the document: .*{why}"):
         pidf.parse(document)
 
 
-@pytest.mark.parametrize("body", [
-    f"<gs:Sphere {SRS}><gml:pos>1 2 3</gml:pos></gs:Sphere>",
-    f"<gml:Triangle {SRS}><gml:pos>1 2</gml:pos></gml:Triangle>",
-    "<unknown xmlns='urn:x'><gml:pos>1 2</gml:pos></unknown>",
+@pytest.mark.parametrize("body, message", [
+    (f"<gml:Triangle {SRS}><gml:pos>1 2</gml:pos></gml:Triangle>", "^unsupported shape gml:Triangle$"),
+    (f"<gs:Cone {SRS}><gml:pos>1 2</gml:pos></gs:Cone>", "^unsupported shape gs:Cone$"),
+    ("<unknown xmlns='urn:x'><gml:pos>1 2</gml:pos></unknown>",
+     "^no position in the document: location-info holds only the unsupported element {urn:x}unknown$"),
 ])
-def test_unknown_shape_is_rejected(body: str) -> None:
-    with pytest.raises(LocationError, match="unsupported"):
+def test_unknown_shape_is_rejected(body: str, message: str) -> None:
+    with pytest.raises(LocationError, match=message):
         pidf.parse(doc(body))
 
 
-@pytest.mark.parametrize("body", ["<gml:Triangle/>", "<unknown xmlns='urn:x'/>", "<gml:Point/>"])
-def test_shape_without_position_is_rejected(body: str) -> None:
-    with pytest.raises(LocationError):
+@pytest.mark.parametrize("body, message", [
+    ("<gml:Triangle/>", "unsupported shape gml:Triangle"),
+    ("<unknown xmlns='urn:x'/>", "no position in the document"),
+    ("<gml:Point/>", r"gml:Point: no position \(gml:pos missing\)"),
+    (f"<gs:Circle {SRS}><gs:radius>5</gs:radius></gs:Circle>", r"gs:Circle: no position \(gml:pos missing\)"),
+])
+def test_shape_without_position_is_rejected(body: str, message: str) -> None:
+    with pytest.raises(LocationError, match=message):
         pidf.parse(doc(body))
 
 
@@ -255,7 +262,7 @@ def test_radius_without_uom_counts_as_metres() -> None:
 
 
 def test_circle_without_radius_is_rejected() -> None:
-    with pytest.raises(LocationError, match="missing distance"):
+    with pytest.raises(LocationError, match="^gs:Circle: no gs:radius$"):
         pidf.parse(doc(f"<gs:Circle {SRS}><gml:pos>43.2 76.9</gml:pos></gs:Circle>"))
 
 
