@@ -79,6 +79,9 @@ port = {http}
 
 [warnings]
 store_path = "{warnings_store}"
+
+[location]
+dereference = ["http://127.0.0.1:"]  # the drills' own location server on loopback
 """
 
 

@@ -45,7 +45,7 @@ def sdp(owner: str, media_port: str = "[media_port]", indent: str = "") -> str:
     return "\n".join(indent + line for line in ("v=0", *lines))
 
 
-def _invite(dialled: str, number: str | None, display: str, pidf_lo: str | None) -> str:
+def _invite(dialled: str, number: str | None, display: str, pidf_lo: str | None, location_uri: str = "") -> str:
     if number is None:
         from_hdr = 'From: "Anonymous" <sip:anonymous@anonymous.invalid>;tag=[pid]SIPpTag00[call_number]\nPrivacy: id\n'
         contact_user = "anonymous"
@@ -64,6 +64,8 @@ def _invite(dialled: str, number: str | None, display: str, pidf_lo: str | None)
         "Max-Forwards: 70\n"
         "User-Agent: ecgw-sim caller\n"
     )
+    if location_uri:  # by reference (RFC 6442): the location server has the document
+        head += f"Geolocation: <{location_uri}>\nGeolocation-Routing: yes\n"
     if pidf_lo is None:
         return head + "Content-Type: application/sdp\nContent-Length: [len]\n\n" + sdp("caller") + "\n"
     cid = "loc-[call_number]@caller.invalid"
@@ -90,7 +92,8 @@ def _in_dialog(method: str, cseq: int, dialled: str) -> str:
 
 
 def caller(dialled: str, number: str | None, display: str = "", *, pidf_lo: str | None = None,
-           dtmf_pcap_file: Path | None = None, first_dtmf_ms: int = 800, talk_ms: int = 5000) -> str:
+           location_uri: str = "", dtmf_pcap_file: Path | None = None, first_dtmf_ms: int = 800,
+           talk_ms: int = 5000) -> str:
     """A caller who dials, waits for the answer, keys the DTMF in ``dtmf_pcap_file`` (see
     ``sim.dtmf``) ``first_dtmf_ms`` after the answer, and hangs up ``talk_ms`` after the answer.
 
@@ -110,7 +113,7 @@ def caller(dialled: str, number: str | None, display: str = "", *, pidf_lo: str 
     </action>
   </nop>
   <send retrans="500"><![CDATA[
-{_cdata(_invite(dialled, number, display, pidf_lo))}
+{_cdata(_invite(dialled, number, display, pidf_lo, location_uri))}
   ]]></send>
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>

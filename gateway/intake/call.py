@@ -26,6 +26,7 @@ class Call:
         self.inbox_send, self.inbox = trio.open_memory_channel[ev.Event](64)
         self.scope = trio.CancelScope()  # the call's own tasks; cancelled when the caller is gone
         self.subscribed = False  # our app receives its events even outside Stasis (an ARI fact, not call state)
+        self.location_ref = ""  # a location sent by reference, fetched once the incident is stored
         self._hold = trio.CancelScope()
 
     @property

@@ -21,6 +21,7 @@ from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Incident, Location, TimelineEvent, new_incident_id
 from gateway.incident.store import AsyncStore, event
 from gateway.intake import call_state as cs
+from gateway.intake import location_ref
 from gateway.intake.call import Call
 from gateway.intake.dispatch import DELIVER_CONTEXT, Dispatcher
 from gateway.intake.ivr import Ivr
@@ -46,6 +47,7 @@ class Intake:
         self.calls: dict[str, Call] = {}  # caller channel id -> call
         self.dispatcher = Dispatcher(cfg.dispatch, recorder, metrics)
         self.ivr = Ivr(cfg.ivr, recorder, prompts_dir)
+        self.locations = location_ref.LocationFetcher(cfg.location)
 
     async def serve(self, ari: Ari, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Handle this connection's events until it closes. Calls keep living in Asterisk after."""
@@ -120,26 +122,32 @@ class Intake:
                                        flags=",".join(caller.flags)))
         for flag in caller.flags:
             self.metrics.bad_input.labels(flag).inc()
-        self._add_pidf_location(incident, chan)
+        reference = self._add_pidf_location(incident, chan)
         call = Call(self.recorder.track(Held(incident)), chan.id, trio.current_time())
+        call.location_ref = reference
         self.calls[chan.id] = call
         self.metrics.calls.labels(incident.service).inc()
         self.metrics.active_calls.set(len(self.calls))
         return call
 
-    def _add_pidf_location(self, incident: Incident, chan: ev.Channel) -> None:
-        info, fmt = chan.var("ECGW_LOCATION"), chan.var("ECGW_LOCATION_FORMAT")
+    def _add_pidf_location(self, incident: Incident, chan: ev.Channel) -> str:
+        """The location sent by value, on the incident; returns the URI of one sent by reference ("" if none)."""
+        info, fmt, header = chan.var("ECGW_LOCATION"), chan.var("ECGW_LOCATION_FORMAT"), chan.var("ECGW_GEOLOC_HDR")
+        ref = location_ref.reference(info, fmt, header)
+        if ref:
+            return ref  # fetched once the incident is stored (``_dereference``)
         if not info:
-            if chan.var("ECGW_GEOLOC_HDR"):
+            if header:
                 self._location_error(incident, "Asterisk could not parse the PIDF-LO sent with the call")
-            return
+            return ""
         try:
             loc = location.parse_location_info(info, fmt, confidence=chan.var("ECGW_LOCATION_CONFIDENCE"),
                                                method=chan.var("ECGW_LOCATION_METHOD"))
         except LocationError as exc:
             self._location_error(incident, str(exc))
-            return
+            return ""
         self._add_location(incident, loc)
+        return ""
 
     def _location_error(self, incident: Incident, reason: str) -> None:
         log.warning("incident %s: location rejected: %s", incident.id, reason)
@@ -204,8 +212,23 @@ class Intake:
         except StoreError as exc:
             log.error("incident %s: directory/correlation lookup failed: %s", call.id, exc)
 
+    async def _dereference(self, call: Call) -> None:
+        """The location the caller's network sent by reference, fetched and kept with everything it says."""
+        try:
+            document = await self.locations.fetch(call.location_ref)
+        except LocationError as exc:
+            log.warning("incident %s: location by reference rejected: %s", call.id, exc)
+            await self.recorder.record(call.held, "location_rejected", actor="network", reason=str(exc)[:300])
+            return
+        for note in document.notes:
+            self.recorder.note(call.held, "location_note", actor="network", note=note[:300])
+        for loc in document.locations:
+            await self.recorder.commit(call.held, self._add_location(call.incident, loc))
+
     async def _lookup(self, call: Call) -> None:
         inc = call.incident
+        if call.location_ref:
+            await self._dereference(call)
         if inc.caller.number:
             entry = await self.store.directory_lookup(inc.caller.number)
             if entry is not None:

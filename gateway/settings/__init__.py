@@ -25,6 +25,7 @@ from gateway.settings.intake import (
     CorrelationConfig,
     DispatchConfig,
     IvrConfig,
+    LocationConfig,
     Position,
     Report102Config,
     ReportsConfig,
@@ -37,7 +38,8 @@ from gateway.settings.warnings import ChannelSet, SmsRoute, User, WarningsConfig
 __all__ = [
     "DEFAULT_PATH", "NAME_RE", "PROJECT", "AlarmConfig", "AniConfig", "AsteriskConfig", "Base", "Category",
     "ChannelSet", "CorrelationConfig", "DispatchConfig", "EmailConfig", "EscalationConfig", "GatewayConfig",
-    "HttpConfig", "IvrConfig", "Position", "Report102Config", "ReportsConfig", "ResponderChannels", "Service",
+    "HttpConfig", "IvrConfig", "LocationConfig", "Position", "Report102Config", "ReportsConfig", "ResponderChannels",
+    "Service",
     "SirenLine", "Sms112Config", "SmppConfig", "SmsRoute", "StoreConfig", "TelegramConfig", "TwilioConfig",
     "UnitsConfig", "User", "VoiceConfig", "WarningsConfig", "load", "parse", "project_path", "semantic_problems",
 ]

@@ -25,11 +25,13 @@ from gateway.settings.intake import (
     CorrelationConfig,
     DispatchConfig,
     IvrConfig,
+    LocationConfig,
     ReportsConfig,
     Service,
     alarm_problems,
     dispatch_problems,
     ivr_problems,
+    location_problems,
 )
 from gateway.settings.units import UnitsConfig, units_problems
 from gateway.settings.warnings import WarningsConfig, warnings_problems
@@ -55,6 +57,7 @@ class GatewayConfig(Base, frozen=True):
     store: StoreConfig = StoreConfig()
     http: HttpConfig = HttpConfig()
     ani: AniConfig = AniConfig()
+    location: LocationConfig = LocationConfig()
     correlation: CorrelationConfig = CorrelationConfig()
     warnings: WarningsConfig = WarningsConfig()
     escalation: EscalationConfig = EscalationConfig()
@@ -138,6 +141,7 @@ def semantic_problems(cfg: GatewayConfig, source: str = "<config>") -> list[str]
                 seen[number] = svc.name
     p += dispatch_problems(cfg.dispatch, source)
     p += ivr_problems(cfg.ivr, source)
+    p += location_problems(cfg.location, source)
     p += warnings_problems(cfg.warnings, source)
     p += escalation_problems(cfg.escalation, source)
     p += units_problems(cfg.units, source)

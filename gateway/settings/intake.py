@@ -62,6 +62,17 @@ class CorrelationConfig(Base, frozen=True):
     same_address_radius_m: float = 50.0
 
 
+class LocationConfig(Base, frozen=True):
+    """``[location]``: where a location sent by reference (RFC 6442 ``Geolocation: <https://…>``) may be
+    fetched from. Only URLs starting with one of ``dereference`` are fetched: the operators' location
+    servers; a reference anywhere else is noted on the incident, never followed (an INVITE must not make
+    the gateway connect where its sender likes)."""
+
+    dereference: list[str] = []
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=30)] = 3.0
+    max_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 20)] = 65536
+
+
 class AniConfig(Base, frozen=True):
     country_code: str = "7"
     trunk_prefix: str = "8"
@@ -189,3 +200,10 @@ def alarm_problems(cfg: AlarmConfig, source: str) -> list[str]:
         problems.append(f"{source}: alarm.spool_subdir: expected a directory name inside the instance spool, "
                         f"got {cfg.spool_subdir!r}")
     return problems
+
+
+def location_problems(cfg: LocationConfig, source: str) -> list[str]:
+    """Each dereference prefix must be an http(s) URL with a host (a bare scheme would allow any server)."""
+    return [f"{source}: location.dereference[{i}]: expected an http(s) URL prefix with a host, got {prefix!r}"
+            for i, prefix in enumerate(cfg.dereference)
+            if not re.match(r"^https?://[^/\s]+", prefix)]

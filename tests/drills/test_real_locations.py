@@ -4,6 +4,8 @@ said (shape, position, area, altitude, confidence, method, civic fields)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
@@ -106,3 +108,52 @@ async def test_every_shape_and_a_full_civic_address_reach_the_incident(
     assert sorted(found) == sorted(SHAPES)
     for name, loc in found.items():
         check(name, loc)
+
+
+async def test_a_location_sent_by_reference_is_fetched_from_the_location_server(
+        asterisk: AsteriskInstance, gateway: GatewayProcess, phones: Phones, tmp_path: Path) -> None:
+    """RFC 6442 by reference: the INVITE names a URI on the operator's location server (here a loopback one
+    the drill config allows); the gateway fetches and reads the whole document, confidence included. A
+    reference to a server outside ``[location] dereference`` is noted and never followed."""
+    served = document(SHAPES["circle"][0], "A-GPS")
+    async with location_server({"/loc/abc": served}) as base:
+        await place_by_reference(asterisk, tmp_path / "allowed", f"{base}/loc/abc", "+77015559901")
+        await place_by_reference(asterisk, tmp_path / "refused", "http://192.0.2.1/loc/x", "+77015559902")
+        await trio.sleep(1)
+    by_number = {s["number"]: s for s in await gateway.incidents()}
+    fetched = await gateway.incident(str(by_number["+77015559901"]["id"]))
+    [loc] = fetched.locations
+    assert (loc.shape, loc.radius_m, loc.confidence, loc.confidence_pdf, loc.method) == (
+        "circle", 25.0, 67.0, "normal", "A-GPS")
+    refused = await gateway.incident(str(by_number["+77015559902"]["id"]))
+    reasons = [str(e.data["reason"]) for e in refused.timeline if e.kind == "location_rejected"]
+    assert refused.locations == [] and reasons and "not under [location] dereference" in reasons[0]
+
+
+async def place_by_reference(asterisk: AsteriskInstance, workdir: Path, uri: str, number: str) -> None:
+    from sim import sipp
+    from sim import sipp_xml as scenario
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    await sipp.place_call(asterisk.cfg, scenario.caller("112", number, "", location_uri=uri, talk_ms=2500),
+                          workdir / "caller", 30)
+
+
+@asynccontextmanager
+async def location_server(documents: dict[str, str]) -> AsyncIterator[str]:
+    """A location server on 127.0.0.1 answering GET <path> with its PIDF-LO."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from sim.http import run_server
+
+    async def get(request: Request) -> Response:
+        body = documents.get(request.url.path)
+        return Response(body, media_type="application/pidf+xml") if body else Response(status_code=404)
+
+    async with trio.open_nursery() as nursery:
+        [url] = await nursery.start(run_server, Starlette(routes=[Route("/loc/{key}", get)]), "127.0.0.1", 0)
+        yield url
+        nursery.cancel_scope.cancel()
