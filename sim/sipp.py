@@ -193,7 +193,8 @@ async def place_call(cfg: GatewayConfig, xml: str, workdir: Path, timeout_s: flo
     log_file = workdir / "caller.log"
     cmd = [sipp_binary(), f"127.0.0.1:{cfg.asterisk.sip_port}", "-sf", str(path), "-i", "127.0.0.1", "-p", "0",
            "-m", "1", "-trace_logs", "-log_file", str(log_file), "-trace_err", "-error_file",
-           str(workdir / "caller.err"), "-trace_msg", "-message_file", str(workdir / "messages.log"), "-nostdin", "-timeout", f"{int(timeout_s)}s", "-timeout_error"]
+           str(workdir / "caller.err"), "-trace_msg", "-message_file", str(workdir / "messages.log"),
+           "-nostdin", "-timeout", f"{int(timeout_s)}s", "-timeout_error"]
     with trio.move_on_after(timeout_s + 5):
         result = await trio.run_process(cmd, cwd=workdir, check=False, capture_stdout=True, capture_stderr=True,
                                         stdin=subprocess.DEVNULL)
