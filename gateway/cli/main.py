@@ -15,6 +15,9 @@ from gateway.cli import alerts
 from gateway.errors import ConfigError, GatewayError
 
 _json = msgspec.json.Encoder()
+# Libraries narrate at INFO (Twilio: every request, ~10 lines per health probe): WARNING unless debugging.
+LIBRARY_LOGGERS = ("twilio", "httpx", "httpcore", "telegram", "aiohttp", "asyncio", "hypercorn", "panoramisk",
+                   "pymodbus", "aiosmtplib")
 
 
 def _load(args: argparse.Namespace) -> settings.GatewayConfig:
@@ -147,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
 def command(log_level: str, run: Callable[[], int]) -> int:
     """Run a command with logging set up; our errors become their message and exit status 2 (every
     config problem, one per line) or 1, never a traceback (also for ``gateway-sim``)."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level != "DEBUG":
+        for name in LIBRARY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return run()
     except ConfigError as exc:
