@@ -2,6 +2,12 @@
 
 One ``Auth`` serves every route. The local key file (0600, written by the gateway at start) is for
 the CLI on the gateway's own host; a request carrying it names its officer in ``X-ECGW-User``.
+
+Trust boundary: the key stands for whoever can read it, i.e. whoever runs the CLI on the gateway's
+host as the gateway's user; that person may act as any officer configured in ``[[warnings.users]]``
+(two-person approval then rests on the host's own access control). A name not configured there is
+refused (403), so the key never creates an officer. Once per-person accounts exist, the key will act
+only for the person running the CLI.
 """
 
 from __future__ import annotations
@@ -69,7 +75,9 @@ class Auth:
         name = self.user(request)
         if name is None:
             return error("who is acting? send an officer's bearer token", 401)
-        have = self.roles.get(name, frozenset())
+        if name not in self.roles:  # only the local key can name someone: it acts for configured officers only
+            return error(f"user {name!r} is not an officer in [[warnings.users]]", 403)
+        have = self.roles[name]
         if roles and not have.intersection(roles):
             if len(roles) == 1:
                 return error(f"user {name!r} is not a {roles[0]} officer", 403)
