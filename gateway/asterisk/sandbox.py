@@ -20,6 +20,7 @@ from pathlib import Path
 
 from gateway.asterisk.dialplan import render_all
 from gateway.errors import AsteriskError
+from gateway.files import UMASK, withhold_from_others
 from gateway.settings import GatewayConfig
 
 PACKAGES = "asterisk,asterisk-modules,asterisk-core-sounds-en,ca-certificates"
@@ -163,10 +164,22 @@ def install_config(cfg: GatewayConfig, box: Sandbox) -> None:
         os.chown(path, uid, gid)
     os.chown(box.host_dir, uid, gid)
     for name, text in files.items():
-        target = box.host_dir / "etc" / name
-        target.write_text(text)
-        target.chmod(0o640)
-        os.chown(target, uid, gid)
+        _write_config(box.host_dir / "etc" / name, text, uid, gid)
+    # Asterisk's logs, database and spool hold callers' numbers and locations: Asterisk and root only
+    # (an instance set up before Asterisk ran with UMASK has them 0644). sounds/ stays readable.
+    for sub in ("etc", "run", "log", "spool", "lib"):
+        withhold_from_others(box.host_dir / sub)
+    box.host_dir.chmod(0o750)
+
+
+def _write_config(target: Path, text: str, uid: int, gid: int) -> None:
+    """Write a rendered config (ari.conf and manager.conf hold secrets) 0640, never readable by others
+    even for a moment."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        os.fchmod(fd, 0o640)
+        os.fchown(fd, uid, gid)
+        out.write(text)
 
 
 def pid(box: Sandbox) -> int | None:
@@ -198,6 +211,7 @@ def prepare(cfg: GatewayConfig) -> Sandbox:
     if box.chrooted:
         build_chroot(box.root)
         write_hosts(box.root)
+        withhold_from_others(box.root / "var" / "log" / "asterisk")  # the package's own; instances log in theirs
     return box
 
 
@@ -208,12 +222,12 @@ def up(cfg: GatewayConfig) -> Sandbox:
     if pid(box) is not None:
         cli(box, "core reload")
         return box
-    log = open(box.host_dir / "log" / "console.log", "ab")
+    log = os.open(box.host_dir / "log" / "console.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
     subprocess.Popen(
         box.command("-f", "-U", "asterisk", "-G", "asterisk"),
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, umask=UMASK,
     )
-    log.close()
+    os.close(log)
     _wait_booted(box, cfg.asterisk.boot_timeout_s)
     return box
 

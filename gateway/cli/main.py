@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ import msgspec
 from gateway import check_config, settings
 from gateway.cli import alerts
 from gateway.errors import ConfigError, GatewayError
+from gateway.files import UMASK
 
 _json = msgspec.json.Encoder()
 # Libraries narrate at INFO (Twilio: every request, ~10 lines per health probe): WARNING unless debugging.
@@ -22,6 +24,11 @@ LIBRARY_LOGGERS = ("twilio", "httpx", "httpcore", "telegram", "aiohttp", "asynci
 
 def _load(args: argparse.Namespace) -> settings.GatewayConfig:
     return check_config.load(args.config)
+
+
+def _private_files() -> None:
+    """Stores, keys and logs this command creates are not for other accounts (``gateway.files``)."""
+    os.umask(UMASK)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -40,6 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from gateway.app import Gateway
 
+    _private_files()
     cfg = _load(args)
 
     async def until_signal() -> None:
@@ -81,6 +89,7 @@ def cmd_asterisk(args: argparse.Namespace) -> int:
 def _sync_store(cfg: settings.GatewayConfig):  # type: ignore[no-untyped-def]
     from gateway.incident.store import SqliteStore
 
+    _private_files()
     return SqliteStore(cfg.store.path)
 
 

@@ -19,6 +19,7 @@ import msgspec
 import trio
 
 from gateway.errors import NotFound, StoreError
+from gateway.files import private_store
 from gateway.geo import distance_m
 from gateway.incident.records import Incident, IncidentSummary, Location, TimelineEvent
 
@@ -104,6 +105,7 @@ def connect(path: Path, synchronous: str, schema: str, what: str) -> sqlite3.Con
     Raises StoreError naming ``what`` and the path."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        private_store(path)
         db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous}")
