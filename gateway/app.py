@@ -261,7 +261,7 @@ class Gateway:
             replies["tg"] = self.telegram102.reply
         if self.sms112 is not None:
             replies["sms"] = self._sms_reply
-        return list(EscalationApi(self.escalation.engine, self.desk, self.auth, replies).routes())
+        return list(EscalationApi(self.escalation.engine, self.desk, self.auth, replies, self.cfg.ani).routes())
 
     async def _sms_reply(self, incident_id: str, text: str, actor: str) -> object:
         outcome = await self.sms112.reply(incident_id, text, actor)

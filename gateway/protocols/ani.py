@@ -23,7 +23,10 @@ KZ_NATIONAL = re.compile(r"^7\d{9}$")
 def normalise(raw_number: str, display_name: str, presentation: str = "", cfg: AniConfig = AniConfig()) -> Caller:
     """Build a Caller from whatever the network delivered."""
     flags: list[str] = []
-    raw = _printable(raw_number)[:MAX_RAW]
+    printable = _printable(raw_number)
+    raw = printable[:MAX_RAW]
+    if printable != raw_number:
+        flags.append("number_control_chars")  # NUL, bidi overrides, zero-width: shown differently than stored
     if len(raw_number) > MAX_RAW:
         flags.append("number_too_long")
     name, name_flags = sanitise_name(display_name)

@@ -9,13 +9,13 @@ picture, a pocket text) is still a report. Only the sender decides whether we ca
 from __future__ import annotations
 
 import re
-import unicodedata
 
 import msgspec
 
 from gateway.protocols import ani
 from gateway.protocols.aml import AmlReport
 from gateway.protocols.caller import Caller
+from gateway.protocols.text import repair
 
 MAX_SENDER_CHARS = 32
 _KAZAKH_LETTERS = frozenset("әғқңөұүһіӘҒҚҢӨҰҮҺІ")
@@ -44,14 +44,9 @@ class Sender(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def clean_text(text: str, max_chars: int) -> CleanText:
-    """Keep what a person wrote: CR LF / CR become LF, other control and format characters
-    (including bidi overrides) are dropped, surrounding space stripped, the rest cut at ``max_chars``."""
-    flags: list[str] = []
-    normal = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
-    kept = "".join(ch for ch in normal if ch in "\n\t" or unicodedata.category(ch) not in {"Cc", "Cf", "Cs", "Co"})
-    if kept != normal:
-        flags.append("control_chars")
-    kept = kept.strip()
+    """Keep what a person wrote, repaired as every text is (``text.repair``: line breaks kept, control and
+    format characters such as bidi overrides dropped), the rest cut at ``max_chars``."""
+    kept, flags = repair(text, lines=True)
     if not kept:
         flags.append("empty")
     if len(kept) > max_chars:

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from typing import Any, Literal, TypeGuard
 
 import msgspec
 
 from gateway.protocols.ani import e164
+from gateway.protocols.text import repair
 
 Language = Literal["kk", "ru", "en"]
 LANGUAGES: tuple[Language, ...] = ("kk", "ru", "en")
@@ -34,7 +34,6 @@ COMMAND_RE = re.compile(r"^/(start|help)(?:@[A-Za-z0-9_]{1,64})?(?:\s|$)", re.IG
 MAX_FILE_ID = 256
 MAX_NAME = 64
 MAX_ACCURACY_M = 1500.0  # Telegram's range for horizontal_accuracy
-KEEP_FORMAT = {"\u200c", "\u200d"}  # ZWNJ/ZWJ: needed by emoji and some scripts; harmless
 
 
 # ---- what comes out -----------------------------------------------------------------------------
@@ -223,29 +222,10 @@ def language_of(code: object) -> Language | None:
 
 
 def sanitise(text: str, limit: int) -> tuple[str, list[str]]:
-    """Text safe to store and show, at most ``limit`` characters, and what was done to it."""
-    flags: list[str] = []
+    """Text safe to store and show (``text.repair``), at most ``limit`` characters, and what was done to it."""
     if len(text) > limit * 4 + 64:  # do no work on what we will throw away anyway
         text = text[: limit * 4 + 64]
-    text = "".join(ch for ch in text if not 0xD800 <= ord(ch) <= 0xDFFF)  # lone surrogates cannot be stored
-    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
-    kept = []
-    for ch in text:
-        category = unicodedata.category(ch)
-        if ch == "\n":
-            kept.append(ch)
-        elif category in ("Zl", "Zp"):
-            kept.append("\n")
-        elif ch == "\t":
-            kept.append(" ")
-        elif category in ("Cc", "Cs", "Co", "Cn") or (category == "Cf" and ch not in KEEP_FORMAT):
-            continue  # controls, bidi overrides, zero-width spaces, private use, unassigned
-        else:
-            kept.append(ch)
-    cleaned = "".join(kept)
-    if cleaned != text:
-        flags.append("control_chars")
-    cleaned = re.sub(r"\n{3,}", "\n\n", "\n".join(line.rstrip() for line in cleaned.split("\n"))).strip()
+    cleaned, flags = repair(text, lines=True)
     if re.search(r"<[A-Za-z/!]|\]\(|[*_`]{2}", cleaned):
         flags.append("markup")  # kept as literal text: shown escaped, never parsed
     if len(cleaned) > limit:

@@ -13,11 +13,13 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Iterator
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+from msgspec import Meta
 
 from gateway.protocols.ani import e164
+from gateway.protocols.text import repair
 
 Kind = Literal["sms", "email", "telegram", "voice"]
 KINDS: tuple[Kind, ...] = ("sms", "email", "telegram", "voice")
@@ -28,17 +30,22 @@ MAX_ROWS = 5_000_000
 EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 TELEGRAM_RE = re.compile(r"^-?\d{1,20}$")
 REF_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+LIMITS = {"name": 200, "email": 254, "telegram": 64}  # as Recipient's Meta says, for CSV rows too
 
 
-class Recipient(msgspec.Struct, frozen=True, kw_only=True):
-    ref: str
-    name: str = ""
-    phone: str = ""
-    email: str = ""
-    telegram: str = ""
+class Recipient(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One person warnings reach. ``flags`` says what was repaired on the way in (``control_chars`` in a
+    field: NUL, bidi overrides, zero-width characters dropped), set by us, never taken from a client."""
+
+    ref: Annotated[str, Meta(max_length=64)]
+    name: Annotated[str, Meta(max_length=200)] = ""
+    phone: Annotated[str, Meta(max_length=32)] = ""
+    email: Annotated[str, Meta(max_length=254)] = ""
+    telegram: Annotated[str, Meta(max_length=64)] = ""
     language: Literal["kk", "ru", "en"]
-    zones: list[str]
-    channels: list[Kind]
+    zones: Annotated[list[Annotated[str, Meta(max_length=100)]], Meta(max_length=100)]
+    channels: Annotated[list[Kind], Meta(max_length=10)]
+    flags: list[str] = []
 
 
 class RowError(msgspec.Struct, frozen=True, kw_only=True):
@@ -49,7 +56,8 @@ class RowError(msgspec.Struct, frozen=True, kw_only=True):
 
 def problems(r: Recipient, known_zones: Iterable[str]) -> list[str]:
     """Why a recipient cannot be stored (empty when fine)."""
-    found: list[str] = []
+    found: list[str] = [f"{field}: at most {most} characters" for field, most in LIMITS.items()
+                        if len(getattr(r, field)) > most]
     if not REF_RE.match(r.ref):
         found.append("ref: expected 1-64 letters, digits or _.:-")
     unknown = [z for z in r.zones if z not in set(known_zones)]
@@ -79,10 +87,20 @@ def normalised(r: Recipient, known_zones: Iterable[str]) -> tuple[Recipient, lis
         phone, flags = e164(phone)
         if not phone:
             return r, [f"phone: not a usable number ({', '.join(flags)})"]
-    clean = msgspec.structs.replace(r, phone=phone, email=r.email.strip(), telegram=r.telegram.strip(),
-                                    name=r.name.strip(), channels=list(dict.fromkeys(r.channels)),
-                                    zones=list(dict.fromkeys(z.strip() for z in r.zones)))
+    clean = repaired(msgspec.structs.replace(r, phone=phone, channels=list(dict.fromkeys(r.channels))))
     return clean, problems(clean, known_zones)
+
+
+def repaired(r: Recipient) -> Recipient:
+    """Its texts as every path keeps them (``text.repair``: control, bidi and zero-width characters
+    dropped), with ``flags`` naming the fields that needed it; the client's own ``flags`` are ignored."""
+    fields = {"name": r.name, "email": r.email, "telegram": r.telegram}
+    clean = {field: repair(value) for field, value in fields.items()}
+    zones = [repair(z) for z in r.zones]
+    flags = [f"{field}_{flag}" for field, (_, found) in clean.items() for flag in found]
+    flags += [f"zones_{flag}" for flag in sorted({f for _, found in zones for f in found})]
+    return msgspec.structs.replace(r, **{field: text for field, (text, _) in clean.items()},
+                                   zones=list(dict.fromkeys(z for z, _ in zones if z)), flags=flags)
 
 
 def address_of(r: Recipient, kind: str) -> str:
@@ -149,12 +167,12 @@ def _row(n: int, row: dict[str | None, str | list[str] | None], zones: frozenset
         phone, flags = e164(phone)
         if not phone:
             return RowError(row=n, ref=ref, problem=f"phone: not a usable number ({', '.join(flags)})")
-    recipient = Recipient(
+    recipient = repaired(Recipient(
         ref=ref, name=_text(row.get("name")), phone=phone, email=_text(row.get("email")),
         telegram=_text(row.get("telegram")), language=language,  # type: ignore[arg-type]
         zones=[z.strip() for z in _text(row.get("zones")).split(";") if z.strip()],
         channels=list(dict.fromkeys(channels)),  # type: ignore[arg-type]
-    )
+    ))
     found = problems(recipient, zones)
     return RowError(row=n, ref=ref, problem="; ".join(found)) if found else recipient
 

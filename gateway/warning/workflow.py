@@ -11,9 +11,10 @@ import secrets
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+from msgspec import Meta
 
 from gateway.errors import AlertConflict, AlertError, AlertNotFound, Conflict, NotFound, ZoneError
 from gateway.protocols import cap
@@ -27,25 +28,32 @@ KINDS = ("sms", "email", "telegram", "voice", "siren")
 CAP_LANGUAGE = {"kk": "kk-KZ", "ru": "ru-RU", "en": "en-US"}
 
 
-class DraftSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """What an officer asks for. Texts are per language; a missing one uses the template."""
+Short = Annotated[str, Meta(max_length=100)]
+Language = Annotated[str, Meta(max_length=8)]
+Point = tuple[float, float]
 
-    event: str
+
+class DraftSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What an officer asks for. Texts are per language; a missing one uses the template. Every text and
+    list has a limit (refused with 400 naming the field when over it): a headline is what fits a phone's
+    lock screen and CAP's advice (under 160 characters); the longer texts go by e-mail and the CAP feed."""
+
+    event: Annotated[str, Meta(max_length=200)]
     status: Literal["Actual", "Exercise", "Test"] = "Actual"
-    zones: list[str] = []
-    polygons: list[list[tuple[float, float]]] = []
-    circles: list[cap.Circle] = []
-    area_desc: str = ""
-    channels: list[str] = msgspec.field(default_factory=lambda: list(KINDS))
+    zones: Annotated[list[Short], Meta(max_length=1000)] = []
+    polygons: Annotated[list[Annotated[list[Point], Meta(max_length=1000)]], Meta(max_length=100)] = []
+    circles: Annotated[list[cap.Circle], Meta(max_length=100)] = []
+    area_desc: Annotated[str, Meta(max_length=1000)] = ""
+    channels: Annotated[list[Short], Meta(max_length=20)] = msgspec.field(default_factory=lambda: list(KINDS))
     category: cap.Category = "Safety"
     urgency: cap.Urgency = "Immediate"
     severity: cap.Severity = "Severe"
     certainty: cap.Certainty = "Observed"
-    headline: dict[str, str] = {}
-    description: dict[str, str] = {}
-    instruction: dict[str, str] = {}
+    headline: Annotated[dict[Language, Annotated[str, Meta(max_length=160)]], Meta(max_length=10)] = {}
+    description: Annotated[dict[Language, Annotated[str, Meta(max_length=8000)]], Meta(max_length=10)] = {}
+    instruction: Annotated[dict[Language, Annotated[str, Meta(max_length=8000)]], Meta(max_length=10)] = {}
     expires_in_min: int = 180
-    note: str = ""
+    note: Annotated[str, Meta(max_length=2000)] = ""
 
 
 class Workflow:

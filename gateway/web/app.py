@@ -10,11 +10,20 @@ from collections.abc import Sequence
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from gateway.web.errors import error
 from gateway.web.openapi import openapi_route
 from gateway.web.server import BodyLimit
 
 
 def build_app(routes: Sequence[BaseRoute]) -> Starlette:
-    return Starlette(routes=[*routes, openapi_route()], middleware=[Middleware(BodyLimit)])
+    return Starlette(routes=[*routes, openapi_route()], middleware=[Middleware(BodyLimit)],
+                     exception_handlers={Exception: _failed})
+
+
+async def _failed(request: Request, exc: Exception) -> Response:
+    """A bug, answered in the API's JSON shape; the server logs it with its traceback (``web.server``)."""
+    return error(f"internal error ({type(exc).__name__}); it is logged", 500)

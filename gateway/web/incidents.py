@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -25,7 +26,9 @@ def incident_routes(store: AsyncStore, bus: Bus) -> list[Route]:
             limit = min(1000, max(1, int(request.query_params.get("limit", "100"))))
             since = float(request.query_params.get("since", "0"))
         except ValueError:
-            return error("limit must be an integer and since a number", 400)
+            since = math.nan
+        if not math.isfinite(since):
+            return error("limit must be an integer and since a number (Unix time)", 400)
         return json_response(await store.recent(limit, since))
 
     async def get_incident(request: Request) -> Response:

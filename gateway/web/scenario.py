@@ -11,9 +11,10 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
+from msgspec import Meta
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -21,28 +22,37 @@ from starlette.routing import Route
 from gateway.errors import GatewayError, NotFound
 from gateway.incident.desk import Desk, no_caller
 from gateway.incident.records import Caller, Location
+from gateway.protocols import ani
+from gateway.protocols.text import repair
 from gateway.scenario.engine import Engine
+from gateway.settings import AniConfig
 from gateway.web.auth import Auth, Officer
 from gateway.web.errors import error, json_response, read_body, refusal
 
 log = logging.getLogger(__name__)
 Reply = Callable[[str, str, str], Awaitable[object]]  # (incident id, text, actor)
-MAX_BODY = 16_384
+MAX_BODY = 65_536  # above every body's field limits, so a long field is refused by name, not by size
 B = TypeVar("B")
 
 
+Category = Annotated[str, Meta(max_length=64)]
+
+
 class NewIncident(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Limits are refused with 400 naming the field, never cut: what a dispatcher typed is kept as typed
+    (control and bidi characters dropped and flagged on the first event, as for every source)."""
+
     service: Literal["102", "112"] = "102"
-    category: str = ""
-    number: str = ""
-    lat: float | None = None
-    lon: float | None = None
-    address: str = ""
-    note: str = ""
+    category: Category = ""
+    number: Annotated[str, Meta(max_length=32)] = ""
+    lat: Annotated[float, Meta(ge=-90, le=90)] | None = None
+    lon: Annotated[float, Meta(ge=-180, le=180)] | None = None
+    address: Annotated[str, Meta(max_length=300)] = ""
+    note: Annotated[str, Meta(max_length=2000)] = ""
 
 
 class CategoryBody(msgspec.Struct, forbid_unknown_fields=True):
-    category: str
+    category: Category
 
 
 class StatusBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -50,7 +60,7 @@ class StatusBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class TextBody(msgspec.Struct, forbid_unknown_fields=True):
-    text: str
+    text: Annotated[str, Meta(min_length=1, max_length=1000)]
 
 
 async def _body(request: Request, kind: type[B]) -> B | Response:
@@ -63,8 +73,10 @@ async def _body(request: Request, kind: type[B]) -> B | Response:
 
 
 class EscalationApi:
-    def __init__(self, engine: Engine, desk: Desk, auth: Auth, replies: dict[str, Reply]) -> None:
+    def __init__(self, engine: Engine, desk: Desk, auth: Auth, replies: dict[str, Reply],
+                 ani_cfg: AniConfig | None = None) -> None:
         self.engine = engine
+        self.ani = ani_cfg or AniConfig()
         self.desk = desk
         self.auth = auth
         self.replies = replies  # reporter prefix ("tg", "sms") -> how to answer them
@@ -99,21 +111,25 @@ class EscalationApi:
         who, body = got
         if body.category and body.category not in self.engine.catalogue.categories:
             return error(f"unknown category {body.category!r}", 400)
-        if (body.lat is None) != (body.lon is None) or (
-                body.lat is not None and body.lon is not None
-                and not (-90 <= body.lat <= 90 and -180 <= body.lon <= 180)):
-            return error("lat and lon: give both, within -90..90 and -180..180", 400)
-        places = [Location(source="manual", shape="point", lat=body.lat, lon=body.lon, address=body.address[:300])] \
-            if body.lat is not None else ([Location(source="manual", shape="civic", address=body.address[:300])]
-                                          if body.address else [])
+        if (body.lat is None) != (body.lon is None):
+            return error("lat and lon: give both or neither", 400)
+        address, address_flags = repair(body.address)
+        note, note_flags = repair(body.note, lines=True)
+        places = [Location(source="manual", shape="point", lat=body.lat, lon=body.lon, address=address)] \
+            if body.lat is not None else ([Location(source="manual", shape="civic", address=address)]
+                                          if address else [])
         category = self.engine.catalogue.categories.get(body.category)
-        caller = Caller(raw_number=body.number[:32], number=body.number[:32], display_name="", withheld=False) \
-            if body.number else no_caller()
-        incident = await self.desk.open(service=body.service, source="api", caller=caller, kind="reported",
-                                        actor=who.name, category=body.category,
+        repaired = [f"{field}_{flag}" for field, flags in (("address", address_flags), ("note", note_flags))
+                    for flag in flags]
+        incident = await self.desk.open(service=body.service, source="api", caller=self._caller(body.number),
+                                        kind="reported", actor=who.name, category=body.category,
                                         priority=category.priority if category else 5, locations=places,
-                                        note=body.note[:2000] or None)
+                                        note=note or None, flags=",".join(repaired) or None)
         return json_response(incident, 201)
+
+    def _caller(self, number: str) -> Caller:
+        """The number a dispatcher typed, read as the network's would be (E.164, flags for anything odd)."""
+        return ani.normalise(number, "", cfg=self.ani) if number.strip() else no_caller()
 
     async def category(self, request: Request) -> Response:
         got = await self._acting(request, CategoryBody)
@@ -140,8 +156,9 @@ class EscalationApi:
         if isinstance(got, Response):
             return got
         who, body = got
-        if not body.text.strip() or len(body.text) > 1000:
-            return error("text: 1-1000 characters", 400)
+        text = repair(body.text, lines=True)[0]
+        if not text:
+            return error("text: nothing to send once control characters are dropped", 400)
         try:
             incident = await self.desk.get(request.path_params["id"])
         except NotFound as exc:
@@ -149,7 +166,7 @@ class EscalationApi:
         send = self.replies.get(incident.reporter.partition(":")[0])
         if send is None:
             return error("this incident was not reported by text (Telegram or SMS): call the caller back", 409)
-        return await self._change(lambda: send(incident.id, body.text, who.name))
+        return await self._change(lambda: send(incident.id, text, who.name))
 
     async def _change(self, act: Callable[[], Awaitable[object]]) -> Response:
         try:

@@ -3,12 +3,16 @@ nearest free units for an incident, and assignment."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
+from msgspec import Meta
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.errors import GatewayError
+from gateway.protocols.text import repair
 from gateway.units.board import UnitBoard
 from gateway.units.model import MAX_PROPOSALS
 from gateway.web.auth import Auth
@@ -18,15 +22,15 @@ WRITERS = ("dispatcher", "supervisor")
 
 
 class StatusBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    status: str | None = None
-    lat: float | None = None
-    lon: float | None = None
-    reason: str = ""
+    status: Annotated[str, Meta(max_length=32)] | None = None
+    lat: Annotated[float, Meta(ge=-90, le=90)] | None = None
+    lon: Annotated[float, Meta(ge=-180, le=180)] | None = None
+    reason: Annotated[str, Meta(max_length=500)] = ""
     force: bool = False
 
 
 class AssignBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    unit: str
+    unit: Annotated[str, Meta(max_length=64)]
 
 
 class UnitRoutes:
@@ -77,9 +81,9 @@ class UnitRoutes:
             return who
         try:
             body = await read_body(request, StatusBody)
+            reason = repair(body.reason, lines=True)[0]
             return json_response(await self.board.update(request.path_params["id"], status=body.status, lat=body.lat,
-                                                  lon=body.lon, actor=who.name, reason=body.reason,
-                                                  force=body.force))
+                                                         lon=body.lon, actor=who.name, reason=reason, force=body.force))
         except GatewayError as exc:
             return refusal(exc, who.name, "units API")
 

@@ -7,11 +7,13 @@ CLI on the gateway's own host). Every decision is the workflow's; this module on
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Annotated
 
 import msgspec
 import trio
+from msgspec import Meta
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -23,7 +25,7 @@ from gateway.warning import recipients
 from gateway.warning.centre import Warnings
 from gateway.warning.workflow import DraftSpec
 from gateway.web.auth import Auth
-from gateway.web.errors import error, json_response, refusal
+from gateway.web.errors import decode_body, error, json_response, query_int, query_text, refusal
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
@@ -36,7 +38,7 @@ class ApproveBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class CancelBody(msgspec.Struct, forbid_unknown_fields=True):
-    note: str = ""
+    note: Annotated[str, Meta(max_length=2000)] = ""
 
 
 class WarningsApi:
@@ -90,16 +92,15 @@ class WarningsApi:
         who = self.auth.require(request, "civil-defence")
         return who if isinstance(who, Response) else None
 
-    async def _act(self, request: Request, action: str, fn: object) -> Response:
-        user = self.auth.user(request)
-        if user is None:
-            return error("who is acting? send an officer's bearer token", 401)
+    async def _act(self, request: Request, action: str, fn: Callable[[str], Awaitable[object]]) -> Response:
+        """Who acts is checked first (401/403), then the body and the workflow's rules (400/404/409)."""
+        who = self.auth.require(request, "civil-defence")
+        if isinstance(who, Response):
+            return who
         try:
-            result = await fn(user)  # type: ignore[operator]
-        except msgspec.DecodeError as exc:  # malformed JSON or a field of the wrong shape
-            return error(f"bad request body: {exc}", 400)
+            result = await fn(who.name)
         except GatewayError as exc:
-            return refusal(exc, user, f"alert {action}")
+            return refusal(exc, who.name, f"alert {action}")
         return json_response(result)
 
     # -- alerts -------------------------------------------------------------------------------
@@ -124,7 +125,7 @@ class WarningsApi:
         body = await request.body()
 
         async def act(user: str) -> object:
-            return await self.w.workflow.draft(msgspec.json.decode(body, type=DraftSpec), user)
+            return await self.w.workflow.draft(decode_body(body, DraftSpec), user)
         return await self._act(request, "draft", act)
 
     async def preview(self, request: Request) -> Response:
@@ -140,7 +141,7 @@ class WarningsApi:
         body = await request.body() or b"{}"
 
         async def act(user: str) -> object:
-            send = msgspec.json.decode(body, type=ApproveBody).send
+            send = decode_body(body, ApproveBody).send
             return await self.w.workflow.approve(request.path_params["id"], user, send=send)
         return await self._act(request, "approve", act)
 
@@ -151,7 +152,7 @@ class WarningsApi:
         body = await request.body()
 
         async def act(user: str) -> object:
-            spec = msgspec.json.decode(body, type=DraftSpec)
+            spec = decode_body(body, DraftSpec)
             return await self.w.workflow.update(request.path_params["id"], spec, user)
         return await self._act(request, "update", act)
 
@@ -159,7 +160,7 @@ class WarningsApi:
         body = await request.body() or b"{}"
 
         async def act(user: str) -> object:
-            note = msgspec.json.decode(body, type=CancelBody).note
+            note = decode_body(body, CancelBody).note
             return await self.w.workflow.cancel(request.path_params["id"], user, note)
         return await self._act(request, "cancel", act)
 
@@ -205,8 +206,10 @@ class WarningsApi:
     async def list_recipients(self, request: Request) -> Response:
         if (denied := self._reader_only(request)) is not None:
             return denied
-        after = request.query_params.get("after", "")
-        limit = min(1000, max(1, int(request.query_params.get("limit", "100") or 100)))
+        try:
+            after, limit = query_text(request, "after", "", 64), query_int(request, "limit", 100, 1000)
+        except GatewayError as exc:
+            return refusal(exc, what="recipients list")
         return json_response(await self.w.outbox.call(self.w.outbox.sync.recipients, after, limit))
 
     async def import_recipients(self, request: Request) -> Response:
@@ -253,9 +256,9 @@ class WarningsApi:
         if (denied := self._officer_only(request)) is not None:
             return denied
         try:
-            r = msgspec.json.decode(await request.body(), type=recipients.Recipient)
-        except msgspec.DecodeError as exc:
-            return error(f"bad recipient: {exc}", 400)
+            r = decode_body(await request.body(), recipients.Recipient)
+        except GatewayError as exc:
+            return refusal(exc, what="recipient change")
         if r.ref != request.path_params["ref"]:
             return error("ref in the body differs from the URL", 400)
         r, found = recipients.normalised(r, self.w.zones.names())
