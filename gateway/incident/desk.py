@@ -5,6 +5,10 @@ API) come here: open an incident, add an event, attach a location, change the ca
 response status forward (never back). The desk writes through the recorder (``incident.recorder``,
 the one writer of incidents) on its one shared ``Held`` per live incident, so a call, its scenario
 and a dispatcher editing it never overwrite each other's fields or timeline.
+
+A report that a provider may send again carries its replay key (``protocols.replay``): ``seen``
+says whether it was taken already, and ``seen_key`` (``open``, ``record_report``, ``attach_location``)
+writes the key with the event the report caused.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Sequence
 from gateway.errors import Conflict
 from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Caller, Incident, IncidentSource, Location, ResponseStatus, new_incident_id
-from gateway.incident.store import AsyncStore, event
+from gateway.incident.store import AsyncStore, Statement, event
 
 Value = str | int | float | bool | None
 # Response status may only move forward (a unit can report "on scene" without "en route"); closed is final.
@@ -45,7 +49,7 @@ class Desk:
 
     async def open(self, *, service: str, source: IncidentSource, caller: Caller, kind: str, actor: str,
                    category: str = "", priority: int = 1, language: str = "", reporter: str = "",
-                   locations: Sequence[Location] = (), **data: Value) -> Incident:
+                   locations: Sequence[Location] = (), seen_key: str = "", **data: Value) -> Incident:
         """Create an incident from a report; durable on return. ``kind`` names its first timeline event."""
         now = time.time()
         incident = Incident(id=new_incident_id(now), service=service, created_wall=now, caller=caller,
@@ -54,7 +58,7 @@ class Desk:
         incident.timeline.append(event(kind, actor, source=source, category=category, **data))
         held = self.recorder.track(Held(incident))
         try:
-            await self.recorder.create(held)
+            await self.recorder.create(held, self._seen_rows(seen_key))
         finally:
             self.recorder.release(held)
         return incident
@@ -62,19 +66,41 @@ class Desk:
     async def record(self, incident_id: str, kind: str, *, actor: str = "gateway",
                      changes: dict[str, object] | None = None, **data: Value) -> Incident:
         """Append one event (and optional field changes); durable on return. Raises NotFound."""
+        return await self._record(incident_id, kind, actor, changes, [], data)
+
+    async def record_report(self, incident_id: str, kind: str, *, seen_key: str, actor: str = "gateway",
+                            **data: Value) -> Incident:
+        """``record`` the event a report caused, with the report's replay key ("" for none)."""
+        return await self._record(incident_id, kind, actor, None, self._seen_rows(seen_key), data)
+
+    async def _record(self, incident_id: str, kind: str, actor: str, changes: dict[str, object] | None,
+                      with_event: list[Statement], data: dict[str, Value]) -> Incident:
         held = await self.recorder.acquire(incident_id)
         try:
-            await self.recorder.record(held, kind, actor, changes=changes, **data)  # type: ignore[arg-type]
+            await self.recorder.record(held, kind, actor, changes=changes, with_event=with_event,
+                                       **data)  # type: ignore[arg-type]
             return held.incident
         finally:
             self.recorder.release(held)
+
+    async def seen(self, seen_key: str) -> bool:
+        """Whether the report with this replay key was already taken ("" never was)."""
+        return bool(seen_key) and await self.store.seen(seen_key)
+
+    async def mark_seen(self, seen_key: str) -> None:
+        """Record a replay key on its own: for a report whose effect is not an incident event."""
+        if seen_key:
+            await self.store.mark_seen(seen_key)
+
+    def _seen_rows(self, seen_key: str) -> list[Statement]:
+        return self.store.seen_statements(seen_key, time.time()) if seen_key else []
 
     async def get(self, incident_id: str) -> Incident:
         """The live copy when one is held, else the stored one."""
         held = self.recorder.live.get(incident_id)
         return held.incident if held is not None else await self.store.get(incident_id)
 
-    async def attach_location(self, incident_id: str, location: Location, *, actor: str,
+    async def attach_location(self, incident_id: str, location: Location, *, actor: str, seen_key: str = "",
                               **data: Value) -> Incident:
         """Add a location candidate; it becomes the best one if it is the most precise."""
         held = await self.recorder.acquire(incident_id)
@@ -83,8 +109,9 @@ class Desk:
             locations = [*inc.locations, location]
             await self.recorder.record(held, "location_added", actor,
                                        changes={"locations": locations, "best_location": best_location(locations)},
-                                       source=location.source, lat=location.lat, lon=location.lon,
-                                       radius_m=location.radius_m, **data)  # type: ignore[arg-type]
+                                       with_event=self._seen_rows(seen_key), source=location.source,
+                                       lat=location.lat, lon=location.lon, radius_m=location.radius_m,
+                                       **data)  # type: ignore[arg-type]
             return inc
         finally:
             self.recorder.release(held)

@@ -6,7 +6,9 @@ never diverge. A change appends timeline events to the held incident and writes 
 incident's new head, in one store transaction (optionally with statements another feature attaches:
 a scenario run's progress); only then are subscribers (the live event stream) and listeners (the
 scenario triggers, the bots) told. Events ``note``d are written with the next recorded one. A write
-that fails leaves its events pending: they are written at their own places with the next write.
+that fails leaves its events pending: they are written at their own places with the next write,
+together with the statements that belong to them (``with_event``: the replay key of the report that
+caused the event), so an event is never durable without its key, nor a key without its event.
 
 The call intake and the scenario engine keep their incidents held while they work on them and
 record on that ``Held`` directly; everything else goes through ``gateway.incident.desk``, which
@@ -32,6 +34,7 @@ class Held:
         self.incident = incident
         self.saved = saved  # the incident row exists in the store
         self.pending: list[TimelineEvent] = []  # noted, written with the next recorded event
+        self.riders: list[tuple[TimelineEvent, list[Statement]]] = []  # written with that event, whenever
         self.users = 0
 
 
@@ -70,9 +73,10 @@ class Recorder:
         if held.users <= 0 and self.live.get(held.incident.id) is held:
             del self.live[held.incident.id]
 
-    async def create(self, call: Held) -> None:
+    async def create(self, call: Held, extra: Sequence[Statement] = ()) -> None:
+        """Write a new incident (with ``extra`` statements, atomically); durable on return."""
         call.incident.updated_wall = time.time()
-        await self.store.create(call.incident)
+        await self.store.create(call.incident, extra)
         call.saved = True
         self._created(call.incident)
 
@@ -87,13 +91,16 @@ class Recorder:
 
     async def record(self, call: Held, kind: str, actor: str = "gateway", state: IncidentState | None = None,
                      changes: dict[str, object] | None = None, extra: Sequence[Statement] = (),
-                     **data: str | int | float | bool | None) -> None:
+                     with_event: Sequence[Statement] = (), **data: str | int | float | bool | None) -> None:
         """Add one event (and optional field changes) to the incident; durable on return."""
-        await self.record_event(call, event(kind, actor, **data), state=state, changes=changes, extra=extra)
+        await self.record_event(call, event(kind, actor, **data), state=state, changes=changes, extra=extra,
+                                with_event=with_event)
 
     async def record_event(self, call: Held, item: TimelineEvent, *, state: IncidentState | None = None,
-                           changes: dict[str, object] | None = None, extra: Sequence[Statement] = ()) -> None:
-        """``record`` for an event built by the caller."""
+                           changes: dict[str, object] | None = None, extra: Sequence[Statement] = (),
+                           with_event: Sequence[Statement] = ()) -> None:
+        """``record`` for an event built by the caller. ``extra`` goes with this write; ``with_event``
+        with the write that makes ``item`` durable (a later one, if this one fails)."""
         inc = call.incident
         if changes:
             for key, value in changes.items():
@@ -101,6 +108,8 @@ class Recorder:
         if state is not None:
             inc.state = state
         inc.timeline.append(item)
+        if with_event:
+            call.riders.append((item, list(with_event)))
         await self.commit(call, item, extra)
 
     async def commit(self, call: Held, item: TimelineEvent, extra: Sequence[Statement] = ()) -> None:
@@ -126,15 +135,20 @@ class Recorder:
     async def append(self, call: Held, events: list[TimelineEvent], extra: Sequence[Statement] = ()) -> None:
         """Persist ``events`` (already on the timeline). If the first write failed, the whole
         incident is written now: a disk hiccup at call arrival must not lose the record."""
-        if call.saved:
+        creating = not call.saved
+        written = call.incident.timeline if creating else events
+        riding = [r for r in call.riders if any(r[0] is e for e in written)]
+        extra = [*(st for _, statements in riding for st in statements), *extra]
+        if creating:
+            await self.store.create(call.incident, extra)
+            call.saved = True
+        else:
             await self.store.update(call.incident, events, extra)
+        call.riders = [r for r in call.riders if not any(r is done for done in riding)]
+        if creating:
+            self._created(call.incident)
+        else:
             self._published(call.incident, events)
-            return
-        await self.store.create(call.incident)
-        call.saved = True
-        if extra:
-            await self.store.write(list(extra))
-        self._created(call.incident)
 
     def _published(self, incident: Incident, events: list[TimelineEvent]) -> None:
         """Tell live subscribers, and in-process listeners (escalation, bots) of each event just made

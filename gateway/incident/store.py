@@ -3,6 +3,13 @@
 ``Store`` is the interface the service uses (a PostgreSQL backend implements the same methods).
 ``SqliteStore`` does blocking I/O; ``AsyncStore`` runs it on one worker thread so the Trio loop
 never waits on the disk and writes stay strictly ordered.
+
+The ``seen`` table holds the replay keys of reports taken in (``gateway.protocols.replay``: a
+Twilio MessageSid, an SMSC message id, a Telegram update, an alarm panel's event and time). A
+key is written in the transaction of the event it caused (``seen_statements`` as that write's
+extra statements), so a crash leaves both or neither; a report whose key is ``seen`` is a replay.
+Keys are kept ``SEEN_RETENTION_S`` (every insert prunes older ones): longer than any provider
+retries, and a replay older than that is a new report again.
 """
 
 from __future__ import annotations
@@ -50,9 +57,15 @@ CREATE TABLE IF NOT EXISTS directory (
     number TEXT PRIMARY KEY,
     doc BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS seen (
+    key TEXT PRIMARY KEY,
+    wall REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS seen_wall ON seen(wall);
 """
 
 MAX_LINKS = 10
+SEEN_RETENTION_S = 7 * 24 * 3600.0
 Statement = tuple[str, tuple[object, ...]]
 _encode = msgspec.json.Encoder().encode
 _decode_incident = msgspec.json.Decoder(Incident).decode
@@ -63,7 +76,7 @@ _decode_location = msgspec.json.Decoder(Location).decode
 class Store(Protocol):
     """What the service needs from a store. Every write is durable when the call returns."""
 
-    async def create(self, incident: Incident) -> None: ...
+    async def create(self, incident: Incident, extra: Sequence[Statement] = ()) -> None: ...
     async def update(self, incident: Incident, events: list[TimelineEvent],
                      extra: Sequence[Statement] = ()) -> None: ...
     async def get(self, incident_id: str) -> Incident: ...
@@ -73,6 +86,9 @@ class Store(Protocol):
     async def open_since(self, since_wall: float, limit: int) -> list[str]: ...
     async def related(self, incident: Incident, window_s: float, radius_m: float) -> list[tuple[str, str]]: ...
     async def directory_lookup(self, number: str) -> Location | None: ...
+    async def seen(self, key: str) -> bool: ...
+    def seen_statements(self, key: str, wall: float) -> list[Statement]: ...
+    async def mark_seen(self, key: str) -> None: ...
 
 
 def positions(incident: Incident, events: list[TimelineEvent]) -> list[int]:
@@ -120,8 +136,9 @@ def connect(path: Path, synchronous: str, schema: str, what: str) -> sqlite3.Con
 class SqliteStore:
     """Blocking SQLite implementation. One connection, guarded by a lock."""
 
-    def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str | Path, synchronous: str = "FULL", seen_retention_s: float = SEEN_RETENTION_S) -> None:
         self.path = Path(path)
+        self.seen_retention_s = seen_retention_s
         self._db = connect(self.path, synchronous, SCHEMA, "store")
         self._lock = threading.Lock()
 
@@ -172,6 +189,16 @@ class SqliteStore:
     def update(self, incident: Incident, events: list[TimelineEvent]) -> None:
         """Store the incident's new head and append ``events`` (already in ``incident.timeline``)."""
         self.write(self.update_statements(incident, events))
+
+    def seen(self, key: str, now: float) -> bool:
+        """Whether the report with replay key ``key`` was taken within the retention."""
+        return bool(self._read("SELECT 1 FROM seen WHERE key=? AND wall>=?", (key, now - self.seen_retention_s)))
+
+    def seen_statements(self, key: str, wall: float) -> list[Statement]:
+        """Record ``key`` as taken at ``wall`` (write them with the event it caused) and forget keys
+        past the retention."""
+        return [("INSERT OR IGNORE INTO seen (key, wall) VALUES (?,?)", (key, wall)),
+                ("DELETE FROM seen WHERE wall<?", (wall - self.seen_retention_s,))]
 
     def create_statements(self, incident: Incident) -> list[Statement]:
         statements: list[Statement] = [(
@@ -312,8 +339,9 @@ class AsyncStore:
     async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
-    async def create(self, incident: Incident) -> None:
-        await self._write(self.sync.create_statements(incident))
+    async def create(self, incident: Incident, extra: Sequence[Statement] = ()) -> None:
+        """Write a new incident and ``extra`` statements (e.g. its report's replay key) atomically."""
+        await self._write([*self.sync.create_statements(incident), *extra])
 
     async def update(self, incident: Incident, events: list[TimelineEvent],
                      extra: Sequence[Statement] = ()) -> None:
@@ -346,6 +374,17 @@ class AsyncStore:
 
     async def directory_lookup(self, number: str) -> Location | None:
         return await self._run(self.sync.directory_lookup, number)  # type: ignore[no-any-return]
+
+    async def seen(self, key: str) -> bool:
+        """Whether a report with this replay key was already taken (see the module docstring)."""
+        return await self._run(self.sync.seen, key, time.time())  # type: ignore[no-any-return]
+
+    def seen_statements(self, key: str, wall: float) -> list[Statement]:
+        return self.sync.seen_statements(key, wall)
+
+    async def mark_seen(self, key: str) -> None:
+        """Record a replay key on its own, for a report whose effect is written elsewhere."""
+        await self._write(self.seen_statements(key, time.time()))
 
 
 def event(kind: str, actor: str = "gateway", **data: str | int | float | bool | None) -> TimelineEvent:

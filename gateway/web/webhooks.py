@@ -22,7 +22,7 @@ from channels.twilio_callbacks import SIGNATURE_HEADER, verify
 from gateway.errors import GatewayError, ProtocolError, StoreError
 from gateway.intake.alarm.panels import AlarmIntake, BadBody, panel_event
 from gateway.intake.text.sms112 import Sms112
-from gateway.protocols import aml
+from gateway.protocols import aml, replay
 from gateway.web.errors import error, json_response
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class Sms112Routes:
         if media.isdigit() and int(media) > 0:  # an MMS: the pictures stay at Twilio, say so
             text += f"\n[{int(media)} MMS attachment(s) at Twilio, message {form.get('MessageSid', '?')}]"
         try:
-            await self.sms.handle_text(form.get("From", ""), text, "twilio")
+            await self.sms.handle_text(form.get("From", ""), text, "twilio", replay.twilio_message(form))
         except GatewayError as exc:
             log.exception("SMS 112 from Twilio not stored")
             return _text(f"not stored: {exc}", 503)

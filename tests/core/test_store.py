@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from gateway.errors import NotFound, StoreError
 from gateway.incident.bus import Bus
 from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Caller, Incident, Location
-from gateway.incident.store import MAX_LINKS, AsyncStore, SqliteStore, event
+from gateway.incident.store import MAX_LINKS, AsyncStore, SqliteStore, Statement, event
 
 
 def incident(incident_id: str, number: str = "+77011234567", created: float = 1000.0,
@@ -107,11 +109,11 @@ class FlakyStore(AsyncStore):
 
     failed = False
 
-    async def create(self, incident: Incident) -> None:
+    async def create(self, incident: Incident, extra: Sequence[Statement] = ()) -> None:
         if not self.failed:
             self.failed = True
             raise StoreError("disk full")
-        await super().create(incident)
+        await super().create(incident, extra)
 
 
 async def test_incident_not_stored_at_arrival_is_written_whole_at_the_next_event(tmp_path: Path) -> None:
@@ -178,4 +180,44 @@ async def test_every_event_written_reaches_the_listeners_even_when_writes_overla
             writers.start_soon(recorder.record, held, "category_changed")
             writers.start_soon(recorder.record, held, "step_done")
         assert sorted(heard) == ["category_changed", "step_done"]
+        nursery.cancel_scope.cancel()
+
+
+def test_seen_keys_last_across_a_reopen_and_are_forgotten_after_the_retention(tmp_path: Path) -> None:
+    now = time.time()
+    store = SqliteStore(tmp_path / "s.db", seen_retention_s=60)
+    store.write(store.seen_statements("twilio:SM1", now - 120))  # older than the retention
+    store.write(store.seen_statements("twilio:SM2", now))
+    store.write(store.seen_statements("twilio:SM2", now))  # taken twice: still one row, no error
+    store.close()
+    again = SqliteStore(tmp_path / "s.db", seen_retention_s=60)
+    assert again.seen("twilio:SM2", now) and not again.seen("twilio:SM1", now) and not again.seen("other", now)
+    assert again._read("SELECT key FROM seen") == [("twilio:SM2",)]  # the old key was pruned by the next insert
+
+
+async def test_a_seen_key_is_written_with_its_event_even_when_that_write_fails_first(tmp_path: Path) -> None:
+    from gateway.incident.desk import Desk, no_caller
+
+    sync = SqliteStore(tmp_path / "s.db")
+    sync._db.execute("PRAGMA busy_timeout=100")
+    store = AsyncStore(sync)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        desk = Desk(store, Recorder(store, Bus()))
+        opened = await desk.open(service="112", source="sms", caller=no_caller(), kind="sms_received", actor="t",
+                                 seen_key="twilio:SM1")
+        assert await desk.seen("twilio:SM1") and not await desk.seen("") and not await desk.seen("twilio:SM2")
+        held = desk.recorder.track(Held(await store.get(opened.id), saved=True))  # live, as during a call
+        other = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(StoreError):
+            await desk.record_report(opened.id, "sms_received", seen_key="twilio:SM2", actor="t")
+        other.execute("ROLLBACK")
+        assert not await desk.seen("twilio:SM2")  # neither the event nor its key
+        await desk.record(opened.id, "note", actor="dispatcher")  # writes the pending event, with its key
+        assert await desk.seen("twilio:SM2")
+        assert [e.kind for e in (await store.get(opened.id)).timeline] == ["sms_received", "sms_received", "note"]
+        assert held.riders == []
+        desk.recorder.release(held)
+        other.close()
         nursery.cancel_scope.cancel()

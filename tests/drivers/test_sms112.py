@@ -4,6 +4,7 @@ by hypercorn on 127.0.0.1 (the Twilio webhook signed as Twilio signs, the AML en
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 from starlette.applications import Starlette
 
@@ -84,6 +86,7 @@ async def rig(tmp_path: Path, responder: list[str] | None = None, serve: bool = 
             [r.url] = await nursery.start(run_server, Starlette(routes=Sms112Routes(sms).routes()), "127.0.0.1", 0)
         yield r
         nursery.cancel_scope.cancel()
+    store.sync.close()
 
 
 async def incidents(desk: Desk) -> list[Incident]:
@@ -361,3 +364,53 @@ async def test_two_quick_texts_from_one_number_make_one_incident(tmp_path: Path)
             assert sorted(o.kind for o in outcomes) == ["incident_opened", "incident_updated"]
             assert len({o.incident_id for o in outcomes}) == 1 and len(await incidents(r.desk)) == 1
             assert r.sms._numbers == {}
+
+
+async def post_twilio(client: httpx.AsyncClient, url: str, form: dict[str, str]) -> httpx.Response:
+    """POST ``form`` as Twilio does (signed for ``url``), the way Twilio retries: the same form again."""
+    return await client.post(url, data=form, headers={"X-Twilio-Signature": sign(TOKEN, url, form)})
+
+
+async def test_a_twilio_text_sent_three_times_is_recorded_once_even_after_a_restart(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "gateway.intake.text.sms112")
+    form = twilio_inbound_form(NUMBER, "Помогите, не могу говорить")
+    with trio.fail_after(20):
+        async with rig(tmp_path, serve=True) as r, httpx.AsyncClient(timeout=5) as client:
+            url = r.url + "/webhooks/twilio/sms112"
+            answers = [await post_twilio(client, url, form) for _ in range(3)]
+            assert [(a.status_code, a.text) for a in answers] == [(200, EMPTY_TWIML)] * 3  # Twilio stops retrying
+            [inc] = await incidents(r.desk)
+            assert kinds(inc).count("sms_received") == 1 and r.sms.statistics() == {"replayed": 2}
+        async with rig(tmp_path, serve=True) as r, httpx.AsyncClient(timeout=5) as client:  # same store file
+            url = r.url + "/webhooks/twilio/sms112"
+            again = await post_twilio(client, url, form)
+            assert (again.status_code, again.text) == (200, EMPTY_TWIML)
+            [inc] = await incidents(r.desk)
+            assert kinds(inc).count("sms_received") == 1
+            same_words = await post_twilio(client, url, twilio_inbound_form(NUMBER, "Помогите, не могу говорить"))
+            assert same_words.status_code == 200  # a new message (new MessageSid) with the same words is taken
+            [inc] = await incidents(r.desk)
+            assert kinds(inc).count("sms_received") == 2
+    assert sum("already taken" in m for m in caplog.messages) == 3  # once per replay
+
+
+async def test_an_aml_report_sent_twice_adds_one_location(tmp_path: Path) -> None:
+    with trio.fail_after(15):
+        async with rig(tmp_path, serve=True) as r, httpx.AsyncClient(timeout=5) as client:
+            url = r.url + "/aml/v1"
+            auth = {"Authorization": f"Bearer {AML_TOKEN}", "Content-Type": "application/x-www-form-urlencoded"}
+            early = aml_form(NUMBER, 43.2381, 76.9456, 12)
+            held = [(await client.post(url, content=early, headers=auth)).json()["kind"] for _ in range(2)]
+            assert held == ["aml_held", "aml_held"]  # sent again before the call: held twice, attached once
+            opened = await r.sms.handle_text(NUMBER, "help", "smpp")
+            await wait_for(r.desk, opened.incident_id, "location_added")
+            later = aml_form(NUMBER, 43.24, 76.95, 5, when=datetime.now(UTC) + timedelta(seconds=1))
+            kinds_sent = [(await client.post(url, content=later, headers=auth)).json()["kind"] for _ in range(2)]
+            assert kinds_sent == ["aml_attached", "replayed"]
+            sms = aml_sms(43.2382, 76.9457, 9)
+            assert [(await r.sms.handle_text(NUMBER, sms, "smpp")).kind for _ in range(2)] == ["aml_attached",
+                                                                                              "replayed"]
+            await trio.sleep(0.1)
+            inc = await r.desk.get(opened.incident_id)
+            assert kinds(inc).count("location_added") == 3 and len(inc.locations) == 3

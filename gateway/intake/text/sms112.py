@@ -11,6 +11,11 @@ every other text first (a responder's "ok"); the rest are reports: a new inciden
 acknowledgement in Kazakh and Russian per incident. The incident is durable before anything
 is answered; acknowledgements, AML claims and expiry run in ``run``'s task group.
 
+Replays: a text comes with the replay key its edge read (``protocols.replay``: Twilio's MessageSid,
+the SMSC's message id) and an AML report is keyed by its fix; the key is written with the event
+the report caused. A report whose key was already taken is answered as taken (``replayed``: the
+sender stops resending) and changes nothing; logged once and counted in ``statistics``.
+
 HTTP (``web.webhooks``): the Twilio inbound-message webhook (signature checked as Twilio computes
 it, over the public URL Twilio called; a forged or missing one is refused with 403 and nothing is
 recorded) answers empty TwiML; the AML HTTPS endpoint takes a bearer token whose SHA-256 is configured.
@@ -18,6 +23,7 @@ recorded) answers empty TwiML; the AML HTTPS endpoint takes a bearer token whose
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import math
@@ -32,7 +38,7 @@ import trio
 from gateway.errors import GatewayError, NotFound, ProtocolError
 from gateway.incident.desk import Desk
 from gateway.incident.records import Incident, TimelineEvent
-from gateway.protocols import aml, ani, sms_text
+from gateway.protocols import aml, ani, replay, sms_text
 from gateway.settings import Sms112Config
 
 log = logging.getLogger(__name__)
@@ -47,7 +53,8 @@ _Path = Annotated[str, msgspec.Meta(pattern=r"^/[A-Za-z0-9/_.\-]*$")]
 class TextOutcome(msgspec.Struct, frozen=True, kw_only=True):
     """What became of one inbound text or AML report."""
 
-    kind: Literal["incident_opened", "incident_updated", "responder", "aml_attached", "aml_held", "aml_rejected"]
+    kind: Literal["incident_opened", "incident_updated", "responder", "aml_attached", "aml_held", "aml_rejected",
+                  "replayed"]
     incident_id: str = ""
     error: str = ""
 
@@ -70,6 +77,10 @@ class Sms112:
         self._acking: set[str] = set()
         self._jobs, self._job_queue = trio.open_memory_channel[Job](math.inf)
         self._numbers: dict[str, tuple[trio.Lock, list[int]]] = {}
+        self.counts = collections.Counter[str]()
+
+    def statistics(self) -> dict[str, int]:
+        return dict(self.counts)
 
     # --- inbound ----------------------------------------------------------------------------
     @asynccontextmanager
@@ -88,15 +99,19 @@ class Sms112:
             if not entry[1][0]:
                 del self._numbers[number]
 
-    async def handle_text(self, sender: str, text: str, via: str) -> TextOutcome:
-        """Take one inbound text; durable on return. Bad input is logged and recorded, never
-        raised; raises StoreError when the incident store cannot write."""
+    async def handle_text(self, sender: str, text: str, via: str, seen_key: str = "") -> TextOutcome:
+        """Take one inbound text; durable on return. ``seen_key`` is its replay key ("" if the
+        provider gave none): a text already taken is ``replayed`` and changes nothing. Bad input is
+        logged and recorded, never raised; raises StoreError when the incident store cannot write."""
+        if await self._replayed(seen_key, via):
+            return TextOutcome(kind="replayed")
         who = sms_text.sender(sender)
         if sms_text.is_aml(text):
-            return await self._aml_sms(who, text, via)
+            return await self._aml_sms(who, text, via, seen_key)
         clean = sms_text.clean_text(text, self.cfg.max_text_chars)
         if who.caller.number and self._responder_reply is not None:
             if await self._responder_reply(who.caller.number, clean.text, via):
+                await self.desk.mark_seen(seen_key)  # the answer is the escalation's to record
                 return TextOutcome(kind="responder")
         flags = [*clean.flags, *who.caller.flags]
         if flags:
@@ -105,15 +120,19 @@ class Sms112:
         number = who.caller.number
         lang = sms_text.language(clean.text, self.cfg.reply_language)
         async with self._per_number(number):  # two quick texts must not open two incidents
+            if await self._replayed(seen_key, via):  # the same text again while the first was being stored
+                return TextOutcome(kind="replayed")
             found = await self.desk.open_for_number(number, self.cfg.reopen_window_s) if number else None
             if found is not None:
-                incident = await self.desk.record(found.id, "sms_received", actor=who.reporter, text=text, via=via,
-                                                  length=length, flags=flagged)
+                incident = await self.desk.record_report(found.id, "sms_received", seen_key=seen_key,
+                                                         actor=who.reporter, text=text, via=via, length=length,
+                                                         flags=flagged)
                 outcome = TextOutcome(kind="incident_updated", incident_id=found.id)
             else:
                 incident = await self.desk.open(service=self.cfg.service, source="sms", caller=who.caller,
                                                 reporter=who.reporter, kind="sms_received", actor=who.reporter,
-                                                language=lang, text=text, via=via, length=length, flags=flagged)
+                                                language=lang, text=text, via=via, length=length, flags=flagged,
+                                                seen_key=seen_key)
                 outcome = TextOutcome(kind="incident_opened", incident_id=incident.id)
         if who.can_reply and self._needs_ack(incident):
             self._acking.add(incident.id)
@@ -127,10 +146,13 @@ class Sms112:
             error = f"AML report ({via}) names no usable number: {report.number!r}"
             log.warning("%s", error)
             return TextOutcome(kind="aml_rejected", error=error)
+        key = replay.aml(report, number)
         async with self._per_number(number):
+            if await self._replayed(key, via):
+                return TextOutcome(kind="replayed")
             incident = await self.desk.open_for_number(number, self.cfg.match_window_s)
             if incident is not None and self._fits(report, number, incident):
-                await self._attach(incident.id, report, via)
+                await self._attach(incident.id, report, via, key)
                 return TextOutcome(kind="aml_attached", incident_id=incident.id)
         for old in self.pending.hold(number, report, trio.current_time()):
             log.warning("AML for %s dropped unmatched: %d reports already held", old.number, self.pending.limit)
@@ -138,7 +160,15 @@ class Sms112:
                  self.cfg.match_window_s)
         return TextOutcome(kind="aml_held")
 
-    async def _aml_sms(self, who: sms_text.Sender, text: str, via: str) -> TextOutcome:
+    async def _replayed(self, seen_key: str, via: str) -> bool:
+        if not await self.desk.seen(seen_key):
+            return False
+        self.counts["replayed"] += 1
+        log.info("SMS %s (%s): %s was already taken; answered as taken, nothing recorded", self.cfg.service, via,
+                 seen_key)
+        return True
+
+    async def _aml_sms(self, who: sms_text.Sender, text: str, via: str, seen_key: str) -> TextOutcome:
         number = who.caller.number
         try:
             if not number:
@@ -148,7 +178,8 @@ class Sms112:
             log.warning("malformed AML SMS (%s) from %r: %s", via, who.caller.raw_number, exc)
             incident = await self.desk.open_for_number(number, self.cfg.match_window_s) if number else None
             if incident is not None:  # the dispatcher learns the handset tried
-                await self.desk.record(incident.id, "aml_rejected", actor="aml", via=via, error=str(exc))
+                await self.desk.record_report(incident.id, "aml_rejected", seen_key=seen_key, actor="aml", via=via,
+                                              error=str(exc))
             return TextOutcome(kind="aml_rejected", incident_id=incident.id if incident else "", error=str(exc))
         return await self.handle_aml(report, via)
 
@@ -156,16 +187,16 @@ class Sms112:
         started = datetime.fromtimestamp(incident.created_wall, UTC)
         return aml.matches_call(report, number, started, self.cfg.match_window_s)
 
-    async def _attach(self, incident_id: str, report: aml.AmlReport, via: str) -> None:
+    async def _attach(self, incident_id: str, report: aml.AmlReport, via: str, seen_key: str) -> None:
         at, flags = report.positioned_at.isoformat(), ",".join(report.flags)
         location = aml.to_location(report)
         if location is None:  # no fix: the incident still learns AML was tried
-            await self.desk.record(incident_id, "aml_received", actor="aml", has_position=False, via=via,
-                                   transport=report.transport, method=report.method, positioned_at=at,
-                                   imei=report.imei, flags=flags)
+            await self.desk.record_report(incident_id, "aml_received", seen_key=seen_key, actor="aml",
+                                          has_position=False, via=via, transport=report.transport,
+                                          method=report.method, positioned_at=at, imei=report.imei, flags=flags)
         else:
             await self.desk.attach_location(incident_id, location, actor="aml", via=via, transport=report.transport,
-                                            method=report.method, positioned_at=at,
+                                            method=report.method, positioned_at=at, seen_key=seen_key,
                                             confidence_pct=report.confidence_pct, imei=report.imei, flags=flags)
 
     # --- acknowledgements and replies -------------------------------------------------------
@@ -226,8 +257,11 @@ class Sms112:
         now = trio.current_time()
         incident = await self.desk.get(incident_id)
         for held in self.pending.take(number, now):
+            key = replay.aml(held.report, number)
+            if await self._replayed(key, "held"):  # held twice (sent again before a call came)
+                continue
             if self._fits(held.report, number, incident):
-                await self._attach(incident_id, held.report, "held")
+                await self._attach(incident_id, held.report, "held", key)
             else:  # positioned too far from this incident's start: maybe the next one's
                 self.pending.hold(number, held.report, held.held_at)
 
