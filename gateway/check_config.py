@@ -13,10 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway import settings
+from gateway.asterisk.dialplan import is_loopback, listen_addresses, render_all
 from gateway.errors import ConfigError, GatewayError
 from gateway.intake.alarm.sites import load_sites
 from gateway.scenario.catalogue import check_files, load_catalogue
 from gateway.settings import GatewayConfig, project_path
+from gateway.settings.credentials import secret_path, shipped_defaults, with_secrets
 from gateway.units.model import load_roster
 from gateway.warning import zones
 from gateway.warning.templates import load_catalogue as load_templates
@@ -34,11 +36,24 @@ def parse(raw: dict[str, object], source: str = "<config>") -> GatewayConfig:
 
 def problems_in(path: str | Path) -> list[str]:
     """Every problem in a config file and the files it names, or an empty list."""
+    return findings(path)[0]
+
+
+def findings(path: str | Path) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of a config file: a problem stops ``gateway run``, a warning does not."""
     try:
-        load(path)
+        cfg = load(path)
     except ConfigError as exc:
-        return exc.problems
-    return []
+        return exc.problems, []
+    return [], secret_warnings(cfg, str(path))
+
+
+def secret_warnings(cfg: GatewayConfig, source: str = "<config>") -> list[str]:
+    """Shipped default secrets on services listening on loopback only: a random secret replaces each."""
+    exposed = _exposed(cfg)
+    return [f"{source}: {key}: {value!r} is a shipped default; {service.upper()} listens on loopback only, so a "
+            f"random secret is generated on first use and kept in {secret_path(cfg, service)} (mode 0600)"
+            for key, value, service in shipped_defaults(cfg) if not exposed.get(service)]
 
 
 def file_problems(cfg: GatewayConfig, source: str = "<config>") -> list[str]:
@@ -50,7 +65,27 @@ def file_problems(cfg: GatewayConfig, source: str = "<config>") -> list[str]:
         p += _loads(lambda: load_sites(project_path(cfg.alarm.sites_file)), f"{source}: alarm.sites_file: ")
     p += [f"{source}: escalation: {problem}" for problem in
           check_files(cfg.escalation, unit_kinds=_unit_kinds(cfg), warning_events=_warning_events(cfg))]
-    return p + _ivr_category_problems(cfg, source)
+    return p + _ivr_category_problems(cfg, source) + _secret_problems(cfg, source)
+
+
+def _secret_problems(cfg: GatewayConfig, source: str) -> list[str]:
+    """A shipped default secret on a service reachable from beyond this host is refused: anyone who has
+    read the source would hold it until the generated one replaced it."""
+    try:
+        exposed = _exposed(cfg)
+    except ConfigError as exc:
+        return [f"{source}: dialplans: {problem}" for problem in exc.problems]
+    return [f"{source}: {key}: {value!r} is a shipped default and {service.upper()} listens on "
+            f"{', '.join(exposed[service])} (dialplans/): set a secret of your own"
+            for key, value, service in shipped_defaults(cfg) if exposed.get(service)]
+
+
+def _exposed(cfg: GatewayConfig) -> dict[str, list[str]]:
+    """The addresses beyond loopback ARI and AMI listen on, as the rendered configs say. Raises
+    ConfigError for a template that does not render."""
+    files = render_all(with_secrets(cfg, lambda service: "checked"), "/srv/ecgw/check", "/modules", "/data")
+    return {service: [a for a in addresses if not is_loopback(a)]
+            for service, addresses in listen_addresses(files).items()}
 
 
 def _loads(load_file: Callable[[], object], prefix: str) -> list[str]:

@@ -6,12 +6,14 @@ missing placeholder is an error: a half-rendered dialplan could silently drop em
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 
 from gateway.errors import ConfigError
 from gateway.settings import GatewayConfig
 from gateway.settings.base import PROJECT
+from gateway.settings.credentials import is_shipped_default
 
 TEMPLATE_DIR = PROJECT / "dialplans"
 PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
@@ -26,8 +28,13 @@ def fill(text: str, values: dict[str, str], name: str = "<template>") -> str:
 
 
 def template_values(cfg: GatewayConfig, instance_dir: str, moddir: str, datadir: str) -> dict[str, str]:
-    """Everything the templates may refer to, as strings."""
+    """Everything the templates may refer to, as strings. Raises ConfigError for a shipped default
+    secret: Asterisk gets the config ``gateway.settings.credentials.resolve`` returns."""
     a = cfg.asterisk
+    for key in ("ari_password", "ami_password"):
+        if is_shipped_default(getattr(a, key)):
+            raise ConfigError([f"asterisk.{key}: a shipped default secret must never reach Asterisk "
+                               "(resolve the config with gateway.settings.credentials first)"])
     d = cfg.dispatch
     ring = max(1, int(d.ring_timeout_s))
     return {
@@ -103,3 +110,53 @@ def render_all(
         path.name: fill(path.read_text(encoding="utf-8"), values, path.name)
         for path in sorted(template_dir.glob("*.conf"))
     }
+
+
+def listen_addresses(files: dict[str, str]) -> dict[str, list[str]]:
+    """Where the rendered configs make ARI (``http.conf``) and AMI (``manager.conf``) listen, as
+    Asterisk reads them: a missing ``bindaddr`` means every address; TLS listeners and AMI over HTTP
+    count too."""
+    http, manager = _general(files.get("http.conf", "")), _general(files.get("manager.conf", ""))
+    ari = _listeners(http, "bindaddr") if _yes(http.get("enabled", "no")) else []
+    ami = _listeners(manager, "bindaddr") if _yes(manager.get("enabled", "no")) else []
+    if _yes(manager.get("webenabled", "no")):
+        ami += ari
+    return {"ari": ari, "ami": ami}
+
+
+def is_loopback(address: str) -> bool:
+    """``127.0.0.1``, ``127.0.0.1:8089``, ``::1`` or ``[::1]:8089``; a name or anything else is not."""
+    host = address.strip()
+    if host.startswith("["):
+        host = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _listeners(general: dict[str, str], key: str) -> list[str]:
+    found = [general.get(key, "0.0.0.0")]
+    if _yes(general.get("tlsenable", "no")):
+        found.append(general.get("tlsbindaddr", "0.0.0.0"))
+    return found
+
+
+def _yes(value: str) -> bool:
+    return value.strip().lower() in ("yes", "true", "y", "t", "1", "on")
+
+
+def _general(text: str) -> dict[str, str]:
+    """The ``[general]`` section of an Asterisk .conf file (comments after ``;``)."""
+    values: dict[str, str] = {}
+    section = ""
+    for line in text.splitlines():
+        line = line.split(";", 1)[0].strip()
+        if line.startswith("["):
+            section = line[1:].split("]", 1)[0].strip()
+        elif section == "general" and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip().lower()] = value.lstrip(">").strip()
+    return values

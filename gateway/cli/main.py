@@ -15,6 +15,7 @@ from gateway import check_config, settings
 from gateway.cli import alerts
 from gateway.errors import ConfigError, GatewayError
 from gateway.files import UMASK
+from gateway.settings import credentials
 
 _json = msgspec.json.Encoder()
 # Libraries narrate at INFO (Twilio: every request, ~10 lines per health probe): WARNING unless debugging.
@@ -26,15 +27,24 @@ def _load(args: argparse.Namespace) -> settings.GatewayConfig:
     return check_config.load(args.config)
 
 
+def _load_to_run(args: argparse.Namespace) -> settings.GatewayConfig:
+    """The config with this installation's secrets in place of shipped defaults: the one place
+    ``gateway run`` (ARI, AMI, voice channels) and ``gateway asterisk up`` (ari.conf, manager.conf)
+    get them, so both use the same (``gateway.settings.credentials``)."""
+    return credentials.resolve(_load(args))
+
+
 def _private_files() -> None:
     """Stores, keys and logs this command creates are not for other accounts (``gateway.files``)."""
     os.umask(UMASK)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    problems = check_config.problems_in(args.config)
+    problems, warnings = check_config.findings(args.config)
     for problem in problems:
         print(problem, file=sys.stderr)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if not problems:
         print(f"{args.config}: OK")
     return 1 if problems else 0
@@ -48,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import Gateway
 
     _private_files()
-    cfg = _load(args)
+    cfg = _load_to_run(args)
 
     async def until_signal() -> None:
         async with trio.open_nursery() as nursery:
@@ -66,7 +76,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_asterisk(args: argparse.Namespace) -> int:
     from gateway.asterisk import prompts, sandbox
 
-    cfg = _load(args)
+    # not with _private_files(): Asterisk's own user must read the prompts this writes
+    cfg = _load_to_run(args) if args.action == "up" else _load(args)
     if args.action == "up":
         box = sandbox.up(cfg)
         count = prompts.generate(box.host_dir / "sounds")
