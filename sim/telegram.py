@@ -45,6 +45,11 @@ from starlette.routing import Route
 from sim.http import run_server
 from sim.telegram_wire import ApiError, _as_int, _markup, _params, _reply, bad_request, plain_text, utf16_len
 
+# Telegram numbers a bot's updates upwards for good: a bot restarted (or a stand-in started again,
+# in this process or a later one) never sees an old update_id on a new update, and a bot that keeps
+# the update_ids it took (the 102 bot does) must not take a new update for an old one.
+_UPDATE_IDS = itertools.count(int(time.time() * 1000))
+
 ChatId = int | str
 TOKEN_RE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 USERNAME_RE = re.compile(r"^@[A-Za-z][A-Za-z0-9_]{3,31}$")
@@ -95,7 +100,7 @@ class TelegramSim:
         self._message_ids: dict[int, itertools.count[int]] = {}
         self._messages: dict[tuple[int, int], SentMessage] = {}
         self._updates: list[dict[str, Any]] = []
-        self._update_ids = itertools.count(500000001)
+        self._update_ids = _UPDATE_IDS
         self._callback_ids = itertools.count(7000000001)
         self._open_callbacks: set[str] = set()
         self._changed = trio.Event()

@@ -69,9 +69,9 @@ class Desk:
         return await self._record(incident_id, kind, actor, changes, [], data)
 
     async def record_report(self, incident_id: str, kind: str, *, seen_key: str, actor: str = "gateway",
-                            **data: Value) -> Incident:
+                            changes: dict[str, object] | None = None, **data: Value) -> Incident:
         """``record`` the event a report caused, with the report's replay key ("" for none)."""
-        return await self._record(incident_id, kind, actor, None, self._seen_rows(seen_key), data)
+        return await self._record(incident_id, kind, actor, changes, self._seen_rows(seen_key), data)
 
     async def _record(self, incident_id: str, kind: str, actor: str, changes: dict[str, object] | None,
                       with_event: list[Statement], data: dict[str, Value]) -> Incident:

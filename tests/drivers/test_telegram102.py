@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import logging
 from pathlib import Path
 
 import pytest
@@ -230,6 +232,30 @@ async def test_a_restarted_bot_adds_to_the_open_incident(tmp_path: Path) -> None
             stored = await t.stored_until(first.id, lambda i: len(i.timeline) == 2)
             assert stored.timeline[-1].data["text"] == "Уже разошлись"
             assert await t.telegram_incidents() == [first.id]
+
+
+async def test_an_update_handed_out_again_is_taken_once_even_by_a_restarted_bot(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "gateway.intake.text.telegram102")
+    with trio.fail_after(15):
+        async with lab(tmp_path) as t:
+            report = t.sim.inject(Citizen(CHAT).text("Драка у подъезда"))
+            place = t.sim.inject(Citizen(CHAT).location(43.25, 76.92))
+            await t.replies(CHAT, 2)
+            incident = await t.incident_of(CHAT)
+            await t.stored_until(incident.id, lambda i: len(i.timeline) == 2)
+            await t.bot.handle(copy.deepcopy(report))  # the same update again, in this process
+            assert t.bot.statistics()["replayed"] == 1 and len(t.sim.messages_to(CHAT)) == 2
+        async with lab(tmp_path) as t:  # stopped before getUpdates confirmed the batch: Telegram hands it out again
+            for update in (report, place):
+                t.sim.inject(copy.deepcopy(update))
+            t.sim.inject(Citizen(CHAT).text("Уже разошлись"))  # and a new one
+            assert (await t.replies(CHAT, 1))[0].text == TEXTS["added"]["ru"]
+            stored = await t.stored_until(incident.id, lambda i: len(i.timeline) == 3)
+            assert kinds(stored) == ["telegram_report", "location_added", "telegram_message"]
+            assert t.bot.statistics()["replayed"] == 2 and await t.telegram_incidents() == [incident.id]
+            assert len(t.sim.messages_to(CHAT)) == 1  # no second "registered" or "added" for the replays
+    assert sum("already taken" in m for m in caplog.messages) == 3  # once per replay
 
 
 async def test_drill_citizen_script_makes_one_complete_incident(tmp_path: Path) -> None:

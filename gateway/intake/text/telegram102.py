@@ -15,6 +15,11 @@ per-chat ``FloodGate`` admits it or drops it (the first drop is acknowledged onc
                   one, become ``telegram_message`` / ``location_added`` / ``telegram_media``
                   events (media are kept as Telegram file ids, never downloaded)
 
+Replays: ``getUpdates`` confirms a batch only when the next one is asked for, so a bot that stopped
+after handling updates gets them again. Each update's replay key (the bot's id and ``update_id``,
+``protocols.replay``) is written with the event it caused; an update already taken is counted
+(``replayed``), logged once and otherwise ignored: no event, no second "registered" to the citizen.
+
 Every change reaches ``recorder.listeners``; ours queues a plain-text notice to the citizen for
 ``status_changed`` and ``citizen_replied`` events of incidents whose reporter is ``tg:<chat>``, and
 a second task sends them (retried with back-off; a notice that cannot be delivered is recorded on
@@ -39,6 +44,7 @@ from gateway.errors import ConfigError, GatewayError, NotFound, StoreError
 from gateway.incident.desk import Desk, DeskError
 from gateway.incident.recorder import Recorder
 from gateway.incident.records import Caller, Incident, Location, TimelineEvent
+from gateway.protocols import replay
 from gateway.protocols.ani import sanitise_name
 from gateway.protocols.telegram_chats import Chats, ChatState, FloodGate, Pacer, chat_of, reporter_of
 from gateway.protocols.telegram_replies import notice, share_keyboard, text
@@ -179,16 +185,26 @@ class Telegram102:
         self.counts["updates"] += 1
         item = parse_update(update, self.cfg.max_text)
         sender = item.sender
-        if sender is not None and not await self._admitted(sender.chat_id, sender.language):
-            return
+        key = replay.telegram_update(self.cfg.bot_token, update)
         try:
-            await self._dispatch(item)
+            if await self._replayed(key, sender.chat_id if sender else None):
+                return
+            if sender is not None and not await self._admitted(sender.chat_id, sender.language):
+                return
+            await self._dispatch(item, key)
         except GatewayError as exc:
             self.counts["failed"] += 1
             log.error("telegram 102: could not take %s from chat %s: %s", type(item).__name__,
                       sender.chat_id if sender else "?", exc)
             if sender is not None:
                 await self._send(sender.chat_id, text("unavailable", self.chats.seen(sender).language))
+
+    async def _replayed(self, key: str, chat: int | None) -> bool:
+        if not await self.desk.seen(key):
+            return False
+        self.counts["replayed"] += 1
+        log.info("telegram 102: update %s from chat %s was already taken; ignored", key, chat)
+        return True
 
     async def _admitted(self, chat_id: int, language: str | None) -> bool:
         verdict = self.flood.admit(chat_id, trio.current_time())
@@ -203,7 +219,7 @@ class Telegram102:
                                                                  self.cfg.default_language)))
         return False
 
-    async def _dispatch(self, item: Item) -> None:
+    async def _dispatch(self, item: Item, key: str) -> None:
         if isinstance(item, Ignored):
             await self._ignored(item)
             return
@@ -217,11 +233,11 @@ class Telegram102:
             case Help():
                 await self._send(chat, text("help", state.language))
             case Contact():
-                await self._contact(item, state)
+                await self._contact(item, state, key)
             case Media() if not self.cfg.accept_media:
                 await self._ignored(Ignored(reason="media_refused", sender=item.sender, reply="unsupported"))
             case Text() | Place() | Media():
-                await self._report(item, state)
+                await self._report(item, state, key)
 
     async def _ignored(self, item: Ignored) -> None:
         self.counts[f"ignored_{item.reason}"] += 1
@@ -234,15 +250,15 @@ class Telegram102:
             markup = share_keyboard(language) if item.reply == "bad_location" else None
             await self._send(item.sender.chat_id, text(item.reply, language), markup)
 
-    async def _contact(self, item: Contact, state: ChatState) -> None:
+    async def _contact(self, item: Contact, state: ChatState, key: str) -> None:
         chat = item.sender.chat_id
         incident_id = self._open_incident(state)
         if not item.own:
             self.counts["contact_refused"] += 1
             log.warning("telegram 102: chat %s shared someone else's contact: not used as the caller number", chat)
             if incident_id:
-                await self._durably(lambda: self.desk.record(
-                    incident_id, "telegram_contact_refused", actor=reporter_of(chat),
+                await self._durably(lambda: self.desk.record_report(
+                    incident_id, "telegram_contact_refused", seen_key=key, actor=reporter_of(chat),
                     other_number=item.number or item.raw, reason="not the sender's own account"))
             await self._send(chat, text("contact_refused", state.language), share_keyboard(state.language))
             return
@@ -253,19 +269,19 @@ class Telegram102:
         state.number, state.raw_number = item.number, item.raw
         if incident_id:
             caller = self._caller(state)
-            await self._durably(lambda: self.desk.record(
-                incident_id, "telegram_contact", actor=reporter_of(chat), changes={"caller": caller},
+            await self._durably(lambda: self.desk.record_report(
+                incident_id, "telegram_contact", seen_key=key, actor=reporter_of(chat), changes={"caller": caller},
                 number=caller.number, verified=True))
         await self._send(chat, text("phone_saved", state.language, number=item.number),
                          share_keyboard(state.language, phone=False))
 
-    async def _report(self, item: Text | Place | Media, state: ChatState) -> None:
+    async def _report(self, item: Text | Place | Media, state: ChatState, key: str) -> None:
         chat = item.sender.chat_id
         incident_id = self._open_incident(state)
         added = False
         if incident_id:
             try:
-                await self._durably(lambda: self._add(incident_id, item))
+                await self._durably(lambda: self._add(incident_id, item, key))
                 added = True
             except NotFound:
                 log.warning("telegram 102: incident %s of chat %s is gone; opening a new one", incident_id, chat)
@@ -275,7 +291,7 @@ class Telegram102:
             if self.pacer.due(chat, "added", trio.current_time()):
                 await self._send(chat, text("added", state.language))
         else:
-            incident = await self._durably(lambda: self._open(item, state))
+            incident = await self._durably(lambda: self._open(item, state, key))
             state.incident_id = incident.id
             self.counts["incidents_opened"] += 1
             log.info("telegram 102: chat %s reported incident %s", chat, incident.id)
@@ -291,20 +307,22 @@ class Telegram102:
         state.incident_id = ""
         return ""
 
-    async def _open(self, item: Text | Place | Media, state: ChatState) -> Incident:
+    async def _open(self, item: Text | Place | Media, state: ChatState, key: str) -> Incident:
         chat = item.sender.chat_id
         return await self.desk.open(
             service=self.cfg.service, source="telegram", caller=self._caller(state), kind="telegram_report",
             actor=reporter_of(chat), language=state.language, reporter=reporter_of(chat),
-            locations=[_location(item)] if isinstance(item, Place) else (),
+            locations=[_location(item)] if isinstance(item, Place) else (), seen_key=key,
             **_fields(item))  # type: ignore[arg-type]
 
-    async def _add(self, incident_id: str, item: Text | Place | Media) -> Incident:
+    async def _add(self, incident_id: str, item: Text | Place | Media, key: str) -> Incident:
         actor = reporter_of(item.sender.chat_id)
         if isinstance(item, Place):
-            return await self.desk.attach_location(incident_id, _location(item), actor=actor, via="telegram")
+            return await self.desk.attach_location(incident_id, _location(item), actor=actor, seen_key=key,
+                                                   via="telegram")
         kind = "telegram_message" if isinstance(item, Text) else "telegram_media"
-        return await self.desk.record(incident_id, kind, actor=actor, **_fields(item))  # type: ignore[arg-type]
+        return await self.desk.record_report(incident_id, kind, seen_key=key, actor=actor,
+                                             **_fields(item))  # type: ignore[arg-type]
 
     def _caller(self, state: ChatState) -> Caller:
         name = sanitise_name(state.first_name)[0]
