@@ -45,7 +45,7 @@ class Recipient(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     language: Literal["kk", "ru", "en"]
     zones: Annotated[list[Annotated[str, Meta(max_length=100)]], Meta(max_length=100)]
     channels: Annotated[list[Kind], Meta(max_length=10)]
-    flags: list[str] = []
+    flags: Annotated[list[Annotated[str, Meta(max_length=64)]], Meta(max_length=20)] = []
 
 
 class RowError(msgspec.Struct, frozen=True, kw_only=True):

@@ -14,17 +14,24 @@ from gateway.incident.records import Incident, IncidentSummary
 from gateway.scenario.machine import Run
 from gateway.units.board import Proposals
 from gateway.units.model import Unit
+from gateway.warning.recipients import Recipient
+from gateway.warning.records import AlertRecord, Progress
+from gateway.warning.workflow import DraftSpec
 from gateway.web.errors import ApiError
 from gateway.web.health import Health
 from gateway.web.scenario import CategoryBody, NewIncident, StatusBody, TextBody
 from gateway.web.units import AssignBody
 from gateway.web.units import StatusBody as UnitStatusBody
+from gateway.web.warnings import ApproveBody, CancelBody
 
 PATH_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
 BODIES = [Incident, list[IncidentSummary], Health, ApiError, NewIncident, CategoryBody, StatusBody, TextBody,
-          list[Run], Unit, list[Unit], UnitStatusBody, AssignBody, Proposals]
+          list[Run], Unit, list[Unit], UnitStatusBody, AssignBody, Proposals, DraftSpec, ApproveBody, CancelBody,
+          AlertRecord, list[AlertRecord], Progress, Recipient, list[Recipient]]
 NAMES = ["incident", "summary", "health", "error", "new", "category", "status", "text", "runs", "unit", "units",
-         "unit_status", "assign", "proposals"]
+         "unit_status", "assign", "proposals", "draft", "approve", "cancel", "alert", "alerts", "progress",
+         "recipient", "recipients"]
+REF = [{"name": "ref", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64}}]
 
 
 def openapi() -> dict[str, Any]:
@@ -32,7 +39,7 @@ def openapi() -> dict[str, Any]:
     schemas, components = msgspec.json.schema_components(BODIES, ref_template="#/components/schemas/{name}")
     s = dict(zip(NAMES, schemas, strict=True))
     return {"openapi": "3.1.0", "info": {"title": "Emergency telephony gateway", "version": "1"},
-            "paths": _incident_paths(s) | _response_paths(s) | _service_paths(s),
+            "paths": _incident_paths(s) | _response_paths(s) | _warning_paths(s) | _service_paths(s),
             "components": {"schemas": components}}
 
 
@@ -91,6 +98,30 @@ def _response_paths(s: dict[str, Any]) -> dict[str, Any]:
         "/units/{id}/status": _post(s, "A unit's status or position", s["unit_status"], s["unit"]),
         "/acks/{token}": {"post": {"summary": "Acknowledge a notification from the console",
                                    "responses": _ok({"type": "object"})}},
+    }
+
+
+def _warning_paths(s: dict[str, Any]) -> dict[str, Any]:
+    """The officers' workflow (civil-defence role; 403 before anything else) and the recipients."""
+    return {
+        "/alerts": {"get": {"summary": "Recent alerts", "responses": _ok(s["alerts"])},
+                    "post": {"summary": "Draft an alert", "requestBody": {"content": {"application/json": {
+                        "schema": s["draft"]}}}, "responses": _ok(s["alert"])}},
+        "/alerts/{id}/approve": _post(s, "A second officer approves (and sends)", s["approve"], s["alert"]),
+        "/alerts/{id}/update": _post(s, "An Update superseding a sent alert", s["draft"], s["alert"]),
+        "/alerts/{id}/cancel": _post(s, "Cancel (one officer: stopping must not wait)", s["cancel"], s["alert"]),
+        "/alerts/{id}/status": {"get": {"summary": "Delivery progress", "parameters": PATH_ID,
+                                        "responses": _ok(s["progress"]) | _not_found(s)}},
+        "/recipients": {"get": {"summary": "Recipients by ref, paged", "parameters": [
+            {"name": "after", "in": "query", "schema": {"type": "string", "maxLength": 64}},
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
+            "responses": _ok(s["recipients"])},
+            "post": {"summary": "Import a CSV (ref,name,phone,email,telegram,language,zones,channels)",
+                     "requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}},
+                     "responses": _ok({"type": "object"})}},
+        "/recipients/{ref}": {"put": {"summary": "Add or replace one recipient", "parameters": REF,
+                                      "requestBody": {"content": {"application/json": {"schema": s["recipient"]}}},
+                                      "responses": _ok(s["recipient"])}},
     }
 
 
