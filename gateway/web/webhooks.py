@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from channels.twilio_callbacks import SIGNATURE_HEADER, verify
 from gateway.errors import GatewayError, ProtocolError, StoreError
-from gateway.intake.alarm.panels import AlarmIntake, BadBody, panel_event
+from gateway.intake.alarm.panels import AlarmIntake, BadBody, panel_report
 from gateway.intake.text.sms112 import Sms112
 from gateway.protocols import aml, replay
 from gateway.web.errors import error, json_response
@@ -111,7 +111,7 @@ class AlarmRoutes:
                         request.client.host if request.client else "?")
             return error("a panel token is required (Authorization: Bearer <token>)", 401)
         try:
-            event = panel_event(await request.body())
+            event, reported_at = panel_report(await request.body())
         except BadBody as exc:
             log.warning("POST /alarms from site %s: bad body: %s", site.account, exc)
             return error(str(exc), 400)
@@ -119,7 +119,7 @@ class AlarmRoutes:
             log.warning("POST /alarms: site %s's token used for account %s", site.account, event.account)
             return error(f"this token belongs to account {site.account}, not {event.account}", 403)
         try:
-            handled = await self.alarms.handle(event, via="api")
+            handled = await self.alarms.handle(event, via="api", reported_at=reported_at)
         except StoreError as exc:
             log.error("POST /alarms from %s: the store failed: %s", site.account, exc)
             return error("the alarm could not be stored; send it again", 503)

@@ -258,6 +258,29 @@ async def test_a_store_failure_leaves_the_file_for_the_next_try(tmp_path: Path) 
             assert kinds(incident) == ["alarm_received"]
 
 
+async def test_an_event_file_read_again_adds_nothing_even_after_a_restart(tmp_path: Path) -> None:
+    with trio.fail_after(15):
+        async with lab(tmp_path) as t:
+            intake = await t.start()
+            t.drop(event_file(PANIC, panel("120", zone=4)))
+            await t.wait_filed(1)
+            t.drop(event_file(PANIC, panel("120", zone=4)))  # the gateway stopped before it filed it away
+            await t.wait_filed(2)
+            [incident] = await t.incidents()
+            assert kinds(incident) == ["alarm_received", "alarm_repeated"]
+            assert intake.statistics()["replayed"] == 2 and len(t.filed("done")) == 2 and t.filed("bad") == []
+        async with lab(tmp_path) as t:  # a new process on the same store
+            intake = await t.start()
+            t.drop(event_file(PANIC))
+            await t.wait_filed(3)
+            later = event_file(PANIC).replace("10:15:02", "10:16:40")  # the same zone alarming again later
+            t.drop(later, "event-later1")
+            await t.wait_filed(4)
+            [again] = await t.incidents()
+            assert again.id == incident.id and kinds(again) == ["alarm_received", "alarm_repeated", "alarm_repeated"]
+            assert intake.statistics()["replayed"] == 1
+
+
 # --- POST /alarms --------------------------------------------------------------------------------
 
 
@@ -308,3 +331,19 @@ async def test_panel_api_refuses_forged_tokens_other_accounts_and_bad_bodies(tmp
                     reply = await c.post("/alarms", content=content)
                     assert reply.status_code == 400 and says in reply.json()["error"], reply.text
             assert await t.incidents() == [] and intake.statistics()["api_unauthorised"] == 5
+
+
+async def test_panel_api_report_sent_again_with_its_time_is_taken_once(tmp_path: Path) -> None:
+    report = {"account": "4B09", "event_code": 120, "zone_or_user": 3, "time": "2026-11-21T10:15:02+05:00"}
+    with trio.fail_after(20):
+        async with lab(tmp_path) as t, served(t) as (url, intake), client(url, TOKENS["4B09"]) as c:
+            answers = [await c.post("/alarms", json=report) for _ in range(3)]
+            assert [a.status_code for a in answers] == [200] * 3  # the panel hears "taken" and stops
+            assert [a.json()["outcome"] for a in answers] == ["opened", "replayed", "replayed"]
+            same_instant = await c.post("/alarms", json={**report, "time": "2026-11-21T05:15:02Z"})
+            later = await c.post("/alarms", json={**report, "time": "2026-11-21T10:15:09+05:00"})
+            assert (same_instant.json()["outcome"], later.json()["outcome"]) == ("replayed", "repeated")
+            [incident] = await t.incidents()
+            assert kinds(incident) == ["alarm_received", "alarm_repeated"] and intake.statistics()["replayed"] == 3
+            naive = await c.post("/alarms", json={**report, "time": "2026-11-21T10:15:02"})
+            assert naive.status_code == 400 and "timezone" in naive.json()["error"]

@@ -7,7 +7,10 @@ the kiss-off (``logindividualevents = yes``), so a message the panel saw acknowl
 to ``done/`` — or to ``bad/`` with a ``.why`` note when something in it could not be used (an
 unknown account, a bad checksum, a file that is not an event file). A file leaves the spool only
 after its events are durable in the store, so a gateway restart loses nothing; a crash between
-the two replays the file, and the dedupe window turns the replay into ``alarm_repeated``.
+the two reads the file again. Each alarm or restore is written with its replay key (account,
+event, zone and the file's TIMESTAMP; ``protocols.replay.contact_id``), so an event read again,
+or a panel's ``POST /alarms`` sent again with its ``time``, is ``replayed``: counted, logged once
+and otherwise ignored. Without a time (a bare API report) every report is taken.
 
 What an event becomes (``classify`` is the pure rule):
 
@@ -34,7 +37,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 import trio
@@ -44,6 +47,7 @@ from gateway.incident.desk import Desk, Value, no_caller
 from gateway.incident.records import Incident, Location
 from gateway.intake.alarm.receiver_file import EventFileError, ReceivedCall, read_event_file
 from gateway.intake.alarm.sites import Site, Sites, load_sites
+from gateway.protocols import replay
 from gateway.protocols.contact_id import (
     ContactIdError,
     ContactIdEvent,
@@ -61,7 +65,8 @@ log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
 
 Action = Literal["unknown", "test", "note", "restore", "alarm"]
-Outcome = Literal["opened", "repeated", "restored", "restore_unmatched", "test", "noted", "unknown_account"]
+Outcome = Literal["opened", "repeated", "restored", "restore_unmatched", "test", "noted", "unknown_account",
+                  "replayed"]
 ALARM_KINDS = ("alarm_received", "alarm_repeated")
 QUALIFIER_DIGITS: dict[int, Qualifier] = {1: "new", 3: "restore", 6: "status"}
 
@@ -93,6 +98,8 @@ class PanelAlarm(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     zone_or_user: str | int = 0
     raw: str | None = None
     alphabet: Literal["hex", "dtmf"] = "hex"
+    time: Annotated[datetime, msgspec.Meta(tz=True)] | None = None  # the panel's clock: the same report again is
+    # recognised by it (RFC 3339 with an offset)
 
 
 class BadBody(Exception):
@@ -144,23 +151,32 @@ def event_data(event: ContactIdEvent, site: Site, *, via: str, calling_from: str
 def panel_event(body: bytes) -> ContactIdEvent:
     """Decode a ``POST /alarms`` body: JSON ``PanelAlarm``, or the 16 digits bare or as a JSON string.
     Raises ``BadBody``."""
+    return panel_report(body)[0]
+
+
+def panel_report(body: bytes) -> tuple[ContactIdEvent, str]:
+    """``panel_event``, with the panel's time of the event for its replay key ("" when it gave none)."""
     text = body.decode("utf-8", errors="replace").strip()
     if not text:
         raise BadBody("empty body: send JSON {account, event_code, qualifier, partition, zone_or_user} "
                       "or the 16-digit Contact ID message")
     if text.startswith('"'):  # the message as a JSON string
         try:
-            return _parse_raw(msgspec.json.decode(text, type=str), "hex")
+            return _parse_raw(msgspec.json.decode(text, type=str), "hex"), ""
         except msgspec.DecodeError as exc:
             raise BadBody(f"body is not a valid JSON string: {exc}") from exc
     if not text.startswith("{"):
-        return _parse_raw(text, "hex")
+        return _parse_raw(text, "hex"), ""
     try:
         report = msgspec.json.decode(text, type=PanelAlarm)
     except msgspec.ValidationError as exc:
         raise BadBody(f"invalid alarm report: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise BadBody(f"body is not valid JSON: {exc}") from exc
+    return _report_event(report), replay.panel_time(report.time) if report.time else ""
+
+
+def _report_event(report: PanelAlarm) -> ContactIdEvent:
     if report.raw is not None:
         return _parse_raw(report.raw, report.alphabet)
     if report.account is None or report.event_code is None:
@@ -269,8 +285,10 @@ class AlarmIntake:
                 moved += 1
         return moved
 
-    async def handle(self, event: ContactIdEvent, *, via: str, calling_from: str = "", file: str = "") -> Handled:
-        """Apply one Contact ID event (see the module docstring). Raises ``StoreError`` if it could not be stored."""
+    async def handle(self, event: ContactIdEvent, *, via: str, calling_from: str = "", file: str = "",
+                     reported_at: str = "") -> Handled:
+        """Apply one Contact ID event (see the module docstring) stamped ``reported_at`` by the receiver or
+        the panel ("" if nobody did). Raises ``StoreError`` if it could not be stored."""
         site = self.sites.get(event.account)
         action = classify(event, site, self.cfg.incident_categories)
         self.count(action)
@@ -291,36 +309,44 @@ class AlarmIntake:
             log.log(logging.INFO if is_known(event) else logging.WARNING, "alarm panel %s (%s): %s, %s (%s): "
                     "no incident", site.account, site.name_ru, event.description, event.qualifier, event.raw)
             return Handled(outcome="noted", account=site.account, code=event.code)
+        key = replay.contact_id(event, reported_at)
         async with self._lock:
+            if await self.desk.seen(key):
+                self.count("replayed")
+                log.info("alarm from %s (%s via %s) was already taken: %s", site.account, event.description, via, key)
+                return Handled(outcome="replayed", account=site.account, code=event.code)
             if action == "restore":
-                return await self._restore(site, event, data, actor, now)
-            return await self._alarm(site, event, data, actor, calling_from, now)
+                return await self._restore(site, event, data, actor, now, key)
+            return await self._alarm(site, event, data, actor, calling_from, now, key)
 
     async def _alarm(self, site: Site, event: ContactIdEvent, data: dict[str, Value], actor: str,
-                     calling_from: str, now: float) -> Handled:
+                     calling_from: str, now: float, key: str) -> Handled:
         incident = await self._open_incident(site.account, now, repeat=True)
         if incident is not None:
-            await self.desk.record(incident.id, "alarm_repeated", actor=actor, **data)  # type: ignore[arg-type]
+            await self.desk.record_report(incident.id, "alarm_repeated", seen_key=key, actor=actor,
+                                          **data)  # type: ignore[arg-type]
             log.warning("alarm repeated at %s (%s): %s on incident %s", site.account, site.name_ru,
                         event.description, incident.id)
             return Handled(outcome="repeated", account=site.account, code=event.code, incident_id=incident.id)
         incident = await self.desk.open(service=self.cfg.service, source="alarm", caller=no_caller(calling_from),
                                         kind="alarm_received", actor=actor, category=self.cfg.category,
                                         priority=self.cfg.priority, reporter=site.account,
-                                        locations=[site_location(site)], **data)  # type: ignore[arg-type]
+                                        locations=[site_location(site)], seen_key=key,
+                                        **data)  # type: ignore[arg-type]
         self._open[site.account] = incident.id
         log.warning("ALARM %s at %s (%s, %s): incident %s", event.description, site.account, site.name_ru,
                     site.address, incident.id)
         return Handled(outcome="opened", account=site.account, code=event.code, incident_id=incident.id)
 
     async def _restore(self, site: Site, event: ContactIdEvent, data: dict[str, Value], actor: str,
-                       now: float) -> Handled:
+                       now: float, key: str) -> Handled:
         incident = await self._open_incident(site.account, now, repeat=False)
         if incident is None:
             log.info("alarm restore from %s (%s): %s, but no open incident for it", site.account, site.name_ru,
                      event.description)
             return Handled(outcome="restore_unmatched", account=site.account, code=event.code)
-        await self.desk.record(incident.id, "alarm_restored", actor=actor, **data)  # type: ignore[arg-type]
+        await self.desk.record_report(incident.id, "alarm_restored", seen_key=key, actor=actor,
+                                      **data)  # type: ignore[arg-type]
         log.info("alarm restored at %s (%s): %s on incident %s", site.account, site.name_ru, event.description,
                  incident.id)
         return Handled(outcome="restored", account=site.account, code=event.code, incident_id=incident.id)
@@ -380,7 +406,8 @@ class AlarmIntake:
             self.count("refused")
             problems.append(line)
         for event in call.events:
-            handled = await self.handle(event, via="asterisk", calling_from=call.calling_from, file=name)
+            handled = await self.handle(event, via="asterisk", calling_from=call.calling_from, file=name,
+                                        reported_at=call.timestamp)
             if handled.outcome == "unknown_account":
                 problems.append(f"{event.raw}: account {event.account} is not in the site registry")
         return problems
