@@ -8,6 +8,7 @@ This is blocking code for the CLI and test fixtures, not for the Trio service.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -18,11 +19,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.asterisk import sandbox_ids
 from gateway.asterisk.dialplan import render_all
 from gateway.errors import AsteriskError
 from gateway.files import UMASK, withhold_from_others
 from gateway.settings import GatewayConfig
 
+log = logging.getLogger(__name__)
 PACKAGES = "asterisk,asterisk-modules,asterisk-core-sounds-en,ca-certificates"
 APT_SOURCES = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
 
@@ -146,11 +149,7 @@ def module_dir(root: Path) -> str:
 
 
 def _asterisk_ids(root: Path) -> tuple[int, int]:
-    for line in (root / "etc" / "passwd").read_text().splitlines():
-        fields = line.split(":")
-        if fields[0] == "asterisk":
-            return int(fields[2]), int(fields[3])
-    raise AsteriskError(f"no 'asterisk' user in {root}/etc/passwd")
+    return sandbox_ids.account_ids((root / "etc" / "passwd").read_text())
 
 
 def install_config(cfg: GatewayConfig, box: Sandbox) -> None:
@@ -168,8 +167,19 @@ def install_config(cfg: GatewayConfig, box: Sandbox) -> None:
     # Asterisk's logs, database and spool hold callers' numbers and locations: Asterisk and root only
     # (an instance set up before Asterisk ran with UMASK has them 0644). sounds/ stays readable.
     for sub in ("etc", "run", "log", "spool", "lib"):
+        adopt(box.host_dir / sub, uid, gid)
         withhold_from_others(box.host_dir / sub)
     box.host_dir.chmod(0o750)
+
+
+def adopt(top: Path, uid: int, gid: int) -> None:
+    """What Asterisk left in its instance directory under an older uid (before the sandbox's account
+    was renumbered) becomes its own again; root's files stay root's."""
+    for directory, _, names in os.walk(top):
+        for path in (directory, *(os.path.join(directory, n) for n in names)):
+            st = os.lstat(path)
+            sandbox_ids.hand_over(path, {st.st_uid: uid} if st.st_uid not in (0, uid) else {},
+                                  {st.st_gid: gid} if st.st_gid not in (0, gid) else {})
 
 
 def _write_config(target: Path, text: str, uid: int, gid: int) -> None:
@@ -210,24 +220,45 @@ def prepare(cfg: GatewayConfig) -> Sandbox:
     box = locate(cfg)
     if box.chrooted:
         build_chroot(box.root)
+        sandbox_ids.settle(box.root, skip=_running_instances(box.root))
         write_hosts(box.root)
         withhold_from_others(box.root / "var" / "log" / "asterisk")  # the package's own; instances log in theirs
     return box
 
 
+def _running_instances(root: Path) -> list[Path]:
+    instances = root / "srv" / "ecgw"
+    found = sorted(instances.iterdir()) if instances.is_dir() else []
+    return [d for d in found if d.is_dir() and pid(Sandbox(root, d.name)) is not None]
+
+
+def _running_uid(process: int) -> int | None:
+    """The real uid ``process`` runs as (None once it is gone)."""
+    try:
+        status = Path(f"/proc/{process}/status").read_text()
+    except OSError:
+        return None
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("Uid:")), None)
+
+
 def up(cfg: GatewayConfig) -> Sandbox:
     """Provision (if needed), configure and start Asterisk; return once it is fully booted."""
     box = prepare(cfg)
+    running = pid(box)
+    if running is not None and _running_uid(running) not in (_asterisk_ids(box.root)[0], None):
+        log.warning("Asterisk instance %s runs as a uid the sandbox's account no longer has: restarting it",
+                    box.instance)
+        down(cfg)  # started before the account was renumbered: the new configs are not its to read
     install_config(cfg, box)
     if pid(box) is not None:
         cli(box, "core reload")
         return box
-    log = os.open(box.host_dir / "log" / "console.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    console = os.open(box.host_dir / "log" / "console.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
     subprocess.Popen(
         box.command("-f", "-U", "asterisk", "-G", "asterisk"),
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, umask=UMASK,
+        stdin=subprocess.DEVNULL, stdout=console, stderr=console, start_new_session=True, umask=UMASK,
     )
-    os.close(log)
+    os.close(console)
     _wait_booted(box, cfg.asterisk.boot_timeout_s)
     return box
 
