@@ -19,7 +19,9 @@ message sent in several parts is reported once, when its last part is delivered 
 part fails. Texts people send to our number (deliver_sm of message type 0) go to ``on_inbound``
 when one is given: parts of a long text are answered at once and joined (``gateway.protocols.smpp_mo``);
 the deliver_sm that completes a text is answered only after ``on_inbound`` returns, and with
-ESME_RX_T_APPN if it fails, so the SMSC keeps it and tries again.
+ESME_RX_T_APPN if it fails, so the SMSC keeps it and tries again. ``on_inbound`` also gets the
+text's replay key (``protocols.replay.smpp_message``: the SMSC's message id, "" if it gives none),
+so a deliver_sm the SMSC resends because our answer was lost can be answered without taking it twice.
 
 The connection and its bind are ``channels.smpp_link``, the window and send rate
 ``channels.smpp_flow``, and the bookkeeping of batches and delivery receipts
@@ -40,7 +42,7 @@ from channels.smpp_flow import Flow
 from channels.smpp_link import Link, bind_transceiver
 from channels.smpp_receipts import Batch, ReceiptBook, Tracked
 from gateway.errors import ChannelError
-from gateway.protocols import smpp_mo
+from gateway.protocols import replay, smpp_mo
 from gateway.protocols import smpp_pdu as P
 from gateway.settings.channels import SmppConfig
 
@@ -55,7 +57,7 @@ PERMANENT = frozenset({
     P.Status.ESME_RX_R_APPN, P.Status.ESME_RINVOPTPARSTREAM, P.Status.ESME_ROPTPARNOTALLWD,
     P.Status.ESME_RINVPARLEN, P.Status.ESME_RMISSINGOPTPARAM, P.Status.ESME_RINVOPTPARAMVAL,
 })
-InboundCallback = Callable[[str, str], Awaitable[object]]  # (sender as the SMSC gave it, text)
+InboundCallback = Callable[[str, str, str], Awaitable[object]]  # (sender as the SMSC gave it, text, replay key)
 log = logging.getLogger(__name__)
 
 
@@ -272,7 +274,7 @@ class SmppChannel:
         assert self._on_inbound is not None
         status = P.Status.ESME_ROK
         try:
-            await self._on_inbound(text.sender, text.text)
+            await self._on_inbound(text.sender, text.text, replay.smpp_message(text.message_id))
             self._counts["mo_texts"] += 1
         except Exception:  # the SMSC keeps the text and retries: better than losing a 112 message
             log.exception("inbound SMS from %r could not be taken; asking the SMSC to retry", text.sender)
@@ -399,7 +401,7 @@ async def open_smpp(config: SmppConfig, *, on_update: UpdateCallback | None = No
 
     Raises ChannelError if the first connection or bind fails; later losses are retried in
     the background. Delivery receipts go to ``on_update`` (called from the reader task); texts
-    people send go to ``on_inbound(sender, text)``, awaited in the link's own task group."""
+    people send go to ``on_inbound(sender, text, replay_key)``, awaited in the link's own task group."""
     channel = SmppChannel(config, on_update, on_inbound)
     link = await channel._bind()
     channel._adopt(link)  # bound and usable from the first moment the caller holds the channel

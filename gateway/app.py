@@ -269,10 +269,10 @@ class Gateway:
             raise ChannelError(f"the SMS was not sent: {outcome.error}")
         return outcome
 
-    async def _inbound_sms(self, sender: str, text: str) -> None:
+    async def _inbound_sms(self, sender: str, text: str, seen_key: str = "") -> None:
         """A text to our SMPP number: a report to 112, or a responder's acknowledgement."""
         if self.sms112 is not None:
-            await self.sms112.handle_text(sender, text, "smpp")
+            await self.sms112.handle_text(sender, text, "smpp", seen_key)
         elif self.escalation is not None:
             await self.escalation.sms_reply(sender, text, "smpp")
 

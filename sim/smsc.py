@@ -32,13 +32,15 @@ from sim.smsc_server import Faults, Smsc, open_smsc
 
 
 class MoRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """A mobile-originated text for the control API; ``body_hex`` with ``data_coding`` sends raw octets."""
+    """A mobile-originated text for the control API; ``body_hex`` with ``data_coding`` sends raw octets,
+    ``message_id`` sends a stored message again under its id (an SMSC that missed the answer)."""
 
     source: str
     destination: str = "112"
     text: str = ""
     data_coding: int | None = None
     body_hex: str | None = None
+    message_id: str | None = None
 
 
 @asynccontextmanager
@@ -98,7 +100,7 @@ def control_app(smsc: Smsc) -> Starlette:
             req = msgspec.json.decode(await request.body(), type=MoRequest)
             body = bytes.fromhex(req.body_hex) if req.body_hex is not None else None
             statuses = await smsc.send_mo(req.source, req.destination, req.text, data_coding=req.data_coding,
-                                          body=body)
+                                          body=body, message_id=req.message_id)
         except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
             return reply({"error": str(exc)}, 400)
         except (LookupError, trio.TooSlowError, trio.BrokenResourceError) as exc:

@@ -379,19 +379,25 @@ class Smsc:
 
     # --- mobile-originated texts ------------------------------------------------------
     async def send_mo(self, source: str, destination: str = "112", text: str = "", *, data_coding: int | None = None,
-                      body: bytes | None = None, timeout_s: float = 5.0) -> list[int]:
+                      body: bytes | None = None, message_id: str | None = None, timeout_s: float = 5.0) -> list[int]:
         """Send a handset's text to the first bound receiver (split like submit_sm, or ``body`` as
-        raw octets); return each part's deliver_sm_resp status. Raises LookupError when no
-        receiver is bound, trio.TooSlowError when an answer does not come within ``timeout_s``."""
+        raw octets); return each part's deliver_sm_resp status. Each deliver_sm names the SMSC's
+        message id in ``receipted_message_id`` (the id, or id-1, id-2... for the parts of a long
+        text); give ``message_id`` to send a stored message again, as an SMSC does when it missed
+        our answer. Raises LookupError when no receiver is bound, trio.TooSlowError when an answer
+        does not come within ``timeout_s``."""
         conn = next((c for c in self._conns if c.receives), None)
         if conn is None:
             raise LookupError("no receiver or transceiver is bound")
         self._next_id += 1
+        pdus = smpp_mo.mo_pdus(source, destination, text, ref=self._next_id & 0xFF, data_coding=data_coding, body=body)
+        base = message_id or f"{self._next_id:X}"
+        ids = [base] if len(pdus) == 1 else [f"{base}-{n}" for n in range(1, len(pdus) + 1)]
         frames, sequences = [], []
-        for pdu in smpp_mo.mo_pdus(source, destination, text, ref=self._next_id & 0xFF, data_coding=data_coding,
-                                   body=body):
+        for pdu, part_id in zip(pdus, ids, strict=True):
             conn.sequence = conn.sequence % 0x7FFFFFFF + 1
-            frames.append(P.encode(msgspec.structs.replace(pdu, sequence=conn.sequence)))  # ValueError: too long
+            frames.append(P.encode(msgspec.structs.replace(pdu, sequence=conn.sequence,  # ValueError: too long
+                                                           receipted_message_id=part_id)))
             sequences.append(conn.sequence)
         conn.mo_answers.update(dict.fromkeys(sequences))
         await conn.send(b"".join(frames))

@@ -7,6 +7,11 @@ concatenated message, its reference (from a UDH or the sar_* TLVs). ``Reassemble
 parts of one message by (sender, reference, total); a message whose parts stop coming is still
 handed over after ``max_age_s`` with the gaps marked, because a text to 112 is never thrown away.
 
+An SMSC that did not get our deliver_sm_resp sends the deliver_sm again. SMPP 3.4 gives a
+mobile-originated message no id of its own; an SMSC that names it puts its message id in
+``receipted_message_id``, and a text carries the id of the part whose arrival completed it (the one
+whose answer waits on the gateway, so the one an SMSC resends), for ``protocols.replay``.
+
 Decoding never raises: a data_coding we cannot read, or a UDH that runs past the message,
 becomes a visible marker in the text plus a flag, so the dispatcher still sees that *something*
 arrived from that number. ``mo_pdus`` builds the deliver_sm an SMSC would send (for ``sim.smsc``).
@@ -39,6 +44,7 @@ class MoPart(msgspec.Struct, frozen=True, kw_only=True):
     text: str
     concat: T.Concat | None = None
     flags: tuple[str, ...] = ()
+    message_id: str = ""  # the SMSC's, when it gives one
 
 
 class MoText(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,6 +56,7 @@ class MoText(msgspec.Struct, frozen=True, kw_only=True):
     parts: int = 1
     complete: bool = True
     flags: tuple[str, ...] = ()
+    message_id: str = ""  # the SMSC's id of the part that arrived last ("" if it gives none)
 
 
 def is_mobile_originated(pdu: DeliverSm) -> bool:
@@ -74,7 +81,7 @@ def decode_mo(pdu: DeliverSm) -> MoPart:
         concat = None
     text = decode_body(pdu.data_coding, body, flags)
     return MoPart(sender=pdu.source_addr, destination=pdu.destination_addr, text=text, concat=concat,
-                  flags=tuple(flags))
+                  flags=tuple(flags), message_id=pdu.receipted_message_id or "")
 
 
 def decode_body(data_coding: int, body: bytes, flags: list[str]) -> str:
@@ -110,12 +117,13 @@ def _alphabet(data_coding: int) -> int | None:
 
 
 class _Group:
-    __slots__ = ("first_at", "parts", "flags", "destination")
+    __slots__ = ("first_at", "parts", "flags", "destination", "last_id")
 
     def __init__(self, first_at: float, destination: str) -> None:
         self.first_at, self.destination = first_at, destination
         self.parts: dict[int, str] = {}
         self.flags: set[str] = set()
+        self.last_id = ""
 
 
 class Reassembler:
@@ -132,7 +140,8 @@ class Reassembler:
         """The message ``part`` completes (itself, when not a part of one), and any older ones
         handed over unfinished to keep the number of waiting groups bounded."""
         if part.concat is None or part.concat.total <= 1:
-            return MoText(sender=part.sender, destination=part.destination, text=part.text, flags=part.flags), []
+            return MoText(sender=part.sender, destination=part.destination, text=part.text, flags=part.flags,
+                          message_id=part.message_id), []
         key = (part.sender, part.concat.ref, part.concat.total)
         group = self._groups.get(key)
         pushed_out: list[MoText] = []
@@ -144,6 +153,7 @@ class Reassembler:
             group.flags.add("duplicate_part")  # an SMSC retry: the first copy stands
         else:
             group.parts[part.concat.seq] = part.text
+            group.last_id = part.message_id
         group.flags.update(part.flags)
         return (self._flush(key) if len(group.parts) == part.concat.total else None), pushed_out
 
@@ -159,7 +169,7 @@ class Reassembler:
         complete = len(group.parts) == total
         flags = sorted(group.flags | (set() if complete else {"parts_missing"}))
         return MoText(sender=sender, destination=group.destination, text=text, parts=total, complete=complete,
-                      flags=tuple(flags))
+                      flags=tuple(flags), message_id=group.last_id)
 
 
 def mo_pdus(source: str, destination: str, text: str, *, ref: int, data_coding: int | None = None,

@@ -43,7 +43,7 @@ class Escalation:
         self.channel_errors: dict[str, str] = {}
         self.health: dict[str, str] = {}
         self.sounds_dir = sounds_dir
-        self.on_inbound_sms: Callable[[str, str], Awaitable[None]] | None = None  # texts to our SMPP number
+        self.on_inbound_sms: Callable[[str, str, str], Awaitable[None]] | None = None  # texts to our SMPP number
         self.notifier = Notifier(self.channels, self.texts, ack_url=cfg.ack_url,
                                  voice_ack_wait_s=cfg.voice_ack_wait_s)
         self.engine = Engine(recorder=recorder, catalogue=self.catalogue, directory=self.directory,
@@ -131,9 +131,9 @@ class Escalation:
             out["voice"] = lambda: open_voice(cs.voice, sounds_dir=self.sounds_dir)  # type: ignore[arg-type]
         return out
 
-    async def _inbound(self, sender: str, text: str) -> None:
+    async def _inbound(self, sender: str, text: str, seen_key: str = "") -> None:
         if self.on_inbound_sms is not None:
-            await self.on_inbound_sms(sender, text)
+            await self.on_inbound_sms(sender, text, seen_key)
         else:
             await self.sms_reply(sender, text, "smpp")
 

@@ -95,3 +95,23 @@ def test_a_udh_running_past_the_message_keeps_the_octets() -> None:
     assert part.flags == ("bad_udh",) and part.concat is None and part.text.endswith("hi")
     bad_seq = smpp_mo.decode_mo(DeliverSm(sequence=1, esm_class=0x40, short_message=b"\x05\x00\x03\x01\x02\x05hi"))
     assert bad_seq.flags == ("bad_concat",) and bad_seq.concat is None and bad_seq.text == "hi"
+
+
+def test_a_text_carries_the_smsc_id_of_the_part_that_completed_it() -> None:
+    import msgspec
+
+    text = "Я не могу говорить, в квартире чужой человек с ножом. Адрес: Абая 10, кв 5, третий этаж. " * 2
+    pdus = [msgspec.structs.replace(p, receipted_message_id=f"M7-{n}")
+            for n, p in enumerate(smpp_mo.mo_pdus("77011234567", "112", text, ref=9), start=1)]
+    parts = [smpp_mo.decode_mo(wire(p)) for p in pdus]
+    r = smpp_mo.Reassembler(max_age_s=60)
+    r.add(parts[2], 0.0)
+    r.add(parts[0], 0.1)
+    whole, _ = r.add(parts[1], 0.2)
+    assert whole is not None and whole.message_id == "M7-2"  # the one whose answer waited on the gateway
+    # the SMSC missed that answer and sends the part again: alone, handed over late, with the same id
+    assert r.add(parts[1], 5.0) == (None, [])
+    [orphan] = r.expire(70.0)
+    assert orphan.message_id == "M7-2" and not orphan.complete
+    [single] = smpp_mo.mo_pdus("77011234567", "112", "help", ref=1)
+    assert smpp_mo.Reassembler().add(smpp_mo.decode_mo(wire(single)), 0.0)[0].message_id == ""  # type: ignore[union-attr]

@@ -64,7 +64,7 @@ async def test_telegram_responders_press_as_scripted() -> None:
 async def test_sms_responders_reply_quoting_the_code() -> None:
     got: list[tuple[str, str]] = []
 
-    async def inbound(sender: str, text: str) -> None:
+    async def inbound(sender: str, text: str, _key: str) -> None:
         got.append((sender, text))
 
     quick = responders.Plan("a", "+77010000101", "sms", "ack_after_s", 0.2)

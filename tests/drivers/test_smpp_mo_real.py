@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import httpx
@@ -33,10 +34,12 @@ def config(smsc: Smsc) -> SmppConfig:
 
 async def test_mo_texts_reach_on_inbound_whole_and_are_answered_after() -> None:
     got: list[tuple[str, str]] = []
+    keys: list[str] = []
 
-    async def on_inbound(sender: str, text: str) -> None:
+    async def on_inbound(sender: str, text: str, key: str) -> None:
         await trio.sleep(0.05)
         got.append((sender, text))
+        keys.append(key)
 
     long_text = "Не могу говорить. Муж пьяный, угрожает ножом. Абая 10, кв 5. Дети в комнате. " * 3
     with trio.fail_after(10):
@@ -51,12 +54,14 @@ async def test_mo_texts_reach_on_inbound_whole_and_are_answered_after() -> None:
             stats = channel.statistics()
             assert stats["mo_texts"] == 3 and stats.get("receipt_unmatched", 0) == 0
             assert smsc.mo_acked == 6 and smsc.receipts_acked == 0
+            # the SMSC's message id of the part that completed each text, as the stand-in numbers them
+            assert keys[1] == keys[0][:-1] + f"{int(keys[0][-1], 16) + 1:X}-4" and len(set(keys)) == 3
 
 
 async def test_a_failing_handler_makes_the_smsc_retry_later() -> None:
     calls = 0
 
-    async def on_inbound(sender: str, text: str) -> None:
+    async def on_inbound(sender: str, text: str, _key: str) -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
@@ -93,8 +98,8 @@ async def test_texts_through_the_smsc_open_incidents_and_locate_them(tmp_path: P
             sms = Sms112(Sms112Config(enabled=True), desk, send_sms)
             await nursery.start(sms.run)
 
-            async def on_inbound(sender: str, text: str) -> None:
-                await sms.handle_text(sender, text, "smpp")
+            async def on_inbound(sender: str, text: str, key: str) -> None:
+                await sms.handle_text(sender, text, "smpp", key)
 
             # one transceiver both sends the answers and takes the texts, as the gateway wires it
             async with open_smsc(system_id="warn", password="secret") as smsc, \
@@ -118,10 +123,44 @@ async def test_texts_through_the_smsc_open_incidents_and_locate_them(tmp_path: P
 
 
 
+async def test_a_deliver_sm_sent_again_is_answered_ok_and_taken_once_even_after_a_restart(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "gateway.intake.text.sms112")
+    long_text = "Не могу говорить, Абая 10, кв 5. " * 8
+
+    async def send_sms(number: str, text: str) -> bool:
+        return True
+
+    with trio.fail_after(20):
+        async with open_smsc(system_id="warn", password="secret") as smsc:
+            for run in (1, 2):  # the gateway, then the gateway restarted on the same store
+                store = AsyncStore(SqliteStore(tmp_path / "s.db"))
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(store.run)
+                    desk = Desk(store, Recorder(store, Bus()))
+                    sms = Sms112(Sms112Config(enabled=True), desk, send_sms)
+                    await nursery.start(sms.run)
+
+                    async def on_inbound(sender: str, text: str, key: str, sms: Sms112 = sms) -> None:
+                        await sms.handle_text(sender, text, "smpp", key)
+
+                    async with open_smpp(config(smsc), on_inbound=on_inbound):
+                        for _ in range(2):  # the SMSC did not get our answers and sends both again
+                            assert await smsc.send_mo("77011234567", "112", "Помогите", message_id="A1") == [0]
+                            assert set(await smsc.send_mo("77011234567", "112", long_text, message_id="A2")) == {0}
+                    [summary] = await store.by_number("+77011234567", 0)
+                    received = [e for e in (await desk.get(summary.id)).timeline if e.kind == "sms_received"]
+                    assert [e.data["text"] for e in received] == ["Помогите", long_text.strip()]
+                    assert sms.statistics()["replayed"] == (2 if run == 1 else 4)
+                    nursery.cancel_scope.cancel()
+                store.sync.close()
+    assert sum("already taken" in m for m in caplog.messages) == 6
+
+
 async def test_a_separate_smsc_process_injects_through_its_control_api() -> None:
     got: list[tuple[str, str]] = []
 
-    async def on_inbound(sender: str, text: str) -> None:
+    async def on_inbound(sender: str, text: str, _key: str) -> None:
         got.append((sender, text))
 
     with trio.fail_after(20):
