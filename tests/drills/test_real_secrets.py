@@ -17,7 +17,7 @@ import trio
 from gateway import settings as config
 from gateway.asterisk import sandbox
 from gateway.asterisk.sandbox_ids import used_ids
-from sim.lab import REPO, GatewayProcess, write_config
+from sim.lab import REPO, GatewayProcess, start_asterisk, stop_asterisk, write_config
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the Asterisk sandbox needs root (chroot)")
 
@@ -90,3 +90,20 @@ async def test_shipped_secrets_are_replaced_and_agree(tmp_path: Path) -> None:
         sandbox.remove_instance(cfg)
     stores = sorted(p.name for p in (tmp_path / "lab").iterdir() if p.suffix in (".sqlite3", ".db", ".key"))
     assert stores and all(stat.S_IMODE((tmp_path / "lab" / n).stat().st_mode) == 0o600 for n in stores), stores
+
+
+def test_an_instance_running_as_an_older_uid_is_restarted_at_up(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    instance = start_asterisk(write_config(tmp_path))
+    try:
+        box = sandbox.locate(instance.cfg)
+        before = sandbox.pid(box)
+        sandbox.up(instance.cfg)  # same uid: reloaded in place
+        assert sandbox.pid(box) == before
+        monkeypatch.setattr(sandbox, "_running_uid", lambda process: 101)  # as if started before renumbering
+        sandbox.up(instance.cfg)
+        after = sandbox.pid(box)
+        assert after is not None and after != before
+        assert "Asterisk" in instance.cli("core show version")
+    finally:
+        stop_asterisk(instance)
