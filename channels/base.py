@@ -53,6 +53,7 @@ class Receipt(msgspec.Struct, frozen=True, kw_only=True):
     retryable: bool = False
     retry_after_s: float | None = None
     reply: str = ""  # what the recipient answered inside the delivery (a voice call's DTMF digit)
+    replay_key: str = ""  # the provider's report this came from, if it may send it again (a status callback)
 
 
 class ChannelHealth(msgspec.Struct, frozen=True, kw_only=True):

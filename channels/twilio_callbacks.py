@@ -19,10 +19,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import msgspec
 from twilio.request_validator import RequestValidator
 
 from channels.base import DeliveryState, Receipt
 from gateway.errors import ProtocolError
+from gateway.protocols import replay
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 KEY_PARAM = "idempotency_key"
@@ -89,7 +91,8 @@ def idempotency_key(url: str) -> str:
 
 
 def receipt(url: str, form: Mapping[str, str]) -> Receipt:
-    """What an (already verified) status callback says about our message.
+    """What an (already verified) status callback says about our message, with its replay key
+    (SID and status: Twilio sends a callback again when our answer did not reach it).
 
     Raises ``ProtocolError`` if the form lacks MessageSid or MessageStatus, or names a status an
     outbound message cannot have.
@@ -98,7 +101,8 @@ def receipt(url: str, form: Mapping[str, str]) -> Receipt:
     status = form.get("MessageStatus") or form.get("SmsStatus") or ""
     if not sid:
         raise ProtocolError("Twilio callback without MessageSid")
-    return receipt_for(idempotency_key(url), sid, status, form.get("ErrorCode", ""))
+    found = receipt_for(idempotency_key(url), sid, status, form.get("ErrorCode", ""))
+    return msgspec.structs.replace(found, replay_key=replay.twilio_status(sid, status))
 
 
 def receipt_for(key: str, sid: str, status: str, error_code: str = "") -> Receipt:

@@ -404,6 +404,13 @@ class TwilioSim:
                 return
         attempt.http_status = answer.status_code
 
+    async def repeat_callback(self, sid: str, status: str) -> CallbackAttempt:
+        """POST the status callback of message ``sid`` in ``status`` again, as Twilio does when it did
+        not get our answer (a retry can come late, after a later status)."""
+        message = next(m for m in self.messages if m.sid == sid)
+        await self._callback(msgspec.structs.replace(message, status=status))
+        return self.callbacks[-1]
+
     def callback_form(self, m: SentMessage) -> dict[str, str]:
         """The form Twilio POSTs to a StatusCallback for ``m`` in its current status."""
         form = {

@@ -452,15 +452,18 @@ class Engine:
                     batch.append(self._updates.receive_nowait())
                 except trio.WouldBlock:
                     break
-            by_slot: dict[str, list[tuple[str, int, int, str]]] = {}
+            by_slot: dict[str, list[tuple[str, int, int, str, str]]] = {}
             for slot_key, r in batch:
                 job = parse_key(r.idempotency_key)
                 # A receipt the driver can no longer tie to a job (its map did not survive a
                 # restart) only upgrades "sent" to "delivered": it is dropped, nothing is lost.
                 if job is not None and r.state in states:
-                    by_slot.setdefault(slot_key, []).append((job[0], job[1], states[r.state], r.error[:300]))
+                    by_slot.setdefault(slot_key, []).append((job[0], job[1], states[r.state], r.error[:300],
+                                                             r.replay_key))
             for slot_key, receipts in by_slot.items():
-                await self.db.call(self.db.sync.update_by_keys, slot_key, receipts)
+                _, replayed = await self.db.call(self.db.sync.update_by_keys, slot_key, receipts)
+                for key in replayed:  # the provider sent a report again: it was applied the first time
+                    log.info("%s: %s was already taken; nothing changed", slot_key, key)
 
     async def _monitor(self) -> None:
         """Once a second: report progress, finish alerts whose every job is done, probe health."""

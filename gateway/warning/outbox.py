@@ -9,19 +9,24 @@ before a message leaves, so after a crash exactly the jobs whose outcome is unkn
 
 Kept in its own SQLite file, apart from the incident store: a million-row fan-out must never
 make a 112 caller's incident write wait for the disk. Blocking; run it on one worker thread.
+
+A late receipt may carry a replay key (a Twilio status callback's SID and status): the key goes in
+``seen`` in the transaction that applies the receipt, so a callback sent again (or an old "sent"
+after "delivered") changes nothing. Keys are kept as long as the incident store keeps its own.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import msgspec
 
 from gateway.errors import Conflict, NotFound, StoreError
-from gateway.incident.store import connect
+from gateway.incident.store import SEEN_RETENTION_S, connect
 from gateway.warning.recipients import Recipient
 from gateway.warning.records import (
     JOB_STATE_NAMES,
@@ -80,6 +85,11 @@ CREATE TABLE IF NOT EXISTS jobs (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS jobs_queued ON jobs(channel, prio, due) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS jobs_sending ON jobs(channel) WHERE state = 1;
+CREATE TABLE IF NOT EXISTS seen (
+    key TEXT PRIMARY KEY,
+    wall REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS seen_wall ON seen(wall);
 """
 
 Job = tuple[int, str, int]  # (alert_no, channel, target)
@@ -362,22 +372,32 @@ class Outbox:
 
         self._tx(write, churn=True)
 
-    def update_by_keys(self, channel: str, receipts: Sequence[tuple[str, int, int, str]]) -> int:
+    def update_by_keys(self, channel: str, receipts: Sequence[tuple[str, int, int, str, str]]
+                       ) -> tuple[int, list[str]]:
         """Late receipts (status callbacks, SMSC delivery receipts) as (alert id, target, state,
-        error), in one transaction; only jobs already handed on change. Returns jobs updated."""
+        error, replay key), in one transaction; only jobs already handed on change, and a receipt
+        whose replay key ("" for none) was taken before changes nothing. Returns the jobs updated
+        and the replay keys found taken."""
 
-        def write(db: sqlite3.Connection) -> int:
-            before = db.total_changes
-            ids = {alert_id for alert_id, _, _, _ in receipts}
+        def write(db: sqlite3.Connection) -> tuple[int, list[str]]:
+            now, fresh, replayed = time.time(), list[tuple[str, int, int, str, str]](), list[str]()
+            for receipt in receipts:
+                key = receipt[4]
+                if key and not db.execute("INSERT OR IGNORE INTO seen (key, wall) VALUES (?, ?)", (key, now)).rowcount:
+                    replayed.append(key)
+                else:
+                    fresh.append(receipt)
+            db.execute("DELETE FROM seen WHERE wall < ?", (now - SEEN_RETENTION_S,))
+            ids = {alert_id for alert_id, _, _, _, _ in fresh}
             nos = dict(db.execute("SELECT id, no FROM alerts WHERE id IN (SELECT value FROM json_each(?))",
                                   (_encode(sorted(ids)),)).fetchall())
-            db.executemany("UPDATE jobs SET state = ?, error = ? WHERE alert_no = ? AND channel = ? AND target = ? "
-                           "AND state IN (1, 2, 3)", [(state, error, nos[alert_id], channel, target)
-                                                      for alert_id, target, state, error in receipts
-                                                      if alert_id in nos])
-            return db.total_changes - before
+            cur = db.executemany("UPDATE jobs SET state = ?, error = ? WHERE alert_no = ? AND channel = ? "
+                                 "AND target = ? AND state IN (1, 2, 3)",
+                                 [(state, error, nos[alert_id], channel, target)
+                                  for alert_id, target, state, error, _ in fresh if alert_id in nos])
+            return cur.rowcount, replayed
 
-        return int(self._tx(write, churn=True))  # type: ignore[call-overload]
+        return self._tx(write, churn=True)  # type: ignore[return-value]
 
     def sending(self, channel: str) -> list[tuple[int, int, int]]:
         """Jobs whose outcome is unknown (in flight when the gateway stopped)."""

@@ -126,7 +126,9 @@ def test_non_ascii_values_are_signed_as_utf8() -> None:
     ("sent", "sent"), ("delivered", "delivered"), ("read", "delivered"),
 ])
 def test_form_to_receipt(status: str, state: DeliveryState) -> None:
-    assert receipt(URL, status_form(status)) == Receipt(idempotency_key=KEY, state=state, provider_id="SM" + "b" * 32)
+    sid = "SM" + "b" * 32
+    assert receipt(URL, status_form(status)) == Receipt(idempotency_key=KEY, state=state, provider_id=sid,
+                                                        replay_key=f"twilio-status:{sid}:{status}")
 
 
 def test_undelivered_to_an_unreachable_handset_may_be_retried() -> None:

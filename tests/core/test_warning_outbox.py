@@ -73,7 +73,8 @@ def test_outcomes_retries_and_late_receipts(box: Outbox) -> None:
     later = time.time() + 3600
     box.finish("email", [(a, t1, SENT, "msg-1", "", 0.0), (a, t2, QUEUED, "", "451 try later", later),
                          (a, t3, FAILED, "", "550 no such user", 0.0)], moves=[(a, "telegram", t3)])
-    assert box.update_by_keys("email", [("A1", t1, 3, ""), ("A1", 999999, 3, ""), ("B9", t1, 3, "")]) == 1
+    assert box.update_by_keys("email", [("A1", t1, 3, "", ""), ("A1", 999999, 3, "", ""), ("B9", t1, 3, "", "")]) == (
+        1, [])
     p = box.progress(no)
     assert (p["email"].delivered, p["email"].failed, p["email"].queued) == (1, 1, 23)
     assert p["telegram"].queued == 1
@@ -119,3 +120,20 @@ def test_recipients_upsert_and_delete(box: Outbox) -> None:
     with pytest.raises(NotFound):
         box.get_recipient("r0")
     assert box.count_recipients() == 29
+
+
+def test_a_late_receipt_sent_again_changes_nothing_even_after_a_reopen(box: Outbox, tmp_path: Path) -> None:
+    box.insert_alert(record("A1"), AuditEvent(at=0, actor="t", kind="drafted"))
+    no, _ = box.get_alert("A1")
+    box.start_fanout(no, [], 0.0)
+    box.fanout_chunk(no, ["medeu"], None, 0, 100, email_route, 0.0)
+    [(a, t, _)] = box.claim("email", 1, time.time())
+    box.finish("email", [(a, t, SENT, "SM1", "", 0.0)], moves=[])
+    sent, delivered = ("A1", t, SENT, "", "twilio-status:SM1:sent"), ("A1", t, 3, "", "twilio-status:SM1:delivered")
+    assert box.update_by_keys("email", [sent, delivered]) == (2, [])
+    assert box.update_by_keys("email", [sent, sent]) == (0, ["twilio-status:SM1:sent"] * 2)  # an old one again
+    assert box.progress(no)["email"].delivered == 1
+    box.close()
+    again = Outbox(box.path, synchronous="NORMAL")
+    assert again.update_by_keys("email", [delivered, sent]) == (0, [delivered[4], sent[4]])
+    assert again.update_by_keys("email", [("A1", t, SENT, "", "")]) == (1, [])  # no key: always applied

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import trio
+from starlette.applications import Starlette
 
+from channels.base import Receipt
 from channels.email import open_email
 from channels.telegram import open_telegram
+from channels.twilio_sms import open_twilio, status_callback_route
 from gateway.errors import AlertError
-from gateway.settings.channels import EmailConfig, TelegramConfig
+from gateway.settings.channels import EmailConfig, TelegramConfig, TwilioConfig
 from gateway.warning.workflow import DraftSpec
+from gateway.web.server import run_server
 from sim.smtp import open_smtp_sim
 from sim.telegram import open_telegram_sim
+from sim.twilio import open_twilio_sim
 from tests.core.warning_harness import harness, people
 
 TOKEN = "123456:TEST-token"
@@ -215,3 +222,35 @@ async def test_update_supersedes_keeps_exercise_status_and_a_cancelled_chain_sta
             with pytest.raises(AlertError, match="was cancelled"):
                 await h.workflow.send(late.id, "daniyar")
     assert smtp.accepted == 60  # warning, update and all-clear to each of the 20; the late update to nobody
+
+
+async def test_a_twilio_status_callback_sent_again_changes_nothing(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "gateway.warning.engine")
+    receiver, late = Starlette(), list[Callable[[Receipt], None]]()
+    with trio.fail_after(20):
+        async with open_twilio_sim(mps=1000.0, send_delay_s=0.01, deliver_delay_s=0.02) as sim, \
+                trio.open_nursery() as nursery:
+            [base] = await nursery.start(run_server, receiver, "127.0.0.1", 0)
+            cfg = TwilioConfig(account_sid=sim.account_sid, auth_token=sim.auth_token, from_number="+15005550006",
+                               api_base_url=sim.base_url, status_callback_url=f"{base}/twilio/status")
+            async with open_twilio(cfg, on_update=lambda r: late[0](r)) as twilio, \
+                    harness(tmp_path / "w.sqlite3", {"twilio": twilio}, sms_routes=(("+", "twilio"),)) as h:
+                receiver.router.routes.append(status_callback_route(twilio, "/twilio/status"))
+                late.append(h.engine.receipt_callback("twilio"))
+                await h.add(people(1, channels="sms"))
+                record = await h.send(DraftSpec(event="flood", zones=["medeu"], channels=["sms"]))
+                while (done := (await h.workflow.progress(record.id)).channels.get("twilio")) is None or \
+                        done.delivered < 1:
+                    await trio.sleep(0.02)
+                sid = sim.messages[0].sid
+                # Twilio did not get our answers and sends them again: "sent" late, after "delivered"
+                for n, status in enumerate(("sent", "delivered"), start=1):
+                    assert (await sim.repeat_callback(sid, status)).http_status == 204  # taken: Twilio stops
+                    with trio.move_on_after(2):
+                        while sum("already taken" in m for m in caplog.messages) < n:
+                            await trio.sleep(0.02)
+                    progress = (await h.workflow.progress(record.id)).channels["twilio"]
+                    assert (progress.delivered, progress.sent) == (1, 0)  # never back to "sent"
+                assert sum("already taken" in m for m in caplog.messages) == 2
+            nursery.cancel_scope.cancel()
