@@ -136,6 +136,9 @@ class Smsc:
         self._drop_after: int | None = None
         # internals
         self._next_id = 0x1000
+        # A real SMSC never reuses a message id; a gateway keeps the MO ids it took, so a stand-in
+        # started again must not name a new text with an old id.
+        self._mo_prefix = f"MO{int(time.time() * 1000):X}-"
         self._conns: list[_Conn] = []
         self._parts: dict[tuple[str, str, str, int, int], dict[int, tuple[str, str]]] = {}
         self._receipts: collections.deque[_Pending] = collections.deque()
@@ -391,7 +394,7 @@ class Smsc:
             raise LookupError("no receiver or transceiver is bound")
         self._next_id += 1
         pdus = smpp_mo.mo_pdus(source, destination, text, ref=self._next_id & 0xFF, data_coding=data_coding, body=body)
-        base = message_id or f"{self._next_id:X}"
+        base = message_id or f"{self._mo_prefix}{self._next_id:X}"
         ids = [base] if len(pdus) == 1 else [f"{base}-{n}" for n in range(1, len(pdus) + 1)]
         frames, sequences = [], []
         for pdu, part_id in zip(pdus, ids, strict=True):
