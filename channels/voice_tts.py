@@ -119,13 +119,22 @@ class Synthesizer:
         return Speech(path=path, media=f"sound:{self.asterisk_dir}/{key}", duration_s=wav_duration(path))
 
 
+def _for_asterisk(path: Path, *, directory: bool) -> None:
+    """Readable by Asterisk's own account whatever the umask: the gateway runs with 027, and a directory
+    it made would shut Asterisk (another account) out. Others are kept out one level up: the sandbox's
+    instance directory is its account's own, 0750."""
+    if directory:
+        path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o755 if directory else 0o644)
+
+
 def _synthesise(text: str, language: Language, path: Path) -> None:
     """Write the WAV under a temporary name and rename it, so a reader never sees half a file."""
     partial = path.with_name(path.stem + ".partial.wav")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _for_asterisk(path.parent, directory=True)
         prompts._speak([(text, language)], partial)
-        partial.chmod(0o644)  # Asterisk reads it as its own user
+        _for_asterisk(partial, directory=False)
         os.replace(partial, path)
     except subprocess.CalledProcessError as exc:
         detail = (exc.stderr or b"").decode(errors="replace").strip()[-300:]

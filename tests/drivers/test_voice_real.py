@@ -314,3 +314,20 @@ def test_rtp_payload_length() -> None:
     assert rtp_payload_len(bytes([0x91, 0x00]) + bytes(10) + bytes(4) + bytes([0, 0, 0, 1]) + bytes(4)
                            + bytes(160)) == 160
     assert rtp_payload_len(b"\x00" * 172) == 0  # not RTP version 2
+
+
+async def test_speech_files_stay_readable_by_asterisk_under_the_gateways_umask(tmp_path: Path) -> None:
+    """`gateway run` has umask 027: a call-out directory it created was 0750 root's own, Asterisk's account
+    could not enter it, and every later call-out played nothing (found by the whole suite in CI)."""
+    import os
+    import stat
+
+    from channels.voice_tts import Synthesizer
+
+    old = os.umask(0o027)
+    try:
+        speech = await Synthesizer(tmp_path / "sounds", "/srv/x/sounds").speech("Сынақ хабарлама", "kk")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(speech.path.parent.stat().st_mode) == 0o755
+    assert stat.S_IMODE(speech.path.stat().st_mode) == 0o644
