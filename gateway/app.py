@@ -18,6 +18,7 @@ import trio
 from starlette.routing import BaseRoute
 
 from gateway.asterisk import ami, ari
+from gateway.asterisk.dialplan import is_loopback
 from gateway.asterisk.sandbox import locate
 from gateway.errors import AlertError, AriError, ChannelError, GatewayError
 from gateway.incident.bus import Bus
@@ -27,6 +28,7 @@ from gateway.incident.records import Incident
 from gateway.incident.store import AsyncStore, SqliteStore
 from gateway.intake.calls import Intake
 from gateway.metrics import Metrics
+from gateway.people.accounts import Accounts
 from gateway.protocols.cap import Circle
 from gateway.scenario import facts as F
 from gateway.settings import GatewayConfig
@@ -36,6 +38,7 @@ from gateway.web.app import build_app
 from gateway.web.auth import Auth, key_path, local_key
 from gateway.web.health import Health, health_routes
 from gateway.web.incidents import incident_routes
+from gateway.web.people import PeopleRoutes
 from gateway.web.server import run_server
 from gateway.web.warnings import WarningsApi
 from gateway.web.webhooks import AlarmRoutes, Sms112Routes
@@ -98,9 +101,15 @@ class Gateway:
         self.asterisk = ami.AsteriskHealth()
         self.ari_connected = False
         self.http_addresses: list[str] = []
-        self.warnings = Warnings(cfg.warnings, sounds_dir=self.sounds_dir) if cfg.warnings.enabled else None
-        self.auth = Auth([(u.name, [str(r) for r in u.roles], u.token_sha256) for u in cfg.warnings.users],
-                         local_key(key_path(cfg.warnings.store_path)))
+        self.accounts = Accounts(cfg.store.path, idle_s=cfg.people.idle_timeout_s,
+                                 lock_after=cfg.people.lockout_after, lock_for_s=cfg.people.lockout_s)
+        officers = [(u.name, [str(r) for r in u.roles], u.token_sha256) for u in cfg.warnings.users]
+        for name in self.accounts.adopt(officers):
+            log.info("officer %r from [[warnings.users]] is now an account (gateway users reset %s to log in)",
+                     name, name)
+        self.auth = Auth(self.accounts, local_key(key_path(cfg.warnings.store_path)))
+        self.warnings = Warnings(cfg.warnings, sounds_dir=self.sounds_dir, users=self.accounts.roles()) \
+            if cfg.warnings.enabled else None
         self.board: Any = None
         self.escalation: Any = None
         self.alarms: Any = None
@@ -128,14 +137,18 @@ class Gateway:
         """Run until cancelled. ``started()`` once the HTTP API listens and ARI is registered."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run)
-            routes: list[BaseRoute] = [*incident_routes(self.store, self.bus),
-                                       *health_routes(self.store, self.metrics, self.health)]
+            routes: list[BaseRoute] = [
+                *incident_routes(self.store, self.bus, self.auth),
+                *health_routes(self.store, self.metrics, self.health, self.auth,
+                               open_to_all=is_loopback(self.cfg.http.host)),
+                *PeopleRoutes(self.accounts, self.auth, secure_cookies=bool(self.cfg.http.certfile)).routes()]
             if self.warnings is not None:
                 await nursery.start(self.warnings.run)
                 routes += WarningsApi(self.warnings, self.auth).routes()
             routes += await self._start_response_side(nursery)
             app = build_app(routes)
-            self.http_addresses = await nursery.start(run_server, app, self.cfg.http.host, self.cfg.http.port)
+            self.http_addresses = await nursery.start(run_server, app, self.cfg.http.host, self.cfg.http.port,
+                                                      self.cfg.http.certfile, self.cfg.http.keyfile)
             await nursery.start(ami.monitor, self.cfg.asterisk, self.asterisk, self.metrics)
             await nursery.start(self._ari_forever)
             log.info("gateway ready: HTTP %s, Stasis app %r", ", ".join(self.http_addresses), self.cfg.asterisk.app)

@@ -19,8 +19,13 @@ SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 def private_store(path: Path) -> None:
     """Create ``path`` (empty) if missing and make it and its SQLite companions readable by the owner
-    only. SQLite creates -wal and -shm with the database file's mode, so they stay private too."""
-    os.close(os.open(path, os.O_RDONLY | os.O_CREAT, PRIVATE))
+    only. SQLite creates -wal and -shm with the database file's mode, so they stay private too.
+
+    An existing file is never opened here: closing any descriptor of a file drops every POSIX lock this
+    process holds on it, so another connection to the same database would lose its locks and could
+    read a half-written page (the accounts share the incident store's file)."""
+    if not path.exists():
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT, PRIVATE))
     for found in (path, *(path.with_name(path.name + suffix) for suffix in SQLITE_COMPANIONS)):
         try:
             os.chmod(found, PRIVATE)

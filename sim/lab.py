@@ -174,14 +174,20 @@ class GatewayProcess:
                     await trio.sleep(0.05)
             self.kill()
 
+    def host_headers(self) -> dict[str, str]:
+        """Read as the host's operator: the local key the gateway wrote beside its warnings store."""
+        from gateway.web.auth import key_path
+
+        return {"X-ECGW-Local-Key": key_path(self.cfg.warnings.store_path).read_text().strip()}
+
     async def incidents(self) -> list[dict[str, object]]:
-        async with httpx.AsyncClient(timeout=5) as client:
+        async with httpx.AsyncClient(timeout=5, headers=self.host_headers()) as client:
             return (await client.get(self.url + "/incidents?limit=1000")).json()  # type: ignore[no-any-return]
 
     async def incident(self, incident_id: str) -> Incident:
         import msgspec
 
-        async with httpx.AsyncClient(timeout=5) as client:
+        async with httpx.AsyncClient(timeout=5, headers=self.host_headers()) as client:
             reply = await client.get(f"{self.url}/incidents/{incident_id}")
         reply.raise_for_status()
         return msgspec.json.decode(reply.content, type=Incident)

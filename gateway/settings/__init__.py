@@ -12,6 +12,7 @@ from gateway.settings.config import (
     DEFAULT_PATH,
     GatewayConfig,
     HttpConfig,
+    PeopleConfig,
     StoreConfig,
     load,
     parse,
@@ -39,7 +40,7 @@ __all__ = [
     "DEFAULT_PATH", "NAME_RE", "PROJECT", "AlarmConfig", "AniConfig", "AsteriskConfig", "Base", "Category",
     "ChannelSet", "CorrelationConfig", "DispatchConfig", "EmailConfig", "EscalationConfig", "GatewayConfig",
     "HttpConfig", "IvrConfig", "LocationConfig", "Position", "Report102Config", "ReportsConfig", "ResponderChannels",
-    "Service",
+    "PeopleConfig", "Service",
     "SirenLine", "Sms112Config", "SmppConfig", "SmsRoute", "StoreConfig", "TelegramConfig", "TwilioConfig",
     "UnitsConfig", "User", "VoiceConfig", "WarningsConfig", "load", "parse", "project_path", "semantic_problems",
 ]

@@ -45,8 +45,22 @@ class StoreConfig(Base, frozen=True):
 
 
 class HttpConfig(Base, frozen=True):
+    """Where the API and console listen. ``certfile``/``keyfile`` (PEM) serve HTTPS; without them only
+    loopback is sensible (session cookies and passwords would cross the network in the clear)."""
+
     host: str = "127.0.0.1"
     port: int = 8080
+    certfile: str = ""
+    keyfile: str = ""
+
+
+class PeopleConfig(Base, frozen=True):
+    """Accounts (``gateway users``): a session ends after ``idle_timeout_s`` without a request;
+    ``lockout_after`` wrong passwords in a row lock an account for ``lockout_s``."""
+
+    idle_timeout_s: float = 900.0
+    lockout_after: int = 5
+    lockout_s: float = 900.0
 
 
 class GatewayConfig(Base, frozen=True):
@@ -56,6 +70,7 @@ class GatewayConfig(Base, frozen=True):
     ivr: IvrConfig = IvrConfig()
     store: StoreConfig = StoreConfig()
     http: HttpConfig = HttpConfig()
+    people: PeopleConfig = PeopleConfig()
     ani: AniConfig = AniConfig()
     location: LocationConfig = LocationConfig()
     correlation: CorrelationConfig = CorrelationConfig()
@@ -146,7 +161,21 @@ def semantic_problems(cfg: GatewayConfig, source: str = "<config>") -> list[str]
     p += escalation_problems(cfg.escalation, source)
     p += units_problems(cfg.units, source)
     p += alarm_problems(cfg.alarm, source)
-    return p + bot_problems(cfg, source)
+    return p + bot_problems(cfg, source) + http_problems(cfg, source)
+
+
+def http_problems(cfg: GatewayConfig, source: str) -> list[str]:
+    h, people = cfg.http, cfg.people
+    p = [f"{source}: http.{key}: give both certfile and keyfile, or neither"
+         for key, value, other in (("certfile", h.certfile, h.keyfile), ("keyfile", h.keyfile, h.certfile))
+         if value and not other]
+    if people.idle_timeout_s < 60 or people.idle_timeout_s > 86_400:
+        p.append(f"{source}: people.idle_timeout_s: expected 60-86400 seconds, got {people.idle_timeout_s}")
+    if not 3 <= people.lockout_after <= 20:
+        p.append(f"{source}: people.lockout_after: expected 3-20 wrong passwords, got {people.lockout_after}")
+    if people.lockout_s < 60:
+        p.append(f"{source}: people.lockout_s: expected at least 60 seconds, got {people.lockout_s}")
+    return p
 
 
 def bot_problems(cfg: GatewayConfig, source: str) -> list[str]:

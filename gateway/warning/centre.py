@@ -4,7 +4,7 @@ delivery engine, and exposes the workflow to the HTTP API."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -33,14 +33,16 @@ Opener = Callable[[Callable[[Receipt], None]], AbstractAsyncContextManager[Any]]
 class Warnings:
     """Owns the outbox, the channels and the engine; ``workflow`` is what the API calls."""
 
-    def __init__(self, cfg: WarningsConfig, *, sounds_dir: Path | None = None) -> None:
+    def __init__(self, cfg: WarningsConfig, *, sounds_dir: Path | None = None,
+                 users: Mapping[str, list[str]] | None = None) -> None:
+        """``users``: who has which roles (the gateway's accounts); the config's officers by default."""
         self.cfg = cfg
         self.sounds_dir = sounds_dir
         self.outbox = AsyncOutbox(Outbox(cfg.store_path))
         self.zones = zone_file.load(project_path(cfg.zones_file))
         catalogue = load_catalogue(project_path(cfg.templates_dir), max_sms_segments=cfg.max_sms_segments)
         self.renderer = Renderer(catalogue, self.zones)
-        users = {u.name: [str(r) for r in u.roles] for u in cfg.users}
+        users = users if users is not None else {u.name: [str(r) for r in u.roles] for u in cfg.users}
         self.workflow = Workflow(self.outbox, self.renderer, self.zones, users, sender=cfg.sender,
                                  sender_names=cfg.sender_names)
         self.engine: Engine | None = None

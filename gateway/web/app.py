@@ -16,11 +16,11 @@ from starlette.routing import BaseRoute
 
 from gateway.web.errors import error
 from gateway.web.openapi import openapi_route
-from gateway.web.server import BodyLimit
+from gateway.web.server import BodyLimit, SecurityHeaders
 
 
 def build_app(routes: Sequence[BaseRoute]) -> Starlette:
-    return Starlette(routes=[*routes, openapi_route()], middleware=[Middleware(BodyLimit)],
+    return Starlette(routes=[*routes, openapi_route()], middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit)],
                      exception_handlers={Exception: _failed})
 
 

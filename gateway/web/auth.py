@@ -1,34 +1,39 @@
-"""Who is calling the HTTP API: an officer's bearer token (SHA-256 in config) or the host's local key.
+"""Who is calling the HTTP API: a person with a session (the console), a machine or person with a bearer
+token, or the host's CLI with the local key.
 
-One ``Auth`` serves every route. The local key file (0600, written by the gateway at start) is for
-the CLI on the gateway's own host; a request carrying it names its officer in ``X-ECGW-User``.
+One ``Auth`` serves every route; people, roles and sessions are ``gateway.people.accounts``.
 
-Trust boundary: the key stands for whoever can read it, i.e. whoever runs the CLI on the gateway's
-host as the gateway's user; that person may act as any officer configured in ``[[warnings.users]]``
-(two-person approval then rests on the host's own access control). A name not configured there is
-refused (403), so the key never creates an officer. Once per-person accounts exist, the key will act
-only for the person running the CLI.
+- A session is a cookie (HttpOnly, SameSite=Strict, Secure under TLS) set by ``POST /login``. A
+  request that changes something with a session must also carry the session's CSRF token in
+  ``X-CSRF-Token`` (a cookie is sent by the browser on its own; the token only by our own page).
+- A bearer token (its SHA-256 stored with the person) is for machines and scripts; it carries no
+  ambient authority, so no CSRF token is needed.
+- The local key file (0600, written by the gateway at start) is for the CLI on the gateway's own
+  host; a request carrying it names its person in ``X-ECGW-User``. Trust boundary: the key stands for
+  whoever can read it, i.e. whoever runs the CLI on the gateway's host as the gateway's user; that
+  person may act as any enabled account (two-person approval then rests on the host's own access
+  control). A name that is not an enabled account is refused (403), so the key never creates one.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.people.accounts import Accounts
 from gateway.web.errors import error
 
 
 class Officer(msgspec.Struct, frozen=True):
     name: str
     roles: frozenset[str]
+    via: str = "token"  # session, token or local (for the audit trail)
 
 
 def key_path(store_path: str) -> Path:
@@ -51,41 +56,64 @@ def local_key(path: Path) -> str:
 
 
 class Auth:
-    def __init__(self, users: Iterable[tuple[str, Iterable[str], str]], local_key: str) -> None:
-        """``users``: (name, roles, token_sha256) triples."""
-        users = list(users)
-        self.roles = {name: frozenset(roles) for name, roles, _ in users}
-        self.tokens = {digest: name for name, _, digest in users if digest}
+    COOKIE = "ecgw_session"
+    UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+    def __init__(self, accounts: Accounts, local_key: str) -> None:
+        self.accounts = accounts
         self.key = local_key
 
     def local(self, request: Request) -> bool:
         """The request carries the key only the gateway's host operator can read."""
         return hmac.compare_digest(request.headers.get("x-ecgw-local-key", ""), self.key)
 
-    def user(self, request: Request) -> str | None:
+    def identify(self, request: Request) -> Officer | Response | None:
+        """Who asks: an Officer, the refusal to send (a session without its CSRF token, an unknown name on
+        the local key), or None when nobody is named."""
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
-            return self.tokens.get(hashlib.sha256(auth[7:].strip().encode()).hexdigest())
+            person = self.accounts.by_token(auth[7:].strip())
+            return Officer(person.name, person.roles, "token") if person else None
         if self.local(request):
-            return request.headers.get("x-ecgw-user") or None
-        return None
+            name = request.headers.get("x-ecgw-user", "")
+            if not name:
+                return None
+            person = self.accounts.person(name)
+            if person is None:
+                return error(f"user {name!r} is not an enabled account (gateway users list)", 403)
+            return Officer(person.name, person.roles, "local")
+        token = request.cookies.get(self.COOKIE, "")
+        session = self.accounts.session(token) if token else None
+        if session is None:
+            return None
+        if request.method in self.UNSAFE and not hmac.compare_digest(request.headers.get("x-csrf-token", ""),
+                                                                     session.csrf):
+            return error("missing or wrong X-CSRF-Token for this session", 403)
+        return Officer(session.person.name, session.person.roles, "session")
 
     def require(self, request: Request, *roles: str) -> Officer | Response:
-        """The acting officer, or the 401/403 response to send. With no ``roles`` any officer will do."""
-        name = self.user(request)
-        if name is None:
-            return error("who is acting? send an officer's bearer token", 401)
-        if name not in self.roles:  # only the local key can name someone: it acts for configured officers only
-            return error(f"user {name!r} is not an officer in [[warnings.users]]", 403)
-        have = self.roles[name]
-        if roles and not have.intersection(roles):
-            if len(roles) == 1:
-                return error(f"user {name!r} is not a {roles[0]} officer", 403)
-            return error(f"user {name!r} needs one of the roles: {', '.join(roles)}", 403)
-        return Officer(name, have)
+        """The acting person, or the 401/403 response to send. With no ``roles`` anyone logged in will do."""
+        who = self.identify(request)
+        if who is None:
+            return error("who is acting? log in, or send a bearer token", 401)
+        if isinstance(who, Response) or not roles or who.roles.intersection(roles):
+            return who
+        if len(roles) == 1:
+            return error(f"user {who.name!r} is not a {roles[0]} officer", 403)
+        return error(f"user {who.name!r} needs one of the roles: {', '.join(roles)}", 403)
 
     def reader(self, request: Request) -> Response | None:
-        """None when an officer or the host's operator (local key, no name needed) asks; else the 401."""
-        if self.local(request) or self.user(request) is not None:
+        """None when a person, a token or the host's operator (local key, no name needed) asks; else the 401."""
+        if self.local(request):
             return None
-        return error("who is asking? send an officer's bearer token", 401)
+        who = self.identify(request)
+        if who is None:
+            return error("who is asking? log in, or send a bearer token", 401)
+        return who if isinstance(who, Response) else None
+
+    def name(self, request: Request) -> tuple[str, str]:
+        """(who, via) for the audit trail of a request ``reader`` let through."""
+        who = self.identify(request)
+        if isinstance(who, Officer):
+            return who.name, who.via
+        return ("host", "local") if self.local(request) else ("?", "?")

@@ -12,6 +12,7 @@ from starlette.routing import Route
 from gateway.errors import StoreError
 from gateway.incident.store import AsyncStore
 from gateway.metrics import Metrics
+from gateway.web.auth import Auth
 from gateway.web.errors import json_response
 
 
@@ -35,8 +36,17 @@ class Health(msgspec.Struct, kw_only=True):
     reasons: list[str] = []  # what makes it degraded: Asterisk, the store, each channel that is not up
 
 
-def health_routes(store: AsyncStore, metrics: Metrics, health: Callable[[], Health]) -> list[Route]:
+def health_routes(store: AsyncStore, metrics: Metrics, health: Callable[[], Health], auth: Auth,
+                  *, open_to_all: bool) -> list[Route]:
+    """``open_to_all``: the API listens on loopback only, so whoever reaches it is on the host; bound
+    elsewhere, health and metrics (queue length, positions) need a person or a token too."""
+
+    def denied(request: Request) -> Response | None:
+        return None if open_to_all else auth.reader(request)
+
     async def get_health(request: Request) -> Response:
+        if (refused := denied(request)) is not None:
+            return refused
         report = health()
         try:
             await store.recent(1)
@@ -46,6 +56,8 @@ def health_routes(store: AsyncStore, metrics: Metrics, health: Callable[[], Heal
         return json_response(report, 200 if report.status == "ok" else 503)
 
     async def get_metrics(request: Request) -> Response:
+        if (refused := denied(request)) is not None:
+            return refused
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     return [Route("/health", get_health), Route("/metrics", get_metrics)]

@@ -1,4 +1,8 @@
-"""Reading incidents: the recent list, one incident with its timeline, and the live change stream (SSE)."""
+"""Reading incidents: the recent list, one incident with its timeline, and the live change stream (SSE).
+
+They hold callers' numbers and locations: every read needs a person or a token (``web.auth``), and
+opening an incident's card is written to the audit trail with who opened it.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +18,21 @@ from starlette.routing import Route
 from gateway.errors import NotFound
 from gateway.incident.bus import Bus
 from gateway.incident.store import AsyncStore
+from gateway.web.auth import Auth
 from gateway.web.errors import error, json_response
 
 _json = msgspec.json.Encoder()
 KEEP_ALIVE_S = 15.0
 
 
-def incident_routes(store: AsyncStore, bus: Bus) -> list[Route]:
+def incident_routes(store: AsyncStore, bus: Bus, auth: Auth) -> list[Route]:
+    async def audited(request: Request, action: str, target: str = "") -> None:
+        who, via = auth.name(request)
+        await trio.to_thread.run_sync(auth.accounts.audit, who, via, action, target, "")
+
     async def list_incidents(request: Request) -> Response:
+        if (denied := auth.reader(request)) is not None:
+            return denied
         try:
             limit = min(1000, max(1, int(request.query_params.get("limit", "100"))))
             since = float(request.query_params.get("since", "0"))
@@ -29,15 +40,23 @@ def incident_routes(store: AsyncStore, bus: Bus) -> list[Route]:
             since = math.nan
         if not math.isfinite(since):
             return error("limit must be an integer and since a number (Unix time)", 400)
+        await audited(request, "incidents_listed", f"limit {limit}")
         return json_response(await store.recent(limit, since))
 
     async def get_incident(request: Request) -> Response:
+        if (denied := auth.reader(request)) is not None:
+            return denied
         try:
-            return json_response(await store.get(request.path_params["id"]))
+            incident = await store.get(request.path_params["id"])
         except NotFound as exc:
             return error(str(exc), 404)
+        await audited(request, "incident_read", incident.id)
+        return json_response(incident)
 
-    async def events(request: Request) -> StreamingResponse:
+    async def events(request: Request) -> Response:
+        if (denied := auth.reader(request)) is not None:
+            return denied
+        await audited(request, "events_opened")
         return StreamingResponse(_changes(bus), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

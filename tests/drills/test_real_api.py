@@ -27,7 +27,8 @@ async def test_events_stream_health_metrics_and_openapi(
     seen: list[dict[str, object]] = []
 
     async def listen(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with httpx.AsyncClient(timeout=None) as client, client.stream("GET", gateway.url + "/events") as reply:
+        async with httpx.AsyncClient(timeout=None, headers=gateway.host_headers()) as client, \
+                client.stream("GET", gateway.url + "/events") as reply:
             assert reply.headers["content-type"].startswith("text/event-stream")
             task_status.started()
             async for line in reply.aiter_lines():
@@ -45,11 +46,14 @@ async def test_events_stream_health_metrics_and_openapi(
     assert {"queued", "answered", "closed"} <= {e["state"] for e in seen if e["id"] == incident.id}
 
     async with httpx.AsyncClient(timeout=5) as client:
-        health = (await client.get(gateway.url + "/health")).json()
+        health = (await client.get(gateway.url + "/health")).json()  # open: the API listens on loopback only
         metrics = (await client.get(gateway.url + "/metrics")).text
         spec = (await client.get(gateway.url + "/openapi.json")).json()
-        missing = await client.get(gateway.url + "/incidents/no-such-incident")
-        bad = await client.get(gateway.url + "/incidents?limit=abc")
+        anonymous = [(await client.get(gateway.url + path)).status_code
+                     for path in ("/incidents", f"/incidents/{incident.id}", "/events")]
+        missing = await client.get(gateway.url + "/incidents/no-such-incident", headers=gateway.host_headers())
+        bad = await client.get(gateway.url + "/incidents?limit=abc", headers=gateway.host_headers())
+    assert anonymous == [401, 401, 401]  # callers' numbers and locations: a person or a token only
     assert health["status"] == "ok" and health["asterisk_fully_booted"] and health["ami_connected"]
     assert 'ecgw_calls_total{service="112"}' in metrics and "ecgw_incident_store_seconds_bucket" in metrics
     assert "Incident" in spec["components"]["schemas"] and "/incidents/{id}" in spec["paths"]

@@ -230,7 +230,7 @@ async def test_bad_drafts_are_refused_by_the_running_gateway(tmp_path: Path, arg
         run = await w.acli("alert", "draft", "--as", "aigerim", *args)
         assert run.returncode == 1 and problem in run.stderr, run.stderr
         run = await w.acli("alert", "draft", "--as", "mallory", "--event", "flood", "--zone", "medeu")
-        assert run.returncode == 1 and "'mallory' is not an officer in [[warnings.users]]" in run.stderr
+        assert run.returncode == 1 and "'mallory' is not an enabled account" in run.stderr
 
 
 async def test_resident_signs_up_in_telegram_and_is_warned(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import trio
 from starlette.applications import Starlette
 
 from gateway.incident.desk import Desk
+from gateway.people.accounts import Accounts
 from gateway.units.board import UnitBoard
 from gateway.web.auth import Auth
 from gateway.web.server import run_server
@@ -27,8 +28,10 @@ def sha(token: str) -> str:
 
 @asynccontextmanager
 async def served(tmp_path: Path) -> AsyncIterator[tuple[str, Desk, UnitBoard]]:
-    auth = Auth([("aigerim", ["dispatcher"], sha(TOKENS["aigerim"])),
-                 ("olga", ["civil-defence"], sha(TOKENS["olga"]))], local_key="k" * 64)
+    accounts = Accounts(tmp_path / "accounts.sqlite3")
+    accounts.adopt([("aigerim", ["dispatcher"], sha(TOKENS["aigerim"])),
+                    ("olga", ["civil-defence"], sha(TOKENS["olga"]))])
+    auth = Auth(accounts, local_key="k" * 64)
     async with incident_desk(tmp_path) as desk, trio.open_nursery() as nursery:
         board = make_board(tmp_path, desk)
         await nursery.start(board.run)
