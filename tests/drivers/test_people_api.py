@@ -75,6 +75,9 @@ async def test_reads_of_incidents_are_audited_and_the_trail_is_for_supervisors(t
         trail = (await supervisor.get("/audit")).json()
         assert {"who": "marat", "via": "local", "action": "incident_read", "target": incident_id}.items() <= \
             next(e for e in trail if e["action"] == "incident_read").items()
+        assert (await supervisor.get("/recipients?limit=5")).status_code == 200
+        trail = (await supervisor.get("/audit")).json()
+        assert any(e["action"] == "recipients_listed" and e["who"] == "saule" for e in trail)
         exported = await supervisor.get("/audit?format=csv")
         assert exported.headers["content-type"].startswith("text/csv")
         assert exported.text.splitlines()[0] == "seq,wall,who,via,action,target,detail"
