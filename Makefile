@@ -3,12 +3,13 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= config/gateway.toml
-DEB_PACKAGES := mmdebstrap sip-tester socat espeak-ng sox sqlite3 procps
+DEB_PACKAGES := mmdebstrap sip-tester socat espeak-ng sox sqlite3 procps chromium
 
-.PHONY: run test deps venv asterisk check bench clean
+.PHONY: run test deps venv asterisk console check bench clean
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
@@ -22,15 +23,22 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# The console's front-end libraries, from npm with the committed lock file (never a CDN at run time).
+console/node_modules/.installed: console/package-lock.json
+	cd console && npm ci --no-audit --no-fund
+	touch $@
+
+console: deps console/node_modules/.installed
+
 asterisk: deps venv
 	$(VENV)/bin/gateway --config $(CONFIG) asterisk up
 
-run: asterisk
+run: asterisk console
 	@echo "Asterisk: $$($(VENV)/bin/gateway --config $(CONFIG) asterisk status)"
 	@echo "Store: $$(grep -E '^path' $(CONFIG) | cut -d'"' -f2)   API: http://127.0.0.1:8080/health   Ctrl-C stops the gateway and the stand-ins (Asterisk keeps running: gateway asterisk down)"
 	scripts/run $(CONFIG)
 
-test: deps venv
+test: deps venv console
 	$(VENV)/bin/gateway --config $(CONFIG) asterisk prepare
 	$(VENV)/bin/python -m pytest
 

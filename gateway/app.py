@@ -36,6 +36,7 @@ from gateway.warning.centre import Warnings
 from gateway.warning.workflow import DraftSpec
 from gateway.web.app import build_app
 from gateway.web.auth import Auth, key_path, local_key
+from gateway.web.console import console_routes
 from gateway.web.health import Health, health_routes
 from gateway.web.incidents import incident_routes
 from gateway.web.people import PeopleRoutes
@@ -141,7 +142,8 @@ class Gateway:
                 *incident_routes(self.store, self.bus, self.auth),
                 *health_routes(self.store, self.metrics, self.health, self.auth,
                                open_to_all=is_loopback(self.cfg.http.host)),
-                *PeopleRoutes(self.accounts, self.auth, secure_cookies=bool(self.cfg.http.certfile)).routes()]
+                *PeopleRoutes(self.accounts, self.auth, secure_cookies=bool(self.cfg.http.certfile)).routes(),
+                *console_routes()]
             if self.warnings is not None:
                 await nursery.start(self.warnings.run)
                 routes += WarningsApi(self.warnings, self.auth).routes()

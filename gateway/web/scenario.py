@@ -88,6 +88,7 @@ class EscalationApi:
             Route("/incidents/{id}/status", self.status, methods=["POST"]),
             Route("/incidents/{id}/reply", self.reply, methods=["POST"]),
             Route("/incidents/{id}/escalation", self.runs, methods=["GET"]),
+            Route("/categories", self.categories, methods=["GET"]),
             Route("/acks/{token}", self.console_ack, methods=["POST"]),
             Route("/ack/{token}", self.link_page, methods=["GET"]),
             Route("/ack/{token}", self.link_ack, methods=["POST"]),
@@ -173,6 +174,14 @@ class EscalationApi:
             return json_response(await act())
         except GatewayError as exc:
             return refusal(exc, what="incident change")
+
+    async def categories(self, request: Request) -> Response:
+        """The categories a dispatcher may choose, with their titles (kk, ru, en) and priorities."""
+        who = await self._officer(request)
+        if isinstance(who, Response):
+            return who
+        return json_response([{"name": c.name, "title": c.title, "priority": c.priority}
+                              for c in sorted(self.engine.catalogue.categories.values(), key=lambda c: -c.priority)])
 
     async def runs(self, request: Request) -> Response:
         who = await self._officer(request)

@@ -1,0 +1,240 @@
+// The operator console: log in, the live incident queue, and the incident card.
+// Everything a caller, a network or another person wrote is put on the page as text (textContent),
+// never as markup; the server's Content-Security-Policy forbids inline script besides.
+import { t, translate } from "./i18n.js";
+import { showLocations } from "./map.js";
+
+const state = { me: null, csrf: "", language: "ru", incidents: new Map(), selected: null, categories: [] };
+const $ = (id) => document.getElementById(id);
+const ACTIVE = new Set(["new", "queued", "ringing", "answered", "in_ivr", "arrived"]);
+
+async function api(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  if ((options.method || "GET") !== "GET") headers["X-CSRF-Token"] = state.csrf;
+  const reply = await fetch(path, { ...options, headers, credentials: "same-origin",
+    body: options.body === undefined ? undefined : JSON.stringify(options.body) });
+  const body = reply.headers.get("content-type")?.includes("json") ? await reply.json() : null;
+  if (!reply.ok) throw Object.assign(new Error(body?.error || reply.statusText), { status: reply.status });
+  return body;
+}
+
+function el(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (className) node.className = className;
+  return node;
+}
+
+function setLanguage(language) {
+  state.language = ["kk", "ru", "en"].includes(language) ? language : "ru";
+  $("language").value = state.language;
+  translate(document, state.language);
+  renderQueue();
+  if (state.selected) renderCard(state.incidents.get(state.selected)?.full);
+}
+
+// -- logging in -------------------------------------------------------------------------------
+
+async function start() {
+  $("language").addEventListener("change", (e) => setLanguage(e.target.value));
+  $("login-form").addEventListener("submit", login);
+  $("logout").addEventListener("click", logout);
+  document.addEventListener("keydown", keys);
+  setLanguage(navigator.language?.slice(0, 2));
+  try {
+    entered(await api("/me"));
+  } catch (error) {
+    showLogin();
+  }
+}
+
+function showLogin(message = "") {
+  $("login-view").hidden = false;
+  $("desk-view").hidden = true;
+  $("logout").hidden = true;
+  $("who").textContent = "";
+  $("login-error").textContent = message;
+}
+
+async function login(event) {
+  event.preventDefault();
+  try {
+    const me = await api("/login", { method: "POST", body: {
+      name: $("login-name").value.trim(), password: $("login-password").value, position: $("login-position").value.trim() } });
+    $("login-password").value = "";
+    entered(me);
+  } catch (error) {
+    $("login-error").textContent = loginRefusal(error.message);
+  }
+}
+
+function loginRefusal(message) {
+  // The server's words are English; say it in the person's language, keeping the lock's minutes.
+  if (message.startsWith("too many wrong passwords")) return `${t(state.language, "login_locked")} (${message.split(": ").pop()})`;
+  if (message === "wrong name or password") return t(state.language, "login_wrong");
+  if (message === "this account is disabled") return t(state.language, "login_disabled");
+  return message;
+}
+
+async function logout() {
+  try { await api("/logout", { method: "POST" }); } finally { location.reload(); }
+}
+
+function entered(me) {
+  state.me = me;
+  state.csrf = me.csrf || "";
+  setLanguage(me.language);
+  $("who").textContent = `${me.name} (${me.roles.join(", ")})${me.position ? " · " + me.position : ""}`;
+  $("login-view").hidden = true;
+  $("desk-view").hidden = false;
+  $("logout").hidden = false;
+  loadCategories();
+  loadIncidents();
+  listen();
+  setInterval(renderQueue, 1000);  // waiting times count up
+}
+
+// -- the queue --------------------------------------------------------------------------------
+
+async function loadIncidents() {
+  for (const summary of await api("/incidents?limit=200")) state.incidents.set(summary.id, { summary });
+  renderQueue();
+}
+
+function listen() {
+  const events = new EventSource("/events");
+  events.addEventListener("incident", (message) => {
+    const summary = JSON.parse(message.data);
+    const known = state.incidents.get(summary.id) || {};
+    state.incidents.set(summary.id, { ...known, summary });
+    renderQueue();
+    if (summary.id === state.selected) openCard(summary.id);
+  });
+  events.onerror = () => { if (events.readyState === EventSource.CLOSED) showLogin(); };
+}
+
+function ordered() {
+  return [...state.incidents.values()].map((i) => i.summary).sort((a, b) =>
+    (ACTIVE.has(b.state) - ACTIVE.has(a.state)) || (b.priority - a.priority) || (a.created_wall - b.created_wall));
+}
+
+function renderQueue() {
+  const body = $("queue").tBodies[0];
+  const now = Date.now() / 1000;
+  const rows = ordered().slice(0, 200).map((s) => {
+    const row = document.createElement("tr");
+    row.dataset.id = s.id;
+    if (s.id === state.selected) row.classList.add("selected");
+    if (s.priority >= 8) row.classList.add("p-high");
+    const waited = Math.max(0, Math.round(now - s.created_wall));
+    for (const cell of [`${Math.floor(waited / 60)}:${String(waited % 60).padStart(2, "0")}`, s.service, s.priority,
+      s.number || t(state.language, "withheld"), categoryTitle(s.category), s.state + " / " + s.status]) {
+      row.append(el("td", cell));
+    }
+    row.addEventListener("click", () => openCard(s.id));
+    return row;
+  });
+  body.replaceChildren(...rows);
+  $("queue-count").textContent = String(ordered().filter((s) => ACTIVE.has(s.state)).length);
+}
+
+function categoryTitle(name) {
+  const found = state.categories.find((c) => c.name === name);
+  return found ? (found.title[state.language] || name) : (name || t(state.language, "none"));
+}
+
+function keys(event) {
+  if ($("desk-view").hidden || ["INPUT", "SELECT", "TEXTAREA"].includes(event.target.tagName)) return;
+  const ids = ordered().map((s) => s.id);
+  const at = ids.indexOf(state.selected);
+  if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+    const next = ids[Math.min(ids.length - 1, Math.max(0, at + (event.key === "ArrowDown" ? 1 : -1)))];
+    if (next) { state.selected = next; renderQueue(); }
+    event.preventDefault();
+  } else if (event.key === "Enter" && state.selected) {
+    openCard(state.selected);
+  }
+}
+
+// -- the incident card ------------------------------------------------------------------------
+
+async function openCard(id) {
+  state.selected = id;
+  renderQueue();
+  try {
+    const full = await api(`/incidents/${encodeURIComponent(id)}`);
+    state.incidents.set(id, { ...(state.incidents.get(id) || {}), full });
+    renderCard(full);
+  } catch (error) {
+    $("action-error").textContent = error.message;
+  }
+}
+
+function renderCard(incident) {
+  if (!incident) return;
+  $("card").hidden = false;
+  $("card-id").textContent = incident.id;
+  $("card-status").textContent = `${incident.state} / ${incident.status}`;
+  const caller = $("card-caller");
+  caller.replaceChildren(el("strong", incident.caller.number || t(state.language, "withheld")),
+    el("span", incident.caller.display_name ? ` ${incident.caller.display_name}` : ""),
+    ...(incident.caller.flags || []).map((flag) => el("span", flag, "flag")));
+  renderLocations(incident);
+  renderActions(incident);
+  $("timeline").replaceChildren(...incident.timeline.map((e) => {
+    const item = el("li");
+    const details = Object.entries(e.data || {}).filter(([, v]) => v !== null && v !== "")
+      .map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(" · ");
+    item.append(el("span", new Date(e.wall * 1000).toLocaleTimeString()), el("span", " " + e.kind, "kind"),
+      el("span", `${e.actor} — ${details}`));
+    return item;
+  }));
+}
+
+function renderLocations(incident) {
+  const body = $("locations").tBodies[0];
+  body.replaceChildren(...incident.locations.map((loc, index) => {
+    const row = document.createElement("tr");
+    if (index === incident.best_location) row.classList.add("best");
+    const uncertainty = loc.radius_m ? `${Math.round(loc.radius_m)} m` : (loc.points?.length ? `${loc.points.length} pts` : "");
+    for (const cell of [index === incident.best_location ? t(state.language, "chosen") : "", loc.source, loc.shape, uncertainty,
+      loc.confidence != null ? `${loc.confidence} % ${loc.confidence_pdf || ""}` : "", loc.method || "", loc.address || ""]) {
+      row.append(el("td", cell));
+    }
+    return row;
+  }));
+  showLocations($("map"), incident.locations, incident.best_location, "");
+}
+
+async function loadCategories() {
+  try { state.categories = await api("/categories"); } catch (error) { state.categories = []; }
+}
+
+function renderActions(incident) {
+  const select = $("category");
+  select.replaceChildren(el("option", t(state.language, "none")), ...state.categories.map((c) => {
+    const option = el("option", `${c.title[state.language] || c.name} (${c.priority})`);
+    option.value = c.name;
+    option.selected = c.name === incident.category;
+    return option;
+  }));
+  select.onchange = () => act(`/incidents/${encodeURIComponent(incident.id)}/category`, { category: select.value });
+  $("status-buttons").replaceChildren(...["assigned", "en_route", "on_scene", "closed"].map((status) => {
+    const button = el("button", t(state.language, "status_" + status));
+    button.disabled = incident.status === status || incident.status === "closed";
+    button.addEventListener("click", () => act(`/incidents/${encodeURIComponent(incident.id)}/status`, { status }));
+    return button;
+  }));
+}
+
+async function act(path, body) {
+  $("action-error").textContent = "";
+  try {
+    renderCard(await api(path, { method: "POST", body }));
+  } catch (error) {
+    $("action-error").textContent = error.message;
+  }
+}
+
+start();

@@ -1,0 +1,45 @@
+// Labels in the three languages of the centre; a person's own language is the default.
+export const TEXT = {
+  ru: {
+    title: "ЦОУ 102/112", login_title: "Вход", name: "Имя", password: "Пароль", position: "Пульт", login: "Войти",
+    logout: "Выйти", queue: "Происшествия", waiting: "Ожидание", service: "Служба", priority: "Приоритет",
+    number: "Номер", category: "Категория", state: "Состояние", incident: "Происшествие", locations: "Местоположения",
+    source: "Источник", shape: "Форма", uncertainty: "Погрешность", confidence: "Достоверность", method: "Метод",
+    address: "Адрес", timeline: "Хронология", withheld: "скрыт", chosen: "выбрано", no_location: "нет координат",
+    keys_hint: "↑/↓ — выбор, Enter — открыть карточку", status_assigned: "Назначено", status_en_route: "В пути",
+    status_on_scene: "На месте", status_closed: "Закрыть", none: "—",
+    login_wrong: "Неверное имя или пароль", login_locked: "Слишком много неверных паролей: вход заблокирован",
+    login_disabled: "Учётная запись отключена",
+  },
+  kk: {
+    title: "ЖБО 102/112", login_title: "Кіру", name: "Аты", password: "Құпиясөз", position: "Пульт", login: "Кіру",
+    logout: "Шығу", queue: "Оқиғалар", waiting: "Күту", service: "Қызмет", priority: "Басымдық", number: "Нөмір",
+    category: "Санат", state: "Күйі", incident: "Оқиға", locations: "Орналасқан жерлер", source: "Дереккөз",
+    shape: "Пішін", uncertainty: "Қателік", confidence: "Сенімділік", method: "Әдіс", address: "Мекенжай",
+    timeline: "Хронология", withheld: "жасырын", chosen: "таңдалған", no_location: "координат жоқ",
+    keys_hint: "↑/↓ — таңдау, Enter — картаны ашу", status_assigned: "Тағайындалды", status_en_route: "Жолда",
+    status_on_scene: "Орнында", status_closed: "Жабу", none: "—",
+    login_wrong: "Аты немесе құпиясөз қате", login_locked: "Қате құпиясөз тым көп: кіру бұғатталды",
+    login_disabled: "Тіркелгі өшірілген",
+  },
+  en: {
+    title: "Control centre 102/112", login_title: "Log in", name: "Name", password: "Password", position: "Position",
+    login: "Log in", logout: "Log out", queue: "Incidents", waiting: "Waiting", service: "Service",
+    priority: "Priority", number: "Number", category: "Category", state: "State", incident: "Incident",
+    locations: "Locations", source: "Source", shape: "Shape", uncertainty: "Uncertainty", confidence: "Confidence",
+    method: "Method", address: "Address", timeline: "Timeline", withheld: "withheld", chosen: "chosen",
+    no_location: "no position", keys_hint: "↑/↓ select, Enter opens the card", status_assigned: "Assigned",
+    status_en_route: "En route", status_on_scene: "On scene", status_closed: "Close", none: "—",
+    login_wrong: "Wrong name or password", login_locked: "Too many wrong passwords: logging in is locked",
+    login_disabled: "This account is disabled",
+  },
+};
+
+export function t(language, key) {
+  return (TEXT[language] || TEXT.ru)[key] ?? key;
+}
+
+export function translate(root, language) {
+  for (const el of root.querySelectorAll("[data-t]")) el.textContent = t(language, el.dataset.t);
+  document.documentElement.lang = language;
+}
