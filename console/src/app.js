@@ -6,7 +6,7 @@ import { showLocations } from "./map.js";
 
 const state = { me: null, csrf: "", language: "ru", incidents: new Map(), selected: null, categories: [] };
 const $ = (id) => document.getElementById(id);
-const ACTIVE = new Set(["new", "queued", "ringing", "answered", "in_ivr", "arrived"]);
+const ACTIVE = new Set(["new", "queued", "ringing", "answered"]);
 
 async function api(path, options = {}) {
   const headers = { ...(options.headers || {}) };
@@ -109,7 +109,9 @@ function listen() {
     const known = state.incidents.get(summary.id) || {};
     state.incidents.set(summary.id, { ...known, summary });
     renderQueue();
-    if (summary.id === state.selected) openCard(summary.id);
+    // This position's phone answered the call: its card opens by itself.
+    const mine = state.me.position && summary.position === state.me.position && summary.state === "answered";
+    if (summary.id === state.selected || (mine && known.summary?.state !== "answered")) openCard(summary.id);
   });
   events.onerror = () => { if (events.readyState === EventSource.CLOSED) showLogin(); };
 }
@@ -180,8 +182,12 @@ function renderCard(incident) {
   caller.replaceChildren(el("strong", incident.caller.number || t(state.language, "withheld")),
     el("span", incident.caller.display_name ? ` ${incident.caller.display_name}` : ""),
     ...(incident.caller.flags || []).map((flag) => el("span", flag, "flag")));
-  renderLocations(incident);
   renderActions(incident);
+  try {
+    renderLocations(incident);
+  } catch (error) {  // a map problem must never hide the rest of the card
+    $("action-error").textContent = `map: ${error.message}`;
+  }
   $("timeline").replaceChildren(...incident.timeline.map((e) => {
     const item = el("li");
     const details = Object.entries(e.data || {}).filter(([, v]) => v !== null && v !== "")

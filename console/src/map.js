@@ -8,7 +8,8 @@ let layer = null;
 export function showLocations(element, locations, best, tileUrl) {
   if (!window.L) return;  // the library is installed at set-up; a page without it still works as text
   if (map === null) {
-    map = L.map(element, { zoomControl: true, attributionControl: false });
+    // A view before any shape: a circle measures itself with the map's projection.
+    map = L.map(element, { zoomControl: true, attributionControl: false }).setView([48.0, 67.0], 4);
     if (tileUrl) L.tileLayer(tileUrl, { maxZoom: 19 }).addTo(map);
     layer = L.featureGroup().addTo(map);
   }
