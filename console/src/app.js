@@ -4,7 +4,7 @@
 import { t, translate } from "./i18n.js";
 import { showLocations } from "./map.js";
 
-const state = { me: null, csrf: "", language: "ru", incidents: new Map(), selected: null, categories: [] };
+const state = { me: null, csrf: "", language: "ru", incidents: new Map(), selected: null, categories: [], runs: [] };
 const $ = (id) => document.getElementById(id);
 const ACTIVE = new Set(["new", "queued", "ringing", "answered"]);
 
@@ -92,7 +92,7 @@ function entered(me) {
   loadCategories();
   loadIncidents();
   listen();
-  setInterval(renderQueue, 1000);  // waiting times count up
+  setInterval(() => { renderQueue(); renderEscalation(); }, 1000);  // waiting times and countdowns move
 }
 
 // -- the queue --------------------------------------------------------------------------------
@@ -168,6 +168,8 @@ async function openCard(id) {
     const full = await api(`/incidents/${encodeURIComponent(id)}`);
     state.incidents.set(id, { ...(state.incidents.get(id) || {}), full });
     renderCard(full);
+    state.runs = await api(`/incidents/${encodeURIComponent(id)}/escalation`).catch(() => []);
+    renderEscalation();
   } catch (error) {
     $("action-error").textContent = error.message;
   }
@@ -232,6 +234,48 @@ function renderActions(incident) {
     button.addEventListener("click", () => act(`/incidents/${encodeURIComponent(incident.id)}/status`, { status }));
     return button;
   }));
+}
+
+// The incident's scenario runs: the current step highlighted, who was told how, the countdown to the
+// next attempt, and an acknowledge button for each notification still waiting (GoAlert's page, roughly).
+function renderEscalation() {
+  const box = $("escalation");
+  if (!box || $("card").hidden) return;
+  const now = Date.now() / 1000;
+  const live = state.runs.filter((run) => run.phase !== "done");
+  if (!live.length) { box.replaceChildren(el("p", t(state.language, "no_runs"), "hint")); return; }
+  box.replaceChildren(...live.map((run) => {
+    const part = el("div", null, "run");
+    const left = Math.max(0, Math.round(run.deadline_wall - now));
+    part.append(el("strong", `${run.scenario} · ${t(state.language, "step")} ${run.pc + 1} · ` +
+      `${t(state.language, "attempt")} ${run.attempt} · ${run.phase}`),
+      el("span", run.deadline_wall ? ` · ${t(state.language, "next_in")} ${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}` : ""));
+    const list = el("ul");
+    for (const target of run.targets) {
+      const item = el("li", `${target.person}${target.unit_name ? " (" + target.unit_name + ")" : ""} · ${target.channel || "—"} · `);
+      if (target.acked_wall) item.append(el("span", `${t(state.language, "acked")}: ${target.acked_by} (${target.acked_via})`, "acked"));
+      else if (target.failed) item.append(el("span", `${t(state.language, "failed")}: ${target.failed}`, "flag"));
+      else {
+        item.append(el("span", t(state.language, "pending"), "flag"));
+        const button = el("button", t(state.language, "acknowledge"));
+        button.addEventListener("click", () => acknowledge(target.token));
+        item.append(button);
+      }
+      list.append(item);
+    }
+    part.append(list);
+    return part;
+  }));
+}
+
+async function acknowledge(token) {
+  $("action-error").textContent = "";
+  try {
+    await api(`/acks/${encodeURIComponent(token)}`, { method: "POST" });
+    await openCard(state.selected);
+  } catch (error) {
+    $("action-error").textContent = error.message;
+  }
 }
 
 async function act(path, body) {

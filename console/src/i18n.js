@@ -9,7 +9,9 @@ export const TEXT = {
     keys_hint: "↑/↓ — выбор, Enter — открыть карточку", status_assigned: "Назначено", status_en_route: "В пути",
     status_on_scene: "На месте", status_closed: "Закрыть", none: "—",
     login_wrong: "Неверное имя или пароль", login_locked: "Слишком много неверных паролей: вход заблокирован",
-    login_disabled: "Учётная запись отключена",
+    login_disabled: "Учётная запись отключена", escalation: "Оповещение", step: "шаг", attempt: "попытка",
+    next_in: "следующая через", acknowledge: "Подтвердить", acked: "подтвердил", pending: "ждём ответа",
+    no_runs: "сценарий не запущен", failed: "не доставлено",
   },
   kk: {
     title: "ЖБО 102/112", login_title: "Кіру", name: "Аты", password: "Құпиясөз", position: "Пульт", login: "Кіру",
@@ -20,7 +22,9 @@ export const TEXT = {
     keys_hint: "↑/↓ — таңдау, Enter — картаны ашу", status_assigned: "Тағайындалды", status_en_route: "Жолда",
     status_on_scene: "Орнында", status_closed: "Жабу", none: "—",
     login_wrong: "Аты немесе құпиясөз қате", login_locked: "Қате құпиясөз тым көп: кіру бұғатталды",
-    login_disabled: "Тіркелгі өшірілген",
+    login_disabled: "Тіркелгі өшірілген", escalation: "Хабарлау", step: "қадам", attempt: "әрекет",
+    next_in: "келесісі", acknowledge: "Растау", acked: "растады", pending: "жауап күтілуде",
+    no_runs: "сценарий іске қосылмаған", failed: "жеткізілмеді",
   },
   en: {
     title: "Control centre 102/112", login_title: "Log in", name: "Name", password: "Password", position: "Position",
@@ -31,7 +35,9 @@ export const TEXT = {
     no_location: "no position", keys_hint: "↑/↓ select, Enter opens the card", status_assigned: "Assigned",
     status_en_route: "En route", status_on_scene: "On scene", status_closed: "Close", none: "—",
     login_wrong: "Wrong name or password", login_locked: "Too many wrong passwords: logging in is locked",
-    login_disabled: "This account is disabled",
+    login_disabled: "This account is disabled", escalation: "Escalation", step: "step", attempt: "attempt",
+    next_in: "next in", acknowledge: "Acknowledge", acked: "acknowledged", pending: "notification pending",
+    no_runs: "no scenario running", failed: "not delivered",
   },
 };
 

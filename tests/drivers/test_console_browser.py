@@ -52,6 +52,8 @@ async def test_a_dispatcher_logs_in_sees_the_queue_live_and_works_the_card(tmp_p
         changed = (await machine.get(f"/incidents/{first['id']}")).json()
         assert changed["category"] == "fire", changed["category"]
         assert any(e["kind"] == "category_changed" and e["actor"] == "marat" for e in changed["timeline"])
+        assert any(e["kind"] == "acknowledged" and e["actor"] == "marat" and e["data"]["via"] == "console"
+                   for e in changed["timeline"]), [e["kind"] for e in changed["timeline"]]
     keep_shots(tmp_path)
 
 
@@ -110,6 +112,11 @@ def steps(page: object, a: Api, first_id: str, shots: Path, seen: dict[str, obje
         page.select_option("#category", "fire")
         page.locator("#timeline", has_text="category_changed").wait_for()
         page.screenshot(path=shots / "4-category.png")
+        page.locator("#escalation button").first.wait_for()  # the fire scenario told people: one waits
+        seen["escalation"] = page.text_content("#escalation")
+        page.locator("#escalation button").first.click()
+        page.locator("#escalation .acked").first.wait_for()
+        page.screenshot(path=shots / "5-acknowledged.png")
 
 
 def keep_shots(directory: Path) -> None:
