@@ -141,7 +141,8 @@ class Gateway:
             routes: list[BaseRoute] = [
                 *incident_routes(self.store, self.bus, self.auth),
                 *health_routes(self.store, self.metrics, self.health, self.auth,
-                               open_to_all=is_loopback(self.cfg.http.host)),
+                               open_to_all=is_loopback(self.cfg.http.host),
+                               answer_sla_s=self.cfg.escalation.answer_sla_s),
                 *PeopleRoutes(self.accounts, self.auth, secure_cookies=bool(self.cfg.http.certfile)).routes(),
                 *console_routes()]
             if self.warnings is not None:

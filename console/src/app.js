@@ -92,7 +92,33 @@ function entered(me) {
   loadCategories();
   loadIncidents();
   listen();
+  if (me.roles.some((role) => role === "supervisor" || role === "admin")) {
+    $("board").hidden = false;
+    refreshBoard();
+    setInterval(refreshBoard, 5000);
+  }
   setInterval(() => { renderQueue(); renderEscalation(); }, 1000);  // waiting times and countdowns move
+}
+
+// -- the supervisors' wall board ---------------------------------------------------------------
+
+async function refreshBoard() {
+  try {
+    const [board, units] = await Promise.all([api("/board"), api("/units").catch(() => [])]);
+    const seconds = (s) => `${Math.floor(s / 60)}:${String(Math.round(s % 60)).padStart(2, "0")}`;
+    const rows = [["b_sla", board.answered_within_sla_pct == null ? "—" : `${board.answered_within_sla_pct} %`],
+      ["b_calls", board.calls], ["b_abandoned", board.abandoned], ["b_waiting", board.waiting],
+      ["b_longest", seconds(board.longest_wait_s)], ["b_runs", board.scenario_runs], ["b_breaches", board.sla_breaches],
+      ["b_positions", Object.entries(board.positions).map(([p, s]) => `${p}: ${s}`).join(", ")]];
+    $("board-figures").replaceChildren(...rows.flatMap(([key, value]) => [el("dt", t(state.language, key)), el("dd", value)]));
+    $("units").tBodies[0].replaceChildren(...units.map((u) => {
+      const row = document.createElement("tr");
+      for (const cell of [u.name || u.id, u.status, u.incident || ""]) row.append(el("td", cell));
+      return row;
+    }));
+  } catch (error) {
+    $("board-figures").replaceChildren(el("dd", error.message));
+  }
 }
 
 // -- the queue --------------------------------------------------------------------------------

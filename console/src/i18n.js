@@ -11,7 +11,10 @@ export const TEXT = {
     login_wrong: "Неверное имя или пароль", login_locked: "Слишком много неверных паролей: вход заблокирован",
     login_disabled: "Учётная запись отключена", escalation: "Оповещение", step: "шаг", attempt: "попытка",
     next_in: "следующая через", acknowledge: "Подтвердить", acked: "подтвердил", pending: "ждём ответа",
-    no_runs: "сценарий не запущен", failed: "не доставлено",
+    no_runs: "сценарий не запущен", failed: "не доставлено", board: "Обстановка за час", unit: "Наряд",
+    b_sla: "Отвечено за 15 с", b_calls: "Вызовов", b_abandoned: "Брошено", b_waiting: "В очереди",
+    b_longest: "Дольше всех ждёт", b_runs: "Оповещений идёт", b_breaches: "Нарушений норматива",
+    b_positions: "Пульты",
   },
   kk: {
     title: "ЖБО 102/112", login_title: "Кіру", name: "Аты", password: "Құпиясөз", position: "Пульт", login: "Кіру",
@@ -24,7 +27,9 @@ export const TEXT = {
     login_wrong: "Аты немесе құпиясөз қате", login_locked: "Қате құпиясөз тым көп: кіру бұғатталды",
     login_disabled: "Тіркелгі өшірілген", escalation: "Хабарлау", step: "қадам", attempt: "әрекет",
     next_in: "келесісі", acknowledge: "Растау", acked: "растады", pending: "жауап күтілуде",
-    no_runs: "сценарий іске қосылмаған", failed: "жеткізілмеді",
+    no_runs: "сценарий іске қосылмаған", failed: "жеткізілмеді", board: "Соңғы сағат", unit: "Жасақ",
+    b_sla: "15 с ішінде жауап", b_calls: "Қоңыраулар", b_abandoned: "Тасталған", b_waiting: "Кезекте",
+    b_longest: "Ең ұзақ күту", b_runs: "Хабарлаулар", b_breaches: "Норматив бұзылды", b_positions: "Пульттер",
   },
   en: {
     title: "Control centre 102/112", login_title: "Log in", name: "Name", password: "Password", position: "Position",
@@ -37,7 +42,9 @@ export const TEXT = {
     login_wrong: "Wrong name or password", login_locked: "Too many wrong passwords: logging in is locked",
     login_disabled: "This account is disabled", escalation: "Escalation", step: "step", attempt: "attempt",
     next_in: "next in", acknowledge: "Acknowledge", acked: "acknowledged", pending: "notification pending",
-    no_runs: "no scenario running", failed: "not delivered",
+    no_runs: "no scenario running", failed: "not delivered", board: "The last hour", unit: "Unit",
+    b_sla: "Answered within 15 s", b_calls: "Calls", b_abandoned: "Abandoned", b_waiting: "Waiting",
+    b_longest: "Longest wait", b_runs: "Escalations running", b_breaches: "SLA breaches", b_positions: "Positions",
   },
 };
 

@@ -73,6 +73,7 @@ class IncidentSummary(msgspec.Struct, frozen=True, kw_only=True):
     status: ResponseStatus = "new"
     source: IncidentSource = "call"
     priority: int = 1
+    answer_s: float | None = None  # a call's seconds from arrival to a dispatcher's answer
 
 
 class IncidentIds:

@@ -106,7 +106,7 @@ def summary(incident: Incident) -> IncidentSummary:
     return IncidentSummary(id=incident.id, service=incident.service, state=incident.state,
                            created_wall=incident.created_wall, number=incident.caller.number,
                            category=incident.category, position=incident.position, status=incident.status,
-                           source=incident.source, priority=incident.priority)
+                           source=incident.source, priority=incident.priority, answer_s=incident.answer_s)
 
 
 def _best_coords(incident: Incident) -> tuple[float | None, float | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import msgspec
@@ -11,6 +12,7 @@ from starlette.routing import Route
 
 from gateway.errors import StoreError
 from gateway.incident.store import AsyncStore
+from gateway.incident.wallboard import figures
 from gateway.metrics import Metrics
 from gateway.web.auth import Auth
 from gateway.web.errors import json_response
@@ -37,7 +39,7 @@ class Health(msgspec.Struct, kw_only=True):
 
 
 def health_routes(store: AsyncStore, metrics: Metrics, health: Callable[[], Health], auth: Auth,
-                  *, open_to_all: bool) -> list[Route]:
+                  *, open_to_all: bool, answer_sla_s: float = 15.0) -> list[Route]:
     """``open_to_all``: the API listens on loopback only, so whoever reaches it is on the host; bound
     elsewhere, health and metrics (queue length, positions) need a person or a token too."""
 
@@ -60,4 +62,15 @@ def health_routes(store: AsyncStore, metrics: Metrics, health: Callable[[], Heal
             return refused
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
-    return [Route("/health", get_health), Route("/metrics", get_metrics)]
+    async def get_board(request: Request) -> Response:
+        """The supervisors' wall board (``incident.wallboard``) with positions and escalations now."""
+        if isinstance(who := auth.require(request, "supervisor", "admin"), Response):
+            return who
+        now = time.time()
+        board = figures(await store.recent(10_000, now - 3600.0), now, answer_sla_s)
+        report = health()
+        board.positions, board.scenario_runs, board.sla_breaches = report.positions, report.scenario_runs, \
+            report.sla_breaches
+        return json_response(board)
+
+    return [Route("/health", get_health), Route("/metrics", get_metrics), Route("/board", get_board)]

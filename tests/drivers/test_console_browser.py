@@ -137,3 +137,40 @@ async def test_the_console_files_and_the_map_library_come_from_the_gateway_itsel
         page = (await anonymous.get("/console/")).text
         assert "http://" not in page and "https://" not in page  # nothing from elsewhere
         assert "<script>" not in page and "onclick" not in page  # no inline script: the CSP forbids it
+
+
+async def test_a_supervisor_sees_the_wall_board_a_dispatcher_does_not(tmp_path: Path) -> None:
+    chromium = chromium_or_skip()
+    async with api(tmp_path) as a, a.as_("marat") as machine:
+        for name in ("saule", "marat"):
+            assert users(a, "reset", name, "--password-stdin", password=PASSWORD).returncode == 0
+        await machine.post("/incidents", json={"note": "walk-in"})
+        assert (await machine.get("/board")).status_code == 403  # a dispatcher is refused by the server too
+        seen = await trio.to_thread.run_sync(board_pages, chromium, a, tmp_path)
+    assert seen["saule"]["visible"] and not seen["marat"]["visible"], seen
+    figures = str(seen["saule"]["figures"])
+    assert "Вызовов" in figures and "Пульты" in figures and "pos1" in figures, figures
+    assert int(str(seen["saule"]["units"])) >= 1
+    keep_shots(tmp_path)
+
+
+def board_pages(chromium: str, a: Api, shots: Path) -> dict[str, dict[str, object]]:
+    from playwright.sync_api import sync_playwright
+
+    seen: dict[str, dict[str, object]] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        for name in ("saule", "marat"):
+            page = browser.new_context(viewport={"width": 1400, "height": 900}, locale="ru-RU").new_page()
+            page.goto(a.gateway.url + "/console/")
+            page.fill("#login-name", name)
+            page.fill("#login-password", PASSWORD)
+            page.click("#login-form button")
+            page.wait_for_selector("#queue tbody tr")
+            if name == "saule":
+                page.locator("#units tbody tr").first.wait_for()
+            seen[name] = {"visible": page.is_visible("#board"), "figures": page.text_content("#board-figures"),
+                          "units": page.locator("#units tbody tr").count()}
+            page.screenshot(path=shots / f"6-board-{name}.png")
+        browser.close()
+    return seen
