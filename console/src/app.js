@@ -3,6 +3,7 @@
 // never as markup; the server's Content-Security-Policy forbids inline script besides.
 import { t, translate } from "./i18n.js";
 import { showLocations } from "./map.js";
+import { renderChoices, startWarnings } from "./warnings.js";
 
 const state = { me: null, csrf: "", language: "ru", incidents: new Map(), selected: null, categories: [], runs: [] };
 const $ = (id) => document.getElementById(id);
@@ -30,6 +31,7 @@ function setLanguage(language) {
   state.language = ["kk", "ru", "en"].includes(language) ? language : "ru";
   $("language").value = state.language;
   translate(document, state.language);
+  renderChoices();
   renderQueue();
   if (state.selected) renderCard(state.incidents.get(state.selected)?.full);
 }
@@ -52,6 +54,7 @@ async function start() {
 function showLogin(message = "") {
   $("login-view").hidden = false;
   $("desk-view").hidden = true;
+  $("warnings-view").hidden = true;
   $("logout").hidden = true;
   $("who").textContent = "";
   $("login-error").textContent = message;
@@ -81,14 +84,26 @@ async function logout() {
   try { await api("/logout", { method: "POST" }); } finally { location.reload(); }
 }
 
+function show(view) {
+  $("desk-view").hidden = view !== "desk";
+  $("warnings-view").hidden = view !== "warnings";
+}
+
 function entered(me) {
   state.me = me;
   state.csrf = me.csrf || "";
   setLanguage(me.language);
   $("who").textContent = `${me.name} (${me.roles.join(", ")})${me.position ? " · " + me.position : ""}`;
   $("login-view").hidden = true;
-  $("desk-view").hidden = false;
   $("logout").hidden = false;
+  const desk = me.roles.some((role) => ["dispatcher", "supervisor", "admin"].includes(role));
+  const warnings = me.roles.includes("civil-defence");
+  $("views").hidden = !(desk && warnings);
+  $("to-desk").onclick = () => show("desk");
+  $("to-warnings").onclick = () => show("warnings");
+  if (warnings) startWarnings({ $, el, t, api, state }).catch((error) => { $("compose-error").textContent = error.message; });
+  show(desk ? "desk" : "warnings");
+  if (!desk) return;
   loadCategories();
   loadIncidents();
   listen();

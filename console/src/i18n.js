@@ -14,7 +14,12 @@ export const TEXT = {
     no_runs: "сценарий не запущен", failed: "не доставлено", board: "Обстановка за час", unit: "Наряд",
     b_sla: "Отвечено за 15 с", b_calls: "Вызовов", b_abandoned: "Брошено", b_waiting: "В очереди",
     b_longest: "Дольше всех ждёт", b_runs: "Оповещений идёт", b_breaches: "Нарушений норматива",
-    b_positions: "Пульты",
+    b_positions: "Пульты", desk: "Пульт", warnings: "Оповещение населения", compose: "Новое оповещение",
+    event: "Событие", w_status: "Режим", exercise: "Учения", test: "Проверка", actual: "Реальное",
+    actual_banner: "РЕАЛЬНОЕ ОПОВЕЩЕНИЕ: получит всё население зон", actual_confirm: "Отправить РЕАЛЬНОЕ оповещение населению?",
+    zones: "Зоны", channels: "Каналы", note: "Примечание", submit_draft: "На утверждение", alerts: "Оповещения",
+    drafted_by: "Составил", progress: "Доставка", approve_send: "Утвердить и отправить", preview: "Просмотр",
+    cancel_alert: "Отменить",
   },
   kk: {
     title: "ЖБО 102/112", login_title: "Кіру", name: "Аты", password: "Құпиясөз", position: "Пульт", login: "Кіру",
@@ -30,6 +35,11 @@ export const TEXT = {
     no_runs: "сценарий іске қосылмаған", failed: "жеткізілмеді", board: "Соңғы сағат", unit: "Жасақ",
     b_sla: "15 с ішінде жауап", b_calls: "Қоңыраулар", b_abandoned: "Тасталған", b_waiting: "Кезекте",
     b_longest: "Ең ұзақ күту", b_runs: "Хабарлаулар", b_breaches: "Норматив бұзылды", b_positions: "Пульттер",
+    desk: "Пульт", warnings: "Халықты хабардар ету", compose: "Жаңа хабарлама", event: "Оқиға", w_status: "Режим",
+    exercise: "Жаттығу", test: "Тексеру", actual: "Нақты", actual_banner: "НАҚТЫ ХАБАРЛАМА: аймақтардың бүкіл халқы алады",
+    actual_confirm: "НАҚТЫ хабарламаны халыққа жіберу керек пе?", zones: "Аймақтар", channels: "Арналар",
+    note: "Ескерту", submit_draft: "Бекітуге жіберу", alerts: "Хабарламалар", drafted_by: "Құрастырған",
+    progress: "Жеткізу", approve_send: "Бекіту және жіберу", preview: "Қарау", cancel_alert: "Болдырмау",
   },
   en: {
     title: "Control centre 102/112", login_title: "Log in", name: "Name", password: "Password", position: "Position",
@@ -45,6 +55,11 @@ export const TEXT = {
     no_runs: "no scenario running", failed: "not delivered", board: "The last hour", unit: "Unit",
     b_sla: "Answered within 15 s", b_calls: "Calls", b_abandoned: "Abandoned", b_waiting: "Waiting",
     b_longest: "Longest wait", b_runs: "Escalations running", b_breaches: "SLA breaches", b_positions: "Positions",
+    desk: "Desk", warnings: "Public warnings", compose: "New alert", event: "Event", w_status: "Status",
+    exercise: "Exercise", test: "Test", actual: "Actual", actual_banner: "ACTUAL ALERT: everyone in the zones gets it",
+    actual_confirm: "Send an ACTUAL alert to the public?", zones: "Zones", channels: "Channels", note: "Note",
+    submit_draft: "Submit for approval", alerts: "Alerts", drafted_by: "Drafted by", progress: "Delivery",
+    approve_send: "Approve and send", preview: "Preview", cancel_alert: "Cancel",
   },
 };
 

@@ -23,7 +23,7 @@ from gateway.protocols import cap
 from gateway.protocols import cap_atom as atom
 from gateway.warning import recipients
 from gateway.warning.centre import Warnings
-from gateway.warning.workflow import DraftSpec
+from gateway.warning.workflow import KINDS, DraftSpec
 from gateway.web.auth import Auth
 from gateway.web.errors import decode_body, error, json_response, query_int, query_text, refusal
 
@@ -49,6 +49,7 @@ class WarningsApi:
     def routes(self) -> list[Route]:
         return [
             Route("/alerts", self.list_alerts, methods=["GET"]),
+            Route("/warnings/catalogue", self.catalogue, methods=["GET"]),
             Route("/alerts", self.draft, methods=["POST"]),
             Route("/alerts/{id}", self.get_alert, methods=["GET"]),
             Route("/alerts/{id}/preview", self.preview, methods=["GET"]),
@@ -109,6 +110,14 @@ class WarningsApi:
         return json_response(result)
 
     # -- alerts -------------------------------------------------------------------------------
+
+    async def catalogue(self, request: Request) -> Response:
+        """What a composer offers: the event templates, the zones with their titles, the channels."""
+        if (denied := self._reader_only(request)) is not None:
+            return denied
+        zones = [{"name": z.name, "title": z.title} for z in self.w.zones.zones.values()]
+        return json_response({"events": self.w.renderer.catalogue.events(), "zones": zones,
+                              "channels": list(KINDS)})
 
     async def list_alerts(self, request: Request) -> Response:
         if (denied := self._reader_only(request)) is not None:

@@ -15,7 +15,7 @@ from gateway.protocols import pidf
 from sim import sipp
 from sim.lab import REPO, AsteriskInstance, GatewayProcess
 from tests.drills.test_real_intake import ALMATY, place
-from tests.drivers.test_console_browser import chromium_or_skip, keep_shots
+from tests.drivers.test_console_browser import chromium_or_skip, in_browser, keep_shots
 
 PASSWORD = "a long pass phrase"
 HOSTILE_NAME = "<script>window.hacked=1</script>"
@@ -40,8 +40,8 @@ async def test_a_located_112_call_opens_its_card_at_the_answering_position(
     seen: dict[str, dict[str, object]] = {}
 
     async def browse() -> None:
-        seen.update(await trio.to_thread.run_sync(watch, chromium, gateway.url, names, number, tmp_path,
-                                                  trio.from_thread.run_sync, ready.set))
+        seen.update(await in_browser("watch", tmp_path, ready=ready, chromium=chromium, url=gateway.url,
+                                     names=names, number=number))
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(browse)
@@ -61,44 +61,3 @@ async def test_a_located_112_call_opens_its_card_at_the_answering_position(
     assert int(str(card["shapes"])) >= 2, card  # the uncertainty circle and its centre
     assert all(page["queued_number"] for page in seen.values()), seen  # both saw it in the queue
     keep_shots(tmp_path)
-
-
-def watch(chromium: str, url: str, names: dict[str, str], number: str, shots: Path, on_trio: object,
-          logged_in: object) -> dict[str, dict[str, object]]:
-    """Two dispatchers in two browser contexts; returns what each page showed once the call was answered."""
-    from playwright.sync_api import sync_playwright
-
-    result: dict[str, dict[str, object]] = {}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu",
-                                                                   "--disable-background-networking"])
-        pages = {}
-        for position, name in names.items():
-            page = browser.new_context(viewport={"width": 1400, "height": 900}, locale="kk-KZ").new_page()
-            page.goto(url + "/console/")
-            page.fill("#login-name", name)
-            page.fill("#login-password", PASSWORD)
-            page.fill("#login-position", position)
-            page.click("#login-form button")
-            page.wait_for_selector("#queue")
-            pages[position] = page
-        on_trio(logged_in)  # type: ignore[operator]
-        for position, page in pages.items():
-            row = page.locator("#queue tbody tr", has_text=number)
-            row.wait_for(timeout=45_000)
-            result[position] = {"queued_number": True}
-        deadline = 60
-        while deadline and not any(page.is_visible("#card") for page in pages.values()):
-            pages["pos1"].wait_for_timeout(500)  # through the IVR, queued, rung, answered
-            deadline -= 1
-        pages["pos1"].wait_for_timeout(1500)  # long enough for a wrong page to open it too
-        for position, page in pages.items():
-            result[position]["card_id"] = page.text_content("#card-id") if page.is_visible("#card") else ""
-            page.screenshot(path=shots / f"console-{position}.png")
-            if result[position]["card_id"]:
-                page.locator("#map .leaflet-interactive").first.wait_for(timeout=5000)
-                result[position].update(
-                    caller=page.text_content("#card-caller"), locations=page.text_content("#locations"),
-                    shapes=page.locator("#map .leaflet-interactive").count(), hacked=page.evaluate("window.hacked"))
-        browser.close()
-    return result

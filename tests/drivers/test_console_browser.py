@@ -5,15 +5,20 @@ directory (``ECGW_SHOTS=dir`` copies them elsewhere)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import trio
 
-from tests.drivers.test_api_inputs import Api, api
+from sim.lab import REPO
+from tests.drivers.test_api_inputs import api
 from tests.drivers.test_people_api import PASSWORD, users
 
 HOSTILE = "<script>window.hacked = 1</script><img src=x onerror=\"window.hacked = 2\">"
@@ -43,7 +48,7 @@ async def test_a_dispatcher_logs_in_sees_the_queue_live_and_works_the_card(tmp_p
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(while_the_page_is_open)
-            seen = await trio.to_thread.run_sync(drive, chromium, a, first["id"], tmp_path)
+            seen = await in_browser("drive", tmp_path, chromium=chromium, url=a.gateway.url, first_id=first["id"])
         assert seen["error"] == "Неверное имя или пароль"  # the server says it in English, the page in Russian
         assert seen["queue_has_first"] and seen["queue_has_later"], seen
         assert seen["hacked"] is None and HOSTILE in seen["timeline"], seen
@@ -57,66 +62,28 @@ async def test_a_dispatcher_logs_in_sees_the_queue_live_and_works_the_card(tmp_p
     keep_shots(tmp_path)
 
 
-def drive(chromium: str, a: Api, first_id: str, shots: Path) -> dict[str, object]:
-    """The browser part, in a worker thread (Playwright's sync API runs its own event loop)."""
-    from playwright.sync_api import sync_playwright
-
-    seen: dict[str, object] = {}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu",
-                                                                   "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1400, "height": 900}, locale="ru-RU")
-        problems: list[str] = []
-        page.on("console", lambda m: problems.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+async def in_browser(function: str, shots: Path, *, ready: trio.Event | None = None, **args: object) -> Any:
+    """``tests.console_pages.FUNCTION(**args, shots=shots)`` in its own process; ``ready`` is set when it
+    prints "logged in". Its errors go to ``shots/FUNCTION.err``; the result is its last line, as JSON."""
+    command = [sys.executable, "-m", "tests.console_pages", function, json.dumps({**args, "shots": str(shots)})]
+    errors = shots / f"{function}.err"
+    lines: list[bytes] = []
+    with errors.open("wb") as err, trio.fail_after(180):
+        process = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE, stderr=err, cwd=REPO)
         try:
-            steps(page, a, first_id, shots, seen)
-        except Exception:
-            page.screenshot(path=shots / "failed.png")
-            raise AssertionError(f"browser step failed; console said: {problems}") from None
+            assert process.stdout is not None
+            buffer = b""
+            async for chunk in process.stdout:
+                buffer += chunk
+                *done, buffer = buffer.split(b"\n")
+                lines += done
+                if ready is not None and b"logged in" in done:
+                    ready.set()
         finally:
-            browser.close()
-    seen["problems"] = problems
-    return seen
-
-
-def steps(page: object, a: Api, first_id: str, shots: Path, seen: dict[str, object]) -> None:
-    from playwright.sync_api import Page
-
-    assert isinstance(page, Page)
-    if True:
-        page.goto(a.gateway.url + "/")
-        page.wait_for_selector("#login-form")
-        page.screenshot(path=shots / "1-login.png")
-        page.fill("#login-name", "marat")
-        page.fill("#login-password", "not the password")
-        page.click("#login-form button")
-        page.locator("#login-error:not(:empty)").wait_for()  # (no wait_for_function: the CSP forbids eval)
-        seen["error"] = page.text_content("#login-error")
-        page.fill("#login-password", PASSWORD)
-        page.fill("#login-position", "pos1")
-        page.click("#login-form button")
-        page.wait_for_selector(f"#queue tr[data-id='{first_id}']")
-        seen["queue_has_first"] = True
-        page.locator("#queue tbody tr").nth(1).wait_for(timeout=15_000)
-        seen["queue_has_later"] = True
-        page.screenshot(path=shots / "2-queue.png")
-        page.click(f"#queue tr[data-id='{first_id}']")
-        page.wait_for_selector("#map .leaflet-interactive")
-        seen["map_shapes"] = page.locator("#map .leaflet-interactive").count()
-        seen["locations"] = page.text_content("#locations")
-        seen["timeline"] = page.text_content("#timeline")
-        seen["caller"] = page.text_content("#card-caller")
-        seen["hacked"] = page.evaluate("window.hacked")
-        page.screenshot(path=shots / "3-card.png")
-        page.select_option("#category", "fire")
-        page.locator("#timeline", has_text="category_changed").wait_for()
-        page.screenshot(path=shots / "4-category.png")
-        page.locator("#escalation button").first.wait_for()  # the fire scenario told people: one waits
-        seen["escalation"] = page.text_content("#escalation")
-        page.locator("#escalation button").first.click()
-        page.locator("#escalation .acked").first.wait_for()
-        page.screenshot(path=shots / "5-acknowledged.png")
+            with trio.CancelScope(shield=True):
+                await process.wait()
+    assert process.returncode == 0 and lines, errors.read_text()[-4000:]
+    return json.loads(lines[-1])
 
 
 def keep_shots(directory: Path) -> None:
@@ -146,31 +113,9 @@ async def test_a_supervisor_sees_the_wall_board_a_dispatcher_does_not(tmp_path: 
             assert users(a, "reset", name, "--password-stdin", password=PASSWORD).returncode == 0
         await machine.post("/incidents", json={"note": "walk-in"})
         assert (await machine.get("/board")).status_code == 403  # a dispatcher is refused by the server too
-        seen = await trio.to_thread.run_sync(board_pages, chromium, a, tmp_path)
+        seen = await in_browser("board_pages", tmp_path, chromium=chromium, url=a.gateway.url)
     assert seen["saule"]["visible"] and not seen["marat"]["visible"], seen
     figures = str(seen["saule"]["figures"])
     assert "Вызовов" in figures and "Пульты" in figures and "pos1" in figures, figures
     assert int(str(seen["saule"]["units"])) >= 1
     keep_shots(tmp_path)
-
-
-def board_pages(chromium: str, a: Api, shots: Path) -> dict[str, dict[str, object]]:
-    from playwright.sync_api import sync_playwright
-
-    seen: dict[str, dict[str, object]] = {}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        for name in ("saule", "marat"):
-            page = browser.new_context(viewport={"width": 1400, "height": 900}, locale="ru-RU").new_page()
-            page.goto(a.gateway.url + "/console/")
-            page.fill("#login-name", name)
-            page.fill("#login-password", PASSWORD)
-            page.click("#login-form button")
-            page.wait_for_selector("#queue tbody tr")
-            if name == "saule":
-                page.locator("#units tbody tr").first.wait_for()
-            seen[name] = {"visible": page.is_visible("#board"), "figures": page.text_content("#board-figures"),
-                          "units": page.locator("#units tbody tr").count()}
-            page.screenshot(path=shots / f"6-board-{name}.png")
-        browser.close()
-    return seen

@@ -1,0 +1,137 @@
+// The civil-defence officer's screen: compose an alert (Exercise by default; Actual asks again), see every
+// channel and language as it will go out, submit it for a second officer's approval, approve and send what
+// another officer drafted, and watch delivery per channel live (the gateway's progress stream).
+
+let ctx = null;
+let catalogue = { events: [], zones: [], channels: [] };
+const streams = new Map();  // alert id -> EventSource
+const progress = new Map();  // alert id -> latest Progress
+
+export async function startWarnings(context) {
+  ctx = context;
+  const $ = ctx.$;
+  catalogue = await ctx.api("/warnings/catalogue");
+  $("w-event").replaceChildren(...catalogue.events.map((name) => option(name, name)));
+  $("w-status").addEventListener("change", () => { $("actual-banner").hidden = $("w-status").value !== "Actual"; });
+  $("compose").addEventListener("submit", compose);
+  renderChoices();
+  await refreshAlerts();
+  setInterval(refreshAlerts, 5000);
+}
+
+export function renderChoices() {
+  if (!ctx) return;
+  const { $, t, state } = ctx;
+  const zones = catalogue.zones.map((z) => checkbox("zone", z.name, z.title[state.language] || z.name, false));
+  $("w-zones").replaceChildren(ctx.el("legend", t(state.language, "zones")), ...zones);
+  const channels = catalogue.channels.map((c) => checkbox("channel", c, c, c === "sms" || c === "email"));
+  $("w-channels").replaceChildren(ctx.el("legend", t(state.language, "channels")), ...channels);
+}
+
+function option(value, text) {
+  const node = ctx.el("option", text);
+  node.value = value;
+  return node;
+}
+
+function checkbox(group, value, text, checked) {
+  const label = ctx.el("label", null, "choice");
+  const input = document.createElement("input");
+  Object.assign(input, { type: "checkbox", name: group, value, checked });
+  label.append(input, ctx.el("span", " " + text));
+  return label;
+}
+
+function chosen(group) {
+  return [...document.querySelectorAll(`input[name=${group}]:checked`)].map((input) => input.value);
+}
+
+async function compose(event) {
+  event.preventDefault();
+  const { $, t, state } = ctx;
+  $("compose-error").textContent = "";
+  const status = $("w-status").value;
+  if (status === "Actual" && !window.confirm(t(state.language, "actual_confirm"))) return;
+  try {
+    const draft = await ctx.api("/alerts", { method: "POST", body: {
+      event: $("w-event").value, status, zones: chosen("zone"), channels: chosen("channel"), note: $("w-note").value } });
+    await showPreview(draft.id);
+    await refreshAlerts();
+  } catch (error) {
+    $("compose-error").textContent = error.message;  // why the draft was refused, in the workflow's words
+  }
+}
+
+async function showPreview(id) {
+  const { $, el } = ctx;
+  const preview = await ctx.api(`/alerts/${encodeURIComponent(id)}/preview`);
+  $("preview").replaceChildren(...Object.entries(preview).map(([language, r]) => {
+    const part = el("div", null, "rendering");
+    const segments = r.sms_segments ? ` (${r.sms_segments.segments} SMS, ${r.sms_segments.encoding})` : "";
+    part.append(el("h3", language), el("p", "SMS" + segments + ": " + r.sms), el("p", "E-mail: " + r.subject),
+      el("p", "Telegram: " + r.telegram), el("p", "Voice: " + r.voice));
+    return part;
+  }));
+}
+
+async function refreshAlerts() {
+  const { $, el, t, state } = ctx;
+  try {
+    const alerts = await ctx.api("/alerts");
+    $("alerts").tBodies[0].replaceChildren(...alerts.slice(0, 50).map((a) => {
+      const row = document.createElement("tr");
+      row.dataset.id = a.id;
+      row.append(el("td", a.event), el("td", a.cap.status), el("td", a.state), el("td", a.created_by),
+        el("td", progressText(a.id)));
+      const actions = el("td");
+      if (a.state === "draft" && a.created_by !== state.me.name) {
+        actions.append(button(t(state.language, "approve_send"), () => decide(a.id, "approve", { send: true })));
+      }
+      if (a.state === "draft" || a.state === "approved") actions.append(button(t(state.language, "preview"), () => showPreview(a.id)));
+      if (["sending", "sent"].includes(a.state)) {
+        actions.append(button(t(state.language, "cancel_alert"), () => decide(a.id, "cancel", {})));
+        watch(a.id);
+      }
+      row.append(actions);
+      return row;
+    }));
+  } catch (error) {
+    $("alerts-error").textContent = error.message;
+  }
+}
+
+function button(text, onClick) {
+  const node = ctx.el("button", text);
+  node.addEventListener("click", onClick);
+  return node;
+}
+
+async function decide(id, action, body) {
+  ctx.$("alerts-error").textContent = "";
+  try {
+    await ctx.api(`/alerts/${encodeURIComponent(id)}/${action}`, { method: "POST", body });
+    await refreshAlerts();
+  } catch (error) {
+    ctx.$("alerts-error").textContent = error.message;
+  }
+}
+
+function watch(id) {
+  if (streams.has(id)) return;
+  const source = new EventSource(`/alerts/${encodeURIComponent(id)}/progress`);
+  streams.set(id, source);
+  source.addEventListener("progress", (message) => {
+    progress.set(id, JSON.parse(message.data));
+    const cell = document.querySelector(`#alerts tr[data-id="${CSS.escape(id)}"] td:nth-child(5)`);
+    if (cell) cell.textContent = progressText(id);
+  });
+}
+
+function progressText(id) {
+  const p = progress.get(id);
+  if (!p) return "";
+  const counts = Object.entries(p.channels).map(([channel, c]) => `${channel}: ${c.delivered + c.sent}/${c.failed}`);
+  const done = Object.values(p.channels).reduce((sum, c) => sum + c.delivered + c.sent + c.failed + c.withdrawn, 0);
+  const percent = p.targeted ? Math.min(100, Math.round((100 * done) / p.targeted)) : 0;
+  return `${percent} % · ${counts.join(" · ")}`;
+}

@@ -1,0 +1,189 @@
+"""The browser side of the console tests: real headless Chromium (Debian's) driven by Playwright's sync API,
+in a process of its own (``python -m tests.console_pages FUNCTION JSON-ARGS``, the result as JSON on the
+last line of standard output). Its own process, because the stand-ins' modules install trio-asyncio's event
+loop policy, under which Playwright's loop cannot run; this module imports nothing of the project."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+PASSWORD = "a long pass phrase"
+LAUNCH = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def drive(chromium: str, url: str, first_id: str, shots: Path) -> dict[str, object]:
+    from playwright.sync_api import sync_playwright
+
+    seen: dict[str, object] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu",
+                                                                   "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900}, locale="ru-RU")
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        try:
+            steps(page, url, first_id, shots, seen)
+        except Exception:
+            page.screenshot(path=shots / "failed.png")
+            raise AssertionError(f"browser step failed; console said: {problems}") from None
+        finally:
+            browser.close()
+    seen["problems"] = problems
+    return seen
+
+
+def steps(page: object, url: str, first_id: str, shots: Path, seen: dict[str, object]) -> None:
+    from playwright.sync_api import Page
+
+    assert isinstance(page, Page)
+    if True:
+        page.goto(url + "/")
+        page.wait_for_selector("#login-form")
+        page.screenshot(path=shots / "1-login.png")
+        page.fill("#login-name", "marat")
+        page.fill("#login-password", "not the password")
+        page.click("#login-form button")
+        page.locator("#login-error:not(:empty)").wait_for()  # (no wait_for_function: the CSP forbids eval)
+        seen["error"] = page.text_content("#login-error")
+        page.fill("#login-password", PASSWORD)
+        page.fill("#login-position", "pos1")
+        page.click("#login-form button")
+        page.wait_for_selector(f"#queue tr[data-id='{first_id}']")
+        seen["queue_has_first"] = True
+        page.locator("#queue tbody tr").nth(1).wait_for(timeout=15_000)
+        seen["queue_has_later"] = True
+        page.screenshot(path=shots / "2-queue.png")
+        page.click(f"#queue tr[data-id='{first_id}']")
+        page.wait_for_selector("#map .leaflet-interactive")
+        seen["map_shapes"] = page.locator("#map .leaflet-interactive").count()
+        seen["locations"] = page.text_content("#locations")
+        seen["timeline"] = page.text_content("#timeline")
+        seen["caller"] = page.text_content("#card-caller")
+        seen["hacked"] = page.evaluate("window.hacked")
+        page.screenshot(path=shots / "3-card.png")
+        page.select_option("#category", "fire")
+        page.locator("#timeline", has_text="category_changed").wait_for()
+        page.screenshot(path=shots / "4-category.png")
+        page.locator("#escalation button").first.wait_for()  # the fire scenario told people: one waits
+        seen["escalation"] = page.text_content("#escalation")
+        page.locator("#escalation button").first.click()
+        page.locator("#escalation .acked").first.wait_for()
+        page.screenshot(path=shots / "5-acknowledged.png")
+
+
+def board_pages(chromium: str, url: str, shots: Path) -> dict[str, dict[str, object]]:
+    from playwright.sync_api import sync_playwright
+
+    seen: dict[str, dict[str, object]] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        for name in ("saule", "marat"):
+            page = browser.new_context(viewport={"width": 1400, "height": 900}, locale="ru-RU").new_page()
+            page.goto(url + "/console/")
+            page.fill("#login-name", name)
+            page.fill("#login-password", PASSWORD)
+            page.click("#login-form button")
+            page.wait_for_selector("#queue tbody tr")
+            if name == "saule":
+                page.locator("#units tbody tr").first.wait_for()
+            seen[name] = {"visible": page.is_visible("#board"), "figures": page.text_content("#board-figures"),
+                          "units": page.locator("#units tbody tr").count()}
+            page.screenshot(path=shots / f"6-board-{name}.png")
+        browser.close()
+    return seen
+
+
+def watch(chromium: str, url: str, names: dict[str, str], number: str, shots: Path) -> dict[str, dict[str, object]]:
+    """Two dispatchers in two browser contexts; returns what each page showed once the call was answered."""
+    from playwright.sync_api import sync_playwright
+
+    result: dict[str, dict[str, object]] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu",
+                                                                   "--disable-background-networking"])
+        pages = {}
+        for position, name in names.items():
+            page = browser.new_context(viewport={"width": 1400, "height": 900}, locale="kk-KZ").new_page()
+            page.goto(url + "/console/")
+            page.fill("#login-name", name)
+            page.fill("#login-password", PASSWORD)
+            page.fill("#login-position", position)
+            page.click("#login-form button")
+            page.wait_for_selector("#queue")
+            pages[position] = page
+        print("logged in", flush=True)  # the test places the call now
+        for position, page in pages.items():
+            row = page.locator("#queue tbody tr", has_text=number)
+            row.wait_for(timeout=45_000)
+            result[position] = {"queued_number": True}
+        deadline = 60
+        while deadline and not any(page.is_visible("#card") for page in pages.values()):
+            pages["pos1"].wait_for_timeout(500)  # through the IVR, queued, rung, answered
+            deadline -= 1
+        pages["pos1"].wait_for_timeout(1500)  # long enough for a wrong page to open it too
+        for position, page in pages.items():
+            result[position]["card_id"] = page.text_content("#card-id") if page.is_visible("#card") else ""
+            page.screenshot(path=shots / f"console-{position}.png")
+            if result[position]["card_id"]:
+                page.locator("#map .leaflet-interactive").first.wait_for(timeout=5000)
+                result[position].update(
+                    caller=page.text_content("#card-caller"), locations=page.text_content("#locations"),
+                    shapes=page.locator("#map .leaflet-interactive").count(), hacked=page.evaluate("window.hacked"))
+        browser.close()
+    return result
+
+
+def officers(chromium: str, url: str, shots: Path) -> dict[str, object]:
+    from playwright.sync_api import sync_playwright
+
+    seen: dict[str, object] = {"asked_again": False}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        pages = {}
+        for name in ("aigerim", "daniyar"):
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="ru-RU").new_page()
+            page.goto(url + "/console/")
+            page.fill("#login-name", name)
+            page.fill("#login-password", PASSWORD)
+            page.click("#login-form button")
+            page.wait_for_selector("#compose")
+            pages[name] = page
+        drafter, approver = pages["aigerim"], pages["daniyar"]
+
+        def accept(dialog: object) -> None:
+            seen["asked_again"] = True
+            dialog.accept()  # type: ignore[attr-defined]
+
+        drafter.on("dialog", accept)
+        drafter.locator("#w-zones input[value=medeu]").check()
+        drafter.locator("#w-channels input[value=email]").uncheck()
+        drafter.select_option("#w-event", "flood")
+        drafter.select_option("#w-status", "Actual")
+        seen["banner"] = drafter.is_visible("#actual-banner")
+        drafter.click("#compose button[type=submit]")
+        drafter.locator("#preview .rendering").first.wait_for()
+        seen["preview"] = drafter.text_content("#preview")  # e.g. "SMS (1 SMS, UCS-2): ..."
+        drafter.locator("#alerts tbody tr").first.wait_for()
+        seen["drafted_state"] = drafter.text_content("#alerts tbody tr td:nth-child(3)")
+        drafter.screenshot(path=shots / "7-composed.png")
+        approver.locator("#alerts tbody tr button", has_text="Утвердить").first.click(timeout=15_000)
+        approver.locator("#alerts tbody tr td:nth-child(5)", has_text="100 %").wait_for(timeout=30_000)
+        seen["progress"] = approver.text_content("#alerts tbody tr td:nth-child(5)")
+        approver.screenshot(path=shots / "8-sent.png")
+        browser.close()
+    return seen
+
+
+FUNCTIONS: dict[str, Callable[..., object]] = {
+    "drive": drive, "board_pages": board_pages, "watch": watch, "officers": officers}
+
+
+if __name__ == "__main__":
+    args = json.loads(sys.argv[2])
+    if "shots" in args:
+        args["shots"] = Path(args["shots"])
+    print(json.dumps(FUNCTIONS[sys.argv[1]](**args)))
