@@ -6,6 +6,7 @@ Used by the real-tier tests and the benchmarks, so both exercise exactly what an
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -106,6 +107,20 @@ def write_config(workdir: Path, *, positions: int = 2, ivr: bool = True, ring_ti
     path.write_text(text)
     config.load(path)  # fail here, loudly, rather than in a subprocess
     return path
+
+
+def shipped_config(workdir: Path) -> Path:
+    """config/gateway.toml with its stores in ``workdir`` and free loopback ports (Asterisk absent)."""
+    text = config.project_path("config/gateway.toml").read_text()
+    text = text.replace('path = "var/gateway.sqlite3"', f'path = "{workdir / "gateway.sqlite3"}"')
+    text = text.replace('store_path = "var/warnings.sqlite3"', f'store_path = "{workdir / "warnings.sqlite3"}"')
+    text = re.sub(r"(?m)^port = 8080$", f"port = {free_port(socket.SOCK_STREAM)}", text)
+    text = re.sub(r"(?m)^(http_port|ari_port) = 8088$", rf"\1 = {free_port(socket.SOCK_STREAM)}", text)
+    text = re.sub(r"(?m)^ami_port = 5038$", f"ami_port = {free_port(socket.SOCK_STREAM)}", text)
+    path = workdir / "gateway.toml"
+    path.write_text(text)
+    return path
+
 
 
 @dataclass

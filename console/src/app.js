@@ -7,7 +7,7 @@ import { renderChoices, startWarnings } from "./warnings.js";
 
 const state = { me: null, csrf: "", language: "ru", incidents: new Map(), selected: null, categories: [], runs: [] };
 const $ = (id) => document.getElementById(id);
-const ACTIVE = new Set(["new", "queued", "ringing", "answered"]);
+const WAITING = new Set(["queued", "ringing"]);  // callers waiting for a dispatcher
 
 async function api(path, options = {}) {
   const headers = { ...(options.headers || {}) };
@@ -158,8 +158,10 @@ function listen() {
 }
 
 function ordered() {
+  // Waiting callers first, the most urgent and then the longest waiting on top; everything else newest first.
   return [...state.incidents.values()].map((i) => i.summary).sort((a, b) =>
-    (ACTIVE.has(b.state) - ACTIVE.has(a.state)) || (b.priority - a.priority) || (a.created_wall - b.created_wall));
+    (WAITING.has(b.state) - WAITING.has(a.state)) || (WAITING.has(a.state)
+      ? (b.priority - a.priority) || (a.created_wall - b.created_wall) : b.created_wall - a.created_wall));
 }
 
 function renderQueue() {
@@ -179,7 +181,7 @@ function renderQueue() {
     return row;
   });
   body.replaceChildren(...rows);
-  $("queue-count").textContent = String(ordered().filter((s) => ACTIVE.has(s.state)).length);
+  $("queue-count").textContent = String(ordered().filter((s) => WAITING.has(s.state)).length);
 }
 
 function categoryTitle(name) {

@@ -8,7 +8,6 @@ Each test fails on the code before issue 11: long fields were cut to 2,000/300/3
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,11 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.settings import project_path
-from sim.lab import GatewayProcess
-from sim.sipp import free_port
+from sim.lab import GatewayProcess, shipped_config
 
-CONFIG = project_path("config/gateway.toml")
 DRAFT = {"event": "mudflow", "zones": ["medeu"], "channels": ["sms"], "status": "Exercise"}
 RECIPIENT = {"ref": "p1", "name": "Айгерім", "phone": "+77011234567", "language": "kk", "zones": ["medeu"],
              "channels": ["sms"]}
@@ -39,19 +35,6 @@ class Api:
 
     def log(self) -> str:
         return self.gateway.log.read_text(errors="replace")
-
-
-def shipped_config(workdir: Path) -> Path:
-    """config/gateway.toml with its stores in ``workdir`` and free loopback ports (Asterisk absent)."""
-    text = CONFIG.read_text()
-    text = text.replace('path = "var/gateway.sqlite3"', f'path = "{workdir / "gateway.sqlite3"}"')
-    text = text.replace('store_path = "var/warnings.sqlite3"', f'store_path = "{workdir / "warnings.sqlite3"}"')
-    text = re.sub(r"(?m)^port = 8080$", f"port = {free_port(socket.SOCK_STREAM)}", text)
-    text = re.sub(r"(?m)^(http_port|ari_port) = 8088$", rf"\1 = {free_port(socket.SOCK_STREAM)}", text)
-    text = re.sub(r"(?m)^ami_port = 5038$", f"ami_port = {free_port(socket.SOCK_STREAM)}", text)
-    path = workdir / "gateway.toml"
-    path.write_text(text)
-    return path
 
 
 @asynccontextmanager
