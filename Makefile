@@ -35,7 +35,7 @@ asterisk: deps venv
 
 run: asterisk console
 	@echo "Asterisk: $$($(VENV)/bin/gateway --config $(CONFIG) asterisk status)"
-	@echo "Store: $$(grep -E '^path' $(CONFIG) | cut -d'"' -f2)   API: http://127.0.0.1:8080/health   Ctrl-C stops the gateway and the stand-ins (Asterisk keeps running: gateway asterisk down)"
+	@echo "Store: $$(grep -E '^path' $(CONFIG) | cut -d'"' -f2)   Console: http://127.0.0.1:8080/ (gateway users reset NAME --password-stdin)   Ctrl-C stops the gateway and the stand-ins (Asterisk keeps running: gateway asterisk down)"
 	scripts/run $(CONFIG)
 
 test: deps venv console
