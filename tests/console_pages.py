@@ -73,6 +73,20 @@ def steps(page: object, url: str, first_id: str, shots: Path, seen: dict[str, ob
         page.locator("#escalation button").first.click()
         page.locator("#escalation .acked").first.wait_for()
         page.screenshot(path=shots / "5-acknowledged.png")
+        page.fill("#note-text", "Звонящий сообщил: дым из окна 3 этажа")
+        page.click("#note-form button")
+        page.locator("#timeline", has_text="дым из окна").wait_for()
+        page.locator("#proposals button").first.click()
+        page.locator("#timeline", has_text="unit_assigned").wait_for()
+        seen["proposals"] = page.text_content("#proposals")
+        page.click("#new-incident summary")
+        page.fill("#n-number", "87019998877")
+        page.fill("#n-address", "Достык 5")
+        page.fill("#n-note", "пришёл в дежурную часть")
+        page.click("#new-form button")
+        page.locator("#card-caller", has_text="+77019998877").wait_for()
+        seen["walk_in"] = page.text_content("#card-id")
+        page.screenshot(path=shots / "5b-walk-in.png")
 
 
 def board_pages(chromium: str, url: str, shots: Path) -> dict[str, dict[str, object]]:

@@ -42,6 +42,8 @@ async function start() {
   $("language").addEventListener("change", (e) => setLanguage(e.target.value));
   $("login-form").addEventListener("submit", login);
   $("logout").addEventListener("click", logout);
+  $("new-form").addEventListener("submit", newIncident);
+  $("note-form").addEventListener("submit", addNote);
   document.addEventListener("keydown", keys);
   setLanguage(navigator.language?.slice(0, 2));
   try {
@@ -213,6 +215,7 @@ async function openCard(id) {
     renderCard(full);
     state.runs = await api(`/incidents/${encodeURIComponent(id)}/escalation`).catch(() => []);
     renderEscalation();
+    renderProposals(full, await api(`/incidents/${encodeURIComponent(id)}/proposals?limit=3`).catch(() => null));
   } catch (error) {
     $("action-error").textContent = error.message;
   }
@@ -321,10 +324,45 @@ async function acknowledge(token) {
   }
 }
 
-async function act(path, body) {
+function renderProposals(incident, offer) {
+  const units = offer ? offer.units : [];
+  $("proposals").replaceChildren(...(units.length ? units.map((u) => {
+    const item = el("li", `${u.name} · ${(u.distance_m / 1000).toFixed(1)} km · ~${Math.round(u.eta_s / 60)} min${u.stale ? " (?)" : ""} `);
+    const button = el("button", t(state.language, "assign"));
+    button.addEventListener("click", () => act(`/incidents/${encodeURIComponent(incident.id)}/assign`, { unit: u.unit }, true));
+    item.append(button);
+    return item;
+  }) : [el("li", t(state.language, offer ? "no_units" : "no_location"), "hint")]));
+}
+
+async function addNote(event) {
+  event.preventDefault();
+  const text = $("note-text").value.trim();
+  if (!text || !state.selected) return;
+  await act(`/incidents/${encodeURIComponent(state.selected)}/notes`, { text });
+  $("note-text").value = "";
+}
+
+async function newIncident(event) {
+  event.preventDefault();
+  $("new-error").textContent = "";
+  const body = { service: $("n-service").value, number: $("n-number").value.trim(), address: $("n-address").value.trim(),
+    note: $("n-note").value };
+  try {
+    const made = await api("/incidents", { method: "POST", body });
+    $("new-form").reset();
+    $("new-incident").open = false;
+    await openCard(made.id);
+  } catch (error) {
+    $("new-error").textContent = error.message;
+  }
+}
+
+async function act(path, body, reopen = false) {
   $("action-error").textContent = "";
   try {
-    renderCard(await api(path, { method: "POST", body }));
+    const changed = await api(path, { method: "POST", body });
+    if (reopen) await openCard(state.selected); else renderCard(changed);
   } catch (error) {
     $("action-error").textContent = error.message;
   }

@@ -59,6 +59,10 @@ class StatusBody(msgspec.Struct, forbid_unknown_fields=True):
     status: Literal["new", "assigned", "en_route", "on_scene", "closed"]
 
 
+class NoteBody(msgspec.Struct, forbid_unknown_fields=True):
+    text: Annotated[str, Meta(min_length=1, max_length=2000)]
+
+
 class TextBody(msgspec.Struct, forbid_unknown_fields=True):
     text: Annotated[str, Meta(min_length=1, max_length=1000)]
 
@@ -87,6 +91,7 @@ class EscalationApi:
             Route("/incidents/{id}/category", self.category, methods=["POST"]),
             Route("/incidents/{id}/status", self.status, methods=["POST"]),
             Route("/incidents/{id}/reply", self.reply, methods=["POST"]),
+            Route("/incidents/{id}/notes", self.note, methods=["POST"]),
             Route("/incidents/{id}/escalation", self.runs, methods=["GET"]),
             Route("/categories", self.categories, methods=["GET"]),
             Route("/acks/{token}", self.console_ack, methods=["POST"]),
@@ -168,6 +173,18 @@ class EscalationApi:
         if send is None:
             return error("this incident was not reported by text (Telegram or SMS): call the caller back", 409)
         return await self._change(lambda: send(incident.id, text, who.name))
+
+    async def note(self, request: Request) -> Response:
+        """A dispatcher's note on the incident's timeline (what the caller said, what was done)."""
+        got = await self._acting(request, NoteBody)
+        if isinstance(got, Response):
+            return got
+        who, body = got
+        text, flags = repair(body.text, lines=True)
+        if not text:
+            return error("text: nothing left once control characters are dropped", 400)
+        return await self._change(lambda: self.desk.record(request.path_params["id"], "note", actor=who.name,
+                                                           text=text, flags=",".join(flags) or None))
 
     async def _change(self, act: Callable[[], Awaitable[object]]) -> Response:
         try:

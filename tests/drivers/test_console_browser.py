@@ -54,7 +54,13 @@ async def test_a_dispatcher_logs_in_sees_the_queue_live_and_works_the_card(tmp_p
         assert seen["hacked"] is None and HOSTILE in seen["timeline"], seen
         assert seen["map_shapes"] >= 1 and "Абая 150" in seen["locations"], seen
         assert seen["caller"].startswith("+77011234567")
+        walk_in = (await machine.get(f"/incidents/{seen['walk_in']}")).json()
+        assert (walk_in["source"], walk_in["caller"]["number"], walk_in["locations"][0]["address"]) == (
+            "api", "+77019998877", "Достык 5")
         changed = (await machine.get(f"/incidents/{first['id']}")).json()
+        assert any(e["kind"] == "note" and e["actor"] == "marat" and "дым" in e["data"]["text"]
+                   for e in changed["timeline"])
+        assert changed["units"], "a unit was assigned from the card"
         assert changed["category"] == "fire", changed["category"]
         assert any(e["kind"] == "category_changed" and e["actor"] == "marat" for e in changed["timeline"])
         assert any(e["kind"] == "acknowledged" and e["actor"] == "marat" and e["data"]["via"] == "console"
