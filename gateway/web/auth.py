@@ -102,13 +102,12 @@ class Auth:
             return error(f"user {who.name!r} is not a {roles[0]} officer", 403)
         return error(f"user {who.name!r} needs one of the roles: {', '.join(roles)}", 403)
 
-    def reader(self, request: Request) -> Response | None:
-        """None when a person, a token or the host's operator (local key, no name needed) asks; else the 401."""
-        if self.local(request):
+    def reader(self, request: Request, *roles: str) -> Response | None:
+        """None when the host's operator (local key, no name needed) or a person or token with one of ``roles``
+        (any role when none are given) asks; else the 401 or 403."""
+        if self.local(request) and not request.headers.get("x-ecgw-user"):
             return None
-        who = self.identify(request)
-        if who is None:
-            return error("who is asking? log in, or send a bearer token", 401)
+        who = self.require(request, *roles)
         return who if isinstance(who, Response) else None
 
     def name(self, request: Request) -> tuple[str, str]:

@@ -86,7 +86,7 @@ class WarningsApi:
 
     def _reader_only(self, request: Request) -> Response | None:
         """Drafts and recipients are not public: reading needs an officer or the host's local key."""
-        return self.auth.reader(request)
+        return self.auth.reader(request, "civil-defence", "supervisor", "admin")
 
     async def _audited(self, request: Request, action: str, target: str, detail: str = "") -> None:
         """Recipients are personal data: every read is in the audit trail with who asked."""

@@ -136,10 +136,10 @@ async def _state(supervisor: httpx.AsyncClient, officer: httpx.AsyncClient, ids:
 
 
 async def test_query_parameters_of_the_wrong_kind_are_a_400(tmp_path: Path) -> None:
-    async with api(tmp_path) as a, a.as_("aigerim") as officer:
+    async with api(tmp_path) as a, a.as_("aigerim") as officer, a.as_("saule") as supervisor:
         for path in ("/recipients?limit=abc", "/recipients?limit=0", "/recipients?after=" + "x" * 500,
                      "/incidents?limit=abc", "/incidents?since=nan", "/units/u1/history?limit=abc"):
-            reply = await officer.get(path)
+            reply = await (officer if path.startswith("/recipients") else supervisor).get(path)
             assert reply.status_code == 400 and reply.json()["error"], (path, reply.text)
 
 

@@ -68,7 +68,12 @@ async def test_five_wrong_passwords_lock_and_a_disabled_person_is_out_at_once(tm
 
 
 async def test_reads_of_incidents_are_audited_and_the_trail_is_for_supervisors(tmp_path: Path) -> None:
-    async with api(tmp_path) as a, a.as_("marat") as dispatcher, a.as_("saule") as supervisor:
+    async with api(tmp_path) as a, a.as_("marat") as dispatcher, a.as_("saule") as supervisor, \
+            a.as_("aigerim") as officer:
+        for path in ("/incidents", "/events"):  # a civil-defence officer has no business with callers' data
+            assert (await officer.get(path)).status_code == 403, path
+        assert (await dispatcher.get("/recipients")).status_code == 403  # nor a dispatcher with residents'
+
         incident_id = (await dispatcher.post("/incidents", json={"note": "x"})).json()["id"]
         assert (await dispatcher.get(f"/incidents/{incident_id}")).status_code == 200
         assert (await dispatcher.get("/audit")).status_code == 403
