@@ -98,10 +98,14 @@ async def sse_client(url: str, headers: dict[str, str], seen: dict[str, float],
     async with httpx.AsyncClient(timeout=None, headers=headers) as client, \
             client.stream("GET", url + "/events") as reply:
         task_status.started()
-        async for line in reply.aiter_lines():
-            at = line.find('"id":"')
-            if line.startswith("data: ") and at >= 0:
-                seen.setdefault(line[at + 6:line.index('"', at + 6)], time.time())
+        rest = b""
+        async for chunk in reply.aiter_raw():  # not line by line: 200 clients in one process must keep up
+            now, data = time.time(), rest + chunk
+            at = data.find(b'"id":"')
+            while at >= 0 and (end := data.find(b'"', at + 6)) >= 0:
+                seen.setdefault(data[at + 6:end].decode(), now)
+                at = data.find(b'"id":"', end)
+            rest = data[at:] if at >= 0 else b""
 
 
 async def create(client: httpx.AsyncClient, rate: float, seconds: float) -> dict[str, float]:
@@ -166,7 +170,7 @@ async def fan_out(url: str, headers: dict[str, str], client: httpx.AsyncClient, 
 
 
 async def main(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as directory:
+    with tempfile.TemporaryDirectory(dir=args.workdir) as directory:
         work = Path(directory)
         started = time.time()
         ids = fill_store(work / "gateway.sqlite3", args.stored)
@@ -174,6 +178,7 @@ async def main(args: argparse.Namespace) -> None:
         gateway = GatewayProcess(shipped_config(work), work / "gateway.log", need_ari=False)
         await gateway.start(timeout=180)
         try:
+            print(f"gateway log: {work / 'gateway.log'}")
             subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(gateway.path), "users", "reset",
                             "marat", "--password-stdin"], input=PASSWORD + "\n", text=True, check=True, cwd=REPO)
             headers = gateway.host_headers()
@@ -208,4 +213,5 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--reads", type=int, default=500)
+    parser.add_argument("--workdir", default=None, help="where the store and the gateway's log go (default: /tmp)")
     trio.run(main, parser.parse_args())
