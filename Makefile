@@ -45,13 +45,14 @@ test: deps venv console
 check: venv
 	scripts/check
 
-bench: deps venv
+bench: deps venv console
 	$(VENV)/bin/python bench/intake.py
 	$(VENV)/bin/python bench/fanout.py
 	$(VENV)/bin/python bench/email_apprise.py
 	$(VENV)/bin/python bench/relays.py
 	$(VENV)/bin/python bench/smpp.py
 	$(VENV)/bin/python bench/escalation.py
+	$(VENV)/bin/python bench/console.py
 
 clean:
 	rm -rf $(VENV) var
