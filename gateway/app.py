@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 from starlette.routing import BaseRoute
@@ -143,13 +144,15 @@ class Gateway:
                 *health_routes(self.store, self.metrics, self.health, self.auth,
                                open_to_all=is_loopback(self.cfg.http.host),
                                answer_sla_s=self.cfg.escalation.answer_sla_s),
-                *PeopleRoutes(self.accounts, self.auth, secure_cookies=bool(self.cfg.http.certfile)).routes(),
+                *PeopleRoutes(self.accounts, self.auth, secure_cookies=bool(self.cfg.http.certfile),
+                              tile_url=self.cfg.http.tile_url).routes(),
                 *console_routes()]
             if self.warnings is not None:
                 await nursery.start(self.warnings.run)
                 routes += WarningsApi(self.warnings, self.auth).routes()
             routes += await self._start_response_side(nursery)
-            app = build_app(routes)
+            tiles = urlsplit(self.cfg.http.tile_url)
+            app = build_app(routes, images_from=f"{tiles.scheme}://{tiles.netloc}" if tiles.netloc else "")
             self.http_addresses = await nursery.start(run_server, app, self.cfg.http.host, self.cfg.http.port,
                                                       self.cfg.http.certfile, self.cfg.http.keyfile)
             await nursery.start(ami.monitor, self.cfg.asterisk, self.asterisk, self.metrics)

@@ -5,7 +5,8 @@ import { t, translate } from "./i18n.js";
 import { showLocations } from "./map.js";
 import { renderChoices, startWarnings } from "./warnings.js";
 
-const state = { me: null, csrf: "", language: "ru", incidents: new Map(), selected: null, categories: [], runs: [] };
+const state = { me: null, csrf: "", language: "ru", incidents: new Map(), selected: null, categories: [], runs: [],
+  zones: [] };
 const $ = (id) => document.getElementById(id);
 const WAITING = new Set(["queued", "ringing"]);  // callers waiting for a dispatcher
 
@@ -107,6 +108,7 @@ function entered(me) {
   show(desk ? "desk" : "warnings");
   if (!desk) return;
   loadCategories();
+  api("/zones").then((zones) => { state.zones = zones; }).catch(() => {});
   loadIncidents();
   listen();
   if (me.roles.some((role) => role === "supervisor" || role === "admin")) {
@@ -248,17 +250,25 @@ function renderCard(incident) {
 
 function renderLocations(incident) {
   const body = $("locations").tBodies[0];
+  // When each candidate came: the timeline's location events are in the order the candidates were kept.
+  const came = incident.timeline.filter((e) => e.kind === "location_found" || e.kind === "location_added").map((e) => e.wall);
+  const now = Date.now() / 1000;
   body.replaceChildren(...incident.locations.map((loc, index) => {
     const row = document.createElement("tr");
     if (index === incident.best_location) row.classList.add("best");
     const uncertainty = loc.radius_m ? `${Math.round(loc.radius_m)} m` : (loc.points?.length ? `${loc.points.length} pts` : "");
+    const age = came[index] ? `${Math.round((now - came[index]) / 60)} min` : "";
     for (const cell of [index === incident.best_location ? t(state.language, "chosen") : "", loc.source, loc.shape, uncertainty,
-      loc.confidence != null ? `${loc.confidence} % ${loc.confidence_pdf || ""}` : "", loc.method || "", loc.address || ""]) {
+      loc.confidence != null ? `${loc.confidence} % ${loc.confidence_pdf || ""}` : "", loc.method || "", age, loc.address || ""]) {
       row.append(el("td", cell));
     }
     return row;
   }));
-  showLocations($("map"), incident.locations, incident.best_location, "");
+  // DEC112's viewer: say so when the position shown is not the newest one received.
+  const newest = incident.locations.length - 1;
+  $("location-warning").textContent = incident.best_location != null && incident.best_location !== newest
+    ? t(state.language, "not_latest") : "";
+  showLocations($("map"), incident.locations, incident.best_location, { tileUrl: state.me.tile_url, zones: state.zones });
 }
 
 async function loadCategories() {

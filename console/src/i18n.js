@@ -20,6 +20,7 @@ export const TEXT = {
     zones: "Зоны", channels: "Каналы", note: "Примечание", submit_draft: "На утверждение", alerts: "Оповещения",
     drafted_by: "Составил", progress: "Доставка", approve_send: "Утвердить и отправить", preview: "Просмотр",
     cancel_alert: "Отменить", new_incident: "Новое происшествие (обращение, рация)", create: "Создать",
+    age: "Получено", not_latest: "Показано не последнее полученное местоположение: оно точнее",
     units_near: "Ближайшие свободные наряды", assign: "Назначить", add_note: "Добавить заметку", no_units: "нет свободных",
   },
   kk: {
@@ -41,6 +42,7 @@ export const TEXT = {
     actual_confirm: "НАҚТЫ хабарламаны халыққа жіберу керек пе?", zones: "Аймақтар", channels: "Арналар",
     note: "Ескерту", submit_draft: "Бекітуге жіберу", alerts: "Хабарламалар", drafted_by: "Құрастырған",
     progress: "Жеткізу", approve_send: "Бекіту және жіберу", preview: "Қарау", cancel_alert: "Болдырмау",
+    age: "Алынды", not_latest: "Соңғы алынған орын көрсетілмеген: бұл дәлірек",
     new_incident: "Жаңа оқиға (келген адам, рация)", create: "Құру", units_near: "Ең жақын бос жасақтар",
     assign: "Тағайындау", add_note: "Жазба қосу", no_units: "бос жасақ жоқ",
   },
@@ -63,6 +65,7 @@ export const TEXT = {
     actual_confirm: "Send an ACTUAL alert to the public?", zones: "Zones", channels: "Channels", note: "Note",
     submit_draft: "Submit for approval", alerts: "Alerts", drafted_by: "Drafted by", progress: "Delivery",
     approve_send: "Approve and send", preview: "Preview", cancel_alert: "Cancel",
+    age: "Received", not_latest: "Not the newest location received: this one is more precise",
     new_incident: "New incident (walk-in, radio)", create: "Create", units_near: "Nearest free units",
     assign: "Assign", add_note: "Add note", no_units: "none free",
   },

@@ -52,6 +52,7 @@ class HttpConfig(Base, frozen=True):
     port: int = 8080
     certfile: str = ""
     keyfile: str = ""
+    tile_url: str = ""  # the centre's own map tiles, e.g. "https://tiles.centre.kz/{z}/{x}/{y}.png"; none: zones
 
 
 class PeopleConfig(Base, frozen=True):
@@ -166,7 +167,11 @@ def semantic_problems(cfg: GatewayConfig, source: str = "<config>") -> list[str]
 
 def http_problems(cfg: GatewayConfig, source: str) -> list[str]:
     h, people = cfg.http, cfg.people
-    p = [f"{source}: http.{key}: give both certfile and keyfile, or neither"
+    if h.tile_url and not re.match(r"^https?://[^/\s]+/\S*\{z\}\S*\{x\}\S*\{y\}", h.tile_url):
+        problems = [f"{source}: http.tile_url: expected http(s)://host/...{{z}}...{{x}}...{{y}}..., got {h.tile_url!r}"]
+    else:
+        problems = []
+    p = problems + [f"{source}: http.{key}: give both certfile and keyfile, or neither"
          for key, value, other in (("certfile", h.certfile, h.keyfile), ("keyfile", h.keyfile, h.certfile))
          if value and not other]
     if people.idle_timeout_s < 60 or people.idle_timeout_s > 86_400:

@@ -19,8 +19,10 @@ from gateway.web.openapi import openapi_route
 from gateway.web.server import BodyLimit, SecurityHeaders
 
 
-def build_app(routes: Sequence[BaseRoute]) -> Starlette:
-    return Starlette(routes=[*routes, openapi_route()], middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit)],
+def build_app(routes: Sequence[BaseRoute], *, images_from: str = "") -> Starlette:
+    """``images_from``: the map tile server's origin (the CSP lets images come from there too)."""
+    return Starlette(routes=[*routes, openapi_route()],
+                     middleware=[Middleware(SecurityHeaders, images_from=images_from), Middleware(BodyLimit)],
                      exception_handlers={Exception: _failed})
 
 

@@ -38,13 +38,15 @@ class Me(msgspec.Struct, kw_only=True):
     language: str
     position: str = ""
     csrf: str = ""  # only for a session: the console sends it back with every change
+    tile_url: str = ""  # the centre's map tiles ("": the console draws the zones instead)
 
 
 class PeopleRoutes:
-    def __init__(self, accounts: Accounts, auth: Auth, *, secure_cookies: bool = False) -> None:
+    def __init__(self, accounts: Accounts, auth: Auth, *, secure_cookies: bool = False, tile_url: str = "") -> None:
         self.accounts = accounts
         self.auth = auth
         self.secure = secure_cookies
+        self.tile_url = tile_url
 
     def routes(self) -> list[Route]:
         return [Route("/login", self.login, methods=["POST"]), Route("/logout", self.logout, methods=["POST"]),
@@ -61,7 +63,7 @@ class PeopleRoutes:
             return refusal(exc, what="login")
         person = session.person
         reply = json_response(Me(name=person.name, roles=sorted(person.roles), language=person.language,
-                                 position=session.position, csrf=session.csrf))
+                                 position=session.position, csrf=session.csrf, tile_url=self.tile_url))
         reply.set_cookie(Auth.COOKIE, token, httponly=True, samesite="strict", secure=self.secure, path="/")
         return reply
 
@@ -81,7 +83,8 @@ class PeopleRoutes:
         session = self.accounts.session(request.cookies.get(Auth.COOKIE, "")) if who.via == "session" else None
         person = self.accounts.person(who.name)
         return json_response(Me(name=who.name, roles=sorted(who.roles), language=person.language if person else "ru",
-                                position=session.position if session else "", csrf=session.csrf if session else ""))
+                                position=session.position if session else "", csrf=session.csrf if session else "",
+                                tile_url=self.tile_url))
 
     async def audit(self, request: Request) -> Response:
         """The trail after ``after`` (a sequence number), oldest first; ``format=csv`` for an export."""

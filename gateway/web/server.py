@@ -129,8 +129,12 @@ class SecurityHeaders:
         (b"cross-origin-opener-policy", b"same-origin"),
     ]
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, images_from: str = "") -> None:
+        """``images_from``: the origin of the centre's tile server, the one place images may come from."""
         self.app = app
+        self.headers = [(name, value.replace(b"img-src 'self'", b"img-src 'self' " + images_from.encode())
+                         if images_from and name == b"content-security-policy" else value)
+                        for name, value in self.HEADERS]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -139,7 +143,7 @@ class SecurityHeaders:
 
         async def with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *self.HEADERS]}
+                message = {**message, "headers": [*message.get("headers", []), *self.headers]}
             await send(message)
 
         await self.app(scope, receive, with_headers)

@@ -50,6 +50,7 @@ class WarningsApi:
         return [
             Route("/alerts", self.list_alerts, methods=["GET"]),
             Route("/warnings/catalogue", self.catalogue, methods=["GET"]),
+            Route("/zones", self.zones, methods=["GET"]),
             Route("/alerts", self.draft, methods=["POST"]),
             Route("/alerts/{id}", self.get_alert, methods=["GET"]),
             Route("/alerts/{id}/preview", self.preview, methods=["GET"]),
@@ -110,6 +111,13 @@ class WarningsApi:
         return json_response(result)
 
     # -- alerts -------------------------------------------------------------------------------
+
+    async def zones(self, request: Request) -> Response:
+        """The centre's zones and their shapes: the map's base layer when the centre has no tile server."""
+        if (denied := self.auth.reader(request)) is not None:
+            return denied
+        return json_response([{"name": z.name, "title": z.title, "polygon": z.polygon, "circle": z.circle}
+                              for z in self.w.zones.zones.values()])
 
     async def catalogue(self, request: Request) -> Response:
         """What a composer offers: the event templates, the zones with their titles, the channels."""
