@@ -9,8 +9,17 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 PASSWORD = "a long pass phrase"
+def log_in(page: Any, url: str, name: str, position: str = "") -> None:
+    page.goto(url + "/console/")
+    page.fill("#login-name", name)
+    page.fill("#login-password", PASSWORD)
+    page.fill("#login-position", position)
+    page.click("#login-form button")
+
+
 LAUNCH = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
@@ -19,8 +28,7 @@ def drive(chromium: str, url: str, first_id: str, shots: Path) -> dict[str, obje
 
     seen: dict[str, object] = {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu",
-                                                                   "--disable-background-networking"])
+        browser = p.chromium.launch(executable_path=chromium, args=LAUNCH)
         page = browser.new_page(viewport={"width": 1400, "height": 900}, locale="ru-RU")
         problems: list[str] = []
         page.on("console", lambda m: problems.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
@@ -94,13 +102,10 @@ def board_pages(chromium: str, url: str, shots: Path) -> dict[str, dict[str, obj
 
     seen: dict[str, dict[str, object]] = {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(executable_path=chromium, args=LAUNCH)
         for name in ("saule", "marat"):
             page = browser.new_context(viewport={"width": 1400, "height": 900}, locale="ru-RU").new_page()
-            page.goto(url + "/console/")
-            page.fill("#login-name", name)
-            page.fill("#login-password", PASSWORD)
-            page.click("#login-form button")
+            log_in(page, url, name)
             page.wait_for_selector("#queue tbody tr")
             if name == "saule":
                 page.locator("#units tbody tr").first.wait_for()
@@ -117,16 +122,11 @@ def watch(chromium: str, url: str, names: dict[str, str], number: str, shots: Pa
 
     result: dict[str, dict[str, object]] = {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu",
-                                                                   "--disable-background-networking"])
+        browser = p.chromium.launch(executable_path=chromium, args=LAUNCH)
         pages = {}
         for position, name in names.items():
             page = browser.new_context(viewport={"width": 1400, "height": 900}, locale="kk-KZ").new_page()
-            page.goto(url + "/console/")
-            page.fill("#login-name", name)
-            page.fill("#login-password", PASSWORD)
-            page.fill("#login-position", position)
-            page.click("#login-form button")
+            log_in(page, url, name, position)
             page.wait_for_selector("#queue")
             pages[position] = page
         print("logged in", flush=True)  # the test places the call now
@@ -156,14 +156,11 @@ def officers(chromium: str, url: str, shots: Path) -> dict[str, object]:
 
     seen: dict[str, object] = {"asked_again": False}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(executable_path=chromium, args=LAUNCH)
         pages = {}
         for name in ("aigerim", "daniyar"):
             page = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="ru-RU").new_page()
-            page.goto(url + "/console/")
-            page.fill("#login-name", name)
-            page.fill("#login-password", PASSWORD)
-            page.click("#login-form button")
+            log_in(page, url, name)
             page.wait_for_selector("#compose")
             pages[name] = page
         drafter, approver = pages["aigerim"], pages["daniyar"]
