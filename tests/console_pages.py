@@ -170,6 +170,15 @@ def officers(chromium: str, url: str, shots: Path) -> dict[str, object]:
             dialog.accept()  # type: ignore[attr-defined]
 
         drafter.on("dialog", accept)
+        drafter.click("#import summary")
+        csv = ("ref,name,phone,language,zones,channels\nx1,Аян,+77010000001,kk,almaly,sms\n"
+               "x2,Бота,+77010000002,ru,almaly,sms\nx3,Chris,+77010000003,en,almaly,sms\nbad,,12,xx,almaly,sms\n")
+        drafter.set_input_files("#import-file", files=[{"name": "people.csv", "mimeType": "text/csv",
+                                                         "buffer": csv.encode()}])
+        drafter.click("#import-form button")
+        drafter.locator("#import-errors tbody tr").first.wait_for()
+        seen["import"] = drafter.text_content("#import-result")
+        seen["import_errors"] = drafter.text_content("#import-errors")
         drafter.locator("#w-zones input[value=medeu]").check()
         drafter.locator("#w-channels input[value=email]").uncheck()
         drafter.select_option("#w-event", "flood")

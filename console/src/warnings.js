@@ -14,6 +14,7 @@ export async function startWarnings(context) {
   $("w-event").replaceChildren(...catalogue.events.map((name) => option(name, name)));
   $("w-status").addEventListener("change", () => { $("actual-banner").hidden = $("w-status").value !== "Actual"; });
   $("compose").addEventListener("submit", compose);
+  $("import-form").addEventListener("submit", importRecipients);
   renderChoices();
   await refreshAlerts();
   setInterval(refreshAlerts, 5000);
@@ -134,4 +135,28 @@ function progressText(id) {
   const done = Object.values(p.channels).reduce((sum, c) => sum + c.delivered + c.sent + c.failed + c.withdrawn, 0);
   const percent = p.targeted ? Math.min(100, Math.round((100 * done) / p.targeted)) : 0;
   return `${percent} % · ${counts.join(" · ")}`;
+}
+
+// Recipients from a CSV file (ref, name, phone, email, telegram, language, zones, channels): what was taken,
+// and each refused row with its line and reason, as the gateway found them.
+async function importRecipients(event) {
+  event.preventDefault();
+  const { $, el, t, state } = ctx;
+  const file = $("import-file").files[0];
+  if (!file) return;
+  $("import-result").textContent = "";
+  try {
+    const reply = await fetch("/recipients", { method: "POST", body: await file.arrayBuffer(), credentials: "same-origin",
+      headers: { "Content-Type": "text/csv", "X-CSRF-Token": state.csrf } });
+    const body = await reply.json();
+    if (!reply.ok) throw new Error(body.error);
+    $("import-result").textContent = `${t(state.language, "imported")}: ${body.imported} · ${t(state.language, "rejected")}: ${body.rejected}`;
+    $("import-errors").tBodies[0].replaceChildren(...body.errors.map((e) => {
+      const row = document.createElement("tr");
+      row.append(el("td", e.row), el("td", e.ref), el("td", e.problem));
+      return row;
+    }));
+  } catch (error) {
+    $("import-result").textContent = error.message;
+  }
 }

@@ -40,6 +40,8 @@ async def test_two_officers_compose_approve_send_and_watch_delivery(tmp_path: Pa
         with trio.fail_after(30):
             while sum(w.smsc.by_destination.values()) < PEOPLE:
                 await trio.sleep(0.2)
+    assert seen["import"] == "принято: 3 · отклонено: 1", seen  # in a zone the alert does not reach
+    assert "language" in str(seen["import_errors"]) and "5" in str(seen["import_errors"]), seen
     assert seen["banner"] and seen["asked_again"], seen
     preview = str(seen["preview"])
     assert "ЖАТТЫҒУ" not in preview and "SMS, UCS-2)" in preview and "undefined" not in preview, preview
