@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -155,7 +156,12 @@ class GatewayProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.cfg.http.port}"
+        return f"{'https' if self.cfg.http.certfile else 'http'}://127.0.0.1:{self.cfg.http.port}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What a client checks the gateway's certificate against (its own, in the tests)."""
+        return ssl.create_default_context(cafile=self.cfg.http.certfile) if self.cfg.http.certfile else True
 
     async def start(self, timeout: float = 20.0) -> None:
         with open(self.log, "ab") as out:
@@ -169,7 +175,7 @@ class GatewayProcess:
 
     async def ready(self) -> bool:
         try:
-            async with httpx.AsyncClient(timeout=1) as client:
+            async with httpx.AsyncClient(timeout=1, verify=self.verify) as client:
                 reply = await client.get(self.url + "/health")
             return bool(reply.json().get("ari_connected")) or not self.need_ari
         except (httpx.HTTPError, ValueError):

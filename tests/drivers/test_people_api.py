@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
-from sim.lab import REPO
+from sim.lab import REPO, GatewayProcess, shipped_config
 from tests.drivers.test_api_inputs import Api, api
 
 PASSWORD = "a long pass phrase"
@@ -97,3 +98,26 @@ async def test_every_answer_carries_the_security_headers_and_health_is_open_on_l
             assert "frame-ancestors 'none'" in headers["content-security-policy"]
             assert (headers["x-content-type-options"], headers["referrer-policy"]) == ("nosniff", "no-referrer")
         assert (await anonymous.get("/health")).status_code in (200, 503)  # answered, not 401
+
+
+async def test_over_https_the_session_cookie_is_secure_and_plain_http_is_not_served(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    config = shipped_config(tmp_path)
+    config.write_text(config.read_text().replace("[http]\n", f'[http]\ncertfile = "{cert}"\nkeyfile = "{key}"\n', 1))
+    gateway = GatewayProcess(config, tmp_path / "gateway.log", need_ari=False)
+    await gateway.start()
+    try:
+        a = Api(gateway, tmp_path)
+        assert users(a, "reset", "marat", "--password-stdin", password=PASSWORD).returncode == 0
+        async with httpx.AsyncClient(base_url=gateway.url, verify=gateway.verify, timeout=15) as page:
+            me = await login(page, "marat")
+            assert me.status_code == 200 and "secure" in me.headers["set-cookie"].lower()
+            assert (await page.get("/incidents")).status_code == 200
+        async with httpx.AsyncClient(timeout=5) as plain:
+            with pytest.raises(httpx.HTTPError):
+                await plain.get(gateway.url.replace("https://", "http://") + "/incidents")
+    finally:
+        await gateway.stop()
