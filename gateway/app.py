@@ -38,6 +38,7 @@ from gateway.warning.workflow import DraftSpec
 from gateway.web.app import build_app
 from gateway.web.auth import Auth, key_path, local_key
 from gateway.web.console import console_routes
+from gateway.web.drills import DrillRoutes
 from gateway.web.health import Health, health_routes
 from gateway.web.incidents import incident_routes
 from gateway.web.people import PeopleRoutes
@@ -90,8 +91,10 @@ def _reasons(report: Health) -> list[str]:
 
 
 class Gateway:
-    def __init__(self, cfg: GatewayConfig) -> None:
+    def __init__(self, cfg: GatewayConfig, config_path: str = "") -> None:
+        """``config_path``: the file ``cfg`` came from (drills run the simulator against it); none: no drills."""
         self.cfg = cfg
+        self.config_path = config_path
         box = locate(cfg)
         self.sounds_dir, self.spool_dir = box.host_dir / "sounds", box.host_dir / "spool"
         self.metrics = Metrics()
@@ -151,6 +154,9 @@ class Gateway:
                 await nursery.start(self.warnings.run)
                 routes += WarningsApi(self.warnings, self.auth).routes()
             routes += await self._start_response_side(nursery)
+            if self.config_path:
+                drills = Path(self.cfg.store.path).parent / "drills"
+                routes += DrillRoutes(self.auth, self.config_path, drills, nursery).routes()
             tiles = urlsplit(self.cfg.http.tile_url)
             app = build_app(routes, images_from=f"{tiles.scheme}://{tiles.netloc}" if tiles.netloc else "")
             self.http_addresses = await nursery.start(run_server, app, self.cfg.http.host, self.cfg.http.port,

@@ -152,7 +152,7 @@ def watch(chromium: str, url: str, names: dict[str, str], number: str, shots: Pa
 
 
 def officers(chromium: str, url: str, shots: Path) -> dict[str, object]:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import FilePayload, sync_playwright
 
     seen: dict[str, object] = {"asked_again": False}
     with sync_playwright() as p:
@@ -173,8 +173,8 @@ def officers(chromium: str, url: str, shots: Path) -> dict[str, object]:
         drafter.click("#import summary")
         csv = ("ref,name,phone,language,zones,channels\nx1,Аян,+77010000001,kk,almaly,sms\n"
                "x2,Бота,+77010000002,ru,almaly,sms\nx3,Chris,+77010000003,en,almaly,sms\nbad,,12,xx,almaly,sms\n")
-        drafter.set_input_files("#import-file", files=[{"name": "people.csv", "mimeType": "text/csv",
-                                                         "buffer": csv.encode()}])
+        drafter.set_input_files("#import-file", files=FilePayload(name="people.csv", mimeType="text/csv",
+                                                                  buffer=csv.encode()))
         drafter.click("#import-form button")
         drafter.locator("#import-errors tbody tr").first.wait_for()
         seen["import"] = drafter.text_content("#import-result")
@@ -198,8 +198,30 @@ def officers(chromium: str, url: str, shots: Path) -> dict[str, object]:
     return seen
 
 
+def drill_page(chromium: str, url: str, name: str, shots: Path) -> dict[str, object]:
+    """A drill operator runs the smoke drill from the console and reads its report."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=LAUNCH)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="ru-RU")
+        log_in(page, url, name)
+        page.wait_for_selector("#drill-form")
+        page.select_option("#drill-file", "smoke.toml")
+        page.click("#drill-form button")
+        page.locator("#drill-runs tbody tr", has_text="running").wait_for()
+        page.screenshot(path=shots / "9-drill-running.png")
+        page.locator("#drill-report .figures").wait_for(timeout=300_000)
+        seen: dict[str, object] = {"figures": page.text_content("#drill-report .figures"),
+                "bars": page.locator("#drill-report svg.bars rect").count(),
+                "state": page.text_content("#drill-runs tbody tr td:nth-child(3)")}
+        page.screenshot(path=shots / "10-drill-report.png")
+        browser.close()
+    return seen
+
+
 FUNCTIONS: dict[str, Callable[..., object]] = {
-    "drive": drive, "board_pages": board_pages, "watch": watch, "officers": officers}
+    "drive": drive, "board_pages": board_pages, "watch": watch, "officers": officers, "drill_page": drill_page}
 
 
 if __name__ == "__main__":

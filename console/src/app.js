@@ -3,6 +3,7 @@
 // never as markup; the server's Content-Security-Policy forbids inline script besides.
 import { t, translate } from "./i18n.js";
 import { showLocations } from "./map.js";
+import { startDrills } from "./drills.js";
 import { renderChoices, startWarnings } from "./warnings.js";
 
 const state = { me: null, csrf: "", language: "ru", incidents: new Map(), selected: null, categories: [], runs: [],
@@ -58,6 +59,7 @@ function showLogin(message = "") {
   $("login-view").hidden = false;
   $("desk-view").hidden = true;
   $("warnings-view").hidden = true;
+  $("drills-view").hidden = true;
   $("logout").hidden = true;
   $("who").textContent = "";
   $("login-error").textContent = message;
@@ -88,8 +90,7 @@ async function logout() {
 }
 
 function show(view) {
-  $("desk-view").hidden = view !== "desk";
-  $("warnings-view").hidden = view !== "warnings";
+  for (const name of ["desk", "warnings", "drills"]) $(`${name}-view`).hidden = view !== name;
 }
 
 function entered(me) {
@@ -101,11 +102,15 @@ function entered(me) {
   $("logout").hidden = false;
   const desk = me.roles.some((role) => ["dispatcher", "supervisor", "admin"].includes(role));
   const warnings = me.roles.includes("civil-defence");
-  $("views").hidden = !(desk && warnings);
-  $("to-desk").onclick = () => show("desk");
-  $("to-warnings").onclick = () => show("warnings");
+  const drills = me.roles.some((role) => ["drill", "admin"].includes(role));
+  const views = [["desk", desk], ["warnings", warnings], ["drills", drills]].filter(([, allowed]) => allowed);
+  for (const [view] of views) {
+    $(`to-${view}`).hidden = views.length < 2;
+    $(`to-${view}`).onclick = () => show(view);
+  }
   if (warnings) startWarnings({ $, el, t, api, state }).catch((error) => { $("compose-error").textContent = error.message; });
-  show(desk ? "desk" : "warnings");
+  if (drills) startDrills({ $, el, t, api, state }).catch((error) => { $("drill-error").textContent = error.message; });
+  show(views.length ? views[0][0] : "desk");
   if (!desk) return;
   loadCategories();
   api("/zones").then((zones) => { state.zones = zones; }).catch(() => {});

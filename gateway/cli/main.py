@@ -59,10 +59,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _private_files()
     cfg = _load_to_run(args)
+    config_path = str(Path(args.config).resolve())
 
     async def until_signal() -> None:
         async with trio.open_nursery() as nursery:
-            await nursery.start(Gateway(cfg).run)
+            await nursery.start(Gateway(cfg, config_path).run)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for signum in signals:
                     logging.getLogger("gateway").info("%s: stopping", signal.Signals(signum).name)

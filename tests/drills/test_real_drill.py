@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import trio
 
 from sim.lab import REPO, AsteriskInstance, GatewayProcess
+from tests.drivers.test_console_browser import chromium_or_skip, in_browser, keep_shots
 
 
 async def test_smoke_drill_loses_no_call(asterisk: AsteriskInstance, tmp_path: Path) -> None:
@@ -36,3 +38,25 @@ async def test_smoke_drill_loses_no_call(asterisk: AsteriskInstance, tmp_path: P
     assert report["answered_by_dispatcher"] >= 19
     assert report["incidents_with_location"] >= 12
     assert report["invite_to_stored_s"]["count"] == 20
+
+
+async def test_a_drill_operator_runs_the_smoke_drill_from_the_console(
+        asterisk: AsteriskInstance, tmp_path: Path) -> None:
+    chromium = chromium_or_skip()
+    config = tmp_path / "drill.toml"
+    config.write_text(asterisk.path.read_text().replace("digit_timeout_s = 2\nmax_s = 6",
+                                                         "digit_timeout_s = 5\nmax_s = 20"))
+    gateway = GatewayProcess(config, tmp_path / "gateway.log")
+    name = f"drill-{tmp_path.name[-6:]}".replace("_", "-").lower()
+    await gateway.start()
+    try:
+        subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(config), "users", "add", name, "--role",
+                        "drill", "--password-stdin"], input="a long pass phrase\n", text=True, check=True,
+                       capture_output=True, timeout=60, cwd=REPO)
+        seen = await in_browser("drill_page", tmp_path, timeout=400, chromium=chromium, url=gateway.url, name=name)
+    finally:
+        await gateway.stop()
+    figures = str(seen["figures"])
+    assert seen["state"] == "done" and "Вызовов сделано20" in figures and "Потеряно вызовов0" in figures, seen
+    assert int(str(seen["bars"])) >= 4, seen  # INVITE -> stored and -> ringing, drawn
+    keep_shots(tmp_path)

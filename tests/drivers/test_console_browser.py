@@ -68,13 +68,14 @@ async def test_a_dispatcher_logs_in_sees_the_queue_live_and_works_the_card(tmp_p
     keep_shots(tmp_path)
 
 
-async def in_browser(function: str, shots: Path, *, ready: trio.Event | None = None, **args: object) -> Any:
+async def in_browser(function: str, shots: Path, *, ready: trio.Event | None = None, timeout: float = 180,
+                     **args: object) -> Any:
     """``tests.console_pages.FUNCTION(**args, shots=shots)`` in its own process; ``ready`` is set when it
     prints "logged in". Its errors go to ``shots/FUNCTION.err``; the result is its last line, as JSON."""
     command = [sys.executable, "-m", "tests.console_pages", function, json.dumps({**args, "shots": str(shots)})]
     errors = shots / f"{function}.err"
     lines: list[bytes] = []
-    with errors.open("wb") as err, trio.fail_after(180):
+    with errors.open("wb") as err, trio.fail_after(timeout):
         process = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE, stderr=err, cwd=REPO)
         try:
             assert process.stdout is not None
