@@ -158,7 +158,7 @@ function listen() {
     const summary = JSON.parse(message.data);
     const known = state.incidents.get(summary.id) || {};
     state.incidents.set(summary.id, { ...known, summary });
-    renderQueue();
+    queueSoon();
     // This position's phone answered the call: its card opens by itself.
     const mine = state.me.position && summary.position === state.me.position && summary.state === "answered";
     if (summary.id === state.selected || (mine && known.summary?.state !== "answered")) openCard(summary.id);
@@ -171,6 +171,15 @@ function ordered() {
   return [...state.incidents.values()].map((i) => i.summary).sort((a, b) =>
     (WAITING.has(b.state) - WAITING.has(a.state)) || (WAITING.has(a.state)
       ? (b.priority - a.priority) || (a.created_wall - b.created_wall) : b.created_wall - a.created_wall));
+}
+
+let queued = false;
+
+function queueSoon() {
+  // A busy centre sends many changes a second: draw the queue once per frame, not once per change.
+  if (queued) return;
+  queued = true;
+  requestAnimationFrame(() => { queued = false; renderQueue(); });
 }
 
 function renderQueue() {
