@@ -131,20 +131,10 @@ def _one(fields: Fields, key: str) -> str:
     return values[0]
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        values = [float(x) for x in text.split()]
-    except ValueError as exc:
-        raise LocationError(f"non-numeric value {text[:40]!r}") from exc
-    if any(not math.isfinite(v) for v in values):
-        raise LocationError(f"not a finite number: {text[:40]!r}")
-    return values
-
-
 def _pos(fields: Fields) -> Position:
     if not fields.get("pos"):
         raise LocationError("no position (pos missing)")
-    return shapes.position(_floats(_one(fields, "pos")), "pos")
+    return shapes.position(shapes.numbers(_one(fields, "pos")), "pos")
 
 
 def _positions(fields: Fields) -> list[Position]:
@@ -152,10 +142,10 @@ def _positions(fields: Fields) -> list[Position]:
     if fields.get("posList") and fields.get("pos"):
         raise LocationError("both posList and pos given")
     if fields.get("pos"):
-        return [shapes.position(_floats(p), "pos") for p in fields["pos"]]
+        return [shapes.position(shapes.numbers(p), "pos") for p in fields["pos"]]
     if not fields.get("posList"):
         raise LocationError("no position (no posList or pos)")
-    numbers = _floats(_one(fields, "posList"))
+    numbers = shapes.numbers(_one(fields, "posList"))
     crs = fields.get("crs", [""])[0]
     step = 3 if crs == "3d" or (crs != "2d" and len(numbers) % 2 and not len(numbers) % 3) else 2
     if len(numbers) % step:
@@ -165,7 +155,7 @@ def _positions(fields: Fields) -> list[Position]:
 
 def _metres(fields: Fields, key: str) -> float:
     text = fields.get(key, [""])[-1]
-    values = _floats(text.split(" ")[0] if text else "")
+    values = shapes.numbers(text.split(" ")[0] if text else "")
     if len(fields.get(key, [])) != 1 or len(values) != 1:
         raise LocationError(f"{key}: expected a distance in metres, got {text or None!r}")
     return shapes.distance(values[0], key)
@@ -179,7 +169,7 @@ def _degrees(fields: Fields, key: str, required: bool = False) -> float:
             raise LocationError(f"no {key}")
         return 0.0
     value, _, unit = text.partition(" ")
-    angles = _floats(value)
+    angles = shapes.numbers(value)
     if len(angles) != 1:
         raise LocationError(f"{key}: expected an angle, got {value[:40]!r}")
     unit = unit.strip().lower()

@@ -132,7 +132,7 @@ def _ring(polygon: Element, dims: int | None, notes: list[str]) -> list[Position
         return [_position(p, dims, notes) for p in poses]
     if not pos_list:
         raise LocationError("no position (gml:posList or gml:pos missing)")
-    numbers = _numbers(_text(pos_list[0]))
+    numbers = shapes.numbers(_text(pos_list[0]))
     declared = pos_list[0].get("srsDimension")
     step = 3 if declared == "3" or (dims == 3 and declared != "2") else 2
     if len(numbers) % step:
@@ -150,7 +150,7 @@ def _pos(el: Element, dims: int | None, notes: list[str]) -> Position:
 
 
 def _position(el: Element, dims: int | None, notes: list[str]) -> Position:
-    pos = shapes.position(_numbers(_text(el)), "gml:pos")
+    pos = shapes.position(shapes.numbers(_text(el)), "gml:pos")
     if dims == 2 and pos[2] is not None:
         notes.append("gml:pos has 3 numbers in the 2-D CRS EPSG::4326: the third is kept as altitude")
     elif dims == 3 and pos[2] is None:
@@ -162,18 +162,8 @@ def _text(el: Element) -> str:
     return "".join(el.itertext()).strip()
 
 
-def _numbers(text: str) -> list[float]:
-    try:
-        values = [float(x) for x in text.split()]
-    except ValueError as exc:
-        raise LocationError(f"non-numeric coordinate in {text[:60]!r}") from exc
-    if any(not math.isfinite(v) for v in values):
-        raise LocationError("coordinate is not a finite number")
-    return values
-
-
 def _number(el: Element) -> float:
-    values = _numbers(_text(el))
+    values = shapes.numbers(_text(el))
     if len(values) != 1:
         raise LocationError(f"{name(el.tag)}: expected one number, got {_text(el)[:40]!r}")
     return values[0]

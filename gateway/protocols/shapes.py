@@ -30,6 +30,17 @@ def check_coordinates(lat: float, lon: float) -> None:
         raise LocationError(f"coordinates out of range: {lat}, {lon}")
 
 
+def numbers(text: str) -> list[float]:
+    """The whitespace-separated numbers of a ``pos``, ``posList``, radius or angle; raises LocationError."""
+    try:
+        values = [float(x) for x in text.split()]
+    except ValueError as exc:
+        raise LocationError(f"non-numeric coordinate in {text[:60]!r}") from exc
+    if any(not math.isfinite(v) for v in values):
+        raise LocationError(f"not a finite number: {text[:60]!r}")
+    return values
+
+
 def position(numbers: list[float], what: str = "position") -> Position:
     """A checked position from 2 (lat lon) or 3 (lat lon altitude) numbers."""
     if len(numbers) not in (2, 3):
