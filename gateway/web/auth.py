@@ -23,6 +23,7 @@ import secrets
 from pathlib import Path
 
 import msgspec
+import trio
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -110,9 +111,9 @@ class Auth:
         who = self.require(request, *roles)
         return who if isinstance(who, Response) else None
 
-    def name(self, request: Request) -> tuple[str, str]:
-        """(who, via) for the audit trail of a request ``reader`` let through."""
+    async def audit(self, request: Request, action: str, target: str = "", detail: str = "") -> None:
+        """Write who did ``action`` (a read of personal data) to the audit trail, in a worker thread."""
         who = self.identify(request)
-        if isinstance(who, Officer):
-            return who.name, who.via
-        return ("host", "local") if self.local(request) else ("?", "?")
+        name, via = (who.name, who.via) if isinstance(who, Officer) else \
+            (("host", "local") if self.local(request) else ("?", "?"))
+        await trio.to_thread.run_sync(self.accounts.audit, name, via, action, target, detail)

@@ -30,10 +30,6 @@ READERS = ("dispatcher", "supervisor", "admin", "drill")  # callers' numbers and
 
 
 def incident_routes(store: AsyncStore, bus: Bus, auth: Auth) -> list[Route]:
-    async def audited(request: Request, action: str, target: str = "") -> None:
-        who, via = auth.name(request)
-        await trio.to_thread.run_sync(auth.accounts.audit, who, via, action, target, "")
-
     async def list_incidents(request: Request) -> Response:
         if (denied := auth.reader(request, *READERS)) is not None:
             return denied
@@ -44,7 +40,7 @@ def incident_routes(store: AsyncStore, bus: Bus, auth: Auth) -> list[Route]:
             since = math.nan
         if not math.isfinite(since):
             return error("limit must be an integer and since a number (Unix time)", 400)
-        await audited(request, "incidents_listed", f"limit {limit}")
+        await auth.audit(request, "incidents_listed", f"limit {limit}")
         return json_response(await store.recent(limit, since))
 
     async def get_incident(request: Request) -> Response:
@@ -54,13 +50,13 @@ def incident_routes(store: AsyncStore, bus: Bus, auth: Auth) -> list[Route]:
             incident = await store.get(request.path_params["id"])
         except NotFound as exc:
             return error(str(exc), 404)
-        await audited(request, "incident_read", incident.id)
+        await auth.audit(request, "incident_read", incident.id)
         return json_response(incident)
 
     async def events(request: Request) -> Response:
         if (denied := auth.reader(request, *READERS)) is not None:
             return denied
-        await audited(request, "events_opened")
+        await auth.audit(request, "events_opened")
         return StreamingResponse(_changes(bus), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

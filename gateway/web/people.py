@@ -96,7 +96,7 @@ class PeopleRoutes:
         except GatewayError as exc:
             return refusal(exc, who.name, "audit")
         entries = await trio.to_thread.run_sync(self.accounts.audit_trail, after, limit)
-        await trio.to_thread.run_sync(self.accounts.audit, who.name, who.via, "audit_read", "", f"after {after}")
+        await self.auth.audit(request, "audit_read", "", f"after {after}")
         if request.query_params.get("format") != "csv":
             return json_response(entries)
         out = io.StringIO()

@@ -89,11 +89,6 @@ class WarningsApi:
         """Drafts and recipients are not public: reading needs an officer or the host's local key."""
         return self.auth.reader(request, "civil-defence", "supervisor", "admin")
 
-    async def _audited(self, request: Request, action: str, target: str, detail: str = "") -> None:
-        """Recipients are personal data: every read is in the audit trail with who asked."""
-        who, via = self.auth.name(request)
-        await trio.to_thread.run_sync(self.auth.accounts.audit, who, via, action, target, detail)
-
     def _officer_only(self, request: Request) -> Response | None:
         """Recipient lists hold personal data: only civil-defence officers change them."""
         who = self.auth.require(request, "civil-defence")
@@ -232,7 +227,7 @@ class WarningsApi:
             after, limit = query_text(request, "after", "", 64), query_int(request, "limit", 100, 1000)
         except GatewayError as exc:
             return refusal(exc, what="recipients list")
-        await self._audited(request, "recipients_listed", after, f"limit {limit}")
+        await self.auth.audit(request, "recipients_listed", after, f"limit {limit}")
         return json_response(await self.w.outbox.call(self.w.outbox.sync.recipients, after, limit))
 
     async def import_recipients(self, request: Request) -> Response:
@@ -270,7 +265,7 @@ class WarningsApi:
     async def get_recipient(self, request: Request) -> Response:
         if (denied := self._reader_only(request)) is not None:
             return denied
-        await self._audited(request, "recipient_read", request.path_params["ref"])
+        await self.auth.audit(request, "recipient_read", request.path_params["ref"])
         try:
             return json_response(await self.w.outbox.call(self.w.outbox.sync.get_recipient, request.path_params["ref"]))
         except GatewayError as exc:
