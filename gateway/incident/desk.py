@@ -116,6 +116,30 @@ class Desk:
         finally:
             self.recorder.release(held)
 
+    async def set_scene(self, incident_id: str, *, actor: str, copy: int | None = None,
+                        place: Location | None = None) -> Incident:
+        """Settle where the incident is: a copy of the caller's candidate ``copy``, or ``place`` as the
+        dispatcher corrected it. The caller's candidates stay as received. Raises DeskError for a
+        candidate that does not exist or has no coordinates."""
+        held = await self.recorder.acquire(incident_id)
+        try:
+            inc = held.incident
+            if copy is not None:
+                if not 0 <= copy < len(inc.locations):
+                    raise DeskError(f"incident {incident_id} has no caller location #{copy}")
+                place = inc.locations[copy]
+            if place is None or ((place.lat is None or place.lon is None) and not place.address):
+                raise DeskError("the incident's location needs coordinates or an address")
+            before = inc.scene
+            await self.recorder.record(held, "scene_set", actor, changes={"scene": place},
+                                       copied_from=copy, source=place.source, lat=place.lat, lon=place.lon,
+                                       address=place.address or None,
+                                       previous_lat=before.lat if before else None,
+                                       previous_lon=before.lon if before else None)
+            return inc
+        finally:
+            self.recorder.release(held)
+
     async def set_category(self, incident_id: str, category: str, priority: int, *, actor: str) -> Incident:
         held = await self.recorder.acquire(incident_id)
         try:

@@ -16,7 +16,7 @@ import msgspec
 from gateway.protocols.caller import Caller, Location, LocationSource, Shape
 
 __all__ = ["Caller", "Location", "LocationSource", "Shape", "Incident", "IncidentSummary", "TimelineEvent",
-           "new_incident_id"]
+           "new_incident_id", "response_location"]
 
 class TimelineEvent(msgspec.Struct, frozen=True, kw_only=True):
     """Something that happened to an incident, with wall-clock and monotonic times."""
@@ -53,6 +53,9 @@ class Incident(msgspec.Struct, kw_only=True):
     priority: int = 1
     locations: list[Location] = []
     best_location: int | None = None
+    # Where the incident is, as the dispatcher settled it (copied from a caller's candidate, or corrected by
+    # hand): what units are sent to. The caller's own candidates above are never changed by it.
+    scene: Location | None = None
     linked_to: list[str] = []
     link_reasons: list[str] = []
     position: str = ""
@@ -95,3 +98,11 @@ class IncidentIds:
 
 
 new_incident_id = IncidentIds()
+
+
+def response_location(incident: Incident) -> Location | None:
+    """Where a response goes: the dispatcher's scene when set, else the caller's best candidate."""
+    if incident.scene is not None:
+        return incident.scene
+    index = incident.best_location
+    return incident.locations[index] if index is not None and 0 <= index < len(incident.locations) else None

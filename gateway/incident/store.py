@@ -28,7 +28,7 @@ import trio
 from gateway.errors import NotFound, StoreError
 from gateway.files import private_store
 from gateway.geo import distance_m
-from gateway.incident.records import Incident, IncidentSummary, Location, TimelineEvent
+from gateway.incident.records import Incident, IncidentSummary, Location, TimelineEvent, response_location
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -110,10 +110,8 @@ def summary(incident: Incident) -> IncidentSummary:
 
 
 def _best_coords(incident: Incident) -> tuple[float | None, float | None]:
-    if incident.best_location is None:
-        return None, None
-    loc = incident.locations[incident.best_location]
-    return loc.lat, loc.lon
+    loc = response_location(incident)
+    return (loc.lat, loc.lon) if loc is not None else (None, None)
 
 
 def connect(path: Path, synchronous: str, schema: str, what: str) -> sqlite3.Connection:

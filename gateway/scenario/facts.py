@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from gateway.incident.records import Incident, Location
+from gateway.incident.records import Incident, Location, response_location
 from gateway.scenario.catalogue import Catalogue
 from gateway.scenario.machine import Facts
 from gateway.scenario.texts import STATUS_NAMES
@@ -16,9 +16,8 @@ UNKNOWN_PLACE = {"kk": "белгісіз", "ru": "не установлен", "e
 
 
 def best(incident: Incident) -> Location | None:
-    if incident.best_location is not None and incident.best_location < len(incident.locations):
-        return incident.locations[incident.best_location]
-    return incident.locations[0] if incident.locations else None
+    found = response_location(incident)
+    return found if found is not None else (incident.locations[0] if incident.locations else None)
 
 
 def zone(incident: Incident, zone_of: ZoneOf | None) -> str:

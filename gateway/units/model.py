@@ -22,7 +22,7 @@ import msgspec
 
 from gateway.errors import ConfigError, Conflict, GatewayError, InputError
 from gateway.geo import distance_m
-from gateway.incident.records import Incident
+from gateway.incident.records import Incident, response_location
 from gateway.settings.base import Base
 
 UnitStatus = Literal["free", "assigned", "en_route", "on_scene", "unavailable"]
@@ -177,11 +177,9 @@ def refreshed(stored: Unit, entry: RosterUnit) -> Unit:
 
 def incident_point(incident: Incident) -> tuple[float, float]:
     """Coordinates of the incident's best location; raises NoLocation when it has none."""
-    index = incident.best_location  # the desk keeps it: the most precise candidate with coordinates
-    if index is not None and 0 <= index < len(incident.locations):
-        loc = incident.locations[index]
-        if loc.lat is not None and loc.lon is not None:
-            return loc.lat, loc.lon
+    loc = response_location(incident)  # the dispatcher's scene, else the most precise caller candidate
+    if loc is not None and loc.lat is not None and loc.lon is not None:
+        return loc.lat, loc.lon
     raise NoLocation(f"incident {incident.id} has no location with coordinates: add one "
                      "(or choose units by hand) before asking for the nearest")
 

@@ -19,7 +19,7 @@ from gateway.warning.records import AlertRecord, Progress
 from gateway.warning.workflow import DraftSpec
 from gateway.web.errors import ApiError
 from gateway.web.health import Health
-from gateway.web.scenario import CategoryBody, NewIncident, NoteBody, StatusBody, TextBody
+from gateway.web.scenario import CategoryBody, NewIncident, NoteBody, SceneBody, StatusBody, TextBody
 from gateway.web.units import AssignBody
 from gateway.web.units import StatusBody as UnitStatusBody
 from gateway.web.warnings import ApproveBody, CancelBody
@@ -27,10 +27,10 @@ from gateway.web.warnings import ApproveBody, CancelBody
 PATH_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
 BODIES = [Incident, list[IncidentSummary], Health, ApiError, NewIncident, CategoryBody, StatusBody, TextBody,
           list[Run], Unit, list[Unit], UnitStatusBody, AssignBody, Proposals, DraftSpec, ApproveBody, CancelBody,
-          AlertRecord, list[AlertRecord], Progress, Recipient, list[Recipient], NoteBody]
+          AlertRecord, list[AlertRecord], Progress, Recipient, list[Recipient], NoteBody, SceneBody]
 NAMES = ["incident", "summary", "health", "error", "new", "category", "status", "text", "runs", "unit", "units",
          "unit_status", "assign", "proposals", "draft", "approve", "cancel", "alert", "alerts", "progress",
-         "recipient", "recipients", "note"]
+         "recipient", "recipients", "note", "scene"]
 REF = [{"name": "ref", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64}}]
 
 
@@ -90,6 +90,8 @@ def _response_paths(s: dict[str, Any]) -> dict[str, Any]:
         "/incidents/{id}/reply": _post(s, "Answer the person who reported by Telegram or SMS", s["text"],
                                        s["incident"]),
         "/incidents/{id}/notes": _post(s, "A dispatcher's note on the timeline", s["note"], s["incident"]),
+        "/incidents/{id}/scene": _post(s, "The incident's location: copy a caller's, or correct it by hand",
+                                       s["scene"], s["incident"]),
         "/incidents/{id}/escalation": {"get": {"summary": "The incident's scenario runs", "parameters": PATH_ID,
                                                "responses": _ok(s["runs"])}},
         "/incidents/{id}/assign": _post(s, "Assign a free unit", s["assign"], s["unit"]),

@@ -63,6 +63,16 @@ class NoteBody(msgspec.Struct, forbid_unknown_fields=True):
     text: Annotated[str, Meta(min_length=1, max_length=2000)]
 
 
+class SceneBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The incident's location: ``copy`` a caller's candidate by its index, or give the corrected place
+    (coordinates, an address, or both)."""
+
+    copy: Annotated[int, Meta(ge=0, le=10_000)] | None = None
+    lat: Annotated[float, Meta(ge=-90, le=90)] | None = None
+    lon: Annotated[float, Meta(ge=-180, le=180)] | None = None
+    address: Annotated[str, Meta(max_length=300)] = ""
+
+
 class TextBody(msgspec.Struct, forbid_unknown_fields=True):
     text: Annotated[str, Meta(min_length=1, max_length=1000)]
 
@@ -74,6 +84,17 @@ async def _body(request: Request, kind: type[B]) -> B | Response:
         return await read_body(request, kind)
     except GatewayError as exc:
         return refusal(exc, what="incident change")
+
+
+def _scene_problem(body: SceneBody) -> str:
+    if (body.lat is None) != (body.lon is None):
+        return "lat and lon: give both or neither"
+    given = body.lat is not None or bool(body.address.strip())
+    if body.copy is not None and given:
+        return "copy: give either a caller location to copy or a place, not both"
+    if body.copy is None and not given:
+        return "give copy (a caller location's index), or lat and lon, or an address"
+    return ""
 
 
 class EscalationApi:
@@ -92,6 +113,7 @@ class EscalationApi:
             Route("/incidents/{id}/status", self.status, methods=["POST"]),
             Route("/incidents/{id}/reply", self.reply, methods=["POST"]),
             Route("/incidents/{id}/notes", self.note, methods=["POST"]),
+            Route("/incidents/{id}/scene", self.scene, methods=["POST"]),
             Route("/incidents/{id}/escalation", self.runs, methods=["GET"]),
             Route("/categories", self.categories, methods=["GET"]),
             Route("/acks/{token}", self.console_ack, methods=["POST"]),
@@ -185,6 +207,22 @@ class EscalationApi:
             return error("text: nothing left once control characters are dropped", 400)
         return await self._change(lambda: self.desk.record(request.path_params["id"], "note", actor=who.name,
                                                            text=text, flags=",".join(flags) or None))
+
+    async def scene(self, request: Request) -> Response:
+        """Copy a caller's location into the incident's, or correct the incident's by hand."""
+        got = await self._acting(request, SceneBody)
+        if isinstance(got, Response):
+            return got
+        who, body = got
+        problem = _scene_problem(body)
+        if problem:
+            return error(problem, 400)
+        address = repair(body.address)[0]
+        place = None if body.copy is not None else Location(
+            source="manual", shape="point" if body.lat is not None else "civic", lat=body.lat, lon=body.lon,
+            address=address)
+        return await self._change(lambda: self.desk.set_scene(request.path_params["id"], actor=who.name,
+                                                              copy=body.copy, place=place))
 
     async def _change(self, act: Callable[[], Awaitable[object]]) -> Response:
         try:

@@ -89,6 +89,7 @@ async def test_hostile_characters_are_dropped_and_flagged_on_every_api_path(tmp_
 
 ROUTES = [("POST", "/incidents"), ("POST", "/incidents/{incident}/category"), ("POST", "/incidents/{incident}/status"),
           ("POST", "/incidents/{incident}/reply"), ("POST", "/incidents/{incident}/assign"),
+          ("POST", "/incidents/{incident}/notes"), ("POST", "/incidents/{incident}/scene"),
           ("POST", "/units/{unit}/status"), ("POST", "/alerts"), ("POST", "/alerts/{alert}/approve"),
           ("POST", "/alerts/{alert}/update"), ("POST", "/alerts/{alert}/cancel"), ("PUT", "/recipients/p1")]
 BAD_BODIES = {
