@@ -19,6 +19,8 @@ class Metrics:
                                  registry=r)
         self.failed_over = Counter("ecgw_calls_failed_to_dialplan", "Calls handed back to the fallback dialplan "
                                    "after an internal error", registry=r)
+        self.inbox_behind = Counter("ecgw_call_inbox_behind", "Times a call's task fell behind its ARI events "
+                                    "past the inbox high-water mark (the events are kept, in order)", registry=r)
         self.bad_input = Counter("ecgw_bad_input", "Rejected or repaired input", ["kind"], registry=r)
         self.store_latency = Histogram("ecgw_incident_store_seconds", "Call arrival to incident stored",
                                        buckets=LATENCY_BUCKETS, registry=r)

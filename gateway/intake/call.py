@@ -7,12 +7,23 @@ tasks and the scope of its ringback/announcements while it waits.
 
 from __future__ import annotations
 
+import math
+
 import trio
 
 from gateway.incident.recorder import Held
 from gateway.incident.records import Incident
 from gateway.intake.call_state import CallLife
 from gateway.protocols import ari_events as ev
+
+# Theory of the inbox: one task reads the ARI websocket for every call, so it must never wait
+# for one call's task (a slow call would stall every other caller's Dial and hang-up events, and
+# the websocket's own back-pressure would stall Asterisk's event delivery for everyone). It must
+# never drop either: an accepted call's events are its record. So each call's inbox is unbounded
+# and drained in order by the call's task. It is bounded in practice by the call's life: Asterisk
+# sends a channel's DTMF and playback events at human pace, and the inbox goes with the call.
+# Past INBOX_HIGH_WATER waiting events the call's task is behind: logged and counted, still kept.
+INBOX_HIGH_WATER = 64
 
 
 class Call:
@@ -23,7 +34,7 @@ class Call:
         self.channel_id = channel_id
         self.arrived_mono = arrived_mono
         self.life = CallLife()
-        self.inbox_send, self.inbox = trio.open_memory_channel[ev.Event](64)
+        self.inbox_send, self.inbox = trio.open_memory_channel[ev.Event](math.inf)
         self.scope = trio.CancelScope()  # the call's own tasks; cancelled when the caller is gone
         self.subscribed = False  # our app receives its events even outside Stasis (an ARI fact, not call state)
         self.location_ref = ""  # a location sent by reference, fetched once the incident is stored
@@ -36,6 +47,12 @@ class Call:
     @property
     def id(self) -> str:
         return self.incident.id
+
+    def post(self, event: ev.Event) -> bool:
+        """Put one of the caller's ARI events in the call's inbox, in order; never blocks, never drops.
+        True when this event took the backlog past ``INBOX_HIGH_WATER`` (once per crossing)."""
+        self.inbox_send.send_nowait(event)
+        return self.inbox_send.statistics().current_buffer_used == INBOX_HIGH_WATER + 1
 
     def new_hold(self) -> trio.CancelScope:
         """A fresh scope for ringback and announcements while the call waits (the previous one is

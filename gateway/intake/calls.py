@@ -22,7 +22,7 @@ from gateway.incident.records import Incident, Location, TimelineEvent, new_inci
 from gateway.incident.store import AsyncStore, event
 from gateway.intake import call_state as cs
 from gateway.intake import location_ref
-from gateway.intake.call import Call
+from gateway.intake.call import INBOX_HIGH_WATER, Call
 from gateway.intake.dispatch import DELIVER_CONTEXT, Dispatcher
 from gateway.intake.ivr import Ivr
 from gateway.metrics import Metrics
@@ -81,11 +81,9 @@ class Intake:
             self.dispatcher.on_dial(call, event)
         elif isinstance(event, ev.ChannelDestroyed) or (isinstance(event, ev.StasisEnd) and not call.life.handed):
             self._caller_gone(nursery, call, event)
-        elif not isinstance(event, ev.StasisEnd):
-            try:
-                call.inbox_send.send_nowait(event)
-            except trio.WouldBlock:
-                log.warning("incident %s: dropping %s, call task is behind", call.id, type(event).__name__)
+        elif not isinstance(event, ev.StasisEnd) and call.post(event):
+            log.warning("incident %s: call task is %d events behind (kept, in order)", call.id, INBOX_HIGH_WATER)
+            self.metrics.inbox_behind.inc()
 
     def _stasis_start(self, ari: Ari, nursery: trio.Nursery, event: ev.StasisStart) -> None:
         role = event.args[0] if event.args else ""

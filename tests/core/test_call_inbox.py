@@ -1,0 +1,93 @@
+"""Under overload the record lags, never loses: a call whose task is behind keeps every ARI event,
+in order, and the one reader of the websocket keeps serving every other call meanwhile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import trio
+import trio.testing
+
+from gateway import settings as config
+from gateway.asterisk.ari import Ari
+from gateway.incident.bus import Bus
+from gateway.incident.recorder import Held, Recorder
+from gateway.incident.records import Caller, Incident
+from gateway.incident.store import AsyncStore, SqliteStore
+from gateway.intake.call import INBOX_HIGH_WATER, Call
+from gateway.intake.calls import Intake
+from gateway.metrics import Metrics
+from gateway.protocols import ari_events as ev
+
+FLOOD = 10 * INBOX_HIGH_WATER  # far more than the old 64-event buffer
+
+
+class NoCallsRest:
+    """Asterisk's REST side with no channel in the app: every request succeeds."""
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        return (200, b"[]") if method == "GET" else (204, b"")
+
+
+def call(intake: Intake, incident_id: str) -> Call:
+    caller = Caller(raw_number="", number="", display_name="", withheld=True)
+    held = intake.recorder.track(Held(Incident(id=incident_id, service="112", created_wall=0.0, caller=caller)))
+    accepted = Call(held, f"ch-{incident_id}", trio.current_time())
+    intake.calls[accepted.channel_id] = accepted
+    return accepted
+
+
+def finished(channel_id: str, playback_id: str) -> dict[str, Any]:
+    return {"type": "PlaybackFinished", "playback": {"id": playback_id, "target_uri": f"channel:{channel_id}"}}
+
+
+def dtmf(channel_id: str, digit: str) -> dict[str, Any]:
+    return {"type": "ChannelDtmfReceived", "channel": {"id": channel_id}, "digit": digit}
+
+
+async def test_a_flooded_call_keeps_every_event_in_order_and_others_are_served(
+        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    metrics = Metrics()
+    intake = Intake(config.load(), store := AsyncStore(SqliteStore(tmp_path / "s.db")), Recorder(store, Bus()),
+                    metrics)
+    websocket = SimpleNamespace(process_ws=None)  # asyncari's reader hands each raw event to process_ws
+    ari = Ari(websocket, "ecgw", NoCallsRest())  # type: ignore[arg-type]
+    slow_seen: list[str] = []
+    fast_seen: list[tuple[str, float]] = []
+
+    async def slow_call_task(slow: Call) -> None:  # e.g. a call whose task waits on a slow disk
+        async for event in slow.inbox:
+            assert isinstance(event, ev.PlaybackFinished)
+            await trio.sleep(0.05)
+            slow_seen.append(event.playback.id)
+
+    async def fast_call_task(fast: Call) -> None:
+        async for event in fast.inbox:
+            assert isinstance(event, ev.ChannelDtmfReceived)
+            fast_seen.append((event.digit, trio.current_time()))
+
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(intake.serve, ari)
+            slow, fast = call(intake, "slow"), call(intake, "fast")
+            nursery.start_soon(slow_call_task, slow)
+            nursery.start_soon(fast_call_task, fast)
+            sent: list[tuple[str, float]] = []
+            for n in range(FLOOD):
+                await websocket.process_ws(finished(slow.channel_id, f"p{n}"))
+                if n % 100 == 99:
+                    sent.append((str(n // 100 % 10), trio.current_time()))
+                    await websocket.process_ws(dtmf(fast.channel_id, sent[-1][0]))
+            await trio.sleep(1)  # far less than the slow call needs to catch up
+            assert len(slow_seen) < FLOOD // 2, "the slow call was meant to be behind"
+            assert fast_seen == sent  # every other call served at once, in order, while the slow one lags
+            await websocket.process_ws({"type": "ChannelDestroyed", "channel": {"id": fast.channel_id}})
+            await trio.sleep(0.01)
+            assert fast.channel_id not in intake.calls  # its hang-up handled too
+            await trio.sleep(FLOOD * 0.05)
+            assert slow_seen == [f"p{n}" for n in range(FLOOD)]  # late, but nothing lost and in order
+            behind = metrics.registry.get_sample_value("ecgw_call_inbox_behind_total")
+            assert behind == 1  # the high-water mark crossed once: counted once
+            nursery.cancel_scope.cancel()
