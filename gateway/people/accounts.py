@@ -47,6 +47,8 @@ INSERT OR IGNORE INTO accounts_version VALUES (1, 0);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, wall REAL NOT NULL, who TEXT NOT NULL, via TEXT NOT NULL,
     action TEXT NOT NULL, target TEXT NOT NULL DEFAULT '', detail TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS audit_by_who ON audit (who, seq);
+CREATE INDEX IF NOT EXISTS audit_by_target ON audit (target, seq);
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -342,10 +344,19 @@ class Accounts:
         """Append one entry (a read of personal data, an action). Blocking: from a worker thread."""
         self._write([self._audit_row(who, via, action, target, detail)], changes=False)
 
-    def audit_trail(self, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
+    def audit_trail(self, after_seq: int = 0, limit: int = 1000, *, who: str = "", target: str = "",
+                    newest_first: bool = False) -> list[AuditEntry]:
+        """Entries after ``after_seq`` (oldest first), or the newest ones first; ``who`` and ``target``
+        narrow it to one person or one incident (exact names, both indexed)."""
+        where, args = ["seq > ?"], [after_seq]
+        for column, value in (("who", who), ("target", target)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)  # type: ignore[arg-type]
+        order = "DESC" if newest_first else ""
         with self._lock:
-            rows = self._sql("SELECT seq, wall, who, via, action, target, detail FROM audit WHERE seq > ? "
-                             "ORDER BY seq LIMIT ?", (after_seq, limit))
+            rows = self._sql(f"SELECT seq, wall, who, via, action, target, detail FROM audit WHERE {' AND '.join(where)} "
+                             f"ORDER BY seq {order} LIMIT ?", (*args, limit))
         return [AuditEntry(seq=int(s), wall=float(w), who=str(who), via=str(v), action=str(a), target=str(t),
                            detail=str(d)) for s, w, who, v, a, t, d in rows]
 

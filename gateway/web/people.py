@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from functools import partial
 from typing import Annotated
 
 import msgspec
@@ -87,7 +88,8 @@ class PeopleRoutes:
                                 tile_url=self.tile_url))
 
     async def audit(self, request: Request) -> Response:
-        """The trail after ``after`` (a sequence number), oldest first; ``format=csv`` for an export."""
+        """The trail after ``after`` (a sequence number), oldest first (``order=newest``: newest first);
+        ``who`` and ``target`` narrow it to a person or an incident; ``format=csv`` for an export."""
         if isinstance(who := self.auth.require(request, *AUDITORS), Response):
             return who
         try:
@@ -95,8 +97,12 @@ class PeopleRoutes:
                 query_int(request, "limit", 1000, 10_000)
         except GatewayError as exc:
             return refusal(exc, who.name, "audit")
-        entries = await trio.to_thread.run_sync(self.accounts.audit_trail, after, limit)
-        await self.auth.audit(request, "audit_read", "", f"after {after}")
+        query = request.query_params
+        who_, target = query.get("who", "")[:64], query.get("target", "")[:200]
+        newest = query.get("order") == "newest"
+        entries = await trio.to_thread.run_sync(partial(self.accounts.audit_trail, after, limit, who=who_,
+                                                        target=target, newest_first=newest))
+        await self.auth.audit(request, "audit_read", "", f"after {after} who {who_!r} target {target!r}")
         if request.query_params.get("format") != "csv":
             return json_response(entries)
         out = io.StringIO()

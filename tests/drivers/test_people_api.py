@@ -88,6 +88,11 @@ async def test_reads_of_incidents_are_audited_and_the_trail_is_for_supervisors(t
         assert exported.headers["content-type"].startswith("text/csv")
         assert exported.text.splitlines()[0] == "seq,wall,who,via,action,target,detail"
         assert f"marat,local,incident_read,{incident_id}" in exported.text
+        one = (await supervisor.get(f"/audit?target={incident_id}&order=newest")).json()
+        assert [(e["who"], e["action"]) for e in one] == [("marat", "incident_read")]
+        mine = (await supervisor.get("/audit?who=saule&order=newest")).json()
+        assert mine and all(e["who"] == "saule" for e in mine)
+        assert [e["seq"] for e in mine] == sorted((e["seq"] for e in mine), reverse=True)
 
 
 async def test_every_answer_carries_the_security_headers_and_health_is_open_on_loopback(tmp_path: Path) -> None:
