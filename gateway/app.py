@@ -25,9 +25,11 @@ from gateway.errors import AlertError, AriError, ChannelError, GatewayError
 from gateway.incident.bus import Bus
 from gateway.incident.desk import Desk
 from gateway.incident.recorder import Recorder
+from gateway.incident.recordings import RecordingIndex
 from gateway.incident.records import Incident
 from gateway.incident.store import AsyncStore, SqliteStore
 from gateway.intake.calls import Intake
+from gateway.intake.recordings import Recordings
 from gateway.metrics import Metrics
 from gateway.people.accounts import Accounts
 from gateway.protocols.cap import Circle
@@ -42,6 +44,7 @@ from gateway.web.drills import DrillRoutes
 from gateway.web.health import Health, health_routes
 from gateway.web.incidents import incident_routes
 from gateway.web.people import PeopleRoutes
+from gateway.web.recordings import RecordingRoutes
 from gateway.web.server import run_server
 from gateway.web.warnings import WarningsApi
 from gateway.web.webhooks import AlarmRoutes, Sms112Routes
@@ -115,6 +118,9 @@ class Gateway:
         self.auth = Auth(self.accounts, local_key(key_path(cfg.warnings.store_path)))
         self.warnings = Warnings(cfg.warnings, sounds_dir=self.sounds_dir, users=self.accounts.roles()) \
             if cfg.warnings.enabled else None
+        # Asterisk records (MixMonitor in the dialplan); the gateway indexes, serves and purges.
+        self.recordings = Recordings(cfg.recordings, box.host_dir / cfg.recordings.dir, RecordingIndex(self.store),
+                                     self.recorder, self.accounts.audit) if cfg.recordings.enabled else None
         self.board: Any = None
         self.escalation: Any = None
         self.alarms: Any = None
@@ -134,7 +140,7 @@ class Gateway:
             report.sla_breaches = self.escalation.triggers.breaches
         if self.alarms is not None:
             report.alarm_sites = {k: v.last_test_wall for k, v in self.alarms.site_health().items()}
-        report.reasons = _reasons(report)
+        report.reasons = _reasons(report) + (self.recordings.problems if self.recordings is not None else [])
         report.status = "degraded" if report.reasons else "ok"
         return report
 
@@ -150,6 +156,10 @@ class Gateway:
                 *PeopleRoutes(self.accounts, self.auth, secure_cookies=bool(self.cfg.http.certfile),
                               tile_url=self.cfg.http.tile_url).routes(),
                 *console_routes()]
+            if self.recordings is not None:
+                await nursery.start(isolated, "recordings", self.recordings.run)
+                await nursery.start(isolated, "recordings purge", self.recordings.purge_daily)  # daily, audited
+                routes += RecordingRoutes(self.recordings, self.auth).routes()
             if self.warnings is not None:
                 await nursery.start(self.warnings.run)
                 routes += WarningsApi(self.warnings, self.auth).routes()

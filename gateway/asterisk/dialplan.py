@@ -17,6 +17,7 @@ from gateway.settings.credentials import is_shipped_default
 
 TEMPLATE_DIR = PROJECT / "dialplans"
 PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+RECORDING_EXT = "WAV"  # Asterisk's wav49 format (format_wav_gsm); lower-case .wav would be 16-bit PCM
 
 
 def fill(text: str, values: dict[str, str], name: str = "<template>") -> str:
@@ -59,7 +60,23 @@ def template_values(cfg: GatewayConfig, instance_dir: str, moddir: str, datadir:
         "backup_dial": "PJSIP/ecgw-backup" if d.backup else fallback_dial(cfg),
         "service_routes": service_routes(cfg),
         "deliver_routes": deliver_routes(cfg, ring),
+        "record_call": record_call(cfg, instance_dir),
     }
+
+
+def recordings_dir(cfg: GatewayConfig, instance_dir: str) -> str:
+    """Where Asterisk writes call recordings (``instance_dir`` as Asterisk sees it)."""
+    return f"{instance_dir}/{cfg.recordings.dir}"
+
+
+def record_call(cfg: GatewayConfig, instance_dir: str) -> str:
+    """The dialplan line recording an emergency call into ``<incident id>.WAV``. MixMonitor, not an ARI
+    recording: it records both directions and stays on the channel after it leaves Stasis for the
+    dispatcher's Dial or the fallback dialplan. ``.WAV`` (capitals) is Asterisk's wav49: GSM 06.10 in a
+    WAV file, ~1.6 kB/s, written natively and read by sox and most players."""
+    if not cfg.recordings.enabled:
+        return " same => n,NoOp(call recording disabled in the gateway config)"
+    return f" same => n,MixMonitor({recordings_dir(cfg, instance_dir)}/${{ECGW_INCIDENT}}.{RECORDING_EXT})"
 
 
 def position_sections(cfg: GatewayConfig) -> str:

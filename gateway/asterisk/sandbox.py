@@ -157,7 +157,8 @@ def install_config(cfg: GatewayConfig, box: Sandbox) -> None:
     files = render_all(cfg, box.inside_dir, module_dir(box.root), "/usr/share/asterisk")
     uid, gid = _asterisk_ids(box.root)
     # spool/<alarm>: AlarmReceiver writes there even while the gateway is down (then nothing is lost)
-    for sub in ("etc", "run", "log", "spool", "lib", f"spool/{cfg.alarm.spool_subdir}"):
+    # <recordings.dir>: MixMonitor writes every emergency call there (the gateway indexes and purges them)
+    for sub in ("etc", "run", "log", "spool", "lib", f"spool/{cfg.alarm.spool_subdir}", cfg.recordings.dir):
         path = box.host_dir / sub
         path.mkdir(parents=True, exist_ok=True)
         os.chown(path, uid, gid)
@@ -166,7 +167,7 @@ def install_config(cfg: GatewayConfig, box: Sandbox) -> None:
         _write_config(box.host_dir / "etc" / name, text, uid, gid)
     # Asterisk's logs, database and spool hold callers' numbers and locations: Asterisk and root only
     # (an instance set up before Asterisk ran with UMASK has them 0644). sounds/ stays readable.
-    for sub in ("etc", "run", "log", "spool", "lib"):
+    for sub in ("etc", "run", "log", "spool", "lib", cfg.recordings.dir):
         adopt(box.host_dir / sub, uid, gid)
         withhold_from_others(box.host_dir / sub)
     box.host_dir.chmod(0o750)

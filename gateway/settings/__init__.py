@@ -33,6 +33,7 @@ from gateway.settings.intake import (
     Service,
     Sms112Config,
 )
+from gateway.settings.recordings import RecordingsConfig
 from gateway.settings.units import UnitsConfig
 from gateway.settings.warnings import ChannelSet, SmsRoute, User, WarningsConfig
 
@@ -40,7 +41,7 @@ __all__ = [
     "DEFAULT_PATH", "NAME_RE", "PROJECT", "AlarmConfig", "AniConfig", "AsteriskConfig", "Base", "Category",
     "ChannelSet", "CorrelationConfig", "DispatchConfig", "EmailConfig", "EscalationConfig", "GatewayConfig",
     "HttpConfig", "IvrConfig", "LocationConfig", "Position", "Report102Config", "ReportsConfig", "ResponderChannels",
-    "PeopleConfig", "Service",
+    "PeopleConfig", "RecordingsConfig", "Service",
     "SirenLine", "Sms112Config", "SmppConfig", "SmsRoute", "StoreConfig", "TelegramConfig", "TwilioConfig",
     "UnitsConfig", "User", "VoiceConfig", "WarningsConfig", "load", "parse", "project_path", "semantic_problems",
 ]

@@ -33,6 +33,7 @@ from gateway.settings.intake import (
     ivr_problems,
     location_problems,
 )
+from gateway.settings.recordings import RecordingsConfig, recordings_problems
 from gateway.settings.units import UnitsConfig, units_problems
 from gateway.settings.warnings import WarningsConfig, warnings_problems
 
@@ -80,6 +81,7 @@ class GatewayConfig(Base, frozen=True):
     units: UnitsConfig = UnitsConfig()
     alarm: AlarmConfig = AlarmConfig()
     reports: ReportsConfig = ReportsConfig()
+    recordings: RecordingsConfig = RecordingsConfig()
 
 
 Check = Callable[[GatewayConfig, str], list[str]]
@@ -162,6 +164,7 @@ def semantic_problems(cfg: GatewayConfig, source: str = "<config>") -> list[str]
     p += escalation_problems(cfg.escalation, source)
     p += units_problems(cfg.units, source)
     p += alarm_problems(cfg.alarm, source)
+    p += recordings_problems(cfg.recordings, source)
     return p + bot_problems(cfg, source) + http_problems(cfg, source)
 
 

@@ -1,0 +1,139 @@
+"""The index of call recordings and the legal holds on incidents, kept beside the incidents.
+
+A recording's row is written with the timeline event that tells of it (``recording_indexed``,
+``recording_purged``; a hold with ``legal_hold_set``/``legal_hold_released``) through the incident
+``Recorder``, so the index and the incident's history never disagree. This module owns the two
+tables: their schema, the statements the recorder attaches, the queries, and the pure rule of what
+the purge removes (``expired``). A purged recording keeps its row (``purged_wall``): the index says
+what existed and when it went; a file missing or altered is reported, never dropped from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+from gateway.incident.store import AsyncStore, Statement
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS recordings (
+    id TEXT PRIMARY KEY,
+    incident_id TEXT NOT NULL,
+    file TEXT NOT NULL,
+    codec TEXT NOT NULL,
+    start_wall REAL NOT NULL,
+    duration_s REAL NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    indexed_wall REAL NOT NULL,
+    purged_wall REAL
+);
+CREATE INDEX IF NOT EXISTS recordings_incident ON recordings(incident_id);
+CREATE INDEX IF NOT EXISTS recordings_live ON recordings(purged_wall, start_wall);
+CREATE TABLE IF NOT EXISTS legal_holds (
+    incident_id TEXT PRIMARY KEY,
+    wall REAL NOT NULL,
+    actor TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+"""
+DAY_S = 86_400.0
+_COLUMNS = "id, incident_id, file, codec, start_wall, duration_s, size, sha256, indexed_wall, purged_wall"
+_NAMES = tuple(_COLUMNS.split(", "))
+
+
+class Recording(msgspec.Struct, frozen=True, kw_only=True):
+    """One recorded call: ``file`` is its name in the recordings directory; ``start_wall`` when the
+    recording began (Unix time), ``sha256`` of the whole file as indexed."""
+
+    id: str
+    incident_id: str
+    file: str
+    codec: str
+    start_wall: float
+    duration_s: float
+    size: int
+    sha256: str
+    indexed_wall: float
+    purged_wall: float | None = None
+
+    @property
+    def end_wall(self) -> float:
+        return self.start_wall + self.duration_s
+
+
+class Hold(msgspec.Struct, frozen=True, kw_only=True):
+    """A legal hold: the incident's recordings are kept past ``keep_days`` until it is released."""
+
+    incident_id: str
+    wall: float
+    actor: str
+    reason: str
+
+
+def expired(recordings: Iterable[Recording], held: set[str], now: float, keep_days: int) -> list[Recording]:
+    """The recordings the purge removes: not purged yet, ended more than ``keep_days`` days before ``now``,
+    and their incident not on hold. The caller has already checked ``keep_days`` against the floor."""
+    cutoff = now - keep_days * DAY_S
+    return [r for r in recordings if r.purged_wall is None and r.end_wall < cutoff and r.incident_id not in held]
+
+
+def insert(rec: Recording) -> Statement:
+    """Index a recording (attach to its ``recording_indexed`` event); indexing the same file again is a no-op."""
+    return (f"INSERT OR IGNORE INTO recordings ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (rec.id, rec.incident_id, rec.file, rec.codec, rec.start_wall, rec.duration_s, rec.size, rec.sha256,
+             rec.indexed_wall, rec.purged_wall))
+
+
+def mark_purged(recording_id: str, wall: float) -> Statement:
+    return ("UPDATE recordings SET purged_wall=? WHERE id=? AND purged_wall IS NULL", (wall, recording_id))
+
+
+def set_hold(hold: Hold) -> Statement:
+    return ("INSERT OR REPLACE INTO legal_holds (incident_id, wall, actor, reason) VALUES (?,?,?,?)",
+            (hold.incident_id, hold.wall, hold.actor, hold.reason))
+
+
+def release_hold(incident_id: str) -> Statement:
+    return ("DELETE FROM legal_holds WHERE incident_id=?", (incident_id,))
+
+
+class RecordingIndex:
+    """Reads of the two tables (writes go through the incident recorder with their events)."""
+
+    def __init__(self, store: AsyncStore) -> None:
+        self.store = store
+        store.sync.apply_schema(SCHEMA)
+
+    async def of_incident(self, incident_id: str) -> list[Recording]:
+        return _rows(await self.store.read(f"SELECT {_COLUMNS} FROM recordings WHERE incident_id=? "
+                                           "ORDER BY start_wall", (incident_id,)))
+
+    async def get(self, recording_id: str) -> Recording | None:
+        found = _rows(await self.store.read(f"SELECT {_COLUMNS} FROM recordings WHERE id=?", (recording_id,)))
+        return found[0] if found else None
+
+    async def live(self) -> list[Recording]:
+        """Every recording not purged, oldest first."""
+        return _rows(await self.store.read(f"SELECT {_COLUMNS} FROM recordings WHERE purged_wall IS NULL "
+                                           "ORDER BY start_wall"))
+
+    async def known_files(self) -> set[str]:
+        return {str(f) for (f,) in await self.store.read("SELECT file FROM recordings")}
+
+    async def hold(self, incident_id: str) -> Hold | None:
+        rows = await self.store.read("SELECT incident_id, wall, actor, reason FROM legal_holds WHERE incident_id=?",
+                                     (incident_id,))
+        return _hold(rows[0]) if rows else None
+
+    async def held(self) -> set[str]:
+        return {str(i) for (i,) in await self.store.read("SELECT incident_id FROM legal_holds")}
+
+
+def _rows(rows: list[tuple[object, ...]]) -> list[Recording]:
+    return [msgspec.convert(dict(zip(_NAMES, row, strict=True)), Recording) for row in rows]
+
+
+def _hold(row: tuple[object, ...]) -> Hold:
+    return msgspec.convert(dict(zip(("incident_id", "wall", "actor", "reason"), row, strict=True)), Hold)

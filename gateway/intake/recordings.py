@@ -1,0 +1,331 @@
+"""Call recordings: indexing what Asterisk recorded, the daily purge, legal holds, and reading them.
+
+Asterisk records every emergency call with MixMonitor (``dialplans/extensions.conf``) into
+``<incident id>.WAV`` in the recordings directory. When an incident's call ends (its ``hung_up``
+event), the file is indexed once Asterisk has finished writing it: duration from the WAV header,
+size and SHA-256, written through the incident ``Recorder`` with a ``recording_indexed`` event. A
+served call without a file gets ``recording_failed`` (a full or unwritable disk must show on the
+incident). Files nobody indexed (a call that ended while the gateway was down, or was handed to the
+dialplan) are picked up by a sweep.
+
+The purge (``purge_daily``, owned by the composition root) removes what ``incident.recordings.expired``
+selects, marks each row purged with a ``recording_purged`` event, checks every other recording's file
+(present, same size and SHA-256) and writes one audit entry with its figures. What it found missing or
+altered stays in the index and is reported in ``problems`` (``/health``) until a later check finds it
+well again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import msgspec
+import trio
+
+from gateway.errors import NotFound, StoreError
+from gateway.incident import recordings as rx
+from gateway.incident.recorder import Recorder
+from gateway.incident.recordings import Hold, Recording, RecordingIndex
+from gateway.incident.records import Incident, TimelineEvent
+from gateway.incident.store import Statement, event
+from gateway.protocols.wav import WavError, read_header
+from gateway.settings.recordings import RecordingsConfig
+
+log = logging.getLogger(__name__)
+EXT = ".WAV"  # wav49, as the dialplan names them (gateway.asterisk.dialplan.RECORDING_EXT)
+FIRST_PURGE_AFTER_S = 60.0
+SWEEP_EVERY_S = 300.0
+SWEEP_MIN_AGE_S = 120.0  # a file untouched this long belongs to a call that has ended
+SETTLE_QUIET_S = 1.0  # Asterisk closes the file shortly after the hang-up
+SETTLE_MOST_S = 30.0
+PURGE_CONCURRENCY = 16
+SERVED = ("queued", "ringing", "answered", "ivr_language", "ivr_category", "ivr_time_limit")
+Audit = Callable[[str, str, str, str, str], None]  # who, via, action, target, detail (blocking)
+
+
+class PurgeReport(msgspec.Struct, kw_only=True):
+    """One purge: what went, what a hold kept, and every file found missing or altered (by recording id)."""
+
+    started_wall: float
+    elapsed_s: float
+    keep_days: int
+    purged: list[str]
+    kept_on_hold: int
+    checked: int
+    missing: list[str]
+    altered: list[str]
+
+
+class RecordingView(msgspec.Struct, frozen=True, kw_only=True):
+    recording: Recording
+    state: str  # ok, missing (no file), altered (size differs), purged
+
+
+class IncidentRecordings(msgspec.Struct, frozen=True, kw_only=True):
+    incident_id: str
+    hold: Hold | None
+    recordings: list[RecordingView]
+
+
+def file_facts(path: Path) -> tuple[int, str, bytes]:
+    """(size, SHA-256 hex, first 4 KiB) of a file; blocking, raises OSError."""
+    digest, size, head = hashlib.sha256(), 0, b""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            if not head:
+                head = chunk[:4096]
+            size += len(chunk)
+            digest.update(chunk)
+    return size, digest.hexdigest(), head
+
+
+def verify(directory: Path, recordings: Sequence[Recording]) -> tuple[list[str], list[str]]:
+    """(missing, altered) recording ids: no file, or a size or SHA-256 other than indexed. Blocking."""
+    missing, altered = [], []
+    for rec in recordings:
+        try:
+            size, sha, _ = file_facts(directory / rec.file)
+        except FileNotFoundError:
+            missing.append(rec.id)
+            continue
+        except OSError as exc:
+            log.error("recording %s: cannot read %s: %s", rec.id, rec.file, exc)
+            missing.append(rec.id)
+            continue
+        if (size, sha) != (rec.size, rec.sha256):
+            altered.append(rec.id)
+    return missing, altered
+
+
+def problem_lines(report: PurgeReport) -> list[str]:
+    """The ``/health`` reasons of a check: never silent about a recording that is not as indexed."""
+    lines = []
+    for what, ids in (("missing from disk", report.missing), ("not as indexed (size or SHA-256)", report.altered)):
+        if ids:
+            shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+            lines.append(f"recordings: {len(ids)} {what}: {shown}")
+    return lines
+
+
+class Recordings:
+    """The recordings service. ``run`` indexes; ``purge_daily`` purges; both owned by the app's nursery."""
+
+    def __init__(self, cfg: RecordingsConfig, directory: Path, index: RecordingIndex, recorder: Recorder,
+                 audit: Audit) -> None:
+        self.cfg = cfg
+        self.dir = directory
+        self.index = index
+        self.recorder = recorder
+        self.audit = audit
+        self.problems: list[str] = []  # of the last check, for /health
+        self.orphans: list[str] = []  # files whose incident the store does not have
+        self.last_report: PurgeReport | None = None
+        self._indexing: set[str] = set()
+        self._send, self._receive = trio.open_memory_channel[str](math.inf)
+        recorder.listeners.append(self._on_event)
+
+    def _on_event(self, incident: Incident, item: TimelineEvent) -> None:
+        if item.kind == "hung_up":
+            self._send.send_nowait(incident.id)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Index each ended call's recording, and sweep for files nobody indexed every few minutes."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._sweep_forever)
+            task_status.started()
+            async for incident_id in self._receive:
+                nursery.start_soon(self._index_ended_call, incident_id)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except (OSError, StoreError) as exc:
+                log.error("recordings: sweep failed: %s", exc)
+            await trio.sleep(SWEEP_EVERY_S)
+
+    async def _index_ended_call(self, incident_id: str) -> None:
+        name = incident_id + EXT
+        if name in self._indexing:
+            return
+        self._indexing.add(name)
+        try:
+            if await _settled(self.dir / name) is not None:
+                await self.index_file(name)
+            elif await self._was_served(incident_id):
+                await self._record(incident_id, "recording_failed",
+                                   reason=f"no recording file {name} after the call ended (disk full or unwritable?)")
+        except StoreError as exc:
+            log.error("incident %s: recording not indexed: %s", incident_id, exc)
+        finally:
+            self._indexing.discard(name)
+
+    async def _was_served(self, incident_id: str) -> bool:
+        incident = await self.recorder.store.get(incident_id)
+        return any(e.kind in SERVED for e in incident.timeline)
+
+    async def index_file(self, name: str) -> Recording | None:
+        """Index one finished file (``<incident id>.WAV``) on its incident; None if unreadable (then the
+        incident says ``recording_failed``). Raises NotFound when no incident has that id."""
+        incident_id, path = name.removesuffix(EXT), self.dir / name
+        try:
+            stat = await trio.to_thread.run_sync(os.stat, path)
+            size, sha, head = await trio.to_thread.run_sync(file_facts, path)
+            wav = read_header(head, size)
+        except (OSError, WavError) as exc:
+            await self._record(incident_id, "recording_failed", reason=f"{name}: {exc}"[:300])
+            return None
+        rec = Recording(id=incident_id, incident_id=incident_id, file=name, codec=wav.codec,
+                        start_wall=stat.st_mtime - wav.duration_s, duration_s=round(wav.duration_s, 3), size=size,
+                        sha256=sha, indexed_wall=time.time())
+        await self._record(incident_id, "recording_indexed", [rx.insert(rec)], recording=rec.id,
+                           duration_s=rec.duration_s, size=size, sha256=sha)
+        return rec
+
+    async def _record(self, incident_id: str, kind: str, extra: Sequence[Statement] = (), actor: str = "gateway",
+                      **data: str | int | float | bool | None) -> None:
+        held = await self.recorder.acquire(incident_id)
+        try:
+            await self.recorder.record_event(held, event(kind, actor, **data), extra=extra)
+        finally:
+            self.recorder.release(held)
+
+    async def sweep(self, min_age_s: float = SWEEP_MIN_AGE_S) -> int:
+        """Index recordings whose call ended unseen (untouched for ``min_age_s``); returns how many. A file
+        with no incident of its id is listed in ``orphans`` (and indexed once its incident exists)."""
+        known = await self.index.known_files()
+        names = await trio.to_thread.run_sync(_finished_files, self.dir, time.time() - min_age_s)
+        done, orphans = 0, []
+        for name in names:
+            if name in known or name in self._indexing:
+                continue
+            self._indexing.add(name)
+            try:
+                done += await self.index_file(name) is not None
+            except NotFound:
+                orphans.append(name)
+            finally:
+                self._indexing.discard(name)
+        if orphans:
+            log.warning("recordings: %d file(s) with no incident: %s", len(orphans), ", ".join(orphans[:5]))
+        self.orphans = orphans
+        return done
+
+    # --- retention --------------------------------------------------------------------------------
+
+    async def purge_daily(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Purge (and check every kept file) a minute after start, then every 24 h of Trio's clock."""
+        task_status.started()
+        await trio.sleep(FIRST_PURGE_AFTER_S)
+        while True:
+            await self.purge()
+            await trio.sleep(rx.DAY_S)
+
+    async def purge(self, now: float | None = None) -> PurgeReport:
+        """Remove expired recordings not on hold, check the rest, audit and report. Raises StoreError."""
+        began, now = trio.current_time(), time.time() if now is None else now
+        live, held = await self.index.live(), await self.index.held()
+        doomed = rx.expired(live, held, now, self.cfg.keep_days)
+        gone = {r.id for r in doomed}
+        kept = [r for r in live if r.id not in gone]
+        limiter, missing_at_purge = trio.CapacityLimiter(PURGE_CONCURRENCY), list[str]()
+        async with trio.open_nursery() as nursery:
+            for rec in doomed:
+                nursery.start_soon(self._purge_one, rec, now, limiter, missing_at_purge)
+        missing, altered = await trio.to_thread.run_sync(verify, self.dir, kept)
+        report = PurgeReport(started_wall=now, elapsed_s=round(trio.current_time() - began, 3),
+                             keep_days=self.cfg.keep_days, purged=sorted(gone), checked=len(kept),
+                             kept_on_hold=sum(1 for r in rx.expired(live, set(), now, self.cfg.keep_days)
+                                              if r.incident_id in held),
+                             missing=sorted(missing_at_purge + missing), altered=altered)
+        self.last_report, self.problems = report, problem_lines(report)
+        detail = (f"kept {self.cfg.keep_days} days: purged {len(report.purged)}, kept on hold {report.kept_on_hold},"
+                  f" checked {report.checked}, missing {len(report.missing)}, altered {len(report.altered)}")
+        await trio.to_thread.run_sync(self.audit, "gateway", "system", "recordings_purged", "", detail)
+        log.info("recordings purge: %s (%.1f s)", detail, report.elapsed_s)
+        return report
+
+    async def _purge_one(self, rec: Recording, now: float, limiter: trio.CapacityLimiter, missing: list[str]) -> None:
+        async with limiter:
+            try:
+                await trio.to_thread.run_sync(os.unlink, self.dir / rec.file)
+                there = True
+            except FileNotFoundError:
+                there = False
+                missing.append(rec.id)
+            await self._record(rec.incident_id, "recording_purged", [rx.mark_purged(rec.id, now)],
+                               recording=rec.id, keep_days=self.cfg.keep_days, file_was_missing=not there)
+
+    # --- holds and reading --------------------------------------------------------------------------
+
+    async def hold(self, incident_id: str, actor: str, reason: str) -> Hold:
+        """Put an incident's recordings on legal hold (kept past ``keep_days``). Raises NotFound."""
+        item = Hold(incident_id=incident_id, wall=time.time(), actor=actor, reason=reason)
+        await self._record(incident_id, "legal_hold_set", [rx.set_hold(item)], actor=actor, reason=reason)
+        return item
+
+    async def release(self, incident_id: str, actor: str) -> None:
+        """Lift the legal hold. Raises NotFound (no such incident, or not on hold)."""
+        if await self.index.hold(incident_id) is None:
+            raise NotFound(f"incident {incident_id!r} is not on legal hold")
+        await self._record(incident_id, "legal_hold_released", [rx.release_hold(incident_id)], actor=actor)
+
+    async def of_incident(self, incident_id: str) -> IncidentRecordings:
+        """The incident's recordings with each file's state now. Raises NotFound."""
+        await self.recorder.store.get(incident_id)
+        found = await self.index.of_incident(incident_id)
+        views = [RecordingView(recording=r, state=_state(self.dir, r)) for r in found]
+        return IncidentRecordings(incident_id=incident_id, hold=await self.index.hold(incident_id), recordings=views)
+
+    async def file(self, recording_id: str) -> tuple[Recording, Path]:
+        """A recording and its file, to be read. Raises NotFound (unknown, purged or missing)."""
+        rec = await self.index.get(recording_id)
+        if rec is None:
+            raise NotFound(f"no recording {recording_id!r}")
+        state = _state(self.dir, rec)
+        if state == "purged":
+            raise NotFound(f"recording {recording_id!r} was purged after {self.cfg.keep_days} days")
+        if state == "missing":
+            raise NotFound(f"recording {recording_id!r} is indexed but missing from disk (reported)")
+        return rec, self.dir / rec.file
+
+
+def _state(directory: Path, rec: Recording) -> str:
+    if rec.purged_wall is not None:
+        return "purged"
+    try:
+        size = (directory / rec.file).stat().st_size
+    except OSError:
+        return "missing"
+    return "ok" if size == rec.size else "altered"
+
+
+def _finished_files(directory: Path, before_wall: float) -> list[str]:
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return []
+    return sorted(e.name for e in entries if e.name.endswith(EXT) and e.is_file() and e.stat().st_mtime < before_wall)
+
+
+async def _settled(path: Path) -> os.stat_result | None:
+    """The file's stat once Asterisk stopped writing it (no change for ``SETTLE_QUIET_S``), None if absent."""
+    last: os.stat_result | None = None
+    with trio.move_on_after(SETTLE_MOST_S):
+        while True:
+            try:
+                now: os.stat_result | None = await trio.to_thread.run_sync(os.stat, path)
+            except FileNotFoundError:
+                now = None
+            if now is not None and last is not None and (now.st_size, now.st_mtime_ns) == (last.st_size,
+                                                                                           last.st_mtime_ns):
+                return now
+            last = now
+            await trio.sleep(SETTLE_QUIET_S)
+    return last

@@ -1,0 +1,114 @@
+"""HTTP routes of call recordings: an incident's list, listening and download (with Range), legal holds,
+and the last purge's report.
+
+A recording is a caller's voice: every read needs a dispatcher, supervisor or admin (a person's session,
+a machine's bearer token, or the host's local key) and is written to the audit trail with who read it;
+holds are for supervisors and admins and are timeline events of the incident.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+
+from gateway.errors import GatewayError
+from gateway.intake.recordings import Recordings
+from gateway.protocols.text import repair
+from gateway.web.auth import Auth
+from gateway.web.errors import error, json_response, read_body, refusal
+
+LISTENERS = ("dispatcher", "supervisor", "admin")
+HOLDERS = ("supervisor", "admin")
+RECORDING_ID = re.compile(r"^[0-9A-Za-z.-]{1,64}$")
+MEDIA_TYPE = "audio/wav"  # wav49: GSM 06.10 (format tag 0x31) in a RIFF/WAVE file
+
+
+class HoldBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    reason: Annotated[str, Meta(min_length=1, max_length=500)]
+
+
+class RetentionReport(msgspec.Struct, kw_only=True):
+    keep_days: int
+    problems: list[str]
+    files_without_incident: list[str]
+    last_purge: object = None
+
+
+class RecordingRoutes:
+    """HTTP translation only: what is kept, purged and held is ``intake.recordings``'s."""
+
+    def __init__(self, recordings: Recordings, auth: Auth) -> None:
+        self.recordings = recordings
+        self.auth = auth
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/incidents/{id}/recordings", self.list_recordings, methods=["GET"]),
+            Route("/incidents/{id}/hold", self.set_hold, methods=["POST"]),
+            Route("/incidents/{id}/hold", self.release_hold, methods=["DELETE"]),
+            Route("/recordings/retention", self.retention, methods=["GET"]),
+            Route("/recordings/{id}", self.get_recording, methods=["GET"]),
+        ]
+
+    async def list_recordings(self, request: Request) -> Response:
+        if (denied := self.auth.reader(request, *LISTENERS)) is not None:
+            return denied
+        incident_id = request.path_params["id"]
+        try:
+            found = await self.recordings.of_incident(incident_id)
+        except GatewayError as exc:
+            return refusal(exc, "-", "recordings API")
+        await self.auth.audit(request, "recordings_listed", incident_id)
+        return json_response(found)
+
+    async def get_recording(self, request: Request) -> Response:
+        """The audio file; ``Range: bytes=...`` answers 206 with that part (players seek with it)."""
+        if (denied := self.auth.reader(request, *LISTENERS)) is not None:
+            return denied
+        recording_id = request.path_params["id"]
+        if not RECORDING_ID.match(recording_id):
+            return error(f"no recording {recording_id[:80]!r}", 404)
+        try:
+            rec, path = await self.recordings.file(recording_id)
+        except GatewayError as exc:
+            return refusal(exc, "-", "recordings API")
+        wanted = request.headers.get("range", "")
+        await self.auth.audit(request, "recording_read", rec.id,
+                              f"incident {rec.incident_id}" + (f"; {wanted[:100]}" if wanted else ""))
+        return FileResponse(path, media_type=MEDIA_TYPE, filename=f"{rec.id}.wav",
+                            headers={"Cache-Control": "no-store"})
+
+    async def set_hold(self, request: Request) -> Response:
+        if isinstance(who := self.auth.require(request, *HOLDERS), Response):
+            return who
+        try:
+            body = await read_body(request, HoldBody)
+            hold = await self.recordings.hold(request.path_params["id"], who.name, repair(body.reason)[0])
+        except GatewayError as exc:
+            return refusal(exc, who.name, "legal hold")
+        await self.auth.audit(request, "legal_hold_set", hold.incident_id, hold.reason)
+        return json_response(hold)
+
+    async def release_hold(self, request: Request) -> Response:
+        if isinstance(who := self.auth.require(request, *HOLDERS), Response):
+            return who
+        incident_id = request.path_params["id"]
+        try:
+            await self.recordings.release(incident_id, who.name)
+        except GatewayError as exc:
+            return refusal(exc, who.name, "legal hold")
+        await self.auth.audit(request, "legal_hold_released", incident_id)
+        return Response(status_code=204)
+
+    async def retention(self, request: Request) -> Response:
+        if (denied := self.auth.reader(request, *HOLDERS)) is not None:
+            return denied
+        r = self.recordings
+        return json_response(RetentionReport(keep_days=r.cfg.keep_days, problems=r.problems,
+                                             files_without_incident=r.orphans, last_purge=r.last_report))
