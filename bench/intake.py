@@ -1,10 +1,15 @@
-"""Intake benchmark: call-setup capacity through the gateway versus Asterisk alone, and latency.
+"""Intake benchmark: call-setup capacity through the gateway, a minimal Stasis app and Asterisk alone.
 
-Same machine, same run, same Asterisk instance, same sipp callers and answering phones:
-  (1) the highest call-setup rate with zero failed calls, through the gateway and through Asterisk
-      alone (the fallback dialplan ringing a phone, gateway stopped); printed with their ratio;
-  (2) at a fixed rate (default 50 calls/s): p50/p99 of INVITE -> incident stored and
-      INVITE -> dispatcher ringing, from sipp's own wall-clock logs and the incident timelines.
+Same machine, same run, same Asterisk instance, same sipp callers and answering phones, three columns
+(``bench/intake_load.py``): Asterisk alone (the fallback dialplan ringing a phone), a throwaway minimal
+Stasis app that only continues each caller into ``ecgw-deliver`` (what Stasis itself costs), and the gateway.
+  (1) per column, at a fixed rate (default 50 calls/s for 10 s): CPU per call of Asterisk and of the
+      serving process, from /proc/<pid>/stat (utime + stime; the idle rate over the same window taken off);
+  (2) per column, the highest call-setup rate with zero failed calls; printed with the ratios to Asterisk
+      alone. Through the gateway every step also says how far the records lag: incidents lacking their
+      "answered" entry when the step ends, and how long until they all have it (or how many never do);
+  (3) through the gateway at the fixed rate: p50/p99 of INVITE -> incident stored and INVITE -> dispatcher
+      ringing, from sipp's own wall-clock logs and the incident timelines.
 Each caller: INVITE with a PIDF-LO circle, 200 OK, 1 s of talk, BYE. IVR off (as the target says).
 
 Run as root: `python bench/intake.py [--quick]`.
@@ -14,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,16 +30,13 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway import settings as config  # noqa: E402
-from gateway.incident.store import SqliteStore  # noqa: E402
-from gateway.protocols import pidf
-from sim import lab, sipp  # noqa: E402
-from sim import sipp_xml as scenario
+from bench.intake_load import Cpu, Gateway, Lag, MinimalStasis, Served, asterisk_quiet, cpu_step, record_lag, sipp_load
+from gateway.incident.store import SqliteStore
+from sim import lab, sipp
 
 RATES = [25, 50, 75, 100, 125, 150, 175, 200, 250, 300, 350, 400, 500, 600, 700, 800, 1000]
-
-
 SUSTAINED = 0.9  # a step counts only if sipp really placed calls at >= 90 % of the offered rate
+LAG_OK_S = 1.0  # a step counts only if every record is in within this long after it ends
 
 
 @dataclass
@@ -43,82 +44,43 @@ class Step:
     rate: int
     calls: int
     failed: int
-    not_answered_by_dispatcher: int
     achieved: float  # calls per second actually placed: sipp falls behind when the far end stalls
+    lag: Lag | None  # None: nobody keeps records in this column
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0 and self.not_answered_by_dispatcher == 0 and self.achieved >= SUSTAINED * self.rate
+        in_time = self.lag is None or (self.lag.caught_up_s is not None and self.lag.caught_up_s <= LAG_OK_S)
+        return self.failed == 0 and in_time and self.achieved >= SUSTAINED * self.rate
+
+    def line(self, name: str) -> str:
+        text = (f"  {name:8s} offered {self.rate:4d}/s, placed {self.achieved:6.1f}/s: {self.calls} calls, "
+                f"{self.failed} failed")
+        return text + (f"; records: {lag_text(self.lag)}" if self.lag is not None else "")
 
 
-def caller_xml() -> str:
-    circle = pidf.build("circle", lat=43.2381, lon=76.9456, radius=25)
-    return scenario.caller("112", "+77011234567", "Bench", pidf_lo=circle, talk_ms=1000)
+def lag_text(lag: Lag) -> str:
+    if not lag.at_end:
+        return "all answered entries in when the step ended"
+    if lag.caught_up_s is not None:
+        return f"{lag.at_end} lacking 'answered' when the step ended, all in {lag.caught_up_s:.1f} s later"
+    return f"{lag.at_end} lacking 'answered' when the step ended, {lag.left} still lacking after the wait (LOST)"
 
 
-async def sipp_load(cfg: config.GatewayConfig, workdir: Path, rate: int, calls: int) -> tuple[int, float]:
-    """Run one sipp caller process at ``rate`` calls/s; return (failed calls, achieved calls/s)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    xml = workdir / "caller.xml"
-    xml.write_text(caller_xml())
-    stat = workdir / "stat.csv"
-    cmd = [sipp.sipp_binary(), f"127.0.0.1:{cfg.asterisk.sip_port}", "-sf", str(xml), "-i", "127.0.0.1", "-p", "0",
-           "-r", str(rate), "-m", str(calls), "-l", str(max(rate * 4, 50)), "-nostdin", "-max_socket", "8192",
-           "-timeout", f"{calls // rate + 30}s", "-trace_stat", "-stf", str(stat), "-fd", "1",
-           "-trace_logs", "-log_file", str(workdir / "caller.log")]
-    with trio.move_on_after(calls / rate + 60):  # sipp's own -timeout does not always fire
-        await trio.run_process(cmd, cwd=workdir, check=False, capture_stdout=True, capture_stderr=True,
-                               stdin=subprocess.DEVNULL)
-    invites = sorted(line.wall for line in sipp.parse_log((workdir / "caller.log").read_text(errors="replace"))
-                     if line.kind == "INVITE")
-    span = invites[-1] - invites[0] if len(invites) > 1 else 0.0
-    achieved = (len(invites) - 1) / span if span > 0 else 0.0
-    return _failed_from_stat(stat, calls), achieved
-
-
-def _failed_from_stat(stat: Path, calls: int) -> int:
-    """sipp's cumulative FailedCall(C) and SuccessfulCall(C) from its last statistics line."""
-    if not stat.exists():
-        return calls
-    rows = [r.split(";") for r in stat.read_text().splitlines() if r.strip()]
-    header, last = rows[0], rows[-1]
-    success = int(last[header.index("SuccessfulCall(C)")])
-    return calls - success
-
-
-def unanswered(store_path: Path, since: float) -> tuple[int, int]:
-    """(incidents since ``since``, those without a dispatcher answer)."""
-    store = SqliteStore(store_path, synchronous="NORMAL")
-    rows = store.recent(100000, since)
-    missing = 0
-    for row in rows:
-        if not any(e.kind == "answered" for e in store.get(row.id).timeline):
-            missing += 1
-    store.close()
-    return len(rows), missing
-
-
-async def step(env: lab.AsteriskInstance, workdir: Path, rate: int, seconds: float, through_gateway: bool) -> Step:
+async def step(env: lab.AsteriskInstance, workdir: Path, served: Served, rate: int, seconds: float) -> Step:
     calls = max(10, int(rate * seconds))
     started_wall = time.time()
-    failed, achieved = await sipp_load(env.cfg, workdir / f"{'gw' if through_gateway else 'ast'}-{rate}", rate, calls)
-    missing = 0
-    if through_gateway:
-        await trio.sleep(1.0)  # the last hang-ups reach the store
-        stored, missing = unanswered(Path(env.cfg.store.path), started_wall)
-        missing += max(0, calls - failed - stored)
-    return Step(rate, calls, failed, missing, achieved)
+    failed, achieved = await sipp_load(env.cfg, workdir / f"{served.name}-{rate}", rate, calls)
+    lag = await record_lag(Path(env.cfg.store.path), started_wall, calls - failed) if served.records else None
+    return Step(rate, calls, failed, achieved, lag)
 
 
-async def ramp(env: lab.AsteriskInstance, workdir: Path, seconds: float, through_gateway: bool,
+async def ramp(env: lab.AsteriskInstance, workdir: Path, served: Served, seconds: float,
                rates: list[int]) -> tuple[float, list[Step]]:
     best, steps = 0.0, []
     for rate in rates:
-        result = await step(env, workdir, rate, seconds, through_gateway)
+        result = await step(env, workdir, served, rate, seconds)
         steps.append(result)
-        print(f"  {'gateway' if through_gateway else 'asterisk'} offered {rate:4d}/s, placed {result.achieved:6.1f}/s: "
-              f"{result.calls} calls, {result.failed} failed, {result.not_answered_by_dispatcher} not answered "
-              "by a dispatcher", flush=True)
+        print(result.line(served.name), flush=True)
         if not result.ok:
             break
         best = result.achieved
@@ -169,6 +131,25 @@ async def quiet(gateway: lab.GatewayProcess, timeout: float = 120.0) -> None:
     await trio.sleep(2.0)
 
 
+@dataclass
+class Column:
+    served: Served
+    cpu: Cpu | None = None
+    best: float = 0.0
+
+
+async def measure(env: lab.AsteriskInstance, workdir: Path, column: Column, args: argparse.Namespace) -> None:
+    """One column: CPU per call at the fixed rate, then the ramp; the serving process left running."""
+    served = column.served
+    await served.start()
+    column.cpu = await cpu_step(env, served, workdir, args.rate, args.cpu_seconds)
+    cpu = column.cpu
+    print(f"  {served.name:8s} CPU per call at {args.rate}/s ({cpu.calls} calls, {cpu.failed} failed): "
+          f"Asterisk {cpu.asterisk_ms:.2f} ms, app {cpu.app_ms:.2f} ms", flush=True)
+    await asterisk_quiet(env)
+    column.best, _ = await ramp(env, workdir, served, args.seconds, RATES[: args.max_steps])
+
+
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="ecgw-bench-") as tmp:
         workdir = Path(tmp)
@@ -176,30 +157,38 @@ async def main(args: argparse.Namespace) -> None:
                                 fallback_positions=1, rtp_ports=16000)
         env = lab.start_asterisk(path)
         gateway = lab.GatewayProcess(path, workdir / "gateway.log")
-        rates = RATES[: args.max_steps]
+        columns = [Column(Served()), Column(MinimalStasis(path, workdir / "minimal.log")), Column(Gateway(gateway))]
         try:
             async with sipp.phones(env.cfg, workdir / "phones", ring_ms=0) as phones:
                 print(f"phones up; Asterisk instance {env.cfg.asterisk.instance}; {args.positions} positions",
                       flush=True)
-                print("(1) highest zero-failure call-setup rate, 1 s calls", flush=True)
-                alone, _ = await ramp(env, workdir, args.seconds, False, rates)
-                await gateway.start()
-                through, _ = await ramp(env, workdir, args.seconds, True, rates)
+                print("(1) CPU per call at a fixed rate, then (2) the highest zero-failure rate, 1 s calls", flush=True)
+                for column in columns:
+                    await measure(env, workdir, column, args)
+                    if column.served is not columns[-1].served:
+                        await asterisk_quiet(env)
+                        await column.served.stop()
                 await quiet(gateway)  # the overloaded last step must not leak into the latency run
-                print(f"(2) latency at {args.rate} calls/s for {args.latency_seconds:.0f} s", flush=True)
+                print(f"(3) latency at {args.rate} calls/s for {args.latency_seconds:.0f} s", flush=True)
                 figures = await latency(env, workdir, phones, args.rate, args.latency_seconds)
         finally:
-            await gateway.stop()
+            for column in columns:
+                await column.served.stop()
             lab.stop_asterisk(env)
-    report(alone, through, args.rate, figures)
+    report(columns, args.rate, figures)
 
 
-def report(alone: float, through: float, rate: int, figures: dict[str, list[float]]) -> None:
+def report(columns: list[Column], rate: int, figures: dict[str, list[float]]) -> None:
     print("\n== intake benchmark ==")
-    print(f"Asterisk alone (fallback dialplan): {alone:.0f} calls/s sustained with zero failures")
-    print(f"through the gateway:                {through:.0f} calls/s sustained with zero failures")
-    ratio = through / alone if alone else float("nan")
-    print(f"ratio gateway / Asterisk alone:     {ratio:.2f} (target >= 0.50)")
+    alone = columns[0].best
+    print(f"{'':36s} {'calls/s':>8s} {'ratio':>6s} {'Asterisk ms/call':>17s} {'app ms/call':>12s}")
+    for column in columns:
+        cpu = column.cpu
+        ratio = column.best / alone if alone else float("nan")
+        print(f"{column.served.label:36s} {column.best:8.0f} {ratio:6.2f} "
+              f"{cpu.asterisk_ms if cpu else float('nan'):17.2f} {cpu.app_ms if cpu else float('nan'):12.2f}")
+    print(f"(calls/s: sustained with zero failures; CPU at {rate} calls/s; gateway target ratio >= 0.50,"
+          " <= 4 ms gateway and <= 1 ms extra Asterisk per call)")
     for key, label, target in (("stored_ms", "INVITE -> incident stored", 20),
                                ("ringing_ms", "INVITE -> dispatcher ringing", 150)):
         values = figures[key]
@@ -211,14 +200,15 @@ def report(alone: float, through: float, rate: int, figures: dict[str, list[floa
 def cli() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=5.0, help="duration of each ramp step")
-    p.add_argument("--rate", type=int, default=50, help="fixed rate for the latency run")
+    p.add_argument("--rate", type=int, default=50, help="fixed rate for the CPU and latency runs")
+    p.add_argument("--cpu-seconds", type=float, default=10.0, help="duration of each column's CPU run")
     p.add_argument("--latency-seconds", type=float, default=20.0)
     p.add_argument("--positions", type=int, default=700, help="dispatcher positions (one sipp phone answers all)")
     p.add_argument("--max-steps", type=int, default=len(RATES))
     p.add_argument("--quick", action="store_true", help="short smoke run of the benchmark itself")
     args = p.parse_args()
     if args.quick:
-        args.seconds, args.latency_seconds, args.max_steps, args.positions = 2.0, 4.0, 2, 50
+        args.seconds, args.cpu_seconds, args.latency_seconds, args.max_steps, args.positions = 2.0, 2.0, 4.0, 2, 50
     return args
 
 
