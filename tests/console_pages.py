@@ -81,9 +81,11 @@ def steps(page: object, url: str, first_id: str, shots: Path, seen: dict[str, ob
         page.locator("#escalation button").first.click()
         page.locator("#escalation .acked").first.wait_for()
         page.screenshot(path=shots / "5-acknowledged.png")
-        page.fill("#note-text", "Звонящий сообщил: дым из окна 3 этажа")
-        page.click("#note-form button")
+        page.locator("body").press("t")  # keyboard first: T is the note
+        page.keyboard.type("Звонящий сообщил: дым из окна 3 этажа")
+        page.keyboard.press("Enter")
         page.locator("#timeline", has_text="дым из окна").wait_for()
+        scene_steps(page, shots, seen)
         page.locator("#proposals button").first.click()
         page.locator("#timeline", has_text="unit_assigned").wait_for()
         seen["proposals"] = page.text_content("#proposals")
@@ -95,6 +97,26 @@ def steps(page: object, url: str, first_id: str, shots: Path, seen: dict[str, ob
         page.locator("#card-caller", has_text="+77019998877").wait_for()
         seen["walk_in"] = page.text_content("#card-id")
         page.screenshot(path=shots / "5b-walk-in.png")
+
+
+def scene_steps(page: Any, shots: Path, seen: dict[str, object]) -> None:
+    """S takes the caller's location as the incident's; then the dispatcher corrects it on the map."""
+    page.locator("body").press("Escape")  # out of the note field
+    page.locator("body").press("s")
+    page.locator("#scene-text", has_text="взято у звонящего").wait_for()
+    page.click("#scene-pick")
+    page.click("#map", position={"x": 40, "y": 160})
+    seen["picked"] = page.text_content("#scene-point")
+    page.fill("#scene-address", "Абая 150, 2-й подъезд")
+    page.click("#scene-form button[type=submit]")
+    page.locator("#scene-text", has_text="исправлено вручную").wait_for()
+    seen["scene"] = page.text_content("#scene-text")
+    page.screenshot(path=shots / "4b-scene.png")
+    page.locator("body").press("2")  # en route
+    page.locator("#timeline", has_text="en_route").wait_for()
+    page.locator("body").press("1")  # back to assigned: refused, in Russian
+    page.locator("#action-error:not(:empty)").wait_for()
+    seen["backwards"] = page.text_content("#action-error")
 
 
 def board_pages(chromium: str, url: str, shots: Path) -> dict[str, dict[str, object]]:
@@ -112,8 +134,20 @@ def board_pages(chromium: str, url: str, shots: Path) -> dict[str, dict[str, obj
             seen[name] = {"visible": page.is_visible("#board"), "figures": page.text_content("#board-figures"),
                           "units": page.locator("#units tbody tr").count()}
             page.screenshot(path=shots / f"6-board-{name}.png")
+            seen[name]["audit_button"] = page.is_visible("#to-audit")
+            if name == "saule":
+                seen[name]["audit"] = audit_of_a_card(page, shots)
         browser.close()
     return seen
+
+
+def audit_of_a_card(page: Any, shots: Path) -> str:
+    """A supervisor opens a card, then asks who opened it: the audit view, narrowed to that incident."""
+    page.locator("#queue tbody tr").first.click()
+    page.locator("#card-audit-link").click()
+    page.locator("#audit-trail tbody tr").first.wait_for()
+    page.screenshot(path=shots / "6b-audit.png")
+    return str(page.text_content("#audit-trail"))
 
 
 def watch(chromium: str, url: str, names: dict[str, str], number: str, shots: Path) -> dict[str, dict[str, object]]:

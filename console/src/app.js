@@ -1,9 +1,11 @@
 // The operator console: log in, the live incident queue, and the incident card.
 // Everything a caller, a network or another person wrote is put on the page as text (textContent),
 // never as markup; the server's Content-Security-Policy forbids inline script besides.
-import { t, translate } from "./i18n.js";
+import { explain as explainIn, t, translate } from "./i18n.js";
 import { showLocations } from "./map.js";
+import { showAudit, startAudit } from "./audit.js";
 import { startDrills } from "./drills.js";
+import { copyButton, copyChosen, renderScene, startScene } from "./scene.js";
 import { renderChoices, startWarnings } from "./warnings.js";
 
 const state = { me: null, csrf: "", language: "ru", incidents: new Map(), selected: null, categories: [], runs: [],
@@ -18,9 +20,14 @@ async function api(path, options = {}) {
   const reply = await fetch(path, { ...options, headers, credentials: "same-origin",
     body: options.body === undefined ? undefined : JSON.stringify(options.body) });
   const body = reply.headers.get("content-type")?.includes("json") ? await reply.json() : null;
+  if (reply.status === 401 && state.me) showLogin(t(state.language, "session_ended"));  // idle timeout, disabled
   if (!reply.ok) throw Object.assign(new Error(body?.error || reply.statusText), { status: reply.status });
   return body;
 }
+
+// A refusal in the person's language: what kind of refusal, then the gateway's own words (which name the
+// field or the rule), translated too when they are among the known ones.
+const explain = (error) => explainIn(state.language, error);
 
 function el(tag, text, className) {
   const node = document.createElement(tag);
@@ -46,6 +53,9 @@ async function start() {
   $("logout").addEventListener("click", logout);
   $("new-form").addEventListener("submit", newIncident);
   $("note-form").addEventListener("submit", addNote);
+  $("reply-form").addEventListener("submit", reply);
+  startScene({ $, el, t, state, act });
+  startAudit({ $, el, api, explain });
   document.addEventListener("keydown", keys);
   setLanguage(navigator.language?.slice(0, 2));
   try {
@@ -57,9 +67,7 @@ async function start() {
 
 function showLogin(message = "") {
   $("login-view").hidden = false;
-  $("desk-view").hidden = true;
-  $("warnings-view").hidden = true;
-  $("drills-view").hidden = true;
+  for (const name of VIEWS) $(`${name}-view`).hidden = true;
   $("logout").hidden = true;
   $("who").textContent = "";
   $("login-error").textContent = message;
@@ -89,8 +97,11 @@ async function logout() {
   try { await api("/logout", { method: "POST" }); } finally { location.reload(); }
 }
 
+const VIEWS = ["desk", "warnings", "drills", "audit"];
+
 function show(view) {
-  for (const name of ["desk", "warnings", "drills"]) $(`${name}-view`).hidden = view !== name;
+  for (const name of VIEWS) $(`${name}-view`).hidden = view !== name;
+  if (view === "audit") showAudit();
 }
 
 function entered(me) {
@@ -103,13 +114,15 @@ function entered(me) {
   const desk = me.roles.some((role) => ["dispatcher", "supervisor", "admin"].includes(role));
   const warnings = me.roles.includes("civil-defence");
   const drills = me.roles.some((role) => ["drill", "admin"].includes(role));
-  const views = [["desk", desk], ["warnings", warnings], ["drills", drills]].filter(([, allowed]) => allowed);
+  const auditor = me.roles.some((role) => ["supervisor", "admin"].includes(role));
+  const views = [["desk", desk], ["warnings", warnings], ["drills", drills], ["audit", auditor]]
+    .filter(([, allowed]) => allowed);
   for (const [view] of views) {
     $(`to-${view}`).hidden = views.length < 2;
     $(`to-${view}`).onclick = () => show(view);
   }
-  if (warnings) startWarnings({ $, el, t, api, state }).catch((error) => { $("compose-error").textContent = error.message; });
-  if (drills) startDrills({ $, el, t, api, state }).catch((error) => { $("drill-error").textContent = error.message; });
+  if (warnings) startWarnings({ $, el, t, api, state, explain }).catch((error) => { $("compose-error").textContent = explain(error); });
+  if (drills) startDrills({ $, el, t, api, state, explain }).catch((error) => { $("drill-error").textContent = explain(error); });
   show(views.length ? views[0][0] : "desk");
   if (!desk) return;
   loadCategories();
@@ -141,7 +154,7 @@ async function refreshBoard() {
       return row;
     }));
   } catch (error) {
-    $("board-figures").replaceChildren(el("dd", error.message));
+    $("board-figures").replaceChildren(el("dd", explain(error)));
   }
 }
 
@@ -207,17 +220,53 @@ function categoryTitle(name) {
   return found ? (found.title[state.language] || name) : (name || t(state.language, "none"));
 }
 
+// Keyboard first: every frequent action of the desk has a key (shown in the hint under the queue).
+const CARD_KEYS = {
+  c: () => $("category").focus(),
+  t: () => $("note-text").focus(),
+  r: () => { if (!$("reply-form").hidden) $("reply-text").focus(); },
+  s: () => copyChosen(),
+  a: () => { const token = firstPending(); if (token) acknowledge(token); },
+  1: () => setStatus("assigned"),
+  2: () => setStatus("en_route"),
+  3: () => setStatus("on_scene"),
+};
+
 function keys(event) {
+  if (event.key === "Escape" && event.target.tagName === "INPUT") { event.target.blur(); return; }
   if ($("desk-view").hidden || ["INPUT", "SELECT", "TEXTAREA"].includes(event.target.tagName)) return;
+  if (event.ctrlKey || event.altKey || event.metaKey) return;
   const ids = ordered().map((s) => s.id);
   const at = ids.indexOf(state.selected);
   if (event.key === "ArrowDown" || event.key === "ArrowUp") {
     const next = ids[Math.min(ids.length - 1, Math.max(0, at + (event.key === "ArrowDown" ? 1 : -1)))];
     if (next) { state.selected = next; renderQueue(); }
-    event.preventDefault();
   } else if (event.key === "Enter" && state.selected) {
     openCard(state.selected);
+  } else if (event.key === "n") {
+    $("new-incident").open = true;
+    $("n-number").focus();
+  } else if (event.key === "Escape") {
+    $("card").hidden = true;
+  } else if (CARD_KEYS[event.key] && !$("card").hidden) {
+    CARD_KEYS[event.key]();
+  } else {
+    return;
   }
+  event.preventDefault();
+}
+
+function firstPending() {
+  for (const run of state.runs) {
+    const target = run.phase !== "done" && run.targets.find((x) => !x.acked_wall && !x.failed);
+    if (target) return target.token;
+  }
+  return null;
+}
+
+function setStatus(status) {
+  const incident = state.incidents.get(state.selected)?.full;
+  if (incident && incident.status !== "closed") act(`/incidents/${encodeURIComponent(incident.id)}/status`, { status });
 }
 
 // -- the incident card ------------------------------------------------------------------------
@@ -233,7 +282,7 @@ async function openCard(id) {
     renderEscalation();
     renderProposals(full, await api(`/incidents/${encodeURIComponent(id)}/proposals?limit=3`).catch(() => null));
   } catch (error) {
-    $("action-error").textContent = error.message;
+    $("action-error").textContent = explain(error);
   }
 }
 
@@ -246,12 +295,23 @@ function renderCard(incident) {
   caller.replaceChildren(el("strong", incident.caller.number || t(state.language, "withheld")),
     el("span", incident.caller.display_name ? ` ${incident.caller.display_name}` : ""),
     ...(incident.caller.flags || []).map((flag) => el("span", flag, "flag")));
+  renderLinks(incident);
   renderActions(incident);
+  renderScene(incident);
+  // Who reported by Telegram or SMS gets an answer from here; a caller is called back instead.
+  $("reply-form").hidden = !/^(tg|sms):/.test(incident.reporter || "");
+  $("card-audit").hidden = !state.me.roles.some((role) => role === "supervisor" || role === "admin");
   try {
     renderLocations(incident);
   } catch (error) {  // a map problem must never hide the rest of the card
     $("action-error").textContent = `map: ${error.message}`;
   }
+  $("card-audit-link").onclick = (event) => {
+    event.preventDefault();
+    Object.assign($("audit-target"), { value: incident.id });
+    Object.assign($("audit-who"), { value: "" });
+    show("audit");
+  };
   $("timeline").replaceChildren(...incident.timeline.map((e) => {
     const item = el("li");
     const details = Object.entries(e.data || {}).filter(([, v]) => v !== null && v !== "")
@@ -260,6 +320,16 @@ function renderCard(incident) {
       el("span", `${e.actor} — ${details}`));
     return item;
   }));
+}
+
+// Earlier incidents of the same number or near the same place (the gateway links them as they come).
+function renderLinks(incident) {
+  const links = (incident.linked_to || []).map((id, index) => {
+    const button = el("button", `${id} (${t(state.language, "link_" + (incident.link_reasons[index] || "same_number"))})`, "link");
+    button.addEventListener("click", () => openCard(id));
+    return button;
+  });
+  $("card-links").replaceChildren(...(links.length ? [el("span", t(state.language, "linked") + ": "), ...links] : []));
 }
 
 function renderLocations(incident) {
@@ -272,7 +342,10 @@ function renderLocations(incident) {
     if (index === incident.best_location) row.classList.add("best");
     const uncertainty = loc.radius_m ? `${Math.round(loc.radius_m)} m` : (loc.points?.length ? `${loc.points.length} pts` : "");
     const age = came[index] ? `${Math.round((now - came[index]) / 60)} min` : "";
-    for (const cell of [index === incident.best_location ? t(state.language, "chosen") : "", loc.source, loc.shape, uncertainty,
+    const first = el("td", index === incident.best_location ? t(state.language, "chosen") + " " : "");
+    if (loc.lat != null || loc.address) first.append(copyButton(incident, index));
+    row.append(first);
+    for (const cell of [loc.source, loc.shape, uncertainty,
       loc.confidence != null ? `${loc.confidence} % ${loc.confidence_pdf || ""}` : "", loc.method || "", age, loc.address || ""]) {
       row.append(el("td", cell));
     }
@@ -282,7 +355,8 @@ function renderLocations(incident) {
   const newest = incident.locations.length - 1;
   $("location-warning").textContent = incident.best_location != null && incident.best_location !== newest
     ? t(state.language, "not_latest") : "";
-  showLocations($("map"), incident.locations, incident.best_location, { tileUrl: state.me.tile_url, zones: state.zones });
+  showLocations($("map"), incident.locations, incident.best_location, { tileUrl: state.me.tile_url, zones: state.zones },
+    incident.scene);
 }
 
 async function loadCategories() {
@@ -344,7 +418,7 @@ async function acknowledge(token) {
     await api(`/acks/${encodeURIComponent(token)}`, { method: "POST" });
     await openCard(state.selected);
   } catch (error) {
-    $("action-error").textContent = error.message;
+    $("action-error").textContent = explain(error);
   }
 }
 
@@ -357,6 +431,14 @@ function renderProposals(incident, offer) {
     item.append(button);
     return item;
   }) : [el("li", t(state.language, offer ? "no_units" : "no_location"), "hint")]));
+}
+
+async function reply(event) {
+  event.preventDefault();
+  const text = $("reply-text").value.trim();
+  if (!text || !state.selected) return;
+  await act(`/incidents/${encodeURIComponent(state.selected)}/reply`, { text }, true);
+  if (!$("action-error").textContent) $("reply-text").value = "";
 }
 
 async function addNote(event) {
@@ -378,7 +460,7 @@ async function newIncident(event) {
     $("new-incident").open = false;
     await openCard(made.id);
   } catch (error) {
-    $("new-error").textContent = error.message;
+    $("new-error").textContent = explain(error);
   }
 }
 
@@ -388,7 +470,7 @@ async function act(path, body, reopen = false) {
     const changed = await api(path, { method: "POST", body });
     if (reopen) await openCard(state.selected); else renderCard(changed);
   } catch (error) {
-    $("action-error").textContent = error.message;
+    $("action-error").textContent = explain(error);
   }
 }
 

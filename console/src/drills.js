@@ -28,7 +28,7 @@ async function refresh() {
     }));
     if (runs.length && (!shown || shownRunning)) await show(shown || runs[0].id);
   } catch (error) {
-    $("drill-error").textContent = error.message;
+    $("drill-error").textContent = ctx.explain(error);
   }
 }
 
@@ -40,7 +40,7 @@ async function run(event) {
     await show(started.id);  // its log until the report is there
     await refresh();
   } catch (error) {
-    ctx.$("drill-error").textContent = error.message;
+    ctx.$("drill-error").textContent = ctx.explain(error);
   }
 }
 

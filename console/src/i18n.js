@@ -1,12 +1,30 @@
 // Labels in the three languages of the centre; a person's own language is the default.
 export const TEXT = {
   ru: {
+    legend_caller: "выбранное местоположение звонящего", legend_earlier: "другие и более ранние", legend_scene: "место происшествия",
+    audit: "Журнал", scene: "Место происшествия", scene_copy: "Взять местоположение звонящего (S)",
+    scene_pick: "Указать на карте", save: "Сохранить", reply: "Ответить", who_opened: "Кто открывал карточку",
+    person: "Кто", show: "Показать", when: "Когда", via: "Как", action: "Действие", target: "Объект",
+    detail: "Подробно", session_ended: "Сеанс завершён: войдите снова",
+    scene_unset: "не установлено: наряды направляются к выбранному местоположению звонящего",
+    scene_copied: "взято у звонящего", scene_corrected: "исправлено вручную",
+    scene_copy_this: "Взять это местоположение как место происшествия", linked: "Связанные",
+    link_same_number: "тот же номер", link_same_address: "тот же адрес",
+    err_400: "Запрос отклонён", err_401: "Нужно войти", err_403: "Нет прав на это действие", err_404: "Не найдено",
+    err_408: "Запрос не пришёл вовремя", err_409: "Нельзя сейчас", err_413: "Слишком большой запрос",
+    err_500: "Внутренняя ошибка шлюза (записана в журнал)", err_503: "Служба временно недоступна",
+    err_network: "Нет связи со шлюзом", e_closed: "Происшествие закрыто", e_backwards: "Статус нельзя вернуть назад",
+    e_no_candidate: "Такого местоположения звонящего нет", e_scene_empty: "Укажите точку на карте или адрес",
+    e_own_draft: "Своё оповещение утверждает другой офицер", e_no_zone: "Область оповещения не задевает ни одной зоны",
+    e_not_text: "Обращение не текстовое: перезвоните заявителю", e_unit_busy: "Наряд занят другим происшествием",
+    e_csrf: "Страница устарела: обновите её", e_no_ack: "Уведомление уже не ждёт подтверждения",
+    e_empty: "Пустой текст", e_role: "Вашей роли это недоступно",
     title: "ЦОУ 102/112", login_title: "Вход", name: "Имя", password: "Пароль", position: "Пульт", login: "Войти",
     logout: "Выйти", queue: "Происшествия", waiting: "Ожидание", service: "Служба", priority: "Приоритет",
     number: "Номер", category: "Категория", state: "Состояние", incident: "Происшествие", locations: "Местоположения",
     source: "Источник", shape: "Форма", uncertainty: "Погрешность", confidence: "Достоверность", method: "Метод",
     address: "Адрес", timeline: "Хронология", withheld: "скрыт", chosen: "выбрано", no_location: "нет координат",
-    keys_hint: "↑/↓ — выбор, Enter — открыть карточку", status_assigned: "Назначено", status_en_route: "В пути",
+    keys_hint: "↑/↓ выбор · Enter карточка · N новое · C категория · T заметка · R ответ · S место · A подтвердить · 1/2/3 статус · Esc закрыть", status_assigned: "Назначено", status_en_route: "В пути",
     status_on_scene: "На месте", status_closed: "Закрыть", none: "—",
     login_wrong: "Неверное имя или пароль", login_locked: "Слишком много неверных паролей: вход заблокирован",
     login_disabled: "Учётная запись отключена", escalation: "Оповещение", step: "шаг", attempt: "попытка",
@@ -30,12 +48,30 @@ export const TEXT = {
     units_near: "Ближайшие свободные наряды", assign: "Назначить", add_note: "Добавить заметку", no_units: "нет свободных",
   },
   kk: {
+    legend_caller: "қоңырау шалушының таңдалған орны", legend_earlier: "басқа және ертерек", legend_scene: "оқиға орны",
+    audit: "Журнал", scene: "Оқиға орны", scene_copy: "Қоңырау шалушының орнын алу (S)",
+    scene_pick: "Картадан көрсету", save: "Сақтау", reply: "Жауап беру", who_opened: "Картаны кім ашты",
+    person: "Кім", show: "Көрсету", when: "Қашан", via: "Қалай", action: "Әрекет", target: "Нысан",
+    detail: "Толығырақ", session_ended: "Сеанс аяқталды: қайта кіріңіз",
+    scene_unset: "белгіленбеген: жасақтар қоңырау шалушының таңдалған орнына жіберіледі",
+    scene_copied: "қоңырау шалушыдан алынды", scene_corrected: "қолмен түзетілді",
+    scene_copy_this: "Осы орынды оқиға орны ретінде алу", linked: "Байланысты",
+    link_same_number: "сол нөмір", link_same_address: "сол мекенжай",
+    err_400: "Сұрау қабылданбады", err_401: "Кіру қажет", err_403: "Бұл әрекетке құқық жоқ", err_404: "Табылмады",
+    err_408: "Сұрау уақытында келмеді", err_409: "Қазір мүмкін емес", err_413: "Сұрау тым үлкен",
+    err_500: "Шлюздің ішкі қатесі (журналға жазылды)", err_503: "Қызмет уақытша қолжетімсіз",
+    err_network: "Шлюзбен байланыс жоқ", e_closed: "Оқиға жабылған", e_backwards: "Күйді кері қайтаруға болмайды",
+    e_no_candidate: "Қоңырау шалушының мұндай орны жоқ", e_scene_empty: "Картадан нүкте немесе мекенжай көрсетіңіз",
+    e_own_draft: "Өз хабарламаңызды басқа офицер бекітеді", e_no_zone: "Хабарлау аумағы ешбір аймаққа тимейді",
+    e_not_text: "Өтініш мәтіндік емес: өтініш берушіге қайта қоңырау шалыңыз", e_unit_busy: "Жасақ басқа оқиғамен бос емес",
+    e_csrf: "Бет ескірді: жаңартыңыз", e_no_ack: "Хабарлама енді растауды күтпейді",
+    e_empty: "Мәтін бос", e_role: "Сіздің рөліңізге бұл қолжетімсіз",
     title: "ЖБО 102/112", login_title: "Кіру", name: "Аты", password: "Құпиясөз", position: "Пульт", login: "Кіру",
     logout: "Шығу", queue: "Оқиғалар", waiting: "Күту", service: "Қызмет", priority: "Басымдық", number: "Нөмір",
     category: "Санат", state: "Күйі", incident: "Оқиға", locations: "Орналасқан жерлер", source: "Дереккөз",
     shape: "Пішін", uncertainty: "Қателік", confidence: "Сенімділік", method: "Әдіс", address: "Мекенжай",
     timeline: "Хронология", withheld: "жасырын", chosen: "таңдалған", no_location: "координат жоқ",
-    keys_hint: "↑/↓ — таңдау, Enter — картаны ашу", status_assigned: "Тағайындалды", status_en_route: "Жолда",
+    keys_hint: "↑/↓ таңдау · Enter карта · N жаңа · C санат · T жазба · R жауап · S орын · A растау · 1/2/3 күй · Esc жабу", status_assigned: "Тағайындалды", status_en_route: "Жолда",
     status_on_scene: "Орнында", status_closed: "Жабу", none: "—",
     login_wrong: "Аты немесе құпиясөз қате", login_locked: "Қате құпиясөз тым көп: кіру бұғатталды",
     login_disabled: "Тіркелгі өшірілген", escalation: "Хабарлау", step: "қадам", attempt: "әрекет",
@@ -60,12 +96,30 @@ export const TEXT = {
     assign: "Тағайындау", add_note: "Жазба қосу", no_units: "бос жасақ жоқ",
   },
   en: {
+    legend_caller: "the caller's chosen location", legend_earlier: "other and earlier fixes", legend_scene: "incident location",
+    audit: "Audit trail", scene: "Incident location", scene_copy: "Take the caller's location (S)",
+    scene_pick: "Point on the map", save: "Save", reply: "Reply", who_opened: "Who opened this card",
+    person: "Who", show: "Show", when: "When", via: "Via", action: "Action", target: "Target",
+    detail: "Detail", session_ended: "The session ended: log in again",
+    scene_unset: "not set: units go to the caller's chosen location",
+    scene_copied: "taken from the caller", scene_corrected: "corrected by hand",
+    scene_copy_this: "Take this location as the incident's", linked: "Linked",
+    link_same_number: "same number", link_same_address: "same address",
+    err_400: "Refused", err_401: "Log in first", err_403: "Not allowed for you", err_404: "Not found",
+    err_408: "The request did not arrive in time", err_409: "Not possible now", err_413: "The request is too large",
+    err_500: "The gateway failed (logged)", err_503: "The service is unavailable for now",
+    err_network: "No connection to the gateway", e_closed: "The incident is closed", e_backwards: "A status cannot go back",
+    e_no_candidate: "No such caller location", e_scene_empty: "Point on the map or type an address",
+    e_own_draft: "A different officer must approve your draft", e_no_zone: "The alert's area reaches no zone",
+    e_not_text: "Not reported by text: call the caller back", e_unit_busy: "The unit is busy with another incident",
+    e_csrf: "The page is out of date: reload it", e_no_ack: "That notification no longer waits for acknowledgement",
+    e_empty: "The text is empty", e_role: "Your role may not do this",
     title: "Control centre 102/112", login_title: "Log in", name: "Name", password: "Password", position: "Position",
     login: "Log in", logout: "Log out", queue: "Incidents", waiting: "Waiting", service: "Service",
     priority: "Priority", number: "Number", category: "Category", state: "State", incident: "Incident",
     locations: "Locations", source: "Source", shape: "Shape", uncertainty: "Uncertainty", confidence: "Confidence",
     method: "Method", address: "Address", timeline: "Timeline", withheld: "withheld", chosen: "chosen",
-    no_location: "no position", keys_hint: "↑/↓ select, Enter opens the card", status_assigned: "Assigned",
+    no_location: "no position", keys_hint: "↑/↓ select · Enter card · N new · C category · T note · R reply · S location · A acknowledge · 1/2/3 status · Esc close", status_assigned: "Assigned",
     status_en_route: "En route", status_on_scene: "On scene", status_closed: "Close", none: "—",
     login_wrong: "Wrong name or password", login_locked: "Too many wrong passwords: logging in is locked",
     login_disabled: "This account is disabled", escalation: "Escalation", step: "step", attempt: "attempt",
@@ -94,7 +148,25 @@ export function t(language, key) {
   return (TEXT[language] || TEXT.ru)[key] ?? key;
 }
 
+// The gateway's refusals, known by their words: translated whole. Anything else keeps the gateway's words
+// (they name the field or rule) after the kind of refusal in the person's language.
+const KNOWN = [[/ is closed$/, "e_closed"], [/cannot go back to/, "e_backwards"], [/has no caller location #/, "e_no_candidate"],
+  [/needs coordinates or an address|give copy/, "e_scene_empty"], [/a second, different officer must approve/, "e_own_draft"],
+  [/reaches no configured zone/, "e_no_zone"], [/not reported by text/, "e_not_text"], [/unit is busy/, "e_unit_busy"],
+  [/X-CSRF-Token/, "e_csrf"], [/waiting for acknowledgement/, "e_no_ack"], [/nothing (to send|left) once/, "e_empty"],
+  [/needs one of the roles|is not a .* officer/, "e_role"]];
+
+export function explain(language, error) {
+  const message = error?.message || "";
+  const known = KNOWN.find(([pattern]) => pattern.test(message));
+  if (known) return t(language, known[1]);
+  if (!error?.status) return `${t(language, "err_network")}: ${message}`;
+  const kind = t(language, `err_${error.status}`);
+  return kind === `err_${error.status}` ? message : `${kind}: ${message}`;
+}
+
 export function translate(root, language) {
   for (const el of root.querySelectorAll("[data-t]")) el.textContent = t(language, el.dataset.t);
+  for (const el of root.querySelectorAll("[data-placeholder]")) el.placeholder = t(language, el.dataset.placeholder);
   document.documentElement.lang = language;
 }

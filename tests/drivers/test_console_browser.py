@@ -58,6 +58,14 @@ async def test_a_dispatcher_logs_in_sees_the_queue_live_and_works_the_card(tmp_p
         assert (walk_in["source"], walk_in["caller"]["number"], walk_in["locations"][0]["address"]) == (
             "api", "+77019998877", "Достык 5")
         changed = (await machine.get(f"/incidents/{first['id']}")).json()
+        assert changed["locations"] == first["locations"]  # the caller's location as received
+        lat, lon = (float(x) for x in str(seen["picked"]).split(", "))
+        assert (changed["scene"]["lat"], changed["scene"]["lon"]) == (lat, lon)  # as clicked, not rounded
+        assert len(str(changed["scene"]["lat"]).partition(".")[2]) > 4, changed["scene"]
+        assert changed["scene"]["address"] == "Абая 150, 2-й подъезд" and "marat" in str(seen["scene"])
+        assert [e["data"].get("copied_from") for e in changed["timeline"] if e["kind"] == "scene_set"] == [0, None]
+        assert seen["backwards"] == "Статус нельзя вернуть назад", seen["backwards"]
+        assert changed["status"] == "en_route"
         assert any(e["kind"] == "note" and e["actor"] == "marat" and "дым" in e["data"]["text"]
                    for e in changed["timeline"])
         assert changed["units"], "a unit was assigned from the card"
@@ -125,4 +133,6 @@ async def test_a_supervisor_sees_the_wall_board_a_dispatcher_does_not(tmp_path: 
     figures = str(seen["saule"]["figures"])
     assert "Вызовов" in figures and "Пульты" in figures and "pos1" in figures, figures
     assert int(str(seen["saule"]["units"])) >= 1
+    assert seen["saule"]["audit_button"] and not seen["marat"]["audit_button"], seen
+    assert "saule" in seen["saule"]["audit"] and "incident_read" in seen["saule"]["audit"], seen["saule"]["audit"]
     keep_shots(tmp_path)
