@@ -95,6 +95,7 @@ CREATE INDEX IF NOT EXISTS seen_wall ON seen(wall);
 Job = tuple[int, str, int]  # (alert_no, channel, target)
 RecipientRow = tuple[int, str, str, str, str, str]  # id, phone, email, telegram, language, channels
 Route = Callable[[RecipientRow], str | None]
+AUDIENCE_ADDRESS = {"sms": "phone", "email": "email", "telegram": "telegram", "voice": "phone"}  # kind -> column
 _encode = msgspec.json.Encoder().encode
 _decode_alert = msgspec.json.Decoder(AlertRecord).decode
 _decode_audit = msgspec.json.Decoder(AuditEvent).decode
@@ -125,10 +126,15 @@ class Outbox:
         self._lock = threading.Lock()
         self._synchronous = synchronous
         self._churn = False
+        self._counting: sqlite3.Connection | None = None  # audience counts: their own reader (WAL)
+        self._counting_lock = threading.Lock()
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        with self._counting_lock:
+            if self._counting is not None:
+                self._counting.close()
 
     def _tx(self, fn: Callable[[sqlite3.Connection], object], *, churn: bool = False) -> object:
         """Run ``fn`` in one write transaction. ``churn`` transactions (claims, outcomes, fan-out
@@ -201,6 +207,30 @@ class Outbox:
 
     def count_recipients(self) -> int:
         return int(self._read("SELECT COUNT(*) FROM recipients")[0][0])  # type: ignore[call-overload]
+
+    def count_audience(self, zones: Sequence[str], kinds: Sequence[str]) -> tuple[dict[str, int], int]:
+        """Recipients of ``zones`` reachable on each of ``kinds`` (preferred, and its address given), and how
+        many distinct ones at least one of them reaches. One query: the zone index gives the ids (a
+        recipient of several of the zones counts once), grouped by what decides reach (a few dozen groups).
+        Safe to call from any thread, beside the writer."""
+        sql = ("SELECT channels, phone <> '', email <> '', telegram <> '', COUNT(*) FROM recipients WHERE id IN "
+               "(SELECT recipient_id FROM recipient_zones WHERE zone IN (SELECT value FROM json_each(?))) "
+               "GROUP BY 1, 2, 3, 4")
+        with self._counting_lock:  # its own connection: a count neither waits for nor holds up a fan-out
+            if self._counting is None:
+                self._counting = connect(self.path, self._synchronous, SCHEMA, "warnings store")
+            try:
+                rows = self._counting.execute(sql, (_encode(list(zones)),)).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"warnings store read failed: {exc}") from exc
+        counts, total = {k: 0 for k in kinds if k in AUDIENCE_ADDRESS}, 0
+        for channels, phone, email, telegram, count in rows:
+            has = {"phone": phone, "email": email, "telegram": telegram}
+            reached = [k for k in str(channels).split(";") if k in counts and has[AUDIENCE_ADDRESS[k]]]
+            for kind in reached:
+                counts[kind] += int(count)  # type: ignore[call-overload]
+            total += int(count) if reached else 0  # type: ignore[call-overload]
+        return counts, total
 
     def recipient_rows(self, ids: Sequence[int]) -> dict[int, RecipientRow]:
         rows = self._read("SELECT id, phone, email, telegram, language, channels FROM recipients "

@@ -14,6 +14,7 @@ from gateway.incident.records import Incident, IncidentSummary
 from gateway.scenario.machine import Run
 from gateway.units.board import Proposals
 from gateway.units.model import Unit
+from gateway.warning.audience import Audience, AudienceQuery
 from gateway.warning.recipients import Recipient
 from gateway.warning.records import AlertRecord, Progress
 from gateway.warning.workflow import DraftSpec
@@ -27,10 +28,11 @@ from gateway.web.warnings import ApproveBody, CancelBody
 PATH_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
 BODIES = [Incident, list[IncidentSummary], Health, ApiError, NewIncident, CategoryBody, StatusBody, TextBody,
           list[Run], Unit, list[Unit], UnitStatusBody, AssignBody, Proposals, DraftSpec, ApproveBody, CancelBody,
-          AlertRecord, list[AlertRecord], Progress, Recipient, list[Recipient], NoteBody, SceneBody]
+          AlertRecord, list[AlertRecord], Progress, Recipient, list[Recipient], NoteBody, SceneBody, AudienceQuery,
+          Audience]
 NAMES = ["incident", "summary", "health", "error", "new", "category", "status", "text", "runs", "unit", "units",
          "unit_status", "assign", "proposals", "draft", "approve", "cancel", "alert", "alerts", "progress",
-         "recipient", "recipients", "note", "scene"]
+         "recipient", "recipients", "note", "scene", "audience_query", "audience"]
 REF = [{"name": "ref", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64}}]
 
 
@@ -110,6 +112,11 @@ def _warning_paths(s: dict[str, Any]) -> dict[str, Any]:
         "/alerts": {"get": {"summary": "Recent alerts", "responses": _ok(s["alerts"])},
                     "post": {"summary": "Draft an alert", "requestBody": {"content": {"application/json": {
                         "schema": s["draft"]}}}, "responses": _ok(s["alert"])}},
+        "/warnings/audience": {"post": {
+            "summary": "Who an area being composed reaches: zones, sirens, boards, recipients per channel (a read; "
+                       "400 names a bad shape by its index)",
+            "requestBody": {"content": {"application/json": {"schema": s["audience_query"]}}},
+            "responses": _ok(s["audience"])}},
         "/alerts/{id}/approve": _post(s, "A second officer approves (and sends)", s["approve"], s["alert"]),
         "/alerts/{id}/update": _post(s, "An Update superseding a sent alert", s["draft"], s["alert"]),
         "/alerts/{id}/cancel": _post(s, "Cancel (one officer: stopping must not wait)", s["cancel"], s["alert"]),

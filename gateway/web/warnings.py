@@ -22,6 +22,7 @@ from gateway.errors import GatewayError, ProtocolError
 from gateway.protocols import cap
 from gateway.protocols import cap_atom as atom
 from gateway.warning import recipients
+from gateway.warning.audience import AudienceQuery, audience
 from gateway.warning.centre import Warnings
 from gateway.warning.workflow import KINDS, DraftSpec
 from gateway.web.auth import Auth
@@ -51,6 +52,7 @@ class WarningsApi:
             Route("/alerts", self.list_alerts, methods=["GET"]),
             Route("/warnings/catalogue", self.catalogue, methods=["GET"]),
             Route("/zones", self.zones, methods=["GET"]),
+            Route("/warnings/audience", self.audience, methods=["POST"]),
             Route("/alerts", self.draft, methods=["POST"]),
             Route("/alerts/{id}", self.get_alert, methods=["GET"]),
             Route("/alerts/{id}/preview", self.preview, methods=["GET"]),
@@ -121,6 +123,16 @@ class WarningsApi:
         zones = [{"name": z.name, "title": z.title} for z in self.w.zones.zones.values()]
         return json_response({"events": self.w.renderer.catalogue.events(), "zones": zones,
                               "channels": list(KINDS)})
+
+    async def audience(self, request: Request) -> Response:
+        """Who the area being composed reaches, per channel: a read with a body (POST), counts only."""
+        if (denied := self._reader_only(request)) is not None:
+            return denied
+        try:
+            query = decode_body(await request.body(), AudienceQuery)
+            return json_response(await audience(self.w.outbox, self.w.zones, query))
+        except GatewayError as exc:
+            return refusal(exc, what="audience count")
 
     async def list_alerts(self, request: Request) -> Response:
         if (denied := self._reader_only(request)) is not None:
@@ -321,8 +333,8 @@ class WarningsApi:
             record = await self.w.workflow.get(request.path_params["id"])
         except GatewayError as exc:
             return refusal(exc)
-        if record.state in ("draft", "approved"):
-            return error("not published", 404)
+        if record.state in ("draft", "approved") and self._reader_only(request) is not None:
+            return error("not published", 404)  # the approver reads a draft's exact areas here; the public never
         try:
             return Response(cap.to_xml(record.cap), media_type="application/cap+xml")
         except ProtocolError as exc:

