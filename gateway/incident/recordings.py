@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import msgspec
 
 from gateway.incident.store import AsyncStore, Statement
+from gateway.settings.recordings import MIN_KEEP_DAYS
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS recordings (
@@ -73,9 +74,9 @@ class Hold(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def expired(recordings: Iterable[Recording], held: set[str], now: float, keep_days: int) -> list[Recording]:
-    """The recordings the purge removes: not purged yet, ended more than ``keep_days`` days before ``now``,
-    and their incident not on hold. The caller has already checked ``keep_days`` against the floor."""
-    cutoff = now - keep_days * DAY_S
+    """The recordings the purge removes: not purged yet, ended more than ``keep_days`` days before ``now``
+    (never fewer than ``MIN_KEEP_DAYS``, whatever the caller says), and their incident not on hold."""
+    cutoff = now - max(keep_days, MIN_KEEP_DAYS) * DAY_S
     return [r for r in recordings if r.purged_wall is None and r.end_wall < cutoff and r.incident_id not in held]
 
 

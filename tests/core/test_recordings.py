@@ -1,0 +1,217 @@
+"""Recordings: what the purge selects (expiry, holds, the 90-day floor), the config's refusals, the WAV
+header, and the service on a real SQLite store: indexing through the recorder, the audited purge, files
+missing or altered reported and kept in the index, and the daily purge on Trio's mock clock."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from gateway.errors import ConfigError, NotFound
+from gateway.incident.bus import Bus
+from gateway.incident.recorder import Held, Recorder
+from gateway.incident.recordings import DAY_S, Recording, RecordingIndex, expired
+from gateway.incident.records import Caller, Incident
+from gateway.incident.store import AsyncStore, SqliteStore, event
+from gateway.intake import recordings as service
+from gateway.intake.recordings import Recordings
+from gateway.people.accounts import Accounts
+from gateway.protocols.wav import WavError, read_header
+from gateway.settings import RecordingsConfig, parse
+
+NOW = 2_000_000_000.0
+BASE = {"services": [{"name": "112", "dialled": ["112"]}],
+        "dispatch": {"positions": [{"name": "pos1", "contact": "sip:pos1@127.0.0.1:5070"}]}}
+
+
+def rec(rid: str, days_ago: float, incident: str = "", purged: bool = False) -> Recording:
+    start = NOW - days_ago * DAY_S
+    return Recording(id=rid, incident_id=incident or rid, file=f"{rid}.WAV", codec="gsm", start_wall=start,
+                     duration_s=60.0, size=1, sha256="0" * 64, indexed_wall=start, purged_wall=NOW if purged else None)
+
+
+def wav49(seconds: float) -> bytes:
+    """A wav49 file as Asterisk writes it: fmt (GSM 6.10, 65-byte blocks of 320 samples), fact, data."""
+    blocks = int(seconds * 8000 / 320)
+    fmt = struct.pack("<HHIIHHHH", 0x31, 1, 8000, 1625, 65, 0, 2, 320)
+    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"fact" + struct.pack("<II", 4, blocks * 320)
+            + b"data" + struct.pack("<I", blocks * 65) + bytes(blocks * 65))
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+# --- pure ------------------------------------------------------------------------------------------
+
+
+def test_expired_recordings_go_and_recent_ones_stay() -> None:
+    found = expired([rec("old", 91), rec("young", 89), rec("gone", 200, purged=True)], set(), NOW, 90)
+    assert [r.id for r in found] == ["old"]
+
+
+def test_a_legal_hold_keeps_every_recording_of_its_incident() -> None:
+    rows = [rec("a1", 300, "a"), rec("a2", 120, "a"), rec("b1", 120, "b")]
+    assert [r.id for r in expired(rows, {"a"}, NOW, 90)] == ["b1"]
+
+
+def test_the_90_day_floor_holds_even_if_a_caller_asks_for_less() -> None:
+    assert expired([rec("x", 89.9)], set(), NOW, 1) == []
+    assert [r.id for r in expired([rec("x", 100)], set(), NOW, 1)] == ["x"]
+    assert expired([rec("x", 100)], set(), NOW, 365) == []
+
+
+def test_config_refuses_less_than_90_days_and_a_directory_outside_the_instance() -> None:
+    assert parse(BASE).recordings == RecordingsConfig(enabled=True, dir="recordings", keep_days=90)
+    with pytest.raises(ConfigError) as caught:
+        parse({**BASE, "recordings": {"keep_days": 30, "dir": "../etc"}}, "g.toml")
+    assert any("g.toml: recordings.keep_days: expected at least 90 days" in p for p in caught.value.problems)
+    assert any("g.toml: recordings.dir" in p and "'../etc'" in p for p in caught.value.problems)
+    with pytest.raises(ConfigError):
+        parse({**BASE, "recordings": {"dir": "/var/rec"}})
+    assert parse({**BASE, "recordings": {"keep_days": 3650, "dir": "archive/calls"}}).recordings.keep_days == 3650
+
+
+def test_wav49_header_gives_codec_and_duration() -> None:
+    data = wav49(12.0)
+    info = read_header(data[:4096], len(data))
+    assert (info.codec, info.rate, info.duration_s) == ("gsm", 8000, 12.0)
+    unfinished = data[:40] + b"\0\0\0\0" + data[44:]  # fact/data sizes not written yet: the bytes decide
+    unfinished = unfinished.replace(b"data" + data[data.index(b"data") + 4:data.index(b"data") + 8], b"data\0\0\0\0")
+    assert read_header(unfinished[:4096], len(unfinished)).duration_s == 12.0
+    with pytest.raises(WavError, match="not a RIFF/WAVE"):
+        read_header(b"OggS" + bytes(100), 104)
+
+
+# --- the service on a real store --------------------------------------------------------------------
+
+
+class Lab:
+    def __init__(self, tmp_path: Path, store: AsyncStore) -> None:
+        self.dir = tmp_path / "recordings"
+        self.dir.mkdir()
+        self.store = store
+        self.recorder = Recorder(store, Bus())
+        self.accounts = Accounts(tmp_path / "people.sqlite3")
+        self.recordings = Recordings(RecordingsConfig(), self.dir, RecordingIndex(store), self.recorder,
+                                     self.accounts.audit)
+
+    async def call(self, incident_id: str, seconds: float = 10.0, age_days: float = 0.0) -> Path:
+        """An incident whose call was recorded ``age_days`` ago."""
+        inc = Incident(id=incident_id, service="112", created_wall=time.time(),
+                       caller=Caller(raw_number="+77011234567", number="+77011234567", display_name="",
+                                     withheld=False))
+        inc.timeline.append(event("call_arrived"))
+        await self.recorder.create(Held(inc))
+        path = self.dir / f"{incident_id}.WAV"
+        path.write_bytes(wav49(seconds))
+        when = time.time() - age_days * DAY_S
+        os.utime(path, (when, when))
+        return path
+
+    def actions(self) -> list[str]:
+        return [e.action for e in self.accounts.audit_trail()]
+
+
+@pytest.fixture
+async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
+    store = AsyncStore(SqliteStore(tmp_path / "gateway.sqlite3"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        yield Lab(tmp_path, store)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_recording_is_indexed_on_its_incident_through_the_recorder(lab: Lab) -> None:
+    path = await lab.call("20261204-101010-1.1", seconds=30.0)
+    found = await lab.recordings.index_file(path.name)
+    assert found is not None
+    data = path.read_bytes()
+    assert (found.size, found.sha256, found.duration_s) == (len(data), hashlib.sha256(data).hexdigest(), 30.0)
+    assert abs(found.start_wall - (path.stat().st_mtime - 30.0)) < 0.01
+    incident = await lab.store.get(found.incident_id)
+    assert incident.timeline[-1].kind == "recording_indexed"
+    assert incident.timeline[-1].data["sha256"] == found.sha256
+    listing = await lab.recordings.of_incident(found.incident_id)
+    assert [(v.recording.id, v.state) for v in listing.recordings] == [(found.id, "ok")]
+    with pytest.raises(NotFound):
+        await lab.recordings.of_incident("20261204-101010-9.9")
+
+
+async def test_the_purge_removes_only_expired_unheld_recordings_and_is_audited(lab: Lab) -> None:
+    old = await lab.call("20260801-000000-1.1", age_days=100)
+    held = await lab.call("20260801-000000-2.2", age_days=100)
+    young = await lab.call("20261201-000000-3.3", age_days=3)
+    assert await lab.recordings.sweep(min_age_s=0) == 3
+    await lab.recordings.hold(held.stem, "saule", "court order 12/2026")
+    report = await lab.recordings.purge()
+    assert report.purged == [old.stem] and report.kept_on_hold == 1 and report.checked == 2
+    assert not old.exists() and held.exists() and young.exists()
+    assert (report.missing, report.altered, lab.recordings.problems) == ([], [], [])
+    assert lab.actions()[-1] == "recordings_purged"
+    assert "purged 1, kept on hold 1" in lab.accounts.audit_trail()[-1].detail
+    listing = await lab.recordings.of_incident(old.stem)
+    assert [v.state for v in listing.recordings] == ["purged"]  # the index remembers it
+    kinds = [e.kind for e in (await lab.store.get(old.stem)).timeline]
+    assert kinds[-1] == "recording_purged"
+    await lab.recordings.release(held.stem, "saule")
+    assert (await lab.recordings.purge()).purged == [held.stem]
+    with pytest.raises(NotFound, match="not on legal hold"):
+        await lab.recordings.release(held.stem, "saule")
+
+
+async def test_missing_and_altered_files_are_reported_never_dropped(lab: Lab) -> None:
+    lost = await lab.call("20261201-000000-1.1")
+    changed = await lab.call("20261201-000000-2.2")
+    await lab.recordings.sweep(min_age_s=0)
+    lost.unlink()
+    data = bytearray(changed.read_bytes())
+    data[-1] ^= 0xFF  # same size, another checksum
+    changed.write_bytes(bytes(data))
+    report = await lab.recordings.purge()
+    assert (report.missing, report.altered) == ([lost.stem], [changed.stem])
+    assert len(lab.recordings.problems) == 2 and lost.stem in lab.recordings.problems[0]
+    assert [v.state for v in (await lab.recordings.of_incident(lost.stem)).recordings] == ["missing"]
+    with pytest.raises(NotFound, match="missing from disk"):
+        await lab.recordings.file(lost.stem)
+
+
+async def test_a_file_without_incident_is_listed_not_lost(lab: Lab) -> None:
+    (lab.dir / "20261204-000000-7.7.WAV").write_bytes(wav49(2.0))
+    assert await lab.recordings.sweep(min_age_s=0) == 0
+    assert lab.recordings.orphans == ["20261204-000000-7.7.WAV"]
+
+
+async def test_the_purge_runs_daily_on_trios_clock(lab: Lab, autojump_clock: trio.testing.MockClock,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    runs: list[float] = []
+
+    async def purge() -> None:
+        runs.append(trio.current_time())
+
+    monkeypatch.setattr(lab.recordings, "purge", purge)
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(lab.recordings.purge_daily)
+        await trio.sleep(2 * DAY_S + service.FIRST_PURGE_AFTER_S + 1)
+        nursery.cancel_scope.cancel()
+    first = start + service.FIRST_PURGE_AFTER_S
+    assert runs == [first, first + DAY_S, first + 2 * DAY_S]
+
+
+async def test_the_end_of_a_call_indexes_its_recording(lab: Lab, autojump_clock: trio.testing.MockClock) -> None:
+    await lab.call("20261204-121212-5.5", seconds=4.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(lab.recordings.run)
+        held = await lab.recorder.acquire("20261204-121212-5.5")
+        await lab.recorder.record(held, "hung_up", actor="caller", state="closed")
+        lab.recorder.release(held)
+        await trio.sleep(service.SETTLE_MOST_S)
+        nursery.cancel_scope.cancel()
+    kinds = [e.kind for e in (await lab.store.get("20261204-121212-5.5")).timeline]
+    assert kinds[-2:] == ["hung_up", "recording_indexed"]
