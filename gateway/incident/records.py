@@ -49,6 +49,7 @@ class Incident(msgspec.Struct, kw_only=True):
     status: ResponseStatus = "new"
     units: list[str] = []  # assigned units
     language: str = ""
+    ivr_choice: str = ""  # what the caller chose in the menu: a category, "dispatcher" (0), "timeout", "unknown"
     category: str = ""
     priority: int = 1
     locations: list[Location] = []
@@ -77,6 +78,9 @@ class IncidentSummary(msgspec.Struct, frozen=True, kw_only=True):
     source: IncidentSource = "call"
     priority: int = 1
     answer_s: float | None = None  # a call's seconds from arrival to a dispatcher's answer
+    language: str = ""
+    ivr_choice: str = ""
+    location_source: str = ""  # where the location units go to came from ("" for none yet)
 
 
 class IncidentIds:

@@ -103,10 +103,13 @@ def positions(incident: Incident, events: list[TimelineEvent]) -> list[int]:
 
 
 def summary(incident: Incident) -> IncidentSummary:
+    place = response_location(incident)
     return IncidentSummary(id=incident.id, service=incident.service, state=incident.state,
                            created_wall=incident.created_wall, number=incident.caller.number,
                            category=incident.category, position=incident.position, status=incident.status,
-                           source=incident.source, priority=incident.priority, answer_s=incident.answer_s)
+                           source=incident.source, priority=incident.priority, answer_s=incident.answer_s,
+                           language=incident.language, ivr_choice=incident.ivr_choice,
+                           location_source=place.source if place is not None else "")
 
 
 def _best_coords(incident: Incident) -> tuple[float | None, float | None]:

@@ -58,18 +58,22 @@ class Ivr:
         category = self._categories.get(digit or "")
         if category is not None:
             await self.recorder.record(call.held, "ivr_category", actor="caller", digit=digit, category=category.name,
-                                       changes={"category": category.name, "priority": category.priority})
+                                       changes={"category": category.name, "priority": category.priority,
+                                                "ivr_choice": category.name})
         elif digit == "0":
-            await self.recorder.record(call.held, "ivr_dispatcher_now", actor="caller", digit="0")
+            await self.recorder.record(call.held, "ivr_dispatcher_now", actor="caller", digit="0",
+                                       changes={"ivr_choice": "dispatcher"})
         else:
             await self._no_choice(call, "category", digit)
 
     async def _no_choice(self, call: Call, menu: str, digit: str | None) -> None:
         if digit is None:
-            await self.recorder.record(call.held, "ivr_timeout", actor="caller", menu=menu)
+            await self.recorder.record(call.held, "ivr_timeout", actor="caller", menu=menu,
+                                       changes={"ivr_choice": "timeout"} if menu == "category" else None)
         else:
             log.info("incident %s: unknown digit %r in %s menu", call.id, digit, menu)
-            await self.recorder.record(call.held, "ivr_unknown_digit", actor="caller", menu=menu, digit=digit)
+            await self.recorder.record(call.held, "ivr_unknown_digit", actor="caller", menu=menu, digit=digit,
+                                       changes={"ivr_choice": "unknown"} if menu == "category" else None)
 
     async def ask(self, ari: Ari, call: Call, name: str) -> str | None:
         """Play a prompt and return the first digit pressed, or None on timeout.

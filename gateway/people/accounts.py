@@ -355,8 +355,8 @@ class Accounts:
                 args.append(value)  # type: ignore[arg-type]
         order = "DESC" if newest_first else ""
         with self._lock:
-            rows = self._sql(f"SELECT seq, wall, who, via, action, target, detail FROM audit WHERE {' AND '.join(where)} "
-                             f"ORDER BY seq {order} LIMIT ?", (*args, limit))
+            rows = self._sql("SELECT seq, wall, who, via, action, target, detail FROM audit "
+                             f"WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?", (*args, limit))
         return [AuditEntry(seq=int(s), wall=float(w), who=str(who), via=str(v), action=str(a), target=str(t),
                            detail=str(d)) for s, w, who, v, a, t, d in rows]
 

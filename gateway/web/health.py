@@ -73,4 +73,11 @@ def health_routes(store: AsyncStore, metrics: Metrics, health: Callable[[], Heal
             report.sla_breaches
         return json_response(board)
 
-    return [Route("/health", get_health), Route("/metrics", get_metrics), Route("/board", get_board)]
+    async def get_positions(request: Request) -> Response:
+        """Every dispatcher position and its state now, for the desks (the board's figures stay the supervisors')."""
+        if isinstance(who := auth.require(request, "dispatcher", "supervisor", "admin"), Response):
+            return who
+        return json_response(health().positions)
+
+    return [Route("/health", get_health), Route("/metrics", get_metrics), Route("/board", get_board),
+            Route("/positions", get_positions)]

@@ -138,6 +138,8 @@ def _warning_paths(s: dict[str, Any]) -> dict[str, Any]:
 def _service_paths(s: dict[str, Any]) -> dict[str, Any]:
     return {
         "/health": {"get": {"summary": "Service health", "responses": _ok(s["health"])}},
+        "/positions": {"get": {"summary": "Every dispatcher position and its state (free, ringing, busy)",
+                               "responses": _ok({"type": "object", "additionalProperties": {"type": "string"}})}},
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": _ok({"type": "string"}, "text/plain")}},
         "/openapi.json": {"get": {"summary": "This document", "responses": _ok({"type": "object"})}},
     }

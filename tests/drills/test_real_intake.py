@@ -45,6 +45,7 @@ async def test_112_with_pidf_lo_creates_located_incident_and_reaches_dispatcher(
     assert incident.service == "112"
     assert incident.caller.number == "+77011234567"
     assert (incident.language, incident.category, incident.priority) == ("ru", "crime_in_progress", 8)
+    assert incident.ivr_choice == "crime_in_progress"  # the queue shows it was the caller's own choice
     assert incident.best_location == 0
     loc = incident.locations[0]
     assert (loc.source, loc.shape, loc.lat, loc.lon, loc.radius_m) == ("pidf-lo", "circle", *ALMATY, 25.0)
