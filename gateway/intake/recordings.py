@@ -44,6 +44,7 @@ SWEEP_EVERY_S = 300.0
 SWEEP_MIN_AGE_S = 120.0  # a file untouched this long belongs to a call that has ended
 SETTLE_QUIET_S = 1.0  # Asterisk closes the file shortly after the hang-up
 SETTLE_MOST_S = 30.0
+SETTLE_ABSENT_S = 5.0  # MixMonitor creates the file with the call's first audio, long before it ends
 PURGE_CONCURRENCY = 16
 SERVED = ("queued", "ringing", "answered", "ivr_language", "ivr_category", "ivr_time_limit")
 Audit = Callable[[str, str, str, str, str], None]  # who, via, action, target, detail (blocking)
@@ -315,14 +316,18 @@ def _finished_files(directory: Path, before_wall: float) -> list[str]:
 
 
 async def _settled(path: Path) -> os.stat_result | None:
-    """The file's stat once Asterisk stopped writing it (no change for ``SETTLE_QUIET_S``), None if absent."""
+    """The file's stat once Asterisk stopped writing it (no change for ``SETTLE_QUIET_S``); None if it is
+    still absent ``SETTLE_ABSENT_S`` after the call ended (MixMonitor could not create it)."""
     last: os.stat_result | None = None
+    began = trio.current_time()
     with trio.move_on_after(SETTLE_MOST_S):
         while True:
             try:
                 now: os.stat_result | None = await trio.to_thread.run_sync(os.stat, path)
             except FileNotFoundError:
                 now = None
+            if now is None and trio.current_time() - began >= SETTLE_ABSENT_S:
+                return None
             if now is not None and last is not None and (now.st_size, now.st_mtime_ns) == (last.st_size,
                                                                                            last.st_mtime_ns):
                 return now

@@ -88,3 +88,21 @@ async def test_a_112_call_is_recorded_indexed_and_served(
     assert part.status_code == 206 and part.content == data[:100]
     print(f"recording: {rec['duration_s']} s, {rec['size']} bytes, {rec['size'] / rec['duration_s'] * 60 / 1000:.1f}"
           " kB per minute")
+
+
+async def test_an_unwritable_recordings_directory_still_reaches_a_human_and_the_incident_says_so(
+    asterisk: AsteriskInstance, gateway: GatewayProcess, phones: sipp.Phones, tmp_path: Path
+) -> None:
+    directory = sandbox.locate(asterisk.cfg).host_dir / asterisk.cfg.recordings.dir
+    mode = directory.stat().st_mode & 0o777
+    directory.chmod(0o550)  # Asterisk (not root) can no longer create files there
+    try:
+        result = await place(asterisk, tmp_path)
+    finally:
+        directory.chmod(mode)
+    assert result.returncode == 0, "the call did not reach a dispatcher"
+    incident = await gateway.wait_incident(result.call_id, until="recording_failed", timeout=40)
+    kinds = [e.kind for e in incident.timeline]
+    assert "answered" in kinds and "recording_indexed" not in kinds
+    failed = next(e for e in incident.timeline if e.kind == "recording_failed")
+    assert "no recording file" in str(failed.data["reason"])
