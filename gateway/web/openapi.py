@@ -10,7 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.incident.recordings import Hold
 from gateway.incident.records import Incident, IncidentSummary
+from gateway.intake.recordings import IncidentRecordings
 from gateway.scenario.machine import Run
 from gateway.units.board import Proposals
 from gateway.units.model import Unit
@@ -20,6 +22,7 @@ from gateway.warning.records import AlertRecord, Progress
 from gateway.warning.workflow import DraftSpec
 from gateway.web.errors import ApiError
 from gateway.web.health import Health
+from gateway.web.recordings import HoldBody, RetentionReport
 from gateway.web.scenario import CategoryBody, NewIncident, NoteBody, SceneBody, StatusBody, TextBody
 from gateway.web.units import AssignBody
 from gateway.web.units import StatusBody as UnitStatusBody
@@ -29,10 +32,11 @@ PATH_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "st
 BODIES = [Incident, list[IncidentSummary], Health, ApiError, NewIncident, CategoryBody, StatusBody, TextBody,
           list[Run], Unit, list[Unit], UnitStatusBody, AssignBody, Proposals, DraftSpec, ApproveBody, CancelBody,
           AlertRecord, list[AlertRecord], Progress, Recipient, list[Recipient], NoteBody, SceneBody, AudienceQuery,
-          Audience]
+          Audience, IncidentRecordings, HoldBody, Hold, RetentionReport]
 NAMES = ["incident", "summary", "health", "error", "new", "category", "status", "text", "runs", "unit", "units",
          "unit_status", "assign", "proposals", "draft", "approve", "cancel", "alert", "alerts", "progress",
-         "recipient", "recipients", "note", "scene", "audience_query", "audience"]
+         "recipient", "recipients", "note", "scene", "audience_query", "audience", "recordings", "hold_body", "hold",
+         "retention"]
 REF = [{"name": "ref", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64}}]
 
 
@@ -41,7 +45,8 @@ def openapi() -> dict[str, Any]:
     schemas, components = msgspec.json.schema_components(BODIES, ref_template="#/components/schemas/{name}")
     s = dict(zip(NAMES, schemas, strict=True))
     return {"openapi": "3.1.0", "info": {"title": "Emergency telephony gateway", "version": "1"},
-            "paths": _incident_paths(s) | _response_paths(s) | _warning_paths(s) | _service_paths(s),
+            "paths": _incident_paths(s) | _response_paths(s) | _warning_paths(s) | _service_paths(s)
+            | _recording_paths(s),
             "components": {"schemas": components}}
 
 
@@ -142,4 +147,23 @@ def _service_paths(s: dict[str, Any]) -> dict[str, Any]:
                                "responses": _ok({"type": "object", "additionalProperties": {"type": "string"}})}},
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": _ok({"type": "string"}, "text/plain")}},
         "/openapi.json": {"get": {"summary": "This document", "responses": _ok({"type": "object"})}},
+    }
+
+
+def _recording_paths(s: dict[str, Any]) -> dict[str, Any]:
+    """Call recordings (dispatcher, supervisor or admin; every read audited) and legal holds (supervisor, admin)."""
+    return {
+        "/incidents/{id}/recordings": {"get": {"summary": "The incident's recordings, each file's state, its hold",
+                                               "parameters": PATH_ID, "responses": _ok(s["recordings"])
+                                               | _not_found(s)}},
+        "/recordings/{id}": {"get": {"summary": "A recording's audio (wav49); Range answers 206",
+                                     "parameters": PATH_ID,
+                                     "responses": _ok({"type": "string", "format": "binary"}, "audio/wav")
+                                     | _not_found(s)}},
+        "/incidents/{id}/hold": _post(s, "Put the incident's recordings on legal hold (the purge keeps them)",
+                                      s["hold_body"], s["hold"])
+        | {"delete": {"summary": "Lift the legal hold", "parameters": PATH_ID,
+                      "responses": {"204": {"description": "Lifted"}} | _not_found(s)}},
+        "/recordings/retention": {"get": {"summary": "keep_days, the last purge's report, problems found",
+                                          "responses": _ok(s["retention"])}},
     }

@@ -18,7 +18,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from gateway.errors import GatewayError
-from gateway.intake.recordings import Recordings
+from gateway.intake.recordings import PurgeReport, Recordings
 from gateway.protocols.text import repair
 from gateway.web.auth import Auth
 from gateway.web.errors import error, json_response, read_body, refusal
@@ -37,7 +37,7 @@ class RetentionReport(msgspec.Struct, kw_only=True):
     keep_days: int
     problems: list[str]
     files_without_incident: list[str]
-    last_purge: object = None
+    last_purge: PurgeReport | None = None
 
 
 class RecordingRoutes:
