@@ -254,8 +254,86 @@ def drill_page(chromium: str, url: str, name: str, shots: Path) -> dict[str, obj
     return seen
 
 
+def composer_area(chromium: str, url: str, shots: Path) -> dict[str, object]:
+    """An officer ticks a zone by clicking it, draws a polygon in Almaly and a circle in Medeu with the map's
+    tools, reads the audience after each change and submits; a second officer sees the draft's areas."""
+    from playwright.sync_api import sync_playwright
+
+    seen: dict[str, object] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=LAUNCH)
+        page = browser.new_context(viewport={"width": 1400, "height": 1100}, locale="ru-RU").new_page()
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        log_in(page, url, "aigerim")
+        try:
+            draw_area(page, shots, seen)
+            approver = browser.new_context(viewport={"width": 1400, "height": 1100}, locale="ru-RU").new_page()
+            log_in(approver, url, "daniyar")
+            approver.locator("#alerts tbody tr a.cap-xml").first.wait_for(timeout=15_000)
+            seen["cap_href"] = approver.get_attribute("#alerts tbody tr a.cap-xml", "href")
+            approver.locator("#alerts tbody tr button", has_text="Просмотр").first.click()
+            approver.locator("#preview .areas").wait_for()
+            seen["approver_areas"] = approver.text_content("#preview .areas")
+            approver.locator("#w-map path.draft-area").nth(1).wait_for()
+            seen["approver_map_shapes"] = approver.locator("#w-map path.draft-area").count()
+            approver.screenshot(path=shots / "13-area-approver.png", full_page=True)
+        except Exception:
+            page.screenshot(path=shots / "failed-area.png", full_page=True)
+            raise AssertionError(f"browser step failed; console said: {problems}") from None
+        finally:
+            browser.close()
+    seen["problems"] = problems
+    return seen
+
+
+def draw_area(page: Any, shots: Path, seen: dict[str, object]) -> None:
+    page.locator("#w-map path.zone-almaly").wait_for()
+    audience = ["#w-audience .counts", "#w-audience .total", "#w-audience .reached"]
+
+    def read_audience(key: str, counts: str) -> None:
+        page.locator("#w-audience:not(.counting) .counts", has_text=counts).wait_for(timeout=10_000)
+        seen[key] = [page.text_content(s) for s in audience]
+
+    page.screenshot(path=shots / "11-area-empty.png", full_page=True)
+    zone = page.locator("#w-map path.zone-auezov").bounding_box()
+    page.mouse.click(zone["x"] + zone["width"] / 2, zone["y"] + zone["height"] / 2)
+    seen["auezov_ticked"] = page.is_checked("#w-zones input[value=auezov]")
+    read_audience("after_zone_click", "sms: 1 · email: 0")
+    page.wait_for_timeout(600)  # not a double click
+    page.mouse.click(zone["x"] + zone["width"] / 2, zone["y"] + zone["height"] / 2)
+    seen["auezov_unticked"] = not page.is_checked("#w-zones input[value=auezov]")
+    box = page.locator("#w-map path.zone-almaly").bounding_box()
+    page.click("#w-map .leaflet-pm-icon-polygon")
+    corners = [(0.3, 0.3), (0.75, 0.35), (0.55, 0.75), (0.3, 0.3)]  # the last click on the first point closes it
+    for fx, fy in corners:
+        page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+        page.wait_for_timeout(600)
+    page.locator("#w-shapes li").first.wait_for()
+    read_audience("after_polygon", "sms: 3 · email: 1")
+    page.check("#w-channels input[value=telegram]")
+    read_audience("after_telegram", "telegram: 1")
+    medeu = page.locator("#w-map path.zone-medeu").bounding_box()
+    page.click("#w-map .leaflet-pm-icon-circle")
+    centre = (medeu["x"] + medeu["width"] / 2, medeu["y"] + medeu["height"] / 2)
+    page.mouse.click(*centre)
+    page.wait_for_timeout(600)
+    page.mouse.click(centre[0] + 12, centre[1])
+    page.locator("#w-shapes li").nth(1).wait_for()
+    read_audience("after_circle", "sms: 4")
+    seen["shapes"] = [page.text_content(f"#w-shapes li:nth-child({i}) .coords") for i in (1, 2)]
+    page.screenshot(path=shots / "11-area-drawn.png", full_page=True)
+    page.select_option("#w-event", "mudflow")
+    page.click("#compose button[type=submit]")
+    page.locator("#preview .areas").wait_for()
+    seen["preview_areas"] = page.text_content("#preview .areas")
+    page.screenshot(path=shots / "12-area-submitted.png", full_page=True)
+
+
 FUNCTIONS: dict[str, Callable[..., object]] = {
-    "drive": drive, "board_pages": board_pages, "watch": watch, "officers": officers, "drill_page": drill_page}
+    "drive": drive, "board_pages": board_pages, "watch": watch, "officers": officers, "drill_page": drill_page,
+    "composer_area": composer_area}
 
 
 if __name__ == "__main__":

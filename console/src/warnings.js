@@ -1,11 +1,15 @@
 // The civil-defence officer's screen: compose an alert (Exercise by default; Actual asks again), see every
 // channel and language as it will go out, submit it for a second officer's approval, approve and send what
-// another officer drafted, and watch delivery per channel live (the gateway's progress stream).
+// another officer drafted, and watch delivery per channel live (the gateway's progress stream). The area is
+// ticked zones and shapes drawn on the map (area.js); who it reaches, per channel, is counted as it changes.
+import { area, markZones, renderShapes, showAreas, startArea, translateTools } from "./area.js";
 
 let ctx = null;
 let catalogue = { events: [], zones: [], channels: [] };
 const streams = new Map();  // alert id -> EventSource
 const progress = new Map();  // alert id -> latest Progress
+let counting = null;  // the pending audience count (a pause of 300 ms after the last change)
+let asked = 0;  // the latest count asked for: an older answer arriving late is dropped
 
 export async function startWarnings(context) {
   ctx = context;
@@ -15,7 +19,14 @@ export async function startWarnings(context) {
   $("w-status").addEventListener("change", () => { $("actual-banner").hidden = $("w-status").value !== "Actual"; });
   $("compose").addEventListener("submit", compose);
   $("import-form").addEventListener("submit", importRecipients);
+  $("compose").addEventListener("change", (event) => {
+    if (["zone", "channel"].includes(event.target.name)) audienceSoon();
+  });
   renderChoices();
+  const zones = await ctx.api("/zones");
+  startArea(ctx, $("w-map"), { zones, tileUrl: ctx.state.me.tile_url,
+    zoneClicked: toggleZone, changed: () => { renderShapes($("w-shapes")); audienceSoon(); } });
+  countAudience();
   await refreshAlerts();
   setInterval(refreshAlerts, 5000);
 }
@@ -23,10 +34,67 @@ export async function startWarnings(context) {
 export function renderChoices() {
   if (!ctx) return;
   const { $, t, state } = ctx;
-  const zones = catalogue.zones.map((z) => checkbox("zone", z.name, z.title[state.language] || z.name, false));
+  const first = !document.querySelector("input[name=channel]");  // a change of language keeps what was ticked
+  const [ticked, channelsOn] = [chosen("zone"), first ? ["sms", "email"] : chosen("channel")];
+  const zones = catalogue.zones.map((z) => checkbox("zone", z.name, zoneTitle(z.name), ticked.includes(z.name)));
   $("w-zones").replaceChildren(ctx.el("legend", t(state.language, "zones")), ...zones);
-  const channels = catalogue.channels.map((c) => checkbox("channel", c, c, c === "sms" || c === "email"));
+  const channels = catalogue.channels.map((c) => checkbox("channel", c, c, channelsOn.includes(c)));
   $("w-channels").replaceChildren(ctx.el("legend", t(state.language, "channels")), ...channels);
+  renderShapes($("w-shapes"));
+  translateTools();
+  if (!first) countAudience();
+}
+
+function zoneTitle(name) {
+  const zone = catalogue.zones.find((z) => z.name === name);
+  return zone ? zone.title[ctx.state.language] || name : name;
+}
+
+function toggleZone(name) {
+  const input = document.querySelector(`input[name=zone][value="${CSS.escape(name)}"]`);
+  if (!input) return;
+  input.checked = !input.checked;
+  audienceSoon();
+}
+
+function audienceSoon() {
+  clearTimeout(counting);
+  counting = setTimeout(countAudience, 300);
+}
+
+// Who the area reaches, per chosen channel, under the map: "sms: 1 234 · email: 56", the distinct total, the
+// zones reached (the map marks them) and their sirens.
+async function countAudience() {
+  const { $, el, t, state } = ctx;
+  const say = (key) => t(state.language, key);
+  const body = { zones: chosen("zone"), ...area(), channels: chosen("channel") };
+  const ask = ++asked;
+  if (!body.zones.length && !body.polygons.length && !body.circles.length) {
+    markZones([], []);
+    $("w-audience").replaceChildren(el("span", say("no_area"), "hint"));
+    return;
+  }
+  $("w-audience").classList.add("counting");
+  try {
+    const answer = await ctx.api("/warnings/audience", { method: "POST", body });
+    if (ask !== asked) return;
+    const number = (n) => n.toLocaleString(state.language === "en" ? "en" : "ru");
+    const counts = Object.entries(answer.channels).map(([channel, n]) => `${channel}: ${number(n)}`).join(" · ");
+    const reached = answer.zones.map(zoneTitle).join(", ") || say("none");
+    const relays = answer.sirens || answer.boards ? ` · ${say("sirens")}: ${answer.sirens} · ${say("boards")}: ${answer.boards}` : "";
+    $("w-audience").replaceChildren(el("span", counts || say("no_channel"), "counts"),
+      el("span", `${say("total")}: ${number(answer.total)}`, "total"),
+      el("span", `${say("zones_reached")}: ${reached}${relays}`, "reached"));
+    markZones(body.zones, answer.zones);
+  } catch (error) {
+    if (ask === asked) $("w-audience").replaceChildren(el("span", explain(error), "error"));
+  } finally {
+    if (ask === asked) $("w-audience").classList.remove("counting");
+  }
+}
+
+function explain(error) {
+  return ctx.explain ? ctx.explain(error) : error.message;
 }
 
 function option(value, text) {
@@ -54,8 +122,8 @@ async function compose(event) {
   const status = $("w-status").value;
   if (status === "Actual" && !window.confirm(t(state.language, "actual_confirm"))) return;
   try {
-    const draft = await ctx.api("/alerts", { method: "POST", body: {
-      event: $("w-event").value, status, zones: chosen("zone"), channels: chosen("channel"), note: $("w-note").value } });
+    const draft = await ctx.api("/alerts", { method: "POST", body: { event: $("w-event").value, status,
+      zones: chosen("zone"), ...area(), channels: chosen("channel"), note: $("w-note").value } });
     await showPreview(draft.id);
     await refreshAlerts();
   } catch (error) {
@@ -65,14 +133,38 @@ async function compose(event) {
 
 async function showPreview(id) {
   const { $, el } = ctx;
-  const preview = await ctx.api(`/alerts/${encodeURIComponent(id)}/preview`);
-  $("preview").replaceChildren(...Object.entries(preview).map(([language, r]) => {
+  const [preview, record] = await Promise.all([ctx.api(`/alerts/${encodeURIComponent(id)}/preview`),
+    ctx.api(`/alerts/${encodeURIComponent(id)}`)]);
+  $("preview").replaceChildren(areasOf(record.alert), ...Object.entries(preview).map(([language, r]) => {
     const part = el("div", null, "rendering");
     const segments = r.sms_segments ? ` (${r.sms_segments.segments} SMS, ${r.sms_segments.encoding})` : "";
     part.append(el("h3", language), el("p", "SMS" + segments + ": " + r.sms), el("p", "E-mail: " + r.subject),
       el("p", "Telegram: " + r.telegram), el("p", "Voice: " + r.voice));
     return part;
   }));
+}
+
+// What the approver approves, exactly: the zones it reaches, each polygon point and circle as stored (the same
+// numbers the CAP XML carries, linked beside them).
+function areasOf(alert) {
+  const { el, t, state } = ctx;
+  const say = (key) => t(state.language, key);
+  const part = el("div", null, "rendering areas");
+  part.append(el("h3", say("areas")), el("p", `${say("zones")}: ${alert.zones.map(zoneTitle).join(", ")}`));
+  const areas = alert.cap.infos[0]?.areas || [];
+  showAreas(areas);
+  for (const a of areas) {
+    a.polygons.forEach((points, i) => part.append(el("p", `${say("polygon")} ${i + 1}: ${points.map(([lat, lon]) => `${lat}, ${lon}`).join(" · ")}`, "coords")));
+    a.circles.forEach((c, i) => part.append(el("p", `${say("circle")} ${i + 1}: ${say("centre")} ${c.lat}, ${c.lon} · ${say("radius")} ${c.radius_km} km`, "coords")));
+  }
+  part.append(capLink(alert.id));
+  return part;
+}
+
+function capLink(id) {
+  const link = ctx.el("a", "CAP XML", "cap-xml");
+  Object.assign(link, { href: `/cap/alerts/${encodeURIComponent(id)}.xml`, target: "_blank", rel: "noopener" });
+  return link;
 }
 
 async function refreshAlerts() {
@@ -89,6 +181,7 @@ async function refreshAlerts() {
         actions.append(button(t(state.language, "approve_send"), () => decide(a.id, "approve", { send: true })));
       }
       if (a.state === "draft" || a.state === "approved") actions.append(button(t(state.language, "preview"), () => showPreview(a.id)));
+      actions.append(capLink(a.id));
       if (["sending", "sent"].includes(a.state)) {
         actions.append(button(t(state.language, "cancel_alert"), () => decide(a.id, "cancel", {})));
         watch(a.id);

@@ -157,6 +157,8 @@ class Recordings:
             return
         self._indexing.add(name)
         try:
+            if await self.index.get(incident_id) is not None:
+                return  # indexed already (a call adopted again after a restart ends once more)
             if await _settled(self.dir / name) is not None:
                 await self.index_file(name)
             elif await self._was_served(incident_id):

@@ -18,11 +18,15 @@ log = logging.getLogger(__name__)
 
 def console_routes() -> list[BaseRoute]:
     page, leaflet = project_path("console/src"), project_path("console/node_modules/leaflet/dist")
-    if not (leaflet / "leaflet.js").exists():
-        log.warning("console: %s is missing (run make, which runs npm ci in console/): the map will not show", leaflet)
+    geoman = project_path("console/node_modules/@geoman-io/leaflet-geoman-free/dist")  # drawing an alert's area
+    for library in (leaflet / "leaflet.js", geoman / "leaflet-geoman.min.js"):
+        if not library.exists():
+            log.warning("console: %s is missing (run make, which runs npm ci in console/): the maps will not show "
+                        "or draw", library)
 
     async def home(request: Request) -> Response:
         return RedirectResponse("/console/")
 
     return [Route("/", home), Mount("/console/vendor/leaflet", StaticFiles(directory=leaflet, check_dir=False)),
+            Mount("/console/vendor/geoman", StaticFiles(directory=geoman, check_dir=False)),
             Mount("/console", StaticFiles(directory=page, html=True, check_dir=False))]
