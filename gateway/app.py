@@ -25,7 +25,7 @@ from gateway.errors import AlertError, AriError, ChannelError, GatewayError
 from gateway.incident.bus import Bus
 from gateway.incident.desk import Desk
 from gateway.incident.recorder import Recorder
-from gateway.incident.recordings import RecordingIndex
+from gateway.incident.recording_index import RecordingIndex
 from gateway.incident.records import Incident
 from gateway.incident.store import AsyncStore, SqliteStore
 from gateway.intake.calls import Intake

@@ -8,7 +8,7 @@ served call without a file gets ``recording_failed`` (a full or unwritable disk 
 incident). Files nobody indexed (a call that ended while the gateway was down, or was handed to the
 dialplan) are picked up by a sweep.
 
-The purge (``purge_daily``, owned by the composition root) removes what ``incident.recordings.expired``
+The purge (``purge_daily``, owned by the composition root) removes what ``incident.recording_index.expired``
 selects, marks each row purged with a ``recording_purged`` event, checks every other recording's file
 (present, same size and SHA-256) and writes one audit entry with its figures. What it found missing or
 altered stays in the index and is reported in ``problems`` (``/health``) until a later check finds it
@@ -29,9 +29,9 @@ import msgspec
 import trio
 
 from gateway.errors import NotFound, StoreError
-from gateway.incident import recordings as rx
+from gateway.incident import recording_index as rx
 from gateway.incident.recorder import Recorder
-from gateway.incident.recordings import Hold, Recording, RecordingIndex
+from gateway.incident.recording_index import Hold, Recording, RecordingIndex
 from gateway.incident.records import Incident, TimelineEvent
 from gateway.incident.store import Statement, event
 from gateway.protocols.wav import WavError, read_header

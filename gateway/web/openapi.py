@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.incident.recordings import Hold
+from gateway.incident.recording_index import Hold
 from gateway.incident.records import Incident, IncidentSummary
 from gateway.intake.recordings import IncidentRecordings
 from gateway.scenario.machine import Run

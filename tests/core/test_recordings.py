@@ -18,7 +18,7 @@ import trio.testing
 from gateway.errors import ConfigError, NotFound
 from gateway.incident.bus import Bus
 from gateway.incident.recorder import Held, Recorder
-from gateway.incident.recordings import DAY_S, Recording, RecordingIndex, expired
+from gateway.incident.recording_index import DAY_S, Recording, RecordingIndex, expired
 from gateway.incident.records import Caller, Incident
 from gateway.incident.store import AsyncStore, SqliteStore, event
 from gateway.intake import recordings as service
