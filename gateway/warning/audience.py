@@ -13,6 +13,7 @@ from msgspec import Meta
 from gateway.errors import AlertError
 from gateway.protocols import cap
 from gateway.warning.engine import AsyncOutbox
+from gateway.warning.outbox import Outbox
 from gateway.warning.workflow import KINDS, Point, Short
 from gateway.warning.zones import ZoneSet, circle_problems, polygon_problems
 
@@ -38,15 +39,18 @@ class Audience(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def audience(db: AsyncOutbox, zones: ZoneSet, query: AudienceQuery) -> Audience:
-    """Count who ``query`` reaches. Raises AlertError (a 400) naming a bad shape by its index, an unknown
-    zone or channel."""
+    """Count who ``query`` reaches, in a worker thread (shapes and the count), beside the outbox's writer: never
+    queued behind a fan-out chunk. Raises AlertError (a 400) naming a bad shape by its index, an unknown zone
+    or channel."""
+    return await trio.to_thread.run_sync(count, db.sync, zones, query)
+
+
+def count(outbox: Outbox, zones: ZoneSet, query: AudienceQuery) -> Audience:
+    """``audience``, blocking."""
     reached = resolve(zones, query)
     sirens = sum(len(g.coils) for name in reached for g in zones.zones[name].sirens)
     boards = sum(len(g.coils) for name in reached for g in zones.zones[name].boards)
-    counts: dict[str, int] = {}
-    total = 0
-    if reached:  # the count runs beside the writer, never queued behind a fan-out chunk
-        counts, total = await trio.to_thread.run_sync(db.sync.count_audience, reached, query.channels)
+    counts, total = outbox.count_audience(reached, query.channels) if reached else ({}, 0)
     channels = {c: sirens if c == "siren" else counts.get(c, 0) for c in dict.fromkeys(query.channels)}
     return Audience(zones=reached, sirens=sirens, boards=boards, channels=channels, total=total)
 
