@@ -39,6 +39,7 @@ from gateway.warning.centre import Warnings
 from gateway.warning.workflow import DraftSpec
 from gateway.web.app import build_app
 from gateway.web.auth import Auth, key_path, local_key
+from gateway.web.callbacks import CallbackRoutes
 from gateway.web.console import console_routes
 from gateway.web.drills import DrillRoutes
 from gateway.web.health import Health, health_routes
@@ -155,7 +156,8 @@ class Gateway:
                                answer_sla_s=self.cfg.escalation.answer_sla_s),
                 *PeopleRoutes(self.accounts, self.auth, secure_cookies=bool(self.cfg.http.certfile),
                               tile_url=self.cfg.http.tile_url).routes(),
-                *console_routes()]
+                *console_routes(),
+                *CallbackRoutes(self.intake.callbacks, self.auth).routes()]
             if self.recordings is not None:
                 await nursery.start(isolated, "recordings", self.recordings.run)
                 await nursery.start(isolated, "recordings purge", self.recordings.purge_daily)  # daily, audited

@@ -86,7 +86,7 @@ class Ari:
         await self._call("DELETE", f"channels/{channel_id}", {"reason": reason})
 
     async def originate(self, endpoint: str, channel_id: str, *, timeout_s: int, caller_id: str = "",
-                        app_args: str = "") -> None:
+                        app_args: str = "", variables: dict[str, str] | None = None) -> None:
         """Dial ``endpoint``; once it answers the channel enters our Stasis app (StasisStart).
 
         ARI subscribes the app to the new channel, so Dial and ChannelDestroyed events tell why a
@@ -97,7 +97,7 @@ class Ari:
                                   "timeout": timeout_s}
         params.update({"callerId": caller_id} if caller_id else {})
         params.update({"appArgs": app_args} if app_args else {})
-        await self._call("POST", "channels", params)
+        await self._call("POST", "channels", params, body={"variables": variables} if variables else None)
 
     async def ring(self, channel_id: str) -> None:
         await self._call("POST", f"channels/{channel_id}/ring")

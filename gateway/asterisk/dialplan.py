@@ -61,7 +61,26 @@ def template_values(cfg: GatewayConfig, instance_dir: str, moddir: str, datadir:
         "service_routes": service_routes(cfg),
         "deliver_routes": deliver_routes(cfg, ring),
         "record_call": record_call(cfg, instance_dir),
+        "talk_detect": talk_detect(cfg),
+        **callback_values(cfg),
     }
+
+
+def talk_detect(cfg: GatewayConfig) -> str:
+    """The dialplan line turning on Asterisk's talk detection for a caller (``intake.silence``): the gateway
+    hears ChannelTalkingStarted when the caller speaks. Off: nobody is ever marked silent."""
+    s = cfg.silence
+    if not s.enabled:
+        return " same => n,NoOp(talk detection disabled in the gateway config)"
+    return f" same => n,Set(TALK_DETECT(set)={s.threshold_ms},{s.energy})"
+
+
+def callback_values(cfg: GatewayConfig) -> dict[str, str]:
+    """``[ecgw-callback]``: the caller's leg of a dispatcher's call-back, over the call-out trunk."""
+    cb = cfg.callback
+    scheme, host = cb.trunk_uri.split(":", 1)
+    return {"callback_caller_id": cb.caller_id, "callback_ring": str(max(1, int(cb.caller_ring_s))),
+            "callback_dial": f"PJSIP/{cb.endpoint}/{scheme}:${{ECGW_CALLBACK_TO}}@{host}"}
 
 
 def recordings_dir(cfg: GatewayConfig, instance_dir: str) -> str:

@@ -50,6 +50,7 @@ class Incident(msgspec.Struct, kw_only=True):
     units: list[str] = []  # assigned units
     language: str = ""
     ivr_choice: str = ""  # what the caller chose in the menu: a category, "dispatcher" (0), "timeout", "unknown"
+    silent: bool = False  # the caller said nothing after the answer (talk detection); see intake.silence
     category: str = ""
     priority: int = 1
     locations: list[Location] = []
@@ -80,6 +81,7 @@ class IncidentSummary(msgspec.Struct, frozen=True, kw_only=True):
     answer_s: float | None = None  # a call's seconds from arrival to a dispatcher's answer
     language: str = ""
     ivr_choice: str = ""
+    silent: bool = False  # the caller said nothing after the answer: the queue shows it
     location_source: str = ""  # where the location units go to came from ("" for none yet)
 
 

@@ -108,7 +108,7 @@ def summary(incident: Incident) -> IncidentSummary:
                            created_wall=incident.created_wall, number=incident.caller.number,
                            category=incident.category, position=incident.position, status=incident.status,
                            source=incident.source, priority=incident.priority, answer_s=incident.answer_s,
-                           language=incident.language, ivr_choice=incident.ivr_choice,
+                           language=incident.language, ivr_choice=incident.ivr_choice, silent=incident.silent,
                            location_source=place.source if place is not None else "")
 
 

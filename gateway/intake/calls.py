@@ -17,14 +17,19 @@ import trio
 
 from gateway.asterisk.ari import Ari, ChannelGone
 from gateway.errors import AriError, GatewayError, StoreError
+from gateway.incident.callback_list import diallable
+from gateway.incident.callback_table import CallbackTable, abandoned
 from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Incident, Location, TimelineEvent, new_incident_id
 from gateway.incident.store import AsyncStore, event
 from gateway.intake import call_state as cs
 from gateway.intake import location_ref
 from gateway.intake.call import INBOX_HIGH_WATER, Call
+from gateway.intake.call_back import ROLE as CALLBACK_ROLE
+from gateway.intake.call_back import CallBacks
 from gateway.intake.dispatch import DELIVER_CONTEXT, Dispatcher
 from gateway.intake.ivr import Ivr
+from gateway.intake.silent_calls import SilentCalls
 from gateway.metrics import Metrics
 from gateway.protocols import ani, location
 from gateway.protocols import ari_events as ev
@@ -48,6 +53,8 @@ class Intake:
         self.dispatcher = Dispatcher(cfg.dispatch, recorder, metrics)
         self.ivr = Ivr(cfg.ivr, recorder, prompts_dir)
         self.locations = location_ref.LocationFetcher(cfg.location)
+        self.callbacks = CallBacks(cfg, CallbackTable(store), recorder)
+        self.silent = SilentCalls(cfg.silence, recorder)
 
     async def serve(self, ari: Ari, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Handle this connection's events until it closes. Calls keep living in Asterisk after."""
@@ -62,11 +69,15 @@ class Intake:
                 log.warning("Asterisk refused the ARI event filter (%s); receiving every event", exc)
             self.dispatcher.broken = lambda call, exc: nursery.start_soon(self._fail_over, ari, call, exc)
             await nursery.start(self.dispatcher.run, ari)
+            self.callbacks.attach(ari, self.dispatcher, nursery)
             await self._adopt(ari, nursery)
             nursery.start_soon(self._reconcile, ari, nursery)
             task_status.started()
-            async for event in ari.events():
-                self._route(ari, nursery, event)
+            try:
+                async for event in ari.events():
+                    self._route(ari, nursery, event)
+            finally:
+                self.callbacks.attach(None, None, None)
             nursery.cancel_scope.cancel()
 
     def _route(self, ari: Ari, nursery: trio.Nursery, event: ev.Event) -> None:
@@ -76,20 +87,32 @@ class Intake:
         cid = ev.channel_id(event)
         call = self.calls.get(cid) if cid is not None else None
         if call is None:
+            if cid is not None and self.callbacks.owns(cid):
+                self.callbacks.on_event(event)
             return
-        if isinstance(event, ev.Dial):
+        if isinstance(event, ev.ChannelTalkingStarted):
+            self.silent.talking(nursery, call)
+        elif isinstance(event, ev.Dial):
             self.dispatcher.on_dial(call, event)
         elif isinstance(event, ev.ChannelDestroyed) or (isinstance(event, ev.StasisEnd) and not call.life.handed):
             self._caller_gone(nursery, call, event)
-        elif not isinstance(event, ev.StasisEnd) and call.post(event):
+        elif not isinstance(event, ev.StasisEnd | ev.ChannelTalkingFinished) and self._post(nursery, call, event):
             log.warning("incident %s: call task is %d events behind (kept, in order)", call.id, INBOX_HIGH_WATER)
             self.metrics.inbox_behind.inc()
+
+    def _post(self, nursery: trio.Nursery, call: Call, event: ev.Event) -> bool:
+        """Into the call's inbox (see ``Call.post``); a key also counts for the silence rule."""
+        if isinstance(event, ev.ChannelDtmfReceived):
+            self.silent.key(nursery, call, event.digit)
+        return call.post(event)
 
     def _stasis_start(self, ari: Ari, nursery: trio.Nursery, event: ev.StasisStart) -> None:
         role = event.args[0] if event.args else ""
         if role == "caller":
             fresh = self._new_call(event.channel, event.args[1] if len(event.args) > 1 else "")
             nursery.start_soon(self._serve_call, ari, nursery, fresh, True)
+        elif role == CALLBACK_ROLE:  # a dispatcher answered their call-back: now dial the caller
+            self.callbacks.on_event(event)
         elif role == "redial":  # back from a Dial nobody answered: to the queue again
             call = self.calls.get(event.channel.id)
             if call is None:
@@ -202,6 +225,7 @@ class Intake:
             self.metrics.store_latency.observe(trio.current_time() - call.arrived_mono)
             self.recorder.note(call.held, "incident_stored")  # when the first write became durable
         await ari.answer(call.channel_id)
+        self.silent.watch(call)
 
     async def _enrich(self, call: Call) -> None:
         """Directory location and links to earlier incidents; a store failure here only logs."""
@@ -244,8 +268,8 @@ class Intake:
         await trio.sleep(HOLD_AFTER_S)
         while True:
             await ari.ring(call.channel_id)
-            await trio.sleep(self.cfg.dispatch.announce_every_s)
-            await self.ivr.announce(ari, call, "hold")
+            prompt = await self.silent.next_announcement(call, self.cfg.dispatch.announce_every_s)
+            await self.ivr.announce(ari, call, prompt)
 
     async def _fail_over(self, ari: Ari, call: Call, exc: GatewayError) -> None:
         log.error("incident %s: %s; handing the caller to the fallback dialplan", call.id, exc)
@@ -279,11 +303,13 @@ class Intake:
             self.recorder.release(call.held)
             return  # handed to the dialplan (backup centre, direct ringing); the call goes on there
         answered = call.life.answered
+        listed = not answered and self.cfg.callback.enabled and diallable(call.incident.caller.number)
         if not answered:
             self.metrics.abandoned.inc()
-        try:
+        try:  # an abandoned call goes onto the call-back list in the same write as its hang-up
             await self.recorder.record(call.held, "hung_up", actor="caller", state="closed", cause=cause,
-                                       answered=answered)
+                                       answered=answered, callback=listed,
+                                       with_event=[abandoned(call.incident, time.time())] if listed else ())
         except StoreError as exc:
             log.critical("incident %s: cannot record hang-up: %s", call.id, exc)
         finally:

@@ -25,7 +25,7 @@ from typing import Any
 import trio
 
 from gateway.asterisk.ari import Ari, ChannelGone, quietly
-from gateway.errors import AriError, GatewayError, StoreError
+from gateway.errors import AriError, Conflict, GatewayError, StoreError
 from gateway.incident.recorder import Recorder
 from gateway.intake import call_state as cs
 from gateway.intake.call import Call
@@ -50,6 +50,7 @@ class Dispatcher:
         self.queue = CallQueue()
         self.board = PositionBoard([p.name for p in cfg.positions])
         self.calls: dict[str, Call] = {}  # incident id -> call waiting, ringing or talking
+        self.reserved: set[str] = set()  # positions held for something else than a queued call (a call-back)
         self._wake_send, self._wake = trio.open_memory_channel[None](1)
         self.ari: Ari | None = None
         self._nursery: trio.Nursery | None = None
@@ -257,10 +258,26 @@ class Dispatcher:
         """The caller is being handed to the fallback dialplan: it leaves the queue and its position."""
         self.apply(call, cs.FailedOver())
 
+    def reserve(self, position: str, force: bool = False) -> None:
+        """Hold ``position`` busy for a dispatcher's own call (a call-back): no queued call is handed to it.
+        Raises Conflict when it is not free (``force``: take it anyway, after a reconnect), KeyError if unknown."""
+        state = self.board.state(position)
+        if state != "free" and not force:
+            raise Conflict(f"position {position} is {state}, not free")
+        self.board.set(position, "busy")
+        self.reserved.add(position)
+
+    def unreserve(self, position: str) -> None:
+        """The reserved position is free again."""
+        if position in self.reserved:
+            self.reserved.discard(position)
+            self._free(position)
+            self.kick()
+
     def sweep(self) -> None:
         """Free positions marked ringing or busy for a call we no longer track (safety net for
         an event lost in a race); called by the intake's periodic reconciliation."""
-        held = {c.life.position for c in self.calls.values() if not c.life.gone}
+        held = {c.life.position for c in self.calls.values() if not c.life.gone} | self.reserved
         for position, state in self.board.snapshot().items():
             if state != "free" and position not in held:
                 log.warning("position %s was %s for no tracked call: freeing it", position, state)

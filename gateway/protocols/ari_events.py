@@ -89,8 +89,21 @@ class PlaybackFinished(Base, frozen=True, tag="PlaybackFinished"):
     playback: Playback
 
 
-Event = Union[StasisStart, StasisEnd, ChannelDtmfReceived, ChannelDestroyed, PlaybackFinished, Dial]
-KNOWN = {"StasisStart", "StasisEnd", "ChannelDtmfReceived", "ChannelDestroyed", "PlaybackFinished", "Dial"}
+class ChannelTalkingStarted(Base, frozen=True, tag="ChannelTalkingStarted"):
+    """Talk detection (``TALK_DETECT`` on the channel) heard the caller start talking."""
+
+    channel: Channel
+
+
+class ChannelTalkingFinished(Base, frozen=True, tag="ChannelTalkingFinished"):
+    channel: Channel
+    duration: int = 0  # milliseconds of talking
+
+
+Event = Union[StasisStart, StasisEnd, ChannelDtmfReceived, ChannelDestroyed, PlaybackFinished, Dial,
+              ChannelTalkingStarted, ChannelTalkingFinished]
+KNOWN = {"StasisStart", "StasisEnd", "ChannelDtmfReceived", "ChannelDestroyed", "PlaybackFinished", "Dial",
+         "ChannelTalkingStarted", "ChannelTalkingFinished"}
 
 
 def decode(raw: dict[str, Any]) -> Event | None:

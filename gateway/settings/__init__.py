@@ -7,6 +7,7 @@ rosters, sites) are checked by ``gateway.check_config``, which knows every featu
 
 from gateway.settings.asterisk import AsteriskConfig
 from gateway.settings.base import NAME_RE, PROJECT, Base, project_path
+from gateway.settings.callbacks import CallbackConfig, SilenceConfig
 from gateway.settings.channels import EmailConfig, SirenLine, SmppConfig, TelegramConfig, TwilioConfig, VoiceConfig
 from gateway.settings.config import (
     DEFAULT_PATH,
@@ -38,7 +39,8 @@ from gateway.settings.units import UnitsConfig
 from gateway.settings.warnings import ChannelSet, SmsRoute, User, WarningsConfig
 
 __all__ = [
-    "DEFAULT_PATH", "NAME_RE", "PROJECT", "AlarmConfig", "AniConfig", "AsteriskConfig", "Base", "Category",
+    "DEFAULT_PATH", "NAME_RE", "PROJECT", "AlarmConfig", "AniConfig", "AsteriskConfig", "Base", "CallbackConfig",
+    "Category", "SilenceConfig",
     "ChannelSet", "CorrelationConfig", "DispatchConfig", "EmailConfig", "EscalationConfig", "GatewayConfig",
     "HttpConfig", "IvrConfig", "LocationConfig", "Position", "Report102Config", "ReportsConfig", "ResponderChannels",
     "PeopleConfig", "RecordingsConfig", "Service",

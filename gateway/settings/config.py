@@ -18,6 +18,7 @@ import msgspec
 from gateway.errors import ConfigError
 from gateway.settings.asterisk import AsteriskConfig, asterisk_problems
 from gateway.settings.base import PROJECT, Base
+from gateway.settings.callbacks import CallbackConfig, SilenceConfig, callback_problems
 from gateway.settings.escalation import EscalationConfig, escalation_problems
 from gateway.settings.intake import (
     AlarmConfig,
@@ -82,6 +83,8 @@ class GatewayConfig(Base, frozen=True):
     alarm: AlarmConfig = AlarmConfig()
     reports: ReportsConfig = ReportsConfig()
     recordings: RecordingsConfig = RecordingsConfig()
+    callback: CallbackConfig = CallbackConfig()
+    silence: SilenceConfig = SilenceConfig()
 
 
 Check = Callable[[GatewayConfig, str], list[str]]
@@ -165,6 +168,7 @@ def semantic_problems(cfg: GatewayConfig, source: str = "<config>") -> list[str]
     p += units_problems(cfg.units, source)
     p += alarm_problems(cfg.alarm, source)
     p += recordings_problems(cfg.recordings, source)
+    p += callback_problems(cfg.callback, cfg.silence, source)
     return p + bot_problems(cfg, source) + http_problems(cfg, source)
 
 

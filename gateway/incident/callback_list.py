@@ -1,0 +1,100 @@
+"""The call-back list (pure: no I/O, no clock of its own).
+
+Theory of operation: every call that ended before a dispatcher answered it, from a number we can
+dial, is an ``Abandoned`` row (kept by ``incident.callback_table``). ``entries`` turns the open rows
+into the list a dispatcher works from: one ``Entry`` per number (a caller who tried three times is
+one call back, with a count and the three incidents), the most urgent category first (the highest
+priority of that number's calls), then the longest waiting (its first abandoned call). A call-back's
+Dial result is an ``Outcome``; only ``answered`` takes the number off the list, every other outcome
+is counted on the entry and leaves it for the next attempt.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import msgspec
+
+Outcome = Literal["answered", "busy", "no_answer", "failed", "cancelled", "position_unanswered"]
+# Asterisk's DIALSTATUS of the caller's leg -> our outcome (anything unknown is "failed").
+DIAL_OUTCOMES: dict[str, Outcome] = {
+    "ANSWER": "answered", "BUSY": "busy", "NOANSWER": "no_answer", "CANCEL": "cancelled",
+    "CONGESTION": "failed", "CHANUNAVAIL": "failed", "DONTCALL": "failed", "TORTURE": "failed",
+    "INVALIDARGS": "failed",
+}
+NOT_YET = frozenset({"", "RINGING", "PROGRESS", "PROCEEDING"})
+DIALLABLE = re.compile(r"^\+?[0-9]{3,15}$")  # a normalised number; anything else is never dialled
+
+
+class Abandoned(msgspec.Struct, frozen=True, kw_only=True):
+    """One call that ended unanswered: its incident, number, category and priority, and when."""
+
+    incident_id: str
+    number: str
+    service: str
+    category: str = ""
+    priority: int = 1
+    wall: float
+    attempts: int = 0
+    outcome: str = ""  # the last call-back attempt's outcome ("" before any)
+
+
+class Entry(msgspec.Struct, frozen=True, kw_only=True):
+    """One number to call back (the API's body): ``count`` abandoned calls, ``incidents`` newest first."""
+
+    number: str
+    service: str
+    category: str
+    priority: int
+    first_wall: float
+    last_wall: float
+    count: int
+    incidents: list[str]
+    attempts: int = 0
+    last_outcome: str = ""
+
+
+def diallable(number: str) -> bool:
+    """A number we may dial back (a withheld or repaired number never is)."""
+    return bool(DIALLABLE.match(number))
+
+
+def entries(rows: list[Abandoned]) -> list[Entry]:
+    """The list in call-back order: one entry per number, highest priority, then oldest first."""
+    by_number: dict[str, list[Abandoned]] = {}
+    for row in rows:
+        if diallable(row.number):
+            by_number.setdefault(row.number, []).append(row)
+    merged = [_merge(number, calls) for number, calls in by_number.items()]
+    return sorted(merged, key=lambda e: (-e.priority, e.first_wall, e.number))
+
+
+def _merge(number: str, calls: list[Abandoned]) -> Entry:
+    calls = sorted(calls, key=lambda r: (r.wall, r.incident_id), reverse=True)  # newest first
+    urgent = max(calls, key=lambda r: (r.priority, r.wall))
+    tried = max(calls, key=lambda r: (r.attempts, r.wall))
+    return Entry(number=number, service=urgent.service, category=urgent.category, priority=urgent.priority,
+                 first_wall=calls[-1].wall, last_wall=calls[0].wall, count=len(calls),
+                 incidents=[r.incident_id for r in calls], attempts=tried.attempts, last_outcome=tried.outcome)
+
+
+def find(listed: list[Entry], key: str) -> Entry | None:
+    """The entry for ``key``: its number (with or without the leading +) or one of its incident ids."""
+    bare = key.lstrip("+")
+    for entry in listed:
+        if entry.number.lstrip("+") == bare or key in entry.incidents:
+            return entry
+    return None
+
+
+def outcome_of(dialstatus: str) -> Outcome | None:
+    """What a Dial result of the caller's leg means; None while it is still in progress."""
+    if dialstatus in NOT_YET:
+        return None
+    return DIAL_OUTCOMES.get(dialstatus, "failed")
+
+
+def reached(outcome: Outcome) -> bool:
+    """Whether this outcome takes the number off the list (the caller answered)."""
+    return outcome == "answered"

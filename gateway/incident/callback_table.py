@@ -1,0 +1,60 @@
+"""The call-back list's table, kept beside the incidents (``incident.callback_list`` says what it means).
+
+A row is written with the timeline event that tells of it, through the incident ``Recorder``: the
+``hung_up`` of an unanswered call adds its row, a call-back's ``callback_outcome`` counts the attempt
+and, once the caller was reached, clears the number's rows. So the list and the incidents' histories
+never disagree, and a restart loses nothing: the list is read from this table every time.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from gateway.incident.callback_list import Abandoned, Outcome
+from gateway.incident.records import Incident
+from gateway.incident.store import AsyncStore, Statement
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS callbacks (
+    incident_id TEXT PRIMARY KEY,
+    number TEXT NOT NULL,
+    service TEXT NOT NULL,
+    category TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    wall REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    outcome TEXT NOT NULL DEFAULT '',
+    cleared_wall REAL
+);
+CREATE INDEX IF NOT EXISTS callbacks_open ON callbacks(cleared_wall, wall);
+CREATE INDEX IF NOT EXISTS callbacks_number ON callbacks(number, cleared_wall);
+"""
+_COLUMNS = ("incident_id", "number", "service", "category", "priority", "wall", "attempts", "outcome")
+
+
+def abandoned(incident: Incident, wall: float) -> Statement:
+    """The row of an incident whose call ended unanswered (write it with its ``hung_up`` event)."""
+    return ("INSERT OR IGNORE INTO callbacks (incident_id, number, service, category, priority, wall)"
+            " VALUES (?,?,?,?,?,?)",
+            (incident.id, incident.caller.number, incident.service, incident.category, incident.priority, wall))
+
+
+def attempted(incident_ids: list[str], outcome: Outcome, wall: float, cleared: bool) -> list[Statement]:
+    """Count a call-back attempt on the rows of ``incident_ids``; ``cleared``: the caller was reached."""
+    marks = ",".join("?" * len(incident_ids))
+    return [(f"UPDATE callbacks SET attempts=attempts+1, outcome=?, cleared_wall=? WHERE incident_id IN ({marks})",
+             (outcome, wall if cleared else None, *incident_ids))]
+
+
+class CallbackTable:
+    """Reads of the table (writes go through the incident recorder with their events)."""
+
+    def __init__(self, store: AsyncStore) -> None:
+        self.store = store
+        store.sync.apply_schema(SCHEMA)
+
+    async def open_rows(self, since_wall: float) -> list[Abandoned]:
+        """Rows not cleared, abandoned since ``since_wall``."""
+        rows = await self.store.read(f"SELECT {', '.join(_COLUMNS)} FROM callbacks WHERE cleared_wall IS NULL"
+                                     " AND wall>=? ORDER BY wall", (since_wall,))
+        return [msgspec.convert(dict(zip(_COLUMNS, row, strict=True)), Abandoned) for row in rows]

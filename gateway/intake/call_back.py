@@ -1,0 +1,188 @@
+"""Calling back callers who hung up before a dispatcher answered: the list, and a dispatcher's call-back.
+
+Theory of operation: the list is the open rows of ``incident.callback_table`` (each written with its
+call's ``hung_up`` event), merged and ordered by ``incident.callback_list`` (pure). A call-back rings
+the dispatcher's position first (ARI originate into our app), and only once the dispatcher answers
+dials the caller: the citizen is never rung for a position that is not there, and a caller who
+answers hears a dispatcher at once, never silence or a machine. The answered position's channel is
+sent to ``[ecgw-callback]``, whose native Dial calls the caller over the call-out trunk showing the
+centre's number; its result is the outcome, recorded on every incident of the entry (the attempt
+counted on its rows in the same write). ``answered`` takes the number off the list; busy, no answer,
+failed, or a position that did not answer leave it there. While a call-back runs its position is
+reserved on the dispatcher's board, so no queued caller is handed to it; a call-back is refused while
+callers wait in the queue (live emergencies first).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Sequence
+
+import msgspec
+import trio
+
+from gateway.asterisk.ari import Ari, quietly
+from gateway.errors import AriError, Conflict, GatewayError, InputError, NotFound, StoreError
+from gateway.incident import callback_list as cl
+from gateway.incident.callback_table import CallbackTable, attempted
+from gateway.incident.recorder import Recorder
+from gateway.incident.store import Statement, event
+from gateway.intake.dispatch import Dispatcher
+from gateway.protocols import ari_events as ev
+from gateway.settings import GatewayConfig
+
+log = logging.getLogger(__name__)
+ROLE = "callback"  # the StasisStart argument of a call-back's position leg
+CONTEXT = "ecgw-callback"
+
+
+class Attempt(msgspec.Struct, kw_only=True):
+    """One call-back under way (the API's answer to ``POST /callbacks/{key}/call``)."""
+
+    id: str  # the position leg's channel id
+    number: str
+    position: str
+    incidents: list[str]
+    actor: str
+    started_wall: float
+    outcome: cl.Outcome | None = None
+    position_answered: bool = False
+
+
+class CallBacks:
+    """The call-back list and the call-backs running. Owned by the intake; attached to each ARI connection."""
+
+    def __init__(self, cfg: GatewayConfig, table: CallbackTable, recorder: Recorder) -> None:
+        self.cfg = cfg.callback
+        self.table = table
+        self.recorder = recorder
+        self.running: dict[str, Attempt] = {}  # position leg channel id -> attempt
+        self.ari: Ari | None = None
+        self.dispatcher: Dispatcher | None = None
+        self._nursery: trio.Nursery | None = None
+
+    def attach(self, ari: Ari | None, dispatcher: Dispatcher | None, nursery: trio.Nursery | None) -> None:
+        """Use this ARI connection, board and nursery (None: Asterisk is away)."""
+        self.ari, self.dispatcher, self._nursery = ari, dispatcher, nursery
+        if dispatcher is not None and self.running:
+            # Their events went with the old connection: forget them rather than hold a position busy for
+            # ever (a queued caller handed to a position still on a call-back finds it busy and is requeued).
+            log.warning("forgetting %d call-back(s) across an ARI reconnect; outcome not recorded", len(self.running))
+            self.running.clear()
+
+    async def entries(self) -> list[cl.Entry]:
+        """The list, in call-back order (abandoned within ``keep_s``, not yet reached). Raises StoreError."""
+        return cl.entries(await self.table.open_rows(time.time() - self.cfg.keep_s))
+
+    async def call(self, key: str, position: str, actor: str) -> Attempt:
+        """Ring ``position``, then the caller of the entry ``key`` (number or incident id).
+
+        Raises NotFound (no such entry), InputError (unknown position), Conflict (position not free,
+        callers waiting, this number already being called back), AriError (Asterisk away or refusing;
+        the refusal is on the incidents' timelines as a failed attempt). The entry stays listed on
+        every error."""
+        entry = cl.find(await self.entries(), key)
+        if entry is None:
+            raise NotFound(f"nobody to call back under {key[:40]!r} (already reached, or never abandoned)")
+        ari, dispatcher = self.ari, self.dispatcher
+        if ari is None or dispatcher is None:
+            raise AriError("Asterisk is not connected: call-backs are not possible now")
+        if position not in dispatcher.board.snapshot():
+            raise InputError(f"unknown position {position!r}")
+        if any(a.number == entry.number for a in self.running.values()):
+            raise Conflict(f"{entry.number} is already being called back")
+        if len(dispatcher.queue):
+            raise Conflict(f"{len(dispatcher.queue)} caller(s) waiting in the queue: answer them first")
+        dispatcher.reserve(position)  # raises Conflict when the position is not free
+        attempt = Attempt(id=f"callback-{uuid.uuid4().hex}", number=entry.number, position=position,
+                          incidents=entry.incidents, actor=actor, started_wall=time.time())
+        self.running[attempt.id] = attempt
+        try:
+            await self._record(attempt, "callback_started", actor,
+                               {"position": position, "number": entry.number, "attempt": attempt.id})
+            await ari.originate(f"PJSIP/ecgw-pos-{position}", attempt.id,
+                                timeout_s=max(1, math.ceil(self.cfg.position_ring_s)),
+                                caller_id=f'"Call back" <{entry.number}>', app_args=f"{ROLE},{attempt.id}",
+                                variables={"ECGW_CALLBACK_TO": entry.number,
+                                           "ECGW_CALLBACK_INCIDENT": entry.incidents[0]})
+        except GatewayError as exc:
+            self._ended(attempt)  # the originate failed: no channel will ever tell us more
+            if self._conclude(attempt, "failed"):
+                await self._finish(attempt, reason=str(exc)[:200])
+            raise
+        return attempt
+
+    def owns(self, channel_id: str) -> bool:
+        return channel_id in self.running
+
+    def on_event(self, event: ev.Event) -> None:
+        """An ARI event of a call-back's position leg (the intake routes them here)."""
+        attempt = self.running.get(ev.channel_id(event) or "")
+        if attempt is None or self._nursery is None:
+            return
+        if isinstance(event, ev.StasisStart):
+            attempt.position_answered = True
+            self._nursery.start_soon(self._dial_caller, attempt)
+        elif isinstance(event, ev.Dial):
+            outcome = cl.outcome_of(event.dialstatus)
+            if outcome is not None and self._conclude(attempt, outcome):
+                self._nursery.start_soon(self._finish, attempt, event.dialstatus)
+        elif isinstance(event, ev.ChannelDestroyed):
+            self._ended(attempt)
+            if self._conclude(attempt, "failed" if attempt.position_answered else "position_unanswered"):
+                self._nursery.start_soon(self._finish, attempt, event.cause_txt[:40])
+
+    @staticmethod
+    def _conclude(attempt: Attempt, outcome: cl.Outcome) -> bool:
+        """Settle the attempt's outcome (the first result counts); True when this one did."""
+        if attempt.outcome is not None:
+            return False
+        attempt.outcome = outcome
+        return True
+
+    def _ended(self, attempt: Attempt) -> None:
+        """The position leg is gone (or never existed): its position is free again."""
+        self.running.pop(attempt.id, None)
+        if self.dispatcher is not None:
+            self.dispatcher.unreserve(attempt.position)
+
+    async def _dial_caller(self, attempt: Attempt) -> None:
+        """The dispatcher answered: Asterisk's dialplan dials the caller from their channel."""
+        assert self.ari is not None
+        try:
+            await self.ari.subscribe(attempt.id)  # its Dial events keep coming once it leaves our app
+            await self.ari.continue_in_dialplan(attempt.id, CONTEXT, "s")
+        except AriError as exc:
+            log.error("call-back %s: cannot dial the caller: %s", attempt.id, exc)
+            if self._conclude(attempt, "failed"):
+                await self._finish(attempt, reason=str(exc)[:200])
+            await quietly(self.ari.hangup(attempt.id))  # the dispatcher would otherwise wait in our app
+
+    async def _finish(self, attempt: Attempt, status: str = "", reason: str = "") -> None:
+        """Record the settled outcome on every incident of the entry, the attempt counted on its rows."""
+        outcome = attempt.outcome
+        assert outcome is not None
+        rows = attempted(attempt.incidents, outcome, time.time(), cl.reached(outcome))
+        await self._record(attempt, "callback_outcome", attempt.position,
+                           {"outcome": outcome, "position": attempt.position, "status": status, "reason": reason,
+                            "attempt": attempt.id}, rows)
+
+    async def _record(self, attempt: Attempt, kind: str, actor: str, data: dict[str, str | int | float | bool | None],
+                      rows: Sequence[Statement] = ()) -> None:
+        """The event on each incident of the attempt; ``rows`` ride with the first. A store failure is
+        logged: the call-back goes on, and the entry simply stays listed."""
+        for n, incident_id in enumerate(attempt.incidents):
+            try:
+                held = await self.recorder.acquire(incident_id)
+            except StoreError as exc:
+                log.error("call-back %s: incident %s not updated: %s", attempt.id, incident_id, exc)
+                continue
+            try:
+                await self.recorder.record_event(held, event(kind, actor, **data), with_event=rows if n == 0 else ())
+            except StoreError as exc:
+                log.error("call-back %s: %s not recorded on %s yet: %s", attempt.id, kind, incident_id, exc)
+            finally:
+                self.recorder.release(held)

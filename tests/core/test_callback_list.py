@@ -1,0 +1,54 @@
+"""The call-back list's rule (pure): one entry per number, most urgent category first, then longest waiting."""
+
+from __future__ import annotations
+
+from gateway.incident.callback_list import Abandoned, diallable, entries, find, outcome_of, reached
+
+
+def row(incident_id: str, number: str, wall: float, priority: int = 1, category: str = "", attempts: int = 0,
+        outcome: str = "") -> Abandoned:
+    return Abandoned(incident_id=incident_id, number=number, service="112", category=category, priority=priority,
+                     wall=wall, attempts=attempts, outcome=outcome)
+
+
+def test_priority_first_then_the_longest_waiting() -> None:
+    listed = entries([row("a", "+77010000001", 30.0), row("b", "+77010000002", 10.0),
+                      row("c", "+77010000003", 50.0, priority=9, category="fire"),
+                      row("d", "+77010000004", 20.0, priority=9, category="fire")])
+    assert [e.incidents for e in listed] == [["d"], ["c"], ["b"], ["a"]]
+
+
+def test_the_same_number_is_one_entry_with_a_count_and_its_incidents_newest_first() -> None:
+    listed = entries([row("a", "+77010000001", 10.0), row("x", "+77010000009", 15.0),
+                      row("b", "+77010000001", 20.0, priority=8, category="medical", attempts=1, outcome="busy"),
+                      row("c", "+77010000001", 30.0)])
+    first = listed[0]
+    assert (first.number, first.count, first.incidents) == ("+77010000001", 3, ["c", "b", "a"])
+    # its most urgent call sets its place and category; its wait counts from its first call
+    assert (first.priority, first.category, first.first_wall, first.last_wall) == (8, "medical", 10.0, 30.0)
+    assert (first.attempts, first.last_outcome) == (1, "busy")
+    assert [e.number for e in listed] == ["+77010000001", "+77010000009"]
+
+
+def test_numbers_that_cannot_be_dialled_are_never_listed() -> None:
+    assert not diallable("") and not diallable("anonymous") and not diallable("+7701&PJSIP/x")
+    assert diallable("+77011234567") and diallable("102")
+    assert entries([row("a", "", 1.0), row("b", "12;x", 2.0), row("c", "+77010000001", 3.0)])[0].incidents == ["c"]
+    assert len(entries([row("a", "", 1.0)])) == 0
+
+
+def test_an_entry_is_found_by_number_with_or_without_plus_or_by_any_of_its_incidents() -> None:
+    listed = entries([row("a", "+77010000001", 10.0), row("b", "+77010000001", 20.0)])
+    assert find(listed, "+77010000001") is listed[0]
+    assert find(listed, "77010000001") is listed[0]
+    assert find(listed, "a") is listed[0] and find(listed, "b") is listed[0]
+    assert find(listed, "+77019999999") is None and find(listed, "") is None
+
+
+def test_dial_results_and_which_of_them_take_the_number_off_the_list() -> None:
+    assert [outcome_of(s) for s in ("", "RINGING", "PROGRESS")] == [None, None, None]
+    assert outcome_of("ANSWER") == "answered" and reached("answered")
+    assert outcome_of("BUSY") == "busy" and outcome_of("NOANSWER") == "no_answer"
+    assert outcome_of("CHANUNAVAIL") == "failed" and outcome_of("CONGESTION") == "failed"
+    assert outcome_of("SOMETHING-NEW") == "failed" and outcome_of("CANCEL") == "cancelled"
+    assert not any(reached(o) for o in ("busy", "no_answer", "failed", "cancelled", "position_unanswered"))
