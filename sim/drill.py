@@ -30,6 +30,9 @@ Escalation drills add ``[[alarms]]`` (a school panel calling Asterisk's AlarmRec
 acknowledging after N s, never, or on the second call), ``[phones] answer = false`` (nobody answers:
 answer-time SLA breaches) and ``[escalation]`` (the settings ``gateway-sim drill-config`` writes into
 the gateway config for the drill). ``sim/drills/escalation.toml`` shows every key.
+
+A ``[warning]`` table adds a warning phase: two officers draft and send an Exercise alert during the
+drill and its delivery curve per channel goes into the report (``sim.warning_drill``, ``sim/drills/warning.toml``).
 """
 
 from __future__ import annotations
@@ -48,13 +51,13 @@ from typing import Literal
 import msgspec
 import trio
 
-from gateway.errors import DrillError, StoreError
-from gateway.incident.records import Incident
-from gateway.incident.store import SqliteStore
+from gateway.errors import DrillError
 from gateway.protocols import pidf
 from gateway.settings import Base, GatewayConfig  # Base: unknown keys are errors, as in the config
-from sim import dtmf, lab, report, sipp
+from sim import dtmf, lab, report, sipp, warning_drill
 from sim import sipp_xml as scenario
+from sim.incidents import read_incidents, wait_settled
+from sim.warning_drill import WarningPhase
 
 log = logging.getLogger(__name__)
 SETTLE_S = 2.0  # after the last caller: lets the gateway record hang-ups and sipp flush its logs
@@ -165,6 +168,7 @@ class Drill(Base, frozen=True):
     sms: list[InboundSms] = []
     aml: list[AmlSignal] = []
     responders: list[Responder] = []
+    warning: WarningPhase | None = None
 
     @property
     def escalates(self) -> bool:
@@ -216,11 +220,13 @@ def problems(drill: Drill) -> list[str]:
         p.append(f"arrival.max_concurrency: expected at least 1, got {a.max_concurrency}")
     if not a.call_timeout_s > 0:
         p.append(f"arrival.call_timeout_s: expected a positive number of seconds, got {a.call_timeout_s}")
-    if not (drill.callers or drill.alarms or drill.telegram_reports or drill.sms):
-        p.append("callers: expected at least one [[callers]] template (or [[alarms]], [[telegram_reports]], [[sms]])")
+    if not (drill.callers or drill.alarms or drill.telegram_reports or drill.sms or drill.warning):
+        p.append("callers: expected at least one [[callers]] template (or [[alarms]], [[telegram_reports]], [[sms]], "
+                 "[warning])")
     for i, caller in enumerate(drill.callers):
         p.extend(f"callers[{i}].{problem}" for problem in _caller_problems(caller))
     p.extend(escalation_problems(drill))
+    p.extend(warning_drill.problems(drill.warning) if drill.warning is not None else [])
     return p
 
 
@@ -404,6 +410,8 @@ async def run(cfg: GatewayConfig, drill: Drill, *, source: str = "", progress: P
         phones = await stack.enter_async_context(
             sipp.phones(cfg, workdir / "phones") if drill.phones.answer
             else lab.ringing_phones(cfg, workdir / "phones"))
+        warning = await stack.enter_async_context(warning_drill.warning_phase(cfg, drill.warning, notes)) \
+            if drill.warning is not None else None
         if on_ready is not None:
             await on_ready()
         if esc is not None:
@@ -412,6 +420,8 @@ async def run(cfg: GatewayConfig, drill: Drill, *, source: str = "", progress: P
         async with trio.open_nursery() as nursery:
             if esc is not None:
                 nursery.start_soon(esc.play, drill, call_offsets(drill.arrival, calls))
+            if warning is not None:
+                nursery.start_soon(warning.play, trio.current_time())
             await _place_all(cfg, drill.arrival, calls, workdir, placed, progress or (lambda _: None))
         await trio.sleep(SETTLE_S)
         if esc is not None:
@@ -420,9 +430,12 @@ async def run(cfg: GatewayConfig, drill: Drill, *, source: str = "", progress: P
                for line in phones.lines() if line.kind == "RINGING"]
     incidents = await trio.to_thread.run_sync(read_incidents, cfg.store.path, started - 1.0,
                                               len(calls) * 4 + 100, notes)
-    escalation = report.escalation_report(incidents, scripted(drill)) if drill.escalates else None
+    # Scenarios run for every incident the gateway has them for: their figures whenever there are any.
+    ran = drill.escalates or any(e.kind in report.RUN_STARTS for inc in incidents for e in inc.timeline)
+    escalation = report.escalation_report(incidents, scripted(drill)) if ran else None
     return report.compute(placed, incidents, ringing, drill=drill.name or source, started_wall=started,
-                          workdir=str(workdir), notes=notes, escalation=escalation)
+                          workdir=str(workdir), notes=notes, escalation=escalation,
+                          delivery=warning.result if warning is not None else None)
 
 
 def scripted(drill: Drill) -> list[report.ScriptedResponder]:
@@ -437,24 +450,6 @@ def call_offsets(arrival: Arrival, calls: list[tuple[int, CallerTemplate]]) -> d
         if not template.withheld and template.number is not None:
             found.setdefault(template.number, n / arrival.rate_per_s)
     return found
-
-
-def settled(incidents: list[Incident]) -> bool:
-    """Every incident has a scenario run and none is still running."""
-    return all(any(e.kind in report.RUN_STARTS for e in inc.timeline) and not report.unfinished_runs(inc)
-               for inc in incidents)
-
-
-async def wait_settled(store_path: str, since_wall: float, max_wait_s: float, notes: list[str]) -> None:
-    """Until every incident since ``since_wall`` has run its scenarios to the end, at most ``max_wait_s``."""
-    with trio.move_on_after(max_wait_s) as scope:
-        while True:
-            found = await trio.to_thread.run_sync(read_incidents, store_path, since_wall - 1.0, 10_000, [])
-            if settled(found):
-                return
-            await trio.sleep(0.5)
-    if scope.cancelled_caught:
-        notes.append(f"scenario runs still going after {max_wait_s:g} s: the report shows them as unfinished")
 
 
 async def _place_all(cfg: GatewayConfig, arrival: Arrival, calls: list[tuple[int, CallerTemplate]], workdir: Path,
@@ -482,19 +477,3 @@ async def _one_call(cfg: GatewayConfig, n: int, name: str, template: CallerTempl
                              sipp_rc=result.returncode)
     placed.append(call)
     progress(call)
-
-
-def read_incidents(path: str, since_wall: float, limit: int, notes: list[str]) -> list[Incident]:
-    """Incidents created since ``since_wall`` in the gateway's store (read only)."""
-    if not Path(path).exists():
-        notes.append(f"store {path} does not exist: is the gateway running with this config?")
-        return []
-    try:
-        store = SqliteStore(path)
-        try:
-            return [store.get(s.id) for s in store.recent(limit, since_wall)]
-        finally:
-            store.close()
-    except StoreError as exc:
-        notes.append(f"cannot read incidents: {exc}")
-        return []

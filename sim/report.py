@@ -13,6 +13,9 @@ Definitions (all per placed call):
   * INVITE -> incident stored: the incident's ``incident_stored`` event wall time minus the
     caller's INVITE wall time; INVITE -> dispatcher ringing: the first RINGING wall time for
     the caller's Call-ID minus the INVITE wall time. Both clocks are the same host's.
+  * answer time: INVITE -> the incident's ``answered`` event; without an INVITE time, the
+    incident's own ``answer_s`` (arrival -> answer as the gateway measured it); for a call with no
+    incident that a dispatcher answered (see above), INVITE -> the caller's 200 OK.
 Percentiles are nearest-rank: the smallest value with at least p% of the values at or below it.
 """
 
@@ -23,6 +26,7 @@ import math
 import msgspec
 
 from gateway.incident.records import Incident, TimelineEvent
+from sim.delivery import DeliveryReport, delivery_text
 
 NO_CALL_ID = ("", "-")  # the gateway sends "-" when it has no caller Call-ID
 
@@ -72,6 +76,7 @@ class CallOutcome(msgspec.Struct, frozen=True, kw_only=True):
     ivr: list[str]
     invite_to_stored_s: float | None
     invite_to_ringing_s: float | None
+    answer_s: float | None = None  # INVITE -> a dispatcher answered (see the module doc)
 
 
 class Report(msgspec.Struct, kw_only=True):
@@ -90,6 +95,8 @@ class Report(msgspec.Struct, kw_only=True):
     calls: list[CallOutcome]
     notes: list[str] = []
     escalation: EscalationReport | None = None
+    answer_s: Percentiles = Percentiles(count=0, p50=None, p90=None, p99=None, max=None)
+    delivery: DeliveryReport | None = None  # the drill's [warning] phase
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -141,6 +148,17 @@ def dispatcher_answered(call: PlacedCall, incident: Incident | None, first_ring:
     return first_ring is not None and call.answered_wall is not None and call.answered_wall >= first_ring
 
 
+def answer_time(call: PlacedCall, incident: Incident | None, first_ring: float | None) -> float | None:
+    """INVITE -> a dispatcher answered, in seconds (None when no dispatcher did)."""
+    if incident is None:
+        human = dispatcher_answered(call, None, first_ring)
+        return _since(call.answered_wall, call.invite_wall) if human else None
+    answered = _event_wall(incident, "answered")
+    if answered is None:
+        return None
+    return _since(answered, call.invite_wall) if call.invite_wall is not None else incident.answer_s
+
+
 def outcome(call: PlacedCall, incident: Incident | None, first_ring: float | None) -> CallOutcome:
     ivr = call.answered_wall is not None
     human = dispatcher_answered(call, incident, first_ring)
@@ -153,12 +171,13 @@ def outcome(call: PlacedCall, incident: Incident | None, first_ring: float | Non
         ivr=[e.kind for e in incident.timeline if e.kind.startswith("ivr_")] if incident else [],
         invite_to_stored_s=_since(_event_wall(incident, "incident_stored"), call.invite_wall),
         invite_to_ringing_s=_since(first_ring, call.invite_wall),
+        answer_s=answer_time(call, incident, first_ring),
     )
 
 
 def compute(calls: list[PlacedCall], incidents: list[Incident], ringing: list[Ringing], *, drill: str = "",
             started_wall: float = 0.0, workdir: str = "", notes: list[str] | None = None,
-            escalation: EscalationReport | None = None) -> Report:
+            escalation: EscalationReport | None = None, delivery: DeliveryReport | None = None) -> Report:
     """The drill report from what was observed."""
     by_call_id = incidents_by_call_id(incidents)
     rings = first_rings(ringing)
@@ -180,7 +199,8 @@ def compute(calls: list[PlacedCall], incidents: list[Incident], ringing: list[Ri
         invite_to_stored_s=percentiles([o.invite_to_stored_s for o in outcomes if o.invite_to_stored_s is not None]),
         invite_to_ringing_s=percentiles([o.invite_to_ringing_s for o in outcomes
                                          if o.invite_to_ringing_s is not None]),
-        calls=outcomes, notes=notes, escalation=escalation,
+        calls=outcomes, notes=notes, escalation=escalation, delivery=delivery,
+        answer_s=percentiles([o.answer_s for o in outcomes if o.answer_s is not None]),
     )
 
 
@@ -217,6 +237,7 @@ def summary_text(report: Report) -> str:
         f"  calls without incident         {r.calls_without_incident}",
         _latency_line("INVITE -> incident stored", r.invite_to_stored_s),
         _latency_line("INVITE -> dispatcher ringing", r.invite_to_ringing_s),
+        _latency_line("INVITE -> dispatcher answered", r.answer_s),
     ]
     lost = [o for o in r.calls if o.lost]
     unserved = [o for o in r.calls if not o.lost and not o.dispatcher_answered]
@@ -226,6 +247,8 @@ def summary_text(report: Report) -> str:
         lines += ["  not answered by a dispatcher:", *(_call_line(o) for o in unserved)]
     if r.escalation is not None:
         lines += escalation_text(r.escalation)
+    if r.delivery is not None:
+        lines += delivery_text(r.delivery)
     lines += [f"  note: {note}" for note in r.notes]
     if r.workdir:
         lines.append(f"  sipp scenarios and logs: {r.workdir}")

@@ -232,8 +232,9 @@ def officers(chromium: str, url: str, shots: Path) -> dict[str, object]:
     return seen
 
 
-def drill_page(chromium: str, url: str, name: str, shots: Path) -> dict[str, object]:
-    """A drill operator runs the smoke drill from the console and reads its report."""
+def drill_page(chromium: str, url: str, name: str, shots: Path, file: str = "smoke.toml") -> dict[str, object]:
+    """A drill operator runs a drill file from the console and reads its report: figures, latency bars,
+    escalation per category and the warning phase's delivery curve per channel."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -241,15 +242,22 @@ def drill_page(chromium: str, url: str, name: str, shots: Path) -> dict[str, obj
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="ru-RU")
         log_in(page, url, name)
         page.wait_for_selector("#drill-form")
-        page.select_option("#drill-file", "smoke.toml")
+        page.select_option("#drill-file", file)
         page.click("#drill-form button")
         page.locator("#drill-runs tbody tr", has_text="running").wait_for()
         page.screenshot(path=shots / "9-drill-running.png")
         page.locator("#drill-report .figures").wait_for(timeout=300_000)
-        seen: dict[str, object] = {"figures": page.text_content("#drill-report .figures"),
-                "bars": page.locator("#drill-report svg.bars rect").count(),
+        report = "#drill-report"
+        seen: dict[str, object] = {"figures": page.text_content(f"{report} .figures"),
+                "bars": page.locator(f"{report} svg.bars rect").count(),
+                "escalation_bars": page.locator(f"{report} svg.escalation rect").count(),
+                "delivery_lines": page.locator(f"{report} svg.delivery polyline.channel").count(),
+                "legend": page.locator(f"{report} svg.delivery .legend text").all_text_contents(),
+                "delivery_table": page.text_content(f"{report} table.delivery-times") if page.locator(
+                    f"{report} table.delivery-times").count() else "",
+                "headings": page.locator(f"{report} h4").all_text_contents(),
                 "state": page.text_content("#drill-runs tbody tr td:nth-child(3)")}
-        page.screenshot(path=shots / "10-drill-report.png")
+        page.screenshot(path=shots / "10-drill-report.png", full_page=True)
         browser.close()
     return seen
 

@@ -194,3 +194,40 @@ def test_empty_drill() -> None:
     report = compute([], [], [])
     assert (report.calls_placed, report.calls_lost, report.invite_to_stored_s.count) == (0, 0, 0)
     assert "no samples" in summary_text(report)
+
+
+# --- answer times ---------------------------------------------------------------------------------
+
+def test_answer_time_is_invite_to_the_incidents_answered_event() -> None:
+    calls = [call(0, "a@h"), call(1, "b@h", invite=T0 + 10), call(2, "c@h")]
+    incidents = [incident("a@h", ("incident_stored", T0 + 0.02), ("answered", T0 + 3.5)),
+                 incident("b@h", ("answered", T0 + 11.0)), incident("c@h", ("hung_up", T0 + 4))]
+    report = compute(calls, incidents, [])
+    assert [c.answer_s for c in report.calls] == [pytest.approx(3.5), pytest.approx(1.0), None]
+    assert (report.answer_s.count, report.answer_s.p50, report.answer_s.max) == (2, pytest.approx(1.0),
+                                                                                  pytest.approx(3.5))
+    assert "INVITE -> dispatcher answered" in summary_text(report)
+
+
+def test_answer_time_without_an_invite_time_is_the_incidents_own() -> None:
+    inc = incident("a@h", ("answered", T0 + 3))
+    inc.answer_s = 2.75  # arrival -> answer as the gateway measured it
+    assert compute([call(0, "a@h", invite=None)], [inc], []).calls[0].answer_s == pytest.approx(2.75)
+
+
+def test_answer_time_without_an_incident_is_invite_to_the_answer_after_a_ring() -> None:
+    # Fallback dialplan: the caller's 200 OK is the dispatcher picking up.
+    served, early = call(0, "a@h", answered=T0 + 4), call(1, "b@h", answered=T0 + 0.2)
+    report = compute([served, early], [], [ring("a@h", T0 + 3), ring("b@h", T0 + 3)])
+    assert [c.answer_s for c in report.calls] == [pytest.approx(4.0), None]
+    assert report.answer_s.count == 1
+
+
+def test_reports_without_the_new_fields_still_decode() -> None:
+    # Reports written before answer times and the warning phase existed.
+    old = msgspec.json.encode(compute([call(0, "a@h")], [], []))
+    raw = msgspec.json.decode(old)
+    del raw["answer_s"], raw["delivery"]
+    from sim.report import Report
+    decoded = msgspec.convert(raw, Report)
+    assert decoded.answer_s.count == 0 and decoded.delivery is None
