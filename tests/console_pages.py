@@ -65,6 +65,9 @@ def steps(page: object, url: str, first_id: str, shots: Path, seen: dict[str, ob
         page.locator("#queue tbody tr").nth(1).wait_for(timeout=15_000)
         seen["queue_has_later"] = True
         page.screenshot(path=shots / "2-queue.png")
+        seen["queue_row"] = page.text_content(f"#queue tr[data-id='{first_id}']")
+        page.locator("#positions .position").first.wait_for()
+        seen["positions"] = page.text_content("#positions")
         page.click(f"#queue tr[data-id='{first_id}']")
         page.wait_for_selector("#map .leaflet-interactive")
         seen["map_shapes"] = page.locator("#map .leaflet-interactive").count()
@@ -181,8 +184,30 @@ def watch(chromium: str, url: str, names: dict[str, str], number: str, shots: Pa
                 result[position].update(
                     caller=page.text_content("#card-caller"), locations=page.text_content("#locations"),
                     shapes=page.locator("#map .leaflet-interactive").count(), hacked=page.evaluate("window.hacked"))
+                result[position]["recording_s"] = recording_played(page, number)
+                page.screenshot(path=shots / f"console-{position}-recording.png")
         browser.close()
     return result
+
+
+PLAY = """() => new Promise((done) => {
+  const audio = document.querySelector("#recordings audio");
+  audio.onloadedmetadata = () => done(audio.duration);
+  audio.onerror = () => done(-1);
+  audio.preload = "auto";
+  audio.load();
+})"""
+
+
+def recording_played(page: Any, number: str) -> float:
+    """Once the call has ended and its recording is indexed, the card lists it and the browser plays it:
+    the duration the browser's own decoder read (-1 when it could not)."""
+    for _ in range(60):
+        page.locator("#queue tbody tr", has_text=number).click()
+        page.wait_for_timeout(1000)
+        if page.locator("#recordings audio").count():
+            return float(page.evaluate(PLAY))
+    return 0.0
 
 
 def officers(chromium: str, url: str, shots: Path) -> dict[str, object]:
@@ -222,12 +247,23 @@ def officers(chromium: str, url: str, shots: Path) -> dict[str, object]:
         drafter.locator("#preview .rendering").first.wait_for()
         seen["preview"] = drafter.text_content("#preview")  # e.g. "SMS (1 SMS, UCS-2): ..."
         drafter.locator("#alerts tbody tr").first.wait_for()
-        seen["drafted_state"] = drafter.text_content("#alerts tbody tr td:nth-child(3)")
+        seen["drafted_state"] = drafter.get_attribute("#alerts tbody tr td:nth-child(3)", "data-state")
+        seen["drafted_shown"] = drafter.text_content("#alerts tbody tr td:nth-child(3)")
         drafter.screenshot(path=shots / "7-composed.png")
         approver.locator("#alerts tbody tr button", has_text="Утвердить").first.click(timeout=15_000)
         approver.locator("#alerts tbody tr td:nth-child(5)", has_text="100 %").wait_for(timeout=30_000)
         seen["progress"] = approver.text_content("#alerts tbody tr td:nth-child(5)")
         approver.screenshot(path=shots / "8-sent.png")
+        # The water rises: the drafter writes an Update of the sent alert, for the second officer to approve.
+        drafter.locator("#alerts tbody tr button", has_text="Обновить").first.click(timeout=15_000)
+        drafter.locator("#updating").wait_for()
+        seen["updating"] = drafter.text_content("#updating-text")
+        seen["update_zones"] = [i.get_attribute("value") for i in drafter.locator("#w-zones input:checked").all()]
+        drafter.fill("#w-note", "вода поднимается")
+        drafter.click("#compose button[type=submit]")
+        drafter.locator("#updating").wait_for(state="hidden")
+        drafter.locator("#alerts tbody tr td", has_text="flood · обновление").first.wait_for(timeout=15_000)
+        drafter.screenshot(path=shots / "8b-update.png")
         browser.close()
     return seen
 
@@ -250,7 +286,7 @@ def drill_page(chromium: str, url: str, name: str, shots: Path, file: str = "smo
         report = "#drill-report"
         seen: dict[str, object] = {"figures": page.text_content(f"{report} .figures"),
                 "bars": page.locator(f"{report} svg.bars rect").count(),
-                "escalation_bars": page.locator(f"{report} svg.escalation rect").count(),
+                "escalation_bars": page.locator(f"{report} svg.escalation rect.median").count(),
                 "delivery_lines": page.locator(f"{report} svg.delivery polyline.channel").count(),
                 "legend": page.locator(f"{report} svg.delivery .legend text").all_text_contents(),
                 "delivery_table": page.text_content(f"{report} table.delivery-times") if page.locator(

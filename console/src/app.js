@@ -134,6 +134,8 @@ function entered(me) {
     refreshBoard();
     setInterval(refreshBoard, 5000);
   }
+  refreshPositions();
+  setInterval(refreshPositions, 5000);
   setInterval(() => { renderQueue(); renderEscalation(); }, 1000);  // waiting times and countdowns move
 }
 
@@ -155,6 +157,17 @@ async function refreshBoard() {
     }));
   } catch (error) {
     $("board-figures").replaceChildren(el("dd", explain(error)));
+  }
+}
+
+// Every position and its state, this person's own marked: who is free to take the next call.
+async function refreshPositions() {
+  try {
+    const positions = await api("/positions");
+    $("positions").replaceChildren(el("span", t(state.language, "b_positions") + ": "), ...Object.entries(positions).map(([name, now]) =>
+      el("span", `${name}: ${t(state.language, "pos_" + now)}`, name === state.me.position ? "position mine" : "position")));
+  } catch (error) {
+    $("positions").textContent = explain(error);
   }
 }
 
@@ -204,8 +217,10 @@ function renderQueue() {
     if (s.id === state.selected) row.classList.add("selected");
     if (s.priority >= 8) row.classList.add("p-high");
     const waited = Math.max(0, Math.round(now - s.created_wall));
+    const number = (s.number || t(state.language, "withheld")) + (s.language ? ` · ${s.language}` : "");
+    const ivr = s.ivr_choice ? ` · IVR: ${s.ivr_choice === s.category ? "✓" : t(state.language, "ivr_" + s.ivr_choice)}` : "";
     for (const cell of [`${Math.floor(waited / 60)}:${String(waited % 60).padStart(2, "0")}`, s.service, s.priority,
-      s.number || t(state.language, "withheld"), categoryTitle(s.category), s.state + " / " + s.status]) {
+      number, categoryTitle(s.category) + ivr, s.location_source || "—", s.state + " / " + s.status]) {
       row.append(el("td", cell));
     }
     row.addEventListener("click", () => openCard(s.id));
@@ -281,6 +296,7 @@ async function openCard(id) {
     state.runs = await api(`/incidents/${encodeURIComponent(id)}/escalation`).catch(() => []);
     renderEscalation();
     renderProposals(full, await api(`/incidents/${encodeURIComponent(id)}/proposals?limit=3`).catch(() => null));
+    renderRecordings(await api(`/incidents/${encodeURIComponent(id)}/recordings`).catch(() => null));
   } catch (error) {
     $("action-error").textContent = explain(error);
   }
@@ -431,6 +447,26 @@ function renderProposals(incident, offer) {
     item.append(button);
     return item;
   }) : [el("li", t(state.language, offer ? "no_units" : "no_location"), "hint")]));
+}
+
+// The call's recordings: played in the page (the gateway decodes GSM to PCM for the browser; each listen is
+// audited), downloaded as Asterisk wrote them, and any file missing or altered said so.
+function renderRecordings(found) {
+  const items = (found?.recordings || []).map(({ recording: r, state: fileState }) => {
+    const item = el("li", `${new Date(r.start_wall * 1000).toLocaleTimeString()} · ${Math.round(r.duration_s)} s · `);
+    if (fileState === "ok") {
+      const audio = document.createElement("audio");
+      Object.assign(audio, { controls: true, preload: "none", src: `/recordings/${encodeURIComponent(r.id)}?play=pcm` });
+      const download = el("a", t(state.language, "download"));
+      download.href = `/recordings/${encodeURIComponent(r.id)}`;
+      item.append(audio, download);
+    } else {
+      item.append(el("span", `${t(state.language, "recording_problem")}: ${fileState}`, "flag"));
+    }
+    return item;
+  });
+  if (found?.hold) items.push(el("li", `${t(state.language, "legal_hold")}: ${found.hold.reason} (${found.hold.by})`, "flag"));
+  $("recordings").replaceChildren(...(items.length ? items : [el("li", t(state.language, "no_recordings"), "hint")]));
 }
 
 async function reply(event) {

@@ -1,6 +1,9 @@
 // Labels in the three languages of the centre; a person's own language is the default.
 export const TEXT = {
   ru: {
+    st_draft: "черновик", st_approved: "утверждено", st_sending: "отправляется", st_sent: "отправлено", st_superseded: "заменено", st_cancelled: "отменено", msg_Update: "обновление", msg_Cancel: "отмена",
+    update_alert: "Обновить", updating: "Обновление оповещения", new_alert_instead: "Новое вместо обновления",
+    recordings: "Записи разговора", download: "скачать", recording_problem: "файл недоступен", legal_hold: "Удержание (не удалять)", no_recordings: "записей нет",
     area_hint: "Область: отметьте зоны (или щёлкните зону на карте) и/или нарисуйте многоугольники и круги инструментами карты",
     area_no_map: "Карта не загружена (библиотеки ставит make): отметьте зоны", no_area: "Область не задана: отметьте зоны или нарисуйте",
     no_channel: "каналы не выбраны", total: "всего получателей", zones_reached: "зоны", sirens: "сирены", boards: "табло",
@@ -12,6 +15,7 @@ export const TEXT = {
     gm_cancel: "Отмена", gm_remove_last: "Убрать последнюю точку", gm_draw_polygon: "Нарисовать многоугольник",
     gm_draw_rectangle: "Нарисовать прямоугольник", gm_draw_circle: "Нарисовать круг", gm_edit: "Изменить фигуры",
     gm_drag: "Передвинуть фигуры", gm_delete: "Удалить фигуры",
+    location_col: "Место", pos_free: "свободен", pos_ringing: "звонит", pos_busy: "занят", ivr_dispatcher: "сразу диспетчер", ivr_timeout: "нет выбора", ivr_unknown: "неверная клавиша",
     legend_caller: "выбранное местоположение звонящего", legend_earlier: "другие и более ранние", legend_scene: "место происшествия",
     audit: "Журнал", scene: "Место происшествия", scene_copy: "Взять местоположение звонящего (S)",
     scene_pick: "Указать на карте", save: "Сохранить", reply: "Ответить", who_opened: "Кто открывал карточку",
@@ -64,6 +68,9 @@ export const TEXT = {
     units_near: "Ближайшие свободные наряды", assign: "Назначить", add_note: "Добавить заметку", no_units: "нет свободных",
   },
   kk: {
+    st_draft: "жоба", st_approved: "бекітілді", st_sending: "жіберілуде", st_sent: "жіберілді", st_superseded: "ауыстырылды", st_cancelled: "болдырылмады", msg_Update: "жаңарту", msg_Cancel: "болдырмау",
+    update_alert: "Жаңарту", updating: "Хабарламаны жаңарту", new_alert_instead: "Жаңарту орнына жаңа",
+    recordings: "Сөйлесу жазбалары", download: "жүктеу", recording_problem: "файл қолжетімсіз", legal_hold: "Сақтау (жоймау)", no_recordings: "жазба жоқ",
     area_hint: "Аумақ: аймақтарды белгілеңіз (немесе картадағы аймақты басыңыз) және/немесе карта құралдарымен көпбұрыштар мен шеңберлер сызыңыз",
     area_no_map: "Карта жүктелмеді (кітапханаларды make орнатады): аймақтарды белгілеңіз", no_area: "Аумақ берілмеген: аймақтарды белгілеңіз немесе сызыңыз",
     no_channel: "арналар таңдалмаған", total: "барлық алушылар", zones_reached: "аймақтар", sirens: "сиреналар", boards: "таблолар",
@@ -75,6 +82,7 @@ export const TEXT = {
     gm_cancel: "Болдырмау", gm_remove_last: "Соңғы нүктені алып тастау", gm_draw_polygon: "Көпбұрыш сызу",
     gm_draw_rectangle: "Тіктөртбұрыш сызу", gm_draw_circle: "Шеңбер сызу", gm_edit: "Пішіндерді өзгерту",
     gm_drag: "Пішіндерді жылжыту", gm_delete: "Пішіндерді жою",
+    location_col: "Орны", pos_free: "бос", pos_ringing: "шылдырлап тұр", pos_busy: "бос емес", ivr_dispatcher: "бірден диспетчер", ivr_timeout: "таңдау жоқ", ivr_unknown: "қате перне",
     legend_caller: "қоңырау шалушының таңдалған орны", legend_earlier: "басқа және ертерек", legend_scene: "оқиға орны",
     audit: "Журнал", scene: "Оқиға орны", scene_copy: "Қоңырау шалушының орнын алу (S)",
     scene_pick: "Картадан көрсету", save: "Сақтау", reply: "Жауап беру", who_opened: "Картаны кім ашты",
@@ -128,6 +136,9 @@ export const TEXT = {
     assign: "Тағайындау", add_note: "Жазба қосу", no_units: "бос жасақ жоқ",
   },
   en: {
+    st_draft: "draft", st_approved: "approved", st_sending: "sending", st_sent: "sent", st_superseded: "superseded", st_cancelled: "cancelled", msg_Update: "update", msg_Cancel: "cancel",
+    update_alert: "Update", updating: "Updating alert", new_alert_instead: "A new alert instead",
+    recordings: "Call recordings", download: "download", recording_problem: "file unavailable", legal_hold: "Legal hold", no_recordings: "no recordings",
     area_hint: "Area: tick zones (or click a zone on the map) and/or draw polygons and circles with the map's tools",
     area_no_map: "The map did not load (make installs its libraries): tick zones", no_area: "No area yet: tick zones or draw one",
     no_channel: "no channel chosen", total: "recipients in all", zones_reached: "zones", sirens: "sirens", boards: "boards",
@@ -139,6 +150,7 @@ export const TEXT = {
     gm_cancel: "Cancel", gm_remove_last: "Remove the last point", gm_draw_polygon: "Draw a polygon",
     gm_draw_rectangle: "Draw a rectangle", gm_draw_circle: "Draw a circle", gm_edit: "Edit shapes",
     gm_drag: "Move shapes", gm_delete: "Remove shapes",
+    location_col: "Location", pos_free: "free", pos_ringing: "ringing", pos_busy: "busy", ivr_dispatcher: "dispatcher at once", ivr_timeout: "no choice", ivr_unknown: "wrong key",
     legend_caller: "the caller's chosen location", legend_earlier: "other and earlier fixes", legend_scene: "incident location",
     audit: "Audit trail", scene: "Incident location", scene_copy: "Take the caller's location (S)",
     scene_pick: "Point on the map", save: "Save", reply: "Reply", who_opened: "Who opened this card",

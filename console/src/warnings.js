@@ -10,6 +10,7 @@ const streams = new Map();  // alert id -> EventSource
 const progress = new Map();  // alert id -> latest Progress
 let counting = null;  // the pending audience count (a pause of 300 ms after the last change)
 let asked = 0;  // the latest count asked for: an older answer arriving late is dropped
+let updating = null;  // the sent alert the composer is writing an Update for (null: a new alert)
 
 export async function startWarnings(context) {
   ctx = context;
@@ -18,6 +19,7 @@ export async function startWarnings(context) {
   $("w-event").replaceChildren(...catalogue.events.map((name) => option(name, name)));
   $("w-status").addEventListener("change", () => { $("actual-banner").hidden = $("w-status").value !== "Actual"; });
   $("compose").addEventListener("submit", compose);
+  $("stop-update").addEventListener("click", () => startUpdate(null));
   $("import-form").addEventListener("submit", importRecipients);
   $("compose").addEventListener("change", (event) => {
     if (["zone", "channel"].includes(event.target.name)) audienceSoon();
@@ -122,13 +124,33 @@ async function compose(event) {
   const status = $("w-status").value;
   if (status === "Actual" && !window.confirm(t(state.language, "actual_confirm"))) return;
   try {
-    const draft = await ctx.api("/alerts", { method: "POST", body: { event: $("w-event").value, status,
+    const path = updating ? `/alerts/${encodeURIComponent(updating)}/update` : "/alerts";
+    const draft = await ctx.api(path, { method: "POST", body: { event: $("w-event").value, status,
       zones: chosen("zone"), ...area(), channels: chosen("channel"), note: $("w-note").value } });
+    startUpdate(null);
+    $("w-note").value = "";
     await showPreview(draft.id);
     await refreshAlerts();
   } catch (error) {
-    $("compose-error").textContent = error.message;  // why the draft was refused, in the workflow's words
+    $("compose-error").textContent = explain(error);  // why the draft was refused, in the workflow's words
   }
+}
+
+// An Update of a sent alert: the composer takes its event, status, zones and channels; what the officer
+// changes (and any shape drawn) goes out, after a second officer's approval, to everyone the first reached.
+function startUpdate(alert) {
+  const { $, t, state } = ctx;
+  updating = alert ? alert.id : null;
+  $("updating").hidden = !alert;
+  if (!alert) return;
+  $("updating-text").textContent = `${t(state.language, "updating")}: ${alert.event} · ${alert.id}`;
+  $("w-event").value = alert.event;
+  $("w-status").value = alert.cap.status;
+  $("actual-banner").hidden = alert.cap.status !== "Actual";
+  for (const input of document.querySelectorAll("input[name=zone]")) input.checked = alert.zones.includes(input.value);
+  for (const input of document.querySelectorAll("input[name=channel]")) input.checked = alert.channels.includes(input.value);
+  audienceSoon();
+  $("compose").scrollIntoView();
 }
 
 async function showPreview(id) {
@@ -174,7 +196,10 @@ async function refreshAlerts() {
     $("alerts").tBodies[0].replaceChildren(...alerts.slice(0, 50).map((a) => {
       const row = document.createElement("tr");
       row.dataset.id = a.id;
-      row.append(el("td", a.event), el("td", a.cap.status), el("td", a.state), el("td", a.created_by),
+      const kind = a.cap.msg_type === "Alert" ? "" : ` · ${t(state.language, "msg_" + a.cap.msg_type)}`;
+      const stateCell = el("td", t(state.language, "st_" + a.state));
+      stateCell.dataset.state = a.state;
+      row.append(el("td", a.event + kind), el("td", a.cap.status), stateCell, el("td", a.created_by),
         el("td", progressText(a.id)));
       const actions = el("td");
       if (a.state === "draft" && a.created_by !== state.me.name) {
@@ -183,6 +208,7 @@ async function refreshAlerts() {
       if (a.state === "draft" || a.state === "approved") actions.append(button(t(state.language, "preview"), () => showPreview(a.id)));
       actions.append(capLink(a.id));
       if (["sending", "sent"].includes(a.state)) {
+        actions.append(button(t(state.language, "update_alert"), () => startUpdate(a)));
         actions.append(button(t(state.language, "cancel_alert"), () => decide(a.id, "cancel", {})));
         watch(a.id);
       }
@@ -190,7 +216,7 @@ async function refreshAlerts() {
       return row;
     }));
   } catch (error) {
-    $("alerts-error").textContent = error.message;
+    $("alerts-error").textContent = explain(error);
   }
 }
 
@@ -206,7 +232,7 @@ async function decide(id, action, body) {
     await ctx.api(`/alerts/${encodeURIComponent(id)}/${action}`, { method: "POST", body });
     await refreshAlerts();
   } catch (error) {
-    ctx.$("alerts-error").textContent = error.message;
+    ctx.$("alerts-error").textContent = explain(error);
   }
 }
 
@@ -242,7 +268,7 @@ async function importRecipients(event) {
     const reply = await fetch("/recipients", { method: "POST", body: await file.arrayBuffer(), credentials: "same-origin",
       headers: { "Content-Type": "text/csv", "X-CSRF-Token": state.csrf } });
     const body = await reply.json();
-    if (!reply.ok) throw new Error(body.error);
+    if (!reply.ok) throw Object.assign(new Error(body.error), { status: reply.status });
     $("import-result").textContent = `${t(state.language, "imported")}: ${body.imported} · ${t(state.language, "rejected")}: ${body.rejected}`;
     $("import-errors").tBodies[0].replaceChildren(...body.errors.map((e) => {
       const row = document.createElement("tr");
@@ -250,6 +276,6 @@ async function importRecipients(event) {
       return row;
     }));
   } catch (error) {
-    $("import-result").textContent = error.message;
+    $("import-result").textContent = explain(error);
   }
 }

@@ -9,7 +9,11 @@ holds are for supervisors and admins and are timeline events of the incident.
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 from typing import Annotated
+
+import trio
 
 import msgspec
 from msgspec import Meta
@@ -27,6 +31,7 @@ LISTENERS = ("dispatcher", "supervisor", "admin")
 HOLDERS = ("supervisor", "admin")
 RECORDING_ID = re.compile(r"^[0-9A-Za-z.-]{1,64}$")
 MEDIA_TYPE = "audio/wav"  # wav49: GSM 06.10 (format tag 0x31) in a RIFF/WAVE file
+PLAY_TIMEOUT_S = 60.0  # sox decodes an hour of GSM in well under a second; a stuck one must not hang the read
 
 
 class HoldBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -81,6 +86,8 @@ class RecordingRoutes:
         wanted = request.headers.get("range", "")
         await self.auth.audit(request, "recording_read", rec.id,
                               f"incident {rec.incident_id}" + (f"; {wanted[:100]}" if wanted else ""))
+        if request.query_params.get("play") == "pcm":
+            return await _playable(path)
         return FileResponse(path, media_type=MEDIA_TYPE, filename=f"{rec.id}.wav",
                             headers={"Cache-Control": "no-store"})
 
@@ -112,3 +119,18 @@ class RecordingRoutes:
         r = self.recordings
         return json_response(RetentionReport(keep_days=r.cfg.keep_days, problems=r.problems,
                                              files_without_incident=r.orphans, last_purge=r.last_report))
+
+
+async def _playable(path: Path) -> Response:
+    """The recording as 16-bit PCM WAV, which every browser plays (none plays GSM in WAV); the stored file,
+    its checksum and the download stay as Asterisk wrote them. sox decodes it (a set-up package)."""
+    sox = shutil.which("sox")
+    if sox is None:
+        return error("sox is not installed: download the recording instead", 503)
+    with trio.move_on_after(PLAY_TIMEOUT_S):
+        done = await trio.run_process([sox, "-q", str(path), "-t", "wav", "-e", "signed-integer", "-b", "16", "-"],
+                                      capture_stdout=True, capture_stderr=True, check=False)
+        if done.returncode == 0:
+            return Response(done.stdout, media_type="audio/wav", headers={"Cache-Control": "no-store"})
+        return error(f"the recording could not be decoded: {done.stderr.decode(errors='replace')[:200]}", 503)
+    return error(f"decoding the recording took over {PLAY_TIMEOUT_S:.0f} s", 503)

@@ -4,6 +4,7 @@ supervisors only and respected by the purge."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -79,6 +80,17 @@ async def test_a_dispatcher_lists_and_listens_and_each_read_is_audited(api: Api)
                           ("saule", "token", "recording_read", OLD, f"incident {OLD}; bytes=100-199")]
     assert (await api.get("/recordings/nope", "marat")).status_code == 404
     assert (await api.get("/recordings/..%2F..%2Fetc%2Fpasswd", "marat")).status_code == 404
+
+
+async def test_a_browser_gets_the_recording_as_pcm_and_the_stored_file_stays_gsm(api: Api) -> None:
+    played = await api.get(f"/recordings/{OLD}?play=pcm", "marat")
+    assert (played.status_code, played.headers["content-type"]) == (200, "audio/wav"), played.text[:200]
+    fmt_tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", played.content[20:36])
+    assert (played.content[:4], fmt_tag, channels, rate, bits) == (b"RIFF", 1, 1, 8000, 16)  # PCM
+    assert len(played.content) >= 20 * 8000 * 2  # the whole 20 s
+    assert (api.lab.dir / f"{OLD}.WAV").read_bytes()[20:22] == struct.pack("<H", 0x31)  # GSM as written
+    assert api.lab.accounts.audit_trail()[-1].action == "recording_read"
+    assert (await api.get(f"/recordings/{OLD}?play=pcm", "aigerim")).status_code == 403
 
 
 async def test_a_legal_hold_is_for_supervisors_and_the_purge_respects_it(api: Api) -> None:

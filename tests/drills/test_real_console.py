@@ -60,4 +60,6 @@ async def test_a_located_112_call_opens_its_card_at_the_answering_position(
     assert "pidf-lo" in locations and "circle" in locations and "25 m" in locations, card
     assert int(str(card["shapes"])) >= 2, card  # the uncertainty circle and its centre
     assert all(page["queued_number"] for page in seen.values()), seen  # both saw it in the queue
+    # the browser decoded and timed the call's recording (sipp sends no audio: only what Asterisk played is in it)
+    assert 1.0 < float(str(card["recording_s"])) < 30.0, card
     keep_shots(tmp_path)

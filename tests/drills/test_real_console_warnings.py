@@ -40,11 +40,18 @@ async def test_two_officers_compose_approve_send_and_watch_delivery(tmp_path: Pa
         with trio.fail_after(30):
             while sum(w.smsc.by_destination.values()) < PEOPLE:
                 await trio.sleep(0.2)
+        async with httpx.AsyncClient(base_url=w.gateway.url, headers={"X-ECGW-Local-Key": key,
+                                                                      "X-ECGW-User": "aigerim"}) as c:
+            alerts = (await c.get("/alerts")).json()
+        update = next(a for a in alerts if a["cap"]["msg_type"] == "Update")
+        first = next(a for a in alerts if a["cap"]["msg_type"] == "Alert")
+        assert (update["state"], update["root"], update["zones"]) == ("draft", first["id"], ["medeu"]), update
+        assert seen["updating"].endswith(first["id"]) and seen["update_zones"] == ["medeu"], seen
     assert seen["import"] == "принято: 3 · отклонено: 1", seen  # in a zone the alert does not reach
     assert "language" in str(seen["import_errors"]) and "5" in str(seen["import_errors"]), seen
     assert seen["banner"] and seen["asked_again"], seen
     preview = str(seen["preview"])
     assert "ЖАТТЫҒУ" not in preview and "SMS, UCS-2)" in preview and "undefined" not in preview, preview
-    assert seen["drafted_state"] == "draft" and "100 %" in str(seen["progress"]), seen
+    assert (seen["drafted_state"], seen["drafted_shown"]) == ("draft", "черновик") and "100 %" in str(seen["progress"])
     assert sum(w.smsc.by_destination.values()) == PEOPLE
     keep_shots(tmp_path)
