@@ -63,14 +63,14 @@ class Ari:
             client.process_ws = self._send.send
 
     async def _call(self, method: str, path: str, params: dict[str, Any] | None = None,
-                    body: dict[str, Any] | None = None) -> Any:
+                    body: dict[str, Any] | None = None, gone: tuple[int, ...] = (404,)) -> Any:
         target = f"{quote(path)}?{urlencode(params)}" if params else quote(path)
         status, data = 0, b""
         with trio.move_on_after(REST_TIMEOUT_S):
             status, data = await self._http.request(method, target, _json_encode(body) if body is not None else None)
         if status == 0:
             raise AriError(f"ARI {method} {path}: no reply within {REST_TIMEOUT_S} s")
-        if status == 404:
+        if status in gone:
             raise ChannelGone(f"ARI {method} {path}: not found ({data[:200]!r})")
         if status >= 400:
             raise AriError(f"ARI {method} {path} failed ({status}): {data[:200]!r}")
@@ -110,8 +110,10 @@ class Ari:
         await self._call("DELETE", f"playbacks/{playback_id}")
 
     async def subscribe(self, channel_id: str) -> None:
-        """Receive this channel's events even after it leaves Stasis (e.g. into a Dial)."""
-        await self._call("POST", f"applications/{self.app}/subscription", {"eventSource": f"channel:{channel_id}"})
+        """Receive this channel's events even after it leaves Stasis (e.g. into a Dial). ChannelGone if the
+        channel no longer exists (Asterisk says so here with 422 "Event source does not exist")."""
+        await self._call("POST", f"applications/{self.app}/subscription", {"eventSource": f"channel:{channel_id}"},
+                         gone=(404, 422))
 
     async def continue_in_dialplan(self, channel_id: str, context: str, extension: str, label: str = "") -> None:
         params: dict[str, Any] = {"context": context, "extension": extension}

@@ -68,6 +68,7 @@ class Intake:
             except AriError as exc:
                 log.warning("Asterisk refused the ARI event filter (%s); receiving every event", exc)
             self.dispatcher.broken = lambda call, exc: nursery.start_soon(self._fail_over, ari, call, exc)
+            self.dispatcher.gone = lambda call: self._gone_meanwhile(nursery, call)
             await nursery.start(self.dispatcher.run, ari)
             self.callbacks.attach(ari, self.dispatcher, nursery)
             await self._adopt(ari, nursery)
@@ -297,6 +298,12 @@ class Intake:
         self.dispatcher.release(call)  # stops the call's tasks too
         cause = event_.cause if isinstance(event_, ev.ChannelDestroyed) else 0
         nursery.start_soon(self._close, call, cause, isinstance(event_, ev.StasisEnd))
+
+    def _gone_meanwhile(self, nursery: trio.Nursery, call: Call) -> None:
+        """A hand-off found the caller's channel gone: close the call now. Its StasisEnd came while it was
+        being handed off (read as the hand-off's), and with no subscription yet no ChannelDestroyed follows."""
+        if self.calls.get(call.channel_id) is call:
+            self._caller_gone(nursery, call, ev.ChannelDestroyed(channel=ev.Channel(id=call.channel_id)))
 
     async def _close(self, call: Call, cause: int, left_app: bool) -> None:
         if left_app and call.incident.state in ("overflowed", "fallback"):

@@ -56,6 +56,8 @@ class Dispatcher:
         self._nursery: trio.Nursery | None = None
         # Set by the intake: a call whose state table refused an event goes to the fallback dialplan.
         self.broken: Callable[[Call, GatewayError], None] = lambda call, exc: None
+        # Set by the intake: Asterisk says the caller's channel is gone; no hang-up event may follow.
+        self.gone: Callable[[Call], None] = lambda call: None
 
     # --- the one place a call changes ---------------------------------------------------
 
@@ -158,6 +160,8 @@ class Dispatcher:
         except cs.CallStateError as exc:
             log.error("incident %s: %s", call.id, exc)
             self.broken(call, exc)
+        if isinstance(event, cs.HungUp):
+            self.gone(call)
 
     async def _rehold(self, call: Call) -> None:
         # The hand-off failed with the caller still in Stasis: ringback again while waiting.

@@ -1,5 +1,6 @@
 """Under overload the record lags, never loses: a call whose task is behind keeps every ARI event,
-in order, and the one reader of the websocket keeps serving every other call meanwhile."""
+in order, and the one reader of the websocket keeps serving every other call meanwhile; a caller who
+hangs up while being handed to a position still gets their hang-up on the record."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import msgspec
 import trio
 import trio.testing
 
@@ -90,4 +92,46 @@ async def test_a_flooded_call_keeps_every_event_in_order_and_others_are_served(
             assert slow_seen == [f"p{n}" for n in range(FLOOD)]  # late, but nothing lost and in order
             behind = metrics.registry.get_sample_value("ecgw_call_inbox_behind_total")
             assert behind == 1  # the high-water mark crossed once: counted once
+            nursery.cancel_scope.cancel()
+
+
+class HungUpDuringHandOff:
+    """Asterisk's REST side for a caller who hangs up while the gateway hands them to a position: the
+    StasisEnd arrives (read as the hand-off's), then the subscription finds no channel (422, not 404)."""
+
+    def __init__(self, websocket: SimpleNamespace) -> None:
+        self.websocket = websocket
+        self.subscriptions = 0
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        if "/subscription" in path:
+            self.subscriptions += 1
+            await self.websocket.process_ws({"type": "StasisEnd", "channel": {"id": "ch-1"}})
+            await trio.sleep(0.05)  # the reader has seen it before the reply comes
+            return 422, b'{"message": "Event source does not exist"}'
+        return (200, b"[]") if method == "GET" else (204, b"")
+
+
+async def test_a_caller_gone_during_the_hand_off_is_closed_not_redialled_forever(tmp_path: Path) -> None:
+    cfg = config.load()
+    cfg = msgspec.structs.replace(cfg, ivr=msgspec.structs.replace(cfg.ivr, enabled=False))
+    store = AsyncStore(SqliteStore(tmp_path / "s.db"))
+    intake = Intake(cfg, store, Recorder(store, Bus()), Metrics())
+    websocket = SimpleNamespace(process_ws=None)
+    rest = HungUpDuringHandOff(websocket)
+    ari = Ari(websocket, "ecgw", rest)  # type: ignore[arg-type]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            await nursery.start(intake.serve, ari)
+            await websocket.process_ws({"type": "StasisStart", "args": ["caller", "112"], "channel": {
+                "id": "ch-1", "name": "PJSIP/operator-trunk-1", "caller": {"number": "+77011234567"},
+                "channelvars": {"ECGW_INCIDENT": "20261204-204841-1796417321.1"}}})
+            while not rest.subscriptions or "ch-1" in intake.calls:
+                await trio.sleep(0.01)
+            await trio.sleep(0.5)  # time enough to try every position again, were it still queued
+            assert rest.subscriptions == 1
+            incident = await store.get("20261204-204841-1796417321.1")
+            assert [e.data["answered"] for e in incident.timeline if e.kind == "hung_up"] == [False]
+            assert set(intake.dispatcher.board.snapshot().values()) == {"free"}
             nursery.cancel_scope.cancel()
