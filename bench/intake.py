@@ -36,7 +36,7 @@ from sim import lab, sipp
 
 RATES = [25, 50, 75, 100, 125, 150, 175, 200, 250, 300, 350, 400, 500, 600, 700, 800, 1000]
 SUSTAINED = 0.9  # a step counts only if sipp really placed calls at >= 90 % of the offered rate
-LAG_OK_S = 1.0  # a step counts only if every record is in within this long after it ends
+LAG_OK_S = 1.0  # a step counts only if every record is final within this long after it ends
 
 
 @dataclass
@@ -49,8 +49,10 @@ class Step:
 
     @property
     def ok(self) -> bool:
-        in_time = self.lag is None or (self.lag.caught_up_s is not None and self.lag.caught_up_s <= LAG_OK_S)
-        return self.failed == 0 and in_time and self.achieved >= SUSTAINED * self.rate
+        lag = self.lag
+        in_time = lag is None or (lag.at_end == 0 or (lag.settled_s is not None and lag.settled_s <= LAG_OK_S))
+        served = lag is None or (lag.unanswered == 0 and lag.lost == 0)
+        return self.failed == 0 and in_time and served and self.achieved >= SUSTAINED * self.rate
 
     def line(self, name: str) -> str:
         text = (f"  {name:8s} offered {self.rate:4d}/s, placed {self.achieved:6.1f}/s: {self.calls} calls, "
@@ -59,11 +61,11 @@ class Step:
 
 
 def lag_text(lag: Lag) -> str:
-    if not lag.at_end:
-        return "all answered entries in when the step ended"
-    if lag.caught_up_s is not None:
-        return f"{lag.at_end} lacking 'answered' when the step ended, all in {lag.caught_up_s:.1f} s later"
-    return f"{lag.at_end} lacking 'answered' when the step ended, {lag.left} still lacking after the wait (LOST)"
+    text = f"{lag.at_end} lacking 'answered' when the step ended"
+    if lag.settled_s is not None:
+        text += f", every record final {lag.settled_s:.1f} s later"
+    text += f"; {lag.unanswered} hung up before a dispatcher answered" if lag.unanswered else ""
+    return text + f"; {lag.lost} LOST" if lag.lost else text
 
 
 async def step(env: lab.AsteriskInstance, workdir: Path, served: Served, rate: int, seconds: float) -> Step:
@@ -145,7 +147,8 @@ async def measure(env: lab.AsteriskInstance, workdir: Path, column: Column, args
     column.cpu = await cpu_step(env, served, workdir, args.rate, args.cpu_seconds)
     cpu = column.cpu
     print(f"  {served.name:8s} CPU per call at {args.rate}/s ({cpu.calls} calls, {cpu.failed} failed): "
-          f"Asterisk {cpu.asterisk_ms:.2f} ms, app {cpu.app_ms:.2f} ms", flush=True)
+          f"Asterisk {cpu.asterisk_ms:.2f} ms, app {cpu.app_ms:.2f} ms (idle rates taken off: Asterisk "
+          f"{cpu.idle_asterisk_ms_s:.1f} ms/s, app {cpu.idle_app_ms_s:.1f} ms/s)", flush=True)
     await asterisk_quiet(env)
     column.best, _ = await ramp(env, workdir, served, args.seconds, RATES[: args.max_steps])
 

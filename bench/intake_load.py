@@ -29,6 +29,7 @@ from sim import sipp_xml as scenario
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SETTLE_S = 2.0  # after the last caller's BYE: the last hang-ups reach the store
 LAG_POLL_S = 0.25
+IDLE_S = 3.0
 
 
 # --- load ---------------------------------------------------------------------------------
@@ -179,7 +180,8 @@ class Cpu:
 async def cpu_step(env: lab.AsteriskInstance, served: Served, workdir: Path, rate: int, seconds: float) -> Cpu:
     """At a fixed rate: CPU of Asterisk and of the serving process per call, from /proc/<pid>/stat."""
     pids = (asterisk_pid(env), served.pid)
-    idle = await _cpu_over(pids, SETTLE_S)
+    await trio.sleep(IDLE_S)  # a process just started is still warming up: that is not its idle rate
+    idle = await _cpu_over(pids, IDLE_S)
     calls = int(rate * seconds)
     start, started = [cpu_s(p) for p in pids], time.monotonic()
     failed, _ = await sipp_load(env.cfg, workdir / f"cpu-{served.name}-{rate}", rate, calls)
@@ -202,29 +204,45 @@ async def _cpu_over(pids: tuple[int | None, ...], seconds: float) -> list[float]
 
 @dataclass
 class Lag:
+    """How far the step's records lag behind its calls. Each caller talks 1 s after *the gateway*
+    answers, so under overload a caller may hang up before any dispatcher answered: its record is
+    then complete without an "answered" entry (``unanswered``), which is late service, not a lost record."""
+
     at_end: int  # calls whose incident lacked its "answered" entry (or was not stored) when the step ended
-    caught_up_s: float | None  # from the step's end until every one had it; None: never within the wait
-    left: int  # still lacking after the wait: lost, not late
+    settled_s: float | None  # from the step's end until every record was final; None: not within the wait
+    unanswered: int  # closed by the caller's hang-up, no dispatcher had answered (the record says so)
+    lost: int  # not stored, still open after the wait, or closed as answered without its "answered" entry
 
 
 async def record_lag(store_path: Path, since_wall: float, expected: int, wait_s: float = 60.0) -> Lag:
-    """How many of the step's calls lack their record of a dispatcher's answer now, and how long until none."""
+    """How many of the step's calls lack their record of a dispatcher's answer now, and how long until
+    every record is final (answered, or closed by the hang-up)."""
     store = SqliteStore(store_path, synchronous="NORMAL")
-    answered: set[str] = set()
+    final: dict[str, str] = {}  # incident id -> "answered", "unanswered" or "lost"
     started = time.monotonic()
     try:
-        lacking = at_end = _lacking(store, since_wall, expected, answered)
-        while lacking and time.monotonic() - started < wait_s:
+        stored = _settle(store, since_wall, final)
+        at_end = max(expected, stored) - list(final.values()).count("answered")
+        while len(final) < max(expected, stored) and time.monotonic() - started < wait_s:
             await trio.sleep(LAG_POLL_S)
-            lacking = _lacking(store, since_wall, expected, answered)
+            stored = _settle(store, since_wall, final)
     finally:
         store.close()
-    return Lag(at_end, time.monotonic() - started if not lacking else None, lacking)
+    total = max(expected, stored)
+    settled = time.monotonic() - started if len(final) >= total else None
+    outcomes = list(final.values())
+    return Lag(at_end, settled, outcomes.count("unanswered"), total - len(final) + outcomes.count("lost"))
 
 
-def _lacking(store: SqliteStore, since_wall: float, expected: int, answered: set[str]) -> int:
+def _settle(store: SqliteStore, since_wall: float, final: dict[str, str]) -> int:
+    """Classify the step's incidents whose record became final; returns how many are stored."""
     rows = store.recent(100000, since_wall)
     for row in rows:
-        if row.id not in answered and any(e.kind == "answered" for e in store.get(row.id).timeline):
-            answered.add(row.id)
-    return max(expected, len(rows)) - len(answered)
+        if row.id in final:
+            continue
+        timeline = store.get(row.id).timeline
+        if any(e.kind == "answered" for e in timeline):
+            final[row.id] = "answered"
+        elif hung_up := next((e for e in timeline if e.kind == "hung_up"), None):
+            final[row.id] = "lost" if hung_up.data.get("answered") else "unanswered"
+    return len(rows)
