@@ -19,7 +19,7 @@ import trio
 from starlette.routing import BaseRoute
 
 from gateway.asterisk import ami, ari
-from gateway.asterisk.dialplan import is_loopback
+from gateway.asterisk.dialplan import CEL_LOG, is_loopback
 from gateway.asterisk.sandbox import locate
 from gateway.errors import AlertError, AriError, ChannelError, GatewayError
 from gateway.incident.bus import Bus
@@ -29,6 +29,7 @@ from gateway.incident.recording_index import RecordingIndex
 from gateway.incident.records import Incident
 from gateway.incident.store import AsyncStore, SqliteStore
 from gateway.intake.calls import Intake
+from gateway.intake.fallback import FallbackCalls
 from gateway.intake.recordings import Recordings
 from gateway.metrics import Metrics
 from gateway.people.accounts import Accounts
@@ -122,6 +123,9 @@ class Gateway:
         # Asterisk records (MixMonitor in the dialplan); the gateway indexes, serves and purges.
         self.recordings = Recordings(cfg.recordings, box.host_dir / cfg.recordings.dir, RecordingIndex(self.store),
                                      self.recorder, self.accounts.audit) if cfg.recordings.enabled else None
+        # Calls the fallback dialplan served while the gateway was down: registered from Asterisk's CEL log.
+        self.fallback = FallbackCalls(cfg, box.host_dir / CEL_LOG, self.store, self.recorder, self.metrics,
+                                      instance_dir=box.host_dir)
         self.board: Any = None
         self.escalation: Any = None
         self.alarms: Any = None
@@ -141,7 +145,8 @@ class Gateway:
             report.sla_breaches = self.escalation.triggers.breaches
         if self.alarms is not None:
             report.alarm_sites = {k: v.last_test_wall for k, v in self.alarms.site_health().items()}
-        report.reasons = _reasons(report) + (self.recordings.problems if self.recordings is not None else [])
+        report.reasons = _reasons(report) + (self.recordings.problems if self.recordings is not None else []) \
+            + self.fallback.problems
         report.status = "degraded" if report.reasons else "ok"
         return report
 
@@ -166,6 +171,8 @@ class Gateway:
                 await nursery.start(self.warnings.run)
                 routes += WarningsApi(self.warnings, self.auth).routes()
             routes += await self._start_response_side(nursery)
+            # After the listeners (recordings, scenario triggers) are in place: on start, then every 10 s.
+            await nursery.start(isolated, "fallback calls", self.fallback.run)
             if self.config_path:
                 drills = Path(self.cfg.store.path).parent / "drills"
                 routes += DrillRoutes(self.auth, self.config_path, drills, nursery).routes()

@@ -21,6 +21,12 @@ class Metrics:
                                    "after an internal error", registry=r)
         self.inbox_behind = Counter("ecgw_call_inbox_behind", "Times a call's task fell behind its ARI events "
                                     "past the inbox high-water mark (the events are kept, in order)", registry=r)
+        self.fallback_registered = Counter("ecgw_fallback_calls_registered", "Calls the fallback dialplan served "
+                                           "unseen, registered as incidents from Asterisk's CEL log", registry=r)
+        self.fallback_runs = Counter("ecgw_fallback_reconcile_runs", "Reads of the CEL log for fallback calls, by "
+                                     "result (ok, unreadable, store_failed)", ["result"], registry=r)
+        self.cel_rows = Counter("ecgw_cel_rows", "CEL log rows read, by outcome (event, malformed: skipped)",
+                                ["outcome"], registry=r)
         self.bad_input = Counter("ecgw_bad_input", "Rejected or repaired input", ["kind"], registry=r)
         self.store_latency = Histogram("ecgw_incident_store_seconds", "Call arrival to incident stored",
                                        buckets=LATENCY_BUCKETS, registry=r)

@@ -18,6 +18,9 @@ from gateway.settings.credentials import is_shipped_default
 TEMPLATE_DIR = PROJECT / "dialplans"
 PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 RECORDING_EXT = "WAV"  # Asterisk's wav49 format (format_wav_gsm); lower-case .wav would be 16-bit PCM
+# Where cel_custom (dialplans/cel_custom.conf) writes the CEL rows, relative to the instance directory.
+CEL_DIR = "log/cel-custom"
+CEL_LOG = f"{CEL_DIR}/ecgw-cel.csv"
 
 
 def fill(text: str, values: dict[str, str], name: str = "<template>") -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.asterisk import sandbox_ids
-from gateway.asterisk.dialplan import render_all
+from gateway.asterisk.dialplan import CEL_DIR, render_all
 from gateway.errors import AsteriskError
 from gateway.files import UMASK, withhold_from_others
 from gateway.settings import GatewayConfig
@@ -158,7 +158,10 @@ def install_config(cfg: GatewayConfig, box: Sandbox) -> None:
     uid, gid = _asterisk_ids(box.root)
     # spool/<alarm>: AlarmReceiver writes there even while the gateway is down (then nothing is lost)
     # <recordings.dir>: MixMonitor writes every emergency call there (the gateway indexes and purges them)
-    for sub in ("etc", "run", "log", "spool", "lib", f"spool/{cfg.alarm.spool_subdir}", cfg.recordings.dir):
+    # CEL_DIR: cel_custom logs every call's events there and creates no directory itself (the gateway
+    # reads them to register the calls the fallback dialplan served while it was down)
+    for sub in ("etc", "run", "log", "spool", "lib", f"spool/{cfg.alarm.spool_subdir}", cfg.recordings.dir,
+                CEL_DIR):
         path = box.host_dir / sub
         path.mkdir(parents=True, exist_ok=True)
         os.chown(path, uid, gid)

@@ -30,7 +30,9 @@ class TimelineEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 IncidentState = Literal["new", "queued", "ringing", "answered", "overflowed", "fallback", "closed"]
 # How the incident reached the centre, and where the response stands (independent of the call's state).
-IncidentSource = Literal["call", "alarm", "telegram", "sms", "api"]
+# "fallback": a call the fallback dialplan served while the gateway was down, registered afterwards from
+# Asterisk's CEL log (gateway.intake.fallback).
+IncidentSource = Literal["call", "alarm", "telegram", "sms", "api", "fallback"]
 ResponseStatus = Literal["new", "assigned", "en_route", "on_scene", "closed"]
 
 

@@ -12,6 +12,7 @@ import msgspec
 from gateway.incident.records import IncidentSummary
 
 WAITING = ("new", "queued", "ringing")
+CALLS = ("call", "fallback")  # a call the fallback dialplan served is a call, registered afterwards
 
 
 class Board(msgspec.Struct, kw_only=True):
@@ -33,7 +34,7 @@ class Board(msgspec.Struct, kw_only=True):
 
 def figures(incidents: list[IncidentSummary], now: float, sla_s: float, window_s: float = 3600.0) -> Board:
     recent = [i for i in incidents if i.created_wall >= now - window_s]
-    calls = [i for i in recent if i.source == "call"]
+    calls = [i for i in recent if i.source in CALLS]
     answered = [i for i in calls if i.answer_s is not None]
     within = [i for i in answered if i.answer_s is not None and i.answer_s <= sla_s]
     abandoned = [i for i in calls if i.answer_s is None and i.state == "closed"]

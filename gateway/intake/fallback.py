@@ -1,0 +1,306 @@
+"""Calls the fallback dialplan served while the gateway could not, registered as incidents from Asterisk's CEL log.
+
+While the gateway's Stasis app is not registered (the gateway down or restarting, ARI away) the dialplan
+rings the dispatchers itself and marks the call in Asterisk's CEL log (``dialplans/extensions.conf``,
+``cel.conf``, ``cel_custom.conf``). ``FallbackCalls`` reads that log on start and every ``EVERY_S`` of
+Trio's clock from where it stopped, groups the rows into calls (``protocols.cel_calls``) and writes an
+incident for every marked call that has none, through the recorder: ``source = "fallback"``, the
+number, arrival, answer and end, and the position that answered. The incident takes the id the dialplan
+named the call by (the one the dispatcher's phone got in ``X-ECGW-Incident``, and the recording's file
+name), so a call the gateway saw is never registered again (its incident has that id), nor one
+registered already, however often the log is read; ``intake.recordings`` indexes the call's recording
+on the incident's ``hung_up`` event.
+
+Where to read from after a restart is kept in the incident store (``cel_cursor``, written after the
+incidents it covers): the first row of any call still open, so a call is never cut in two.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import stat
+import time
+from pathlib import Path
+
+import msgspec
+import trio
+
+from gateway.errors import NotFound, StoreError
+from gateway.incident.recorder import Held, Recorder
+from gateway.incident.records import Incident, TimelineEvent, new_incident_id
+from gateway.incident.store import AsyncStore
+from gateway.intake.calls import INCIDENT_ID
+from gateway.metrics import Metrics
+from gateway.protocols import ani
+from gateway.protocols.cel import Malformed, Reader
+from gateway.protocols.cel_calls import Calls, FallbackCall
+from gateway.settings import GatewayConfig
+
+log = logging.getLogger(__name__)
+EVERY_S = 10.0
+READ_CHUNK = 64 * 1024  # parsed on the event loop between reads: ~300 rows, a few ms at a time
+LOGGED_MALFORMED = 10  # per run; the rest are counted
+CURSOR_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cel_cursor (
+    log TEXT PRIMARY KEY,
+    device INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    wall REAL NOT NULL
+);
+"""
+POSITION = re.compile(r"^PJSIP/ecgw-pos-(?P<name>.+)-[0-9a-f]{8}$")  # dialplan.position_sections' endpoints
+BACKUP = re.compile(r"^PJSIP/ecgw-backup-[0-9a-f]{8}$")
+SERVICE = re.compile(r"^[0-9A-Za-z_-]{1,16}$")
+Identity = tuple[int, int]  # (device, inode) of the log file
+
+
+class RunReport(msgspec.Struct, kw_only=True):
+    """One read of the CEL log: rows read and skipped, calls ended, registered, already known, failed."""
+
+    rows: int = 0
+    malformed: int = 0
+    ended: int = 0
+    registered: int = 0
+    known: int = 0
+    failed: int = 0
+    elapsed_s: float = 0.0
+
+
+def answered_by(channel: str) -> tuple[str, str]:
+    """(position, who) of the leg that answered: a position's name and "dispatcher", "" and "backup"
+    for the backup centre, ("", "") for no answer or a channel the dialplan does not ring."""
+    found = POSITION.match(channel)
+    if found:
+        return found.group("name"), "dispatcher"
+    return ("", "backup") if BACKUP.match(channel) else ("", "")
+
+
+def dialplan_id(unique_id: str, arrived_wall: float) -> str:
+    """The incident id the dialplan gives a call (``extensions.conf``: its uniqueid's UTC time, then it)."""
+    seconds = unique_id.split(".", 1)[0]
+    if seconds.isdigit() and len(seconds) <= 10:
+        found = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime(int(seconds)))}-{unique_id}"
+        if INCIDENT_ID.match(found):
+            return found
+    return new_incident_id(arrived_wall)
+
+
+def incident_for(call: FallbackCall, cfg: GatewayConfig, now: float) -> Incident:
+    """The incident of a call the fallback dialplan served, its timeline at the times the log gives."""
+    caller = ani.normalise(call.number, call.name, call.presentation, cfg.ani)
+    position, who = answered_by(call.answered_by)
+    incident_id = call.incident_id if INCIDENT_ID.match(call.incident_id) else dialplan_id(call.unique_id,
+                                                                                           call.arrived_wall)
+    service = call.service if SERVICE.match(call.service) else cfg.services[0].name
+    answer_s = round(call.answered_wall - call.arrived_wall, 3) if call.answered_wall is not None else None
+
+    def at(wall: float, kind: str, actor: str, **data: str | int | float | bool | None) -> TimelineEvent:
+        return TimelineEvent(kind=kind, wall=wall, mono=0.0, actor=actor, data=data)  # mono: not known afterwards
+
+    timeline = [at(call.arrived_wall, "call_arrived", "caller", service=service, channel=call.caller_channel,
+                   number=caller.number, raw_number=caller.raw_number, flags=",".join(caller.flags)),
+                at(call.fallback_wall, "fallback_ringing", "asterisk", legs=call.legs,
+                   reason="the gateway's app was not registered: the dialplan rang the dispatchers")]
+    if call.answered_wall is not None:
+        timeline.append(at(call.answered_wall, "answered", position or who or "dispatcher", position=position,
+                           answered_by=who, channel=call.answered_by, answer_s=answer_s))
+    if call.ended_wall is not None:
+        timeline.append(at(call.ended_wall, "hung_up", "caller" if call.hung_up_by == call.caller_channel
+                           else "dispatcher" if call.hung_up_by else "asterisk", cause=call.hangup_cause,
+                           answered=call.answered_wall is not None))
+    timeline.append(at(now, "fallback_registered", "gateway", source="cel", end_known=call.ended_wall is not None,
+                       linked_id=call.linked_id))
+    return Incident(id=incident_id, service=service, created_wall=call.arrived_wall, caller=caller,
+                    call_id=call.call_id, channel_id=call.unique_id, state="fallback", source="fallback",
+                    priority=cfg.ivr.default_priority, position=position, answer_s=answer_s, timeline=timeline)
+
+
+def read_log(path: Path, known: Identity | None, offset: int, most: int) -> tuple[Identity, int, bytes]:
+    """(identity, offset, bytes): up to ``most`` bytes of the log from ``offset``, or from its start when it
+    is another file than ``known`` or shorter than ``offset`` (rotated, truncated). Blocking; raises OSError."""
+    with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path} is not a regular file")
+        identity = (st.st_dev, st.st_ino)
+        if known is not None and (identity != known or st.st_size < offset):
+            offset = 0
+        f.seek(offset)
+        return identity, offset, f.read(most)
+
+
+class FallbackCalls:
+    """Registers the calls the fallback dialplan served; ``run`` is owned by the app's nursery.
+
+    ``problems`` says why the log cannot be read or calls were not registered (``/health``)."""
+
+    def __init__(self, cfg: GatewayConfig, path: Path, store: AsyncStore, recorder: Recorder,
+                 metrics: Metrics, instance_dir: Path | None = None) -> None:
+        self.cfg = cfg
+        self.path = path
+        self.instance_dir = instance_dir  # provisioned (has etc/): a missing log directory is a problem
+        self.store = store
+        self.recorder = recorder
+        self.metrics = metrics
+        self.problems: list[str] = []
+        self.last: RunReport | None = None
+        self.runs = 0
+        store.sync.apply_schema(CURSOR_SCHEMA)
+        self._reader: Reader | None = None  # None: resume from the stored cursor
+        self._calls = Calls()
+        self._identity: Identity | None = None
+        self._read_to = 0
+        self._saved: tuple[Identity, int] | None = None
+        self._retry: list[FallbackCall] = []
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Reconcile now, then every ``EVERY_S``. A failed run is logged and counted; the next one retries."""
+        task_status.started()
+        while True:
+            try:
+                await self.reconcile()
+            except StoreError as exc:
+                self.metrics.fallback_runs.labels("store_failed").inc()
+                self.problems = [f"fallback calls: the store failed ({exc}); calls served by the fallback "
+                                 "dialplan are not registered yet"]
+                log.error("fallback calls: %s", exc)
+            await trio.sleep(EVERY_S)
+
+    async def reconcile(self) -> RunReport:
+        """One run: read what Asterisk logged since the last, register the marked calls that ended."""
+        began, report = trio.current_time(), RunReport()
+        if self._reader is None:
+            await self._resume()
+        try:
+            await self._read(report)
+        except OSError as exc:
+            return self._unreadable(exc, report, began)
+        ended = [*self._retry, *self._calls.take_ended(time.time())]
+        self._retry, report.ended = [], len(ended)
+        for call in ended:
+            await self._register(call, report)
+        assert self._reader is not None and self._identity is not None
+        resume = min([self._calls.resume_offset(self._reader.consumed), *(c.first_offset for c in self._retry)])
+        await self._save(self._identity, resume)
+        self.problems = [f"fallback calls: {report.failed} not registered (the store failed); retrying"] \
+            if report.failed else []
+        self.metrics.fallback_runs.labels("store_failed" if report.failed else "ok").inc()
+        return self._done(report, began)
+
+    async def _read(self, report: RunReport) -> None:
+        assert self._reader is not None
+        while True:
+            identity, start, data = await trio.to_thread.run_sync(read_log, self.path, self._identity,
+                                                                  self._read_to, READ_CHUNK)
+            if self._identity is not None and (identity != self._identity or start != self._read_to):
+                log.warning("fallback calls: Asterisk's CEL log %s was replaced or truncated; reading it from "
+                            "its start", self.path)
+                self._reader = Reader(start)
+                self._calls.rebase()
+            self._identity, self._read_to = identity, start + len(data)
+            self._reader.receive_data(data)
+            self._drain(report)
+            if len(data) < READ_CHUNK:
+                return
+
+    def _drain(self, report: RunReport) -> None:
+        assert self._reader is not None
+        while (row := self._reader.next_row()) is not None:
+            if isinstance(row, Malformed):
+                report.malformed += 1
+                if report.malformed <= LOGGED_MALFORMED:
+                    log.warning("fallback calls: CEL row at offset %d skipped: %s: %r", row.offset, row.reason,
+                                row.excerpt)
+                continue
+            report.rows += 1
+            self._calls.add(row)
+
+    async def _register(self, call: FallbackCall, report: RunReport) -> None:
+        """Write the call's incident unless the gateway has it; a store failure keeps it for the next run."""
+        incident = incident_for(call, self.cfg, time.time())
+        try:
+            if await self._stored(incident) or not await self._create(incident):
+                report.known += 1
+                return
+        except StoreError as exc:
+            log.error("fallback calls: incident %s (%s) not registered: %s", incident.id, incident.caller.number,
+                      exc)
+            report.failed += 1
+            self._retry.append(call)
+            return
+        report.registered += 1
+        self.metrics.fallback_registered.inc()
+        log.info("fallback calls: registered %s: %s call from %s on %s, answered by %s", incident.id,
+                 incident.service, incident.caller.number or "(no number)", call.caller_channel,
+                 incident.position or answered_by(call.answered_by)[1] or "nobody")
+
+    async def _create(self, incident: Incident) -> bool:
+        """Write the new incident; False if the gateway has it already (live, or written meanwhile)."""
+        if incident.id in self.recorder.live:
+            return False
+        held = self.recorder.track(Held(incident))
+        try:
+            await self.recorder.create(held)
+        except StoreError as exc:
+            error = exc
+        else:
+            return True
+        finally:
+            self.recorder.release(held)
+        if await self._stored(incident):
+            return False
+        raise error
+
+    async def _stored(self, incident: Incident) -> bool:
+        """The store has this call's incident: by its id, or by the caller's channel (adopted under another)."""
+        try:
+            await self.store.get(incident.id)
+            return True
+        except NotFound:
+            return await self.store.by_channel(incident.channel_id) is not None
+
+    async def _resume(self) -> None:
+        rows = await self.store.read("SELECT device, inode, offset FROM cel_cursor WHERE log=?", (str(self.path),))
+        if rows:
+            device, inode, offset = (int(v) for v in rows[0])  # type: ignore[call-overload]
+            self._identity, self._read_to = (device, inode), offset
+            self._saved = ((device, inode), offset)
+        self._reader = Reader(self._read_to)
+        self._calls = Calls()
+
+    async def _save(self, identity: Identity, offset: int) -> None:
+        if self._saved == (identity, offset):
+            return
+        await self.store.write([("INSERT OR REPLACE INTO cel_cursor (log, device, inode, offset, wall)"
+                                 " VALUES (?,?,?,?,?)", (str(self.path), *identity, offset, time.time()))])
+        self._saved = (identity, offset)
+
+    def _unreadable(self, exc: OSError, report: RunReport, began: float) -> RunReport:
+        if isinstance(exc, FileNotFoundError):
+            cel_dir = self.path.parent
+            provisioned = self.instance_dir is not None and (self.instance_dir / "etc").is_dir()
+            self.problems = [f"fallback calls: no CEL directory {cel_dir} (run `gateway asterisk up`): calls the "
+                             "fallback dialplan serves would not be registered"] \
+                if provisioned and not cel_dir.is_dir() else []
+        else:
+            self.problems = [f"fallback calls: cannot read Asterisk's CEL log {self.path}: {exc}"]
+        if self.problems:
+            self.metrics.fallback_runs.labels("unreadable").inc()
+            log.error("%s", self.problems[0])
+        return self._done(report, began)
+
+    def _done(self, report: RunReport, began: float) -> RunReport:
+        report.elapsed_s = round(trio.current_time() - began, 4)
+        self.metrics.cel_rows.labels("event").inc(report.rows)
+        self.metrics.cel_rows.labels("malformed").inc(report.malformed)
+        self.last = report
+        self.runs += 1
+        busy = report.rows or report.malformed or report.ended or self.runs == 1
+        level = logging.INFO if busy else logging.DEBUG  # the first run, and every run that read anything
+        log.log(level, "fallback calls: %d CEL rows read, %d malformed skipped; %d calls ended, %d registered, "
+                "%d already known, %d failed (%.3f s)", report.rows, report.malformed, report.ended,
+                report.registered, report.known, report.failed, report.elapsed_s)
+        return report
