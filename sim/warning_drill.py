@@ -6,7 +6,8 @@
     channels = ["sms", "email", "telegram"]
     status = "Exercise"                   # the only status a drill sends: anything else is refused
     recipients = 60                       # generate this many drill recipients (refs drill-00001...) into the
-                                          # gateway's list; 0: whoever its list already has in the zones
+                                          # gateway's list for the phase (taken out again after it; an
+                                          # Actual alert must never reach them); 0: whoever the list has
     at_s = 5                              # seconds into the drill
     # drafted_by = "aigerim"              # default: the first civil-defence officer of [warnings] users
     # approved_by = "daniyar"             # default: the next one (a second, different officer)
@@ -41,6 +42,8 @@ from sim.delivery import DeliveryReport, Sample, channel_curves
 KINDS = ("sms", "email", "telegram")  # what the drill's stand-ins receive
 LANGUAGES = ("kk", "ru", "en")
 FINAL_STATES = ("sent", "cancelled", "superseded")
+REF_PREFIX = "drill-"  # the generated recipients' refs
+CLEAN_UP = 8  # deletions of generated recipients at once
 READY_S = 70.0  # the gateway re-opens a channel whose provider was down with a back-off of at most 60 s
 
 
@@ -99,7 +102,7 @@ def recipients_csv(w: WarningPhase) -> str:
     for i in range(w.recipients):
         first = w.channels[i % len(w.channels)]
         order = [first, *(c for c in w.channels if c != first)]
-        rows.append(f"drill-{i + 1:05d},Drill {i + 1},+7700{i:07d},drill{i + 1}@example.kz,{800_000_000 + i},"
+        rows.append(f"{REF_PREFIX}{i + 1:05d},Drill {i + 1},+7700{i:07d},drill{i + 1}@example.kz,{800_000_000 + i},"
                     f"{LANGUAGES[i % 3]},{';'.join(w.zones)},{';'.join(order)}")
     return "\n".join(rows) + "\n"
 
@@ -165,9 +168,14 @@ class WarningRun:
             async with self.client() as http:
                 await self.wait_channels(http)
                 await trio.sleep_until(start + self.w.at_s)
-                if self.w.recipients:
-                    await self.import_recipients(http)
-                self.result = await self.send_and_sample(http, start)
+                try:
+                    if self.w.recipients:
+                        await self.import_recipients(http)
+                    self.result = await self.send_and_sample(http, start)
+                finally:
+                    if self.w.recipients:
+                        with trio.CancelScope(shield=True):
+                            await self.remove_recipients(http)
         except (OSError, httpx.HTTPError, DrillError, ValueError, KeyError) as exc:
             self.notes.append(f"warning phase: {type(exc).__name__}: {exc}")
 
@@ -187,6 +195,29 @@ class WarningRun:
         answer = _checked(reply, "import the drill recipients")
         if answer.get("errors"):
             raise DrillError(f"the gateway refused drill recipients: {answer['errors'][:3]}")
+
+    async def remove_recipients(self, http: httpx.AsyncClient, timeout_s: float = 60.0) -> None:
+        """Take the generated recipients out of the gateway's list again (noted if some stay)."""
+        refs = [f"{REF_PREFIX}{i + 1:05d}" for i in range(self.w.recipients)]
+        removed: set[str] = set()
+        slots = trio.Semaphore(CLEAN_UP)
+
+        async def remove(ref: str) -> None:
+            async with slots:
+                try:
+                    reply = await http.delete(f"/recipients/{ref}", headers=self.acting(False))
+                except httpx.HTTPError:
+                    return
+                if reply.status_code in (204, 404):
+                    removed.add(ref)
+        with trio.move_on_after(timeout_s):
+            async with trio.open_nursery() as nursery:
+                for ref in refs:
+                    nursery.start_soon(remove, ref)
+        left = [ref for ref in refs if ref not in removed]
+        if left:
+            self.notes.append(f"warning phase: {len(left)} generated recipients are still in the gateway's list "
+                              f"(refs {REF_PREFIX}*, e.g. {left[0]}): delete them before an Actual alert")
 
     def acting(self, approver: bool) -> dict[str, str]:
         return {"X-ECGW-User": self.approver if approver else self.drafter}

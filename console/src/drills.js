@@ -104,7 +104,10 @@ function escalationSection(escalation, say) {
     const y = i * 24 + 2;
     svg.append(svgEl("text", { x: 0, y: y + 14, "font-size": 12 }, i % 2 ? "" : category),
       svgEl("text", { x: 150, y: y + 14, "font-size": 11, fill: "#555" }, what));
-    if (!spread.count) return;
+    if (!spread.count) {
+      svg.append(svgEl("text", { x: 320, y: y + 14, "font-size": 11, fill: "#777" }, say("r_no_samples")));
+      return;
+    }
     svg.append(svgEl("rect", { x: 320, y, width: Math.max(1, (spread.max / top) * 220), height: 16, fill: "#9db4cf",
       class: "max" }),
     svgEl("rect", { x: 320, y: y + 4, width: Math.max(1, (spread.median / top) * 220), height: 8, fill: "#14365c",
@@ -140,7 +143,7 @@ function deliverySection(delivery, say) {
 
 function deliveryChart(channels, say) {
   // x: seconds since sending, y: % of the channel's jobs done (sent or delivered); one line per channel.
-  const [left, top, width, height] = [44, 10, 420, 200];
+  const [left, top, width, height] = [44, 24, 420, 200];
   const end = Math.max(1, ...channels.flatMap((c) => c.curve.map(([at]) => at)));
   const x = (s) => left + (s / end) * width;
   const y = (pct) => top + height - (pct / 100) * height;
@@ -157,7 +160,7 @@ function deliveryChart(channels, say) {
     svgEl("line", { x1: left, x2: left + width, y1: top + height, y2: top + height, stroke: "#333" }),
     svgEl("text", { x: left + width / 2, y: top + height + 32, "text-anchor": "middle", "font-size": 11 },
       say("r_seconds")),
-    svgEl("text", { x: 0, y: top - 2, "font-size": 11 }, say("r_delivered_pct")));
+    svgEl("text", { x: 0, y: top - 12, "font-size": 11 }, say("r_delivered_pct")));
   const legend = svgEl("g", { class: "legend" });
   channels.forEach((c, i) => {
     const colour = PALETTE[i % PALETTE.length];
