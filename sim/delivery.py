@@ -107,7 +107,7 @@ def delivery_text(d: DeliveryReport) -> list[str]:
     who = f"drafted by {d.drafted_by}, sent by {d.approved_by}"
     made = f", {d.recipients_generated} drill recipients" if d.recipients_generated else ""
     lines = [f"  warning: {d.status} {d.event} {d.alert_id or '(not drafted)'} to {', '.join(d.zones)} "
-             f"({who}{made}): {d.targeted} targeted, {d.state}, sent {d.sent_after_s:.1f} s into the drill"]
+             f"({who}{made}): {d.targeted} targeted, now {d.state}; sent {d.sent_after_s:.1f} s into the drill"]
     for c in d.channels:
         lines.append(f"    {c.channel:<10} {c.done}/{c.total} done, {c.failed} failed; 50 % {_s(c.to_50_s)}, "
                      f"90 % {_s(c.to_90_s)}, 100 % {_s(c.to_100_s)}")
