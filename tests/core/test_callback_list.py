@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import msgspec
+import pytest
+
+from gateway import settings as config
+from gateway.asterisk import dialplan
+from gateway.errors import ConfigError
 from gateway.incident.callback_list import Abandoned, diallable, entries, find, outcome_of, reached
+from gateway.settings.credentials import with_secrets
 
 
 def row(incident_id: str, number: str, wall: float, priority: int = 1, category: str = "", attempts: int = 0,
@@ -52,3 +59,20 @@ def test_dial_results_and_which_of_them_take_the_number_off_the_list() -> None:
     assert outcome_of("CHANUNAVAIL") == "failed" and outcome_of("CONGESTION") == "failed"
     assert outcome_of("SOMETHING-NEW") == "failed" and outcome_of("CANCEL") == "cancelled"
     assert not any(reached(o) for o in ("busy", "no_answer", "failed", "cancelled", "position_unanswered"))
+
+
+def test_the_config_and_the_dialplan_it_renders() -> None:
+    shipped = config.load()
+    cfg = with_secrets(shipped, lambda service: f"{service}-generated-secret")
+    text = dialplan.render_all(cfg, "/srv/ecgw/t", "/mods", "/data")["extensions.conf"]
+    assert " same => n,Set(TALK_DETECT(set)=1200,128)" in text
+    assert " same => n,Dial(PJSIP/ecgw-callout/sip:${ECGW_CALLBACK_TO}@127.0.0.1:5080,30)" in text
+    assert " same => n(dial),Set(CALLERID(num)=112)" in text
+    quiet = msgspec.structs.replace(cfg, silence=msgspec.structs.replace(cfg.silence, enabled=False))
+    assert "TALK_DETECT" not in dialplan.render_all(quiet, "/srv/ecgw/t", "/mods", "/data")["extensions.conf"]
+    raw = msgspec.to_builtins(shipped)
+    raw["callback"] = {"caller_id": "112;x", "trunk_uri": "sip:user@host", "auto_after_s": 30}
+    with pytest.raises(ConfigError) as refused:
+        config.parse(raw, "gateway.toml")
+    found = "\n".join(refused.value.problems)
+    assert "callback.caller_id" in found and "callback.trunk_uri" in found and "callback.auto_after_s" in found
