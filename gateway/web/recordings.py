@@ -13,9 +13,8 @@ import shutil
 from pathlib import Path
 from typing import Annotated
 
-import trio
-
 import msgspec
+import trio
 from msgspec import Meta
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
