@@ -136,6 +136,8 @@ function entered(me) {
   }
   refreshPositions();
   setInterval(refreshPositions, 5000);
+  refreshCallbacks();
+  setInterval(refreshCallbacks, 5000);
   setInterval(() => { renderQueue(); renderEscalation(); }, 1000);  // waiting times and countdowns move
 }
 
@@ -169,6 +171,41 @@ async function refreshPositions() {
   } catch (error) {
     $("positions").textContent = explain(error);
   }
+}
+
+// Callers who hung up before anyone answered, one row per number: "call back" rings this position, then them.
+async function refreshCallbacks() {
+  try {
+    const entries = await api("/callbacks");
+    const now = Date.now() / 1000;
+    $("callbacks").tBodies[0].replaceChildren(...entries.map((e) => {
+      const row = document.createElement("tr");
+      const waited = Math.max(0, Math.round(now - e.first_wall));
+      const last = e.last_outcome ? t(state.language, "cb_" + e.last_outcome) + ` (${e.attempts})` : "—";
+      for (const cell of [`${Math.floor(waited / 60)}:${String(waited % 60).padStart(2, "0")}`, e.number,
+        categoryTitle(e.category), e.count, last]) row.append(el("td", cell));
+      const button = el("button", t(state.language, "call_back"));
+      button.disabled = !state.me.position;
+      button.addEventListener("click", () => callBack(e.number));
+      const action = document.createElement("td");
+      action.append(button);
+      row.append(action);
+      return row;
+    }));
+    $("callbacks-count").textContent = String(entries.length);
+  } catch (error) {
+    $("callbacks-error").textContent = explain(error);
+  }
+}
+
+async function callBack(number) {
+  $("callbacks-error").textContent = "";
+  try {
+    await api(`/callbacks/${encodeURIComponent(number)}/call`, { method: "POST", body: { position: state.me.position } });
+  } catch (error) {
+    $("callbacks-error").textContent = explain(error);
+  }
+  refreshCallbacks();
 }
 
 // -- the queue --------------------------------------------------------------------------------
@@ -216,8 +253,10 @@ function renderQueue() {
     row.dataset.id = s.id;
     if (s.id === state.selected) row.classList.add("selected");
     if (s.priority >= 8) row.classList.add("p-high");
+    if (s.silent) row.classList.add("silent");
     const waited = Math.max(0, Math.round(now - s.created_wall));
-    const number = (s.number || t(state.language, "withheld")) + (s.language ? ` · ${s.language}` : "");
+    const number = (s.number || t(state.language, "withheld")) + (s.language ? ` · ${s.language}` : "")
+      + (s.silent ? ` · ${t(state.language, "silent")}` : "");
     const ivr = s.ivr_choice ? ` · IVR: ${s.ivr_choice === s.category ? "✓" : t(state.language, "ivr_" + s.ivr_choice)}` : "";
     for (const cell of [`${Math.floor(waited / 60)}:${String(waited % 60).padStart(2, "0")}`, s.service, s.priority,
       number, categoryTitle(s.category) + ivr, s.location_source || "—", s.state + " / " + s.status]) {

@@ -1,6 +1,7 @@
 // Labels in the three languages of the centre; a person's own language is the default.
 export const TEXT = {
   ru: {
+    callbacks: "Перезвонить", cb_calls: "Звонков", cb_last: "Последняя попытка", call_back: "Перезвонить", silent: "молчит", cb_answered: "дозвонились", cb_busy: "занято", cb_no_answer: "не ответил", cb_failed: "не удалось", cb_cancelled: "отменено", cb_position_unanswered: "пульт не ответил",
     st_draft: "черновик", st_approved: "утверждено", st_sending: "отправляется", st_sent: "отправлено", st_superseded: "заменено", st_cancelled: "отменено", msg_Update: "обновление", msg_Cancel: "отмена",
     update_alert: "Обновить", updating: "Обновление оповещения", new_alert_instead: "Новое вместо обновления",
     recordings: "Записи разговора", download: "скачать", recording_problem: "файл недоступен", legal_hold: "Удержание (не удалять)", no_recordings: "записей нет",
@@ -68,6 +69,7 @@ export const TEXT = {
     units_near: "Ближайшие свободные наряды", assign: "Назначить", add_note: "Добавить заметку", no_units: "нет свободных",
   },
   kk: {
+    callbacks: "Қайта қоңырау шалу", cb_calls: "Қоңыраулар", cb_last: "Соңғы әрекет", call_back: "Қайта қоңырау шалу", silent: "үндемейді", cb_answered: "жауап берді", cb_busy: "бос емес", cb_no_answer: "жауап жоқ", cb_failed: "сәтсіз", cb_cancelled: "тоқтатылды", cb_position_unanswered: "пульт жауап бермеді",
     st_draft: "жоба", st_approved: "бекітілді", st_sending: "жіберілуде", st_sent: "жіберілді", st_superseded: "ауыстырылды", st_cancelled: "болдырылмады", msg_Update: "жаңарту", msg_Cancel: "болдырмау",
     update_alert: "Жаңарту", updating: "Хабарламаны жаңарту", new_alert_instead: "Жаңарту орнына жаңа",
     recordings: "Сөйлесу жазбалары", download: "жүктеу", recording_problem: "файл қолжетімсіз", legal_hold: "Сақтау (жоймау)", no_recordings: "жазба жоқ",
@@ -136,6 +138,7 @@ export const TEXT = {
     assign: "Тағайындау", add_note: "Жазба қосу", no_units: "бос жасақ жоқ",
   },
   en: {
+    callbacks: "Call back", cb_calls: "Calls", cb_last: "Last attempt", call_back: "Call back", silent: "silent", cb_answered: "reached", cb_busy: "busy", cb_no_answer: "no answer", cb_failed: "failed", cb_cancelled: "cancelled", cb_position_unanswered: "position did not answer",
     st_draft: "draft", st_approved: "approved", st_sending: "sending", st_sent: "sent", st_superseded: "superseded", st_cancelled: "cancelled", msg_Update: "update", msg_Cancel: "cancel",
     update_alert: "Update", updating: "Updating alert", new_alert_instead: "A new alert instead",
     recordings: "Call recordings", download: "download", recording_problem: "file unavailable", legal_hold: "Legal hold", no_recordings: "no recordings",
