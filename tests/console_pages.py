@@ -375,9 +375,29 @@ def draw_area(page: Any, shots: Path, seen: dict[str, object]) -> None:
     page.screenshot(path=shots / "12-area-submitted.png", full_page=True)
 
 
+def call_back_page(chromium: str, url: str, name: str, number: str, shots: Path) -> dict[str, object]:
+    """A dispatcher at pos1 sees ``number`` on the call-back list and presses "call back"; what the list
+    showed before, and the page's refusal line after (empty when the gateway took it)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=LAUNCH)
+        page = browser.new_context(viewport={"width": 1400, "height": 900}, locale="ru-RU").new_page()
+        log_in(page, url, name, "pos1")
+        row = page.locator("#callbacks tbody tr", has_text=number)
+        row.wait_for()
+        seen: dict[str, object] = {"row": row.text_content(), "count": page.text_content("#callbacks-count")}
+        page.screenshot(path=shots / "13-callbacks.png", full_page=True)
+        row.locator("button").click()
+        page.wait_for_timeout(1500)
+        seen["error"] = page.text_content("#callbacks-error")
+        browser.close()
+    return seen
+
+
 FUNCTIONS: dict[str, Callable[..., object]] = {
     "drive": drive, "board_pages": board_pages, "watch": watch, "officers": officers, "drill_page": drill_page,
-    "composer_area": composer_area}
+    "composer_area": composer_area, "call_back_page": call_back_page}
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ from sim import sipp_xml as scenario
 from sim.lab import AsteriskInstance, GatewayProcess, start_asterisk, stop_asterisk, write_config
 from sim.sipp import free_port
 from tests.conftest import _real_tier_available
+from tests.console_pages import PASSWORD
 from tests.drills.test_real_recordings import speech_pcap
+from tests.drivers.test_console_browser import chromium_or_skip, in_browser
 
 TOKEN = "tok-aigerim-dispatcher"
 FIRST, SECOND, TALKER = "+77010000001", "+77012223344", "+77015556677"
@@ -181,6 +183,30 @@ async def test_a_silent_caller_hears_the_prompt_is_marked_and_still_reaches_the_
     assert 4.0 <= float(marked.data["after_s"] or 0) < 8.0
     rows = [r for r in await gateway.incidents() if r["id"] == incident.id]
     assert rows and rows[0]["silent"] is True  # the queue's rows carry the flag
+
+
+async def test_a_dispatcher_calls_back_from_the_console(
+    lab: tuple[AsteriskInstance, int], gateway: GatewayProcess, phones: sipp.Phones, tmp_path: Path
+) -> None:
+    chromium = chromium_or_skip()
+    asterisk, trunk = lab
+    accounts = Accounts(asterisk.cfg.store.path)
+    accounts.reset("aigerim", PASSWORD)
+    accounts.close()
+    _first, second = await abandon_while_the_first_talks(asterisk, tmp_path)
+    gone = await gateway.wait_incident(second.call_id, until="hung_up")
+    uas = sipp.Uas("caller-phone", scenario.resident(hang_up_after_ms={SECOND: 1500}), trunk, media_port=free_port())
+    async with sipp.answering_sipp(tmp_path / "trunk", [uas], "the caller's phone"):
+        seen = await in_browser("call_back_page", tmp_path, chromium=chromium, url=gateway.url, name="aigerim",
+                                number=SECOND)
+        with trio.fail_after(30):
+            while "callback_outcome" not in kinds(incident := await gateway.incident(gone.id)):
+                await trio.sleep(0.3)
+    assert SECOND in str(seen["row"]) and "Перезвонить" not in str(seen["error"]) and not seen["error"], seen
+    started = next(e for e in incident.timeline if e.kind == "callback_started")
+    assert started.actor == "aigerim" and started.data["position"] == "pos1"
+    assert next(e for e in incident.timeline if e.kind == "callback_outcome").data["outcome"] == "answered"
+    assert all(e["number"] != SECOND for e in await callbacks(gateway))
 
 
 def assert_in_order(incident: Incident, *expected: str) -> None:
