@@ -4,7 +4,7 @@ Same machine, same run, same Asterisk instance, same sipp callers and answering 
 (``bench/intake_load.py``): Asterisk alone (the fallback dialplan ringing a phone), a throwaway minimal
 Stasis app that only continues each caller into ``ecgw-deliver`` (what Stasis itself costs), and the gateway.
   (1) per column, at a fixed rate (default 50 calls/s for 10 s): CPU per call of Asterisk and of the
-      serving process, from /proc/<pid>/stat (utime + stime; the idle rate over the same window taken off);
+      serving process, from /proc/<pid>/stat (utime + stime, first INVITE to 2 s after the last BYE);
   (2) per column, the highest call-setup rate with zero failed calls; printed with the ratios to Asterisk
       alone. Through the gateway every step also says how far the records lag: incidents lacking their
       "answered" entry when the step ends, and how long until they all have it (or how many never do);
@@ -147,7 +147,7 @@ async def measure(env: lab.AsteriskInstance, workdir: Path, column: Column, args
     column.cpu = await cpu_step(env, served, workdir, args.rate, args.cpu_seconds)
     cpu = column.cpu
     print(f"  {served.name:8s} CPU per call at {args.rate}/s ({cpu.calls} calls, {cpu.failed} failed): "
-          f"Asterisk {cpu.asterisk_ms:.2f} ms, app {cpu.app_ms:.2f} ms (idle rates taken off: Asterisk "
+          f"Asterisk {cpu.asterisk_ms:.2f} ms, app {cpu.app_ms:.2f} ms (just before, idle: Asterisk "
           f"{cpu.idle_asterisk_ms_s:.1f} ms/s, app {cpu.idle_app_ms_s:.1f} ms/s)", flush=True)
     await asterisk_quiet(env)
     column.best, _ = await ramp(env, workdir, served, args.seconds, RATES[: args.max_steps])
@@ -160,20 +160,22 @@ async def main(args: argparse.Namespace) -> None:
                                 fallback_positions=1, rtp_ports=16000)
         env = lab.start_asterisk(path)
         gateway = lab.GatewayProcess(path, workdir / "gateway.log")
-        columns = [Column(Served()), Column(MinimalStasis(path, workdir / "minimal.log")), Column(Gateway(gateway))]
+        # The gateway first: on start it registers every call it did not see from Asterisk's CEL log,
+        # which after the other columns would be thousands of calls to catch up on.
+        columns = [Column(Gateway(gateway)), Column(MinimalStasis(path, workdir / "minimal.log")), Column(Served())]
         try:
             async with sipp.phones(env.cfg, workdir / "phones", ring_ms=0) as phones:
                 print(f"phones up; Asterisk instance {env.cfg.asterisk.instance}; {args.positions} positions",
                       flush=True)
                 print("(1) CPU per call at a fixed rate, then (2) the highest zero-failure rate, 1 s calls", flush=True)
-                for column in columns:
-                    await measure(env, workdir, column, args)
-                    if column.served is not columns[-1].served:
-                        await asterisk_quiet(env)
-                        await column.served.stop()
+                await measure(env, workdir, columns[0], args)
                 await quiet(gateway)  # the overloaded last step must not leak into the latency run
                 print(f"(3) latency at {args.rate} calls/s for {args.latency_seconds:.0f} s", flush=True)
                 figures = await latency(env, workdir, phones, args.rate, args.latency_seconds)
+                for before, column in zip(columns, columns[1:], strict=False):
+                    await asterisk_quiet(env)
+                    await before.served.stop()
+                    await measure(env, workdir, column, args)
         finally:
             for column in columns:
                 await column.served.stop()
@@ -183,9 +185,9 @@ async def main(args: argparse.Namespace) -> None:
 
 def report(columns: list[Column], rate: int, figures: dict[str, list[float]]) -> None:
     print("\n== intake benchmark ==")
-    alone = columns[0].best
+    alone = columns[-1].best
     print(f"{'':36s} {'calls/s':>8s} {'ratio':>6s} {'Asterisk ms/call':>17s} {'app ms/call':>12s}")
-    for column in columns:
+    for column in reversed(columns):
         cpu = column.cpu
         ratio = column.best / alone if alone else float("nan")
         print(f"{column.served.label:36s} {column.best:8.0f} {ratio:6.2f} "

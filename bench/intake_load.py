@@ -171,24 +171,23 @@ def cpu_s(pid: int | None) -> float:
 class Cpu:
     calls: int
     failed: int
-    asterisk_ms: float  # per call, the idle rate over the same window taken off
+    asterisk_ms: float  # per call: all CPU from the first INVITE until SETTLE_S after the last BYE
     app_ms: float
-    idle_asterisk_ms_s: float  # idle CPU per second of wall time, for the record
+    idle_asterisk_ms_s: float  # CPU per wall second just before, when nothing called: what "all" includes
     idle_app_ms_s: float
 
 
 async def cpu_step(env: lab.AsteriskInstance, served: Served, workdir: Path, rate: int, seconds: float) -> Cpu:
-    """At a fixed rate: CPU of Asterisk and of the serving process per call, from /proc/<pid>/stat."""
+    """At a fixed rate: CPU of Asterisk and of the serving process per call, from /proc/<pid>/stat.
+    Nothing is taken off: a process busy with something else before the calls shows in its idle rate."""
     pids = (asterisk_pid(env), served.pid)
-    await trio.sleep(IDLE_S)  # a process just started is still warming up: that is not its idle rate
+    await trio.sleep(IDLE_S)  # a process just started is still warming up
     idle = await _cpu_over(pids, IDLE_S)
     calls = int(rate * seconds)
-    start, started = [cpu_s(p) for p in pids], time.monotonic()
+    start = [cpu_s(p) for p in pids]
     failed, _ = await sipp_load(env.cfg, workdir / f"cpu-{served.name}-{rate}", rate, calls)
     await trio.sleep(SETTLE_S)
-    window = time.monotonic() - started
-    busy = [cpu_s(p) - s for p, s in zip(pids, start, strict=True)]
-    per_call = [(b - i * window) * 1000 / calls for b, i in zip(busy, idle, strict=True)]
+    per_call = [(cpu_s(p) - s) * 1000 / calls for p, s in zip(pids, start, strict=True)]
     return Cpu(calls, failed, per_call[0], per_call[1], idle[0] * 1000, idle[1] * 1000)
 
 
