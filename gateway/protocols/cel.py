@@ -113,43 +113,49 @@ class Reader:
 def parse(record: bytes, offset: int = 0) -> CelEvent | Malformed:
     """One record (with its newline) as a CelEvent, or Malformed with the reason."""
     text = record.decode("utf-8", "replace")
-
-    def bad(reason: str) -> Malformed:
-        return Malformed(offset=offset, reason=reason, excerpt=text[:120])
-
     if not record.startswith(MARK):
-        return bad(f"does not begin with the layout {LAYOUT!r} (a torn write, or another layout)")
+        return _bad(offset, text, f"does not begin with the layout {LAYOUT!r} (a torn write, or another layout)")
     if not text.endswith("\n"):
-        return bad("no newline at its end (a torn write)")
-    try:
-        rows = list(csv.reader(io.StringIO(text[:-1], newline=""), strict=True))
-    except csv.Error as exc:
-        return bad(f"not CSV: {exc}")
-    if len(rows) != 1 or len(rows[0]) != len(FIELDS):
-        found = len(rows[0]) if len(rows) == 1 else f"{len(rows)} rows"
-        return bad(f"expected {len(FIELDS)} fields, found {found}")
-    values = dict(zip(FIELDS, rows[0], strict=True))
-    problem = _problem(values)
+        return _bad(offset, text, "no newline at its end (a torn write)")
+    if '""' not in text and text.count("\n") == 1 and text.endswith('"\n'):
+        values = text[1:-2].split('","')  # the common row: no quote and no newline inside a value
+    else:
+        try:
+            rows = list(csv.reader(io.StringIO(text[:-1], newline=""), strict=True))
+        except csv.Error as exc:
+            return _bad(offset, text, f"not CSV: {exc}")
+        values = rows[0] if len(rows) == 1 else []
+    if len(values) != len(FIELDS):
+        return _bad(offset, text, f"expected {len(FIELDS)} fields, found {len(values)}")
+    problem = _problem(values, len(text) > MAX_VALUE)
     if problem:
-        return bad(problem)
-    del values["layout"]
-    return CelEvent(offset=offset, wall=float(values.pop("wall")), **values)
+        return _bad(offset, text, problem)
+    _, kind, user_type, wall, unique_id, linked_id, channel, context, exten, peer, extra, number, name = values
+    return CelEvent(offset=offset, kind=kind, user_type=user_type, wall=float(wall), unique_id=unique_id,
+                    linked_id=linked_id, channel=channel, context=context, exten=exten, peer=peer, extra=extra,
+                    number=number, name=name)
 
 
-def _problem(values: dict[str, str]) -> str:
-    """What makes a split record unusable ("" if nothing)."""
-    long = [k for k, v in values.items() if len(v) > MAX_VALUE]
+def _bad(offset: int, text: str, reason: str) -> Malformed:
+    return Malformed(offset=offset, reason=reason, excerpt=text[:120])
+
+
+def _problem(values: list[str], long: bool) -> str:
+    """What makes a split record unusable ("" if nothing); ``long``: the record may hold an overlong value."""
     if long:
-        return f"{long[0]} longer than {MAX_VALUE} characters"
-    if not KIND.match(values["kind"]):
-        return f"event type {values['kind'][:40]!r} is not an event name"
+        for key, value in zip(FIELDS, values, strict=True):
+            if len(value) > MAX_VALUE:
+                return f"{key} longer than {MAX_VALUE} characters"
+    _, kind, _, wall_text, unique_id, linked_id = values[:6]
+    if not KIND.match(kind):
+        return f"event type {kind[:40]!r} is not an event name"
     try:
-        wall = float(values["wall"])
+        wall = float(wall_text)
     except ValueError:
-        return f"event time {values['wall'][:40]!r} is not a number"
+        return f"event time {wall_text[:40]!r} is not a number"
     if not math.isfinite(wall) or wall <= 0:
-        return f"event time {values['wall'][:40]!r} is not a time"
-    for key in ("unique_id", "linked_id"):
-        if not UNIQUE_ID.match(values[key]):
-            return f"{key} {values[key][:40]!r} is not an Asterisk unique id"
+        return f"event time {wall_text[:40]!r} is not a time"
+    for key, value in (("unique_id", unique_id), ("linked_id", linked_id)):
+        if not UNIQUE_ID.match(value):
+            return f"{key} {value[:40]!r} is not an Asterisk unique id"
     return ""

@@ -2,7 +2,8 @@
 broken rows a log can hold; and the grouping of events into the calls the fallback dialplan served.
 
 ``tests/data/cel/asterisk22-fallback.csv`` is what Debian's Asterisk 22.10 wrote for two fallback calls
-answered by a dispatcher phone (the second from a caller whose number held ``<>",`` and a newline)."""
+answered by a dispatcher phone (two positions rung each time; the second caller's number held ``<>",`` and a
+newline, sent as ``%3Cimg%3E1234%22%2C%0A5``)."""
 
 from __future__ import annotations
 
@@ -132,7 +133,8 @@ def test_hostile_and_broken_rows_are_malformed_with_a_reason_never_an_exception(
         "unique id": raw([*base[:3], "1.0;rm -rf /", *base[4:]]),
         "longer than": raw([*base[:-1], "x" * 5000]),
         "layout": raw(base, layout="ecgw-cel-0"),
-        "not CSV": f'"{LAYOUT}","CHAN_START"x,"1"\n'.encode(),
+        "not CSV": f'"{LAYOUT}","CHAN_START"x,"a""b"\n'.encode(),
+        "found 2": f'"{LAYOUT}","CHAN_START"x,"1"\n'.encode(),
     }
     for reason, data in cases.items():
         [found] = events(data)
@@ -183,10 +185,12 @@ def test_a_fallback_call_answered_by_a_position() -> None:
     assert calls.open == {}
 
 
-def test_the_real_log_gives_both_calls_answered_by_pos1() -> None:
+def test_the_real_log_gives_both_calls_with_the_position_that_answered() -> None:
     found, _, _ = grouped(SAMPLE.read_bytes())
-    assert [c.service for c in found] == ["112", "112"]
-    assert [c.answered_by.rsplit("-", 1)[0] for c in found] == ["PJSIP/ecgw-pos-pos1"] * 2
+    assert [(c.service, c.presentation, c.call_id) for c in found] == [
+        ("112", "allowed_not_screened", "1-13020@127.0.0.1"), ("112", "allowed_not_screened", "1-13026@127.0.0.1")]
+    assert [c.incident_id for c in found] == ["20261204-205844-1796417924.0", "20261204-205846-1796417926.3"]
+    assert [c.answered_by for c in found] == ["PJSIP/ecgw-pos-pos2-00000002", "PJSIP/ecgw-pos-pos1-00000004"]
     assert found[1].number == '<img>1234",\n5'
     assert all(c.ended_wall is not None and c.answered_wall is not None for c in found)
 

@@ -145,6 +145,18 @@ async def test_a_replaced_log_is_read_from_its_start(lab: Lab) -> None:
     assert len(lab.incidents()) == 2
 
 
+async def test_rows_written_just_before_a_rotation_are_read_from_the_old_file(lab: Lab) -> None:
+    calls = lab.service()
+    lab.append(fallback_call(T, UID))
+    await calls.reconcile()
+    lab.append(fallback_call(T + 100, f"{T + 100:.0f}.0"))  # after the last read, before the rotation
+    os.rename(lab.log, lab.log.with_name("ecgw-cel.csv.1"))
+    lab.append(fallback_call(T + 200, f"{T + 200:.0f}.0"))
+    report = await calls.reconcile()
+    assert (report.rows, report.registered) == (18, 2)
+    assert len(lab.incidents()) == 3
+
+
 async def test_a_failed_write_is_retried_at_the_next_run(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = lab.service()
     real = lab.recorder.create
