@@ -28,6 +28,7 @@ from gateway.settings import GatewayConfig
 log = logging.getLogger(__name__)
 PACKAGES = "asterisk,asterisk-modules,asterisk-core-sounds-en,ca-certificates"
 APT_SOURCES = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+NEW_MODULES = ("cel_custom.so",)  # once `noload` in dialplans/modules.conf: see _load_new_modules
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,7 @@ def up(cfg: GatewayConfig) -> Sandbox:
     install_config(cfg, box)
     if pid(box) is not None:
         cli(box, "core reload")
+        _load_new_modules(box)
         return box
     console = os.open(box.host_dir / "log" / "console.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
     subprocess.Popen(
@@ -265,6 +267,16 @@ def up(cfg: GatewayConfig) -> Sandbox:
     os.close(console)
     _wait_booted(box, cfg.asterisk.boot_timeout_s)
     return box
+
+
+def _load_new_modules(box: Sandbox) -> None:
+    """Modules ``dialplans/modules.conf`` once kept out, loaded into an instance already running (a reload
+    reads modules.conf but loads nothing new): cel_custom writes the CEL log the gateway registers fallback
+    calls from."""
+    for name in NEW_MODULES:
+        if re.search(r"^0 modules loaded", cli(box, f"module show like {name.removesuffix('.so')}"), re.M):
+            log.warning("Asterisk instance %s: loading %s (kept out of it before)", box.instance, name)
+            cli(box, f"module load {name}")
 
 
 def _wait_booted(box: Sandbox, timeout: float) -> None:
