@@ -6,7 +6,8 @@ into the list a dispatcher works from: one ``Entry`` per number (a caller who tr
 one call back, with a count and the three incidents), the most urgent category first (the highest
 priority of that number's calls), then the longest waiting (its first abandoned call). A call-back's
 Dial result is an ``Outcome``; only ``answered`` takes the number off the list, every other outcome
-is counted on the entry and leaves it for the next attempt.
+is counted on the entry and leaves it for the next attempt. With automatic call-back on, the gateway
+itself calls an entry nobody has tried once no dispatcher is free (``auto_due``).
 """
 
 from __future__ import annotations
@@ -93,6 +94,22 @@ def outcome_of(dialstatus: str) -> Outcome | None:
     if dialstatus in NOT_YET:
         return None
     return DIAL_OUTCOMES.get(dialstatus, "failed")
+
+
+def outcome_of_cause(cause: int) -> Outcome:
+    """Why a leg we dialled ended before it was answered (its Q.850 hang-up cause)."""
+    if cause == 17:  # user busy
+        return "busy"
+    if cause in (16, 18, 19, 21):  # normal clearing, no user responding, no answer, rejected
+        return "no_answer"
+    return "failed"
+
+
+def auto_due(entry: Entry, now: float, after_s: float, position_free: bool) -> bool:
+    """Whether the gateway calls this number back itself now: automatic call-back is on (``after_s`` > 0),
+    no dispatcher is free to do it, the last call was abandoned at least ``after_s`` ago, and nobody has
+    tried yet (one automatic attempt per entry: a caller who does not answer is left to the dispatchers)."""
+    return after_s > 0 and not position_free and entry.attempts == 0 and now - entry.last_wall >= after_s
 
 
 def reached(outcome: Outcome) -> bool:

@@ -33,9 +33,10 @@ _COLUMNS = ("incident_id", "number", "service", "category", "priority", "wall", 
 
 
 def abandoned(incident: Incident, wall: float) -> Statement:
-    """The row of an incident whose call ended unanswered (write it with its ``hung_up`` event)."""
-    return ("INSERT OR IGNORE INTO callbacks (incident_id, number, service, category, priority, wall)"
-            " VALUES (?,?,?,?,?,?)",
+    """The row of an incident whose call ended unanswered (write it with its ``hung_up`` event). A caller
+    reached by a call-back who hangs up again before a dispatcher answers is listed again (attempts kept)."""
+    return ("INSERT INTO callbacks (incident_id, number, service, category, priority, wall)"
+            " VALUES (?,?,?,?,?,?) ON CONFLICT(incident_id) DO UPDATE SET cleared_wall=NULL, wall=excluded.wall",
             (incident.id, incident.caller.number, incident.service, incident.category, incident.priority, wall))
 
 

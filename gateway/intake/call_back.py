@@ -11,6 +11,11 @@ counted on its rows in the same write). ``answered`` takes the number off the li
 failed, or a position that did not answer leave it there. While a call-back runs its position is
 reserved on the dispatcher's board, so no queued caller is handed to it; a call-back is refused while
 callers wait in the queue (live emergencies first).
+
+Automatic call-back (``[callback] auto_after_s`` > 0): when no dispatcher is free to do it, the gateway
+calls an entry nobody has tried yet, once, straight to the caller from the centre's number; a caller who
+answers hears the ``callback`` prompt and is queued on their incident like an incoming call (the intake
+serves the leg from then on, ``take_answered``); one who does not stays on the list for the dispatchers.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from gateway.settings import GatewayConfig
 
 log = logging.getLogger(__name__)
 ROLE = "callback"  # the StasisStart argument of a call-back's position leg
+AUTO_ROLE = "autocallback"  # ... and of an automatic call-back's caller leg
+AUTO_EVERY_S = 2.0
 CONTEXT = "ecgw-callback"
 
 
@@ -50,6 +57,7 @@ class Attempt(msgspec.Struct, kw_only=True):
     started_wall: float
     outcome: cl.Outcome | None = None
     position_answered: bool = False
+    auto: bool = False  # the gateway's own attempt: the caller is dialled directly and queued on answering
 
 
 class CallBacks:
@@ -132,8 +140,57 @@ class CallBacks:
                 self._nursery.start_soon(self._finish, attempt, event.dialstatus)
         elif isinstance(event, ev.ChannelDestroyed):
             self._ended(attempt)
-            if self._conclude(attempt, "failed" if attempt.position_answered else "position_unanswered"):
+            ended: cl.Outcome = "failed" if attempt.position_answered else "position_unanswered"
+            if self._conclude(attempt, cl.outcome_of_cause(event.cause) if attempt.auto else ended):
                 self._nursery.start_soon(self._finish, attempt, event.cause_txt[:40])
+
+    def take_answered(self, channel_id: str) -> Attempt | None:
+        """The caller answered the gateway's automatic call-back: the outcome is recorded and the intake
+        serves the leg as a call from now (None: not one of ours)."""
+        attempt = self.running.pop(channel_id, None)
+        if attempt is not None and self._nursery is not None and self._conclude(attempt, "answered"):
+            self._nursery.start_soon(self._finish, attempt, "ANSWER")
+        return attempt
+
+    # --- automatic call-back ----------------------------------------------------------------
+
+    async def run_auto(self) -> None:
+        """Every few seconds, call back (once) whoever ``callback_list.auto_due`` selects. Runs in the
+        intake's nursery of one ARI connection."""
+        while True:
+            await trio.sleep(AUTO_EVERY_S)
+            ari, dispatcher = self.ari, self.dispatcher
+            if ari is None or dispatcher is None:
+                continue
+            free = dispatcher.board.first_free(trio.current_time()) is not None
+            try:
+                listed = await self.entries()
+            except StoreError as exc:
+                log.warning("automatic call-back skipped: %s", exc)
+                continue
+            for entry in listed:
+                calling = any(a.number == entry.number for a in self.running.values())
+                if not calling and cl.auto_due(entry, time.time(), self.cfg.auto_after_s, free):
+                    await self._auto(ari, entry)
+
+    async def _auto(self, ari: Ari, entry: cl.Entry) -> None:
+        """Dial the caller from the centre's number; answered, the leg enters our app as ``AUTO_ROLE``."""
+        attempt = Attempt(id=f"callback-{uuid.uuid4().hex}", number=entry.number, position="",
+                          incidents=entry.incidents, actor="gateway", started_wall=time.time(), auto=True)
+        self.running[attempt.id] = attempt
+        await self._record(attempt, "callback_started", "gateway",
+                           {"number": entry.number, "attempt": attempt.id, "auto": True})
+        scheme, host = self.cfg.trunk_uri.split(":", 1)
+        try:
+            await ari.originate(f"PJSIP/{self.cfg.endpoint}/{scheme}:{entry.number}@{host}", attempt.id,
+                                timeout_s=max(1, math.ceil(self.cfg.caller_ring_s)), caller_id=self.cfg.caller_id,
+                                app_args=f"{AUTO_ROLE},{attempt.id}",
+                                variables={"ECGW_ROLE": "caller", "ECGW_INCIDENT": entry.incidents[0],
+                                           "ECGW_SERVICE": entry.service})
+        except GatewayError as exc:
+            self.running.pop(attempt.id, None)
+            if self._conclude(attempt, "failed"):
+                await self._finish(attempt, reason=str(exc)[:200])
 
     @staticmethod
     def _conclude(attempt: Attempt, outcome: cl.Outcome) -> bool:

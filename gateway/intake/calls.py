@@ -15,7 +15,7 @@ from datetime import datetime
 
 import trio
 
-from gateway.asterisk.ari import Ari, ChannelGone
+from gateway.asterisk.ari import Ari, ChannelGone, quietly
 from gateway.errors import AriError, GatewayError, StoreError
 from gateway.incident.callback_list import diallable
 from gateway.incident.callback_table import CallbackTable, abandoned
@@ -25,8 +25,8 @@ from gateway.incident.store import AsyncStore, event
 from gateway.intake import call_state as cs
 from gateway.intake import location_ref
 from gateway.intake.call import INBOX_HIGH_WATER, Call
+from gateway.intake.call_back import AUTO_ROLE, CallBacks
 from gateway.intake.call_back import ROLE as CALLBACK_ROLE
-from gateway.intake.call_back import CallBacks
 from gateway.intake.dispatch import DELIVER_CONTEXT, Dispatcher
 from gateway.intake.ivr import Ivr
 from gateway.intake.silent_calls import SilentCalls
@@ -71,6 +71,8 @@ class Intake:
             self.dispatcher.gone = lambda call: self._gone_meanwhile(nursery, call)
             await nursery.start(self.dispatcher.run, ari)
             self.callbacks.attach(ari, self.dispatcher, nursery)
+            if self.cfg.callback.auto_after_s > 0:
+                nursery.start_soon(self.callbacks.run_auto)
             await self._adopt(ari, nursery)
             nursery.start_soon(self._reconcile, ari, nursery)
             task_status.started()
@@ -114,6 +116,9 @@ class Intake:
             nursery.start_soon(self._serve_call, ari, nursery, fresh, True)
         elif role == CALLBACK_ROLE:  # a dispatcher answered their call-back: now dial the caller
             self.callbacks.on_event(event)
+        elif role == AUTO_ROLE:  # a caller answered the gateway's own call-back: a call like any other now
+            attempt = self.callbacks.take_answered(event.channel.id)
+            nursery.start_soon(self._called_back, ari, nursery, event.channel, attempt.incidents[0] if attempt else "")
         elif role == "redial":  # back from a Dial nobody answered: to the queue again
             call = self.calls.get(event.channel.id)
             if call is None:
@@ -187,7 +192,7 @@ class Intake:
         incident.timeline.append(item)
         return item
 
-    async def _serve_call(self, ari: Ari, nursery: trio.Nursery, call: Call, fresh: bool) -> None:
+    async def _serve_call(self, ari: Ari, nursery: trio.Nursery, call: Call, fresh: bool, greeting: str = "") -> None:
         call.scope = trio.CancelScope()
         with call.scope:
             try:
@@ -197,6 +202,8 @@ class Intake:
                     nursery.start_soon(self._enrich, call)
                     self.dispatcher.apply(call, cs.MenuStarted())
                     await self.ivr.run(ari, call)
+                if greeting:
+                    await self.ivr.announce(ari, call, greeting)
                 if self.dispatcher.overflow_due(call):
                     await self.dispatcher.overflow(call)
                     return
@@ -271,6 +278,26 @@ class Intake:
             await ari.ring(call.channel_id)
             prompt = await self.silent.next_announcement(call, self.cfg.dispatch.announce_every_s)
             await self.ivr.announce(ari, call, prompt)
+
+    async def _called_back(self, ari: Ari, nursery: trio.Nursery, chan: ev.Channel, incident_id: str) -> None:
+        """The caller answered the gateway's automatic call-back: queued on their incident like an incoming
+        call, after the ``callback`` prompt. Without that incident the dialplan rings the dispatchers."""
+        try:
+            held = await self.recorder.acquire(incident_id) if incident_id else None
+        except StoreError as exc:
+            log.error("call-back leg %s: incident %s not loaded (%s)", chan.id, incident_id, exc)
+            held = None
+        if held is None:
+            await quietly(ari.continue_in_dialplan(chan.id, "ecgw-emergency", "s", label="fallback"))
+            return
+        call = Call(held, chan.id, trio.current_time())
+        self.calls[chan.id] = call
+        self.metrics.active_calls.set(len(self.calls))
+        try:  # the leg is the incident's channel now: a restart adopts it like any caller
+            await self.recorder.record(held, "callback_connected", actor="caller", changes={"channel_id": chan.id})
+        except StoreError as exc:
+            log.error("incident %s: call-back leg not recorded yet: %s", call.id, exc)
+        await self._serve_call(ari, nursery, call, False, greeting="callback")
 
     async def _fail_over(self, ari: Ari, call: Call, exc: GatewayError) -> None:
         log.error("incident %s: %s; handing the caller to the fallback dialplan", call.id, exc)

@@ -14,7 +14,9 @@ class CallbackConfig(Base, frozen=True):
     """A dispatcher's call-back rings their position first, then dials the caller through the call-out
     trunk (``endpoint``, ``trunk_uri``: the number becomes the URI's user part) showing ``caller_id``
     (the centre's number). ``keep_s``: how long an abandoned call stays on the list when nobody calls
-    it back. ``auto_after_s`` is reserved for an automatic attempt and must be 0 (off) for now."""
+    it back. ``auto_after_s`` > 0: that long after an abandoned call, while no dispatcher is free and
+    nobody has tried, the gateway calls the caller itself once, plays the ``callback`` prompt and queues
+    the call like an incoming one (0: off)."""
 
     enabled: bool = True
     endpoint: str = "ecgw-callout"
@@ -54,8 +56,8 @@ def callback_problems(cb: CallbackConfig, silence: SilenceConfig, source: str) -
             p.append(f"{source}: callback.{key}: expected 1-120 seconds, got {getattr(cb, key)}")
     if cb.keep_s < 600:
         p.append(f"{source}: callback.keep_s: expected at least 600 seconds, got {cb.keep_s}")
-    if cb.auto_after_s != 0:
-        p.append(f"{source}: callback.auto_after_s: automatic call-back is not available yet; expected 0")
+    if cb.auto_after_s != 0 and not 3 <= cb.auto_after_s <= 3600:
+        p.append(f"{source}: callback.auto_after_s: expected 0 (off) or 3-3600 seconds, got {cb.auto_after_s}")
     if not 3 <= silence.after_s <= 120 or silence.repeat_s < 10:
         p.append(f"{source}: silence: expected after_s 3-120 and repeat_s at least 10 seconds")
     if not 200 <= silence.threshold_ms <= 10_000 or not 1 <= silence.energy <= 32_767:

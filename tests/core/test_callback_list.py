@@ -8,7 +8,16 @@ import pytest
 from gateway import settings as config
 from gateway.asterisk import dialplan
 from gateway.errors import ConfigError
-from gateway.incident.callback_list import Abandoned, diallable, entries, find, outcome_of, reached
+from gateway.incident.callback_list import (
+    Abandoned,
+    auto_due,
+    diallable,
+    entries,
+    find,
+    outcome_of,
+    outcome_of_cause,
+    reached,
+)
 from gateway.settings.credentials import with_secrets
 
 
@@ -71,8 +80,24 @@ def test_the_config_and_the_dialplan_it_renders() -> None:
     quiet = msgspec.structs.replace(cfg, silence=msgspec.structs.replace(cfg.silence, enabled=False))
     assert "TALK_DETECT" not in dialplan.render_all(quiet, "/srv/ecgw/t", "/mods", "/data")["extensions.conf"]
     raw = msgspec.to_builtins(shipped)
-    raw["callback"] = {"caller_id": "112;x", "trunk_uri": "sip:user@host", "auto_after_s": 30}
+    raw["callback"] = {"caller_id": "112;x", "trunk_uri": "sip:user@host", "auto_after_s": 1}
     with pytest.raises(ConfigError) as refused:
         config.parse(raw, "gateway.toml")
     found = "\n".join(refused.value.problems)
     assert "callback.caller_id" in found and "callback.trunk_uri" in found and "callback.auto_after_s" in found
+
+
+def test_the_gateway_calls_back_by_itself_once_only_when_no_dispatcher_is_free() -> None:
+    [entry] = entries([row("a", "+77010000001", 100.0), row("b", "+77010000001", 130.0)])
+    assert not auto_due(entry, 200.0, 0.0, position_free=False)  # off
+    assert not auto_due(entry, 159.0, 30.0, position_free=False)  # too soon after its last call
+    assert auto_due(entry, 160.0, 30.0, position_free=False)
+    assert not auto_due(entry, 160.0, 30.0, position_free=True)  # a dispatcher can do it: the list shows it
+    [tried] = entries([row("a", "+77010000001", 100.0, attempts=1, outcome="no_answer")])
+    assert not auto_due(tried, 1e9, 30.0, position_free=False)  # one automatic attempt per entry
+
+
+def test_why_a_dialled_caller_did_not_answer() -> None:
+    assert outcome_of_cause(17) == "busy"
+    assert [outcome_of_cause(c) for c in (18, 19, 21, 16)] == ["no_answer"] * 4
+    assert outcome_of_cause(34) == "failed" and outcome_of_cause(0) == "failed"

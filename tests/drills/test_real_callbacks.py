@@ -209,6 +209,46 @@ async def test_a_dispatcher_calls_back_from_the_console(
     assert all(e["number"] != SECOND for e in await callbacks(gateway))
 
 
+async def test_with_no_dispatcher_free_the_gateway_calls_back_by_itself_and_queues_the_caller(
+    lab: tuple[AsteriskInstance, int], phones: sipp.Phones, tmp_path: Path
+) -> None:
+    asterisk, trunk = lab
+    text = asterisk.path.read_text().replace("[callback]\n", "[callback]\nauto_after_s = 3\n")
+    text = text.replace(asterisk.cfg.store.path, str(tmp_path / "auto.sqlite3"))  # a list of its own
+    path = tmp_path / "auto.toml"
+    path.write_text(text)
+    gateway = GatewayProcess(path, tmp_path / "gateway.log")
+    await gateway.start()
+    results: dict[str, sipp.CallResult] = {}
+
+    async def one(number: str, talk_ms: int, delay: float) -> None:
+        await trio.sleep(delay)
+        results[number] = await call(asterisk, tmp_path / number, number, talk_ms)
+
+    uas = sipp.Uas("caller-phone", scenario.resident(hang_up_after_ms={SECOND: 25000}), trunk, media_port=free_port())
+    try:
+        async with sipp.answering_sipp(tmp_path / "trunk", [uas], "the caller's phone") as [log]:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(one, FIRST, 25000, 0.0)  # the one position stays busy for 25 s
+                nursery.start_soon(one, SECOND, 5000, 1.5)  # gives up in the queue
+            gone = await gateway.wait_incident(results[SECOND].call_id, until="callback_connected", timeout=30)
+            with trio.fail_after(40):
+                while kinds(incident := await gateway.incident(gone.id)).count("hung_up") < 2:
+                    await trio.sleep(0.5)
+        invites = [line for line in sipp.parse_log(sipp.read_log(log)) if line.kind == "INVITE"]
+    finally:
+        await gateway.stop()
+    assert [line.fields["number"] for line in invites] == [SECOND]  # once, straight to the caller
+    assert_in_order(incident, "queued", "hung_up", "callback_started", "callback_outcome", "answered")
+    assert_in_order(incident, "callback_started", "callback_connected", "answered")
+    started = next(e for e in incident.timeline if e.kind == "callback_started")
+    assert started.actor == "gateway" and started.data["auto"] is True
+    assert next(e for e in incident.timeline if e.kind == "callback_outcome").data["outcome"] == "answered"
+    seen = kinds(incident)
+    assert seen.index("answered") > seen.index("callback_connected") and incident.position == "pos1"
+    assert incident.state == "closed" and seen[-1] in ("hung_up", "recording_indexed", "recording_failed")
+
+
 def assert_in_order(incident: Incident, *expected: str) -> None:
     seen = kinds(incident)
     positions = [seen.index(k) for k in expected]
