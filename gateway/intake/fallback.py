@@ -5,7 +5,9 @@ rings the dispatchers itself and marks the call in Asterisk's CEL log (``dialpla
 ``cel.conf``, ``cel_custom.conf``). ``FallbackCalls`` reads that log on start and every ``EVERY_S`` of
 Trio's clock from where it stopped, groups the rows into calls (``protocols.cel_calls``) and writes an
 incident for every marked call that has none, through the recorder: ``source = "fallback"``, the
-number, arrival, answer and end, and the position that answered. The incident takes the id the dialplan
+number, arrival, answer and end, and the position that answered. A call still going on is registered at
+once (a dispatcher on it sees its card); its answer and end are added when the log tells them. The
+incident takes the id the dialplan
 named the call by (the one the dispatcher's phone got in ``X-ECGW-Incident``, and the recording's file
 name), so a call the gateway saw is never registered again (its incident has that id), nor one
 registered already, however often the log is read; ``intake.recordings`` indexes the call's recording
@@ -61,12 +63,15 @@ Identity = tuple[int, int]  # (device, inode) of the log file
 
 
 class RunReport(msgspec.Struct, kw_only=True):
-    """One read of the CEL log: rows read and skipped, calls ended, registered, already known, failed."""
+    """One read of the CEL log: rows read and skipped, calls ended, incidents registered (of them, for calls
+    still going on), completed (their call ended since), already known, failed."""
 
     rows: int = 0
     malformed: int = 0
     ended: int = 0
     registered: int = 0
+    ongoing: int = 0
+    completed: int = 0
     known: int = 0
     failed: int = 0
     elapsed_s: float = 0.0
@@ -175,6 +180,7 @@ class FallbackCalls:
         self._read_to = 0
         self._saved: tuple[Identity, int] | None = None
         self._retry: list[FallbackCall] = []
+        self._ongoing: set[str] = set()  # calls still going on whose incident exists (by the caller's channel)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Reconcile now, then every ``EVERY_S``. A failed run is logged and counted; the next one retries."""
@@ -205,6 +211,10 @@ class FallbackCalls:
         self._retry, report.ended = [], len(ended)
         for call in ended:
             await self._register(call, report)
+            self._ongoing.discard(call.unique_id)
+        for call in self._calls.in_progress():  # a dispatcher on a fallback call sees its incident now
+            if call.unique_id not in self._ongoing:
+                await self._register(call, report)
         assert self._reader is not None and self._identity is not None
         resume = min([self._calls.resume_offset(self._reader.consumed), *(c.first_offset for c in self._retry)])
         await self._save(self._identity, resume)
@@ -264,23 +274,48 @@ class FallbackCalls:
             self._calls.add(row)
 
     async def _register(self, call: FallbackCall, report: RunReport) -> None:
-        """Write the call's incident unless the gateway has it; a store failure keeps it for the next run."""
-        incident = incident_for(call, self.cfg, time.time())
+        """Write the call's incident unless the gateway has it (then complete one registered while the call
+        went on); a store failure keeps an ended call for the next run."""
+        incident, ongoing = incident_for(call, self.cfg, time.time()), call.ended_wall is None
         try:
-            if await self._stored(incident) or not await self._create(incident):
+            stored = await self._stored(incident)
+            if stored is not None and not ongoing and await self._complete(stored.id, incident):
+                report.completed += 1
+            elif stored is not None or not await self._create(incident):
                 report.known += 1
-                return
+            else:
+                report.registered += 1
+                report.ongoing += ongoing
+                self.metrics.fallback_registered.inc()
+                log.info("fallback calls: registered %s: %s call from %s on %s, answered by %s%s", incident.id,
+                         incident.service, incident.caller.number or "(no number)", call.caller_channel,
+                         incident.position or answered_by(call.answered_by)[1] or "nobody (yet)",
+                         ", still going on" if ongoing else "")
         except StoreError as exc:
             log.error("fallback calls: incident %s (%s) not registered: %s", incident.id, incident.caller.number,
                       exc)
             report.failed += 1
-            self._retry.append(call)
+            if not ongoing:
+                self._retry.append(call)
             return
-        report.registered += 1
-        self.metrics.fallback_registered.inc()
-        log.info("fallback calls: registered %s: %s call from %s on %s, answered by %s", incident.id,
-                 incident.service, incident.caller.number or "(no number)", call.caller_channel,
-                 incident.position or answered_by(call.answered_by)[1] or "nobody")
+        if ongoing:
+            self._ongoing.add(call.unique_id)
+
+    async def _complete(self, incident_id: str, ended: Incident) -> bool:
+        """Add the answer and the end to a fallback incident registered while its call went on; False if
+        it is not one (a call the gateway saw) or has them already."""
+        held = await self.recorder.acquire(incident_id)
+        try:
+            have = {e.kind for e in held.incident.timeline}
+            if held.incident.source != "fallback" or "hung_up" in have:
+                return False
+            missing = [e for e in ended.timeline if e.kind in ("answered", "hung_up") and e.kind not in have]
+            for item in missing:
+                await self.recorder.record_event(held, item, changes={"position": ended.position,
+                                                                      "answer_s": ended.answer_s})
+            return bool(missing)
+        finally:
+            self.recorder.release(held)
 
     async def _create(self, incident: Incident) -> bool:
         """Write the new incident; False if the gateway has it already (live, or written meanwhile)."""
@@ -295,17 +330,16 @@ class FallbackCalls:
             return True
         finally:
             self.recorder.release(held)
-        if await self._stored(incident):
+        if await self._stored(incident) is not None:
             return False
         raise error
 
-    async def _stored(self, incident: Incident) -> bool:
-        """The store has this call's incident: by its id, or by the caller's channel (adopted under another)."""
+    async def _stored(self, incident: Incident) -> Incident | None:
+        """This call's incident in the store: by its id, or by the caller's channel (adopted under another)."""
         try:
-            await self.store.get(incident.id)
-            return True
+            return await self.store.get(incident.id)
         except NotFound:
-            return await self.store.by_channel(incident.channel_id) is not None
+            return await self.store.by_channel(incident.channel_id)
 
     async def _resume(self) -> None:
         rows = await self.store.read("SELECT device, inode, offset FROM cel_cursor WHERE log=?", (str(self.path),))
@@ -344,9 +378,10 @@ class FallbackCalls:
         self.metrics.cel_rows.labels("malformed").inc(report.malformed)
         self.last = report
         self.runs += 1
-        busy = report.rows or report.malformed or report.ended or self.runs == 1
+        busy = report.rows or report.malformed or report.ended or report.registered or self.runs == 1
         level = logging.INFO if busy else logging.DEBUG  # the first run, and every run that read anything
-        log.log(level, "fallback calls: %d CEL rows read, %d malformed skipped; %d calls ended, %d registered, "
-                "%d already known, %d failed (%.3f s)", report.rows, report.malformed, report.ended,
-                report.registered, report.known, report.failed, report.elapsed_s)
+        log.log(level, "fallback calls: %d CEL rows read, %d malformed skipped; %d calls ended, %d registered "
+                "(%d still going on), %d completed, %d already known, %d failed (%.3f s)", report.rows,
+                report.malformed, report.ended, report.registered, report.ongoing, report.completed, report.known,
+                report.failed, report.elapsed_s)
         return report

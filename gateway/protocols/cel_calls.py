@@ -99,6 +99,10 @@ class Calls:
         ended, self._ended = self._ended, []
         return ended
 
+    def in_progress(self) -> list[FallbackCall]:
+        """Marked calls going on (no end logged yet), as far as the log tells them now."""
+        return [_fallback_call(call) for call in self.open.values() if call.mark is not None]
+
     def resume_offset(self, consumed: int) -> int:
         """The offset to read again from after a restart (``consumed``: just past the last row added)."""
         young = self.newest_wall - self.mark_within_s

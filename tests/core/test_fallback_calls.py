@@ -112,18 +112,46 @@ async def test_a_call_the_gateway_saw_is_not_registered_again(lab: Lab) -> None:
     assert sorted(i.source for i in lab.incidents()) == ["call", "call"]
 
 
-async def test_a_call_logged_across_two_runs_is_registered_once_when_it_ends(lab: Lab) -> None:
+async def test_a_call_going_on_is_registered_now_and_completed_when_it_ends(lab: Lab) -> None:
     data = fallback_call(T, UID)
-    cut = data.index(b'"HANGUP"') - len('"ecgw-cel-1",')
+    answered = data.index(b'"ANSWER"') - len('"ecgw-cel-1",')
+    hangup = data.index(b'"HANGUP"') - len('"ecgw-cel-1",')
     calls = lab.service()
-    lab.append(data[:cut + 20])  # the hang-up's row half written
+    lab.append(data[:answered])  # the positions ring
     first = await calls.reconcile()
-    assert (first.ended, first.registered) == (0, 0)
+    assert (first.ended, first.registered, first.ongoing) == (0, 1, 1)
+    [ringing] = lab.incidents()
+    assert ringing.id == ID and ringing.position == "" and "hung_up" not in [e.kind for e in ringing.timeline]
+    lab.append(data[answered:hangup + 20])  # answered; the hang-up's row half written
+    again = await calls.reconcile()
+    assert (again.registered, again.known, again.completed) == (0, 0, 0)  # known already: not looked up again
     restarted = lab.service()  # a restart in between: the open call's rows are read again
-    lab.append(data[cut + 20:])
+    lab.append(data[hangup + 20:])
     second = await restarted.reconcile()
-    assert (second.ended, second.registered) == (1, 1)
-    assert lab.incidents()[0].timeline[0].wall == T
+    assert (second.ended, second.registered, second.completed) == (1, 0, 1)
+    [done] = lab.incidents()
+    assert [e.kind for e in done.timeline] == [
+        "call_arrived", "fallback_ringing", "fallback_registered", "answered", "hung_up"]
+    assert (done.position, done.answer_s, done.timeline[-1].wall) == ("pos1", 3.0, T + 10.0)
+    assert (await lab.service().reconcile()).completed == 0
+    await lab.store.write([("DELETE FROM cel_cursor", ())])
+    assert (await lab.service().reconcile()).known == 1  # complete: nothing more to add
+
+
+async def test_a_call_the_gateway_saw_that_fell_back_is_never_touched(lab: Lab) -> None:
+    seen = Incident(id=ID, service="112", created_wall=T, channel_id=UID,
+                    caller=Caller(raw_number="+77011234567", number="+77011234567", display_name="", withheld=False))
+    seen.timeline.append(event("call_arrived", "caller"))
+    await lab.recorder.create(lab.recorder.track(Held(seen)))
+    data = fallback_call(T, UID)
+    lab.append(data[:data.index(b'"HANGUP"') - len('"ecgw-cel-1",')])
+    calls = lab.service()
+    assert (await calls.reconcile()).known == 1
+    lab.append(data[data.index(b'"HANGUP"') - len('"ecgw-cel-1",'):])
+    report = await calls.reconcile()
+    assert (report.known, report.completed, report.registered) == (1, 0, 0)
+    [inc] = lab.incidents()
+    assert [e.kind for e in inc.timeline] == ["call_arrived"]
 
 
 async def test_malformed_rows_are_skipped_and_counted_and_the_call_still_registered(lab: Lab) -> None:

@@ -35,11 +35,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskInstance]:
     stop_asterisk(instance)
 
 
-async def place(asterisk: AsteriskInstance, workdir: Path, number: str) -> sipp.CallResult:
-    """A 112 caller talking (audio, so the recording has some) ``TALK_S`` from the answer, then hanging up."""
+async def place(asterisk: AsteriskInstance, workdir: Path, number: str, talk_s: float = TALK_S) -> sipp.CallResult:
+    """A 112 caller talking (audio, so the recording has some) ``talk_s`` from the answer, then hanging up."""
     workdir.mkdir(parents=True, exist_ok=True)
-    xml = scenario.caller("112", number, "Fallback", dtmf_pcap_file=speech_pcap(TALK_S, workdir / "speech.pcap"),
-                          first_dtmf_ms=0, talk_ms=int(TALK_S * 1000))
+    xml = scenario.caller("112", number, "Fallback", dtmf_pcap_file=speech_pcap(talk_s, workdir / "speech.pcap"),
+                          first_dtmf_ms=0, talk_ms=int(talk_s * 1000))
     return await sipp.place_call(asterisk.cfg, xml, workdir / "caller", 40)
 
 
@@ -104,7 +104,7 @@ async def test_calls_served_while_the_gateway_was_down_become_incidents_once(
             await gateway.stop()
 
 
-def check(incident: Incident, result: sipp.CallResult, phones: sipp.Phones) -> None:
+def check(incident: Incident, result: sipp.CallResult, phones: sipp.Phones, talk_s: float = TALK_S) -> None:
     """The incident of one fallback call against what its caller and the dispatcher phone saw."""
     assert (incident.source, incident.state, incident.service) == ("fallback", "fallback", "112")
     assert incident.call_id == result.call_id and incident.position in ("pos1", "pos2")
@@ -115,7 +115,7 @@ def check(incident: Incident, result: sipp.CallResult, phones: sipp.Phones) -> N
     assert events["answered"].data["position"] == incident.position
     assert incident.answer_s is not None and 0 < incident.answer_s < 4
     talked = events["hung_up"].wall - events["answered"].wall
-    assert TALK_S - 1.0 < talked < TALK_S + 1.5, talked
+    assert talk_s - 1.0 < talked < talk_s + 1.5, talked
     assert events["hung_up"].actor == "caller"
     rings = [line for line in phones.lines() if line.fields.get("caller") == result.call_id]
     assert rings and {line.fields["incident"] for line in rings} == {incident.id}  # the id the phone was given
@@ -127,3 +127,36 @@ async def recorded(gateway: GatewayProcess, found: dict[str, Incident]) -> None:
         for incident in found.values():
             while not any(e.kind == "recording_indexed" for e in (await gateway.incident(incident.id)).timeline):
                 await trio.sleep(0.5)
+
+
+async def test_a_fallback_call_still_going_on_when_the_gateway_returns_is_registered_at_once(
+    lab: AsteriskInstance, tmp_path: Path
+) -> None:
+    gateway = GatewayProcess(lab.path, tmp_path / "gateway.log")
+    number = "+77019990099"
+    async with sipp.phones(lab.cfg, tmp_path / "phones") as phones, trio.open_nursery() as nursery:
+        result: list[sipp.CallResult] = []
+
+        async def caller() -> None:
+            result.append(await place(lab, tmp_path / "caller", number, talk_s=14.0))
+
+        nursery.start_soon(caller)  # the gateway is not running: the fallback dialplan rings the phones
+        await trio.sleep(3.0)
+        await gateway.start()
+        try:
+            with trio.fail_after(15):
+                while not (found := await fallback_incidents(gateway)).get(number):
+                    await trio.sleep(0.2)
+            going_on = [e.kind for e in found[number].timeline]
+            assert not result and "answered" in going_on and "hung_up" not in going_on  # the call is still on
+            assert found[number].position in ("pos1", "pos2")
+            with trio.fail_after(40):
+                while not result:
+                    await trio.sleep(0.2)
+                while "hung_up" not in [e.kind for e in (await fallback_incidents(gateway))[number].timeline]:
+                    await trio.sleep(0.5)
+            done = (await fallback_incidents(gateway))[number]
+            assert result[0].returncode == 0
+            check(done, result[0], phones, talk_s=14.0)
+        finally:
+            await gateway.stop()
