@@ -260,3 +260,12 @@ def test_rebase_restarts_open_calls_at_the_new_file() -> None:
     _, calls, reader = grouped(data[:cut] + row("CHAN_START", 1000.5, "1000.9", "1000.9", "PJSIP/y-1"))
     calls.rebase()
     assert calls.resume_offset(reader.consumed) == 0
+
+
+def test_a_marked_call_going_on_is_told_as_far_as_the_log_goes() -> None:
+    data = fallback_call()
+    _, calls, _ = grouped(data[:data.index(b'"HANGUP"') - len(f'"{LAYOUT}",')])
+    [going] = calls.in_progress()
+    assert (going.answered_wall, going.ended_wall, going.legs) == (1003.0, None, 2)
+    _, unmarked, _ = grouped(fallback_call(mark=False, answer_leg="")[:200])
+    assert unmarked.in_progress() == []
