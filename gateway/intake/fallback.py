@@ -145,14 +145,17 @@ def open_log(path: Path, known: Identity | None, offset: int) -> tuple[BinaryIO,
     return f, identity, offset
 
 
-def moved(path: Path, identity: Identity) -> bool:
-    """Whether ``path`` is now another file (Asterisk opens the log by name for every row: after a rotation
-    its rows go to a new file). Blocking."""
+def changed(path: Path, identity: Identity, position: int) -> str:
+    """"rotated" when ``path`` is now another file (Asterisk opens the log by name for every row, so after
+    a rotation its rows go to a new file), "truncated" when it is shorter than what was read, else "".
+    Blocking."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        return False  # moved away, no new one yet: the open one is still the log
-    return (st.st_dev, st.st_ino) != identity
+        return ""  # moved away, no new one yet: the open one is still the log
+    if (st.st_dev, st.st_ino) != identity:
+        return "rotated"
+    return "truncated" if st.st_size < position else ""
 
 
 class FallbackCalls:
@@ -199,7 +202,8 @@ class FallbackCalls:
             self.close()
 
     async def reconcile(self) -> RunReport:
-        """One run: read what Asterisk logged since the last, register the marked calls that ended."""
+        """One run: read what Asterisk logged since the last; register the marked calls, those going on too,
+        and complete the ones registered while they went on."""
         began, report = trio.current_time(), RunReport()
         if self._reader is None:
             await self._resume()
@@ -240,9 +244,14 @@ class FallbackCalls:
             if len(data) == READ_CHUNK:
                 continue
             assert self._identity is not None
-            if not await trio.to_thread.run_sync(moved, self.path, self._identity):
+            change = await trio.to_thread.run_sync(changed, self.path, self._identity, self._read_to)
+            if not change:
                 return
-            log.info("fallback calls: Asterisk's CEL log %s was rotated; the old one read to its end", self.path)
+            if change == "rotated":
+                log.info("fallback calls: Asterisk's CEL log %s was rotated; the old one read to its end", self.path)
+            else:
+                log.warning("fallback calls: Asterisk's CEL log %s was truncated (rows written since the last "
+                            "read are lost; rotate it by renaming); reading it from its start", self.path)
             self.close()
             self._rotated = True
 

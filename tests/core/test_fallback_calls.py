@@ -185,6 +185,18 @@ async def test_rows_written_just_before_a_rotation_are_read_from_the_old_file(la
     assert len(lab.incidents()) == 3
 
 
+async def test_a_log_truncated_while_the_gateway_runs_is_read_from_its_start(lab: Lab) -> None:
+    calls = lab.service()
+    lab.append(fallback_call(T, UID))
+    await calls.reconcile()
+    lab.log.write_bytes(b"")  # copytruncate
+    lab.append(fallback_call(T + 100, f"{T + 100:.0f}.0")[:300])
+    await calls.reconcile()
+    lab.append(fallback_call(T + 100, f"{T + 100:.0f}.0")[300:])
+    report = await calls.reconcile()
+    assert (report.malformed, report.registered) == (0, 1) and len(lab.incidents()) == 2
+
+
 async def test_a_failed_write_is_retried_at_the_next_run(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = lab.service()
     real = lab.recorder.create
