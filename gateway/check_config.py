@@ -128,5 +128,6 @@ def _ivr_category_problems(cfg: GatewayConfig, source: str) -> list[str]:
         known = load_catalogue(cfg.escalation).categories
     except GatewayError:
         return []  # the catalogue's own problems are reported above
-    return [f"{source}: ivr.categories[{i}].name: {c.name!r} is not in {cfg.escalation.categories_file}"
-            for i, c in enumerate(cfg.ivr.categories) if c.name not in known]
+    menus = (("ivr.categories", cfg.ivr.categories), ("ivr.menu_1402.categories", cfg.ivr.menu_1402.categories))
+    return [f"{source}: {key}[{i}].name: {c.name!r} is not in {cfg.escalation.categories_file}"
+            for key, categories in menus for i, c in enumerate(categories) if c.name not in known]

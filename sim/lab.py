@@ -136,7 +136,7 @@ class AsteriskInstance:
 def start_asterisk(path: Path) -> AsteriskInstance:
     cfg = config.load(path)
     box = sandbox.up(cfg)
-    prompts.generate(box.host_dir / "sounds")
+    prompts.generate(box.host_dir / "sounds", offer_1402_digit=cfg.ivr.offer_1402_digit)
     return AsteriskInstance(cfg, path)
 
 

@@ -60,6 +60,7 @@ def template_values(cfg: GatewayConfig, instance_dir: str, moddir: str, datadir:
         "ring_timeout": str(ring),
         "position_sections": position_sections(cfg),
         "fallback_dial": fallback_dial(cfg),
+        "fallback_dial_line": fallback_dial_1402(cfg),
         "backup_dial": "PJSIP/ecgw-backup" if d.backup else fallback_dial(cfg),
         "service_routes": service_routes(cfg),
         "deliver_routes": deliver_routes(cfg, ring),
@@ -119,6 +120,15 @@ def fallback_dial(cfg: GatewayConfig) -> str:
     """Dial string ringing every fallback position at once (default: all positions)."""
     names = cfg.dispatch.fallback_positions or [p.name for p in cfg.dispatch.positions]
     return "&".join(f"PJSIP/ecgw-pos-{n}" for n in names)
+
+
+def fallback_dial_1402(cfg: GatewayConfig) -> str:
+    """Dial string of the fallback for a 1402 caller: the 1402 positions among the fallback ones (all of
+    them if none is), so it never takes a 102/112 position; with no 1402 position at all, the usual one."""
+    d = cfg.dispatch
+    line = [p.name for p in d.positions if p.group == "1402"]
+    names = [n for n in line if n in d.fallback_positions] or line
+    return "&".join(f"PJSIP/ecgw-pos-{n}" for n in names) or fallback_dial(cfg)
 
 
 def deliver_routes(cfg: GatewayConfig, ring_s: int) -> str:

@@ -19,10 +19,26 @@ from gateway.settings.base import PROJECT
 log = logging.getLogger(__name__)
 PROMPTS_FILE = PROJECT / "dialplans" / "prompts.toml"
 VOICES = {"kk": "kk", "ru": "ru", "en": "en"}
+DIGITS = {  # a configured key spoken inside a prompt ({offer_1402})
+    "kk": ["нөл", "бір", "екі", "үш", "төрт", "бес", "алты", "жеті", "сегіз", "тоғыз"],
+    "ru": ["ноль", "один", "два", "три", "четыре", "пять", "шесть", "семь", "восемь", "девять"],
+    "en": ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"],
+}
 
 
-def load_texts(path: Path = PROMPTS_FILE) -> dict[str, dict[str, str]]:
-    return tomllib.loads(path.read_text(encoding="utf-8"))  # type: ignore[return-value]
+def load_texts(path: Path = PROMPTS_FILE, offer_1402_digit: str = "") -> dict[str, dict[str, str]]:
+    """The prompt texts, ``{offer_1402}`` replaced by ``offer_1402_digit`` as a word of each language
+    (no digit: prompts naming it are left out; the IVR does not play them then)."""
+    texts: dict[str, dict[str, str]] = tomllib.loads(path.read_text(encoding="utf-8"))  # type: ignore[assignment]
+    found = {}
+    for name, by_lang in texts.items():
+        if any("{offer_1402}" in text for text in by_lang.values()):
+            if not offer_1402_digit.isdigit() or len(offer_1402_digit) != 1:
+                continue
+            by_lang = {lang: text.replace("{offer_1402}", DIGITS.get(lang, DIGITS["en"])[int(offer_1402_digit)])
+                       for lang, text in by_lang.items()}
+        found[name] = by_lang
+    return found
 
 
 def _speak(parts: list[tuple[str, str]], target: Path) -> None:
@@ -38,15 +54,16 @@ def _speak(parts: list[tuple[str, str]], target: Path) -> None:
                        check=True, capture_output=True)
 
 
-def generate(dest: Path, texts: dict[str, dict[str, str]] | None = None) -> int:
-    """Write ``dest/<lang>/<name>.wav`` for every prompt (the language menu in all languages).
+def generate(dest: Path, texts: dict[str, dict[str, str]] | None = None, offer_1402_digit: str = "") -> int:
+    """Write ``dest/<lang>/<name>.wav`` for every prompt (the language menu in all languages);
+    ``offer_1402_digit``: the 102 menu's key for the 1402 line (``[ivr]``), spoken in its prompt.
 
     Returns how many files exist afterwards; existing files with the same text are kept.
     """
     if not (shutil.which("espeak-ng") and shutil.which("sox")):
         log.warning("espeak-ng or sox missing: IVR prompts will be silent")
         return 0
-    texts = texts or load_texts()
+    texts = texts or load_texts(offer_1402_digit=offer_1402_digit)
     count = 0
     try:
         for name, by_lang in texts.items():

@@ -81,7 +81,7 @@ def cmd_asterisk(args: argparse.Namespace) -> int:
     cfg = _load_to_run(args) if args.action == "up" else _load(args)
     if args.action == "up":
         box = sandbox.up(cfg)
-        count = prompts.generate(box.host_dir / "sounds")
+        count = prompts.generate(box.host_dir / "sounds", offer_1402_digit=cfg.ivr.offer_1402_digit)
         print(f"Asterisk up ({'chroot ' + str(box.root) if box.chrooted else 'system'}), instance {box.instance}: "
               f"SIP udp 127.0.0.1:{cfg.asterisk.sip_port}, ARI http://127.0.0.1:{cfg.asterisk.http_port}/ari, "
               f"AMI 127.0.0.1:{cfg.asterisk.ami_port}; {count} prompts; logs {box.host_dir / 'log'}")

@@ -34,7 +34,7 @@ from gateway.metrics import Metrics
 from gateway.protocols import ani, location
 from gateway.protocols import ari_events as ev
 from gateway.protocols.pidf import LocationError
-from gateway.settings import GatewayConfig
+from gateway.settings import LINE_1402, GatewayConfig
 
 log = logging.getLogger(__name__)
 HOLD_AFTER_S = 0.5
@@ -137,12 +137,13 @@ class Intake:
         now = time.time()
         caller = ani.normalise(chan.caller.number, chan.caller.name, chan.var("ECGW_PRES"), self.cfg.ani)
         dialplan_id = chan.var("ECGW_INCIDENT")
+        service = service or chan.var("ECGW_SERVICE") or "112"
+        ivr = self.cfg.ivr
         incident = Incident(
             id=dialplan_id if INCIDENT_ID.match(dialplan_id) else new_incident_id(now),
-            service=service or chan.var("ECGW_SERVICE") or "112",
-            created_wall=arrived_wall or now, caller=caller, call_id=chan.var("ECGW_CALL_ID")[:128],
+            service=service, created_wall=arrived_wall or now, caller=caller, call_id=chan.var("ECGW_CALL_ID")[:128],
             channel_id=chan.id, language=chan.language if chan.language in ("kk", "ru", "en") else "",
-            priority=self.cfg.ivr.default_priority,
+            priority=ivr.menu_1402.default_priority if service == LINE_1402 else ivr.default_priority,
         )
         incident.timeline.append(event("call_arrived", "caller", service=incident.service, channel=chan.name,
                                        number=caller.number, raw_number=caller.raw_number,

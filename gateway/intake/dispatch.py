@@ -29,7 +29,7 @@ from gateway.errors import AriError, Conflict, GatewayError, StoreError
 from gateway.incident.recorder import Recorder
 from gateway.intake import call_state as cs
 from gateway.intake.call import Call
-from gateway.intake.queue import CallQueue, PositionBoard, match
+from gateway.intake.queue import Borrowing, CallQueue, PositionBoard, line_of, match
 from gateway.metrics import Metrics
 from gateway.protocols import ari_events as ev
 from gateway.settings import DispatchConfig
@@ -48,7 +48,8 @@ class Dispatcher:
         self.recorder = recorder
         self.metrics = metrics
         self.queue = CallQueue()
-        self.board = PositionBoard([p.name for p in cfg.positions])
+        self.board = PositionBoard([p.name for p in cfg.positions], {p.name: p.group for p in cfg.positions})
+        self.rule = Borrowing(cfg.emergency_may_use_1402, cfg.emergency_positions_take_1402)
         self.calls: dict[str, Call] = {}  # incident id -> call waiting, ringing or talking
         self.reserved: set[str] = set()  # positions held for something else than a queued call (a call-back)
         self._wake_send, self._wake = trio.open_memory_channel[None](1)
@@ -71,7 +72,7 @@ class Dispatcher:
                 case cs.FreePosition(position=position, rest=rest):
                     self._free(position, rest)
                 case cs.Requeue(at=at):
-                    self.queue.push(call.id, call.incident.priority, at)
+                    self.queue.push(call.id, call.incident.priority, at, line_of(call.incident.service))
                 case cs.Hold():
                     assert self._nursery is not None
                     self._nursery.start_soon(self._rehold, call)
@@ -100,7 +101,8 @@ class Dispatcher:
         now = trio.current_time()
         self.apply(call, cs.Queued(at=now))
         self.calls[call.id] = call
-        self.queue.push(call.id, priority, call.life.queued_at if call.life.queued_at is not None else now)
+        self.queue.push(call.id, priority, call.life.queued_at if call.life.queued_at is not None else now,
+                        line_of(call.incident.service))
         self.metrics.queue_length.set(len(self.queue))
         self.kick()
 
@@ -118,7 +120,7 @@ class Dispatcher:
             task_status.started()
             while True:
                 now = trio.current_time()
-                for incident_id, position in match(self.queue, self.board, now):
+                for incident_id, position in match(self.queue, self.board, now, self.rule):
                     call = self.calls[incident_id]
                     try:
                         self.apply(call, cs.Matched(position, at=now))  # held from now: a hang-up frees it

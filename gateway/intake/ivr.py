@@ -2,6 +2,11 @@
 
 A prompt that cannot be played counts as silence; an unknown digit, silence or 0 sends the
 caller to a dispatcher at once. The IVR never holds a caller longer than its timeouts.
+
+The 1402 line has its own category menu (``[ivr.menu_1402]``, prompt ``category_1402``). A 102 caller
+hears ``category_102`` instead when ``offer_1402_digit`` is set: that key moves a non-emergency caller to
+the 1402 line (the incident's service becomes 1402, a ``transferred_to_1402`` event keeps where it came
+from) and the 1402 menu follows, within the same overall limit.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from gateway.errors import AriError
 from gateway.incident.recorder import Recorder
 from gateway.intake.call import Call
 from gateway.protocols import ari_events as ev
-from gateway.settings import IvrConfig
+from gateway.settings import LINE_1402, Category, IvrConfig
 
 log = logging.getLogger(__name__)
 PROMPT_MAX_S = 30.0  # a prompt longer than this is treated as finished
@@ -29,6 +34,7 @@ class Ivr:
         self.prompts_dir = cfg.prompts_dir or prompts_dir
         self._seq = itertools.count(1)
         self._categories = {c.digit: c for c in cfg.categories}
+        self._categories_1402 = {c.digit: c for c in cfg.menu_1402.categories}
 
     def media(self, call: Call, name: str) -> str:
         lang = call.incident.language or "ru"
@@ -54,8 +60,22 @@ class Ivr:
                 await self.recorder.record(call.held, "ivr_language", actor="caller", digit=digit, language=lang)
             else:
                 await self._no_choice(call, "language", digit)
-        digit = await self.ask(ari, call, "category")
-        category = self._categories.get(digit or "")
+        if call.incident.service == LINE_1402:
+            await self._category(call, await self.ask(ari, call, "category_1402"), self._categories_1402)
+            return
+        offer = self.cfg.offer_1402_digit if call.incident.service == "102" else ""
+        digit = await self.ask(ari, call, "category_102" if offer else "category")
+        if offer and digit == offer:
+            await self.recorder.record(call.held, "transferred_to_1402", actor="caller", digit=digit,
+                                       service=call.incident.service,
+                                       changes={"service": LINE_1402, "ivr_choice": LINE_1402,
+                                                "priority": self.cfg.menu_1402.default_priority})
+            await self._category(call, await self.ask(ari, call, "category_1402"), self._categories_1402)
+            return
+        await self._category(call, digit, self._categories)
+
+    async def _category(self, call: Call, digit: str | None, categories: dict[str, Category]) -> None:
+        category = categories.get(digit or "")
         if category is not None:
             await self.recorder.record(call.held, "ivr_category", actor="caller", digit=digit, category=category.name,
                                        changes={"category": category.name, "priority": category.priority,

@@ -21,6 +21,7 @@ from gateway.settings.config import (
 )
 from gateway.settings.escalation import EscalationConfig, ResponderChannels
 from gateway.settings.intake import (
+    LINE_1402,
     AlarmConfig,
     AniConfig,
     Category,
@@ -28,7 +29,9 @@ from gateway.settings.intake import (
     DispatchConfig,
     IvrConfig,
     LocationConfig,
+    Menu1402,
     Position,
+    PositionGroup,
     Report102Config,
     ReportsConfig,
     Service,
@@ -40,7 +43,7 @@ from gateway.settings.warnings import ChannelSet, SmsRoute, User, WarningsConfig
 
 __all__ = [
     "DEFAULT_PATH", "NAME_RE", "PROJECT", "AlarmConfig", "AniConfig", "AsteriskConfig", "Base", "CallbackConfig",
-    "Category", "SilenceConfig",
+    "Category", "LINE_1402", "Menu1402", "PositionGroup", "SilenceConfig",
     "ChannelSet", "CorrelationConfig", "DispatchConfig", "EmailConfig", "EscalationConfig", "GatewayConfig",
     "HttpConfig", "IvrConfig", "LocationConfig", "Position", "Report102Config", "ReportsConfig", "ResponderChannels",
     "PeopleConfig", "RecordingsConfig", "Service",

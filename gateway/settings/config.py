@@ -32,6 +32,7 @@ from gateway.settings.intake import (
     alarm_problems,
     dispatch_problems,
     ivr_problems,
+    line_1402_problems,
     location_problems,
 )
 from gateway.settings.recordings import RecordingsConfig, recordings_problems
@@ -162,6 +163,7 @@ def semantic_problems(cfg: GatewayConfig, source: str = "<config>") -> list[str]
                 seen[number] = svc.name
     p += dispatch_problems(cfg.dispatch, source)
     p += ivr_problems(cfg.ivr, source)
+    p += line_1402_problems(cfg.services, cfg.dispatch, cfg.ivr, source)
     p += location_problems(cfg.location, source)
     p += warnings_problems(cfg.warnings, source)
     p += escalation_problems(cfg.escalation, source)

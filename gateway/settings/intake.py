@@ -12,6 +12,9 @@ import msgspec
 from gateway.settings.base import NAME_RE, Base
 
 _Seconds = Annotated[float, msgspec.Meta(gt=0)]
+# The non-emergency police line (1402): its own positions, queue and menu, below every 102/112 call.
+LINE_1402 = "1402"
+PositionGroup = Literal["emergency", "1402"]
 _Path = Annotated[str, msgspec.Meta(pattern=r"^/[A-Za-z0-9/_.\-]*$")]
 
 
@@ -23,10 +26,12 @@ class Service(Base, frozen=True):
 
 
 class Position(Base, frozen=True):
-    """A dispatcher position: a SIP phone reached at ``contact``."""
+    """A dispatcher position: a SIP phone reached at ``contact``. ``group``: the 102/112 positions
+    ("emergency", the default) or the 1402 line's ("1402")."""
 
     name: str
     contact: str
+    group: PositionGroup = "emergency"
 
 
 class DispatchConfig(Base, frozen=True):
@@ -36,12 +41,23 @@ class DispatchConfig(Base, frozen=True):
     ring_timeout_s: float = 20.0
     overflow_after_s: float = 60.0
     announce_every_s: float = 15.0
+    # A 102/112 caller may be handed to a free 1402 position when no 102/112 position is free.
+    emergency_may_use_1402: bool = True
+    # A 1402 caller may be handed to a free 102/112 position, only while no 102/112 caller waits.
+    emergency_positions_take_1402: bool = False
 
 
 class Category(Base, frozen=True):
     digit: str
     name: str
     priority: int
+
+
+class Menu1402(Base, frozen=True):
+    """``[ivr.menu_1402]``: the 1402 line's category menu (its own prompt, ``category_1402``)."""
+
+    categories: list[Category] = []
+    default_priority: Annotated[int, msgspec.Meta(ge=0, le=9)] = 0
 
 
 class IvrConfig(Base, frozen=True):
@@ -55,6 +71,9 @@ class IvrConfig(Base, frozen=True):
     categories: list[Category] = []
     default_priority: int = 1
     prompts_dir: str = ""
+    # In the 102 category menu: this key moves a non-emergency caller to the 1402 line ("": not offered).
+    offer_1402_digit: str = ""
+    menu_1402: Menu1402 = Menu1402()
 
 
 class CorrelationConfig(Base, frozen=True):
@@ -178,14 +197,49 @@ def ivr_problems(ivr: IvrConfig, source: str) -> list[str]:
     for digit in ivr.languages:
         if digit not in "123456789" or len(digit) != 1:
             p.append(f"{source}: ivr.languages: key {digit!r}: expected a single digit 1-9")
-    digits = [c.digit for c in ivr.categories]
-    for i, cat in enumerate(ivr.categories):
+    p += _menu_problems(ivr.categories, "ivr.categories", source)
+    p += _menu_problems(ivr.menu_1402.categories, "ivr.menu_1402.categories", source)
+    offer = ivr.offer_1402_digit
+    if offer and (len(offer) != 1 or offer not in "123456789"):
+        p.append(f"{source}: ivr.offer_1402_digit: expected a single digit 1-9 (0 is the dispatcher) or \"\", "
+                 f"got {offer!r}")
+    elif offer in {c.digit for c in ivr.categories}:
+        p.append(f"{source}: ivr.offer_1402_digit: digit {offer} is already a category of the 102/112 menu")
+    return p
+
+
+def _menu_problems(categories: list[Category], key: str, source: str) -> list[str]:
+    p: list[str] = []
+    digits = [c.digit for c in categories]
+    for i, cat in enumerate(categories):
         if len(cat.digit) != 1 or cat.digit not in "123456789":
-            p.append(f"{source}: ivr.categories[{i}].digit: expected a single digit 1-9 (0 is the dispatcher)")
+            p.append(f"{source}: {key}[{i}].digit: expected a single digit 1-9 (0 is the dispatcher)")
         elif digits.count(cat.digit) > 1:
-            p.append(f"{source}: ivr.categories[{i}].digit: digit {cat.digit} used twice")
+            p.append(f"{source}: {key}[{i}].digit: digit {cat.digit} used twice")
         if not re.match(NAME_RE, cat.name):
-            p.append(f"{source}: ivr.categories[{i}].name: expected a name matching {NAME_RE}")
+            p.append(f"{source}: {key}[{i}].name: expected a name matching {NAME_RE}")
+        if not 0 <= cat.priority <= 9:
+            p.append(f"{source}: {key}[{i}].priority: expected 0-9, got {cat.priority}")
+    return p
+
+
+def line_1402_problems(services: list[Service], d: DispatchConfig, ivr: IvrConfig, source: str) -> list[str]:
+    """The 1402 line hangs together: its calls have positions to go to, 102/112 keep positions of their
+    own, and the 102 menu offers 1402 only when there is a 1402 line."""
+    p: list[str] = []
+    has_line = any(s.name == LINE_1402 for s in services)
+    groups = {pos.group for pos in d.positions}
+    if d.positions and "emergency" not in groups:
+        p.append(f"{source}: dispatch.positions: expected at least one 102/112 position (group = \"emergency\"): "
+                 "102 and 112 calls need positions of their own")
+    if has_line and "1402" not in groups and not d.emergency_positions_take_1402:
+        p.append(f"{source}: dispatch.positions: service 1402 is configured but no position has group = \"1402\" "
+                 "(or set dispatch.emergency_positions_take_1402 = true): its calls would never be answered")
+    if not has_line and "1402" in groups:
+        names = ", ".join(pos.name for pos in d.positions if pos.group == "1402")
+        p.append(f"{source}: dispatch.positions: {names} in group \"1402\" but no [[services]] named 1402")
+    if ivr.offer_1402_digit and not has_line:
+        p.append(f"{source}: ivr.offer_1402_digit: offers 1402 but no [[services]] named 1402")
     return p
 
 

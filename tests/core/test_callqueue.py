@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gateway.intake.queue import CallQueue, PositionBoard, match
+from gateway.intake.queue import Borrowing, CallQueue, Line, PositionBoard, assign, line_of, match
 
 
 def drain(queue: CallQueue) -> list[str]:
@@ -237,3 +237,102 @@ def test_match_ignores_removed_calls() -> None:
     queue.remove("hung-up")
     assert match(queue, board) == [("waiting", "pos1")]
     assert board.state("pos2") == "free"
+
+
+# --- the 1402 line: which waiting call goes to which free position -------------------------------
+
+E, N = "emergency", "1402"
+BORROW = Borrowing(emergency_may_use_1402=True)
+OWN_ONLY = Borrowing(emergency_may_use_1402=False)
+BOTH_WAYS = Borrowing(emergency_may_use_1402=True, emergency_positions_take_1402=True)
+LEND = Borrowing(emergency_may_use_1402=False, emergency_positions_take_1402=True)
+
+
+@pytest.mark.parametrize("waiting, free, rule, expected", [
+    # nothing to do
+    ({}, [("p1", E), ("p9", N)], BORROW, []),
+    ({E: 2, N: 2}, [], BOTH_WAYS, []),
+    # each line to its own positions, in config order
+    ({E: 1}, [("p1", E), ("p2", E)], BORROW, [(E, "p1")]),
+    ({N: 1}, [("p9", N)], OWN_ONLY, [(N, "p9")]),
+    ({E: 1, N: 1}, [("p1", E), ("p9", N)], OWN_ONLY, [(E, "p1"), (N, "p9")]),
+    # an emergency prefers a 102/112 position, leaving the 1402 one to the 1402 caller
+    ({E: 1, N: 1}, [("p9", N), ("p1", E)], BORROW, [(E, "p1"), (N, "p9")]),
+    # only a 1402 position free: the emergency takes it when configured, the 1402 caller waits ...
+    ({E: 1, N: 1}, [("p9", N)], BORROW, [(E, "p9")]),
+    # ... and when not configured, the 1402 caller takes its own position, the emergency waits
+    ({E: 1, N: 1}, [("p9", N)], OWN_ONLY, [(N, "p9")]),
+    ({E: 2, N: 1}, [("p1", E), ("p9", N)], BORROW, [(E, "p1"), (E, "p9")]),
+    ({E: 2, N: 1}, [("p1", E), ("p9", N)], OWN_ONLY, [(E, "p1"), (N, "p9")]),
+    # a 1402 caller never takes a 102/112 position while an emergency waits
+    ({N: 1}, [("p1", E)], BORROW, []),
+    ({E: 3, N: 1}, [("p1", E), ("p2", E)], BOTH_WAYS, [(E, "p1"), (E, "p2")]),
+    ({E: 1, N: 1}, [("p9", N)], LEND, [(N, "p9")]),
+    # ... but may, when configured, once no emergency waits
+    ({N: 1}, [("p1", E)], BOTH_WAYS, [(N, "p1")]),
+    ({E: 1, N: 2}, [("p1", E), ("p2", E)], BOTH_WAYS, [(E, "p1"), (N, "p2")]),
+    ({N: 2}, [("p1", E), ("p9", N)], LEND, [(N, "p9"), (N, "p1")]),
+    # starvation: with no emergency waiting, the 1402 line gets every 1402 position
+    ({N: 3}, [("p9", N), ("p8", N)], BOTH_WAYS, [(N, "p9"), (N, "p8")]),
+    ({E: 0, N: 1}, [("p1", E), ("p9", N)], BORROW, [(N, "p9")]),
+    # more positions than calls, more calls than positions
+    ({E: 1}, [("p1", E), ("p2", E), ("p9", N)], BORROW, [(E, "p1")]),
+    ({E: 5}, [("p1", E), ("p9", N)], OWN_ONLY, [(E, "p1")]),
+])
+def test_assign(waiting: dict[Line, int], free: list[tuple[str, Line]], rule: Borrowing,
+                expected: list[tuple[Line, str]]) -> None:
+    assert assign(waiting, free, rule) == expected
+
+
+def test_assign_never_gives_a_1402_call_an_emergency_position_while_one_waits() -> None:
+    rng = random.Random(1402)
+    for _ in range(3000):
+        waiting: dict[Line, int] = {E: rng.randrange(4), N: rng.randrange(4)}
+        free = [(f"p{i}", rng.choice([E, N])) for i in range(rng.randrange(5))]
+        rule = Borrowing(emergency_may_use_1402=rng.random() < 0.5, emergency_positions_take_1402=rng.random() < 0.5)
+        pairs = assign(waiting, free, rule)
+        groups = dict(free)
+        served = sum(1 for line, _ in pairs if line == E)
+        assert len({p for _, p in pairs}) == len(pairs)  # a position rings one call
+        if served < waiting[E]:  # an emergency still waits: no 1402 call on a 102/112 position
+            assert all(groups[p] == N for line, p in pairs if line == N)
+        if not rule.emergency_may_use_1402:
+            assert all(groups[p] == E for line, p in pairs if line == E)
+        own_free = sum(1 for _, g in free if g == N) - sum(1 for line, p in pairs if line == E and groups[p] == N)
+        assert sum(1 for line, _ in pairs if line == N) >= min(waiting[N], own_free)  # never starved of its own
+
+
+def test_line_of_service() -> None:
+    assert [line_of(s) for s in ("112", "102", "1402", "")] == [E, E, N, E]
+
+
+def test_queue_keeps_lines_apart_and_serves_emergencies_first() -> None:
+    queue = CallQueue()
+    queue.push("n-old-high", 9, 1.0, line=N)
+    queue.push("e-new-low", 1, 5.0)
+    queue.push("e-old", 1, 2.0, line=E)
+    queue.push("n-new", 0, 3.0, line=N)
+    assert queue.counts() == {E: 2, N: 2}
+    assert queue.ordered() == ["e-old", "e-new-low", "n-old-high", "n-new"]
+    assert queue.peek(N) == "n-old-high" and queue.pop(N) == "n-old-high"
+    queue.push("e-old", 1, 2.0, line=N)  # moved to the 1402 line (a 102 caller who chose 1402)
+    assert queue.counts() == {E: 1, N: 2}
+    assert drain(queue) == ["e-new-low", "e-old", "n-new"]
+    assert queue.counts() == {E: 0, N: 0}
+
+
+def test_match_follows_the_rule_on_the_board() -> None:
+    queue = CallQueue()
+    board = PositionBoard(["pos1", "pos2", "pos3"], {"pos3": N})
+    board.set("pos1", "busy")
+    board.set("pos2", "busy")
+    queue.push("line", 2, 1.0, line=N)
+    queue.push("fire", 9, 2.0)
+    assert match(queue, board, rule=OWN_ONLY) == [("line", "pos3")]  # the emergency waits for pos1/pos2
+    board.set("pos3", "free")
+    queue.push("line2", 2, 3.0, line=N)
+    assert match(queue, board, rule=BORROW) == [("fire", "pos3")]
+    board.set("pos2", "free")
+    assert match(queue, board, rule=BORROW) == []  # the 1402 caller never takes pos2 ...
+    assert match(queue, board, rule=BOTH_WAYS) == [("line2", "pos2")]  # ... unless lent, with no emergency waiting
+    assert board.free() == []

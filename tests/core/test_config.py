@@ -29,9 +29,11 @@ def problems(mutate: Callable[[dict[str, Any]], object]) -> list[str]:
 
 def test_shipped_config_loads() -> None:
     cfg = config.load()
-    assert [s.name for s in cfg.services] == ["112", "102"]
-    assert "+7112" in cfg.services[0].dialled
-    assert [p.name for p in cfg.dispatch.positions] == ["pos1", "pos2"]
+    assert [s.name for s in cfg.services] == ["112", "102", "1402"]
+    assert "+7112" in cfg.services[0].dialled and "+71402" in cfg.services[2].dialled
+    assert [(p.name, p.group) for p in cfg.dispatch.positions] == [
+        ("pos1", "emergency"), ("pos2", "emergency"), ("pos3", "1402")]
+    assert cfg.ivr.offer_1402_digit == "5" and cfg.dispatch.emergency_may_use_1402
     assert cfg.dispatch.ring_timeout_s == 20.0
     assert {c.digit: (c.name, c.priority) for c in cfg.ivr.categories}["2"] == ("fire", 9)
     assert (cfg.ani.country_code, cfg.ani.trunk_prefix, cfg.ani.national_length) == ("7", "8", 10)
@@ -149,6 +151,25 @@ def test_missing_required_key_in_position() -> None:
     (lambda r: r["ivr"]["categories"][0].update(digit="12"), "ivr.categories[0].digit: expected a single digit"),
     (lambda r: r["ivr"]["categories"][0].update(digit="*"), "ivr.categories[0].digit: expected a single digit"),
     (lambda r: r["ivr"]["categories"][0].update(name="Police!"), "ivr.categories[0].name"),
+    # the 1402 line: its positions, its menu and the 102 menu's key for it
+    (lambda r: r["dispatch"]["positions"][2].update(group="police"), "dispatch.positions[2].group"),
+    (lambda r: r["dispatch"]["positions"][2].update(group="emergency"),
+     'service 1402 is configured but no position has group = "1402"'),
+    (lambda r: [p.update(group="1402") for p in r["dispatch"]["positions"]],
+     "dispatch.positions: expected at least one 102/112 position"),
+    (lambda r: r.update(services=r["services"][:2]), 'pos3 in group "1402" but no [[services]] named 1402'),
+    (lambda r: (r.update(services=r["services"][:2]), r["dispatch"]["positions"].pop()),
+     "ivr.offer_1402_digit: offers 1402 but no [[services]] named 1402"),
+    (lambda r: r["ivr"].update(offer_1402_digit="0"), "ivr.offer_1402_digit: expected a single digit 1-9"),
+    (lambda r: r["ivr"].update(offer_1402_digit="55"), "ivr.offer_1402_digit: expected a single digit 1-9"),
+    (lambda r: r["ivr"].update(offer_1402_digit="#"), "ivr.offer_1402_digit: expected a single digit 1-9"),
+    (lambda r: r["ivr"].update(offer_1402_digit="2"), "ivr.offer_1402_digit: digit 2 is already a category"),
+    (lambda r: r["ivr"]["menu_1402"]["categories"][1].update(digit="1"),
+     "ivr.menu_1402.categories[1].digit: digit 1 used twice"),
+    (lambda r: r["ivr"]["menu_1402"]["categories"][0].update(digit="0"),
+     "ivr.menu_1402.categories[0].digit: expected a single digit"),
+    (lambda r: r["ivr"]["menu_1402"]["categories"][0].update(priority=12), "ivr.menu_1402.categories[0].priority"),
+    (lambda r: r["ivr"]["menu_1402"].update(default_priority=-1), "ivr.menu_1402.default_priority"),
 ])
 def test_semantic_problem_is_reported(mutate: Callable[[dict[str, Any]], object], expected: str) -> None:
     found = problems(mutate)
@@ -229,3 +250,16 @@ def test_escalation_settings_and_ivr_categories_are_checked() -> None:
     text = "\n".join(found)
     assert "escalation.answer_sla_s: expected 1-600 s" in text and "unknown time zone 'Mars/Olympus'" in text
     assert "ivr.categories[0].name: 'no_such_category' is not in config/categories.toml" in text
+
+
+def test_a_1402_menu_category_must_be_in_the_catalogue() -> None:
+    found = problems(lambda r: r["ivr"]["menu_1402"]["categories"][0].update(name="noise_at_night"))
+    assert found == ["test.toml: ivr.menu_1402.categories[0].name: 'noise_at_night' is not in "
+                     "config/categories.toml"]
+
+
+def test_1402_calls_may_go_to_emergency_positions_alone_when_configured_so() -> None:
+    raw = copy.deepcopy(RAW)
+    raw["dispatch"]["positions"].pop()
+    raw["dispatch"]["emergency_positions_take_1402"] = True
+    assert config.parse(raw).dispatch.emergency_positions_take_1402

@@ -167,3 +167,15 @@ def test_asterisk_variables_survive_rendering() -> None:
     ext = rendered()["extensions.conf"]
     assert "${ECGW_SERVICE}" in ext
     assert "${GEOLOC_PROFILE(location_info)}" in ext
+
+
+def test_1402_is_routed_and_its_fallback_rings_only_the_1402_positions() -> None:
+    ext = rendered()["extensions.conf"]
+    for number in ("1402", "+71402", "81402"):
+        assert f"exten => {number},1,Set(ECGW_SERVICE=1402)\n same => n,Goto(ecgw-emergency,s,1)" in ext
+    assert "ECGW_FALLBACK_RING = PJSIP/ecgw-pos-pos1&PJSIP/ecgw-pos-pos2&PJSIP/ecgw-pos-pos3\n" in ext
+    assert "ECGW_FALLBACK_RING_1402 = PJSIP/ecgw-pos-pos3\n" in ext
+    assert ('ExecIf($["${ECGW_SERVICE}" = "1402"]?Set(ECGW_FALLBACK_RING=${ECGW_FALLBACK_RING_1402}))\n'
+            " same => n,Dial(${ECGW_FALLBACK_RING},") in ext
+    without = with_dispatch(positions=[p for p in CFG.dispatch.positions if p.group != "1402"])
+    assert render.fallback_dial_1402(without) == render.fallback_dial(without)  # never a dead line
