@@ -151,6 +151,11 @@ async function refreshBoard() {
       ["b_calls", board.calls], ["b_abandoned", board.abandoned], ["b_waiting", board.waiting],
       ["b_longest", seconds(board.longest_wait_s)], ["b_runs", board.scenario_runs], ["b_breaches", board.sla_breaches],
       ["b_positions", Object.entries(board.positions).map(([p, s]) => `${p}: ${s}`).join(", ")]];
+    const line = board.line_1402;  // the 1402 line, counted apart from the 102/112 figures above
+    if (line && line.calls) {
+      rows.push(["b_1402_calls", line.calls], ["b_1402_abandoned", line.abandoned], ["b_1402_waiting", line.waiting],
+        ["b_1402_longest", seconds(line.longest_wait_s)]);
+    }
     $("board-figures").replaceChildren(...rows.flatMap(([key, value]) => [el("dt", t(state.language, key)), el("dd", value)]));
     $("units").tBodies[0].replaceChildren(...units.map((u) => {
       const row = document.createElement("tr");

@@ -42,7 +42,7 @@ class NewIncident(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Limits are refused with 400 naming the field, never cut: what a dispatcher typed is kept as typed
     (control and bidi characters dropped and flagged on the first event, as for every source)."""
 
-    service: Literal["102", "112"] = "102"
+    service: Literal["102", "112", "1402"] = "102"  # 1402: the non-emergency line
     category: Category = ""
     number: Annotated[str, Meta(max_length=32)] = ""
     lat: Annotated[float, Meta(ge=-90, le=90)] | None = None

@@ -42,3 +42,8 @@ def test_every_request_body_field_has_a_documented_limit() -> None:
     components = openapi()["components"]["schemas"]
     found = [p for body in REQUEST_BODIES for p in unbounded(components[body], components, body)]
     assert found == []
+
+
+def test_a_new_incident_may_be_for_the_1402_line() -> None:
+    service = openapi()["components"]["schemas"]["NewIncident"]["properties"]["service"]
+    assert service["enum"] == ["102", "112", "1402"]
