@@ -19,6 +19,7 @@ import trio
 from asyncari.client import Client
 from asyncari.model import OperationError
 from asyncswagger11.http_client import ApiKeyAuthenticator, AsynchronousHttpClient
+from wsproto.events import CloseConnection, TextMessage
 
 from gateway.asterisk.ari_http import RestClient
 from gateway.errors import AriError
@@ -36,6 +37,7 @@ for _name in ("asyncari", "asyncari.client", "asyncari.model", "asyncswagger11",
 
 
 _json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
 REST_TIMEOUT_S = 10.0
 
 
@@ -173,6 +175,25 @@ class _Client(Client):  # type: ignore[misc]
         finally:
             if self.closed is not None:
                 self.closed.close()
+
+    async def _Client__run(self, ws: Any) -> None:  # noqa: N802 (asyncari's private Client.__run, mangled)
+        """asyncari's websocket loop without its per-event watchdog: a second task woken twice and a
+        0.5 s deadline for every event, profiled at ~12 % of the gateway's CPU at 50 calls/s."""
+        try:
+            async for message in ws:
+                if isinstance(message, CloseConnection):
+                    break
+                if not isinstance(message, TextMessage):
+                    continue
+                try:
+                    raw = _json_decode(message.data)
+                except msgspec.DecodeError:
+                    log.error("ignoring an ARI event that is not JSON: %.200s", message.data)
+                    continue
+                if isinstance(raw, dict) and "type" in raw:
+                    await self.process_ws(raw)
+        except anyio.ClosedResourceError:
+            pass  # asyncari ends its loop the same way
 
 
 @asynccontextmanager
