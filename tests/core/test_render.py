@@ -11,6 +11,7 @@ import pytest
 
 from gateway import settings as config
 from gateway.asterisk import dialplan as render
+from gateway.asterisk import prompts
 from gateway.errors import ConfigError
 from gateway.settings.credentials import with_secrets
 
@@ -179,3 +180,12 @@ def test_1402_is_routed_and_its_fallback_rings_only_the_1402_positions() -> None
             " same => n,Dial(${ECGW_FALLBACK_RING},") in ext
     without = with_dispatch(positions=[p for p in CFG.dispatch.positions if p.group != "1402"])
     assert render.fallback_dial_1402(without) == render.fallback_dial(without)  # never a dead line
+
+
+def test_the_102_menu_prompt_speaks_the_configured_1402_key_in_each_language() -> None:
+    texts = prompts.load_texts(offer_1402_digit="5")
+    menu = texts["category_102"]
+    assert "бес" in menu["kk"] and "пять" in menu["ru"] and "five" in menu["en"]
+    assert not any("{offer_1402}" in text for text in menu.values())
+    assert set(texts["category_1402"]) == {"kk", "ru", "en"}
+    assert "category_102" not in prompts.load_texts()  # not offered: not generated (the IVR does not ask it)
