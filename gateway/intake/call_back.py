@@ -102,8 +102,8 @@ class CallBacks:
             raise InputError(f"unknown position {position!r}")
         if any(a.number == entry.number for a in self.running.values()):
             raise Conflict(f"{entry.number} is already being called back")
-        if len(dispatcher.queue):
-            raise Conflict(f"{len(dispatcher.queue)} caller(s) waiting in the queue: answer them first")
+        if waiting := dispatcher.waiting_for(position):
+            raise Conflict(f"{waiting} caller(s) waiting in the queue for {position}: answer them first")
         dispatcher.reserve(position)  # raises Conflict when the position is not free
         attempt = Attempt(id=f"callback-{uuid.uuid4().hex}", number=entry.number, position=position,
                           incidents=entry.incidents, actor=actor, started_wall=time.time())

@@ -264,6 +264,14 @@ class Dispatcher:
         """The caller is being handed to the fallback dialplan: it leaves the queue and its position."""
         self.apply(call, cs.FailedOver())
 
+    def waiting_for(self, position: str) -> int:
+        """How many waiting callers ``position`` could take (``queue.assign``'s rule: a 1402 caller does not
+        keep a 102/112 position from a call-back, unless that position is lent to the 1402 line)."""
+        group = self.board.group(position)
+        takes = {"emergency": group == "emergency" or self.rule.emergency_may_use_1402,
+                 "1402": group == "1402" or self.rule.emergency_positions_take_1402}
+        return sum(n for line, n in self.queue.counts().items() if takes[line])
+
     def reserve(self, position: str, force: bool = False) -> None:
         """Hold ``position`` busy for a dispatcher's own call (a call-back): no queued call is handed to it.
         Raises Conflict when it is not free (``force``: take it anyway, after a reconnect), KeyError if unknown."""

@@ -86,3 +86,11 @@ async def test_a_state_the_table_refuses_is_reported_not_swallowed(tmp_path: Pat
     with pytest.raises(cs.CallStateError, match="Queued is not expected in state talking"):
         d.enqueue(talking, 5)  # the intake turns this into a hand-off to the fallback dialplan
     assert "f" not in d.queue
+
+
+def test_a_position_is_kept_from_a_call_back_only_by_callers_it_could_take(tmp_path: Path) -> None:
+    d = dispatcher(tmp_path)  # the shipped config: pos1, pos2 for 102/112, pos3 for 1402 (lent to emergencies)
+    d.queue.push("line", 0, 1.0, line="1402")
+    assert (d.waiting_for("pos1"), d.waiting_for("pos3")) == (0, 1)
+    d.queue.push("fire", 9, 2.0)
+    assert (d.waiting_for("pos1"), d.waiting_for("pos3")) == (1, 2)
