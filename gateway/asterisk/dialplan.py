@@ -20,6 +20,8 @@ PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 RECORDING_EXT = "WAV"  # Asterisk's wav49 format (format_wav_gsm); lower-case .wav would be 16-bit PCM
 # Where cel_custom (dialplans/cel_custom.conf) writes the CEL rows, relative to the instance directory.
 CEL_DIR = "log/cel-custom"
+# What a call-back leg's recording may be named (recording_index.owner reads it back): never a path.
+CALLBACK_RECORDING = "^[0-9]{8}-[0-9]{6}-[0-9A-Za-z.]+-cb[0-9a-f]+$"
 CEL_LOG = f"{CEL_DIR}/ecgw-cel.csv"
 
 
@@ -65,6 +67,8 @@ def template_values(cfg: GatewayConfig, instance_dir: str, moddir: str, datadir:
         "service_routes": service_routes(cfg),
         "deliver_routes": deliver_routes(cfg, ring),
         "record_call": record_call(cfg, instance_dir),
+        "record_callback": record_callback(cfg, instance_dir, "ECGW_CALLBACK_INCIDENT"),
+        "record_auto_callback": record_callback(cfg, instance_dir, "ECGW_INCIDENT"),
         "talk_detect": talk_detect(cfg),
         **callback_values(cfg),
     }
@@ -100,6 +104,17 @@ def record_call(cfg: GatewayConfig, instance_dir: str) -> str:
     if not cfg.recordings.enabled:
         return " same => n,NoOp(call recording disabled in the gateway config)"
     return f" same => n,MixMonitor({recordings_dir(cfg, instance_dir)}/${{ECGW_INCIDENT}}.{RECORDING_EXT})"
+
+
+def record_callback(cfg: GatewayConfig, instance_dir: str, incident_var: str) -> str:
+    """The dialplan lines recording a call-back leg (``callback-<hex>``, the channel id the gateway gave it)
+    into ``<incident id>-cb<hex>.WAV`` (``incident.recording_index.leg_stem``), on the incident in
+    ``incident_var``. The name becomes part of a path: it is checked first, and not recorded if odd."""
+    if not cfg.recordings.enabled:
+        return " same => n,NoOp(call recording disabled in the gateway config)"
+    return (f" same => n,Set(ECGW_CB_RECORDING=${{{incident_var}}}-cb${{CUT(UNIQUEID,-,2)}})\n"
+            f' same => n,ExecIf($[${{REGEX("{CALLBACK_RECORDING}" ${{ECGW_CB_RECORDING}})}}]?MixMonitor('
+            f"{recordings_dir(cfg, instance_dir)}/${{ECGW_CB_RECORDING}}.{RECORDING_EXT}))")
 
 
 def position_sections(cfg: GatewayConfig) -> str:

@@ -7,7 +7,9 @@ one call back, with a count and the three incidents), the most urgent category f
 priority of that number's calls), then the longest waiting (its first abandoned call). A call-back's
 Dial result is an ``Outcome``; only ``answered`` takes the number off the list, every other outcome
 is counted on the entry and leaves it for the next attempt. With automatic call-back on, the gateway
-itself calls an entry nobody has tried once no dispatcher is free (``auto_due``).
+itself calls an entry nobody has tried once no dispatcher is free (``auto_due``). A caller who calls
+again and is answered (by a dispatcher, the backup centre, the fallback) is reached too: ``called_again``
+says which listed calls that later answered call takes off the list.
 """
 
 from __future__ import annotations
@@ -54,6 +56,27 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True):
     incidents: list[str]
     attempts: int = 0
     last_outcome: str = ""
+
+
+class Answered(msgspec.Struct, frozen=True, kw_only=True):
+    """A call that was answered: its incident, number and when it arrived."""
+
+    incident_id: str
+    number: str
+    created_wall: float
+
+
+def called_again(rows: list[Abandoned], answered: list[Answered]) -> dict[str, str]:
+    """The listed calls a later call of the same number reached, each with the incident that was answered
+    (the first such): a call that arrived once the listed one had been abandoned, and is not that same
+    incident (its own call-back). Listed incident id -> answering incident id."""
+    reached = {}
+    for row in rows:
+        later = sorted((a.created_wall, a.incident_id) for a in answered
+                       if a.number == row.number and a.incident_id != row.incident_id and a.created_wall >= row.wall)
+        if later:
+            reached[row.incident_id] = later[0][1]
+    return reached
 
 
 def diallable(number: str) -> bool:

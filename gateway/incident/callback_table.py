@@ -2,7 +2,8 @@
 
 A row is written with the timeline event that tells of it, through the incident ``Recorder``: the
 ``hung_up`` of an unanswered call adds its row, a call-back's ``callback_outcome`` counts the attempt
-and, once the caller was reached, clears the number's rows. So the list and the incidents' histories
+and, once the caller was reached, clears the number's rows; a ``callback_reached`` (the caller called
+again and was answered) clears its incident's row. So the list and the incidents' histories
 never disagree, and a restart loses nothing: the list is read from this table every time.
 """
 
@@ -47,6 +48,12 @@ def attempted(incident_ids: list[str], outcome: Outcome, wall: float, cleared: b
              (outcome, wall if cleared else None, *incident_ids))]
 
 
+def reached_again(incident_id: str, wall: float) -> Statement:
+    """Clear the row of ``incident_id``: its caller called again and was answered (with ``callback_reached``)."""
+    return ("UPDATE callbacks SET outcome='called_again', cleared_wall=? WHERE incident_id=? AND cleared_wall IS NULL",
+            (wall, incident_id))
+
+
 class CallbackTable:
     """Reads of the table (writes go through the incident recorder with their events)."""
 
@@ -58,4 +65,13 @@ class CallbackTable:
         """Rows not cleared, abandoned since ``since_wall``."""
         rows = await self.store.read(f"SELECT {', '.join(_COLUMNS)} FROM callbacks WHERE cleared_wall IS NULL"
                                      " AND wall>=? ORDER BY wall", (since_wall,))
-        return [msgspec.convert(dict(zip(_COLUMNS, row, strict=True)), Abandoned) for row in rows]
+        return _rows(rows)
+
+    async def open_rows_of(self, number: str) -> list[Abandoned]:
+        """The rows of one number not cleared, oldest first."""
+        return _rows(await self.store.read(f"SELECT {', '.join(_COLUMNS)} FROM callbacks WHERE number=?"
+                                           " AND cleared_wall IS NULL ORDER BY wall", (number,)))
+
+
+def _rows(rows: list[tuple[object, ...]]) -> list[Abandoned]:
+    return [msgspec.convert(dict(zip(_COLUMNS, row, strict=True)), Abandoned) for row in rows]

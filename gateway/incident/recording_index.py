@@ -6,10 +6,16 @@ A recording's row is written with the timeline event that tells of it (``recordi
 tables: their schema, the statements the recorder attaches, the queries, and the pure rule of what
 the purge removes (``expired``). A purged recording keeps its row (``purged_wall``): the index says
 what existed and when it went; a file missing or altered is reported, never dropped from it.
+
+An incident may have several recordings: its call (``<incident id>.WAV``, id = the incident id, as
+every row before call-backs were recorded) and each call-back leg (``<incident id>-cb<leg>.WAV``,
+id = the file's stem). ``owner`` tells a file's incident from its name alone: an incident id has
+exactly two hyphens (``INCIDENT_ID``), so whatever follows a third one is the leg.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import msgspec
@@ -40,6 +46,9 @@ CREATE TABLE IF NOT EXISTS legal_holds (
 );
 """
 DAY_S = 86_400.0
+INCIDENT_ID = re.compile(r"^\d{8}-\d{6}-[0-9A-Za-z.]{1,40}$")  # as the dialplan and the desk make them (one rule)
+LEG = re.compile(r"^cb[0-9a-f]{1,32}$")  # a call-back leg: "cb" and the hex of its channel id
+CALLBACK_CHANNEL = "callback-"  # the channel ids the gateway gives call-back legs: callback-<hex>
 _COLUMNS = "id, incident_id, file, codec, start_wall, duration_s, size, sha256, indexed_wall, purged_wall"
 _NAMES = tuple(_COLUMNS.split(", "))
 
@@ -78,6 +87,23 @@ def expired(recordings: Iterable[Recording], held: set[str], now: float, keep_da
     (never fewer than ``MIN_KEEP_DAYS``, whatever the caller says), and their incident not on hold."""
     cutoff = now - max(keep_days, MIN_KEEP_DAYS) * DAY_S
     return [r for r in recordings if r.purged_wall is None and r.end_wall < cutoff and r.incident_id not in held]
+
+
+def owner(stem: str) -> str | None:
+    """The incident a recording file (its name without the extension) belongs to: ``<incident id>`` or
+    ``<incident id>-cb<leg>``; None for any other name (an orphan, never guessed at)."""
+    parts = stem.split("-")
+    incident_id, leg = "-".join(parts[:3]), "-".join(parts[3:])
+    if not INCIDENT_ID.match(incident_id) or (len(parts) > 3 and not LEG.match(leg)):
+        return None
+    return incident_id
+
+
+def leg_stem(incident_id: str, channel_id: str) -> str | None:
+    """The file stem of a call-back leg's recording (``[ecgw-callback]`` names it so: the incident, "-cb",
+    the hex of the leg's channel id ``callback-<hex>``); None for a channel that is no call-back leg."""
+    leg = "cb" + channel_id.removeprefix(CALLBACK_CHANNEL)
+    return f"{incident_id}-{leg}" if channel_id.startswith(CALLBACK_CHANNEL) and LEG.match(leg) else None
 
 
 def insert(rec: Recording) -> Statement:

@@ -16,6 +16,16 @@ Automatic call-back (``[callback] auto_after_s`` > 0): when no dispatcher is fre
 calls an entry nobody has tried yet, once, straight to the caller from the centre's number; a caller who
 answers hears the ``callback`` prompt and is queued on their incident like an incoming call (the intake
 serves the leg from then on, ``take_answered``); one who does not stays on the list for the dispatchers.
+
+Every call-back is recorded like any call, into a file of its own on the incident (``[ecgw-callback]``
+names it after the leg's channel id, ``callback-<hex>``): a dispatcher's from the moment the caller is
+dialled, indexed at its ``callback_ended``; the gateway's own from the caller's answer.
+
+A caller who calls again and is answered is reached too: once the answer is durable (a recorder
+listener), each listed call of that number ``callback_list.called_again`` selects gets a
+``callback_reached`` event, its row cleared in that same write (a row only ever changes with the event
+telling of it, on its own incident: it cannot join the answering incident's write). The answer is never
+held up by this; a crash in between is repaired at every ARI (re)connect (``_catch_up``).
 """
 
 from __future__ import annotations
@@ -32,8 +42,10 @@ import trio
 from gateway.asterisk.ari import Ari, quietly
 from gateway.errors import AriError, Conflict, GatewayError, InputError, NotFound, StoreError
 from gateway.incident import callback_list as cl
-from gateway.incident.callback_table import CallbackTable, attempted
+from gateway.incident.callback_table import CallbackTable, attempted, reached_again
 from gateway.incident.recorder import Recorder
+from gateway.incident.recording_index import CALLBACK_CHANNEL, leg_stem
+from gateway.incident.records import Incident, TimelineEvent
 from gateway.incident.store import Statement, event
 from gateway.intake.dispatch import Dispatcher
 from gateway.protocols import ari_events as ev
@@ -65,8 +77,11 @@ class CallBacks:
 
     def __init__(self, cfg: GatewayConfig, table: CallbackTable, recorder: Recorder) -> None:
         self.cfg = cfg.callback
+        self.recorded = cfg.recordings.enabled
         self.table = table
         self.recorder = recorder
+        self._resolving = trio.Lock()  # one number at a time: a reached call gets one callback_reached
+        recorder.listeners.append(self._on_change)
         self.running: dict[str, Attempt] = {}  # position leg channel id -> attempt
         self.ari: Ari | None = None
         self.dispatcher: Dispatcher | None = None
@@ -80,6 +95,8 @@ class CallBacks:
             # ever (a queued caller handed to a position still on a call-back finds it busy and is requeued).
             log.warning("forgetting %d call-back(s) across an ARI reconnect; outcome not recorded", len(self.running))
             self.running.clear()
+        if nursery is not None:
+            nursery.start_soon(self._catch_up)
 
     async def entries(self) -> list[cl.Entry]:
         """The list, in call-back order (abandoned within ``keep_s``, not yet reached). Raises StoreError."""
@@ -105,7 +122,7 @@ class CallBacks:
         if waiting := dispatcher.waiting_for(position):
             raise Conflict(f"{waiting} caller(s) waiting in the queue for {position}: answer them first")
         dispatcher.reserve(position)  # raises Conflict when the position is not free
-        attempt = Attempt(id=f"callback-{uuid.uuid4().hex}", number=entry.number, position=position,
+        attempt = Attempt(id=f"{CALLBACK_CHANNEL}{uuid.uuid4().hex[:16]}", number=entry.number, position=position,
                           incidents=entry.incidents, actor=actor, started_wall=time.time())
         self.running[attempt.id] = attempt
         try:
@@ -143,6 +160,8 @@ class CallBacks:
             ended: cl.Outcome = "failed" if attempt.position_answered else "position_unanswered"
             if self._conclude(attempt, cl.outcome_of_cause(event.cause) if attempt.auto else ended):
                 self._nursery.start_soon(self._finish, attempt, event.cause_txt[:40])
+            if attempt.position_answered:  # its recording is complete now
+                self._nursery.start_soon(self._ended_event, attempt)
 
     def take_answered(self, channel_id: str) -> Attempt | None:
         """The caller answered the gateway's automatic call-back: the outcome is recorded and the intake
@@ -175,7 +194,7 @@ class CallBacks:
 
     async def _auto(self, ari: Ari, entry: cl.Entry) -> None:
         """Dial the caller from the centre's number; answered, the leg enters our app as ``AUTO_ROLE``."""
-        attempt = Attempt(id=f"callback-{uuid.uuid4().hex}", number=entry.number, position="",
+        attempt = Attempt(id=f"{CALLBACK_CHANNEL}{uuid.uuid4().hex[:16]}", number=entry.number, position="",
                           incidents=entry.incidents, actor="gateway", started_wall=time.time(), auto=True)
         self.running[attempt.id] = attempt
         await self._record(attempt, "callback_started", "gateway",
@@ -191,6 +210,67 @@ class CallBacks:
             self.running.pop(attempt.id, None)
             if self._conclude(attempt, "failed"):
                 await self._finish(attempt, reason=str(exc)[:200])
+
+    # --- a caller who called again --------------------------------------------------------------
+
+    def _on_change(self, incident: Incident, item: TimelineEvent) -> None:
+        """A recorder listener: an answered call may reach a listed number (without a nursery, Asterisk is
+        away; the catch-up at the next connect does it)."""
+        if item.kind == "answered" and cl.diallable(incident.caller.number) and self._nursery is not None:
+            self._nursery.start_soon(self.resolve, incident.caller.number)
+
+    async def resolve(self, number: str) -> int:
+        """Take off the list the calls of ``number`` a later answered call reached (``callback_reached`` on
+        each, its row cleared in that write); returns how many. A store failure is logged: they stay listed."""
+        async with self._resolving:
+            try:
+                rows = await self.table.open_rows_of(number)
+                calls = await self.recorder.store.by_number(number, min(r.wall for r in rows)) if rows else []
+            except StoreError as exc:
+                log.error("call-back list: %s not checked for a later answered call: %s", number, exc)
+                return 0
+            answered = [cl.Answered(incident_id=c.id, number=c.number, created_wall=c.created_wall)
+                        for c in calls if c.answer_s is not None]
+            reached = cl.called_again(rows, answered)
+            for listed, answered_as in reached.items():
+                await self._note(listed, event("callback_reached", "gateway", how="called_again",
+                                               answered_as=answered_as,
+                                               note=f"reached: called again, answered as {answered_as}"),
+                                 [reached_again(listed, time.time())])
+            return len(reached)
+
+    async def _catch_up(self) -> None:
+        """Every listed number checked once: an answer whose ``callback_reached`` a crash or an absent
+        Asterisk kept from being written."""
+        try:
+            listed = await self.entries()
+        except StoreError as exc:
+            log.error("call-back list: catch-up skipped: %s", exc)
+            return
+        for entry in listed:
+            await self.resolve(entry.number)
+
+    async def _ended_event(self, attempt: Attempt) -> None:
+        """A dispatcher's call-back is over: ``callback_ended`` on its incident names its recording."""
+        incident_id = attempt.incidents[0]
+        stem = leg_stem(incident_id, attempt.id) if self.recorded else None
+        await self._note(incident_id, event("callback_ended", attempt.position, attempt=attempt.id,
+                                            outcome=attempt.outcome, recording=stem))
+
+    async def _note(self, incident_id: str, item: TimelineEvent, rows: Sequence[Statement] = ()) -> None:
+        """One event on one incident (``rows`` with it, whenever it becomes durable); a store failure is
+        logged."""
+        try:
+            held = await self.recorder.acquire(incident_id)
+        except StoreError as exc:
+            log.error("incident %s: %s not recorded: %s", incident_id, item.kind, exc)
+            return
+        try:
+            await self.recorder.record_event(held, item, with_event=rows)
+        except StoreError as exc:
+            log.error("incident %s: %s not recorded yet: %s", incident_id, item.kind, exc)
+        finally:
+            self.recorder.release(held)
 
     @staticmethod
     def _conclude(attempt: Attempt, outcome: cl.Outcome) -> bool:
@@ -232,14 +312,4 @@ class CallBacks:
         """The event on each incident of the attempt; ``rows`` ride with the first. A store failure is
         logged: the call-back goes on, and the entry simply stays listed."""
         for n, incident_id in enumerate(attempt.incidents):
-            try:
-                held = await self.recorder.acquire(incident_id)
-            except StoreError as exc:
-                log.error("call-back %s: incident %s not updated: %s", attempt.id, incident_id, exc)
-                continue
-            try:
-                await self.recorder.record_event(held, event(kind, actor, **data), with_event=rows if n == 0 else ())
-            except StoreError as exc:
-                log.error("call-back %s: %s not recorded on %s yet: %s", attempt.id, kind, incident_id, exc)
-            finally:
-                self.recorder.release(held)
+            await self._note(incident_id, event(kind, actor, **data), rows if n == 0 else ())

@@ -9,7 +9,6 @@ the dispatchers directly: our errors never cost a caller their connection to a h
 from __future__ import annotations
 
 import logging
-import re
 import time
 from datetime import datetime
 
@@ -20,12 +19,14 @@ from gateway.errors import AriError, GatewayError, StoreError
 from gateway.incident.callback_list import diallable
 from gateway.incident.callback_table import CallbackTable, abandoned
 from gateway.incident.recorder import Held, Recorder
+from gateway.incident.recording_index import INCIDENT_ID
 from gateway.incident.records import Incident, Location, TimelineEvent, new_incident_id
 from gateway.incident.store import AsyncStore, event
 from gateway.intake import call_state as cs
 from gateway.intake import location_ref
 from gateway.intake.call import INBOX_HIGH_WATER, Call
 from gateway.intake.call_back import AUTO_ROLE, CallBacks
+from gateway.intake.call_back import CONTEXT as CALLBACK_CONTEXT
 from gateway.intake.call_back import ROLE as CALLBACK_ROLE
 from gateway.intake.dispatch import DELIVER_CONTEXT, Dispatcher
 from gateway.intake.ivr import Ivr
@@ -38,7 +39,6 @@ from gateway.settings import LINE_1402, GatewayConfig
 
 log = logging.getLogger(__name__)
 HOLD_AFTER_S = 0.5
-INCIDENT_ID = re.compile(r"^\d{8}-\d{6}-[0-9A-Za-z.]{1,40}$")
 RECONCILE_S = 5.0
 
 
@@ -118,7 +118,11 @@ class Intake:
             self.callbacks.on_event(event)
         elif role == AUTO_ROLE:  # a caller answered the gateway's own call-back: a call like any other now
             attempt = self.callbacks.take_answered(event.channel.id)
-            nursery.start_soon(self._called_back, ari, nursery, event.channel, attempt.incidents[0] if attempt else "")
+            if attempt is not None and self.cfg.recordings.enabled:  # recorded first, then back here
+                nursery.start_soon(self._record_leg, ari, nursery, event.channel)
+                return
+            nursery.start_soon(self._called_back, ari, nursery, event.channel,
+                               attempt.incidents[0] if attempt else event.channel.var("ECGW_INCIDENT"))
         elif role == "redial":  # back from a Dial nobody answered: to the queue again
             call = self.calls.get(event.channel.id)
             if call is None:
@@ -299,6 +303,17 @@ class Intake:
         except StoreError as exc:
             log.error("incident %s: call-back leg not recorded yet: %s", call.id, exc)
         await self._serve_call(ari, nursery, call, False, greeting="callback")
+
+    async def _record_leg(self, ari: Ari, nursery: trio.Nursery, chan: ev.Channel) -> None:
+        """Through ``[ecgw-callback] record`` (MixMonitor, as every call), which brings the answered leg back
+        into our app (``recorded``); if Asterisk refuses, it is served unrecorded rather than not at all."""
+        try:
+            await ari.continue_in_dialplan(chan.id, CALLBACK_CONTEXT, "record")
+        except ChannelGone:
+            return
+        except AriError as exc:
+            log.error("call-back leg %s: not recorded (%s); serving it", chan.id, exc)
+            await self._called_back(ari, nursery, chan, chan.var("ECGW_INCIDENT"))
 
     async def _fail_over(self, ari: Ari, call: Call, exc: GatewayError) -> None:
         log.error("incident %s: %s; handing the caller to the fallback dialplan", call.id, exc)

@@ -6,7 +6,9 @@ event), the file is indexed once Asterisk has finished writing it: duration from
 size and SHA-256, written through the incident ``Recorder`` with a ``recording_indexed`` event. A
 served call without a file gets ``recording_failed`` (a full or unwritable disk must show on the
 incident). Files nobody indexed (a call that ended while the gateway was down, or was handed to the
-dialplan) are picked up by a sweep.
+dialplan) are picked up by a sweep. A call-back is recorded too, into a file of its own on the same
+incident (``<incident id>-cb<leg>.WAV``, ``recording_index.owner``): a dispatcher's is indexed at its
+``callback_ended``, the gateway's own (its leg then the incident's channel) at the ``hung_up``.
 
 The purge (``purge_daily``, owned by the composition root) removes what ``incident.recording_index.expired``
 selects, marks each row purged with a ``recording_purged`` event, checks every other recording's file
@@ -128,20 +130,24 @@ class Recordings:
         self.orphans: list[str] = []  # files whose incident the store does not have
         self.last_report: PurgeReport | None = None
         self._indexing: set[str] = set()
-        self._send, self._receive = trio.open_memory_channel[str](math.inf)
+        self._send, self._receive = trio.open_memory_channel[tuple[str, str]](math.inf)  # (incident, stem)
         recorder.listeners.append(self._on_event)
 
     def _on_event(self, incident: Incident, item: TimelineEvent) -> None:
         if item.kind == "hung_up":
-            self._send.send_nowait(incident.id)
+            self._send.send_nowait((incident.id, incident.id))
+            if (leg := rx.leg_stem(incident.id, incident.channel_id)) is not None:  # the gateway's own call-back
+                self._send.send_nowait((incident.id, leg))
+        elif item.kind == "callback_ended" and isinstance(stem := item.data.get("recording"), str):
+            self._send.send_nowait((incident.id, stem))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Index each ended call's recording, and sweep for files nobody indexed every few minutes."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._sweep_forever)
             task_status.started()
-            async for incident_id in self._receive:
-                nursery.start_soon(self._index_ended_call, incident_id)
+            async for incident_id, stem in self._receive:
+                nursery.start_soon(self._index_ended_call, incident_id, stem)
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -151,17 +157,18 @@ class Recordings:
                 log.error("recordings: sweep failed: %s", exc)
             await trio.sleep(SWEEP_EVERY_S)
 
-    async def _index_ended_call(self, incident_id: str) -> None:
-        name = incident_id + EXT
-        if name in self._indexing:
+    async def _index_ended_call(self, incident_id: str, stem: str) -> None:
+        """Index the recording ``stem`` of a call (or call-back) of ``incident_id`` that has just ended."""
+        name = stem + EXT
+        if name in self._indexing or rx.owner(stem) != incident_id:
             return
         self._indexing.add(name)
         try:
-            if await self.index.get(incident_id) is not None:
+            if await self.index.get(stem) is not None:
                 return  # indexed already (a call adopted again after a restart ends once more)
             if await _settled(self.dir / name) is not None:
                 await self.index_file(name)
-            elif await self._was_served(incident_id):
+            elif stem != incident_id or await self._was_served(incident_id):
                 await self._record(incident_id, "recording_failed",
                                    reason=f"no recording file {name} after the call ended (disk full or unwritable?)")
         except StoreError as exc:
@@ -174,9 +181,13 @@ class Recordings:
         return any(e.kind in SERVED for e in incident.timeline)
 
     async def index_file(self, name: str) -> Recording | None:
-        """Index one finished file (``<incident id>.WAV``) on its incident; None if unreadable (then the
-        incident says ``recording_failed``). Raises NotFound when no incident has that id."""
-        incident_id, path = name.removesuffix(EXT), self.dir / name
+        """Index one finished file (``<incident id>.WAV`` or a call-back's ``<incident id>-cb<leg>.WAV``) on
+        its incident; None if unreadable (then the incident says ``recording_failed``). Raises NotFound when
+        no incident has that id (or the name is no recording's)."""
+        stem, path = name.removesuffix(EXT), self.dir / name
+        incident_id = rx.owner(stem)
+        if incident_id is None:
+            raise NotFound(f"{name}: not the name of an incident's recording")
         try:
             stat = await trio.to_thread.run_sync(os.stat, path)
             size, sha, head = await trio.to_thread.run_sync(file_facts, path)
@@ -184,7 +195,7 @@ class Recordings:
         except (OSError, WavError) as exc:
             await self._record(incident_id, "recording_failed", reason=f"{name}: {exc}"[:300])
             return None
-        rec = Recording(id=incident_id, incident_id=incident_id, file=name, codec=wav.codec,
+        rec = Recording(id=stem, incident_id=incident_id, file=name, codec=wav.codec,
                         start_wall=stat.st_mtime - wav.duration_s, duration_s=round(wav.duration_s, 3), size=size,
                         sha256=sha, indexed_wall=time.time())
         await self._record(incident_id, "recording_indexed", [rx.insert(rec)], recording=rec.id,

@@ -28,7 +28,7 @@ from gateway.web.errors import error, json_response, read_body, refusal
 
 LISTENERS = ("dispatcher", "supervisor", "admin")
 HOLDERS = ("supervisor", "admin")
-RECORDING_ID = re.compile(r"^[0-9A-Za-z.-]{1,64}$")
+RECORDING_ID = re.compile(r"^[0-9A-Za-z.-]{1,96}$")  # a call-back's: <incident id>-cb<leg>
 MEDIA_TYPE = "audio/wav"  # wav49: GSM 06.10 (format tag 0x31) in a RIFF/WAVE file
 PLAY_TIMEOUT_S = 60.0  # sox decodes an hour of GSM in well under a second; a stuck one must not hang the read
 

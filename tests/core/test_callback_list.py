@@ -1,16 +1,23 @@
-"""The call-back list's rule (pure): one entry per number, most urgent category first, then longest waiting."""
+"""The call-back list's rule (pure): one entry per number, most urgent category first, then longest waiting;
+a caller who called again and was answered is reached (and, on a real store, leaves the list)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 import pytest
+import trio
 
 from gateway import settings as config
 from gateway.asterisk import dialplan
 from gateway.errors import ConfigError
+from gateway.incident.bus import Bus
 from gateway.incident.callback_list import (
     Abandoned,
+    Answered,
     auto_due,
+    called_again,
     diallable,
     entries,
     find,
@@ -18,6 +25,11 @@ from gateway.incident.callback_list import (
     outcome_of_cause,
     reached,
 )
+from gateway.incident.callback_table import CallbackTable, abandoned
+from gateway.incident.recorder import Held, Recorder
+from gateway.incident.records import Caller, Incident
+from gateway.incident.store import AsyncStore, SqliteStore, event
+from gateway.intake.call_back import CallBacks
 from gateway.settings.credentials import with_secrets
 
 
@@ -101,3 +113,64 @@ def test_why_a_dialled_caller_did_not_answer() -> None:
     assert outcome_of_cause(17) == "busy"
     assert [outcome_of_cause(c) for c in (18, 19, 21, 16)] == ["no_answer"] * 4
     assert outcome_of_cause(34) == "failed" and outcome_of_cause(0) == "failed"
+
+
+def test_a_caller_who_called_again_and_was_answered_is_reached() -> None:
+    rows = [row("a", "+77010000001", 100.0), row("b", "+77010000001", 130.0), row("x", "+77010000009", 100.0)]
+    later = [Answered(incident_id="c", number="+77010000001", created_wall=150.0),
+             Answered(incident_id="d", number="+77010000001", created_wall=200.0)]
+    assert called_again(rows, later) == {"a": "c", "b": "c"}  # the first answered call after each, same number
+    # a call that arrived before the listed one was abandoned did not call again; nor does the row's own incident
+    # (its call-back answered), nor another number's call
+    assert called_again(rows, [Answered(incident_id="e", number="+77010000001", created_wall=120.0)]) == {"a": "e"}
+    assert called_again(rows, [Answered(incident_id="a", number="+77010000001", created_wall=150.0)]) == {"b": "a"}
+    assert called_again(rows, [Answered(incident_id="f", number="+77010000002", created_wall=150.0)]) == {}
+    assert called_again([], later) == {} and called_again(rows, []) == {}
+
+
+def test_call_backs_are_recorded_into_files_named_after_their_leg() -> None:
+    cfg = with_secrets(config.load(), lambda service: f"{service}-generated-secret")
+    text = dialplan.render_all(cfg, "/srv/ecgw/t", "/mods", "/data")["extensions.conf"]
+    section = text[text.index("[ecgw-callback]"):text.index("[ecgw-phone-headers]")]
+    assert section.count("MixMonitor(/srv/ecgw/t/recordings/${ECGW_CB_RECORDING}.WAV)") == 2
+    assert " same => n,Set(ECGW_CB_RECORDING=${ECGW_CALLBACK_INCIDENT}-cb${CUT(UNIQUEID,-,2)})" in section
+    assert " same => n,Set(ECGW_CB_RECORDING=${ECGW_INCIDENT}-cb${CUT(UNIQUEID,-,2)})" in section
+    assert section.index("MixMonitor") < section.index(" same => n,Dial(")  # the dispatcher's: before the caller rings
+    assert "exten => record,1," in section and " same => n,Stasis(ecgw,autocallback,${UNIQUEID},recorded)" in section
+    off = msgspec.structs.replace(cfg, recordings=msgspec.structs.replace(cfg.recordings, enabled=False))
+    assert "MixMonitor(" not in dialplan.render_all(off, "/srv/ecgw/t", "/mods", "/data")["extensions.conf"]
+
+
+# --- on a real store: the answer of a later call takes the number off the list ---------------------
+
+
+async def test_the_answer_of_a_later_call_resolves_the_entry_on_the_listed_incidents(tmp_path: Path) -> None:
+    store = AsyncStore(SqliteStore(tmp_path / "gateway.sqlite3"))
+    recorder = Recorder(store, Bus())
+    callbacks = CallBacks(with_secrets(config.load(), lambda s: f"{s}-generated-secret"), CallbackTable(store),
+                          recorder)
+    number = "+77010000001"
+
+    async def incident(incident_id: str, wall: float) -> Held:
+        held = recorder.track(Held(Incident(id=incident_id, service="112", created_wall=wall, caller=Caller(
+            raw_number=number, number=number, display_name="", withheld=False))))
+        held.incident.timeline.append(event("call_arrived"))
+        await recorder.create(held)
+        return held
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        first = await incident("20261204-100000-1.1", 1000.0)
+        await recorder.record(first, "hung_up", state="closed", callback=True,
+                              with_event=[abandoned(first.incident, 1010.0)])
+        assert await callbacks.resolve(number) == 0  # nobody answered yet
+        later = await incident("20261204-100100-2.2", 1060.0)
+        await recorder.record(later, "answered", actor="pos1", changes={"position": "pos1", "answer_s": 3.0})
+        assert await callbacks.resolve(number) == 1
+        assert await callbacks.resolve(number) == 0  # once
+        assert await callbacks.table.open_rows(0.0) == []
+        reached = [e for e in (await store.get(first.incident.id)).timeline if e.kind == "callback_reached"]
+        assert [(e.data["how"], e.data["answered_as"]) for e in reached] == [("called_again", later.incident.id)]
+        assert reached[0].data["note"] == f"reached: called again, answered as {later.incident.id}"
+        assert [e.kind for e in (await store.get(later.incident.id)).timeline][-1] == "answered"
+        nursery.cancel_scope.cancel()

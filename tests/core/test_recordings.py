@@ -18,7 +18,7 @@ import trio.testing
 from gateway.errors import ConfigError, NotFound
 from gateway.incident.bus import Bus
 from gateway.incident.recorder import Held, Recorder
-from gateway.incident.recording_index import DAY_S, Recording, RecordingIndex, expired
+from gateway.incident.recording_index import DAY_S, Recording, RecordingIndex, expired, leg_stem, owner
 from gateway.incident.records import Caller, Incident
 from gateway.incident.store import AsyncStore, SqliteStore, event
 from gateway.intake import recordings as service
@@ -66,6 +66,19 @@ def test_the_90_day_floor_holds_even_if_a_caller_asks_for_less() -> None:
     assert expired([rec("x", 100)], set(), NOW, 365) == []
 
 
+def test_a_recording_file_names_its_incident_and_a_call_backs_its_leg() -> None:
+    assert owner("20261204-101010-1764800000.12") == "20261204-101010-1764800000.12"  # the call itself
+    assert owner("20261204-101010-1764800000.12-cb0a1b2c3d4e5f6789") == "20261204-101010-1764800000.12"
+    assert owner("20261204-101010-cb1.00000001") == "20261204-101010-cb1.00000001"  # a node named cb1
+    assert owner("20261204-101010-cb1.00000001-cbff") == "20261204-101010-cb1.00000001"
+    for odd in ("20261204-101010-1.1-x", "20261204-101010-1.1-cb", "20261204-101010-1.1-cbXY", "a-b-c",
+                "20261204-101010", "20261204-101010-1.1-cb1-cb2", "../20261204-101010-1.1"):
+        assert owner(odd) is None, odd
+    assert leg_stem("20261204-101010-1.1", "callback-0a1b2c3d4e5f6789") == "20261204-101010-1.1-cb0a1b2c3d4e5f6789"
+    assert leg_stem("20261204-101010-1.1", "1764800000.12") is None  # a caller's own channel
+    assert leg_stem("20261204-101010-1.1", "callback-../x") is None
+
+
 def test_config_refuses_less_than_90_days_and_a_directory_outside_the_instance() -> None:
     assert parse(BASE).recordings == RecordingsConfig(enabled=True, dir="recordings", keep_days=90)
     with pytest.raises(ConfigError) as caught:
@@ -108,7 +121,10 @@ class Lab:
                                      withheld=False))
         inc.timeline.append(event("call_arrived"))
         await self.recorder.create(Held(inc))
-        path = self.dir / f"{incident_id}.WAV"
+        return self.file(incident_id, seconds, age_days)
+
+    def file(self, stem: str, seconds: float = 10.0, age_days: float = 0.0) -> Path:
+        path = self.dir / f"{stem}.WAV"
         path.write_bytes(wav49(seconds))
         when = time.time() - age_days * DAY_S
         os.utime(path, (when, when))
@@ -218,3 +234,42 @@ async def test_the_end_of_a_call_indexes_its_recording(lab: Lab, autojump_clock:
             await trio.sleep(1.0)
         nursery.cancel_scope.cancel()
     assert kinds[-2:] == ["hung_up", "recording_indexed"]
+
+
+async def test_a_call_back_is_indexed_beside_the_call_on_the_same_incident(lab: Lab) -> None:
+    call = await lab.call("20261204-131313-6.6", seconds=20.0)
+    leg = lab.file("20261204-131313-6.6-cb0a1b2c3d4e5f6789", seconds=7.0)
+    lab.file("20261204-131313-6.6-cbzz", seconds=1.0)  # no recording's name: an orphan, never indexed
+    assert await lab.recordings.sweep(min_age_s=0) == 2
+    listing = await lab.recordings.of_incident(call.stem)
+    assert [(v.recording.id, v.recording.file, v.recording.duration_s, v.state) for v in listing.recordings] == [
+        (call.stem, call.name, 20.0, "ok"), (leg.stem, leg.name, 7.0, "ok")]  # by start: the call-back later
+    assert lab.recordings.orphans == ["20261204-131313-6.6-cbzz.WAV"]
+    rec, path = await lab.recordings.file(leg.stem)
+    assert (rec.incident_id, path) == (call.stem, leg)
+    kinds = [e.kind for e in (await lab.store.get(call.stem)).timeline]
+    assert kinds.count("recording_indexed") == 2
+
+
+async def test_the_end_of_a_call_back_indexes_its_recording(lab: Lab, autojump_clock: trio.testing.MockClock) -> None:
+    incident_id = "20261204-141414-7.7"
+    await lab.call(incident_id, seconds=4.0)
+    dispatcher = lab.file(f"{incident_id}-cb00000000000000aa", seconds=3.0)  # a dispatcher's call-back
+    auto = lab.file(f"{incident_id}-cb00000000000000bb", seconds=5.0)  # the gateway's own, then the channel
+    async with trio.open_nursery() as nursery:
+        await nursery.start(lab.recordings.run)
+        held = await lab.recorder.acquire(incident_id)
+        await lab.recorder.record(held, "hung_up", actor="caller", state="closed")
+        await lab.recorder.record(held, "callback_ended", actor="pos1", recording=dispatcher.stem)
+        await lab.recorder.record(held, "callback_connected", changes={"channel_id": "callback-00000000000000bb"})
+        await lab.recorder.record(held, "hung_up", actor="caller", state="closed")
+        lab.recorder.release(held)
+        for _ in range(int(service.SETTLE_MOST_S)):
+            found = await lab.recordings.of_incident(incident_id)
+            if len(found.recordings) == 3:
+                break
+            await trio.sleep(1.0)
+        nursery.cancel_scope.cancel()
+    assert sorted(v.recording.id for v in found.recordings) == sorted([incident_id, dispatcher.stem, auto.stem])
+    kinds = [e.kind for e in (await lab.store.get(incident_id)).timeline]
+    assert kinds.count("recording_indexed") == 3 and "recording_failed" not in kinds

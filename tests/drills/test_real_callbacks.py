@@ -3,11 +3,13 @@
 One dispatcher position, so a second caller waits in the queue while the first talks: a caller who hangs
 up there is on the call-back list; a dispatcher's call-back rings the position's phone, then the caller
 behind the call-out trunk (a sipp UAS on loopback), and the outcome is on the incident; a caller who
-says nothing hears the prompt, is marked silent and still reaches the dispatcher."""
+says nothing hears the prompt, is marked silent and still reaches the dispatcher. Every call-back is
+recorded on the incident beside its first call; a caller who calls again and is answered leaves the list."""
 
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import httpx
 import pytest
 import trio
 
+from gateway.asterisk import sandbox
 from gateway.incident.records import Incident
 from gateway.people.accounts import Accounts
 from sim import dtmf, sipp
@@ -27,7 +30,7 @@ from tests.drills.test_real_recordings import speech_pcap
 from tests.drivers.test_console_browser import chromium_or_skip, in_browser
 
 TOKEN = "tok-aigerim-dispatcher"
-FIRST, SECOND, TALKER = "+77010000001", "+77012223344", "+77015556677"
+FIRST, SECOND, TALKER, AGAIN = "+77010000001", "+77012223344", "+77015556677", "+77018889900"
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +91,8 @@ async def call_back(gateway: GatewayProcess, key: str, position: str = "pos1") -
         return await client.post(f"{gateway.url}/callbacks/{key}/call", json={"position": position})
 
 
-async def abandon_while_the_first_talks(asterisk: AsteriskInstance, tmp_path: Path) -> tuple[sipp.CallResult, ...]:
+async def abandon_while_the_first_talks(asterisk: AsteriskInstance, tmp_path: Path,
+                                        second: str = SECOND) -> tuple[sipp.CallResult, ...]:
     """The first caller talks to pos1 for 11 s; the second waits in the queue and hangs up after 6 s."""
     results: dict[str, sipp.CallResult] = {}
 
@@ -98,8 +102,35 @@ async def abandon_while_the_first_talks(asterisk: AsteriskInstance, tmp_path: Pa
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(one, FIRST, 11000, 0.0)
-        nursery.start_soon(one, SECOND, 6000, 1.5)
-    return results[FIRST], results[SECOND]
+        nursery.start_soon(one, second, 6000, 1.5)
+    return results[FIRST], results[second]
+
+
+async def recordings_when(gateway: GatewayProcess, incident_id: str, count: int) -> list[dict[str, object]]:
+    """The incident's recordings (``GET /incidents/{id}/recordings``) once ``count`` are indexed."""
+    with trio.fail_after(60):
+        while kinds(await gateway.incident(incident_id)).count("recording_indexed") < count:
+            await trio.sleep(0.5)
+    async with httpx.AsyncClient(timeout=5, headers=gateway.host_headers()) as client:
+        reply = await client.get(f"{gateway.url}/incidents/{incident_id}/recordings")
+    assert reply.status_code == 200, reply.text
+    return [view["recording"] for view in reply.json()["recordings"] if view["state"] == "ok"]
+
+
+def assert_call_back_recorded(asterisk: AsteriskInstance, incident_id: str, found: list[dict[str, object]]) -> None:
+    """Two recordings on the incident: its call (``<id>.WAV``) and the call-back (``<id>-cb<leg>.WAV``), the
+    latter as indexed on disk and read by sox."""
+    assert sorted(str(r["file"]).startswith(incident_id + "-cb") for r in found) == [False, True], found
+    leg = next(r for r in found if str(r["file"]).startswith(incident_id + "-cb"))
+    assert leg["incident_id"] == incident_id and leg["id"] == str(leg["file"]).removesuffix(".WAV")
+    path = sandbox.locate(asterisk.cfg).host_dir / asterisk.cfg.recordings.dir / str(leg["file"])
+    data = path.read_bytes()
+    assert (len(data), hashlib.sha256(data).hexdigest()) == (leg["size"], leg["sha256"])
+    info = subprocess.run(["sox", "--i", str(path)], capture_output=True, text=True, check=True).stdout
+    assert "GSM" in info and "8000" in info, info
+    played = float(subprocess.run(["sox", "--i", "-D", str(path)], capture_output=True, text=True, check=True).stdout)
+    # (short: MixMonitor writes the audio that flows, and these sipp phones send little or none)
+    assert played > 0 and abs(played - float(leg["duration_s"])) < 0.1, (played, leg)  # type: ignore[arg-type]
 
 
 async def test_a_caller_who_hangs_up_in_the_queue_is_listed_and_the_call_back_reaches_them(
@@ -123,6 +154,9 @@ async def test_a_caller_who_hangs_up_in_the_queue_is_listed_and_the_call_back_re
         with trio.fail_after(30):
             while "callback_outcome" not in kinds(incident := await gateway.incident(gone.id)):
                 await trio.sleep(0.3)
+        with trio.fail_after(15):  # the caller hangs up 2 s after answering: the call-back ends
+            while "callback_ended" not in kinds(await gateway.incident(gone.id)):
+                await trio.sleep(0.3)
     outcome = next(e for e in incident.timeline if e.kind == "callback_outcome")
     assert (outcome.data["outcome"], outcome.data["position"]) == ("answered", "pos1")
     assert_in_order(incident, "hung_up", "callback_started", "callback_outcome")
@@ -132,6 +166,31 @@ async def test_a_caller_who_hangs_up_in_the_queue_is_listed_and_the_call_back_re
     assert rang and invites and rang[-1].wall < invites[0].wall and invites[0].fields["number"] == SECOND
     assert 'From: "1102" <sip:1102@' in (tmp_path / "caller-phone.msg").read_text()
     assert await callbacks(gateway) == []  # reached: off the list
+    # recorded like every call, into a file of its own on the same incident
+    assert_call_back_recorded(asterisk, gone.id, await recordings_when(gateway, gone.id, 2))
+    ended = next(e for e in (await gateway.incident(gone.id)).timeline if e.kind == "callback_ended")
+    assert ended.actor == "pos1" and str(ended.data["recording"]).startswith(gone.id + "-cb")
+
+
+async def test_a_caller_who_calls_again_and_is_answered_leaves_the_list(
+    lab: tuple[AsteriskInstance, int], gateway: GatewayProcess, phones: sipp.Phones, tmp_path: Path
+) -> None:
+    asterisk, _ = lab
+    first, abandoned = await abandon_while_the_first_talks(asterisk, tmp_path, AGAIN)
+    assert first.returncode == 0 and abandoned.returncode == 0
+    gone = await gateway.wait_incident(abandoned.call_id, until="hung_up")
+    assert [e["incidents"] for e in await callbacks(gateway) if e["number"] == AGAIN] == [[gone.id]]
+    again = await call(asterisk, tmp_path / "again", AGAIN, 5000)  # pos1 is free now: answered
+    assert again.returncode == 0
+    answered = await gateway.wait_incident(again.call_id, until="answered")
+    with trio.fail_after(15):
+        while "callback_reached" not in kinds(incident := await gateway.incident(gone.id)):
+            await trio.sleep(0.3)
+    reached = next(e for e in incident.timeline if e.kind == "callback_reached")
+    assert (reached.data["how"], reached.data["answered_as"]) == ("called_again", answered.id)
+    assert reached.data["note"] == f"reached: called again, answered as {answered.id}"
+    assert all(e["number"] != AGAIN for e in await callbacks(gateway))  # off the list
+    assert "callback_reached" not in kinds(await gateway.incident(answered.id))
 
 
 async def test_a_busy_caller_stays_on_the_list_with_the_attempt_counted(
@@ -236,6 +295,7 @@ async def test_with_no_dispatcher_free_the_gateway_calls_back_by_itself_and_queu
                 while kinds(incident := await gateway.incident(gone.id)).count("hung_up") < 2:
                     await trio.sleep(0.5)
         invites = [line for line in sipp.parse_log(sipp.read_log(log)) if line.kind == "INVITE"]
+        recorded = await recordings_when(gateway, gone.id, 2)
     finally:
         await gateway.stop()
     assert [line.fields["number"] for line in invites] == [SECOND]  # once, straight to the caller
@@ -247,6 +307,8 @@ async def test_with_no_dispatcher_free_the_gateway_calls_back_by_itself_and_queu
     seen = kinds(incident)
     assert seen.index("answered") > seen.index("callback_connected") and incident.position == "pos1"
     assert incident.state == "closed" and seen[-1] in ("hung_up", "recording_indexed", "recording_failed")
+    # the call-back leg is recorded from the caller's answer, beside the first call
+    assert_call_back_recorded(asterisk, gone.id, recorded)
 
 
 def assert_in_order(incident: Incident, *expected: str) -> None:
