@@ -33,9 +33,11 @@ import msgspec
 import trio
 
 from gateway.errors import NotFound, StoreError
+from gateway.incident.callback_list import diallable
+from gateway.incident.callback_table import CallbackTable, abandoned
 from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Incident, TimelineEvent, new_incident_id
-from gateway.incident.store import AsyncStore
+from gateway.incident.store import AsyncStore, Statement
 from gateway.intake.calls import INCIDENT_ID
 from gateway.metrics import Metrics
 from gateway.protocols import ani
@@ -175,6 +177,7 @@ class FallbackCalls:
         self.last: RunReport | None = None
         self.runs = 0
         store.sync.apply_schema(CURSOR_SCHEMA)
+        CallbackTable(store)  # its rows are written with the incidents of unanswered calls
         self._reader: Reader | None = None  # None: resume from the stored cursor
         self._calls = Calls()
         self._identity: Identity | None = None
@@ -321,7 +324,8 @@ class FallbackCalls:
             missing = [e for e in ended.timeline if e.kind in ("answered", "hung_up") and e.kind not in have]
             for item in missing:
                 await self.recorder.record_event(held, item, changes={"position": ended.position,
-                                                                      "answer_s": ended.answer_s})
+                                                                      "answer_s": ended.answer_s},
+                                                 extra=self._listed(ended) if item.kind == "hung_up" else ())
             return bool(missing)
         finally:
             self.recorder.release(held)
@@ -332,7 +336,7 @@ class FallbackCalls:
             return False
         held = self.recorder.track(Held(incident))
         try:
-            await self.recorder.create(held)
+            await self.recorder.create(held, self._listed(incident))
         except StoreError as exc:
             error = exc
         else:
@@ -342,6 +346,15 @@ class FallbackCalls:
         if await self._stored(incident) is not None:
             return False
         raise error
+
+    def _listed(self, incident: Incident) -> list[Statement]:
+        """A fallback call that ended with nobody answering goes onto the call-back list, in the same write,
+        as a call the gateway saw does: the caller hung up waiting and must be called back."""
+        ended = next((e.wall for e in incident.timeline if e.kind == "hung_up"), None)
+        if ended is None or incident.answer_s is not None or not self.cfg.callback.enabled \
+                or not diallable(incident.caller.number):
+            return []
+        return [abandoned(incident, ended)]
 
     async def _stored(self, incident: Incident) -> Incident | None:
         """This call's incident in the store: by its id, or by the caller's channel (adopted under another)."""

@@ -16,6 +16,7 @@ import trio.testing
 
 from gateway.errors import StoreError
 from gateway.incident.bus import Bus
+from gateway.incident.callback_table import CallbackTable
 from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Caller, Incident
 from gateway.incident.store import AsyncStore, SqliteStore, event
@@ -80,6 +81,18 @@ async def test_a_fallback_call_becomes_an_incident_with_its_number_position_and_
     assert inc.timeline[-1].kind == "fallback_registered" and inc.timeline[-1].wall > time.time() - 60
     assert lab.metric("ecgw_fallback_calls_registered_total") == 1
     assert lab.metric("ecgw_cel_rows_total", outcome="event") == 9
+
+
+async def test_a_fallback_call_nobody_answered_goes_onto_the_call_back_list_once(lab: Lab) -> None:
+    uid2 = f"{T + 50:.0f}.0"
+    lab.append(fallback_call(T, UID, answer_leg="") + fallback_call(T + 50, uid2)  # the second was answered
+               + fallback_call(T + 80, f"{T + 80:.0f}.0", answer_leg="", number=""))  # withheld: nobody to call
+    await lab.service().reconcile()
+    rows = await CallbackTable(lab.store).open_rows(0)
+    assert [(r.incident_id, r.number, r.wall) for r in rows] == [(ID, "+77011234567", T + 10.0)]
+    await lab.store.write([("DELETE FROM cel_cursor", ())])
+    await lab.service().reconcile()  # read again: known, not listed twice
+    assert len(await CallbackTable(lab.store).open_rows(0)) == 1
 
 
 async def test_reading_again_and_restarting_add_nothing(lab: Lab) -> None:
