@@ -167,11 +167,15 @@ class GatewayProcess:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(self.path), "run"],
                                          stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-        with trio.fail_after(timeout):
-            while not await self.ready():
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"gateway exited ({self.proc.returncode}); see {self.log}")
-                await trio.sleep(0.1)
+        try:
+            with trio.fail_after(timeout):
+                while not await self.ready():
+                    if self.proc.poll() is not None:
+                        raise RuntimeError(f"gateway exited ({self.proc.returncode}); see {self.log}")
+                    await trio.sleep(0.1)
+        except BaseException:
+            self.kill()  # a gateway that never became ready must not outlive the test that started it
+            raise
 
     async def ready(self) -> bool:
         try:
