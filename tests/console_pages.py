@@ -144,6 +144,32 @@ def board_pages(chromium: str, url: str, shots: Path) -> dict[str, dict[str, obj
     return seen
 
 
+def lockout_and_roles(chromium: str, url: str, shots: Path) -> dict[str, object]:
+    """Five wrong passwords lock an account (said in Russian, with the minutes); an officer who may not see the
+    desk gets only the warnings screen."""
+    from playwright.sync_api import sync_playwright
+
+    seen: dict[str, object] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=LAUNCH)
+        page = browser.new_context(viewport={"width": 1400, "height": 900}, locale="ru-RU").new_page()
+        page.goto(url + "/console/")
+        for attempt in range(6):
+            page.fill("#login-name", "marat")
+            page.fill("#login-password", f"wrong {attempt}")
+            page.evaluate("document.getElementById('login-error').textContent = ''")
+            page.click("#login-form button")
+            page.locator("#login-error:not(:empty)").wait_for()
+        seen["locked"] = page.text_content("#login-error")
+        page.screenshot(path=shots / "0-locked.png")
+        log_in(page, url, "aigerim")
+        page.wait_for_selector("#compose")
+        seen["officer"] = {"desk": page.is_visible("#desk-view"), "to_desk": page.is_visible("#to-desk"),
+                           "warnings": page.is_visible("#warnings-view")}
+        browser.close()
+    return seen
+
+
 def audit_of_a_card(page: Any, shots: Path) -> str:
     """A supervisor opens a card, then asks who opened it: the audit view, narrowed to that incident."""
     page.locator("#queue tbody tr").first.click()
@@ -397,7 +423,7 @@ def call_back_page(chromium: str, url: str, name: str, number: str, shots: Path)
 
 FUNCTIONS: dict[str, Callable[..., object]] = {
     "drive": drive, "board_pages": board_pages, "watch": watch, "officers": officers, "drill_page": drill_page,
-    "composer_area": composer_area, "call_back_page": call_back_page}
+    "composer_area": composer_area, "call_back_page": call_back_page, "lockout_and_roles": lockout_and_roles}
 
 
 if __name__ == "__main__":

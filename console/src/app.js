@@ -87,7 +87,10 @@ async function login(event) {
 
 function loginRefusal(message) {
   // The server's words are English; say it in the person's language, keeping the lock's minutes.
-  if (message.startsWith("too many wrong passwords")) return `${t(state.language, "login_locked")} (${message.split(": ").pop()})`;
+  if (message.startsWith("too many wrong passwords")) {
+    const minutes = message.match(/(\d+) minutes/)?.[1] ?? "?";
+    return `${t(state.language, "login_locked")} (${minutes} ${t(state.language, "minutes")})`;
+  }
   if (message === "wrong name or password") return t(state.language, "login_wrong");
   if (message === "this account is disabled") return t(state.language, "login_disabled");
   return message;
@@ -411,12 +414,28 @@ function renderLocations(incident) {
     }
     return row;
   }));
+  $("location-why").textContent = whyChosen(incident);
   // DEC112's viewer: say so when the position shown is not the newest one received.
   const newest = incident.locations.length - 1;
   $("location-warning").textContent = incident.best_location != null && incident.best_location !== newest
     ? t(state.language, "not_latest") : "";
   showLocations($("map"), incident.locations, incident.best_location, { tileUrl: state.me.tile_url, zones: state.zones },
     incident.scene);
+}
+
+// Why the gateway chose this candidate (protocols.location.rank): coordinates before an address alone, then
+// the smallest uncertainty, then the more trusted source.
+function whyChosen(incident) {
+  const chosen = incident.locations[incident.best_location];
+  if (!chosen) return "";
+  const say = (key) => t(state.language, key);
+  const others = incident.locations.filter((_, i) => i !== incident.best_location);
+  if (!others.length) return `${say("chosen")}: ${say("why_only")}`;
+  const located = others.filter((loc) => loc.lat != null && loc.lon != null);
+  if (!located.length) return `${say("chosen")}: ${say("why_coords")}`;
+  const radius = chosen.radius_m != null ? ` (${Math.round(chosen.radius_m)} m)` : "";
+  const tie = located.some((loc) => loc.radius_m === chosen.radius_m);
+  return `${say("chosen")}: ${say(tie ? "why_source" : "why_smallest")}${radius}`;
 }
 
 async function loadCategories() {

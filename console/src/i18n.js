@@ -1,6 +1,8 @@
 // Labels in the three languages of the centre; a person's own language is the default.
 export const TEXT = {
   ru: {
+    minutes: "мин",
+    why_only: "единственное полученное", why_coords: "единственное с координатами", why_smallest: "наименьшая погрешность", why_source: "та же погрешность, более надёжный источник",
     callbacks: "Перезвонить", cb_calls: "Звонков", cb_last: "Последняя попытка", call_back: "Перезвонить", silent: "молчит", cb_answered: "дозвонились", cb_busy: "занято", cb_no_answer: "не ответил", cb_failed: "не удалось", cb_cancelled: "отменено", cb_position_unanswered: "пульт не ответил",
     st_draft: "черновик", st_approved: "утверждено", st_sending: "отправляется", st_sent: "отправлено", st_superseded: "заменено", st_cancelled: "отменено", msg_Update: "обновление", msg_Cancel: "отмена",
     update_alert: "Обновить", updating: "Обновление оповещения", new_alert_instead: "Новое вместо обновления",
@@ -72,6 +74,8 @@ export const TEXT = {
     units_near: "Ближайшие свободные наряды", assign: "Назначить", add_note: "Добавить заметку", no_units: "нет свободных",
   },
   kk: {
+    minutes: "мин",
+    why_only: "жалғыз алынған", why_coords: "координаттары бар жалғызы", why_smallest: "ең аз қателік", why_source: "қателігі бірдей, дереккөзі сенімдірек",
     callbacks: "Қайта қоңырау шалу", cb_calls: "Қоңыраулар", cb_last: "Соңғы әрекет", call_back: "Қайта қоңырау шалу", silent: "үндемейді", cb_answered: "жауап берді", cb_busy: "бос емес", cb_no_answer: "жауап жоқ", cb_failed: "сәтсіз", cb_cancelled: "тоқтатылды", cb_position_unanswered: "пульт жауап бермеді",
     st_draft: "жоба", st_approved: "бекітілді", st_sending: "жіберілуде", st_sent: "жіберілді", st_superseded: "ауыстырылды", st_cancelled: "болдырылмады", msg_Update: "жаңарту", msg_Cancel: "болдырмау",
     update_alert: "Жаңарту", updating: "Хабарламаны жаңарту", new_alert_instead: "Жаңарту орнына жаңа",
@@ -144,6 +148,8 @@ export const TEXT = {
     assign: "Тағайындау", add_note: "Жазба қосу", no_units: "бос жасақ жоқ",
   },
   en: {
+    minutes: "min",
+    why_only: "the only one received", why_coords: "the only one with coordinates", why_smallest: "the smallest uncertainty", why_source: "same uncertainty, the more trusted source",
     callbacks: "Call back", cb_calls: "Calls", cb_last: "Last attempt", call_back: "Call back", silent: "silent", cb_answered: "reached", cb_busy: "busy", cb_no_answer: "no answer", cb_failed: "failed", cb_cancelled: "cancelled", cb_position_unanswered: "position did not answer",
     st_draft: "draft", st_approved: "approved", st_sending: "sending", st_sent: "sent", st_superseded: "superseded", st_cancelled: "cancelled", msg_Update: "update", msg_Cancel: "cancel",
     update_alert: "Update", updating: "Updating alert", new_alert_instead: "A new alert instead",

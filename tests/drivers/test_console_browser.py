@@ -137,3 +137,15 @@ async def test_a_supervisor_sees_the_wall_board_a_dispatcher_does_not(tmp_path: 
     assert seen["saule"]["audit_button"] and not seen["marat"]["audit_button"], seen
     assert "saule" in seen["saule"]["audit"] and "incident_read" in seen["saule"]["audit"], seen["saule"]["audit"]
     keep_shots(tmp_path)
+
+
+async def test_five_wrong_passwords_lock_and_an_officer_sees_only_the_warnings_screen(tmp_path: Path) -> None:
+    chromium = chromium_or_skip()
+    async with api(tmp_path) as a, a.as_("marat") as machine:
+        for name in ("marat", "aigerim"):
+            assert users(a, "reset", name, "--password-stdin", password=PASSWORD).returncode == 0
+        seen = await in_browser("lockout_and_roles", tmp_path, chromium=chromium, url=a.gateway.url)
+        assert (await machine.get("/me")).status_code == 200  # the machine's key is not the person's password
+    assert seen["locked"] == "Слишком много неверных паролей: вход заблокирован (15 мин)", seen
+    assert seen["officer"] == {"desk": False, "to_desk": False, "warnings": True}, seen
+    keep_shots(tmp_path)
