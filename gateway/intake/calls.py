@@ -40,6 +40,7 @@ from gateway.settings import LINE_1402, GatewayConfig
 log = logging.getLogger(__name__)
 HOLD_AFTER_S = 0.5
 RECONCILE_S = 5.0
+GONE_KEEP_S = 60.0  # a channel Asterisk reported gone may still be listed while it is torn down
 
 
 class Intake:
@@ -50,6 +51,7 @@ class Intake:
         self.recorder = recorder
         self.metrics = metrics
         self.calls: dict[str, Call] = {}  # caller channel id -> call
+        self.gone: dict[str, float] = {}  # caller channel id -> when it left (Trio's clock): never adopted again
         self.dispatcher = Dispatcher(cfg.dispatch, recorder, metrics)
         self.ivr = Ivr(cfg.ivr, recorder, prompts_dir)
         self.locations = location_ref.LocationFetcher(cfg.location)
@@ -337,6 +339,7 @@ class Intake:
 
     def _caller_gone(self, nursery: trio.Nursery, call: Call, event_: ev.Event) -> None:
         self.calls.pop(call.channel_id, None)
+        self.gone[call.channel_id] = trio.current_time()
         self.metrics.active_calls.set(len(self.calls))
         self.dispatcher.release(call)  # stops the call's tasks too
         cause = event_.cause if isinstance(event_, ev.ChannelDestroyed) else 0
@@ -385,17 +388,23 @@ class Intake:
         """
         channels = await ari.channels()
         now = time.time()
+        self.gone = {cid: at for cid, at in self.gone.items() if trio.current_time() - at < GONE_KEEP_S}
         legs = {c.var("ECGW_INCIDENT"): c for c in channels if c.name.startswith("PJSIP/ecgw-pos-")}
         for chan in channels:
             dp = chan.dialplan
-            if chan.var("ECGW_ROLE") != "caller" or dp is None or chan.id in self.calls:
+            if chan.var("ECGW_ROLE") != "caller" or dp is None or chan.id in self.calls or chan.id in self.gone:
                 continue
             in_app = dp.app_name == "Stasis" and dp.app_data.startswith(self.cfg.asterisk.app + ",")
             in_dial = dp.app_name == "Dial" and dp.context == DELIVER_CONTEXT
             if not (in_app or in_dial) or now - (_wall(chan.creationtime) or 0.0) < min_age_s:
                 continue
             log.warning("adopting untracked caller channel %s", chan.id)
-            await self._adopt_caller(ari, nursery, chan, legs if in_dial else {})
+            try:  # one channel that went meanwhile must not leave the others unadopted
+                await self._adopt_caller(ari, nursery, chan, legs if in_dial else {})
+            except ChannelGone:
+                log.info("channel %s went while being adopted", chan.id)
+            except AriError as exc:
+                log.warning("channel %s not adopted this time: %s", chan.id, exc)
 
     async def _adopt_caller(self, ari: Ari, nursery: trio.Nursery, chan: ev.Channel,
                             legs: dict[str, ev.Channel]) -> None:
@@ -420,7 +429,11 @@ class Intake:
         if delivered and chan.dialplan is not None:
             leg = legs.get(call.id)
             self.dispatcher.adopt_delivered(call, chan.dialplan.exten, answered=leg is not None and leg.state == "Up")
-            await ari.subscribe(chan.id)  # the old subscription went with the old app connection
+            try:  # the old subscription went with the old app connection; no ChannelDestroyed without one
+                await ari.subscribe(chan.id)
+            except ChannelGone:
+                self._gone_meanwhile(nursery, call)  # hung up while adopted: close it now, never tracked forever
+                raise
             return
         nursery.start_soon(self._serve_call, ari, nursery, call, False)
 
