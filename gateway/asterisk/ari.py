@@ -108,6 +108,10 @@ class Ari:
         params = {"media": media, **({"lang": lang} if lang else {})}
         await self._call("POST", f"channels/{channel_id}/play/{playback_id}", params)
 
+    async def set_variable(self, channel_id: str, name: str, value: str) -> None:
+        """Set a channel variable (the dialplan reads it if the call falls back to it later)."""
+        await self._call("POST", f"channels/{channel_id}/variable", {"variable": name, "value": value})
+
     async def stop_playback(self, playback_id: str) -> None:
         await self._call("DELETE", f"playbacks/{playback_id}")
 

@@ -70,6 +70,10 @@ class Ivr:
                                        service=call.incident.service,
                                        changes={"service": LINE_1402, "ivr_choice": LINE_1402,
                                                 "priority": self.cfg.menu_1402.default_priority})
+            try:  # should the call fall back to the dialplan (gateway gone, overflow), it rings the 1402 positions
+                await ari.set_variable(call.channel_id, "ECGW_SERVICE", LINE_1402)
+            except AriError as exc:
+                log.warning("incident %s: moved to 1402, but a fallback would ring it as 102: %s", call.id, exc)
             await self._category(call, await self.ask(ari, call, "category_1402"), self._categories_1402)
             return
         await self._category(call, digit, self._categories)

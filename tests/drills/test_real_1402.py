@@ -84,10 +84,14 @@ async def test_1402_has_its_own_positions_and_an_emergency_waiting_takes_them_fi
                               dtmf_pcap_file=dtmf.sequence_pcap(keys, workdir / "keys.pcap"))
         results[name] = await sipp.place_call(lab.cfg, xml, workdir / "caller", 60)
 
+    moved_var: list[str] = []
     async with trio.open_nursery() as nursery:
         for name in calls:
             nursery.start_soon(one, name)
+        nursery.start_soon(service_variable_once_moved, lab, gateway, "+77010000004", moved_var)
     assert {name: r.returncode for name, r in results.items()} == dict.fromkeys(calls, 0)
+    # Asterisk's own record of the moved call says 1402 too: a fallback from here rings the 1402 position
+    assert moved_var == ["1402"], moved_var
     a, b, c, d = [await gateway.wait_incident(results[n].call_id, until="hung_up") for n in ("a112", "b1402",
                                                                                              "c112", "d102")]
     # a 1402 call is a service "1402" incident, with its own menu, and rings the 1402 position
@@ -103,3 +107,21 @@ async def test_1402_has_its_own_positions_and_an_emergency_waiting_takes_them_fi
     # the 1402 caller never took pos1, even once it was free; it got pos2 when the emergency was done
     assert at(a, "hung_up") < at(c, "hung_up") < at(d, "answered")
     assert (d.position, dialled(d), dialled(b)) == ("pos2", ["pos2"], ["pos2"])
+
+
+async def service_variable_once_moved(lab: AsteriskInstance, gateway: GatewayProcess, number: str,
+                                      found: list[str]) -> None:
+    """The caller channel's ECGW_SERVICE (what the fallback dialplan reads) once the gateway moved it to 1402."""
+    with trio.fail_after(40):
+        while True:
+            rows = [r for r in await gateway.incidents() if r["number"] == number]
+            incident = await gateway.incident(str(rows[0]["id"])) if rows else None
+            if incident is not None and any(e.kind == "transferred_to_1402" for e in incident.timeline):
+                break
+            await trio.sleep(0.2)
+    await trio.sleep(0.3)
+    listing = await trio.to_thread.run_sync(lab.cli, "core show channels concise")
+    name = next(line.split("!")[0] for line in listing.splitlines() if incident.channel_id in line.split("!"))
+    shown = await trio.to_thread.run_sync(lab.cli, f"core show channel {name}")
+    found.extend(line.split("=", 1)[1].strip() for line in shown.splitlines()
+                 if line.strip().startswith("ECGW_SERVICE="))
