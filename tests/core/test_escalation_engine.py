@@ -66,9 +66,9 @@ class Env(msgspec.Struct):
     desk: Desk
     triggers: Triggers
 
-    async def open(self, category: str, source: str = "api", number: str = "") -> Incident:
+    async def open(self, category: str, source: str = "api", number: str = "", service: str = "112") -> Incident:
         caller = Caller(raw_number=number, number=number, display_name="", withheld=False) if number else no_caller()
-        return await self.desk.open(service="112", source=source, caller=caller, kind="reported",  # type: ignore[arg-type]
+        return await self.desk.open(service=service, source=source, caller=caller, kind="reported",  # type: ignore[arg-type]
                                     actor="test", category=category, priority=5)
 
     async def timeline(self, incident_id: str) -> list[tuple[str, dict[str, object]]]:
@@ -186,6 +186,9 @@ async def test_a_call_not_answered_in_time_runs_the_sla_scenario(tmp_path: Path,
         await env.wait_for(waiting.id, "notified", person="sup")
         assert env.triggers.breaches == 1
         assert f"{waiting.id}/category" not in env.engine.runs  # not classified yet: no category scenario
+        line = await env.open("", source="call", number="+77011234568", service="1402")
+        await env.wait_for(line.id, "scenario_started", run="sla")  # on its timeline, as any wait past the SLA
+        assert env.triggers.breaches == 1  # but the board's breaches are the emergency lines'
 
 
 async def test_restart_mid_scenario_resumes_without_repeating_a_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
