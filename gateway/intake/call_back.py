@@ -132,7 +132,9 @@ class CallBacks:
                                 timeout_s=max(1, math.ceil(self.cfg.position_ring_s)),
                                 caller_id=f'"Call back" <{entry.number}>', app_args=f"{ROLE},{attempt.id}",
                                 variables={"ECGW_CALLBACK_TO": entry.number,
-                                           "ECGW_CALLBACK_INCIDENT": entry.incidents[0]})
+                                           "ECGW_CALLBACK_INCIDENT": entry.incidents[0],
+                                           # the position's phone knows which incident, as for every caller
+                                           "PJSIP_HEADER(add,X-ECGW-Incident)": entry.incidents[0]})
         except GatewayError as exc:
             self._ended(attempt)  # the originate failed: no channel will ever tell us more
             if self._conclude(attempt, "failed"):

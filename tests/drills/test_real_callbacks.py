@@ -164,6 +164,7 @@ async def test_a_caller_who_hangs_up_in_the_queue_is_listed_and_the_call_back_re
     rang = [line for line in phones.lines() if line.kind == "RINGING"]
     invites = [line for line in sipp.parse_log(sipp.read_log(log)) if line.kind == "INVITE"]
     assert rang and invites and rang[-1].wall < invites[0].wall and invites[0].fields["number"] == SECOND
+    assert rang[-1].fields.get("incident") == gone.id  # the position's phone was told which incident
     assert 'From: "1102" <sip:1102@' in (tmp_path / "caller-phone.msg").read_text()
     assert await callbacks(gateway) == []  # reached: off the list
     # recorded like every call, into a file of its own on the same incident

@@ -177,9 +177,9 @@ async def test_a_call_back_rings_the_position_then_the_caller_and_reaching_them_
         lab.callbacks.on_event(ev.ChannelDestroyed(channel=chan, cause=16))
         while "callback_outcome" not in await lab.kinds("i2"):
             await trio.sleep(0.05)
-        for incident_id in ("i1", "i2"):
-            outcome = (await lab.store.get(incident_id)).timeline[-1]
-            assert outcome.kind == "callback_outcome" and outcome.data["outcome"] == "answered"
+        for incident_id in ("i1", "i2"):  # the first incident's callback_ended (naming the recording) may follow
+            outcome = next(e for e in (await lab.store.get(incident_id)).timeline if e.kind == "callback_outcome")
+            assert outcome.data["outcome"] == "answered"
             assert outcome.data["position"] == "pos2"
         assert lab.dispatcher.board.state("pos2") == "free"
         async with lab.client() as c:
