@@ -2,8 +2,10 @@
 
 Asterisk records every emergency call with MixMonitor (``dialplans/extensions.conf``) into
 ``<incident id>.WAV`` in the recordings directory. When an incident's call ends (its ``hung_up``
-event), the file is indexed once Asterisk has finished writing it: duration from the WAV header,
-size and SHA-256, written through the incident ``Recorder`` with a ``recording_indexed`` event. A
+event), the file is indexed once Asterisk has finished writing it (untouched for ``SETTLE_QUIET_S``:
+looked at once, a second after the end, in one worker-thread call that also hashes it; again only
+while it is still being written or not there yet): duration from the WAV header, size and SHA-256,
+written through the incident ``Recorder`` with a ``recording_indexed`` event. A
 served call without a file gets ``recording_failed`` (a full or unwritable disk must show on the
 incident). Files nobody indexed (a call that ended while the gateway was down, or was handed to the
 dialplan) are picked up by a sweep. A call-back is recorded too, into a file of its own on the same
@@ -76,16 +78,46 @@ class IncidentRecordings(msgspec.Struct, frozen=True, kw_only=True):
     recordings: list[RecordingView]
 
 
-def file_facts(path: Path) -> tuple[int, str, bytes]:
-    """(size, SHA-256 hex, first 4 KiB) of a file; blocking, raises OSError."""
-    digest, size, head = hashlib.sha256(), 0, b""
+class Facts(msgspec.Struct, frozen=True):
+    """A file as read in one go: its stat, size, SHA-256 hex and first 4 KiB."""
+
+    stat: os.stat_result
+    size: int
+    sha256: str
+    head: bytes
+
+
+def read_facts(path: Path) -> Facts:
+    """The file's stat and contents' facts, one open; blocking, raises OSError. ``stat`` is taken after the
+    read (so a write meanwhile shows as a size other than ``size``)."""
     with open(path, "rb") as f:
+        digest, size, head = hashlib.sha256(), 0, b""
         while chunk := f.read(1 << 20):
             if not head:
                 head = chunk[:4096]
             size += len(chunk)
             digest.update(chunk)
-    return size, digest.hexdigest(), head
+        return Facts(os.fstat(f.fileno()), size, digest.hexdigest(), head)
+
+
+def final_facts(path: Path, before: os.stat_result | None, quiet_s: float) -> Facts | os.stat_result | None:
+    """One look at a recording (blocking): its Facts when Asterisk has finished it (untouched for ``quiet_s``
+    of the wall clock, or unchanged since ``before``, an earlier look; ``quiet_s`` <= 0: as it is); else its
+    stat (still being written), or None (no file). Raises OSError (other than a missing file)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    unchanged = before is not None and _same(st, before)
+    if not unchanged and time.time() - st.st_mtime < quiet_s:
+        return st
+    facts = read_facts(path)
+    final = quiet_s <= 0 or (_same(facts.stat, st) and facts.size == st.st_size)  # <= 0: taken as it is
+    return facts if final else facts.stat
+
+
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns) == (b.st_size, b.st_mtime_ns)
 
 
 def verify(directory: Path, recordings: Sequence[Recording]) -> tuple[list[str], list[str]]:
@@ -93,7 +125,7 @@ def verify(directory: Path, recordings: Sequence[Recording]) -> tuple[list[str],
     missing, altered = [], []
     for rec in recordings:
         try:
-            size, sha, _ = file_facts(directory / rec.file)
+            facts = read_facts(directory / rec.file)
         except FileNotFoundError:
             missing.append(rec.id)
             continue
@@ -101,7 +133,7 @@ def verify(directory: Path, recordings: Sequence[Recording]) -> tuple[list[str],
             log.error("recording %s: cannot read %s: %s", rec.id, rec.file, exc)
             missing.append(rec.id)
             continue
-        if (size, sha) != (rec.size, rec.sha256):
+        if (facts.size, facts.sha256) != (rec.size, rec.sha256):
             altered.append(rec.id)
     return missing, altered
 
@@ -166,8 +198,11 @@ class Recordings:
         try:
             if await self.index.get(stem) is not None:
                 return  # indexed already (a call adopted again after a restart ends once more)
-            if await _settled(self.dir / name) is not None:
-                await self.index_file(name)
+            facts = await _settled(self.dir / name)
+            if isinstance(facts, Facts):
+                await self._index_facts(name, facts)
+            elif isinstance(facts, OSError):
+                await self._record(incident_id, "recording_failed", reason=f"{name}: {facts}"[:300])
             elif stem != incident_id or await self._was_served(incident_id):
                 await self._record(incident_id, "recording_failed",
                                    reason=f"no recording file {name} after the call ended (disk full or unwritable?)")
@@ -189,15 +224,25 @@ class Recordings:
         if incident_id is None:
             raise NotFound(f"{name}: not the name of an incident's recording")
         try:
-            stat = await trio.to_thread.run_sync(os.stat, path)
-            size, sha, head = await trio.to_thread.run_sync(file_facts, path)
-            wav = read_header(head, size)
-        except (OSError, WavError) as exc:
+            facts = await trio.to_thread.run_sync(read_facts, path)
+        except OSError as exc:
+            await self._record(incident_id, "recording_failed", reason=f"{name}: {exc}"[:300])
+            return None
+        return await self._index_facts(name, facts)
+
+    async def _index_facts(self, name: str, facts: Facts) -> Recording | None:
+        stem = name.removesuffix(EXT)
+        incident_id = rx.owner(stem)
+        assert incident_id is not None
+        size, sha = facts.size, facts.sha256
+        try:
+            wav = read_header(facts.head, size)
+        except WavError as exc:
             await self._record(incident_id, "recording_failed", reason=f"{name}: {exc}"[:300])
             return None
         rec = Recording(id=stem, incident_id=incident_id, file=name, codec=wav.codec,
-                        start_wall=stat.st_mtime - wav.duration_s, duration_s=round(wav.duration_s, 3), size=size,
-                        sha256=sha, indexed_wall=time.time())
+                        start_wall=facts.stat.st_mtime - wav.duration_s, duration_s=round(wav.duration_s, 3),
+                        size=size, sha256=sha, indexed_wall=time.time())
         await self._record(incident_id, "recording_indexed", [rx.insert(rec)], recording=rec.id,
                            duration_s=rec.duration_s, size=size, sha256=sha)
         return rec
@@ -328,22 +373,22 @@ def _finished_files(directory: Path, before_wall: float) -> list[str]:
     return sorted(e.name for e in entries if e.name.endswith(EXT) and e.is_file() and e.stat().st_mtime < before_wall)
 
 
-async def _settled(path: Path) -> os.stat_result | None:
-    """The file's stat once Asterisk stopped writing it (no change for ``SETTLE_QUIET_S``); None if it is
-    still absent ``SETTLE_ABSENT_S`` after the call ended (MixMonitor could not create it)."""
-    last: os.stat_result | None = None
+async def _settled(path: Path) -> Facts | OSError | None:
+    """The finished file's Facts (see ``final_facts``), looked at ``SETTLE_QUIET_S`` after the call ended and
+    again only while Asterisk still writes it (at most ``SETTLE_MOST_S``; then taken as it is); None if it is
+    still absent ``SETTLE_ABSENT_S`` after the call ended (MixMonitor could not create it); the OSError if
+    it cannot be read."""
     began = trio.current_time()
-    with trio.move_on_after(SETTLE_MOST_S):
-        while True:
-            try:
-                now: os.stat_result | None = await trio.to_thread.run_sync(os.stat, path)
-            except FileNotFoundError:
-                now = None
-            if now is None and trio.current_time() - began >= SETTLE_ABSENT_S:
-                return None
-            if now is not None and last is not None and (now.st_size, now.st_mtime_ns) == (last.st_size,
-                                                                                           last.st_mtime_ns):
-                return now
-            last = now
-            await trio.sleep(SETTLE_QUIET_S)
-    return last
+    last: os.stat_result | None = None
+    while True:
+        await trio.sleep(SETTLE_QUIET_S)
+        quiet = 0.0 if trio.current_time() - began >= SETTLE_MOST_S else SETTLE_QUIET_S
+        try:
+            found = await trio.to_thread.run_sync(final_facts, path, last, quiet)
+        except OSError as exc:
+            return exc
+        if isinstance(found, Facts):
+            return found
+        if found is None and trio.current_time() - began >= SETTLE_ABSENT_S:
+            return None
+        last = found

@@ -273,3 +273,19 @@ async def test_the_end_of_a_call_back_indexes_its_recording(lab: Lab, autojump_c
     assert sorted(v.recording.id for v in found.recordings) == sorted([incident_id, dispatcher.stem, auto.stem])
     kinds = [e.kind for e in (await lab.store.get(incident_id)).timeline]
     assert kinds.count("recording_indexed") == 3 and "recording_failed" not in kinds
+
+
+def test_a_recording_is_read_once_asterisk_has_left_it_alone(tmp_path: Path) -> None:
+    path = tmp_path / "20261204-151515-8.8.WAV"
+    assert service.final_facts(path, None, 1.0) is None  # not there (yet)
+    path.write_bytes(wav49(2.0))
+    fresh = service.final_facts(path, None, 1.0)
+    assert isinstance(fresh, os.stat_result)  # written just now: still being written, for all we know
+    found = service.final_facts(path, fresh, 1.0)  # unchanged since the last look: finished
+    assert isinstance(found, service.Facts)
+    assert (found.size, found.sha256) == (path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest())
+    os.utime(path, (time.time() - 5, time.time() - 5))
+    assert isinstance(service.final_facts(path, None, 1.0), service.Facts)  # untouched for long enough: one look
+    with path.open("ab") as f:
+        f.write(b"\0" * 65)
+    assert isinstance(service.final_facts(path, found.stat, 1.0), os.stat_result)  # grew since: not yet
