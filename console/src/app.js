@@ -266,7 +266,8 @@ function renderQueue() {
     const number = (s.number || t(state.language, "withheld")) + (s.language ? ` · ${s.language}` : "")
       + (s.silent ? ` · ${t(state.language, "silent")}` : "");
     const ivr = s.ivr_choice ? ` · IVR: ${s.ivr_choice === s.category ? "✓" : t(state.language, "ivr_" + s.ivr_choice)}` : "";
-    for (const cell of [`${Math.floor(waited / 60)}:${String(waited % 60).padStart(2, "0")}`, s.service, s.priority,
+    const service = s.source && s.source !== "call" ? `${s.service} · ${t(state.language, "src_" + s.source)}` : s.service;
+    for (const cell of [`${Math.floor(waited / 60)}:${String(waited % 60).padStart(2, "0")}`, service, s.priority,
       number, categoryTitle(s.category) + ivr, s.location_source || "—", s.state + " / " + s.status]) {
       row.append(el("td", cell));
     }
@@ -353,7 +354,8 @@ function renderCard(incident) {
   if (!incident) return;
   $("card").hidden = false;
   $("card-id").textContent = incident.id;
-  $("card-status").textContent = `${incident.state} / ${incident.status}`;
+  const source = incident.source && incident.source !== "call" ? ` · ${t(state.language, "src_" + incident.source)}` : "";
+  $("card-status").textContent = `${incident.state} / ${incident.status}${source}`;
   const caller = $("card-caller");
   caller.replaceChildren(el("strong", incident.caller.number || t(state.language, "withheld")),
     el("span", incident.caller.display_name ? ` ${incident.caller.display_name}` : ""),

@@ -1,6 +1,7 @@
 // Labels in the three languages of the centre; a person's own language is the default.
 export const TEXT = {
   ru: {
+    src_alarm: "сигнализация", src_telegram: "Telegram", src_sms: "SMS", src_api: "вручную", src_fallback: "без шлюза",
     minutes: "мин",
     why_only: "единственное полученное", why_coords: "единственное с координатами", why_smallest: "наименьшая погрешность", why_source: "та же погрешность, более надёжный источник",
     callbacks: "Перезвонить", cb_calls: "Звонков", cb_last: "Последняя попытка", call_back: "Перезвонить", silent: "молчит", cb_answered: "дозвонились", cb_busy: "занято", cb_no_answer: "не ответил", cb_failed: "не удалось", cb_cancelled: "отменено", cb_position_unanswered: "пульт не ответил",
@@ -74,6 +75,7 @@ export const TEXT = {
     units_near: "Ближайшие свободные наряды", assign: "Назначить", add_note: "Добавить заметку", no_units: "нет свободных",
   },
   kk: {
+    src_alarm: "дабыл", src_telegram: "Telegram", src_sms: "SMS", src_api: "қолмен", src_fallback: "шлюзсіз",
     minutes: "мин",
     why_only: "жалғыз алынған", why_coords: "координаттары бар жалғызы", why_smallest: "ең аз қателік", why_source: "қателігі бірдей, дереккөзі сенімдірек",
     callbacks: "Қайта қоңырау шалу", cb_calls: "Қоңыраулар", cb_last: "Соңғы әрекет", call_back: "Қайта қоңырау шалу", silent: "үндемейді", cb_answered: "жауап берді", cb_busy: "бос емес", cb_no_answer: "жауап жоқ", cb_failed: "сәтсіз", cb_cancelled: "тоқтатылды", cb_position_unanswered: "пульт жауап бермеді",
@@ -148,6 +150,7 @@ export const TEXT = {
     assign: "Тағайындау", add_note: "Жазба қосу", no_units: "бос жасақ жоқ",
   },
   en: {
+    src_alarm: "alarm", src_telegram: "Telegram", src_sms: "SMS", src_api: "by hand", src_fallback: "fallback",
     minutes: "min",
     why_only: "the only one received", why_coords: "the only one with coordinates", why_smallest: "the smallest uncertainty", why_source: "same uncertainty, the more trusted source",
     callbacks: "Call back", cb_calls: "Calls", cb_last: "Last attempt", call_back: "Call back", silent: "silent", cb_answered: "reached", cb_busy: "busy", cb_no_answer: "no answer", cb_failed: "failed", cb_cancelled: "cancelled", cb_position_unanswered: "position did not answer",

@@ -54,7 +54,8 @@ async def test_a_dispatcher_logs_in_sees_the_queue_live_and_works_the_card(tmp_p
         assert seen["hacked"] is None and HOSTILE in seen["timeline"], seen
         assert seen["map_shapes"] >= 1 and "Абая 150" in seen["locations"], seen
         assert seen["caller"].startswith("+77011234567")
-        assert "manual" in str(seen["queue_row"]) and "pos1" in str(seen["positions"]), seen
+        assert "112 · вручную" in str(seen["queue_row"]) and "manual" in str(seen["queue_row"]), seen
+        assert "pos1" in str(seen["positions"]), seen
         walk_in = (await machine.get(f"/incidents/{seen['walk_in']}")).json()
         assert (walk_in["source"], walk_in["caller"]["number"], walk_in["locations"][0]["address"]) == (
             "api", "+77019998877", "Достык 5")
