@@ -71,9 +71,30 @@ function drawTrail(locations) {
   if (points.length >= 2) L.polyline(points, { color: "#607d8b", weight: 1, dashArray: "4 4", opacity: 0.7 }).addTo(layer);
 }
 
+// An RFC 5491 ellipse as an outline: semi-major axis (radius_m) turned ``orientation_deg`` clockwise from
+// north, semi-minor across it. Drawn as its circle it would claim up to a/b times the area it does.
+export function ellipsePoints(loc, count = 72) {
+  const turn = ((loc.orientation_deg || 0) * Math.PI) / 180;
+  const major = [Math.sin(turn), Math.cos(turn)];  // [east, north] unit vectors
+  const minor = [Math.cos(turn), -Math.sin(turn)];
+  const metresPerDegree = 111320;
+  const points = [];
+  for (let i = 0; i < count; i += 1) {
+    const t = (2 * Math.PI * i) / count;
+    const [a, b] = [loc.radius_m * Math.cos(t), loc.semi_minor_m * Math.sin(t)];
+    const east = a * major[0] + b * minor[0];
+    const north = a * major[1] + b * minor[1];
+    points.push([loc.lat + north / metresPerDegree,
+      loc.lon + east / (metresPerDegree * Math.cos((loc.lat * Math.PI) / 180))]);
+  }
+  return points;
+}
+
 function shapesOf(loc, style) {
   const shapes = [];
-  if (loc.points && loc.points.length >= 3) shapes.push(L.polygon(loc.points, style));
+  const ellipse = loc.semi_minor_m && loc.radius_m && loc.lat != null && loc.lon != null && !loc.points?.length;
+  if (ellipse) shapes.push(L.polygon(ellipsePoints(loc), style));
+  else if (loc.points && loc.points.length >= 3) shapes.push(L.polygon(loc.points, style));
   else if (loc.lat != null && loc.lon != null && loc.radius_m) shapes.push(L.circle([loc.lat, loc.lon], { ...style, radius: loc.radius_m }));
   if (loc.lat != null && loc.lon != null) shapes.push(L.circleMarker([loc.lat, loc.lon], { ...style, radius: 5, fillOpacity: 0.9 }));
   return shapes;

@@ -6,6 +6,7 @@ directory (``ECGW_SHOTS=dir`` copies them elsewhere)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -52,6 +53,11 @@ async def test_a_dispatcher_logs_in_sees_the_queue_live_and_works_the_card(tmp_p
         assert seen["error"] == "Неверное имя или пароль"  # the server says it in English, the page in Russian
         assert seen["queue_has_first"] and seen["queue_has_later"], seen
         assert seen["hacked"] is None and HOSTILE in seen["timeline"], seen
+        # an ellipse is drawn as one (RFC 5491: semi-major axis turned clockwise from north), not as its circle
+        east, north = 1000 / (111320 * math.cos(math.radians(43.2))), 200 / 111320
+        assert [[round(lat, 7), round(lon, 7)] for lat, lon in seen["ellipse"]] == [
+            [43.2, round(76.9 + east, 7)], [round(43.2 - north, 7), 76.9], [43.2, round(76.9 - east, 7)],
+            [round(43.2 + north, 7), 76.9]]
         assert seen["map_shapes"] >= 1 and "Абая 150" in seen["locations"], seen
         assert seen["caller"].startswith("+77011234567")
         assert "112 · вручную" in str(seen["queue_row"]) and "manual" in str(seen["queue_row"]), seen
