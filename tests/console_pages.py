@@ -75,8 +75,9 @@ def steps(page: object, url: str, first_id: str, shots: Path, seen: dict[str, ob
         seen["timeline"] = page.text_content("#timeline")
         seen["caller"] = page.text_content("#card-caller")
         seen["hacked"] = page.evaluate("window.hacked")
-        seen["ellipse"] = page.evaluate("import('/console/map.js').then((m) => m.ellipsePoints("
-                                        "{lat: 43.2, lon: 76.9, radius_m: 1000, semi_minor_m: 200, orientation_deg: 90}, 4))")
+        seen["ellipse"] = page.evaluate(
+            "import('/console/map.js').then((m) => m.ellipsePoints("
+            "{lat: 43.2, lon: 76.9, radius_m: 1000, semi_minor_m: 200, orientation_deg: 90}, 4))")
         page.screenshot(path=shots / "3-card.png")
         page.select_option("#category", "fire")
         page.locator("#timeline", has_text="category_changed").wait_for()

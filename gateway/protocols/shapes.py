@@ -87,9 +87,11 @@ def sphere(source: LocationSource, pos: Position, radius: float) -> Location:
 
 def ellipse(source: LocationSource, pos: Position, major: float, minor: float, orientation: float) -> Location:
     major, minor = distance(major, "semiMajorAxis"), distance(minor, "semiMinorAxis")
+    orientation = _angle(orientation, "orientation")
+    if minor > major:  # axes named the wrong way round: keep the shape sent, so the long axis is across it
+        orientation = (orientation + 90.0) % 360.0
     return Location(source=source, shape="ellipse", lat=pos[0], lon=pos[1], radius_m=max(major, minor),
-                    semi_minor_m=min(major, minor), orientation_deg=_angle(orientation, "orientation"),
-                    altitude_m=pos[2])
+                    semi_minor_m=min(major, minor), orientation_deg=orientation, altitude_m=pos[2])
 
 
 def ellipsoid(source: LocationSource, pos: Position, major: float, minor: float, vertical: float,

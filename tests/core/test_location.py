@@ -77,6 +77,7 @@ def test_ellipse_axes_given_in_wrong_order_are_sorted() -> None:
     info = ELLIPSE.replace('semiMajorAxis="100"', 'semiMajorAxis="10"')
     loc = location.parse_location_info(info, "GML")
     assert (loc.radius_m, loc.semi_minor_m) == (40.0, 10.0)
+    assert loc.orientation_deg == 120.0  # the long axis lies across the one named major (30 degrees)
 
 
 def test_3d_point_and_polygon() -> None:

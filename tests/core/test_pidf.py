@@ -57,6 +57,7 @@ def test_ellipse_round_trip() -> None:
 def test_ellipse_with_swapped_axes_reports_the_smaller_as_minor() -> None:
     [loc] = pidf.parse(pidf.build("ellipse", lat=43.2, lon=76.9, semi_major=40, semi_minor=100))
     assert (loc.radius_m, loc.semi_minor_m) == (100.0, 40.0)
+    assert loc.orientation_deg == 90.0  # the shape as sent: its long axis across the one named major
 
 
 def test_ellipse_orientation_in_radians_is_converted_to_degrees() -> None:
