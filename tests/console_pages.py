@@ -176,6 +176,9 @@ def lockout_and_roles(chromium: str, url: str, shots: Path) -> dict[str, object]
 def audit_of_a_card(page: Any, shots: Path) -> str:
     """A supervisor opens a card, then asks who opened it: the audit view, narrowed to that incident."""
     page.locator("#queue tbody tr").first.click()
+    page.once("dialog", lambda dialog: dialog.accept("уголовное дело 123"))  # the hold's reason
+    page.locator("#recordings button").click()
+    page.locator("#recordings", has_text="уголовное дело 123").wait_for()
     page.locator("#card-audit-link").click()
     page.locator("#audit-trail tbody tr").first.wait_for()
     page.screenshot(path=shots / "6b-audit.png")

@@ -530,8 +530,34 @@ function renderRecordings(found) {
     }
     return item;
   });
-  if (found?.hold) items.push(el("li", `${t(state.language, "legal_hold")}: ${found.hold.reason} (${found.hold.by})`, "flag"));
-  $("recordings").replaceChildren(...(items.length ? items : [el("li", t(state.language, "no_recordings"), "hint")]));
+  if (found?.hold) items.push(el("li", `${t(state.language, "legal_hold")}: ${found.hold.reason} (${found.hold.actor})`, "flag"));
+  if (!items.length) items.push(el("li", t(state.language, "no_recordings"), "hint"));
+  if (found && state.me.roles.some((role) => role === "supervisor" || role === "admin")) items.push(holdButton(found));
+  $("recordings").replaceChildren(...items);
+}
+
+// Supervisors put an incident's recordings on legal hold (kept past the 90 days until released), with a reason.
+function holdButton(found) {
+  const path = `/incidents/${encodeURIComponent(found.incident_id)}/hold`;
+  const button = el("button", t(state.language, found.hold ? "hold_release" : "hold_set"));
+  button.addEventListener("click", async () => {
+    $("action-error").textContent = "";
+    try {
+      if (found.hold) {
+        await api(path, { method: "DELETE" });
+      } else {
+        const reason = window.prompt(t(state.language, "hold_reason"));
+        if (!reason || !reason.trim()) return;
+        await api(path, { method: "POST", body: { reason: reason.trim() } });
+      }
+      await openCard(found.incident_id);
+    } catch (error) {
+      $("action-error").textContent = explain(error);
+    }
+  });
+  const item = el("li");
+  item.append(button);
+  return item;
 }
 
 async function reply(event) {

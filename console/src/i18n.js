@@ -1,6 +1,7 @@
 // Labels in the three languages of the centre; a person's own language is the default.
 export const TEXT = {
   ru: {
+    hold_set: "Удержать записи (не удалять)", hold_release: "Снять удержание", hold_reason: "Основание удержания (например, номер уголовного дела):",
     src_alarm: "сигнализация", src_telegram: "Telegram", src_sms: "SMS", src_api: "вручную", src_fallback: "без шлюза",
     minutes: "мин",
     why_only: "единственное полученное", why_coords: "единственное с координатами", why_smallest: "наименьшая погрешность", why_source: "та же погрешность, более надёжный источник",
@@ -75,6 +76,7 @@ export const TEXT = {
     units_near: "Ближайшие свободные наряды", assign: "Назначить", add_note: "Добавить заметку", no_units: "нет свободных",
   },
   kk: {
+    hold_set: "Жазбаларды сақтау (жоймау)", hold_release: "Сақтауды алу", hold_reason: "Сақтау негізі (мысалы, қылмыстық іс нөмірі):",
     src_alarm: "дабыл", src_telegram: "Telegram", src_sms: "SMS", src_api: "қолмен", src_fallback: "шлюзсіз",
     minutes: "мин",
     why_only: "жалғыз алынған", why_coords: "координаттары бар жалғызы", why_smallest: "ең аз қателік", why_source: "қателігі бірдей, дереккөзі сенімдірек",
@@ -150,6 +152,7 @@ export const TEXT = {
     assign: "Тағайындау", add_note: "Жазба қосу", no_units: "бос жасақ жоқ",
   },
   en: {
+    hold_set: "Hold the recordings (do not purge)", hold_release: "Release the hold", hold_reason: "Reason for the hold (e.g. the case number):",
     src_alarm: "alarm", src_telegram: "Telegram", src_sms: "SMS", src_api: "by hand", src_fallback: "fallback",
     minutes: "min",
     why_only: "the only one received", why_coords: "the only one with coordinates", why_smallest: "the smallest uncertainty", why_source: "same uncertainty, the more trusted source",

@@ -143,6 +143,7 @@ async def test_a_supervisor_sees_the_wall_board_a_dispatcher_does_not(tmp_path: 
     assert int(str(seen["saule"]["units"])) >= 1
     assert seen["saule"]["audit_button"] and not seen["marat"]["audit_button"], seen
     assert "saule" in seen["saule"]["audit"] and "incident_read" in seen["saule"]["audit"], seen["saule"]["audit"]
+    assert "legal_hold_set" in seen["saule"]["audit"] and "уголовное дело 123" in seen["saule"]["audit"]
     keep_shots(tmp_path)
 
 
