@@ -117,6 +117,13 @@ class PositionBoard:
         self._state: dict[str, PositionState] = {n: "free" for n in names}
         self._group: dict[str, Line] = {n: (groups or {}).get(n, "emergency") for n in names}
         self._resting_until: dict[str, float] = {}
+        # Free positions per group by config rank, so that matching never scans the whole board: an entry
+        # may be stale (no longer free), dropped when met; ``_listed`` says who has an entry.
+        self._rank = {n: i for i, n in enumerate(self._state)}
+        self._free: dict[Line, list[tuple[int, str]]] = {line: [] for line in LINES}
+        for name in self._state:
+            self._free.setdefault(self._group[name], []).append((self._rank[name], name))
+        self._listed = set(self._state)
 
     def state(self, name: str) -> PositionState:
         return self._state[name]
@@ -128,6 +135,9 @@ class PositionBoard:
         if name not in self._state:
             raise KeyError(name)
         self._state[name] = state
+        if state == "free" and name not in self._listed:
+            heapq.heappush(self._free[self._group[name]], (self._rank[name], name))
+            self._listed.add(name)
 
     def rest(self, name: str, until: float) -> None:
         """Skip a free position until ``until`` (it just failed to ring: do not hammer a dead phone)."""
@@ -135,10 +145,25 @@ class PositionBoard:
             raise KeyError(name)
         self._resting_until[name] = until
 
-    def free(self, now: float = 0.0) -> list[tuple[str, Line]]:
-        """Free positions not resting, with their group, in config order."""
-        return [(name, self._group[name]) for name, state in self._state.items()
-                if state == "free" and self._resting_until.get(name, 0.0) <= now]
+    def free(self, now: float = 0.0, per_group: int | None = None) -> list[tuple[str, Line]]:
+        """Free positions not resting, with their group, in config order; ``per_group``: only the first so
+        many of each group (without looking at the others)."""
+        if per_group is None:
+            return [(name, self._group[name]) for name, state in self._state.items()
+                    if state == "free" and self._resting_until.get(name, 0.0) <= now]
+        found: list[tuple[int, str, Line]] = []
+        for line, heap in self._free.items():
+            taken, resting = 0, list[tuple[int, str, Line]]()
+            while heap and taken < per_group:
+                rank, name = heapq.heappop(heap)
+                if self._state[name] != "free":
+                    self._listed.discard(name)  # stale: pushed again when it is freed
+                    continue
+                (resting if self._resting_until.get(name, 0.0) > now else found).append((rank, name, line))
+                taken += self._resting_until.get(name, 0.0) <= now
+            for rank, name, _ in found[len(found) - taken:] + resting:
+                heapq.heappush(heap, (rank, name))
+        return [(name, line) for _, name, line in sorted(found)]
 
     def first_free(self, now: float = 0.0) -> str | None:
         found = self.free(now)
@@ -191,7 +216,8 @@ def match(queue: CallQueue, board: PositionBoard, now: float = 0.0,
     if not len(queue):
         return []
     pairs = []
-    for line, position in assign(queue.counts(), board.free(now), rule):
+    waiting = queue.counts()
+    for line, position in assign(waiting, board.free(now, sum(waiting.values())), rule):
         incident_id = queue.pop(line)
         if incident_id is None:
             break

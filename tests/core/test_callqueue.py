@@ -336,3 +336,20 @@ def test_match_follows_the_rule_on_the_board() -> None:
     assert match(queue, board, rule=BORROW) == []  # the 1402 caller never takes pos2 ...
     assert match(queue, board, rule=BOTH_WAYS) == [("line2", "pos2")]  # ... unless lent, with no emergency waiting
     assert board.free() == []
+
+
+def test_the_first_free_positions_of_each_group_are_found_without_scanning_the_board() -> None:
+    rng = random.Random(13)
+    names = [f"p{i}" for i in range(60)]
+    groups: dict[str, Line] = {n: "1402" if rng.random() < 0.3 else "emergency" for n in names}
+    board = PositionBoard(names, groups)
+    for step in range(3000):
+        name = rng.choice(names)
+        if rng.random() < 0.05:
+            board.rest(name, step + rng.randint(0, 20))
+        else:
+            board.set(name, rng.choice(["free", "free", "ringing", "busy"]))
+        k = rng.randint(0, 8)
+        everyone = board.free(step)
+        expected = [(n, g) for n, g in everyone if [x for x, h in everyone if h == g].index(n) < k]
+        assert board.free(step, k) == expected, step
