@@ -35,13 +35,13 @@ from gateway.metrics import Metrics
 from gateway.people.accounts import Accounts
 from gateway.protocols.cap import Circle
 from gateway.scenario import facts as F
-from gateway.settings import GatewayConfig
+from gateway.settings import GatewayConfig, project_path
 from gateway.warning.centre import Warnings
 from gateway.warning.workflow import DraftSpec
 from gateway.web.app import build_app
 from gateway.web.auth import Auth, key_path, local_key
 from gateway.web.callbacks import CallbackRoutes
-from gateway.web.console import console_routes
+from gateway.web.console import PMTILES_URL, console_routes
 from gateway.web.drills import DrillRoutes
 from gateway.web.health import Health, health_routes
 from gateway.web.incidents import incident_routes
@@ -160,8 +160,9 @@ class Gateway:
                                open_to_all=is_loopback(self.cfg.http.host),
                                answer_sla_s=self.cfg.escalation.answer_sla_s),
                 *PeopleRoutes(self.accounts, self.auth, secure_cookies=bool(self.cfg.http.certfile),
-                              tile_url=self.cfg.http.tile_url).routes(),
-                *console_routes(),
+                              tile_url=self.cfg.http.tile_url,
+                              pmtiles_url=PMTILES_URL if self.cfg.http.pmtiles else "").routes(),
+                *console_routes(project_path(self.cfg.http.pmtiles) if self.cfg.http.pmtiles else None),
                 *CallbackRoutes(self.intake.callbacks, self.auth).routes()]
             if self.recordings is not None:
                 await nursery.start(isolated, "recordings", self.recordings.run)

@@ -16,6 +16,7 @@ from gateway import settings
 from gateway.asterisk.dialplan import is_loopback, listen_addresses, render_all
 from gateway.errors import ConfigError, GatewayError
 from gateway.intake.alarm.sites import load_sites
+from gateway.protocols.pmtiles import HEADER_BYTES, PmtilesError, raster_problem, read_header
 from gateway.scenario.catalogue import check_files, load_catalogue
 from gateway.settings import GatewayConfig, project_path
 from gateway.settings.credentials import secret_path, shipped_defaults, with_secrets
@@ -65,7 +66,24 @@ def file_problems(cfg: GatewayConfig, source: str = "<config>") -> list[str]:
         p += _loads(lambda: load_sites(project_path(cfg.alarm.sites_file)), f"{source}: alarm.sites_file: ")
     p += [f"{source}: escalation: {problem}" for problem in
           check_files(cfg.escalation, unit_kinds=_unit_kinds(cfg), warning_events=_warning_events(cfg))]
-    return p + _ivr_category_problems(cfg, source) + _secret_problems(cfg, source)
+    return p + _ivr_category_problems(cfg, source) + _secret_problems(cfg, source) + _pmtiles_problems(cfg, source)
+
+
+def _pmtiles_problems(cfg: GatewayConfig, source: str) -> list[str]:
+    """``[http] pmtiles`` must be a readable PMTiles v3 archive of raster tiles (the console has no style
+    for vector ones)."""
+    if not cfg.http.pmtiles:
+        return []
+    path = project_path(cfg.http.pmtiles)
+    try:
+        with path.open("rb") as file:
+            header = read_header(file.read(HEADER_BYTES))
+    except OSError as exc:
+        return [f"{source}: http.pmtiles: cannot read {path}: {exc.strerror or exc}"]
+    except PmtilesError as exc:
+        return [f"{source}: http.pmtiles: {path}: {exc}"]
+    problem = raster_problem(header)
+    return [f"{source}: http.pmtiles: {path}: {problem}"] if problem else []
 
 
 def _secret_problems(cfg: GatewayConfig, source: str) -> list[str]:

@@ -427,9 +427,40 @@ def call_back_page(chromium: str, url: str, name: str, number: str, shots: Path)
     return seen
 
 
+def pmtiles_maps(chromium: str, url: str, first_id: str, shots: Path) -> dict[str, object]:
+    """A dispatcher's card map and an officer's composer map over the gateway's raster PMTiles: the tiles
+    each map shows (width, hidden, source scheme), the byte ranges the page asked for and what came back."""
+    from playwright.sync_api import sync_playwright
+
+    seen: dict[str, object] = {}
+    problems: list[str] = []
+    ranges: list[list[object]] = []
+    tiles = "(imgs) => imgs.map((i) => [i.naturalWidth, i.style.display === 'none', i.src.split(':')[0]])"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=LAUNCH)
+        for name, position, where in (("marat", "pos1", "#map"), ("aigerim", "", "#w-map")):
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="ru-RU").new_page()
+            page.on("console", lambda m: problems.append(f"{m.type}: {m.text}") if m.type in ("error", "warning")
+                    else None)
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("response", lambda r: ranges.append([r.request.header_value("range"), r.status])
+                    if r.url.endswith("/console/tiles/base.pmtiles") else None)
+            log_in(page, url, name, position)
+            if where == "#map":
+                page.click(f"#queue tr[data-id='{first_id}']")
+            page.locator(f"{where} img.leaflet-tile-loaded").first.wait_for(timeout=15_000)
+            page.wait_for_timeout(2000)  # every tile of the view decoded
+            seen[where] = page.eval_on_selector_all(f"{where} img.leaflet-tile-loaded", tiles)
+            seen[where + " shapes"] = page.locator(f"{where} path").count()  # over the tiles
+            page.locator(where).screenshot(path=shots / f"pmtiles-{name}.png")
+        browser.close()
+    return {**seen, "ranges": ranges, "problems": problems}
+
+
 FUNCTIONS: dict[str, Callable[..., object]] = {
     "drive": drive, "board_pages": board_pages, "watch": watch, "officers": officers, "drill_page": drill_page,
-    "composer_area": composer_area, "call_back_page": call_back_page, "lockout_and_roles": lockout_and_roles}
+    "composer_area": composer_area, "call_back_page": call_back_page, "lockout_and_roles": lockout_and_roles,
+    "pmtiles_maps": pmtiles_maps}
 
 
 if __name__ == "__main__":

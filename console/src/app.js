@@ -421,7 +421,8 @@ function renderLocations(incident) {
   const newest = incident.locations.length - 1;
   $("location-warning").textContent = incident.best_location != null && incident.best_location !== newest
     ? t(state.language, "not_latest") : "";
-  showLocations($("map"), incident.locations, incident.best_location, { tileUrl: state.me.tile_url, zones: state.zones },
+  showLocations($("map"), incident.locations, incident.best_location, { tileUrl: state.me.tile_url,
+    pmtilesUrl: state.me.pmtiles_url, zones: state.zones },
     incident.scene);
 }
 

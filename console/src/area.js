@@ -3,6 +3,7 @@
 // Shapes keep Leaflet's full precision: rounding a vertex to 2 decimals moves a border by up to a kilometre,
 // and with it who is warned. Everything written on the page is text.
 /* global L */
+import { addBase } from "./map.js";
 
 let map = null;
 let drawn = null;  // the officer's shapes
@@ -20,7 +21,8 @@ const SHAPE = { color: "#c62828", weight: 2, fillColor: "#ef5350", fillOpacity: 
 const DRAFT = { color: "#6a1b9a", weight: 3, dashArray: "2 6", fillColor: "#ab47bc", fillOpacity: 0.12,
   className: "draft-area", pmIgnore: true, interactive: false };
 
-// `options`: zones (GET /zones), tileUrl, zoneClicked(name), changed() after every drawn, edited or removed shape.
+// `options`: zones (GET /zones), tileUrl or pmtilesUrl, zoneClicked(name), changed() after every drawn, edited or
+// removed shape.
 export function startArea(context, element, options) {
   ctx = context;
   onZoneClick = options.zoneClicked;
@@ -30,8 +32,8 @@ export function startArea(context, element, options) {
     return;
   }
   map = L.map(element, { attributionControl: false, zoomSnap: 0.25 }).setView([48.0, 67.0], 4);
-  if (options.tileUrl) L.tileLayer(options.tileUrl, { maxZoom: 19 }).addTo(map);
-  drawZones(options.zones);
+  addBase(map, options);
+  drawZones(options.zones);  // over the base layer
   drawn = L.featureGroup().addTo(map);
   shown = L.featureGroup().addTo(map);
   map.pm.setGlobalOptions({ layerGroup: drawn, pathOptions: SHAPE, templineStyle: SHAPE, hintlineStyle: SHAPE,

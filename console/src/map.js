@@ -1,7 +1,7 @@
 // The caller's location candidates on a Leaflet map: each shape as the network sent it, at full
 // precision, the chosen one drawn strongest, earlier fixes faded along a trail (DEC112's viewer), and
 // the incident's own location (its scene) as a blue mark. Tiles only from the centre's own server.
-/* global L */
+/* global L, pmtiles */
 
 let map = null;
 let layer = null;
@@ -46,8 +46,7 @@ export function stopPicking() {
 function create(element, base) {
   // A view before any shape: a circle measures itself with the map's projection.
   map = L.map(element, { zoomControl: true, attributionControl: false }).setView([48.0, 67.0], 4);
-  if (base.tileUrl) L.tileLayer(base.tileUrl, { maxZoom: 19 }).addTo(map);
-  else drawZones(map, base.zones || []);  // no tile server: the centre's zones are the map
+  if (!addBase(map, base)) drawZones(map, base.zones || []);  // no tiles: the centre's zones are the map
   layer = L.featureGroup().addTo(map);
   map.on("click", (event) => {
     if (!onPick) return;
@@ -56,6 +55,16 @@ function create(element, base) {
     else picked = L.circleMarker(event.latlng, { ...SCENE, fillColor: "#fff" }).addTo(map);
     onPick([lat, lng]);
   });
+}
+
+// The base layer: the centre's tile server (`tileUrl`), or its raster PMTiles archive (`pmtilesUrl`) that the
+// gateway serves and the pmtiles library reads in byte ranges, each tile shown as a blob: image. False: neither.
+export function addBase(target, base) {
+  if (base.tileUrl) L.tileLayer(base.tileUrl, { maxZoom: 19 }).addTo(target);
+  else if (base.pmtilesUrl && window.pmtiles) {
+    pmtiles.leafletRasterLayer(new pmtiles.PMTiles(base.pmtilesUrl), { maxZoom: 19 }).addTo(target);
+  } else return false;
+  return true;
 }
 
 export function drawZones(target, zones) {

@@ -26,7 +26,7 @@ export async function startWarnings(context) {
   });
   renderChoices();
   const zones = await ctx.api("/zones");
-  startArea(ctx, $("w-map"), { zones, tileUrl: ctx.state.me.tile_url,
+  startArea(ctx, $("w-map"), { zones, tileUrl: ctx.state.me.tile_url, pmtilesUrl: ctx.state.me.pmtiles_url,
     zoneClicked: toggleZone, changed: () => { renderShapes($("w-shapes")); audienceSoon(); } });
   countAudience();
   await refreshAlerts();

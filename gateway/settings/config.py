@@ -56,6 +56,7 @@ class HttpConfig(Base, frozen=True):
     certfile: str = ""
     keyfile: str = ""
     tile_url: str = ""  # the centre's own map tiles, e.g. "https://tiles.centre.kz/{z}/{x}/{y}.png"; none: zones
+    pmtiles: str = ""  # or a raster PMTiles file the gateway serves itself (path like other paths); none: zones
 
 
 class PeopleConfig(Base, frozen=True):
@@ -180,6 +181,8 @@ def http_problems(cfg: GatewayConfig, source: str) -> list[str]:
         problems = [f"{source}: http.tile_url: expected http(s)://host/...{{z}}...{{x}}...{{y}}..., got {h.tile_url!r}"]
     else:
         problems = []
+    if h.tile_url and h.pmtiles:
+        problems.append(f"{source}: http: give tile_url or pmtiles, not both (the map has one base layer)")
     p = problems + [f"{source}: http.{key}: give both certfile and keyfile, or neither"
          for key, value, other in (("certfile", h.certfile, h.keyfile), ("keyfile", h.keyfile, h.certfile))
          if value and not other]

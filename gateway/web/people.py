@@ -40,14 +40,17 @@ class Me(msgspec.Struct, kw_only=True):
     position: str = ""
     csrf: str = ""  # only for a session: the console sends it back with every change
     tile_url: str = ""  # the centre's map tiles ("": the console draws the zones instead)
+    pmtiles_url: str = ""  # or the raster PMTiles archive the gateway serves (``[http] pmtiles``)
 
 
 class PeopleRoutes:
-    def __init__(self, accounts: Accounts, auth: Auth, *, secure_cookies: bool = False, tile_url: str = "") -> None:
+    def __init__(self, accounts: Accounts, auth: Auth, *, secure_cookies: bool = False, tile_url: str = "",
+                 pmtiles_url: str = "") -> None:
         self.accounts = accounts
         self.auth = auth
         self.secure = secure_cookies
         self.tile_url = tile_url
+        self.pmtiles_url = pmtiles_url
 
     def routes(self) -> list[Route]:
         return [Route("/login", self.login, methods=["POST"]), Route("/logout", self.logout, methods=["POST"]),
@@ -64,7 +67,8 @@ class PeopleRoutes:
             return refusal(exc, what="login")
         person = session.person
         reply = json_response(Me(name=person.name, roles=sorted(person.roles), language=person.language,
-                                 position=session.position, csrf=session.csrf, tile_url=self.tile_url))
+                                 position=session.position, csrf=session.csrf, tile_url=self.tile_url,
+                                 pmtiles_url=self.pmtiles_url))
         reply.set_cookie(Auth.COOKIE, token, httponly=True, samesite="strict", secure=self.secure, path="/")
         return reply
 
@@ -85,7 +89,7 @@ class PeopleRoutes:
         person = self.accounts.person(who.name)
         return json_response(Me(name=who.name, roles=sorted(who.roles), language=person.language if person else "ru",
                                 position=session.position if session else "", csrf=session.csrf if session else "",
-                                tile_url=self.tile_url))
+                                tile_url=self.tile_url, pmtiles_url=self.pmtiles_url))
 
     async def audit(self, request: Request) -> Response:
         """The trail after ``after`` (a sequence number), oldest first (``order=newest``: newest first);
