@@ -272,12 +272,19 @@ class SqliteStore:
         lat, lon = _best_coords(incident)
         if lat is not None and lon is not None:
             dlat = radius_m / 111_000 + 1e-6
-            for other, olat, olon in self._read(
-                "SELECT id, lat, lon FROM incidents WHERE lat BETWEEN ? AND ? AND created_wall>=? AND id<>? LIMIT ?",
-                (lat - dlat, lat + dlat, since, incident.id, MAX_LINKS * 10),
-            ):
-                if distance_m(lat, lon, olat, olon) <= radius_m and len(links) < 2 * MAX_LINKS:  # type: ignore[arg-type]
-                    links.setdefault(str(other), "same_address")
+            with self._lock:  # rows read one by one: a place many called from fills the links in a few
+                try:
+                    rows = self._db.execute("SELECT id, lat, lon FROM incidents WHERE lat BETWEEN ? AND ? AND"
+                                            " created_wall>=? AND id<>? LIMIT ?",
+                                            (lat - dlat, lat + dlat, since, incident.id, MAX_LINKS * 10))
+                    for other, olat, olon in rows:
+                        if len(links) >= 2 * MAX_LINKS:
+                            break
+                        if distance_m(lat, lon, olat, olon) <= radius_m:
+                            links.setdefault(str(other), "same_address")
+                    rows.close()
+                except sqlite3.Error as exc:
+                    raise StoreError(f"store read failed: {exc}") from exc
         return sorted(links.items())
 
     def directory_lookup(self, number: str) -> Location | None:

@@ -63,6 +63,14 @@ def test_related_is_bounded_for_a_number_calling_again_and_again(tmp_path: Path)
     assert len(links) == MAX_LINKS and ("r029", "same_number") in links
 
 
+def test_related_is_bounded_for_a_place_called_from_again_and_again(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    for i in range(MAX_LINKS * 5):
+        store.create(incident(f"p{i:03d}", number=f"+7701{i:07d}", created=float(i), where=(43.2381, 76.9456)))
+    links = store.related(incident("new", created=100.0, where=(43.2381, 76.9456)), window_s=1000, radius_m=50)
+    assert len(links) == 2 * MAX_LINKS and {r for _, r in links} == {"same_address"}
+
+
 async def test_group_commit_keeps_every_write(tmp_path: Path) -> None:
     store = AsyncStore(SqliteStore(tmp_path / "s.db"))
     async with trio.open_nursery() as nursery:
