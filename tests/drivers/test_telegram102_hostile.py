@@ -200,6 +200,8 @@ async def test_bot_api_outage_is_retried_with_backoff(tmp_path: Path) -> None:
             t.sim.inject(Citizen(CHAT).text("Во время сбоя"))
             [registered] = await t.replies(CHAT, 1)
             assert registered.text.startswith("Ваше сообщение принято")
+            # the stand-in has the message before the bot has its reply back: wait for the bot to count it
+            await t.until(lambda: t.bot.statistics().get("sent") == 1)
             stats = t.bot.statistics()
             assert stats["poll_failures"] >= 3 and stats["connected"] == 1 and stats["sent"] == 1
             t.sim.fail_next(1, 429, retry_after=1)
