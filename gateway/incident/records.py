@@ -109,8 +109,9 @@ new_incident_id = IncidentIds()
 
 
 def response_location(incident: Incident) -> Location | None:
-    """Where a response goes: the dispatcher's scene when set, else the caller's best candidate."""
-    if incident.scene is not None:
+    """Where a response goes: the dispatcher's scene when it has coordinates, else the caller's best candidate
+    (a scene corrected by address alone must not leave units without a point to go to)."""
+    if incident.scene is not None and incident.scene.lat is not None and incident.scene.lon is not None:
         return incident.scene
     index = incident.best_location
     return incident.locations[index] if index is not None and 0 <= index < len(incident.locations) else None

@@ -54,6 +54,8 @@ def test_units_go_to_the_scene_when_set_else_to_the_callers_best_candidate() -> 
     near = Location(source="pidf-lo", shape="circle", lat=43.2, lon=76.9, radius_m=50)
     incident = Incident(id="i", service="112", created_wall=0, caller=caller, locations=[near], best_location=0)
     assert response_location(incident) is near and incident_point(incident) == (43.2, 76.9)
+    incident.scene = Location(source="manual", shape="civic", address="Абая 12")  # an address alone
+    assert incident_point(incident) == (43.2, 76.9)  # units still have a point: the caller's
     incident.scene = Location(source="manual", shape="point", lat=43.25, lon=76.95)
     assert incident_point(incident) == (43.25, 76.95)
     assert incident.locations == [near]
