@@ -5,15 +5,11 @@ let ctx = null;
 
 export function startAudit(context) {
   ctx = context;
-  ctx.$("audit-form").addEventListener("submit", (event) => { event.preventDefault(); refresh(); });
+  ctx.$("audit-form").addEventListener("submit", (event) => { event.preventDefault(); showAudit(); });
 }
 
 // The trail as narrowed by the form (the incident card fills in its own id first).
 export async function showAudit() {
-  await refresh();
-}
-
-async function refresh() {
   const { $, el, api } = ctx;
   const query = new URLSearchParams({ order: "newest", limit: "500" });
   for (const [key, id] of [["who", "audit-who"], ["target", "audit-target"]]) {
