@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= config/gateway.toml
-DEB_PACKAGES := mmdebstrap sip-tester socat espeak-ng sox sqlite3 procps chromium postgresql
+DEB_PACKAGES := mmdebstrap sip-tester socat espeak-ng sox sqlite3 procps chromium kamailio postgresql
 
 .PHONY: run test deps venv asterisk console check bench clean
 

@@ -16,9 +16,11 @@ from gateway import settings
 from gateway.asterisk.dialplan import is_loopback, listen_addresses, render_all
 from gateway.errors import ConfigError, GatewayError
 from gateway.intake.alarm.sites import load_sites
+from gateway.kamailio.render import render as render_kamailio
 from gateway.protocols.pmtiles import HEADER_BYTES, PmtilesError, raster_problem, read_header
 from gateway.scenario.catalogue import check_files, load_catalogue
 from gateway.settings import GatewayConfig, project_path
+from gateway.settings.cluster import cluster_problems
 from gateway.settings.credentials import secret_path, shipped_defaults, with_secrets
 from gateway.units.model import load_roster
 from gateway.warning import zones
@@ -66,7 +68,22 @@ def file_problems(cfg: GatewayConfig, source: str = "<config>") -> list[str]:
         p += _loads(lambda: load_sites(project_path(cfg.alarm.sites_file)), f"{source}: alarm.sites_file: ")
     p += [f"{source}: escalation: {problem}" for problem in
           check_files(cfg.escalation, unit_kinds=_unit_kinds(cfg), warning_events=_warning_events(cfg))]
+    p += _kamailio_problems(cfg, source)
     return p + _ivr_category_problems(cfg, source) + _secret_problems(cfg, source) + _pmtiles_problems(cfg, source)
+
+
+def _kamailio_problems(cfg: GatewayConfig, source: str) -> list[str]:
+    """With ``[cluster]`` on, Kamailio's template (dialplans/kamailio/) must render from it (bad values of
+    the section itself are reported once, by ``gateway.settings``)."""
+    if not cfg.cluster.enabled or cluster_problems(cfg.cluster):
+        return []
+    try:
+        render_kamailio(cfg.cluster, "/srv/ecgw/kamailio-check")
+    except ConfigError as exc:
+        return [f"{source}: dialplans/kamailio: {problem}" for problem in exc.problems]
+    except OSError as exc:
+        return [f"{source}: dialplans/kamailio: cannot read the template: {exc.strerror or exc}"]
+    return []
 
 
 def _pmtiles_problems(cfg: GatewayConfig, source: str) -> list[str]:

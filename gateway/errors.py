@@ -27,6 +27,10 @@ class AmiError(AsteriskError):
     """An AMI request failed or AMI is unreachable."""
 
 
+class KamailioError(GatewayError):
+    """Kamailio (the SIP proxy in front of the Asterisk nodes) could not be configured, started or asked."""
+
+
 class InputError(GatewayError):
     """A request or document is not what it must be; whoever sent it can fix it (HTTP 400)."""
 

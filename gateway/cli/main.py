@@ -12,7 +12,7 @@ from pathlib import Path
 import msgspec
 
 from gateway import check_config, settings
-from gateway.cli import alerts, users
+from gateway.cli import alerts, kamailio, users
 from gateway.errors import ConfigError, GatewayError
 from gateway.files import UMASK
 from gateway.settings import credentials
@@ -161,6 +161,7 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(fn=cmd_directory)
     alerts.add_parsers(sub)
     users.add_parsers(sub)
+    kamailio.add_parsers(sub)
     return p
 
 

@@ -9,6 +9,7 @@ from gateway.settings.asterisk import AsteriskConfig
 from gateway.settings.base import NAME_RE, PROJECT, Base, project_path
 from gateway.settings.callbacks import CallbackConfig, SilenceConfig
 from gateway.settings.channels import EmailConfig, SirenLine, SmppConfig, TelegramConfig, TwilioConfig, VoiceConfig
+from gateway.settings.cluster import ClusterConfig
 from gateway.settings.config import (
     DEFAULT_PATH,
     GatewayConfig,
@@ -43,7 +44,7 @@ from gateway.settings.warnings import ChannelSet, SmsRoute, User, WarningsConfig
 
 __all__ = [
     "DEFAULT_PATH", "NAME_RE", "PROJECT", "AlarmConfig", "AniConfig", "AsteriskConfig", "Base", "CallbackConfig",
-    "Category", "LINE_1402", "Menu1402", "PositionGroup", "SilenceConfig",
+    "Category", "ClusterConfig", "LINE_1402", "Menu1402", "PositionGroup", "SilenceConfig",
     "ChannelSet", "CorrelationConfig", "DispatchConfig", "EmailConfig", "EscalationConfig", "GatewayConfig",
     "HttpConfig", "IvrConfig", "LocationConfig", "Position", "Report102Config", "ReportsConfig", "ResponderChannels",
     "PeopleConfig", "RecordingsConfig", "Service",

@@ -19,6 +19,7 @@ from gateway.errors import ConfigError
 from gateway.settings.asterisk import AsteriskConfig, asterisk_problems
 from gateway.settings.base import PROJECT, Base
 from gateway.settings.callbacks import CallbackConfig, SilenceConfig, callback_problems
+from gateway.settings.cluster import ClusterConfig, cluster_problems
 from gateway.settings.escalation import EscalationConfig, escalation_problems
 from gateway.settings.intake import (
     AlarmConfig,
@@ -87,6 +88,7 @@ class GatewayConfig(Base, frozen=True):
     recordings: RecordingsConfig = RecordingsConfig()
     callback: CallbackConfig = CallbackConfig()
     silence: SilenceConfig = SilenceConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
 
 Check = Callable[[GatewayConfig, str], list[str]]
@@ -172,6 +174,7 @@ def semantic_problems(cfg: GatewayConfig, source: str = "<config>") -> list[str]
     p += alarm_problems(cfg.alarm, source)
     p += recordings_problems(cfg.recordings, source)
     p += callback_problems(cfg.callback, cfg.silence, source)
+    p += cluster_problems(cfg.cluster, source)
     return p + bot_problems(cfg, source) + http_problems(cfg, source)
 
 
