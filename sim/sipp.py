@@ -185,14 +185,16 @@ class CallResult:
         return next((line.fields.get("callid", "") for line in self.lines if line.kind == "INVITE"), "")
 
 
-async def place_call(cfg: GatewayConfig, xml: str, workdir: Path, timeout_s: float) -> CallResult:
-    """Run one sipp caller with scenario ``xml`` against Asterisk; never raises for a failed call."""
+async def place_call(cfg: GatewayConfig, xml: str, workdir: Path, timeout_s: float,
+                     target: str | None = None) -> CallResult:
+    """Run one sipp caller with scenario ``xml`` against Asterisk (or ``target``, ``host:port``: Kamailio in
+    front of the nodes); never raises for a failed call."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "caller.xml"
     path.write_text(xml)
     log_file = workdir / "caller.log"
-    cmd = [sipp_binary(), f"127.0.0.1:{cfg.asterisk.sip_port}", "-sf", str(path), "-i", "127.0.0.1", "-p", "0",
-           "-m", "1", "-trace_logs", "-log_file", str(log_file), "-trace_err", "-error_file",
+    cmd = [sipp_binary(), target or f"127.0.0.1:{cfg.asterisk.sip_port}", "-sf", str(path), "-i", "127.0.0.1",
+           "-p", "0", "-m", "1", "-trace_logs", "-log_file", str(log_file), "-trace_err", "-error_file",
            str(workdir / "caller.err"), "-trace_msg", "-message_file", str(workdir / "messages.log"),
            "-nostdin", "-timeout", f"{int(timeout_s)}s", "-timeout_error"]
     with trio.move_on_after(timeout_s + 5):

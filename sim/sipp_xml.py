@@ -80,11 +80,13 @@ def _invite(dialled: str, number: str | None, display: str, pidf_lo: str | None,
     )
 
 
-def _in_dialog(method: str, cseq: int, dialled: str) -> str:
-    """A request inside the caller's dialog (ACK, BYE), ending with its blank line."""
+def _in_dialog(method: str, cseq: int, dialled: str, routed: bool = False) -> str:
+    """A request inside the caller's dialog (ACK, BYE), ending with its blank line. ``routed``: to the far
+    end's Contact through the proxies that record-routed the INVITE (RFC 3261 12.2.1.1)."""
+    target, routes = ("[next_url]", "[routes]\n") if routed else (f"sip:{dialled}@[remote_ip]:[remote_port]", "")
     return (
-        f"{method} sip:{dialled}@[remote_ip]:[remote_port] SIP/2.0\n"
-        "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+        f"{method} {target} SIP/2.0\n"
+        f"Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n{routes}"
         "[last_From:]\n[last_To:]\nCall-ID: [call_id]\n"
         f"CSeq: {cseq} {method}\n"
         "Contact: <sip:caller@[local_ip]:[local_port]>\nMax-Forwards: 70\nContent-Length: 0\n"
@@ -93,11 +95,11 @@ def _in_dialog(method: str, cseq: int, dialled: str) -> str:
 
 def caller(dialled: str, number: str | None, display: str = "", *, pidf_lo: str | None = None,
            location_uri: str = "", dtmf_pcap_file: Path | None = None, first_dtmf_ms: int = 800,
-           talk_ms: int = 5000) -> str:
+           talk_ms: int = 5000, routed: bool = False) -> str:
     """A caller who dials, waits for the answer, keys the DTMF in ``dtmf_pcap_file`` (see
-    ``sim.dtmf``) ``first_dtmf_ms`` after the answer, and hangs up ``talk_ms`` after the answer.
-
-    If the far end hangs up first, the call still ends cleanly (a BYE is accepted at any point).
+    ``sim.dtmf``) ``first_dtmf_ms`` after the answer, and hangs up ``talk_ms`` after the answer. If the far
+    end hangs up first, the call still ends cleanly (a BYE is accepted at any point). ``routed``: the ACK
+    and BYE follow the Record-Route of the answer (Kamailio in front of the nodes).
     """
     dtmf_steps = ""
     if dtmf_pcap_file is not None:
@@ -119,19 +121,19 @@ def caller(dialled: str, number: str | None, display: str = "", *, pidf_lo: str 
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
   <recv request="BYE" optional="global" next="remote_bye"/>
-  <recv response="200" rtd="true">
+  <recv response="200" rtd="true"{' rrs="true"' if routed else ''}>
     <action>
       <gettimeofday assign_to="as,aus"/>
       <log message="ANSWERED [$as] [$aus] callid=[call_id]"/>
     </action>
   </recv>
   <send><![CDATA[
-{_in_dialog("ACK", 1, dialled)}
+{_in_dialog("ACK", 1, dialled, routed)}
   ]]></send>
 {dtmf_steps}
   <pause milliseconds="{talk_ms}"/>
   <send retrans="500"><![CDATA[
-{_in_dialog("BYE", 2, dialled)}
+{_in_dialog("BYE", 2, dialled, routed)}
   ]]></send>
   <recv response="200" crlf="true" next="done"/>
   <label id="remote_bye"/>

@@ -1,0 +1,94 @@
+"""Kamailio in front of lab Asterisk nodes on loopback (issue 14): its config written beside the nodes', the
+proxy run for the length of a block, and what it did read back (each node's dispatcher state, the node
+every INVITE was sent to, the nodes it marked failed)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from gateway import settings as config
+from gateway.errors import KamailioError
+from gateway.kamailio import proxy
+from sim.sipp import free_port
+
+CLUSTER_SECTION = """
+[cluster]
+enabled = true
+listen = "127.0.0.1"
+sip_port = {port}
+nodes = [{nodes}]
+algorithm = "{algorithm}"
+probe_interval_s = {probe_interval_s}
+invite_timeout_ms = {invite_timeout_ms}
+instance_dir = "{instance_dir}"
+children = 2
+"""
+ROUTED = re.compile(r"INVITE (\S+) to node (\S+)")
+FAILED = re.compile(r"node (\S+) failed (\S+) \((\d+)\)")
+
+
+def write_proxy_config(node_config: Path, nodes: Sequence[config.GatewayConfig], workdir: Path, *,
+                       probe_interval_s: int = 1, invite_timeout_ms: int = 1500,
+                       algorithm: str = "round_robin") -> Path:
+    """``node_config`` plus a ``[cluster]`` of Kamailio on a free loopback port in front of ``nodes``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    listed = ", ".join(f'"127.0.0.1:{node.asterisk.sip_port}"' for node in nodes)
+    text = node_config.read_text() + CLUSTER_SECTION.format(
+        port=free_port(), nodes=listed, algorithm=algorithm, probe_interval_s=probe_interval_s,
+        invite_timeout_ms=invite_timeout_ms, instance_dir=workdir / "instance")
+    path = workdir / "kamailio.toml"
+    path.write_text(text)
+    config.load(path)
+    return path
+
+
+@dataclass
+class Proxy:
+    cfg: config.GatewayConfig
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.cfg.cluster.sip_port}"
+
+    def log(self) -> str:
+        path = proxy.locate(self.cfg).log_file
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def routed(self) -> dict[str, str]:
+        """Caller's Call-ID → the node Kamailio chose first for its INVITE (``failed`` tells which moved on)."""
+        return dict(ROUTED.findall(self.log()))
+
+    def failed(self) -> list[tuple[str, str, str]]:
+        """(node URI, Call-ID, status) of every INVITE a node failed and Kamailio passed on."""
+        return FAILED.findall(self.log())
+
+    async def destinations(self) -> dict[str, str]:
+        return await trio.to_thread.run_sync(proxy.destinations, self.cfg)
+
+    async def wait_flags(self, uri: str, first: str, timeout: float = 10.0) -> float:
+        """Until the dispatcher's flags of ``uri`` start with ``first`` (A active, I inactive); the trio time."""
+        with trio.fail_after(timeout):
+            while True:
+                try:
+                    if (await self.destinations()).get(uri, "").startswith(first):
+                        return trio.current_time()
+                except KamailioError:
+                    pass  # not answering on its control socket yet
+                await trio.sleep(0.05)
+
+
+@contextmanager
+def running_proxy(path: Path) -> Iterator[Proxy]:
+    """Kamailio with the ``[cluster]`` of config ``path`` until the block exits (then stopped)."""
+    cfg = config.load(path)
+    proxy.up(cfg)
+    try:
+        yield Proxy(cfg)
+    finally:
+        proxy.down(cfg)
