@@ -12,7 +12,8 @@ deps:
 	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing || exit 1; \
+		case " $$missing " in *" kamailio "*) [ ! -d /run/systemd/system ] || systemctl disable --now kamailio;; esac; \
 	fi
 
 $(VENV)/.installed: pyproject.toml

@@ -3,7 +3,9 @@
 Kamailio is the host's own (Debian's ``kamailio`` package), started by root with everything in one
 instance directory (``[cluster] instance_dir``): ``kamailio.cfg`` and ``dispatcher.list`` rendered by
 ``gateway.kamailio.render``, ``run/`` (pid file, control socket; Kamailio's runtime dir ``-Y``) and
-``log/kamailio.log``. It drops to the package's ``kamailio`` account when there is one. The main process
+``log/kamailio.log``. It drops to the package's ``kamailio`` account when that account can reach the
+instance directory (the default, under /var/lib/ecgw, it can; a test's private tmp dir it cannot, and there
+it stays root: its control socket, pid file and dispatcher list must stay readable). The main process
 stays in the foreground of a session of its own (``-DD``), so ``down`` can end it and its children.
 This is blocking code for the CLI and test fixtures, not for the Trio service.
 """
@@ -17,6 +19,7 @@ import pwd
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
@@ -76,6 +79,28 @@ def _account() -> tuple[int, int] | None:
         return None
 
 
+def _reachable(path: Path, uid: int, gid: int) -> bool:
+    """Whether ``uid``/``gid`` may search every directory from ``/`` down to ``path``."""
+    for directory in (path, *path.parents):
+        st = directory.stat()
+        bit = stat.S_IXUSR if st.st_uid == uid else stat.S_IXGRP if st.st_gid == gid else stat.S_IXOTH
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
+def _user_options(instance: Instance) -> list[str]:
+    account = _account()
+    if account is None:
+        log.warning("no %s account (Debian's kamailio package makes one): Kamailio runs as root", ACCOUNT)
+        return []
+    if not _reachable(instance.dir, *account):
+        log.warning("the %s account cannot reach %s (a directory above it is private): Kamailio runs as root",
+                    ACCOUNT, instance.dir)
+        return []
+    return ["-u", ACCOUNT, "-g", ACCOUNT]
+
+
 def _alive(process: int) -> bool:
     """True while ``process`` runs (a zombie does not)."""
     try:
@@ -101,6 +126,8 @@ def install_config(cfg: GatewayConfig, instance: Instance) -> dict[str, bool]:
     for sub in (instance.run_dir, instance.log_file.parent):
         sub.mkdir(parents=True, exist_ok=True)
     if account is not None:
+        os.chown(instance.dir, 0, account[1])
+        instance.dir.chmod(0o750)
         os.chown(instance.run_dir, *account)  # its pid file and control socket, written after dropping root
     changed = {}
     for name, text in files.items():
@@ -140,9 +167,8 @@ def up(cfg: GatewayConfig, timeout: float = 10.0) -> Instance:
 
 
 def _start(instance: Instance) -> None:
-    user = ["-u", ACCOUNT, "-g", ACCOUNT] if _account() is not None else []
     cmd = [binary(), "-f", str(instance.config), "-P", str(instance.pid_file), "-Y", str(instance.run_dir),
-           "-w", str(instance.dir), "-DD", "-E", *MEMORY, *user]
+           "-w", str(instance.dir), "-DD", "-E", *MEMORY, *_user_options(instance)]
     out = os.open(instance.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
     try:
         subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
@@ -171,7 +197,7 @@ def rpc(instance: Instance, *command: str, timeout: float = 5.0) -> str:
                                 text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise KamailioError(f"kamcmd {' '.join(command)} timed out after {timeout} s") from exc
-    if result.returncode != 0:
+    if result.returncode != 0 or result.stdout.startswith("error:"):  # kamcmd exits 0 on an RPC fault
         raise KamailioError(f"kamcmd {' '.join(command)} failed: {(result.stderr or result.stdout).strip()}")
     return result.stdout
 

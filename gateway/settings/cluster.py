@@ -22,7 +22,8 @@ class ClusterConfig(Base, frozen=True):
     node every time. ``invite_timeout_ms``: how long an INVITE waits for any reply from a node before the
     next node is tried (Kamailio's ``fr_timer``); ``answer_timeout_ms``: for the final reply once a node
     has answered provisionally (``fr_inv_timer``). ``instance_dir``: Kamailio's config, pid file, control
-    socket and log (relative paths resolve like the stores')."""
+    socket and log (a relative path resolves like the stores'); Kamailio drops root only when its account
+    can reach it (``gateway.kamailio.proxy``)."""
 
     enabled: bool = False
     listen: str = "127.0.0.1"
@@ -32,7 +33,7 @@ class ClusterConfig(Base, frozen=True):
     probe_interval_s: int = 2
     invite_timeout_ms: int = 1500
     answer_timeout_ms: int = 120_000
-    instance_dir: str = "var/kamailio"
+    instance_dir: str = "/var/lib/ecgw/kamailio"
     children: int = 4
 
 
