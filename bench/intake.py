@@ -149,6 +149,8 @@ async def measure(env: lab.AsteriskInstance, workdir: Path, column: Column, args
     print(f"  {served.name:8s} CPU per call at {args.rate}/s ({cpu.calls} calls, {cpu.failed} failed): "
           f"Asterisk {cpu.asterisk_ms:.2f} ms, app {cpu.app_ms:.2f} ms (just before, idle: Asterisk "
           f"{cpu.idle_asterisk_ms_s:.1f} ms/s, app {cpu.idle_app_ms_s:.1f} ms/s)", flush=True)
+    if args.cpu_only:
+        return
     await asterisk_quiet(env)
     column.best, _ = await ramp(env, workdir, served, args.seconds, RATES[: args.max_steps])
 
@@ -163,15 +165,18 @@ async def main(args: argparse.Namespace) -> None:
         # The gateway first: on start it registers every call it did not see from Asterisk's CEL log,
         # which after the other columns would be thousands of calls to catch up on.
         columns = [Column(Gateway(gateway)), Column(MinimalStasis(path, workdir / "minimal.log")), Column(Served())]
+        columns = [c for c in columns if c.served.name in args.columns.split(",")]
+        figures: dict[str, list[float]] = {"stored_ms": [], "ringing_ms": []}
         try:
             async with sipp.phones(env.cfg, workdir / "phones", ring_ms=0) as phones:
                 print(f"phones up; Asterisk instance {env.cfg.asterisk.instance}; {args.positions} positions",
                       flush=True)
                 print("(1) CPU per call at a fixed rate, then (2) the highest zero-failure rate, 1 s calls", flush=True)
                 await measure(env, workdir, columns[0], args)
-                await quiet(gateway)  # the overloaded last step must not leak into the latency run
-                print(f"(3) latency at {args.rate} calls/s for {args.latency_seconds:.0f} s", flush=True)
-                figures = await latency(env, workdir, phones, args.rate, args.latency_seconds)
+                if columns[0].served is gateway_column(columns) and not args.cpu_only:
+                    await quiet(gateway)  # the overloaded last step must not leak into the latency run
+                    print(f"(3) latency at {args.rate} calls/s for {args.latency_seconds:.0f} s", flush=True)
+                    figures = await latency(env, workdir, phones, args.rate, args.latency_seconds)
                 for before, column in zip(columns, columns[1:], strict=False):
                     await asterisk_quiet(env)
                     await before.served.stop()
@@ -183,9 +188,13 @@ async def main(args: argparse.Namespace) -> None:
     report(columns, args.rate, figures)
 
 
+def gateway_column(columns: list[Column]) -> Served | None:
+    return next((c.served for c in columns if c.served.name == "gateway"), None)
+
+
 def report(columns: list[Column], rate: int, figures: dict[str, list[float]]) -> None:
     print("\n== intake benchmark ==")
-    alone = columns[-1].best
+    alone = columns[-1].best if columns[-1].served.name == "asterisk" else 0.0
     print(f"{'':36s} {'calls/s':>8s} {'ratio':>6s} {'Asterisk ms/call':>17s} {'app ms/call':>12s}")
     for column in reversed(columns):
         cpu = column.cpu
@@ -211,6 +220,8 @@ def cli() -> argparse.Namespace:
     p.add_argument("--positions", type=int, default=700, help="dispatcher positions (one sipp phone answers all)")
     p.add_argument("--max-steps", type=int, default=len(RATES))
     p.add_argument("--quick", action="store_true", help="short smoke run of the benchmark itself")
+    p.add_argument("--columns", default="gateway,minimal,asterisk", help="which columns, comma-separated")
+    p.add_argument("--cpu-only", action="store_true", help="only the CPU per call at the fixed rate")
     args = p.parse_args()
     if args.quick:
         args.seconds, args.cpu_seconds, args.latency_seconds, args.max_steps, args.positions = 2.0, 2.0, 4.0, 2, 50

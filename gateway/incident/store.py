@@ -1,8 +1,8 @@
 """Durable incident store. SQLite in WAL mode with full fsync by default.
 
 ``Store`` is the interface the service uses (a PostgreSQL backend implements the same methods).
-``SqliteStore`` does blocking I/O; ``AsyncStore`` runs it on one worker thread so the Trio loop
-never waits on the disk and writes stay strictly ordered.
+``SqliteStore`` does blocking I/O; ``AsyncStore`` runs it on one thread of its own (``gateway.threads``)
+so the Trio loop never waits on the disk and writes stay strictly ordered.
 
 The ``seen`` table holds the replay keys of reports taken in (``gateway.protocols.replay``: a
 Twilio MessageSid, an SMSC message id, a Telegram update, an alarm panel's event and time). A
@@ -28,6 +28,7 @@ import trio
 from gateway.errors import NotFound, StoreError
 from gateway.files import private_store
 from gateway.geo import distance_m
+from gateway.threads import Lane
 from gateway.incident.records import Incident, IncidentSummary, Location, TimelineEvent, response_location
 
 SCHEMA = """
@@ -307,7 +308,7 @@ class AsyncStore:
 
     def __init__(self, store: SqliteStore) -> None:
         self.sync = store
-        self._limiter = trio.CapacityLimiter(1)
+        self._lane = Lane("store")  # one thread, in order: reads see every write asked before them
         self._send, self._receive = trio.open_memory_channel[tuple[list[Statement], trio.Event, list[BaseException]]](
             math.inf
         )
@@ -345,7 +346,7 @@ class AsyncStore:
             raise errors[0]
 
     async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        return await self._lane.run(fn, *args)
 
     async def create(self, incident: Incident, extra: Sequence[Statement] = ()) -> None:
         """Write a new incident and ``extra`` statements (e.g. its report's replay key) atomically."""
