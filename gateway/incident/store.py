@@ -28,8 +28,8 @@ import trio
 from gateway.errors import NotFound, StoreError
 from gateway.files import private_store
 from gateway.geo import distance_m
-from gateway.threads import Lane
 from gateway.incident.records import Incident, IncidentSummary, Location, TimelineEvent, response_location
+from gateway.threads import Lane
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (

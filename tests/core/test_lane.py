@@ -7,6 +7,7 @@ import time
 
 import pytest
 import trio
+import trio.lowlevel
 
 from gateway import threads
 from gateway.threads import Lane
@@ -28,7 +29,7 @@ async def test_results_errors_and_order() -> None:
     async with trio.open_nursery() as nursery:
         for n in range(20):
             nursery.start_soon(one, n)
-            await trio.sleep(0)  # asked in this order
+            await trio.lowlevel.checkpoint()  # asked in this order
     assert seen == list(range(20))
     assert results == {n: n * n for n in range(20)}
     with pytest.raises(ZeroDivisionError):
@@ -82,7 +83,7 @@ async def test_close_drains_then_a_later_call_starts_again() -> None:
     async with trio.open_nursery() as nursery:
         for n in range(5):
             nursery.start_soon(lane.run, done.append, n)
-            await trio.sleep(0)  # asked in this order
+            await trio.lowlevel.checkpoint()  # asked in this order
     lane.close()
     assert done == list(range(5))
     assert await lane.run(lambda: 7) == 7
