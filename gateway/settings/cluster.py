@@ -57,11 +57,15 @@ def _address_problem(value: str) -> bool:
     return False
 
 
-def cluster_problems(c: ClusterConfig, source: str = "<config>") -> list[str]:
-    """Checks of ``[cluster]``; a section left off (the default) is never wrong."""
+def cluster_problems(c: ClusterConfig, source: str = "<config>", asterisk_sip_port: int | None = None) -> list[str]:
+    """Checks of ``[cluster]``; a section left off (the default) is never wrong. ``asterisk_sip_port``: this
+    host's Asterisk (on 127.0.0.1), which Kamailio must not try to listen beside on the same port."""
     if not c.enabled:
         return []
     p: list[str] = []
+    if c.sip_port == asterisk_sip_port and c.listen in ("127.0.0.1", "0.0.0.0"):
+        p.append(f"{source}: cluster.sip_port: {c.sip_port} is this host's Asterisk's (asterisk.sip_port): "
+                 "give Kamailio a port of its own")
     if _address_problem(c.listen):
         p.append(f"{source}: cluster.listen: expected an IP address Kamailio listens on, got {c.listen!r}")
     if not 1 <= c.sip_port <= 65535:

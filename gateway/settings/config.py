@@ -174,7 +174,7 @@ def semantic_problems(cfg: GatewayConfig, source: str = "<config>") -> list[str]
     p += alarm_problems(cfg.alarm, source)
     p += recordings_problems(cfg.recordings, source)
     p += callback_problems(cfg.callback, cfg.silence, source)
-    p += cluster_problems(cfg.cluster, source)
+    p += cluster_problems(cfg.cluster, source, cfg.asterisk.sip_port)
     return p + bot_problems(cfg, source) + http_problems(cfg, source)
 
 

@@ -85,6 +85,8 @@ def test_check_config_names_every_bad_value() -> None:
     assert any("cluster.nodes[0]" in p and "a loop" in p
                for p in problems({"enabled": True, "nodes": ["127.0.0.1:5070"]}))
     assert any("cluster.algorithm" in p for p in problems({"enabled": True, "algorithm": "random"}))
+    assert any("cluster.sip_port: 5060 is this host's Asterisk's" in p
+               for p in problems({"enabled": True, "sip_port": 5060, "nodes": ["10.0.0.2:5060"]}))
 
 
 def test_reads_the_dispatchers_view_of_each_node() -> None:

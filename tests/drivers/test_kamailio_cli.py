@@ -1,6 +1,6 @@
 """``gateway kamailio up|status|down`` as an operator runs them, against the host's real Kamailio on loopback
 with nodes nobody answers on: probing shows them inactive, a changed node list is reloaded into the running
-Kamailio, ``down`` leaves no process."""
+Kamailio, ``down`` leaves no process; with every node down a call is refused at once."""
 
 from __future__ import annotations
 
@@ -15,11 +15,15 @@ import pytest
 
 from gateway import settings as config
 from gateway.kamailio import proxy
+from sim import sipp
+from sim import sipp_xml as scenario
+from sim.cluster import running_proxy
 from sim.lab import REPO, shipped_config
 from sim.sipp import free_port
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("kamailio", path="/usr/sbin:/usr/bin"),
-                                reason="needs root and Debian's kamailio")
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("kamailio", path="/usr/sbin:/usr/bin") or not shutil.which("sipp"),
+    reason="needs root, Debian's kamailio and sipp")
 
 
 def gateway(path: Path, action: str) -> subprocess.CompletedProcess[str]:
@@ -65,3 +69,20 @@ def test_up_refuses_a_config_without_the_cluster(tmp_path: Path) -> None:
     found = gateway(shipped_config(tmp_path), "up")
     assert found.returncode == 2
     assert "cluster.enabled: set it to true" in found.stderr
+
+
+
+async def test_with_every_node_down_a_call_is_refused_at_once(tmp_path: Path) -> None:
+    """Both nodes probed out: Kamailio answers 503 itself, so the operator's trunk can take its other route
+    at once instead of waiting out a timeout."""
+    dead = [free_port(), free_port()]
+    path = with_nodes(shipped_config(tmp_path).read_text(), tmp_path / "proxy.toml", free_port(), dead)
+    with running_proxy(path) as lab:
+        for port in dead:
+            await lab.wait_flags(f"sip:127.0.0.1:{port}", "I")
+        started = time.monotonic()
+        result = await sipp.place_call(lab.cfg, scenario.caller("112", "+77015550199", routed=True),
+                                       tmp_path / "caller", 10, target=lab.target)
+        took = time.monotonic() - started
+    assert result.answered_wall is None and took < 3
+    assert "SIP/2.0 503 No Asterisk node available" in (tmp_path / "caller" / "messages.log").read_text()
