@@ -4,8 +4,8 @@ Kamailio is the host's own (Debian's ``kamailio`` package), started by root with
 instance directory (``[cluster] instance_dir``): ``kamailio.cfg`` and ``dispatcher.list`` rendered by
 ``gateway.kamailio.render``, ``run/`` (pid file, control socket; Kamailio's runtime dir ``-Y``) and
 ``log/kamailio.log``. It drops to the package's ``kamailio`` account when that account can reach the
-instance directory (the default, under /var/lib/ecgw, it can; a test's private tmp dir it cannot, and there
-it stays root: its control socket, pid file and dispatcher list must stay readable). The main process
+instance directory (the default under /var/lib/ecgw); under a private directory (a test's tmp dir) it stays
+root, since after dropping it could no longer reread the dispatcher list or remove its pid file. The main process
 stays in the foreground of a session of its own (``-DD``), so ``down`` can end it and its children.
 This is blocking code for the CLI and test fixtures, not for the Trio service.
 """
