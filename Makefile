@@ -54,6 +54,7 @@ bench: deps venv console
 	$(VENV)/bin/python bench/smpp.py
 	$(VENV)/bin/python bench/escalation.py
 	$(VENV)/bin/python bench/console.py
+	$(VENV)/bin/python bench/store.py
 
 clean:
 	rm -rf $(VENV) var
