@@ -36,6 +36,8 @@ def parser() -> argparse.ArgumentParser:
     drill_config = sub.add_parser("drill-config", help="write the gateway config an escalation drill runs against")
     drill_config.add_argument("file")
     drill_config.add_argument("--out", required=True)
+    pg = sub.add_parser("pg", help="a throwaway PostgreSQL on loopback (issue 14) until stopped, then removed")
+    pg.add_argument("--standby", action="store_true", help="with a synchronous streaming standby")
     return p
 
 
@@ -53,6 +55,10 @@ def run(args: argparse.Namespace, cfg: GatewayConfig) -> int:
         return trio.run(serve, cfg.warnings.drill)
     if args.action == "drill":
         return run_drill(cfg, Path(args.file), args.report, show_progress=sys.stderr.isatty() and not args.no_progress)
+    if args.action == "pg":
+        from sim.pg import serve as serve_pg
+
+        return trio.run(serve_pg, args.standby)
     if args.action == "drill-config":
         return write_drill_config(Path(args.config), Path(args.file), Path(args.out))
     raise ValueError(f"unknown sim action {args.action!r}")

@@ -364,3 +364,24 @@ async def open_pg_pair(name: str = STANDBY_NAME) -> AsyncIterator[tuple[PgServer
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(standby.stop)
             await trio.to_thread.run_sync(primary.stop)
+
+
+async def serve(with_standby: bool) -> int:
+    """``gateway-sim pg``: a throwaway server (and its standby) for a drill by hand, until Ctrl-C or SIGTERM;
+    then stopped and removed."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+        if with_standby:
+            async with open_pg_pair() as (primary, standby):
+                print(f"primary  {primary.dsn()}  (socket: {primary.dsn(unix=True)})")
+                print(f"standby  {standby.dsn()}  (synchronous; data in {standby.base})")
+                print(f"failover {multi_host_dsn([primary, standby])}")
+                print("Ctrl-C stops both", flush=True)
+                async for _ in received:
+                    break
+        else:
+            async with open_pg_server() as server:
+                print(f"{server.dsn()}  (socket: {server.dsn(unix=True)}; data in {server.base})")
+                print("Ctrl-C stops it", flush=True)
+                async for _ in received:
+                    break
+    return 0
