@@ -68,6 +68,14 @@ class Recorder:
         held.users += 1
         return held
 
+    def keep(self, incident_id: str) -> Held | None:
+        """One more user of a live incident (None if nobody holds it): for a listener that works on it later
+        without loading it again. Pair with ``release``."""
+        held = self.live.get(incident_id)
+        if held is not None:
+            held.users += 1
+        return held
+
     def release(self, held: Held) -> None:
         held.users -= 1
         if held.users <= 0 and self.live.get(held.incident.id) is held:

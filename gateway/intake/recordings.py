@@ -34,12 +34,13 @@ import trio
 
 from gateway.errors import NotFound, StoreError
 from gateway.incident import recording_index as rx
-from gateway.incident.recorder import Recorder
+from gateway.incident.recorder import Held, Recorder
 from gateway.incident.recording_index import Hold, Recording, RecordingIndex
 from gateway.incident.records import Incident, TimelineEvent
 from gateway.incident.store import Statement, event
 from gateway.protocols.wav import WavError, read_header
 from gateway.settings.recordings import RecordingsConfig
+from gateway.threads import Lane
 
 log = logging.getLogger(__name__)
 EXT = ".WAV"  # wav49, as the dialplan names them (gateway.asterisk.dialplan.RECORDING_EXT)
@@ -162,24 +163,29 @@ class Recordings:
         self.orphans: list[str] = []  # files whose incident the store does not have
         self.last_report: PurgeReport | None = None
         self._indexing: set[str] = set()
-        self._send, self._receive = trio.open_memory_channel[tuple[str, str]](math.inf)  # (incident, stem)
+        self._lane = Lane("recordings")  # reading and hashing finished files, one at a time
+        # (incident, stem, the incident kept live for it: no reload from the store to index it)
+        self._send, self._receive = trio.open_memory_channel[tuple[str, str, Held | None]](math.inf)
         recorder.listeners.append(self._on_event)
 
     def _on_event(self, incident: Incident, item: TimelineEvent) -> None:
         if item.kind == "hung_up":
-            self._send.send_nowait((incident.id, incident.id))
+            self._ended(incident.id, incident.id)
             if (leg := rx.leg_stem(incident.id, incident.channel_id)) is not None:  # the gateway's own call-back
-                self._send.send_nowait((incident.id, leg))
+                self._ended(incident.id, leg)
         elif item.kind == "callback_ended" and isinstance(stem := item.data.get("recording"), str):
-            self._send.send_nowait((incident.id, stem))
+            self._ended(incident.id, stem)
+
+    def _ended(self, incident_id: str, stem: str) -> None:
+        self._send.send_nowait((incident_id, stem, self.recorder.keep(incident_id)))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Index each ended call's recording, and sweep for files nobody indexed every few minutes."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._sweep_forever)
             task_status.started()
-            async for incident_id, stem in self._receive:
-                nursery.start_soon(self._index_ended_call, incident_id, stem)
+            async for incident_id, stem, held in self._receive:
+                nursery.start_soon(self._index_ended_call, incident_id, stem, held)
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -189,30 +195,63 @@ class Recordings:
                 log.error("recordings: sweep failed: %s", exc)
             await trio.sleep(SWEEP_EVERY_S)
 
-    async def _index_ended_call(self, incident_id: str, stem: str) -> None:
-        """Index the recording ``stem`` of a call (or call-back) of ``incident_id`` that has just ended."""
+    async def _index_ended_call(self, incident_id: str, stem: str, held: Held | None = None) -> None:
+        """Index the recording ``stem`` of a call (or call-back) of ``incident_id`` that has just ended
+        (``held``: the incident, kept live for this; released here)."""
         name = stem + EXT
         if name in self._indexing or rx.owner(stem) != incident_id:
+            self._let_go(held)
             return
         self._indexing.add(name)
         try:
-            if await self.index.get(stem) is not None:
-                return  # indexed already (a call adopted again after a restart ends once more)
-            facts = await _settled(self.dir / name)
+            if await self._indexed_already(stem, held):
+                return  # a call adopted again after a restart ends once more
+            facts = await self._settled(self.dir / name)
             if isinstance(facts, Facts):
-                await self._index_facts(name, facts)
+                await self._index_facts(name, facts, held)
             elif isinstance(facts, OSError):
-                await self._record(incident_id, "recording_failed", reason=f"{name}: {facts}"[:300])
-            elif stem != incident_id or await self._was_served(incident_id):
-                await self._record(incident_id, "recording_failed",
+                await self._record(incident_id, "recording_failed", held=held, reason=f"{name}: {facts}"[:300])
+            elif stem != incident_id or await self._was_served(incident_id, held):
+                await self._record(incident_id, "recording_failed", held=held,
                                    reason=f"no recording file {name} after the call ended (disk full or unwritable?)")
         except StoreError as exc:
             log.error("incident %s: recording not indexed: %s", incident_id, exc)
         finally:
             self._indexing.discard(name)
+            self._let_go(held)
 
-    async def _was_served(self, incident_id: str) -> bool:
-        incident = await self.recorder.store.get(incident_id)
+    def _let_go(self, held: Held | None) -> None:
+        if held is not None:
+            self.recorder.release(held)
+
+    async def _indexed_already(self, stem: str, held: Held | None) -> bool:
+        if held is not None:  # its timeline says so, without a store read
+            return any(e.kind == "recording_indexed" and e.data.get("recording") == stem
+                       for e in held.incident.timeline)
+        return await self.index.get(stem) is not None
+
+    async def _settled(self, path: Path) -> Facts | OSError | None:
+        """The finished file's Facts (see ``final_facts``), looked at ``SETTLE_QUIET_S`` after the call ended and
+        again only while Asterisk still writes it (at most ``SETTLE_MOST_S``; then taken as it is); None if it
+        is still absent ``SETTLE_ABSENT_S`` after the call ended (MixMonitor could not create it); the OSError
+        if it cannot be read."""
+        began = trio.current_time()
+        last: os.stat_result | None = None
+        while True:
+            await trio.sleep(SETTLE_QUIET_S)
+            quiet = 0.0 if trio.current_time() - began >= SETTLE_MOST_S else SETTLE_QUIET_S
+            try:
+                found = await self._lane.run(final_facts, path, last, quiet)
+            except OSError as exc:
+                return exc
+            if isinstance(found, Facts):
+                return found
+            if found is None and trio.current_time() - began >= SETTLE_ABSENT_S:
+                return None
+            last = found
+
+    async def _was_served(self, incident_id: str, held: Held | None) -> bool:
+        incident = held.incident if held is not None else await self.recorder.store.get(incident_id)
         return any(e.kind in SERVED for e in incident.timeline)
 
     async def index_file(self, name: str) -> Recording | None:
@@ -224,13 +263,13 @@ class Recordings:
         if incident_id is None:
             raise NotFound(f"{name}: not the name of an incident's recording")
         try:
-            facts = await trio.to_thread.run_sync(read_facts, path)
+            facts = await self._lane.run(read_facts, path)
         except OSError as exc:
             await self._record(incident_id, "recording_failed", reason=f"{name}: {exc}"[:300])
             return None
         return await self._index_facts(name, facts)
 
-    async def _index_facts(self, name: str, facts: Facts) -> Recording | None:
+    async def _index_facts(self, name: str, facts: Facts, held: Held | None = None) -> Recording | None:
         stem = name.removesuffix(EXT)
         incident_id = rx.owner(stem)
         assert incident_id is not None
@@ -238,22 +277,26 @@ class Recordings:
         try:
             wav = read_header(facts.head, size)
         except WavError as exc:
-            await self._record(incident_id, "recording_failed", reason=f"{name}: {exc}"[:300])
+            await self._record(incident_id, "recording_failed", held=held, reason=f"{name}: {exc}"[:300])
             return None
         rec = Recording(id=stem, incident_id=incident_id, file=name, codec=wav.codec,
                         start_wall=facts.stat.st_mtime - wav.duration_s, duration_s=round(wav.duration_s, 3),
                         size=size, sha256=sha, indexed_wall=time.time())
-        await self._record(incident_id, "recording_indexed", [rx.insert(rec)], recording=rec.id,
+        await self._record(incident_id, "recording_indexed", [rx.insert(rec)], held=held, recording=rec.id,
                            duration_s=rec.duration_s, size=size, sha256=sha)
         return rec
 
     async def _record(self, incident_id: str, kind: str, extra: Sequence[Statement] = (), actor: str = "gateway",
-                      **data: str | int | float | bool | None) -> None:
-        held = await self.recorder.acquire(incident_id)
-        try:
+                      held: Held | None = None, **data: str | int | float | bool | None) -> None:
+        """Record on ``held`` if given (its user releases it), else on the incident loaded for this."""
+        if held is not None:
             await self.recorder.record_event(held, event(kind, actor, **data), extra=extra)
+            return
+        loaded = await self.recorder.acquire(incident_id)
+        try:
+            await self.recorder.record_event(loaded, event(kind, actor, **data), extra=extra)
         finally:
-            self.recorder.release(held)
+            self.recorder.release(loaded)
 
     async def sweep(self, min_age_s: float = SWEEP_MIN_AGE_S) -> int:
         """Index recordings whose call ended unseen (untouched for ``min_age_s``); returns how many. A file
@@ -371,24 +414,3 @@ def _finished_files(directory: Path, before_wall: float) -> list[str]:
     except FileNotFoundError:
         return []
     return sorted(e.name for e in entries if e.name.endswith(EXT) and e.is_file() and e.stat().st_mtime < before_wall)
-
-
-async def _settled(path: Path) -> Facts | OSError | None:
-    """The finished file's Facts (see ``final_facts``), looked at ``SETTLE_QUIET_S`` after the call ended and
-    again only while Asterisk still writes it (at most ``SETTLE_MOST_S``; then taken as it is); None if it is
-    still absent ``SETTLE_ABSENT_S`` after the call ended (MixMonitor could not create it); the OSError if
-    it cannot be read."""
-    began = trio.current_time()
-    last: os.stat_result | None = None
-    while True:
-        await trio.sleep(SETTLE_QUIET_S)
-        quiet = 0.0 if trio.current_time() - began >= SETTLE_MOST_S else SETTLE_QUIET_S
-        try:
-            found = await trio.to_thread.run_sync(final_facts, path, last, quiet)
-        except OSError as exc:
-            return exc
-        if isinstance(found, Facts):
-            return found
-        if found is None and trio.current_time() - began >= SETTLE_ABSENT_S:
-            return None
-        last = found
