@@ -27,7 +27,7 @@ from gateway.incident.desk import Desk
 from gateway.incident.recorder import Recorder
 from gateway.incident.recording_index import RecordingIndex
 from gateway.incident.records import Incident
-from gateway.incident.store import AsyncStore, SqliteStore
+from gateway.incident.store import AsyncStore
 from gateway.intake.calls import Intake
 from gateway.intake.fallback import FallbackCalls
 from gateway.intake.recordings import Recordings
@@ -36,6 +36,7 @@ from gateway.people.accounts import Accounts
 from gateway.protocols.cap import Circle
 from gateway.scenario import facts as F
 from gateway.settings import GatewayConfig, project_path
+from gateway.stores import open_incident_store
 from gateway.warning.centre import Warnings
 from gateway.warning.workflow import DraftSpec
 from gateway.web.app import build_app
@@ -104,7 +105,7 @@ class Gateway:
         self.sounds_dir, self.spool_dir = box.host_dir / "sounds", box.host_dir / "spool"
         self.metrics = Metrics()
         self.bus = Bus()
-        self.store = AsyncStore(SqliteStore(cfg.store.path))
+        self.store = AsyncStore(open_incident_store(cfg.store))  # [store] backend: SQLite or PostgreSQL
         self.recorder = Recorder(self.store, self.bus)
         self.desk = Desk(self.store, self.recorder)
         self.intake = Intake(cfg, self.store, self.recorder, self.metrics, prompts_dir=f"{box.inside_dir}/sounds")

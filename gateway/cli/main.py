@@ -12,7 +12,7 @@ from pathlib import Path
 import msgspec
 
 from gateway import check_config, settings
-from gateway.cli import alerts, kamailio, users
+from gateway.cli import alerts, db, kamailio, users
 from gateway.errors import ConfigError, GatewayError
 from gateway.files import UMASK
 from gateway.settings import credentials
@@ -99,10 +99,10 @@ def cmd_asterisk(args: argparse.Namespace) -> int:
 
 
 def _sync_store(cfg: settings.GatewayConfig):  # type: ignore[no-untyped-def]
-    from gateway.incident.store import SqliteStore
+    from gateway.stores import open_incident_store
 
     _private_files()
-    return SqliteStore(cfg.store.path)
+    return open_incident_store(cfg.store)
 
 
 def cmd_incidents(args: argparse.Namespace) -> int:
@@ -162,6 +162,7 @@ def parser() -> argparse.ArgumentParser:
     alerts.add_parsers(sub)
     users.add_parsers(sub)
     kamailio.add_parsers(sub)
+    db.add_parsers(sub)
     return p
 
 

@@ -108,7 +108,7 @@ def leg_stem(incident_id: str, channel_id: str) -> str | None:
 
 def insert(rec: Recording) -> Statement:
     """Index a recording (attach to its ``recording_indexed`` event); indexing the same file again is a no-op."""
-    return (f"INSERT OR IGNORE INTO recordings ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+    return (f"INSERT INTO recordings ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
             (rec.id, rec.incident_id, rec.file, rec.codec, rec.start_wall, rec.duration_s, rec.size, rec.sha256,
              rec.indexed_wall, rec.purged_wall))
 
@@ -118,7 +118,8 @@ def mark_purged(recording_id: str, wall: float) -> Statement:
 
 
 def set_hold(hold: Hold) -> Statement:
-    return ("INSERT OR REPLACE INTO legal_holds (incident_id, wall, actor, reason) VALUES (?,?,?,?)",
+    return ("INSERT INTO legal_holds (incident_id, wall, actor, reason) VALUES (?,?,?,?) ON CONFLICT (incident_id)"
+            " DO UPDATE SET wall=excluded.wall, actor=excluded.actor, reason=excluded.reason",
             (hold.incident_id, hold.wall, hold.actor, hold.reason))
 
 

@@ -67,7 +67,9 @@ CREATE INDEX IF NOT EXISTS seen_wall ON seen(wall);
 
 MAX_LINKS = 10
 SEEN_RETENTION_S = 7 * 24 * 3600.0
-Statement = tuple[str, tuple[object, ...]]
+Statement = tuple[str, tuple[object, ...]]  # "?" placeholders; portable SQL (SQLite and PostgreSQL), no literal "?"
+_PUT_EVENT = ("INSERT INTO timeline (incident_id, seq, doc) VALUES (?,?,?)"
+              " ON CONFLICT (incident_id, seq) DO UPDATE SET doc=excluded.doc")
 _encode = msgspec.json.Encoder().encode
 _decode_incident = msgspec.json.Decoder(Incident).decode
 _decode_event = msgspec.json.Decoder(TimelineEvent).decode
@@ -199,7 +201,7 @@ class SqliteStore:
     def seen_statements(self, key: str, wall: float) -> list[Statement]:
         """Record ``key`` as taken at ``wall`` (write them with the event it caused) and forget keys
         past the retention."""
-        return [("INSERT OR IGNORE INTO seen (key, wall) VALUES (?,?)", (key, wall)),
+        return [("INSERT INTO seen (key, wall) VALUES (?,?) ON CONFLICT (key) DO NOTHING", (key, wall)),
                 ("DELETE FROM seen WHERE wall<?", (wall - self.seen_retention_s,))]
 
     def create_statements(self, incident: Incident) -> list[Statement]:
@@ -212,14 +214,12 @@ class SqliteStore:
         statements: list[Statement] = [(
             "UPDATE incidents SET updated_wall=?, service=?, state=?, number=?, lat=?, lon=?, channel_id=?, doc=?"
             " WHERE id=?", self._row_args(incident))]
-        return statements + [("INSERT OR REPLACE INTO timeline (incident_id, seq, doc) VALUES (?,?,?)",
-                              (incident.id, seq, _encode(e)))
+        return statements + [(_PUT_EVENT, (incident.id, seq, _encode(e)))
                              for seq, e in zip(positions(incident, events), events, strict=True)]
 
     @staticmethod
     def _event_rows(incident_id: str, first_seq: int, events: list[TimelineEvent]) -> list[Statement]:
-        return [("INSERT OR REPLACE INTO timeline (incident_id, seq, doc) VALUES (?,?,?)",
-                 (incident_id, first_seq + i, _encode(e))) for i, e in enumerate(events)]
+        return [(_PUT_EVENT, (incident_id, first_seq + i, _encode(e))) for i, e in enumerate(events)]
 
     def get(self, incident_id: str) -> Incident:
         rows = self._read("SELECT doc FROM incidents WHERE id=?", (incident_id,))
@@ -293,8 +293,8 @@ class SqliteStore:
         return _decode_location(rows[0][0]) if rows else None  # type: ignore[arg-type]
 
     def directory_put(self, entries: list[tuple[str, Location]]) -> None:
-        self.write([("INSERT OR REPLACE INTO directory (number, doc) VALUES (?,?)", (n, _encode(loc)))
-                     for n, loc in entries])
+        self.write([("INSERT INTO directory (number, doc) VALUES (?,?)"
+                     " ON CONFLICT (number) DO UPDATE SET doc=excluded.doc", (n, _encode(loc))) for n, loc in entries])
 
 
 class AsyncStore:

@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS cel_cursor (
     log TEXT PRIMARY KEY,
     device INTEGER NOT NULL,
     inode INTEGER NOT NULL,
-    offset INTEGER NOT NULL,
+    "offset" INTEGER NOT NULL,
     wall REAL NOT NULL
 );
 """
@@ -364,7 +364,7 @@ class FallbackCalls:
             return await self.store.by_channel(incident.channel_id)
 
     async def _resume(self) -> None:
-        rows = await self.store.read("SELECT device, inode, offset FROM cel_cursor WHERE log=?", (str(self.path),))
+        rows = await self.store.read("SELECT device, inode, \"offset\" FROM cel_cursor WHERE log=?", (str(self.path),))
         if rows:
             device, inode, offset = (int(v) for v in rows[0])  # type: ignore[call-overload]
             self._identity, self._read_to = (device, inode), offset
@@ -375,8 +375,10 @@ class FallbackCalls:
     async def _save(self, identity: Identity, offset: int) -> None:
         if self._saved == (identity, offset):
             return
-        await self.store.write([("INSERT OR REPLACE INTO cel_cursor (log, device, inode, offset, wall)"
-                                 " VALUES (?,?,?,?,?)", (str(self.path), *identity, offset, time.time()))])
+        await self.store.write([("INSERT INTO cel_cursor (log, device, inode, \"offset\", wall) VALUES (?,?,?,?,?)"
+                                 " ON CONFLICT (log) DO UPDATE SET device=excluded.device, inode=excluded.inode,"
+                                 " \"offset\"=excluded.\"offset\", wall=excluded.wall",
+                                 (str(self.path), *identity, offset, time.time()))])
         self._saved = (identity, offset)
 
     def _unreadable(self, exc: OSError, report: RunReport, began: float) -> RunReport:

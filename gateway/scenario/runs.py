@@ -40,7 +40,8 @@ class RunStore:
     @staticmethod
     def row(run: Run) -> Statement:
         """The statement that stores ``run`` as it is now (attach it to the event that records it)."""
-        return ("INSERT OR REPLACE INTO escalation_runs (key, incident_id, done, doc) VALUES (?,?,?,?)",
+        return ("INSERT INTO escalation_runs (key, incident_id, done, doc) VALUES (?,?,?,?) ON CONFLICT (key)"
+                " DO UPDATE SET incident_id=excluded.incident_id, done=excluded.done, doc=excluded.doc",
                 (run.key, run.incident_id, int(run.phase == "done"), _encode(run)))
 
     async def write(self, run: Run) -> None:

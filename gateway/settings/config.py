@@ -44,8 +44,14 @@ DEFAULT_PATH = PROJECT / "config" / "gateway.toml"
 
 
 class StoreConfig(Base, frozen=True):
-    backend: Literal["sqlite"] = "sqlite"
+    """Where incidents are kept: ``backend = "sqlite"`` in the file ``path``, or ``"postgresql"`` at ``dsn``
+    (a libpq URI, e.g. ``postgresql://ecgw:PASSWORD@db1:5432,db2:5432/ecgw?target_session_attrs=read-write``;
+    its schema made by ``gateway db migrate``). ``path`` is needed either way: the accounts, the unit board
+    and the drills stay in SQLite files beside it."""
+
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
     path: str = "var/gateway.sqlite3"
+    dsn: str = ""
 
 
 class HttpConfig(Base, frozen=True):
@@ -175,7 +181,24 @@ def semantic_problems(cfg: GatewayConfig, source: str = "<config>") -> list[str]
     p += recordings_problems(cfg.recordings, source)
     p += callback_problems(cfg.callback, cfg.silence, source)
     p += cluster_problems(cfg.cluster, source, cfg.asterisk.sip_port)
+    p += store_problems(cfg.store, source)
     return p + bot_problems(cfg, source) + http_problems(cfg, source)
+
+
+def store_problems(store: StoreConfig, source: str) -> list[str]:
+    """A DSN for PostgreSQL (and only there); a path always (the SQLite files beside it)."""
+    p = [] if store.path.strip() else [f"{source}: store.path: expected a file path (the SQLite store, and the"
+                                       " accounts and unit board beside it on either backend)"]
+    dsn = store.dsn.strip()
+    if store.backend == "postgresql" and not dsn:
+        p.append(f"{source}: store.dsn: backend \"postgresql\" needs a libpq URI, e.g."
+                 " postgresql://ecgw:PASSWORD@host:5432/ecgw?target_session_attrs=read-write")
+    elif store.backend == "postgresql" and not re.match(r"^postgres(ql)?://", dsn) and "=" not in dsn:
+        p.append(f"{source}: store.dsn: expected a libpq URI (postgresql://user:password@host:port/database)"
+                 " or key=value pairs")
+    elif store.backend != "postgresql" and dsn:
+        p.append(f"{source}: store.dsn: only used with backend = \"postgresql\" (backend is {store.backend!r})")
+    return p
 
 
 def http_problems(cfg: GatewayConfig, source: str) -> list[str]:

@@ -1,0 +1,50 @@
+"""Which incident store the gateway opens (``[store] backend``) and the PostgreSQL schema's migrations.
+
+SQLite (the default) creates its tables itself, each feature's ``CREATE TABLE IF NOT EXISTS`` when it
+starts. PostgreSQL's schema is versioned (``schema_version``) and made only by ``gateway db migrate``:
+``MIGRATIONS`` lists every step, built from the schemas the features own (each module keeps its SQL;
+this one only orders them). An applied migration is never changed: a feature's new table or column is
+a new step here (``tests/core/test_store_pg.py`` pins the DDL of the applied ones).
+
+Not here yet (still SQLite files of their own beside ``[store] path``, on either backend): the unit
+board, the warnings outbox and recipients, and the accounts and audit.
+"""
+
+from __future__ import annotations
+
+from gateway.incident import callback_table, recording_index, store
+from gateway.incident.store import SqliteStore
+from gateway.incident.store_pg import Migration, PgStore, migrate, read_version
+from gateway.intake import fallback
+from gateway.scenario import runs
+from gateway.settings.config import StoreConfig
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "incidents, timeline, directory, replay keys, call-backs, recordings and holds, scenario runs,"
+                 " CEL cursor",
+              "".join((store.SCHEMA, callback_table.SCHEMA, recording_index.SCHEMA, runs.SCHEMA,
+                       fallback.CURSOR_SCHEMA))),
+)
+VERSION = MIGRATIONS[-1].version
+
+
+def open_incident_store(cfg: StoreConfig) -> SqliteStore:
+    """The blocking incident store ``cfg`` names (``AsyncStore`` drives either). The caller closes it.
+    Raises StoreError: SQLite's file unusable, PostgreSQL unreachable (naming what to fix in the DSN)
+    or at a schema version this gateway does not know."""
+    if cfg.backend == "postgresql":
+        return PgStore(cfg.dsn, schema_version=VERSION)
+    return SqliteStore(cfg.path)
+
+
+def migrate_store(cfg: StoreConfig) -> tuple[int, int] | None:
+    """Bring the PostgreSQL schema up to ``VERSION``: (version before, after); None for SQLite (nothing
+    to do: its tables are made when the gateway starts). Raises StoreError."""
+    if cfg.backend != "postgresql":
+        return None
+    return migrate(cfg.dsn, MIGRATIONS)
+
+
+def schema_version(cfg: StoreConfig) -> int | None:
+    """The PostgreSQL database's schema version (None: never migrated). Raises StoreError."""
+    return read_version(cfg.dsn)
