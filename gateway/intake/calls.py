@@ -266,11 +266,10 @@ class Intake:
         inc = call.incident
         if call.location_ref:
             await self._dereference(call)
-        if inc.caller.number:
-            entry = await self.store.directory_lookup(inc.caller.number)
-            if entry is not None:
-                await self.recorder.commit(call.held, self._add_location(inc, entry))
-        links = await self.store.related(inc, self.cfg.correlation.window_s, self.cfg.correlation.same_address_radius_m)
+        entry, links = await self.store.directory_and_related(
+            inc, self.cfg.correlation.window_s, self.cfg.correlation.same_address_radius_m, location.best)
+        if entry is not None:
+            await self.recorder.commit(call.held, self._add_location(inc, entry))
         if links:
             await self.recorder.record(call.held, "linked", changes={"linked_to": [i for i, _ in links],
                                                                  "link_reasons": [r for _, r in links]},

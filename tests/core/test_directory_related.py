@@ -1,0 +1,43 @@
+"""AsyncStore.directory_and_related: the caller's directory entry and the incidents related to the call,
+counting that entry as a location, in one trip to the store's thread; the live incident is left alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from gateway.incident.records import Caller, Incident, Location
+from gateway.incident.store import AsyncStore, SqliteStore, event
+from gateway.protocols import location
+
+HOME = Location(source="directory", shape="circle", lat=43.2381, lon=76.9456, radius_m=30)
+
+
+def incident(incident_id: str, number: str, created: float, where: tuple[float, float] | None = None) -> Incident:
+    inc = Incident(id=incident_id, service="112", created_wall=created,
+                   caller=Caller(raw_number=number, number=number, display_name="", withheld=False))
+    if where:
+        inc.locations.append(Location(source="pidf-lo", shape="point", lat=where[0], lon=where[1]))
+        inc.best_location = 0
+    inc.timeline.append(event("call_arrived"))
+    return inc
+
+
+async def test_the_directory_place_finds_incidents_there(tmp_path: Path) -> None:
+    sync = SqliteStore(tmp_path / "s.sqlite3", synchronous="OFF")
+    sync.create(incident("neighbour", "+77019999999", 950.0, where=(43.2382, 76.9457)))
+    sync.create(incident("elsewhere", "+77018888888", 950.0, where=(43.30, 76.90)))
+    sync.directory_put([("+77272123456", HOME)])
+    store = AsyncStore(sync)
+    landline = incident("new", "+77272123456", 1000.0)  # no location of its own
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        entry, links = await store.directory_and_related(landline, 500, 50, location.best)
+        assert entry == HOME
+        assert links == [("neighbour", "same_address")]
+        assert landline.locations == [] and landline.best_location is None  # the caller adds it, in Trio
+        mobile = incident("other", "+77011111111", 1000.0)  # not in the directory, no location
+        assert await store.directory_and_related(mobile, 500, 50, location.best) == (None, [])
+        nursery.cancel_scope.cancel()
+    sync.close()
