@@ -1,39 +1,95 @@
-"""Our websocket loop in place of asyncari's: every JSON event handed on in order, the rest skipped."""
+"""Our websocket loop in place of asyncari's: every JSON event handed on in order, the rest skipped, a
+fragmented message joined, a ping answered, the close obeyed. Real wsproto connections on both ends
+(in memory): the server's bytes are what Asterisk would send, in reads of any size."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-from wsproto.events import BytesMessage, CloseConnection, TextMessage
+import anyio
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, Pong, Request, TextMessage
 
 from gateway.asterisk.ari import _Client
 
 
+class Stream:
+    """The socket: gives the server's bytes in ``chunk``-sized reads, records what the client sends."""
+
+    def __init__(self, data: bytes, chunk: int) -> None:
+        self.data, self.chunk, self.sent = data, chunk, b""
+
+    async def receive(self, max_bytes: int) -> bytes:
+        if not self.data:
+            raise anyio.EndOfStream
+        piece, self.data = self.data[: min(self.chunk, max_bytes)], self.data[min(self.chunk, max_bytes):]
+        return piece
+
+    async def send(self, data: bytes) -> None:
+        self.sent += data
+
+
 class Websocket:
-    def __init__(self, messages: list[Any]) -> None:
-        self.messages = messages
+    """asyncwebsockets' Websocket after its handshake: the two attributes our loop uses, and its lock."""
 
-    async def __aiter__(self) -> AsyncIterator[Any]:
-        for message in self.messages:
-            yield message
+    def __init__(self, server_bytes: bytes, client: WSConnection, chunk: int) -> None:
+        self._connection = client
+        self._sock = Stream(server_bytes, chunk)
+        self._send_lock = anyio.Lock()
 
 
-async def test_events_are_handed_on_in_order_until_the_close() -> None:
+def pair() -> tuple[WSConnection, WSConnection]:
+    client, server = WSConnection(ConnectionType.CLIENT), WSConnection(ConnectionType.SERVER)
+    server.receive_data(client.send(Request(host="127.0.0.1", target="/ari/events")))
+    next(server.events())
+    client.receive_data(server.send(AcceptConnection()))
+    assert isinstance(next(client.events()), AcceptConnection)
+    return client, server
+
+
+async def read(server_messages: list[Any], chunk: int, after: bytes = b"") -> tuple[list[dict[str, Any]], bytes,
+                                                                                  WSConnection]:
+    client, server = pair()
+    wire = b"".join(server.send(m) for m in server_messages) + after
     seen: list[dict[str, Any]] = []
 
     async def process_ws(raw: dict[str, Any]) -> None:
         seen.append(raw)
 
-    client = _Client.__new__(_Client)  # only the loop: no connection, no swagger
-    client.process_ws = process_ws
-    await client._Client__run(Websocket([
-        TextMessage(data='{"type": "StasisStart", "n": 1}'),
+    reader = _Client.__new__(_Client)  # only the loop: no connection, no swagger
+    reader.process_ws = process_ws
+    ws = Websocket(wire, client, chunk)
+    try:
+        await reader._Client__run(ws)
+    except anyio.EndOfStream:
+        pass  # the server's bytes ran out (the caller, asyncari's _run, logs it)
+    return seen, ws._sock.sent, server
+
+
+async def test_events_are_handed_on_in_order_until_the_close() -> None:
+    messages = [
+        TextMessage(data='{"type": "StasisStart", "n": 1, "pidf": "' + "x" * 9000 + '"}'),  # more than 4 KiB
         TextMessage(data="not json"),
         BytesMessage(data=b"\x00"),
         TextMessage(data='["no", "type"]'),
-        TextMessage(data='{"type": "ChannelDestroyed", "n": 2}'),
+        TextMessage(data='{"type": "Chan', message_finished=False),  # one event in two frames
+        TextMessage(data='nelDestroyed", "n": 2}'),
         CloseConnection(code=1000),
-        TextMessage(data='{"type": "StasisEnd", "n": 3}'),
-    ]))
-    assert [(e["type"], e["n"]) for e in seen] == [("StasisStart", 1), ("ChannelDestroyed", 2)]
+    ]
+    after_close = pair()[1].send(TextMessage(data='{"type": "StasisEnd", "n": 3}'))  # a server would not
+    for chunk in (1, 7, 4096, 1 << 20):  # however the bytes arrive
+        seen, _sent, _server = await read(messages, chunk, after_close)
+        assert [(e["type"], e["n"]) for e in seen] == [("StasisStart", 1), ("ChannelDestroyed", 2)], chunk
+
+
+async def test_a_ping_is_answered_with_its_pong() -> None:
+    seen, sent, server = await read([Ping(payload=b"are you there"), TextMessage(data='{"type": "Dial", "n": 1}')],
+                                    chunk=3)
+    assert [e["n"] for e in seen] == [1]
+    server.receive_data(sent)
+    assert [type(e) for e in server.events()] == [Pong]
+
+
+async def test_the_stream_ending_without_a_close_is_left_to_the_caller() -> None:
+    seen, _sent, _server = await read([TextMessage(data='{"type": "StasisStart", "n": 1}')], chunk=5)
+    assert [e["n"] for e in seen] == [1]
