@@ -11,6 +11,7 @@ import pytest
 
 from sim import sipp
 from sim.lab import AsteriskInstance, GatewayProcess, start_asterisk, stop_asterisk, write_config
+from tests.store_backends import backend, pg_cluster  # noqa: F401  (the store on SQLite and PostgreSQL)
 
 
 def _real_tier_available() -> str | None:

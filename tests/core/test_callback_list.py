@@ -3,8 +3,6 @@ a caller who called again and was answered is reached (and, on a real store, lea
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import msgspec
 import pytest
 import trio
@@ -28,9 +26,10 @@ from gateway.incident.callback_list import (
 from gateway.incident.callback_table import CallbackTable, abandoned
 from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Caller, Incident
-from gateway.incident.store import AsyncStore, SqliteStore, event
+from gateway.incident.store import AsyncStore, event
 from gateway.intake.call_back import CallBacks
 from gateway.settings.credentials import with_secrets
+from tests.store_backends import Backend
 
 
 def row(incident_id: str, number: str, wall: float, priority: int = 1, category: str = "", attempts: int = 0,
@@ -144,8 +143,8 @@ def test_call_backs_are_recorded_into_files_named_after_their_leg() -> None:
 # --- on a real store: the answer of a later call takes the number off the list ---------------------
 
 
-async def test_the_answer_of_a_later_call_resolves_the_entry_on_the_listed_incidents(tmp_path: Path) -> None:
-    store = AsyncStore(SqliteStore(tmp_path / "gateway.sqlite3"))
+async def test_the_answer_of_a_later_call_resolves_the_entry_on_the_listed_incidents(backend: Backend) -> None:
+    store = AsyncStore(backend.open())
     recorder = Recorder(store, Bus())
     callbacks = CallBacks(with_secrets(config.load(), lambda s: f"{s}-generated-secret"), CallbackTable(store),
                           recorder)

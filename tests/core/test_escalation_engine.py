@@ -19,7 +19,7 @@ from gateway.incident.bus import Bus
 from gateway.incident.desk import Desk, no_caller
 from gateway.incident.recorder import Recorder
 from gateway.incident.records import Caller, Incident
-from gateway.incident.store import AsyncStore, SqliteStore
+from gateway.incident.store import AsyncStore
 from gateway.scenario import texts
 from gateway.scenario.catalogue import Catalogue, Category
 from gateway.scenario.engine import Engine
@@ -27,6 +27,7 @@ from gateway.scenario.model import Scenario
 from gateway.scenario.notifier import Notifier
 from gateway.scenario.people import Directory, Person, Tier
 from gateway.scenario.triggers import Triggers, TriggerSettings
+from tests.store_backends import Backend
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXTS = texts.load(ROOT / "alert_templates" / "responders")
@@ -87,11 +88,11 @@ class Env(msgspec.Struct):
 
 
 @asynccontextmanager
-async def environment(db: Path, cat: Catalogue, channels: Mapping[str, Channel] | None = None,
+async def environment(backend: Backend, cat: Catalogue, channels: Mapping[str, Channel] | None = None,
                       settings: TriggerSettings | None = None, directory: Directory = DIRECTORY,
                       threaded: bool = False) -> AsyncIterator[Env]:
-    """The engine and its triggers on a store at ``db``; ``threaded`` for tests on the real clock."""
-    store = (AsyncStore if threaded else InlineStore)(SqliteStore(db))
+    """The engine and its triggers on ``backend``'s store; ``threaded`` for tests on the real clock."""
+    store = (AsyncStore if threaded else InlineStore)(backend.open())
     recorder = Recorder(store, Bus())
     engine = Engine(recorder=recorder, catalogue=cat, directory=directory,
                     notifier=Notifier(dict(channels or {}), TEXTS, deliver_timeout_s=5))
@@ -113,10 +114,10 @@ def token_of(env: Env, incident_id: str, person: str) -> str:
 
 
 async def test_an_acknowledgement_ends_the_wait_and_skips_the_escalation(
-        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+        backend: Backend, autojump_clock: trio.testing.MockClock) -> None:
     s = scenario("s", {**NOTIFY, "timeout_s": 5}, {"do": "escalate", "tier": "sup", "when": {"last_acked": False}},
                  {"do": "close"})
-    async with environment(tmp_path / "s.db", catalogue(s)) as env:
+    async with environment(backend, catalogue(s)) as env:
         incident = await env.open("s")
         await env.wait_for(incident.id, "awaiting_ack")
         token = token_of(env, incident.id, "duty_b")
@@ -129,10 +130,10 @@ async def test_an_acknowledgement_ends_the_wait_and_skips_the_escalation(
         assert await env.engine.acknowledge(token, by="duty_b", via="sms") == "unknown"  # the run is over
 
 
-async def test_nobody_acknowledges_so_it_repeats_then_escalates(tmp_path: Path,
+async def test_nobody_acknowledges_so_it_repeats_then_escalates(backend: Backend,
                                                                 autojump_clock: trio.testing.MockClock) -> None:
     s = scenario("s", NOTIFY, {"do": "escalate", "tier": "sup", "when": {"last_acked": False}}, {"do": "close"})
-    async with environment(tmp_path / "s.db", catalogue(s)) as env:
+    async with environment(backend, catalogue(s)) as env:
         incident = await env.open("s")
         await env.wait_for(incident.id, "scenario_finished")
         timeline = await env.timeline(incident.id)
@@ -144,9 +145,9 @@ async def test_nobody_acknowledges_so_it_repeats_then_escalates(tmp_path: Path,
         assert len(env.engine.lateness_s) == 2 and max(env.engine.lateness_s) < 0.5
 
 
-async def test_each_waits_for_every_person(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+async def test_each_waits_for_every_person(backend: Backend, autojump_clock: trio.testing.MockClock) -> None:
     s = scenario("s", {**NOTIFY, "ack": "each", "timeout_s": 5}, {"do": "close"})
-    async with environment(tmp_path / "s.db", catalogue(s)) as env:
+    async with environment(backend, catalogue(s)) as env:
         incident = await env.open("s")
         await env.wait_for(incident.id, "awaiting_ack")
         await env.engine.acknowledge(token_of(env, incident.id, "duty_a"), by="duty_a", via="sms")
@@ -156,11 +157,11 @@ async def test_each_waits_for_every_person(tmp_path: Path, autojump_clock: trio.
         await env.wait_for(incident.id, "scenario_finished")
 
 
-async def test_changing_the_category_switches_scenario_cleanly(tmp_path: Path,
+async def test_changing_the_category_switches_scenario_cleanly(backend: Backend,
                                                                autojump_clock: trio.testing.MockClock) -> None:
     first = scenario("first", {**NOTIFY, "timeout_s": 30}, {"do": "close"})
     second = scenario("second", {**NOTIFY, "roles": ["shift_supervisor"], "ack": "none"}, {"do": "close"})
-    async with environment(tmp_path / "s.db", catalogue(first, second)) as env:
+    async with environment(backend, catalogue(first, second)) as env:
         incident = await env.open("first")
         await env.wait_for(incident.id, "awaiting_ack")
         old_token = token_of(env, incident.id, "duty_a")
@@ -174,12 +175,12 @@ async def test_changing_the_category_switches_scenario_cleanly(tmp_path: Path,
         assert f"{incident.id}/category" not in env.engine.runs  # finished runs live on in the store only
 
 
-async def test_a_call_not_answered_in_time_runs_the_sla_scenario(tmp_path: Path,
+async def test_a_call_not_answered_in_time_runs_the_sla_scenario(backend: Backend,
                                                                  autojump_clock: trio.testing.MockClock) -> None:
     s = scenario("s", {**NOTIFY, "timeout_s": 30}, {"do": "close"})
     sla = scenario("answer_sla", {**NOTIFY, "roles": ["shift_supervisor"], "ack": "none"}, {"do": "close"})
     settings = TriggerSettings(answer_sla_s=0.3, unclassified_after_s=30, sla_scenario="answer_sla")
-    async with environment(tmp_path / "s.db", catalogue(s, sla), settings=settings) as env:
+    async with environment(backend, catalogue(s, sla), settings=settings) as env:
         waiting = await env.open("", source="call", number="+77011234567")
         started = await env.wait_for(waiting.id, "scenario_started", run="sla")
         assert started[0]["reason"] == "sla_breach" and started[0]["waited_s"] >= 0.3
@@ -191,10 +192,10 @@ async def test_a_call_not_answered_in_time_runs_the_sla_scenario(tmp_path: Path,
         assert env.triggers.breaches == 1  # but the board's breaches are the emergency lines'
 
 
-async def test_restart_mid_scenario_resumes_without_repeating_a_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+async def test_restart_mid_scenario_resumes_without_repeating_a_step(backend: Backend, monkeypatch: pytest.MonkeyPatch,
                                                                     autojump_clock: trio.testing.MockClock) -> None:
     s = scenario("s", {**NOTIFY, "timeout_s": 0.8, "repeat": 3}, {"do": "close"})
-    db = tmp_path / "s.db"
+    db = backend
     async with environment(db, catalogue(s)) as env:
         incident = await env.open("s")
         await env.wait_for(incident.id, "awaiting_ack")  # attempt 1 sent, waiting
@@ -212,11 +213,11 @@ async def test_restart_mid_scenario_resumes_without_repeating_a_step(tmp_path: P
 
 
 
-async def test_a_status_change_is_told_to_the_category_watchers(tmp_path: Path,
+async def test_a_status_change_is_told_to_the_category_watchers(backend: Backend,
                                                                 autojump_clock: trio.testing.MockClock) -> None:
     s = scenario("s", {**NOTIFY, "ack": "none"}, {"do": "close"})
     watched = msgspec.structs.replace(DIRECTORY, watchers={"*": ["shift_supervisor"]})
-    async with environment(tmp_path / "s.db", catalogue(s), directory=watched) as env:
+    async with environment(backend, catalogue(s), directory=watched) as env:
         incident = await env.open("s")
         await env.wait_for(incident.id, "scenario_finished", count=2)  # its scenario and the "new" status run
         await env.desk.set_status(incident.id, "on_scene", actor="dispatcher")
@@ -230,9 +231,10 @@ async def test_a_status_change_is_told_to_the_category_watchers(tmp_path: Path,
         assert runs == {"category": "closed", "status:new": "closed", "status:on_scene": "closed"}
 
 
-async def test_closing_the_incident_stops_its_scenario(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+async def test_closing_the_incident_stops_its_scenario(backend: Backend,
+                                                       autojump_clock: trio.testing.MockClock) -> None:
     s = scenario("s", {**NOTIFY, "timeout_s": 30}, {"do": "close"})
-    async with environment(tmp_path / "s.db", catalogue(s)) as env:
+    async with environment(backend, catalogue(s)) as env:
         incident = await env.open("s")
         await env.wait_for(incident.id, "awaiting_ack")
         token = token_of(env, incident.id, "duty_a")
@@ -243,7 +245,8 @@ async def test_closing_the_incident_stops_its_scenario(tmp_path: Path, autojump_
         assert [r.outcome for r in await env.engine.runs_of(incident.id)] == ["incident closed"]
 
 
-async def test_the_nearest_free_patrol_is_called_and_its_acknowledgement_sends_it(tmp_path: Path) -> None:
+async def test_the_nearest_free_patrol_is_called_and_its_acknowledgement_sends_it(backend: Backend,
+                                                                                  tmp_path: Path) -> None:
     # The units board keeps its own SQLite on worker threads: these run on the real clock.
     from gateway.incident.records import Location
     from gateway.settings import UnitsConfig
@@ -254,7 +257,7 @@ async def test_the_nearest_free_patrol_is_called_and_its_acknowledgement_sends_i
         f'[[units]]\nid = "{uid}"\nkind = "patrol"\nname = "{uid.upper()}"\nlat = {lat}\nlon = 76.90\n'
         f'members = ["{member}"]\n' for uid, lat, member in (("far", 43.30, "duty_b"), ("near", 43.241, "duty_a"))))
     s = scenario("s", {**NOTIFY, "roles": [], "units": ["patrol"], "timeout_s": 10}, {"do": "close"})
-    async with environment(tmp_path / "s.db", catalogue(s), threaded=True) as env:
+    async with environment(backend, catalogue(s), threaded=True) as env:
         board = UnitBoard(UnitsConfig(roster_file=str(roster)), env.desk, tmp_path / "units.db")
         env.engine.board = board
         try:
@@ -277,11 +280,11 @@ async def test_the_nearest_free_patrol_is_called_and_its_acknowledgement_sends_i
 
 
 async def test_an_ivr_choice_starts_the_scenario_unless_configured_to_wait_for_a_dispatcher(
-        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+        backend: Backend, autojump_clock: trio.testing.MockClock) -> None:
     s = scenario("s", {**NOTIFY, "ack": "none"}, {"do": "close"})
     for start_on_ivr in (True, False):
         settings = TriggerSettings(answer_sla_s=600, unclassified_after_s=600, start_on_ivr_category=start_on_ivr)
-        async with environment(tmp_path / f"{start_on_ivr}.db", catalogue(s), settings=settings) as env:
+        async with environment(backend.sibling(f"ivr-{start_on_ivr}"), catalogue(s), settings=settings) as env:
             call = await env.open("", source="call", number="+77011234567")
             await env.desk.record(call.id, "ivr_category", actor="caller", changes={"category": "s"}, category="s")
             if start_on_ivr:
@@ -294,9 +297,9 @@ async def test_an_ivr_choice_starts_the_scenario_unless_configured_to_wait_for_a
 
 
 async def test_people_of_a_dynamic_role_are_reached_and_finished_runs_leave_nothing_behind(
-        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+        backend: Backend, autojump_clock: trio.testing.MockClock) -> None:
     s = scenario("s", {**NOTIFY, "roles": ["site_contacts"], "ack": "none"}, {"do": "close"})
-    async with environment(tmp_path / "s.db", catalogue(s)) as env:
+    async with environment(backend, catalogue(s)) as env:
         env.engine.dynamic_people["site_contacts"] = lambda incident: [
             Person(name=f"site:{incident.reporter}:0", display="Director", phone="+77010005555", channels=["sms"])]
         incident = await env.desk.open(service="102", source="alarm", caller=no_caller(), kind="alarm_received",
@@ -308,7 +311,8 @@ async def test_people_of_a_dynamic_role_are_reached_and_finished_runs_leave_noth
         assert env.engine.runs == {} and env.engine._scopes == {} and env.engine.tokens == {}
 
 
-async def test_a_crew_member_whose_unit_is_busy_elsewhere_does_not_acknowledge(tmp_path: Path) -> None:
+async def test_a_crew_member_whose_unit_is_busy_elsewhere_does_not_acknowledge(backend: Backend,
+                                                                                tmp_path: Path) -> None:
     # The units board keeps its own SQLite on worker threads: these run on the real clock.
     from gateway.incident.records import Location
     from gateway.settings import UnitsConfig
@@ -319,7 +323,7 @@ async def test_a_crew_member_whose_unit_is_busy_elsewhere_does_not_acknowledge(t
                       'lon = 76.9\nmembers = ["duty_a"]\n')
     s = scenario("s", {**NOTIFY, "roles": [], "units": ["patrol"], "timeout_s": 10}, {"do": "close"})
     place = [Location(source="manual", shape="point", lat=43.24, lon=76.9)]
-    async with environment(tmp_path / "s.db", catalogue(s), threaded=True) as env:
+    async with environment(backend, catalogue(s), threaded=True) as env:
         board = UnitBoard(UnitsConfig(roster_file=str(roster)), env.desk, tmp_path / "units.db")
         env.engine.board = board
         try:

@@ -19,13 +19,14 @@ from gateway.incident.bus import Bus
 from gateway.incident.callback_table import CallbackTable
 from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Caller, Incident
-from gateway.incident.store import AsyncStore, SqliteStore, event
+from gateway.incident.store import AsyncStore, event
 from gateway.intake import fallback as service
 from gateway.intake.fallback import FallbackCalls, answered_by, dialplan_id, incident_for
 from gateway.metrics import Metrics
 from gateway.protocols.cel_calls import FallbackCall
 from gateway.settings import parse
 from tests.core.test_cel import fallback_call, row
+from tests.store_backends import Backend
 
 CFG = parse({"services": [{"name": "112", "dialled": ["112"]}, {"name": "102", "dialled": ["102"]}],
              "dispatch": {"positions": [{"name": "pos1", "contact": "sip:pos1@127.0.0.1:5070"},
@@ -58,8 +59,8 @@ class Lab:
 
 
 @pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
-    store = AsyncStore(SqliteStore(tmp_path / "gateway.sqlite3", synchronous="OFF"))
+async def lab(tmp_path: Path, backend: Backend) -> AsyncIterator[Lab]:
+    store = AsyncStore(backend.open())
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         yield Lab(tmp_path, store)

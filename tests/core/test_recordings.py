@@ -20,12 +20,13 @@ from gateway.incident.bus import Bus
 from gateway.incident.recorder import Held, Recorder
 from gateway.incident.recording_index import DAY_S, Recording, RecordingIndex, expired, leg_stem, owner
 from gateway.incident.records import Caller, Incident
-from gateway.incident.store import AsyncStore, SqliteStore, event
+from gateway.incident.store import AsyncStore, event
 from gateway.intake import recordings as service
 from gateway.intake.recordings import Recordings
 from gateway.people.accounts import Accounts
 from gateway.protocols.wav import WavError, read_header
 from gateway.settings import RecordingsConfig, parse
+from tests.store_backends import Backend
 
 NOW = 2_000_000_000.0
 BASE = {"services": [{"name": "112", "dialled": ["112"]}],
@@ -135,8 +136,8 @@ class Lab:
 
 
 @pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
-    store = AsyncStore(SqliteStore(tmp_path / "gateway.sqlite3"))
+async def lab(tmp_path: Path, backend: Backend) -> AsyncIterator[Lab]:
+    store = AsyncStore(backend.open())
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         yield Lab(tmp_path, store)

@@ -1,4 +1,5 @@
-"""The incident store on a real SQLite file: durability, ordering, correlation, failure paths."""
+"""The incident store on a real SQLite file and a real PostgreSQL (``backend``): durability, ordering,
+correlation, failure paths."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from gateway.incident.bus import Bus
 from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Caller, Incident, Location
 from gateway.incident.store import MAX_LINKS, AsyncStore, SqliteStore, Statement, event
+from tests.store_backends import Backend
 
 
 def incident(incident_id: str, number: str = "+77011234567", created: float = 1000.0,
@@ -28,8 +30,8 @@ def incident(incident_id: str, number: str = "+77011234567", created: float = 10
     return inc
 
 
-def test_round_trip_and_timeline_order(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "s.db")
+def test_round_trip_and_timeline_order(backend: Backend) -> None:
+    store = backend.open()
     inc = incident("a")
     store.create(inc)
     for kind in ("queued", "ringing", "answered"):
@@ -37,15 +39,15 @@ def test_round_trip_and_timeline_order(tmp_path: Path) -> None:
         inc.timeline.append(item)
         inc.state = "answered" if kind == "answered" else inc.state
         store.update(inc, [item])
-    again = SqliteStore(tmp_path / "s.db").get("a")  # a second connection sees committed data
+    again = backend.open().get("a")  # a second connection sees committed data
     assert [e.kind for e in again.timeline] == ["call_arrived", "queued", "ringing", "answered"]
     assert again.state == "answered"
     with pytest.raises(NotFound):
         store.get("nope")
 
 
-def test_related_by_number_and_place_within_window(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "s.db")
+def test_related_by_number_and_place_within_window(backend: Backend) -> None:
+    store = backend.open()
     store.create(incident("old", created=0.0, where=(43.2381, 76.9456)))  # outside the window
     store.create(incident("same-number", created=900.0))
     store.create(incident("same-place", number="+77019999999", created=950.0, where=(43.2382, 76.9457)))
@@ -55,24 +57,24 @@ def test_related_by_number_and_place_within_window(tmp_path: Path) -> None:
     assert links == {"same-number": "same_number", "same-place": "same_address"}
 
 
-def test_related_is_bounded_for_a_number_calling_again_and_again(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "s.db")
+def test_related_is_bounded_for_a_number_calling_again_and_again(backend: Backend) -> None:
+    store = backend.open()
     for i in range(MAX_LINKS * 3):
         store.create(incident(f"r{i:03d}", created=float(i)))
     links = store.related(incident("new", created=100.0), window_s=1000, radius_m=50)
     assert len(links) == MAX_LINKS and ("r029", "same_number") in links
 
 
-def test_related_is_bounded_for_a_place_called_from_again_and_again(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "s.db")
+def test_related_is_bounded_for_a_place_called_from_again_and_again(backend: Backend) -> None:
+    store = backend.open()
     for i in range(MAX_LINKS * 5):
         store.create(incident(f"p{i:03d}", number=f"+7701{i:07d}", created=float(i), where=(43.2381, 76.9456)))
     links = store.related(incident("new", created=100.0, where=(43.2381, 76.9456)), window_s=1000, radius_m=50)
     assert len(links) == 2 * MAX_LINKS and {r for _, r in links} == {"same_address"}
 
 
-async def test_group_commit_keeps_every_write(tmp_path: Path) -> None:
-    store = AsyncStore(SqliteStore(tmp_path / "s.db"))
+async def test_group_commit_keeps_every_write(backend: Backend) -> None:
+    store = AsyncStore(backend.open())
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         incidents = [incident(f"i{n}") for n in range(50)]
@@ -85,13 +87,13 @@ async def test_group_commit_keeps_every_write(tmp_path: Path) -> None:
                 inc.timeline.append(item)
                 writers.start_soon(store.update, inc, [item])
         nursery.cancel_scope.cancel()
-    check = SqliteStore(tmp_path / "s.db")
+    check = backend.open()
     assert check.count() == 50
     assert all(len(check.get(f"i{n}").timeline) == 2 for n in range(50))
 
 
-async def test_a_failing_write_does_not_fail_its_batch_neighbours(tmp_path: Path) -> None:
-    store = AsyncStore(SqliteStore(tmp_path / "s.db"))
+async def test_a_failing_write_does_not_fail_its_batch_neighbours(backend: Backend) -> None:
+    store = AsyncStore(backend.open())
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         await store.create(incident("dup"))
@@ -109,7 +111,7 @@ async def test_a_failing_write_does_not_fail_its_batch_neighbours(tmp_path: Path
             writers.start_soon(create, incident("fine"))
         nursery.cancel_scope.cancel()
     assert outcomes == {"dup": "error", "fine": "ok"}
-    assert SqliteStore(tmp_path / "s.db").get("fine").id == "fine"
+    assert backend.open().get("fine").id == "fine"
 
 
 class FlakyStore(AsyncStore):
@@ -124,8 +126,8 @@ class FlakyStore(AsyncStore):
         await super().create(incident, extra)
 
 
-async def test_incident_not_stored_at_arrival_is_written_whole_at_the_next_event(tmp_path: Path) -> None:
-    store = FlakyStore(SqliteStore(tmp_path / "s.db"))
+async def test_incident_not_stored_at_arrival_is_written_whole_at_the_next_event(backend: Backend) -> None:
+    store = FlakyStore(backend.open())
     recorder = Recorder(store, Bus())
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
@@ -134,7 +136,7 @@ async def test_incident_not_stored_at_arrival_is_written_whole_at_the_next_event
             await recorder.create(held)
         await recorder.record(held, "queued", state="queued")
         nursery.cancel_scope.cancel()
-    saved = SqliteStore(tmp_path / "s.db").get("flaky")
+    saved = backend.open().get("flaky")
     assert [e.kind for e in saved.timeline] == ["call_arrived", "queued"] and saved.state == "queued"
 
 
@@ -146,23 +148,18 @@ def test_unwritable_store_is_a_store_error(tmp_path: Path) -> None:
         SqliteStore(tmp_path / "s.db").get("x")
 
 
-async def test_a_failed_write_is_retried_at_its_own_places_and_nothing_is_lost(tmp_path: Path) -> None:
+async def test_a_failed_write_is_retried_at_its_own_places_and_nothing_is_lost(backend: Backend) -> None:
     from gateway.incident.desk import Desk, no_caller
 
-    sync = SqliteStore(tmp_path / "s.db")
-    sync._db.execute("PRAGMA busy_timeout=100")
-    store = AsyncStore(sync)
+    store = AsyncStore(backend.open(short_waits=True))
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         recorder = Recorder(store, Bus())
         desk = Desk(store, recorder)
         incident = await desk.open(service="102", source="api", caller=no_caller(), kind="reported", actor="t")
         held = recorder.track(Held(await store.get(incident.id), saved=True))  # a live incident, as during a call
-        other = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
-        other.execute("BEGIN EXCLUSIVE")  # another process holds the database: our writes fail
-        with pytest.raises(StoreError):
+        with backend.locked(), pytest.raises(StoreError):  # another process holds the database: our writes fail
             await desk.set_status(incident.id, "assigned", actor="dispatcher")
-        other.execute("ROLLBACK")
         await desk.set_status(incident.id, "assigned", actor="dispatcher")  # the caller's retry: writes it now
         await desk.record(incident.id, "note", actor="dispatcher", text="after the retry")
         stored = await store.get(incident.id)
@@ -170,12 +167,11 @@ async def test_a_failed_write_is_retried_at_its_own_places_and_nothing_is_lost(t
             [e.kind for e in held.incident.timeline]
         assert stored.status == "assigned"
         recorder.release(held)
-        other.close()
         nursery.cancel_scope.cancel()
 
 
-async def test_every_event_written_reaches_the_listeners_even_when_writes_overlap(tmp_path: Path) -> None:
-    store = AsyncStore(SqliteStore(tmp_path / "s.db"))
+async def test_every_event_written_reaches_the_listeners_even_when_writes_overlap(backend: Backend) -> None:
+    store = AsyncStore(backend.open())
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         recorder = Recorder(store, Bus())
@@ -191,24 +187,22 @@ async def test_every_event_written_reaches_the_listeners_even_when_writes_overla
         nursery.cancel_scope.cancel()
 
 
-def test_seen_keys_last_across_a_reopen_and_are_forgotten_after_the_retention(tmp_path: Path) -> None:
+def test_seen_keys_last_across_a_reopen_and_are_forgotten_after_the_retention(backend: Backend) -> None:
     now = time.time()
-    store = SqliteStore(tmp_path / "s.db", seen_retention_s=60)
+    store = backend.open(seen_retention_s=60)
     store.write(store.seen_statements("twilio:SM1", now - 120))  # older than the retention
     store.write(store.seen_statements("twilio:SM2", now))
     store.write(store.seen_statements("twilio:SM2", now))  # taken twice: still one row, no error
     store.close()
-    again = SqliteStore(tmp_path / "s.db", seen_retention_s=60)
+    again = backend.open(seen_retention_s=60)
     assert again.seen("twilio:SM2", now) and not again.seen("twilio:SM1", now) and not again.seen("other", now)
     assert again._read("SELECT key FROM seen") == [("twilio:SM2",)]  # the old key was pruned by the next insert
 
 
-async def test_a_seen_key_is_written_with_its_event_even_when_that_write_fails_first(tmp_path: Path) -> None:
+async def test_a_seen_key_is_written_with_its_event_even_when_that_write_fails_first(backend: Backend) -> None:
     from gateway.incident.desk import Desk, no_caller
 
-    sync = SqliteStore(tmp_path / "s.db")
-    sync._db.execute("PRAGMA busy_timeout=100")
-    store = AsyncStore(sync)
+    store = AsyncStore(backend.open(short_waits=True))
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         desk = Desk(store, Recorder(store, Bus()))
@@ -216,16 +210,12 @@ async def test_a_seen_key_is_written_with_its_event_even_when_that_write_fails_f
                                  seen_key="twilio:SM1")
         assert await desk.seen("twilio:SM1") and not await desk.seen("") and not await desk.seen("twilio:SM2")
         held = desk.recorder.track(Held(await store.get(opened.id), saved=True))  # live, as during a call
-        other = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
-        other.execute("BEGIN EXCLUSIVE")
-        with pytest.raises(StoreError):
+        with backend.locked(), pytest.raises(StoreError):
             await desk.record_report(opened.id, "sms_received", seen_key="twilio:SM2", actor="t")
-        other.execute("ROLLBACK")
         assert not await desk.seen("twilio:SM2")  # neither the event nor its key
         await desk.record(opened.id, "note", actor="dispatcher")  # writes the pending event, with its key
         assert await desk.seen("twilio:SM2")
         assert [e.kind for e in (await store.get(opened.id)).timeline] == ["sms_received", "sms_received", "note"]
         assert held.riders == []
         desk.recorder.release(held)
-        other.close()
         nursery.cancel_scope.cancel()
