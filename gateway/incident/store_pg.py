@@ -88,14 +88,14 @@ def where(dsn: str) -> str:
     return f"{host} port {port} database {parts.get('dbname') or '(default)'} user {parts.get('user') or '(default)'}"
 
 
-_FIXES = (  # what libpq says -> what the operator fixes
+_FIXES = (  # what libpq says -> what the operator fixes (in this order: a failover's message names every host)
+    (("read-write", "read-only"), "the hosts in [store] dsn: none is a writable primary"),
     (("password authentication failed", "no password supplied", "role \"", "peer authentication"),
      "the credentials (user and password in [store] dsn)"),
     (("database \"",), "the database name in [store] dsn (run `gateway db migrate` against an existing one)"),
     (("connection refused", "could not translate host name", "name or service not known", "timeout expired",
       "no such file or directory", "network is unreachable", "could not connect"),
      "the host and port in [store] dsn (is PostgreSQL running and listening there?)"),
-    (("read-write", "read-only"), "the hosts in [store] dsn: none is a writable primary"),
     (("invalid dsn", "invalid connection option", "missing \"=\"", "invalid uri", "invalid integer value"),
      "the syntax of [store] dsn (a libpq URI: postgresql://user:password@host:port/database)"),
 )

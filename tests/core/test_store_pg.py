@@ -16,7 +16,9 @@ from gateway.incident.store_pg import PgStore, migrate, pg_ddl, pg_sql
 from gateway.scenario import runs
 from gateway.settings.config import StoreConfig, store_problems
 from gateway.stores import MIGRATIONS, VERSION, open_incident_store, schema_version
+from sim import pg
 from sim.lab import shipped_config
+from tests.core.test_store import incident
 from tests.store_backends import TEMPLATE, PgCluster
 
 # The DDL of every applied migration, as shipped. A feature's schema changed under an applied migration
@@ -93,6 +95,23 @@ def test_a_broken_connection_is_a_store_error_and_the_next_call_connects_again(p
         store.count()
     assert store.count() == 0  # a new connection
     store.close()
+
+
+def test_after_a_failover_the_multi_host_dsn_finds_the_promoted_standby(pg_cluster: PgCluster) -> None:
+    with pg.pg_pair() as (primary, standby):  # a synchronous standby: every commit is on both
+        dsn = pg.multi_host_dsn([primary, standby])
+        migrate(dsn, MIGRATIONS)
+        store = PgStore(dsn, schema_version=VERSION, connect_timeout_s=2)
+        store.create(incident("before"))
+        primary.kill()
+        with pytest.raises(StoreError, match="store write failed"):  # the connection broke under it
+            store.create(incident("during"))
+        with pytest.raises(StoreError, match="check the hosts in \\[store\\] dsn: none is a writable primary"):
+            store.create(incident("during"))  # the standby is still read-only
+        standby.promote()
+        store.create(incident("after"))
+        assert sorted(s.id for s in store.recent()) == ["after", "before"]
+        store.close()
 
 
 def test_gateway_db_migrate_and_version(pg_cluster: PgCluster, tmp_path: Path,
