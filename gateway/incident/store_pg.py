@@ -46,6 +46,7 @@ from gateway.incident.store import MAX_LINKS, SEEN_RETENTION_S, SqliteStore, Sta
 STATEMENT_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5
 _TYPES = (("INTEGER", "bigint"), ("REAL", "double precision"), ("BLOB", "bytea"))
+MIGRATION_LOCK = 0x6563677720  # pg_advisory_xact_lock key: one migration at a time ("ecgw ")
 _TABLES = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)")
 VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -167,8 +168,8 @@ def migrate(dsn: str, migrations: Sequence[Migration]) -> tuple[int, int]:
     conn = connect(dsn, statement_timeout_s=300)
     try:
         with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))  # before even the first CREATE
             conn.execute(VERSION_TABLE)
-            conn.execute("LOCK TABLE schema_version IN EXCLUSIVE MODE")
             before = current_version(conn) or 0
             if before > known:
                 check_version(dsn, before, known)

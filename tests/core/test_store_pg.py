@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,14 @@ def test_migrate_makes_the_schema_once_and_only_then_does_a_store_open(pg_cluste
         store.apply_schema("CREATE TABLE IF NOT EXISTS nope (id TEXT PRIMARY KEY);")
     assert store.count() == 0
     store.close()
+
+
+def test_two_nodes_migrating_at_once_take_turns(pg_cluster: PgCluster) -> None:
+    dsn = pg_cluster.dsn(pg_cluster.database())
+    with ThreadPoolExecutor(2) as pool:
+        done = sorted(pool.map(lambda _: migrate(dsn, MIGRATIONS), range(2)))
+    assert done == [(0, VERSION), (VERSION, VERSION)]
+    assert PgStore(dsn, schema_version=VERSION)._read("SELECT count(*) FROM schema_version") == [(len(MIGRATIONS),)]
 
 
 def test_a_schema_version_this_gateway_does_not_know_is_refused(pg_cluster: PgCluster) -> None:
