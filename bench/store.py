@@ -7,9 +7,10 @@ msgspec JSON as bytea, the timeline rows, one transaction per create, as ``Sqlit
   (b) psycopg 3, sync, a ``psycopg_pool.ConnectionPool`` called through ``trio.to_thread.run_sync``;
   (c) asyncpg through trio-asyncio (``trio_asyncio.open_loop()`` + ``aio_as_trio``);
 each over the server's unix socket and over loopback TCP, and over TCP to a primary with a synchronous
-streaming standby (the multi-node centre of issue 14). Both pools hold --pool connections with
-statement_timeout set on every one. A last column, for reference only, runs asyncpg on a stock asyncio
-loop: what the driver costs without the trio-asyncio bridge.
+streaming standby (the multi-node centre of issue 14); and the port itself, ``PgStore`` under
+``AsyncStore`` (one connection, the same group commit as SQLite, statements pipelined). Both pools hold
+--pool connections with statement_timeout set on every one. A last column, for reference only, runs asyncpg
+on a stock asyncio loop: what the driver costs without the trio-asyncio bridge.
 
 Per column: create → committed latency p50/p99, sequential and with --tasks concurrent Trio tasks, creates/s
 of each, and CPU per create of this process (``time.process_time`` over both runs, worker threads
@@ -35,7 +36,15 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.store_drivers import STATEMENT_TIMEOUT_MS, AsyncpgStore, PsycopgStore, open_sqlite, reset_schema, rows
+from bench.store_drivers import (
+    STATEMENT_TIMEOUT_MS,
+    AsyncpgStore,
+    PsycopgStore,
+    open_pgstore,
+    open_sqlite,
+    reset_schema,
+    rows,
+)
 from gateway.incident.records import Caller, Incident, Location
 from gateway.incident.store import event
 from sim import pg
@@ -220,6 +229,11 @@ async def run_sqlite(args: argparse.Namespace) -> Column:
             return await measure("sqlite AsyncStore", store.create, args, None)
 
 
+async def run_pgstore(name: str, server: pg.PgServer, unix: bool, args: argparse.Namespace) -> Column:
+    async with open_pgstore(server, unix=unix) as store:
+        return await measure(name, store.create, args, server)
+
+
 async def run_all(args: argparse.Namespace, server: pg.PgServer, primary: pg.PgServer) -> list[Column]:
     import trio_asyncio
 
@@ -227,6 +241,8 @@ async def run_all(args: argparse.Namespace, server: pg.PgServer, primary: pg.PgS
           f"pools of {args.pool}; outbox {args.outbox:,} rows by {args.claimers} claimers, "
           f"{args.claim_batch} per claim", flush=True)
     columns = [await run_sqlite(args)]
+    columns.append(await run_pgstore("PgStore AsyncStore unix", server, True, args))
+    columns.append(await run_pgstore("PgStore AsyncStore tcp+sync sb", primary, False, args))
     columns.append(await run_psycopg("psycopg unix", server.dsn(unix=True), args, server))
     columns.append(await run_psycopg("psycopg tcp", server.dsn(), args, server))
     columns.append(await run_psycopg("psycopg tcp+sync standby", primary.dsn(), args, primary))

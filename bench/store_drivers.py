@@ -5,6 +5,7 @@ incidents and timeline tables, plus an outbox to claim from."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +18,9 @@ from psycopg_pool import ConnectionPool
 
 from gateway.incident.records import Incident, response_location
 from gateway.incident.store import AsyncStore, SqliteStore
+from gateway.incident.store_pg import PgStore, migrate
+from gateway.stores import MIGRATIONS, VERSION
+from sim import pg
 
 STATEMENT_TIMEOUT_MS = 5000
 SCHEMA = """
@@ -90,6 +94,25 @@ def reset_schema(dsn: str, outbox_rows: int) -> None:
 async def open_sqlite(path: Path) -> AsyncIterator[AsyncStore]:
     """Today's store, as the gateway runs it: the writer loop in a nursery of its own."""
     store = AsyncStore(SqliteStore(path))
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            yield store
+            nursery.cancel_scope.cancel()
+    finally:
+        store.sync.close()
+
+
+@asynccontextmanager
+async def open_pgstore(server: pg.PgServer, *, unix: bool) -> AsyncIterator[AsyncStore]:
+    """The gateway's own PostgreSQL store (``PgStore`` under ``AsyncStore``: one connection, group commit,
+    statements pipelined) on a fresh, migrated database of ``server``."""
+    name = f"pgstore_{'unix' if unix else 'tcp'}"
+    await trio.to_thread.run_sync(server.psql, f"DROP DATABASE IF EXISTS {name}",
+                                  f"CREATE DATABASE {name} OWNER {server.user}")
+    dsn = dataclasses.replace(server, database=name).dsn(unix=unix)
+    await trio.to_thread.run_sync(migrate, dsn, MIGRATIONS)
+    store = AsyncStore(await trio.to_thread.run_sync(lambda: PgStore(dsn, schema_version=VERSION)))
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(store.run)
