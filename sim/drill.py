@@ -425,10 +425,10 @@ async def run(cfg: GatewayConfig, drill: Drill, *, source: str = "", progress: P
             await _place_all(cfg, drill.arrival, calls, workdir, placed, progress or (lambda _: None))
         await trio.sleep(SETTLE_S)
         if esc is not None:
-            await wait_settled(cfg.store.path, started, drill.escalation.max_wait_s, notes)
+            await wait_settled(cfg.store, started, drill.escalation.max_wait_s, notes)
     ringing = [report.Ringing(wall=line.wall, caller_call_id=line.fields.get("caller", ""))
                for line in phones.lines() if line.kind == "RINGING"]
-    incidents = await trio.to_thread.run_sync(read_incidents, cfg.store.path, started - 1.0,
+    incidents = await trio.to_thread.run_sync(read_incidents, cfg.store, started - 1.0,
                                               len(calls) * 4 + 100, notes)
     # Scenarios run for every incident the gateway has them for: their figures whenever there are any.
     ran = drill.escalates or any(e.kind in report.RUN_STARTS for inc in incidents for e in inc.timeline)

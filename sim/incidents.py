@@ -1,5 +1,5 @@
-"""The gateway's incidents as a drill reads them: straight from its store (read only), and whether
-their scenario runs have settled."""
+"""The gateway's incidents as a drill reads them: straight from its store (read only; SQLite or PostgreSQL,
+as ``[store]`` says), and whether their scenario runs have settled."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import trio
 
 from gateway.errors import StoreError
 from gateway.incident.records import Incident
-from gateway.incident.store import SqliteStore
+from gateway.settings.config import StoreConfig
+from gateway.stores import open_incident_store
 from sim import report
 
 
@@ -19,11 +20,11 @@ def settled(incidents: list[Incident]) -> bool:
                for inc in incidents)
 
 
-async def wait_settled(store_path: str, since_wall: float, max_wait_s: float, notes: list[str]) -> None:
+async def wait_settled(store: StoreConfig, since_wall: float, max_wait_s: float, notes: list[str]) -> None:
     """Until every incident since ``since_wall`` has run its scenarios to the end, at most ``max_wait_s``."""
     with trio.move_on_after(max_wait_s) as scope:
         while True:
-            found = await trio.to_thread.run_sync(read_incidents, store_path, since_wall - 1.0, 10_000, [])
+            found = await trio.to_thread.run_sync(read_incidents, store, since_wall - 1.0, 10_000, [])
             if settled(found):
                 return
             await trio.sleep(0.5)
@@ -31,17 +32,17 @@ async def wait_settled(store_path: str, since_wall: float, max_wait_s: float, no
         notes.append(f"scenario runs still going after {max_wait_s:g} s: the report shows them as unfinished")
 
 
-def read_incidents(path: str, since_wall: float, limit: int, notes: list[str]) -> list[Incident]:
+def read_incidents(store: StoreConfig, since_wall: float, limit: int, notes: list[str]) -> list[Incident]:
     """Incidents created since ``since_wall`` in the gateway's store (read only)."""
-    if not Path(path).exists():
-        notes.append(f"store {path} does not exist: is the gateway running with this config?")
+    if store.backend == "sqlite" and not Path(store.path).exists():
+        notes.append(f"store {store.path} does not exist: is the gateway running with this config?")
         return []
     try:
-        store = SqliteStore(path)
+        opened = open_incident_store(store)
         try:
-            return [store.get(s.id) for s in store.recent(limit, since_wall)]
+            return [opened.get(s.id) for s in opened.recent(limit, since_wall)]
         finally:
-            store.close()
+            opened.close()
     except StoreError as exc:
         notes.append(f"cannot read incidents: {exc}")
         return []
