@@ -4,8 +4,8 @@
 of the store and of the features kept beside it (call-back list, recording index, scenario runs, the CEL
 cursor) is portable SQL that SQLite and PostgreSQL both accept (``INSERT ... ON CONFLICT (...) DO UPDATE
 SET c = excluded.c`` / ``DO NOTHING``, double-quoted identifiers where PostgreSQL reserves the word). The
-only translations live here, at the edge: ``?`` placeholders become ``%s`` (so a statement never holds a
-literal ``?`` or ``%``-escape of its own: its values are always parameters), and a feature's DDL gets
+only translations live here, at the edge: ``?`` placeholders become ``%s`` and a literal ``%`` is doubled
+(so a shared statement never holds a literal ``?``: values are always parameters), and a feature's DDL gets
 PostgreSQL's types (``pg_ddl``).
 
 It is a ``SqliteStore`` by inheritance only so that ``AsyncStore`` (typed over ``SqliteStore``) drives it
