@@ -245,6 +245,15 @@ class PgStore(SqliteStore):
                 cur.execute(pg_sql(sql), args)
 
     def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """Rows of one query. A read is asked again once on a new connection if its own broke (a read has no
+        effect to double; a write is never retried here: its commit may have happened)."""
+        had = self._conn is not None  # (a connect that fails is not tried twice)
+        try:
+            with self._edge("read") as conn:
+                return conn.execute(pg_sql(sql), args).fetchall()
+        except StoreError:
+            if not had or self._conn is not None:  # no connection to lose, or the query itself failed
+                raise
         with self._edge("read") as conn:
             return conn.execute(pg_sql(sql), args).fetchall()
 

@@ -96,13 +96,22 @@ def test_a_wrong_dsn_says_what_to_fix_and_never_shows_the_password(pg_cluster: P
     PgStore(good, schema_version=VERSION).close()
 
 
-def test_a_broken_connection_is_a_store_error_and_the_next_call_connects_again(pg_cluster: PgCluster) -> None:
+def test_a_broken_connection_fails_a_write_and_the_next_call_connects_again(pg_cluster: PgCluster) -> None:
     name = pg_cluster.database(TEMPLATE)
     store = PgStore(pg_cluster.dsn(name), schema_version=VERSION)
-    pg_cluster.admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-    with pytest.raises(StoreError, match="store read failed"):
-        store.count()
-    assert store.count() == 0  # a new connection
+
+    def server_drops_us() -> None:
+        pg_cluster.admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                                 (name,))
+
+    server_drops_us()
+    with pytest.raises(StoreError, match="store write failed"):  # never retried: its commit may have happened
+        store.create(incident("dropped"))
+    store.create(incident("next"))  # a new connection
+    server_drops_us()
+    assert store.count() == 1  # a read is asked again on a new connection at once
+    with pytest.raises(StoreError, match="store read failed"):  # a failing query is not
+        store._read("SELECT nope FROM incidents")
     store.close()
 
 
