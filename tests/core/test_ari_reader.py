@@ -11,6 +11,10 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, Pong, Request, TextMessage
 
 from gateway.asterisk.ari import _Client
+from gateway.protocols import ari_events as ev
+
+START = '{"type": "StasisStart", "args": ["caller"], "channel": {"id": "c1", "channelvars": {"PIDF": "%s"}}}'
+DIAL = '{"type": "Dial", "peer": {"id": "p1"}, "caller": {"id": "c1"}, "dialstatus": "RINGING"}'
 
 
 class Stream:
@@ -47,14 +51,13 @@ def pair() -> tuple[WSConnection, WSConnection]:
     return client, server
 
 
-async def read(server_messages: list[Any], chunk: int, after: bytes = b"") -> tuple[list[dict[str, Any]], bytes,
-                                                                                  WSConnection]:
+async def read(server_messages: list[Any], chunk: int, after: bytes = b"") -> tuple[list[Any], bytes, WSConnection]:
     client, server = pair()
     wire = b"".join(server.send(m) for m in server_messages) + after
-    seen: list[dict[str, Any]] = []
+    seen: list[Any] = []
 
-    async def process_ws(raw: dict[str, Any]) -> None:
-        seen.append(raw)
+    async def process_ws(event: Any) -> None:
+        seen.append(event)
 
     reader = _Client.__new__(_Client)  # only the loop: no connection, no swagger
     reader.process_ws = process_ws
@@ -68,28 +71,30 @@ async def read(server_messages: list[Any], chunk: int, after: bytes = b"") -> tu
 
 async def test_events_are_handed_on_in_order_until_the_close() -> None:
     messages = [
-        TextMessage(data='{"type": "StasisStart", "n": 1, "pidf": "' + "x" * 9000 + '"}'),  # more than 4 KiB
+        TextMessage(data=START % ("x" * 9000)),  # more than 4 KiB
         TextMessage(data="not json"),
         BytesMessage(data=b"\x00"),
         TextMessage(data='["no", "type"]'),
+        TextMessage(data='{"type": "ChannelVarset", "variable": "X"}'),  # not ours
+        TextMessage(data='{"type": "ChannelDestroyed"}'),  # ours, malformed (no channel)
         TextMessage(data='{"type": "Chan', message_finished=False),  # one event in two frames
-        TextMessage(data='nelDestroyed", "n": 2}'),
+        TextMessage(data='nelDestroyed", "channel": {"id": "c2"}, "cause": 16}'),
         CloseConnection(code=1000),
     ]
-    after_close = pair()[1].send(TextMessage(data='{"type": "StasisEnd", "n": 3}'))  # a server would not
+    after_close = pair()[1].send(TextMessage(data='{"type": "StasisEnd", "channel": {"id": "c3"}}'))  # never read
     for chunk in (1, 7, 4096, 1 << 20):  # however the bytes arrive
         seen, _sent, _server = await read(messages, chunk, after_close)
-        assert [(e["type"], e["n"]) for e in seen] == [("StasisStart", 1), ("ChannelDestroyed", 2)], chunk
+        assert [type(e) for e in seen] == [ev.StasisStart, ev.ChannelDestroyed], chunk
+        assert seen[0].channel.var("PIDF") == "x" * 9000 and seen[1].cause == 16
 
 
 async def test_a_ping_is_answered_with_its_pong() -> None:
-    seen, sent, server = await read([Ping(payload=b"are you there"), TextMessage(data='{"type": "Dial", "n": 1}')],
-                                    chunk=3)
-    assert [e["n"] for e in seen] == [1]
+    seen, sent, server = await read([Ping(payload=b"are you there"), TextMessage(data=DIAL)], chunk=3)
+    assert [e.dialstatus for e in seen] == ["RINGING"]
     server.receive_data(sent)
     assert [type(e) for e in server.events()] == [Pong]
 
 
 async def test_the_stream_ending_without_a_close_is_left_to_the_caller() -> None:
-    seen, _sent, _server = await read([TextMessage(data='{"type": "StasisStart", "n": 1}')], chunk=5)
-    assert [e["n"] for e in seen] == [1]
+    seen, _sent, _server = await read([TextMessage(data=START % "y")], chunk=5)
+    assert [e.channel.id for e in seen] == ["c1"]
