@@ -83,16 +83,16 @@ async def test_a_flooded_call_keeps_every_event_in_order_and_others_are_served(t
             nursery.start_soon(fast_call_task, fast)
             sent: list[tuple[str, float]] = []
             for n in range(FLOOD):
-                await websocket.process_ws(finished(slow.channel_id, f"p{n}"))
+                await websocket.process_ws(ev.decode(finished(slow.channel_id, f"p{n}")))
                 if n % 100 == 99:
                     sent.append((str(n // 100 % 10), trio.current_time()))
-                    await websocket.process_ws(dtmf(fast.channel_id, sent[-1][0]))
+                    await websocket.process_ws(ev.decode(dtmf(fast.channel_id, sent[-1][0])))
             await trio.sleep(0.2)
             assert len(slow_seen) < FLOOD // 2, "the slow call was meant to be behind"
             # every other call served at once, in order, while the slow one lags
             assert [digit for digit, _ in fast_seen] == [digit for digit, _ in sent]
             assert max(got - put for (_, got), (_, put) in zip(fast_seen, sent, strict=True)) < 1.0
-            await websocket.process_ws({"type": "ChannelDestroyed", "channel": {"id": fast.channel_id}})
+            await websocket.process_ws(ev.decode({"type": "ChannelDestroyed", "channel": {"id": fast.channel_id}}))
             while fast.channel_id in intake.calls:  # its hang-up handled too
                 await trio.sleep(0.01)
             while len(slow_seen) < FLOOD:
@@ -114,7 +114,7 @@ class HungUpDuringHandOff:
     async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
         if "/subscription" in path:
             self.subscriptions += 1
-            await self.websocket.process_ws({"type": "StasisEnd", "channel": {"id": "ch-1"}})
+            await self.websocket.process_ws(ev.decode({"type": "StasisEnd", "channel": {"id": "ch-1"}}))
             await trio.sleep(0.05)  # the reader has seen it before the reply comes
             return 422, b'{"message": "Event source does not exist"}'
         return (200, b"[]") if method == "GET" else (204, b"")
@@ -132,9 +132,9 @@ async def test_a_caller_gone_during_the_hand_off_is_closed_not_redialled_forever
         async with trio.open_nursery() as nursery:
             await nursery.start(store.run)
             await nursery.start(intake.serve, ari)
-            await websocket.process_ws({"type": "StasisStart", "args": ["caller", "112"], "channel": {
+            await websocket.process_ws(ev.decode({"type": "StasisStart", "args": ["caller", "112"], "channel": {
                 "id": "ch-1", "name": "PJSIP/operator-trunk-1", "caller": {"number": "+77011234567"},
-                "channelvars": {"ECGW_INCIDENT": "20261204-204841-1796417321.1"}}})
+                "channelvars": {"ECGW_INCIDENT": "20261204-204841-1796417321.1"}}}))
             while not rest.subscriptions or "ch-1" in intake.calls:
                 await trio.sleep(0.01)
             await trio.sleep(0.5)  # time enough to try every position again, were it still queued
