@@ -13,7 +13,7 @@ board, the warnings outbox and recipients, and the accounts and audit.
 from __future__ import annotations
 
 from gateway.incident import callback_table, recording_index, store
-from gateway.incident.store import SqliteStore
+from gateway.incident.store import Queries, SqliteStore
 from gateway.incident.store_pg import Migration, PgStore, migrate, read_version
 from gateway.intake import fallback
 from gateway.scenario import runs
@@ -28,7 +28,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 VERSION = MIGRATIONS[-1].version
 
 
-def open_incident_store(cfg: StoreConfig) -> SqliteStore:
+def open_incident_store(cfg: StoreConfig) -> Queries:
     """The blocking incident store ``cfg`` names (``AsyncStore`` drives either). The caller closes it.
     Raises StoreError: SQLite's file unusable, PostgreSQL unreachable (naming what to fix in the DSN)
     or at a schema version this gateway does not know."""

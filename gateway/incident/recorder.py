@@ -33,6 +33,7 @@ class Held:
     def __init__(self, incident: Incident, saved: bool = False) -> None:
         self.incident = incident
         self.saved = saved  # the incident row exists in the store
+        self.create_tried = saved  # a create was asked: one that failed may yet have been committed
         self.pending: list[TimelineEvent] = []  # noted, written with the next recorded event
         self.riders: list[tuple[TimelineEvent, list[Statement]]] = []  # written with that event, whenever
         self.users = 0
@@ -84,7 +85,8 @@ class Recorder:
     async def create(self, call: Held, extra: Sequence[Statement] = ()) -> None:
         """Write a new incident (with ``extra`` statements, atomically); durable on return."""
         call.incident.updated_wall = time.time()
-        await self.store.create(call.incident, extra)
+        again, call.create_tried = call.create_tried, True
+        await self.store.create(call.incident, extra, again)
         call.saved = True
         self._created(call.incident)
 
@@ -148,7 +150,8 @@ class Recorder:
         riding = [r for r in call.riders if any(r[0] is e for e in written)]
         extra = [*(st for _, statements in riding for st in statements), *extra]
         if creating:
-            await self.store.create(call.incident, extra)
+            again, call.create_tried = call.create_tried, True
+            await self.store.create(call.incident, extra, again)
             call.saved = True
         else:
             await self.store.update(call.incident, events, extra)

@@ -79,7 +79,7 @@ _decode_location = msgspec.json.Decoder(Location).decode
 class Store(Protocol):
     """What the service needs from a store. Every write is durable when the call returns."""
 
-    async def create(self, incident: Incident, extra: Sequence[Statement] = ()) -> None: ...
+    async def create(self, incident: Incident, extra: Sequence[Statement] = (), again: bool = False) -> None: ...
     async def update(self, incident: Incident, events: list[TimelineEvent],
                      extra: Sequence[Statement] = ()) -> None: ...
     async def get(self, incident_id: str) -> Incident: ...
@@ -138,47 +138,24 @@ def connect(path: Path, synchronous: str, schema: str, what: str) -> sqlite3.Con
     return db
 
 
-class SqliteStore:
-    """Blocking SQLite implementation. One connection, guarded by a lock."""
+class Queries:
+    """The incident store's statements and queries: the same SQL on every backend (portable: ``?``
+    placeholders, ``INSERT ... ON CONFLICT``). A backend supplies the connection: ``write`` (statements in
+    one transaction, durable on return), ``_read``, ``apply_schema`` and ``close``. Blocking."""
 
-    def __init__(self, path: str | Path, synchronous: str = "FULL", seen_retention_s: float = SEEN_RETENTION_S) -> None:
-        self.path = Path(path)
-        self.seen_retention_s = seen_retention_s
-        self._db = connect(self.path, synchronous, SCHEMA, "store")
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def apply_schema(self, schema: str) -> None:
-        """Create another feature's tables in this database, so its rows can be written in the same
-        transaction as an incident's events (a scenario run's progress with the event recording it)."""
-        with self._lock:
-            try:
-                self._db.executescript(schema)
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot apply a schema to {self.path}: {exc}") from exc
+    seen_retention_s: float = SEEN_RETENTION_S
 
     def write(self, statements: list[Statement]) -> None:
-        """Run statements in one transaction; durable on return."""
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                for sql, args in statements:
-                    self._db.execute(sql, args)
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise StoreError(f"store write failed: {exc}") from exc
+        raise NotImplementedError
 
     def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-        with self._lock:
-            try:
-                return self._db.execute(sql, args).fetchall()
-            except sqlite3.Error as exc:
-                raise StoreError(f"store read failed: {exc}") from exc
+        raise NotImplementedError
+
+    def apply_schema(self, schema: str) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
 
     @staticmethod
     def _row_args(incident: Incident) -> tuple[object, ...]:
@@ -210,6 +187,16 @@ class SqliteStore:
             "INSERT INTO incidents (updated_wall, service, state, number, lat, lon, channel_id, doc, id, created_wall)"
             " VALUES (?,?,?,?,?,?,?,?,?,?)", (*self._row_args(incident), incident.created_wall))]
         return statements + self._event_rows(incident.id, 0, incident.timeline)
+
+    def create_again(self, incident_id: str, channel_id: str, fresh: list[Statement], whole: list[Statement]) -> None:
+        """Write a new incident whose first write failed, perhaps only in saying so (a connection lost during
+        PostgreSQL's COMMIT): ``fresh`` (its create statements) if that write is not there, else ``whole`` (its
+        head and every event, completing it). Raises StoreError, also when the id is another call's (that
+        incident is never overwritten)."""
+        found = self._read("SELECT channel_id FROM incidents WHERE id=?", (incident_id,))
+        if found and found[0][0] != channel_id:
+            raise StoreError(f"incident id {incident_id} is already another call's (channel {found[0][0]})")
+        self.write(whole if found else fresh)
 
     def update_statements(self, incident: Incident, events: list[TimelineEvent]) -> list[Statement]:
         statements: list[Statement] = [(
@@ -260,33 +247,26 @@ class SqliteStore:
         """Earlier incidents within the window from the same number or near the same place.
 
         At most ``MAX_LINKS`` of each kind, newest first: a number calling a hundred times
-        must not make every new call slower.
+        must not make every new call slower. The same-place candidates come from one bounded band query
+        (at most ``MAX_LINKS * 10`` rows: a place many called from fills the links from its first few).
         """
         since = incident.created_wall - window_s
         links: dict[str, str] = {}
         if incident.caller.number:
-            for (other,) in self._read(
-                "SELECT id FROM incidents WHERE number=? AND created_wall>=? AND id<>?"
-                " ORDER BY created_wall DESC LIMIT ?",
-                (incident.caller.number, since, incident.id, MAX_LINKS),
-            ):
+            for (other,) in self._read("SELECT id FROM incidents WHERE number=? AND created_wall>=? AND id<>?"
+                                       " ORDER BY created_wall DESC LIMIT ?",
+                                       (incident.caller.number, since, incident.id, MAX_LINKS)):
                 links[str(other)] = "same_number"
         lat, lon = _best_coords(incident)
         if lat is not None and lon is not None:
             dlat = radius_m / 111_000 + 1e-6
-            with self._lock:  # rows read one by one: a place many called from fills the links in a few
-                try:
-                    rows = self._db.execute("SELECT id, lat, lon FROM incidents WHERE lat BETWEEN ? AND ? AND"
-                                            " created_wall>=? AND id<>? LIMIT ?",
-                                            (lat - dlat, lat + dlat, since, incident.id, MAX_LINKS * 10))
-                    for other, olat, olon in rows:
-                        if len(links) >= 2 * MAX_LINKS:
-                            break
-                        if distance_m(lat, lon, olat, olon) <= radius_m:
-                            links.setdefault(str(other), "same_address")
-                    rows.close()
-                except sqlite3.Error as exc:
-                    raise StoreError(f"store read failed: {exc}") from exc
+            for other, olat, olon in self._read("SELECT id, lat, lon FROM incidents WHERE lat BETWEEN ? AND ? AND"
+                                                " created_wall>=? AND id<>? LIMIT ?",
+                                                (lat - dlat, lat + dlat, since, incident.id, MAX_LINKS * 10)):
+                if len(links) >= 2 * MAX_LINKS:
+                    break
+                if distance_m(lat, lon, olat, olon) <= radius_m:  # type: ignore[arg-type]
+                    links.setdefault(str(other), "same_address")
         return sorted(links.items())
 
     def directory_lookup(self, number: str) -> Location | None:
@@ -298,6 +278,49 @@ class SqliteStore:
                      " ON CONFLICT (number) DO UPDATE SET doc=excluded.doc", (n, _encode(loc))) for n, loc in entries])
 
 
+class SqliteStore(Queries):
+    """The incident store in a SQLite file (WAL, full fsync by default). One connection, guarded by a lock."""
+
+    def __init__(self, path: str | Path, synchronous: str = "FULL", seen_retention_s: float = SEEN_RETENTION_S) -> None:
+        self.path = Path(path)
+        self.seen_retention_s = seen_retention_s
+        self._db = connect(self.path, synchronous, SCHEMA, "store")
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def apply_schema(self, schema: str) -> None:
+        """Create another feature's tables in this database, so its rows can be written in the same
+        transaction as an incident's events (a scenario run's progress with the event recording it)."""
+        with self._lock:
+            try:
+                self._db.executescript(schema)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot apply a schema to {self.path}: {exc}") from exc
+
+    def write(self, statements: list[Statement]) -> None:
+        """Run statements in one transaction; durable on return."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                for sql, args in statements:
+                    self._db.execute(sql, args)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"store write failed: {exc}") from exc
+
+    def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"store read failed: {exc}") from exc
+
+
 class AsyncStore:
     """The Store interface for Trio code, over a SqliteStore on one worker thread.
 
@@ -307,7 +330,7 @@ class AsyncStore:
     to the incident cannot race with the writer thread.
     """
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: Queries) -> None:
         self.sync = store
         self._lane = Lane("store")  # one thread, in order: reads see every write asked before them
         self._send, self._receive = trio.open_memory_channel[tuple[list[Statement], trio.Event, list[BaseException]]](
@@ -349,8 +372,14 @@ class AsyncStore:
     async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
         return await self._lane.run(fn, *args)
 
-    async def create(self, incident: Incident, extra: Sequence[Statement] = ()) -> None:
-        """Write a new incident and ``extra`` statements (e.g. its report's replay key) atomically."""
+    async def create(self, incident: Incident, extra: Sequence[Statement] = (), again: bool = False) -> None:
+        """Write a new incident and ``extra`` statements (e.g. its report's replay key) atomically.
+        ``again``: an earlier create of it failed (``Queries.create_again``)."""
+        if again:  # statements made here, in Trio's thread: the incident may change meanwhile
+            fresh = [*self.sync.create_statements(incident), *extra]
+            whole = [*self.sync.update_statements(incident, list(incident.timeline)), *extra]
+            await self._run(self.sync.create_again, incident.id, incident.channel_id, fresh, whole)
+            return
         await self._write([*self.sync.create_statements(incident), *extra])
 
     async def update(self, incident: Incident, events: list[TimelineEvent],

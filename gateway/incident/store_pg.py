@@ -8,10 +8,9 @@ only translations live here, at the edge: ``?`` placeholders become ``%s`` and a
 (so a shared statement never holds a literal ``?``: values are always parameters), and a feature's DDL gets
 PostgreSQL's types (``pg_ddl``).
 
-It is a ``SqliteStore`` by inheritance only so that ``AsyncStore`` (typed over ``SqliteStore``) drives it
-unchanged, with its group commit: the statements, the row encoding and every query come from there; this
-class replaces the connection (``write``, ``_read``, ``apply_schema``, ``close``) and ``related``'s
-row-by-row read.
+Like ``SqliteStore`` it is a ``store.Queries``: the statements, the row encoding and every query come from
+there, and ``AsyncStore`` drives either with its group commit; this class is the connection (``write``,
+``_read``, ``apply_schema``, ``close``).
 
 One connection, used by one thread at a time (``AsyncStore`` calls it from its one lane), in autocommit
 mode with every write in an explicit transaction (``BEGIN`` ... ``COMMIT``, its statements pipelined): a
@@ -39,9 +38,7 @@ import psycopg
 from psycopg import conninfo
 
 from gateway.errors import StoreError
-from gateway.geo import distance_m
-from gateway.incident.records import Incident
-from gateway.incident.store import MAX_LINKS, SEEN_RETENTION_S, SqliteStore, Statement, _best_coords
+from gateway.incident.store import SEEN_RETENTION_S, Queries, Statement
 
 STATEMENT_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5
@@ -185,7 +182,7 @@ def migrate(dsn: str, migrations: Sequence[Migration]) -> tuple[int, int]:
     return before, max(before, known)
 
 
-class PgStore(SqliteStore):
+class PgStore(Queries):
     """The incident store on PostgreSQL. Blocking; one connection, guarded by a lock (see the module).
 
     Raises StoreError on open when the DSN leads nowhere (naming host/port, database or credentials)
@@ -256,25 +253,3 @@ class PgStore(SqliteStore):
                 raise
         with self._edge("read") as conn:
             return conn.execute(pg_sql(sql), args).fetchall()
-
-    def related(self, incident: Incident, window_s: float, radius_m: float) -> list[tuple[str, str]]:
-        """As ``SqliteStore.related``: at most ``MAX_LINKS`` of each kind, the same-place candidates
-        from one bounded band query."""
-        since = incident.created_wall - window_s
-        links: dict[str, str] = {}
-        if incident.caller.number:
-            for (other,) in self._read("SELECT id FROM incidents WHERE number=? AND created_wall>=? AND id<>?"
-                                       " ORDER BY created_wall DESC LIMIT ?",
-                                       (incident.caller.number, since, incident.id, MAX_LINKS)):
-                links[str(other)] = "same_number"
-        lat, lon = _best_coords(incident)
-        if lat is not None and lon is not None:
-            dlat = radius_m / 111_000 + 1e-6
-            for other, olat, olon in self._read("SELECT id, lat, lon FROM incidents WHERE lat BETWEEN ? AND ? AND"
-                                                " created_wall>=? AND id<>? LIMIT ?",
-                                                (lat - dlat, lat + dlat, since, incident.id, MAX_LINKS * 10)):
-                if len(links) >= 2 * MAX_LINKS:
-                    break
-                if distance_m(lat, lon, olat, olon) <= radius_m:  # type: ignore[arg-type]
-                    links.setdefault(str(other), "same_address")
-        return sorted(links.items())

@@ -119,11 +119,23 @@ class FlakyStore(AsyncStore):
 
     failed = False
 
-    async def create(self, incident: Incident, extra: Sequence[Statement] = ()) -> None:
+    async def create(self, incident: Incident, extra: Sequence[Statement] = (), again: bool = False) -> None:
         if not self.failed:
             self.failed = True
             raise StoreError("disk full")
-        await super().create(incident, extra)
+        await super().create(incident, extra, again)
+
+
+class LostCommitStore(AsyncStore):
+    """Commits the first create, then says it failed: PostgreSQL's connection lost during COMMIT."""
+
+    lost = False
+
+    async def create(self, incident: Incident, extra: Sequence[Statement] = (), again: bool = False) -> None:
+        await super().create(incident, extra, again)
+        if not self.lost:
+            self.lost = True
+            raise StoreError("connection lost during COMMIT")
 
 
 async def test_incident_not_stored_at_arrival_is_written_whole_at_the_next_event(backend: Backend) -> None:
@@ -138,6 +150,42 @@ async def test_incident_not_stored_at_arrival_is_written_whole_at_the_next_event
         nursery.cancel_scope.cancel()
     saved = backend.open().get("flaky")
     assert [e.kind for e in saved.timeline] == ["call_arrived", "queued"] and saved.state == "queued"
+
+
+async def test_a_create_committed_but_reported_failed_is_completed_not_duplicated(backend: Backend) -> None:
+    store = LostCommitStore(backend.open())
+    recorder = Recorder(store, Bus())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        held = Held(incident("lost"))
+        with pytest.raises(StoreError):
+            await recorder.create(held)
+        await recorder.record(held, "queued", state="queued")  # the create again, then this event
+        nursery.cancel_scope.cancel()
+    saved = backend.open().get("lost")
+    assert [e.kind for e in saved.timeline] == ["call_arrived", "queued"] and saved.state == "queued"
+    assert backend.open().count() == 1
+
+
+async def test_a_create_again_never_overwrites_another_calls_incident(backend: Backend) -> None:
+    sync = backend.open()
+    other = incident("same-id")
+    other.channel_id = "chan-other"
+    sync.create(other)
+    store = FlakyStore(sync)
+    recorder = Recorder(store, Bus())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        mine = incident("same-id")
+        mine.channel_id = "chan-mine"
+        held = Held(mine)
+        with pytest.raises(StoreError):
+            await recorder.create(held)
+        with pytest.raises(StoreError, match="another call's"):
+            await recorder.record(held, "queued", state="queued")
+        nursery.cancel_scope.cancel()
+    kept = backend.open().get("same-id")
+    assert kept.channel_id == "chan-other" and [e.kind for e in kept.timeline] == ["call_arrived"]
 
 
 def test_unwritable_store_is_a_store_error(tmp_path: Path) -> None:
