@@ -169,3 +169,19 @@ def test_bad_inputs_are_refused_with_status_2_naming_what_to_fix(
         err = capsys.readouterr().err
         assert said in err and s.password not in err, err
 
+
+
+def test_the_source_is_only_read_while_its_gateway_writes(pg_cluster: PgCluster, sqlite_centre: tuple[Path, list[str]],
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    path, _ = sqlite_centre
+    before = path.read_bytes()
+    writer = SqliteStore(path)  # the running gateway, in the middle of a write
+    writer._db.execute("BEGIN IMMEDIATE")
+    for sql, args in writer.create_statements(incident("20261205-235959-late")):
+        writer._db.execute(sql, args)
+    assert copy_cli(f"sqlite:{path}", pg_cluster.dsn(pg_cluster.database(TEMPLATE))) == 0
+    lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()}
+    assert lines["incidents"][1:3] == ["300", "300"] and path.read_bytes() == before
+    writer._db.execute("COMMIT")  # its write was never blocked, and is not in the copy
+    assert writer.count() == 301
+    writer.close()
