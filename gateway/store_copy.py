@@ -102,17 +102,17 @@ def open_source(path: str | Path) -> sqlite3.Connection:
     return db
 
 
-def open_target(dsn: str, *, resume: bool) -> tuple[PgConn, int | None]:
-    """A connection to the target, its schema migrated if it had none; (connection, version found).
-    Raises InputError: the DSN leads nowhere, the schema is of another version, the target holds rows
-    and not ``resume``."""
+def open_target(dsn: str, *, resume: bool, migrate_empty: bool = True) -> tuple[PgConn, int | None]:
+    """A connection to the target, its schema migrated if it had none and ``migrate_empty``; (connection,
+    version found). Raises InputError: the DSN leads nowhere, no schema (and not ``migrate_empty``) or one
+    of another version, the target holds rows and not ``resume``."""
     try:
         conn = connect(dsn, statement_timeout_s=STATEMENT_TIMEOUT_S)
     except StoreError as exc:
         raise InputError(_named(exc)) from exc
     try:
         found = current_version(conn)
-        if found is None:
+        if found is None and migrate_empty:
             migrate(dsn, MIGRATIONS)
         else:
             check_version(dsn, found, VERSION)

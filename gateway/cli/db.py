@@ -82,7 +82,8 @@ def cmd_db_copy(args: argparse.Namespace) -> int:
         if args.batch_rows < 1:
             raise InputError("--batch-rows: at least 1")
         source = store_copy.open_source(source_path(args.source))
-        target, found = store_copy.open_target(target_dsn(args.target), resume=args.resume or args.check_only)
+        target, found = store_copy.open_target(target_dsn(args.target), resume=args.resume or args.check_only,
+                                               migrate_empty=not args.check_only)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -116,6 +117,8 @@ class Progress:
 
     def __call__(self, table: str, read: int, total: int, added: int) -> None:
         now = time.monotonic()
+        if read == 0:
+            self.last = now  # a table begins
         if read == total or now - self.last >= PROGRESS_EVERY_S:
             self.last = now
             print(f"{table}: {read} of {total} rows read, {added} added", flush=True)

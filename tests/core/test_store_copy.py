@@ -168,6 +168,9 @@ def test_bad_inputs_are_refused_with_status_2_naming_what_to_fix(
         assert copy_cli(source, target) == 2, said
         err = capsys.readouterr().err
         assert said in err and s.password not in err, err
+    empty = pg_cluster.dsn(pg_cluster.database())
+    assert copy_cli(f"sqlite:{good}", empty, "--check-only") == 2  # nothing to compare with: not migrated for that
+    assert "has no gateway schema: run `gateway db migrate`" in capsys.readouterr().err
 
 
 
@@ -185,3 +188,18 @@ def test_the_source_is_only_read_while_its_gateway_writes(pg_cluster: PgCluster,
     writer._db.execute("COMMIT")  # its write was never blocked, and is not in the copy
     assert writer.count() == 301
     writer.close()
+
+
+def test_text_keys_compare_in_byte_order_whatever_the_target_collation(pg_cluster: PgCluster, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "gateway.sqlite3"
+    centre(path, incidents=20)
+    store = SqliteStore(path)
+    for mixed in ("20261205-000001-aa", "20261205-000001-Zz", "20261205-000001-b-"):  # ICU: aa < b- < Zz
+        store.create(incident(mixed))
+        store.write(store.seen_statements(mixed, 1.7e9))
+    store.close()
+    name = f"icu{pg_cluster.database()}"  # a target collating by language, as a default install may
+    pg_cluster.admin.execute(f"CREATE DATABASE {name} OWNER {pg_cluster.server.user} TEMPLATE template0"
+                             " LOCALE_PROVIDER icu ICU_LOCALE 'en-US'")
+    assert copy_cli(f"sqlite:{path}", pg_cluster.dsn(name)) == 0, capsys.readouterr()
