@@ -93,8 +93,12 @@ def open_source(path: str | Path) -> sqlite3.Connection:
     try:
         db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None,
                              check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise InputError(f"cannot open {path} read-only ({exc}): check --from sqlite:PATH") from exc
+    try:
         names = {str(n) for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.Error as exc:
+        db.close()
         raise InputError(f"{path} is not a readable SQLite database ({exc}): check --from sqlite:PATH") from exc
     if "incidents" not in names:
         db.close()
