@@ -9,6 +9,7 @@ carrying every part's routes. A part of the response side that crashes is restar
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ from gateway.incident.desk import Desk
 from gateway.incident.recorder import Recorder
 from gateway.incident.recording_index import RecordingIndex
 from gateway.incident.records import Incident
+from gateway.incident.spool import Spooled, replay_forever
 from gateway.incident.store import AsyncStore
 from gateway.intake.calls import Intake
 from gateway.intake.fallback import FallbackCalls
@@ -146,8 +148,9 @@ class Gateway:
             report.sla_breaches = self.escalation.triggers.breaches
         if self.alarms is not None:
             report.alarm_sites = {k: v.last_test_wall for k, v in self.alarms.site_health().items()}
-        report.reasons = _reasons(report) + (self.recordings.problems if self.recordings is not None else []) \
-            + self.fallback.problems
+        spooled = self.store.sync.problems() if isinstance(self.store.sync, Spooled) else []
+        recordings = self.recordings.problems if self.recordings is not None else []
+        report.reasons = _reasons(report) + spooled + recordings + self.fallback.problems
         report.status = "degraded" if report.reasons else "ok"
         return report
 
@@ -155,6 +158,8 @@ class Gateway:
         """Run until cancelled. ``started()`` once the HTTP API listens and ARI is registered."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run)
+            if isinstance(spool := self.store.sync, Spooled):  # PostgreSQL away: this node's spool, replayed later
+                await nursery.start(isolated, "store spool", functools.partial(replay_forever, self.store, spool))
             routes: list[BaseRoute] = [
                 *incident_routes(self.store, self.bus, self.auth),
                 *health_routes(self.store, self.metrics, self.health, self.auth,

@@ -44,6 +44,11 @@ class StoreError(GatewayError):
     """The incident store could not read or write."""
 
 
+class StoreUnavailable(StoreError):
+    """The store's server cannot be reached (refused, timed out, connection lost): nothing it said was
+    wrong with the request, so a write may be kept elsewhere and tried again (``incident.spool``)."""
+
+
 class NotFound(StoreError):
     """The requested record does not exist."""
 

@@ -12,7 +12,10 @@ board, the warnings outbox and recipients, and the accounts and audit.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from gateway.incident import callback_table, recording_index, store
+from gateway.incident.spool import Spooled
 from gateway.incident.store import Queries, SqliteStore
 from gateway.incident.store_pg import Migration, PgStore, migrate, read_version
 from gateway.intake import fallback
@@ -32,9 +35,14 @@ def open_incident_store(cfg: StoreConfig) -> Queries:
     """The blocking incident store ``cfg`` names (``AsyncStore`` drives either). The caller closes it.
     Raises StoreError: SQLite's file unusable, PostgreSQL unreachable (naming what to fix in the DSN)
     or at a schema version this gateway does not know."""
-    if cfg.backend == "postgresql":
-        return PgStore(cfg.dsn, schema_version=VERSION)
+    if cfg.backend == "postgresql":  # with this node's spool for when PostgreSQL is away (incident.spool)
+        return Spooled(PgStore(cfg.dsn, schema_version=VERSION), spool_path(cfg))
     return SqliteStore(cfg.path)
+
+
+def spool_path(cfg: StoreConfig) -> Path:
+    """Where a PostgreSQL node keeps the writes PostgreSQL could not take: beside ``[store] path``."""
+    return Path(cfg.path).with_suffix(".spool.sqlite3")
 
 
 def migrate_store(cfg: StoreConfig) -> tuple[int, int] | None:

@@ -168,6 +168,15 @@ class PgServer:
                 pass
             _wait_gone([self.pid], 10)
 
+    def halt(self) -> None:
+        """Stop the server at once (immediate shutdown, as a crash would) keeping its data: ``resume`` starts it."""
+        _run([self.bin / "pg_ctl", "stop", "-m", "immediate", "-w", "-t", "10", "-D", self.data], self.base, 20)
+        self.pid = None
+
+    def resume(self) -> None:
+        """Start a halted server again on its port (crash recovery replays its WAL)."""
+        _start(self)
+
     def promote(self) -> None:
         """Make a standby the primary; returns once it accepts writes."""
         _run([self.bin / "pg_ctl", "promote", "-w", "-t", str(START_TIMEOUT_S), "-D", self.data], self.base)

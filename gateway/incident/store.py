@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import msgspec
 import trio
@@ -70,6 +70,7 @@ SEEN_RETENTION_S = 7 * 24 * 3600.0
 Statement = tuple[str, tuple[object, ...]]  # "?" placeholders; portable SQL (SQLite and PostgreSQL), no literal "?"
 _PUT_EVENT = ("INSERT INTO timeline (incident_id, seq, doc) VALUES (?,?,?)"
               " ON CONFLICT (incident_id, seq) DO UPDATE SET doc=excluded.doc")
+T = TypeVar("T")
 _encode = msgspec.json.Encoder().encode
 _decode_incident = msgspec.json.Decoder(Incident).decode
 _decode_event = msgspec.json.Decoder(TimelineEvent).decode
@@ -370,6 +371,10 @@ class AsyncStore:
             raise errors[0]
 
     async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
+        return await self._lane.run(fn, *args)
+
+    async def call(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn(*args)``, a blocking function of the store's, on its thread: in order with its writes."""
         return await self._lane.run(fn, *args)
 
     async def create(self, incident: Incident, extra: Sequence[Statement] = (), again: bool = False) -> None:

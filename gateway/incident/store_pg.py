@@ -37,7 +37,7 @@ from functools import lru_cache
 import psycopg
 from psycopg import conninfo
 
-from gateway.errors import StoreError
+from gateway.errors import StoreError, StoreUnavailable
 from gateway.incident.store import SEEN_RETENTION_S, Queries, Statement
 
 STATEMENT_TIMEOUT_S = 5.0
@@ -106,7 +106,8 @@ def connect_error(dsn: str, exc: psycopg.Error) -> StoreError:
     fix = next((fix for needles, fix in _FIXES if any(n in lowered for n in needles)),
                _FIXES[-1][1] if isinstance(exc, psycopg.ProgrammingError) else "[store] dsn")
     first = said.splitlines()[0].removeprefix("connection failed: ") if said else type(exc).__name__
-    return StoreError(f"cannot connect to PostgreSQL at {where(dsn)}: {first}; check {fix}")
+    kind = StoreError if isinstance(exc, psycopg.ProgrammingError) else StoreUnavailable  # a DSN that never works
+    return kind(f"cannot connect to PostgreSQL at {where(dsn)}: {first}; check {fix}")
 
 
 def connect(dsn: str, statement_timeout_s: float = STATEMENT_TIMEOUT_S,
@@ -221,10 +222,12 @@ class PgStore(Queries):
             try:
                 yield conn
             except psycopg.Error as exc:
-                if conn.broken or conn.closed:  # the next call connects again
+                # A primary demoted under us refuses writes as read-only: drop it too, to find the new one.
+                lost = conn.broken or conn.closed or isinstance(exc, psycopg.errors.ReadOnlySqlTransaction)
+                if lost:  # the next call connects again
                     conn.close()
                     self._conn = None
-                raise StoreError(f"store {what} failed: {exc}") from exc
+                raise (StoreUnavailable if lost else StoreError)(f"store {what} failed: {exc}") from exc
 
     def apply_schema(self, schema: str) -> None:
         """Check that a feature's tables are there (migrations create them: ``gateway db migrate``)."""
