@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.incident import callback_table, recording_index, store
+from gateway.incident import callback_table, recording_index, remote, store
 from gateway.incident.spool import Spooled
 from gateway.incident.store import Queries, SqliteStore
 from gateway.incident.store_pg import Migration, PgStore, migrate, read_version
@@ -27,6 +27,8 @@ MIGRATIONS: tuple[Migration, ...] = (
                  " CEL cursor",
               "".join((store.SCHEMA, callback_table.SCHEMA, recording_index.SCHEMA, runs.SCHEMA,
                        fallback.CURSOR_SCHEMA))),
+    Migration(2, "incident changes notified to the other nodes (trigger, pg_notify), incidents by updated_wall",
+              remote.SCHEMA),
 )
 VERSION = MIGRATIONS[-1].version
 

@@ -19,6 +19,10 @@ set on the connection. A connection that breaks (server restart, failover) is dr
 ``StoreError`` and the next one connects again (a multi-host DSN with ``target_session_attrs=read-write``
 finds a promoted standby). psycopg's errors become ``StoreError`` here and nowhere else.
 
+Every connection names its node in the session setting ``ecgw.node`` (``NODE_ID``, drawn per process): the
+trigger of migration 2 tags the notification of each incident row written with it, so a node's listener
+(``gateway.incident.remote``) ignores its own changes and publishes the other nodes'.
+
 Tables are created by versioned migrations only (``migrate``, run by ``gateway db migrate``); opening a
 store checks the database's ``schema_version`` and refuses one it does not know, and ``apply_schema``
 only checks that a feature's tables are there.
@@ -26,7 +30,10 @@ only checks that a feature's tables are there.
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
+import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -42,6 +49,7 @@ from gateway.incident.store import SEEN_RETENTION_S, Queries, Statement
 
 STATEMENT_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5
+NODE_ID = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}".replace(":", "-")  # this process's tag
 _TYPES = (("INTEGER", "bigint"), ("REAL", "double precision"), ("BLOB", "bytea"))
 MIGRATION_LOCK = 0x6563677720  # pg_advisory_xact_lock key: one migration at a time ("ecgw ")
 _TABLES = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)")
@@ -110,15 +118,17 @@ def connect_error(dsn: str, exc: psycopg.Error) -> StoreError:
     return kind(f"cannot connect to PostgreSQL at {where(dsn)}: {first}; check {fix}")
 
 
-def connect(dsn: str, statement_timeout_s: float = STATEMENT_TIMEOUT_S,
-            connect_timeout_s: int = CONNECT_TIMEOUT_S) -> psycopg.Connection[tuple[object, ...]]:
-    """An autocommit connection with ``statement_timeout`` set. Raises StoreError naming what to fix."""
+def connect(dsn: str, statement_timeout_s: float = STATEMENT_TIMEOUT_S, connect_timeout_s: int = CONNECT_TIMEOUT_S,
+            node: str = "") -> psycopg.Connection[tuple[object, ...]]:
+    """An autocommit connection with ``statement_timeout`` set and ``node`` as its ``ecgw.node`` (the tag of the
+    incident changes it writes). Raises StoreError naming what to fix."""
     try:
         conn = psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout_s)
     except psycopg.Error as exc:
         raise connect_error(dsn, exc) from exc
     try:
-        conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(statement_timeout_s * 1000)}ms",))
+        conn.execute("SELECT set_config('statement_timeout', %s, false), set_config('ecgw.node', %s, false)",
+                     (f"{int(statement_timeout_s * 1000)}ms", node))
     except psycopg.Error as exc:
         conn.close()
         raise StoreError(f"PostgreSQL at {where(dsn)}: cannot set statement_timeout: {exc}") from exc
@@ -187,12 +197,15 @@ class PgStore(Queries):
     """The incident store on PostgreSQL. Blocking; one connection, guarded by a lock (see the module).
 
     Raises StoreError on open when the DSN leads nowhere (naming host/port, database or credentials)
-    or the schema is not at ``schema_version``; the caller owns it and closes it.
+    or the schema is not at ``schema_version``; the caller owns it and closes it. ``node_id`` tags its
+    incident changes (``gateway.incident.remote``); no ":" in it.
     """
 
     def __init__(self, dsn: str, *, schema_version: int, statement_timeout_s: float = STATEMENT_TIMEOUT_S,
-                 connect_timeout_s: int = CONNECT_TIMEOUT_S, seen_retention_s: float = SEEN_RETENTION_S) -> None:
+                 connect_timeout_s: int = CONNECT_TIMEOUT_S, seen_retention_s: float = SEEN_RETENTION_S,
+                 node_id: str = NODE_ID) -> None:
         self.dsn = dsn
+        self.node_id = node_id
         self.seen_retention_s = seen_retention_s
         self.statement_timeout_s = statement_timeout_s
         self.connect_timeout_s = connect_timeout_s
@@ -217,7 +230,7 @@ class PgStore(Queries):
         """The connection, (re)connected if need be, for one call; psycopg's errors as StoreError."""
         with self._lock:
             if self._conn is None or self._conn.closed or self._conn.broken:
-                self._conn = connect(self.dsn, self.statement_timeout_s, self.connect_timeout_s)
+                self._conn = connect(self.dsn, self.statement_timeout_s, self.connect_timeout_s, self.node_id)
             conn = self._conn
             try:
                 yield conn
