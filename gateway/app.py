@@ -28,6 +28,7 @@ from gateway.incident.desk import Desk
 from gateway.incident.recorder import Recorder
 from gateway.incident.recording_index import RecordingIndex
 from gateway.incident.records import Incident
+from gateway.incident.remote import RemoteChanges
 from gateway.incident.spool import Spooled, replay_forever
 from gateway.incident.store import AsyncStore
 from gateway.intake.calls import Intake
@@ -94,6 +95,8 @@ def _reasons(report: Health) -> list[str]:
     reasons = [] if report.ari_connected else ["ARI: not connected (calls ring the dispatchers directly)"]
     if not report.asterisk_fully_booted:
         reasons.append("Asterisk: not fully booted")
+    if report.other_nodes.startswith("reconnecting"):
+        reasons.append(f"other nodes' incident changes: {report.other_nodes} (this node's consoles miss them)")
     channels = {**report.warning_channels, **report.responder_channels}
     return reasons + [f"channel {name}: {state}" for name, state in sorted(channels.items()) if state != "up"]
 
@@ -110,6 +113,8 @@ class Gateway:
         self.store = AsyncStore(open_incident_store(cfg.store))  # [store] backend: SQLite or PostgreSQL
         self.recorder = Recorder(self.store, self.bus)
         self.desk = Desk(self.store, self.recorder)
+        # Two nodes on one PostgreSQL: the other's incident changes reach this node's consoles (LISTEN/NOTIFY).
+        self.remote = RemoteChanges(cfg.store.dsn, self.store, self.bus) if cfg.store.backend == "postgresql" else None
         self.intake = Intake(cfg, self.store, self.recorder, self.metrics, prompts_dir=f"{box.inside_dir}/sounds")
         self.asterisk = ami.AsteriskHealth()
         self.ari_connected = False
@@ -146,6 +151,8 @@ class Gateway:
             report.responder_channels = self.escalation.channel_states()
             report.scenario_runs = sum(1 for r in self.escalation.engine.runs.values() if r.phase != "done")
             report.sla_breaches = self.escalation.triggers.breaches
+        if self.remote is not None:
+            report.other_nodes = self.remote.health()
         if self.alarms is not None:
             report.alarm_sites = {k: v.last_test_wall for k, v in self.alarms.site_health().items()}
         spooled = self.store.sync.problems() if isinstance(self.store.sync, Spooled) else []
@@ -160,6 +167,8 @@ class Gateway:
             await nursery.start(self.store.run)
             if isinstance(spool := self.store.sync, Spooled):  # PostgreSQL away: this node's spool, replayed later
                 await nursery.start(isolated, "store spool", functools.partial(replay_forever, self.store, spool))
+            if self.remote is not None:
+                await nursery.start(isolated, "other nodes' incident changes", self.remote.run)
             routes: list[BaseRoute] = [
                 *incident_routes(self.store, self.bus, self.auth),
                 *health_routes(self.store, self.metrics, self.health, self.auth,

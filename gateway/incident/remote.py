@@ -226,6 +226,7 @@ class RemoteChanges:
             self.backend_pid = conn.info.backend_pid
             yield conn
         except psycopg.Error as exc:
-            raise StoreError(f"listening at {where(self.dsn)} failed: {exc}") from exc
+            said = str(exc).strip().splitlines() or [type(exc).__name__]
+            raise StoreError(f"listening at {where(self.dsn)} failed: {said[0]}") from exc
         finally:
             conn.close()

@@ -35,6 +35,7 @@ class Health(msgspec.Struct, kw_only=True):
     scenario_runs: int = 0
     sla_breaches: int = 0
     alarm_sites: dict[str, float | None] = {}  # account -> last periodic test (wall clock)
+    other_nodes: str = ""  # PostgreSQL: "listening" for the other nodes' incident changes, or "reconnecting (why)"
     reasons: list[str] = []  # what makes it degraded: Asterisk, the store, each channel that is not up
 
 

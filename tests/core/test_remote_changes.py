@@ -4,21 +4,26 @@ never A's own twice; B's listener outlives its connection and catches up; a burs
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import trio
 
+from gateway.app import Gateway, isolated
 from gateway.incident.bus import Bus
 from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import IncidentSummary
 from gateway.incident.remote import RemoteChanges
 from gateway.incident.store import AsyncStore, summary
 from gateway.incident.store_pg import PgStore
+from gateway.settings import load
 from gateway.stores import VERSION
+from sim.lab import shipped_config
 from tests.core.test_store import incident
 from tests.store_backends import TEMPLATE, PgCluster
 
@@ -146,3 +151,32 @@ async def test_latency_from_a_write_to_b_bus(pg_cluster: PgCluster) -> None:
         print(f"A write -> B bus over {len(took)} updates: p50 {statistics.median(took) * 1000:.1f} ms,"
               f" max {max(took) * 1000:.1f} ms")
         assert max(took) < 1.0
+
+
+async def test_a_postgresql_gateway_listens_and_health_says_so(pg_cluster: PgCluster, tmp_path: Path) -> None:
+    database = pg_cluster.database(TEMPLATE)
+    path = shipped_config(tmp_path)
+    path.write_text(re.sub(r'(?m)^backend = "sqlite".*$', f'backend = "postgresql"\ndsn = "{pg_cluster.dsn(database)}"',
+                           path.read_text()))
+    gateway = Gateway(load(path))
+    assert gateway.remote is not None and gateway.health().other_nodes == "connecting"
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(gateway.store.run)
+            await nursery.start(isolated, "other nodes' incident changes", gateway.remote.run)
+            assert gateway.health().other_nodes == "listening"
+            pg_cluster.admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
+            pg_cluster.admin.execute("SELECT pg_terminate_backend(%s)", (gateway.remote.backend_pid,))
+            with trio.fail_after(2):
+                while gateway.remote.state != "reconnecting":
+                    await trio.sleep(0.01)
+            report = gateway.health()
+            assert report.other_nodes.startswith("reconnecting (") and any(
+                r.startswith("other nodes' incident changes: reconnecting") for r in report.reasons)
+            pg_cluster.admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
+            nursery.cancel_scope.cancel()
+    finally:
+        gateway.store._lane.close()
+        gateway.store.sync.close()
+    (tmp_path / "sqlite").mkdir()
+    assert Gateway(load(shipped_config(tmp_path / "sqlite"))).remote is None  # SQLite: one node, nothing to hear
