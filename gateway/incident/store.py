@@ -66,6 +66,7 @@ CREATE INDEX IF NOT EXISTS seen_wall ON seen(wall);
 """
 
 MAX_LINKS = 10
+KEYS_KEPT = 20_000  # incidents whose indexed columns are remembered (calls in progress, and then some)
 SEEN_RETENTION_S = 7 * 24 * 3600.0
 Statement = tuple[str, tuple[object, ...]]  # "?" placeholders; portable SQL (SQLite and PostgreSQL), no literal "?"
 _PUT_EVENT = ("INSERT INTO timeline (incident_id, seq, doc) VALUES (?,?,?)"
@@ -115,6 +116,11 @@ def summary(incident: Incident) -> IncidentSummary:
                            source=incident.source, priority=incident.priority, answer_s=incident.answer_s,
                            language=incident.language, ivr_choice=incident.ivr_choice, silent=incident.silent,
                            location_source=place.source if place is not None else "")
+
+
+def index_keys(incident: Incident) -> tuple[object, ...]:
+    """The incident's indexed columns as a write sets them (service, number, place, channel)."""
+    return (incident.service, incident.caller.number, *_best_coords(incident), incident.channel_id)
 
 
 def _best_coords(incident: Incident) -> tuple[float | None, float | None]:
@@ -199,12 +205,20 @@ class Queries:
             raise StoreError(f"incident id {incident_id} is already another call's (channel {found[0][0]})")
         self.write(whole if found else fresh)
 
-    def update_statements(self, incident: Incident, events: list[TimelineEvent]) -> list[Statement]:
-        statements: list[Statement] = [(
-            "UPDATE incidents SET updated_wall=?, service=?, state=?, number=?, lat=?, lon=?, channel_id=?, doc=?"
-            " WHERE id=?", self._row_args(incident))]
-        return statements + [(_PUT_EVENT, (incident.id, seq, _encode(e)))
-                             for seq, e in zip(positions(incident, events), events, strict=True)]
+    def update_statements(self, incident: Incident, events: list[TimelineEvent],
+                          keys_as_stored: bool = False) -> list[Statement]:
+        """The incident's new head and ``events``. ``keys_as_stored``: its indexed columns (``index_keys``) are
+        as last written, so only the rest is set; SQLite then leaves the indexes alone (an UPDATE naming an
+        indexed column rewrites that index's entry even when the value is the same: measured, 87 against
+        13 µs of CPU per transaction)."""
+        row = self._row_args(incident)
+        head: Statement = (
+            ("UPDATE incidents SET updated_wall=?, state=?, doc=? WHERE id=?", (row[0], row[2], row[7], row[8]))
+            if keys_as_stored else
+            ("UPDATE incidents SET updated_wall=?, service=?, state=?, number=?, lat=?, lon=?, channel_id=?, doc=?"
+             " WHERE id=?", row))
+        return [head] + [(_PUT_EVENT, (incident.id, seq, _encode(e)))
+                         for seq, e in zip(positions(incident, events), events, strict=True)]
 
     @staticmethod
     def _event_rows(incident_id: str, first_seq: int, events: list[TimelineEvent]) -> list[Statement]:
@@ -334,6 +348,7 @@ class AsyncStore:
     def __init__(self, store: Queries) -> None:
         self.sync = store
         self._lane = Lane("store")  # one thread, in order: reads see every write asked before them
+        self._keys: dict[str, tuple[object, ...]] = {}  # incident id -> its indexed columns as stored
         self._send, self._receive = trio.open_memory_channel[tuple[list[Statement], trio.Event, list[BaseException]]](
             math.inf
         )
@@ -380,17 +395,30 @@ class AsyncStore:
     async def create(self, incident: Incident, extra: Sequence[Statement] = (), again: bool = False) -> None:
         """Write a new incident and ``extra`` statements (e.g. its report's replay key) atomically.
         ``again``: an earlier create of it failed (``Queries.create_again``)."""
+        keys = index_keys(incident)
         if again:  # statements made here, in Trio's thread: the incident may change meanwhile
             fresh = [*self.sync.create_statements(incident), *extra]
             whole = [*self.sync.update_statements(incident, list(incident.timeline)), *extra]
             await self._run(self.sync.create_again, incident.id, incident.channel_id, fresh, whole)
-            return
-        await self._write([*self.sync.create_statements(incident), *extra])
+        else:
+            await self._write([*self.sync.create_statements(incident), *extra])
+        self._stored_keys(incident, keys)
 
     async def update(self, incident: Incident, events: list[TimelineEvent],
                      extra: Sequence[Statement] = ()) -> None:
         """Write the incident's changes and ``extra`` statements (e.g. a scenario's progress) atomically."""
-        await self._write([*self.sync.update_statements(incident, events), *extra])
+        keys = index_keys(incident)
+        await self._write([*self.sync.update_statements(incident, events, self._keys.get(incident.id) == keys),
+                           *extra])
+        self._stored_keys(incident, keys)
+
+    def _stored_keys(self, incident: Incident, keys: tuple[object, ...]) -> None:
+        """Remember an incident's indexed columns once durable (a failed write leaves the next one wide), while
+        its call lasts: an update after that sets them all again."""
+        if incident.state == "closed" or len(self._keys) >= KEYS_KEPT:
+            self._keys.pop(incident.id, None)
+            return
+        self._keys[incident.id] = keys
 
     async def write(self, statements: list[Statement]) -> None:
         await self._write(statements)
