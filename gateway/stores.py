@@ -19,7 +19,7 @@ from gateway.incident.spool import Spooled
 from gateway.incident.store import Queries, SqliteStore
 from gateway.incident.store_pg import Migration, PgStore, migrate, read_version
 from gateway.intake import fallback
-from gateway.scenario import runs
+from gateway.scenario import leases, runs
 from gateway.settings.config import StoreConfig
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -29,6 +29,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                        fallback.CURSOR_SCHEMA))),
     Migration(2, "incident changes notified to the other nodes (trigger, pg_notify), incidents by updated_wall",
               remote.SCHEMA),
+    Migration(3, "scenario run leases (which node executes which run) and their fence", leases.SCHEMA),
 )
 VERSION = MIGRATIONS[-1].version
 

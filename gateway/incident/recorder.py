@@ -128,6 +128,13 @@ class Recorder:
         events, call.pending = [*call.pending, item], []
         await self._write(call, events, extra)
 
+    def withdraw(self, call: Held, events: Sequence[TimelineEvent]) -> None:
+        """Take back events whose write was refused for good (a scenario step of a run another node now
+        executes, ``scenario.leases``): off the timeline in memory and never written later."""
+        gone = {id(e) for e in events}
+        call.pending = [e for e in call.pending if id(e) not in gone]
+        call.incident.timeline = [e for e in call.incident.timeline if id(e) not in gone]
+
     async def flush(self, call: Held) -> None:
         """Write events noted (or left by a failed write) and not yet durable."""
         if call.pending:

@@ -6,6 +6,11 @@ gateway loads every unfinished run and continues it: a run waiting for acknowled
 its stored deadline (firing at once if it passed while we were down); a run that was sending
 resends only to the people its last write does not show as reached.
 
+With several nodes on one database, a node executes only the runs it holds a lease on
+(``scenario.leases``): it renews them every ``lease_s / 3``, takes over every ``SCAN_S`` the runs whose
+lease expired (their node died) from their last committed write, and drops a run whose lease another
+node took; every write of a run's progress is fenced, so a node that lost the lease commits no step.
+
 Triggers (a category becoming known, a category change, the answer-time SLA) live in
 ``scenario.triggers``; acknowledgements arrive through ``acknowledge`` and its helpers.
 """
@@ -16,50 +21,42 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
-import msgspec
 import trio
 
-from gateway.errors import GatewayError, NotFound
+from gateway.errors import GatewayError, NotFound, StoreError
 from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Incident, TimelineEvent
 from gateway.incident.store import AsyncStore, event
 from gateway.scenario import facts as F
 from gateway.scenario import machine as M
+from gateway.scenario import reach
 from gateway.scenario.catalogue import Catalogue
+from gateway.scenario.leases import LEASE_S, LOCAL, LeaseLost, Leases
 from gateway.scenario.model import Scenario
-from gateway.scenario.notifier import ACK_DIGIT, Notifier
+from gateway.scenario.notifier import Notifier
 from gateway.scenario.people import Directory, Person
+from gateway.scenario.reach import UnitBoard, Value
 from gateway.scenario.runs import RunStore
 
 log = logging.getLogger(__name__)
-Value = str | int | float | bool | None
 Drafter = Callable[[Incident, str], Awaitable[str]]  # (incident, warning event) -> draft alert id
 RETRY_S = 1.0
-
-
-class UnitBoard(Protocol):
-    """What the engine needs from the units board (``gateway.units.board``)."""
-
-    async def nearest_for(self, incident_id: str, kind: str) -> tuple[str, str, list[str]] | None:
-        """(unit id, callsign, member names) of the nearest free unit of ``kind``, or None."""
-        ...
-
-    async def on_member_ack(self, person: str, incident_id: str) -> bool:
-        """Assign the member's unit and send it; False when no unit of theirs can take the incident."""
-        ...
+SCAN_S = 1.0  # how often runs whose lease expired are looked for (at most lease_s / 3)
 
 
 class Engine:
     def __init__(self, *, recorder: Recorder, catalogue: Catalogue, directory: Directory, notifier: Notifier,
                  zone_of: F.ZoneOf | None = None, board: UnitBoard | None = None, drafter: Drafter | None = None,
-                 tz: str = "Asia/Almaty") -> None:
+                 tz: str = "Asia/Almaty", node_id: str = LOCAL, lease_s: float = LEASE_S) -> None:
         from zoneinfo import ZoneInfo
 
         self.recorder = recorder
         self.store: AsyncStore = recorder.store
         self.run_store = RunStore(recorder.store)
+        self.leases = Leases(recorder.store, node_id, lease_s)
+        self.taken_over = 0  # runs resumed from another node's lease after it expired
         self.catalogue = catalogue
         self.directory = directory
         self.notifier = notifier
@@ -80,14 +77,60 @@ class Engine:
     # --- supervisor ------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Resume every unfinished run, then run new ones until cancelled."""
+        """Resume every unfinished run whose lease this node can take, then run new ones, keep the leases
+        and take over expired ones until cancelled (leases are not given up: another node waits them out)."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            for run in await self.run_store.unfinished():
-                self._adopt(run)
-            log.info("escalation: %d scenario runs resumed", len(self.runs))
+            await self.leases.renew()
+            await self._take_over()
+            log.info("escalation: %d scenario runs resumed on node %s", len(self.runs), self.leases.node_id)
+            nursery.start_soon(self._renew_leases)
             task_status.started()
-            await trio.sleep_forever()
+            period = min(SCAN_S, self.leases.lease_s / 3)
+            while True:
+                await trio.sleep(period)
+                try:
+                    if taken := await self._take_over():
+                        log.warning("escalation: %d scenario runs taken over (their lease expired)", taken)
+                        self.taken_over += taken
+                except GatewayError as exc:
+                    log.error("escalation: looking for runs to take over failed: %s", exc)
+
+    async def _take_over(self) -> int:
+        """Claim the unfinished runs nobody (alive) holds and resume them from their stored state."""
+        keys = [k for k in await self.run_store.claimable(self.leases.node_id, time.time()) if k not in self.runs]
+        taken = await self.leases.claim(keys)
+        adopted = 0
+        async with self._starting:  # a run being started here is adopted by its starter
+            for key in sorted(taken):
+                run = None if key in self.runs else await self.run_store.get(key)
+                if run is not None and run.phase != "done":
+                    self._adopt(run)
+                    adopted += 1
+        return adopted
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await trio.sleep(self.leases.lease_s / 3)
+            running = dict(self.runs)  # before renewing: a run adopted meanwhile was claimed after it
+            try:
+                held = await self.leases.renew()
+            except GatewayError as exc:
+                log.error("escalation: leases not renewed: %s", exc)
+                continue
+            for key, run in running.items():
+                if key not in held and self.runs.get(key) is run and run.phase != "done":
+                    self._lose(key, "another node took its lease")
+
+    def _lose(self, key: str, why: str) -> None:
+        """Stop executing a run another node holds: its last committed write stands, that node goes on."""
+        log.warning("escalation %s: %s; no longer run on node %s", key, why, self.leases.node_id)
+        self._scopes.pop(key, trio.CancelScope()).cancel()
+        run = self.runs.pop(key, None)
+        if run is not None:
+            self._forget_tokens(run)
+        self._wake.pop(key, None)
+        self._deadlines.pop(key, None)
 
     def _adopt(self, run: M.Run) -> None:
         assert self._nursery is not None, "engine not running"
@@ -148,7 +191,8 @@ class Engine:
         fields: dict[str, Value] = {"scenario": scenario, "category": category, "reason": reason, **data}
         if old is not None:
             fields |= {"previous": old.scenario, "previous_step": old.pc + 1}
-        await self._persist(run, "scenario_switched" if old is not None else "scenario_started", fields=fields)
+        await self._persist(run, "scenario_switched" if old is not None else "scenario_started", fields=fields,
+                            claim=True)
         self._adopt(run)
 
     async def stop(self, incident_id: str, kind: M.RunKind, reason: str) -> None:
@@ -197,15 +241,21 @@ class Engine:
         log.error("escalation %s: %s; run stopped", run.key, why)
         run.phase, run.outcome = "done", why
         try:
-            await self.run_store.write(run)
+            await self.run_store.write(run, [*self.leases.fence(run.key), self.leases.end_statement(run.key)])
         except GatewayError as exc:
             log.error("escalation %s: could not record its end: %s", run.key, exc)
 
     async def _step_guarded(self, run: M.Run) -> bool:
         """One step; False when the run cannot go on. A store hiccup is retried; a bug in one run is
-        logged and ends that run, never the supervisor (which would take 112 intake with it)."""
+        logged and ends that run, never the supervisor (which would take 112 intake with it). No step
+        starts while the leases are not fresh (renewals failing: another node may soon take the run)."""
+        if not self.leases.fresh():
+            await trio.sleep(RETRY_S / 10)
+            return True
         try:
             await self._step(run)
+        except LeaseLost:
+            return False
         except NotFound:
             await self._retire(run, "incident vanished")
             return False
@@ -258,7 +308,7 @@ class Engine:
             case M.Drafting(event=event):
                 await self._persist(run, "step_started", notes, step=run.pc + 1, do="draft_warning", event=event)
             case M.Notifying(spec=spec):
-                run.targets = await self._targets(incident, spec)
+                run.targets = await reach.targets(self, incident, spec)
                 for target in run.targets:
                     self.tokens[target.token] = run.key
                 if not run.targets:
@@ -271,37 +321,6 @@ class Engine:
                                     people=",".join(sorted({t.person for t in run.targets})),
                                     units=",".join(sorted({t.unit for t in run.targets if t.unit})) or None)
 
-    async def _targets(self, incident: Incident, spec: M.Spec) -> list[M.Target]:
-        people: dict[str, Person] = {}
-        for role in spec.roles:
-            found = self.dynamic_people[role](incident) if role in self.dynamic_people else \
-                self.directory.with_role(role)
-            people.update((p.name, p) for p in found)
-        for name in spec.people:
-            person = self._person(name)
-            if person is not None:
-                people[name] = person
-        targets = [M.new_target(f"person:{name}", name) for name in people]
-        for kind in spec.units:
-            found_unit = await self.board.nearest_for(incident.id, kind) if self.board else None
-            if found_unit is None:
-                continue
-            unit_id, callsign, members = found_unit
-            targets += [M.new_target(f"unit:{unit_id}", m, unit=unit_id, unit_name=callsign)
-                        for m in members if self._person(m)]
-        return targets
-
-    def _person(self, name: str, incident: Incident | None = None) -> Person | None:
-        """A directory person, a centre, or (given the incident) someone a dynamic role names."""
-        if name.startswith("centre:"):
-            centre = self.directory.centres.get(name[7:])
-            return centre.as_person() if centre else None
-        found = self.directory.people.get(name)
-        if found is None and incident is not None:
-            dynamic = (p for resolve in self.dynamic_people.values() for p in resolve(incident))
-            found = next((p for p in dynamic if p.name == name), None)
-        return found
-
     async def _send(self, run: M.Run, spec: M.Spec) -> None:
         if run.attempt == 0 or not M.due(run):
             M.start_attempt(run)
@@ -310,7 +329,7 @@ class Engine:
         notes: list[tuple[str, dict[str, Value]]] = []
         async with trio.open_nursery() as nursery:
             for target in due:
-                nursery.start_soon(self._notify_one, run, spec, incident, target, notes)
+                nursery.start_soon(reach.notify_one, self, run, spec, incident, target, notes)
         for target in due:
             target.sent = run.attempt
         if spec.ack == "none" or M.satisfied(run, spec.ack):
@@ -321,41 +340,6 @@ class Engine:
         self._set_deadline(run, spec.timeout_s)
         await self._persist(run, "awaiting_ack", notes, step=run.pc + 1, attempt=run.attempt, of=spec.repeat,
                             ack=spec.ack, deadline=round(run.deadline_wall, 3))
-
-    async def _notify_one(self, run: M.Run, spec: M.Spec, incident: Incident, target: M.Target,
-                          notes: list[tuple[str, dict[str, Value]]]) -> None:
-        person = self._person(target.person, incident)
-        if person is None:
-            notes.append(("notify_failed", {"person": target.person, "reason": "no longer in the directory"}))
-            return
-        extra = {"unit": target.unit_name or target.unit, "centre": person.display if spec.kind == "forward" else ""}
-        told = msgspec.structs.replace(incident, status=run.status) if run.status else incident  # type: ignore[arg-type]
-        fields = F.template_fields(told, self.catalogue, person.language, **extra)
-        needs_ack = spec.ack != "none"
-        route = person.route(spec.channels)
-        console = "console" in spec.channels
-        delivery = await self.notifier.send(person, route, spec.template, fields, target, attempt=run.attempt,
-                                            needs_ack=needs_ack, incident_id=incident.id) if route else None
-        for channel, why in delivery.tried if delivery else []:
-            notes.append(("channel_failed", {"person": person.name, "channel": channel, "reason": why[:200]}))
-        if delivery is not None and delivery.channel:
-            target.channel, target.failed = delivery.channel, ""
-            notes.append(("notified", {"person": person.name, "channel": delivery.channel, "attempt": run.attempt,
-                                       "unit": target.unit or None, "code": target.code if needs_ack else None}))
-            if needs_ack and delivery.channel == "voice" and delivery.reply == ACK_DIGIT:
-                if await self._unit_ack(target, run.incident_id):
-                    M.acknowledge(run, target.token, person.name, "voice", time.time())
-                    notes.append(("acknowledged", {"person": person.name, "via": "voice",
-                                                   "unit": target.unit or None}))
-                else:
-                    notes.append(("unit_unavailable", {"person": person.name, "unit": target.unit, "via": "voice"}))
-        elif console:
-            target.channel = "console"
-            notes.append(("notified", {"person": person.name, "channel": "console", "attempt": run.attempt}))
-        else:
-            target.failed = "unreachable"
-            notes.append(("notify_failed", {"person": person.name, "attempt": run.attempt,
-                                            "reason": "no channel reached them" if route else "no usable channel"}))
 
     async def _wait(self, run: M.Run, spec: M.Spec) -> None:
         if not M.satisfied(run, spec.ack):  # an acknowledgement may have come while we were writing
@@ -422,7 +406,7 @@ class Engine:
         waiting = self.target(token)
         if waiting is None or waiting.acked_wall is not None:
             return "already"
-        if not await self._unit_ack(waiting, run.incident_id):
+        if not await reach.unit_ack(self.board, waiting, run.incident_id):
             await self._persist(run, "unit_unavailable", actor=by, person=waiting.person, unit=waiting.unit, via=via)
             return "unit_busy"
         target = M.acknowledge(run, token, by, via, time.time())
@@ -434,17 +418,6 @@ class Engine:
         if wake is not None:
             wake.set()
         return "acknowledged"
-
-    async def _unit_ack(self, target: M.Target, incident_id: str) -> bool:
-        """For a unit's crew member: their unit takes the incident. False when it cannot (busy elsewhere,
-        the board down): then the press is no acknowledgement and the scenario goes on looking."""
-        if not target.unit or self.board is None:
-            return True
-        try:
-            return await self.board.on_member_ack(target.person, incident_id)
-        except GatewayError as exc:
-            log.error("incident %s: unit %s acknowledged but the board refused: %s", incident_id, target.unit, exc)
-            return False
 
     def target(self, token: str) -> M.Target | None:
         """The notification a token belongs to, while its run waits for it."""
@@ -478,16 +451,30 @@ class Engine:
             self.recorder.release(held)
 
     async def _persist(self, run: M.Run, kind: str, notes: list[tuple[str, dict[str, Value]]] | None = None, *,
-                       actor: str = "", fields: Mapping[str, Value] | None = None, **data: Value) -> None:
-        """Write ``notes`` and ``kind`` on the incident's timeline together with the run's state."""
-        statement = self.run_store.row(run)
+                       actor: str = "", fields: Mapping[str, Value] | None = None, claim: bool = False,
+                       **data: Value) -> None:
+        """Write ``notes`` and ``kind`` on the incident's timeline together with the run's state, fenced by
+        its lease (``claim``: taken in that transaction, for a run starting). Raises LeaseLost (the run is
+        dropped and the events taken back) when another node holds it; StoreError."""
+        statements = [*([self.leases.claim_statement(run.key)] if claim else []), *self.leases.fence(run.key),
+                      self.run_store.row(run), *([self.leases.end_statement(run.key)] if run.phase == "done" else [])]
         held = await self.recorder.acquire(run.incident_id)
         try:
             who = actor or f"scenario:{run.scenario}"
-            for note_kind, note in notes or []:
-                self.recorder.note_event(held, stamped(note_kind, who, note))
-            await self.recorder.record_event(held, stamped(kind, who, {"run": run.kind, **(fields or {}), **data}),
-                                             extra=[statement])
+            events = [stamped(note_kind, who, note) for note_kind, note in notes or []]
+            for item in events:
+                self.recorder.note_event(held, item)
+            events.append(stamped(kind, who, {"run": run.kind, **(fields or {}), **data}))
+            try:
+                await self.recorder.record_event(held, events[-1], extra=statements)
+            except StoreError:
+                owner = await self.leases.owner(run.key)
+                if owner == self.leases.node_id:
+                    raise
+                self.recorder.withdraw(held, events)
+                self._lose(run.key, f"its lease is {owner or 'nobody'}'s")
+                raise LeaseLost(f"scenario run {run.key} is {owner or 'nobody'}'s, not node "
+                                f"{self.leases.node_id}'s: step not recorded") from None
         finally:
             self.recorder.release(held)
 

@@ -9,7 +9,7 @@ module owns the table: its schema, its rows and its queries; the incident store 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import msgspec
 
@@ -44,9 +44,18 @@ class RunStore:
                 " DO UPDATE SET incident_id=excluded.incident_id, done=excluded.done, doc=excluded.doc",
                 (run.key, run.incident_id, int(run.phase == "done"), _encode(run)))
 
-    async def write(self, run: Run) -> None:
-        """Store a run on its own (one whose incident is gone, so no event can carry it)."""
-        await self.store.write([self.row(run)])
+    async def write(self, run: Run, fence: Sequence[Statement] = ()) -> None:
+        """Store a run on its own (one whose incident is gone, so no event can carry it), after ``fence``
+        (``scenario.leases``: the write fails unless this node still holds the run's lease)."""
+        await self.store.write([*fence, self.row(run)])
+
+    async def claimable(self, node_id: str, now_wall: float) -> list[str]:
+        """Keys of unfinished runs whose lease (``scenario.leases``) is free, expired or ``node_id``'s."""
+        rows = await self.store.read(
+            "SELECT r.key FROM escalation_runs r LEFT JOIN scenario_leases l ON l.key = r.key"
+            " WHERE r.done=0 AND (l.key IS NULL OR l.expires_wall<? OR l.owner=?) ORDER BY r.key",
+            (now_wall, node_id))
+        return [str(r[0]) for r in rows]
 
     async def unfinished(self) -> list[Run]:
         """Every run not done; a row that no longer decodes is logged and skipped."""

@@ -18,13 +18,13 @@ from gateway.incident.records import Location
 from gateway.incident.store import SqliteStore, event
 from gateway.incident.store_pg import PgStore
 from gateway.intake import fallback
-from gateway.scenario import machine, runs
+from gateway.scenario import leases, machine, runs
 from gateway.stores import VERSION
 from tests.core.test_store import incident
 from tests.store_backends import TEMPLATE, PgCluster
 
 TABLES = ("incidents", "timeline", "directory", "seen", "callbacks", "recordings", "legal_holds", "escalation_runs",
-          "cel_cursor")
+          "cel_cursor", "scenario_leases", "scenario_lease_fence")
 CURSOR = ('INSERT INTO cel_cursor (log, device, inode, "offset", wall) VALUES (?,?,?,?,?) ON CONFLICT (log) DO'
           ' UPDATE SET device=excluded.device, inode=excluded.inode, "offset"=excluded."offset", wall=excluded.wall')
 
@@ -32,7 +32,7 @@ CURSOR = ('INSERT INTO cel_cursor (log, device, inode, "offset", wall) VALUES (?
 def centre(path: Path, incidents: int = 300) -> list[str]:
     """A SQLite store as a gateway leaves it, written through the features' own statements; the incident ids."""
     store = SqliteStore(path, synchronous="OFF")
-    for schema in (callback_table.SCHEMA, recording_index.SCHEMA, runs.SCHEMA, fallback.CURSOR_SCHEMA):
+    for schema in (callback_table.SCHEMA, recording_index.SCHEMA, runs.SCHEMA, fallback.CURSOR_SCHEMA, leases.SCHEMA):
         store.apply_schema(schema)
     ids, batch = [], []
     for i in range(incidents):
@@ -85,7 +85,8 @@ def test_a_centre_is_copied_whole_and_a_second_run_adds_nothing(
     assert tuple(tallies) == TABLES and all(t.equal for t in tallies.values())
     counts = {name: t.target_rows for name, t in tallies.items()}
     assert counts == {"incidents": 300, "timeline": 750, "directory": 50, "seen": 300, "callbacks": 60,
-                      "recordings": 40, "legal_holds": 1, "escalation_runs": 25, "cel_cursor": 1}
+                      "recordings": 40, "legal_holds": 1, "escalation_runs": 25, "cel_cursor": 1,
+                      "scenario_leases": 0, "scenario_lease_fence": 0}
     old, new = SqliteStore(path), PgStore(dsn, schema_version=VERSION)
     assert all(new.get(i) == old.get(i) for i in ids)
     assert new.directory_lookup("+77270000007") == old.directory_lookup("+77270000007")

@@ -1,0 +1,178 @@
+"""Scenario runs leased to one node at a time (issue 14): claims, renewal and the fence on both backends;
+two engines on one PostgreSQL, one killed mid-scenario (the other resumes its run once, where its last
+committed write left it) and one paused past its lease (its step is not recorded). Real clock: the stores
+run on worker threads, and leases are short (0.5 s)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import trio
+
+from channels.base import ChannelHealth, Message, Receipt
+from gateway.errors import StoreError
+from gateway.incident.bus import Bus
+from gateway.incident.desk import Desk
+from gateway.incident.recorder import Recorder
+from gateway.incident.store import AsyncStore
+from gateway.scenario import machine as M
+from gateway.scenario.engine import Engine
+from gateway.scenario.leases import LOCAL, Leases, node_name
+from gateway.scenario.notifier import Notifier
+from gateway.scenario.runs import RunStore
+from gateway.scenario.triggers import Triggers, TriggerSettings
+from tests.core.test_escalation_engine import DIRECTORY, TEXTS, Env, catalogue, scenario
+from tests.store_backends import Backend, PgCluster
+
+LEASE_S = 0.5
+SMS_NOTIFY = {"do": "notify", "roles": ["duty_officer"], "channels": ["sms"], "template": "incident_new",
+              "ack": "any", "timeout_s": 1.0, "repeat": 2}
+
+
+class Sms:
+    """A stand-in SMS channel that counts what it sent; ``hold`` (set) keeps every delivery waiting."""
+
+    name = "sms"
+    max_per_second = 1000.0
+    max_batch = 10
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.hold: trio.Event | None = None
+        self.entered = trio.Event()
+
+    async def deliver(self, messages: Sequence[Message]) -> list[Receipt]:
+        self.entered.set()
+        if self.hold is not None:
+            await self.hold.wait()
+        self.sent += [m.address for m in messages]
+        return [Receipt(idempotency_key=m.idempotency_key, state="sent") for m in messages]
+
+    async def health(self) -> ChannelHealth:
+        return ChannelHealth(up=True)
+
+
+async def run_node(backend: Backend, node_id: str, sms: Sms, *,
+                   task_status: trio.TaskStatus[tuple[Env, trio.CancelScope]] = trio.TASK_STATUS_IGNORED) -> None:
+    """One gateway node's scenario side on ``backend``; cancelling the scope it reports kills it (leases kept)."""
+    store = AsyncStore(backend.open())
+    recorder = Recorder(store, Bus())
+    engine = Engine(recorder=recorder, catalogue=catalogue(scenario("s", SMS_NOTIFY, {"do": "close"})),
+                    directory=DIRECTORY, notifier=Notifier({"sms": sms}, TEXTS, deliver_timeout_s=30),
+                    node_id=node_id, lease_s=LEASE_S)
+    triggers = Triggers(engine, engine.notifier, TriggerSettings(answer_sla_s=600))
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            await nursery.start(engine.run)
+            await nursery.start(triggers.run)
+            task_status.started((Env(engine, Desk(store, recorder), triggers), nursery.cancel_scope))
+    finally:
+        store.sync.close()
+
+
+@pytest.fixture
+def pg_backend(pg_cluster: PgCluster, tmp_path: Path) -> Backend:
+    return Backend("postgresql", tmp_path, pg_cluster)
+
+
+def test_a_node_is_local_on_its_own_store_and_unique_on_a_shared_one() -> None:
+    assert node_name("", shared=False) == LOCAL
+    assert node_name("node-b", shared=True) == "node-b"
+    assert node_name("", shared=True) != node_name("", shared=True)
+
+
+async def test_a_lease_is_one_nodes_until_it_expires_and_fences_the_other_nodes_writes(backend: Backend) -> None:
+    stores = [AsyncStore(backend.open()), AsyncStore(backend.open())]
+    run = M.Run(key="i1/category", incident_id="i1", kind="category", scenario="s", category="s")
+    try:
+        async with trio.open_nursery() as nursery:
+            for store in stores:
+                await nursery.start(store.run)
+            a, b = Leases(stores[0], "a", LEASE_S), Leases(stores[1], "b", LEASE_S)
+            runs = RunStore(stores[0])
+            assert await a.claim([run.key, "i2/category"]) == {run.key, "i2/category"}
+            assert await b.claim([run.key, "i3/category"]) == {"i3/category"}  # a's is alive
+            await stores[0].write([*a.fence(run.key), RunStore.row(run)])
+            run.pc = 5
+            with pytest.raises(StoreError):  # b does not hold it: nothing of that transaction is written
+                await stores[1].write([*b.fence(run.key), RunStore.row(run)])
+            assert (await runs.get(run.key)).pc == 0  # type: ignore[union-attr]
+            assert await a.renew() == {run.key, "i2/category"} and a.fresh()
+            await trio.sleep(LEASE_S * 1.2)  # a is paused past its lease
+            assert not a.fresh()
+            assert await b.claim([run.key]) == {run.key}
+            with pytest.raises(StoreError):
+                await stores[0].write([*a.fence(run.key), RunStore.row(run)])
+            assert await a.renew() == {"i2/category"}  # expired but taken by nobody: still a's
+            assert await a.owner(run.key) == "b" and await b.claim(["i2/category"]) == set()
+            await stores[1].write([*b.fence(run.key), RunStore.row(run), b.end_statement(run.key)])
+            assert await a.owner(run.key) is None and (await runs.get(run.key)).pc == 5  # type: ignore[union-attr]
+            nursery.cancel_scope.cancel()
+    finally:
+        for store in stores:
+            store.sync.close()
+
+
+async def test_a_killed_nodes_run_resumes_on_the_other_once_its_lease_expires(pg_backend: Backend) -> None:
+    sms_a, sms_b = Sms(), Sms()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            env_a, kill_a = await nursery.start(run_node, pg_backend, "a", sms_a)
+            env_b, _ = await nursery.start(run_node, pg_backend, "b", sms_b)
+            incident = await env_a.open("s")
+            key = f"{incident.id}/category"
+            await env_a.wait_for(incident.id, "awaiting_ack", attempt=1)
+            assert key in env_a.engine.runs and key not in env_b.engine.runs  # a holds it: b leaves it alone
+            kill_a.cancel()  # a crash: nothing given up
+            killed = time.monotonic()
+            while key not in env_b.engine.runs:
+                await trio.sleep(0.01)
+            taken_s = time.monotonic() - killed
+            await env_b.wait_for(incident.id, "ack_timeout")
+            step_s = time.monotonic() - killed
+            await env_b.wait_for(incident.id, "scenario_finished")
+            timeline = await env_b.timeline(incident.id)
+            nursery.cancel_scope.cancel()
+    print(f"kill -> run taken over on b: {taken_s:.3f} s; kill -> its first step there: {step_s:.3f} s")
+    assert taken_s < LEASE_S + 0.5 and env_b.engine.taken_over == 1
+    assert sorted(sms_a.sent) == sorted(sms_b.sent) == ["+77010000001", "+77010000002"]  # attempt 1 on a, 2 on b
+    notified = sorted((d["person"], d["attempt"]) for k, d in timeline if k == "notified")
+    assert notified == [("duty_a", 1), ("duty_a", 2), ("duty_b", 1), ("duty_b", 2)]
+    kinds = [k for k, _ in timeline]
+    assert (kinds.count("step_started"), kinds.count("awaiting_ack"), kinds.count("scenario_finished")) == (1, 2, 1)
+    assert [d.get("gave_up", False) for k, d in timeline if k == "ack_timeout"] == [False, True]
+
+
+async def test_a_paused_owner_whose_lease_was_taken_records_no_step(pg_backend: Backend,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    sms_a, sms_b = Sms(), Sms()
+    sms_a.hold = trio.Event()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            env_a, _ = await nursery.start(run_node, pg_backend, "a", sms_a)
+            env_b, _ = await nursery.start(run_node, pg_backend, "b", sms_b)
+            incident = await env_a.open("s")
+            key = f"{incident.id}/category"
+            await sms_a.entered.wait()  # a is sending attempt 1 ... and stops renewing: paused
+            monkeypatch.setattr(env_a.engine.leases, "renew", trio.sleep_forever)
+            await env_b.wait_for(incident.id, "awaiting_ack", attempt=1)  # b took the run over and sent it
+            held = await env_a.engine.recorder.acquire(incident.id)  # a's copy of the incident stays live
+            sms_a.hold.set()  # a wakes up and tries to record its step
+            while key in env_a.engine.runs:
+                await trio.sleep(0.01)
+            assert not [e for e in held.incident.timeline if e.kind == "awaiting_ack"] and not held.pending
+            env_a.engine.recorder.release(held)
+            token = env_b.engine.runs[key].targets[0].token
+            assert await env_b.engine.acknowledge(token, by="duty_a", via="sms") == "acknowledged"
+            await env_b.wait_for(incident.id, "scenario_finished")
+            timeline = await env_b.timeline(incident.id)
+            lease = await env_b.engine.leases.owner(key)
+            nursery.cancel_scope.cancel()
+    assert len(sms_a.sent) == len(sms_b.sent) == 2  # a's texts did go out: the outside world saw them twice
+    notified = sorted((d["person"], d["attempt"]) for k, d in timeline if k == "notified")
+    assert notified == [("duty_a", 1), ("duty_b", 1)]  # the timeline once, as b sent them
+    assert [k for k, _ in timeline].count("awaiting_ack") == 1 and lease is None  # finished: lease given up
