@@ -294,11 +294,14 @@ class Gateway:
 
     async def _start_escalation(self, nursery: trio.Nursery) -> None:
         from gateway.scenario.escalation import Escalation
+        from gateway.scenario.leases import node_name
 
         events = frozenset(self.warnings.renderer.catalogue.events()) if self.warnings else frozenset()
         kinds = frozenset(self.board.kinds) if self.board is not None else frozenset()
+        node = node_name(self.cfg.cluster.node_id, shared=self.cfg.store.backend == "postgresql")
         self.escalation = Escalation(self.cfg.escalation, self.recorder, unit_kinds=kinds,
-                                     warning_events=events, sounds_dir=self.sounds_dir)
+                                     warning_events=events, sounds_dir=self.sounds_dir, node_id=node,
+                                     lease_s=self.cfg.cluster.lease_s)
         self.escalation.on_inbound_sms = self._inbound_sms
         self.escalation.use(zone_of=self.warnings.zones.zone_of if self.warnings else None, board=self.board,
                             drafter=self._draft_warning if self.warnings else None)

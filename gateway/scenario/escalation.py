@@ -19,6 +19,7 @@ from gateway.scenario import people as directory_file
 from gateway.scenario import texts as texts_file
 from gateway.scenario.catalogue import known_for, load_catalogue
 from gateway.scenario.engine import Drafter, Engine
+from gateway.scenario.leases import LEASE_S, LOCAL
 from gateway.scenario.notifier import Notifier
 from gateway.scenario.triggers import Triggers, TriggerSettings
 from gateway.settings import project_path
@@ -33,7 +34,9 @@ CODE_RE = re.compile(r"\b(\d{4})\b")
 
 class Escalation:
     def __init__(self, cfg: EscalationConfig, recorder: Recorder, *, unit_kinds: frozenset[str] = frozenset(),
-                 warning_events: frozenset[str] = frozenset(), sounds_dir: Any = None) -> None:
+                 warning_events: frozenset[str] = frozenset(), sounds_dir: Any = None, node_id: str = LOCAL,
+                 lease_s: float = LEASE_S) -> None:
+        """``node_id``, ``lease_s``: this node's leases on the scenario runs it executes (``scenario.leases``)."""
         self.cfg = cfg
         self.directory = directory_file.load(project_path(cfg.responders_file))
         self.texts = texts_file.load(project_path(cfg.templates_dir))
@@ -47,7 +50,7 @@ class Escalation:
         self.notifier = Notifier(self.channels, self.texts, ack_url=cfg.ack_url,
                                  voice_ack_wait_s=cfg.voice_ack_wait_s)
         self.engine = Engine(recorder=recorder, catalogue=self.catalogue, directory=self.directory,
-                             notifier=self.notifier, tz=cfg.timezone)
+                             notifier=self.notifier, tz=cfg.timezone, node_id=node_id, lease_s=lease_s)
         self.triggers = Triggers(self.engine, self.notifier, TriggerSettings(
             answer_sla_s=cfg.answer_sla_s, unclassified_after_s=cfg.unclassified_after_s,
             sla_scenario=cfg.sla_scenario, start_on_ivr_category=cfg.start_on_ivr_category))

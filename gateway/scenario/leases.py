@@ -33,9 +33,6 @@ id and ``expires_wall``. A node's engine executes a run's steps only while it ho
 from __future__ import annotations
 
 import math
-import os
-import secrets
-import socket
 import time
 from collections.abc import Iterable
 
@@ -43,6 +40,7 @@ import trio
 
 from gateway.errors import GatewayError
 from gateway.incident.store import AsyncStore, Statement
+from gateway.incident.store_pg import NODE_ID
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scenario_leases (
@@ -71,10 +69,11 @@ class LeaseLost(GatewayError):
 
 def node_name(configured: str, shared: bool) -> str:
     """This node's id: ``[cluster] node_id`` if set; else "local" on a store one node uses (SQLite), or
-    one made for this process on a shared one (a restarted node then waits out its old leases)."""
+    on a shared one the tag its PostgreSQL connections carry, drawn per process (``store_pg.NODE_ID``: a
+    restarted node then waits out its old leases)."""
     if configured:
         return configured
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}" if shared else LOCAL
+    return NODE_ID if shared else LOCAL
 
 
 class Leases:

@@ -3,6 +3,9 @@
 Kamailio (Debian's ``kamailio`` package, dispatcher module) takes the operator trunk on ``listen:sip_port``
 and spreads INVITEs over ``nodes`` (each an Asterisk's SIP ``host:port``), probing them with OPTIONS every
 ``probe_interval_s`` and routing around one that does not answer (``gateway.kamailio``).
+
+``node_id`` and ``lease_s`` hold with the Kamailio part on or off: several gateways sharing one PostgreSQL
+store lease each scenario run to one node (``gateway.scenario.leases``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from gateway.settings.base import Base
 
 HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 DIR_RE = re.compile(r"^[A-Za-z0-9_./-]{1,200}$")
+NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class ClusterConfig(Base, frozen=True):
@@ -23,7 +27,9 @@ class ClusterConfig(Base, frozen=True):
     next node is tried (Kamailio's ``fr_timer``); ``answer_timeout_ms``: for the final reply once a node
     has answered provisionally (``fr_inv_timer``). ``instance_dir``: Kamailio's config, pid file, control
     socket and log (a relative path resolves like the stores'); Kamailio drops root only when its account
-    can reach it (``gateway.kamailio.proxy``)."""
+    can reach it (``gateway.kamailio.proxy``). ``node_id``: this gateway's name in the leases of the
+    scenario runs it executes (empty: "local" on SQLite, one drawn per process on PostgreSQL; each node
+    needs its own); ``lease_s``: how long a dead node's runs wait before another node takes them over."""
 
     enabled: bool = False
     listen: str = "127.0.0.1"
@@ -35,6 +41,8 @@ class ClusterConfig(Base, frozen=True):
     answer_timeout_ms: int = 120_000
     instance_dir: str = "/var/lib/ecgw/kamailio"
     children: int = 4
+    node_id: str = ""
+    lease_s: float = 5.0
 
 
 def split_node(node: str) -> tuple[str, int]:
@@ -60,9 +68,13 @@ def _address_problem(value: str) -> bool:
 def cluster_problems(c: ClusterConfig, source: str = "<config>", asterisk_sip_port: int | None = None) -> list[str]:
     """Checks of ``[cluster]``; a section left off (the default) is never wrong. ``asterisk_sip_port``: this
     host's Asterisk (on 127.0.0.1), which Kamailio must not try to listen beside on the same port."""
-    if not c.enabled:
-        return []
     p: list[str] = []
+    if c.node_id and not NODE_RE.match(c.node_id):
+        p.append(f"{source}: cluster.node_id: expected up to 64 letters, digits, _ . and -, got {c.node_id!r}")
+    if not 1.0 <= c.lease_s <= 60.0:
+        p.append(f"{source}: cluster.lease_s: expected 1-60 seconds, got {c.lease_s:g}")
+    if not c.enabled:
+        return p
     if c.sip_port == asterisk_sip_port and c.listen in ("127.0.0.1", "0.0.0.0"):
         p.append(f"{source}: cluster.sip_port: {c.sip_port} is this host's Asterisk's (asterisk.sip_port): "
                  "give Kamailio a port of its own")

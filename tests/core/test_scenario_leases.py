@@ -14,6 +14,7 @@ import trio
 
 from channels.base import ChannelHealth, Message, Receipt
 from gateway.errors import StoreError
+from gateway.incident import store_pg
 from gateway.incident.bus import Bus
 from gateway.incident.desk import Desk
 from gateway.incident.recorder import Recorder
@@ -24,6 +25,7 @@ from gateway.scenario.leases import LOCAL, Leases, node_name
 from gateway.scenario.notifier import Notifier
 from gateway.scenario.runs import RunStore
 from gateway.scenario.triggers import Triggers, TriggerSettings
+from gateway.settings.cluster import ClusterConfig, cluster_problems
 from tests.core.test_escalation_engine import DIRECTORY, TEXTS, Env, catalogue, scenario
 from tests.store_backends import Backend, PgCluster
 
@@ -82,7 +84,7 @@ def pg_backend(pg_cluster: PgCluster, tmp_path: Path) -> Backend:
 def test_a_node_is_local_on_its_own_store_and_unique_on_a_shared_one() -> None:
     assert node_name("", shared=False) == LOCAL
     assert node_name("node-b", shared=True) == "node-b"
-    assert node_name("", shared=True) != node_name("", shared=True)
+    assert node_name("", shared=True) == store_pg.NODE_ID  # as its connections are tagged
 
 
 async def test_a_lease_is_one_nodes_until_it_expires_and_fences_the_other_nodes_writes(backend: Backend) -> None:
@@ -176,3 +178,10 @@ async def test_a_paused_owner_whose_lease_was_taken_records_no_step(pg_backend: 
     notified = sorted((d["person"], d["attempt"]) for k, d in timeline if k == "notified")
     assert notified == [("duty_a", 1), ("duty_b", 1)]  # the timeline once, as b sent them
     assert [k for k, _ in timeline].count("awaiting_ack") == 1 and lease is None  # finished: lease given up
+
+
+def test_a_nodes_id_and_lease_time_are_checked_with_kamailio_off() -> None:
+    assert cluster_problems(ClusterConfig(node_id="node-a.1", lease_s=5)) == []
+    assert cluster_problems(ClusterConfig(node_id="a b", lease_s=0.2), "gw.toml") == [
+        "gw.toml: cluster.node_id: expected up to 64 letters, digits, _ . and -, got 'a b'",
+        "gw.toml: cluster.lease_s: expected 1-60 seconds, got 0.2"]
