@@ -81,8 +81,8 @@ class Engine:
         and take over expired ones until cancelled (leases are not given up: another node waits them out)."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            await self.leases.renew()
-            await self._take_over()
+            await self.leases.renew(())
+            await self._take_over(own=True)  # this node's own leases too: a restart with the same node_id
             log.info("escalation: %d scenario runs resumed on node %s", len(self.runs), self.leases.node_id)
             nursery.start_soon(self._renew_leases)
             task_status.started()
@@ -96,9 +96,10 @@ class Engine:
                 except GatewayError as exc:
                     log.error("escalation: looking for runs to take over failed: %s", exc)
 
-    async def _take_over(self) -> int:
+    async def _take_over(self, own: bool = False) -> int:
         """Claim the unfinished runs nobody (alive) holds and resume them from their stored state."""
-        keys = [k for k in await self.run_store.claimable(self.leases.node_id, time.time()) if k not in self.runs]
+        found = await self.run_store.claimable(time.time(), self.leases.node_id if own else "")
+        keys = [k for k in found if k not in self.runs]
         taken = await self.leases.claim(keys)
         adopted = 0
         async with self._starting:  # a run being started here is adopted by its starter
@@ -114,7 +115,7 @@ class Engine:
             await trio.sleep(self.leases.lease_s / 3)
             running = dict(self.runs)  # before renewing: a run adopted meanwhile was claimed after it
             try:
-                held = await self.leases.renew()
+                held = await self.leases.renew(running)
             except GatewayError as exc:
                 log.error("escalation: leases not renewed: %s", exc)
                 continue

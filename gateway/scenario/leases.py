@@ -11,8 +11,9 @@ id and ``expires_wall``. A node's engine executes a run's steps only while it ho
   where workers pick any of many rows; here every key is claimed by name, a claim must also create the row
   of a brand-new run, and SQLite has no ``FOR UPDATE``: the upsert does all three in one statement. Which
   keys a node got is read back, so nothing depends on row counts or ``RETURNING``.
-- **renewal**: every ``lease_s / 3`` one ``UPDATE ... WHERE owner = me`` extends all of a node's leases;
-  the keys read back tell it which it lost (taken after it failed to renew in time): their runs are dropped.
+- **renewal**: every ``lease_s / 3`` an ``UPDATE ... WHERE owner = me AND key IN (...)`` extends the leases
+  of the runs the node executes (one it holds but no longer runs expires, and is taken over); the keys
+  read back tell it which it lost (taken after it failed to renew in time): their runs are dropped.
 - **fence**: a lease that expired may be taken while its old owner is paused (GC, SIGSTOP, a stalled disk),
   and that owner must then not commit a step. Every write of a run's progress carries, in its own
   transaction and ahead of the run's row, an ``UPDATE`` of the run's lease row ``WHERE owner = me`` (on
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import trio
 
@@ -55,6 +56,7 @@ CREATE TABLE IF NOT EXISTS scenario_lease_fence (
 """
 LOCAL = "local"
 LEASE_S = 5.0
+CHUNK = 500  # keys per IN (...)
 _CLAIM = ("INSERT INTO scenario_leases (key, owner, expires_wall) VALUES (?,?,?) ON CONFLICT (key) DO UPDATE"
           " SET owner=excluded.owner, expires_wall=excluded.expires_wall"
           " WHERE scenario_leases.expires_wall<? OR scenario_leases.owner=excluded.owner")
@@ -113,14 +115,20 @@ class Leases:
         await self.store.write([self.claim_statement(k) for k in sorted(wanted)])
         return wanted & await self._held()
 
-    async def renew(self) -> set[str]:
-        """Extend every lease of this node; the keys it holds. Raises StoreError."""
-        sent = trio.current_time()
-        await self.store.write([("UPDATE scenario_leases SET expires_wall=? WHERE owner=?",
-                                 (time.time() + self.lease_s, self.node_id))])
+    async def renew(self, keys: Iterable[str]) -> set[str]:
+        """Extend the leases of ``keys`` (the runs this node executes); those of them it still holds. Also
+        with no keys it reads the table: a success makes the node ``fresh``. Raises StoreError."""
+        sent, wanted = trio.current_time(), sorted(set(keys))
+        if wanted:
+            await self.store.write(self._renewals(wanted, time.time() + self.lease_s))
         held = await self._held()
         self._fresh_until = sent + self.lease_s
-        return held
+        return held.intersection(wanted)
+
+    def _renewals(self, keys: Sequence[str], until: float) -> list[Statement]:
+        chunks = [keys[i:i + CHUNK] for i in range(0, len(keys), CHUNK)]
+        return [(f"UPDATE scenario_leases SET expires_wall=? WHERE owner=? AND key IN ({','.join('?' * len(c))})",
+                 (until, self.node_id, *c)) for c in chunks]
 
     async def owner(self, key: str) -> str | None:
         """The node holding ``key``'s lease (None: nobody)."""

@@ -49,12 +49,12 @@ class RunStore:
         (``scenario.leases``: the write fails unless this node still holds the run's lease)."""
         await self.store.write([*fence, self.row(run)])
 
-    async def claimable(self, node_id: str, now_wall: float) -> list[str]:
-        """Keys of unfinished runs whose lease (``scenario.leases``) is free, expired or ``node_id``'s."""
+    async def claimable(self, now_wall: float, own: str = "") -> list[str]:
+        """Keys of unfinished runs whose lease (``scenario.leases``) is free or expired, or held by ``own``."""
         rows = await self.store.read(
             "SELECT r.key FROM escalation_runs r LEFT JOIN scenario_leases l ON l.key = r.key"
             " WHERE r.done=0 AND (l.key IS NULL OR l.expires_wall<? OR l.owner=?) ORDER BY r.key",
-            (now_wall, node_id))
+            (now_wall, own))
         return [str(r[0]) for r in rows]
 
     async def unfinished(self) -> list[Run]:

@@ -76,6 +76,11 @@ async def run_node(backend: Backend, node_id: str, sms: Sms, *,
         store.sync.close()
 
 
+async def stalled(keys: object) -> set[str]:
+    """A renewal that never comes back (its node is paused)."""
+    await trio.sleep_forever()
+
+
 @pytest.fixture
 def pg_backend(pg_cluster: PgCluster, tmp_path: Path) -> Backend:
     return Backend("postgresql", tmp_path, pg_cluster)
@@ -103,13 +108,13 @@ async def test_a_lease_is_one_nodes_until_it_expires_and_fences_the_other_nodes_
             with pytest.raises(StoreError):  # b does not hold it: nothing of that transaction is written
                 await stores[1].write([*b.fence(run.key), RunStore.row(run)])
             assert (await runs.get(run.key)).pc == 0  # type: ignore[union-attr]
-            assert await a.renew() == {run.key, "i2/category"} and a.fresh()
+            assert await a.renew([run.key, "i2/category"]) == {run.key, "i2/category"} and a.fresh()
             await trio.sleep(LEASE_S * 1.2)  # a is paused past its lease
             assert not a.fresh()
             assert await b.claim([run.key]) == {run.key}
             with pytest.raises(StoreError):
                 await stores[0].write([*a.fence(run.key), RunStore.row(run)])
-            assert await a.renew() == {"i2/category"}  # expired but taken by nobody: still a's
+            assert await a.renew([run.key, "i2/category"]) == {"i2/category"}  # expired, taken by nobody: a's
             assert await a.owner(run.key) == "b" and await b.claim(["i2/category"]) == set()
             await stores[1].write([*b.fence(run.key), RunStore.row(run), b.end_statement(run.key)])
             assert await a.owner(run.key) is None and (await runs.get(run.key)).pc == 5  # type: ignore[union-attr]
@@ -160,7 +165,7 @@ async def test_a_paused_owner_whose_lease_was_taken_records_no_step(pg_backend: 
             incident = await env_a.open("s")
             key = f"{incident.id}/category"
             await sms_a.entered.wait()  # a is sending attempt 1 ... and stops renewing: paused
-            monkeypatch.setattr(env_a.engine.leases, "renew", trio.sleep_forever)
+            monkeypatch.setattr(env_a.engine.leases, "renew", stalled)
             await env_b.wait_for(incident.id, "awaiting_ack", attempt=1)  # b took the run over and sent it
             held = await env_a.engine.recorder.acquire(incident.id)  # a's copy of the incident stays live
             sms_a.hold.set()  # a wakes up and tries to record its step
