@@ -7,9 +7,10 @@ its stored deadline (firing at once if it passed while we were down); a run that
 resends only to the people its last write does not show as reached.
 
 With several nodes on one database, a node executes only the runs it holds a lease on
-(``scenario.leases``): it renews them every ``lease_s / 3``, takes over every ``SCAN_S`` the runs whose
-lease expired (their node died) from their last committed write, and drops a run whose lease another
-node took; every write of a run's progress is fenced, so a node that lost the lease commits no step.
+(``scenario.leases``): it renews them every ``lease_s / 3``, takes over the runs whose lease expired
+(their node died) from their last committed write, looking every ``SCAN_S`` or as another node's lease
+ends if sooner, and drops a run whose lease another node took; every write of a run's progress is
+fenced, so a node that lost the lease commits no step.
 
 Triggers (a category becoming known, a category change, the answer-time SLA) live in
 ``scenario.triggers``; acknowledgements arrive through ``acknowledge`` and its helpers.
@@ -86,13 +87,15 @@ class Engine:
             log.info("escalation: %d scenario runs resumed on node %s", len(self.runs), self.leases.node_id)
             nursery.start_soon(self._renew_leases)
             task_status.started()
-            period = min(SCAN_S, self.leases.lease_s / 3)
+            period = wait = min(SCAN_S, self.leases.lease_s / 3)
             while True:
-                await trio.sleep(period)
+                await trio.sleep(wait)
+                wait = period
                 try:
                     if taken := await self._take_over():
                         log.warning("escalation: %d scenario runs taken over (their lease expired)", taken)
                         self.taken_over += taken
+                    wait = await self.leases.next_look_s(period)
                 except GatewayError as exc:
                     log.error("escalation: looking for runs to take over failed: %s", exc)
 

@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS scenario_lease_fence (
 LOCAL = "local"
 LEASE_S = 5.0
 CHUNK = 500  # keys per IN (...)
+SLACK_S = 0.01  # a lease is taken once its end has passed on the taker's clock
 _CLAIM = ("INSERT INTO scenario_leases (key, owner, expires_wall) VALUES (?,?,?) ON CONFLICT (key) DO UPDATE"
           " SET owner=excluded.owner, expires_wall=excluded.expires_wall"
           " WHERE scenario_leases.expires_wall<? OR scenario_leases.owner=excluded.owner")
@@ -129,6 +130,15 @@ class Leases:
         chunks = [keys[i:i + CHUNK] for i in range(0, len(keys), CHUNK)]
         return [(f"UPDATE scenario_leases SET expires_wall=? WHERE owner=? AND key IN ({','.join('?' * len(c))})",
                  (until, self.node_id, *c)) for c in chunks]
+
+    async def next_look_s(self, most: float) -> float:
+        """How long to wait before looking for expired leases again: ``most``, or less when another node's
+        lease ends sooner (a dead node's runs are taken over as its lease ends, not up to ``most`` later)."""
+        now = time.time()
+        rows = await self.store.read("SELECT min(expires_wall) FROM scenario_leases WHERE owner<>? AND expires_wall>=?",
+                                     (self.node_id, now))
+        soonest = rows[0][0] if rows else None
+        return most if soonest is None else max(0.0, min(most, float(soonest) - now + SLACK_S))  # type: ignore[arg-type]
 
     async def owner(self, key: str) -> str | None:
         """The node holding ``key``'s lease (None: nobody)."""
