@@ -21,7 +21,7 @@ from gateway.incident.recorder import Recorder
 from gateway.incident.store import AsyncStore
 from gateway.scenario import machine as M
 from gateway.scenario.engine import Engine
-from gateway.scenario.leases import LOCAL, Leases, node_name
+from gateway.scenario.leases import LOCAL, LeaseLost, Leases, node_name
 from gateway.scenario.notifier import Notifier
 from gateway.scenario.runs import RunStore
 from gateway.scenario.triggers import Triggers, TriggerSettings
@@ -62,7 +62,8 @@ async def run_node(backend: Backend, node_id: str, sms: Sms, *,
     """One gateway node's scenario side on ``backend``; cancelling the scope it reports kills it (leases kept)."""
     store = AsyncStore(backend.open())
     recorder = Recorder(store, Bus())
-    engine = Engine(recorder=recorder, catalogue=catalogue(scenario("s", SMS_NOTIFY, {"do": "close"})),
+    engine = Engine(recorder=recorder, catalogue=catalogue(scenario("s", SMS_NOTIFY, {"do": "close"}),
+                                                           scenario("t", {"do": "close"})),
                     directory=DIRECTORY, notifier=Notifier({"sms": sms}, TEXTS, deliver_timeout_s=30),
                     node_id=node_id, lease_s=LEASE_S)
     triggers = Triggers(engine, engine.notifier, TriggerSettings(answer_sla_s=600))
@@ -134,6 +135,8 @@ async def test_a_killed_nodes_run_resumes_on_the_other_once_its_lease_expires(pg
             key = f"{incident.id}/category"
             await env_a.wait_for(incident.id, "awaiting_ack", attempt=1)
             assert key in env_a.engine.runs and key not in env_b.engine.runs  # a holds it: b leaves it alone
+            with pytest.raises(LeaseLost):  # nor may b switch it (a category changed on b's console)
+                await env_b.engine.start(incident, "category", "t", "t", reason="category_changed")
             kill_a.cancel()  # a crash: nothing given up
             killed = time.monotonic()
             while key not in env_b.engine.runs:
@@ -151,6 +154,7 @@ async def test_a_killed_nodes_run_resumes_on_the_other_once_its_lease_expires(pg
     assert notified == [("duty_a", 1), ("duty_a", 2), ("duty_b", 1), ("duty_b", 2)]
     kinds = [k for k, _ in timeline]
     assert (kinds.count("step_started"), kinds.count("awaiting_ack"), kinds.count("scenario_finished")) == (1, 2, 1)
+    assert "scenario_switched" not in kinds
     assert [d.get("gave_up", False) for k, d in timeline if k == "ack_timeout"] == [False, True]
 
 
