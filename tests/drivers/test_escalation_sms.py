@@ -11,6 +11,7 @@ from channels.smpp import open_smpp
 from gateway.settings.channels import SmppConfig
 from sim.smsc_server import open_smsc
 from tests.core.test_escalation_engine import NOTIFY, catalogue, environment, scenario
+from tests.store_backends import Backend
 
 
 async def test_a_failing_channel_falls_back_to_sms_and_an_sms_reply_acknowledges(tmp_path: Path) -> None:
@@ -19,7 +20,7 @@ async def test_a_failing_channel_falls_back_to_sms_and_an_sms_reply_acknowledges
     async with open_smsc(system_id="esc", password="pw") as smsc:
         host, port = smsc.address
         async with open_smpp(SmppConfig(system_id="esc", password="pw", host=host, port=port)) as sms, \
-                environment(tmp_path / "s.db", catalogue(s), channels={"sms": sms}, threaded=True) as env:
+                environment(Backend("sqlite", tmp_path), catalogue(s), channels={"sms": sms}, threaded=True) as env:
             incident = await env.open("s")
             await env.wait_for(incident.id, "awaiting_ack")
             timeline = await env.timeline(incident.id)
