@@ -2,7 +2,8 @@
 
 ``Spooled`` is the incident store a PostgreSQL node runs (``gateway.stores``). A write goes to PostgreSQL;
 when PostgreSQL cannot be reached (``StoreUnavailable``: refused, timed out, connection lost) the write is
-made durable in a SQLite file on this node instead (the embedded store serves: WAL, full fsync) and the
+made durable in a SQLite file on this node instead (the embedded store serves: WAL, full fsync; each write
+of a group commit a row of its own, so one refused later is the only one set aside) and the
 caller goes on as if PostgreSQL had it: an incident is still committed before its call is answered, on this
 node's disk. From then on every write joins the end of the spool, so each incident's changes keep their
 order, and ``replay`` (every ``REPLAY_EVERY_S``, on the store's one thread, between writes) moves the spool
@@ -78,13 +79,18 @@ class Spooled(Queries):
     # --- the connection: writes spool when PostgreSQL is away, the rest is PostgreSQL's -------------------
 
     def write(self, statements: list[Statement]) -> None:
+        self.write_many([statements])
+
+    def write_many(self, writes: list[list[Statement]]) -> None:
+        """A group commit to PostgreSQL, or each write of it into the spool on its own (so that one PostgreSQL
+        refuses on replay is the only one set aside)."""
         if not self.spooled:
             try:
-                self.primary.write(statements)
+                self.primary.write_many(writes)
                 return
             except StoreUnavailable as exc:
                 self._away(exc)
-        self._spool(statements)
+        self._spool(*writes)
 
     def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         return self.primary._read(sql, args)
@@ -147,14 +153,20 @@ class Spooled(Queries):
             log.critical("PostgreSQL unreachable (%s): writes go to the local spool %s", exc, self.path)
         self.last_error = str(exc)
 
-    def _spool(self, statements: list[Statement]) -> None:
-        batch = _encode([(sql, list(args)) for sql, args in statements])
+    def _spool(self, *writes: list[Statement]) -> None:
+        """Keep ``writes`` (a row each) in one durable transaction."""
+        now = time.time()
+        rows = [(now, _encode([(sql, list(args)) for sql, args in statements])) for statements in writes]
         with self._lock:
             try:
-                self._db.execute("INSERT INTO spool (wall, batch) VALUES (?,?)", (time.time(), batch))
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("INSERT INTO spool (wall, batch) VALUES (?,?)", rows)
+                self._db.execute("COMMIT")
             except Exception as exc:  # sqlite3.Error, OSError: nowhere left to keep it
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise StoreError(f"PostgreSQL unreachable and the local spool {self.path} failed: {exc}") from exc
-        self.spooled += 1
+        self.spooled += len(rows)
 
     def _oldest(self, limit: int) -> list[tuple[int, bytes]]:
         with self._lock:

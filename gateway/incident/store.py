@@ -155,6 +155,11 @@ class Queries:
     def write(self, statements: list[Statement]) -> None:
         raise NotImplementedError
 
+    def write_many(self, writes: list[list[Statement]]) -> None:
+        """Several writes in one transaction (a group commit); a backend that keeps writes for later keeps
+        them one by one."""
+        self.write([st for statements in writes for st in statements])
+
     def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         raise NotImplementedError
 
@@ -363,9 +368,8 @@ class AsyncStore:
                     batch.append(self._receive.receive_nowait())
                 except trio.WouldBlock:
                     break
-            statements = [st for item in batch for st in item[0]]
             try:
-                await self._run(self.sync.write, statements)
+                await self._run(self.sync.write_many, [item[0] for item in batch])
             except StoreError as exc:
                 if len(batch) == 1:
                     batch[0][2].append(exc)

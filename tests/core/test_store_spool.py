@@ -97,3 +97,15 @@ async def test_a_spooled_write_refused_on_replay_is_set_aside_and_reported(pg_cl
     assert "refused by PostgreSQL" in spooled.problems()[0]
     assert spooled.primary.count() == 1
     spooled.close()
+
+
+async def test_each_write_of_a_group_commit_is_spooled_on_its_own(pg_cluster: PgCluster, tmp_path: Path) -> None:
+    database = pg_cluster.database(TEMPLATE)
+    spooled = Spooled(PgStore(pg_cluster.dsn(database), schema_version=VERSION), tmp_path / "spool.db")
+    spooled._spool([("SELECT 1", ())])  # PostgreSQL away: what follows joins the spool
+    good = spooled.primary.create_statements(incident(2))
+    spooled.write_many([[("INSERT INTO no_such_table VALUES (?)", (1,))], good])  # one group commit, two writes
+    assert spooled.spooled == 3
+    assert spooled.replay() == 2  # the refused one alone is set aside: its neighbour in the commit is not
+    assert spooled.rejected == 1 and spooled.primary.count() == 1
+    spooled.close()
