@@ -22,6 +22,17 @@ def _real_tier_available() -> str | None:
     return None
 
 
+@pytest.fixture(autouse=True)
+def _umask_restored() -> Iterator[None]:
+    """A test that runs the CLI in this process gets its umask (027, ``gateway.cli.main``) for good: later
+    tests' prompts, speech and recordings would be unreadable to Asterisk's account. Each test ends with the
+    umask it started with."""
+    before = os.umask(0o022)
+    os.umask(before)
+    yield
+    os.umask(before)
+
+
 @pytest.fixture(scope="session")
 def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskInstance]:
     reason = _real_tier_available()
