@@ -49,30 +49,33 @@ class Lane:
         return await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        """Finish the calls already asked, then end the thread (a later call starts a new one)."""
-        with self._lock:  # held while joining: no new thread may take jobs while this one drains
+        """Finish the calls already asked, then end the thread (a later call starts a new one, on a queue of
+        its own: it never takes a job the old thread still has to run, so order holds)."""
+        with self._lock:
             thread, self._thread = self._thread, None
+            jobs, self._jobs = self._jobs, queue.SimpleQueue()
             if thread is not None:
-                self._jobs.put(None)
-                thread.join()
+                jobs.put(None)
+        if thread is not None:  # joined outside the lock: the thread may need it to end on its idle path
+            thread.join()
 
     def _submit(self, job: _Job) -> None:
         with self._lock:  # under the lock: an idle thread ending now cannot leave this job unserved
             self._jobs.put(job)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
+                self._thread = threading.Thread(target=self._work, args=(self._jobs,), name=self.name, daemon=True)
                 self._thread.start()
 
-    def _work(self) -> None:
+    def _work(self, jobs: queue.SimpleQueue[_Job | None]) -> None:
         while True:
             try:
-                job = self._jobs.get(timeout=IDLE_EXIT_S)
+                job = jobs.get(timeout=IDLE_EXIT_S)
             except queue.Empty:
                 with self._lock:
-                    if self._jobs.empty():
+                    if self._jobs is jobs and jobs.empty():  # still the lane's queue, and idle: end
                         self._thread = None
                         return
-                continue
+                continue  # closed meanwhile: its None is on the way
             if job is None:
                 return
             fn, deliver = job

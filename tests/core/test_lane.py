@@ -88,3 +88,14 @@ async def test_close_drains_then_a_later_call_starts_again() -> None:
     assert done == list(range(5))
     assert await lane.run(lambda: 7) == 7
     lane.close()
+
+
+async def test_closing_as_the_thread_goes_idle_never_deadlocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads, "IDLE_EXIT_S", 0.001)  # the idle path and close() meet again and again
+    lane = Lane("t-race")
+    with trio.fail_after(20):
+        for n in range(200):
+            assert await lane.run(lambda n=n: n) == n
+            await trio.sleep(0.001 * (n % 3))
+            await trio.to_thread.run_sync(lane.close, abandon_on_cancel=True)
+    assert lane._thread is None
