@@ -7,21 +7,12 @@ from pathlib import Path
 
 import trio
 
-from gateway.incident.records import Caller, Incident, Location
-from gateway.incident.store import AsyncStore, SqliteStore, event
+from gateway.incident.records import Location
+from gateway.incident.store import AsyncStore, SqliteStore
 from gateway.protocols import location
+from tests.core.test_store import incident
 
 HOME = Location(source="directory", shape="circle", lat=43.2381, lon=76.9456, radius_m=30)
-
-
-def incident(incident_id: str, number: str, created: float, where: tuple[float, float] | None = None) -> Incident:
-    inc = Incident(id=incident_id, service="112", created_wall=created,
-                   caller=Caller(raw_number=number, number=number, display_name="", withheld=False))
-    if where:
-        inc.locations.append(Location(source="pidf-lo", shape="point", lat=where[0], lon=where[1]))
-        inc.best_location = 0
-    inc.timeline.append(event("call_arrived"))
-    return inc
 
 
 async def test_the_directory_place_finds_incidents_there(tmp_path: Path) -> None:
