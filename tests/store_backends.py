@@ -47,14 +47,19 @@ class PgCluster:
         return name
 
 
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PgCluster]:
+def require_postgresql() -> None:
+    """Skip without PostgreSQL's binaries; in CI (which installs them) fail instead."""
     try:
         pg.bindir()
     except DrillError as exc:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is required in CI (make deps installs it): {exc}")
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    require_postgresql()
     with pg.pg_server() as server:
         cluster = PgCluster(server)
         # Behaviour, not a power cut, is tested here (bench/store.py measures the durable server): without

@@ -4,25 +4,19 @@ nothing keeps running once a block exits."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import psycopg
 import pytest
 import trio
 
-from gateway.errors import DrillError
 from sim import pg
+from tests.store_backends import require_postgresql
 
 
 @pytest.fixture(autouse=True)
 def postgresql_installed() -> None:
-    try:
-        pg.bindir()
-    except DrillError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI (make deps installs it): {exc}")
-        pytest.skip(str(exc))
+    require_postgresql()
 
 
 def assert_gone(servers: list[pg.PgServer]) -> None:
