@@ -9,12 +9,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from gateway import settings as config
 from gateway.errors import KamailioError
 from gateway.kamailio import proxy
+from sim.lab import write_config
 from sim.sipp import free_port
 
 CLUSTER_SECTION = """
@@ -29,6 +31,12 @@ invite_timeout_ms = {invite_timeout_ms}
 instance_dir = "{instance_dir}"
 children = 2
 """
+NODE_SECTION = """
+[cluster]
+node_id = "{node_id}"
+lease_s = {lease_s}
+"""
+CLUSTER_TABLE = re.compile(r"(?ms)^\[cluster\]\n.*?(?=^\[|\Z)")
 ROUTED = re.compile(r"INVITE (\S+) to node (\S+)")
 FAILED = re.compile(r"node (\S+) failed (\S+) \((\d+)\)")
 
@@ -39,11 +47,20 @@ def write_proxy_config(node_config: Path, nodes: Sequence[config.GatewayConfig],
     """``node_config`` plus a ``[cluster]`` of Kamailio on a free loopback port in front of ``nodes``."""
     workdir.mkdir(parents=True, exist_ok=True)
     listed = ", ".join(f'"127.0.0.1:{node.asterisk.sip_port}"' for node in nodes)
-    text = node_config.read_text() + CLUSTER_SECTION.format(
+    text = CLUSTER_TABLE.sub("", node_config.read_text()) + CLUSTER_SECTION.format(
         port=free_port(), nodes=listed, algorithm=algorithm, probe_interval_s=probe_interval_s,
         invite_timeout_ms=invite_timeout_ms, instance_dir=workdir / "instance")
     path = workdir / "kamailio.toml"
     path.write_text(text)
+    config.load(path)
+    return path
+
+
+def write_node_config(workdir: Path, node_id: str, dsn: str, *, lease_s: float = 2.0, **options: Any) -> Path:
+    """A lab node (``sim.lab.write_config`` with ``options``) named ``node_id`` on the shared PostgreSQL ``dsn``."""
+    path = write_config(workdir, **options)
+    text = path.read_text().replace("[store]\n", f'[store]\nbackend = "postgresql"\ndsn = "{dsn}"\n', 1)
+    path.write_text(text + NODE_SECTION.format(node_id=node_id, lease_s=lease_s))
     config.load(path)
     return path
 

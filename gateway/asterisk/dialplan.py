@@ -71,7 +71,25 @@ def template_values(cfg: GatewayConfig, instance_dir: str, moddir: str, datadir:
         "record_auto_callback": record_callback(cfg, instance_dir, "ECGW_INCIDENT"),
         "talk_detect": talk_detect(cfg),
         **callback_values(cfg),
+        **node_values(cfg),
     }
+
+
+def system_name(cfg: GatewayConfig) -> str:
+    """This node's Asterisk ``systemname``: ``[cluster] node_id`` in letters and digits only, "" for one
+    node. Asterisk puts it before every UNIQUEID ("nodea-1764800000.12"), so two nodes' calls never share
+    an id (each counts from the second it started) and so never an incident id in the shared store."""
+    return re.sub(r"[^0-9A-Za-z]", "", cfg.cluster.node_id)[:16]
+
+
+def node_values(cfg: GatewayConfig) -> dict[str, str]:
+    """asterisk.conf's systemname, and how the dialplan takes the "<epoch>.<n>" part of a UNIQUEID and
+    names the node in the incident id: "20261205-024200-nodea.1764800000.12" (one node: no name)."""
+    name = system_name(cfg)
+    if not name:
+        return {"systemname": "; systemname: unset ([cluster] node_id is empty: one node)",
+                "unique_id": "${UNIQUEID}", "incident_node": ""}
+    return {"systemname": f"systemname = {name}", "unique_id": "${CUT(UNIQUEID,-,2)}", "incident_node": f"{name}."}
 
 
 def talk_detect(cfg: GatewayConfig) -> str:

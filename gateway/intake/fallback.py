@@ -89,10 +89,12 @@ def answered_by(channel: str) -> tuple[str, str]:
 
 
 def dialplan_id(unique_id: str, arrived_wall: float) -> str:
-    """The incident id the dialplan gives a call (``extensions.conf``: its uniqueid's UTC time, then it)."""
-    seconds = unique_id.split(".", 1)[0]
+    """The incident id the dialplan gives a call (``extensions.conf``: its uniqueid's UTC time, then the
+    node's systemname and a dot if the uniqueid has one ("nodea-1764800000.12"), then "<epoch>.<n>")."""
+    node, _, own = unique_id.rpartition("-")
+    seconds = own.split(".", 1)[0]
     if seconds.isdigit() and len(seconds) <= 10:
-        found = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime(int(seconds)))}-{unique_id}"
+        found = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime(int(seconds)))}-{node + '.' if node else ''}{own}"
         if INCIDENT_ID.match(found):
             return found
     return new_incident_id(arrived_wall)

@@ -276,3 +276,9 @@ def test_who_answered_and_the_incident_without_answer_or_a_usable_mark() -> None
         "call_arrived", "fallback_ringing", "hung_up", "fallback_registered"]
     assert inc.timeline[2].data["answered"] is False
     assert dialplan_id("no-epoch", 1796417176.0).startswith("20261204-204616-")
+
+
+def test_a_cluster_node_s_uniqueid_gives_the_incident_id_its_dialplan_gives() -> None:
+    """With ``systemname`` (a cluster node) UNIQUEID is "nodea-<epoch>.<n>": the id names the node."""
+    assert dialplan_id("nodea-1796417176.0", 0.0) == "20261204-204616-nodea.1796417176.0"
+    assert dialplan_id("nodea-x.0", 1796417176.0).startswith("20261204-204616-")

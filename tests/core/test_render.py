@@ -189,3 +189,16 @@ def test_the_102_menu_prompt_speaks_the_configured_1402_key_in_each_language() -
     assert not any("{offer_1402}" in text for text in menu.values())
     assert set(texts["category_1402"]) == {"kk", "ru", "en"}
     assert "category_102" not in prompts.load_texts()  # not offered: not generated (the IVR does not ask it)
+
+
+def test_a_cluster_node_names_itself_in_every_uniqueid_and_incident_id() -> None:
+    """Two nodes count UNIQUEIDs from the same second: ``systemname`` keeps their calls' ids (and so their
+    incident ids in the shared store) apart; one node renders as before."""
+    one = rendered()
+    assert "systemname" not in "\n".join(sections(one["asterisk.conf"])["options"])
+    assert "Set(ECGW_UID=${UNIQUEID})" in one["extensions.conf"]
+    node = msgspec.structs.replace(CFG, cluster=msgspec.structs.replace(CFG.cluster, node_id="node-a.2"))
+    two = rendered(node)
+    assert "systemname = nodea2" in sections(two["asterisk.conf"])["options"]
+    assert "Set(ECGW_UID=${CUT(UNIQUEID,-,2)})" in two["extensions.conf"]
+    assert "%Y%m%d-%H%M%S)}-nodea2.${ECGW_UID})" in two["extensions.conf"]

@@ -1,0 +1,175 @@
+"""Real tier, issue 14: two active nodes, each a real Asterisk with its own gateway, sharing one real
+PostgreSQL, with Kamailio in front spreading the callers over both.
+
+Each node's dispatcher phones are its own sipp; a call's incident is read through node B's API whichever
+node took it (the store is shared). The second test SIGKILLs node A's gateway *and* its Asterisk while
+calls are up: new calls are answered by B (Kamailio's INVITE timeout moves a call sent to the dead node),
+every incident stored before the kill is there exactly once, and the calls that were up on A are cut
+(counted: that is the machine gone, not a record lost)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import trio
+
+from gateway.asterisk import sandbox
+from gateway.incident.records import Incident
+from gateway.incident.store_pg import migrate
+from gateway.stores import MIGRATIONS
+from sim import pg, sipp
+from sim import sipp_xml as scenario
+from sim.cluster import Proxy, running_proxy, write_node_config, write_proxy_config
+from sim.lab import AsteriskInstance, GatewayProcess, start_asterisk, stop_asterisk
+from tests.conftest import _real_tier_available
+from tests.store_backends import require_postgresql
+
+INVITE_TIMEOUT_MS = 1000
+NAMES = ("node-a", "node-b")
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[pg.PgServer]:
+    reason = _real_tier_available() or (None if shutil.which("kamailio", path="/usr/sbin:/usr/bin")
+                                        else "kamailio is not installed")
+    if reason and os.environ.get("CI"):
+        pytest.fail(f"real tier required in CI: {reason}")
+    if reason:
+        pytest.skip(reason)
+    require_postgresql()
+    with pg.pg_server() as server:
+        migrate(server.dsn(), MIGRATIONS)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def nodes(database: pg.PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AsteriskInstance]]:
+    started: list[AsteriskInstance] = []
+    try:
+        for name in NAMES:
+            path = write_node_config(tmp_path_factory.mktemp(name), name, database.dsn(), ivr=False,
+                                     ring_timeout=4, overflow=30)
+            started.append(start_asterisk(path))
+        yield started
+    finally:
+        for node in started:
+            stop_asterisk(node)
+
+
+def uri(node: AsteriskInstance) -> str:
+    return f"sip:127.0.0.1:{node.cfg.asterisk.sip_port}"
+
+
+@dataclass
+class Lab:
+    proxy: Proxy
+    gateways: list[GatewayProcess]
+    workdir: Path
+
+    async def call(self, name: str, number: str, talk_ms: int = 300) -> sipp.CallResult:
+        xml = scenario.caller("112", number, "Cluster", talk_ms=talk_ms, routed=True)
+        return await sipp.place_call(self.gateways[0].cfg, xml, self.workdir / name, 30, target=self.proxy.target)
+
+
+@asynccontextmanager
+async def running(nodes: list[AsteriskInstance], workdir: Path) -> AsyncIterator[Lab]:
+    """Both gateways, each node's phones and Kamailio (probing every second) until the block exits."""
+    proxy_config = write_proxy_config(nodes[0].path, [n.cfg for n in nodes], workdir / "kamailio",
+                                      probe_interval_s=1, invite_timeout_ms=INVITE_TIMEOUT_MS)
+    gateways = [GatewayProcess(n.path, workdir / f"gateway-{name}.log") for n, name in zip(nodes, NAMES)]
+    async with AsyncExitStack() as stack:
+        for i, node in enumerate(nodes):
+            await stack.enter_async_context(sipp.phones(node.cfg, workdir / f"phones-{i}"))
+        for gateway in gateways:
+            stack.push_async_callback(gateway.stop)
+            await gateway.start()
+        proxy = stack.enter_context(running_proxy(proxy_config))
+        for node in nodes:
+            await proxy.wait_flags(uri(node), "A")
+        yield Lab(proxy, gateways, workdir)
+
+
+def stored(database: pg.PgServer) -> dict[str, list[tuple[str, str]]]:
+    """Every incident in the shared store: number → [(id, state)], straight from PostgreSQL."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    with psycopg.connect(database.dsn()) as db:
+        for incident_id, number, state in db.execute("SELECT id, number, state FROM incidents"):
+            found.setdefault(number, []).append((incident_id, state))
+    return found
+
+
+async def final(gateway: GatewayProcess, results: list[sipp.CallResult]) -> list[Incident]:
+    return [await gateway.wait_incident(r.call_id, until="hung_up") for r in results]
+
+
+async def test_both_nodes_take_calls_into_one_store_and_each_reads_every_incident(
+    database: pg.PgServer, nodes: list[AsteriskInstance], tmp_path: Path
+) -> None:
+    async with running(nodes, tmp_path) as lab:
+        results = [await lab.call(f"call-{i}", f"+7701777000{i}") for i in range(4)]
+        assert all(r.returncode == 0 and r.answered_wall is not None for r in results), tmp_path
+        routed = lab.proxy.routed()
+        assert sorted(routed[r.call_id] for r in results) == sorted([uri(n) for n in nodes] * 2)
+        for reader in lab.gateways:  # node B reads node A's incidents and A reads B's
+            incidents = await final(reader, results)
+            tags = {"nodea" if routed[r.call_id] == uri(nodes[0]) else "nodeb" for r in results}
+            assert {i.id.split("-")[2].split(".")[0] for i in incidents} == tags
+    rows = stored(database)
+    assert all(len(rows[f"+7701777000{i}"]) == 1 for i in range(4)), rows
+
+
+async def test_node_a_killed_new_calls_are_answered_by_b_and_no_stored_incident_is_lost(
+    database: pg.PgServer, nodes: list[AsteriskInstance], tmp_path: Path
+) -> None:
+    """Kills node A: the module's last test."""
+    dead, alive = nodes
+    async with running(nodes, tmp_path) as lab:
+        before = [await lab.call(f"before-{i}", f"+7701777100{i}") for i in range(2)]
+        await final(lab.gateways[1], before)
+        up: list[sipp.CallResult] = []
+        async with trio.open_nursery() as nursery:
+            async def long_call(i: int) -> None:
+                up.append(await lab.call(f"up-{i}", f"+7701777200{i}", talk_ms=6000))
+
+            for i in range(2):
+                nursery.start_soon(long_call, i)
+                await trio.sleep(0.3)
+            await trio.sleep(1.5)  # both answered and talking, one on each node
+            killed_wall = time.time()
+            lab.gateways[0].kill()
+            pid = sandbox.pid(sandbox.locate(dead.cfg))
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            after: list[sipp.CallResult] = []
+
+            async def new_call(i: int) -> None:
+                after.append(await lab.call(f"after-{i}", f"+7701777300{i}"))
+
+            async with trio.open_nursery() as callers:  # round robin: one of them is sent to the dead node
+                for i in range(3):
+                    callers.start_soon(new_call, i)
+        assert all(r.answered_wall is not None for r in after), tmp_path
+        answered_s = max(r.answered_wall or 0.0 for r in after) - killed_wall
+        on_b = await final(lab.gateways[1], after)
+        assert all(".nodeb." in f".{i.id.split('-')[2]}" for i in on_b)
+        routed = lab.proxy.routed()
+        cut = [r for r in up if routed[r.call_id] == uri(dead)]
+        kept = [r for r in up if routed[r.call_id] == uri(alive)]
+        assert len(cut) == len(kept) == 1
+        await final(lab.gateways[1], kept + before)
+    rows = stored(database)
+    numbers = [f"+7701777100{i}" for i in range(2)] + [f"+7701777200{i}" for i in range(2)] + \
+              [f"+7701777300{i}" for i in range(3)]
+    assert all(len(rows.get(n, [])) == 1 for n in numbers), rows
+    print(f"kill -> last of 3 new calls answered on B {answered_s:.2f} s; calls cut on A: {len(cut)}; "
+          f"incidents stored before the kill: {len(before) + len(up)}, all present once")
+    assert answered_s <= 2.0
