@@ -49,13 +49,14 @@ class RunStore:
         (``scenario.leases``: the write fails unless this node still holds the run's lease)."""
         await self.store.write([*fence, self.row(run)])
 
-    async def claimable(self, now_wall: float, own: str = "") -> list[str]:
-        """Keys of unfinished runs whose lease (``scenario.leases``) is free or expired, or held by ``own``."""
+    async def claimable(self, now_wall: float, own: str = "") -> dict[str, str]:
+        """Unfinished runs whose lease (``scenario.leases``) is free or expired, or held by ``own``: key → the
+        node that held it last ("" for none)."""
         rows = await self.store.read(
-            "SELECT r.key FROM escalation_runs r LEFT JOIN scenario_leases l ON l.key = r.key"
+            "SELECT r.key, COALESCE(l.owner, '') FROM escalation_runs r LEFT JOIN scenario_leases l ON l.key = r.key"
             " WHERE r.done=0 AND (l.key IS NULL OR l.expires_wall<? OR l.owner=?) ORDER BY r.key",
             (now_wall, own))
-        return [str(r[0]) for r in rows]
+        return {str(key): str(owner) for key, owner in rows}
 
     async def unfinished(self) -> list[Run]:
         """Every run not done; a row that no longer decodes is logged and skipped."""

@@ -156,6 +156,9 @@ async def test_a_killed_nodes_run_resumes_on_the_other_once_its_lease_expires(pg
     assert (kinds.count("step_started"), kinds.count("awaiting_ack"), kinds.count("scenario_finished")) == (1, 2, 1)
     assert "scenario_switched" not in kinds
     assert [d.get("gave_up", False) for k, d in timeline if k == "ack_timeout"] == [False, True]
+    [noted] = [d for k, d in timeline if k == "scenario_taken_over"]  # the record says where it went on
+    assert (noted["previous_node"], noted["node"], noted["step"], noted["run"]) == ("a", "b", 1, "category")
+    assert kinds.index("awaiting_ack") < kinds.index("scenario_taken_over") < kinds.index("ack_timeout")
 
 
 async def test_a_paused_owner_whose_lease_was_taken_records_no_step(pg_backend: Backend,
