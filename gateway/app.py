@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from gateway.asterisk.sandbox import locate
 from gateway.errors import AlertError, AriError, ChannelError, GatewayError
 from gateway.incident.bus import Bus
 from gateway.incident.desk import Desk
+from gateway.incident.nodes import PERIOD_S, Nodes, NodeState
 from gateway.incident.recorder import Recorder
 from gateway.incident.recording_index import RecordingIndex
 from gateway.incident.records import Incident
@@ -38,6 +40,7 @@ from gateway.metrics import Metrics
 from gateway.people.accounts import Accounts
 from gateway.protocols.cap import Circle
 from gateway.scenario import facts as F
+from gateway.scenario.leases import node_name
 from gateway.settings import GatewayConfig, project_path
 from gateway.stores import open_incident_store
 from gateway.warning.centre import Warnings
@@ -115,6 +118,9 @@ class Gateway:
         self.desk = Desk(self.store, self.recorder)
         # Two nodes on one PostgreSQL: the other's incident changes reach this node's consoles (LISTEN/NOTIFY).
         self.remote = RemoteChanges(cfg.store.dsn, self.store, self.bus) if cfg.store.backend == "postgresql" else None
+        # What each node holds (calls, queue, scenario runs), for /health and the supervisors' board.
+        self.nodes = Nodes(self.store, node_name(cfg.cluster.node_id, shared=cfg.store.backend == "postgresql"),
+                           period_s=min(PERIOD_S, cfg.cluster.lease_s / 2))
         self.intake = Intake(cfg, self.store, self.recorder, self.metrics, prompts_dir=f"{box.inside_dir}/sounds")
         self.asterisk = ami.AsteriskHealth()
         self.ari_connected = False
@@ -153,6 +159,7 @@ class Gateway:
             report.sla_breaches = self.escalation.triggers.breaches
         if self.remote is not None:
             report.other_nodes = self.remote.health()
+        report.nodes = self.nodes.known()
         if self.alarms is not None:
             report.alarm_sites = {k: v.last_test_wall for k, v in self.alarms.site_health().items()}
         spooled = self.store.sync.problems() if isinstance(self.store.sync, Spooled) else []
@@ -160,6 +167,13 @@ class Gateway:
         report.reasons = _reasons(report) + spooled + recordings + self.fallback.problems
         report.status = "degraded" if report.reasons else "ok"
         return report
+
+    def _node_state(self) -> NodeState:
+        """This node as its row in ``cluster_nodes`` says it (``incident.nodes``)."""
+        report = self.health()
+        return NodeState(node=self.nodes.node_id, started_wall=self.nodes.started_wall, seen_wall=time.time(),
+                         status=report.status, active_calls=report.active_calls, queue_length=report.queue_length,
+                         scenario_runs=report.scenario_runs)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled. ``started()`` once the HTTP API listens and ARI is registered."""
@@ -169,6 +183,7 @@ class Gateway:
                 await nursery.start(isolated, "store spool", functools.partial(replay_forever, self.store, spool))
             if self.remote is not None:
                 await nursery.start(isolated, "other nodes' incident changes", self.remote.run)
+            await nursery.start(isolated, "node state", functools.partial(self.nodes.run, self._node_state))
             routes: list[BaseRoute] = [
                 *incident_routes(self.store, self.bus, self.auth),
                 *health_routes(self.store, self.metrics, self.health, self.auth,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.incident import callback_table, recording_index, remote, store
+from gateway.incident import callback_table, nodes, recording_index, remote, store
 from gateway.incident.spool import Spooled
 from gateway.incident.store import Queries, SqliteStore
 from gateway.incident.store_pg import Migration, PgStore, migrate, read_version
@@ -30,6 +30,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "incident changes notified to the other nodes (trigger, pg_notify), incidents by updated_wall",
               remote.SCHEMA),
     Migration(3, "scenario run leases (which node executes which run) and their fence", leases.SCHEMA),
+    Migration(4, "gateway nodes: each node's last report of what it holds (calls, queue, scenario runs)",
+              nodes.SCHEMA),
 )
 VERSION = MIGRATIONS[-1].version
 

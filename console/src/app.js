@@ -159,6 +159,7 @@ async function refreshBoard() {
       rows.push(["b_1402_calls", line.calls], ["b_1402_abandoned", line.abandoned], ["b_1402_waiting", line.waiting],
         ["b_1402_longest", seconds(line.longest_wait_s)]);
     }
+    if (board.nodes && board.nodes.length > 1) rows.push(["b_nodes", board.nodes.map(describeNode).join("; ")]);
     $("board-figures").replaceChildren(...rows.flatMap(([key, value]) => [el("dt", t(state.language, key)), el("dd", value)]));
     $("units").tBodies[0].replaceChildren(...units.map((u) => {
       const row = document.createElement("tr");
@@ -168,6 +169,13 @@ async function refreshBoard() {
   } catch (error) {
     $("board-figures").replaceChildren(el("dd", explain(error)));
   }
+}
+
+// A gateway node on the board: what it holds now, or how long since it was last heard of.
+function describeNode(n) {
+  const lang = state.language;
+  if (!n.alive) return `${n.node}: ${t(lang, "node_lost")} ${Math.round(n.seen_s_ago)} s`;
+  return `${n.node}: ${n.status}, ${n.active_calls} ${t(lang, "node_calls")}, ${n.scenario_runs} ${t(lang, "node_runs")}`;
 }
 
 // Every position and its state, this person's own marked: who is free to take the next call.

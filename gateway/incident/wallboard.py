@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import msgspec
 
+from gateway.incident.nodes import NodeState
 from gateway.incident.records import IncidentSummary
 
 WAITING = ("new", "queued", "ringing")
@@ -46,6 +47,7 @@ class Board(msgspec.Struct, kw_only=True):
     scenario_runs: int = 0
     sla_breaches: int = 0
     line_1402: LineFigures | None = None  # the 1402 line's calls, counted apart from the above
+    nodes: list[NodeState] = []  # every gateway node and what it holds (``incident.nodes``)
 
 
 def _line(calls: list[IncidentSummary], now: float, sla_s: float) -> LineFigures:

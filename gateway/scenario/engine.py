@@ -108,17 +108,14 @@ class Engine:
         async with self._starting:  # a run being started here is adopted by its starter
             for key in sorted(taken):
                 run = None if key in self.runs else await self.run_store.get(key)
-                if run is None or run.phase == "done":
-                    continue
-                if found[key] not in ("", self.leases.node_id) and not await self._note_takeover(run, found[key]):
-                    continue
-                self._adopt(run)
-                adopted += 1
+                if run is not None and run.phase != "done" and (
+                        found[key] in ("", self.leases.node_id) or await self._note_takeover(run, found[key])):
+                    self._adopt(run)
+                    adopted += 1
         return adopted
 
     async def _note_takeover(self, run: M.Run, dead: str) -> bool:
-        """Say on the incident's timeline that this node goes on with a run node ``dead`` held (its lease ran
-        out): a supervisor reading the record sees where each step was executed. False: the run is lost."""
+        """Note on the timeline that this node goes on with a run ``dead`` held. False: the run is lost."""
         try:
             await self._persist(run, "scenario_taken_over", actor=f"node:{self.leases.node_id}",
                                 previous_node=dead, node=self.leases.node_id, step=run.pc + 1, phase=run.phase)

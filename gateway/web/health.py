@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.errors import StoreError
+from gateway.incident.nodes import NodeState
 from gateway.incident.store import AsyncStore
 from gateway.incident.wallboard import figures
 from gateway.metrics import Metrics
@@ -36,6 +37,7 @@ class Health(msgspec.Struct, kw_only=True):
     sla_breaches: int = 0
     alarm_sites: dict[str, float | None] = {}  # account -> last periodic test (wall clock)
     other_nodes: str = ""  # PostgreSQL: "listening" for the other nodes' incident changes, or "reconnecting (why)"
+    nodes: list[NodeState] = []  # every gateway node on the store and what it holds (``incident.nodes``)
     reasons: list[str] = []  # what makes it degraded: Asterisk, the store, each channel that is not up
 
 
@@ -72,6 +74,7 @@ def health_routes(store: AsyncStore, metrics: Metrics, health: Callable[[], Heal
         report = health()
         board.positions, board.scenario_runs, board.sla_breaches = report.positions, report.scenario_runs, \
             report.sla_breaches
+        board.nodes = report.nodes
         return json_response(board)
 
     async def get_positions(request: Request) -> Response:

@@ -4,11 +4,13 @@ PostgreSQL, with Kamailio in front spreading the callers over both.
 Each node's dispatcher phones are its own sipp; a call's incident is read through node B's API whichever
 node took it (the store is shared). The second test SIGKILLs node A's gateway *and* its Asterisk while
 calls are up: new calls are answered by B (Kamailio's INVITE timeout moves a call sent to the dead node),
-every incident stored before the kill is there exactly once, and the calls that were up on A are cut
-(counted: that is the machine gone, not a record lost)."""
+every incident stored before the kill is there exactly once, the calls that were up on A are cut
+(counted: that is the machine gone, not a record lost), the scenario run A was executing goes on on B once
+its lease ends (no step started twice), and B's /health shows A lost."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -18,6 +20,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 import trio
@@ -31,10 +34,13 @@ from sim import sipp_xml as scenario
 from sim.cluster import Proxy, running_proxy, write_node_config, write_proxy_config
 from sim.lab import AsteriskInstance, GatewayProcess, start_asterisk, stop_asterisk
 from tests.conftest import _real_tier_available
+from tests.drills.test_real_escalation import ROOT, SCENARIO, TOKEN, timeline, wait_for
 from tests.store_backends import require_postgresql
 
 INVITE_TIMEOUT_MS = 1000
+LEASE_S = 2.0
 NAMES = ("node-a", "node-b")
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +60,17 @@ def database() -> Iterator[pg.PgServer]:
 @pytest.fixture(scope="module")
 def nodes(database: pg.PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AsteriskInstance]]:
     started: list[AsteriskInstance] = []
+    scenarios = tmp_path_factory.mktemp("scenarios")
+    shutil.copytree(ROOT / "config" / "scenarios", scenarios, dirs_exist_ok=True)
+    (scenarios / "police_rapid.toml").write_text(SCENARIO)  # console notices, 5 s to acknowledge, 3 attempts
     try:
         for name in NAMES:
-            path = write_node_config(tmp_path_factory.mktemp(name), name, database.dsn(), ivr=False,
-                                     ring_timeout=4, overflow=30)
+            path = write_node_config(tmp_path_factory.mktemp(name), name, database.dsn(), lease_s=LEASE_S,
+                                     ivr=False, ring_timeout=4, overflow=30)
+            with path.open("a") as out:
+                out.write(f'\n[[warnings.users]]\nname = "marat"\nroles = ["dispatcher"]\n'
+                          f'token_sha256 = "{hashlib.sha256(TOKEN.encode()).hexdigest()}"\n'
+                          f'\n[escalation]\nscenarios_dir = "{scenarios}"\nanswer_sla_s = 600\n')
             started.append(start_asterisk(path))
         yield started
     finally:
@@ -85,7 +98,7 @@ async def running(nodes: list[AsteriskInstance], workdir: Path) -> AsyncIterator
     """Both gateways, each node's phones and Kamailio (probing every second) until the block exits."""
     proxy_config = write_proxy_config(nodes[0].path, [n.cfg for n in nodes], workdir / "kamailio",
                                       probe_interval_s=1, invite_timeout_ms=INVITE_TIMEOUT_MS)
-    gateways = [GatewayProcess(n.path, workdir / f"gateway-{name}.log") for n, name in zip(nodes, NAMES)]
+    gateways = [GatewayProcess(n.path, workdir / f"gateway-{name}.log") for n, name in zip(nodes, NAMES, strict=True)]
     async with AsyncExitStack() as stack:
         for i, node in enumerate(nodes):
             await stack.enter_async_context(sipp.phones(node.cfg, workdir / f"phones-{i}"))
@@ -96,6 +109,21 @@ async def running(nodes: list[AsteriskInstance], workdir: Path) -> AsyncIterator
         for node in nodes:
             await proxy.wait_flags(uri(node), "A")
         yield Lab(proxy, gateways, workdir)
+
+
+async def nodes_seen(gateway: GatewayProcess) -> dict[str, dict[str, object]]:
+    """What ``gateway``'s /health says of every node, by name."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        report = (await client.get(gateway.url + "/health")).json()
+    return {str(n["node"]): n for n in report["nodes"]}
+
+
+async def wait_nodes(gateway: GatewayProcess, alive: dict[str, bool], timeout: float = 15.0) -> float:
+    """Until ``gateway``'s /health shows each node alive (or lost) as ``alive`` says; the wall time then."""
+    with trio.fail_after(timeout):
+        while {k: bool(v["alive"]) for k, v in (await nodes_seen(gateway)).items()} != alive:
+            await trio.sleep(0.1)
+    return time.time()
 
 
 def stored(database: pg.PgServer) -> dict[str, list[tuple[str, str]]]:
@@ -132,9 +160,18 @@ async def test_node_a_killed_new_calls_are_answered_by_b_and_no_stored_incident_
 ) -> None:
     """Kills node A: the module's last test."""
     dead, alive = nodes
-    async with running(nodes, tmp_path) as lab:
+    async with running(nodes, tmp_path) as lab, \
+            httpx.AsyncClient(base_url=lab.gateways[0].url, timeout=5, headers=AUTH) as on_a, \
+            httpx.AsyncClient(base_url=lab.gateways[1].url, timeout=5, headers=AUTH) as on_b:
+        for gateway in lab.gateways:
+            await wait_nodes(gateway, {"node-a": True, "node-b": True})
         before = [await lab.call(f"before-{i}", f"+7701777100{i}") for i in range(2)]
         await final(lab.gateways[1], before)
+        reply = await on_a.post("/incidents", json={"service": "102", "category": "crime_in_progress",
+                                                    "lat": 43.2389, "lon": 76.8897, "note": "cluster drill"})
+        assert reply.status_code == 201, reply.text
+        escalated = reply.json()["id"]
+        await wait_for(on_a, escalated, "awaiting_ack")  # node A runs its scenario, waiting 5 s for an answer
         up: list[sipp.CallResult] = []
         async with trio.open_nursery() as nursery:
             async def long_call(i: int) -> None:
@@ -149,6 +186,12 @@ async def test_node_a_killed_new_calls_are_answered_by_b_and_no_stored_incident_
             pid = sandbox.pid(sandbox.locate(dead.cfg))
             assert pid is not None
             os.kill(pid, signal.SIGKILL)
+            lost: list[float] = []
+
+            async def seen_lost() -> None:
+                lost.append(await wait_nodes(lab.gateways[1], {"node-a": False, "node-b": True}) - killed_wall)
+
+            nursery.start_soon(seen_lost)
             after: list[sipp.CallResult] = []
 
             async def new_call(i: int) -> None:
@@ -159,17 +202,28 @@ async def test_node_a_killed_new_calls_are_answered_by_b_and_no_stored_incident_
                     callers.start_soon(new_call, i)
         assert all(r.answered_wall is not None for r in after), tmp_path
         answered_s = max(r.answered_wall or 0.0 for r in after) - killed_wall
-        on_b = await final(lab.gateways[1], after)
-        assert all(".nodeb." in f".{i.id.split('-')[2]}" for i in on_b)
+        answered_on_b = await final(lab.gateways[1], after)
+        assert all(".nodeb." in f".{i.id.split('-')[2]}" for i in answered_on_b)
         routed = lab.proxy.routed()
         cut = [r for r in up if routed[r.call_id] == uri(dead)]
         kept = [r for r in up if routed[r.call_id] == uri(alive)]
         assert len(cut) == len(kept) == 1
         await final(lab.gateways[1], kept + before)
+        [taken] = await wait_for(on_b, escalated, "scenario_taken_over", timeout=LEASE_S + 10)
+        taken_s = next(e.wall for e in (await lab.gateways[1].incident(escalated)).timeline
+                       if e.kind == "scenario_taken_over") - killed_wall
+        await wait_for(on_b, escalated, "awaiting_ack", count=2)  # the next attempt, sent by B
+        events = await timeline(on_b, escalated)
     rows = stored(database)
     numbers = [f"+7701777100{i}" for i in range(2)] + [f"+7701777200{i}" for i in range(2)] + \
               [f"+7701777300{i}" for i in range(3)]
     assert all(len(rows.get(n, [])) == 1 for n in numbers), rows
     print(f"kill -> last of 3 new calls answered on B {answered_s:.2f} s; calls cut on A: {len(cut)}; "
-          f"incidents stored before the kill: {len(before) + len(up)}, all present once")
+          f"incidents stored before the kill: {len(before) + len(up) + 1}, all present once; "
+          f"kill -> A's scenario run taken over on B {taken_s:.2f} s; kill -> B's /health shows A lost {lost[0]:.2f} s")
     assert answered_s <= 2.0
+    assert (taken["previous_node"], taken["node"], taken["step"]) == ("node-a", "node-b", 1)
+    assert LEASE_S - 0.5 <= taken_s <= LEASE_S + 2.0
+    kinds = [k for k, _ in events]
+    assert (kinds.count("scenario_started"), kinds.count("step_started")) == (1, 1)  # no step started twice
+    assert sorted(d["attempt"] for k, d in events if k == "awaiting_ack") == [1, 2]
