@@ -5,8 +5,8 @@ every INVITE was sent to, the nodes it marked failed)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,9 @@ import trio
 from gateway import settings as config
 from gateway.errors import KamailioError
 from gateway.kamailio import proxy
-from sim.lab import write_config
+from sim import sipp
+from sim import sipp_xml as scenario
+from sim.lab import AsteriskInstance, GatewayProcess, write_config
 from sim.sipp import free_port
 
 CLUSTER_SECTION = """
@@ -109,3 +111,43 @@ def running_proxy(path: Path) -> Iterator[Proxy]:
         yield Proxy(cfg)
     finally:
         proxy.down(cfg)
+
+
+def node_uri(node: AsteriskInstance) -> str:
+    """A node as Kamailio's dispatcher names it."""
+    return f"sip:127.0.0.1:{node.cfg.asterisk.sip_port}"
+
+
+@dataclass
+class ClusterLab:
+    """Running nodes (an Asterisk and its gateway each) with Kamailio in front."""
+
+    proxy: Proxy
+    gateways: list[GatewayProcess]
+    workdir: Path
+
+    async def call(self, name: str, number: str, talk_ms: int = 300, timeout_s: float = 30) -> sipp.CallResult:
+        """A 112 caller through Kamailio, hanging up ``talk_ms`` after the answer; never raises."""
+        xml = scenario.caller("112", number, "Cluster", talk_ms=talk_ms, routed=True)
+        return await sipp.place_call(self.gateways[0].cfg, xml, self.workdir / name, timeout_s,
+                                     target=self.proxy.target)
+
+
+@asynccontextmanager
+async def running_cluster(nodes: Sequence[AsteriskInstance], names: Sequence[str], workdir: Path, *,
+                          invite_timeout_ms: int = 1000) -> AsyncIterator[ClusterLab]:
+    """Each node's dispatcher phones (sipp) and gateway, and Kamailio probing every second in front of the
+    nodes, until the block exits; yielded once Kamailio holds every node active."""
+    proxy_config = write_proxy_config(nodes[0].path, [n.cfg for n in nodes], workdir / "kamailio",
+                                      probe_interval_s=1, invite_timeout_ms=invite_timeout_ms)
+    gateways = [GatewayProcess(n.path, workdir / f"gateway-{name}.log") for n, name in zip(nodes, names, strict=True)]
+    async with AsyncExitStack() as stack:
+        for i, node in enumerate(nodes):
+            await stack.enter_async_context(sipp.phones(node.cfg, workdir / f"phones-{i}"))
+        for gateway in gateways:
+            stack.push_async_callback(gateway.stop)
+            await gateway.start()
+        proxy = stack.enter_context(running_proxy(proxy_config))
+        for node in nodes:
+            await proxy.wait_flags(node_uri(node), "A")
+        yield ClusterLab(proxy, gateways, workdir)

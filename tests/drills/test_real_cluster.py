@@ -15,9 +15,8 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -30,21 +29,19 @@ from gateway.incident.records import Incident
 from gateway.incident.store_pg import migrate
 from gateway.stores import MIGRATIONS
 from sim import pg, sipp
-from sim import sipp_xml as scenario
-from sim.cluster import Proxy, running_proxy, write_node_config, write_proxy_config
+from sim.cluster import node_uri, running_cluster, write_node_config
 from sim.lab import AsteriskInstance, GatewayProcess, start_asterisk, stop_asterisk
 from tests.conftest import _real_tier_available
 from tests.drills.test_real_escalation import ROOT, SCENARIO, TOKEN, timeline, wait_for
 from tests.store_backends import require_postgresql
 
-INVITE_TIMEOUT_MS = 1000
 LEASE_S = 2.0
 NAMES = ("node-a", "node-b")
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-@pytest.fixture(scope="module")
-def database() -> Iterator[pg.PgServer]:
+def require_cluster_lab() -> None:
+    """Skip without Asterisk, sipp, Kamailio or PostgreSQL; in CI (which installs them all) fail instead."""
     reason = _real_tier_available() or (None if shutil.which("kamailio", path="/usr/sbin:/usr/bin")
                                         else "kamailio is not installed")
     if reason and os.environ.get("CI"):
@@ -52,21 +49,28 @@ def database() -> Iterator[pg.PgServer]:
     if reason:
         pytest.skip(reason)
     require_postgresql()
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[pg.PgServer]:
+    require_cluster_lab()
     with pg.pg_server() as server:
         migrate(server.dsn(), MIGRATIONS)
         yield server
 
 
-@pytest.fixture(scope="module")
-def nodes(database: pg.PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AsteriskInstance]]:
+@contextmanager
+def started_nodes(dsn: str, factory: pytest.TempPathFactory) -> Iterator[list[AsteriskInstance]]:
+    """Both nodes' Asterisk, their gateways configured on ``dsn`` with the same scenarios (console notices, 5 s
+    to acknowledge, 3 attempts) and one dispatcher's token, until the block exits."""
     started: list[AsteriskInstance] = []
-    scenarios = tmp_path_factory.mktemp("scenarios")
+    scenarios = factory.mktemp("scenarios")
     shutil.copytree(ROOT / "config" / "scenarios", scenarios, dirs_exist_ok=True)
-    (scenarios / "police_rapid.toml").write_text(SCENARIO)  # console notices, 5 s to acknowledge, 3 attempts
+    (scenarios / "police_rapid.toml").write_text(SCENARIO)
     try:
         for name in NAMES:
-            path = write_node_config(tmp_path_factory.mktemp(name), name, database.dsn(), lease_s=LEASE_S,
-                                     ivr=False, ring_timeout=4, overflow=30)
+            path = write_node_config(factory.mktemp(name), name, dsn, lease_s=LEASE_S, ivr=False, ring_timeout=4,
+                                     overflow=30)
             with path.open("a") as out:
                 out.write(f'\n[[warnings.users]]\nname = "marat"\nroles = ["dispatcher"]\n'
                           f'token_sha256 = "{hashlib.sha256(TOKEN.encode()).hexdigest()}"\n'
@@ -78,37 +82,13 @@ def nodes(database: pg.PgServer, tmp_path_factory: pytest.TempPathFactory) -> It
             stop_asterisk(node)
 
 
-def uri(node: AsteriskInstance) -> str:
-    return f"sip:127.0.0.1:{node.cfg.asterisk.sip_port}"
+@pytest.fixture(scope="module")
+def nodes(database: pg.PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AsteriskInstance]]:
+    with started_nodes(database.dsn(), tmp_path_factory) as started:
+        yield started
 
 
-@dataclass
-class Lab:
-    proxy: Proxy
-    gateways: list[GatewayProcess]
-    workdir: Path
-
-    async def call(self, name: str, number: str, talk_ms: int = 300) -> sipp.CallResult:
-        xml = scenario.caller("112", number, "Cluster", talk_ms=talk_ms, routed=True)
-        return await sipp.place_call(self.gateways[0].cfg, xml, self.workdir / name, 30, target=self.proxy.target)
-
-
-@asynccontextmanager
-async def running(nodes: list[AsteriskInstance], workdir: Path) -> AsyncIterator[Lab]:
-    """Both gateways, each node's phones and Kamailio (probing every second) until the block exits."""
-    proxy_config = write_proxy_config(nodes[0].path, [n.cfg for n in nodes], workdir / "kamailio",
-                                      probe_interval_s=1, invite_timeout_ms=INVITE_TIMEOUT_MS)
-    gateways = [GatewayProcess(n.path, workdir / f"gateway-{name}.log") for n, name in zip(nodes, NAMES, strict=True)]
-    async with AsyncExitStack() as stack:
-        for i, node in enumerate(nodes):
-            await stack.enter_async_context(sipp.phones(node.cfg, workdir / f"phones-{i}"))
-        for gateway in gateways:
-            stack.push_async_callback(gateway.stop)
-            await gateway.start()
-        proxy = stack.enter_context(running_proxy(proxy_config))
-        for node in nodes:
-            await proxy.wait_flags(uri(node), "A")
-        yield Lab(proxy, gateways, workdir)
+uri = node_uri
 
 
 async def nodes_seen(gateway: GatewayProcess) -> dict[str, dict[str, object]]:
@@ -142,7 +122,7 @@ async def final(gateway: GatewayProcess, results: list[sipp.CallResult]) -> list
 async def test_both_nodes_take_calls_into_one_store_and_each_reads_every_incident(
     database: pg.PgServer, nodes: list[AsteriskInstance], tmp_path: Path
 ) -> None:
-    async with running(nodes, tmp_path) as lab:
+    async with running_cluster(nodes, NAMES, tmp_path) as lab:
         results = [await lab.call(f"call-{i}", f"+7701777000{i}") for i in range(4)]
         assert all(r.returncode == 0 and r.answered_wall is not None for r in results), tmp_path
         routed = lab.proxy.routed()
@@ -160,7 +140,7 @@ async def test_node_a_killed_new_calls_are_answered_by_b_and_no_stored_incident_
 ) -> None:
     """Kills node A: the module's last test."""
     dead, alive = nodes
-    async with running(nodes, tmp_path) as lab, \
+    async with running_cluster(nodes, NAMES, tmp_path) as lab, \
             httpx.AsyncClient(base_url=lab.gateways[0].url, timeout=5, headers=AUTH) as on_a, \
             httpx.AsyncClient(base_url=lab.gateways[1].url, timeout=5, headers=AUTH) as on_b:
         for gateway in lab.gateways:
