@@ -35,6 +35,7 @@ from gateway.incident.spool import Spooled, replay_forever
 from gateway.incident.store import AsyncStore
 from gateway.intake.calls import Intake
 from gateway.intake.fallback import FallbackCalls
+from gateway.intake.lost_calls import LostCalls
 from gateway.intake.recordings import Recordings
 from gateway.metrics import Metrics
 from gateway.people.accounts import Accounts
@@ -184,6 +185,9 @@ class Gateway:
             if self.remote is not None:
                 await nursery.start(isolated, "other nodes' incident changes", self.remote.run)
             await nursery.start(isolated, "node state", functools.partial(self.nodes.run, self._node_state))
+            if self.remote is not None:  # several nodes: the calls a dead one had are closed and called back
+                lost = LostCalls(self.store, self.recorder, self.nodes, callbacks=self.cfg.callback.enabled)
+                await nursery.start(isolated, "lost nodes' calls", lost.run)
             routes: list[BaseRoute] = [
                 *incident_routes(self.store, self.bus, self.auth),
                 *health_routes(self.store, self.metrics, self.health, self.auth,

@@ -13,6 +13,7 @@ from pathlib import Path
 from gateway.errors import ConfigError
 from gateway.settings import GatewayConfig
 from gateway.settings.base import PROJECT
+from gateway.settings.cluster import system_name
 from gateway.settings.credentials import is_shipped_default
 
 TEMPLATE_DIR = PROJECT / "dialplans"
@@ -75,17 +76,10 @@ def template_values(cfg: GatewayConfig, instance_dir: str, moddir: str, datadir:
     }
 
 
-def system_name(cfg: GatewayConfig) -> str:
-    """This node's Asterisk ``systemname``: ``[cluster] node_id`` in letters and digits only, "" for one
-    node. Asterisk puts it before every UNIQUEID ("nodea-1764800000.12"), so two nodes' calls never share
-    an id (each counts from the second it started) and so never an incident id in the shared store."""
-    return re.sub(r"[^0-9A-Za-z]", "", cfg.cluster.node_id)[:16]
-
-
 def node_values(cfg: GatewayConfig) -> dict[str, str]:
     """asterisk.conf's systemname, and how the dialplan takes the "<epoch>.<n>" part of a UNIQUEID and
     names the node in the incident id: "20261205-024200-nodea.1764800000.12" (one node: no name)."""
-    name = system_name(cfg)
+    name = system_name(cfg.cluster.node_id)
     if not name:
         return {"systemname": "; systemname: unset ([cluster] node_id is empty: one node)",
                 "unique_id": "${UNIQUEID}", "incident_node": ""}

@@ -45,6 +45,13 @@ class ClusterConfig(Base, frozen=True):
     lease_s: float = 5.0
 
 
+def system_name(node_id: str) -> str:
+    """A node's Asterisk ``systemname``: ``node_id`` in letters and digits only ("" for one node). Asterisk puts
+    it before every UNIQUEID ("nodea-1764800000.12"), so two nodes' channel ids (and the incident ids made from
+    them) never collide, and a channel id tells which node's Asterisk had the call."""
+    return re.sub(r"[^0-9A-Za-z]", "", node_id)[:16]
+
+
 def split_node(node: str) -> tuple[str, int]:
     """``"127.0.0.1:5060"`` or ``"[::1]:5060"`` → (host, port). Raises ValueError for anything else."""
     host, sep, port = node.rpartition(":")

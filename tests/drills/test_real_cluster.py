@@ -6,7 +6,8 @@ node took it (the store is shared). The second test SIGKILLs node A's gateway *a
 calls are up: new calls are answered by B (Kamailio's INVITE timeout moves a call sent to the dead node),
 every incident stored before the kill is there exactly once, the calls that were up on A are cut
 (counted: that is the machine gone, not a record lost), the scenario run A was executing goes on on B once
-its lease ends (no step started twice), and B's /health shows A lost."""
+its lease ends (no step started twice), B's /health shows A lost, and B closes the cut call's incident and
+puts its caller on the call-back list."""
 
 from __future__ import annotations
 
@@ -193,6 +194,8 @@ async def test_node_a_killed_new_calls_are_answered_by_b_and_no_stored_incident_
         taken_s = next(e.wall for e in (await lab.gateways[1].incident(escalated)).timeline
                        if e.kind == "scenario_taken_over") - killed_wall
         await wait_for(on_b, escalated, "awaiting_ack", count=2)  # the next attempt, sent by B
+        cut_incident = await lab.gateways[1].wait_incident(cut[0].call_id, until="call_lost")
+        listed = (await on_b.get("/callbacks")).json()
         events = await timeline(on_b, escalated)
     rows = stored(database)
     numbers = [f"+7701777100{i}" for i in range(2)] + [f"+7701777200{i}" for i in range(2)] + \
@@ -203,7 +206,10 @@ async def test_node_a_killed_new_calls_are_answered_by_b_and_no_stored_incident_
           f"kill -> A's scenario run taken over on B {taken_s:.2f} s; kill -> B's /health shows A lost {lost[0]:.2f} s")
     assert answered_s <= 2.0
     assert (taken["previous_node"], taken["node"], taken["step"]) == ("node-a", "node-b", 1)
-    assert LEASE_S - 0.5 <= taken_s <= LEASE_S + 2.0
+    assert LEASE_S * 2 / 3 - 0.1 <= taken_s <= LEASE_S + 2.0  # A renewed every lease_s / 3: it ends that soon
     kinds = [k for k, _ in events]
     assert (kinds.count("scenario_started"), kinds.count("step_started")) == (1, 1)  # no step started twice
     assert sorted(d["attempt"] for k, d in events if k == "awaiting_ack") == [1, 2]
+    [lost_note] = [e for e in cut_incident.timeline if e.kind == "call_lost"]  # closed by B, to be called back
+    assert cut_incident.state == "closed" and lost_note.data["node"] == "node-a" and lost_note.data["callback"]
+    assert any(cut_incident.id in entry["incidents"] for entry in listed), listed

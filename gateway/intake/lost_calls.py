@@ -1,0 +1,110 @@
+"""Callers cut off with a node that died (issue 14, several nodes): closed on the record, on the call-back list.
+
+A call that was up on a node whose Asterisk died is gone with it: SIP cannot move a call off a dead box,
+and the caller hears silence and hangs up. Its incident stays as that node last wrote it (new, queued,
+ringing, answered: a caller waiting or talking) and nobody would ever close it: the supervisors' board
+would count a caller waiting who is not, and nobody would call back a person cut off mid-emergency.
+
+So a live node watches the others (``incident.nodes``). Once a node is lost (its row not renewed for
+``lost_after``), every incident of a call its Asterisk had (the channel id starts with the node's
+``systemname``, ``settings.cluster.system_name``) still in a live state, made before the node was last
+heard of, is closed: a ``call_lost`` event (the node, when it was last heard of, whether a dispatcher had
+answered) and, when call-backs are on and the number can be dialled, the call-back list — answered or not,
+that person's call ended in the middle. Each close is one write guarded by a replay key of its own
+(``node-lost:<incident>``, a plain INSERT): if two live nodes close the same call the second write fails
+whole and is taken back, so the record says it once.
+
+A node's gateway that died while its Asterisk lived is seen lost too: its callers still in a dispatcher's
+Dial go on talking. Their incidents are closed all the same (a call-back to someone who was still talking
+is the lesser harm than none to someone cut off) and the gateway, restarted, adopts the calls still up.
+A node without a ``node_id`` (one node on SQLite) has no ``systemname`` and nothing here applies to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import trio
+
+from gateway.errors import GatewayError, StoreError
+from gateway.incident.callback_list import diallable
+from gateway.incident.callback_table import CallbackTable, abandoned
+from gateway.incident.nodes import Nodes, NodeState
+from gateway.incident.recorder import Recorder
+from gateway.incident.store import AsyncStore, event
+from gateway.settings.cluster import system_name
+
+log = logging.getLogger(__name__)
+LIVE = ("new", "queued", "ringing", "answered", "overflowed")
+_GUARD = "INSERT INTO seen (key, wall) VALUES (?,?)"  # no ON CONFLICT: a second close fails whole
+
+
+class LostCalls:
+    """Closes the calls of lost nodes; ``closed`` counts them (this node's work)."""
+
+    def __init__(self, store: AsyncStore, recorder: Recorder, nodes: Nodes, *, callbacks: bool) -> None:
+        self.store = store
+        self.recorder = recorder
+        self.nodes = nodes
+        self.callbacks = callbacks
+        self.closed = 0
+        CallbackTable(store)  # its rows are written with the closes
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Look at the other nodes every beat until cancelled."""
+        task_status.started()
+        while True:
+            await trio.sleep(self.nodes.period_s)
+            for node in self.nodes.known():
+                if not node.alive and node.node != self.nodes.node_id:
+                    try:
+                        await self.close_calls_of(node)
+                    except GatewayError as exc:
+                        log.error("cluster: calls of lost node %s not closed yet: %s", node.node, exc)
+
+    async def close_calls_of(self, node: NodeState) -> int:
+        """Close the live call incidents of lost ``node``; how many this node closed. Raises StoreError."""
+        name = system_name(node.node)
+        if not name:
+            return 0
+        rows = await self.store.read(
+            f"SELECT id FROM incidents WHERE channel_id LIKE ? AND state IN ({','.join('?' * len(LIVE))})"
+            " AND created_wall<=? ORDER BY created_wall",
+            (f"{name}-%", *LIVE, node.seen_wall + self.nodes.period_s))
+        closed = 0
+        for (incident_id,) in rows:
+            if await self._close(str(incident_id), node):
+                closed += 1
+                self.closed += 1
+        if closed:
+            log.warning("cluster: node %s lost; %d of its calls closed and listed for call-back", node.node, closed)
+        return closed
+
+    async def _close(self, incident_id: str, node: NodeState) -> bool:
+        """Close one; False if it is no longer live (another node closed it first). Raises StoreError."""
+        held = await self.recorder.acquire(incident_id)
+        try:
+            incident = held.incident
+            if incident.state not in LIVE:
+                return False
+            was = incident.state
+            answered = incident.answer_s is not None
+            listed = self.callbacks and diallable(incident.caller.number)
+            now = time.time()
+            item = event("call_lost", f"node:{self.nodes.node_id}", node=node.node, last_heard_wall=node.seen_wall,
+                         answered=answered, callback=listed)
+            try:
+                await self.recorder.record_event(
+                    held, item, state="closed", extra=[(_GUARD, (f"node-lost:{incident_id}", now))],
+                    with_event=[abandoned(incident, now)] if listed else ())
+            except StoreError:
+                self.recorder.withdraw(held, [item])
+                incident.state = was
+                held.riders = [r for r in held.riders if r[0] is not item]
+                if (await self.store.get(incident_id)).state not in LIVE:
+                    return False  # its guard met another node's: that node closed it
+                raise
+            return True
+        finally:
+            self.recorder.release(held)
