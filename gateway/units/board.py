@@ -19,6 +19,7 @@ whole board is, for the lists.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -53,7 +54,8 @@ from gateway.units.model import (
 log = logging.getLogger(__name__)
 RETRY_S = 5.0  # how often waiting notes are offered to the incident desk again
 MAX_REASON = 500
-STALE_RETRIES = 5  # a unit another node keeps changing under us: decide again this many times
+STALE_RETRIES = 10  # a unit another node keeps changing under us: decide again this many times...
+STALE_BACKOFF_S = 0.01  # ...after a random pause of up to this times the attempts so far (so one node gives way)
 _json = msgspec.json.Encoder()
 
 SCHEMA = """
@@ -197,13 +199,14 @@ class UnitBoard:
         incident afterwards. Raises StoreError, NotFound."""
         async with self._lock:
             fresh = self._db.shared
-            for _ in range(STALE_RETRIES):
+            for attempt in range(STALE_RETRIES):
                 if fresh:
                     await trio.to_thread.run_sync(self._reload)
                 try:
                     return await self._member_ack(person, incident_id)
                 except _Stale:
                     fresh = True
+                    await trio.sleep(random.uniform(0, STALE_BACKOFF_S * (attempt + 1)))
             raise StoreError(f"acknowledgement by {person}: their unit changed on another node {STALE_RETRIES}"
                              " times while deciding; try again")
 
@@ -238,13 +241,14 @@ class UnitBoard:
         """``decide`` on the unit as stored; again on the fresh one while another node changed it first."""
         self.get(unit_id)
         fresh = self._db.shared
-        for _ in range(STALE_RETRIES):
+        for attempt in range(STALE_RETRIES):
             if fresh:
                 await trio.to_thread.run_sync(self._reload, unit_id)
             try:
                 return await decide(self.get(unit_id))
             except _Stale:
                 fresh = True
+                await trio.sleep(random.uniform(0, STALE_BACKOFF_S * (attempt + 1)))
         raise StoreError(f"unit {unit_id} changed on another node {STALE_RETRIES} times while deciding; try again")
 
     # -- inside the lock -------------------------------------------------------------------------
