@@ -105,7 +105,7 @@ def test_audit_rows_from_two_nodes_at_once_are_all_kept_in_commit_order(shared: 
 async def test_two_boards_changing_the_same_unit_lose_no_update(tmp_path: Path, shared: Backend) -> None:
     with trio.fail_after(60):
         async with incident_desk(tmp_path) as desk:
-            a, b = make_board(tmp_path, shared, desk), make_board(tmp_path, shared, desk)
+            a, b = make_board(tmp_path, desk, on=shared), make_board(tmp_path, desk, on=shared)
             inc = await desk.open(service="102", source="api", caller=no_caller(), kind="reported", actor="aigerim")
             await a.assign(inc.id, "ps101", actor="aigerim")
             with pytest.raises(IllegalTransition, match=f"unit ps101 is assigned for incident {inc.id}"):
@@ -128,7 +128,7 @@ async def test_two_boards_changing_the_same_unit_lose_no_update(tmp_path: Path, 
                 assert after.previous == before.status, "a change decided on a stale unit (a lost update)"
             a.close()
             b.close()
-            again = make_board(tmp_path, shared, desk)  # a restart reads what both wrote
+            again = make_board(tmp_path, desk, on=shared)  # a restart reads what both wrote
             assert again.get("ss1").status == log[-1].status and again.get("ps101").incident == inc.id
             again.close()
 
