@@ -4,6 +4,8 @@ unit board, each node its own connection. (Their behaviour on one node, on both 
 
 from __future__ import annotations
 
+import io
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from gateway.cli.main import main
 from gateway.errors import StoreError, StoreUnavailable
 from gateway.incident.desk import no_caller
 from gateway.people.accounts import Accounts, LoginRefused
@@ -18,6 +21,7 @@ from gateway.settings.config import StoreConfig
 from gateway.stores import open_accounts, open_units_db
 from gateway.units.board import UnitBoard
 from gateway.units.model import IllegalTransition
+from sim.lab import shipped_config
 from tests.core.test_accounts import PASSWORD, Clock
 from tests.core.test_units_board import incident_desk, make_board
 from tests.store_backends import Backend, PgCluster
@@ -150,3 +154,23 @@ def test_postgresql_away_is_a_typed_error_naming_what_to_fix(shared: Backend, pg
     assert people.person("marat") is not None  # the next call connects again
     pg_cluster.admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
     assert people.person("marat") is not None  # a read is asked again on a new connection at once
+
+
+def test_gateway_users_on_postgresql_changes_what_every_node_sees(shared: Backend, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    path = shipped_config(tmp_path)
+    path.write_text(re.sub(r'(?m)^backend = "sqlite".*$', f'backend = "postgresql"\ndsn = "{shared.dsn}"',
+                           path.read_text()))
+    running = open_accounts(StoreConfig(backend="postgresql", dsn=shared.dsn), clock=Clock())  # `gateway run`
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert main(["--config", str(path), "users", "add", "marat", "--role", "dispatcher", "--password-stdin"]) == 0
+    assert running.login("marat", PASSWORD)[1].person.name == "marat"
+    assert main(["--config", str(path), "users", "list"]) == 0
+    assert "marat" in capsys.readouterr().out
+    assert main(["--config", str(path), "users", "disable", "marat"]) == 0
+    assert running.person("marat") is None
+    running.close()
+    units = open_units_db(StoreConfig(backend="postgresql", dsn=shared.dsn))
+    assert units.shared and units.rows("SELECT count(*) FROM units") == [(0,)]
+    units.close()
