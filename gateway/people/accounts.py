@@ -147,8 +147,9 @@ class Accounts:
         self.idle_s, self.lock_after, self.lock_for_s = idle_s, lock_after, lock_for_s
         self.clock = clock
         self._db = db if isinstance(db, Db) else SqliteDb(db, SCHEMA, "accounts")
-        with self._db.transaction() as execute:
-            execute("INSERT INTO accounts_version VALUES (1, 0) ON CONFLICT DO NOTHING", ())
+        if not self._db.rows("SELECT 1 FROM accounts_version"):  # a new database (a write only then)
+            with self._db.transaction() as execute:
+                execute("INSERT INTO accounts_version VALUES (1, 0) ON CONFLICT DO NOTHING", ())
         self._lock = threading.RLock()
         self._touched: dict[str, float] = {}  # session digest -> the seen_wall last stored (shared db only)
         self._version = -1
