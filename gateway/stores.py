@@ -43,6 +43,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               board.SCHEMA),
 )
 VERSION = MIGRATIONS[-1].version
+ACCOUNTS_CONNECT_WAIT_S = 0.25  # how long a console request waits for PostgreSQL to be connected again
 
 
 def open_incident_store(cfg: StoreConfig) -> Queries:
@@ -59,7 +60,9 @@ def open_accounts(cfg: StoreConfig, **options: Any) -> Accounts:
     in PostgreSQL shared by every node. The caller closes them. Raises StoreError (on PostgreSQL also a
     schema not at ``VERSION``: run ``gateway db migrate``)."""
     if cfg.backend == "postgresql":
-        return Accounts(PgDb(cfg.dsn, accounts.PG_SCHEMA, "accounts", schema_version=VERSION), **options)
+        # The console asks for sessions from the event loop: with PostgreSQL away it is refused at once.
+        return Accounts(PgDb(cfg.dsn, accounts.PG_SCHEMA, "accounts", schema_version=VERSION,
+                             connect_wait_s=ACCOUNTS_CONNECT_WAIT_S), **options)
     return Accounts(cfg.path, **options)
 
 

@@ -199,30 +199,71 @@ def migrate(dsn: str, migrations: Sequence[Migration]) -> tuple[int, int]:
 class PgConnection:
     """One connection to PostgreSQL for one thread at a time (guarded by a lock), made on first use and
     again after it broke; psycopg's errors become StoreError (StoreUnavailable when the connection is
-    lost: the next call connects again). Shared by every PostgreSQL-backed store (see the module)."""
+    lost: the next call connects again). Shared by every PostgreSQL-backed store (see the module).
+
+    ``connect_wait_s``: a call that must connect again waits at most this long for it (the connect goes on
+    in a thread of its own, a later call takes its connection) and raises StoreUnavailable meanwhile. For a
+    caller that must not block long, as the accounts answering the console from the event loop: with
+    PostgreSQL unreachable a request fails at once instead of waiting out ``connect_timeout_s``. None: the
+    calling thread connects (the first connect, ``check``, always does)."""
 
     def __init__(self, dsn: str, *, statement_timeout_s: float = STATEMENT_TIMEOUT_S,
-                 connect_timeout_s: int = CONNECT_TIMEOUT_S, node_id: str = NODE_ID) -> None:
+                 connect_timeout_s: int = CONNECT_TIMEOUT_S, node_id: str = NODE_ID,
+                 connect_wait_s: float | None = None) -> None:
         self.dsn = dsn
         self.node_id = node_id
         self.statement_timeout_s = statement_timeout_s
         self.connect_timeout_s = connect_timeout_s
+        self.connect_wait_s = connect_wait_s
         self.lock = threading.RLock()
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+        self._behind: threading.Thread | None = None  # a connect going on in the background...
+        self._behind_got: psycopg.Connection[tuple[object, ...]] | StoreError | None = None  # ...and its outcome
 
     def close(self) -> None:
         with self.lock:
+            if self._behind is not None:  # a connect under way is not left behind open
+                self._behind.join(self.connect_timeout_s + 1)
+                self._behind = None
+                if isinstance(self._behind_got, psycopg.Connection):
+                    self._behind_got.close()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
 
+    def _connected(self, what: str, wait_s: float | None) -> psycopg.Connection[tuple[object, ...]]:
+        """The open connection, or a new one (see the class for ``wait_s``). Under the lock."""
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+            return self._conn
+        if wait_s is None:
+            self._conn = connect(self.dsn, self.statement_timeout_s, self.connect_timeout_s, self.node_id)
+            return self._conn
+        behind, started = self._behind, self._behind is None
+        if behind is None:
+            behind = self._behind = threading.Thread(target=self._connect_behind, name="pg-connect", daemon=True)
+            behind.start()
+        behind.join(wait_s if started else 0)  # a connect already under way: no waiting again
+        if behind.is_alive():
+            raise StoreUnavailable(f"{what}: connecting to PostgreSQL at {where(self.dsn)} (in the background:"
+                                   f" it did not answer within {wait_s:.2f} s)")
+        got, self._behind, self._behind_got = self._behind_got, None, None
+        if not isinstance(got, psycopg.Connection):
+            raise got or StoreUnavailable(f"{what}: no connection to PostgreSQL at {where(self.dsn)}")
+        self._conn = got
+        return got
+
+    def _connect_behind(self) -> None:
+        try:
+            self._behind_got = connect(self.dsn, self.statement_timeout_s, self.connect_timeout_s, self.node_id)
+        except StoreError as exc:
+            self._behind_got = exc
+
     @contextmanager
-    def edge(self, what: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-        """The connection, (re)connected if need be, for one call; psycopg's errors as StoreError."""
+    def edge(self, what: str, *, block: bool = False) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+        """The connection, (re)connected if need be (``block``: by this thread, however long it takes), for
+        one call; psycopg's errors as StoreError."""
         with self.lock:
-            if self._conn is None or self._conn.closed or self._conn.broken:
-                self._conn = connect(self.dsn, self.statement_timeout_s, self.connect_timeout_s, self.node_id)
-            conn = self._conn
+            conn = self._connected(what, None if block else self.connect_wait_s)
             try:
                 yield conn
             except psycopg.Error as exc:
@@ -249,7 +290,7 @@ class PgConnection:
     def check(self, schema_version: int, schema: str = "") -> None:
         """Refuse a database at another schema version, or without ``schema``'s tables. Raises StoreError
         saying to run ``gateway db migrate``."""
-        with self.edge("schema version read") as conn:
+        with self.edge("schema version read", block=True) as conn:
             found = current_version(conn)
         check_version(self.dsn, found, schema_version)
         names = _TABLES.findall(schema)
@@ -312,9 +353,11 @@ class PgDb(Db):
     shared = True
 
     def __init__(self, dsn: str, schema: str, what: str, *, schema_version: int,
-                 statement_timeout_s: float = STATEMENT_TIMEOUT_S, connect_timeout_s: int = CONNECT_TIMEOUT_S) -> None:
+                 statement_timeout_s: float = STATEMENT_TIMEOUT_S, connect_timeout_s: int = CONNECT_TIMEOUT_S,
+                 connect_wait_s: float | None = None) -> None:
         self.dsn, self.what = dsn, what
-        self._pg = PgConnection(dsn, statement_timeout_s=statement_timeout_s, connect_timeout_s=connect_timeout_s)
+        self._pg = PgConnection(dsn, statement_timeout_s=statement_timeout_s, connect_timeout_s=connect_timeout_s,
+                                connect_wait_s=connect_wait_s)
         try:
             self._pg.check(schema_version, schema)
         except StoreError:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import re
+import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -174,3 +176,32 @@ def test_gateway_users_on_postgresql_changes_what_every_node_sees(shared: Backen
     units = open_units_db(StoreConfig(backend="postgresql", dsn=shared.dsn))
     assert units.shared and units.rows("SELECT count(*) FROM units") == [(0,)]
     units.close()
+
+
+def test_with_postgresql_not_answering_a_console_request_fails_fast_and_recovers(shared: Backend,
+                                                                                pg_cluster: PgCluster) -> None:
+    """The console asks for sessions from the event loop: a reconnect that hangs must not hold it."""
+    people = open_accounts(StoreConfig(backend="postgresql", dsn=shared.dsn), clock=Clock())
+    people.add("marat", ["dispatcher"], password=PASSWORD)
+    pg = people._db._pg  # type: ignore[attr-defined]
+    name = shared.dsn.split("@/")[1].split("?")[0]
+    with socket.socket() as silent:  # accepts connections (the kernel does) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        pg.dsn = f"postgresql://{pg_cluster.server.user}:x@127.0.0.1:{silent.getsockname()[1]}/{name}"
+        pg_cluster.admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        for most_s in (1.0, 0.1):  # the first waits ACCOUNTS_CONNECT_WAIT_S, the next not at all
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="connecting to PostgreSQL at 127.0.0.1 port"):
+                people.person("marat")
+            assert time.monotonic() - started < most_s
+        pg.dsn = shared.dsn
+    deadline = time.monotonic() + 10  # the silent server's connect fails once it is gone; the next one works
+    while True:
+        try:
+            assert people.person("marat") is not None
+            break
+        except StoreError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    people.close()
