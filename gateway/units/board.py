@@ -13,13 +13,17 @@ its whole document, so every write is a compare-and-swap on the body it replaces
 body = <the one read>``): a change computed from a unit the other node has changed since writes nothing,
 the unit is read again and the change is decided anew (its rules checked on the fresh state), so
 neither node's update is lost. Before a change the unit is read from the database; every ``RETRY_S`` the
-whole board is, for the lists.
+whole board is, for the lists. A note carries its own replay key (the incident store's ``seen``): one the
+other node (or this one, before a restart) delivered already is not recorded again. (Two nodes delivering
+one note at the very same moment could both record it; a node starting holds the notes waiting then. The
+notes of a node that died wait for a node to start.)
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -85,6 +89,7 @@ class Note(msgspec.Struct, frozen=True, kw_only=True):
     join: bool | None = None  # True: add to incident.units, False: remove, None: leave
     status: str = ""
     data: dict[str, str | float | bool] = {}
+    id: str = msgspec.field(default_factory=lambda: secrets.token_hex(8))  # its replay key: delivered once
 
 
 class _Stale(Exception):
@@ -316,8 +321,10 @@ class UnitBoard:
             changes = {"units": [*incident.units, note.unit]}
         elif note.join is False and note.unit in incident.units:
             changes = {"units": [u for u in incident.units if u != note.unit]}
-        await self.desk.record(note.incident, note.kind, actor=note.actor, changes=changes, unit=note.unit,
-                               **note.data)
+        key = f"unit-note:{note.id}"  # a note delivered before (by another node, or before a restart): not again
+        if not await self.desk.seen(key):
+            await self.desk.record_report(note.incident, note.kind, seen_key=key, actor=note.actor, changes=changes,
+                                          unit=note.unit, **note.data)
         current = (await self.desk.get(note.incident)).status
         if note.status in STATUS_ORDER and current != "closed" and STATUS_ORDER[note.status] > STATUS_ORDER[current]:
             status: ResponseStatus = note.status  # type: ignore[assignment]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import re
 import socket
+import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -205,3 +206,26 @@ def test_with_postgresql_not_answering_a_console_request_fails_fast_and_recovers
             assert time.monotonic() < deadline
             time.sleep(0.05)
     people.close()
+
+
+async def test_a_note_both_nodes_hold_reaches_its_incident_once(tmp_path: Path, shared: Backend) -> None:
+    with trio.fail_after(30):
+        async with incident_desk(tmp_path) as desk:
+            a = make_board(tmp_path, desk, on=shared)
+            inc = await desk.open(service="102", source="api", caller=no_caller(), kind="reported", actor="aigerim")
+            blocker = sqlite3.connect(tmp_path / "incidents.db", isolation_level=None)
+            blocker.execute("BEGIN EXCLUSIVE")  # the incident store is busy: A's note waits...
+            await a.assign(inc.id, "ps101", actor="aigerim")
+            b = make_board(tmp_path, desk, on=shared)  # ...and node B, starting now, finds it waiting too
+            assert a.pending() == b.pending() == 1
+            blocker.execute("ROLLBACK")
+            blocker.close()
+            for board in (a, b):  # both deliver it
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(board.run)
+                    nursery.cancel_scope.cancel()
+                assert board.pending() == 0
+            stored = await desk.store.get(inc.id)
+            assert [e.kind for e in stored.timeline].count("unit_assigned") == 1 and stored.units == ["ps101"]
+            a.close()
+            b.close()
