@@ -38,12 +38,11 @@ from gateway.intake.fallback import FallbackCalls
 from gateway.intake.lost_calls import LostCalls
 from gateway.intake.recordings import Recordings
 from gateway.metrics import Metrics
-from gateway.people.accounts import Accounts
 from gateway.protocols.cap import Circle
 from gateway.scenario import facts as F
 from gateway.scenario.leases import node_name
 from gateway.settings import GatewayConfig, project_path
-from gateway.stores import open_incident_store
+from gateway.stores import open_accounts, open_incident_store, open_units_db
 from gateway.warning.centre import Warnings
 from gateway.warning.workflow import DraftSpec
 from gateway.web.app import build_app
@@ -126,8 +125,8 @@ class Gateway:
         self.asterisk = ami.AsteriskHealth()
         self.ari_connected = False
         self.http_addresses: list[str] = []
-        self.accounts = Accounts(cfg.store.path, idle_s=cfg.people.idle_timeout_s,
-                                 lock_after=cfg.people.lockout_after, lock_for_s=cfg.people.lockout_s)
+        self.accounts = open_accounts(cfg.store, idle_s=cfg.people.idle_timeout_s,
+                                      lock_after=cfg.people.lockout_after, lock_for_s=cfg.people.lockout_s)
         officers = [(u.name, [str(r) for r in u.roles], u.token_sha256) for u in cfg.warnings.users]
         for name in self.accounts.adopt(officers):
             log.info("officer %r from [[warnings.users]] is now an account (gateway users reset %s to log in)",
@@ -307,7 +306,7 @@ class Gateway:
         from gateway.units.board import UnitBoard
         from gateway.web.units import UnitRoutes
 
-        self.board = UnitBoard(self.cfg.units, self.desk, Path(self.cfg.store.path).with_name("units.db"))
+        self.board = UnitBoard(self.cfg.units, self.desk, open_units_db(self.cfg.store))
         await nursery.start(isolated, "units", self.board.run)
         return list(UnitRoutes(self.board, self.auth).routes())
 

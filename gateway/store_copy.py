@@ -7,6 +7,11 @@ same moment), in primary-key order, and written in batches of ``BATCH_ROWS``: ea
 ``COPY``-ed into a temporary table and moved with ``INSERT ... ON CONFLICT DO NOTHING``. Memory holds one
 batch, whatever the size of the history.
 
+The accounts and audit trail are tables of the same file; the unit board's (``units``, ``unit_log``,
+``unit_notes``) are in ``units.db`` beside it, attached read-only when it is there (inside the same read
+transaction). A numbering column (the audit's ``seq``: an identity on PostgreSQL) is copied as it is and
+its sequence moved past the highest copied, so the target numbers on from there.
+
 The target is migrated first if it has no schema; one at another version than this gateway's is refused, and
 so is one that already holds rows, unless ``resume``: then a row whose primary key is already there is kept
 as it is and only the missing ones are added, so a copy interrupted at any point is finished by running it
@@ -46,6 +51,7 @@ from gateway.stores import MIGRATIONS, VERSION
 BATCH_ROWS = 5_000
 STATEMENT_TIMEOUT_S = 600.0  # a key-ordered read of millions of rows may sort them first
 OWN_TABLES = ("schema_version",)  # the target's, written by its migrations
+UNITS_FILE = "units.db"  # the unit board's SQLite file, beside the store (gateway.stores.open_units_db)
 _TABLES = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)")
 PgConn = psycopg.Connection[tuple[object, ...]]
 Progress = Callable[[str, int, int, int], None]  # table, rows read, rows in the source, rows added
@@ -59,6 +65,7 @@ class Table:
     columns: tuple[str, ...]
     types: tuple[str, ...]
     key: tuple[str, ...]
+    numbered: tuple[str, ...] = ()  # identity columns: their sequence follows the rows copied
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,14 @@ def open_source(path: str | Path) -> sqlite3.Connection:
     if "incidents" not in names:
         db.close()
         raise InputError(f"{path} holds no incident store (no incidents table): check --from sqlite:PATH")
+    units = path.with_name(UNITS_FILE)
+    if units.is_file():
+        try:  # its tables are then found by their names (SQLite looks in attached files after the main one)
+            db.execute("ATTACH DATABASE ? AS units_file", (units.resolve().as_uri() + "?mode=ro",))
+        except sqlite3.Error as exc:
+            db.close()
+            raise InputError(f"cannot open {units} read-only ({exc}): the unit board's file beside the store") \
+                from exc
     return db
 
 
@@ -150,8 +165,10 @@ def tables(conn: PgConn) -> list[Table]:
         key = conn.execute("SELECT a.attname FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(attnum, n),"
                            " pg_attribute a WHERE i.indrelid = %s::regclass AND i.indisprimary AND a.attrelid ="
                            " i.indrelid AND a.attnum = k.attnum ORDER BY k.n", (name,)).fetchall()
+        numbered = conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
+                                " AND attidentity != '' ORDER BY attnum", (name,)).fetchall()
         found.append(Table(name, tuple(str(c) for c, _ in cols), tuple(str(t) for _, t in cols),
-                           tuple(str(k) for (k,) in key)))
+                           tuple(str(k) for (k,) in key), tuple(str(c) for (c,) in numbered)))
     return found
 
 
@@ -219,6 +236,10 @@ def _copy_table(source: sqlite3.Connection, target: PgConn, table: Table, batch_
         read += len(rows)
         if progress:
             progress(table.name, read, total, added)
+    for column in table.numbered:  # the next row the target numbers comes after every copied one
+        target.execute(sql.SQL("SELECT setval(pg_get_serial_sequence(%s, %s), m, true) FROM (SELECT max({}) AS m"
+                               " FROM {}) AS top WHERE m IS NOT NULL").format(sql.Identifier(column), name),
+                       (table.name, column))
     return Copied(table.name, read, added)
 
 

@@ -6,21 +6,27 @@ starts. PostgreSQL's schema is versioned (``schema_version``) and made only by `
 this one only orders them). An applied migration is never changed: a feature's new table or column is
 a new step here (``tests/core/test_store_pg.py`` pins the DDL of the applied ones).
 
-Not here yet (still SQLite files of their own beside ``[store] path``, on either backend): the unit
-board, the warnings outbox and recipients, and the accounts and audit.
+The accounts (with sessions and the audit trail) and the unit board are opened here too
+(``open_accounts``, ``open_units_db``): on SQLite in files of their own beside ``[store] path`` as before,
+on PostgreSQL in the shared database (migrations 5 and 6), where every node sees the same.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from gateway.incident import callback_table, nodes, recording_index, remote, store
 from gateway.incident.spool import Spooled
+from gateway.incident.sqldb import Db, SqliteDb
 from gateway.incident.store import Queries, SqliteStore
-from gateway.incident.store_pg import Migration, PgStore, migrate, read_version
+from gateway.incident.store_pg import Migration, PgDb, PgStore, migrate, read_version
 from gateway.intake import fallback
+from gateway.people import accounts
+from gateway.people.accounts import Accounts
 from gateway.scenario import leases, runs
 from gateway.settings.config import StoreConfig
+from gateway.units import board
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "incidents, timeline, directory, replay keys, call-backs, recordings and holds, scenario runs,"
@@ -32,8 +38,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "scenario run leases (which node executes which run) and their fence", leases.SCHEMA),
     Migration(4, "gateway nodes: each node's last report of what it holds (calls, queue, scenario runs)",
               nodes.SCHEMA),
+    Migration(5, "accounts, sessions, lockouts and the append-only audit trail (numbered by the database)",
+              accounts.PG_SCHEMA),
+    Migration(6, "the units board: units (one row each, written by compare-and-swap), their log, notes to incidents",
+              board.SCHEMA),
 )
 VERSION = MIGRATIONS[-1].version
+ACCOUNTS_CONNECT_WAIT_S = 0.25  # how long a console request waits for PostgreSQL to be connected again
 
 
 def open_incident_store(cfg: StoreConfig) -> Queries:
@@ -43,6 +54,25 @@ def open_incident_store(cfg: StoreConfig) -> Queries:
     if cfg.backend == "postgresql":  # with this node's spool for when PostgreSQL is away (incident.spool)
         return Spooled(PgStore(cfg.dsn, schema_version=VERSION), spool_path(cfg))
     return SqliteStore(cfg.path)
+
+
+def open_accounts(cfg: StoreConfig, **options: Any) -> Accounts:
+    """The accounts, sessions and audit trail (``options``: ``Accounts``'s): in the SQLite store's file, or
+    in PostgreSQL shared by every node. The caller closes them. Raises StoreError (on PostgreSQL also a
+    schema not at ``VERSION``: run ``gateway db migrate``)."""
+    if cfg.backend == "postgresql":
+        # The console asks for sessions from the event loop: with PostgreSQL away it is refused at once.
+        return Accounts(PgDb(cfg.dsn, accounts.PG_SCHEMA, "accounts", schema_version=VERSION,
+                             connect_wait_s=ACCOUNTS_CONNECT_WAIT_S), **options)
+    return Accounts(cfg.path, **options)
+
+
+def open_units_db(cfg: StoreConfig) -> Db:
+    """Where the unit board keeps its units: ``units.db`` beside ``[store] path``, or PostgreSQL shared
+    by every node. The board owns and closes it. Raises StoreError."""
+    if cfg.backend == "postgresql":
+        return PgDb(cfg.dsn, board.SCHEMA, "units store", schema_version=VERSION)
+    return SqliteDb(Path(cfg.path).with_name("units.db"), board.SCHEMA, "units store")
 
 
 def spool_path(cfg: StoreConfig) -> Path:

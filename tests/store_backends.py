@@ -19,9 +19,12 @@ import psycopg
 import pytest
 
 from gateway.errors import DrillError
+from gateway.incident.sqldb import Db, SqliteDb
 from gateway.incident.store import SEEN_RETENTION_S, SqliteStore
-from gateway.incident.store_pg import PgStore, migrate
+from gateway.incident.store_pg import PgDb, PgStore, migrate
+from gateway.people import accounts
 from gateway.stores import MIGRATIONS, VERSION
+from gateway.units import board
 from sim import pg
 
 TEMPLATE = "ecgw_template"
@@ -95,6 +98,31 @@ class Backend:
         if short_waits:
             store._db.execute("PRAGMA busy_timeout=100")
         return store
+
+    def accounts_db(self) -> Db:
+        """The accounts' tables: in the store's SQLite file, or in the database (a new connection: a node)."""
+        if self.kind == "postgresql":
+            return PgDb(self.dsn, accounts.PG_SCHEMA, "accounts", schema_version=VERSION)
+        return SqliteDb(self.path, accounts.SCHEMA, "accounts")
+
+    def units_db(self) -> Db:
+        """The unit board's tables: ``units.db`` beside the store, or in the database (a new connection)."""
+        if self.kind == "postgresql":
+            return PgDb(self.dsn, board.SCHEMA, "units store", schema_version=VERSION)
+        return SqliteDb(self.path.with_name("units.db"), board.SCHEMA, "units store")
+
+    def sql(self, statement: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """One statement (``?`` placeholders) on a connection of the test's own, committed: the database as
+        an operator or another program sees it. Raises the driver's own errors."""
+        if self.kind == "postgresql":
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                cur = conn.execute(statement.replace("?", "%s"), args)
+                return cur.fetchall() if cur.description else []
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            return db.execute(statement, args).fetchall()
+        finally:
+            db.close()
 
     @contextmanager
     def locked(self) -> Iterator[None]:

@@ -23,6 +23,7 @@ from gateway import check_config
 from gateway.errors import InputError
 from gateway.files import UMASK
 from gateway.people.accounts import LANGUAGES, ROLES, Accounts, token_digest
+from gateway.stores import open_accounts
 
 _json = msgspec.json.Encoder()
 
@@ -47,7 +48,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
 def cmd_users(args: argparse.Namespace) -> int:
     os.umask(UMASK)
-    accounts = Accounts(check_config.load(args.config).store.path)
+    accounts = open_accounts(check_config.load(args.config).store)
     by = getpass.getuser()
     try:
         if args.action == "add":

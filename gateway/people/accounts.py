@@ -11,6 +11,13 @@ people or sessions counts up ``accounts_version``, every lookup first reads it (
 a change, so a disabled person's session ends with their next request. (SQLite's ``PRAGMA data_version``
 would be cheaper, but misses other processes' commits while this process has a second connection to
 the same file, which the incident store is.)
+
+On PostgreSQL (``[store] backend``; tables from migration 5) every gateway node shares them: a session
+made on one node is found on the other (its last request's time is written back now and then, so the
+other node does not find it idle), failures count up in the row itself (``failures + 1``), so wrong
+passwords on both nodes lock the account together, and audit rows are numbered by the database in the
+order they commit (writers of audit rows take turns: ``AUDIT_ORDER``), so a reader that follows the trail
+by ``seq`` misses none.
 """
 
 from __future__ import annotations
@@ -18,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -27,14 +33,14 @@ from typing import Any, Literal
 
 import msgspec
 
-from gateway.errors import Conflict, GatewayError, InputError, NotFound, StoreError
-from gateway.incident.store import connect
+from gateway.errors import Conflict, GatewayError, InputError, NotFound
+from gateway.incident.sqldb import Db, Execute, SqliteDb
 from gateway.people import passwords
 
 Role = Literal["dispatcher", "supervisor", "civil-defence", "drill", "admin"]
 ROLES: tuple[Role, ...] = ("dispatcher", "supervisor", "civil-defence", "drill", "admin")
 LANGUAGES = ("kk", "ru", "en")
-SCHEMA = """
+TABLES = """
 CREATE TABLE IF NOT EXISTS people (
     name TEXT PRIMARY KEY, roles TEXT NOT NULL, language TEXT NOT NULL, password_hash TEXT NOT NULL DEFAULT '',
     token_sha256 TEXT NOT NULL DEFAULT '', disabled INTEGER NOT NULL DEFAULT 0,
@@ -43,17 +49,27 @@ CREATE TABLE IF NOT EXISTS sessions (
     token_sha256 TEXT PRIMARY KEY, name TEXT NOT NULL, csrf TEXT NOT NULL, position TEXT NOT NULL DEFAULT '',
     created_wall REAL NOT NULL, seen_wall REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS accounts_version (one INTEGER PRIMARY KEY CHECK (one = 1), n INTEGER NOT NULL);
-INSERT OR IGNORE INTO accounts_version VALUES (1, 0);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, wall REAL NOT NULL, who TEXT NOT NULL, via TEXT NOT NULL,
     action TEXT NOT NULL, target TEXT NOT NULL DEFAULT '', detail TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS audit_by_who ON audit (who, seq);
 CREATE INDEX IF NOT EXISTS audit_by_target ON audit (target, seq);
+"""
+SCHEMA = TABLES + """
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 """
+PG_SCHEMA = TABLES + """
+CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION 'the audit trail is append-only'; END $$;
+CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
+    FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+"""  # what migration 5 makes (the same tables; PostgreSQL's form of the guards)
+AUDIT_ORDER = 0x6563677721  # the key audit writers take turns by (``Db.serialize``)
 NAME_RE = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")  # as [[warnings.users]] names, so every officer fits
 
 
@@ -121,15 +137,21 @@ def check_roles(roles: Iterable[str]) -> list[str]:
 
 class Accounts:
     """Blocking; one connection guarded by a lock. Call the slow parts (``login``, ``audit``) from a
-    worker thread; session and token lookups are answered from memory."""
+    worker thread; session and token lookups are answered from memory.
 
-    def __init__(self, path: str | Path, *, idle_s: float = 900.0, lock_after: int = 5, lock_for_s: float = 900.0,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.path = Path(path)
+    ``db``: a SQLite file (its tables made here), or a ``Db`` (``gateway.stores.open_accounts``); owned
+    and closed by ``close``. Raises StoreError when it cannot be opened."""
+
+    def __init__(self, db: str | Path | Db, *, idle_s: float = 900.0, lock_after: int = 5,
+                 lock_for_s: float = 900.0, clock: Callable[[], float] = time.time) -> None:
         self.idle_s, self.lock_after, self.lock_for_s = idle_s, lock_after, lock_for_s
         self.clock = clock
-        self._db = connect(self.path, "FULL", SCHEMA, "accounts")
+        self._db = db if isinstance(db, Db) else SqliteDb(db, SCHEMA, "accounts")
+        if not self._db.rows("SELECT 1 FROM accounts_version"):  # a new database (a write only then)
+            with self._db.transaction() as execute:
+                execute("INSERT INTO accounts_version VALUES (1, 0) ON CONFLICT DO NOTHING", ())
         self._lock = threading.RLock()
+        self._touched: dict[str, float] = {}  # session digest -> the seen_wall last stored (shared db only)
         self._version = -1
         self._people: dict[str, tuple[Person, bool, str]] = {}  # name -> (person, disabled, token digest)
         self._tokens: dict[str, str] = {}  # token digest -> name
@@ -142,10 +164,7 @@ class Accounts:
     # -- reading ------------------------------------------------------------------------------
 
     def _sql(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self._db.execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"accounts {self.path}: {exc}") from exc
+        return self._db.rows(sql, args)
 
     def _fresh(self) -> None:
         """Reload people when anyone changed them or the sessions (``accounts_version``). Cached sessions
@@ -191,23 +210,19 @@ class Accounts:
 
     # -- changing accounts --------------------------------------------------------------------
 
-    def _write(self, statements: list[tuple[str, tuple[object, ...]]], *, changes: bool = True) -> None:
-        """One transaction; ``changes``: it changes people or sessions (other processes must reload)."""
+    def _write(self, statements: list[tuple[str, tuple[object, ...]]], *, changes: bool = True,
+               then: Callable[[Execute], None] | None = None) -> None:
+        """One transaction; ``changes``: it changes people or sessions (other processes must reload);
+        ``then`` runs more in the same transaction. Raises Conflict, StoreError."""
         bump = [("UPDATE accounts_version SET n = n + 1", ())] if changes else []
         with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    for sql, args in [*statements, *bump]:
-                        self._db.execute(sql, args)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.IntegrityError as exc:
-                raise Conflict(f"accounts: {exc}") from exc
-            except sqlite3.Error as exc:
-                raise StoreError(f"accounts {self.path}: {exc}") from exc
+            with self._db.transaction() as execute:
+                if any(sql.startswith("INSERT INTO audit") for sql, _ in statements):
+                    self._db.serialize(execute, AUDIT_ORDER)  # numbered in the order they commit
+                for sql, args in [*statements, *bump]:
+                    execute(sql, args)
+                if then is not None:
+                    then(execute)
             self._fresh()
 
     def add(self, name: str, roles: Iterable[str], *, language: str = "ru", password: str = "",
@@ -296,13 +311,20 @@ class Accounts:
         if not known or disabled:
             self._write(audit, changes=False)
             raise LoginRefused("wrong name or password")
-        locked = failures + 1 >= self.lock_after
-        self._write([("UPDATE people SET failures = ?, locked_until = ? WHERE name = ?",
-                      (0 if locked else failures + 1, now + self.lock_for_s if locked else 0.0, name)), *audit,
-                     *([self._audit_row(name, "web", "account_locked", name, f"{self.lock_after} wrong passwords")]
-                       if locked else [])])
-        raise LoginRefused(f"too many wrong passwords: try again in {self.lock_for_s / 60:.0f} minutes" if locked
-                           else "wrong name or password")
+        locked: list[bool] = []
+
+        def count(execute: Execute) -> None:  # in the row itself: another node's failures count too
+            row = execute("UPDATE people SET failures = CASE WHEN failures + 1 >= ? THEN 0 ELSE failures + 1 END, "
+                          "locked_until = CASE WHEN failures + 1 >= ? THEN ? ELSE locked_until END WHERE name = ? "
+                          "RETURNING failures, locked_until",
+                          (self.lock_after, self.lock_after, now + self.lock_for_s, name))
+            locked.append(bool(row) and float(row[0][1]) > now)
+            if row and int(row[0][0]) == 0:  # this failure locked it
+                execute(*self._audit_row(name, "web", "account_locked", name, f"{self.lock_after} wrong passwords"))
+
+        self._write(audit, then=count)
+        raise LoginRefused(f"too many wrong passwords: try again in {self.lock_for_s / 60:.0f} minutes"
+                           if locked[0] else "wrong name or password")
 
     def session(self, token: str) -> Session | None:
         """The live session for a cookie's token, or None (unknown, ended, idle too long, person disabled)."""
@@ -317,13 +339,23 @@ class Accounts:
                 if person is None:
                     return None
                 _, csrf, position, created, seen = rows[0]
+                self._touched[digest] = float(seen)
                 found = Session(person=person, csrf=str(csrf), position=str(position), created_wall=float(created),
                                 seen_wall=float(seen))
                 self._sessions[digest] = found
+            if now - found.seen_wall > self.idle_s and self._db.shared:  # another node may have seen it since
+                stored = self._sql("SELECT seen_wall FROM sessions WHERE token_sha256 = ?", (digest,))
+                found.seen_wall = max(found.seen_wall, float(stored[0][0]) if stored else 0.0)
+                self._touched[digest] = found.seen_wall
             if now - found.seen_wall > self.idle_s:
                 self._sessions.pop(digest, None)
+                self._touched.pop(digest, None)
                 return None
-            found.seen_wall = now  # in memory: written back at logout (a restart keeps the stored time)
+            found.seen_wall = now  # in memory (a restart keeps the stored time)...
+            if self._db.shared and now - self._touched.setdefault(digest, now) > self.idle_s / 4:
+                self._touched[digest] = now  # ...and now and then in the row, for the other nodes
+                self._write([("UPDATE sessions SET seen_wall = ? WHERE token_sha256 = ? AND seen_wall < ?",
+                              (now, digest, now))], changes=False)
             return found
 
     def logout(self, token: str) -> None:

@@ -7,16 +7,26 @@ the incident's unit list, its response status moved forward) and deleted. If the
 slow or down, the unit change still stands and its notes wait; ``run`` retries them, so a restart
 between the two writes loses nothing. All changes go through one lock: a unit is given to one
 incident at a time.
+
+On PostgreSQL (``[store] backend``; tables from migration 6) two nodes share the board. A unit's row is
+its whole document, so every write is a compare-and-swap on the body it replaces (``UPDATE ... WHERE
+body = <the one read>``): a change computed from a unit the other node has changed since writes nothing,
+the unit is read again and the change is decided anew (its rules checked on the fresh state), so
+neither node's update is lost. Before a change the unit is read from the database; every ``RETRY_S`` the
+whole board is, for the lists. A note carries its own replay key (the incident store's ``seen``): one the
+other node (or this one, before a restart) delivered already is not recorded again. (Two nodes delivering
+one note at the very same moment could both record it; a node starting holds the notes waiting then. The
+notes of a node that died wait for a node to start.)
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
-import threading
+import random
+import secrets
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import trio
@@ -24,7 +34,7 @@ import trio
 from gateway.errors import NotFound, StoreError
 from gateway.incident.desk import STATUS_ORDER, Desk, DeskError
 from gateway.incident.records import ResponseStatus
-from gateway.incident.store import connect
+from gateway.incident.sqldb import Db, Execute, SqliteDb
 from gateway.settings import UnitsConfig, project_path
 from gateway.units.model import (
     TRANSITIONS,
@@ -48,6 +58,8 @@ from gateway.units.model import (
 log = logging.getLogger(__name__)
 RETRY_S = 5.0  # how often waiting notes are offered to the incident desk again
 MAX_REASON = 500
+STALE_RETRIES = 10  # a unit another node keeps changing under us: decide again this many times...
+STALE_BACKOFF_S = 0.01  # ...after a random pause of up to this times the attempts so far (so one node gives way)
 _json = msgspec.json.Encoder()
 
 SCHEMA = """
@@ -77,30 +89,39 @@ class Note(msgspec.Struct, frozen=True, kw_only=True):
     join: bool | None = None  # True: add to incident.units, False: remove, None: leave
     status: str = ""
     data: dict[str, str | float | bool] = {}
+    id: str = msgspec.field(default_factory=lambda: secrets.token_hex(8))  # its replay key: delivered once
+
+
+class _Stale(Exception):
+    """Another node changed the unit since it was read: nothing was written."""
+
+    def __init__(self, unit_id: str) -> None:
+        super().__init__(unit_id)
+        self.unit_id = unit_id
 
 
 class UnitBoard:
-    """Owns the units store (one SQLite file) and the live copy of every unit.
+    """Owns the units store and the live copy of every unit.
 
-    ``__init__`` reads the roster and the store (ConfigError, StoreError); ``close`` closes the file.
+    ``db``: a SQLite file (its tables made here) or a ``Db`` (``gateway.stores.open_units_db``), owned
+    and closed by ``close``. ``__init__`` reads the roster and the store (ConfigError, StoreError).
     """
 
-    def __init__(self, cfg: UnitsConfig, desk: Desk, db_path: str | Path) -> None:
+    def __init__(self, cfg: UnitsConfig, desk: Desk, db: str | Path | Db) -> None:
         self.cfg = cfg
         self.desk = desk
         roster = load_roster(project_path(cfg.roster_file))
         self.kinds = roster.kinds
-        self._db = connect(Path(db_path), "FULL", SCHEMA, "units store")
-        self._db_lock = threading.Lock()
+        self._db = db if isinstance(db, Db) else SqliteDb(db, SCHEMA, "units store")
         self._lock = trio.Lock()
+        self._bodies: dict[str, bytes] = {}  # unit id -> its row's body as last read or written here
         self._units = self._open(roster)
         self._notes: list[tuple[int, Note]] = [
             (int(seq), msgspec.json.decode(body, type=Note))
-            for seq, body in self._read("SELECT seq, body FROM unit_notes ORDER BY seq")]
+            for seq, body in self._db.rows("SELECT seq, body FROM unit_notes ORDER BY seq")]
 
     def close(self) -> None:
-        with self._db_lock:
-            self._db.close()
+        self._db.close()
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -137,13 +158,14 @@ class UnitBoard:
         if status is None and lat is None:
             raise UnitInputError("nothing to change: give a status, a position (lat and lon) or both")
         async with self._lock:
-            return await self._change(self.get(unit_id), status, lat, lon, actor, reason, force)
+            return await self._decided(unit_id, lambda unit: self._change(unit, status, lat, lon, actor, reason,
+                                                                          force))
 
     async def assign(self, incident_id: str, unit_id: str, *, actor: str) -> Unit:
         """Give a free unit to an incident; the incident hears of it (event, unit list, status
         "assigned" if it was new). Raises NotFound (unit or incident), IllegalTransition."""
         async with self._lock:
-            return await self._assign(incident_id, self.get(unit_id), actor)
+            return await self._decided(unit_id, lambda unit: self._assign(incident_id, unit, actor))
 
     async def propose(self, incident_id: str, kind: str = "", limit: int = 3) -> Proposals:
         """The nearest free units (of ``kind``, "" for any) to the incident's best location.
@@ -181,18 +203,31 @@ class UnitBoard:
         whose units are busy elsewhere changes nothing (logged). True when a unit of theirs is on the
         incident afterwards. Raises StoreError, NotFound."""
         async with self._lock:
-            mine = [u for u in self._units.values() if person in u.members]
-            unit = next((u for u in mine if u.incident == incident_id), None)
+            fresh = self._db.shared
+            for attempt in range(STALE_RETRIES):
+                if fresh:
+                    await trio.to_thread.run_sync(self._reload)
+                try:
+                    return await self._member_ack(person, incident_id)
+                except _Stale:
+                    fresh = True
+                    await trio.sleep(random.uniform(0, STALE_BACKOFF_S * (attempt + 1)))
+            raise StoreError(f"acknowledgement by {person}: their unit changed on another node {STALE_RETRIES}"
+                             " times while deciding; try again")
+
+    async def _member_ack(self, person: str, incident_id: str) -> bool:
+        mine = [u for u in self._units.values() if person in u.members]
+        unit = next((u for u in mine if u.incident == incident_id), None)
+        if unit is None:
+            unit = next((u for u in mine if u.status == "free"), None)
             if unit is None:
-                unit = next((u for u in mine if u.status == "free"), None)
-                if unit is None:
-                    log.warning("acknowledgement by %s for %s: no unit of theirs is free or on it (%s)", person,
-                                incident_id, ", ".join(f"{u.id} {u.status}" for u in mine) or "in no unit")
-                    return False
-                unit = await self._assign(incident_id, unit, person)
-            if unit.status == "assigned":  # else already moving or there: a late or repeated acknowledgement
-                await self._change(unit, "en_route", None, None, person, "acknowledged the dispatch", False)
-            return True
+                log.warning("acknowledgement by %s for %s: no unit of theirs is free or on it (%s)", person,
+                            incident_id, ", ".join(f"{u.id} {u.status}" for u in mine) or "in no unit")
+                return False
+            unit = await self._assign(incident_id, unit, person)
+        if unit.status == "assigned":  # else already moving or there: a late or repeated acknowledgement
+            await self._change(unit, "en_route", None, None, person, "acknowledged the dispatch", False)
+        return True
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Deliver notes left from before a restart, then keep retrying any the desk could not take."""
@@ -201,9 +236,25 @@ class UnitBoard:
         task_status.started()
         while True:
             await trio.sleep(RETRY_S)
-            if self._notes:
+            if self._notes or self._db.shared:
                 async with self._lock:
+                    if self._db.shared:  # the other nodes' changes, for the lists
+                        await trio.to_thread.run_sync(self._reload)
                     await self._deliver()
+
+    async def _decided(self, unit_id: str, decide: Callable[[Unit], Awaitable[Unit]]) -> Unit:
+        """``decide`` on the unit as stored; again on the fresh one while another node changed it first."""
+        self.get(unit_id)
+        fresh = self._db.shared
+        for attempt in range(STALE_RETRIES):
+            if fresh:
+                await trio.to_thread.run_sync(self._reload, unit_id)
+            try:
+                return await decide(self.get(unit_id))
+            except _Stale:
+                fresh = True
+                await trio.sleep(random.uniform(0, STALE_BACKOFF_S * (attempt + 1)))
+        raise StoreError(f"unit {unit_id} changed on another node {STALE_RETRIES} times while deciding; try again")
 
     # -- inside the lock -------------------------------------------------------------------------
 
@@ -242,7 +293,7 @@ class UnitBoard:
                                 lat=new.lat, lon=new.lon, reason=reason, forced=forced)
             log.info("unit %s: %s -> %s (%s) by %s%s", new.id, old.status, new.status, change.incident or "-",
                      actor, f", forced: {reason}" if forced else "")
-        seq = await trio.to_thread.run_sync(self._save, new, change, note)
+        seq = await trio.to_thread.run_sync(self._save, old, new, change, note)
         self._units[new.id] = new
         if note is not None and seq is not None:
             self._notes.append((seq, note))
@@ -270,68 +321,82 @@ class UnitBoard:
             changes = {"units": [*incident.units, note.unit]}
         elif note.join is False and note.unit in incident.units:
             changes = {"units": [u for u in incident.units if u != note.unit]}
-        await self.desk.record(note.incident, note.kind, actor=note.actor, changes=changes, unit=note.unit,
-                               **note.data)
+        key = f"unit-note:{note.id}"  # a note delivered before (by another node, or before a restart): not again
+        if not await self.desk.seen(key):
+            await self.desk.record_report(note.incident, note.kind, seen_key=key, actor=note.actor, changes=changes,
+                                          unit=note.unit, **note.data)
         current = (await self.desk.get(note.incident)).status
         if note.status in STATUS_ORDER and current != "closed" and STATUS_ORDER[note.status] > STATUS_ORDER[current]:
             status: ResponseStatus = note.status  # type: ignore[assignment]
             await self.desk.set_status(note.incident, status, actor=note.actor, unit=note.unit)
 
-    # -- SQLite (worker threads) ------------------------------------------------------------------
+    # -- the store (worker threads) ---------------------------------------------------------------
 
     def _open(self, roster: Roster) -> dict[str, Unit]:
         """Roster units with their stored state; new roster units are stored free at their base."""
-        with self._db_lock:
-            stored = {row[0]: msgspec.json.decode(row[1], type=Unit)
-                      for row in self._read("SELECT id, body FROM units")}
+        for _ in range(STALE_RETRIES):
+            rows = self._db.rows("SELECT id, body FROM units")
+            self._bodies = {str(i): bytes(b) for i, b in rows}
+            stored = {i: msgspec.json.decode(b, type=Unit) for i, b in self._bodies.items()}
             units = {e.id: refreshed(stored[e.id], e) if e.id in stored else seed(e) for e in roster.units}
+            try:
+                with self._db.transaction() as execute:
+                    written = {unit.id: self._put(execute, unit.id, self._bodies.get(unit.id), unit)
+                               for unit in units.values() if _json.encode(unit) != self._bodies.get(unit.id)}
+            except _Stale:  # another node changed or made it meanwhile: read them all again
+                continue
+            self._bodies.update(written)
             for orphan in sorted(set(stored) - set(units)):
                 log.warning("unit %s is in the units store but not in the roster: not served (was %s%s)",
                             orphan, stored[orphan].status, f" on {stored[orphan].incident}" if stored[orphan].incident
                             else "")
-            self._tx([("INSERT OR REPLACE INTO units (id, body) VALUES (?, ?)", (u.id, _json.encode(u)))
-                      for u in units.values()])
-        return units
+            return units
+        raise StoreError(f"units store: the units changed on another node {STALE_RETRIES} times while opening")
 
-    def _save(self, unit: Unit, change: UnitChange | None, note: Note | None) -> int | None:
-        statements: list[tuple[str, tuple[object, ...]]] = [
-            ("INSERT OR REPLACE INTO units (id, body) VALUES (?, ?)", (unit.id, _json.encode(unit)))]
-        if change is not None:
-            statements.append(("INSERT INTO unit_log (unit, body) VALUES (?, ?)", (unit.id, _json.encode(change))))
-        if note is not None:
-            statements.append(("INSERT INTO unit_notes (body) VALUES (?)", (_json.encode(note),)))
-        with self._db_lock:
-            return self._tx(statements)
+    @staticmethod
+    def _put(execute: Execute, unit_id: str, old: bytes | None, unit: Unit) -> bytes:
+        """Write the unit over the body ``old`` read (None: no row yet); its new body. Raises _Stale if
+        the row holds another body by now."""
+        body = _json.encode(unit)
+        if old is None:
+            done = execute("INSERT INTO units (id, body) VALUES (?, ?) ON CONFLICT (id) DO NOTHING RETURNING id",
+                           (unit_id, body))
+        else:
+            done = execute("UPDATE units SET body = ? WHERE id = ? AND body = ? RETURNING id", (body, unit_id, old))
+        if not done:
+            raise _Stale(unit_id)
+        return body
+
+    def _reload(self, unit_id: str = "") -> None:
+        """The stored state of one unit (or every one) into the live copy (roster units only)."""
+        rows = self._db.rows("SELECT id, body FROM units WHERE id = ?", (unit_id,)) if unit_id \
+            else self._db.rows("SELECT id, body FROM units")
+        for found, body in rows:
+            if found in self._units and bytes(body) != self._bodies.get(found):
+                self._bodies[found] = bytes(body)
+                self._units[found] = msgspec.json.decode(body, type=Unit)
+
+    def _save(self, old: Unit, unit: Unit, change: UnitChange | None, note: Note | None) -> int | None:
+        """The unit's new state with its log entry and note, in one transaction; the note's number.
+        Raises _Stale (nothing written) when another node changed the unit since it was read."""
+        seq = None
+        with self._db.transaction() as execute:
+            body = self._put(execute, unit.id, self._bodies.get(old.id), unit)
+            if change is not None:
+                execute("INSERT INTO unit_log (unit, body) VALUES (?, ?)", (unit.id, _json.encode(change)))
+            if note is not None:
+                seq = int(execute("INSERT INTO unit_notes (body) VALUES (?) RETURNING seq",
+                                  (_json.encode(note),))[0][0])
+        self._bodies[unit.id] = body
+        return seq
 
     def _forget(self, seq: int) -> None:
-        with self._db_lock:
-            self._tx([("DELETE FROM unit_notes WHERE seq = ?", (seq,))])
+        with self._db.transaction() as execute:
+            execute("DELETE FROM unit_notes WHERE seq = ?", (seq,))
 
     def _history(self, unit_id: str, limit: int) -> list[UnitChange]:
-        with self._db_lock:
-            rows = self._read("SELECT body FROM unit_log WHERE unit = ? ORDER BY seq DESC LIMIT ?", (unit_id, limit))
+        rows = self._db.rows("SELECT body FROM unit_log WHERE unit = ? ORDER BY seq DESC LIMIT ?", (unit_id, limit))
         return [msgspec.json.decode(row[0], type=UnitChange) for row in rows]
-
-    def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
-        try:
-            return self._db.execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"units store: {exc}") from exc
-
-    def _tx(self, statements: list[tuple[str, tuple[object, ...]]]) -> int | None:
-        """Run statements in one durable transaction; the last row id inserted, if any."""
-        last = None
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            for sql, args in statements:
-                cursor = self._db.execute(sql, args)
-                last = cursor.lastrowid if sql.startswith("INSERT") else last
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise StoreError(f"units store: {exc}") from exc
-        return last
 
 
 def _note_for(old: Unit, new: Unit, actor: str, reason: str, forced: bool) -> Note | None:

@@ -1,18 +1,18 @@
-"""People, their sessions and the audit trail, on a real SQLite store."""
+"""People, their sessions and the audit trail, on SQLite and on PostgreSQL (``backend``)."""
 
 from __future__ import annotations
 
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
+import psycopg
 import pytest
 
 from gateway.errors import Conflict, InputError, NotFound
-from gateway.incident.store import SqliteStore
 from gateway.people import passwords
 from gateway.people.accounts import Accounts, LoginRefused, token_digest
+from tests.store_backends import Backend
 
 PASSWORD = "correct horse battery"
 
@@ -25,17 +25,18 @@ class Clock:
         return self.now
 
 
-def accounts(tmp_path: Path, clock: Clock | None = None) -> Accounts:
-    return Accounts(tmp_path / "gateway.sqlite3", idle_s=900, lock_after=5, lock_for_s=900, clock=clock or Clock())
+def accounts(backend: Backend, clock: Clock | None = None) -> Accounts:
+    """Accounts on the backend's database; each call a connection of its own (on PostgreSQL: a node)."""
+    return Accounts(backend.accounts_db(), idle_s=900, lock_after=5, lock_for_s=900, clock=clock or Clock())
 
 
-def test_a_person_logs_in_with_the_right_password_only_and_the_hash_is_argon2id(tmp_path: Path) -> None:
-    people = accounts(tmp_path)
+def test_a_person_logs_in_with_the_right_password_only_and_the_hash_is_argon2id(backend: Backend) -> None:
+    people = accounts(backend)
     people.add("marat", ["dispatcher"], language="kk", password=PASSWORD)
     token, session = people.login("marat", PASSWORD, position="pos1")
     assert (session.person.name, session.person.roles, session.person.language) == ("marat", {"dispatcher"}, "kk")
     assert people.session(token) == session and session.position == "pos1" and len(session.csrf) >= 32
-    stored = sqlite3.connect(tmp_path / "gateway.sqlite3").execute("SELECT password_hash FROM people").fetchone()[0]
+    stored = str(backend.sql("SELECT password_hash FROM people")[0][0])
     assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$") and PASSWORD not in stored
     for name, password in (("marat", "wrong password!"), ("nobody", PASSWORD), ("MARAT", PASSWORD)):
         with pytest.raises(LoginRefused, match="wrong name or password"):
@@ -43,9 +44,9 @@ def test_a_person_logs_in_with_the_right_password_only_and_the_hash_is_argon2id(
     assert people.session("not-a-token") is None
 
 
-def test_five_wrong_passwords_lock_the_account_for_its_time_even_for_the_right_one(tmp_path: Path) -> None:
+def test_five_wrong_passwords_lock_the_account_for_its_time_even_for_the_right_one(backend: Backend) -> None:
     clock = Clock()
-    people = accounts(tmp_path, clock)
+    people = accounts(backend, clock)
     people.add("marat", ["dispatcher"], password=PASSWORD)
     for _ in range(4):
         with pytest.raises(LoginRefused, match="wrong name or password"):
@@ -61,17 +62,21 @@ def test_five_wrong_passwords_lock_the_account_for_its_time_even_for_the_right_o
     assert actions[-1] == ("marat", "login")
 
 
-def other_process(tmp_path: Path, call: str) -> None:
-    code = f"from gateway.people.accounts import Accounts; Accounts({str(tmp_path / 'gateway.sqlite3')!r}).{call}"
+def other_process(backend: Backend, call: str) -> None:
+    """``call`` on Accounts opened in another process (as `gateway users`), on the same database."""
+    where = (f"PgDb({backend.dsn!r}, accounts.PG_SCHEMA, 'accounts', schema_version=VERSION)"
+             if backend.kind == "postgresql" else repr(str(backend.path)))
+    code = ("from gateway.people import accounts; from gateway.incident.store_pg import PgDb;"
+            f" from gateway.stores import VERSION; accounts.Accounts({where}).{call}")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-def test_a_session_ends_when_idle_at_logout_and_when_its_person_is_disabled_elsewhere(tmp_path: Path) -> None:
+def test_a_session_ends_when_idle_at_logout_and_when_its_person_is_disabled_elsewhere(backend: Backend) -> None:
     """Also with the incident store open on the same file in this process, as in `gateway run` (opening
     a second connection once dropped the first one's locks, and another process's change went unseen)."""
-    SqliteStore(tmp_path / "gateway.sqlite3")
+    backend.open()
     clock = Clock()
-    people = accounts(tmp_path, clock)
+    people = accounts(backend, clock)
     people.add("marat", ["dispatcher"], password=PASSWORD)
     idle, _ = people.login("marat", PASSWORD)
     clock.now += 600
@@ -82,16 +87,16 @@ def test_a_session_ends_when_idle_at_logout_and_when_its_person_is_disabled_else
     gone, _ = people.login("marat", PASSWORD)
     people.logout(gone)
     assert people.session(gone) is None and people.session(kept) is not None
-    other_process(tmp_path, 'disable("marat")')  # `gateway users disable` while `gateway run` serves
+    other_process(backend, 'disable("marat")')  # `gateway users disable` while `gateway run` serves
     assert people.session(kept) is None and people.person("marat") is None
     with pytest.raises(LoginRefused, match="this account is disabled"):
         people.login("marat", PASSWORD)
-    other_process(tmp_path, 'reset("marat", "a new password now")')
+    other_process(backend, 'reset("marat", "a new password now")')
     assert people.login("marat", "a new password now")[1].person.name == "marat"
 
 
-def test_names_roles_languages_and_passwords_are_checked(tmp_path: Path) -> None:
-    people = accounts(tmp_path)
+def test_names_roles_languages_and_passwords_are_checked(backend: Backend) -> None:
+    people = accounts(backend)
     for name, roles, language, password, problem in (
             ("Marat", ["dispatcher"], "ru", PASSWORD, "name"), ("1m", ["dispatcher"], "ru", PASSWORD, "name"),
             ("marat", ["chief"], "ru", PASSWORD, "roles"), ("marat", [], "ru", PASSWORD, "roles"),
@@ -109,8 +114,8 @@ def test_names_roles_languages_and_passwords_are_checked(tmp_path: Path) -> None
         "marat", ["dispatcher", "supervisor"], True, False)
 
 
-def test_officers_from_the_config_become_accounts_and_their_tokens_keep_working(tmp_path: Path) -> None:
-    people = accounts(tmp_path)
+def test_officers_from_the_config_become_accounts_and_their_tokens_keep_working(backend: Backend) -> None:
+    people = accounts(backend)
     digest = token_digest("machine-token-123")
     assert people.adopt([("aigerim", ["civil-defence"], digest), ("marat", ["dispatcher"], "")]) == ["aigerim", "marat"]
     assert people.adopt([("aigerim", ["civil-defence"], digest)]) == []  # once only: accounts rule from then on
@@ -121,23 +126,24 @@ def test_officers_from_the_config_become_accounts_and_their_tokens_keep_working(
         people.login("marat", "")
 
 
-def test_the_audit_trail_is_append_only(tmp_path: Path) -> None:
-    people = accounts(tmp_path)
+def test_the_audit_trail_is_append_only(backend: Backend) -> None:
+    people = accounts(backend)
     people.audit("marat", "session", "incident_read", "20261204-1", "")
     [entry] = [e for e in people.audit_trail() if e.action == "incident_read"]
     assert (entry.who, entry.target) == ("marat", "20261204-1")
-    db = sqlite3.connect(tmp_path / "gateway.sqlite3")
-    for sql in ("UPDATE audit SET who = 'x'", "DELETE FROM audit"):
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            db.execute(sql)
+    refused = (sqlite3.IntegrityError, psycopg.errors.RaiseException)
+    for sql in ("UPDATE audit SET who = 'x'", "DELETE FROM audit", *(["TRUNCATE audit"] if backend.kind != "sqlite"
+                                                                      else [])):
+        with pytest.raises(refused, match="append-only"):
+            backend.sql(sql)
+    assert [e.action for e in people.audit_trail()] == ["incident_read"]
 
 
-def test_a_weaker_hash_is_remade_at_the_next_login(tmp_path: Path) -> None:
+def test_a_weaker_hash_is_remade_at_the_next_login(backend: Backend) -> None:
     from argon2 import PasswordHasher
 
-    people = accounts(tmp_path)
+    people = accounts(backend)
     people.add("marat", ["dispatcher"], password=PASSWORD)
-    db = sqlite3.connect(tmp_path / "gateway.sqlite3", isolation_level=None)
-    db.execute("UPDATE people SET password_hash = ?", (PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD),))
+    backend.sql("UPDATE people SET password_hash = ?", (PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD),))
     people.login("marat", PASSWORD)
-    assert not passwords.needs_rehash(db.execute("SELECT password_hash FROM people").fetchone()[0])
+    assert not passwords.needs_rehash(str(backend.sql("SELECT password_hash FROM people")[0][0]))

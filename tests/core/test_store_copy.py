@@ -15,16 +15,22 @@ from gateway.cli.main import main
 from gateway.incident import callback_table, recording_index
 from gateway.incident.recording_index import Hold, Recording
 from gateway.incident.records import Location
+from gateway.incident.sqldb import SqliteDb
 from gateway.incident.store import SqliteStore, event
-from gateway.incident.store_pg import PgStore
+from gateway.incident.store_pg import PgDb, PgStore
 from gateway.intake import fallback
+from gateway.people import accounts
+from gateway.people.accounts import Accounts
 from gateway.scenario import leases, machine, runs
 from gateway.stores import VERSION
+from gateway.units import board
+from tests.core.test_accounts import PASSWORD, Clock
 from tests.core.test_store import incident
 from tests.store_backends import TEMPLATE, PgCluster
 
 TABLES = ("incidents", "timeline", "directory", "seen", "callbacks", "recordings", "legal_holds", "escalation_runs",
-          "cel_cursor", "scenario_leases", "scenario_lease_fence")
+          "cel_cursor", "scenario_leases", "scenario_lease_fence", "people", "sessions", "accounts_version", "audit",
+          "units", "unit_log", "unit_notes")
 CURSOR = ('INSERT INTO cel_cursor (log, device, inode, "offset", wall) VALUES (?,?,?,?,?) ON CONFLICT (log) DO'
           ' UPDATE SET device=excluded.device, inode=excluded.inode, "offset"=excluded."offset", wall=excluded.wall')
 
@@ -86,7 +92,8 @@ def test_a_centre_is_copied_whole_and_a_second_run_adds_nothing(
     counts = {name: t.target_rows for name, t in tallies.items()}
     assert counts == {"incidents": 300, "timeline": 750, "directory": 50, "seen": 300, "callbacks": 60,
                       "recordings": 40, "legal_holds": 1, "escalation_runs": 25, "cel_cursor": 1,
-                      "scenario_leases": 0, "scenario_lease_fence": 0}
+                      "scenario_leases": 0, "scenario_lease_fence": 0, "people": 0, "sessions": 0,
+                      "accounts_version": 0, "audit": 0, "units": 0, "unit_log": 0, "unit_notes": 0}
     old, new = SqliteStore(path), PgStore(dsn, schema_version=VERSION)
     assert all(new.get(i) == old.get(i) for i in ids)
     assert new.directory_lookup("+77270000007") == old.directory_lookup("+77270000007")
@@ -204,3 +211,36 @@ def test_text_keys_compare_in_byte_order_whatever_the_target_collation(pg_cluste
     pg_cluster.admin.execute(f"CREATE DATABASE {name} OWNER {pg_cluster.server.user} TEMPLATE template0"
                              " LOCALE_PROVIDER icu ICU_LOCALE 'en-US'")
     assert copy_cli(f"sqlite:{path}", pg_cluster.dsn(name)) == 0, capsys.readouterr()
+
+
+def test_accounts_audit_and_the_unit_board_are_copied_and_the_target_numbers_on(
+        pg_cluster: PgCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "gateway.sqlite3"
+    centre(path, incidents=5)
+    clock = Clock()
+    people = Accounts(path, clock=clock)
+    people.add("marat", ["dispatcher"], password=PASSWORD)
+    token, _ = people.login("marat", PASSWORD, position="pos1")
+    for i in range(30):
+        people.audit("marat", "session", "incident_read", f"inc-{i}")
+    people.close()
+    units = SqliteDb(tmp_path / "units.db", board.SCHEMA, "units store")  # as the board leaves it
+    with units.transaction() as execute:
+        for n in range(3):
+            execute("INSERT INTO units (id, body) VALUES (?, ?)", (f"u{n}", b'{"id":"u%d"}' % n))
+            execute("INSERT INTO unit_log (unit, body) VALUES (?, ?)", (f"u{n}", b"{}"))
+        execute("INSERT INTO unit_notes (body) VALUES (?)", (b"{}",))
+    units.close()
+    dsn = pg_cluster.dsn(pg_cluster.database(TEMPLATE))
+    assert copy_cli(f"sqlite:{path}", dsn) == 0
+    out = capsys.readouterr().out
+    assert "every table equal" in out
+    rows = {line.split()[0]: line.split()[1:3] for line in out.splitlines() if line.split()}
+    assert rows["audit"] == ["32", "32"] and rows["units"] == ["3", "3"] and rows["people"] == ["1", "1"]
+    assert rows["unit_log"] == ["3", "3"] and rows["unit_notes"] == ["1", "1"] and rows["sessions"] == ["1", "1"]
+    moved = Accounts(PgDb(dsn, accounts.PG_SCHEMA, "accounts", schema_version=VERSION), clock=clock)
+    assert moved.session(token) is not None  # logged in before the move, still logged in after it
+    moved.audit("marat", "session", "incident_read", "after")
+    trail = moved.audit_trail(limit=100)
+    assert len(trail) == 33 and trail[-1].target == "after" and trail[-1].seq == trail[-2].seq + 1
+    moved.close()

@@ -19,6 +19,7 @@ from gateway.incident.store import AsyncStore, SqliteStore
 from gateway.settings import UnitsConfig
 from gateway.units.board import UnitBoard
 from gateway.units.model import IllegalTransition, NoLocation, UnitInputError
+from tests.store_backends import Backend
 
 ROSTER = """
 kinds = ["patrol", "ambulance"]
@@ -57,9 +58,12 @@ async def incident_desk(tmp_path: Path) -> AsyncIterator[Desk]:
     store.sync.close()
 
 
-def make_board(tmp_path: Path, desk: Desk, roster: str = ROSTER) -> UnitBoard:
+def make_board(tmp_path: Path, desk: Desk, roster: str = ROSTER, *, on: Backend | None = None) -> UnitBoard:
+    """A board on ``units.db``, or ``on`` the backend's units tables (each call a connection of its own: on
+    PostgreSQL, a node)."""
     (tmp_path / "units.toml").write_text(roster, encoding="utf-8")
-    return UnitBoard(UnitsConfig(roster_file=str(tmp_path / "units.toml")), desk, tmp_path / "units.db")
+    return UnitBoard(UnitsConfig(roster_file=str(tmp_path / "units.toml")), desk,
+                     on.units_db() if on is not None else tmp_path / "units.db")
 
 
 async def report(desk: Desk, *locations: Location) -> Incident:
@@ -71,10 +75,10 @@ def kinds_of(incident: Incident) -> list[str]:
     return [e.kind for e in incident.timeline]
 
 
-async def test_assignment_and_reports_move_the_incident_forward(tmp_path: Path) -> None:
+async def test_assignment_and_reports_move_the_incident_forward(tmp_path: Path, backend: Backend) -> None:
     with trio.fail_after(10):
         async with incident_desk(tmp_path) as desk:
-            board = make_board(tmp_path, desk)
+            board = make_board(tmp_path, desk, on=backend)
             inc = await report(desk, ABAI)
             assigned = await board.assign(inc.id, "ps101", actor="aigerim")
             assert assigned.status == "assigned" and assigned.incident == inc.id
@@ -100,10 +104,10 @@ async def test_assignment_and_reports_move_the_incident_forward(tmp_path: Path) 
             board.close()
 
 
-async def test_second_unit_does_not_move_the_incident_back(tmp_path: Path) -> None:
+async def test_second_unit_does_not_move_the_incident_back(tmp_path: Path, backend: Backend) -> None:
     with trio.fail_after(10):
         async with incident_desk(tmp_path) as desk:
-            board = make_board(tmp_path, desk)
+            board = make_board(tmp_path, desk, on=backend)
             inc = await report(desk, ABAI)
             await board.assign(inc.id, "ps101", actor="aigerim")
             await board.update("ps101", status="on_scene", actor="patrol_ps101_a")
@@ -114,10 +118,10 @@ async def test_second_unit_does_not_move_the_incident_back(tmp_path: Path) -> No
             board.close()
 
 
-async def test_refusals(tmp_path: Path) -> None:
+async def test_refusals(tmp_path: Path, backend: Backend) -> None:
     with trio.fail_after(10):
         async with incident_desk(tmp_path) as desk:
-            board = make_board(tmp_path, desk)
+            board = make_board(tmp_path, desk, on=backend)
             inc, other = await report(desk, ABAI), await report(desk, ABAI)
             await board.assign(inc.id, "ps101", actor="aigerim")
             with pytest.raises(IllegalTransition, match=f"ps101 is assigned for incident {inc.id}"):
@@ -143,10 +147,10 @@ async def test_refusals(tmp_path: Path) -> None:
             board.close()
 
 
-async def test_proposals_use_the_incident_location(tmp_path: Path) -> None:
+async def test_proposals_use_the_incident_location(tmp_path: Path, backend: Backend) -> None:
     with trio.fail_after(10):
         async with incident_desk(tmp_path) as desk:
-            board = make_board(tmp_path, desk)
+            board = make_board(tmp_path, desk, on=backend)
             inc = await report(desk, ABAI)
             offers = await board.propose(inc.id, "patrol", 5)
             assert (offers.lat, offers.lon) == (ABAI.lat, ABAI.lon)
@@ -163,10 +167,10 @@ async def test_proposals_use_the_incident_location(tmp_path: Path) -> None:
             board.close()
 
 
-async def test_member_acknowledgement_sends_their_unit_on_its_way(tmp_path: Path) -> None:
+async def test_member_acknowledgement_sends_their_unit_on_its_way(tmp_path: Path, backend: Backend) -> None:
     with trio.fail_after(10):
         async with incident_desk(tmp_path) as desk:
-            board = make_board(tmp_path, desk)
+            board = make_board(tmp_path, desk, on=backend)
             inc, other = await report(desk, ABAI), await report(desk, ABAI)
             await board.assign(inc.id, "ps101", actor="aigerim")
             await board.on_member_ack("patrol_ps101_a", other.id)  # their unit is busy on another incident
@@ -182,10 +186,10 @@ async def test_member_acknowledgement_sends_their_unit_on_its_way(tmp_path: Path
             board.close()
 
 
-async def test_a_called_free_unit_is_assigned_by_its_acknowledgement(tmp_path: Path) -> None:
+async def test_a_called_free_unit_is_assigned_by_its_acknowledgement(tmp_path: Path, backend: Backend) -> None:
     with trio.fail_after(10):
         async with incident_desk(tmp_path) as desk:
-            board = make_board(tmp_path, desk)
+            board = make_board(tmp_path, desk, on=backend)
             inc = await report(desk, ABAI)
             assert await board.nearest_for(inc.id, "ambulance") == ("ss1", "SS-1", ["ambulance_ss1_a"])
             await board.on_member_ack("ambulance_ss1_a", inc.id)
@@ -204,17 +208,17 @@ async def test_a_called_free_unit_is_assigned_by_its_acknowledgement(tmp_path: P
             board.close()
 
 
-async def test_state_survives_a_restart_and_the_roster_refreshes_crews(tmp_path: Path) -> None:
+async def test_state_survives_a_restart_and_the_roster_refreshes_crews(tmp_path: Path, backend: Backend) -> None:
     with trio.fail_after(10):
         async with incident_desk(tmp_path) as desk:
-            board = make_board(tmp_path, desk)
+            board = make_board(tmp_path, desk, on=backend)
             inc = await report(desk, ABAI)
             await board.assign(inc.id, "ps101", actor="aigerim")
             await board.update("ps101", status="en_route", lat=43.245, lon=76.925, actor="gps")
             board.close()
             new_crew = ROSTER.replace('["patrol_ps101_a", "patrol_ps101_b"]', '["patrol_ps101_c"]')
             new_crew += '[[units]]\nid = "ss2"\nkind = "ambulance"\nname = "SS-2"\nlat = 43.3\nlon = 76.9\n'
-            board = make_board(tmp_path, desk, new_crew)
+            board = make_board(tmp_path, desk, new_crew, on=backend)
             unit = board.get("ps101")
             assert (unit.status, unit.incident, unit.lat, unit.members) == ("en_route", inc.id, 43.245,
                                                                             ["patrol_ps101_c"])
@@ -223,10 +227,11 @@ async def test_state_survives_a_restart_and_the_roster_refreshes_crews(tmp_path:
             board.close()
 
 
-async def test_notes_wait_while_the_incident_store_is_locked_and_arrive_after_restart(tmp_path: Path) -> None:
+async def test_notes_wait_while_the_incident_store_is_locked_and_arrive_after_restart(tmp_path: Path,
+                                                                                    backend: Backend) -> None:
     with trio.fail_after(30):
         async with incident_desk(tmp_path) as desk:
-            board = make_board(tmp_path, desk)
+            board = make_board(tmp_path, desk, on=backend)
             inc = await report(desk, ABAI)
             blocker = sqlite3.connect(tmp_path / "incidents.db", isolation_level=None)
             blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the incident store past its busy timeout
@@ -236,7 +241,7 @@ async def test_notes_wait_while_the_incident_store_is_locked_and_arrive_after_re
             board.close()
             blocker.execute("ROLLBACK")
             blocker.close()
-            board = make_board(tmp_path, desk)
+            board = make_board(tmp_path, desk, on=backend)
             assert board.pending() == 1 and board.get("ps101").incident == inc.id
             async with trio.open_nursery() as nursery:
                 await nursery.start(board.run)
@@ -248,8 +253,8 @@ async def test_notes_wait_while_the_incident_store_is_locked_and_arrive_after_re
             board.close()
 
 
-async def test_bad_roster_refuses_to_start(tmp_path: Path) -> None:
+async def test_bad_roster_refuses_to_start(tmp_path: Path, backend: Backend) -> None:
     with trio.fail_after(10):
         async with incident_desk(tmp_path) as desk:
             with pytest.raises(ConfigError, match="kind 'tank'"):
-                make_board(tmp_path, desk, ROSTER.replace('kind = "ambulance"', 'kind = "tank"'))
+                make_board(tmp_path, desk, ROSTER.replace('kind = "ambulance"', 'kind = "tank"'), on=backend)
