@@ -50,7 +50,8 @@ from gateway.stores import MIGRATIONS, VERSION
 
 BATCH_ROWS = 5_000
 STATEMENT_TIMEOUT_S = 600.0  # a key-ordered read of millions of rows may sort them first
-OWN_TABLES = ("schema_version",)  # the target's, written by its migrations
+# The target's own (written by its migrations) and the running nodes' (each writes its row: not history).
+OWN_TABLES = ("schema_version", "cluster_nodes")
 UNITS_FILE = "units.db"  # the unit board's SQLite file, beside the store (gateway.stores.open_units_db)
 _TABLES = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)")
 PgConn = psycopg.Connection[tuple[object, ...]]
