@@ -206,8 +206,13 @@ class GatewayProcess:
         return {"X-ECGW-Local-Key": key_path(self.cfg.warnings.store_path).read_text().strip()}
 
     async def incidents(self) -> list[dict[str, object]]:
+        """The newest 1,000 incidents' summaries. Raises DrillError with the gateway's refusal (e.g. its store
+        unreachable for the moment)."""
         async with httpx.AsyncClient(timeout=5, headers=self.host_headers()) as client:
-            return (await client.get(self.url + "/incidents?limit=1000")).json()  # type: ignore[no-any-return]
+            reply = await client.get(self.url + "/incidents?limit=1000")
+        if reply.status_code != 200:
+            raise DrillError(f"GET /incidents: {reply.status_code} {reply.text[:300]}")
+        return reply.json()  # type: ignore[no-any-return]
 
     async def incident(self, incident_id: str) -> Incident:
         import msgspec
@@ -219,13 +224,22 @@ class GatewayProcess:
 
     async def wait_incident(self, call_id: str, until: str | None = None, timeout: float = 20.0) -> Incident:
         """The incident for a caller's SIP Call-ID, once it has a timeline event ``until``."""
-        with trio.fail_after(timeout):
-            while True:
-                for row in await self.incidents():
-                    found = await self.incident(str(row["id"]))
-                    if found.call_id == call_id and (until is None or any(e.kind == until for e in found.timeline)):
-                        return found
-                await trio.sleep(0.2)
+        refused = ""
+        try:
+            with trio.fail_after(timeout):
+                while True:
+                    try:
+                        for row in await self.incidents():
+                            found = await self.incident(str(row["id"]))
+                            if found.call_id == call_id and (until is None or any(e.kind == until
+                                                                                   for e in found.timeline)):
+                                return found
+                    except (DrillError, httpx.HTTPStatusError) as exc:
+                        refused = str(exc)  # the store away for a moment (a failover): asked again
+                    await trio.sleep(0.2)
+        except trio.TooSlowError:
+            raise DrillError(f"no incident of call {call_id} with {until or 'any event'} within {timeout:g} s"
+                             + (f"; last refusal: {refused}" if refused else "")) from None
 
 
 @dataclass
