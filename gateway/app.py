@@ -39,7 +39,7 @@ from gateway.people.accounts import Accounts
 from gateway.protocols.cap import Circle
 from gateway.scenario import facts as F
 from gateway.settings import GatewayConfig, project_path
-from gateway.stores import open_incident_store
+from gateway.stores import open_incident_store, open_warnings_store
 from gateway.warning.centre import Warnings
 from gateway.warning.workflow import DraftSpec
 from gateway.web.app import build_app
@@ -126,8 +126,9 @@ class Gateway:
             log.info("officer %r from [[warnings.users]] is now an account (gateway users reset %s to log in)",
                      name, name)
         self.auth = Auth(self.accounts, local_key(key_path(cfg.warnings.store_path)))
-        self.warnings = Warnings(cfg.warnings, sounds_dir=self.sounds_dir, users=self.accounts.roles()) \
-            if cfg.warnings.enabled else None
+        self.warnings = Warnings(cfg.warnings, sounds_dir=self.sounds_dir, users=self.accounts.roles(),
+                                 store=open_warnings_store(cfg.store, cfg.warnings.store_path, self._node_id()),
+                                 lease_s=cfg.cluster.lease_s) if cfg.warnings.enabled else None
         # Asterisk records (MixMonitor in the dialplan); the gateway indexes, serves and purges.
         self.recordings = Recordings(cfg.recordings, box.host_dir / cfg.recordings.dir, RecordingIndex(self.store),
                                      self.recorder, self.accounts.audit) if cfg.recordings.enabled else None
@@ -292,13 +293,18 @@ class Gateway:
         await nursery.start(isolated, "units", self.board.run)
         return list(UnitRoutes(self.board, self.auth).routes())
 
+    def _node_id(self) -> str:
+        """This node's name in the scenario runs' leases and the warnings outbox's claims."""
+        from gateway.scenario.leases import node_name
+
+        return node_name(self.cfg.cluster.node_id, shared=self.cfg.store.backend == "postgresql")
+
     async def _start_escalation(self, nursery: trio.Nursery) -> None:
         from gateway.scenario.escalation import Escalation
-        from gateway.scenario.leases import node_name
 
         events = frozenset(self.warnings.renderer.catalogue.events()) if self.warnings else frozenset()
         kinds = frozenset(self.board.kinds) if self.board is not None else frozenset()
-        node = node_name(self.cfg.cluster.node_id, shared=self.cfg.store.backend == "postgresql")
+        node = self._node_id()
         self.escalation = Escalation(self.cfg.escalation, self.recorder, unit_kinds=kinds,
                                      warning_events=events, sounds_dir=self.sounds_dir, node_id=node,
                                      lease_s=self.cfg.cluster.lease_s)

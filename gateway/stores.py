@@ -6,8 +6,11 @@ starts. PostgreSQL's schema is versioned (``schema_version``) and made only by `
 this one only orders them). An applied migration is never changed: a feature's new table or column is
 a new step here (``tests/core/test_store_pg.py`` pins the DDL of the applied ones).
 
+The warnings store (recipients, alerts, the outbox) follows ``[store] backend`` too
+(``open_warnings_store``): on PostgreSQL its tables are migration 4's, in the schema ``warnings``.
+
 Not here yet (still SQLite files of their own beside ``[store] path``, on either backend): the unit
-board, the warnings outbox and recipients, and the accounts and audit.
+board, and the accounts and audit.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from gateway.incident.store_pg import Migration, PgStore, migrate, read_version
 from gateway.intake import fallback
 from gateway.scenario import leases, runs
 from gateway.settings.config import StoreConfig
+from gateway.warning import outbox
+from gateway.warning.outbox_pg import PgOutbox, pg_schema
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "incidents, timeline, directory, replay keys, call-backs, recordings and holds, scenario runs,"
@@ -30,6 +35,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "incident changes notified to the other nodes (trigger, pg_notify), incidents by updated_wall",
               remote.SCHEMA),
     Migration(3, "scenario run leases (which node executes which run) and their fence", leases.SCHEMA),
+    Migration(4, "the warnings store in schema warnings: recipients, alerts and audit, fan-out cursors, jobs with"
+                 " their claiming node, receipts' replay keys, nodes' liveness", pg_schema(outbox.SCHEMA)),
 )
 VERSION = MIGRATIONS[-1].version
 
@@ -41,6 +48,14 @@ def open_incident_store(cfg: StoreConfig) -> Queries:
     if cfg.backend == "postgresql":  # with this node's spool for when PostgreSQL is away (incident.spool)
         return Spooled(PgStore(cfg.dsn, schema_version=VERSION), spool_path(cfg))
     return SqliteStore(cfg.path)
+
+
+def open_warnings_store(cfg: StoreConfig, sqlite_path: str | Path, node_id: str) -> outbox.Queries:
+    """The blocking warnings store: the SQLite file ``sqlite_path`` ([warnings] store_path), or PostgreSQL's
+    tables shared by the nodes, this one claiming as ``node_id``. The caller closes it. Raises StoreError."""
+    if cfg.backend == "postgresql":
+        return PgOutbox(cfg.dsn, schema_version=VERSION, node_id=node_id)
+    return outbox.Outbox(sqlite_path)
 
 
 def spool_path(cfg: StoreConfig) -> Path:

@@ -22,6 +22,8 @@ from gateway.errors import DrillError
 from gateway.incident.store import SEEN_RETENTION_S, SqliteStore
 from gateway.incident.store_pg import PgStore, migrate
 from gateway.stores import MIGRATIONS, VERSION
+from gateway.warning.outbox import Outbox, Queries
+from gateway.warning.outbox_pg import PgOutbox
 from sim import pg
 
 TEMPLATE = "ecgw_template"
@@ -95,6 +97,13 @@ class Backend:
         if short_waits:
             store._db.execute("PRAGMA busy_timeout=100")
         return store
+
+    def outbox(self, node_id: str = "node-a", *, statement_timeout_s: float = 5.0) -> Queries:
+        """The warnings store (``node_id`` claims on PostgreSQL; SQLite is one node's): a new connection each time."""
+        if self.kind == "postgresql":
+            return PgOutbox(self.dsn, schema_version=VERSION, node_id=node_id, statement_timeout_s=statement_timeout_s,
+                            connect_timeout_s=2)
+        return Outbox(self.path.with_name("warnings.sqlite3"), synchronous="NORMAL")
 
     @contextmanager
     def locked(self) -> Iterator[None]:

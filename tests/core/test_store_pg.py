@@ -26,7 +26,8 @@ from tests.store_backends import TEMPLATE, PgCluster
 # would leave every migrated database without it: add a migration to gateway.stores instead.
 APPLIED = {1: "d855b164fbbfb8583a495a568abb28eb74ed894e121bd47f5f70a42b50e87dd4",
            2: "5e7064156b3147f5cd64548bc44b112527e8b7e92123f1c8713314d777dc3d06",
-           3: "7de1f627aad29db581123d1d07a0e8d546581bdc427cba5053ed7b7d9f383155"}
+           3: "7de1f627aad29db581123d1d07a0e8d546581bdc427cba5053ed7b7d9f383155",
+           4: "0eb565674b516a976f6fbf5f5b77101e0753fb3ae1a1c877c3cb14bdbe35aa43"}
 
 
 def test_statements_and_schemas_translate_only_at_the_edge() -> None:
