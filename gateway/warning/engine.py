@@ -481,8 +481,10 @@ class Engine:
             tick += 1
             for alert_no, tracker in list(self.tracking.items()):
                 self.on_progress(tracker.record.id, tracker.record.state, tracker.channels)
-                # The counters say when to look; every 10 s the outbox is asked anyway, in case they drifted.
-                if tracker.fanout_done and (tracker.finished >= tracker.created or tick % 10 == 0):
+                # The counters say when to look; every 10 s the outbox is asked anyway, in case they drifted;
+                # every second when other nodes share the outbox (their outcomes are not counted here).
+                if tracker.fanout_done and (tracker.finished >= tracker.created or tick % 10 == 0
+                                            or self.db.sync.shared):
                     await self._finish(alert_no, tracker)
 
     async def _finish(self, alert_no: int, tracker: Tracker) -> None:
