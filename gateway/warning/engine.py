@@ -10,9 +10,8 @@ retry-after), or fail over to the recipient's next channel. A channel whose batc
 opens its breaker: its jobs fail over at once instead of waiting, and the officer sees "down"
 (each channel's bucket, breaker and health probe live in its ``Slot``, in ``slots.py``). On
 start, jobs left "sending" by a crash are reconciled with the provider where it can tell
-(``lookup``), else sent again: a warning delivered twice is better than one never delivered. Nodes
-sharing the outbox each claim their own jobs; a dead node's "sending" jobs are adopted and recovered
-the same way by a live one once its lease ends (``nodes``).
+(``lookup``), else sent again: a warning delivered twice is better than one never delivered; so are
+a dead node's, adopted by a live one when its lease ends (``nodes``: several nodes on one outbox).
 """
 
 from __future__ import annotations
@@ -406,16 +405,18 @@ class Engine:
                 self.tracking[alert_no].created += 1
 
     async def _adopt(self) -> None:
-        """Take over the "sending" jobs of nodes whose lease ended, and recover them."""
+        """Take over the "sending" jobs of nodes whose lease ended, and recover them; carry on every fan-out
+        not running here (a dead node's; nodes sharing one take turns on its cursor: ``fanout_chunk``)."""
         for slot in list(self.slots.values()):
-            stuck = await self.db.call(self.db.sync.adopt, slot.key, time.time())
-            if stuck:
+            if stuck := await self.db.call(self.db.sync.adopt, slot.key, time.time()):
                 log.warning("%s: %d jobs of a node gone silent adopted", slot.key, len(stuck))
                 await self._recover(slot, stuck)
+        for alert_no, cursor in await self.db.call(self.db.sync.pending_fanouts):
+            if alert_no not in self._fanout_scopes and alert_no not in self.stopped:
+                await self._resume(alert_no, cursor)
 
     async def _recover(self, slot: Slot, stuck: list[tuple[int, int, int]] | None = None) -> None:
-        """Jobs left "sending" by a crash (``stuck``: these, adopted; else this node's own): ask the
-        provider where it can tell, else send again."""
+        """Jobs left "sending" by a crash (this node's, or ``stuck``): ask the provider if it can tell, else resend."""
         if stuck is None:
             stuck = await self.db.call(self.db.sync.sending, slot.key)
         if not stuck:
@@ -481,8 +482,7 @@ class Engine:
             tick += 1
             for alert_no, tracker in list(self.tracking.items()):
                 self.on_progress(tracker.record.id, tracker.record.state, tracker.channels)
-                # The counters say when to look; every 10 s the outbox is asked anyway, in case they drifted;
-                # every second when other nodes share the outbox (their outcomes are not counted here).
+                # The counters say when to look; the outbox is asked every 10 s anyway (1 s with other nodes on it).
                 if tracker.fanout_done and (tracker.finished >= tracker.created or tick % 10 == 0
                                             or self.db.sync.shared):
                     await self._finish(alert_no, tracker)
