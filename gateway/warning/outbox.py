@@ -216,14 +216,20 @@ class Queries(RecordQueries):
     def claim(self, channel: str, limit: int, now: float) -> list[tuple[int, int, int]]:
         """Mark up to ``limit`` due jobs of a channel as sending by this node and return (alert_no, target,
         attempts). Jobs another node is claiming at the same moment are skipped, not waited for."""
+        pick = ("FROM jobs WHERE channel = ? AND state = 0 AND due <= ? ORDER BY prio, due LIMIT ?"
+                f"{self.SKIP_LOCKED}")
+        mark = "UPDATE jobs SET state = 1, attempts = attempts + 1, owner = ? WHERE "
 
         def write(db: Db) -> list[tuple[int, int, int]]:
-            rows = db.execute("SELECT alert_no, target, attempts FROM jobs WHERE channel = ? AND state = 0 "
-                              f"AND due <= ? ORDER BY prio, due LIMIT ?{self.SKIP_LOCKED}",
-                              (channel, now, limit)).fetchall()
-            db.executemany("UPDATE jobs SET state = 1, attempts = attempts + 1, owner = ? WHERE alert_no = ? "
-                           "AND channel = ? AND target = ?", [(self.node_id, a, channel, t) for a, t, _ in rows])
-            return [(int(a), int(t), int(n) + 1) for a, t, n in rows]
+            if self.CLAIM_IN_ONE:
+                rows = db.execute(f"{mark}(alert_no, channel, target) IN (SELECT alert_no, channel, target {pick}) "
+                                  "RETURNING prio, due, alert_no, target, attempts",
+                                  (self.node_id, channel, now, limit)).fetchall()
+                return [(int(a), int(t), int(n)) for _, _, a, t, n in sorted(rows)]
+            found = db.execute(f"SELECT alert_no, target, attempts {pick}", (channel, now, limit)).fetchall()
+            db.executemany(f"{mark}alert_no = ? AND channel = ? AND target = ?",
+                           [(self.node_id, a, channel, t) for a, t, _ in found])
+            return [(int(a), int(t), int(n) + 1) for a, t, n in found]
 
         return self._tx(write, churn=True)  # type: ignore[no-any-return]
 

@@ -75,6 +75,7 @@ class PgOutbox(Queries):
     IN_LIST = "= ANY(?)"
     FOR_UPDATE = " FOR UPDATE"
     SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
+    CLAIM_IN_ONE = True  # one round trip
     shared = True
 
     def __init__(self, dsn: str, *, schema_version: int, node_id: str = NODE_ID,

@@ -52,6 +52,7 @@ class Backend:
     IN_LIST = "IN (SELECT value FROM json_each(?))"
     FOR_UPDATE = ""
     SKIP_LOCKED = ""
+    CLAIM_IN_ONE = False  # claim with one UPDATE ... RETURNING (SQLite plans its row-value IN slowly: two)
     node_id = LOCAL
     shared = False
 
