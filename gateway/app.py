@@ -184,8 +184,8 @@ class Gateway:
                 await nursery.start(isolated, "recordings", self.recordings.run)
                 await nursery.start(isolated, "recordings purge", self.recordings.purge_daily)  # daily, audited
                 routes += RecordingRoutes(self.recordings, self.auth).routes()
-            if self.warnings is not None:
-                await nursery.start(self.warnings.run)
+            if self.warnings is not None:  # restarted if its store fails (PostgreSQL away): never the intake with it
+                await nursery.start(isolated, "warnings", self.warnings.run)
                 routes += WarningsApi(self.warnings, self.auth).routes()
             routes += await self._start_response_side(nursery)
             # After the listeners (recordings, scenario triggers) are in place: on start, then every 10 s.

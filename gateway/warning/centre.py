@@ -56,7 +56,9 @@ class Warnings:
         self._watchers: list[trio.MemorySendChannel[tuple[str, str, dict[str, ChannelProgress]]]] = []
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Open channels, recover the outbox, deliver until cancelled."""
+        """Open channels, recover the outbox, deliver until cancelled. Raises StoreError if the warnings store
+        fails (the gateway runs it again: ``app.isolated``)."""
+        self._closed.clear()  # a run again opens every channel again
         async with AsyncExitStack() as stack:
             channels = await self._open_all(stack)
             drill_tg = self.cfg.drill.telegram

@@ -111,6 +111,7 @@ CREATE TABLE IF NOT EXISTS outbox_nodes (
 """
 
 Job = tuple[int, str, int]  # (alert_no, channel, target)
+FORGET_NODES_S = 24 * 3600.0
 Route = Callable[[RecipientRow], str | None]
 _QUEUE = ("INSERT INTO jobs(alert_no, channel, target, prio, state, due) VALUES (?, ?, ?, ?, 0, ?)"
           " ON CONFLICT DO NOTHING")
@@ -322,10 +323,15 @@ class Queries(RecordQueries):
     # -- nodes sharing the store ----------------------------------------------------------------
 
     def heartbeat(self, now: float, lease_s: float) -> None:
-        """Renew this node's liveness lease until ``now + lease_s`` (its claims are its own till then)."""
-        self._tx(lambda db: db.execute(
-            "INSERT INTO outbox_nodes (node, expires_wall) VALUES (?, ?) ON CONFLICT (node) DO UPDATE "
-            "SET expires_wall = excluded.expires_wall", (self.node_id, now + lease_s)), churn=True)
+        """Renew this node's liveness lease until ``now + lease_s`` (its claims are its own till then), and
+        forget nodes silent for a day (a node id is drawn per process: every restart leaves one behind)."""
+
+        def write(db: Db) -> None:
+            db.execute("INSERT INTO outbox_nodes (node, expires_wall) VALUES (?, ?) ON CONFLICT (node) DO UPDATE "
+                       "SET expires_wall = excluded.expires_wall", (self.node_id, now + lease_s))
+            db.execute("DELETE FROM outbox_nodes WHERE expires_wall < ?", (now - FORGET_NODES_S,))
+
+        self._tx(write, churn=True)
 
     def adopt(self, channel: str, now: float) -> list[tuple[int, int, int]]:
         """Make this node the owner of the "sending" jobs of ``channel`` whose owner's lease has ended (a

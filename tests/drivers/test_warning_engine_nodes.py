@@ -1,5 +1,6 @@
 """Two gateway nodes' delivery engines on one PostgreSQL (issue 14), e-mail to a real SMTP stand-in on loopback:
-every message goes out once, never once per node, also when the node that claimed it dies mid-send."""
+every message goes out once, never once per node, also when the node that claimed it dies mid-send; and
+PostgreSQL going away stops the engine with a StoreError (the gateway restarts it: ``app.isolated``)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,16 @@ import trio
 
 from channels.base import ChannelHealth, Message, Receipt
 from channels.email import open_email
+from gateway.errors import StoreError
+from gateway.incident.store_pg import migrate
+from gateway.stores import MIGRATIONS, VERSION
+from gateway.warning.outbox_pg import PgOutbox
 from gateway.warning.workflow import DraftSpec
+from sim import pg
 from sim.smtp import open_smtp_sim
 from tests.core.warning_harness import harness, people
 from tests.drivers.test_warning_engine import email_config
-from tests.store_backends import Backend, PgCluster
+from tests.store_backends import Backend, PgCluster, require_postgresql
 
 MAIL = DraftSpec(event="flood", zones=["medeu"], channels=["email"])
 LEASE_S = 0.5
@@ -75,3 +81,20 @@ async def test_a_dead_nodes_claimed_messages_are_sent_by_the_other_once(pg_clust
     assert smtp.accepted == 50 and all(smtp.count(f"r{i}@example.kz") == 1 for i in range(50))
     recovered = [e.detail for e in trail if e.kind == "recovered"]  # what may have gone out twice, audited
     assert sum(int(d["outcome_unknown_resent"]) for d in recovered) == 50, recovered  # type: ignore[call-overload]
+
+
+async def test_postgresql_away_stops_the_engine_with_a_store_error(tmp_path: Path) -> None:
+    require_postgresql()
+    with pg.pg_server() as server:
+        migrate(server.dsn(), MIGRATIONS)
+        store = PgOutbox(server.dsn(), schema_version=VERSION, node_id="node-a", connect_timeout_s=2)
+        caught: BaseExceptionGroup[BaseException] | None = None
+        try:
+            with trio.fail_after(30):
+                async with harness(tmp_path, {"email": Stalled()}, store=store, lease_s=LEASE_S) as a:
+                    await a.add(people(5))
+                    await trio.to_thread.run_sync(server.halt)
+                    await trio.sleep_forever()  # until a worker's claim or the lease's renewal fails
+        except BaseExceptionGroup as group:
+            caught = group.subgroup(StoreError)
+        assert caught is not None, "the engine stopped with a StoreError"
