@@ -1,9 +1,11 @@
 """Two gateway nodes' delivery engines on one PostgreSQL (issue 14), e-mail to a real SMTP stand-in on loopback:
-every message goes out once, never once per node, also when the node that claimed it dies mid-send; and
+every message goes out once, never once per node, also when the node that claimed it dies mid-send or dies
+fanning an alert out; and
 PostgreSQL going away stops the engine with a StoreError (the gateway restarts it: ``app.isolated``)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,9 +17,11 @@ from gateway.errors import StoreError
 from gateway.incident.store_pg import migrate
 from gateway.stores import MIGRATIONS, VERSION
 from gateway.warning.outbox_pg import PgOutbox
+from gateway.warning.records import AuditEvent
 from gateway.warning.workflow import DraftSpec
 from sim import pg
 from sim.smtp import open_smtp_sim
+from tests.core.test_warning_outbox import email_route, record
 from tests.core.warning_harness import harness, people
 from tests.drivers.test_warning_engine import email_config
 from tests.store_backends import Backend, PgCluster, require_postgresql
@@ -98,3 +102,23 @@ async def test_postgresql_away_stops_the_engine_with_a_store_error(tmp_path: Pat
         except BaseExceptionGroup as group:
             caught = group.subgroup(StoreError)
         assert caught is not None, "the engine stopped with a StoreError"
+
+
+async def test_a_fanout_a_dead_node_began_is_carried_on_by_a_running_one(pg_cluster: PgCluster, tmp_path: Path) -> None:
+    database = Backend("postgresql", tmp_path, pg_cluster)
+    with trio.fail_after(60):
+        async with open_smtp_sim() as smtp, open_email(email_config(smtp.port)) as mail:
+            async with harness(tmp_path, {"email": mail}, store=database.outbox("node-b"), lease_s=LEASE_S) as b:
+                await b.add(people(60))
+                dead = database.outbox("node-a")  # approved on node-a, which died after its first chunk
+
+                def began() -> None:
+                    dead.insert_alert(record("A1"), AuditEvent(at=0, actor="aigerim", kind="drafted"))
+                    no, _ = dead.get_alert("A1")
+                    dead.start_fanout(no, [], time.time())
+                    dead.fanout_chunk(no, ["medeu"], None, 0, 10, email_route, time.time())
+                    dead.close()
+
+                await trio.to_thread.run_sync(began)
+                await b.wait_state("A1", "sent")
+    assert smtp.accepted == 60 and all(smtp.count(f"r{i}@example.kz") == 1 for i in range(60))
