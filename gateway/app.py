@@ -42,7 +42,7 @@ from gateway.protocols.cap import Circle
 from gateway.scenario import facts as F
 from gateway.scenario.leases import node_name
 from gateway.settings import GatewayConfig, project_path
-from gateway.stores import open_accounts, open_incident_store, open_units_db
+from gateway.stores import open_accounts, open_incident_store, open_units_db, open_warnings_store
 from gateway.warning.centre import Warnings
 from gateway.warning.workflow import DraftSpec
 from gateway.web.app import build_app
@@ -132,8 +132,9 @@ class Gateway:
             log.info("officer %r from [[warnings.users]] is now an account (gateway users reset %s to log in)",
                      name, name)
         self.auth = Auth(self.accounts, local_key(key_path(cfg.warnings.store_path)))
-        self.warnings = Warnings(cfg.warnings, sounds_dir=self.sounds_dir, users=self.accounts.roles()) \
-            if cfg.warnings.enabled else None
+        self.warnings = Warnings(cfg.warnings, sounds_dir=self.sounds_dir, users=self.accounts.roles(),
+                                 store=open_warnings_store(cfg.store, cfg.warnings.store_path, self._node_id()),
+                                 lease_s=cfg.cluster.lease_s) if cfg.warnings.enabled else None
         # Asterisk records (MixMonitor in the dialplan); the gateway indexes, serves and purges.
         self.recordings = Recordings(cfg.recordings, box.host_dir / cfg.recordings.dir, RecordingIndex(self.store),
                                      self.recorder, self.accounts.audit) if cfg.recordings.enabled else None
@@ -201,8 +202,8 @@ class Gateway:
                 await nursery.start(isolated, "recordings", self.recordings.run)
                 await nursery.start(isolated, "recordings purge", self.recordings.purge_daily)  # daily, audited
                 routes += RecordingRoutes(self.recordings, self.auth).routes()
-            if self.warnings is not None:
-                await nursery.start(self.warnings.run)
+            if self.warnings is not None:  # restarted if its store fails (PostgreSQL away): never the intake with it
+                await nursery.start(isolated, "warnings", self.warnings.run)
                 routes += WarningsApi(self.warnings, self.auth).routes()
             routes += await self._start_response_side(nursery)
             # After the listeners (recordings, scenario triggers) are in place: on start, then every 10 s.
@@ -310,13 +311,18 @@ class Gateway:
         await nursery.start(isolated, "units", self.board.run)
         return list(UnitRoutes(self.board, self.auth).routes())
 
+    def _node_id(self) -> str:
+        """This node's name in the scenario runs' leases and the warnings outbox's claims."""
+        from gateway.scenario.leases import node_name
+
+        return node_name(self.cfg.cluster.node_id, shared=self.cfg.store.backend == "postgresql")
+
     async def _start_escalation(self, nursery: trio.Nursery) -> None:
         from gateway.scenario.escalation import Escalation
-        from gateway.scenario.leases import node_name
 
         events = frozenset(self.warnings.renderer.catalogue.events()) if self.warnings else frozenset()
         kinds = frozenset(self.board.kinds) if self.board is not None else frozenset()
-        node = node_name(self.cfg.cluster.node_id, shared=self.cfg.store.backend == "postgresql")
+        node = self._node_id()
         self.escalation = Escalation(self.cfg.escalation, self.recorder, unit_kinds=kinds,
                                      warning_events=events, sounds_dir=self.sounds_dir, node_id=node,
                                      lease_s=self.cfg.cluster.lease_s)

@@ -1,4 +1,6 @@
-"""``gateway db copy``: a centre's incident database moved from SQLite to PostgreSQL without loss (issue 14).
+"""``gateway db copy``: a centre's incident database moved from SQLite to PostgreSQL without loss (issue 14),
+and its warnings store with it (``schema="warnings"``: the recipients, alerts and outbox of another SQLite file,
+into the tables of migration 7 in the schema ``warnings``; the nodes' liveness rows are not copied).
 
 Every table of the incident database (those ``gateway.stores.MIGRATIONS`` creates, in their order, so an
 incident is there before its timeline; ``schema_version`` is the target's own) is read from the SQLite file,
@@ -16,7 +18,8 @@ The target is migrated first if it has no schema; one at another version than th
 so is one that already holds rows, unless ``resume``: then a row whose primary key is already there is kept
 as it is and only the missing ones are added, so a copy interrupted at any point is finished by running it
 again, without duplicates. The copy never changes a row the target has (after a cut-over the target's rows
-are the newer ones); the comparison names any that differs.
+are the newer ones); the comparison names any that differs. A column PostgreSQL numbers itself (a warnings
+recipient's id, an alert's number) has its sequence moved past the highest number copied.
 
 ``compare`` reads both sides again in primary-key order (text keys in byte order on both: SQLite's BINARY
 collation, PostgreSQL's ``COLLATE "C"``) and gives, per table, the row counts and a SHA-256 over every row's
@@ -47,13 +50,16 @@ from psycopg import sql
 from gateway.errors import InputError, StoreError
 from gateway.incident.store_pg import check_version, connect, current_version, migrate, where
 from gateway.stores import MIGRATIONS, VERSION
+from gateway.warning.outbox import SCHEMA as WARNINGS_SCHEMA
+from gateway.warning.outbox_pg import PG_SCHEMA
 
 BATCH_ROWS = 5_000
 STATEMENT_TIMEOUT_S = 600.0  # a key-ordered read of millions of rows may sort them first
 # The target's own (written by its migrations) and the running nodes' (each writes its row: not history).
-OWN_TABLES = ("schema_version", "cluster_nodes")
+OWN_TABLES = ("schema_version", "outbox_nodes", "cluster_nodes")
 UNITS_FILE = "units.db"  # the unit board's SQLite file, beside the store (gateway.stores.open_units_db)
-_TABLES = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)")
+_TABLES = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+) \(")  # not schema-qualified: the incident database's
+SCHEMAS = {"": "incidents", PG_SCHEMA: "jobs"}  # a table each kind of source has
 PgConn = psycopg.Connection[tuple[object, ...]]
 Progress = Callable[[str, int, int, int], None]  # table, rows read, rows in the source, rows added
 
@@ -66,7 +72,16 @@ class Table:
     columns: tuple[str, ...]
     types: tuple[str, ...]
     key: tuple[str, ...]
-    numbered: tuple[str, ...] = ()  # identity columns: their sequence follows the rows copied
+    schema: str = ""
+
+    @property
+    def label(self) -> str:
+        """The table's qualified name ("warnings.jobs"; "incidents" in the default schema)."""
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+    @property
+    def ident(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name) if self.schema else sql.Identifier(self.name)
 
 
 @dataclass(frozen=True)
@@ -93,9 +108,10 @@ class Tally:
         return self.source_rows == self.target_rows and self.source_sha256 == self.target_sha256
 
 
-def open_source(path: str | Path) -> sqlite3.Connection:
-    """The SQLite store at ``path``, read-only. Raises InputError: no file, not SQLite, not an incident store."""
-    path = Path(path)
+def open_source(path: str | Path, schema: str = "") -> sqlite3.Connection:
+    """The SQLite store at ``path``, read-only: the incident store, or the warnings store (``schema`` "warnings").
+    Raises InputError: no file, not SQLite, not that store."""
+    path, holds = Path(path), SCHEMAS[schema]
     if not path.is_file():
         raise InputError(f"no SQLite file at {path}: check --from sqlite:PATH (the gateway's [store] path)")
     try:
@@ -108,11 +124,12 @@ def open_source(path: str | Path) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         db.close()
         raise InputError(f"{path} is not a readable SQLite database ({exc}): check --from sqlite:PATH") from exc
-    if "incidents" not in names:
+    if holds not in names:
         db.close()
-        raise InputError(f"{path} holds no incident store (no incidents table): check --from sqlite:PATH")
+        what, option = ("incident", "--from") if not schema else ("warnings", "--warnings-from")
+        raise InputError(f"{path} holds no {what} store (no {holds} table): check {option} sqlite:PATH")
     units = path.with_name(UNITS_FILE)
-    if units.is_file():
+    if not schema and units.is_file():
         try:  # its tables are then found by their names (SQLite looks in attached files after the main one)
             db.execute("ATTACH DATABASE ? AS units_file", (units.resolve().as_uri() + "?mode=ro",))
         except sqlite3.Error as exc:
@@ -136,7 +153,7 @@ def open_target(dsn: str, *, resume: bool, migrate_empty: bool = True) -> tuple[
             migrate(dsn, MIGRATIONS)
         else:
             check_version(dsn, found, VERSION)
-        held = {t.name: n for t in tables(conn) if (n := _pg_count(conn, t.name))}
+        held = {t.label: n for t in [*tables(conn), *tables(conn, PG_SCHEMA)] if (n := _pg_count(conn, t))}
     except StoreError as exc:
         conn.close()
         raise InputError(_named(exc)) from exc
@@ -156,20 +173,20 @@ def _named(exc: StoreError) -> str:
     return str(exc).replace("[store] dsn", "the --to DSN")
 
 
-def tables(conn: PgConn) -> list[Table]:
-    """The incident database's tables in migration order, as the (migrated) target has them."""
-    names = [n for m in MIGRATIONS for n in _TABLES.findall(m.ddl) if n not in OWN_TABLES]
+def tables(conn: PgConn, schema: str = "") -> list[Table]:
+    """The incident database's tables in migration order, or the warnings store's (``schema``), as the
+    (migrated) target has them."""
+    names = [n for m in MIGRATIONS for n in _TABLES.findall(m.ddl)] if not schema else _TABLES.findall(WARNINGS_SCHEMA)
     found = []
-    for name in names:
+    for name in (n for n in names if n not in OWN_TABLES):
+        regclass = f"{schema}.{name}" if schema else name
         cols = conn.execute("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid ="
-                            " %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum", (name,)).fetchall()
+                            " %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum", (regclass,)).fetchall()
         key = conn.execute("SELECT a.attname FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(attnum, n),"
                            " pg_attribute a WHERE i.indrelid = %s::regclass AND i.indisprimary AND a.attrelid ="
-                           " i.indrelid AND a.attnum = k.attnum ORDER BY k.n", (name,)).fetchall()
-        numbered = conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
-                                " AND attidentity != '' ORDER BY attnum", (name,)).fetchall()
+                           " i.indrelid AND a.attnum = k.attnum ORDER BY k.n", (regclass,)).fetchall()
         found.append(Table(name, tuple(str(c) for c, _ in cols), tuple(str(t) for _, t in cols),
-                           tuple(str(k) for (k,) in key), tuple(str(c) for (c,) in numbered)))
+                           tuple(str(k) for (k,) in key), schema))
     return found
 
 
@@ -189,18 +206,19 @@ def check_source(source: sqlite3.Connection, wanted: list[Table]) -> list[Table]
 
 
 def copy(source: sqlite3.Connection, target: PgConn, *, batch_rows: int = BATCH_ROWS,
-         progress: Progress | None = None) -> list[Copied]:
-    """Copy every table the source has into the target, a transaction per batch; rows whose key the target
-    has already are kept as they are. Raises InputError (see ``check_source``), StoreError."""
+         progress: Progress | None = None, schema: str = "") -> list[Copied]:
+    """Copy every table the source has into the target (the warnings store's with ``schema``), a transaction
+    per batch; rows whose key the target has already are kept as they are. Raises InputError (see
+    ``check_source``), StoreError."""
     done = []
     with _snapshot(source):
-        for table in check_source(source, tables(target)):
+        for table in check_source(source, tables(target, schema)):
             try:
                 done.append(_copy_table(source, target, table, batch_rows, progress))
             except sqlite3.Error as exc:
-                raise StoreError(f"reading {table.name} from the SQLite source failed: {exc}") from exc
+                raise StoreError(f"reading {table.label} from the SQLite source failed: {exc}") from exc
             except psycopg.Error as exc:
-                raise StoreError(f"writing {table.name} into PostgreSQL failed: {exc}") from exc
+                raise StoreError(f"writing {table.label} into PostgreSQL failed: {exc}") from exc
     return done
 
 
@@ -218,7 +236,7 @@ def _snapshot(source: sqlite3.Connection) -> Iterator[None]:
 def _copy_table(source: sqlite3.Connection, target: PgConn, table: Table, batch_rows: int,
                 progress: Progress | None) -> Copied:
     total = int(source.execute(f'SELECT count(*) FROM "{table.name}"').fetchone()[0])
-    stage, name = sql.Identifier(f"copy_{table.name}"), sql.Identifier(table.name)
+    stage, name = sql.Identifier(f"copy_{table.label.replace('.', '_')}"), table.ident
     cols = sql.SQL(", ").join(map(sql.Identifier, table.columns))
     target.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
                    .format(stage, name))
@@ -226,7 +244,7 @@ def _copy_table(source: sqlite3.Connection, target: PgConn, table: Table, batch_
     move = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(name, cols, cols, stage)
     read = added = 0
     if progress:
-        progress(table.name, 0, total, 0)
+        progress(table.label, 0, total, 0)
     for rows in _sqlite_batches(source, table, batch_rows):
         with target.transaction(), target.cursor() as cur:
             with cur.copy(into) as stream:
@@ -236,12 +254,19 @@ def _copy_table(source: sqlite3.Connection, target: PgConn, table: Table, batch_
             added += max(cur.rowcount, 0)
         read += len(rows)
         if progress:
-            progress(table.name, read, total, added)
-    for column in table.numbered:  # the next row the target numbers comes after every copied one
-        target.execute(sql.SQL("SELECT setval(pg_get_serial_sequence(%s, %s), m, true) FROM (SELECT max({}) AS m"
-                               " FROM {}) AS top WHERE m IS NOT NULL").format(sql.Identifier(column), name),
-                       (table.name, column))
-    return Copied(table.name, read, added)
+            progress(table.label, read, total, added)
+    _renumber(target, table)
+    return Copied(table.label, read, added)
+
+
+def _renumber(target: PgConn, table: Table) -> None:
+    """Move the sequence of a column PostgreSQL numbers itself past the highest number now in it (a copied
+    row keeps its number; the next one PostgreSQL draws must not be one of those)."""
+    for column in table.columns:
+        row = target.execute("SELECT pg_get_serial_sequence(%s, %s)", (table.label, column)).fetchone()
+        if row and row[0]:
+            target.execute(sql.SQL("SELECT setval(%s, max({})) FROM {}").format(sql.Identifier(column), table.ident),
+                           (row[0],))
 
 
 def _sqlite_batches(source: sqlite3.Connection, table: Table, batch_rows: int) -> Iterator[list[tuple[object, ...]]]:
@@ -259,15 +284,15 @@ def _pg_rows(target: PgConn, table: Table, batch_rows: int) -> Iterator[tuple[ob
         sql.SQL('{} COLLATE "C"').format(sql.Identifier(c)) if table.types[table.columns.index(c)] == "text"
         else sql.Identifier(c) for c in table.key)
     query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
-        sql.SQL(", ").join(map(sql.Identifier, table.columns)), sql.Identifier(table.name), order)
-    with target.transaction(), target.cursor(name=f"check_{table.name}") as cur:
+        sql.SQL(", ").join(map(sql.Identifier, table.columns)), table.ident, order)
+    with target.transaction(), target.cursor(name=f"check_{table.label.replace('.', '_')}") as cur:
         cur.itersize = batch_rows
         cur.execute(query)
         yield from cur
 
 
-def _pg_count(target: PgConn, name: str) -> int:
-    row = target.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name))).fetchone()
+def _pg_count(target: PgConn, table: Table) -> int:
+    row = target.execute(sql.SQL("SELECT count(*) FROM {}").format(table.ident)).fetchone()
     return int(row[0]) if row else 0  # type: ignore[call-overload]
 
 
@@ -290,9 +315,11 @@ def canonical(row: tuple[object, ...], types: tuple[str, ...]) -> bytes:
     return bytes(out)
 
 
-def compare(source: sqlite3.Connection, target: PgConn, *, batch_rows: int = BATCH_ROWS) -> list[Tally]:
-    """Every table's counts and checksums on both sides (see the module). Raises InputError, StoreError."""
-    wanted = tables(target)
+def compare(source: sqlite3.Connection, target: PgConn, *, batch_rows: int = BATCH_ROWS,
+            schema: str = "") -> list[Tally]:
+    """Every table's counts and checksums on both sides (see the module; the warnings store's with ``schema``).
+    Raises InputError, StoreError."""
+    wanted = tables(target, schema)
     present = {t.name for t in check_source(source, wanted)}
     try:
         with _snapshot(source):
@@ -316,4 +343,4 @@ def _compare_table(source: sqlite3.Connection, target: PgConn, table: Table, in_
         if not first and encoded[0] != encoded[1]:
             row = pair[0] if pair[0] is not None else pair[1]
             first = ", ".join(f"{c}={row[table.columns.index(c)]!r}" for c in table.key)  # type: ignore[index]
-    return Tally(table.name, counts[0], counts[1], hashes[0].hexdigest(), hashes[1].hexdigest(), first)
+    return Tally(table.label, counts[0], counts[1], hashes[0].hexdigest(), hashes[1].hexdigest(), first)

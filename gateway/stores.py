@@ -9,6 +9,8 @@ a new step here (``tests/core/test_store_pg.py`` pins the DDL of the applied one
 The accounts (with sessions and the audit trail) and the unit board are opened here too
 (``open_accounts``, ``open_units_db``): on SQLite in files of their own beside ``[store] path`` as before,
 on PostgreSQL in the shared database (migrations 5 and 6), where every node sees the same.
+The warnings store (recipients, alerts, the outbox) follows ``[store] backend`` too
+(``open_warnings_store``): on PostgreSQL its tables are migration 7's, in the schema ``warnings``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from gateway.people.accounts import Accounts
 from gateway.scenario import leases, runs
 from gateway.settings.config import StoreConfig
 from gateway.units import board
+from gateway.warning import outbox
+from gateway.warning.outbox_pg import PgOutbox, pg_schema
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "incidents, timeline, directory, replay keys, call-backs, recordings and holds, scenario runs,"
@@ -42,6 +46,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               accounts.PG_SCHEMA),
     Migration(6, "the units board: units (one row each, written by compare-and-swap), their log, notes to incidents",
               board.SCHEMA),
+    Migration(7, "the warnings store in schema warnings: recipients, alerts and audit, fan-out cursors, jobs with"
+                 " their claiming node, receipts' replay keys, nodes' liveness", pg_schema(outbox.SCHEMA)),
 )
 VERSION = MIGRATIONS[-1].version
 ACCOUNTS_CONNECT_WAIT_S = 0.25  # how long a console request waits for PostgreSQL to be connected again
@@ -73,6 +79,14 @@ def open_units_db(cfg: StoreConfig) -> Db:
     if cfg.backend == "postgresql":
         return PgDb(cfg.dsn, board.SCHEMA, "units store", schema_version=VERSION)
     return SqliteDb(Path(cfg.path).with_name("units.db"), board.SCHEMA, "units store")
+
+
+def open_warnings_store(cfg: StoreConfig, sqlite_path: str | Path, node_id: str) -> outbox.Queries:
+    """The blocking warnings store: the SQLite file ``sqlite_path`` ([warnings] store_path), or PostgreSQL's
+    tables shared by the nodes, this one claiming as ``node_id``. The caller closes it. Raises StoreError."""
+    if cfg.backend == "postgresql":
+        return PgOutbox(cfg.dsn, schema_version=VERSION, node_id=node_id)
+    return outbox.Outbox(sqlite_path)
 
 
 def spool_path(cfg: StoreConfig) -> Path:

@@ -25,6 +25,8 @@ from gateway.incident.store_pg import PgDb, PgStore, migrate
 from gateway.people import accounts
 from gateway.stores import MIGRATIONS, VERSION
 from gateway.units import board
+from gateway.warning.outbox import Outbox, Queries
+from gateway.warning.outbox_pg import PgOutbox
 from sim import pg
 
 TEMPLATE = "ecgw_template"
@@ -123,6 +125,13 @@ class Backend:
             return db.execute(statement, args).fetchall()
         finally:
             db.close()
+
+    def outbox(self, node_id: str = "node-a", *, statement_timeout_s: float = 5.0) -> Queries:
+        """The warnings store (``node_id`` claims on PostgreSQL; SQLite is one node's): a new connection each time."""
+        if self.kind == "postgresql":
+            return PgOutbox(self.dsn, schema_version=VERSION, node_id=node_id, statement_timeout_s=statement_timeout_s,
+                            connect_timeout_s=2)
+        return Outbox(self.path.with_name("warnings.sqlite3"), synchronous="NORMAL")
 
     @contextmanager
     def locked(self) -> Iterator[None]:

@@ -4,6 +4,7 @@ centre's history moved there from SQLite.
     gateway db migrate    # create or update the schema to this gateway's version (safe to run again)
     gateway db version    # the database's schema version and this gateway's
     gateway db copy --from sqlite:var/gateway.sqlite3 --to postgresql://ecgw:PW@db1/ecgw [--resume] [--check-only]
+                    [--warnings-from sqlite:var/warnings.sqlite3]   # the warnings store too
 
 SQLite needs neither migrate nor version: the gateway makes its tables when it starts. ``copy`` reads
 neither the config nor ``[store]``: the two databases are named on the command line. It exits 2 when
@@ -34,6 +35,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     c = dsub.add_parser("copy", help="copy a SQLite incident store into PostgreSQL, then compare every table")
     c.add_argument("--from", dest="source", required=True, metavar="sqlite:PATH")
     c.add_argument("--to", dest="target", required=True, metavar="postgresql:DSN")
+    c.add_argument("--warnings-from", dest="warnings", metavar="sqlite:PATH",
+                   help="the warnings store too (the gateway's [warnings] store_path)")
     c.add_argument("--resume", action="store_true",
                    help="the target holds rows already (an interrupted copy): keep them, add the missing ones")
     c.add_argument("--check-only", action="store_true", help="copy nothing: only compare the two")
@@ -58,10 +61,10 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
-def source_path(value: str) -> str:
+def source_path(value: str, option: str = "--from", what: str = "[store] path") -> str:
     """``sqlite:PATH`` -> PATH. Raises InputError."""
     if not value.startswith("sqlite:") or not value.removeprefix("sqlite:"):
-        raise InputError(f"--from {value!r}: expected sqlite:PATH (the gateway's [store] path)")
+        raise InputError(f"{option} {value!r}: expected sqlite:PATH (the gateway's {what})")
     return value.removeprefix("sqlite:")
 
 
@@ -81,7 +84,10 @@ def cmd_db_copy(args: argparse.Namespace) -> int:
     try:
         if args.batch_rows < 1:
             raise InputError("--batch-rows: at least 1")
-        source = store_copy.open_source(source_path(args.source))
+        sources = {"": store_copy.open_source(source_path(args.source))}
+        if args.warnings:
+            path = source_path(args.warnings, "--warnings-from", "[warnings] store_path")
+            sources[store_copy.PG_SCHEMA] = store_copy.open_source(path, store_copy.PG_SCHEMA)
         target, found = store_copy.open_target(target_dsn(args.target), resume=args.resume or args.check_only,
                                                migrate_empty=not args.check_only)
     except InputError as exc:
@@ -92,13 +98,16 @@ def cmd_db_copy(args: argparse.Namespace) -> int:
             print(f"target had no schema: migrated to version {store_copy.VERSION}")
         if not args.check_only:
             started = time.monotonic()
-            copied = store_copy.copy(source, target, batch_rows=args.batch_rows, progress=Progress())
+            copied = [c for schema, source in sources.items() for c in store_copy.copy(
+                source, target, batch_rows=args.batch_rows, progress=Progress(), schema=schema)]
             rows, took = sum(c.read for c in copied), time.monotonic() - started
             print(f"copied {rows} rows ({sum(c.added for c in copied)} added) in {took:.1f} s"
                   f" ({rows / max(took, 1e-9):,.0f} rows/s); comparing")
-        tallies = store_copy.compare(source, target, batch_rows=args.batch_rows)
+        tallies = [t for schema, source in sources.items()
+                   for t in store_copy.compare(source, target, batch_rows=args.batch_rows, schema=schema)]
     finally:
-        source.close()
+        for source in sources.values():
+            source.close()
         target.close()
     print(report(tallies))
     differ = [t.table for t in tallies if not t.equal]

@@ -13,7 +13,7 @@ from msgspec import Meta
 from gateway.errors import AlertError
 from gateway.protocols import cap
 from gateway.warning.engine import AsyncOutbox
-from gateway.warning.outbox import Outbox
+from gateway.warning.outbox import Queries
 from gateway.warning.workflow import KINDS, Point, Short
 from gateway.warning.zones import ZoneSet, circle_problems, polygon_problems
 
@@ -45,7 +45,7 @@ async def audience(db: AsyncOutbox, zones: ZoneSet, query: AudienceQuery) -> Aud
     return await trio.to_thread.run_sync(count, db.sync, zones, query)
 
 
-def count(outbox: Outbox, zones: ZoneSet, query: AudienceQuery) -> Audience:
+def count(outbox: Queries, zones: ZoneSet, query: AudienceQuery) -> Audience:
     """``audience``, blocking."""
     reached = resolve(zones, query)
     sirens = sum(len(g.coils) for name in reached for g in zones.zones[name].sirens)

@@ -18,7 +18,8 @@ from gateway.settings.channels import TelegramConfig
 from gateway.settings.warnings import ChannelSet, WarningsConfig
 from gateway.warning import zones as zone_file
 from gateway.warning.engine import AsyncOutbox, Engine
-from gateway.warning.outbox import Outbox
+from gateway.warning.nodes import LEASE_S
+from gateway.warning.outbox import Outbox, Queries
 from gateway.warning.policy import DRILL_PREFIX
 from gateway.warning.recipients import Recipient
 from gateway.warning.records import AlertRecord, ChannelProgress
@@ -34,11 +35,15 @@ class Warnings:
     """Owns the outbox, the channels and the engine; ``workflow`` is what the API calls."""
 
     def __init__(self, cfg: WarningsConfig, *, sounds_dir: Path | None = None,
-                 users: Mapping[str, list[str]] | None = None) -> None:
-        """``users``: who has which roles (the gateway's accounts); the config's officers by default."""
+                 users: Mapping[str, list[str]] | None = None, store: Queries | None = None,
+                 lease_s: float = LEASE_S) -> None:
+        """``users``: who has which roles (the gateway's accounts); the config's officers by default.
+        ``store``: the warnings store (``gateway.stores.open_warnings_store``; the SQLite file at
+        ``store_path`` by default); ``lease_s``: a silent node's jobs are adopted after it (shared store)."""
         self.cfg = cfg
         self.sounds_dir = sounds_dir
-        self.outbox = AsyncOutbox(Outbox(cfg.store_path))
+        self.lease_s = lease_s
+        self.outbox = AsyncOutbox(store if store is not None else Outbox(cfg.store_path))
         self.zones = zone_file.load(project_path(cfg.zones_file))
         catalogue = load_catalogue(project_path(cfg.templates_dir), max_sms_segments=cfg.max_sms_segments)
         self.renderer = Renderer(catalogue, self.zones)
@@ -51,13 +56,16 @@ class Warnings:
         self._watchers: list[trio.MemorySendChannel[tuple[str, str, dict[str, ChannelProgress]]]] = []
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Open channels, recover the outbox, deliver until cancelled."""
+        """Open channels, recover the outbox, deliver until cancelled. Raises StoreError if the warnings store
+        fails (the gateway runs it again: ``app.isolated``)."""
+        self._closed.clear()  # a run again opens every channel again
         async with AsyncExitStack() as stack:
             channels = await self._open_all(stack)
             drill_tg = self.cfg.drill.telegram
             self.engine = Engine(self.outbox, channels, self.renderer, public_channel=self._public_channel(),
                                  drill_public_channel=drill_tg.public_channel if drill_tg else "",
                                  waiting=list(self._closed),
+                                 lease_s=self.lease_s,
                                  sms_routes=[(r.prefix, r.driver) for r in self.cfg.sms_routes],
                                  on_progress=self._progress, on_state=self._finished)
             self.workflow.engine = self.engine

@@ -10,12 +10,12 @@ retry-after), or fail over to the recipient's next channel. A channel whose batc
 opens its breaker: its jobs fail over at once instead of waiting, and the officer sees "down"
 (each channel's bucket, breaker and health probe live in its ``Slot``, in ``slots.py``). On
 start, jobs left "sending" by a crash are reconciled with the provider where it can tell
-(``lookup``), else sent again: a warning delivered twice is better than one never delivered.
+(``lookup``), else sent again: a warning delivered twice is better than one never delivered; so are
+a dead node's, adopted by a live one when its lease ends (``nodes``: several nodes on one outbox).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +26,8 @@ import trio
 
 from channels.base import Channel, Language, Message, Receipt, failed
 from gateway.errors import GatewayError
-from gateway.warning.outbox import Outbox, RecipientRow, idempotency_key, parse_key
+from gateway.warning.nodes import LEASE_S, AsyncOutbox, Liveness
+from gateway.warning.outbox import RecipientRow, idempotency_key, parse_key
 from gateway.warning.policy import DRILL_PREFIX, KIND_OF_DRIVER, Router, backoff_s
 from gateway.warning.recipients import KINDS
 from gateway.warning.records import (
@@ -53,17 +54,6 @@ IDLE_POLL_S = 0.25
 Progress = Callable[[str, str, dict[str, ChannelProgress]], None]
 
 
-class AsyncOutbox:
-    """The outbox for Trio code: every call on one worker thread, in order."""
-
-    def __init__(self, outbox: Outbox) -> None:
-        self.sync = outbox
-        self._limiter = trio.CapacityLimiter(1)
-
-    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self._limiter)
-
-
 @dataclass
 class Tracker:
     """In-memory progress of one sending alert (rebuilt from the outbox after a restart)."""
@@ -82,8 +72,11 @@ class Engine:
     def __init__(self, db: AsyncOutbox, channels: dict[str, Channel], renderer: Renderer, *,
                  sms_routes: Sequence[tuple[str, str]] = (("+", "smpp"),), public_channel: str = "",
                  drill_public_channel: str = "", waiting: Sequence[str] = (),
-                 on_progress: Progress | None = None, on_state: Callable[[AlertRecord], None] | None = None) -> None:
+                 on_progress: Progress | None = None, on_state: Callable[[AlertRecord], None] | None = None,
+                 lease_s: float = LEASE_S) -> None:
+        """``lease_s``: how long a node sharing the outbox may go unheard before its jobs are adopted."""
         self.db = db
+        self.liveness = Liveness(db, lease_s)
         self.renderer = renderer
         self.slots = {key: Slot.for_channel(key, ch) for key, ch in channels.items()}
         # Channels that did not open yet are known (routing waits for them) but not usable.
@@ -104,6 +97,7 @@ class Engine:
         """Recover, then deliver until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            await nursery.start(self.liveness.run, self._adopt)
             for record in await self.db.call(self.db.sync.alerts, 1000, ["sending"]):
                 await self._track(record)
             for slot in self.slots.values():
@@ -234,6 +228,9 @@ class Engine:
 
     async def _worker(self, slot: Slot) -> None:
         while True:
+            if not self.liveness.fresh():  # cut off from the other nodes: our claims may be adopted soon
+                await slot.idle(IDLE_POLL_S)
+                continue
             granted = await slot.take(CLAIM_MAX)
             jobs = await self.db.call(self.db.sync.claim, slot.key, granted, time.time())
             if not jobs:
@@ -407,9 +404,21 @@ class Engine:
             if alert_no in self.tracking:
                 self.tracking[alert_no].created += 1
 
-    async def _recover(self, slot: Slot) -> None:
-        """Jobs left "sending" by a crash: ask the provider where it can tell, else send again."""
-        stuck = await self.db.call(self.db.sync.sending, slot.key)
+    async def _adopt(self) -> None:
+        """Take over the "sending" jobs of nodes whose lease ended, and recover them; carry on every fan-out
+        not running here (a dead node's; nodes sharing one take turns on its cursor: ``fanout_chunk``)."""
+        for slot in list(self.slots.values()):
+            if stuck := await self.db.call(self.db.sync.adopt, slot.key, time.time()):
+                log.warning("%s: %d jobs of a node gone silent adopted", slot.key, len(stuck))
+                await self._recover(slot, stuck)
+        for alert_no, cursor in await self.db.call(self.db.sync.pending_fanouts):
+            if alert_no not in self._fanout_scopes and alert_no not in self.stopped:
+                await self._resume(alert_no, cursor)
+
+    async def _recover(self, slot: Slot, stuck: list[tuple[int, int, int]] | None = None) -> None:
+        """Jobs left "sending" by a crash (this node's, or ``stuck``): ask the provider if it can tell, else resend."""
+        if stuck is None:
+            stuck = await self.db.call(self.db.sync.sending, slot.key)
         if not stuck:
             return
         lookup = getattr(slot.channel, "lookup", None)
@@ -473,8 +482,9 @@ class Engine:
             tick += 1
             for alert_no, tracker in list(self.tracking.items()):
                 self.on_progress(tracker.record.id, tracker.record.state, tracker.channels)
-                # The counters say when to look; every 10 s the outbox is asked anyway, in case they drifted.
-                if tracker.fanout_done and (tracker.finished >= tracker.created or tick % 10 == 0):
+                # The counters say when to look; the outbox is asked every 10 s anyway (1 s with other nodes on it).
+                if tracker.fanout_done and (tracker.finished >= tracker.created or tick % 10 == 0
+                                            or self.db.sync.shared):
                     await self._finish(alert_no, tracker)
 
     async def _finish(self, alert_no: int, tracker: Tracker) -> None:

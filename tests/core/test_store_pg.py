@@ -29,7 +29,8 @@ APPLIED = {1: "d855b164fbbfb8583a495a568abb28eb74ed894e121bd47f5f70a42b50e87dd4"
            3: "7de1f627aad29db581123d1d07a0e8d546581bdc427cba5053ed7b7d9f383155",
            4: "c99d2a7781a94b52400b2fde090019dae39c040b1d7089bb65da0211f2eeda0c",
            5: "ab5e355ce5c8cdff0de867116d3b60b7f3078fcee2eeb2ed026dc9a7e8ee5afb",
-           6: "a51e6d4caba0d517383dec42677c5b68d94c9589b704cd3c739758df296a5eb8"}
+           6: "a51e6d4caba0d517383dec42677c5b68d94c9589b704cd3c739758df296a5eb8",
+           7: "0eb565674b516a976f6fbf5f5b77101e0753fb3ae1a1c877c3cb14bdbe35aa43"}
 
 
 def test_statements_and_schemas_translate_only_at_the_edge() -> None:

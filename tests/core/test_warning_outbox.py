@@ -1,19 +1,21 @@
-"""The outbox on a real SQLite file: fan-out cursor, claims, outcomes, crash leftovers, audiences."""
+"""The outbox on SQLite and on PostgreSQL (``backend``): fan-out cursor, claims, outcomes, crash leftovers,
+audiences. (Several nodes on one PostgreSQL: ``test_warning_outbox_nodes.py``.)"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import msgspec
 import pytest
 
 from gateway.errors import Conflict, NotFound
 from gateway.protocols.cap import Alert
-from gateway.warning.outbox import Outbox, RecipientRow
+from gateway.warning.outbox import Queries, RecipientRow
 from gateway.warning.records import FAILED, QUEUED, SENT, AlertRecord, AuditEvent
 from tests.core.warning_harness import people
+from tests.store_backends import Backend
 
 
 def record(alert_id: str, root: str = "") -> AlertRecord:
@@ -28,20 +30,21 @@ def email_route(row: RecipientRow) -> str | None:
 
 
 @pytest.fixture
-def box(tmp_path: Path) -> Outbox:
-    outbox = Outbox(tmp_path / "w.sqlite3", synchronous="NORMAL")
+def box(backend: Backend) -> Iterator[Queries]:
+    outbox = backend.outbox()
     outbox.put_recipients(people(25) + people(5, zone="almaly", start=25))
-    return outbox
+    yield outbox
+    outbox.close()
 
 
-def test_fanout_in_chunks_advances_a_durable_cursor(box: Outbox, tmp_path: Path) -> None:
+def test_fanout_in_chunks_advances_a_durable_cursor(box: Queries, backend: Backend) -> None:
     box.insert_alert(record("A1"), AuditEvent(at=0, actor="t", kind="drafted"))
     no, _ = box.get_alert("A1")
     box.start_fanout(no, [("siren", -1, 0)], 0.0)
     cursor, made, done = box.fanout_chunk(no, ["medeu"], None, 0, 10, email_route, 0.0)
     assert (made, done) == (10, False)
     box.close()
-    again = Outbox(tmp_path / "w.sqlite3")  # a restart resumes at the stored cursor
+    again = backend.outbox()  # a restart resumes at the stored cursor
     assert again.pending_fanouts() == [(no, cursor)]
     total = made
     while not done:
@@ -50,9 +53,10 @@ def test_fanout_in_chunks_advances_a_durable_cursor(box: Outbox, tmp_path: Path)
     assert total == 25 and again.pending_fanouts() == [] and again.fanout_done(no)
     progress = again.progress(no)
     assert progress["email"].queued == 25 and progress["siren"].queued == 1
+    again.close()
 
 
-def test_claim_marks_sending_and_priority_jobs_go_first(box: Outbox) -> None:
+def test_claim_marks_sending_and_priority_jobs_go_first(box: Queries) -> None:
     box.insert_alert(record("A1"), AuditEvent(at=0, actor="t", kind="drafted"))
     no, _ = box.get_alert("A1")
     box.start_fanout(no, [], 0.0)
@@ -64,7 +68,7 @@ def test_claim_marks_sending_and_priority_jobs_go_first(box: Outbox) -> None:
     assert box.claim("email", 100, time.time()).__len__() == 21  # nobody is claimed twice
 
 
-def test_outcomes_retries_and_late_receipts(box: Outbox) -> None:
+def test_outcomes_retries_and_late_receipts(box: Queries) -> None:
     box.insert_alert(record("A1"), AuditEvent(at=0, actor="t", kind="drafted"))
     no, _ = box.get_alert("A1")
     box.start_fanout(no, [], 0.0)
@@ -81,7 +85,7 @@ def test_outcomes_retries_and_late_receipts(box: Outbox) -> None:
     assert all(t != t2 for _, t, _ in box.claim("email", 100, time.time()))  # not due yet
 
 
-def test_a_cancel_reaches_exactly_those_the_chain_reached(box: Outbox) -> None:
+def test_a_cancel_reaches_exactly_those_the_chain_reached(box: Queries) -> None:
     box.insert_alert(record("A1"), AuditEvent(at=0, actor="t", kind="drafted"))
     no, _ = box.get_alert("A1")
     box.start_fanout(no, [], 0.0)
@@ -99,7 +103,7 @@ def test_a_cancel_reaches_exactly_those_the_chain_reached(box: Outbox) -> None:
     assert made == len([t for _, t, _ in jobs if t % 2])
 
 
-def test_alert_records_and_audit_are_append_only(box: Outbox) -> None:
+def test_alert_records_and_audit_are_append_only(box: Queries) -> None:
     box.insert_alert(record("A1"), AuditEvent(at=1, actor="aigerim", kind="drafted"))
     with pytest.raises(Conflict, match="already exists"):
         box.insert_alert(record("A1"), AuditEvent(at=1, actor="aigerim", kind="drafted"))
@@ -112,7 +116,7 @@ def test_alert_records_and_audit_are_append_only(box: Outbox) -> None:
         box.get_alert("nope")
 
 
-def test_recipients_upsert_and_delete(box: Outbox) -> None:
+def test_recipients_upsert_and_delete(box: Queries) -> None:
     assert box.count_recipients() == 30
     box.put_recipients(people(1, zone="almaly"))  # r0 moves zone
     assert box.get_recipient("r0").zones == ["almaly"]
@@ -122,7 +126,7 @@ def test_recipients_upsert_and_delete(box: Outbox) -> None:
     assert box.count_recipients() == 29
 
 
-def test_a_late_receipt_sent_again_changes_nothing_even_after_a_reopen(box: Outbox, tmp_path: Path) -> None:
+def test_a_late_receipt_sent_again_changes_nothing_even_after_a_reopen(box: Queries, backend: Backend) -> None:
     box.insert_alert(record("A1"), AuditEvent(at=0, actor="t", kind="drafted"))
     no, _ = box.get_alert("A1")
     box.start_fanout(no, [], 0.0)
@@ -134,6 +138,7 @@ def test_a_late_receipt_sent_again_changes_nothing_even_after_a_reopen(box: Outb
     assert box.update_by_keys("email", [sent, sent]) == (0, ["twilio-status:SM1:sent"] * 2)  # an old one again
     assert box.progress(no)["email"].delivered == 1
     box.close()
-    again = Outbox(box.path, synchronous="NORMAL")
+    again = backend.outbox()
     assert again.update_by_keys("email", [delivered, sent]) == (0, [delivered[4], sent[4]])
     assert again.update_by_keys("email", [("A1", t, SENT, "", "")]) == (1, [])  # no key: always applied
+    again.close()

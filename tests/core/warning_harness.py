@@ -12,7 +12,8 @@ import trio
 from channels.base import Channel
 from gateway.warning import zones
 from gateway.warning.engine import AsyncOutbox, Engine
-from gateway.warning.outbox import Outbox
+from gateway.warning.nodes import LEASE_S
+from gateway.warning.outbox import Outbox, Queries
 from gateway.warning.recipients import Recipient
 from gateway.warning.records import AlertRecord
 from gateway.warning.render import Renderer
@@ -45,11 +46,13 @@ class Harness:
 
 @asynccontextmanager
 async def harness(path: Path, channels: dict[str, Channel], *, public_channel: str = "",
-                  sms_routes: tuple[tuple[str, str], ...] = (("+", "smpp"),)) -> AsyncIterator[Harness]:
-    outbox = AsyncOutbox(Outbox(path, synchronous="NORMAL"))
+                  sms_routes: tuple[tuple[str, str], ...] = (("+", "smpp"),), store: Queries | None = None,
+                  lease_s: float = LEASE_S) -> AsyncIterator[Harness]:
+    """``store``: the warnings store (a SQLite file at ``path`` by default); it is closed at the end."""
+    outbox = AsyncOutbox(store if store is not None else Outbox(path, synchronous="NORMAL"))
     zone_set = zones.load(ROOT / "config" / "zones.toml")
     renderer = Renderer(load_catalogue(ROOT / "alert_templates"), zone_set)
-    engine = Engine(outbox, channels, renderer, sms_routes=sms_routes, public_channel=public_channel)
+    engine = Engine(outbox, channels, renderer, sms_routes=sms_routes, public_channel=public_channel, lease_s=lease_s)
     workflow = Workflow(outbox, renderer, zone_set, USERS, sender="civil-defence.almaty@ecgw.kz", engine=engine)
     try:
         async with trio.open_nursery() as nursery:
