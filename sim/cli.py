@@ -36,6 +36,10 @@ def parser() -> argparse.ArgumentParser:
     drill_config = sub.add_parser("drill-config", help="write the gateway config an escalation drill runs against")
     drill_config.add_argument("file")
     drill_config.add_argument("--out", required=True)
+    failover = sub.add_parser("failover", help="two nodes on loopback lose one: the failover drill's report "
+                                                "(issue 14; needs Kamailio and PostgreSQL)")
+    failover.add_argument("file", nargs="?", default="sim/drills/failover.toml")
+    failover.add_argument("--workdir", default="", help="keep the lab's files here (default: a temporary directory)")
     pg = sub.add_parser("pg", help="a throwaway PostgreSQL on loopback (issue 14) until stopped, then removed")
     pg.add_argument("--standby", action="store_true", help="with a synchronous streaming standby")
     return p
@@ -55,6 +59,8 @@ def run(args: argparse.Namespace, cfg: GatewayConfig) -> int:
         return trio.run(serve, cfg.warnings.drill)
     if args.action == "drill":
         return run_drill(cfg, Path(args.file), args.report, show_progress=sys.stderr.isatty() and not args.no_progress)
+    if args.action == "failover":
+        return trio.run(run_failover_drill, Path(args.file), args.workdir)
     if args.action == "pg":
         from sim.pg import serve as serve_pg
 
@@ -114,3 +120,14 @@ def write_drill_config(config_path: Path, drill_path: Path, out: Path) -> int:
     print(f"wrote {out}; run the gateway with it (gateway --config {out} run), then: "
           f"gateway-sim --config {out} drill {drill_path}")
     return 0
+
+
+async def run_failover_drill(path: Path, workdir: str) -> int:
+    """``gateway-sim failover``: the drill's report on stdout; 1 if it lost a record, a step or a recipient."""
+    from sim.failover import load_spec, run_failover
+
+    spec = load_spec(path)
+    with tempfile.TemporaryDirectory(prefix="ecgw-failover-") as scratch:
+        report = await run_failover(spec, Path(workdir or scratch))
+    print("\n".join(report.lines()))
+    return 0 if report.lossless() else 1

@@ -4,7 +4,9 @@ every INVITE was sent to, the nodes it marked failed)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+import shutil
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from gateway.errors import KamailioError
 from gateway.kamailio import proxy
 from sim import sipp
 from sim import sipp_xml as scenario
-from sim.lab import AsteriskInstance, GatewayProcess, write_config
+from sim.lab import REPO, AsteriskInstance, GatewayProcess, start_asterisk, stop_asterisk, write_config
 from sim.sipp import free_port
 
 CLUSTER_SECTION = """
@@ -151,3 +153,52 @@ async def running_cluster(nodes: Sequence[AsteriskInstance], names: Sequence[str
         for node in nodes:
             await proxy.wait_flags(node_uri(node), "A")
         yield ClusterLab(proxy, gateways, workdir)
+
+
+# The response scenario the cluster drills give police incidents: console notices to the duty officers, 5 s
+# to acknowledge, 3 attempts, then the supervisor tier: long enough to be running when a node dies.
+SCENARIO = """
+[[steps]]
+do = "notify"
+roles = ["duty_officer"]
+channels = ["console"]
+template = "incident_new"
+ack = "any"
+timeout_s = 5
+repeat = 3
+
+[[steps]]
+do = "escalate"
+when = { last_acked = false }
+tier = "shift_supervisor"
+
+[[steps]]
+do = "close"
+"""
+DISPATCHER = "marat"  # the dispatcher whose token the drills report incidents with
+
+
+@contextmanager
+def started_nodes(dsn: str, names: Sequence[str], base: Path, token: str, *, lease_s: float = 2.0,
+                  scenario: str = SCENARIO) -> Iterator[list[AsteriskInstance]]:
+    """Each node's Asterisk (its gateway's config beside it, on ``dsn``, ``[cluster] node_id`` its name) with
+    the shipped scenarios, police_rapid's replaced by ``scenario``, and dispatcher ``DISPATCHER`` with
+    ``token``, until the block exits."""
+    started: list[AsteriskInstance] = []
+    scenarios = base / "scenarios"
+    shutil.copytree(REPO / "config" / "scenarios", scenarios, dirs_exist_ok=True)
+    (scenarios / "police_rapid.toml").write_text(scenario)
+    try:
+        for name in names:
+            (base / name).mkdir(parents=True, exist_ok=True)
+            path = write_node_config(base / name, name, dsn, lease_s=lease_s, ivr=False, ring_timeout=4,
+                                     overflow=30)
+            with path.open("a") as out:
+                out.write(f'\n[[warnings.users]]\nname = "{DISPATCHER}"\nroles = ["dispatcher"]\n'
+                          f'token_sha256 = "{hashlib.sha256(token.encode()).hexdigest()}"\n'
+                          f'\n[escalation]\nscenarios_dir = "{scenarios}"\nanswer_sla_s = 600\n')
+            started.append(start_asterisk(path))
+        yield started
+    finally:
+        for node in started:
+            stop_asterisk(node)

@@ -11,13 +11,11 @@ puts its caller on the call-back list."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -30,10 +28,10 @@ from gateway.incident.records import Incident
 from gateway.incident.store_pg import migrate
 from gateway.stores import MIGRATIONS
 from sim import pg, sipp
-from sim.cluster import node_uri, running_cluster, write_node_config
-from sim.lab import AsteriskInstance, GatewayProcess, start_asterisk, stop_asterisk
+from sim.cluster import node_uri, running_cluster, started_nodes
+from sim.lab import AsteriskInstance, GatewayProcess
 from tests.conftest import _real_tier_available
-from tests.drills.test_real_escalation import ROOT, SCENARIO, TOKEN, timeline, wait_for
+from tests.drills.test_real_escalation import TOKEN, timeline, wait_for
 from tests.store_backends import require_postgresql
 
 LEASE_S = 2.0
@@ -60,32 +58,9 @@ def database() -> Iterator[pg.PgServer]:
         yield server
 
 
-@contextmanager
-def started_nodes(dsn: str, factory: pytest.TempPathFactory) -> Iterator[list[AsteriskInstance]]:
-    """Both nodes' Asterisk, their gateways configured on ``dsn`` with the same scenarios (console notices, 5 s
-    to acknowledge, 3 attempts) and one dispatcher's token, until the block exits."""
-    started: list[AsteriskInstance] = []
-    scenarios = factory.mktemp("scenarios")
-    shutil.copytree(ROOT / "config" / "scenarios", scenarios, dirs_exist_ok=True)
-    (scenarios / "police_rapid.toml").write_text(SCENARIO)
-    try:
-        for name in NAMES:
-            path = write_node_config(factory.mktemp(name), name, dsn, lease_s=LEASE_S, ivr=False, ring_timeout=4,
-                                     overflow=30)
-            with path.open("a") as out:
-                out.write(f'\n[[warnings.users]]\nname = "marat"\nroles = ["dispatcher"]\n'
-                          f'token_sha256 = "{hashlib.sha256(TOKEN.encode()).hexdigest()}"\n'
-                          f'\n[escalation]\nscenarios_dir = "{scenarios}"\nanswer_sla_s = 600\n')
-            started.append(start_asterisk(path))
-        yield started
-    finally:
-        for node in started:
-            stop_asterisk(node)
-
-
 @pytest.fixture(scope="module")
 def nodes(database: pg.PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AsteriskInstance]]:
-    with started_nodes(database.dsn(), tmp_path_factory) as started:
+    with started_nodes(database.dsn(), NAMES, tmp_path_factory.mktemp("cluster"), TOKEN, lease_s=LEASE_S) as started:
         yield started
 
 

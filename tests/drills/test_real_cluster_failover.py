@@ -19,9 +19,9 @@ import trio
 from gateway.incident.store_pg import migrate
 from gateway.stores import MIGRATIONS
 from sim import pg, sipp
-from sim.cluster import running_cluster
+from sim.cluster import running_cluster, started_nodes
 from sim.lab import AsteriskInstance
-from tests.drills.test_real_cluster import NAMES, final, require_cluster_lab, started_nodes
+from tests.drills.test_real_cluster import LEASE_S, NAMES, TOKEN, final, require_cluster_lab
 
 CALLS = 16
 EVERY_S = 0.25  # 4 calls a second, the primary killed after the fourth
@@ -39,7 +39,8 @@ def pair() -> Iterator[tuple[pg.PgServer, pg.PgServer]]:
 @pytest.fixture(scope="module")
 def nodes(pair: tuple[pg.PgServer, pg.PgServer],
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AsteriskInstance]]:
-    with started_nodes(pg.multi_host_dsn(list(pair)), tmp_path_factory) as started:
+    with started_nodes(pg.multi_host_dsn(list(pair)), NAMES, tmp_path_factory.mktemp("cluster"), TOKEN,
+                       lease_s=LEASE_S) as started:
         yield started
 
 
@@ -81,7 +82,7 @@ async def test_primary_killed_and_standby_promoted_every_call_answered_and_store
             while True:
                 for gateway, name in zip(lab.gateways, NAMES, strict=True):
                     report = await health(gateway.url)
-                    if any("spool" in str(r) or "store" in str(r) for r in report["reasons"]):  # type: ignore[union-attr]
+                    if any("spool" in str(r) or "store" in str(r) for r in report["reasons"]):  # type: ignore[attr-defined]
                         degraded.add(name)
                 await trio.sleep(0.2)
 
