@@ -145,6 +145,15 @@ class Ari:
     async def channels(self) -> list[ev.Channel]:
         return ev.channels_of(await self._call("GET", "channels") or [])
 
+    async def started_wall(self) -> float:
+        """When this Asterisk started (wall clock, ``/asterisk/info``). Raises AriError."""
+        info = await self._call("GET", "asterisk/info", {"only": "status"})
+        status = info.get("status") if isinstance(info, dict) else None
+        found = ev.wall_of(str(status.get("startup_time", ""))) if isinstance(status, dict) else None
+        if found is None:
+            raise AriError(f"ARI asterisk/info: no startup time in {str(info)[:200]}")
+        return found
+
     async def events(self) -> AsyncIterator[ev.Event]:
         """Typed events until the websocket closes (decoded by its reader, malformed ones logged there)."""
         async for event in self._receive:

@@ -8,9 +8,9 @@ the dispatchers directly: our errors never cost a caller their connection to a h
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from datetime import datetime
 
 import trio
 
@@ -30,6 +30,7 @@ from gateway.intake.call_back import CONTEXT as CALLBACK_CONTEXT
 from gateway.intake.call_back import ROLE as CALLBACK_ROLE
 from gateway.intake.dispatch import DELIVER_CONTEXT, Dispatcher
 from gateway.intake.ivr import Ivr
+from gateway.intake.lost_calls import close_vanished
 from gateway.intake.silent_calls import SilentCalls
 from gateway.metrics import Metrics
 from gateway.protocols import ani, location
@@ -76,6 +77,7 @@ class Intake:
             if self.cfg.callback.auto_after_s > 0:
                 nursery.start_soon(self.callbacks.run_auto)
             await self._adopt(ari, nursery)
+            nursery.start_soon(self._close_vanished, ari)
             nursery.start_soon(self._reconcile, ari, nursery)
             task_status.started()
             try:
@@ -380,6 +382,17 @@ class Intake:
                 log.warning("reconciliation skipped: %s", exc)
             self.dispatcher.sweep()
 
+    async def _close_vanished(self, ari: Ari) -> None:
+        """The calls that ended while the gateway was not listening, closed on the record (``lost_calls``)."""
+        if not self.cfg.cluster.node_id and self.cfg.store.backend == "postgresql":
+            return  # a shared store without this node's systemname: its calls cannot be told from the others'
+        try:
+            await close_vanished(self.store, self.recorder, self.cfg.cluster.node_id, lambda: set(self.calls),
+                                 functools.partial(_channel_ids, ari), await ari.started_wall(),
+                                 callbacks=self.cfg.callback.enabled)
+        except GatewayError as exc:
+            log.warning("calls that ended while the gateway was away not closed this time: %s", exc)
+
     async def _adopt(self, ari: Ari, nursery: trio.Nursery, min_age_s: float = 0.0) -> None:
         """Take over callers in our app or our Dial that we do not track (at start-up: all).
 
@@ -395,7 +408,7 @@ class Intake:
                 continue
             in_app = dp.app_name == "Stasis" and dp.app_data.startswith(self.cfg.asterisk.app + ",")
             in_dial = dp.app_name == "Dial" and dp.context == DELIVER_CONTEXT
-            if not (in_app or in_dial) or now - (_wall(chan.creationtime) or 0.0) < min_age_s:
+            if not (in_app or in_dial) or now - (ev.wall_of(chan.creationtime) or 0.0) < min_age_s:
                 continue
             log.warning("adopting untracked caller channel %s", chan.id)
             try:  # one channel that went meanwhile must not leave the others unadopted
@@ -416,11 +429,11 @@ class Intake:
             return  # its StasisStart was handled while we looked
         delivered = chan.dialplan is not None and chan.dialplan.context == DELIVER_CONTEXT
         if stored is None and not delivered:
-            call = self._new_call(chan, chan.var("ECGW_SERVICE"), _wall(chan.creationtime))
+            call = self._new_call(chan, chan.var("ECGW_SERVICE"), ev.wall_of(chan.creationtime))
             nursery.start_soon(self._serve_call, ari, nursery, call, True)
             return
         if stored is None:  # never stored, yet already with a dispatcher: record it now
-            call = self._new_call(chan, chan.var("ECGW_SERVICE"), _wall(chan.creationtime))
+            call = self._new_call(chan, chan.var("ECGW_SERVICE"), ev.wall_of(chan.creationtime))
         else:
             call = Call(self.recorder.track(Held(stored, saved=True)), chan.id, trio.current_time())
             self.calls[chan.id] = call
@@ -437,8 +450,5 @@ class Intake:
         nursery.start_soon(self._serve_call, ari, nursery, call, False)
 
 
-def _wall(creationtime: str) -> float | None:
-    try:
-        return datetime.strptime(creationtime, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
-    except ValueError:
-        return None
+async def _channel_ids(ari: Ari) -> set[str]:
+    return {c.id for c in await ari.channels()}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -32,11 +33,12 @@ from gateway.incident.callback_list import diallable
 from gateway.incident.callback_table import CallbackTable, abandoned
 from gateway.incident.nodes import Nodes, NodeState
 from gateway.incident.recorder import Recorder
+from gateway.incident.records import Incident
 from gateway.incident.store import AsyncStore, event
 from gateway.settings.cluster import system_name
 
 log = logging.getLogger(__name__)
-LIVE = ("new", "queued", "ringing", "answered", "overflowed")
+LIVE = ("new", "queued", "ringing", "answered")  # "overflowed": handed to the dialplan, no longer ours to close
 _GUARD = "INSERT INTO seen (key, wall) VALUES (?,?)"  # no ON CONFLICT: a second close fails whole
 
 
@@ -82,29 +84,65 @@ class LostCalls:
         return closed
 
     async def _close(self, incident_id: str, node: NodeState) -> bool:
-        """Close one; False if it is no longer live (another node closed it first). Raises StoreError."""
-        held = await self.recorder.acquire(incident_id)
+        return await close_call(self.recorder, incident_id, "call_lost", f"node:{self.nodes.node_id}",
+                                listed=lambda incident: self.callbacks, node=node.node,
+                                last_heard_wall=node.seen_wall)
+
+
+async def close_call(recorder: Recorder, incident_id: str, kind: str, actor: str, *,
+                     listed: Callable[[Incident], bool], **data: str | int | float | bool | None) -> bool:
+    """Close the call incident ``incident_id`` with event ``kind`` (``data``, and whether a dispatcher had
+    answered) if it is still live, on the call-back list if ``listed`` says so and its number can be dialled.
+    One write, guarded (``node-lost:<id>``): False if it is no longer live or another node closed it first.
+    Raises StoreError."""
+    held = await recorder.acquire(incident_id)
+    try:
+        incident = held.incident
+        if incident.state not in LIVE:
+            return False
+        was, now = incident.state, time.time()
+        callback = listed(incident) and diallable(incident.caller.number)
+        item = event(kind, actor, **data, answered=incident.answer_s is not None, callback=callback)
         try:
-            incident = held.incident
-            if incident.state not in LIVE:
-                return False
-            was = incident.state
-            answered = incident.answer_s is not None
-            listed = self.callbacks and diallable(incident.caller.number)
-            now = time.time()
-            item = event("call_lost", f"node:{self.nodes.node_id}", node=node.node, last_heard_wall=node.seen_wall,
-                         answered=answered, callback=listed)
-            try:
-                await self.recorder.record_event(
-                    held, item, state="closed", extra=[(_GUARD, (f"node-lost:{incident_id}", now))],
-                    with_event=[abandoned(incident, now)] if listed else ())
-            except StoreError:
-                self.recorder.withdraw(held, [item])
-                incident.state = was
-                held.riders = [r for r in held.riders if r[0] is not item]
-                if (await self.store.get(incident_id)).state not in LIVE:
-                    return False  # its guard met another node's: that node closed it
-                raise
-            return True
-        finally:
-            self.recorder.release(held)
+            await recorder.record_event(held, item, state="closed", extra=[(_GUARD, (f"node-lost:{incident_id}", now))],
+                                        with_event=[abandoned(incident, now)] if callback else ())
+        except StoreError:
+            recorder.withdraw(held, [item])
+            incident.state = was
+            held.riders = [r for r in held.riders if r[0] is not item]
+            if (await recorder.store.get(incident_id)).state not in LIVE:
+                return False  # its guard met another node's: that node closed it
+            raise
+        return True
+    finally:
+        recorder.release(held)
+
+
+async def close_vanished(store: AsyncStore, recorder: Recorder, node_id: str, tracked: Callable[[], set[str]],
+                         channels: Callable[[], Awaitable[set[str]]], asterisk_started_wall: float, *,
+                         callbacks: bool) -> int:
+    """After (re)connecting to its Asterisk: close this node's call incidents still live whose channel is gone
+    (the call ended while the gateway was not listening: a restart, ARI away). If Asterisk itself started
+    after the call came in, the call was cut by that restart: ``call_lost`` and the call-back list; otherwise
+    it ended unseen: ``hung_up`` (``unseen``), listed for call-back when nobody had answered, like any
+    abandoned call. The incidents are read before the channels, so a call arriving meanwhile is never taken
+    for gone. How many were closed; raises StoreError and AriError (the next reconnect tries again)."""
+    tag = system_name(node_id)
+    marks = ",".join("?" * len(LIVE))
+    rows = await store.read(f"SELECT id, channel_id, created_wall FROM incidents WHERE state IN ({marks}) AND "
+                            + ("channel_id LIKE ?" if tag else "channel_id<>?"), (*LIVE, f"{tag}-%" if tag else ""))
+    present = await channels() | tracked()
+    closed = 0
+    for incident_id, channel_id, created in rows:
+        if channel_id in present:
+            continue
+        if float(created) < asterisk_started_wall:  # type: ignore[arg-type]
+            done = await close_call(recorder, str(incident_id), "call_lost", "gateway", listed=lambda _: callbacks,
+                                    reason="asterisk_restarted", asterisk_started_wall=asterisk_started_wall)
+        else:
+            done = await close_call(recorder, str(incident_id), "hung_up", "gateway", unseen=True,
+                                    listed=lambda i: callbacks and i.answer_s is None)
+        closed += done
+    if closed:
+        log.warning("intake: %d call(s) ended while the gateway was not listening: closed on the record", closed)
+    return closed

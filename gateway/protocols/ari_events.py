@@ -8,6 +8,7 @@ types we do not use. A malformed event is a RemoteProtocolError-like
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Union
 
 import msgspec
@@ -165,3 +166,12 @@ def channels_of(raw: list[dict[str, Any]]) -> list[Channel]:
         return msgspec.convert(raw, list[Channel], strict=False)
     except msgspec.ValidationError as exc:
         raise EventError(f"malformed channel list: {exc}") from exc
+
+
+def wall_of(timestamp: str) -> float | None:
+    """An ARI time ("2026-12-05T03:00:00.123+0000", a channel's ``creationtime``, Asterisk's startup time)
+    as wall-clock seconds; None if it is not one."""
+    try:
+        return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+    except ValueError:
+        return None

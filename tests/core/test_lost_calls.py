@@ -14,7 +14,7 @@ from gateway.incident.callback_table import CallbackTable
 from gateway.incident.nodes import Nodes, NodeState
 from gateway.incident.recorder import Held, Recorder
 from gateway.incident.store import AsyncStore
-from gateway.intake.lost_calls import LostCalls
+from gateway.intake.lost_calls import LostCalls, close_vanished
 from tests.core.test_cluster_nodes import store_of
 from tests.core.test_store import incident
 from tests.store_backends import Backend
@@ -97,3 +97,41 @@ async def test_a_close_from_a_stale_copy_meets_the_guard_and_is_taken_back(backe
             stored = await b_store.get("x")
             assert [e.kind for e in stored.timeline].count("call_lost") == 1 and stored.state == "closed"
             assert len(await CallbackTable(b_store).open_rows(0.0)) == 1
+
+
+async def test_calls_that_ended_while_the_gateway_was_away_are_closed_as_what_they_were(backend: Backend) -> None:
+    """After a restart: a call still up (its channel there, or adopted) is left alone; one whose channel is gone
+    ended unseen (the unanswered one listed for call-back); one older than Asterisk's own start was cut by it."""
+    started = LAST_HEARD  # Asterisk's startup time
+    with trio.fail_after(30):
+        async with store_of(backend) as store:
+            await made(store, "up", "nodea-1.1", "answered", created=started + 5, answer_s=2.0)
+            await made(store, "adopted", "nodea-1.2", "queued", created=started + 6)
+            await made(store, "talked", "nodea-1.3", "answered", created=started + 7, answer_s=2.0)
+            await made(store, "gave-up", "nodea-1.4", "ringing", number="+77017654321", created=started + 8)
+            await made(store, "cut", "nodea-0.9", "answered", number="+77019990000", created=started - 30,
+                       answer_s=3.0)
+            await made(store, "other-node", "nodeb-1.1", "answered", created=started + 5)
+            recorder = Recorder(store, Bus())
+            CallbackTable(store)  # the intake's, made when it starts
+
+            async def channels() -> set[str]:
+                return {"nodea-1.1", "nodeb-1.1"}
+
+            closed = await close_vanished(store, recorder, "node-a", lambda: {"nodea-1.2"}, channels, started,
+                                          callbacks=True)
+            assert closed == 3
+            states = {i: (await store.get(i)).state for i in ("up", "adopted", "talked", "gave-up", "cut",
+                                                               "other-node")}
+            assert states == {"up": "answered", "adopted": "queued", "talked": "closed", "gave-up": "closed",
+                              "cut": "closed", "other-node": "answered"}
+            last = {i: (await store.get(i)).timeline[-1] for i in ("talked", "gave-up", "cut")}
+            assert (last["talked"].kind, last["talked"].data["unseen"], last["talked"].data["callback"]) == \
+                ("hung_up", True, False)
+            assert (last["gave-up"].kind, last["gave-up"].data["callback"]) == ("hung_up", True)
+            assert (last["cut"].kind, last["cut"].data["reason"], last["cut"].data["callback"]) == \
+                ("call_lost", "asterisk_restarted", True)
+            listed = sorted(r.number for r in await CallbackTable(store).open_rows(0.0))
+            assert listed == ["+77017654321", "+77019990000"]
+            assert await close_vanished(store, recorder, "node-a", lambda: {"nodea-1.2"}, channels, started,
+                                        callbacks=True) == 0  # once only

@@ -122,3 +122,31 @@ async def test_gateway_killed_mid_call_keeps_call_and_completes_incident(
     assert incident.id == incident_id
     assert_in_order(incident, "call_arrived", "ivr_category", "answered", "adopted", "hung_up")
     assert incident.state == "closed" and incident.position
+
+
+async def test_a_call_that_ended_while_the_gateway_was_down_is_closed_on_its_record(
+    asterisk: AsteriskInstance, gateway: GatewayProcess, phones: sipp.Phones, tmp_path: Path
+) -> None:
+    """Its hang-up came while nobody listened: once back, the gateway finds the channel gone and closes the
+    incident (``hung_up``, ``unseen``) instead of leaving a caller "answered" on the board for ever."""
+    async with trio.open_nursery() as nursery:
+        results: list[sipp.CallResult] = []
+
+        async def caller() -> None:
+            results.append(await place(asterisk, tmp_path, keys="11", talk_ms=4000))
+
+        nursery.start_soon(caller)
+        with trio.fail_after(15):
+            while True:
+                rows = await gateway.incidents()
+                if rows and rows[0]["state"] == "answered":
+                    incident_id = str(rows[0]["id"])
+                    break
+                await trio.sleep(0.2)
+        gateway.kill()
+    assert results[0].returncode == 0  # the call went on to its end without the gateway
+    await gateway.start()
+    incident = await gateway.wait_incident(results[0].call_id, until="hung_up")
+    assert incident.id == incident_id and incident.state == "closed"
+    [ended] = [e for e in incident.timeline if e.kind == "hung_up"]
+    assert ended.data["unseen"] is True and ended.data["answered"] is True and ended.data["callback"] is False
