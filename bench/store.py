@@ -41,7 +41,6 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.store_outbox import report_outbox, run_outbox
 from bench.store_drivers import (
     STATEMENT_TIMEOUT_MS,
     AsyncpgStore,
@@ -51,6 +50,7 @@ from bench.store_drivers import (
     reset_schema,
     rows,
 )
+from bench.store_outbox import report_outbox, run_outbox
 from gateway.incident.records import Caller, Incident, Location
 from gateway.incident.store import event
 from sim import pg
