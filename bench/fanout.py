@@ -7,21 +7,28 @@ accepted by each channel. Baseline in the same run: the SMPP driver alone, pushi
 message to the same SMSC without the engine (no outbox, no rendering) — the ratio shows what the
 durable outbox costs.
 
-Run: ``python bench/fanout.py [--recipients N] [--email-share F]``. Targets: ≥ 20,000 msg/s,
-≤ 300 MB RSS, first message on every channel ≤ 200 ms after approval.
+``--store postgresql`` runs the same fan-out with the warnings store on PostgreSQL (issue 14): a throwaway
+server of ``sim.pg`` (fsync and synchronous_commit on), each scenario in a fresh database made by the
+migrations, reached over its unix socket as one node. ``--store both`` runs SQLite then PostgreSQL on the
+same recipients and prints msg/s of each with the ratio to SQLite.
+
+Run: ``python bench/fanout.py [--recipients N] [--email-share F] [--store sqlite|postgresql|both]``.
+Targets: ≥ 20,000 msg/s, ≤ 300 MB RSS, first message on every channel ≤ 200 ms after approval.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 
 import trio
@@ -33,19 +40,23 @@ from channels.email import open_email
 from channels.sirens import SirenConfig, SirenTarget, open_sirens
 from channels.smpp import open_smpp
 from channels.telegram import open_telegram
+from gateway.incident.store_pg import migrate
 from gateway.settings.channels import (
     EmailConfig,  # noqa: E402
     SirenLine,  # noqa: E402
     SmppConfig,  # noqa: E402
     TelegramConfig,  # noqa: E402
 )
+from gateway.stores import MIGRATIONS, VERSION
 from gateway.warning import zones  # noqa: E402
 from gateway.warning.engine import AsyncOutbox, Engine  # noqa: E402
-from gateway.warning.outbox import Outbox  # noqa: E402
+from gateway.warning.outbox import Outbox, Queries  # noqa: E402
+from gateway.warning.outbox_pg import PgOutbox
 from gateway.warning.recipients import Recipient  # noqa: E402
 from gateway.warning.render import Renderer  # noqa: E402
 from gateway.warning.templates import load_catalogue  # noqa: E402
 from gateway.warning.workflow import DraftSpec, Workflow  # noqa: E402
+from sim import pg
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "123456:BENCH-token"
@@ -76,7 +87,7 @@ async def process(*command: str) -> AsyncIterator[dict[str, object]]:
         proc.kill()
 
 
-def populate(outbox: Outbox, n: int, email_share: float) -> None:
+def populate(outbox: Queries, n: int, email_share: float) -> None:
     every = max(1, round(1 / email_share)) if email_share > 0 else 0
     batch: list[Recipient] = []
     for i in range(n):
@@ -112,15 +123,52 @@ async def _blast(channel: Channel, body: str, numbers: range) -> None:
 
 async def run(args: argparse.Namespace) -> None:
     shares = [args.email_share] if args.email_share is not None else [0.0, 0.1]
-    for share in shares:
-        print(f"== {args.recipients:,} recipients, {share:.0%} by e-mail, the rest by SMS (SMPP, "
-              f"long messages as {args.long_messages}); sirens and the Telegram channel post alongside")
-        with tempfile.TemporaryDirectory(prefix="ecgw-bench-") as work:
-            await scenario(args, Path(work), share)
+    stores = ["sqlite", "postgresql"] if args.store == "both" else [args.store]
+    results: dict[tuple[float, str], tuple[float, float]] = {}  # (share, store) → (msg/s, SMPP alone msg/s)
+    async with AsyncExitStack() as stack:
+        server = await stack.enter_async_context(pg.open_pg_server()) if "postgresql" in stores else None
+        for share in shares:
+            for store in stores:
+                print(f"== {args.recipients:,} recipients, {share:.0%} by e-mail, the rest by SMS (SMPP, "
+                      f"long messages as {args.long_messages}); sirens and the Telegram channel post alongside; "
+                      f"warnings store on {store}", flush=True)
+                with tempfile.TemporaryDirectory(prefix="ecgw-bench-") as work, \
+                        open_store(store, Path(work), server, len(results)) as outbox:
+                    results[(share, store)] = await scenario(args, outbox, share)
+    summary(results, stores)
 
 
-async def scenario(args: argparse.Namespace, work: Path, email_share: float) -> None:
-    outbox = Outbox(work / "warnings.sqlite3")
+def summary(results: dict[tuple[float, str], tuple[float, float]], stores: list[str]) -> None:
+    print(f"\n== fan-out msg/s by warnings store; ratios against {stores[0]} and against the SMPP driver alone "
+          f"(load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}) ==")
+    print(f"{'e-mail share':>12s} {'store':>10s} {'msg/s':>8s} {'ratio':>6s} {'SMPP alone':>10s} {'ratio':>6s}")
+    for (share, store), (rate, alone) in results.items():
+        base = results[(share, stores[0])][0]
+        print(f"{share:12.0%} {store:>10s} {rate:8,.0f} {rate / base:6.2f} {alone:10,.0f} {rate / alone:6.2f}")
+
+
+@contextmanager
+def open_store(kind: str, work: Path, server: pg.PgServer | None, n: int) -> Iterator[Queries]:
+    """The warnings store: a SQLite file in ``work``, or a fresh migrated database of ``server`` over its
+    unix socket (one node). Closed when the block exits."""
+    outbox: Queries
+    if kind == "postgresql":
+        assert server is not None
+        database = f"fanout_{n}"
+        server.psql(f"CREATE DATABASE {database} OWNER {server.user}")
+        dsn = dataclasses.replace(server, database=database).dsn(unix=True)
+        migrate(dsn, MIGRATIONS)
+        outbox = PgOutbox(dsn, schema_version=VERSION, node_id="bench-fanout")
+    else:
+        outbox = Outbox(work / "warnings.sqlite3")
+    try:
+        yield outbox
+    finally:
+        outbox.close()
+
+
+async def scenario(args: argparse.Namespace, outbox: Queries, email_share: float) -> tuple[float, float]:
+    """One fan-out; (msg/s, the SMPP driver alone's msg/s)."""
     t0 = time.perf_counter()
     populate(outbox, args.recipients, email_share)
     print(f"recipients: {args.recipients:,} stored in {time.perf_counter() - t0:.1f} s; RSS so far {rss_mb():.0f} MB")
@@ -148,11 +196,10 @@ async def scenario(args: argparse.Namespace, work: Path, email_share: float) -> 
                 zones={"medeu": [SirenTarget(line="rs485-1", unit=3, coils=list(range(8)))],
                        "almaly": [SirenTarget(line="rs485-1", unit=1, coils=[0, 1, 2, 3])]}))),
         }
-        await fan_out(AsyncOutbox(outbox), channels, args)
-    outbox.close()
+        return await fan_out(AsyncOutbox(outbox), channels, args), raw
 
 
-async def fan_out(db: AsyncOutbox, channels: dict[str, Channel], args: argparse.Namespace) -> None:
+async def fan_out(db: AsyncOutbox, channels: dict[str, Channel], args: argparse.Namespace) -> float:
     zone_set = zones.load(ROOT / "config" / "zones.toml")
     renderer = Renderer(load_catalogue(ROOT / "alert_templates"), zone_set)
     engine = Engine(db, channels, renderer, sms_routes=[("+", "smpp")], public_channel="@ecgw_alerts")
@@ -184,6 +231,7 @@ async def fan_out(db: AsyncOutbox, channels: dict[str, Channel], args: argparse.
         delay = (first.first_at - approved_at) * 1000 if first and first.first_at else float("nan")
         print(f"  {key:<9} sent {p.sent + p.delivered:>9,}  first message {delay:7.1f} ms after approval")
     print(f"peak RSS: {rss_mb():.0f} MB (before approval {rss_before:.0f} MB; target ≤ 300 MB)")
+    return total / elapsed
 
 
 async def _report(tracker: object, verbose: bool) -> None:
@@ -204,6 +252,8 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="print progress every second")
     parser.add_argument("--long-messages", choices=["udh", "payload"], default="payload",
                         help="SMPP long messages as UDH parts or one submit_sm with message_payload")
+    parser.add_argument("--store", choices=["sqlite", "postgresql", "both"], default="sqlite",
+                        help="the warnings store: a SQLite file, PostgreSQL (sim.pg, unix socket), or both in turn")
     trio.run(run, parser.parse_args())
 
 

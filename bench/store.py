@@ -18,6 +18,11 @@ included: what the gateway's own CPU budget pays) and of the PostgreSQL processe
 claim: --outbox rows claimed by --claimers concurrent tasks, each transaction ``SELECT ... FOR UPDATE SKIP
 LOCKED LIMIT n`` + ``UPDATE``, rows/s for both drivers.
 
+Last, the warnings outbox itself (``bench/store_outbox.py``): --jobs jobs claimed --claim-batch at a time
+and finished, by the gateway's ``Outbox`` on SQLite (the baseline), by ``PgOutbox`` as one node and as two
+nodes claiming concurrently (no job claimed twice), over the unix socket and with a synchronous standby.
+``--only creates|outbox`` runs one section.
+
 Run as root or as a user that may run PostgreSQL: ``python bench/store.py [--quick]``.
 """
 
@@ -45,6 +50,7 @@ from bench.store_drivers import (
     reset_schema,
     rows,
 )
+from bench.store_outbox import report_outbox, run_outbox
 from gateway.incident.records import Caller, Incident, Location
 from gateway.incident.store import event
 from sim import pg
@@ -280,11 +286,13 @@ def cli() -> argparse.Namespace:
     p.add_argument("--pool", type=int, default=10, help="connections in each driver's pool")
     p.add_argument("--outbox", type=int, default=50_000, help="outbox rows to claim")
     p.add_argument("--claimers", type=int, default=4)
-    p.add_argument("--claim-batch", type=int, default=100)
+    p.add_argument("--claim-batch", type=int, default=100, help="rows per claim (drivers and warnings outbox)")
+    p.add_argument("--jobs", type=int, default=20_000, help="warnings outbox jobs to claim and finish")
+    p.add_argument("--only", choices=["creates", "outbox"], help="one section (default: both)")
     p.add_argument("--quick", action="store_true", help="short smoke run of the benchmark itself")
     args = p.parse_args()
     if args.quick:
-        args.sequential, args.concurrent, args.outbox = 100, 500, 2000
+        args.sequential, args.concurrent, args.outbox, args.jobs = 100, 500, 2000, 2000
     return args
 
 
@@ -293,9 +301,16 @@ def main() -> None:
     with pg.pg_server() as server, pg.pg_pair() as (primary, _standby):
         print(f"PostgreSQL {server.psql('SHOW server_version')} in {server.base} (port {server.port}); "
               f"with a synchronous standby: port {primary.port}", flush=True)
-        columns = trio.run(run_all, args, server, primary)
-        columns.append(asyncpg_on_asyncio(server.dsn(unix=True), args, server))
-    report(columns, args)
+        columns: list[Column] = []
+        if args.only != "outbox":
+            columns = trio.run(run_all, args, server, primary)
+            columns.append(asyncpg_on_asyncio(server.dsn(unix=True), args, server))
+        claims = trio.run(run_outbox, args, server, primary) if args.only != "creates" else []
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if columns:
+        report(columns, args)
+    if claims:
+        report_outbox(claims, args.claim_batch, percentile)
 
 
 if __name__ == "__main__":
