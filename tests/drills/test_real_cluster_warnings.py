@@ -85,25 +85,26 @@ async def test_both_nodes_send_one_exercise_and_each_recipient_gets_it_once(data
 
 
 async def test_node_a_killed_mid_fanout_node_b_finishes_it(database: pg.PgServer, tmp_path: Path) -> None:
-    async with two_nodes(database.dsn(), tmp_path) as (stand_ins, (node_a, node_b)), trio.open_nursery() as nursery:
-        medeu = audience(N)
+    medeu = audience(N)
+    async with two_nodes(database.dsn(), tmp_path) as (stand_ins, (node_a, node_b)):
         tally = Tally(stand_ins)
-        nursery.start_soon(tally.run)
         with trio.fail_after(120):
             alert_id = await start_fanout(node_a, N)
-            while sum(tally.sample().values()) < len(medeu) // 2:
-                await trio.sleep(0.01)
-            node_a.kill()
-            killed = trio.current_time()
-            at_kill = sum(tally.sample().values())
-            orphans = await trio.to_thread.run_sync(in_flight, database.dsn(), "node-a")
-            await trio.sleep(0.3)  # what A wrote before it died reaches the stand-ins
-            settled = trio.current_time()
-            await wait_sent(node_b, alert_id)
-            finished = trio.current_time()
-        nursery.cancel_scope.cancel()
-        counts = tally.sample()
-        trail = await audit(node_b, alert_id)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(tally.run)
+                while sum(tally.sample().values()) < len(medeu) // 2:
+                    await trio.sleep(0.01)
+                node_a.kill()
+                killed = trio.current_time()
+                at_kill = sum(tally.sample().values())
+                orphans = await trio.to_thread.run_sync(in_flight, database.dsn(), "node-a")
+                await trio.sleep(0.3)  # what A wrote before it died reaches the stand-ins
+                settled = trio.current_time()
+                await wait_sent(node_b, alert_id)
+                finished = trio.current_time()
+                nursery.cancel_scope.cancel()
+            counts = tally.sample()
+            trail = await audit(node_b, alert_id)
     owners = job_owners(database.dsn(), alert_id)
     missed = medeu - set(counts)
     doubled = {ref: n for ref, n in counts.items() if n > 1}
