@@ -222,7 +222,7 @@ class Tally:
     """When each recipient's count at the stand-ins rose, sampled every ``every_s`` (Trio's clock)."""
 
     stand_ins: StandIns
-    every_s: float = 0.02
+    every_s: float = 0.05
     counts: Counter[str] = field(default_factory=Counter)
     rises: list[tuple[float, str, int]] = field(default_factory=list)  # (time, ref, count after)
 
