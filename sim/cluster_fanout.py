@@ -247,8 +247,7 @@ class Tally:
     def all_reached(self, refs: Iterable[str]) -> float | None:
         """When the last of ``refs`` got its first message (None: some never did)."""
         first: dict[str, float] = {}
-        for t, ref, n in self.rises:
-            if n == 1 or ref not in first:
-                first.setdefault(ref, t)
+        for t, ref, _ in self.rises:  # in time order: a ref's first rise is its first message
+            first.setdefault(ref, t)
         wanted = set(refs)
         return max(first[r] for r in wanted) if wanted <= first.keys() else None

@@ -97,9 +97,10 @@ async def test_node_a_killed_mid_fanout_node_b_finishes_it(database: pg.PgServer
                 node_a.kill()
                 killed = trio.current_time()
                 at_kill = sum(tally.sample().values())
-                orphans = await trio.to_thread.run_sync(in_flight, database.dsn(), "node-a")
-                await trio.sleep(0.3)  # what A wrote before it died reaches the stand-ins
+                # What A wrote before it died reaches the stand-ins and PostgreSQL; A's lease runs >= 1.3 s more.
+                await trio.sleep(0.3)
                 settled = trio.current_time()
+                orphans = await trio.to_thread.run_sync(in_flight, database.dsn(), "node-a")
                 await wait_sent(node_b, alert_id)
                 finished = trio.current_time()
                 nursery.cancel_scope.cancel()
