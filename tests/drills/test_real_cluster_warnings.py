@@ -73,6 +73,7 @@ async def test_both_nodes_send_one_exercise_and_each_recipient_gets_it_once(data
             await wait_sent(node_b, alert_id)  # B, which drafted nothing, sees it finish too
             await wait_sent(node_a, alert_id)
             took = trio.current_time() - started
+            trail = await audit(node_b, alert_id)
         counts = stand_ins.delivered()
     owners = job_owners(database.dsn(), alert_id)
     medeu = audience(N)
@@ -82,6 +83,7 @@ async def test_both_nodes_send_one_exercise_and_each_recipient_gets_it_once(data
     assert set(counts) == medeu, f"missed {len(medeu - set(counts))}, strangers {len(set(counts) - medeu)}"
     assert not doubled, f"{len(doubled)} recipients warned twice, e.g. {sorted(doubled.items())[:5]}"
     assert set(owners) == {"node-a", "node-b"} and sum(owners.values()) == len(medeu), owners
+    assert [e["kind"] for e in trail].count("sent") == 1  # marked sent once, by whichever node saw it end first
 
 
 async def test_node_a_killed_mid_fanout_node_b_finishes_it(database: pg.PgServer, tmp_path: Path) -> None:
