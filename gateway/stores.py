@@ -58,7 +58,7 @@ def open_incident_store(cfg: StoreConfig) -> Queries:
     Raises StoreError: SQLite's file unusable, PostgreSQL unreachable (naming what to fix in the DSN)
     or at a schema version this gateway does not know."""
     if cfg.backend == "postgresql":  # with this node's spool for when PostgreSQL is away (incident.spool)
-        return Spooled(PgStore(cfg.dsn, schema_version=VERSION), spool_path(cfg))
+        return Spooled(PgStore(cfg.dsn, schema_version=VERSION, commit_wait_s=cfg.commit_wait_s), spool_path(cfg))
     return SqliteStore(cfg.path)
 
 

@@ -138,7 +138,7 @@ class Spooled(Queries):
 
     def problems(self) -> list[str]:
         """The ``/health`` reasons: PostgreSQL away with writes waiting here, and writes it refused."""
-        found = []
+        found = list(getattr(self.primary, "problems", list)())  # the database's own (an unconfirming standby)
         if self.spooled:
             found.append(f"store: PostgreSQL unreachable since {_when(self.away_since)} ({self.last_error[:200]});"
                          f" {self.spooled} write(s) kept in the local spool {self.path}, replayed when it is back")

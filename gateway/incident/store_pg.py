@@ -47,6 +47,7 @@ from psycopg import conninfo
 from gateway.errors import Conflict, StoreError, StoreUnavailable
 from gateway.incident.sqldb import Db, Execute
 from gateway.incident.store import SEEN_RETENTION_S, Queries, Statement
+from gateway.incident.sync_wait import COMMIT_WAIT_S, SyncWait
 
 STATEMENT_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5
@@ -311,10 +312,11 @@ class PgStore(Queries):
 
     def __init__(self, dsn: str, *, schema_version: int, statement_timeout_s: float = STATEMENT_TIMEOUT_S,
                  connect_timeout_s: int = CONNECT_TIMEOUT_S, seen_retention_s: float = SEEN_RETENTION_S,
-                 node_id: str = NODE_ID) -> None:
+                 node_id: str = NODE_ID, commit_wait_s: float = COMMIT_WAIT_S) -> None:
         self.dsn = dsn
         self.node_id = node_id
         self.seen_retention_s = seen_retention_s
+        self.sync_wait = SyncWait(commit_wait_s)
         self._pg = PgConnection(dsn, statement_timeout_s=statement_timeout_s, connect_timeout_s=connect_timeout_s,
                                 node_id=node_id)
         try:
@@ -336,10 +338,16 @@ class PgStore(Queries):
                              " run `gateway db migrate`")
 
     def write(self, statements: list[Statement]) -> None:
-        """Run statements in one transaction, sent as a pipeline; durable on return."""
-        with self._pg.edge("store write") as conn, conn.transaction(), conn.pipeline(), conn.cursor() as cur:
+        """Run statements in one transaction, sent as a pipeline; durable on return (on the synchronous
+        standby too unless it has not confirmed within ``commit_wait_s``: ``sync_wait``)."""
+        with self._pg.edge("store write") as conn, self.sync_wait.transaction(conn), conn.pipeline(), \
+                conn.cursor() as cur:
             for sql, args in statements:
                 cur.execute(pg_sql(sql), args)
+
+    def problems(self) -> list[str]:
+        """The ``/health`` reasons of the database itself: commits its synchronous standby does not confirm."""
+        return [found] if (found := self.sync_wait.problem()) else []
 
     def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         return self._pg.read("store read", sql, args)

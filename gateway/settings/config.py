@@ -46,12 +46,15 @@ DEFAULT_PATH = PROJECT / "config" / "gateway.toml"
 class StoreConfig(Base, frozen=True):
     """Where incidents are kept: ``backend = "sqlite"`` in the file ``path``, or ``"postgresql"`` at ``dsn``
     (a libpq URI, e.g. ``postgresql://ecgw:PASSWORD@db1:5432,db2:5432/ecgw?target_session_attrs=read-write``;
-    its schema made by ``gateway db migrate``). ``path`` is needed either way: the accounts, the unit board
-    and the drills stay in SQLite files beside it."""
+    its schema made by ``gateway db migrate``). ``path`` is needed either way: on PostgreSQL this node's spool
+    and the drills stay in SQLite files beside it. ``commit_wait_s``: how long an incident's COMMIT waits for
+    PostgreSQL's synchronous standby before going on with the write on the primary only (``/health`` then
+    degraded; ``gateway.incident.sync_wait``)."""
 
     backend: Literal["sqlite", "postgresql"] = "sqlite"
     path: str = "var/gateway.sqlite3"
     dsn: str = ""
+    commit_wait_s: float = 1.0
 
 
 class HttpConfig(Base, frozen=True):
@@ -198,6 +201,8 @@ def store_problems(store: StoreConfig, source: str) -> list[str]:
                  " or key=value pairs")
     elif store.backend != "postgresql" and dsn:
         p.append(f"{source}: store.dsn: only used with backend = \"postgresql\" (backend is {store.backend!r})")
+    if not 0.1 <= store.commit_wait_s <= 30.0:
+        p.append(f"{source}: store.commit_wait_s: expected 0.1-30 seconds, got {store.commit_wait_s:g}")
     return p
 
 
