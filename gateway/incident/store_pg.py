@@ -364,6 +364,7 @@ class PgDb(Db):
                  statement_timeout_s: float = STATEMENT_TIMEOUT_S, connect_timeout_s: int = CONNECT_TIMEOUT_S,
                  connect_wait_s: float | None = None) -> None:
         self.dsn, self.what = dsn, what
+        self.sync_wait = SyncWait()  # a dead synchronous standby must not hold a console request for ever
         self._pg = PgConnection(dsn, statement_timeout_s=statement_timeout_s, connect_timeout_s=connect_timeout_s,
                                 connect_wait_s=connect_wait_s)
         try:
@@ -383,7 +384,7 @@ class PgDb(Db):
 
         with self._pg.edge(f"{self.what} write") as conn:
             try:
-                with conn.transaction():
+                with self.sync_wait.transaction(conn):
                     yield execute
             except psycopg.errors.IntegrityError as exc:
                 raise Conflict(f"{self.what}: {exc}") from exc

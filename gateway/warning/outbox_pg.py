@@ -34,6 +34,7 @@ from gateway.incident.store_pg import (
     pg_sql,
     where,
 )
+from gateway.incident.sync_wait import SyncWait
 from gateway.warning.outbox import SCHEMA, Queries
 from gateway.warning.outbox_sql import Rows
 
@@ -86,6 +87,7 @@ class PgOutbox(Queries):
         self.connect_timeout_s = connect_timeout_s
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self.sync_wait = SyncWait()  # a dead synchronous standby must not stop a fan-out for ever
         try:
             with self._edge("schema check") as conn:
                 found = current_version(conn)
@@ -129,8 +131,8 @@ class PgOutbox(Queries):
 
     def _tx(self, fn: Callable[[Any], Any], *, churn: bool = False) -> Any:
         """Run ``fn`` in one transaction (``churn`` makes no difference here: every commit waits for the
-        server's disk, and for a synchronous standby's where there is one)."""
-        with self._edge("write") as conn, conn.transaction():
+        server's disk, and for a synchronous standby's where there is one, at most ``sync_wait``'s)."""
+        with self._edge("write") as conn, self.sync_wait.transaction(conn):
             return fn(_Db(conn))
 
     def _read(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
