@@ -184,7 +184,8 @@ async def test_node_a_killed_new_calls_are_answered_by_b_and_no_stored_incident_
     assert LEASE_S * 2 / 3 - 0.1 <= taken_s <= LEASE_S + 2.0  # A renewed every lease_s / 3: it ends that soon
     kinds = [k for k, _ in events]
     assert (kinds.count("scenario_started"), kinds.count("step_started")) == (1, 1)  # no step started twice
-    assert sorted(d["attempt"] for k, d in events if k == "awaiting_ack") == [1, 2]
+    attempts = [d["attempt"] for k, d in events if k == "awaiting_ack"]  # 1 on A, then B's (3 if it came already)
+    assert len(attempts) >= 2 and attempts == list(range(1, len(attempts) + 1))
     [lost_note] = [e for e in cut_incident.timeline if e.kind == "call_lost"]  # closed by B, to be called back
     assert cut_incident.state == "closed" and lost_note.data["node"] == "node-a" and lost_note.data["callback"]
     assert any(cut_incident.id in entry["incidents"] for entry in listed), listed
