@@ -155,26 +155,17 @@ async def running_cluster(nodes: Sequence[AsteriskInstance], names: Sequence[str
         yield ClusterLab(proxy, gateways, workdir)
 
 
-# The response scenario the cluster drills give police incidents: console notices to the duty officers, 5 s
-# to acknowledge, 3 attempts, then the supervisor tier: long enough to be running when a node dies.
-SCENARIO = """
-[[steps]]
-do = "notify"
-roles = ["duty_officer"]
-channels = ["console"]
-template = "incident_new"
-ack = "any"
-timeout_s = 5
-repeat = 3
+def notify_scenario(repeat: int = 3, escalate: bool = True) -> str:
+    """A police scenario for drills: console notices to the duty officers, 5 s to acknowledge (the least a
+    scenario may give), ``repeat`` attempts, then (``escalate``) the supervisor tier, then closed: long
+    enough to be running when a node dies."""
+    escalation = '\n[[steps]]\ndo = "escalate"\nwhen = { last_acked = false }\ntier = "shift_supervisor"\n'
+    return (f'\n[[steps]]\ndo = "notify"\nroles = ["duty_officer"]\nchannels = ["console"]\ntemplate = '
+            f'"incident_new"\nack = "any"\ntimeout_s = 5\nrepeat = {repeat}\n'
+            f'{escalation if escalate else ""}\n[[steps]]\ndo = "close"\n')
 
-[[steps]]
-do = "escalate"
-when = { last_acked = false }
-tier = "shift_supervisor"
 
-[[steps]]
-do = "close"
-"""
+SCENARIO = notify_scenario()
 DISPATCHER = "marat"  # the dispatcher whose token the drills report incidents with
 
 

@@ -3,7 +3,7 @@
 Two nodes on loopback (each a real Asterisk with its own ``gateway run``) share one PostgreSQL, with Kamailio
 in front probing them every second. Callers arrive through Kamailio at ``calls_per_s`` (one sipp process) and
 a dispatcher reports police incidents through the API of each node in turn, so scenario runs are under way
-on both (``sim.cluster.SCENARIO``: console notices, 5 s to acknowledge, 3 attempts). ``kill_after_s`` in,
+on both (``SCENARIO``: console notices, 5 s to acknowledge, 2 attempts). ``kill_after_s`` in,
 node A's gateway *and* its Asterisk are SIGKILLed. Then the drill waits for the record to settle and reads
 it straight from PostgreSQL, and reports:
 
@@ -38,31 +38,20 @@ import trio
 from gateway.asterisk import sandbox
 from gateway.incident.records import Incident
 from gateway.incident.store_pg import PgStore, migrate
+from gateway.intake.lost_calls import LIVE
 from gateway.stores import MIGRATIONS, VERSION
 from sim import pg, sipp
 from sim import sipp_xml as scenario
-from sim.cluster import ClusterLab, node_uri, running_cluster, started_nodes
+from sim.cluster import ClusterLab, node_uri, notify_scenario, running_cluster, started_nodes
 from sim.lab import AsteriskInstance
 
 NAMES = ("node-a", "node-b")
 TOKEN = "failover-drill-token"
-LIVE = ("new", "queued", "ringing", "answered", "overflowed")
-SETTLE_S = 60.0  # after the last caller: every record final and every run finished, or the drill says so
-# The runs the drill's reports start: console notices, 5 s to acknowledge (the least a scenario may give),
-# 2 attempts, then closed unanswered (~10 s): those reported in the 10 s before the kill are under way on A.
-SCENARIO = """
-[[steps]]
-do = "notify"
-roles = ["duty_officer"]
-channels = ["console"]
-template = "incident_new"
-ack = "any"
-timeout_s = 5
-repeat = 2
 
-[[steps]]
-do = "close"
-"""
+SETTLE_S = 60.0  # after the last caller: every record final and every run finished, or the drill says so
+# The runs the drill's reports start: 2 attempts 5 s apart, then closed unanswered (~10 s): those reported
+# in the 10 s before the kill are under way on A when it dies.
+SCENARIO = notify_scenario(repeat=2, escalate=False)
 
 
 class FailoverSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

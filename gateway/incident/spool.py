@@ -68,6 +68,7 @@ class Spooled(Queries):
     def __init__(self, primary: Queries, path: str | Path) -> None:
         self.primary = primary
         self.seen_retention_s = primary.seen_retention_s
+        self.shared = primary.shared  # its statements are PostgreSQL's
         self.path = Path(path)
         self._db = store.connect(self.path, "FULL", SCHEMA, "spool")
         self._lock = threading.Lock()

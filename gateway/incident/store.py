@@ -71,6 +71,15 @@ SEEN_RETENTION_S = 7 * 24 * 3600.0
 Statement = tuple[str, tuple[object, ...]]  # "?" placeholders; portable SQL (SQLite and PostgreSQL), no literal "?"
 _PUT_EVENT = ("INSERT INTO timeline (incident_id, seq, doc) VALUES (?,?,?)"
               " ON CONFLICT (incident_id, seq) DO UPDATE SET doc=excluded.doc")
+# A store several nodes write (PostgreSQL): each places an incident's events from its own copy, so two nodes
+# may give one place to two events (a call's on one node, a dispatcher's on the other). An event goes to its
+# place unless another holds it; then after the last one (the head's UPDATE, first in the transaction, holds
+# the incident's row lock, so the last is stable). An event is never overwritten, and one written already
+# (a replay) is not written again.
+_PLACE_EVENT = "INSERT INTO timeline (incident_id, seq, doc) VALUES (?,?,?) ON CONFLICT (incident_id, seq) DO NOTHING"
+_APPEND_DISPLACED = ("INSERT INTO timeline (incident_id, seq, doc) SELECT ?, (SELECT COALESCE(MAX(seq), -1) + 1"
+                     " FROM timeline WHERE incident_id=?), ? WHERE NOT EXISTS (SELECT 1 FROM timeline"
+                     " WHERE incident_id=? AND doc=?)")
 T = TypeVar("T")
 _encode = msgspec.json.Encoder().encode
 _decode_incident = msgspec.json.Decoder(Incident).decode
@@ -151,6 +160,7 @@ class Queries:
     one transaction, durable on return), ``_read``, ``apply_schema`` and ``close``. Blocking."""
 
     seen_retention_s: float = SEEN_RETENTION_S
+    shared = False  # several nodes write it: an incident's events are placed so none overwrites another's
 
     def write(self, statements: list[Statement]) -> None:
         raise NotImplementedError
@@ -222,12 +232,17 @@ class Queries:
             if keys_as_stored else
             ("UPDATE incidents SET updated_wall=?, service=?, state=?, number=?, lat=?, lon=?, channel_id=?, doc=?"
              " WHERE id=?", row))
-        return [head] + [(_PUT_EVENT, (incident.id, seq, _encode(e)))
-                         for seq, e in zip(positions(incident, events), events, strict=True)]
+        return [head] + [st for seq, e in zip(positions(incident, events), events, strict=True)
+                         for st in self._event_at(incident.id, seq, _encode(e))]
 
-    @staticmethod
-    def _event_rows(incident_id: str, first_seq: int, events: list[TimelineEvent]) -> list[Statement]:
-        return [(_PUT_EVENT, (incident_id, first_seq + i, _encode(e))) for i, e in enumerate(events)]
+    def _event_rows(self, incident_id: str, first_seq: int, events: list[TimelineEvent]) -> list[Statement]:
+        return [st for i, e in enumerate(events) for st in self._event_at(incident_id, first_seq + i, _encode(e))]
+
+    def _event_at(self, incident_id: str, seq: int, doc: bytes) -> list[Statement]:
+        if not self.shared:
+            return [(_PUT_EVENT, (incident_id, seq, doc))]
+        return [(_PLACE_EVENT, (incident_id, seq, doc)),
+                (_APPEND_DISPLACED, (incident_id, incident_id, doc, incident_id, doc))]
 
     def get(self, incident_id: str) -> Incident:
         rows = self._read("SELECT doc FROM incidents WHERE id=?", (incident_id,))

@@ -310,6 +310,8 @@ class PgStore(Queries):
     incident changes (``gateway.incident.remote``); no ":" in it.
     """
 
+    shared = True
+
     def __init__(self, dsn: str, *, schema_version: int, statement_timeout_s: float = STATEMENT_TIMEOUT_S,
                  connect_timeout_s: int = CONNECT_TIMEOUT_S, seen_retention_s: float = SEEN_RETENTION_S,
                  node_id: str = NODE_ID, commit_wait_s: float = COMMIT_WAIT_S) -> None:

@@ -12,28 +12,12 @@ import httpx
 import trio
 
 from gateway.incident.records import Incident
+from sim.cluster import notify_scenario
 from sim.lab import GatewayProcess, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "marat-test-token"
-SCENARIO = """
-[[steps]]
-do = "notify"
-roles = ["duty_officer"]
-channels = ["console"]
-template = "incident_new"
-ack = "any"
-timeout_s = 5
-repeat = 3
-
-[[steps]]
-do = "escalate"
-when = { last_acked = false }
-tier = "shift_supervisor"
-
-[[steps]]
-do = "close"
-"""
+SCENARIO = notify_scenario()  # console notices, 5 s to acknowledge, 3 attempts, supervisors, close
 
 
 def config(tmp_path: Path) -> Path:

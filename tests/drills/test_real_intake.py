@@ -97,6 +97,16 @@ async def test_gateway_down_fallback_dialplan_rings_dispatchers_directly(
     assert rings, "no dispatcher phone rang"
 
 
+async def newest_answered(gateway: GatewayProcess) -> str:
+    """The id of the newest incident once a dispatcher has answered its call."""
+    with trio.fail_after(15):
+        while True:
+            rows = await gateway.incidents()
+            if rows and rows[0]["state"] == "answered":
+                return str(rows[0]["id"])
+            await trio.sleep(0.2)
+
+
 async def test_gateway_killed_mid_call_keeps_call_and_completes_incident(
     asterisk: AsteriskInstance, gateway: GatewayProcess, phones: sipp.Phones, tmp_path: Path
 ) -> None:
@@ -107,13 +117,7 @@ async def test_gateway_killed_mid_call_keeps_call_and_completes_incident(
             results.append(await place(asterisk, tmp_path, keys="11", talk_ms=14000))
 
         nursery.start_soon(caller)
-        with trio.fail_after(15):
-            while True:
-                rows = await gateway.incidents()
-                if rows and rows[0]["state"] == "answered":
-                    incident_id = str(rows[0]["id"])
-                    break
-                await trio.sleep(0.2)
+        incident_id = await newest_answered(gateway)
         gateway.kill()
         await gateway.start()
     result = results[0]
@@ -136,13 +140,7 @@ async def test_a_call_that_ended_while_the_gateway_was_down_is_closed_on_its_rec
             results.append(await place(asterisk, tmp_path, keys="11", talk_ms=4000))
 
         nursery.start_soon(caller)
-        with trio.fail_after(15):
-            while True:
-                rows = await gateway.incidents()
-                if rows and rows[0]["state"] == "answered":
-                    incident_id = str(rows[0]["id"])
-                    break
-                await trio.sleep(0.2)
+        incident_id = await newest_answered(gateway)
         gateway.kill()
     assert results[0].returncode == 0  # the call went on to its end without the gateway
     await gateway.start()
