@@ -153,7 +153,7 @@ async function refreshBoard() {
     const rows = [["b_sla", board.answered_within_sla_pct == null ? "—" : `${board.answered_within_sla_pct} %`],
       ["b_calls", board.calls], ["b_abandoned", board.abandoned], ["b_waiting", board.waiting],
       ["b_longest", seconds(board.longest_wait_s)], ["b_runs", board.scenario_runs], ["b_breaches", board.sla_breaches],
-      ["b_positions", Object.entries(board.positions).map(([p, s]) => `${p}: ${s}`).join(", ")]];
+      ["b_positions", Object.entries(board.positions).map(([p, s]) => `${p}: ${t(state.language, "pos_" + s)}`).join(", ")]];
     const line = board.line_1402;  // the 1402 line, counted apart from the 102/112 figures above
     if (line && line.calls) {
       rows.push(["b_1402_calls", line.calls], ["b_1402_abandoned", line.abandoned], ["b_1402_waiting", line.waiting],
@@ -174,8 +174,9 @@ async function refreshBoard() {
 // A gateway node on the board: what it holds now, or how long since it was last heard of.
 function describeNode(n) {
   const lang = state.language;
-  if (!n.alive) return `${n.node}: ${t(lang, "node_lost")} ${Math.round(n.seen_s_ago)} s`;
-  return `${n.node}: ${n.status}, ${n.active_calls} ${t(lang, "node_calls")}, ${n.scenario_runs} ${t(lang, "node_runs")}`;
+  if (!n.alive) return `${n.node}: ${t(lang, "node_lost")} ${Math.round(n.seen_s_ago)} ${t(lang, "seconds")}`;
+  return `${n.node}: ${t(lang, "node_" + n.status)}, ${n.active_calls} ${t(lang, "node_calls")}, ` +
+    `${n.scenario_runs} ${t(lang, "node_runs")}`;
 }
 
 // Every position and its state, this person's own marked: who is free to take the next call.

@@ -9,15 +9,19 @@ import json
 import math
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import trio
 
+from gateway.incident.nodes import NodeState
 from sim.lab import REPO
 from tests.drivers.test_api_inputs import api
 from tests.drivers.test_people_api import PASSWORD, users
@@ -129,6 +133,20 @@ async def test_the_console_files_and_the_map_library_come_from_the_gateway_itsel
         assert "<script>" not in page and "onclick" not in page  # no inline script: the CSP forbids it
 
 
+def lost_node(store: Path, node: str, seen_s_ago: float) -> None:
+    """Another gateway node's row in ``cluster_nodes`` (``incident.nodes``), last written ``seen_s_ago`` ago."""
+    seen = time.time() - seen_s_ago
+    row = NodeState(node=node, started_wall=seen - 600, seen_wall=seen, status="ok", active_calls=3, queue_length=0,
+                    scenario_runs=1)
+    db = sqlite3.connect(store)
+    try:
+        db.execute("INSERT INTO cluster_nodes (node, seen_wall, doc) VALUES (?,?,?)",
+                   (node, seen, msgspec.json.encode(row)))
+        db.commit()
+    finally:
+        db.close()
+
+
 async def test_a_supervisor_sees_the_wall_board_a_dispatcher_does_not(tmp_path: Path) -> None:
     chromium = chromium_or_skip()
     async with api(tmp_path) as a, a.as_("marat") as machine:
@@ -136,10 +154,14 @@ async def test_a_supervisor_sees_the_wall_board_a_dispatcher_does_not(tmp_path: 
             assert users(a, "reset", name, "--password-stdin", password=PASSWORD).returncode == 0
         await machine.post("/incidents", json={"note": "walk-in"})
         assert (await machine.get("/board")).status_code == 403  # a dispatcher is refused by the server too
+        lost_node(Path(a.gateway.cfg.store.path), "node-b", seen_s_ago=60)  # a second node, silent for a minute
+        await trio.sleep(2.5)  # the gateway reads every node's row every 2 s
         seen = await in_browser("board_pages", tmp_path, chromium=chromium, url=a.gateway.url)
     assert seen["saule"]["visible"] and not seen["marat"]["visible"], seen
     figures = str(seen["saule"]["figures"])
     assert "Вызовов" in figures and "Пульты" in figures and "pos1" in figures, figures
+    assert "Узлы" in figures and "local: с неполадками, 0 вызовов" in figures, figures  # no Asterisk here
+    assert "node-b: нет связи 6" in figures and "pos1: свободен" in figures, figures
     assert int(str(seen["saule"]["units"])) >= 1
     assert seen["saule"]["audit_button"] and not seen["marat"]["audit_button"], seen
     assert "saule" in seen["saule"]["audit"] and "incident_read" in seen["saule"]["audit"], seen["saule"]["audit"]
