@@ -123,16 +123,17 @@ def connect_error(dsn: str, exc: psycopg.Error) -> StoreError:
 
 
 def connect(dsn: str, statement_timeout_s: float = STATEMENT_TIMEOUT_S, connect_timeout_s: int = CONNECT_TIMEOUT_S,
-            node: str = "") -> psycopg.Connection[tuple[object, ...]]:
-    """An autocommit connection with ``statement_timeout`` set and ``node`` as its ``ecgw.node`` (the tag of the
-    incident changes it writes). Raises StoreError naming what to fix."""
+            node: str = "", search_path: str = "") -> psycopg.Connection[tuple[object, ...]]:
+    """An autocommit connection with ``statement_timeout`` set, ``node`` as its ``ecgw.node`` (the tag of the
+    incident changes it writes) and ``search_path`` if given. Raises StoreError naming what to fix."""
     try:
         conn = psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout_s)
     except psycopg.Error as exc:
         raise connect_error(dsn, exc) from exc
     try:
-        conn.execute("SELECT set_config('statement_timeout', %s, false), set_config('ecgw.node', %s, false)",
-                     (f"{int(statement_timeout_s * 1000)}ms", node))
+        conn.execute("SELECT set_config('statement_timeout', %s, false), set_config('ecgw.node', %s, false),"
+                     " set_config('search_path', coalesce(nullif(%s, ''), current_setting('search_path')), false)",
+                     (f"{int(statement_timeout_s * 1000)}ms", node, search_path))
     except psycopg.Error as exc:
         conn.close()
         raise StoreError(f"PostgreSQL at {where(dsn)}: cannot set statement_timeout: {exc}") from exc
@@ -210,9 +211,10 @@ class PgConnection:
 
     def __init__(self, dsn: str, *, statement_timeout_s: float = STATEMENT_TIMEOUT_S,
                  connect_timeout_s: int = CONNECT_TIMEOUT_S, node_id: str = NODE_ID,
-                 connect_wait_s: float | None = None) -> None:
+                 connect_wait_s: float | None = None, search_path: str = "") -> None:
         self.dsn = dsn
         self.node_id = node_id
+        self.search_path = search_path
         self.statement_timeout_s = statement_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.connect_wait_s = connect_wait_s
@@ -237,7 +239,8 @@ class PgConnection:
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
             return self._conn
         if wait_s is None:
-            self._conn = connect(self.dsn, self.statement_timeout_s, self.connect_timeout_s, self.node_id)
+            self._conn = connect(self.dsn, self.statement_timeout_s, self.connect_timeout_s, self.node_id,
+                                 self.search_path)
             return self._conn
         behind, started = self._behind, self._behind is None
         if behind is None:
@@ -255,7 +258,8 @@ class PgConnection:
 
     def _connect_behind(self) -> None:
         try:
-            self._behind_got = connect(self.dsn, self.statement_timeout_s, self.connect_timeout_s, self.node_id)
+            self._behind_got = connect(self.dsn, self.statement_timeout_s, self.connect_timeout_s, self.node_id,
+                                       self.search_path)
         except StoreError as exc:
             self._behind_got = exc
 

@@ -16,20 +16,19 @@ broke is dropped and the next call connects again. Several nodes share the table
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import psycopg
 
-from gateway.errors import StoreError, StoreUnavailable
+from gateway.errors import StoreError
 from gateway.incident.store_pg import (
     CONNECT_TIMEOUT_S,
     NODE_ID,
     STATEMENT_TIMEOUT_S,
+    PgConnection,
     check_version,
-    connect,
     current_version,
     pg_sql,
     where,
@@ -85,8 +84,8 @@ class PgOutbox(Queries):
         self.node_id = node_id
         self.statement_timeout_s = statement_timeout_s
         self.connect_timeout_s = connect_timeout_s
-        self._lock = threading.Lock()
-        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self._pg = PgConnection(dsn, statement_timeout_s=statement_timeout_s, connect_timeout_s=connect_timeout_s,
+                                node_id=node_id, search_path=f"{PG_SCHEMA}, public")
         self.sync_wait = SyncWait()  # a dead synchronous standby must not stop a fan-out for ever
         try:
             with self._edge("schema check") as conn:
@@ -102,32 +101,11 @@ class PgOutbox(Queries):
             raise
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._pg.close()
 
-    @contextmanager
-    def _edge(self, what: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    def _edge(self, what: str) -> AbstractContextManager[psycopg.Connection[tuple[Any, ...]]]:
         """The connection, (re)connected if need be, for one call; psycopg's errors as StoreError."""
-        with self._lock:
-            if self._conn is None or self._conn.closed or self._conn.broken:
-                self._conn = connect(self.dsn, self.statement_timeout_s, self.connect_timeout_s, self.node_id)
-                try:
-                    self._conn.execute("SELECT set_config('search_path', %s, false)", (f"{PG_SCHEMA}, public",))
-                except psycopg.Error as exc:
-                    self._conn.close()
-                    self._conn = None
-                    raise StoreUnavailable(f"warnings store {what} failed: {exc}") from exc
-            conn = self._conn
-            try:
-                yield conn
-            except psycopg.Error as exc:
-                lost = conn.broken or conn.closed or isinstance(exc, psycopg.errors.ReadOnlySqlTransaction)
-                if lost:  # the next call connects again
-                    conn.close()
-                    self._conn = None
-                raise (StoreUnavailable if lost else StoreError)(f"warnings store {what} failed: {exc}") from exc
+        return self._pg.edge(f"warnings store {what}", block=True)
 
     def _tx(self, fn: Callable[[Any], Any], *, churn: bool = False) -> Any:
         """Run ``fn`` in one transaction (``churn`` makes no difference here: every commit waits for the
