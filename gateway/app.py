@@ -117,7 +117,8 @@ class Gateway:
         self.recorder = Recorder(self.store, self.bus)
         self.desk = Desk(self.store, self.recorder)
         # Two nodes on one PostgreSQL: the other's incident changes reach this node's consoles (LISTEN/NOTIFY).
-        self.remote = RemoteChanges(cfg.store.dsn, self.store, self.bus) if cfg.store.backend == "postgresql" else None
+        self.remote = RemoteChanges(cfg.store.dsn, self.store, self.bus, recorder=self.recorder) \
+            if cfg.store.backend == "postgresql" else None
         # What each node holds (calls, queue, scenario runs), for /health and the supervisors' board.
         self.nodes = Nodes(self.store, node_name(cfg.cluster.node_id, shared=cfg.store.backend == "postgresql"),
                            period_s=min(PERIOD_S, cfg.cluster.lease_s / 2))

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 from gateway.errors import StoreError
 from gateway.incident.bus import Bus
+from gateway.incident.merge import Head, head_of, merge, take
 from gateway.incident.records import Incident, IncidentState, TimelineEvent
 from gateway.incident.store import AsyncStore, Statement, event, summary
 
@@ -37,6 +38,7 @@ class Held:
         self.pending: list[TimelineEvent] = []  # noted, written with the next recorded event
         self.riders: list[tuple[TimelineEvent, list[Statement]]] = []  # written with that event, whenever
         self.users = 0
+        self.base: Head | None = None  # a shared store: the head as last written or read (``incident.merge``)
 
 
 class Recorder:
@@ -53,6 +55,7 @@ class Recorder:
         self.live: dict[str, Held] = {}
         self.listeners: list[Callable[[Incident, TimelineEvent], None]] = []  # after every durable write
         self.created_listeners: list[Callable[[Incident], None]] = []  # after an incident's first write
+        self.merging = bool(getattr(store.sync, "shared", False))  # other nodes write the same incidents
 
     def track(self, held: Held) -> Held:
         """Register a new incident (or return the one already live under its id)."""
@@ -65,9 +68,24 @@ class Recorder:
         held = self.live.get(incident_id)
         if held is None:
             loaded = Held(await self.store.get(incident_id), saved=True)
+            loaded.base = head_of(loaded.incident) if self.merging else None
             held = self.live.setdefault(incident_id, loaded)  # another task may have loaded it meanwhile
         held.users += 1
         return held
+
+    async def merge_remote(self, incident_id: str) -> bool:
+        """Another node changed ``incident_id``: if this node holds it, take that node's changes into the
+        held copy (``incident.merge``), so this node's next write does not undo them. Raises StoreError."""
+        held = self.live.get(incident_id)
+        if held is None or held.base is None:
+            return False
+        theirs = await self.store.get(incident_id)
+        if self.live.get(incident_id) is not held or held.base is None:
+            return False
+        taken, events = merge(held.base, held.incident, theirs)
+        take(held.incident, theirs, taken, events)
+        held.base = head_of(theirs)
+        return bool(taken or events)
 
     def keep(self, incident_id: str) -> Held | None:
         """One more user of a live incident (None if nobody holds it): for a listener that works on it later
@@ -86,8 +104,9 @@ class Recorder:
         """Write a new incident (with ``extra`` statements, atomically); durable on return."""
         call.incident.updated_wall = time.time()
         again, call.create_tried = call.create_tried, True
+        written = head_of(call.incident) if self.merging else None
         await self.store.create(call.incident, extra, again)
-        call.saved = True
+        call.saved, call.base = True, written
         self._created(call.incident)
 
     def note(self, call: Held, kind: str, actor: str = "gateway", **data: str | int | float | bool | None) -> None:
@@ -156,12 +175,14 @@ class Recorder:
         written = call.incident.timeline if creating else events
         riding = [r for r in call.riders if any(r[0] is e for e in written)]
         extra = [*(st for _, statements in riding for st in statements), *extra]
+        head = head_of(call.incident) if self.merging else None
         if creating:
             again, call.create_tried = call.create_tried, True
             await self.store.create(call.incident, extra, again)
             call.saved = True
         else:
             await self.store.update(call.incident, events, extra)
+        call.base = head
         call.riders = [r for r in call.riders if not any(r is done for done in riding)]
         if creating:
             self._created(call.incident)

@@ -37,8 +37,9 @@ import msgspec
 import psycopg
 import trio
 
-from gateway.errors import StoreError
+from gateway.errors import GatewayError, StoreError
 from gateway.incident.bus import Bus
+from gateway.incident.recorder import Recorder
 from gateway.incident.records import Incident, IncidentSummary
 from gateway.incident.store import AsyncStore, summary
 from gateway.incident.store_pg import NODE_ID, connect, where
@@ -83,8 +84,10 @@ class RemoteChanges:
     """
 
     def __init__(self, dsn: str, store: AsyncStore, bus: Bus, *, node_id: str = NODE_ID,
-                 connect_timeout_s: int = 2, catch_up_slack_s: float = CATCH_UP_SLACK_S) -> None:
+                 connect_timeout_s: int = 2, catch_up_slack_s: float = CATCH_UP_SLACK_S,
+                 recorder: Recorder | None = None) -> None:
         self.dsn, self.store, self.bus, self.node_id = dsn, store, bus, node_id
+        self.recorder = recorder  # the incidents it holds take the other nodes' changes (``incident.merge``)
         self.connect_timeout_s = connect_timeout_s
         self.catch_up_slack_s = catch_up_slack_s
         self.state = "connecting"
@@ -145,6 +148,17 @@ class RemoteChanges:
             for change in changed:
                 self.bus.publish(change)
             self._counts["published"] += len(changed)
+            await self._merge([c.id for c in changed])
+
+    async def _merge(self, ids: list[str]) -> None:
+        """The incidents this node holds in memory take the other node's changes (``incident.merge``)."""
+        if self.recorder is None:
+            return
+        for incident_id in ids:
+            try:
+                await self.recorder.merge_remote(incident_id)
+            except GatewayError as exc:  # the next change tells again; this node's next write may undo theirs
+                log.warning("incident %s: another node's change not merged here: %s", incident_id, exc)
 
     async def _read(self, ids: list[str], since: float | None) -> list[IncidentSummary]:
         """The summaries of ``ids`` (and, after a reconnect, of every incident updated since ``since``)."""

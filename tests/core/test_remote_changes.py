@@ -41,13 +41,14 @@ async def node(dsn: str, name: str) -> AsyncIterator[Node]:
     """One gateway's store, recorder, bus and listener, tagged ``name``; all stopped and closed on leaving."""
     sync = PgStore(dsn, schema_version=VERSION, node_id=name)
     store, bus = AsyncStore(sync), Bus()
-    remote = RemoteChanges(dsn, store, bus, node_id=name, catch_up_slack_s=2.0)
+    recorder = Recorder(store, bus)
+    remote = RemoteChanges(dsn, store, bus, node_id=name, catch_up_slack_s=2.0, recorder=recorder)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(store.run)
             await nursery.start(remote.run)
             assert remote.state == "listening"
-            yield Node(store, bus, Recorder(store, bus), remote)
+            yield Node(store, bus, recorder, remote)
             nursery.cancel_scope.cancel()
     finally:
         store._lane.close()
@@ -180,3 +181,26 @@ async def test_a_postgresql_gateway_listens_and_health_says_so(pg_cluster: PgClu
         gateway.store.sync.close()
     (tmp_path / "sqlite").mkdir()
     assert Gateway(load(shipped_config(tmp_path / "sqlite"))).remote is None  # SQLite: one node, nothing to hear
+
+
+async def test_a_change_node_b_makes_to_an_incident_node_a_holds_is_not_undone_by_a_s_next_write(
+        pg_cluster: PgCluster) -> None:
+    """A call on A (A holds the incident), its dispatcher on B's console: B's category reaches A's copy, so
+    A's next write (the hang-up) keeps it; both nodes' events are on the timeline, each once."""
+    dsn = two_nodes_database(pg_cluster)
+    async with node(dsn, "a") as a, node(dsn, "b") as b:
+        call = a.recorder.track(Held(incident("merged"), saved=False))
+        await a.recorder.create(call)
+        await a.recorder.record(call, "answered", state="answered")
+        on_b = await b.recorder.acquire("merged")
+        await b.recorder.record(on_b, "category_changed", actor="dispatcher:marat", changes={"category": "fire"})
+        b.recorder.release(on_b)
+        with trio.fail_after(5):
+            while call.incident.category != "fire":
+                await trio.sleep(0.01)
+        await a.recorder.record(call, "hung_up", actor="caller", state="closed")
+        stored = await a.store.get("merged")
+        assert (stored.category, stored.state) == ("fire", "closed")
+        assert [e.kind for e in stored.timeline] == ["call_arrived", "answered", "category_changed", "hung_up"]
+        assert [e.kind for e in call.incident.timeline] == [e.kind for e in stored.timeline]
+        a.recorder.release(call)
