@@ -1,17 +1,16 @@
 """The delivery engine: turns sending alerts into messages on every open channel, exactly as far
 as the outbox says, at the providers' pace.
 
-Theory of operation. ``start`` records the fan-out (siren and channel-post jobs first, with a
-higher priority) and a fan-out task turns the audience into queued jobs in chunks, each chunk
-committed with its cursor. Each channel has workers that take tokens from the channel's bucket,
-claim that many due jobs (marking them "sending" durably), render and deliver them as one batch,
-and record the receipts: sent/delivered, retry later (back-off with jitter, or the provider's
-retry-after), or fail over to the recipient's next channel. A channel whose batches keep failing
-opens its breaker: its jobs fail over at once instead of waiting, and the officer sees "down"
-(each channel's bucket, breaker and health probe live in its ``Slot``, in ``slots.py``). On
-start, jobs left "sending" by a crash are reconciled with the provider where it can tell
-(``lookup``), else sent again: a warning delivered twice is better than one never delivered; so are
-a dead node's, adopted by a live one when its lease ends (``nodes``: several nodes on one outbox).
+Theory of operation. ``start`` records the fan-out (siren and channel-post jobs first, with a higher priority) and
+a fan-out task turns the audience into queued jobs in chunks, each chunk committed with its cursor. Each channel
+has workers that take tokens from the channel's bucket, claim that many due jobs (marking them "sending" durably),
+render and deliver them as one batch, and record the receipts: sent/delivered, retry later (back-off with jitter,
+or the provider's retry-after), or fail over to the recipient's next channel. A channel whose batches keep failing
+opens its breaker: its jobs fail over at once instead of waiting, and the officer sees "down" (each channel's
+bucket, breaker and health probe live in its ``Slot``, in ``slots.py``). On start, jobs left "sending" by a crash
+are reconciled with the provider where it can tell (``lookup``), else sent again: a warning delivered twice is
+better than one never delivered; so are a dead node's, adopted by a live one when its lease ends (``nodes``:
+several nodes on one outbox).
 """
 
 from __future__ import annotations
@@ -482,9 +481,10 @@ class Engine:
             tick += 1
             for alert_no, tracker in list(self.tracking.items()):
                 self.on_progress(tracker.record.id, tracker.record.state, tracker.channels)
-                # The counters say when to look; the outbox is asked every 10 s anyway (1 s with other nodes on it).
-                if tracker.fanout_done and (tracker.finished >= tracker.created or tick % 10 == 0
-                                            or self.db.sync.shared):
+                if not tracker.fanout_done and self.db.sync.shared:  # another node's fan-out: over by now?
+                    tracker.fanout_done = bool(await self.db.call(self.db.sync.fanout_done, alert_no))
+                if tracker.fanout_done and (tracker.finished >= tracker.created or tick % 10 == 0  # the outbox:
+                                            or self.db.sync.shared):  # every 10 s anyway, 1 s with other nodes
                     await self._finish(alert_no, tracker)
 
     async def _finish(self, alert_no: int, tracker: Tracker) -> None:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 import trio
 
@@ -86,6 +87,19 @@ async def test_both_nodes_send_one_exercise_and_each_recipient_gets_it_once(data
     assert [e["kind"] for e in trail].count("sent") == 1  # marked sent once, by whichever node saw it end first
 
 
+def jobs_now(database: pg.PgServer) -> str:
+    """The outbox as it stands (for a failure's message): jobs by channel, state and owner; the nodes' leases;
+    who holds locks on jobs."""
+    with psycopg.connect(database.dsn()) as db:
+        jobs = db.execute("SELECT channel, state, owner, count(*) FROM warnings.jobs GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+                          ).fetchall()
+        nodes = db.execute("SELECT node, expires_wall - extract(epoch FROM now()) FROM warnings.outbox_nodes"
+                           ).fetchall()
+        locks = db.execute("SELECT a.pid, a.state, left(a.query, 120), l.mode FROM pg_locks l JOIN pg_stat_activity a"
+                           " ON a.pid = l.pid WHERE l.relation = 'warnings.jobs'::regclass").fetchall()
+    return f"jobs {jobs}; leases (s left) {nodes}; locks on jobs {locks}"
+
+
 async def test_node_a_killed_mid_fanout_node_b_finishes_it(database: pg.PgServer, tmp_path: Path) -> None:
     medeu = audience(N)
     async with two_nodes(database.dsn(), tmp_path) as (stand_ins, (node_a, node_b)):
@@ -103,7 +117,10 @@ async def test_node_a_killed_mid_fanout_node_b_finishes_it(database: pg.PgServer
                 await trio.sleep(0.3)
                 settled = trio.current_time()
                 orphans = await trio.to_thread.run_sync(in_flight, database.dsn(), "node-a")
-                await wait_sent(node_b, alert_id)
+                with trio.move_on_after(90) as waiting:
+                    await wait_sent(node_b, alert_id)
+                if waiting.cancelled_caught:
+                    pytest.fail(f"B never finished the fan-out: {await trio.to_thread.run_sync(jobs_now, database)}")
                 finished = trio.current_time()
                 nursery.cancel_scope.cancel()
             counts = tally.sample()
