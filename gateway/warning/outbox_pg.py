@@ -33,6 +33,7 @@ from gateway.incident.store_pg import (
     pg_sql,
     where,
 )
+from gateway.incident.sync_wait import SyncWait
 from gateway.warning.outbox import SCHEMA, Queries
 from gateway.warning.outbox_sql import Rows
 
@@ -85,6 +86,7 @@ class PgOutbox(Queries):
         self.connect_timeout_s = connect_timeout_s
         self._pg = PgConnection(dsn, statement_timeout_s=statement_timeout_s, connect_timeout_s=connect_timeout_s,
                                 node_id=node_id, search_path=f"{PG_SCHEMA}, public")
+        self.sync_wait = SyncWait()  # a dead synchronous standby must not stop a fan-out for ever
         try:
             with self._edge("schema check") as conn:
                 found = current_version(conn)
@@ -107,8 +109,8 @@ class PgOutbox(Queries):
 
     def _tx(self, fn: Callable[[Any], Any], *, churn: bool = False) -> Any:
         """Run ``fn`` in one transaction (``churn`` makes no difference here: every commit waits for the
-        server's disk, and for a synchronous standby's where there is one: with it dead, for ever)."""
-        with self._edge("write") as conn, conn.transaction():
+        server's disk, and for a synchronous standby's where there is one, at most ``sync_wait``'s)."""
+        with self._edge("write") as conn, self.sync_wait.transaction(conn):
             return fn(_Db(conn))
 
     def _read(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:

@@ -14,8 +14,10 @@ import pytest
 from gateway.incident.store_pg import PgDb, PgStore, migrate
 from gateway.people import accounts
 from gateway.stores import MIGRATIONS, VERSION
+from gateway.warning.outbox_pg import PgOutbox
 from sim import pg
 from tests.core.test_store import incident
+from tests.core.warning_harness import people
 from tests.store_backends import require_postgresql
 
 WAIT_S = 0.5
@@ -65,10 +67,12 @@ def test_a_dead_standby_costs_one_wait_then_commits_go_on_on_the_primary_and_hea
         store.close()
 
 
-def test_the_accounts_do_not_wait_for_a_dead_standby_either(pair: tuple[pg.PgServer, pg.PgServer]) -> None:
-    """A console request (a session written back from the event loop) must not hang with it."""
+def test_the_accounts_and_the_warnings_store_do_not_wait_for_a_dead_standby_either(
+        pair: tuple[pg.PgServer, pg.PgServer]) -> None:
+    """A console request (a session written back) and a fan-out write share the primary: neither may hang."""
     primary, standby = pair
     db = PgDb(primary.dsn(), accounts.PG_SCHEMA, "accounts", schema_version=VERSION)
+    outbox = PgOutbox(primary.dsn(), schema_version=VERSION, node_id="node-a")
     try:
         standby.halt()
         for n in range(3):
@@ -76,7 +80,10 @@ def test_the_accounts_do_not_wait_for_a_dead_standby_either(pair: tuple[pg.PgSer
             with db.transaction() as execute:  # a write: its COMMIT waits for the standby
                 execute("INSERT INTO accounts_version (one, n) VALUES (1, ?) ON CONFLICT (one) DO UPDATE"
                         " SET n = excluded.n", (n,))
+            outbox.put_recipients(people(2, start=2 * n))
             assert time.monotonic() - started < 2 * (db.sync_wait.commit_wait_s + 1.0)
-        assert db.sync_wait.problem()
+        assert db.sync_wait.problem() and outbox.sync_wait.problem()
+        assert outbox.count_recipients() == 6
     finally:
         db.close()
+        outbox.close()
