@@ -39,6 +39,9 @@ from gateway.settings.cluster import system_name
 
 log = logging.getLogger(__name__)
 LIVE = ("new", "queued", "ringing", "answered")  # "overflowed": handed to the dialplan, no longer ours to close
+# Calls are looked for this far back (by the created_wall index: the incidents table holds months): no
+# emergency call lasts a day.
+LONGEST_CALL_S = 24 * 3600.0
 _GUARD = "INSERT INTO seen (key, wall) VALUES (?,?)"  # no ON CONFLICT: a second close fails whole
 
 
@@ -71,9 +74,9 @@ class LostCalls:
         if not name:
             return 0
         rows = await self.store.read(
-            f"SELECT id FROM incidents WHERE channel_id LIKE ? AND state IN ({','.join('?' * len(LIVE))})"
-            " AND created_wall<=? ORDER BY created_wall",
-            (f"{name}-%", *LIVE, node.seen_wall + self.nodes.period_s))
+            f"SELECT id FROM incidents WHERE created_wall>=? AND created_wall<=? AND channel_id LIKE ? AND state IN"
+            f" ({','.join('?' * len(LIVE))}) ORDER BY created_wall",
+            (node.seen_wall - LONGEST_CALL_S, node.seen_wall + self.nodes.period_s, f"{name}-%", *LIVE))
         closed = 0
         for (incident_id,) in rows:
             if await self._close(str(incident_id), node):
@@ -129,8 +132,9 @@ async def close_vanished(store: AsyncStore, recorder: Recorder, node_id: str, tr
     for gone. How many were closed; raises StoreError and AriError (the next reconnect tries again)."""
     tag = system_name(node_id)
     marks = ",".join("?" * len(LIVE))
-    rows = await store.read(f"SELECT id, channel_id, created_wall FROM incidents WHERE state IN ({marks}) AND "
-                            + ("channel_id LIKE ?" if tag else "channel_id<>?"), (*LIVE, f"{tag}-%" if tag else ""))
+    rows = await store.read(f"SELECT id, channel_id, created_wall FROM incidents WHERE created_wall>=? AND state IN"
+                            f" ({marks}) AND " + ("channel_id LIKE ?" if tag else "channel_id<>?"),
+                            (time.time() - LONGEST_CALL_S, *LIVE, f"{tag}-%" if tag else ""))
     present = await channels() | tracked()
     closed = 0
     for incident_id, channel_id, created in rows:

@@ -43,14 +43,15 @@ async def test_a_lost_nodes_live_calls_are_closed_once_and_listed_for_call_back(
             await made(b_store, "done", "nodea-1764800000.7", "closed")
             await made(b_store, "b-call", "nodeb-1764800000.1", "answered")
             await made(b_store, "after", "nodea-1764800999.1", "queued", created=LAST_HEARD + 30)  # a's next life
+            await made(b_store, "ancient", "nodea-1.1", "answered", created=LAST_HEARD - 3 * 86400)  # not looked at
             b = LostCalls(b_store, Recorder(b_store, Bus()), Nodes(b_store, "node-b", 1.0), callbacks=True)
             c = LostCalls(c_store, Recorder(c_store, Bus()), Nodes(c_store, "node-c", 1.0), callbacks=True)
             assert await b.close_calls_of(lost()) == 3
             assert await c.close_calls_of(lost()) == 0  # closed already: read as closed, left alone
             states = {i: (await b_store.get(i)).state for i in ("talking", "waiting", "withheld", "done", "b-call",
-                                                                 "after")}
+                                                                 "after", "ancient")}
             assert states == {"talking": "closed", "waiting": "closed", "withheld": "closed", "done": "closed",
-                              "b-call": "answered", "after": "queued"}
+                              "b-call": "answered", "after": "queued", "ancient": "answered"}
             talking = await b_store.get("talking")
             [note] = [e for e in talking.timeline if e.kind == "call_lost"]
             assert (note.actor, note.data["node"], note.data["answered"], note.data["callback"]) == \
