@@ -120,8 +120,9 @@ class Gateway:
         self.remote = RemoteChanges(cfg.store.dsn, self.store, self.bus, recorder=self.recorder) \
             if cfg.store.backend == "postgresql" else None
         # What each node holds (calls, queue, scenario runs), for /health and the supervisors' board.
-        self.nodes = Nodes(self.store, node_name(cfg.cluster.node_id, shared=cfg.store.backend == "postgresql"),
-                           period_s=min(PERIOD_S, cfg.cluster.lease_s / 2))
+        # This node's name in its row, the scenario runs' leases and the warnings outbox's claims.
+        self.node_id = node_name(cfg.cluster.node_id, shared=cfg.store.backend == "postgresql")
+        self.nodes = Nodes(self.store, self.node_id, period_s=min(PERIOD_S, cfg.cluster.lease_s / 2))
         self.intake = Intake(cfg, self.store, self.recorder, self.metrics, prompts_dir=f"{box.inside_dir}/sounds")
         self.asterisk = ami.AsteriskHealth()
         self.ari_connected = False
@@ -134,7 +135,7 @@ class Gateway:
                      name, name)
         self.auth = Auth(self.accounts, local_key(key_path(cfg.warnings.store_path)))
         self.warnings = Warnings(cfg.warnings, sounds_dir=self.sounds_dir, users=self.accounts.roles(),
-                                 store=open_warnings_store(cfg.store, cfg.warnings.store_path, self._node_id()),
+                                 store=open_warnings_store(cfg.store, cfg.warnings.store_path, self.node_id),
                                  lease_s=cfg.cluster.lease_s) if cfg.warnings.enabled else None
         # Asterisk records (MixMonitor in the dialplan); the gateway indexes, serves and purges.
         self.recordings = Recordings(cfg.recordings, box.host_dir / cfg.recordings.dir, RecordingIndex(self.store),
@@ -312,18 +313,12 @@ class Gateway:
         await nursery.start(isolated, "units", self.board.run)
         return list(UnitRoutes(self.board, self.auth).routes())
 
-    def _node_id(self) -> str:
-        """This node's name in the scenario runs' leases and the warnings outbox's claims."""
-        from gateway.scenario.leases import node_name
-
-        return node_name(self.cfg.cluster.node_id, shared=self.cfg.store.backend == "postgresql")
-
     async def _start_escalation(self, nursery: trio.Nursery) -> None:
         from gateway.scenario.escalation import Escalation
 
         events = frozenset(self.warnings.renderer.catalogue.events()) if self.warnings else frozenset()
         kinds = frozenset(self.board.kinds) if self.board is not None else frozenset()
-        node = self._node_id()
+        node = self.node_id
         self.escalation = Escalation(self.cfg.escalation, self.recorder, unit_kinds=kinds,
                                      warning_events=events, sounds_dir=self.sounds_dir, node_id=node,
                                      lease_s=self.cfg.cluster.lease_s)

@@ -298,11 +298,17 @@ class PgConnection:
         with self.edge("schema version read", block=True) as conn:
             found = current_version(conn)
         check_version(self.dsn, found, schema_version)
-        names = _TABLES.findall(schema)
-        with self.edge("schema check") as conn:
-            missing = [n for n in names if conn.execute("SELECT to_regclass(%s)", (n,)).fetchone() == (None,)]
+        self.require_tables(_TABLES.findall(schema))
+
+    def require_tables(self, tables: Sequence[str], *, what: str = "schema check", kind: str = "",
+                       schema: str = "") -> None:
+        """Refuse a database without every one of ``tables`` (in ``schema``, else on the search path); ``kind``
+        names them in the error ("warnings "). Raises StoreError saying to run ``gateway db migrate``."""
+        with self.edge(what) as conn:
+            missing = [n for n in tables if conn.execute("SELECT to_regclass(%s)", (f"{schema}.{n}" if schema else n,)
+                                                         ).fetchone() == (None,)]
         if missing:
-            raise StoreError(f"PostgreSQL at {where(self.dsn)} lacks table(s) {', '.join(missing)}:"
+            raise StoreError(f"PostgreSQL at {where(self.dsn)} lacks {kind}table(s) {', '.join(missing)}:"
                              " run `gateway db migrate`")
 
 
@@ -336,12 +342,7 @@ class PgStore(Queries):
 
     def apply_schema(self, schema: str) -> None:
         """Check that a feature's tables are there (migrations create them: ``gateway db migrate``)."""
-        names = _TABLES.findall(schema)
-        with self._pg.edge("store schema check") as conn:
-            missing = [n for n in names if conn.execute("SELECT to_regclass(%s)", (n,)).fetchone() == (None,)]
-        if missing:
-            raise StoreError(f"PostgreSQL at {where(self.dsn)} lacks table(s) {', '.join(missing)}:"
-                             " run `gateway db migrate`")
+        self._pg.require_tables(_TABLES.findall(schema), what="store schema check")
 
     def write(self, statements: list[Statement]) -> None:
         """Run statements in one transaction, sent as a pipeline; durable on return (on the synchronous

@@ -28,10 +28,7 @@ from gateway.incident.store_pg import (
     NODE_ID,
     STATEMENT_TIMEOUT_S,
     PgConnection,
-    check_version,
-    current_version,
     pg_sql,
-    where,
 )
 from gateway.incident.sync_wait import SyncWait
 from gateway.warning.outbox import SCHEMA, Queries
@@ -82,20 +79,13 @@ class PgOutbox(Queries):
                  statement_timeout_s: float = STATEMENT_TIMEOUT_S, connect_timeout_s: int = CONNECT_TIMEOUT_S) -> None:
         self.dsn = dsn
         self.node_id = node_id
-        self.statement_timeout_s = statement_timeout_s
-        self.connect_timeout_s = connect_timeout_s
         self._pg = PgConnection(dsn, statement_timeout_s=statement_timeout_s, connect_timeout_s=connect_timeout_s,
                                 node_id=node_id, search_path=f"{PG_SCHEMA}, public")
         self.sync_wait = SyncWait()  # a dead synchronous standby must not stop a fan-out for ever
         try:
-            with self._edge("schema check") as conn:
-                found = current_version(conn)
-                check_version(dsn, found, schema_version)
-                missing = [t for t in _TABLES if conn.execute("SELECT to_regclass(%s)", (f"{PG_SCHEMA}.{t}",)
-                                                              ).fetchone() == (None,)]
-            if missing:
-                raise StoreError(f"PostgreSQL at {where(dsn)} lacks the warnings table(s) {', '.join(missing)}:"
-                                 " run `gateway db migrate`")
+            self._pg.check(schema_version)
+            self._pg.require_tables(_TABLES, what="warnings store schema check", kind="the warnings ",
+                                    schema=PG_SCHEMA)  # qualified: "seen" and "audit" are the incident store's too
         except StoreError:
             self.close()
             raise
