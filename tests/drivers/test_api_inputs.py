@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trio
 
 from sim.lab import GatewayProcess, shipped_config
 
@@ -114,6 +115,7 @@ async def test_every_route_answers_a_malformed_body_with_a_4xx_and_keeps_nothing
                "unit": (await supervisor.get("/units")).json()[0]["id"],
                "alert": (await officer.post("/alerts", json=DRAFT)).json()["id"]}
         assert (await officer.put("/recipients/p1", json=RECIPIENT)).status_code == 200
+        await _scenario_waiting(supervisor, ids["incident"])  # its own writes done (the next in 120 s) before the count
         before = await _state(supervisor, officer, ids)
         for method, path in ROUTES:
             client = officer if path.startswith(("/alerts", "/recipients")) else supervisor
@@ -127,6 +129,14 @@ async def test_every_route_answers_a_malformed_body_with_a_4xx_and_keeps_nothing
         assert await _state(supervisor, officer, ids) == before
     # no bug (its traceback is logged) and no refusal logged as a 500 ("... refused for ... (500): ...")
     assert "Traceback" not in a.log() and "(500)" not in a.log()
+
+
+async def _scenario_waiting(client: httpx.AsyncClient, incident_id: str) -> None:
+    """Until the incident's scenario (unclassified: console notices, 120 s to acknowledge) waits for an answer."""
+    with trio.fail_after(20):
+        while not any(e["kind"] == "awaiting_ack" for e in (await client.get(f"/incidents/{incident_id}")).json()
+                      ["timeline"]):
+            await trio.sleep(0.05)
 
 
 async def _state(supervisor: httpx.AsyncClient, officer: httpx.AsyncClient, ids: dict[str, str]) -> object:
