@@ -217,7 +217,10 @@ class Gateway:
             app = build_app(routes, images_from=f"{tiles.scheme}://{tiles.netloc}" if tiles.netloc else "")
             self.http_addresses = await nursery.start(run_server, app, self.cfg.http.host, self.cfg.http.port,
                                                       self.cfg.http.certfile, self.cfg.http.keyfile)
-            await nursery.start(ami.monitor, self.cfg.asterisk, self.asterisk, self.metrics)
+            # Only /health and /metrics read AMI: a bug there (panoramisk's callbacks raise out of trio-asyncio's
+            # loop) restarts the monitor, never takes the intake down.
+            await nursery.start(isolated, "AMI monitor",
+                                functools.partial(ami.monitor, self.cfg.asterisk, self.asterisk, self.metrics))
             await nursery.start(self._ari_forever)
             log.info("gateway ready: HTTP %s, Stasis app %r", ", ".join(self.http_addresses), self.cfg.asterisk.app)
             task_status.started()

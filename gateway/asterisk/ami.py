@@ -2,23 +2,40 @@
 
 Used for what ARI does not tell: whether Asterisk is fully booted and how many channels it
 carries in total (including calls that never reached the gateway: the fallback dialplan).
+
+``monitor`` is the one reconnect loop. panoramisk's Manager reconnects by itself too: a failed
+connect (``connection_made``) and a dropped connection (``connection_lost``) each log and
+``loop.call_later(reconnect_timeout, self.connect)``, and ``close()`` cancels neither. Every Manager
+we gave up on kept retrying every second on its own, one more per retry of ours: with Asterisk
+away, one more "Not able to reconnect" a second every ten seconds. ``_Manager`` takes that out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from typing import Any
 
 import trio
 import trio_asyncio
 from panoramisk import Manager
+from panoramisk.ami_protocol import AMIProtocol
 
 from gateway.errors import AmiError
 from gateway.metrics import Metrics
 from gateway.settings import AsteriskConfig
 
 log = logging.getLogger(__name__)
+
+# Asterisk restarted by systemd is back within seconds: the first retries find it soon. The cap
+# keeps /health at most ~10 s behind an Asterisk that came back; one loopback connect per 10 s costs
+# nothing. Each delay is drawn from its upper half so the AMI and ARI loops do not retry in step.
+FIRST_RETRY_S = 0.5
+MAX_RETRY_S = 10.0
+REMIND_EVERY_S = 300.0  # while AMI stays away, a reminder line this often (else one line per outage)
+BOOT_TIMEOUT_S = 10.0
+REPLY_TIMEOUT_S = 5.0
 
 
 class AsteriskHealth:
@@ -32,7 +49,86 @@ class AsteriskHealth:
         self.error = ""
 
 
-async def _core_status(manager: Manager) -> dict[str, Any]:
+class Retries:
+    """When to try AMI again and what to say about it: no I/O, the caller passes the time.
+
+    Delays run 0.5 s doubling to 10 s (each drawn from its upper half) and start over once AMI is
+    up. One warning when AMI is lost, one line when it is back, a reminder every ``remind_s`` between.
+    """
+
+    def __init__(self, first_s: float = FIRST_RETRY_S, cap_s: float = MAX_RETRY_S,
+                 remind_s: float = REMIND_EVERY_S) -> None:
+        self.first_s, self.cap_s, self.remind_s = first_s, cap_s, remind_s
+        self.delay_s = first_s
+        self.down_since: float | None = None
+        self.reminded_at = 0.0
+
+    def failed(self, exc: BaseException, now: float) -> float:
+        """Log if this is news (or a reminder is due); return how long to wait before the next try."""
+        if self.down_since is None:
+            self.down_since = self.reminded_at = now
+            log.warning("AMI unavailable (%r); retrying every %.1f-%.0f s, quietly", exc, self.first_s, self.cap_s)
+        elif now - self.reminded_at >= self.remind_s:
+            self.reminded_at = now
+            log.warning("AMI still unavailable after %.0f s (%r)", now - self.down_since, exc)
+        wait = random.uniform(self.delay_s / 2, self.delay_s)
+        self.delay_s = min(self.delay_s * 2, self.cap_s)
+        return wait
+
+    def up(self, now: float) -> None:
+        if self.down_since is not None:
+            log.warning("AMI back after %.0f s", now - self.down_since)
+        else:
+            log.info("AMI connected")
+        self.down_since, self.delay_s = None, self.first_s
+
+
+class _Protocol(AMIProtocol):  # type: ignore[misc]
+    """AMIProtocol that may lose its connection before the Manager adopts it: the Manager learns of
+    the connection in a done-callback, and a peer that closes at once beats it. AMIProtocol then calls
+    ``None.connection_lost``, and trio-asyncio raises that out of the loop (it crashed the monitor)."""
+
+    lost_early = False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self.factory is None:
+            self.closed = self.lost_early = True
+            return
+        super().connection_lost(exc)
+
+
+class _Manager(Manager):  # type: ignore[misc]
+    """panoramisk's Manager without its own reconnecting (module docstring): errors reach the awaiter,
+    a lost connection sets ``lost`` and fails the actions still waiting for a reply."""
+
+    pinger: asyncio.TimerHandle | None
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        self.lost = asyncio.Event()
+
+    def connection_made(self, f: asyncio.Future[Any]) -> None:
+        if f.cancelled() or f.exception() is not None:
+            return  # whoever awaits ``connect()`` gets the error; panoramisk would call_later(connect) here
+        super().connection_made(f)
+        if self.protocol.lost_early:
+            self.connection_lost(None)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self.pinger:
+            self.pinger.cancel()
+            self.pinger = None
+        self.lost.set()
+        # The protocol parks unanswered actions here to resend after a reconnect that will not come.
+        while self.awaiting_actions:
+            action = self.awaiting_actions.popleft()
+            if not action.future.done():
+                action.future.set_exception(AmiError(f"AMI connection lost ({exc!r})"))
+
+
+async def _core_status(manager: _Manager) -> dict[str, Any]:
+    if manager.lost.is_set():
+        raise AmiError("AMI connection lost")
     reply = await manager.send_action({"Action": "CoreStatus"})
     message = reply[0] if isinstance(reply, list) else reply
     if message.get("Response") != "Success":
@@ -40,7 +136,17 @@ async def _core_status(manager: Manager) -> dict[str, Any]:
     return dict(message)
 
 
-async def _open(cfg: AsteriskConfig, health: AsteriskHealth) -> Manager:
+async def _first_of(*events: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
+async def _open(cfg: AsteriskConfig, health: AsteriskHealth) -> _Manager:
+    """A logged-in Manager once Asterisk says FullyBooted; closed again on any failure."""
     booted = asyncio.Event()
 
     def on_booted(_manager: Manager, _event: Any) -> None:
@@ -50,38 +156,64 @@ async def _open(cfg: AsteriskConfig, health: AsteriskHealth) -> Manager:
     def on_shutdown(_manager: Manager, _event: Any) -> None:
         health.fully_booted = False
 
-    manager = Manager(host="127.0.0.1", port=cfg.ami_port, username=cfg.ami_user, secret=cfg.ami_password,
-                      events="system", ping_delay=5, reconnect_timeout=1, loop=asyncio.get_running_loop())
+    manager = _Manager(host="127.0.0.1", port=cfg.ami_port, username=cfg.ami_user, secret=cfg.ami_password,
+                       events="system", ping_delay=5, protocol_factory=_Protocol,
+                       loop=asyncio.get_running_loop())
     manager.register_event("FullyBooted", on_booted)
     manager.register_event("Shutdown", on_shutdown)
-    await manager.connect()
-    await asyncio.wait_for(booted.wait(), timeout=10)
+    try:
+        await manager.connect()
+        await asyncio.wait_for(_first_of(booted, manager.lost), timeout=BOOT_TIMEOUT_S)
+        if manager.lost.is_set():  # Asterisk closes the session after a refused login
+            raise AmiError("AMI closed the connection before FullyBooted (login refused, or Asterisk stopping)")
+    except BaseException:
+        manager.close()
+        raise
     return manager
+
+
+async def _poll(manager: _Manager, health: AsteriskHealth, metrics: Metrics, every_s: float,
+                retries: Retries) -> None:
+    """CoreStatus every ``every_s`` until it fails; raises what made it fail."""
+    while True:
+        with trio.fail_after(REPLY_TIMEOUT_S):  # a stopped (not dead) Asterisk never answers
+            status = await trio_asyncio.aio_as_trio(_core_status)(manager)
+        health.channels = int(status.get("CoreCurrentCalls", 0))
+        metrics.asterisk_channels.set(health.channels)
+        metrics.asterisk_up.set(1 if health.fully_booted else 0)
+        if not health.connected:
+            health.connected, health.error = True, ""
+            retries.up(trio.current_time())
+        await trio.sleep(every_s)
+
+
+async def _session(cfg: AsteriskConfig, health: AsteriskHealth, metrics: Metrics, every_s: float,
+                   retries: Retries) -> None:
+    """One AMI connection, polled until it fails; raises what made it fail."""
+    manager = await trio_asyncio.aio_as_trio(_open)(cfg, health)
+    try:
+        await _poll(manager, health, metrics, every_s, retries)
+    finally:
+        manager.close()
 
 
 async def monitor(cfg: AsteriskConfig, health: AsteriskHealth, metrics: Metrics, every_s: float = 2.0,
                   *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    """Poll CoreStatus forever, reconnecting with backoff. Never raises for Asterisk being away."""
+    """Poll CoreStatus forever, reconnecting with backoff (``Retries``). Never raises for Asterisk being away."""
     task_status.started()
-    backoff = 0.5
-    async with trio_asyncio.open_loop():
-        while True:
-            manager = None
-            try:
-                manager = await trio_asyncio.aio_as_trio(_open)(cfg, health)
-                health.connected, health.error, backoff = True, "", 0.5
-                while True:
-                    status = await trio_asyncio.aio_as_trio(_core_status)(manager)
-                    health.channels = int(status.get("CoreCurrentCalls", 0))
-                    metrics.asterisk_channels.set(health.channels)
-                    metrics.asterisk_up.set(1 if health.fully_booted else 0)
-                    await trio.sleep(every_s)
-            except (TimeoutError, OSError, AmiError, KeyError, ValueError) as exc:
-                health.connected, health.fully_booted, health.error = False, False, repr(exc)
-                metrics.asterisk_up.set(0)
-                log.warning("AMI unavailable (%r); retrying in %.1f s", exc, backoff)
-            finally:
-                if manager is not None:
-                    manager.close()
-            await trio.sleep(backoff)
-            backoff = min(backoff * 2, 10.0)
+    retries = Retries()
+    try:
+        async with trio_asyncio.open_loop():
+            while True:
+                try:
+                    await _session(cfg, health, metrics, every_s, retries)
+                except (TimeoutError, trio.TooSlowError, OSError, AmiError, KeyError, ValueError) as exc:
+                    _down(health, metrics, repr(exc))
+                    await trio.sleep(retries.failed(exc, trio.current_time()))
+    finally:  # cancelled, or crashed and about to be restarted (``app.isolated``): /health must not say "up"
+        _down(health, metrics, "AMI monitor not running")
+
+
+def _down(health: AsteriskHealth, metrics: Metrics, error: str) -> None:
+    health.connected, health.fully_booted, health.error = False, False, error
+    metrics.asterisk_up.set(0)
