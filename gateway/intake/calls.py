@@ -20,7 +20,7 @@ from gateway.incident.callback_list import diallable
 from gateway.incident.callback_table import CallbackTable, abandoned
 from gateway.incident.recorder import Held, Recorder
 from gateway.incident.recording_index import INCIDENT_ID
-from gateway.incident.records import Incident, Location, TimelineEvent, new_incident_id
+from gateway.incident.records import Incident, IncidentState, Location, TimelineEvent, new_incident_id
 from gateway.incident.store import AsyncStore, event
 from gateway.intake import call_state as cs
 from gateway.intake import location_ref
@@ -30,7 +30,7 @@ from gateway.intake.call_back import CONTEXT as CALLBACK_CONTEXT
 from gateway.intake.call_back import ROLE as CALLBACK_ROLE
 from gateway.intake.dispatch import DELIVER_CONTEXT, Dispatcher
 from gateway.intake.ivr import Ivr
-from gateway.intake.lost_calls import close_vanished
+from gateway.intake.lost_calls import close_vanished, reopened, was_cut
 from gateway.intake.silent_calls import SilentCalls
 from gateway.metrics import Metrics
 from gateway.protocols import ani, location
@@ -437,10 +437,11 @@ class Intake:
         else:
             call = Call(self.recorder.track(Held(stored, saved=True)), chan.id, trio.current_time())
             self.calls[chan.id] = call
-        await self.recorder.record(call.held, "adopted", note="gateway restarted while the call was active")
+        leg = legs.get(call.id)
+        answered = leg is not None and leg.state == "Up"
+        await self._record_adopted(call, delivered, answered)
         if delivered and chan.dialplan is not None:
-            leg = legs.get(call.id)
-            self.dispatcher.adopt_delivered(call, chan.dialplan.exten, answered=leg is not None and leg.state == "Up")
+            self.dispatcher.adopt_delivered(call, chan.dialplan.exten, answered=answered)
             try:  # the old subscription went with the old app connection; no ChannelDestroyed without one
                 await ari.subscribe(chan.id)
             except ChannelGone:
@@ -448,6 +449,18 @@ class Intake:
                 raise
             return
         nursery.start_soon(self._serve_call, ari, nursery, call, False)
+
+    async def _record_adopted(self, call: Call, delivered: bool, answered: bool) -> None:
+        """``adopted``; an incident another node closed as cut off (``lost_calls.was_cut``: its gateway died,
+        its Asterisk did not) is reopened in the state the call is in, and taken off the call-back list."""
+        note = "gateway restarted while the call was active"
+        if not was_cut(call.incident):
+            await self.recorder.record(call.held, "adopted", note=note)
+            return
+        state: IncidentState = ("answered" if answered else "ringing") if delivered else "queued"
+        log.warning("incident %s: closed as cut off, yet its call is still up: reopened (%s)", call.id, state)
+        await self.recorder.record(call.held, "adopted", state=state, note=f"{note}; closed as lost, still connected",
+                                   resumed=True, with_event=reopened(call.id, time.time()))
 
 
 async def _channel_ids(ari: Ari) -> set[str]:

@@ -16,7 +16,9 @@ whole and is taken back, so the record says it once.
 
 A node's gateway that died while its Asterisk lived is seen lost too: its callers still in a dispatcher's
 Dial go on talking. Their incidents are closed all the same (a call-back to someone who was still talking
-is the lesser harm than none to someone cut off) and the gateway, restarted, adopts the calls still up.
+is the lesser harm than none to someone cut off) and the gateway, restarted, adopts the calls still up:
+``was_cut`` tells it which, and it reopens them (``adopted`` with ``resumed``, the state the call is in
+again) and takes them off the call-back list (``still_connected``): the record ends up saying what happened.
 A node without a ``node_id`` (one node on SQLite) has no ``systemname`` and nothing here applies to it.
 """
 
@@ -34,7 +36,7 @@ from gateway.incident.callback_table import CallbackTable, abandoned
 from gateway.incident.nodes import Nodes, NodeState
 from gateway.incident.recorder import Recorder
 from gateway.incident.records import Incident
-from gateway.incident.store import AsyncStore, event
+from gateway.incident.store import AsyncStore, Statement, event
 from gateway.settings.cluster import system_name
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,21 @@ LIVE = ("new", "queued", "ringing", "answered")  # "overflowed": handed to the d
 # emergency call lasts a day.
 LONGEST_CALL_S = 24 * 3600.0
 _GUARD = "INSERT INTO seen (key, wall) VALUES (?,?)"  # no ON CONFLICT: a second close fails whole
+
+
+def was_cut(incident: Incident) -> bool:
+    """Closed as cut off (``call_lost``, its last word on the call) though its channel is still up: an incident
+    to reopen when its call is adopted."""
+    ends = [e.kind for e in incident.timeline if e.kind in ("call_lost", "hung_up")]
+    return incident.state == "closed" and bool(ends) and ends[-1] == "call_lost"
+
+
+def reopened(incident_id: str, wall: float) -> list[Statement]:
+    """A reopened call off the call-back list (its caller never left: ``still_connected``), and its close guard
+    given back, so that a second loss of its node closes it again."""
+    return [("UPDATE callbacks SET outcome='still_connected', cleared_wall=? WHERE incident_id=?"
+             " AND cleared_wall IS NULL", (wall, incident_id)),
+            ("DELETE FROM seen WHERE key=?", (f"node-lost:{incident_id}",))]
 
 
 class LostCalls:

@@ -15,10 +15,12 @@ import trio
 from gateway import settings as config
 from gateway.asterisk.ari import Ari
 from gateway.incident.bus import Bus
+from gateway.incident.callback_table import CallbackTable
 from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Caller, Incident
 from gateway.incident.store import AsyncStore, SqliteStore, event
 from gateway.intake.calls import Intake
+from gateway.intake.lost_calls import close_call, was_cut
 from gateway.metrics import Metrics
 
 CREATED = time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime(time.time() - 60))
@@ -101,3 +103,54 @@ async def test_a_channel_just_seen_leaving_is_not_adopted_again(tmp_path: Path) 
             kinds = [e.kind for e in (await store.get("20261204-000000-3.1")).timeline]
             assert "adopted" not in kinds
             nursery.cancel_scope.cancel()
+
+
+def position_leg(incident_id: str) -> dict[str, object]:
+    """pos1's leg of that caller's Dial, answered."""
+    return {"id": f"leg-{incident_id}", "name": "PJSIP/ecgw-pos-pos1-00000001", "state": "Up", "creationtime": CREATED,
+            "channelvars": {"ECGW_INCIDENT": incident_id}}
+
+
+async def test_a_call_closed_as_lost_with_its_node_but_still_up_is_reopened_when_adopted(tmp_path: Path) -> None:
+    """Node A's gateway died, its Asterisk did not: node B closed A's calls as cut off and listed them for
+    call-back. A's gateway, back, adopts a call still talking to pos1: the incident is answered again, off
+    the call-back list, and a second loss of the node could close it again (its guard is given back)."""
+    store = AsyncStore(SqliteStore(tmp_path / "s.db"))
+    recorder = Recorder(store, Bus())
+    cfg = config.load()
+    intake = Intake(cfg, store, recorder, Metrics())
+    incident_id = "20261204-000000-nodea.4.1"
+    rest = ChangingChannels([in_dial("talking", incident_id), position_leg(incident_id)], gone=set())
+    websocket = SimpleNamespace(process_ws=None)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            await stored(store, recorder, incident_id, "talking")
+            assert await close_call(recorder, incident_id, "call_lost", "node:node-b", listed=lambda _: True,
+                                    node="node-a", last_heard_wall=time.time() - 10)
+            assert [row.incident_id for row in await CallbackTable(store).open_rows(0.0)] == [incident_id]
+            await nursery.start(intake.serve, Ari(websocket, "ecgw", rest))  # type: ignore[arg-type]
+            while "talking" not in rest.subscribed:
+                await trio.sleep(0.01)
+            incident = await store.get(incident_id)
+            assert incident.state == "answered"
+            kinds = [e.kind for e in incident.timeline]
+            assert kinds[-2:] == ["call_lost", "adopted"] and incident.timeline[-1].data["resumed"] is True
+            assert await CallbackTable(store).open_rows(0.0) == []
+            assert await store.read("SELECT outcome FROM callbacks WHERE incident_id=?", (incident_id,)) == [
+                ("still_connected",)]
+            assert await store.read("SELECT key FROM seen WHERE key=?", (f"node-lost:{incident_id}",)) == []
+            assert not was_cut(incident)
+            nursery.cancel_scope.cancel()
+
+
+def test_only_a_call_whose_last_word_is_call_lost_is_taken_for_cut() -> None:
+    caller = Caller(raw_number="1", number="1", display_name="", withheld=False)
+    incident = Incident(id="x", service="112", created_wall=0.0, caller=caller, state="closed")
+    incident.timeline.append(event("call_lost", "node:b"))
+    assert was_cut(incident)
+    incident.timeline.append(event("hung_up", "caller"))
+    assert not was_cut(incident)  # ended after all
+    incident.timeline.append(event("call_lost", "node:b"))
+    incident.state = "answered"
+    assert not was_cut(incident)  # not closed: nothing to reopen
