@@ -14,7 +14,8 @@ registered already, however often the log is read; ``intake.recordings`` indexes
 on the incident's ``hung_up`` event.
 
 Where to read from after a restart is kept in the incident store (``cel_cursor``, written after the
-incidents it covers): the first row of any call still open, so a call is never cut in two. The log stays
+incidents it covers; keyed by ``[cluster] node_id`` and the log's path, since nodes sharing a store each
+read their own Asterisk's log): the first row of any call still open, so a call is never cut in two. The log stays
 open between runs: Asterisk opens it by name for every row, so after a rotation the old file is read to
 its end before the new one.
 """
@@ -171,6 +172,9 @@ class FallbackCalls:
                  metrics: Metrics, instance_dir: Path | None = None) -> None:
         self.cfg = cfg
         self.path = path
+        # Each node reads its own Asterisk's log, often at the same path as the other node's: on a shared store
+        # the cursor is the node's, or one node would resume from where the other's file stopped.
+        self.cursor_key = f"{cfg.cluster.node_id}:{path}" if cfg.cluster.node_id else str(path)
         self.instance_dir = instance_dir  # provisioned (has etc/): a missing log directory is a problem
         self.store = store
         self.recorder = recorder
@@ -366,7 +370,7 @@ class FallbackCalls:
             return await self.store.by_channel(incident.channel_id)
 
     async def _resume(self) -> None:
-        rows = await self.store.read("SELECT device, inode, \"offset\" FROM cel_cursor WHERE log=?", (str(self.path),))
+        rows = await self.store.read("SELECT device, inode, \"offset\" FROM cel_cursor WHERE log=?", (self.cursor_key,))
         if rows:
             device, inode, offset = (int(v) for v in rows[0])  # type: ignore[call-overload]
             self._identity, self._read_to = (device, inode), offset
@@ -380,7 +384,7 @@ class FallbackCalls:
         await self.store.write([("INSERT INTO cel_cursor (log, device, inode, \"offset\", wall) VALUES (?,?,?,?,?)"
                                  " ON CONFLICT (log) DO UPDATE SET device=excluded.device, inode=excluded.inode,"
                                  " \"offset\"=excluded.\"offset\", wall=excluded.wall",
-                                 (str(self.path), *identity, offset, time.time()))])
+                                 (self.cursor_key, *identity, offset, time.time()))])
         self._saved = (identity, offset)
 
     def _unreadable(self, exc: OSError, report: RunReport, began: float) -> RunReport:

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 import trio
 import trio.testing
@@ -108,6 +109,26 @@ async def test_reading_again_and_restarting_add_nothing(lab: Lab) -> None:
     from_scratch = await lab.service().reconcile()  # the whole log again: every call is known
     assert (from_scratch.rows, from_scratch.ended, from_scratch.registered, from_scratch.known) == (9, 1, 0, 1)
     assert len(lab.incidents()) == 1
+
+
+async def test_nodes_sharing_a_store_each_resume_their_own_log(lab: Lab) -> None:
+    """Two nodes' logs at one path (each on its machine), even with one inode (cloned images): node b resumes
+    from its cursor, not from where node a's file stopped (which would skip b's first call)."""
+    def node(node_id: str) -> FallbackCalls:
+        cfg = msgspec.structs.replace(CFG, cluster=msgspec.structs.replace(CFG.cluster, node_id=node_id))
+        return FallbackCalls(cfg, lab.log, lab.store, lab.recorder, lab.metrics, instance_dir=lab.tmp)
+
+    lab.append(fallback_call(T, UID))
+    assert (await node("node-a").reconcile()).registered == 1
+    with open(lab.log, "r+b") as f:  # node b's file, longer: its own two calls, the same inode
+        f.truncate(0)
+        for n in (1, 2):
+            f.write(fallback_call(T + 60 * n, f"{T + 60 * n:.0f}.0", number=f"+7701765432{n}"))
+    b = await node("node-b").reconcile()
+    assert (b.registered, b.known) == (2, 0)
+    assert sorted(i.caller.number for i in lab.incidents()) == ["+77011234567", "+77017654321", "+77017654322"]
+    cursors = await lab.store.read("SELECT log FROM cel_cursor ORDER BY log")
+    assert cursors == [(f"node-a:{lab.log}",), (f"node-b:{lab.log}",)]
 
 
 async def test_a_call_the_gateway_saw_is_not_registered_again(lab: Lab) -> None:

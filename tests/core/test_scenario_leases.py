@@ -5,6 +5,7 @@ run on worker threads, and leases are short (0.5 s)."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,7 +58,7 @@ class Sms:
         return ChannelHealth(up=True)
 
 
-async def run_node(backend: Backend, node_id: str, sms: Sms, *,
+async def run_node(backend: Backend, node_id: str, sms: Sms, *, answer_sla_s: float = 600.0,
                    task_status: trio.TaskStatus[tuple[Env, trio.CancelScope]] = trio.TASK_STATUS_IGNORED) -> None:
     """One gateway node's scenario side on ``backend``; cancelling the scope it reports kills it (leases kept)."""
     store = AsyncStore(backend.open())
@@ -66,7 +67,7 @@ async def run_node(backend: Backend, node_id: str, sms: Sms, *,
                                                            scenario("t", {"do": "close"})),
                     directory=DIRECTORY, notifier=Notifier({"sms": sms}, TEXTS, deliver_timeout_s=30),
                     node_id=node_id, lease_s=LEASE_S)
-    triggers = Triggers(engine, engine.notifier, TriggerSettings(answer_sla_s=600))
+    triggers = Triggers(engine, engine.notifier, TriggerSettings(answer_sla_s=answer_sla_s, sla_scenario="s"))
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(store.run)
@@ -159,6 +160,29 @@ async def test_a_killed_nodes_run_resumes_on_the_other_once_its_lease_expires(pg
     [noted] = [d for k, d in timeline if k == "scenario_taken_over"]  # the record says where it went on
     assert (noted["previous_node"], noted["node"], noted["step"], noted["run"]) == ("a", "b", 1, "category")
     assert kinds.index("awaiting_ack") < kinds.index("scenario_taken_over") < kinds.index("ack_timeout")
+
+
+async def test_a_waiting_calls_answer_sla_breach_escalates_once_with_both_nodes_watching_it(
+        pg_backend: Backend) -> None:
+    """A call waits on node A; node B, started meanwhile, finds it waiting (its scan of open incidents) and
+    watches the same deadline. Both see it pass: one SLA run starts (its lease), each person is told once."""
+    sms_a, sms_b = Sms(), Sms()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            env_a, _ = await nursery.start(functools.partial(run_node, answer_sla_s=1.5), pg_backend, "a", sms_a)
+            incident = await env_a.open("", source="call")
+            env_b, _ = await nursery.start(functools.partial(run_node, answer_sla_s=1.5), pg_backend, "b", sms_b)
+            assert {i for _, kind, i in env_b.triggers._deadlines if kind == "answer"} == {incident.id}
+            assert {i for _, kind, i in env_a.triggers._deadlines if kind == "answer"} == {incident.id}
+            await env_a.wait_for(incident.id, "scenario_finished")
+            await trio.sleep(0.5)  # the other node's deadline has long passed too
+            timeline = await env_a.timeline(incident.id)
+            nursery.cancel_scope.cancel()
+    started = [d for k, d in timeline if k in ("scenario_started", "scenario_switched")]
+    assert [d["reason"] for d in started] == ["sla_breach"]
+    notified = sorted((d["person"], d["attempt"]) for k, d in timeline if k == "notified")
+    assert notified == [("duty_a", 1), ("duty_a", 2), ("duty_b", 1), ("duty_b", 2)]
+    assert sorted(sms_a.sent + sms_b.sent) == sorted(["+77010000001", "+77010000002"] * 2)
 
 
 async def test_a_paused_owner_whose_lease_was_taken_records_no_step(pg_backend: Backend,

@@ -24,6 +24,7 @@ from gateway.protocols.contact_id import encode, parse
 from gateway.settings import AlarmConfig
 from gateway.web.server import run_server
 from gateway.web.webhooks import AlarmRoutes
+from tests.store_backends import Backend, PgCluster
 
 TOKENS = {"1201": "token-school-12", "4B09": "token-internat-9"}
 SITES = "".join(f"""
@@ -347,3 +348,31 @@ async def test_panel_api_report_sent_again_with_its_time_is_taken_once(tmp_path:
             assert kinds(incident) == ["alarm_received", "alarm_repeated"] and intake.statistics()["replayed"] == 3
             naive = await c.post("/alarms", json={**report, "time": "2026-11-21T10:15:02"})
             assert naive.status_code == 400 and "timezone" in naive.json()["error"]
+
+
+async def test_two_nodes_on_one_postgresql_take_a_report_sent_to_both_once(tmp_path: Path, pg_cluster: PgCluster
+                                                                           ) -> None:
+    """A panel whose first node did not answer in time sends its report to the other node (Kamailio or its own
+    list of addresses): the replay key is in the shared store, so the second node says "replayed"."""
+    shared = Backend("postgresql", tmp_path / "pg", pg_cluster)
+    sites_file = tmp_path / "sites.toml"
+    sites_file.write_text(SITES, encoding="utf-8")
+    report = {"account": "4B09", "event_code": 120, "zone_or_user": 3, "time": "2026-11-21T10:15:02+05:00"}
+    stores = [AsyncStore(shared.open()), AsyncStore(shared.open())]
+    try:
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                answers = []
+                for n, store in enumerate(stores):
+                    await nursery.start(store.run)
+                    node = Lab(store, Desk(store, Recorder(store, Bus())), tmp_path / f"spool-{n}" / "alarm",
+                               sites_file, nursery)
+                    async with served(node) as (url, _intake), client(url, TOKENS["4B09"]) as c:
+                        answers.append((await c.post("/alarms", json=report)).json())
+                assert [a["outcome"] for a in answers] == ["opened", "replayed"]
+                [incident] = await node.incidents()
+                assert kinds(incident) == ["alarm_received"] and incident.id == answers[0]["incident_id"]
+                nursery.cancel_scope.cancel()
+    finally:
+        for store in stores:
+            store.sync.close()
