@@ -228,27 +228,29 @@ class Gateway:
     # --- call intake --------------------------------------------------------------------------
 
     async def _ari_forever(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Keep the Stasis app registered; reconnect with backoff whenever Asterisk goes away."""
-        backoff, started = 0.2, False
+        """Keep the Stasis app registered; reconnect with backoff whenever Asterisk goes away (0.2 s doubling to
+        5 s: calls meanwhile go to the fallback dialplan), saying so once, not at every try."""
+        retries, started = ami.Retries(0.2, 5.0, what="ARI", logger=log), False
         while True:
             try:
                 async with ari.connect(self.cfg.asterisk) as connection:
-                    self.ari_connected, backoff = True, 0.2
+                    self.ari_connected = True
+                    retries.up(trio.current_time())
                     self.metrics.ari_connected.set(1)
                     await self._session(connection, task_status=task_status if not started else
                                         trio.TASK_STATUS_IGNORED)
                     started = True
                 log.warning("ARI connection lost; reconnecting")
+                wait = retries.first_s
             except* AriError as group:
-                log.warning("ARI unavailable: %s; retrying in %.1f s", group.exceptions[0], backoff)
+                wait = retries.failed(group.exceptions[0], trio.current_time())
             finally:
                 self.ari_connected = False
                 self.metrics.ari_connected.set(0)
             if not started:  # report readiness even while Asterisk is away: the API is up
                 task_status.started()
                 started = True
-            await trio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            await trio.sleep(wait)
 
     async def _session(self, connection: ari.Ari,
                        *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

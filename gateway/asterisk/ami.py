@@ -57,8 +57,9 @@ class Retries:
     """
 
     def __init__(self, first_s: float = FIRST_RETRY_S, cap_s: float = MAX_RETRY_S,
-                 remind_s: float = REMIND_EVERY_S) -> None:
+                 remind_s: float = REMIND_EVERY_S, *, what: str = "AMI", logger: logging.Logger = log) -> None:
         self.first_s, self.cap_s, self.remind_s = first_s, cap_s, remind_s
+        self.what, self.log = what, logger  # ARI's reconnect loop (gateway.app) says the same, of ARI
         self.delay_s = first_s
         self.down_since: float | None = None
         self.reminded_at = 0.0
@@ -67,19 +68,20 @@ class Retries:
         """Log if this is news (or a reminder is due); return how long to wait before the next try."""
         if self.down_since is None:
             self.down_since = self.reminded_at = now
-            log.warning("AMI unavailable (%r); retrying every %.1f-%.0f s, quietly", exc, self.first_s, self.cap_s)
+            self.log.warning("%s unavailable (%r); retrying every %.1f-%.0f s, quietly", self.what, exc, self.first_s,
+                             self.cap_s)
         elif now - self.reminded_at >= self.remind_s:
             self.reminded_at = now
-            log.warning("AMI still unavailable after %.0f s (%r)", now - self.down_since, exc)
+            self.log.warning("%s still unavailable after %.0f s (%r)", self.what, now - self.down_since, exc)
         wait = random.uniform(self.delay_s / 2, self.delay_s)
         self.delay_s = min(self.delay_s * 2, self.cap_s)
         return wait
 
     def up(self, now: float) -> None:
         if self.down_since is not None:
-            log.warning("AMI back after %.0f s", now - self.down_since)
+            self.log.warning("%s back after %.0f s", self.what, now - self.down_since)
         else:
-            log.info("AMI connected")
+            self.log.info("%s connected", self.what)
         self.down_since, self.delay_s = None, self.first_s
 
 

@@ -29,3 +29,13 @@ def test_one_line_when_lost_one_when_back_and_a_reminder_between(caplog: pytest.
     retries.up(now)
     lines = [r.getMessage().split(" (")[0].split(" after")[0] for r in caplog.records]
     assert lines == ["AMI unavailable", "AMI still unavailable", "AMI still unavailable", "AMI back"]
+
+
+def test_the_ari_loop_says_the_same_of_ari_on_its_own_logger(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.app")
+    retries = Retries(0.2, 5.0, what="ARI", logger=logging.getLogger("gateway.app"))
+    waits = [retries.failed(REFUSED, now=float(i)) for i in range(20)]  # 20 tries: one line, not 20
+    assert max(waits) <= 5.0 and min(waits) >= 0.1
+    retries.up(now=20.0)
+    assert [(r.name, r.getMessage().split(" (")[0].split(" after")[0]) for r in caplog.records] == [
+        ("gateway.app", "ARI unavailable"), ("gateway.app", "ARI back")]
