@@ -116,5 +116,7 @@ class Fanout:
         r.resent = sum(e["detail"].get("outcome_unknown_resent", 0) for e in recovered)
         r.resent_before_kill = sum(e["detail"].get("outcome_unknown_resent", 0) for e in recovered
                                    if e["at"] < self.killed_wall)
+        adopted = [e["at"] for e in recovered if e["at"] >= self.killed_wall]
+        r.adopted_s = min(adopted) - self.killed_wall if adopted else None
         owners = await trio.to_thread.run_sync(job_owners, self.dsn, self.alert_id)
         r.jobs_a, r.jobs_b = owners[NAMES[0]], owners[NAMES[1]]

@@ -61,7 +61,10 @@ class FanoutReport:
     resent_before_kill: int = 0
     jobs_a: int = 0  # the alert's jobs A last claimed
     jobs_b: int = 0
-    first_of_a_on_b_s: float | None = None  # B's first message of A's in-flight work
+    adopted_s: float | None = None  # B took over A's in-flight jobs (its first "recovered" after the kill)
+    # B's first message of A's in-flight work: adopted jobs are queued again behind those already due, so this
+    # follows the queue's length, not the lease.
+    first_of_a_on_b_s: float | None = None
     all_reached_s: float | None = None  # the last recipient's first message
     finished_s: float | None = None  # the alert shown "sent" on B (None: not within fanout_timeout_s)
 
@@ -86,8 +89,8 @@ class FanoutReport:
             f"B {self.jobs_b}",
             f"fan-out: delivered once {self.delivered_once}, missed {self.missed}, duplicates {self.duplicates} "
             f"(outside A's in-flight {self.duplicates_outside}); resent with unknown outcome {self.resent}, "
-            f"{self.resent_before_kill} of them taken from A while it was alive; kill -> "
-            f"B's first message of A's work {_s(self.first_of_a_on_b_s)}, last recipient reached "
+            f"{self.resent_before_kill} of them taken from A while it was alive; kill -> A's jobs adopted by B "
+            f"{_s(self.adopted_s)}, B's first message of A's work {_s(self.first_of_a_on_b_s)}, last recipient reached "
             f"{_s(self.all_reached_s)}, sent on B {_s(self.finished_s)}",
         ]
 
