@@ -4,6 +4,7 @@ drills with a report). The simulator is a program of its own: the gateway never 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import tempfile
@@ -124,9 +125,11 @@ def write_drill_config(config_path: Path, drill_path: Path, out: Path) -> int:
 
 async def run_failover_drill(path: Path, workdir: str) -> int:
     """``gateway-sim failover``: the drill's report on stdout; 1 if it lost a record, a step or a recipient."""
-    from sim.failover import load_spec, run_failover
+    from sim.failover import run_failover
+    from sim.failover_report import load_spec
 
     spec = load_spec(path)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd narrates every command of the fan-out
     with tempfile.TemporaryDirectory(prefix="ecgw-failover-") as scratch:
         report = await run_failover(spec, Path(workdir or scratch))
     print("\n".join(report.lines()))

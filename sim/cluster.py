@@ -171,10 +171,11 @@ DISPATCHER = "marat"  # the dispatcher whose token the drills report incidents w
 
 @contextmanager
 def started_nodes(dsn: str, names: Sequence[str], base: Path, token: str, *, lease_s: float = 2.0,
-                  scenario: str = SCENARIO) -> Iterator[list[AsteriskInstance]]:
+                  scenario: str = SCENARIO, extra: str = "") -> Iterator[list[AsteriskInstance]]:
     """Each node's Asterisk (its gateway's config beside it, on ``dsn``, ``[cluster] node_id`` its name) with
     the shipped scenarios, police_rapid's replaced by ``scenario``, and dispatcher ``DISPATCHER`` with
-    ``token``, until the block exits."""
+    ``token``, until the block exits. ``extra`` is appended to every node's config (e.g. the warnings channels
+    of ``sim.cluster_fanout.drill_channels``)."""
     started: list[AsteriskInstance] = []
     scenarios = base / "scenarios"
     shutil.copytree(REPO / "config" / "scenarios", scenarios, dirs_exist_ok=True)
@@ -187,7 +188,7 @@ def started_nodes(dsn: str, names: Sequence[str], base: Path, token: str, *, lea
             with path.open("a") as out:
                 out.write(f'\n[[warnings.users]]\nname = "{DISPATCHER}"\nroles = ["dispatcher"]\n'
                           f'token_sha256 = "{hashlib.sha256(token.encode()).hexdigest()}"\n'
-                          f'\n[escalation]\nscenarios_dir = "{scenarios}"\nanswer_sla_s = 600\n')
+                          f'\n[escalation]\nscenarios_dir = "{scenarios}"\nanswer_sla_s = 600\n{extra}')
             started.append(start_asterisk(path))
         yield started
     finally:

@@ -15,7 +15,11 @@ it straight from PostgreSQL, and reports:
   the calls cut on A, ``call_lost``), every incident reported before the kill present;
 - escalations: A's runs taken over by B (kill → first and last ``scenario_taken_over``), steps started twice
   and notifications sent twice (both must be 0), runs finished;
-- kill → node A shown lost on B's ``/health``.
+- kill → node A shown lost on B's ``/health``;
+- with ``recipients``, an Exercise fan-out (``sim.failover_fanout``) sent through A ``fanout_lead_s`` before the
+  kill (the kill waits until its first messages are out): messages out at the kill, jobs A held in flight
+  (the bound on duplicates), delivered once, missed (must be 0), duplicates, kill → B's first message of A's
+  work, kill → the alert sent on B.
 
 ``gateway-sim failover sim/drills/failover.toml`` runs the long drill; ``tests/drills/test_real_failover_drill.py``
 a short one in ``make test``.
@@ -28,11 +32,9 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import msgspec
 import trio
 
 from gateway.asterisk import sandbox
@@ -43,9 +45,11 @@ from gateway.stores import MIGRATIONS, VERSION
 from sim import pg, sipp
 from sim import sipp_xml as scenario
 from sim.cluster import ClusterLab, node_uri, notify_scenario, running_cluster, started_nodes
+from sim.cluster_fanout import drill_channels, open_stand_ins
+from sim.failover_fanout import Fanout
+from sim.failover_report import NAMES, Call, FailoverReport, FailoverSpec
 from sim.lab import AsteriskInstance
 
-NAMES = ("node-a", "node-b")
 TOKEN = "failover-drill-token"
 
 SETTLE_S = 60.0  # after the last caller: every record final and every run finished, or the drill says so
@@ -54,118 +58,55 @@ SETTLE_S = 60.0  # after the last caller: every record final and every run finis
 SCENARIO = notify_scenario(repeat=2, escalate=False)
 
 
-class FailoverSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    name: str = "failover"
-    description: str = ""
-    calls_per_s: int = 20
-    seconds: float = 30.0  # callers arrive for this long
-    kill_after_s: float = 10.0
-    talk_ms: int = 2000
-    reports_per_s: float = 0.5  # police incidents reported through the API before the kill, nodes in turn
-    lease_s: float = 5.0
-    invite_timeout_ms: int = 1000
-
-
-def load_spec(path: Path) -> FailoverSpec:
-    return msgspec.toml.decode(path.read_bytes(), type=FailoverSpec)
-
-
-@dataclass
-class Call:
-    call_id: str
-    invite_wall: float
-    answered_wall: float | None = None
-    node: str = ""  # the node that answered it ("" none)
-
-
-@dataclass
-class FailoverReport:
-    spec: FailoverSpec
-    calls: list[Call] = field(default_factory=list)
-    killed_wall: float = 0.0
-    cut_on_a: int = 0
-    in_setup_on_a: int = 0
-    first_answer_on_b_s: float | None = None
-    slowest_answer_after_kill_s: float | None = None
-    incidents: int = 0
-    calls_without_incident: int = 0
-    calls_with_two: int = 0
-    left_live: int = 0
-    closed_as_lost: int = 0
-    reported: int = 0
-    reported_missing: int = 0
-    runs_on_a: int = 0
-    taken_over: int = 0
-    first_taken_over_s: float | None = None
-    last_taken_over_s: float | None = None
-    steps_twice: int = 0
-    notices_twice: int = 0
-    runs_unfinished: int = 0
-    a_lost_on_b_s: float | None = None
-
-    def lossless(self) -> bool:
-        """Nothing the drill counts as lost: every answered call recorded once, none left live, no reported
-        incident missing, no step or notice twice, every run finished."""
-        return not (self.calls_without_incident or self.calls_with_two or self.left_live or self.reported_missing
-                    or self.steps_twice or self.notices_twice or self.runs_unfinished)
-
-    def answered(self, node: str = "") -> int:
-        return sum(1 for c in self.calls if c.answered_wall is not None and (not node or c.node == node))
-
-    def lines(self) -> list[str]:
-        s = self.spec
-        unanswered = len(self.calls) - self.answered() - self.in_setup_on_a
-        return [
-            f"failover drill {s.name!r}: {s.calls_per_s} calls/s for {s.seconds:g} s, node A killed at "
-            f"{s.kill_after_s:g} s, leases {s.lease_s:g} s",
-            f"callers: {len(self.calls)} placed, {self.answered()} answered ({self.answered(NAMES[0])} on A, "
-            f"{self.answered(NAMES[1])} on B), {self.cut_on_a} cut on A while talking, {self.in_setup_on_a} in "
-            f"setup on A at the kill, {unanswered} unanswered otherwise",
-            f"kill -> first call answered on B {_s(self.first_answer_on_b_s)}; slowest INVITE -> answer after "
-            f"the kill {_s(self.slowest_answer_after_kill_s)}",
-            f"record: {self.incidents} incidents; answered calls without an incident {self.calls_without_incident}, "
-            f"with two {self.calls_with_two}; left live {self.left_live}; closed as lost with node A "
-            f"{self.closed_as_lost}; reported before the kill {self.reported}, missing {self.reported_missing}",
-            f"escalations: {self.runs_on_a} running on A at the kill, {self.taken_over} taken over by B (kill -> "
-            f"first {_s(self.first_taken_over_s)}, last {_s(self.last_taken_over_s)}); steps started twice "
-            f"{self.steps_twice}, notices sent twice {self.notices_twice}, runs unfinished {self.runs_unfinished}",
-            f"kill -> node A shown lost on B's /health {_s(self.a_lost_on_b_s)}",
-        ]
-
-
-def _s(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f} s"
-
-
 async def run_failover(spec: FailoverSpec, workdir: Path) -> FailoverReport:
-    """The whole drill in ``workdir`` (its own PostgreSQL, nodes and Kamailio, all stopped at the end)."""
-    async with pg.open_pg_server() as server:
+    """The whole drill in ``workdir`` (its own PostgreSQL, stand-ins, nodes and Kamailio, all stopped at the
+    end)."""
+    async with pg.open_pg_server() as server, open_stand_ins() as stand_ins:
         await trio.to_thread.run_sync(migrate, server.dsn(), MIGRATIONS)
-        with started_nodes(server.dsn(), NAMES, workdir, TOKEN, lease_s=spec.lease_s, scenario=SCENARIO) as nodes:
+        with started_nodes(server.dsn(), NAMES, workdir, TOKEN, lease_s=spec.lease_s, scenario=SCENARIO,
+                           extra=drill_channels(stand_ins, per_s=spec.fanout_per_s)) as nodes:
             async with running_cluster(nodes, NAMES, workdir, invite_timeout_ms=spec.invite_timeout_ms) as lab:
                 report = FailoverReport(spec)
-                reported = await _drive(spec, lab, nodes, workdir, report)
+                fanout = None
+                if spec.recipients:
+                    fanout = Fanout(stand_ins, server.dsn(), spec.recipients, timeout_s=spec.fanout_timeout_s)
+                    await fanout.prepare(lab.gateways[0])
+                reported = await _drive(spec, lab, nodes, workdir, report, fanout)
                 await _settle(server, reported, report)
                 _read_calls(lab, nodes, workdir, report)
                 _read_record(server, reported, report)
+                report.fanout = fanout.report if fanout else None
                 return report
 
 
 async def _drive(spec: FailoverSpec, lab: ClusterLab, nodes: list[AsteriskInstance], workdir: Path,
-                 report: FailoverReport) -> dict[str, str]:
-    """Callers, reports and the kill; the reported incidents' ids → the node that took them."""
+                 report: FailoverReport, fanout: Fanout | None) -> dict[str, str]:
+    """Callers, reports, the fan-out and the kill (held until the fan-out is under way); the reported
+    incidents' ids → the node that took them."""
     reported: dict[str, str] = {}
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_callers, spec, lab, workdir)
         nursery.start_soon(_reports, spec, lab, reported)
+        if fanout:
+            nursery.start_soon(fanout.run, lab.gateways[0], lab.gateways[1],
+                               max(spec.kill_after_s - spec.fanout_lead_s, 0.0))
         await trio.sleep(spec.kill_after_s)
-        lab.gateways[0].kill()
-        pid = sandbox.pid(sandbox.locate(nodes[0].cfg))
-        if pid is not None:
-            os.kill(pid, signal.SIGKILL)
+        if fanout:
+            await fanout.wait_under_way()
+        _kill_node_a(lab, nodes)
         report.killed_wall = time.time()
+        if fanout:
+            fanout.note_kill()
         nursery.start_soon(_watch_lost, lab, report)
     return reported
+
+
+def _kill_node_a(lab: ClusterLab, nodes: list[AsteriskInstance]) -> None:
+    """SIGKILL to A's gateway and A's Asterisk: the machine gone, as in a crash."""
+    lab.gateways[0].kill()
+    pid = sandbox.pid(sandbox.locate(nodes[0].cfg))
+    if pid is not None:
+        os.kill(pid, signal.SIGKILL)
 
 
 async def _callers(spec: FailoverSpec, lab: ClusterLab, workdir: Path) -> None:

@@ -17,6 +17,7 @@ import httpx
 import pytest
 import trio
 
+from sim.cluster_fanout import OFFICER_USERS, audience_csv, channel_tables
 from sim.lab import REPO, GatewayProcess, free_port
 from sim.smsc_server import Smsc, open_smsc
 from sim.smtp import SmtpSim, open_smtp_sim
@@ -51,21 +52,8 @@ port = {http}
 store_path = "{dir}/warnings.sqlite3"
 signup_bot = true
 sms_routes = [{{ prefix = "+7", driver = "smpp" }}, {{ prefix = "+", driver = "twilio" }}]
-users = [{{ name = "aigerim", roles = ["civil-defence"] }}, {{ name = "daniyar", roles = ["civil-defence"] }}]
-
-[warnings.actual.smpp]
-system_id = "warn"
-password = "secret"
-port = {smpp}
-max_per_second = 5000
-window = 128
-
-[warnings.actual.email]
-from_address = "alerts@ecgw.kz"
-port = {smtp}
-max_per_second = 0
-connections = 4
-
+"""
+TWILIO = """
 [warnings.actual.twilio]
 account_sid = "{twilio_sid}"
 auth_token = "{twilio_token}"
@@ -73,12 +61,6 @@ from_number = "+77270000112"
 api_base_url = "{twilio}"
 status_callback_url = "http://127.0.0.1:{http}/webhooks/twilio/status"
 max_per_second = 50
-
-[warnings.actual.telegram]
-bot_token = "{token}"
-api_base_url = "{telegram}/bot"
-max_per_second = 30
-per_chat_interval_s = 0
 """
 
 
@@ -110,16 +92,6 @@ class Lab:
         return status
 
 
-def csv_rows(n: int) -> str:
-    lines = ["ref,name,phone,email,telegram,language,zones,channels"]
-    for i in range(n):
-        kind = "telegram" if i % 20 == 7 else ("sms", "email")[i % 2]
-        zone = "medeu" if i % 10 else "bostandyk"
-        lines.append(f"p{i},Тұрғын {i},+7701{i:07d},p{i}@example.kz,{200000 + i},{('kk', 'ru', 'en')[i % 3]},"
-                     f"{zone},{kind}")
-    return "\n".join(lines) + "\n"
-
-
 @asynccontextmanager
 async def maybe_smsc(port: int | None) -> AsyncIterator[Smsc | None]:
     if port is not None:  # the test starts it later, on this port
@@ -134,12 +106,15 @@ async def lab(tmp_path: Path, *, smsc_port: int | None = None) -> AsyncIterator[
     async with maybe_smsc(smsc_port) as smsc, open_smtp_sim() as smtp, \
             open_telegram_sim(TOKEN) as tg, open_twilio_sim(mps=100) as twilio:
         path = tmp_path / "gateway.toml"
+        http = free_port(socket.SOCK_STREAM)
         path.write_text(CONFIG.format(
             phone=free_port(), tag=tmp_path.name[-6:].replace("_", "-"), sip=free_port(),
-            ari=free_port(socket.SOCK_STREAM), ami=free_port(socket.SOCK_STREAM), dir=tmp_path,
-            http=free_port(socket.SOCK_STREAM), smpp=smsc.address[1] if smsc else smsc_port, smtp=smtp.port,
-            token=TOKEN,
-            telegram=tg.url, twilio=twilio.base_url, twilio_sid=twilio.account_sid, twilio_token=twilio.auth_token))
+            ari=free_port(socket.SOCK_STREAM), ami=free_port(socket.SOCK_STREAM), dir=tmp_path, http=http)
+            + OFFICER_USERS
+            + channel_tables("actual", smpp=smsc.address[1] if smsc else smsc_port, smtp=smtp.port, token=TOKEN,
+                             telegram=tg.url, telegram_per_s=30)
+            + TWILIO.format(twilio=twilio.base_url, twilio_sid=twilio.account_sid, twilio_token=twilio.auth_token,
+                            http=http))
         gateway = GatewayProcess(path, tmp_path / "gateway.log", need_ari=False)
         await gateway.start()
         try:
@@ -149,7 +124,7 @@ async def lab(tmp_path: Path, *, smsc_port: int | None = None) -> AsyncIterator[
 
 
 async def import_and_send(lab: Lab, n: int, *extra: str) -> str:
-    (lab.dir / "people.csv").write_text(csv_rows(n) + "bad,,12,,,xx,medeu,sms\n")
+    (lab.dir / "people.csv").write_text(audience_csv(n) + "bad,,12,,,xx,medeu,sms\n")
     run = await lab.acli("recipients", "import", str(lab.dir / "people.csv"), "--as", "aigerim")
     assert f"imported {n} recipients, rejected 1 rows" in run.stdout, run.stdout + run.stderr
     assert f":{n + 2}: bad:" in run.stderr
