@@ -1,11 +1,12 @@
 """The warnings store from Trio code (``AsyncOutbox``), and this node's liveness when nodes share it (issue 14).
 
 Theory of operation. Each node sharing the store (PostgreSQL) holds a lease in ``outbox_nodes``: its row's
-``expires_wall``, renewed every ``lease_s / 3`` by ``Liveness.run`` (``Queries.heartbeat``). The jobs a
-node claims are written with its id; while its lease runs no other node touches them. Every renewal, a
-node also adopts (``Queries.adopt``) the "sending" jobs of nodes whose lease ended, and recovers them as
-its own after a crash (the engine asks the provider where it can tell, else sends again), so a dead
-node's unknown outcomes are settled about ``lease_s`` after its last renewal.
+``expires_wall``, renewed every ``lease_s / 3`` by ``Liveness.run`` (``Queries.heartbeat``, on a connection
+and thread of its own: never behind a fan-out chunk). The jobs a node claims are written with its id; while
+its lease runs no other node touches them. Every renewal, a node also adopts (``Queries.adopt``) the "sending"
+jobs of nodes whose lease ended, and recovers them as its own after a crash (the engine asks the provider
+where it can tell, else sends again), so a dead node's unknown outcomes are settled about ``lease_s`` after
+its last renewal.
 
 A node starts a claim only while ``fresh``: its last renewal, timed on its own clock from before it was
 sent, is younger than ``lease_s``. A node cut off from the database thus stops claiming before its lease
@@ -40,9 +41,15 @@ class AsyncOutbox:
     def __init__(self, outbox: Queries) -> None:
         self.sync = outbox
         self._limiter = trio.CapacityLimiter(1)
+        self._beside = trio.CapacityLimiter(1)
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self._limiter)
+
+    async def beside(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on a thread of its own, not behind ``call``'s work: for what uses a connection of its
+        own (the lease's renewal, ``Queries.heartbeat``)."""
+        return await trio.to_thread.run_sync(functools.partial(fn, *args), limiter=self._beside)
 
 
 class Liveness:
@@ -60,7 +67,7 @@ class Liveness:
     async def renew(self) -> None:
         """Extend this node's lease by ``lease_s``. Raises StoreError."""
         sent = trio.current_time()
-        await self.db.call(self.db.sync.heartbeat, time.time(), self.lease_s)
+        await self.db.beside(self.db.sync.heartbeat, time.time(), self.lease_s)
         self._fresh_until = sent + self.lease_s
 
     async def run(self, adopt: Callable[[], Awaitable[None]], *,

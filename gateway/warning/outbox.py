@@ -331,7 +331,11 @@ class Queries(RecordQueries):
                        "SET expires_wall = excluded.expires_wall", (self.node_id, now + lease_s))
             db.execute("DELETE FROM outbox_nodes WHERE expires_wall < ?", (now - FORGET_NODES_S,))
 
-        self._tx(write, churn=True)
+        self._lease_tx(write)
+
+    def _lease_tx(self, fn: Callable[[Db], None]) -> None:
+        """The lease's transaction: on a store of its own connection (``outbox_pg``) never behind other work."""
+        self._tx(fn, churn=True)
 
     def adopt(self, channel: str, now: float) -> list[tuple[int, int, int]]:
         """Make this node the owner of the "sending" jobs of ``channel`` whose owner's lease has ended (a

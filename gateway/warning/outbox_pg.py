@@ -82,6 +82,12 @@ class PgOutbox(Queries):
         self._pg = PgConnection(dsn, statement_timeout_s=statement_timeout_s, connect_timeout_s=connect_timeout_s,
                                 node_id=node_id, search_path=f"{PG_SCHEMA}, public")
         self.sync_wait = SyncWait()  # a dead synchronous standby must not stop a fan-out for ever
+        # The liveness lease's renewals have a connection (and thread, ``nodes.AsyncOutbox.beside``) of their
+        # own: behind a 20,000-job fan-out chunk on the store's one they came late, and another node adopted
+        # this live node's jobs while it was still sending them (the failover drill's duplicates).
+        self._lease_pg = PgConnection(dsn, statement_timeout_s=statement_timeout_s, connect_timeout_s=connect_timeout_s,
+                                      node_id=node_id, search_path=f"{PG_SCHEMA}, public")
+        self._lease_wait = SyncWait()
         try:
             self._pg.check(schema_version)
             self._pg.require_tables(_TABLES, what="warnings store schema check", kind="the warnings ",
@@ -92,6 +98,12 @@ class PgOutbox(Queries):
 
     def close(self) -> None:
         self._pg.close()
+        self._lease_pg.close()
+
+    def _lease_tx(self, fn: Callable[[Any], None]) -> None:
+        with self._lease_pg.edge("warnings store lease renewal", block=True) as conn, \
+                self._lease_wait.transaction(conn):
+            fn(_Db(conn))
 
     def _edge(self, what: str) -> AbstractContextManager[psycopg.Connection[tuple[Any, ...]]]:
         """The connection, (re)connected if need be, for one call; psycopg's errors as StoreError."""

@@ -13,11 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import trio
 
 from gateway.errors import StoreError
 from gateway.incident.store_pg import migrate
 from gateway.stores import MIGRATIONS, VERSION
 from gateway.warning.outbox import Queries
+from gateway.warning.nodes import AsyncOutbox, Liveness
 from gateway.warning.outbox_pg import PgOutbox
 from gateway.warning.records import SENT, AuditEvent
 from sim import pg
@@ -192,3 +194,23 @@ def test_a_database_without_the_warnings_tables_is_refused(pg_cluster: PgCluster
     box.close()
     with pytest.raises(StoreError, match=r"lacks the warnings table\(s\) outbox_nodes: run `gateway db migrate`"):
         PgOutbox(dsn, schema_version=VERSION)
+
+
+async def test_a_busy_nodes_lease_is_renewed_on_time(nodes: tuple[Backend, Queries, Queries]) -> None:
+    """The store's worker busy with a long transaction (a 20,000-job fan-out chunk takes seconds under load):
+    the renewal does not queue behind it, so the other node never takes the live node's jobs for a dead one's."""
+    _, a, b = nodes
+    box = AsyncOutbox(a)
+    liveness = Liveness(box, lease_s=LEASE_S)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(box.call, a._tx, lambda db: db.execute("SELECT pg_sleep(2)"))  # the chunk
+            await trio.sleep(0.2)
+            began = trio.current_time()
+            for _ in range(3):  # what Liveness.run does every lease_s / 3
+                await liveness.renew()
+                await trio.sleep(LEASE_S / 3)
+            took = trio.current_time() - began
+            assert liveness.fresh() and took < 1.5, f"three renewals took {took:.2f} s behind the busy worker"
+            assert b.adopt("email", time.time()) == []  # and node-a is alive to the other node
+            nursery.cancel_scope.cancel()
