@@ -427,7 +427,7 @@ class Engine:
                 again = await self._reconcile(slot, stuck, lookup)
             except GatewayError as exc:  # the provider cannot tell now: resending beats silence
                 log.warning("%s: cannot reconcile %d jobs with the provider (%s); resending", slot.key, len(stuck), exc)
-        await self.db.call(self.db.sync.requeue, slot.key, again, time.time())
+        await self.db.call(self.db.sync.requeue, slot.key, again)
         for alert_no in sorted({a for a, _, _ in stuck}):
             record = await self.db.call(self.db.sync.alert_by_no, alert_no)
             resent = sum(1 for a, _ in again if a == alert_no)

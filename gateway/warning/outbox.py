@@ -290,10 +290,13 @@ class Queries(RecordQueries):
             "WHERE alert_no = ? AND channel = ? AND target = ? AND state = 1 AND owner = ?",
             [(due, a, channel, t, self.node_id) for a, t in jobs]), churn=True)
 
-    def requeue(self, channel: str, jobs: Sequence[tuple[int, int]], now: float) -> None:
+    def requeue(self, channel: str, jobs: Sequence[tuple[int, int]]) -> None:
+        """Queue again jobs left "sending" (a crash's, a dead node's), keeping their ``due``: claims go by
+        priority, then due, so they go out before the jobs queued after them (with ``due`` set to now, the
+        recipients a dead node was warning waited behind the rest of its fan-out: 37-41 s in the drill)."""
         self._tx(lambda db: db.executemany(
-            "UPDATE jobs SET state = 0, due = ? WHERE alert_no = ? AND channel = ? AND target = ? AND state = 1 "
-            "AND owner = ?", [(now, a, channel, t, self.node_id) for a, t in jobs]))
+            "UPDATE jobs SET state = 0 WHERE alert_no = ? AND channel = ? AND target = ? AND state = 1 AND owner = ?",
+            [(a, channel, t, self.node_id) for a, t in jobs]))
 
     def withdraw(self, alert_no: int) -> int:
         """Withdraw every job of an alert not yet handed on (a Cancel overtook it)."""

@@ -18,8 +18,8 @@ import trio
 from gateway.errors import StoreError
 from gateway.incident.store_pg import migrate
 from gateway.stores import MIGRATIONS, VERSION
-from gateway.warning.outbox import Queries
 from gateway.warning.nodes import AsyncOutbox, Liveness
+from gateway.warning.outbox import Queries
 from gateway.warning.outbox_pg import PgOutbox
 from gateway.warning.records import SENT, AuditEvent
 from sim import pg
@@ -116,11 +116,11 @@ def test_a_restarted_node_recovers_only_its_own_sending_jobs(nodes: tuple[Backen
     a.close()
     a = database.outbox("node-a")  # the same node, restarted ([cluster] node_id set)
     assert sorted(a.sending("email")) == sorted(mine)
-    a.requeue("email", [(n, t) for n, t, _ in theirs], time.time())  # never another node's
+    a.requeue("email", [(n, t) for n, t, _ in theirs])  # never another node's
     a.release("email", [(n, t) for n, t, _ in theirs], time.time())
     a.finish("email", [(n, t, SENT, "", "", 0.0) for n, t, _ in theirs])
     assert sorted(b.sending("email")) == sorted(theirs)
-    a.requeue("email", [(n, t) for n, t, _ in mine], time.time())
+    a.requeue("email", [(n, t) for n, t, _ in mine])
     assert a.sending("email") == [] and len(a.claim("email", 100, time.time())) == 15
     a.close()
 
@@ -139,8 +139,27 @@ def test_a_dead_nodes_sending_jobs_are_adopted_once_its_lease_ends(nodes: tuple[
     assert b.adopt("email", now + 1) == [] and a.adopt("email", now + 1) == []  # once; never from a live node
     a.finish("email", [(n, t, SENT, "late", "", 0.0) for n, t, _ in stuck])  # node-a was only paused: too late
     assert sorted(b.sending("email")) == sorted(stuck)
-    b.requeue("email", [(n, t) for n, t, _ in adopted], now + 1)  # recovered: sent again
+    b.requeue("email", [(n, t) for n, t, _ in adopted])  # recovered: sent again
     assert len(b.claim("email", 100, now + 1)) == 20
+
+
+def test_a_dead_nodes_recovered_jobs_go_out_before_the_jobs_queued_after_them(
+        nodes: tuple[Backend, Queries, Queries]) -> None:
+    _, a, b = nodes
+    first = alert_with_jobs(a, 5)  # queued long ago
+    now = time.time()
+    a.heartbeat(now, LEASE_S)
+    stuck = a.claim("email", 5, now)  # node-a dies handing all five on
+    a.insert_alert(record("A2"), AuditEvent(at=0, actor="t", kind="drafted"))
+    no, _ = a.get_alert("A2")
+    a.start_fanout(no, [], now)
+    while not a.fanout_chunk(no, ["medeu"], None, 0, 1000, email_route, now)[2]:
+        pass  # a second alert's five jobs, queued now
+    b.heartbeat(now + 1, LEASE_S)
+    adopted = b.adopt("email", now + 1)
+    b.requeue("email", [(n, t) for n, t, _ in adopted])
+    assert sorted((n, t) for n, t, _ in b.claim("email", 5, now + 2)) == sorted((n, t) for n, t, _ in stuck)
+    assert {n for n, _, _ in stuck} == {first}
 
 
 def test_two_nodes_adopting_at_once_share_a_dead_nodes_jobs(nodes: tuple[Backend, Queries, Queries]) -> None:
