@@ -52,6 +52,7 @@ from sim.lab import AsteriskInstance
 
 TOKEN = "failover-drill-token"
 
+RUN_STEPS = frozenset({"step_started", "notified", "awaiting_ack", "ack_timeout", "scenario_finished"})
 SETTLE_S = 60.0  # after the last caller: every record final and every run finished, or the drill says so
 # The runs the drill's reports start: 2 attempts 5 s apart, then closed unanswered (~10 s): those reported
 # in the 10 s before the kill are under way on A when it dies.
@@ -229,12 +230,14 @@ def _read_record(server: pg.PgServer, reported: dict[str, str], report: Failover
 def _read_runs(runs: list[Incident], reported: dict[str, str], report: FailoverReport) -> None:
     kill = report.killed_wall
     taken: list[float] = []
+    resumed: list[float] = []
     for incident in runs:
         kinds = [(e.kind, e.wall) for e in incident.timeline]
         finished_before = any(k == "scenario_finished" and w < kill for k, w in kinds)
         if reported[incident.id] == NAMES[0] and not finished_before:
             report.runs_on_a += 1
         taken += [e.wall - kill for e in incident.timeline if e.kind == "scenario_taken_over"]
+        resumed += _first_step_after_takeover(incident, kill)
         steps = Counter((e.data.get("run"), e.data.get("step")) for e in incident.timeline
                         if e.kind == "step_started")
         notices = Counter((e.data.get("person"), e.data.get("channel"), e.data.get("attempt"))
@@ -245,3 +248,14 @@ def _read_runs(runs: list[Incident], reported: dict[str, str], report: FailoverR
     report.taken_over = len(taken)
     if taken:
         report.first_taken_over_s, report.last_taken_over_s = min(taken), max(taken)
+    report.first_resumed_step_s = min(resumed, default=None)
+
+
+def _first_step_after_takeover(incident: Incident, kill: float) -> list[float]:
+    """Kill -> the first step of a run B took over (its next notice, acknowledgement deadline or end: when
+    the run's own schedule says, from its last committed write); [] if none was taken over."""
+    taken = next((e.wall for e in incident.timeline if e.kind == "scenario_taken_over"), None)
+    if taken is None:
+        return []
+    after = [e.wall - kill for e in incident.timeline if e.wall >= taken and e.kind in RUN_STEPS]
+    return after[:1]

@@ -115,6 +115,7 @@ class FailoverReport:
     taken_over: int = 0
     first_taken_over_s: float | None = None
     last_taken_over_s: float | None = None
+    first_resumed_step_s: float | None = None  # kill -> the first step B took of A's runs (its own schedule)
     steps_twice: int = 0
     notices_twice: int = 0
     runs_unfinished: int = 0
@@ -148,7 +149,8 @@ class FailoverReport:
             f"with two {self.calls_with_two}; left live {self.left_live}; closed as lost with node A "
             f"{self.closed_as_lost}; reported before the kill {self.reported}, missing {self.reported_missing}",
             f"escalations: {self.runs_on_a} running on A at the kill, {self.taken_over} taken over by B (kill -> "
-            f"first {_s(self.first_taken_over_s)}, last {_s(self.last_taken_over_s)}); steps started twice "
+            f"first {_s(self.first_taken_over_s)}, last {_s(self.last_taken_over_s)}; first step resumed there "
+            f"{_s(self.first_resumed_step_s)}); steps started twice "
             f"{self.steps_twice}, notices sent twice {self.notices_twice}, runs unfinished {self.runs_unfinished}",
             f"kill -> node A shown lost on B's /health {_s(self.a_lost_on_b_s)}",
             *(self.fanout.lines() if self.fanout is not None else []),

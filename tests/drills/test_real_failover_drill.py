@@ -44,6 +44,8 @@ async def test_short_failover_drill_loses_nothing(tmp_path: Path) -> None:
     assert fanout.missed == 0, f"recipients missed: {lines}"
     assert fanout.duplicates <= fanout.in_flight and not fanout.duplicates_outside, \
         f"more sent twice than A had in flight: {lines}"
-    if fanout.in_flight:  # B adopts A's unsettled jobs once A's lease ends (it sends them when their turn comes)
+    if fanout.in_flight:  # B adopts A's unsettled jobs once A's lease ends, and sends them first
         assert fanout.adopted_s is not None and fanout.adopted_s <= SPEC.lease_s + MARGIN_S, \
             f"B adopted A's fan-out work later than the lease + {MARGIN_S:g} s: {lines}"
+        assert fanout.first_of_a_on_b_s is not None and fanout.first_of_a_on_b_s <= SPEC.lease_s + 2 * MARGIN_S, \
+            f"B sent A's unsettled work late (behind the rest of the queue?): {lines}"
