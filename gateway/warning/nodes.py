@@ -72,18 +72,24 @@ class Liveness:
 
     async def run(self, adopt: Callable[[], Awaitable[None]], *,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Renew the lease (started once the first renewal is in) and call ``adopt`` after every renewal,
-        until cancelled. A failed renewal or adoption is tried again at the next turn: meanwhile the
-        lease runs out and this node stops claiming (``fresh``). Raises StoreError if the first fails."""
+        """Renew the lease (started once the first renewal is in) and call ``adopt`` every ``lease_s / 3``,
+        until cancelled. The two go on side by side: an adoption waits for the store's worker (behind a fan-out
+        chunk, seconds), a renewal must not wait for it. A failed renewal or adoption is tried again at the next
+        turn: meanwhile the lease runs out and this node stops claiming (``fresh``). Raises StoreError if the
+        first renewal fails."""
         if not self.db.sync.shared:
             task_status.started()
             return
         await self.renew()
         task_status.started()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._every_turn, self.renew, "renew its lease")
+            await self._every_turn(adopt, "adopt a silent node's jobs")
+
+    async def _every_turn(self, work: Callable[[], Awaitable[None]], what: str) -> None:
         while True:
             await trio.sleep(self.lease_s / 3)
             try:
-                await self.renew()
-                await adopt()
+                await work()
             except StoreError as exc:  # the store is away: freshness runs out, which is the reaction
-                log.warning("warnings store: node %s cannot renew its lease or adopt (%s)", self.db.sync.node_id, exc)
+                log.warning("warnings store: node %s cannot %s (%s)", self.db.sync.node_id, what, exc)
