@@ -222,19 +222,20 @@ async def test_a_busy_nodes_lease_is_renewed_on_time(nodes: tuple[Backend, Queri
     _, a, b = nodes
     alert_with_jobs(a, 5)
     box = AsyncOutbox(a)
-    liveness = Liveness(box, lease_s=LEASE_S)
+    lease_s = 1.5  # renewed every 0.5 s: a loaded CI machine may be late by a few hundred ms, not by a second
+    liveness = Liveness(box, lease_s=lease_s)
     mine = a.claim("email", 5, time.time())  # node-a is handing these on
 
     async def busy() -> None:
-        await box.call(a._tx, lambda db: db.execute("SELECT pg_sleep(2)"))
+        await box.call(a._tx, lambda db: db.execute("SELECT pg_sleep(4)"))
 
-    with trio.fail_after(10):
+    with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             await nursery.start(liveness.run, busy)
             nursery.start_soon(busy)  # the chunk
-            for _ in range(8):  # 2 s: four leases' time with the worker busy throughout
-                await trio.sleep(LEASE_S / 2)
-                b.heartbeat(time.time(), LEASE_S)
+            for _ in range(8):  # 4 s: over two leases' time with the worker busy throughout
+                await trio.sleep(0.5)
+                b.heartbeat(time.time(), lease_s)
                 assert b.adopt("email", time.time()) == [], "node-b took a live node's jobs"
                 assert liveness.fresh()
             nursery.cancel_scope.cancel()
