@@ -147,7 +147,8 @@ async def measure(env: lab.AsteriskInstance, workdir: Path, column: Column, args
     column.cpu = await cpu_step(env, served, workdir, args.rate, args.cpu_seconds)
     cpu = column.cpu
     print(f"  {served.name:8s} CPU per call at {args.rate}/s ({cpu.calls} calls, {cpu.failed} failed): "
-          f"Asterisk {cpu.asterisk_ms:.2f} ms, app {cpu.app_ms:.2f} ms (just before, idle: Asterisk "
+          f"Asterisk {cpu.asterisk_ms:.2f} ms, app {cpu.app_ms:.2f} ms (main thread {cpu.app_main_ms:.2f} ms, other "
+          f"threads {cpu.app_ms - cpu.app_main_ms:.2f} ms; just before, idle: Asterisk "
           f"{cpu.idle_asterisk_ms_s:.1f} ms/s, app {cpu.idle_app_ms_s:.1f} ms/s)", flush=True)
     if args.cpu_only:
         return
