@@ -25,8 +25,6 @@ import trio
 
 from gateway.asterisk import sandbox
 from gateway.incident.records import Incident
-from gateway.incident.store_pg import migrate
-from gateway.stores import MIGRATIONS
 from sim import pg, sipp
 from sim.cluster import node_uri, running_cluster, started_nodes
 from sim.lab import AsteriskInstance, GatewayProcess
@@ -51,15 +49,8 @@ def require_cluster_lab() -> None:
 
 
 @pytest.fixture(scope="module")
-def database() -> Iterator[pg.PgServer]:
-    require_cluster_lab()
-    with pg.pg_server() as server:
-        migrate(server.dsn(), MIGRATIONS)
-        yield server
-
-
-@pytest.fixture(scope="module")
 def nodes(database: pg.PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AsteriskInstance]]:
+    require_cluster_lab()
     with started_nodes(database.dsn(), NAMES, tmp_path_factory.mktemp("cluster"), TOKEN, lease_s=LEASE_S) as started:
         yield started
 

@@ -7,7 +7,7 @@ nobody is missed, and only those jobs can have gone twice."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
@@ -15,8 +15,6 @@ import psycopg
 import pytest
 import trio
 
-from gateway.incident.store_pg import migrate
-from gateway.stores import MIGRATIONS
 from gateway.warning.engine import CLAIM_MAX
 from gateway.warning.slots import Slot
 from sim import pg
@@ -33,7 +31,6 @@ from sim.cluster_fanout import (
     write_warnings_node,
 )
 from sim.lab import GatewayProcess
-from tests.store_backends import require_postgresql
 
 N = 10_000  # 9,000 in medeu: 4,000 SMS, 4,500 e-mails, 500 Telegram messages
 LEASE_S = 2.0
@@ -41,14 +38,6 @@ NAMES = ("node-a", "node-b")
 CHANNELS = 3  # drill:smpp, drill:email, drill:telegram
 # What a node has claimed and not yet settled: each channel's workers hold at most one claim batch each.
 IN_FLIGHT_MAX = CHANNELS * Slot.workers * CLAIM_MAX
-
-
-@pytest.fixture(scope="module")
-def database() -> Iterator[pg.PgServer]:
-    require_postgresql()
-    with pg.pg_server() as server:
-        migrate(server.dsn(), MIGRATIONS)
-        yield server
 
 
 @asynccontextmanager

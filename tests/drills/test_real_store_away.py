@@ -14,8 +14,8 @@ import httpx
 import pytest
 import trio
 
-from gateway.incident.store_pg import PgStore, migrate
-from gateway.stores import MIGRATIONS, VERSION
+from gateway.incident.store_pg import PgStore
+from gateway.stores import VERSION
 from sim import pg, sipp
 from sim.cluster import running_cluster, started_nodes
 from sim.lab import AsteriskInstance
@@ -27,16 +27,9 @@ EVERY_S = 1.0
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[pg.PgServer]:
+def nodes(database: pg.PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AsteriskInstance]]:
     require_cluster_lab()
-    with pg.pg_server() as found:
-        migrate(found.dsn(), MIGRATIONS)
-        yield found
-
-
-@pytest.fixture(scope="module")
-def nodes(server: pg.PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AsteriskInstance]]:
-    with started_nodes(server.dsn(), NAMES, tmp_path_factory.mktemp("cluster"), TOKEN, lease_s=LEASE_S) as started:
+    with started_nodes(database.dsn(), NAMES, tmp_path_factory.mktemp("cluster"), TOKEN, lease_s=LEASE_S) as started:
         yield started
 
 
@@ -51,7 +44,7 @@ def call_ids_in(server: pg.PgServer) -> Counter[str]:
 
 
 async def test_postgresql_away_60_s_every_caller_answered_and_stored_once(
-    server: pg.PgServer, nodes: list[AsteriskInstance], tmp_path: Path
+    database: pg.PgServer, nodes: list[AsteriskInstance], tmp_path: Path
 ) -> None:
     async with running_cluster(nodes, NAMES, tmp_path) as lab:
         results: list[sipp.CallResult] = []
@@ -77,17 +70,17 @@ async def test_postgresql_away_60_s_every_caller_answered_and_stored_once(
                     n, halted, resumed = 0, False, False
                     while (now := trio.current_time() - started) < BEFORE_S + AWAY_S + AFTER_S:
                         if not halted and now >= BEFORE_S:
-                            await trio.to_thread.run_sync(server.halt)
+                            await trio.to_thread.run_sync(database.halt)
                             halted = True
                         if not resumed and now >= BEFORE_S + AWAY_S:
-                            await trio.to_thread.run_sync(server.resume)
+                            await trio.to_thread.run_sync(database.resume)
                             resumed = True
                         callers.start_soon(call, n)
                         n += 1
                         await trio.sleep(EVERY_S)
                 back = time.monotonic()
                 while True:  # both spools replayed, every record there
-                    stored = await trio.to_thread.run_sync(call_ids_in, server)
+                    stored = await trio.to_thread.run_sync(call_ids_in, database)
                     if all(stored[r.call_id] for r in results):
                         break
                     await trio.sleep(0.5)
