@@ -66,6 +66,14 @@ class Ari:
 
     async def _call(self, method: str, path: str, params: dict[str, Any] | None = None,
                     body: dict[str, Any] | None = None, gone: tuple[int, ...] = (404,)) -> Any:
+        data = await self._reply(method, path, params, body, gone)
+        try:
+            return msgspec.json.decode(data) if data else None
+        except msgspec.DecodeError as exc:
+            raise AriError(f"ARI {method} {path}: reply is not JSON") from exc
+
+    async def _reply(self, method: str, path: str, params: dict[str, Any] | None = None,
+                     body: dict[str, Any] | None = None, gone: tuple[int, ...] = (404,)) -> bytes:
         target = f"{quote(path)}?{urlencode(params)}" if params else quote(path)
         status, data = 0, b""
         with trio.move_on_after(REST_TIMEOUT_S):
@@ -76,10 +84,7 @@ class Ari:
             raise ChannelGone(f"ARI {method} {path}: not found ({data[:200]!r})")
         if status >= 400:
             raise AriError(f"ARI {method} {path} failed ({status}): {data[:200]!r}")
-        try:
-            return msgspec.json.decode(data) if data else None
-        except msgspec.DecodeError as exc:
-            raise AriError(f"ARI {method} {path}: reply is not JSON") from exc
+        return data
 
     async def answer(self, channel_id: str) -> None:
         await self._call("POST", f"channels/{channel_id}/answer")
@@ -143,7 +148,28 @@ class Ari:
         await self._call("GET", f"applications/{self.app}")
 
     async def channels(self) -> list[ev.Channel]:
-        return ev.channels_of(await self._call("GET", "channels") or [])
+        """Every channel's snapshot. Raises AriError (also for a reply that is not a channel list)."""
+        try:
+            return ev.channels_json(await self._reply("GET", "channels"))
+        except ev.EventError as exc:
+            raise AriError(f"ARI GET channels: {exc}") from exc
+
+    async def variable(self, channel_id: str, name: str) -> str:
+        """A channel variable's whole value ("" when unset). ChannelGone if the channel is gone."""
+        try:
+            reply = await self._call("GET", f"channels/{channel_id}/variable", {"variable": name}, gone=())
+        except AriError as exc:
+            if "(404)" not in str(exc):
+                raise
+            if "variable" in str(exc).lower():
+                return ""  # "Provided variable was not found": not set on a channel that exists
+            raise ChannelGone(str(exc)) from exc
+        value = reply.get("value") if isinstance(reply, dict) else None
+        return value if isinstance(value, str) else ""
+
+    async def variables(self, channel_id: str, names: list[str]) -> dict[str, str]:
+        """Several variables of one channel (one request each: ARI reads one at a time)."""
+        return {name: await self.variable(channel_id, name) for name in names}
 
     async def started_wall(self) -> float:
         """When this Asterisk started (wall clock, ``/asterisk/info``). Raises AriError."""

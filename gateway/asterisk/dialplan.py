@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from gateway.errors import ConfigError
+from gateway.protocols import call_facts
 from gateway.settings import GatewayConfig
 from gateway.settings.base import PROJECT
 from gateway.settings.cluster import system_name
@@ -71,6 +72,7 @@ def template_values(cfg: GatewayConfig, instance_dir: str, moddir: str, datadir:
         "record_callback": record_callback(cfg, instance_dir, "ECGW_CALLBACK_INCIDENT"),
         "record_auto_callback": record_callback(cfg, instance_dir, "ECGW_INCIDENT"),
         "talk_detect": talk_detect(cfg),
+        "call_facts": call_facts.dialplan_value(),
         **callback_values(cfg),
         **node_values(cfg),
     }

@@ -13,6 +13,7 @@ import trio
 
 from gateway.incident.recorder import Held
 from gateway.incident.records import Incident
+from gateway.intake.arrival import Unread
 from gateway.intake.call_state import CallLife
 from gateway.intake.silence import Silence
 from gateway.protocols import ari_events as ev
@@ -39,6 +40,7 @@ class Call:
         self.scope = trio.CancelScope()  # the call's own tasks; cancelled when the caller is gone
         self.subscribed = False  # our app receives its events even outside Stasis (an ARI fact, not call state)
         self.location_ref = ""  # a location sent by reference, fetched once the incident is stored
+        self.unread: Unread | None = None  # facts still to be read before the incident is stored
         self.silence: Silence | None = None  # the silence rule, from the gateway's answer (intake.silent_calls)
         self._hold = trio.CancelScope()
 

@@ -19,11 +19,11 @@ from gateway.errors import AriError, GatewayError, StoreError
 from gateway.incident.callback_list import diallable
 from gateway.incident.callback_table import CallbackTable, abandoned
 from gateway.incident.recorder import Held, Recorder
-from gateway.incident.recording_index import INCIDENT_ID
-from gateway.incident.records import Incident, IncidentState, Location, TimelineEvent, new_incident_id
-from gateway.incident.store import AsyncStore, event
+from gateway.incident.records import IncidentState
+from gateway.incident.store import AsyncStore
 from gateway.intake import call_state as cs
 from gateway.intake import location_ref
+from gateway.intake.arrival import Arrival, Unread, add_location, arrival
 from gateway.intake.call import INBOX_HIGH_WATER, Call
 from gateway.intake.call_back import AUTO_ROLE, CallBacks
 from gateway.intake.call_back import CONTEXT as CALLBACK_CONTEXT
@@ -33,10 +33,10 @@ from gateway.intake.ivr import Ivr
 from gateway.intake.lost_calls import close_vanished, reopened, was_cut
 from gateway.intake.silent_calls import SilentCalls
 from gateway.metrics import Metrics
-from gateway.protocols import ani, location
 from gateway.protocols import ari_events as ev
+from gateway.protocols import call_facts, location
 from gateway.protocols.pidf import LocationError
-from gateway.settings import LINE_1402, GatewayConfig
+from gateway.settings import GatewayConfig
 
 log = logging.getLogger(__name__)
 HOLD_AFTER_S = 0.5
@@ -116,7 +116,8 @@ class Intake:
     def _stasis_start(self, ari: Ari, nursery: trio.Nursery, event: ev.StasisStart) -> None:
         role = event.args[0] if event.args else ""
         if role == "caller":
-            fresh = self._new_call(event.channel, event.args[1] if len(event.args) > 1 else "")
+            facts = call_facts.parse(event.args[2] if len(event.args) > 2 else None)
+            fresh = self._new_call(event.channel, event.args[1] if len(event.args) > 1 else "", facts)
             nursery.start_soon(self._serve_call, ari, nursery, fresh, True)
         elif role == CALLBACK_ROLE:  # a dispatcher answered their call-back: now dial the caller
             self.callbacks.on_event(event)
@@ -130,7 +131,7 @@ class Intake:
         elif role == "redial":  # back from a Dial nobody answered: to the queue again
             call = self.calls.get(event.channel.id)
             if call is None:
-                nursery.start_soon(self._adopt_caller, ari, nursery, event.channel, {})
+                nursery.start_soon(self._adopt_one, ari, nursery, event.channel, {})
                 return
             try:
                 self.dispatcher.returned(call)
@@ -141,71 +142,49 @@ class Intake:
 
     # --- a new call -----------------------------------------------------------------------
 
-    def _new_call(self, chan: ev.Channel, service: str, arrived_wall: float | None = None) -> Call:
-        now = time.time()
-        caller = ani.normalise(chan.caller.number, chan.caller.name, chan.var("ECGW_PRES"), self.cfg.ani)
-        dialplan_id = chan.var("ECGW_INCIDENT")
-        service = service or chan.var("ECGW_SERVICE") or "112"
-        ivr = self.cfg.ivr
-        incident = Incident(
-            id=dialplan_id if INCIDENT_ID.match(dialplan_id) else new_incident_id(now),
-            service=service, created_wall=arrived_wall or now, caller=caller, call_id=chan.var("ECGW_CALL_ID")[:128],
-            channel_id=chan.id, language=chan.language if chan.language in ("kk", "ru", "en") else "",
-            priority=ivr.menu_1402.default_priority if service == LINE_1402 else ivr.default_priority,
-        )
-        incident.timeline.append(event("call_arrived", "caller", service=incident.service, channel=chan.name,
-                                       number=caller.number, raw_number=caller.raw_number,
-                                       flags=",".join(caller.flags)))
-        for flag in caller.flags:
-            self.metrics.bad_input.labels(flag).inc()
-        reference = self._add_pidf_location(incident, chan)
-        call = Call(self.recorder.track(Held(incident)), chan.id, trio.current_time())
-        call.location_ref = reference
+    def _new_call(self, chan: ev.Channel, service: str, facts: call_facts.Facts,
+                  arrived_wall: float | None = None) -> Call:
+        made = arrival(self.cfg, chan, facts, service, time.time(), arrived_wall)
+        call = Call(self.recorder.track(Held(made.incident)), chan.id, trio.current_time())
+        call.location_ref = made.location_ref
+        if facts.missing:  # read in full before the incident is stored (``_read_facts``)
+            call.unread = Unread(chan, facts, service, len(made.incident.timeline))
+        else:
+            self._count(made)
         self.calls[chan.id] = call
-        self.metrics.calls.labels(incident.service).inc()
+        self.metrics.calls.labels(made.incident.service).inc()
         self.metrics.active_calls.set(len(self.calls))
         return call
 
-    def _add_pidf_location(self, incident: Incident, chan: ev.Channel) -> str:
-        """The location sent by value, on the incident; returns the URI of one sent by reference ("" if none)."""
-        info, fmt, header = chan.var("ECGW_LOCATION"), chan.var("ECGW_LOCATION_FORMAT"), chan.var("ECGW_GEOLOC_HDR")
-        ref = location_ref.reference(info, fmt, header)
-        if ref:
-            return ref  # fetched once the incident is stored (``_dereference``)
-        if not info:
-            if header:
-                self._location_error(incident, "Asterisk could not parse the PIDF-LO sent with the call")
-            return ""
+    def _count(self, made: Arrival) -> None:
+        for label in made.bad_input:
+            self.metrics.bad_input.labels(label).inc()
+
+    async def _read_facts(self, ari: Ari, call: Call) -> None:
+        """Facts that came cut or not at all, read by REST; the incident (not stored yet) is made again with
+        them, under the same id. A caller who hung up meanwhile is served (and recorded) with what came."""
+        unread, call.unread = call.unread, None
+        if unread is None:
+            return
         try:
-            loc = location.parse_location_info(info, fmt, confidence=chan.var("ECGW_LOCATION_CONFIDENCE"),
-                                               method=chan.var("ECGW_LOCATION_METHOD"))
-        except LocationError as exc:
-            self._location_error(incident, str(exc))
-            return ""
-        self._add_location(incident, loc)
-        return ""
-
-    def _location_error(self, incident: Incident, reason: str) -> None:
-        log.warning("incident %s: location rejected: %s", incident.id, reason)
-        self.metrics.bad_input.labels("location").inc()
-        incident.timeline.append(event("location_rejected", "network", reason=reason[:300]))
-
-    @staticmethod
-    def _add_location(incident: Incident, loc: Location) -> TimelineEvent:
-        """Keep a candidate, re-pick the best, and put a ``location_found`` event on the timeline."""
-        incident.locations.append(loc)
-        incident.best_location = location.best(incident.locations)
-        item = event("location_found", loc.source, source=loc.source, shape=loc.shape,
-                     lat=loc.lat, lon=loc.lon, radius_m=loc.radius_m, address=loc.address,
-                     **({"confidence": loc.confidence} if loc.confidence is not None else {}))
-        incident.timeline.append(item)
-        return item
+            for name, value in (await ari.variables(call.channel_id, unread.facts.missing)).items():
+                unread.facts.fill(name, value)
+        except AriError as exc:
+            log.warning("incident %s: caller's facts not read in full (%s): %s", call.id,
+                        ", ".join(unread.facts.missing), exc)
+        old = call.incident
+        made = arrival(self.cfg, unread.chan, unread.facts, unread.service, old.created_wall, old.created_wall,
+                       incident_id=old.id)
+        made.incident.timeline.extend(old.timeline[unread.events:])  # noted meanwhile (e.g. talk detection)
+        call.held.incident, call.location_ref = made.incident, made.location_ref
+        self._count(made)
 
     async def _serve_call(self, ari: Ari, nursery: trio.Nursery, call: Call, fresh: bool, greeting: str = "") -> None:
         call.scope = trio.CancelScope()
         with call.scope:
             try:
                 if fresh:
+                    await self._read_facts(ari, call)
                     await self._open(ari, call)
                     # Outside the call's scope: the location matters even if the caller hangs up now.
                     nursery.start_soon(self._enrich, call)
@@ -262,7 +241,7 @@ class Intake:
         for note in document.notes:
             self.recorder.note(call.held, "location_note", actor="network", note=note[:300])
         for loc in document.locations:
-            await self.recorder.commit(call.held, self._add_location(call.incident, loc))
+            await self.recorder.commit(call.held, add_location(call.incident, loc))
 
     async def _lookup(self, call: Call) -> None:
         inc = call.incident
@@ -271,7 +250,7 @@ class Intake:
         entry, links = await self.store.directory_and_related(
             inc, self.cfg.correlation.window_s, self.cfg.correlation.same_address_radius_m, location.best)
         if entry is not None:
-            await self.recorder.commit(call.held, self._add_location(inc, entry))
+            await self.recorder.commit(call.held, add_location(inc, entry))
         if links:
             await self.recorder.record(call.held, "linked", changes={"linked_to": [i for i, _ in links],
                                                                  "link_reasons": [r for _, r in links]},
@@ -411,12 +390,16 @@ class Intake:
             if not (in_app or in_dial) or now - (ev.wall_of(chan.creationtime) or 0.0) < min_age_s:
                 continue
             log.warning("adopting untracked caller channel %s", chan.id)
-            try:  # one channel that went meanwhile must not leave the others unadopted
-                await self._adopt_caller(ari, nursery, chan, legs if in_dial else {})
-            except ChannelGone:
-                log.info("channel %s went while being adopted", chan.id)
-            except AriError as exc:
-                log.warning("channel %s not adopted this time: %s", chan.id, exc)
+            await self._adopt_one(ari, nursery, chan, legs if in_dial else {})
+
+    async def _adopt_one(self, ari: Ari, nursery: trio.Nursery, chan: ev.Channel,
+                         legs: dict[str, ev.Channel]) -> None:
+        try:  # one channel that went meanwhile must not leave the others unadopted
+            await self._adopt_caller(ari, nursery, chan, legs)
+        except ChannelGone:
+            log.info("channel %s went while being adopted", chan.id)
+        except AriError as exc:
+            log.warning("channel %s not adopted this time: %s", chan.id, exc)
 
     async def _adopt_caller(self, ari: Ari, nursery: trio.Nursery, chan: ev.Channel,
                             legs: dict[str, ev.Channel]) -> None:
@@ -428,12 +411,15 @@ class Intake:
         if chan.id in self.calls:
             return  # its StasisStart was handled while we looked
         delivered = chan.dialplan is not None and chan.dialplan.context == DELIVER_CONTEXT
-        if stored is None and not delivered:
-            call = self._new_call(chan, chan.var("ECGW_SERVICE"), ev.wall_of(chan.creationtime))
-            nursery.start_soon(self._serve_call, ari, nursery, call, True)
-            return
-        if stored is None:  # never stored, yet already with a dispatcher: record it now
-            call = self._new_call(chan, chan.var("ECGW_SERVICE"), ev.wall_of(chan.creationtime))
+        if stored is None:  # never stored: the facts come with no StasisStart now, so they are read by REST
+            facts = call_facts.parse(await _quiet_variable(ari, chan.id, call_facts.VARIABLE))
+            if chan.id in self.calls:
+                return
+            call = self._new_call(chan, "", facts, ev.wall_of(chan.creationtime))
+            if not delivered:
+                nursery.start_soon(self._serve_call, ari, nursery, call, True)
+                return
+            await self._read_facts(ari, call)  # already with a dispatcher: recorded now
         else:
             call = Call(self.recorder.track(Held(stored, saved=True)), chan.id, trio.current_time())
             self.calls[chan.id] = call
@@ -461,6 +447,17 @@ class Intake:
         log.warning("incident %s: closed as cut off, yet its call is still up: reopened (%s)", call.id, state)
         await self.recorder.record(call.held, "adopted", state=state, note=f"{note}; closed as lost, still connected",
                                    resumed=True, with_event=reopened(call.id, time.time()))
+
+
+async def _quiet_variable(ari: Ari, channel_id: str, name: str) -> str:
+    """A variable, or "" when it cannot be read now (the call is served with what is known; ChannelGone raises)."""
+    try:
+        return await ari.variable(channel_id, name)
+    except ChannelGone:
+        raise
+    except AriError as exc:
+        log.warning("channel %s: %s not read (%s); serving the call with what is known", channel_id, name, exc)
+        return ""
 
 
 async def _channel_ids(ari: Ari) -> set[str]:

@@ -37,9 +37,9 @@ from gateway.errors import NotFound, StoreError
 from gateway.incident.callback_list import diallable
 from gateway.incident.callback_table import CallbackTable, abandoned
 from gateway.incident.recorder import Held, Recorder
+from gateway.incident.recording_index import INCIDENT_ID
 from gateway.incident.records import Incident, TimelineEvent, new_incident_id
 from gateway.incident.store import AsyncStore, Statement
-from gateway.intake.calls import INCIDENT_ID
 from gateway.metrics import Metrics
 from gateway.protocols import ani
 from gateway.protocols.cel import Malformed, Reader

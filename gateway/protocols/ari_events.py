@@ -114,6 +114,7 @@ class _Kind(msgspec.Struct):
 
 _typed = msgspec.json.Decoder(Event, strict=False)  # type: ignore[arg-type]
 _kind = msgspec.json.Decoder(_Kind)
+_channels = msgspec.json.Decoder(list[Channel], strict=False)
 
 
 def decode_json(text: str | bytes) -> Event | None:
@@ -161,10 +162,19 @@ def channel_id(event: Event) -> str | None:
 
 
 def channels_of(raw: list[dict[str, Any]]) -> list[Channel]:
-    """Channel snapshots from ``GET /channels``."""
+    """Channel snapshots from ``GET /channels``, already parsed."""
     try:
         return msgspec.convert(raw, list[Channel], strict=False)
     except msgspec.ValidationError as exc:
+        raise EventError(f"malformed channel list: {exc}") from exc
+
+
+def channels_json(text: bytes) -> list[Channel]:
+    """Channel snapshots straight from ``GET /channels``' JSON (no dicts in between: the periodic sweep lists
+    every live channel, profiled at 6 % of the gateway's Trio thread at 50 calls/s when it went through dicts)."""
+    try:
+        return _channels.decode(text) if text else []
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise EventError(f"malformed channel list: {exc}") from exc
 
 

@@ -154,3 +154,54 @@ def test_only_a_call_whose_last_word_is_call_lost_is_taken_for_cut() -> None:
     incident.timeline.append(event("call_lost", "node:b"))
     incident.state = "answered"
     assert not was_cut(incident)  # not closed: nothing to reopen
+
+
+class FactsByRest(ChangingChannels):
+    """Also answers ``GET channels/<id>/variable``: ECGW_FACTS as the dialplan set it, or Asterisk's 404 for a
+    variable a channel does not have."""
+
+    def __init__(self, channels: list[dict[str, object]], variables: dict[tuple[str, str], str]) -> None:
+        super().__init__(channels, gone=set())
+        self.variables, self.asked = variables, list[tuple[str, str]]()
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        if "/variable?" in path:
+            channel_id = path.split("/")[1]
+            name = parse_qs(urlsplit(path).query)["variable"][0]
+            self.asked.append((channel_id, name))
+            value = self.variables.get((channel_id, name))
+            if value is None:
+                return 404, b'{"message": "Provided variable was not found"}'
+            return 200, json.dumps({"value": value}).encode()
+        return await super().request(method, path, body)
+
+
+async def test_a_caller_never_stored_is_adopted_with_the_facts_read_by_rest(tmp_path: Path) -> None:
+    """A call that reached a dispatcher while no gateway had stored it: its facts came with no StasisStart
+    this gateway saw, so they are read from ECGW_FACTS (one request); a channel without them (an older
+    dialplan) has each variable asked for, and is still recorded."""
+    from tests.core.test_call_facts import asterisk_line
+
+    store = AsyncStore(SqliteStore(tmp_path / "s.db"))
+    recorder = Recorder(store, Bus())
+    intake = Intake(config.load(), store, recorder, Metrics())
+    line = asterisk_line({"ECGW_SERVICE": "1402", "ECGW_PRES": "prohib", "ECGW_CALL_ID": "abc@op.kz",
+                          "ECGW_LOCATION_FORMAT": "GML", "ECGW_LOCATION": "shape=Point,crs=2d,pos=43.25 76.95"})
+    rest = FactsByRest([in_dial("with", "20261205-000000-5.1"), in_dial("without", "20261205-000000-6.1")],
+                       {("with", "ECGW_FACTS"): line, ("without", "ECGW_PRES"): "allowed"})
+    websocket = SimpleNamespace(process_ws=None)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            await nursery.start(intake.serve, Ari(websocket, "ecgw", rest))  # type: ignore[arg-type]
+            while not {"with", "without"} <= set(rest.subscribed):
+                await trio.sleep(0.01)
+            found = await store.get("20261205-000000-5.1")
+            assert (found.service, found.caller.withheld, found.call_id) == ("1402", True, "abc@op.kz")
+            assert [(loc.lat, loc.lon) for loc in found.locations] == [(43.25, 76.95)]
+            assert [name for channel, name in rest.asked if channel == "with"] == ["ECGW_FACTS"]
+            bare = await store.get("20261205-000000-6.1")
+            assert (bare.service, bare.call_id, bare.locations) == ("112", "", [])
+            assert "adopted" in [e.kind for e in bare.timeline]
+            assert len([name for channel, name in rest.asked if channel == "without"]) == 1 + 8
+            nursery.cancel_scope.cancel()

@@ -169,3 +169,30 @@ async def location_server(documents: dict[str, str]) -> AsyncIterator[str]:
         [url] = await nursery.start(run_server, Starlette(routes=[Route("/loc/{key}", get)]), "127.0.0.1", 0)
         yield url
         nursery.cancel_scope.cancel()
+
+
+def big_ring(points: int) -> list[tuple[float, float]]:
+    """A closed ring of ``points`` corners around the square (an operator's cell-sector outline)."""
+    import math
+
+    ring_ = [(round(43.24 + 0.01 * math.sin(2 * math.pi * i / points), 6),
+              round(76.93 + 0.01 * math.cos(2 * math.pi * i / points), 6)) for i in range(points)]
+    return ring_ + ring_[:1]
+
+
+async def test_a_location_longer_than_its_place_in_the_stasis_arguments_is_read_in_full(
+        asterisk: AsteriskInstance, gateway: GatewayProcess, phones: Phones, tmp_path: Path) -> None:
+    """The dialplan hands the caller's location over in Stasis' arguments cut at 1,200 bytes
+    (``protocols.call_facts``); a 100-corner polygon is longer, so the gateway reads ECGW_LOCATION by REST
+    before it stores the incident: every corner reaches it, and nothing is rejected."""
+    corners = big_ring(100)
+    pos_list = " ".join(f"{lat} {lon}" for lat, lon in corners)
+    info = (f'<gml:Polygon {CRS2}><gml:exterior><gml:LinearRing><gml:posList>{pos_list}</gml:posList>'
+            '</gml:LinearRing></gml:exterior></gml:Polygon>')
+    await place(asterisk, tmp_path, number="+77059991100", pidf_lo=document(info, "Wiremap"), talk_ms=1500)
+    [summary] = [s for s in await gateway.incidents() if s["number"] == "+77059991100"]
+    incident = await gateway.incident(str(summary["id"]))
+    assert [e.data for e in incident.timeline if e.kind == "location_rejected"] == []
+    [loc] = incident.locations
+    assert (loc.shape, loc.method, len(loc.points)) == ("polygon", "Wiremap", len(corners) - 1), loc  # open ring
+    assert incident.timeline[1].kind == "location_found"  # on the incident from its first write
