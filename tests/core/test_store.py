@@ -73,6 +73,17 @@ def test_related_is_bounded_for_a_place_called_from_again_and_again(backend: Bac
     assert len(links) == 2 * MAX_LINKS and {r for _, r in links} == {"same_address"}
 
 
+def test_a_place_is_found_among_many_calls_on_its_latitude_elsewhere(backend: Backend) -> None:
+    """Calls along the same parallel hundreds of km away do not use up the bounded candidate rows."""
+    store = backend.open()
+    for i in range(MAX_LINKS * 12):  # more than the old latitude band's 100 rows, all before "near" in its index
+        store.create(incident(f"e{i:03d}", number=f"+7702{i:07d}", created=float(i), where=(43.2381, 60.0 + i / 10)))
+    store.create(incident("near", number="+77019999999", created=60.0, where=(43.2382, 76.9457)))
+    links = store.related(incident("new", number="+77010000000", created=100.0, where=(43.2381, 76.9456)),
+                          window_s=1000, radius_m=50)
+    assert links == [("near", "same_address")]
+
+
 async def test_group_commit_keeps_every_write(backend: Backend) -> None:
     store = AsyncStore(backend.open())
     async with trio.open_nursery() as nursery:
