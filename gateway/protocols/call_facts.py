@@ -33,7 +33,9 @@ FIELDS: dict[str, tuple[str, int]] = {
     "meth": ("ECGW_LOCATION_METHOD", 100),
 }
 VARIABLE = "ECGW_FACTS"
-_ENCODED = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()]|%[0-9A-Fa-f]{2})*")  # what URIENCODE can write
+# What URIENCODE never writes: a character other than letters, digits, its marks and "%", or a "%" not
+# followed by two hex digits. (Two character-class scans: a third of the time of one alternation per character.)
+_NOT_ENCODED = re.compile(r"[^A-Za-z0-9\-_.!~*'()%]|%(?![0-9A-Fa-f]{2})")
 INLINE_ONLY = frozenset({"cid"})  # only its first 128 characters are ever kept: never read in full
 
 
@@ -72,10 +74,10 @@ def parse(line: str | None) -> Facts:
     for key, (var, _cap) in FIELDS.items():
         value = _value(pairs, key)
         if value is None:
-            if key not in INLINE_ONLY or not _ENCODED.fullmatch(pairs.get(key, "%")):
+            if key not in INLINE_ONLY or _NOT_ENCODED.search(pairs.get(key, "%")) is not None:
                 facts.missing.append(var)
             else:
-                facts.values[var] = _text(unquote_to_bytes(pairs[key]))
+                facts.values[var] = _text(_bytes(pairs[key]))
             continue
         facts.values[var] = value
     return facts
@@ -93,10 +95,14 @@ def _pairs(line: str) -> dict[str, str]:
 def _value(pairs: dict[str, str], key: str) -> str | None:
     """The value, if it came whole: its declared length matches what decodes."""
     raw, length = pairs.get(key), pairs.get(f"{key}_len", "")
-    if raw is None or not length.isdigit() or not _ENCODED.fullmatch(raw):
+    if raw is None or not length.isdigit() or _NOT_ENCODED.search(raw) is not None:
         return None
-    data = unquote_to_bytes(raw)
+    data = _bytes(raw)
     return _text(data) if len(data) == int(length) else None
+
+
+def _bytes(raw: str) -> bytes:
+    return unquote_to_bytes(raw) if "%" in raw else raw.encode("ascii")  # checked: ASCII only
 
 
 def _text(data: bytes) -> str:
