@@ -161,8 +161,8 @@ class Ari:
         except AriError as exc:
             if "(404)" not in str(exc):
                 raise
-            if "variable" in str(exc).lower():
-                return ""  # "Provided variable was not found": not set on a channel that exists
+            if "provided variable" in str(exc).lower():
+                return ""  # Asterisk's "Provided variable was not found": not set on a channel that exists
             raise ChannelGone(str(exc)) from exc
         value = reply.get("value") if isinstance(reply, dict) else None
         return value if isinstance(value, str) else ""
