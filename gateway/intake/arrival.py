@@ -22,6 +22,8 @@ from gateway.protocols.pidf import LocationError
 from gateway.settings import LINE_1402, GatewayConfig
 
 log = logging.getLogger(__name__)
+LOCATION_VARS = frozenset({"ECGW_LOCATION", "ECGW_LOCATION_FORMAT", "ECGW_GEOLOC_HDR", "ECGW_LOCATION_CONFIDENCE",
+                           "ECGW_LOCATION_METHOD"})
 
 
 @dataclass
@@ -44,7 +46,9 @@ class Unread:
 def arrival(cfg: GatewayConfig, chan: ev.Channel, facts: Facts, service: str, now: float,
             arrived_wall: float | None = None, incident_id: str = "") -> Arrival:
     """The incident of a caller whose channel is ``chan``. ``incident_id``: the id it already has (made again
-    once facts that came cut were read in full); else the dialplan's, else a new one."""
+    once facts that came cut were read in full); else the dialplan's, else a new one. With facts still
+    ``missing`` it is provisional: made again once they are read (``Unread``), and says nothing of a location
+    it has only part of."""
     caller = ani.normalise(chan.caller.number, chan.caller.name, facts.var("ECGW_PRES"), cfg.ani)
     dialplan_id = chan.var("ECGW_INCIDENT")
     service = service or facts.var("ECGW_SERVICE") or "112"
@@ -59,7 +63,11 @@ def arrival(cfg: GatewayConfig, chan: ev.Channel, facts: Facts, service: str, no
                                    number=caller.number, raw_number=caller.raw_number,
                                    flags=",".join(caller.flags)))
     found = Arrival(incident, bad_input=list(caller.flags))
-    found.location_ref = _pidf_location(found, facts)
+    if not LOCATION_VARS & set(facts.missing):
+        found.location_ref = _pidf_location(found, facts)
+    elif not facts.unread:  # read by REST, and still not whole: said, never guessed from a part
+        _location_error(found, "the location sent with the call came too long or garbled from the dialplan "
+                               "and could not be read in full")
     return found
 
 

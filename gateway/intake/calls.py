@@ -167,11 +167,11 @@ class Intake:
         if unread is None:
             return
         try:
-            for name, value in (await ari.variables(call.channel_id, unread.facts.missing)).items():
-                unread.facts.fill(name, value)
+            unread.facts.read(await ari.variables(call.channel_id, unread.facts.missing))
         except AriError as exc:
             log.warning("incident %s: caller's facts not read in full (%s): %s", call.id,
                         ", ".join(unread.facts.missing), exc)
+            unread.facts.unread = False
         old = call.incident
         made = arrival(self.cfg, unread.chan, unread.facts, unread.service, old.created_wall, old.created_wall,
                        incident_id=old.id)
