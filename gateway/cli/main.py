@@ -64,6 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def until_signal() -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(Gateway(cfg, config_path).run)
+            _freeze_what_lives_as_long()
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for signum in signals:
                     logging.getLogger("gateway").info("%s: stopping", signal.Signals(signum).name)
@@ -72,6 +73,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     trio.run(until_signal)
     return 0
+
+
+def _freeze_what_lives_as_long() -> None:
+    """Objects that exist once the gateway is ready (modules, config, drivers: ~86,000) live as long as the
+    process: out of the garbage collector's way. Its full passes walked them all, ~35 ms each on this
+    VM, and Trio's one thread serves no call meanwhile (measured with the intake bench at 50 calls/s)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def cmd_asterisk(args: argparse.Namespace) -> int:

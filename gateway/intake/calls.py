@@ -166,6 +166,8 @@ class Intake:
         unread, call.unread = call.unread, None
         if unread is None:
             return
+        log.info("incident %s: %s came cut from the dialplan; reading them by REST", call.id,
+                 ", ".join(unread.facts.missing))
         try:
             unread.facts.read(await ari.variables(call.channel_id, unread.facts.missing))
         except AriError as exc:

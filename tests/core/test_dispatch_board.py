@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,78 @@ def test_a_position_is_kept_from_a_call_back_only_by_callers_it_could_take(tmp_p
     assert (d.waiting_for("pos1"), d.waiting_for("pos3")) == (0, 1)
     d.queue.push("fire", 9, 2.0)
     assert (d.waiting_for("pos1"), d.waiting_for("pos3")) == (1, 2)
+
+
+class Continued:
+    """ARI as far as overflow goes: which channels were continued where (and when)."""
+
+    def __init__(self) -> None:
+        self.continued: list[tuple[str, str, float]] = []
+
+    async def continue_in_dialplan(self, channel_id: str, context: str, extension: str, label: str = "") -> None:
+        self.continued.append((channel_id, extension, trio.current_time()))
+
+
+async def test_a_waiting_call_overflows_on_time_and_one_gone_or_talking_does_not(
+        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    """Every position busy: the call still waiting overflow_after_s after it was first queued goes to the
+    backup centre (one timer for all calls, no task each); the one that hung up and the one a dispatcher
+    took meanwhile do not; a call queued later overflows at its own time."""
+    d = dispatcher(tmp_path)
+    for position in ("pos1", "pos2", "pos3"):
+        d.board.set(position, "busy")
+    ari = Continued()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(d.recorder.store.run)
+        await nursery.start(d.run, ari)
+        waiting, gone, taken, later = call("w"), call("g"), call("t"), call("l")
+        for c in (waiting, gone, taken):
+            d.enqueue(c, 5)
+            d.watch_overflow(c)
+        await trio.sleep(10)
+        d.release(gone)
+        taken.life.handle(cs.Matched("pos1", at=trio.current_time()))
+        taken.life.handle(cs.HandedOff())
+        taken.life.handle(cs.Answered(at=trio.current_time()))
+        d.enqueue(later, 5)
+        d.watch_overflow(later)
+        after = d.cfg.overflow_after_s
+        await trio.sleep(after - 10 - 1)
+        assert waiting.life.state is cs.State.QUEUED
+        await trio.sleep(2)  # the state changes at the deadline; the store write and REST follow
+        assert (waiting.life.state, taken.life.state, later.life.state) == (
+            cs.State.OVERFLOWED, cs.State.TALKING, cs.State.QUEUED)
+        await trio.sleep(10)
+        assert later.life.state is cs.State.OVERFLOWED
+        for _ in range(200):  # the store's thread runs in real time, not the test's clock
+            if len(ari.continued) == 2:
+                break
+            await trio.to_thread.run_sync(time.sleep, 0.05)
+        assert sorted(channel for channel, where, _ in ari.continued if where == "overflow") == ["ch-l", "ch-w"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_call_gone_is_not_kept_alive_until_its_overflow_time(tmp_path: Path,
+                                                                     autojump_clock: trio.testing.MockClock) -> None:
+    """Nothing of the dispatcher's holds a call that hung up (a task sleeping until each call's overflow time
+    did, for two minutes: tens of thousands of objects at 50 calls/s, and the garbage collector's full passes
+    over them stalled every call)."""
+    import gc
+    import weakref
+
+    d = dispatcher(tmp_path)
+    for position in ("pos1", "pos2", "pos3"):
+        d.board.set(position, "busy")  # it waits in the queue, then hangs up
+    async with trio.open_nursery() as nursery:
+        await nursery.start(d.run, Continued())
+        short = call("s")
+        d.enqueue(short, 5)
+        d.watch_overflow(short)
+        await trio.sleep(1)
+        d.release(short)
+        kept = weakref.ref(short)
+        del short
+        await trio.sleep(1)
+        gc.collect()
+        assert kept() is None
+        nursery.cancel_scope.cancel()
