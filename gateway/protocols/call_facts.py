@@ -102,7 +102,7 @@ def _pairs(line: str) -> dict[str, str]:
 def _value(pairs: dict[str, str], key: str) -> str | None:
     """The value, if it came whole: its declared length matches what decodes."""
     raw, length = pairs.get(key), pairs.get(f"{key}_len", "")
-    if raw is None or not length.isdigit() or _NOT_ENCODED.search(raw) is not None:
+    if raw is None or not (length.isascii() and length.isdigit()) or _NOT_ENCODED.search(raw) is not None:
         return None
     data = _bytes(raw)
     return _text(data) if len(data) == int(length) else None

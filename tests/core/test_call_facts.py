@@ -70,7 +70,8 @@ def test_garbled_lines_never_raise_and_say_what_to_read() -> None:
     facts = call_facts.parse(cut_short)
     assert facts.var("ECGW_PRES") == "allowed"
     assert facts.missing == ["ECGW_LOCATION", "ECGW_LOCATION_CONFIDENCE", "ECGW_LOCATION_METHOD"]
-    for hostile in ("&&&", "=", "loc=%zz&loc_len=3", "loc=abc&loc_len=-1", "loc=abc&loc_len=x", "svc", "\x00=\x00"):
+    for hostile in ("&&&", "=", "loc=%zz&loc_len=3", "loc=abc&loc_len=-1", "loc=abc&loc_len=x", "svc", "\x00=\x00",
+                    "loc=a&loc_len=\u00b9", "loc=é&loc_len=2"):
         assert "ECGW_LOCATION" in call_facts.parse(hostile).missing, hostile
     assert call_facts.parse("svc=112&svc_len=3&svc=999&svc_len=3").var("ECGW_SERVICE") == "112"  # the first wins
 
