@@ -60,10 +60,12 @@ def test_malformed_events_are_typed_errors(raw: dict[str, object]) -> None:
 
 
 def test_channel_list_decoding() -> None:
-    channels = ev.channels_of([CHANNEL, dict(CHANNEL, id="2", dialplan=None)])
+    import json
+
+    channels = ev.channels_json(json.dumps([CHANNEL, dict(CHANNEL, id="2", dialplan=None)]).encode())
     assert [c.id for c in channels] == ["1795259147.11", "2"] and channels[1].dialplan is None
     with pytest.raises(ev.EventError):
-        ev.channels_of([{"name": "no id"}])
+        ev.channels_json(b'[{"name": "no id"}]')
 
 
 def test_decode_json_in_one_pass_matches_decode() -> None:
