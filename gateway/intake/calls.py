@@ -41,6 +41,7 @@ from gateway.settings import GatewayConfig
 log = logging.getLogger(__name__)
 HOLD_AFTER_S = 0.5
 RECONCILE_S = 5.0
+FACTS_READ_S = 2.0  # at most this long reading facts that came cut, before the call is served with what came
 GONE_KEEP_S = 60.0  # a channel Asterisk reported gone may still be listed while it is torn down
 
 
@@ -168,12 +169,16 @@ class Intake:
             return
         log.info("incident %s: %s came cut from the dialplan; reading them by REST", call.id,
                  ", ".join(unread.facts.missing))
-        try:
-            unread.facts.read(await ari.variables(call.channel_id, unread.facts.missing))
-        except AriError as exc:
-            log.warning("incident %s: caller's facts not read in full (%s): %s", call.id,
-                        ", ".join(unread.facts.missing), exc)
-            unread.facts.unread = False
+        with trio.move_on_after(FACTS_READ_S) as waited:  # the call is answered only once its incident is stored
+            try:
+                unread.facts.read(await ari.variables(call.channel_id, unread.facts.missing))
+            except AriError as exc:
+                log.warning("incident %s: caller's facts not read in full (%s): %s", call.id,
+                            ", ".join(unread.facts.missing), exc)
+        if waited.cancelled_caught:
+            log.warning("incident %s: caller's facts (%s) not read within %.0f s", call.id,
+                        ", ".join(unread.facts.missing), FACTS_READ_S)
+        unread.facts.unread = False
         old = call.incident
         made = arrival(self.cfg, unread.chan, unread.facts, unread.service, old.created_wall, old.created_wall,
                        incident_id=old.id)
