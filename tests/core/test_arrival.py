@@ -18,9 +18,9 @@ from gateway.incident.bus import Bus
 from gateway.incident.recorder import Recorder
 from gateway.incident.records import Incident
 from gateway.incident.store import AsyncStore, SqliteStore
+from gateway.intake.arrival import arrival
 from gateway.intake.calls import FACTS_READ_S, Intake
 from gateway.metrics import Metrics
-from gateway.intake.arrival import arrival
 from gateway.protocols import ari_events as ev
 from gateway.protocols import call_facts
 from tests.core.test_call_facts import asterisk_line
