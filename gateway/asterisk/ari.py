@@ -66,25 +66,23 @@ class Ari:
 
     async def _call(self, method: str, path: str, params: dict[str, Any] | None = None,
                     body: dict[str, Any] | None = None, gone: tuple[int, ...] = (404,)) -> Any:
-        data = await self._reply(method, path, params, body, gone)
-        try:
-            return msgspec.json.decode(data) if data else None
-        except msgspec.DecodeError as exc:
-            raise AriError(f"ARI {method} {path}: reply is not JSON") from exc
+        return _decoded(method, path, await self._reply(method, path, params, body, gone))
 
     async def _reply(self, method: str, path: str, params: dict[str, Any] | None = None,
                      body: dict[str, Any] | None = None, gone: tuple[int, ...] = (404,)) -> bytes:
+        status, data = await self._exchange(method, path, params, body)
+        return _checked(method, path, status, data, gone)
+
+    async def _exchange(self, method: str, path: str, params: dict[str, Any] | None = None,
+                        body: dict[str, Any] | None = None) -> tuple[int, bytes]:
+        """(status, body) of one request; AriError when no reply comes within ``REST_TIMEOUT_S``."""
         target = f"{quote(path)}?{urlencode(params)}" if params else quote(path)
         status, data = 0, b""
         with trio.move_on_after(REST_TIMEOUT_S):
             status, data = await self._http.request(method, target, _json_encode(body) if body is not None else None)
         if status == 0:
             raise AriError(f"ARI {method} {path}: no reply within {REST_TIMEOUT_S} s")
-        if status in gone:
-            raise ChannelGone(f"ARI {method} {path}: not found ({data[:200]!r})")
-        if status >= 400:
-            raise AriError(f"ARI {method} {path} failed ({status}): {data[:200]!r}")
-        return data
+        return status, data
 
     async def answer(self, channel_id: str) -> None:
         await self._call("POST", f"channels/{channel_id}/answer")
@@ -156,14 +154,11 @@ class Ari:
 
     async def variable(self, channel_id: str, name: str) -> str:
         """A channel variable's whole value ("" when unset). ChannelGone if the channel is gone."""
-        try:
-            reply = await self._call("GET", f"channels/{channel_id}/variable", {"variable": name}, gone=())
-        except AriError as exc:
-            if "(404)" not in str(exc):
-                raise
-            if "provided variable" in str(exc).lower():
-                return ""  # Asterisk's "Provided variable was not found": not set on a channel that exists
-            raise ChannelGone(str(exc)) from exc
+        path = f"channels/{channel_id}/variable"
+        status, data = await self._exchange("GET", path, {"variable": name})
+        if status == 404 and b"Provided variable was not found" in data:
+            return ""  # Asterisk's words for a variable not set on a channel that exists
+        reply = _decoded("GET", path, _checked("GET", path, status, data, (404,)))
         value = reply.get("value") if isinstance(reply, dict) else None
         return value if isinstance(value, str) else ""
 
@@ -184,6 +179,22 @@ class Ari:
         """Typed events until the websocket closes (decoded by its reader, malformed ones logged there)."""
         async for event in self._receive:
             yield event
+
+
+def _checked(method: str, path: str, status: int, data: bytes, gone: tuple[int, ...]) -> bytes:
+    """The body of a reply that succeeded; ChannelGone for a status in ``gone``, else AriError."""
+    if status in gone:
+        raise ChannelGone(f"ARI {method} {path}: not found ({data[:200]!r})")
+    if status >= 400:
+        raise AriError(f"ARI {method} {path} failed ({status}): {data[:200]!r}")
+    return data
+
+
+def _decoded(method: str, path: str, data: bytes) -> Any:
+    try:
+        return msgspec.json.decode(data) if data else None
+    except msgspec.DecodeError as exc:
+        raise AriError(f"ARI {method} {path}: reply is not JSON") from exc
 
 
 async def quietly(operation: Awaitable[object]) -> None:
