@@ -44,11 +44,11 @@ class Unread:
 
 
 def arrival(cfg: GatewayConfig, chan: ev.Channel, facts: Facts, service: str, now: float,
-            arrived_wall: float | None = None, incident_id: str = "") -> Arrival:
+            arrived_wall: float | None = None, incident_id: str = "", provisional: bool = False) -> Arrival:
     """The incident of a caller whose channel is ``chan``. ``incident_id``: the id it already has (made again
-    once facts that came cut were read in full); else the dialplan's, else a new one. With facts still
-    ``missing`` it is provisional: made again once they are read (``Unread``), and says nothing of a location
-    it has only part of."""
+    once facts that came cut were read in full); else the dialplan's, else a new one. ``provisional``: the
+    ``missing`` facts are still to be read (``Unread``), so it says nothing of a location it has only part of;
+    else a location still missing is said to be so."""
     caller = ani.normalise(chan.caller.number, chan.caller.name, facts.var("ECGW_PRES"), cfg.ani)
     dialplan_id = chan.var("ECGW_INCIDENT")
     service = service or facts.var("ECGW_SERVICE") or "112"
@@ -65,7 +65,7 @@ def arrival(cfg: GatewayConfig, chan: ev.Channel, facts: Facts, service: str, no
     found = Arrival(incident, bad_input=list(caller.flags))
     if not LOCATION_VARS & set(facts.missing):
         found.location_ref = _pidf_location(found, facts)
-    elif not facts.unread:  # read by REST, and still not whole: said, never guessed from a part
+    elif not provisional:  # read by REST, and still not whole: said, never guessed from a part
         _location_error(found, "the location sent with the call came too long or garbled from the dialplan "
                                "and could not be read in full")
     return found

@@ -145,7 +145,7 @@ class Intake:
 
     def _new_call(self, chan: ev.Channel, service: str, facts: call_facts.Facts,
                   arrived_wall: float | None = None) -> Call:
-        made = arrival(self.cfg, chan, facts, service, time.time(), arrived_wall)
+        made = arrival(self.cfg, chan, facts, service, time.time(), arrived_wall, provisional=bool(facts.missing))
         call = Call(self.recorder.track(Held(made.incident)), chan.id, trio.current_time())
         call.location_ref = made.location_ref
         if facts.missing:  # read in full before the incident is stored (``_read_facts``)
@@ -171,14 +171,14 @@ class Intake:
                  ", ".join(unread.facts.missing))
         with trio.move_on_after(FACTS_READ_S) as waited:  # the call is answered only once its incident is stored
             try:
-                unread.facts.read(await ari.variables(call.channel_id, unread.facts.missing))
+                for name, value in (await ari.variables(call.channel_id, unread.facts.missing)).items():
+                    unread.facts.fill(name, value)
             except AriError as exc:
                 log.warning("incident %s: caller's facts not read in full (%s): %s", call.id,
                             ", ".join(unread.facts.missing), exc)
         if waited.cancelled_caught:
             log.warning("incident %s: caller's facts (%s) not read within %.0f s", call.id,
                         ", ".join(unread.facts.missing), FACTS_READ_S)
-        unread.facts.unread = False
         old = call.incident
         made = arrival(self.cfg, unread.chan, unread.facts, unread.service, old.created_wall, old.created_wall,
                        incident_id=old.id)

@@ -45,16 +45,9 @@ class Facts:
 
     values: dict[str, str] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
-    unread: bool = True  # ``missing`` not yet asked for by REST (``read``)
 
     def var(self, name: str) -> str:
         return self.values.get(name, "")
-
-    def read(self, found: dict[str, str]) -> None:
-        """What REST gave for the ``missing`` variables (those it could not give stay missing)."""
-        for name, value in found.items():
-            self.fill(name, value)
-        self.unread = False
 
     def fill(self, name: str, value: str) -> None:
         """The whole value of a variable listed in ``missing``, read by REST."""

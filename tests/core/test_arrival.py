@@ -41,11 +41,10 @@ def test_a_location_still_to_be_read_is_not_guessed_from_its_part() -> None:
     long = dict(POINT, ECGW_LOCATION=LONG)
     facts = call_facts.parse(asterisk_line(long))
     assert facts.missing == ["ECGW_LOCATION"]
-    provisional = arrival(config.load(), CHANNEL, facts, "", 1.0)
+    provisional = arrival(config.load(), CHANNEL, facts, "", 1.0, provisional=True)
     assert provisional.incident.locations == [] and [e.kind for e in provisional.incident.timeline] == [
         "call_arrived"] and provisional.bad_input == []
-    facts.unread = False  # REST could not give it either (the read failed)
-    final = arrival(config.load(), CHANNEL, facts, "", 1.0, incident_id=provisional.incident.id)
+    final = arrival(config.load(), CHANNEL, facts, "", 1.0, incident_id=provisional.incident.id)  # REST failed
     [rejected] = [e for e in final.incident.timeline if e.kind == "location_rejected"]
     assert "could not be read in full" in str(rejected.data["reason"]) and final.bad_input == ["location"]
     assert final.incident.id == provisional.incident.id and final.incident.locations == []
