@@ -208,7 +208,6 @@ async def running_engine(path: Path, config: Config, channels: dict[str, Channel
     store = AsyncStore(sync)
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
             recorder = Recorder(store, Bus())
             engine = Engine(recorder=recorder, catalogue=config.catalogue, directory=config.directory,
                             notifier=Notifier(channels, config.texts), tz="Asia/Almaty")

@@ -80,7 +80,6 @@ async def run(served: int, fallback: int) -> None:
         path.write_bytes(data)
         store = AsyncStore(SqliteStore(Path(tmp) / "gateway.sqlite3"))
         async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
             calls = FallbackCalls(CFG, path, store, Recorder(store, Bus()), Metrics())
             print(f"CEL log: {len(data) / 1e6:.1f} MB, {served:,} served + {fallback:,} fallback calls")
             for what in ("first read", "second read (cursor)", "whole log again (no cursor)"):

@@ -96,7 +96,6 @@ async def open_sqlite(path: Path) -> AsyncIterator[AsyncStore]:
     store = AsyncStore(SqliteStore(path))
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
             yield store
             nursery.cancel_scope.cancel()
     finally:
@@ -115,7 +114,6 @@ async def open_pgstore(server: pg.PgServer, *, unix: bool) -> AsyncIterator[Asyn
     store = AsyncStore(await trio.to_thread.run_sync(lambda: PgStore(dsn, schema_version=VERSION)))
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
             yield store
             nursery.cancel_scope.cancel()
     finally:

@@ -181,7 +181,6 @@ class Gateway:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled. ``started()`` once the HTTP API listens and ARI is registered."""
         async with trio.open_nursery() as nursery:
-            await nursery.start(self.store.run)
             if isinstance(spool := self.store.sync, Spooled):  # PostgreSQL away: this node's spool, replayed later
                 await nursery.start(isolated, "store spool", functools.partial(replay_forever, self.store, spool))
             if self.remote is not None:

@@ -7,14 +7,21 @@ call is a queue put on the way out and one ``run_sync_soon`` on the way back.
 
 Like ``to_thread.run_sync`` with its default, a call cannot be cancelled once its function has
 started: the store's work is never abandoned half done (it is checked for cancellation before).
+
+``Batches`` group-commits on a lane: every item asked while one batch runs goes into the next, so
+the disk's sync rate bounds transactions, not writers. It needs no task of its own: the lane's
+answer, on Trio's thread, wakes the batch's writers and starts the next batch (one scheduler step
+per write, where a writer task cost three: measured, the hand-offs were most of the Trio thread's
+cost of a write).
 """
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import outcome
 import trio
@@ -22,6 +29,7 @@ import trio
 T = TypeVar("T")
 IDLE_EXIT_S = 30.0  # an idle lane's thread ends (a store no longer used must not keep one forever)
 _Job = tuple[Callable[[], object], Callable[[outcome.Outcome[object]], None]]
+Item = TypeVar("Item")
 
 
 class Lane:
@@ -47,6 +55,19 @@ class Lane:
 
         self._submit((lambda: fn(*args), deliver))
         return await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)  # type: ignore[no-any-return]
+
+    def submit(self, fn: Callable[[], object], done: Callable[[outcome.Outcome[object]], None]) -> None:
+        """``fn()`` on the lane's thread, then ``done(its outcome)`` on Trio's thread (``done`` must not block:
+        it runs between Trio's tasks). Call from Trio's thread."""
+        token = trio.lowlevel.current_trio_token()
+
+        def deliver(result: outcome.Outcome[object]) -> None:
+            try:
+                token.run_sync_soon(done, result)
+            except trio.RunFinishedError:
+                pass
+
+        self._submit((fn, deliver))
 
     def close(self) -> None:
         """Finish the calls already asked, then end the thread (a later call starts a new one, on a queue of
@@ -80,3 +101,58 @@ class Lane:
                 return
             fn, deliver = job
             deliver(outcome.capture(fn))
+
+
+class _Waiter(Generic[Item]):
+    __slots__ = ("item", "task", "error")
+
+    def __init__(self, item: Item, task: trio.lowlevel.Task | None) -> None:
+        self.item = item
+        self.task = task  # None once its writer stopped waiting (cancelled): the item is still committed
+        self.error: BaseException | None = None
+
+
+class Batches(Generic[Item]):
+    """Items committed in batches on ``lane`` by ``commit(items)``, which runs there and returns, per item,
+    None or the exception that item's writer gets (one bad item need not fail its neighbours)."""
+
+    def __init__(self, lane: Lane, commit: Callable[[list[Item]], list[BaseException | None]]) -> None:
+        self._lane = lane
+        self._commit = commit
+        self._waiting: list[_Waiter[Item]] = []
+        self._running = False
+
+    async def put(self, item: Item) -> None:
+        """Commit ``item`` with the next batch; returns once that batch is done, or raises its error. A writer
+        cancelled while it waits leaves, and its item is committed all the same (it may be already)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        waiter = _Waiter(item, trio.lowlevel.current_task())
+        self._waiting.append(waiter)
+        if not self._running:
+            self._start()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            waiter.task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _start(self) -> None:
+        batch, self._waiting = self._waiting, []
+        self._running = True
+        self._lane.submit(functools.partial(self._run, batch), functools.partial(self._done, batch))
+
+    def _run(self, batch: list[_Waiter[Item]]) -> None:
+        for waiter, error in zip(batch, self._commit([w.item for w in batch]), strict=True):
+            waiter.error = error
+
+    def _done(self, batch: list[_Waiter[Item]], result: outcome.Outcome[object]) -> None:
+        """On Trio's thread: wake the batch's writers (with the commit's own failure, if it raised: a bug),
+        then start the next batch."""
+        for waiter in batch:
+            if waiter.task is not None:
+                failed = result.error if isinstance(result, outcome.Error) else waiter.error
+                trio.lowlevel.reschedule(waiter.task, outcome.Error(failed) if failed else outcome.Value(None))
+        self._running = False
+        if self._waiting:
+            self._start()

@@ -7,7 +7,7 @@ Events are handed out as the typed Structs of ``gateway.protocols.ari_events``.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -61,8 +61,23 @@ class Ari:
         # listeners we do not use; profiled at ~1 ms per event, it capped intake at ~50 calls/s.
         # Take the raw JSON straight from its websocket reader instead (backpressure preserved).
         self._send, self._receive = trio.open_memory_channel[ev.Event](1000)
+        self._handler: Callable[[ev.Event], None] | None = None  # ``route_to``
         if client is not None:
-            client.process_ws = self._send.send
+            client.process_ws = self._deliver
+
+    async def _deliver(self, event: ev.Event) -> None:
+        """From the websocket reader: to the handler, there and then, or else into the events' channel."""
+        if self._handler is None:
+            await self._send.send(event)
+        else:
+            self._handle(self._handler, event)
+
+    @staticmethod
+    def _handle(handler: Callable[[ev.Event], None], event: ev.Event) -> None:
+        try:
+            handler(event)
+        except Exception:  # one event's bug must not end the websocket, and with it every caller's events
+            log.exception("ARI event %s not handled", type(event).__name__)
 
     async def _call(self, method: str, path: str, params: dict[str, Any] | None = None,
                     body: dict[str, Any] | None = None, gone: tuple[int, ...] = (404,)) -> Any:
@@ -179,6 +194,25 @@ class Ari:
         """Typed events until the websocket closes (decoded by its reader, malformed ones logged there)."""
         async for event in self._receive:
             yield event
+
+    def route_to(self, handler: Callable[[ev.Event], None]) -> None:
+        """From now on the websocket reader hands each event to ``handler`` itself, in order (``handler`` must
+        not block: it runs in the reader). Events waiting in ``events()`` go first. Why: through the channel,
+        every event cost two scheduler steps more (the reader's send, the consumer's wake-up), a sixth of the
+        gateway's per-call steps (measured at 50 calls/s). ``closed()`` then waits for the websocket's end."""
+        while True:
+            try:
+                event = self._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            self._handle(handler, event)
+        self._handler = handler
+
+    async def closed(self) -> None:
+        """After ``route_to``: return when the websocket has closed."""
+        assert self._handler is not None, "route_to first: events would wait here unhandled"
+        async for event in self._receive:  # none come this way now; the channel only closes
+            self._handle(self._handler, event)
 
 
 def _checked(method: str, path: str, status: int, data: bytes, gone: tuple[int, ...]) -> bytes:

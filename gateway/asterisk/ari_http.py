@@ -9,11 +9,17 @@ comes from our own code: method, a quoted path, fixed headers), lets httptools r
 pools connections (bounded: Asterisk's HTTP server refuses sessions past its ``sessionlimit``) and
 retries a request once when the connection closed before any of the response arrived (Asterisk
 drops idle keep-alive connections, and closes new ones it cannot serve, without reading them).
+
+Why its own socket loop rather than ``trio.SocketStream``: each of Trio's socket calls and its
+semaphore's ``acquire`` yields to the scheduler even when it need not wait, so one exchange cost
+three scheduler steps. Here the request is written at once (loopback takes it whole) and the task
+waits only for the reply to arrive: one step (measured at 50 calls/s, three exchanges per call).
 """
 
 from __future__ import annotations
 
 import base64
+import socket
 
 import httptools
 import trio
@@ -47,9 +53,28 @@ class _Reply:
 
 
 class _Connection:
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock  # non-blocking
         self.reusable = False  # a complete response that allows keep-alive was read
+
+    def close(self) -> None:
+        trio.lowlevel.notify_closing(self.sock)
+        self.sock.close()
+
+    async def send_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self.sock.send(view):]
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(self.sock)
+
+    async def receive(self) -> bytes:
+        while True:
+            try:
+                return self.sock.recv(READ_SIZE)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(self.sock)
 
 
 class RestClient:
@@ -66,11 +91,19 @@ class RestClient:
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
         for conn in idle:
-            await trio.aclose_forcefully(conn.stream)
+            conn.close()
+        await trio.lowlevel.checkpoint()
 
     async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        async with self._slots:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._slots.acquire_nowait()  # no scheduler step when a slot is free (``acquire`` takes one)
+        except trio.WouldBlock:
+            await self._slots.acquire()
+        try:
             return await self._request(method, path, body)
+        finally:
+            self._slots.release()
 
     async def _request(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
         for _attempt in range(2):
@@ -78,10 +111,10 @@ class RestClient:
             try:
                 status, data = await self._exchange(conn, method, self.prefix + path, body)
             except _StaleConnection:
-                await trio.aclose_forcefully(conn.stream)
+                conn.close()
                 continue
             except BaseException:
-                await trio.aclose_forcefully(conn.stream)
+                conn.close()
                 raise
             self._release(conn)
             return status, data
@@ -92,14 +125,16 @@ class RestClient:
             stream = await trio.open_tcp_stream(self.host, self.port)
         except OSError as exc:
             raise AriError(f"ARI at {self.host}:{self.port} unreachable: {exc}") from exc
-        return _Connection(stream)
+        sock = socket.socket(fileno=stream.socket.detach())  # Trio's stream set TCP_NODELAY and non-blocking
+        sock.setblocking(False)
+        return _Connection(sock)
 
     def _release(self, conn: _Connection) -> None:
         if conn.reusable:
             conn.reusable = False
             self._idle.append(conn)
         else:
-            conn.stream.socket.close()
+            conn.close()
 
     def _head(self, method: str, target: str, body: bytes | None) -> bytes:
         if any(c in target for c in " \r\n") or not method.isalpha():
@@ -113,14 +148,14 @@ class RestClient:
         answered = False
         reply = _Reply()
         try:
-            await conn.stream.send_all(out)
+            await conn.send_all(out)
             while not reply.complete:
-                data = await conn.stream.receive_some(READ_SIZE)
+                data = await conn.receive()
                 if not data:
-                    raise trio.BrokenResourceError("server closed the connection")
+                    raise ConnectionResetError("server closed the connection")
                 answered = True
                 reply.parser.feed_data(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+        except OSError as exc:
             if not answered:
                 raise _StaleConnection from exc
             raise AriError(f"ARI {method} {target}: {exc!r}") from exc

@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 import msgspec
-import trio
 
 from gateway.errors import NotFound, StoreError
 from gateway.files import private_store
 from gateway.geo import distance_m
 from gateway.incident.records import Incident, IncidentSummary, Location, TimelineEvent, response_location
-from gateway.threads import Lane
+from gateway.threads import Batches, Lane
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -364,9 +363,9 @@ class SqliteStore(Queries):
 class AsyncStore:
     """The Store interface for Trio code, over a SqliteStore on one worker thread.
 
-    Writes are group-committed: every write waiting when the writer wakes goes into one
-    transaction (one fsync), so the disk's sync rate bounds transactions, not calls. A write
-    returns only once it is durable. Rows are encoded in the caller's task, so later changes
+    Writes are group-committed (``threads.Batches``): every write asked while a transaction runs
+    goes into the next one (one fsync), so the disk's sync rate bounds transactions, not calls. A
+    write returns only once it is durable. Rows are encoded in the caller's task, so later changes
     to the incident cannot race with the writer thread.
     """
 
@@ -374,40 +373,28 @@ class AsyncStore:
         self.sync = store
         self._lane = Lane("store")  # one thread, in order: reads see every write asked before them
         self._keys: dict[str, tuple[object, ...]] = {}  # incident id -> its indexed columns as stored
-        self._send, self._receive = trio.open_memory_channel[tuple[list[Statement], trio.Event, list[BaseException]]](
-            math.inf
-        )
+        self._writes = Batches[list[Statement]](self._lane, self._commit)
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The writer loop; run it in the owner's nursery before using the store."""
-        task_status.started()
-        async for first in self._receive:
-            batch = [first]
-            while True:
-                try:
-                    batch.append(self._receive.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            try:
-                await self._run(self.sync.write_many, [item[0] for item in batch])
-            except StoreError as exc:
-                if len(batch) == 1:
-                    batch[0][2].append(exc)
-                else:  # retry one by one so a single bad write does not fail its neighbours
-                    for item in batch:
-                        try:
-                            await self._run(self.sync.write, item[0])
-                        except StoreError as one:
-                            item[2].append(one)
-            for _, done, _errors in batch:
-                done.set()
+    def _commit(self, writes: list[list[Statement]]) -> list[BaseException | None]:
+        """On the store's thread: the writes in one transaction; if that fails, one by one, so a single bad
+        write does not fail its neighbours."""
+        try:
+            self.sync.write_many(writes)
+            return [None] * len(writes)
+        except StoreError as exc:
+            if len(writes) == 1:
+                return [exc]
+        return [self._one(statements) for statements in writes]
+
+    def _one(self, statements: list[Statement]) -> StoreError | None:
+        try:
+            self.sync.write(statements)
+        except StoreError as exc:
+            return exc
+        return None
 
     async def _write(self, statements: list[Statement]) -> None:
-        done, errors = trio.Event(), list[BaseException]()
-        self._send.send_nowait((statements, done, errors))
-        await done.wait()
-        if errors:
-            raise errors[0]
+        await self._writes.put(statements)
 
     async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
         return await self._lane.run(fn, *args)

@@ -81,9 +81,9 @@ class Intake:
             nursery.start_soon(self._close_vanished, ari)
             nursery.start_soon(self._reconcile, ari, nursery)
             task_status.started()
-            try:
-                async for event in ari.events():
-                    self._route(ari, nursery, event)
+            try:  # events that came during adoption first, then each from the websocket's reader itself
+                ari.route_to(functools.partial(self._route, ari, nursery))
+                await ari.closed()
             finally:
                 self.callbacks.attach(None, None, None)
             nursery.cancel_scope.cancel()

@@ -70,7 +70,6 @@ async def test_a_channel_gone_while_adopted_is_closed_and_the_others_are_still_a
     websocket = SimpleNamespace(process_ws=None)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
             await stored(store, recorder, "20261204-000000-1.1", "gone")
             await stored(store, recorder, "20261204-000000-2.1", "live")
             await nursery.start(intake.serve, Ari(websocket, "ecgw", rest))  # type: ignore[arg-type]
@@ -93,7 +92,6 @@ async def test_a_channel_just_seen_leaving_is_not_adopted_again(tmp_path: Path) 
     websocket = SimpleNamespace(process_ws=None)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
             await stored(store, recorder, "20261204-000000-3.1", "leaving")
             await nursery.start(intake.serve, Ari(websocket, "ecgw", rest))  # type: ignore[arg-type]
             intake.gone["leaving"] = trio.current_time()  # its ChannelDestroyed came a moment ago
@@ -124,7 +122,6 @@ async def test_a_call_closed_as_lost_with_its_node_but_still_up_is_reopened_when
     websocket = SimpleNamespace(process_ws=None)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
             await stored(store, recorder, incident_id, "talking")
             assert await close_call(recorder, incident_id, "call_lost", "node:node-b", listed=lambda _: True,
                                     node="node-a", last_heard_wall=time.time() - 10)
@@ -192,7 +189,6 @@ async def test_a_caller_never_stored_is_adopted_with_the_facts_read_by_rest(tmp_
     websocket = SimpleNamespace(process_ws=None)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
             await nursery.start(intake.serve, Ari(websocket, "ecgw", rest))  # type: ignore[arg-type]
             while not {"with", "without"} <= set(rest.subscribed):
                 await trio.sleep(0.01)

@@ -76,7 +76,6 @@ async def test_a_flooded_call_keeps_every_event_in_order_and_others_are_served(t
 
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
             await nursery.start(intake.serve, ari)
             slow, fast = call(intake, "slow"), call(intake, "fast")
             nursery.start_soon(slow_call_task, slow)
@@ -130,7 +129,6 @@ async def test_a_caller_gone_during_the_hand_off_is_closed_not_redialled_forever
     ari = Ari(websocket, "ecgw", rest)  # type: ignore[arg-type]
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
             await nursery.start(intake.serve, ari)
             await websocket.process_ws(ev.decode({"type": "StasisStart", "args": ["caller", "112"], "channel": {
                 "id": "ch-1", "name": "PJSIP/operator-trunk-1", "caller": {"number": "+77011234567"},

@@ -158,7 +158,6 @@ async def test_the_answer_of_a_later_call_resolves_the_entry_on_the_listed_incid
         return held
 
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
         first = await incident("20261204-100000-1.1", 1000.0)
         await recorder.record(first, "hung_up", state="closed", callback=True,
                               with_event=[abandoned(first.incident, 1010.0)])

@@ -28,7 +28,6 @@ async def store_of(backend: Backend) -> AsyncIterator[AsyncStore]:
     store = AsyncStore(backend.open())
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
             yield store
             nursery.cancel_scope.cancel()
     finally:

@@ -23,7 +23,6 @@ async def test_the_directory_place_finds_incidents_there(tmp_path: Path) -> None
     store = AsyncStore(sync)
     landline = incident("new", "+77272123456", 1000.0)  # no location of its own
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
         entry, links = await store.directory_and_related(landline, 500, 50, location.best)
         assert entry == HOME
         assert links == [("neighbour", "same_address")]

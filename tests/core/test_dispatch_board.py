@@ -117,7 +117,6 @@ async def test_a_waiting_call_overflows_on_time_and_one_gone_or_talking_does_not
         d.board.set(position, "busy")
     ari = Continued()
     async with trio.open_nursery() as nursery:
-        await nursery.start(d.recorder.store.run)
         await nursery.start(d.run, ari)
         waiting, gone, taken, later = call("w"), call("g"), call("t"), call("l")
         for c in (waiting, gone, taken):

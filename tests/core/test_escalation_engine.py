@@ -19,7 +19,7 @@ from gateway.incident.bus import Bus
 from gateway.incident.desk import Desk, no_caller
 from gateway.incident.recorder import Recorder
 from gateway.incident.records import Caller, Incident
-from gateway.incident.store import AsyncStore
+from gateway.incident.store import AsyncStore, Statement
 from gateway.scenario import texts
 from gateway.scenario.catalogue import Catalogue, Category
 from gateway.scenario.engine import Engine
@@ -61,6 +61,12 @@ class InlineStore(AsyncStore):
     async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
         return fn(*args)
 
+    async def _write(self, statements: list[Statement]) -> None:
+        error = self._commit([statements])[0]
+        await trio.lowlevel.checkpoint()
+        if error is not None:
+            raise error
+
 
 class Env(msgspec.Struct):
     engine: Engine
@@ -99,7 +105,6 @@ async def environment(backend: Backend, cat: Catalogue, channels: Mapping[str, C
     triggers = Triggers(engine, engine.notifier, settings or TriggerSettings(answer_sla_s=600))
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
             await nursery.start(engine.run)
             await nursery.start(triggers.run)
             yield Env(engine, Desk(store, recorder), triggers)

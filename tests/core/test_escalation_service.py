@@ -47,7 +47,6 @@ async def service(tmp_path: Path) -> AsyncIterator[tuple[Escalation, str]]:
     esc = Escalation(EscalationConfig(scenarios_dir=str(tmp_path / "scenarios"), answer_sla_s=600), recorder)
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
             await nursery.start(esc.run)
             incident = await Desk(store, recorder).open(service="102", source="api", caller=no_caller(),
                                                         kind="reported", actor="test", category="crime_in_progress")

@@ -36,7 +36,6 @@ async def test_a_burst_of_reports_from_every_source_is_stored_whole(tmp_path: Pa
 
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
             with trio.fail_after(120):
                 async with trio.open_nursery() as burst:
                     for n in range(BURST):

@@ -99,3 +99,89 @@ async def test_closing_as_the_thread_goes_idle_never_deadlocks(monkeypatch: pyte
             await trio.sleep(0.001 * (n % 3))
             await trio.to_thread.run_sync(lane.close, abandon_on_cancel=True)
     assert lane._thread is None
+
+
+# --- Batches: group commit on a lane, no task of its own -----------------------------------------
+
+def _recording_commit(batches: list[list[int]], gate: threading.Event | None = None):  # type: ignore[no-untyped-def]
+    def commit(items: list[int]) -> list[BaseException | None]:
+        if gate is not None:
+            gate.wait(5)
+        batches.append(list(items))
+        return [ValueError(f"bad {n}") if n < 0 else None for n in items]
+    return commit
+
+
+async def test_batches_group_what_waits_and_keep_order() -> None:
+    lane, batches, gate = Lane("t-batch"), list[list[int]](), threading.Event()
+    writes = threads.Batches[int](lane, _recording_commit(batches, gate))
+    done: list[int] = []
+
+    async def put(n: int) -> None:
+        await writes.put(n)
+        done.append(n)
+
+    async with trio.open_nursery() as nursery:
+        for n in range(6):
+            nursery.start_soon(put, n)
+            await trio.lowlevel.checkpoint()
+        await trio.sleep(0.05)  # 0 is being committed (held at the gate); 1..5 wait for the next batch
+        assert done == []
+        gate.set()
+    assert batches == [[0], [1, 2, 3, 4, 5]]
+    assert sorted(done) == list(range(6))
+    lane.close()
+
+
+async def test_batches_give_each_writer_its_own_error() -> None:
+    lane, batches, gate = Lane("t-batch-err"), list[list[int]](), threading.Event()
+    writes = threads.Batches[int](lane, _recording_commit(batches, gate))
+    outcomes: dict[int, str] = {}
+
+    async def put(n: int) -> None:
+        try:
+            await writes.put(n)
+            outcomes[n] = "ok"
+        except ValueError as exc:
+            outcomes[n] = str(exc)
+
+    async with trio.open_nursery() as nursery:
+        for n in (1, -2, 3):
+            nursery.start_soon(put, n)
+            await trio.lowlevel.checkpoint()
+        gate.set()
+    assert outcomes == {1: "ok", -2: "bad -2", 3: "ok"}
+    lane.close()
+
+
+async def test_batches_a_commit_that_raises_fails_its_writers_and_the_next_batch_runs() -> None:
+    lane, calls = Lane("t-batch-bug"), list[list[int]]()
+
+    def commit(items: list[int]) -> list[BaseException | None]:
+        calls.append(items)
+        if items == [7]:
+            raise RuntimeError("a bug in the commit")
+        return [None] * len(items)
+
+    writes = threads.Batches[int](lane, commit)
+    with pytest.raises(RuntimeError, match="a bug"):
+        await writes.put(7)
+    await writes.put(8)  # the batches go on
+    assert calls == [[7], [8]]
+    lane.close()
+
+
+async def test_batches_a_cancelled_writer_leaves_and_its_item_is_still_committed() -> None:
+    lane, batches, gate = Lane("t-batch-cancel"), list[list[int]](), threading.Event()
+    writes = threads.Batches[int](lane, _recording_commit(batches, gate))
+    with trio.move_on_after(0.05) as scope:
+        await writes.put(1)
+    assert scope.cancelled_caught  # left while the commit was held
+    with trio.CancelScope() as cancelled:
+        cancelled.cancel()
+        await writes.put(99)  # already cancelled: never asked
+    gate.set()
+    with trio.fail_after(5):
+        await writes.put(2)
+    assert batches == [[1], [2]]
+    lane.close()

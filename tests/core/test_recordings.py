@@ -139,7 +139,6 @@ class Lab:
 async def lab(tmp_path: Path, backend: Backend) -> AsyncIterator[Lab]:
     store = AsyncStore(backend.open())
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
         yield Lab(tmp_path, store)
         nursery.cancel_scope.cancel()
 

@@ -43,7 +43,6 @@ def _bearer(who: str) -> dict[str, str]:
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     store = AsyncStore(SqliteStore(tmp_path / "gateway.sqlite3"))
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
         lab = Lab(tmp_path, store)
         lab.accounts.adopt([(name, [role], token_digest(f"{name}-token")) for name, role in PEOPLE.items()])
         app = build_app(RecordingRoutes(lab.recordings, Auth(lab.accounts, "k" * 64)).routes())

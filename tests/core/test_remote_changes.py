@@ -45,7 +45,6 @@ async def node(dsn: str, name: str) -> AsyncIterator[Node]:
     remote = RemoteChanges(dsn, store, bus, node_id=name, catch_up_slack_s=2.0, recorder=recorder)
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
             await nursery.start(remote.run)
             assert remote.state == "listening"
             yield Node(store, bus, recorder, remote)
@@ -163,7 +162,6 @@ async def test_a_postgresql_gateway_listens_and_health_says_so(pg_cluster: PgClu
     assert gateway.remote is not None and gateway.health().other_nodes == "connecting"
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(gateway.store.run)
             await nursery.start(isolated, "other nodes' incident changes", gateway.remote.run)
             assert gateway.health().other_nodes == "listening"
             pg_cluster.admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")

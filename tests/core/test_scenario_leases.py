@@ -70,7 +70,6 @@ async def run_node(backend: Backend, node_id: str, sms: Sms, *, answer_sla_s: fl
     triggers = Triggers(engine, engine.notifier, TriggerSettings(answer_sla_s=answer_sla_s, sla_scenario="s"))
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
             await nursery.start(engine.run)
             await nursery.start(triggers.run)
             task_status.started((Env(engine, Desk(store, recorder), triggers), nursery.cancel_scope))
@@ -99,8 +98,6 @@ async def test_a_lease_is_one_nodes_until_it_expires_and_fences_the_other_nodes_
     run = M.Run(key="i1/category", incident_id="i1", kind="category", scenario="s", category="s")
     try:
         async with trio.open_nursery() as nursery:
-            for store in stores:
-                await nursery.start(store.run)
             a, b = Leases(stores[0], "a", LEASE_S), Leases(stores[1], "b", LEASE_S)
             runs = RunStore(stores[0])
             assert await a.claim([run.key, "i2/category"]) == {run.key, "i2/category"}

@@ -87,7 +87,6 @@ def test_a_place_is_found_among_many_calls_on_its_latitude_elsewhere(backend: Ba
 async def test_group_commit_keeps_every_write(backend: Backend) -> None:
     store = AsyncStore(backend.open())
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
         incidents = [incident(f"i{n}") for n in range(50)]
         async with trio.open_nursery() as writers:
             for inc in incidents:
@@ -106,7 +105,6 @@ async def test_group_commit_keeps_every_write(backend: Backend) -> None:
 async def test_a_failing_write_does_not_fail_its_batch_neighbours(backend: Backend) -> None:
     store = AsyncStore(backend.open())
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
         await store.create(incident("dup"))
         outcomes: dict[str, str] = {}
 
@@ -153,7 +151,6 @@ async def test_incident_not_stored_at_arrival_is_written_whole_at_the_next_event
     store = FlakyStore(backend.open())
     recorder = Recorder(store, Bus())
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
         held = Held(incident("flaky"))
         with pytest.raises(StoreError):
             await recorder.create(held)
@@ -167,7 +164,6 @@ async def test_a_create_committed_but_reported_failed_is_completed_not_duplicate
     store = LostCommitStore(backend.open())
     recorder = Recorder(store, Bus())
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
         held = Held(incident("lost"))
         with pytest.raises(StoreError):
             await recorder.create(held)
@@ -186,7 +182,6 @@ async def test_a_create_again_never_overwrites_another_calls_incident(backend: B
     store = FlakyStore(sync)
     recorder = Recorder(store, Bus())
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
         mine = incident("same-id")
         mine.channel_id = "chan-mine"
         held = Held(mine)
@@ -212,7 +207,6 @@ async def test_a_failed_write_is_retried_at_its_own_places_and_nothing_is_lost(b
 
     store = AsyncStore(backend.open(short_waits=True))
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
         recorder = Recorder(store, Bus())
         desk = Desk(store, recorder)
         incident = await desk.open(service="102", source="api", caller=no_caller(), kind="reported", actor="t")
@@ -232,7 +226,6 @@ async def test_a_failed_write_is_retried_at_its_own_places_and_nothing_is_lost(b
 async def test_every_event_written_reaches_the_listeners_even_when_writes_overlap(backend: Backend) -> None:
     store = AsyncStore(backend.open())
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
         recorder = Recorder(store, Bus())
         heard: list[str] = []
         recorder.listeners.append(lambda incident, item: heard.append(item.kind))
@@ -263,7 +256,6 @@ async def test_a_seen_key_is_written_with_its_event_even_when_that_write_fails_f
 
     store = AsyncStore(backend.open(short_waits=True))
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
         desk = Desk(store, Recorder(store, Bus()))
         opened = await desk.open(service="112", source="sms", caller=no_caller(), kind="sms_received", actor="t",
                                  seen_key="twilio:SM1")

@@ -41,7 +41,6 @@ async def test_indexed_columns_are_set_when_they_change_and_only_then(backend: B
     store = Recording(backend.open())
     recorder = Recorder(store, Bus())
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
         held = Held(incident())
         await recorder.create(held)
         await recorder.record(held, "queued", state="queued")  # nothing indexed changed: narrow

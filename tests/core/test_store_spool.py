@@ -52,7 +52,6 @@ async def test_postgresql_away_then_back_every_incident_once_in_order(tmp_path: 
         recorder = Recorder(store, Bus())
         with trio.fail_after(60):
             async with trio.open_nursery() as nursery:
-                await nursery.start(store.run)
                 await nursery.start(replay_forever, store, spooled)
                 await calls(recorder, 0, 5)  # PostgreSQL up
                 assert spooled.spooled == 0

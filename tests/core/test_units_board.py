@@ -52,7 +52,6 @@ ABAI = Location(source="manual", shape="point", lat=43.2400, lon=76.9200, radius
 async def incident_desk(tmp_path: Path) -> AsyncIterator[Desk]:
     async with trio.open_nursery() as nursery:
         store = AsyncStore(SqliteStore(tmp_path / "incidents.db"))
-        await nursery.start(store.run)
         yield Desk(store, Recorder(store, Bus()))
         nursery.cancel_scope.cancel()
     store.sync.close()

@@ -94,7 +94,6 @@ async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
     sites_file.write_text(SITES, encoding="utf-8")
     store = AsyncStore(SqliteStore(tmp_path / "s.db"))
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
         yield Lab(store, Desk(store, Recorder(store, Bus())), tmp_path / "spool" / "alarm", sites_file, nursery)
         nursery.cancel_scope.cancel()
     store.sync.close()
@@ -364,7 +363,6 @@ async def test_two_nodes_on_one_postgresql_take_a_report_sent_to_both_once(tmp_p
             async with trio.open_nursery() as nursery:
                 answers = []
                 for n, store in enumerate(stores):
-                    await nursery.start(store.run)
                     node = Lab(store, Desk(store, Recorder(store, Bus())), tmp_path / f"spool-{n}" / "alarm",
                                sites_file, nursery)
                     async with served(node) as (url, _intake), client(url, TOKENS["4B09"]) as c:

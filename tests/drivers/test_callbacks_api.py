@@ -98,7 +98,6 @@ async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
     dispatcher = Dispatcher(cfg.dispatch, recorder, Metrics())
     ari = FakeAri()
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
         callbacks.attach(cast(Ari, ari), dispatcher, nursery)
         app = Starlette(routes=CallbackRoutes(callbacks, Auth(accounts, local_key="k" * 64)).routes())
         bound = await nursery.start(run_server, app, "127.0.0.1", 0)

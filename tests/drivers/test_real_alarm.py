@@ -30,7 +30,6 @@ async def test_panel_call_becomes_a_school_alarm_incident(asterisk: AsteriskInst
     store = AsyncStore(SqliteStore(tmp_path / "s.db"))
     with trio.fail_after(40):
         async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
             desk = Desk(store, Recorder(store, Bus()))
             intake = AlarmIntake(cfg, desk, spool)
             await nursery.start(intake.run)

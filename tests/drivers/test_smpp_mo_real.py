@@ -85,7 +85,6 @@ async def test_texts_through_the_smsc_open_incidents_and_locate_them(tmp_path: P
     store = AsyncStore(SqliteStore(tmp_path / "s.db"))
     with trio.fail_after(15):
         async with trio.open_nursery() as nursery:
-            await nursery.start(store.run)
             desk = Desk(store, Recorder(store, Bus()))
             channels: list[SmppChannel] = []
 
@@ -136,7 +135,6 @@ async def test_a_deliver_sm_sent_again_is_answered_ok_and_taken_once_even_after_
             for run in (1, 2):  # the gateway, then the gateway restarted on the same store
                 store = AsyncStore(SqliteStore(tmp_path / "s.db"))
                 async with trio.open_nursery() as nursery:
-                    await nursery.start(store.run)
                     desk = Desk(store, Recorder(store, Bus()))
                     sms = Sms112(Sms112Config(enabled=True), desk, send_sms)
                     await nursery.start(sms.run)

@@ -77,7 +77,6 @@ async def rig(tmp_path: Path, responder: list[str] | None = None, serve: bool = 
         return responder is not None and number in responder and text.lower() == "ok"
 
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
         desk = Desk(store, Recorder(store, Bus()))
         sms = Sms112(config(**overrides), desk, phone.send, responder_reply)
         await nursery.start(sms.run)

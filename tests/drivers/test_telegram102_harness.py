@@ -70,7 +70,6 @@ async def lab(tmp_path: Path, *, sim_token: str = TOKEN, store: AsyncStore | Non
     async with open_telegram_sim(sim_token, rate_per_s=1000, burst=1000) as sim, trio.open_nursery() as nursery:
         if store is None:
             store = AsyncStore(SqliteStore(tmp_path / "s.db"))
-            await nursery.start(store.run)
         recorder = Recorder(store, Bus())
         desk = Desk(store, recorder)
         bot = Telegram102(config(sim, **cfg), desk, recorder)
