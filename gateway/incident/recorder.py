@@ -109,9 +109,12 @@ class Recorder:
         call.saved, call.base = True, written
         self._created(call.incident)
 
-    def note(self, call: Held, kind: str, actor: str = "gateway", **data: str | int | float | bool | None) -> None:
-        """Add an event that is made durable with the next ``record`` (saves a write per call for
-        events whose loss in a crash would change nothing: the next event implies them)."""
+    def note(self, call: Held, kind: str, actor: str = "gateway", state: IncidentState | None = None,
+             **data: str | int | float | bool | None) -> None:
+        """Add an event (and optionally a new state) that is made durable with the next ``record`` (saves a
+        write per call for events whose loss in a crash would change nothing: the next event implies them)."""
+        if state is not None:
+            call.incident.state = state
         self.note_event(call, event(kind, actor, **data))
 
     def note_event(self, call: Held, item: TimelineEvent) -> None:

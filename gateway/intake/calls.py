@@ -207,7 +207,7 @@ class Intake:
                 self.dispatcher.enqueue(call, call.incident.priority)
                 if first:
                     self.dispatcher.watch_overflow(call)
-                await self.recorder.record(call.held, "queued", state="queued", priority=call.incident.priority)
+                await self._queued(call)
                 with hold:
                     await self._hold(ari, call)
             except ChannelGone:
@@ -216,6 +216,15 @@ class Intake:
                 if call.life.handed:
                     return  # a hold step lost the race with the hand-off: the dialplan has the caller
                 await self._fail_over(ari, call, exc)
+
+    async def _queued(self, call: Call) -> None:
+        """``queued`` on the record: written now if the caller waits, else with the ``ringing`` that follows in
+        milliseconds (one durable write fewer per call when a position is free: ~0.4 ms of CPU at 50 calls/s;
+        a crash in between loses nothing that the call's adoption does not record again)."""
+        if call.life.state is cs.State.QUEUED:
+            await self.recorder.record(call.held, "queued", state="queued", priority=call.incident.priority)
+        else:  # a position took it in ``enqueue``: its hand-off is under way
+            self.recorder.note(call.held, "queued", state="queued", priority=call.incident.priority)
 
     async def _open(self, ari: Ari, call: Call) -> None:
         try:

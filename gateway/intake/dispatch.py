@@ -108,13 +108,18 @@ class Dispatcher:
     # --- driven by the intake -----------------------------------------------------------
 
     def enqueue(self, call: Call, priority: int) -> None:
+        """Into the queue, and matched there and then (as the loop would): a call that finds a position free
+        leaves this ``HANDING_OFF`` (its hand-off under way), one that must wait ``QUEUED``."""
         now = trio.current_time()
         self.apply(call, cs.Queued(at=now))
         self.calls[call.id] = call
         self.queue.push(call.id, priority, call.life.queued_at if call.life.queued_at is not None else now,
                         line_of(call.incident.service))
+        if self._nursery is None:
+            self.kick()  # the loop is not running yet: it matches when it starts
+            return
+        self._match(now, self._nursery)
         self.metrics.queue_length.set(len(self.queue))
-        self.kick()
 
     def kick(self) -> None:
         try:
@@ -130,23 +135,27 @@ class Dispatcher:
             task_status.started()
             while True:
                 now = trio.current_time()
-                for incident_id, position in match(self.queue, self.board, now, self.rule):
-                    call = self.calls[incident_id]
-                    try:
-                        self.apply(call, cs.Matched(position, at=now))  # held from now: a hang-up frees it
-                    except cs.CallStateError as exc:  # a bug must not stop matching for everyone else
-                        log.error("incident %s: not handed to %s: %s", call.id, position, exc)
-                        if self._free(position):
-                            self.kick()  # matched again on the next pass
-                        self.broken(call, exc)
-                        continue
-                    nursery.start_soon(self._deliver, call, position)
+                self._match(now, nursery)
                 self._overflow_due(now, nursery)
                 self.metrics.queue_length.set(len(self.queue))
                 rest_end = self.board.next_rest_end(now)
                 wake = min(rest_end or math.inf, self._deadlines[0][0] if self._deadlines else math.inf)
                 with trio.move_on_after(wake - now):
                     await self._wake.receive()
+
+    def _match(self, now: float, nursery: trio.Nursery) -> None:
+        """Pair waiting calls with free positions; each pair's hand-off starts in a task of its own."""
+        for incident_id, position in match(self.queue, self.board, now, self.rule):
+            call = self.calls[incident_id]
+            try:
+                self.apply(call, cs.Matched(position, at=now))  # held from now: a hang-up frees it
+            except cs.CallStateError as exc:  # a bug must not stop matching for everyone else
+                log.error("incident %s: not handed to %s: %s", call.id, position, exc)
+                if self._free(position):
+                    self.kick()  # matched again on the next pass
+                self.broken(call, exc)
+                continue
+            nursery.start_soon(self._deliver, call, position)
 
     def watch_overflow(self, call: Call) -> None:
         """Overflow the call ``overflow_after_s`` after it was first queued, if it is still waiting then.
@@ -193,6 +202,11 @@ class Dispatcher:
             self.broken(call, exc)
         if isinstance(event, cs.HungUp):
             self.gone(call)
+        elif isinstance(event, cs.HandOffFailed):  # waiting again: what was noted for the ringing is written now
+            try:
+                await self.recorder.flush(call.held)
+            except StoreError as exc:
+                log.error("incident %s: not recorded yet: %s", call.id, exc)
 
     async def _rehold(self, call: Call) -> None:
         # The hand-off failed with the caller still in Stasis: ringback again while waiting.
