@@ -29,6 +29,7 @@ import trio
 from gateway.asterisk.ari import Ari, ChannelGone, quietly
 from gateway.errors import AriError, Conflict, GatewayError, StoreError
 from gateway.incident.recorder import Recorder
+from gateway.incident.records import IncidentState
 from gateway.intake import call_state as cs
 from gateway.intake.call import Call
 from gateway.intake.queue import Borrowing, CallQueue, PositionBoard, line_of, match
@@ -40,6 +41,11 @@ log = logging.getLogger(__name__)
 REST_S = 5.0
 DELIVER_CONTEXT = "ecgw-deliver"
 NOT_YET = frozenset({"", "PROGRESS", "PROCEEDING"})  # Dial statuses that are no answer either way
+# The incident's state after a Dial's progress, by the call's state when it is recorded (``_record_progress``);
+# none for a call that is gone (its hang-up's record closes it) or handed to a position again.
+_DIAL_STATES: dict[cs.State, IncidentState] = {cs.State.RINGING: "ringing", cs.State.TALKING: "answered",
+                                               cs.State.UNANSWERED: "queued", cs.State.RETURNED: "queued",
+                                               cs.State.QUEUED: "queued"}
 
 
 class Dispatcher:
@@ -232,25 +238,27 @@ class Dispatcher:
 
     def _told(self, call: Call, position: str, status: str, before: cs.State) -> None:
         """Record what a Dial result did (the table accepted it)."""
-        assert self._nursery is not None
         state = call.life.state
         if state is cs.State.RINGING:
-            self._nursery.start_soon(self._ringing, call, position)
+            if call.life.ring_started_at is not None:
+                self.metrics.ring_latency.observe(trio.current_time() - call.life.ring_started_at)
+            self._record_soon(call, "ringing", position=position)
         elif state is cs.State.TALKING:
             self._answered(call, position)
         elif state is cs.State.UNANSWERED:
-            self._record_soon(call, "position_unanswered", position=position, status=status[:20],
-                              state="queued" if call.incident.state == "ringing" else None)
-
-    async def _ringing(self, call: Call, position: str) -> None:
-        if call.life.ring_started_at is not None:
-            self.metrics.ring_latency.observe(trio.current_time() - call.life.ring_started_at)
-        await self._record(call, "ringing", {"position": position, "state": "ringing"})
+            self._record_soon(call, "position_unanswered", position=position, status=status[:20])
 
     def _record_soon(self, call: Call, kind: str, **fields: Any) -> None:
         """Record a Dial's progress from a task of its own: the next event must not wait for the disk."""
         assert self._nursery is not None
-        self._nursery.start_soon(self._record, call, kind, fields)
+        self._nursery.start_soon(self._record_progress, call, kind, fields)
+
+    async def _record_progress(self, call: Call, kind: str, fields: dict[str, Any]) -> None:
+        """The incident's state is decided when the record is made, from the call's state then, not when Asterisk
+        reported the progress: the tasks recording a call's Dial results and its hang-up run in any order when
+        their events came together, and the last must leave the state the call is in (a hang-up's ``closed``
+        stays; found by the failover drill: a ``position_unanswered`` made after the hang-up left it queued)."""
+        await self._record(call, kind, {**fields, "state": _DIAL_STATES.get(call.life.state)})
 
     async def _record(self, call: Call, kind: str, fields: dict[str, Any]) -> None:
         """A failed write is logged, never raised into the dispatcher (its event stays pending and is
@@ -267,7 +275,7 @@ class Dispatcher:
         self.metrics.answered.labels(position).inc()
         self.metrics.queue_wait.observe(wait)
         assert self._nursery is not None
-        self._record_soon(call, "answered", actor=position, state="answered", position=position,
+        self._record_soon(call, "answered", actor=position, position=position,
                           changes={"position": position, "queue_wait_s": round(wait, 3),
                                    "answer_s": round(now - call.arrived_mono, 3)})
 

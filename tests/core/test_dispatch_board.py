@@ -169,3 +169,32 @@ async def test_a_call_gone_is_not_kept_alive_until_its_overflow_time(tmp_path: P
         gc.collect()
         assert kept() is None
         nursery.cancel_scope.cancel()
+
+
+async def test_a_dial_result_recorded_after_the_hang_up_leaves_the_incident_closed(tmp_path: Path) -> None:
+    """A Dial's result and the caller's hang-up in one websocket read: their records run in either order, and
+    the last made must not reopen the call (found by the failover drill: left ``queued`` after ``hung_up``)."""
+    d = dispatcher(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(d.run, Continued())
+        for result in (cs.Unanswered("CANCEL", at=1.0), cs.Ringing(), cs.Answered(at=1.0)):
+            gone = call(f"x-{type(result).__name__}")
+            gone.life.handle(cs.Queued(at=0.0))
+            gone.life.handle(cs.Matched("pos1", at=0.0))
+            gone.life.handle(cs.HandedOff())
+            gone.life.handle(result)
+            d.release(gone)  # its hang-up seen right after the result
+            await d.recorder.record(gone.held, "hung_up", actor="caller", state="closed")  # its record first
+            await d._record_progress(gone, "position_unanswered", {"position": "pos1"})  # then the result's
+            assert gone.incident.state == "closed"
+            stored = await d.recorder.store.get(gone.id)
+            assert stored.state == "closed" and [e.kind for e in stored.timeline][-1] == "position_unanswered"
+        talking = call("y")
+        for event in (cs.Queued(at=0.0), cs.Matched("pos2", at=0.0), cs.HandedOff(), cs.Ringing()):
+            talking.life.handle(event)
+        await d._record_progress(talking, "ringing", {"position": "pos2"})
+        assert talking.incident.state == "ringing"
+        talking.life.handle(cs.Answered(at=2.0))
+        await d._record_progress(talking, "answered", {"position": "pos2"})
+        assert talking.incident.state == "answered"
+        nursery.cancel_scope.cancel()
