@@ -188,6 +188,8 @@ class Intake:
 
     async def _serve_call(self, ari: Ari, nursery: trio.Nursery, call: Call, fresh: bool, greeting: str = "") -> None:
         call.scope = trio.CancelScope()
+        if call.life.gone:  # hung up before this task began (in the same websocket read): the hang-up's cancel
+            call.scope.cancel()  # went to the scope this one replaces; _close records the call
         with call.scope:
             try:
                 if fresh:
