@@ -20,6 +20,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+import trio
+
 from gateway.errors import StoreError
 from gateway.incident.bus import Bus
 from gateway.incident.merge import Head, head_of, merge, take
@@ -53,6 +55,7 @@ class Recorder:
         self.store = store
         self.bus = bus
         self.live: dict[str, Held] = {}
+        self._loading: dict[str, trio.Event] = {}  # incident id -> its load under way (``acquire``)
         self.listeners: list[Callable[[Incident, TimelineEvent], None]] = []  # after every durable write
         self.created_listeners: list[Callable[[Incident], None]] = []  # after an incident's first write
         self.merging = bool(getattr(store.sync, "shared", False))  # other nodes write the same incidents
@@ -64,14 +67,33 @@ class Recorder:
         return found
 
     async def acquire(self, incident_id: str) -> Held:
-        """The live incident, loaded from the store if needed; raises NotFound or StoreError."""
-        held = self.live.get(incident_id)
-        if held is None:
+        """The live incident, loaded from the store if needed; raises NotFound or StoreError.
+
+        One load per incident at a time: a task that finds another's load under way waits for it and shares
+        its result. Two loads could otherwise cross a third task's whole acquire-write-release, and the later
+        one would make a copy without that write live; its next event then took the written one's place on
+        the timeline (seen as a lost ``scene_set`` once writes got faster)."""
+        while True:
+            held = self.live.get(incident_id)
+            if held is not None:
+                held.users += 1
+                return held
+            loading = self._loading.get(incident_id)
+            if loading is None:
+                return await self._load(incident_id)
+            await loading.wait()  # then live (or failed: loaded here again, which raises the same)
+
+    async def _load(self, incident_id: str) -> Held:
+        done = self._loading[incident_id] = trio.Event()
+        try:
             loaded = Held(await self.store.get(incident_id), saved=True)
             loaded.base = head_of(loaded.incident) if self.merging else None
-            held = self.live.setdefault(incident_id, loaded)  # another task may have loaded it meanwhile
-        held.users += 1
-        return held
+            held = self.live.setdefault(incident_id, loaded)  # one ``track``ed meanwhile (an adoption) wins
+            held.users += 1  # live before the waiters run: they take it from there
+            return held
+        finally:
+            del self._loading[incident_id]
+            done.set()
 
     async def merge_remote(self, incident_id: str) -> bool:
         """Another node changed ``incident_id``: if this node holds it, take that node's changes into the
