@@ -139,15 +139,21 @@ class Dispatcher:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
-            while True:
-                now = trio.current_time()
-                self._match(now, nursery)
-                self._overflow_due(now, nursery)
-                self.metrics.queue_length.set(len(self.queue))
-                rest_end = self.board.next_rest_end(now)
-                wake = min(rest_end or math.inf, self._deadlines[0][0] if self._deadlines else math.inf)
-                with trio.move_on_after(wake - now):
-                    await self._wake.receive()
+            try:
+                await self._matching(nursery)
+            finally:  # closing with the connection: a call queued from now (``enqueue``) starts no hand-off here
+                self._nursery = None
+
+    async def _matching(self, nursery: trio.Nursery) -> None:
+        while True:
+            now = trio.current_time()
+            self._match(now, nursery)
+            self._overflow_due(now, nursery)
+            self.metrics.queue_length.set(len(self.queue))
+            rest_end = self.board.next_rest_end(now)
+            wake = min(rest_end or math.inf, self._deadlines[0][0] if self._deadlines else math.inf)
+            with trio.move_on_after(wake - now):
+                await self._wake.receive()
 
     def _match(self, now: float, nursery: trio.Nursery) -> None:
         """Pair waiting calls with free positions; each pair's hand-off starts in a task of its own."""

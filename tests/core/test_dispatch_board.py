@@ -198,3 +198,15 @@ async def test_a_dial_result_recorded_after_the_hang_up_leaves_the_incident_clos
         await d._record_progress(talking, "answered", {"position": "pos2"})
         assert talking.incident.state == "answered"
         nursery.cancel_scope.cancel()
+
+
+async def test_a_call_queued_while_the_dispatcher_closes_waits_and_starts_no_hand_off(tmp_path: Path) -> None:
+    """The connection ended: the dispatcher's loop and its nursery close, and a call task that had not yet seen
+    the cancellation queues its caller. It waits (adopted by the next connection's dispatcher), no error."""
+    d = dispatcher(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(d.run, Continued())
+        nursery.cancel_scope.cancel()
+    late = call("z")
+    d.enqueue(late, 5)  # a free position, but nobody to hand off with
+    assert late.life.state is cs.State.QUEUED and "z" in d.queue
