@@ -16,6 +16,7 @@ from gateway.incident.bus import Bus
 from gateway.incident.recorder import Recorder
 from gateway.incident.store import AsyncStore, SqliteStore
 from gateway.intake import call_state as cs
+from gateway.intake.call import Call
 from gateway.intake.calls import Intake
 from gateway.metrics import Metrics
 from gateway.protocols import ari_events as ev
@@ -58,9 +59,17 @@ async def stasis_start(websocket: SimpleNamespace) -> None:
         "id": CALLER, "name": "PJSIP/operator-trunk-1", "caller": {"number": "+77011234567"}}}))
 
 
-async def until(condition) -> None:  # type: ignore[no-untyped-def]
-    while not await condition():
+async def written(store: AsyncStore, incident_id: str, kind: str) -> list[str]:
+    """The incident's stored timeline once ``kind`` is on it."""
+    while kind not in (found := await kinds(store, incident_id)):
         await trio.sleep(0.01)
+    return found
+
+
+async def arrived(intake: Intake) -> Call:
+    while CALLER not in intake.calls:
+        await trio.sleep(0.01)
+    return intake.calls[CALLER]
 
 
 async def test_a_call_a_free_position_takes_has_queued_written_with_its_ringing(tmp_path: Path) -> None:
@@ -77,12 +86,8 @@ async def test_a_call_a_free_position_takes_has_queued_written_with_its_ringing(
             assert "queued" not in await kinds(store, call.id)  # noted, not yet written
             await websocket.process_ws(ev.decode({"type": "Dial", "dialstatus": "RINGING",
                                                   "caller": {"id": CALLER}, "peer": {"id": "pos-leg"}}))
-
-            async def ringing_written() -> bool:
-                return "ringing" in await kinds(store, call.id)
-            await until(ringing_written)
-            written = await kinds(store, call.id)
-            assert written.index("queued") < written.index("position_dialled") < written.index("ringing")
+            stored = await written(store, call.id, "ringing")
+            assert stored.index("queued") < stored.index("position_dialled") < stored.index("ringing")
             assert (await store.get(call.id)).state == "ringing"
             nursery.cancel_scope.cancel()
 
@@ -96,13 +101,8 @@ async def test_a_caller_who_waits_has_queued_written_at_once(tmp_path: Path) -> 
             for position in intake.dispatcher.board.snapshot():
                 intake.dispatcher.board.set(position, "busy")
             await stasis_start(websocket)
-            while CALLER not in intake.calls:
-                await trio.sleep(0.01)
-            call = intake.calls[CALLER]
-
-            async def queued_written() -> bool:
-                return "queued" in await kinds(store, call.id)
-            await until(queued_written)
+            call = await arrived(intake)
+            await written(store, call.id, "queued")
             assert call.life.state is cs.State.QUEUED and (await store.get(call.id)).state == "queued"
             assert not any("/continue" in asked for asked in rest.asked)
             nursery.cancel_scope.cancel()
@@ -116,13 +116,8 @@ async def test_a_failed_hand_off_writes_what_was_noted_for_the_ringing(tmp_path:
         async with trio.open_nursery() as nursery:
             await nursery.start(intake.serve, ari)
             await stasis_start(websocket)
-            while CALLER not in intake.calls:
-                await trio.sleep(0.01)
-            call = intake.calls[CALLER]
-
-            async def queued_written() -> bool:
-                return "queued" in await kinds(store, call.id)
-            await until(queued_written)
+            call = await arrived(intake)
+            await written(store, call.id, "queued")
             assert (await store.get(call.id)).state == "queued"
             assert any("/continue" in asked for asked in rest.asked)  # it was being handed off when noted
             nursery.cancel_scope.cancel()

@@ -10,14 +10,13 @@ import trio
 
 from gateway import settings as config
 from gateway.asterisk.ari import Ari
-from gateway.errors import NotFound
 from gateway.incident.bus import Bus
 from gateway.incident.recorder import Recorder
 from gateway.incident.store import AsyncStore, SqliteStore
 from gateway.intake.calls import Intake
 from gateway.metrics import Metrics
 from gateway.protocols import ari_events as ev
-from tests.core.test_queued_record import CALLER, Rest
+from tests.core.test_queued_record import CALLER, Rest, written
 
 
 async def test_a_hang_up_in_the_same_read_as_the_stasis_start_closes_the_call_unanswered(tmp_path: Path) -> None:
@@ -34,14 +33,7 @@ async def test_a_hang_up_in_the_same_read_as_the_stasis_start_closes_the_call_un
             # no checkpoint in between: what the reader does with two events of one read
             await websocket.process_ws(ev.decode({"type": "ChannelDestroyed", "cause": 16,
                                                   "channel": {"id": CALLER}}))
-            while True:
-                try:
-                    stored = await store.get(incident_id)
-                except NotFound:
-                    stored = None
-                if stored is not None and stored.state == "closed":
-                    break
-                await trio.sleep(0.01)
+            await written(store, incident_id, "hung_up")  # closed in the same write
             await trio.sleep(0.2)  # time for a wrongly running serving task to answer or queue
             assert not any("/answer" in asked for asked in rest.asked)
             kinds = [e.kind for e in (await store.get(incident_id)).timeline]
