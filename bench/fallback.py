@@ -79,20 +79,18 @@ async def run(served: int, fallback: int) -> None:
         path = Path(tmp) / "ecgw-cel.csv"
         path.write_bytes(data)
         store = AsyncStore(SqliteStore(Path(tmp) / "gateway.sqlite3"))
-        async with trio.open_nursery() as nursery:
-            calls = FallbackCalls(CFG, path, store, Recorder(store, Bus()), Metrics())
-            print(f"CEL log: {len(data) / 1e6:.1f} MB, {served:,} served + {fallback:,} fallback calls")
-            for what in ("first read", "second read (cursor)", "whole log again (no cursor)"):
-                if what.startswith("whole"):
-                    await store.write([("DELETE FROM cel_cursor", ())])
-                    calls = FallbackCalls(CFG, path, store, Recorder(store, Bus()), Metrics())
-                began, cpu = time.perf_counter(), time.process_time()
-                report = await calls.reconcile()
-                took, cpu = time.perf_counter() - began, time.process_time() - cpu
-                rate = report.rows / took if report.rows else 0.0
-                print(f"  {what:30s} {took:7.2f} s (CPU {cpu:6.2f} s)  rows {report.rows:>9,} ({rate:,.0f}/s)  "
-                      f"registered {report.registered:>6,}  known {report.known:>6,}  malformed {report.malformed}")
-            nursery.cancel_scope.cancel()
+        calls = FallbackCalls(CFG, path, store, Recorder(store, Bus()), Metrics())
+        print(f"CEL log: {len(data) / 1e6:.1f} MB, {served:,} served + {fallback:,} fallback calls")
+        for what in ("first read", "second read (cursor)", "whole log again (no cursor)"):
+            if what.startswith("whole"):
+                await store.write([("DELETE FROM cel_cursor", ())])
+                calls = FallbackCalls(CFG, path, store, Recorder(store, Bus()), Metrics())
+            began, cpu = time.perf_counter(), time.process_time()
+            report = await calls.reconcile()
+            took, cpu = time.perf_counter() - began, time.process_time() - cpu
+            rate = report.rows / took if report.rows else 0.0
+            print(f"  {what:30s} {took:7.2f} s (CPU {cpu:6.2f} s)  rows {report.rows:>9,} ({rate:,.0f}/s)  "
+                  f"registered {report.registered:>6,}  known {report.known:>6,}  malformed {report.malformed}")
 
 
 def main() -> None:

@@ -92,12 +92,10 @@ def reset_schema(dsn: str, outbox_rows: int) -> None:
 
 @asynccontextmanager
 async def open_sqlite(path: Path) -> AsyncIterator[AsyncStore]:
-    """Today's store, as the gateway runs it: the writer loop in a nursery of its own."""
+    """Today's store, as the gateway runs it (writes group-committed on its own thread)."""
     store = AsyncStore(SqliteStore(path))
     try:
-        async with trio.open_nursery() as nursery:
-            yield store
-            nursery.cancel_scope.cancel()
+        yield store
     finally:
         store.sync.close()
 
@@ -113,9 +111,7 @@ async def open_pgstore(server: pg.PgServer, *, unix: bool) -> AsyncIterator[Asyn
     await trio.to_thread.run_sync(migrate, dsn, MIGRATIONS)
     store = AsyncStore(await trio.to_thread.run_sync(lambda: PgStore(dsn, schema_version=VERSION)))
     try:
-        async with trio.open_nursery() as nursery:
-            yield store
-            nursery.cancel_scope.cancel()
+        yield store
     finally:
         store.sync.close()
 

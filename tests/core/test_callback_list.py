@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-import trio
 
 from gateway import settings as config
 from gateway.asterisk import dialplan
@@ -157,18 +156,16 @@ async def test_the_answer_of_a_later_call_resolves_the_entry_on_the_listed_incid
         await recorder.create(held)
         return held
 
-    async with trio.open_nursery() as nursery:
-        first = await incident("20261204-100000-1.1", 1000.0)
-        await recorder.record(first, "hung_up", state="closed", callback=True,
-                              with_event=[abandoned(first.incident, 1010.0)])
-        assert await callbacks.resolve(number) == 0  # nobody answered yet
-        later = await incident("20261204-100100-2.2", 1060.0)
-        await recorder.record(later, "answered", actor="pos1", changes={"position": "pos1", "answer_s": 3.0})
-        assert await callbacks.resolve(number) == 1
-        assert await callbacks.resolve(number) == 0  # once
-        assert await callbacks.table.open_rows(0.0) == []
-        reached = [e for e in (await store.get(first.incident.id)).timeline if e.kind == "callback_reached"]
-        assert [(e.data["how"], e.data["answered_as"]) for e in reached] == [("called_again", later.incident.id)]
-        assert reached[0].data["note"] == f"reached: called again, answered as {later.incident.id}"
-        assert [e.kind for e in (await store.get(later.incident.id)).timeline][-1] == "answered"
-        nursery.cancel_scope.cancel()
+    first = await incident("20261204-100000-1.1", 1000.0)
+    await recorder.record(first, "hung_up", state="closed", callback=True,
+                          with_event=[abandoned(first.incident, 1010.0)])
+    assert await callbacks.resolve(number) == 0  # nobody answered yet
+    later = await incident("20261204-100100-2.2", 1060.0)
+    await recorder.record(later, "answered", actor="pos1", changes={"position": "pos1", "answer_s": 3.0})
+    assert await callbacks.resolve(number) == 1
+    assert await callbacks.resolve(number) == 0  # once
+    assert await callbacks.table.open_rows(0.0) == []
+    reached = [e for e in (await store.get(first.incident.id)).timeline if e.kind == "callback_reached"]
+    assert [(e.data["how"], e.data["answered_as"]) for e in reached] == [("called_again", later.incident.id)]
+    assert reached[0].data["note"] == f"reached: called again, answered as {later.incident.id}"
+    assert [e.kind for e in (await store.get(later.incident.id)).timeline][-1] == "answered"

@@ -27,9 +27,7 @@ def state(node: str, calls: int = 0, seen: float | None = None) -> NodeState:
 async def store_of(backend: Backend) -> AsyncIterator[AsyncStore]:
     store = AsyncStore(backend.open())
     try:
-        async with trio.open_nursery() as nursery:
-            yield store
-            nursery.cancel_scope.cancel()
+        yield store
     finally:
         store.sync.close()
 

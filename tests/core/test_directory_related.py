@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import trio
-
 from gateway.incident.records import Location
 from gateway.incident.store import AsyncStore, SqliteStore
 from gateway.protocols import location
@@ -22,12 +20,10 @@ async def test_the_directory_place_finds_incidents_there(tmp_path: Path) -> None
     sync.directory_put([("+77272123456", HOME)])
     store = AsyncStore(sync)
     landline = incident("new", "+77272123456", 1000.0)  # no location of its own
-    async with trio.open_nursery() as nursery:
-        entry, links = await store.directory_and_related(landline, 500, 50, location.best)
-        assert entry == HOME
-        assert links == [("neighbour", "same_address")]
-        assert landline.locations == [] and landline.best_location is None  # the caller adds it, in Trio
-        mobile = incident("other", "+77011111111", 1000.0)  # not in the directory, no location
-        assert await store.directory_and_related(mobile, 500, 50, location.best) == (None, [])
-        nursery.cancel_scope.cancel()
+    entry, links = await store.directory_and_related(landline, 500, 50, location.best)
+    assert entry == HOME
+    assert links == [("neighbour", "same_address")]
+    assert landline.locations == [] and landline.best_location is None  # the caller adds it, in Trio
+    mobile = incident("other", "+77011111111", 1000.0)  # not in the directory, no location
+    assert await store.directory_and_related(mobile, 500, 50, location.best) == (None, [])
     sync.close()

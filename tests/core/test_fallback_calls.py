@@ -62,9 +62,7 @@ class Lab:
 @pytest.fixture
 async def lab(tmp_path: Path, backend: Backend) -> AsyncIterator[Lab]:
     store = AsyncStore(backend.open())
-    async with trio.open_nursery() as nursery:
-        yield Lab(tmp_path, store)
-        nursery.cancel_scope.cancel()
+    yield Lab(tmp_path, store)
 
 
 async def test_a_fallback_call_becomes_an_incident_with_its_number_position_and_times(lab: Lab) -> None:

@@ -138,9 +138,7 @@ class Lab:
 @pytest.fixture
 async def lab(tmp_path: Path, backend: Backend) -> AsyncIterator[Lab]:
     store = AsyncStore(backend.open())
-    async with trio.open_nursery() as nursery:
-        yield Lab(tmp_path, store)
-        nursery.cancel_scope.cancel()
+    yield Lab(tmp_path, store)
 
 
 async def test_a_recording_is_indexed_on_its_incident_through_the_recorder(lab: Lab) -> None:

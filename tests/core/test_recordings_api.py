@@ -10,7 +10,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import trio
 
 from gateway.incident.store import AsyncStore, SqliteStore
 from gateway.people.accounts import token_digest
@@ -42,15 +41,13 @@ def _bearer(who: str) -> dict[str, str]:
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     store = AsyncStore(SqliteStore(tmp_path / "gateway.sqlite3"))
-    async with trio.open_nursery() as nursery:
-        lab = Lab(tmp_path, store)
-        lab.accounts.adopt([(name, [role], token_digest(f"{name}-token")) for name, role in PEOPLE.items()])
-        app = build_app(RecordingRoutes(lab.recordings, Auth(lab.accounts, "k" * 64)).routes())
-        await lab.call(OLD, seconds=20.0, age_days=100)
-        await lab.recordings.sweep(min_age_s=0)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
-            yield Api(lab, client)
-        nursery.cancel_scope.cancel()
+    lab = Lab(tmp_path, store)
+    lab.accounts.adopt([(name, [role], token_digest(f"{name}-token")) for name, role in PEOPLE.items()])
+    app = build_app(RecordingRoutes(lab.recordings, Auth(lab.accounts, "k" * 64)).routes())
+    await lab.call(OLD, seconds=20.0, age_days=100)
+    await lab.recordings.sweep(min_age_s=0)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+        yield Api(lab, client)
 
 
 async def test_nobody_and_the_wrong_role_are_refused(api: Api) -> None:

@@ -97,27 +97,25 @@ async def test_a_lease_is_one_nodes_until_it_expires_and_fences_the_other_nodes_
     stores = [AsyncStore(backend.open()), AsyncStore(backend.open())]
     run = M.Run(key="i1/category", incident_id="i1", kind="category", scenario="s", category="s")
     try:
-        async with trio.open_nursery() as nursery:
-            a, b = Leases(stores[0], "a", LEASE_S), Leases(stores[1], "b", LEASE_S)
-            runs = RunStore(stores[0])
-            assert await a.claim([run.key, "i2/category"]) == {run.key, "i2/category"}
-            assert await b.claim([run.key, "i3/category"]) == {"i3/category"}  # a's is alive
+        a, b = Leases(stores[0], "a", LEASE_S), Leases(stores[1], "b", LEASE_S)
+        runs = RunStore(stores[0])
+        assert await a.claim([run.key, "i2/category"]) == {run.key, "i2/category"}
+        assert await b.claim([run.key, "i3/category"]) == {"i3/category"}  # a's is alive
+        await stores[0].write([*a.fence(run.key), RunStore.row(run)])
+        run.pc = 5
+        with pytest.raises(StoreError):  # b does not hold it: nothing of that transaction is written
+            await stores[1].write([*b.fence(run.key), RunStore.row(run)])
+        assert (await runs.get(run.key)).pc == 0  # type: ignore[union-attr]
+        assert await a.renew([run.key, "i2/category"]) == {run.key, "i2/category"} and a.fresh()
+        await trio.sleep(LEASE_S * 1.2)  # a is paused past its lease
+        assert not a.fresh()
+        assert await b.claim([run.key]) == {run.key}
+        with pytest.raises(StoreError):
             await stores[0].write([*a.fence(run.key), RunStore.row(run)])
-            run.pc = 5
-            with pytest.raises(StoreError):  # b does not hold it: nothing of that transaction is written
-                await stores[1].write([*b.fence(run.key), RunStore.row(run)])
-            assert (await runs.get(run.key)).pc == 0  # type: ignore[union-attr]
-            assert await a.renew([run.key, "i2/category"]) == {run.key, "i2/category"} and a.fresh()
-            await trio.sleep(LEASE_S * 1.2)  # a is paused past its lease
-            assert not a.fresh()
-            assert await b.claim([run.key]) == {run.key}
-            with pytest.raises(StoreError):
-                await stores[0].write([*a.fence(run.key), RunStore.row(run)])
-            assert await a.renew([run.key, "i2/category"]) == {"i2/category"}  # expired, taken by nobody: a's
-            assert await a.owner(run.key) == "b" and await b.claim(["i2/category"]) == set()
-            await stores[1].write([*b.fence(run.key), RunStore.row(run), b.end_statement(run.key)])
-            assert await a.owner(run.key) is None and (await runs.get(run.key)).pc == 5  # type: ignore[union-attr]
-            nursery.cancel_scope.cancel()
+        assert await a.renew([run.key, "i2/category"]) == {"i2/category"}  # expired, taken by nobody: a's
+        assert await a.owner(run.key) == "b" and await b.claim(["i2/category"]) == set()
+        await stores[1].write([*b.fence(run.key), RunStore.row(run), b.end_statement(run.key)])
+        assert await a.owner(run.key) is None and (await runs.get(run.key)).pc == 5  # type: ignore[union-attr]
     finally:
         for store in stores:
             store.sync.close()

@@ -86,17 +86,15 @@ def test_a_place_is_found_among_many_calls_on_its_latitude_elsewhere(backend: Ba
 
 async def test_group_commit_keeps_every_write(backend: Backend) -> None:
     store = AsyncStore(backend.open())
-    async with trio.open_nursery() as nursery:
-        incidents = [incident(f"i{n}") for n in range(50)]
-        async with trio.open_nursery() as writers:
-            for inc in incidents:
-                writers.start_soon(store.create, inc)
-        async with trio.open_nursery() as writers:
-            for inc in incidents:
-                item = event("queued")
-                inc.timeline.append(item)
-                writers.start_soon(store.update, inc, [item])
-        nursery.cancel_scope.cancel()
+    incidents = [incident(f"i{n}") for n in range(50)]
+    async with trio.open_nursery() as writers:
+        for inc in incidents:
+            writers.start_soon(store.create, inc)
+    async with trio.open_nursery() as writers:
+        for inc in incidents:
+            item = event("queued")
+            inc.timeline.append(item)
+            writers.start_soon(store.update, inc, [item])
     check = backend.open()
     assert check.count() == 50
     assert all(len(check.get(f"i{n}").timeline) == 2 for n in range(50))
@@ -104,21 +102,19 @@ async def test_group_commit_keeps_every_write(backend: Backend) -> None:
 
 async def test_a_failing_write_does_not_fail_its_batch_neighbours(backend: Backend) -> None:
     store = AsyncStore(backend.open())
-    async with trio.open_nursery() as nursery:
-        await store.create(incident("dup"))
-        outcomes: dict[str, str] = {}
+    await store.create(incident("dup"))
+    outcomes: dict[str, str] = {}
 
-        async def create(inc: Incident) -> None:
-            try:
-                await store.create(inc)
-                outcomes[inc.id] = "ok"
-            except StoreError:
-                outcomes[inc.id] = "error"
+    async def create(inc: Incident) -> None:
+        try:
+            await store.create(inc)
+            outcomes[inc.id] = "ok"
+        except StoreError:
+            outcomes[inc.id] = "error"
 
-        async with trio.open_nursery() as writers:
-            writers.start_soon(create, incident("dup"))  # primary key clash
-            writers.start_soon(create, incident("fine"))
-        nursery.cancel_scope.cancel()
+    async with trio.open_nursery() as writers:
+        writers.start_soon(create, incident("dup"))  # primary key clash
+        writers.start_soon(create, incident("fine"))
     assert outcomes == {"dup": "error", "fine": "ok"}
     assert backend.open().get("fine").id == "fine"
 
@@ -150,12 +146,10 @@ class LostCommitStore(AsyncStore):
 async def test_incident_not_stored_at_arrival_is_written_whole_at_the_next_event(backend: Backend) -> None:
     store = FlakyStore(backend.open())
     recorder = Recorder(store, Bus())
-    async with trio.open_nursery() as nursery:
-        held = Held(incident("flaky"))
-        with pytest.raises(StoreError):
-            await recorder.create(held)
-        await recorder.record(held, "queued", state="queued")
-        nursery.cancel_scope.cancel()
+    held = Held(incident("flaky"))
+    with pytest.raises(StoreError):
+        await recorder.create(held)
+    await recorder.record(held, "queued", state="queued")
     saved = backend.open().get("flaky")
     assert [e.kind for e in saved.timeline] == ["call_arrived", "queued"] and saved.state == "queued"
 
@@ -163,12 +157,10 @@ async def test_incident_not_stored_at_arrival_is_written_whole_at_the_next_event
 async def test_a_create_committed_but_reported_failed_is_completed_not_duplicated(backend: Backend) -> None:
     store = LostCommitStore(backend.open())
     recorder = Recorder(store, Bus())
-    async with trio.open_nursery() as nursery:
-        held = Held(incident("lost"))
-        with pytest.raises(StoreError):
-            await recorder.create(held)
-        await recorder.record(held, "queued", state="queued")  # the create again, then this event
-        nursery.cancel_scope.cancel()
+    held = Held(incident("lost"))
+    with pytest.raises(StoreError):
+        await recorder.create(held)
+    await recorder.record(held, "queued", state="queued")  # the create again, then this event
     saved = backend.open().get("lost")
     assert [e.kind for e in saved.timeline] == ["call_arrived", "queued"] and saved.state == "queued"
     assert backend.open().count() == 1
@@ -181,15 +173,13 @@ async def test_a_create_again_never_overwrites_another_calls_incident(backend: B
     sync.create(other)
     store = FlakyStore(sync)
     recorder = Recorder(store, Bus())
-    async with trio.open_nursery() as nursery:
-        mine = incident("same-id")
-        mine.channel_id = "chan-mine"
-        held = Held(mine)
-        with pytest.raises(StoreError):
-            await recorder.create(held)
-        with pytest.raises(StoreError, match="another call's"):
-            await recorder.record(held, "queued", state="queued")
-        nursery.cancel_scope.cancel()
+    mine = incident("same-id")
+    mine.channel_id = "chan-mine"
+    held = Held(mine)
+    with pytest.raises(StoreError):
+        await recorder.create(held)
+    with pytest.raises(StoreError, match="another call's"):
+        await recorder.record(held, "queued", state="queued")
     kept = backend.open().get("same-id")
     assert kept.channel_id == "chan-other" and [e.kind for e in kept.timeline] == ["call_arrived"]
 
@@ -206,37 +196,33 @@ async def test_a_failed_write_is_retried_at_its_own_places_and_nothing_is_lost(b
     from gateway.incident.desk import Desk, no_caller
 
     store = AsyncStore(backend.open(short_waits=True))
-    async with trio.open_nursery() as nursery:
-        recorder = Recorder(store, Bus())
-        desk = Desk(store, recorder)
-        incident = await desk.open(service="102", source="api", caller=no_caller(), kind="reported", actor="t")
-        held = recorder.track(Held(await store.get(incident.id), saved=True))  # a live incident, as during a call
-        with backend.locked(), pytest.raises(StoreError):  # another process holds the database: our writes fail
-            await desk.set_status(incident.id, "assigned", actor="dispatcher")
-        await desk.set_status(incident.id, "assigned", actor="dispatcher")  # the caller's retry: writes it now
-        await desk.record(incident.id, "note", actor="dispatcher", text="after the retry")
-        stored = await store.get(incident.id)
-        assert [e.kind for e in stored.timeline] == ["reported", "status_changed", "note"] == \
-            [e.kind for e in held.incident.timeline]
-        assert stored.status == "assigned"
-        recorder.release(held)
-        nursery.cancel_scope.cancel()
+    recorder = Recorder(store, Bus())
+    desk = Desk(store, recorder)
+    incident = await desk.open(service="102", source="api", caller=no_caller(), kind="reported", actor="t")
+    held = recorder.track(Held(await store.get(incident.id), saved=True))  # a live incident, as during a call
+    with backend.locked(), pytest.raises(StoreError):  # another process holds the database: our writes fail
+        await desk.set_status(incident.id, "assigned", actor="dispatcher")
+    await desk.set_status(incident.id, "assigned", actor="dispatcher")  # the caller's retry: writes it now
+    await desk.record(incident.id, "note", actor="dispatcher", text="after the retry")
+    stored = await store.get(incident.id)
+    assert [e.kind for e in stored.timeline] == ["reported", "status_changed", "note"] == \
+        [e.kind for e in held.incident.timeline]
+    assert stored.status == "assigned"
+    recorder.release(held)
 
 
 async def test_every_event_written_reaches_the_listeners_even_when_writes_overlap(backend: Backend) -> None:
     store = AsyncStore(backend.open())
-    async with trio.open_nursery() as nursery:
-        recorder = Recorder(store, Bus())
-        heard: list[str] = []
-        recorder.listeners.append(lambda incident, item: heard.append(item.kind))
-        held = recorder.track(Held(incident("overlap")))
-        await recorder.create(held)
-        heard.clear()
-        async with trio.open_nursery() as writers:  # the second is appended while the first is being written
-            writers.start_soon(recorder.record, held, "category_changed")
-            writers.start_soon(recorder.record, held, "step_done")
-        assert sorted(heard) == ["category_changed", "step_done"]
-        nursery.cancel_scope.cancel()
+    recorder = Recorder(store, Bus())
+    heard: list[str] = []
+    recorder.listeners.append(lambda incident, item: heard.append(item.kind))
+    held = recorder.track(Held(incident("overlap")))
+    await recorder.create(held)
+    heard.clear()
+    async with trio.open_nursery() as writers:  # the second is appended while the first is being written
+        writers.start_soon(recorder.record, held, "category_changed")
+        writers.start_soon(recorder.record, held, "step_done")
+    assert sorted(heard) == ["category_changed", "step_done"]
 
 
 def test_seen_keys_last_across_a_reopen_and_are_forgotten_after_the_retention(backend: Backend) -> None:
@@ -255,18 +241,16 @@ async def test_a_seen_key_is_written_with_its_event_even_when_that_write_fails_f
     from gateway.incident.desk import Desk, no_caller
 
     store = AsyncStore(backend.open(short_waits=True))
-    async with trio.open_nursery() as nursery:
-        desk = Desk(store, Recorder(store, Bus()))
-        opened = await desk.open(service="112", source="sms", caller=no_caller(), kind="sms_received", actor="t",
-                                 seen_key="twilio:SM1")
-        assert await desk.seen("twilio:SM1") and not await desk.seen("") and not await desk.seen("twilio:SM2")
-        held = desk.recorder.track(Held(await store.get(opened.id), saved=True))  # live, as during a call
-        with backend.locked(), pytest.raises(StoreError):
-            await desk.record_report(opened.id, "sms_received", seen_key="twilio:SM2", actor="t")
-        assert not await desk.seen("twilio:SM2")  # neither the event nor its key
-        await desk.record(opened.id, "note", actor="dispatcher")  # writes the pending event, with its key
-        assert await desk.seen("twilio:SM2")
-        assert [e.kind for e in (await store.get(opened.id)).timeline] == ["sms_received", "sms_received", "note"]
-        assert held.riders == []
-        desk.recorder.release(held)
-        nursery.cancel_scope.cancel()
+    desk = Desk(store, Recorder(store, Bus()))
+    opened = await desk.open(service="112", source="sms", caller=no_caller(), kind="sms_received", actor="t",
+                             seen_key="twilio:SM1")
+    assert await desk.seen("twilio:SM1") and not await desk.seen("") and not await desk.seen("twilio:SM2")
+    held = desk.recorder.track(Held(await store.get(opened.id), saved=True))  # live, as during a call
+    with backend.locked(), pytest.raises(StoreError):
+        await desk.record_report(opened.id, "sms_received", seen_key="twilio:SM2", actor="t")
+    assert not await desk.seen("twilio:SM2")  # neither the event nor its key
+    await desk.record(opened.id, "note", actor="dispatcher")  # writes the pending event, with its key
+    assert await desk.seen("twilio:SM2")
+    assert [e.kind for e in (await store.get(opened.id)).timeline] == ["sms_received", "sms_received", "note"]
+    assert held.riders == []
+    desk.recorder.release(held)

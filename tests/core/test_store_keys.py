@@ -3,8 +3,6 @@ rewrites an index entry for every indexed column an UPDATE names); the rows stay
 
 from __future__ import annotations
 
-import trio
-
 from gateway.errors import StoreError
 from gateway.incident.bus import Bus
 from gateway.incident.recorder import Held, Recorder
@@ -40,23 +38,21 @@ def incident(incident_id: str = "k1", number: str = "+77011234567", created: flo
 async def test_indexed_columns_are_set_when_they_change_and_only_then(backend: Backend) -> None:
     store = Recording(backend.open())
     recorder = Recorder(store, Bus())
-    async with trio.open_nursery() as nursery:
-        held = Held(incident())
-        await recorder.create(held)
-        await recorder.record(held, "queued", state="queued")  # nothing indexed changed: narrow
-        held.incident.locations.append(Location(source="pidf-lo", shape="point", lat=43.2381, lon=76.9456))
-        held.incident.best_location = 0
-        await recorder.record(held, "location_found")  # the place changed: wide
-        await recorder.record(held, "ringing", state="ringing")  # narrow again
-        store.fail_next = True
-        held.incident.channel_id = "ch-2"  # a call-back leg becomes the incident's channel
-        try:
-            await recorder.record(held, "callback_connected")  # wide, and it fails
-        except StoreError:
-            pass
-        await recorder.record(held, "answered", state="answered")  # still wide: the failed one never landed
-        await recorder.record(held, "hung_up", state="closed")  # narrow
-        nursery.cancel_scope.cancel()
+    held = Held(incident())
+    await recorder.create(held)
+    await recorder.record(held, "queued", state="queued")  # nothing indexed changed: narrow
+    held.incident.locations.append(Location(source="pidf-lo", shape="point", lat=43.2381, lon=76.9456))
+    held.incident.best_location = 0
+    await recorder.record(held, "location_found")  # the place changed: wide
+    await recorder.record(held, "ringing", state="ringing")  # narrow again
+    store.fail_next = True
+    held.incident.channel_id = "ch-2"  # a call-back leg becomes the incident's channel
+    try:
+        await recorder.record(held, "callback_connected")  # wide, and it fails
+    except StoreError:
+        pass
+    await recorder.record(held, "answered", state="answered")  # still wide: the failed one never landed
+    await recorder.record(held, "hung_up", state="closed")  # narrow
     narrow = "UPDATE incidents SET updated_wall=?, state=?, doc=?"
     assert [h == narrow for h in store.heads] == [True, False, True, False, False, True]
     sync = backend.open()

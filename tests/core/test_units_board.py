@@ -50,10 +50,8 @@ ABAI = Location(source="manual", shape="point", lat=43.2400, lon=76.9200, radius
 
 @asynccontextmanager
 async def incident_desk(tmp_path: Path) -> AsyncIterator[Desk]:
-    async with trio.open_nursery() as nursery:
-        store = AsyncStore(SqliteStore(tmp_path / "incidents.db"))
-        yield Desk(store, Recorder(store, Bus()))
-        nursery.cancel_scope.cancel()
+    store = AsyncStore(SqliteStore(tmp_path / "incidents.db"))
+    yield Desk(store, Recorder(store, Bus()))
     store.sync.close()
 
 
