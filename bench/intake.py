@@ -1,10 +1,16 @@
 """Intake benchmark: call-setup capacity through the gateway, a minimal Stasis app and Asterisk alone.
 
-Same machine, same run, same Asterisk instance, same sipp callers and answering phones, three columns
+Same machine, same run, same Asterisk instance, same sipp callers and answering phones, four columns
 (``bench/intake_load.py``): Asterisk alone (the fallback dialplan ringing a phone), a throwaway minimal
-Stasis app that only continues each caller into ``ecgw-deliver`` (what Stasis itself costs), and the gateway.
+Stasis app that only continues each caller into ``ecgw-deliver`` (what Stasis itself costs), the same app
+also answering and subscribing to each caller as the gateway must (what those operations cost Asterisk),
+and the gateway.
   (1) per column, at a fixed rate (default 50 calls/s for 10 s): CPU per call of Asterisk and of the
-      serving process, from /proc/<pid>/stat (utime + stime, first INVITE to 2 s after the last BYE);
+      serving process, from /proc/<pid>/stat (utime + stime, first INVITE to 2 s after the last BYE).
+      With ``--rounds N`` this is measured N times, each round on a fresh Asterisk instance and store,
+      and printed as the median and range; Asterisk's extra work for a column is taken against Asterisk
+      alone *in the same round* (the median of those paired differences): on this VM the same code's CPU
+      per call drifts by 20-30 % between runs minutes apart, more than most changes it should show;
   (2) per column, the highest call-setup rate with zero failed calls; printed with the ratios to Asterisk
       alone. Through the gateway every step also says how far the records lag: incidents lacking their
       "answered" entry when the step ends, and how long until they all have it (or how many never do);
@@ -12,7 +18,7 @@ Stasis app that only continues each caller into ``ecgw-deliver`` (what Stasis it
       ringing, from sipp's own wall-clock logs and the incident timelines.
 Each caller: INVITE with a PIDF-LO circle, 200 OK, 1 s of talk, BYE. IVR off (as the target says).
 
-Run as root: `python bench/intake.py [--quick]`.
+Run as root: `python bench/intake.py [--quick] [--rounds N]`.
 """
 
 from __future__ import annotations
@@ -140,7 +146,8 @@ class Column:
     best: float = 0.0
 
 
-async def measure(env: lab.AsteriskInstance, workdir: Path, column: Column, args: argparse.Namespace) -> None:
+async def measure(env: lab.AsteriskInstance, workdir: Path, column: Column, args: argparse.Namespace,
+                  cpu_only: bool) -> None:
     """One column: CPU per call at the fixed rate, then the ramp; the serving process left running."""
     served = column.served
     await served.start()
@@ -150,13 +157,27 @@ async def measure(env: lab.AsteriskInstance, workdir: Path, column: Column, args
           f"Asterisk {cpu.asterisk_ms:.2f} ms, app {cpu.app_ms:.2f} ms (main thread {cpu.app_main_ms:.2f} ms, other "
           f"threads {cpu.app_ms - cpu.app_main_ms:.2f} ms; just before, idle: Asterisk "
           f"{cpu.idle_asterisk_ms_s:.1f} ms/s, app {cpu.idle_app_ms_s:.1f} ms/s)", flush=True)
-    if args.cpu_only:
+    if cpu_only:
         return
     await asterisk_quiet(env)
     column.best, _ = await ramp(env, workdir, served, args.seconds, RATES[: args.max_steps])
 
 
 async def main(args: argparse.Namespace) -> None:
+    rounds: list[list[Column]] = []
+    figures: dict[str, list[float]] = {"stored_ms": [], "ringing_ms": []}
+    for number in range(args.rounds):
+        if args.rounds > 1:
+            print(f"-- round {number + 1} of {args.rounds}" + (" (CPU only)" if number else ""), flush=True)
+        columns, got = await one_round(args, cpu_only=args.cpu_only or number > 0)
+        rounds.append(columns)
+        figures = got if number == 0 else figures
+    report(rounds, args.rate, figures)
+
+
+async def one_round(args: argparse.Namespace, cpu_only: bool) -> tuple[list[Column], dict[str, list[float]]]:
+    """Every column on a fresh Asterisk instance and store: CPU per call, then (unless ``cpu_only``) the
+    ramp, and the latency through the gateway."""
     with tempfile.TemporaryDirectory(prefix="ecgw-bench-") as tmp:
         workdir = Path(tmp)
         path = lab.write_config(workdir, positions=args.positions, ivr=False, ring_timeout=10, overflow=120,
@@ -165,51 +186,72 @@ async def main(args: argparse.Namespace) -> None:
         gateway = lab.GatewayProcess(path, workdir / "gateway.log")
         # The gateway first: on start it registers every call it did not see from Asterisk's CEL log,
         # which after the other columns would be thousands of calls to catch up on.
-        columns = [Column(Gateway(gateway)), Column(MinimalStasis(path, workdir / "minimal.log")), Column(Served())]
+        columns = [Column(Gateway(gateway)), Column(MinimalStasis(path, workdir / "minimal-ops.log", ops=True)),
+                   Column(MinimalStasis(path, workdir / "minimal.log")), Column(Served())]
         columns = [c for c in columns if c.served.name in args.columns.split(",")]
         figures: dict[str, list[float]] = {"stored_ms": [], "ringing_ms": []}
         try:
             async with sipp.phones(env.cfg, workdir / "phones", ring_ms=0) as phones:
                 print(f"phones up; Asterisk instance {env.cfg.asterisk.instance}; {args.positions} positions",
                       flush=True)
-                print("(1) CPU per call at a fixed rate, then (2) the highest zero-failure rate, 1 s calls", flush=True)
-                await measure(env, workdir, columns[0], args)
-                if columns[0].served is gateway_column(columns) and not args.cpu_only:
+                print("(1) CPU per call at a fixed rate" + ("" if cpu_only else
+                      ", then (2) the highest zero-failure rate, 1 s calls"), flush=True)
+                await measure(env, workdir, columns[0], args, cpu_only)
+                if columns[0].served is gateway_column(columns) and not cpu_only:
                     await quiet(gateway)  # the overloaded last step must not leak into the latency run
                     print(f"(3) latency at {args.rate} calls/s for {args.latency_seconds:.0f} s", flush=True)
                     figures = await latency(env, workdir, phones, args.rate, args.latency_seconds)
                 for before, column in zip(columns, columns[1:], strict=False):
                     await asterisk_quiet(env)
                     await before.served.stop()
-                    await measure(env, workdir, column, args)
+                    await measure(env, workdir, column, args, cpu_only)
         finally:
             for column in columns:
                 await column.served.stop()
             lab.stop_asterisk(env)
-    report(columns, args.rate, figures)
+    return columns, figures
 
 
 def gateway_column(columns: list[Column]) -> Served | None:
     return next((c.served for c in columns if c.served.name == "gateway"), None)
 
 
-def report(columns: list[Column], rate: int, figures: dict[str, list[float]]) -> None:
-    print("\n== intake benchmark ==")
+def report(rounds: list[list[Column]], rate: int, figures: dict[str, list[float]]) -> None:
+    """Calls/s from the first round; CPU per call as the median over the rounds (range in brackets with more
+    than one); Asterisk's extra work per column against Asterisk alone in the same round."""
+    columns = rounds[0]
     alone = columns[-1].best if columns[-1].served.name == "asterisk" else 0.0
-    print(f"{'':36s} {'calls/s':>8s} {'ratio':>6s} {'Asterisk ms/call':>17s} {'app ms/call':>12s}")
-    for column in reversed(columns):
-        cpu = column.cpu
-        ratio = column.best / alone if alone else float("nan")
-        print(f"{column.served.label:36s} {column.best:8.0f} {ratio:6.2f} "
-              f"{cpu.asterisk_ms if cpu else float('nan'):17.2f} {cpu.app_ms if cpu else float('nan'):12.2f}")
-    print(f"(calls/s: sustained with zero failures; CPU at {rate} calls/s; gateway target ratio >= 0.50,"
-          " <= 4 ms gateway and <= 1 ms extra Asterisk per call)")
+    print(f"\n== intake benchmark ({len(rounds)} round{'s' if len(rounds) > 1 else ''}) ==")
+    print(f"{'':38s} {'calls/s':>7s} {'ratio':>5s} {'Asterisk ms/call':>18s} {'extra':>5s} {'app ms/call':>17s}")
+    for at in reversed(range(len(columns))):
+        cpus = [r[at].cpu for r in rounds if r[at].cpu is not None]
+        extra = [cpu.asterisk_ms - base.asterisk_ms for r in rounds
+                 if (cpu := r[at].cpu) is not None and (base := r[-1].cpu) is not None
+                 and r[-1].served.name == "asterisk"]
+        ratio = columns[at].best / alone if alone else float("nan")
+        print(f"{columns[at].served.label:38s} {columns[at].best:7.0f} {ratio:5.2f} "
+              f"{spread([c.asterisk_ms for c in cpus]):>18s} {median(extra):5.2f} "
+              f"{spread([c.app_ms for c in cpus]):>17s}")
+    print(f"(calls/s: sustained with zero failures; CPU at {rate} calls/s; extra: Asterisk's CPU per call beyond "
+          "Asterisk alone, paired by round; gateway target ratio >= 0.50, <= 4 ms gateway and <= 1 ms extra "
+          "Asterisk per call)")
     for key, label, target in (("stored_ms", "INVITE -> incident stored", 20),
                                ("ringing_ms", "INVITE -> dispatcher ringing", 150)):
         values = figures[key]
         print(f"{label:30s} at {rate}/s: n={len(values)} p50={percentile(values, 50):.1f} ms "
               f"p99={percentile(values, 99):.1f} ms max={max(values, default=float('nan')):.1f} ms "
               f"(target p99 <= {target} ms)")
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def spread(values: list[float]) -> str:
+    """"5.10" for one value, "5.10 (4.90-5.80)" for several: the median and the range."""
+    if len(values) < 2:
+        return f"{median(values):.2f}"
+    return f"{median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
 def cli() -> argparse.Namespace:
@@ -221,7 +263,8 @@ def cli() -> argparse.Namespace:
     p.add_argument("--positions", type=int, default=700, help="dispatcher positions (one sipp phone answers all)")
     p.add_argument("--max-steps", type=int, default=len(RATES))
     p.add_argument("--quick", action="store_true", help="short smoke run of the benchmark itself")
-    p.add_argument("--columns", default="gateway,minimal,asterisk", help="which columns, comma-separated")
+    p.add_argument("--columns", default="gateway,minimal+,minimal,asterisk", help="which columns, comma-separated")
+    p.add_argument("--rounds", type=int, default=1, help="measure CPU per call this many times (fresh instances)")
     p.add_argument("--cpu-only", action="store_true", help="only the CPU per call at the fixed rate")
     args = p.parse_args()
     if args.quick:

@@ -1,9 +1,11 @@
 """The intake bench's load and measurements: sipp callers, the three ways a call is served, per-call
 CPU read from /proc, and how far the records lag behind the calls.
 
-The three columns, same Asterisk instance, same callers and phones:
+The columns, same Asterisk instance, same callers and phones:
   ``asterisk``  Asterisk alone: no app registered, the fallback dialplan rings a position;
   ``minimal``   a throwaway minimal Stasis app (``bench/minimal_stasis.py``): what Stasis itself costs;
+  ``minimal+``  the same app also answering and subscribing to each caller, as the gateway must: what
+                those operations cost Asterisk;
   ``gateway``   ``gateway run``: store, answer, queue, subscription, hand-off.
 """
 
@@ -93,8 +95,10 @@ class MinimalStasis(Served):
     name = "minimal"
     label = "minimal Stasis app (continue only)"
 
-    def __init__(self, config_path: Path, log: Path) -> None:
-        self.config_path, self.log = config_path, log
+    def __init__(self, config_path: Path, log: Path, ops: bool = False) -> None:
+        self.config_path, self.log, self.ops = config_path, log, ops
+        if ops:
+            self.name, self.label = "minimal+", "  + answer, subscribe (as the gateway)"
         self.proc: trio.Process | None = None
 
     @property
@@ -104,8 +108,9 @@ class MinimalStasis(Served):
     async def start(self) -> None:
         script = Path(__file__).resolve().parent / "minimal_stasis.py"
         with open(self.log, "wb") as out:
-            self.proc = await trio.lowlevel.open_process([sys.executable, str(script), str(self.config_path)],
-                                                         stdout=out, stderr=subprocess.STDOUT)
+            self.proc = await trio.lowlevel.open_process(
+                [sys.executable, str(script), str(self.config_path), *(["--ops"] if self.ops else [])],
+                stdout=out, stderr=subprocess.STDOUT)
         with trio.fail_after(20):
             for _ in range(200):
                 if b"ready" in self.log.read_bytes():

@@ -1,12 +1,15 @@
 """Our websocket loop in place of asyncari's: every JSON event handed on in order, the rest skipped, a
-fragmented message joined, a ping answered, the close obeyed. Real wsproto connections on both ends
-(in memory): the server's bytes are what Asterisk would send, in reads of any size."""
+fragmented message joined, a ping answered, the close obeyed. Real wsproto connections on both ends,
+over a real socket pair: the server's bytes are what Asterisk would send, in writes of any size."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import anyio
+import trio
+from anyio.abc import SocketAttribute
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, Pong, Request, TextMessage
 
@@ -18,16 +21,15 @@ DIAL = '{"type": "Dial", "peer": {"id": "p1"}, "caller": {"id": "c1"}, "dialstat
 
 
 class Stream:
-    """The socket: gives the server's bytes in ``chunk``-sized reads, records what the client sends."""
+    """asyncwebsockets' anyio stream: its socket (the client's end of a real socket pair, which the loop reads
+    itself), and what the client sends through the stream (pongs)."""
 
-    def __init__(self, data: bytes, chunk: int) -> None:
-        self.data, self.chunk, self.sent = data, chunk, b""
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.sent = sock, b""
 
-    async def receive(self, max_bytes: int) -> bytes:
-        if not self.data:
-            raise anyio.EndOfStream
-        piece, self.data = self.data[: min(self.chunk, max_bytes)], self.data[min(self.chunk, max_bytes):]
-        return piece
+    def extra(self, attribute: object) -> socket.socket:
+        assert attribute is SocketAttribute.raw_socket
+        return self.sock
 
     async def send(self, data: bytes) -> None:
         self.sent += data
@@ -36,10 +38,19 @@ class Stream:
 class Websocket:
     """asyncwebsockets' Websocket after its handshake: the two attributes our loop uses, and its lock."""
 
-    def __init__(self, server_bytes: bytes, client: WSConnection, chunk: int) -> None:
+    def __init__(self, client: WSConnection, sock: socket.socket) -> None:
         self._connection = client
-        self._sock = Stream(server_bytes, chunk)
+        self._sock = Stream(sock)
         self._send_lock = anyio.Lock()
+
+
+async def serve(sock: socket.socket, data: bytes, chunk: int) -> None:
+    """Asterisk's end: ``data`` in ``chunk``-sized writes, each given a chance to be read alone, then closed."""
+    with sock:
+        for at in range(0, len(data), chunk):
+            await trio.lowlevel.wait_writable(sock)
+            sock.send(data[at:at + chunk])
+            await trio.lowlevel.checkpoint()
 
 
 def pair() -> tuple[WSConnection, WSConnection]:
@@ -61,11 +72,18 @@ async def read(server_messages: list[Any], chunk: int, after: bytes = b"") -> tu
 
     reader = _Client.__new__(_Client)  # only the loop: no connection, no swagger
     reader.process_ws = process_ws
-    ws = Websocket(wire, client, chunk)
-    try:
-        await reader._Client__run(ws)
-    except anyio.EndOfStream:
-        pass  # the server's bytes ran out (the caller, asyncari's _run, logs it)
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.setblocking(False)
+    ws = Websocket(client, ours)
+    with ours, trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve, theirs, wire, chunk)
+            try:
+                await reader._Client__run(ws)
+            except anyio.EndOfStream:
+                pass  # the server's bytes ran out (the caller, asyncari's _run, logs it)
+            nursery.cancel_scope.cancel()  # a close obeyed: the rest is never read
     return seen, ws._sock.sent, server
 
 
@@ -98,3 +116,21 @@ async def test_a_ping_is_answered_with_its_pong() -> None:
 async def test_the_stream_ending_without_a_close_is_left_to_the_caller() -> None:
     seen, _sent, _server = await read([TextMessage(data=START % "y")], chunk=5)
     assert [e.channel.id for e in seen] == ["c1"]
+
+
+async def test_the_socket_closed_while_waiting_ends_the_loop_quietly() -> None:
+    """The app leaving closes the websocket's socket under a waiting reader (as Trio's socket close does)."""
+    client, _server = pair()
+    reader = _Client.__new__(_Client)
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+
+    async def close_soon() -> None:
+        await trio.sleep(0.05)
+        trio.lowlevel.notify_closing(ours)
+        ours.close()
+
+    with theirs, trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(close_soon)
+            await reader._Client__run(Websocket(client, ours))
