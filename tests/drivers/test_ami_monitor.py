@@ -1,7 +1,8 @@
 """gateway.asterisk.ami.monitor against loopback peers: nothing listening, a peer that accepts and
 closes at once, and a scripted AMI that goes away and comes back. Retries follow one backoff
-schedule (never a second loop of panoramisk's own), the log says "lost" and "back" once each, and
-``AsteriskHealth.connected`` turns false as soon as the connection drops."""
+schedule (never a second loop of panoramisk's own), the log says "lost" and "back" once each,
+``AsteriskHealth.connected`` turns false at the next poll once Asterisk is gone, and no session stays
+open between polls (an open one makes Asterisk write every channel event of every call as AMI text)."""
 
 from __future__ import annotations
 
@@ -98,7 +99,18 @@ def _reply(fields: dict[str, str]) -> list[bytes]:
     return [f"Response: Success\r\nActionID: {aid}\r\nPing: Pong\r\n\r\n".encode()]
 
 
-async def _fake_asterisk(stream: trio.SocketStream) -> None:
+async def _fake_asterisk(stream: trio.SocketStream, sessions: list[tuple[float, float, list[str]]] | None = None
+                         ) -> None:
+    """A fully booted Asterisk's AMI; each session's (opened, closed, actions) goes into ``sessions``."""
+    opened, actions = time.monotonic(), []
+    try:
+        await _serve_ami(stream, actions)
+    finally:
+        if sessions is not None:
+            sessions.append((opened, time.monotonic(), actions))
+
+
+async def _serve_ami(stream: trio.SocketStream, actions: list[str]) -> None:
     async with stream:
         await stream.send_all(b"Asterisk Call Manager/5.0.1\r\n")
         buffer = b""
@@ -107,6 +119,7 @@ async def _fake_asterisk(stream: trio.SocketStream) -> None:
             while b"\r\n\r\n" in buffer:
                 message, buffer = buffer.split(b"\r\n\r\n", 1)
                 fields = dict(line.split(": ", 1) for line in message.decode().split("\r\n") if ": " in line)
+                actions.append(fields.get("Action", ""))
                 for chunk in _reply(fields):
                     await stream.send_all(chunk)
 
@@ -134,7 +147,7 @@ async def test_health_follows_asterisk_away_and_back(caplog: pytest.LogCaptureFi
             await _until(lambda: health.connected, 3)
             assert health.fully_booted and health.channels == 3
 
-            asterisk.cancel()  # Asterisk dies: /health says so at once, not only when a reply times out
+            asterisk.cancel()  # Asterisk dies: /health says so at the next poll, not when a reply times out
             await _until(lambda: not health.connected, 1)
             assert not health.fully_booted
 
@@ -143,3 +156,22 @@ async def test_health_follows_asterisk_away_and_back(caplog: pytest.LogCaptureFi
             await _until(lambda: health.connected, 5)
             nursery.cancel_scope.cancel()
     assert [m.split(" (")[0].split(" after")[0] for m in _noisy(caplog)] == ["AMI unavailable", "AMI back"]
+
+
+async def test_each_poll_is_a_short_session_of_its_own() -> None:
+    sessions: list[tuple[float, float, list[str]]] = []
+    health = ami.AsteriskHealth()
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(functools.partial(
+                trio.serve_tcp, functools.partial(_fake_asterisk, sessions=sessions), 0, host="127.0.0.1"))
+            port = listeners[0].socket.getsockname()[1]
+            nursery.start_soon(ami.monitor, AsteriskConfig(ami_port=port), health, Metrics(), 0.5)
+            await _until(lambda: len(sessions) >= 4, 8)
+            nursery.cancel_scope.cancel()
+    assert health.channels == 3
+    for opened, closed, actions in sessions[:4]:
+        assert [a.lower() for a in actions] == ["login", "corestatus"], actions
+        assert closed - opened < 0.4, "the session stayed open after its poll"
+    starts = [opened for opened, _, _ in sessions[:4]]
+    assert all(b - a >= 0.49 for a, b in zip(starts, starts[1:], strict=False)), starts  # one poll per every_s
