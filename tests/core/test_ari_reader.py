@@ -47,9 +47,10 @@ class Websocket:
 async def serve(sock: socket.socket, data: bytes, chunk: int) -> None:
     """Asterisk's end: ``data`` in ``chunk``-sized writes, each given a chance to be read alone, then closed."""
     with sock:
-        for at in range(0, len(data), chunk):
+        view = memoryview(data)
+        while view:
             await trio.lowlevel.wait_writable(sock)
-            sock.send(data[at:at + chunk])
+            view = view[sock.send(view[:chunk]):]  # a send may take less than asked
             await trio.lowlevel.checkpoint()
 
 
