@@ -50,11 +50,15 @@ class AsteriskHealth:
     """Latest AMI view of Asterisk, for /health and /metrics."""
 
     def __init__(self) -> None:
-        self.connected = False
-        self.fully_booted = False
+        self.connected = False  # the last poll succeeded
         self.channels: int | None = None
         self.version = ""
         self.error = ""
+
+    @property
+    def fully_booted(self) -> bool:
+        """A poll succeeds only once Asterisk has said FullyBooted in it."""
+        return self.connected
 
 
 class Retries:
@@ -187,7 +191,6 @@ async def _check(cfg: AsteriskConfig, health: AsteriskHealth, metrics: Metrics, 
     """One poll; raises what made it fail."""
     with trio.fail_after(BOOT_TIMEOUT_S + REPLY_TIMEOUT_S):  # a stopped (not dead) Asterisk never answers
         status = await trio_asyncio.aio_as_trio(_status)(cfg)
-    health.fully_booted = True
     health.channels = int(status.get("CoreCurrentCalls", 0))
     metrics.asterisk_channels.set(health.channels)
     metrics.asterisk_up.set(1)
@@ -217,5 +220,5 @@ async def monitor(cfg: AsteriskConfig, health: AsteriskHealth, metrics: Metrics,
 
 
 def _down(health: AsteriskHealth, metrics: Metrics, error: str) -> None:
-    health.connected, health.fully_booted, health.error = False, False, error
+    health.connected, health.error = False, error
     metrics.asterisk_up.set(0)
