@@ -52,6 +52,9 @@ class Triggers:
         self.settings = settings or TriggerSettings()
         self._send, self._receive = trio.open_memory_channel[tuple[str, Incident, TimelineEvent]](math.inf)
         self._deadlines: list[tuple[float, str, str]] = []  # (Trio time, kind "answer"|"classify", incident id)
+        # The deadlines still to act on, (kind, incident id) -> Trio time: one an answer or a category made moot
+        # leaves it, so its turn in the heap costs no incident load (the incident is long out of memory by then).
+        self._due: dict[tuple[str, str], float] = {}
         self._new_deadline = trio.Event()
         self.breaches = 0
 
@@ -90,8 +93,11 @@ class Triggers:
             return  # waits for a dispatcher's classification (or the unclassified deadline)
         elif what in CATEGORY_EVENTS:
             category = str(last.data.get("category") or incident.category)
+            if category:
+                self._due.pop(("classify", incident.id), None)
             await self._classified(incident, category, reason=what, actor=last.actor)
         elif what == "answered":  # a dispatcher has the caller: the supervisor need not be chased further
+            self._due.pop(("answer", incident.id), None)
             await self.engine.stop(incident.id, "sla", "call answered")
         elif what == "status_changed":
             status = str(last.data.get("status", incident.status))
@@ -126,6 +132,7 @@ class Triggers:
         """A deadline given as wall time (an incident's creation is), waited for on Trio's clock."""
         at = trio.current_time() + (wall - time.time())
         heapq.heappush(self._deadlines, (at, kind, incident_id))
+        self._due[kind, incident_id] = at
         self._new_deadline.set()
 
     async def _deadline_loop(self) -> None:
@@ -135,6 +142,9 @@ class Triggers:
                 await self._new_deadline.wait()
             while self._deadlines and self._deadlines[0][0] <= trio.current_time():
                 due, kind, incident_id = heapq.heappop(self._deadlines)
+                if self._due.get((kind, incident_id)) != due:
+                    continue  # moot (answered, classified) or scheduled again for later
+                del self._due[kind, incident_id]
                 try:
                     await self._deadline(due, kind, incident_id)
                 except GatewayError as exc:

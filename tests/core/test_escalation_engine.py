@@ -61,7 +61,7 @@ class InlineStore(AsyncStore):
     async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
         return fn(*args)
 
-    async def _write(self, statements: list[Statement]) -> None:
+    async def _write(self, statements: list[Statement], urgent: bool = False) -> None:
         error = self._commit([statements])[0]
         await trio.lowlevel.checkpoint()
         if error is not None:
@@ -195,6 +195,29 @@ async def test_a_call_not_answered_in_time_runs_the_sla_scenario(backend: Backen
         line = await env.open("", source="call", number="+77011234568", service="1402")
         await env.wait_for(line.id, "scenario_started", run="sla")  # on its timeline, as any wait past the SLA
         assert env.triggers.breaches == 1  # but the board's breaches are the emergency lines'
+
+
+async def test_deadlines_an_answer_and_a_category_made_moot_load_nothing(backend: Backend,
+                                                                        autojump_clock: trio.testing.MockClock) -> None:
+    s = scenario("s", {**NOTIFY, "ack": "none"}, {"do": "close"})
+    settings = TriggerSettings(answer_sla_s=5, unclassified_after_s=10)
+    async with environment(backend, catalogue(s), settings=settings) as env:
+        call = await env.open("", source="call", number="+77011234567")
+        await env.desk.record(call.id, "answered", actor="p1", changes={"state": "answered", "answer_s": 1.0})
+        await env.desk.set_category(call.id, "s", 5, actor="dispatcher")
+        await env.wait_for(call.id, "scenario_finished")
+        loads: list[str] = []
+        load = env.engine.store.get
+
+        async def counted(incident_id: str) -> Incident:
+            loads.append(incident_id)
+            return await load(incident_id)
+
+        env.engine.store.get = counted  # type: ignore[method-assign]
+        await trio.sleep(11)  # both deadlines pass
+        assert loads == []  # once, each was an incident load from the store to find nothing to do
+        assert env.triggers.breaches == 0 and not env.triggers._due
+        assert [d.get("run") for k, d in await env.timeline(call.id) if k == "scenario_started"] == ["category"]
 
 
 async def test_restart_mid_scenario_resumes_without_repeating_a_step(backend: Backend, monkeypatch: pytest.MonkeyPatch,
