@@ -113,7 +113,8 @@ class Gateway:
         self.sounds_dir, self.spool_dir = box.host_dir / "sounds", box.host_dir / "spool"
         self.metrics = Metrics()
         self.bus = Bus()
-        self.store = AsyncStore(open_incident_store(cfg.store))  # [store] backend: SQLite or PostgreSQL
+        # [store] backend: SQLite or PostgreSQL
+        self.store = AsyncStore(open_incident_store(cfg.store), cfg.store.commit_window_s)
         self.recorder = Recorder(self.store, self.bus)
         self.desk = Desk(self.store, self.recorder)
         # Two nodes on one PostgreSQL: the other's incident changes reach this node's consoles (LISTEN/NOTIFY).

@@ -369,11 +369,13 @@ class AsyncStore:
     to the incident cannot race with the writer thread.
     """
 
-    def __init__(self, store: Queries) -> None:
+    def __init__(self, store: Queries, commit_window_s: float = 0.0) -> None:
+        """``commit_window_s``: how long a write may wait for others to share its transaction while writers
+        meet (``threads.Batches``); a new incident never waits."""
         self.sync = store
         self._lane = Lane("store")  # one thread, in order: reads see every write asked before them
         self._keys: dict[str, tuple[object, ...]] = {}  # incident id -> its indexed columns as stored
-        self._writes = Batches[list[Statement]](self._lane, self._commit)
+        self._writes = Batches[list[Statement]](self._lane, self._commit, commit_window_s)
 
     def _commit(self, writes: list[list[Statement]]) -> list[BaseException | None]:
         """On the store's thread: the writes in one transaction; if that fails, one by one, so a single bad
@@ -393,8 +395,8 @@ class AsyncStore:
             return exc
         return None
 
-    async def _write(self, statements: list[Statement]) -> None:
-        await self._writes.put(statements)
+    async def _write(self, statements: list[Statement], urgent: bool = False) -> None:
+        await self._writes.put(statements, urgent)
 
     async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
         return await self._lane.run(fn, *args)
@@ -412,7 +414,7 @@ class AsyncStore:
             whole = [*self.sync.update_statements(incident, list(incident.timeline)), *extra]
             await self._run(self.sync.create_again, incident.id, incident.channel_id, fresh, whole)
         else:
-            await self._write([*self.sync.create_statements(incident), *extra])
+            await self._write([*self.sync.create_statements(incident), *extra], urgent=True)  # a call's first record
         self._stored_keys(incident, keys)
 
     async def update(self, incident: Incident, events: list[TimelineEvent],

@@ -49,12 +49,15 @@ class StoreConfig(Base, frozen=True):
     its schema made by ``gateway db migrate``). ``path`` is needed either way: on PostgreSQL this node's spool
     and the drills stay in SQLite files beside it. ``commit_wait_s``: how long an incident's COMMIT waits for
     PostgreSQL's synchronous standby before going on with the write on the primary only (``/health`` then
-    degraded; ``gateway.incident.sync_wait``)."""
+    degraded; ``gateway.incident.sync_wait``). ``commit_window_s``: while several calls write at once, how long
+    a write may wait for others to share its transaction (one commit and fsync for all; a new incident never
+    waits, a lone writer never does; 0: never; ``gateway.threads.Batches``)."""
 
     backend: Literal["sqlite", "postgresql"] = "sqlite"
     path: str = "var/gateway.sqlite3"
     dsn: str = ""
     commit_wait_s: float = 1.0
+    commit_window_s: float = 0.004
 
 
 class HttpConfig(Base, frozen=True):
@@ -203,6 +206,9 @@ def store_problems(store: StoreConfig, source: str) -> list[str]:
         p.append(f"{source}: store.dsn: only used with backend = \"postgresql\" (backend is {store.backend!r})")
     if not 0.1 <= store.commit_wait_s <= 30.0:
         p.append(f"{source}: store.commit_wait_s: expected 0.1-30 seconds, got {store.commit_wait_s:g}")
+    if not 0.0 <= store.commit_window_s <= 0.05:
+        p.append(f"{source}: store.commit_window_s: expected 0-0.05 seconds (it delays writes), got"
+                 f" {store.commit_window_s:g}")
     return p
 
 

@@ -170,6 +170,8 @@ def test_missing_required_key_in_position() -> None:
      "ivr.menu_1402.categories[0].digit: expected a single digit"),
     (lambda r: r["ivr"]["menu_1402"]["categories"][0].update(priority=12), "ivr.menu_1402.categories[0].priority"),
     (lambda r: r["ivr"]["menu_1402"].update(default_priority=-1), "ivr.menu_1402.default_priority"),
+    (lambda r: r["store"].update(commit_window_s=0.2), "store.commit_window_s: expected 0-0.05 seconds"),
+    (lambda r: r["store"].update(commit_window_s=-0.001), "store.commit_window_s: expected 0-0.05 seconds"),
 ])
 def test_semantic_problem_is_reported(mutate: Callable[[dict[str, Any]], object], expected: str) -> None:
     found = problems(mutate)

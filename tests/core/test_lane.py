@@ -185,3 +185,88 @@ async def test_batches_a_cancelled_writer_leaves_and_its_item_is_still_committed
         await writes.put(2)
     assert batches == [[1], [2]]
     lane.close()
+
+
+# --- the window: while writers meet, a batch waits for company ------------------------------------
+
+async def _writers_meet(writes: threads.Batches[int], gate: threading.Event) -> None:
+    """Two items in one batch (the first held at the gate while the second waits): writers have met."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writes.put, 100)
+        await trio.sleep(0.02)  # 100 is held at the gate
+        nursery.start_soon(writes.put, 101)
+        nursery.start_soon(writes.put, 102)
+        await trio.sleep(0.02)
+        gate.set()
+
+
+async def test_a_lone_writer_never_waits_for_the_window() -> None:
+    lane, batches = Lane("t-window-lone"), list[list[int]]()
+    writes = threads.Batches[int](lane, _recording_commit(batches), window_s=60.0)
+    with trio.fail_after(5):  # a window of a minute, never waited: no two writers ever met
+        for n in range(5):
+            await writes.put(n)
+    assert batches == [[0], [1], [2], [3], [4]]
+    lane.close()
+
+
+async def test_once_writers_met_a_batch_takes_what_comes_in_its_window() -> None:
+    lane, batches, gate = Lane("t-window-gather"), list[list[int]](), threading.Event()
+    writes = threads.Batches[int](lane, _recording_commit(batches, gate), window_s=0.3)
+    await _writers_meet(writes, gate)
+    assert [sorted(b) for b in batches] == [[100], [101, 102]]
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            for n in range(3):  # one at a time, each its own batch without the window
+                nursery.start_soon(writes.put, n)
+                await trio.sleep(0.03)
+    assert batches[2:] == [[0, 1, 2]]
+    lane.close()
+
+
+async def test_an_urgent_item_ends_the_wait_and_takes_the_others_with_it() -> None:
+    lane, batches, gate = Lane("t-window-urgent"), list[list[int]](), threading.Event()
+    writes = threads.Batches[int](lane, _recording_commit(batches, gate), window_s=60.0)
+    await _writers_meet(writes, gate)
+    with trio.fail_after(5):  # not the minute
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writes.put, 1)
+            nursery.start_soon(writes.put, 2)
+            await trio.sleep(0.03)
+            assert len(batches) == 2  # 1 and 2 wait in the window
+            await writes.put(3, urgent=True)
+    assert [sorted(b) for b in batches[2:]] == [[1, 2, 3]]
+    lane.close()
+
+
+async def test_a_read_asked_in_the_window_sees_the_writes_asked_before_it() -> None:
+    lane, batches, gate = Lane("t-window-read"), list[list[int]](), threading.Event()
+    writes = threads.Batches[int](lane, _recording_commit(batches, gate), window_s=0.2)
+    await _writers_meet(writes, gate)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writes.put, 7)
+            await trio.sleep(0.02)  # 7 waits in the window
+            seen = await lane.run(lambda: [list(b) for b in batches])
+    assert seen[-1] == [7]
+    lane.close()
+
+
+async def test_company_is_forgotten_and_writes_go_at_once_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads, "COMPANY_S", 0.05)
+    lane, batches, gate = Lane("t-window-forget"), list[list[int]](), threading.Event()
+    writes = threads.Batches[int](lane, _recording_commit(batches, gate), window_s=60.0)
+    await _writers_meet(writes, gate)
+    await trio.sleep(0.1)
+    with trio.fail_after(5):
+        await writes.put(1)
+    assert batches[-1] == [1]
+    lane.close()
+
+
+async def test_a_commit_that_answers_the_wrong_count_fails_its_writers() -> None:
+    lane = Lane("t-batch-count")
+    writes = threads.Batches[int](lane, lambda items: [])
+    with pytest.raises(RuntimeError, match="answered 0 items of 1"):
+        await writes.put(1)
+    lane.close()

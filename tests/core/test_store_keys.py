@@ -20,7 +20,7 @@ class Recording(AsyncStore):
         super().__init__(*args)  # type: ignore[arg-type]
         self.heads: list[str] = []
 
-    async def _write(self, statements: list[Statement]) -> None:
+    async def _write(self, statements: list[Statement], urgent: bool = False) -> None:
         self.heads += [sql.split(" WHERE")[0] for sql, _ in statements if sql.startswith("UPDATE incidents")]
         if self.fail_next:
             self.fail_next = False
