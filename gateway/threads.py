@@ -137,6 +137,7 @@ class Batches(Generic[Item]):
         self._hurry = threading.Event()  # an urgent item waits: a waiting batch stops waiting
         self._company_until = -1.0  # writers met until about then (time.monotonic)
         self._running = False
+        self._taken: list[_Waiter[Item]] = []  # the running batch's items, once taken
 
     async def put(self, item: Item, urgent: bool = False) -> None:
         """Commit ``item`` with the next batch; returns once that batch is done, or raises its error. A writer
@@ -162,7 +163,7 @@ class Batches(Generic[Item]):
     def _start(self, window: bool) -> None:
         """The next batch on the lane: at once, or after the window (``_gather``). A batch started as the last
         one ends goes at once: what it takes waited for that commit already."""
-        self._running = True
+        self._running, self._taken = True, []
         if window:
             self._lane.submit(self._gather, self._done)
             return
@@ -171,7 +172,7 @@ class Batches(Generic[Item]):
             self._hurry.clear()
         self._lane.submit(functools.partial(self._run, batch), self._done)
 
-    def _gather(self) -> list[_Waiter[Item]]:
+    def _gather(self) -> None:
         """On the lane's thread: wait until the oldest item has waited the window (or an urgent one comes),
         then commit everything asked by then. Asked meanwhile, reads queue behind it without waking the thread."""
         wait = self._first + self._window_s - time.monotonic()
@@ -180,26 +181,26 @@ class Batches(Generic[Item]):
         with self._lock:
             batch, self._waiting = self._waiting, []
             self._hurry.clear()
-        return self._run(batch)
+        self._run(batch)
 
-    def _run(self, batch: list[_Waiter[Item]]) -> list[_Waiter[Item]]:
-        """On the lane's thread. Never raises: a commit that raises (a bug) fails its batch's writers."""
-        try:
-            errors = self._commit([w.item for w in batch])
-            if len(errors) != len(batch):
-                raise RuntimeError(f"commit answered {len(errors)} items of {len(batch)}")
-        except BaseException as exc:  # noqa: BLE001 - handed to every writer of the batch
-            errors = [exc] * len(batch)
+    def _run(self, batch: list[_Waiter[Item]]) -> None:
+        """On the lane's thread: each item's outcome on its waiter (if the commit raises, a bug, ``_done`` hands
+        that to every writer of the batch)."""
+        self._taken = batch
+        errors = self._commit([w.item for w in batch])
+        if len(errors) != len(batch):
+            raise RuntimeError(f"commit answered {len(errors)} items of {len(batch)}")
         for waiter, error in zip(batch, errors, strict=True):
             waiter.error = error
-        return batch
 
     def _done(self, result: outcome.Outcome[object]) -> None:
-        """On Trio's thread: wake the batch's writers, note whether writers met, start the next batch."""
-        batch: list[_Waiter[Item]] = result.unwrap()  # type: ignore[assignment]  # _run never raises
+        """On Trio's thread: wake the batch's writers (with the job's own failure, if it raised: a bug), note
+        whether writers met, start the next batch."""
+        batch, self._taken = self._taken, []
+        failed = result.error if isinstance(result, outcome.Error) else None
         for waiter in batch:
             if waiter.task is not None:
-                error = waiter.error
+                error = failed or waiter.error
                 trio.lowlevel.reschedule(waiter.task, outcome.Error(error) if error else outcome.Value(None))
         if len(batch) > 1 or self._waiting:
             self._company_until = time.monotonic() + COMPANY_S

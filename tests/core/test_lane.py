@@ -270,3 +270,23 @@ async def test_a_commit_that_answers_the_wrong_count_fails_its_writers() -> None
     with pytest.raises(RuntimeError, match="answered 0 items of 1"):
         await writes.put(1)
     lane.close()
+
+
+async def test_a_commit_that_raises_after_a_window_fails_its_writers_and_the_next_batch_runs() -> None:
+    lane, calls, gate = Lane("t-window-bug"), list[list[int]](), threading.Event()
+
+    def commit(items: list[int]) -> list[BaseException | None]:
+        gate.wait(5)
+        calls.append(sorted(items))
+        if 7 in items:
+            raise RuntimeError("a bug in the commit")
+        return [None] * len(items)
+
+    writes = threads.Batches[int](lane, commit, window_s=0.05)
+    await _writers_meet(writes, gate)
+    with trio.fail_after(5):
+        with pytest.raises(RuntimeError, match="a bug"):
+            await writes.put(7)  # waited in a window, then failed
+        await writes.put(8)
+    assert calls[2:] == [[7], [8]]
+    lane.close()
