@@ -167,10 +167,14 @@ class Batches(Generic[Item]):
         if window:
             self._lane.submit(self._gather, self._done)
             return
+        self._lane.submit(functools.partial(self._run, self._take()), self._done)
+
+    def _take(self) -> list[_Waiter[Item]]:
+        """Everything asked so far, as the next batch (an urgent item among it has had its way)."""
         with self._lock:
             batch, self._waiting = self._waiting, []
             self._hurry.clear()
-        self._lane.submit(functools.partial(self._run, batch), self._done)
+        return batch
 
     def _gather(self) -> None:
         """On the lane's thread: wait until the oldest item has waited the window (or an urgent one comes),
@@ -178,10 +182,7 @@ class Batches(Generic[Item]):
         wait = self._first + self._window_s - time.monotonic()
         if wait > 0:
             self._hurry.wait(wait)
-        with self._lock:
-            batch, self._waiting = self._waiting, []
-            self._hurry.clear()
-        self._run(batch)
+        self._run(self._take())
 
     def _run(self, batch: list[_Waiter[Item]]) -> None:
         """On the lane's thread: each item's outcome on its waiter (if the commit raises, a bug, ``_done`` hands
