@@ -137,9 +137,42 @@ class Ari:
 
     async def subscribe(self, channel_id: str) -> None:
         """Receive this channel's events even after it leaves Stasis (e.g. into a Dial). ChannelGone if the
-        channel no longer exists (Asterisk says so here with 422 "Event source does not exist")."""
-        await self._call("POST", f"applications/{self.app}/subscription", {"eventSource": f"channel:{channel_id}"},
-                         gone=(404, 422))
+        channel no longer exists (Asterisk says so here with 422 "Event source does not exist"). The reply (the
+        application, naming every channel it is subscribed to) is not decoded: nothing here reads it."""
+        await self._reply("POST", *self._subscription(channel_id), gone=(404, 422))
+
+    def _subscription(self, channel_id: str) -> tuple[str, dict[str, Any]]:
+        return f"applications/{self.app}/subscription", {"eventSource": f"channel:{channel_id}"}
+
+    async def answer_and_subscribe(self, channel_id: str) -> bool:
+        """``answer`` and ``subscribe`` written at once (HTTP pipelining: one write to Asterisk and one wait for
+        both replies instead of two of each). Raises as ``answer`` does; returns whether the subscription was
+        made (its failure is logged: ``subscribe`` again before the caller leaves Stasis). If the pair's
+        exchange itself fails, each is asked again alone (both may be repeated: neither changes anything
+        the second time)."""
+        path, params = self._subscription(channel_id)
+        answer = ("POST", quote(f"channels/{channel_id}/answer"), None)
+        subscription = ("POST", f"{quote(path)}?{urlencode(params)}", None)
+        replies: list[tuple[int, bytes]] = []
+        with trio.move_on_after(REST_TIMEOUT_S):
+            try:
+                replies = await self._http.pipeline([answer, subscription])
+            except AriError as exc:
+                log.warning("ARI answer and subscription of %s together failed (%s); asking each alone",
+                            channel_id, exc)
+        if replies:
+            _checked("POST", answer[1], *replies[0], gone=(404,))
+        else:  # failed, or no reply in time
+            await self.answer(channel_id)
+        try:
+            if replies:
+                _checked("POST", path, *replies[1], gone=(404, 422))
+            else:
+                await self.subscribe(channel_id)
+        except AriError as exc:  # ChannelGone too: the answer went through, the hang-up's events follow
+            log.warning("ARI subscription to %s failed (asked again at the hand-off): %s", channel_id, exc)
+            return False
+        return True
 
     async def continue_in_dialplan(self, channel_id: str, context: str, extension: str, label: str = "") -> None:
         params: dict[str, Any] = {"context": context, "extension": extension}

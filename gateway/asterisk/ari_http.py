@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import base64
 import socket
+from collections.abc import Sequence
 
 import httptools
 import trio
 
 from gateway.errors import AriError
 
+Request = tuple[str, str, bytes | None]  # method, path (under the prefix, quoted), body
 MAX_CONNECTIONS = 48
 READ_SIZE = 65536
 
@@ -34,22 +36,26 @@ class _StaleConnection(Exception):
     """The server closed the connection without answering at all: safe to retry on a new one."""
 
 
-class _Reply:
-    """httptools' callbacks for one response: its body and whether it is complete."""
+class _Replies:
+    """httptools' callbacks for the responses on one connection, in order: (status, body) of each complete one,
+    and whether the last allowed keep-alive."""
 
-    __slots__ = ("body", "complete", "keep_alive", "parser")
+    __slots__ = ("done", "keep_alive", "parser", "_body")
 
     def __init__(self) -> None:
-        self.body: list[bytes] = []
-        self.complete = self.keep_alive = False
+        self.done: list[tuple[int, bytes]] = []
+        self.keep_alive = False
+        self._body: list[bytes] = []
         self.parser = httptools.HttpResponseParser(self)
 
     def on_body(self, data: bytes) -> None:
-        self.body.append(data)
+        self._body.append(data)
 
     def on_message_complete(self) -> None:
-        self.complete = True
-        self.keep_alive = self.parser.should_keep_alive()  # only known until the parser resets for the next
+        # status and keep-alive are only known until the parser resets for the next response
+        self.done.append((self.parser.get_status_code(), b"".join(self._body)))
+        self._body = []
+        self.keep_alive = self.parser.should_keep_alive()
 
 
 class _Connection:
@@ -95,21 +101,28 @@ class RestClient:
         await trio.lowlevel.checkpoint()
 
     async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        return (await self.pipeline([(method, path, body)]))[0]
+
+    async def pipeline(self, requests: Sequence[Request]) -> list[tuple[int, bytes]]:
+        """The requests written at once on one connection (HTTP/1.1 pipelining, RFC 9112 section 9.3.2) and their
+        replies, in order: one write and one wait where each request alone costs both (on loopback a write
+        is also the server's wake-up: ~75 µs of this process's CPU, measured). Raises AriError if any reply
+        does not come; those before it were carried out."""
         await trio.lowlevel.checkpoint_if_cancelled()
         try:
             self._slots.acquire_nowait()  # no scheduler step when a slot is free (``acquire`` takes one)
         except trio.WouldBlock:
             await self._slots.acquire()
         try:
-            return await self._request(method, path, body)
+            return await self._pipeline(requests)
         finally:
             self._slots.release()
 
-    async def _request(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
+    async def _pipeline(self, requests: Sequence[Request]) -> list[tuple[int, bytes]]:
         for _attempt in range(2):
             conn = self._idle.pop() if self._idle else await self._connect()
             try:
-                status, data = await self._exchange(conn, method, self.prefix + path, body)
+                replies = await self._exchange(conn, requests)
             except _StaleConnection:
                 conn.close()
                 continue
@@ -117,7 +130,8 @@ class RestClient:
                 conn.close()
                 raise
             self._release(conn)
-            return status, data
+            return replies
+        method, path, _body = requests[0]
         raise AriError(f"ARI {method} {path}: connection closed twice before a response")
 
     async def _connect(self) -> _Connection:
@@ -143,23 +157,27 @@ class RestClient:
         kind = "Content-Type: application/json\r\n" if body is not None else ""
         return f"{method} {target} HTTP/1.1\r\n{self._headers}{kind}Content-Length: {length}\r\n\r\n".encode()
 
-    async def _exchange(self, conn: _Connection, method: str, target: str, body: bytes | None) -> tuple[int, bytes]:
-        out = self._head(method, target, body) + (body or b"")
+    async def _exchange(self, conn: _Connection, requests: Sequence[Request]) -> list[tuple[int, bytes]]:
+        out = b"".join(self._head(method, self.prefix + path, body) + (body or b"") for method, path, body in requests)
+        method, target = requests[0][0], self.prefix + requests[0][1]
         answered = False
-        reply = _Reply()
+        replies = _Replies()
         try:
             await conn.send_all(out)
-            while not reply.complete:
+            while len(replies.done) < len(requests):
+                if replies.done and not replies.keep_alive:
+                    raise AriError(f"ARI {method} {target}: the server closed after {len(replies.done)} of "
+                                   f"{len(requests)} pipelined replies")
                 data = await conn.receive()
                 if not data:
                     raise ConnectionResetError("server closed the connection")
                 answered = True
-                reply.parser.feed_data(data)
+                replies.parser.feed_data(data)
         except OSError as exc:
             if not answered:
                 raise _StaleConnection from exc
             raise AriError(f"ARI {method} {target}: {exc!r}") from exc
         except httptools.HttpParserError as exc:
             raise AriError(f"ARI {method} {target}: malformed response: {exc}") from exc
-        conn.reusable = reply.keep_alive
-        return reply.parser.get_status_code(), b"".join(reply.body)
+        conn.reusable = replies.keep_alive
+        return replies.done

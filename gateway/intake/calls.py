@@ -238,7 +238,7 @@ class Intake:
             self.metrics.incidents.inc()
             self.metrics.store_latency.observe(trio.current_time() - call.arrived_mono)
             self.recorder.note(call.held, "incident_stored")  # when the first write became durable
-        await ari.answer(call.channel_id)
+        call.subscribed = await ari.answer_and_subscribe(call.channel_id)  # the hand-off needs its events
         self.silent.watch(call)
 
     async def _enrich(self, call: Call) -> None:

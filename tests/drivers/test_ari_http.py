@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
+from gateway.asterisk.ari import Ari, ChannelGone
 from gateway.asterisk.ari_http import RestClient
 from gateway.errors import AriError
 
@@ -19,8 +20,9 @@ Script = Callable[[int, bytes], bytes | tuple[bytes, bool] | None]
 
 
 @asynccontextmanager
-async def server(script: Script) -> AsyncIterator[tuple[int, list[bytes], list[int]]]:
-    """A server answering each request by ``script``; yields (port, requests seen, connections opened)."""
+async def server(script: Script, chunks: list[bytes] | None = None) -> AsyncIterator[tuple[int, list[bytes], list[int]]]:
+    """A server answering each request by ``script``; yields (port, requests seen, connections opened).
+    ``chunks``: each read from a connection is added there."""
     requests: list[bytes] = []
     connections: list[int] = []
 
@@ -33,6 +35,8 @@ async def server(script: Script) -> AsyncIterator[tuple[int, list[bytes], list[i
                     data = await stream.receive_some(65536)
                     if not data:
                         return
+                    if chunks is not None:
+                        chunks.append(data)
                     buffer += data
                 head, _, buffer = buffer.partition(b"\r\n\r\n")
                 length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
@@ -137,3 +141,77 @@ async def test_a_target_that_would_break_the_request_line_is_refused() -> None:
     client = RestClient("127.0.0.1", 9, "u", "p")
     with pytest.raises(AriError, match="not a request line"):
         client._head("GET", "/ari/x HTTP/1.1\r\nEvil: 1", None)
+
+
+ANSWER, SUBSCRIBE = ("POST", "channels/c1/answer", None), ("POST", "applications/ecgw/subscription?eventSource=c", None)
+
+
+async def test_pipelined_requests_go_in_one_write_and_their_replies_come_in_order() -> None:
+    replies = {1: ok(status="404 Not Found"), 2: ok(b'{"name": "ecgw"}'), 3: ok(b"pong")}
+    chunks: list[bytes] = []
+    async with server(lambda n, _: replies[n], chunks) as (port, requests, connections):
+        client = RestClient("127.0.0.1", port, "u", "p")
+        with trio.fail_after(5):
+            assert await client.pipeline([ANSWER, SUBSCRIBE]) == [(404, b""), (200, b'{"name": "ecgw"}')]
+            assert await client.request("GET", "asterisk/ping") == (200, b"pong")  # the connection is kept
+        await client.aclose()
+    assert chunks[0] == requests[0] + requests[1]  # both came in one write
+    assert requests[1].startswith(b"POST /ari/applications/ecgw/subscription?eventSource=c HTTP/1.1\r\n")
+    assert len(connections) == 1
+
+
+async def test_a_server_closing_after_part_of_a_pipeline_is_an_ari_error() -> None:
+    async with server(lambda n, _: (ok(b"x", extra="Connection: close\r\n"), True)) as (port, requests, _c):
+        client = RestClient("127.0.0.1", port, "u", "p")
+        with trio.fail_after(5), pytest.raises(AriError, match="closed after 1 of 2"):
+            await client.pipeline([ANSWER, SUBSCRIBE])
+        await client.aclose()
+    assert len(requests) == 1
+
+
+async def test_a_pipeline_on_a_connection_closed_unanswered_is_sent_again_whole() -> None:
+    async with server(lambda n, _: None if n == 2 else ok(str(n).encode())) as (port, requests, connections):
+        client = RestClient("127.0.0.1", port, "u", "p")
+        with trio.fail_after(5):
+            assert await client.request("GET", "asterisk/ping") == (200, b"1")
+            assert await client.pipeline([ANSWER, SUBSCRIBE]) == [(200, b"3"), (200, b"4")]
+        await client.aclose()
+    assert len(requests) == 4 and len(connections) == 2
+
+
+async def answer_and_subscribe(script: Script) -> tuple[bool | Exception, list[bytes]]:
+    """``Ari.answer_and_subscribe`` against ``script``: its result (or what it raised), and the requests seen."""
+    async with server(script) as (port, requests, _connections):
+        client = RestClient("127.0.0.1", port, "u", "p")
+        ari = Ari(None, "ecgw", client)
+        with trio.fail_after(5):
+            try:
+                result: bool | Exception = await ari.answer_and_subscribe("c1")
+            except AriError as exc:
+                result = exc
+        await client.aclose()
+    return result, requests
+
+
+async def test_answer_and_subscribe_together() -> None:
+    result, requests = await answer_and_subscribe(lambda n, _: ok(status="204 No Content") if n == 1 else ok(b"{}"))
+    assert result is True
+    assert requests[0].startswith(b"POST /ari/channels/c1/answer ")
+    assert requests[1].startswith(b"POST /ari/applications/ecgw/subscription?eventSource=channel%3Ac1 ")
+
+
+async def test_answer_of_a_channel_gone_raises_and_a_refused_subscription_is_only_reported() -> None:
+    gone, _ = await answer_and_subscribe(lambda n, _: ok(status="404 Not Found"))
+    assert isinstance(gone, ChannelGone)
+    refused, _ = await answer_and_subscribe(
+        lambda n, _: ok(status="204 No Content") if n == 1 else ok(b"{}", status="422 Unprocessable Entity"))
+    assert refused is False
+
+
+async def test_answer_and_subscribe_ask_each_alone_when_the_pair_fails() -> None:
+    def script(n: int, _request: bytes) -> bytes | tuple[bytes, bool]:  # the first connection ends after one reply
+        return (ok(status="204 No Content"), True) if n == 1 else ok(status="204 No Content")
+    result, requests = await answer_and_subscribe(script)
+    assert result is True
+    assert [r.split(b" ")[1].split(b"?")[0] for r in requests] == [
+        b"/ari/channels/c1/answer", b"/ari/channels/c1/answer", b"/ari/applications/ecgw/subscription"]
