@@ -20,7 +20,8 @@ Script = Callable[[int, bytes], bytes | tuple[bytes, bool] | None]
 
 
 @asynccontextmanager
-async def server(script: Script, chunks: list[bytes] | None = None) -> AsyncIterator[tuple[int, list[bytes], list[int]]]:
+async def server(script: Script,
+                 chunks: list[bytes] | None = None) -> AsyncIterator[tuple[int, list[bytes], list[int]]]:
     """A server answering each request by ``script``; yields (port, requests seen, connections opened).
     ``chunks``: each read from a connection is added there."""
     requests: list[bytes] = []
