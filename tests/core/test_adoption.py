@@ -22,6 +22,7 @@ from gateway.incident.store import AsyncStore, SqliteStore, event
 from gateway.intake.calls import Intake
 from gateway.intake.lost_calls import close_call, was_cut
 from gateway.metrics import Metrics
+from tests.rest_double import RestDouble
 
 CREATED = time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime(time.time() - 60))
 
@@ -34,7 +35,7 @@ def in_dial(channel_id: str, incident_id: str) -> dict[str, object]:
             "channelvars": {"ECGW_ROLE": "caller", "ECGW_INCIDENT": incident_id, "ECGW_SERVICE": "112"}}
 
 
-class ChangingChannels:
+class ChangingChannels(RestDouble):
     """Asterisk's REST side listing two callers in Dial; the first hangs up before its subscription."""
 
     def __init__(self, channels: list[dict[str, object]], gone: set[str]) -> None:

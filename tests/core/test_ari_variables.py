@@ -11,9 +11,10 @@ import pytest
 
 from gateway.asterisk.ari import Ari, ChannelGone
 from gateway.errors import AriError
+from tests.rest_double import RestDouble
 
 
-class Replies:
+class Replies(RestDouble):
     def __init__(self, status: int, body: bytes) -> None:
         self.status, self.body, self.paths = status, body, list[str]()
 

@@ -24,6 +24,7 @@ from gateway.metrics import Metrics
 from gateway.protocols import ari_events as ev
 from gateway.protocols import call_facts
 from tests.core.test_call_facts import asterisk_line
+from tests.rest_double import RestDouble
 
 CHANNEL = ev.Channel(id="c1", name="PJSIP/operator-trunk-1", caller=ev.CallerId(number="+77011234567"),
                      channelvars={"ECGW_INCIDENT": "20261205-000000-1.1"})
@@ -50,7 +51,7 @@ def test_a_location_still_to_be_read_is_not_guessed_from_its_part() -> None:
     assert final.incident.id == provisional.incident.id and final.incident.locations == []
 
 
-class SlowRest:
+class SlowRest(RestDouble):
     """ARI's REST side that answers a variable read with ``value``, or never (``value`` None)."""
 
     def __init__(self, value: str | None) -> None:

@@ -22,11 +22,12 @@ from gateway.intake.call import INBOX_HIGH_WATER, Call
 from gateway.intake.calls import Intake
 from gateway.metrics import Metrics
 from gateway.protocols import ari_events as ev
+from tests.rest_double import RestDouble
 
 FLOOD = 10 * INBOX_HIGH_WATER  # far more than the old 64-event buffer
 
 
-class NoCallsRest:
+class NoCallsRest(RestDouble):
     """Asterisk's REST side with no channel in the app: every request succeeds."""
 
     async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
@@ -102,7 +103,7 @@ async def test_a_flooded_call_keeps_every_event_in_order_and_others_are_served(t
             nursery.cancel_scope.cancel()
 
 
-class HungUpDuringHandOff:
+class HungUpDuringHandOff(RestDouble):
     """Asterisk's REST side for a caller who hangs up while the gateway hands them to a position: the
     StasisEnd arrives (read as the hand-off's), then the subscription finds no channel (422, not 404)."""
 

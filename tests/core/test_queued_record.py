@@ -20,11 +20,12 @@ from gateway.intake.call import Call
 from gateway.intake.calls import Intake
 from gateway.metrics import Metrics
 from gateway.protocols import ari_events as ev
+from tests.rest_double import RestDouble
 
 CALLER = "ch-q"
 
 
-class Rest:
+class Rest(RestDouble):
     """Asterisk's REST side: every request succeeds, except hand-offs when ``refuse_continue``."""
 
     def __init__(self) -> None:
