@@ -51,13 +51,14 @@ class StoreConfig(Base, frozen=True):
     PostgreSQL's synchronous standby before going on with the write on the primary only (``/health`` then
     degraded; ``gateway.incident.sync_wait``). ``commit_window_s``: while several calls write at once, how long
     a write may wait for others to share its transaction (one commit and fsync for all; a new incident never
-    waits, a lone writer never does; 0: never; ``gateway.threads.Batches``)."""
+    waits and takes every write waiting with it, a lone writer never waits; 0: never; ``gateway.threads.Batches``).
+    20 ms, more than the time between calls at 50 calls/s: ~1 transaction per call instead of 3.5."""
 
     backend: Literal["sqlite", "postgresql"] = "sqlite"
     path: str = "var/gateway.sqlite3"
     dsn: str = ""
     commit_wait_s: float = 1.0
-    commit_window_s: float = 0.004
+    commit_window_s: float = 0.02
 
 
 class HttpConfig(Base, frozen=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
@@ -190,12 +191,14 @@ async def test_batches_a_cancelled_writer_leaves_and_its_item_is_still_committed
 # --- the window: while writers meet, a batch waits for company ------------------------------------
 
 async def _writers_meet(writes: threads.Batches[int], gate: threading.Event) -> None:
-    """Two items in one batch (the first held at the gate while the second waits): writers have met."""
+    """Two items in one batch (the first held at the gate while the others wait): writers have met. The last
+    is urgent, so their batch, started as the first ends, waits for no window."""
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writes.put, 100)
         await trio.sleep(0.02)  # 100 is held at the gate
         nursery.start_soon(writes.put, 101)
-        nursery.start_soon(writes.put, 102)
+        await trio.sleep(0.01)
+        nursery.start_soon(functools.partial(writes.put, 102, urgent=True))
         await trio.sleep(0.02)
         gate.set()
 
@@ -221,6 +224,24 @@ async def test_once_writers_met_a_batch_takes_what_comes_in_its_window() -> None
                 nursery.start_soon(writes.put, n)
                 await trio.sleep(0.03)
     assert batches[2:] == [[0, 1, 2]]
+    lane.close()
+
+
+async def test_a_batch_started_as_the_last_ends_waits_out_its_oldest_items_window() -> None:
+    lane, batches, gate = Lane("t-window-chain"), list[list[int]](), threading.Event()
+    writes = threads.Batches[int](lane, _recording_commit(batches, gate), window_s=0.3)
+    await _writers_meet(writes, gate)
+    gate.clear()
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writes.put, 1)  # its window: held at the gate after it
+            await trio.sleep(0.35)
+            nursery.start_soon(writes.put, 2)  # asked while 1 commits
+            await trio.sleep(0.02)
+            gate.set()  # 1 ends; 2's batch waits its window, and 3 comes within it
+            await trio.sleep(0.1)
+            nursery.start_soon(writes.put, 3)
+    assert [sorted(b) for b in batches[2:]] == [[1], [2, 3]]
     lane.close()
 
 
