@@ -143,6 +143,10 @@ class Recorder:
         call.incident.timeline.append(item)
         call.pending.append(item)
 
+    def pend(self, call: Held, item: TimelineEvent) -> None:
+        """``note`` for an event already on the timeline."""
+        call.pending.append(item)
+
     async def record(self, call: Held, kind: str, actor: str = "gateway", state: IncidentState | None = None,
                      changes: dict[str, object] | None = None, extra: Sequence[Statement] = (),
                      with_event: Sequence[Statement] = (), **data: str | int | float | bool | None) -> None:
