@@ -67,6 +67,12 @@ async def written(store: AsyncStore, incident_id: str, kind: str) -> list[str]:
     return found
 
 
+def all_busy(intake: Intake) -> None:
+    """Every position busy: a caller now waits in the queue."""
+    for position in intake.dispatcher.board.snapshot():
+        intake.dispatcher.board.set(position, "busy")
+
+
 async def arrived(intake: Intake) -> Call:
     while CALLER not in intake.calls:
         await trio.sleep(0.01)
@@ -99,8 +105,7 @@ async def test_a_caller_who_waits_has_queued_written_at_once(tmp_path: Path) -> 
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             await nursery.start(intake.serve, ari)
-            for position in intake.dispatcher.board.snapshot():
-                intake.dispatcher.board.set(position, "busy")
+            all_busy(intake)
             await stasis_start(websocket)
             call = await arrived(intake)
             await written(store, call.id, "queued")
