@@ -149,17 +149,19 @@ class Ari:
         both replies instead of two of each). Raises as ``answer`` does; returns whether the subscription was
         made (its failure is logged: ``subscribe`` again before the caller leaves Stasis). If the pair's
         exchange itself fails, each is asked again alone (both may be repeated: neither changes anything
-        the second time)."""
+        the second time); if no reply came within ``REST_TIMEOUT_S``, AriError (as for ``answer``)."""
         path, params = self._subscription(channel_id)
         answer = ("POST", quote(f"channels/{channel_id}/answer"), None)
         subscription = ("POST", f"{quote(path)}?{urlencode(params)}", None)
         replies: list[tuple[int, bytes]] = []
-        with trio.move_on_after(REST_TIMEOUT_S):
+        with trio.move_on_after(REST_TIMEOUT_S) as waited:
             try:
                 replies = await self._http.pipeline([answer, subscription])
             except AriError as exc:
                 log.warning("ARI answer and subscription of %s together failed (%s); asking each alone",
                             channel_id, exc)
+        if waited.cancelled_caught:  # Asterisk is not answering: asking again would only double the wait
+            raise AriError(f"ARI POST {answer[1]}: no reply within {REST_TIMEOUT_S} s")
         if replies:
             _checked("POST", answer[1], *replies[0], gone=(404,))
         else:  # failed, or no reply in time

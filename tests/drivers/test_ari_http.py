@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
+from gateway.asterisk import ari as ari_module
 from gateway.asterisk.ari import Ari, ChannelGone
 from gateway.asterisk.ari_http import RestClient
 from gateway.errors import AriError
@@ -216,3 +217,11 @@ async def test_answer_and_subscribe_ask_each_alone_when_the_pair_fails() -> None
     assert result is True
     assert [r.split(b" ")[1].split(b"?")[0] for r in requests] == [
         b"/ari/channels/c1/answer", b"/ari/channels/c1/answer", b"/ari/applications/ecgw/subscription"]
+
+
+async def test_answer_and_subscribe_that_get_no_reply_in_time_fail_without_asking_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ari_module, "REST_TIMEOUT_S", 0.2)
+    result, requests = await answer_and_subscribe(lambda n, _: b"")  # read, never answered
+    assert isinstance(result, AriError) and "no reply within" in str(result)
+    assert len(requests) == 2
