@@ -164,7 +164,7 @@ class Ari:
             raise AriError(f"ARI POST {answer[1]}: no reply within {REST_TIMEOUT_S} s")
         if replies:
             _checked("POST", answer[1], *replies[0], gone=(404,))
-        else:  # failed, or no reply in time
+        else:  # the pair's exchange failed
             await self.answer(channel_id)
         try:
             if replies:
