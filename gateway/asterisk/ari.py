@@ -93,7 +93,7 @@ class Ari:
     async def _exchange(self, method: str, path: str, params: dict[str, Any] | None = None,
                         body: dict[str, Any] | None = None) -> tuple[int, bytes]:
         """(status, body) of one request; AriError when no reply comes within ``REST_TIMEOUT_S``."""
-        target = f"{quote(path)}?{urlencode(params)}" if params else quote(path)
+        target = _target(path, params)
         status, data = 0, b""
         with trio.move_on_after(REST_TIMEOUT_S):
             status, data = await self._http.request(method, target, _json_encode(body) if body is not None else None)
@@ -151,8 +151,8 @@ class Ari:
         exchange itself fails, each is asked again alone (both may be repeated: neither changes anything
         the second time); if no reply came within ``REST_TIMEOUT_S``, AriError (as for ``answer``)."""
         path, params = self._subscription(channel_id)
-        answer = ("POST", quote(f"channels/{channel_id}/answer"), None)
-        subscription = ("POST", f"{quote(path)}?{urlencode(params)}", None)
+        answer = ("POST", _target(f"channels/{channel_id}/answer"), None)
+        subscription = ("POST", _target(path, params), None)
         replies: list[tuple[int, bytes]] = []
         with trio.move_on_after(REST_TIMEOUT_S) as waited:
             try:
@@ -250,6 +250,11 @@ class Ari:
         assert self._handler is not None, "route_to first: events would wait here unhandled"
         async for event in self._receive:  # none come this way now; the channel only closes
             self._handle(self._handler, event)
+
+
+def _target(path: str, params: dict[str, Any] | None = None) -> str:
+    """A request's target under ARI's prefix: the path quoted, the parameters encoded."""
+    return f"{quote(path)}?{urlencode(params)}" if params else quote(path)
 
 
 def _checked(method: str, path: str, status: int, data: bytes, gone: tuple[int, ...]) -> bytes:
