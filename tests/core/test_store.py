@@ -15,7 +15,7 @@ from gateway.errors import NotFound, StoreError
 from gateway.incident.bus import Bus
 from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Caller, Incident, Location
-from gateway.incident.store import MAX_LINKS, AsyncStore, SqliteStore, Statement, event
+from gateway.incident.store import EVENTS_PER_STATEMENT, MAX_LINKS, AsyncStore, SqliteStore, Statement, event, put_events
 from tests.store_backends import Backend
 
 
@@ -44,6 +44,37 @@ def test_round_trip_and_timeline_order(backend: Backend) -> None:
     assert again.state == "answered"
     with pytest.raises(NotFound):
         store.get("nope")
+
+
+def test_a_long_timeline_and_a_write_of_many_events_keep_every_event_in_order(backend: Backend) -> None:
+    store = backend.open()
+    inc = incident("long")
+    inc.timeline.extend(event("note", n=i) for i in range(EVENTS_PER_STATEMENT + 30))  # more than one statement's
+    store.create(inc)
+    more = [event("note", n=i) for i in range(EVENTS_PER_STATEMENT + 30, 2 * EVENTS_PER_STATEMENT + 40)]
+    inc.timeline.extend(more)
+    store.update(inc, more)
+    saved = backend.open().get("long")
+    assert [e.data.get("n") for e in saved.timeline[1:]] == list(range(2 * EVENTS_PER_STATEMENT + 40))
+
+
+def test_an_event_twice_in_one_write_is_written_once_at_its_place(backend: Backend) -> None:
+    store = backend.open()
+    inc = incident("twice")
+    store.create(inc)
+    item = event("queued")
+    inc.timeline.append(item)
+    store.update(inc, [item, item])  # e.g. left pending by a failed write and named again
+    assert [e.kind for e in backend.open().get("twice").timeline] == ["call_arrived", "queued"]
+
+
+def test_events_of_one_write_go_in_one_statement_unless_a_place_repeats() -> None:
+    placed = [(0, b"a"), (1, b"b"), (2, b"c")]
+    [(sql, args)] = put_events("x", placed)
+    assert sql.count("(?,?,?)") == 3 and args == ("x", 0, b"a", "x", 1, b"b", "x", 2, b"c")
+    assert len(put_events("x", [(0, b"a"), (0, b"b")])) == 2
+    assert [len(args) // 3 for _, args in put_events("x", [(i, b"") for i in range(EVENTS_PER_STATEMENT + 1)])] == [
+        EVENTS_PER_STATEMENT, 1]
 
 
 def test_related_by_number_and_place_within_window(backend: Backend) -> None:
