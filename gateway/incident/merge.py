@@ -3,7 +3,7 @@
 Two nodes may work on one incident at once: its call on node A (which holds it in memory while the call
 lives) and a dispatcher on node B's console setting its category or scene. Each writes the whole head of
 the incident from its own copy, so without this A's next write would undo B's change in the head (the
-timeline keeps both events: ``store._APPEND_DISPLACED``).
+timeline keeps both events: ``timeline_sql.APPEND_DISPLACED``).
 
 So a node that holds an incident keeps ``base``, the head as it last wrote or read it. When the database
 tells it another node changed the incident (``remote``), it reads the incident and merges field by field,

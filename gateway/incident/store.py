@@ -14,7 +14,6 @@ retries, and a replay older than that is a new report again.
 
 from __future__ import annotations
 
-import functools
 import math
 import sqlite3
 import threading
@@ -29,6 +28,8 @@ from gateway.errors import NotFound, StoreError
 from gateway.files import private_store
 from gateway.geo import distance_m
 from gateway.incident.records import Incident, IncidentSummary, Location, TimelineEvent, response_location
+from gateway.incident.timeline_sql import Statement as Statement
+from gateway.incident.timeline_sql import place_events, positions, put_events
 from gateway.threads import Batches, Lane
 
 SCHEMA = """
@@ -68,20 +69,6 @@ CREATE INDEX IF NOT EXISTS seen_wall ON seen(wall);
 MAX_LINKS = 10
 KEYS_KEPT = 20_000  # incidents whose indexed columns are remembered (calls in progress, and then some)
 SEEN_RETENTION_S = 7 * 24 * 3600.0
-Statement = tuple[str, tuple[object, ...]]  # "?" placeholders; portable SQL (SQLite and PostgreSQL), no literal "?"
-_PUT_EVENT = ("INSERT INTO timeline (incident_id, seq, doc) VALUES (?,?,?)"
-              " ON CONFLICT (incident_id, seq) DO UPDATE SET doc=excluded.doc")
-# Events in one statement at most (three parameters each: well under SQLite's and PostgreSQL's limits).
-EVENTS_PER_STATEMENT = 100
-# A store several nodes write (PostgreSQL): each places an incident's events from its own copy, so two nodes
-# may give one place to two events (a call's on one node, a dispatcher's on the other). An event goes to its
-# place unless another holds it; then after the last one (the head's UPDATE, first in the transaction, holds
-# the incident's row lock, so the last is stable). An event is never overwritten, and one written already
-# (a replay) is not written again.
-_PLACE_EVENT = "INSERT INTO timeline (incident_id, seq, doc) VALUES (?,?,?) ON CONFLICT (incident_id, seq) DO NOTHING"
-_APPEND_DISPLACED = ("INSERT INTO timeline (incident_id, seq, doc) SELECT ?, (SELECT COALESCE(MAX(seq), -1) + 1"
-                     " FROM timeline WHERE incident_id=?), ? WHERE NOT EXISTS (SELECT 1 FROM timeline"
-                     " WHERE incident_id=? AND doc=?)")
 T = TypeVar("T")
 _encode = msgspec.json.Encoder().encode
 _decode_incident = msgspec.json.Decoder(Incident).decode
@@ -106,33 +93,6 @@ class Store(Protocol):
     async def seen(self, key: str) -> bool: ...
     def seen_statements(self, key: str, wall: float) -> list[Statement]: ...
     async def mark_seen(self, key: str) -> None: ...
-
-
-def positions(incident: Incident, events: list[TimelineEvent]) -> list[int]:
-    """Each event's place on the incident's timeline, found by identity from the end (events are
-    recent), so an event whose first write failed is written at its own place later; an event not
-    on the timeline is taken to be at the end."""
-    timeline, found = incident.timeline, []
-    for n, item in enumerate(events):
-        at = next((i for i in range(len(timeline) - 1, -1, -1) if timeline[i] is item), None)
-        found.append(at if at is not None else len(timeline) - len(events) + n)
-    return found
-
-
-def put_events(incident_id: str, placed: list[tuple[int, bytes]]) -> list[Statement]:
-    """``_PUT_EVENT`` for an incident's events, (place, doc) each, in one statement per ``EVENTS_PER_STATEMENT``.
-    Why: every statement is a trip out of the store's thread's GIL and back, contended by the Trio thread
-    (measured: ~27 futex calls per emergency call on that thread). The same place twice (an event written
-    again) keeps a statement each: PostgreSQL refuses one upsert touching a row twice."""
-    if len({seq for seq, _ in placed}) < len(placed):
-        return [(_PUT_EVENT, (incident_id, seq, doc)) for seq, doc in placed]
-    return [(_put_events_sql(len(chunk)), tuple(v for seq, doc in chunk for v in (incident_id, seq, doc)))
-            for chunk in (placed[i:i + EVENTS_PER_STATEMENT] for i in range(0, len(placed), EVENTS_PER_STATEMENT))]
-
-
-@functools.cache
-def _put_events_sql(rows: int) -> str:
-    return _PUT_EVENT.replace("VALUES (?,?,?)", "VALUES " + ",".join(["(?,?,?)"] * rows))
 
 
 def summary(incident: Incident) -> IncidentSummary:
@@ -256,12 +216,8 @@ class Queries:
         return self._events_at(incident_id, list(range(first_seq, first_seq + len(events))), events)
 
     def _events_at(self, incident_id: str, seqs: list[int], events: list[TimelineEvent]) -> list[Statement]:
-        docs = [_encode(e) for e in events]
-        if not self.shared:
-            return put_events(incident_id, list(zip(seqs, docs, strict=True)))
-        return [st for seq, doc in zip(seqs, docs, strict=True)
-                for st in ((_PLACE_EVENT, (incident_id, seq, doc)),
-                           (_APPEND_DISPLACED, (incident_id, incident_id, doc, incident_id, doc)))]
+        placed = list(zip(seqs, [_encode(e) for e in events], strict=True))
+        return place_events(incident_id, placed) if self.shared else put_events(incident_id, placed)
 
     def get(self, incident_id: str) -> Incident:
         rows = self._read("SELECT doc FROM incidents WHERE id=?", (incident_id,))

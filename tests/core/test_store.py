@@ -16,14 +16,13 @@ from gateway.incident.bus import Bus
 from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Caller, Incident, Location
 from gateway.incident.store import (
-    EVENTS_PER_STATEMENT,
     MAX_LINKS,
     AsyncStore,
     SqliteStore,
     Statement,
     event,
-    put_events,
 )
+from gateway.incident.timeline_sql import EVENTS_PER_STATEMENT, put_events
 from tests.store_backends import Backend
 
 
