@@ -56,6 +56,7 @@ class Triggers:
         # leaves it, so its turn in the heap costs no incident load (the incident is long out of memory by then).
         self._due: dict[tuple[str, str], float] = {}
         self._new_deadline = trio.Event()
+        self._waiting_until = math.inf  # the deadline ``_deadline_loop`` sleeps until
         self.breaches = 0
 
     def on_change(self, incident: Incident, last: TimelineEvent) -> None:
@@ -133,12 +134,21 @@ class Triggers:
         at = trio.current_time() + (wall - time.time())
         heapq.heappush(self._deadlines, (at, kind, incident_id))
         self._due[kind, incident_id] = at
-        self._new_deadline.set()
+        if at < self._waiting_until:  # a call's deadline comes after those of the calls before it
+            self._new_deadline.set()
+
+    def _earliest(self) -> float:
+        """The earliest deadline still to act on; the moot ones before it are dropped (most calls are answered
+        and classified long before their deadlines: the loop need not wake for each of them)."""
+        while self._deadlines and self._due.get(self._deadlines[0][1:]) != self._deadlines[0][0]:
+            heapq.heappop(self._deadlines)
+        return self._deadlines[0][0] if self._deadlines else math.inf
 
     async def _deadline_loop(self) -> None:
         while True:
             self._new_deadline = trio.Event()
-            with trio.move_on_at(self._deadlines[0][0] if self._deadlines else math.inf):
+            self._waiting_until = self._earliest()
+            with trio.move_on_at(self._waiting_until):
                 await self._new_deadline.wait()
             while self._deadlines and self._deadlines[0][0] <= trio.current_time():
                 due, kind, incident_id = heapq.heappop(self._deadlines)

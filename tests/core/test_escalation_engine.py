@@ -220,6 +220,25 @@ async def test_deadlines_an_answer_and_a_category_made_moot_load_nothing(backend
         assert [d.get("run") for k, d in await env.timeline(call.id) if k == "scenario_started"] == ["category"]
 
 
+async def test_a_deadline_before_the_one_waited_for_fires_on_time_past_moot_ones(
+        backend: Backend, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock) -> None:
+    sla = scenario("answer_sla", {**NOTIFY, "roles": ["shift_supervisor"], "ack": "none"}, {"do": "close"})
+    settings = TriggerSettings(answer_sla_s=5, unclassified_after_s=600, sla_scenario="answer_sla")
+    async with environment(backend, catalogue(sla), settings=settings) as env:
+        answered = await env.open("", source="call", number="+77011234560")
+        await env.desk.record(answered.id, "answered", actor="p1", changes={"state": "answered", "answer_s": 0.5})
+        waiting = await env.open("", source="call", number="+77011234561")  # the loop waits for its deadline
+        await trio.sleep(1)
+        wall = time.time
+        monkeypatch.setattr(time, "time", lambda: wall() - 3.0)
+        adopted = await env.open("", source="call", number="+77011234562")  # came 3 s ago: due 2 s from now
+        monkeypatch.setattr(time, "time", wall)
+        first = await env.wait_for(adopted.id, "scenario_started", run="sla")
+        assert first[0]["waited_s"] == 5.0  # at its own deadline, not at the later one being waited for
+        assert (await env.wait_for(waiting.id, "scenario_started", run="sla"))[0]["waited_s"] == 5.0
+        assert env.triggers.breaches == 2 and not [key for key in env.triggers._due if key[0] == "answer"]
+
+
 async def test_restart_mid_scenario_resumes_without_repeating_a_step(backend: Backend, monkeypatch: pytest.MonkeyPatch,
                                                                     autojump_clock: trio.testing.MockClock) -> None:
     s = scenario("s", {**NOTIFY, "timeout_s": 0.8, "repeat": 3}, {"do": "close"})
