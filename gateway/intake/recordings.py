@@ -50,6 +50,9 @@ SWEEP_MIN_AGE_S = 120.0  # a file untouched this long belongs to a call that has
 SETTLE_QUIET_S = 1.0  # Asterisk closes the file shortly after the hang-up
 SETTLE_MOST_S = 30.0
 SETTLE_ABSENT_S = 5.0  # MixMonitor creates the file with the call's first audio, long before it ends
+# Looks at files fall on this grid of Trio's clock: calls ending close together are looked at in one wake-up
+# of the loop and of the recordings' thread, not one each (at 50 calls/s, ~12 of them).
+LOOK_GRID_S = 0.25
 PURGE_CONCURRENCY = 16
 SERVED = ("queued", "ringing", "answered", "ivr_language", "ivr_category", "ivr_time_limit")
 Audit = Callable[[str, str, str, str, str], None]  # who, via, action, target, detail (blocking)
@@ -115,6 +118,11 @@ def final_facts(path: Path, before: os.stat_result | None, quiet_s: float) -> Fa
     facts = read_facts(path)
     final = quiet_s <= 0 or (_same(facts.stat, st) and facts.size == st.st_size)  # <= 0: taken as it is
     return facts if final else facts.stat
+
+
+def next_look(now: float) -> float:
+    """When to look at a file next (Trio's clock): ``SETTLE_QUIET_S`` from ``now``, at the next point of the grid."""
+    return math.ceil((now + SETTLE_QUIET_S) / LOOK_GRID_S) * LOOK_GRID_S
 
 
 def _same(a: os.stat_result, b: os.stat_result) -> bool:
@@ -231,14 +239,14 @@ class Recordings:
         return await self.index.get(stem) is not None
 
     async def _settled(self, path: Path) -> Facts | OSError | None:
-        """The finished file's Facts (see ``final_facts``), looked at ``SETTLE_QUIET_S`` after the call ended and
+        """The finished file's Facts (see ``final_facts``), looked at ``next_look`` after the call ended and
         again only while Asterisk still writes it (at most ``SETTLE_MOST_S``; then taken as it is); None if it
         is still absent ``SETTLE_ABSENT_S`` after the call ended (MixMonitor could not create it); the OSError
         if it cannot be read."""
         began = trio.current_time()
         last: os.stat_result | None = None
         while True:
-            await trio.sleep(SETTLE_QUIET_S)
+            await trio.sleep_until(next_look(trio.current_time()))
             quiet = 0.0 if trio.current_time() - began >= SETTLE_MOST_S else SETTLE_QUIET_S
             try:
                 found = await self._lane.run(final_facts, path, last, quiet)

@@ -234,6 +234,15 @@ async def test_the_end_of_a_call_indexes_its_recording(lab: Lab, autojump_clock:
     assert kinds[-2:] == ["hung_up", "recording_indexed"]
 
 
+def test_calls_ending_close_together_are_looked_at_together() -> None:
+    grid, quiet = service.LOOK_GRID_S, service.SETTLE_QUIET_S
+    ends = [10.01, 10.1, 10.2, grid * 41 - 0.001]  # within one cell of the grid
+    looks = {service.next_look(end) for end in ends}
+    assert looks == {grid * 45} and all(grid * 45 - end >= quiet for end in ends)  # one wake-up, each quiet long
+    assert service.next_look(grid * 41) == grid * 45  # on the grid: no wait beyond the quiet
+    assert service.next_look(grid * 41 + 0.001) == grid * 46
+
+
 async def test_a_call_back_is_indexed_beside_the_call_on_the_same_incident(lab: Lab) -> None:
     call = await lab.call("20261204-131313-6.6", seconds=20.0)
     leg = lab.file("20261204-131313-6.6-cb0a1b2c3d4e5f6789", seconds=7.0)
