@@ -172,8 +172,10 @@ class Recordings:
         self.last_report: PurgeReport | None = None
         self._indexing: set[str] = set()
         self._lane = Lane("recordings")  # reading and hashing finished files, one at a time
-        # (incident, stem, the incident kept live for it: no reload from the store to index it)
+        # (incident, stem, the incident kept live for it: no reload from the store to index it), ended while
+        # ``run`` is not running; once it is, each is indexed from a task started there and then (a step fewer)
         self._send, self._receive = trio.open_memory_channel[tuple[str, str, Held | None]](math.inf)
+        self._nursery: trio.Nursery | None = None
         recorder.listeners.append(self._on_event)
 
     def _on_event(self, incident: Incident, item: TimelineEvent) -> None:
@@ -185,15 +187,27 @@ class Recordings:
             self._ended(incident.id, stem)
 
     def _ended(self, incident_id: str, stem: str) -> None:
-        self._send.send_nowait((incident_id, stem, self.recorder.keep(incident_id)))
+        held = self.recorder.keep(incident_id)
+        if self._nursery is not None:
+            self._nursery.start_soon(self._index_ended_call, incident_id, stem, held)
+        else:
+            self._send.send_nowait((incident_id, stem, held))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Index each ended call's recording, and sweep for files nobody indexed every few minutes."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._sweep_forever)
+            while True:
+                try:
+                    nursery.start_soon(self._index_ended_call, *self._receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            self._nursery = nursery
             task_status.started()
-            async for incident_id, stem, held in self._receive:
-                nursery.start_soon(self._index_ended_call, incident_id, stem, held)
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
 
     async def _sweep_forever(self) -> None:
         while True:

@@ -234,6 +234,23 @@ async def test_the_end_of_a_call_indexes_its_recording(lab: Lab, autojump_clock:
     assert kinds[-2:] == ["hung_up", "recording_indexed"]
 
 
+async def test_a_call_ended_before_the_service_ran_is_indexed_once_it_runs(
+        lab: Lab, autojump_clock: trio.testing.MockClock) -> None:
+    await lab.call("20261204-161616-1.1", seconds=2.0)
+    held = await lab.recorder.acquire("20261204-161616-1.1")
+    await lab.recorder.record(held, "hung_up", actor="caller", state="closed")  # nobody indexes yet (a restart)
+    lab.recorder.release(held)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(lab.recordings.run)
+        for _ in range(int(service.SETTLE_MOST_S)):
+            kinds = [e.kind for e in (await lab.store.get("20261204-161616-1.1")).timeline]
+            if "recording_indexed" in kinds:
+                break
+            await trio.sleep(1.0)
+        nursery.cancel_scope.cancel()
+    assert kinds[-2:] == ["hung_up", "recording_indexed"]
+
+
 def test_calls_ending_close_together_are_looked_at_together() -> None:
     grid, quiet = service.LOOK_GRID_S, service.SETTLE_QUIET_S
     ends = [10.01, 10.1, 10.2, grid * 41 - 0.001]  # within one cell of the grid
