@@ -218,6 +218,16 @@ async def test_the_purge_runs_daily_on_trios_clock(lab: Lab, autojump_clock: tri
     assert runs == [first, first + DAY_S, first + 2 * DAY_S]
 
 
+async def indexed(lab: Lab, incident_id: str) -> list[str]:
+    """The incident's event kinds once its recording is indexed (or after ``SETTLE_MOST_S`` of Trio's clock)."""
+    for _ in range(int(service.SETTLE_MOST_S)):  # the file is settled after a second of Trio's clock
+        kinds = [e.kind for e in (await lab.store.get(incident_id)).timeline]
+        if "recording_indexed" in kinds:
+            break
+        await trio.sleep(1.0)
+    return kinds
+
+
 async def test_the_end_of_a_call_indexes_its_recording(lab: Lab, autojump_clock: trio.testing.MockClock) -> None:
     await lab.call("20261204-121212-5.5", seconds=4.0)
     async with trio.open_nursery() as nursery:
@@ -225,11 +235,7 @@ async def test_the_end_of_a_call_indexes_its_recording(lab: Lab, autojump_clock:
         held = await lab.recorder.acquire("20261204-121212-5.5")
         await lab.recorder.record(held, "hung_up", actor="caller", state="closed")
         lab.recorder.release(held)
-        for _ in range(int(service.SETTLE_MOST_S)):  # the file is settled after a second of Trio's clock
-            kinds = [e.kind for e in (await lab.store.get("20261204-121212-5.5")).timeline]
-            if "recording_indexed" in kinds:
-                break
-            await trio.sleep(1.0)
+        kinds = await indexed(lab, "20261204-121212-5.5")
         nursery.cancel_scope.cancel()
     assert kinds[-2:] == ["hung_up", "recording_indexed"]
 
@@ -242,11 +248,7 @@ async def test_a_call_ended_before_the_service_ran_is_indexed_once_it_runs(
     lab.recorder.release(held)
     async with trio.open_nursery() as nursery:
         await nursery.start(lab.recordings.run)
-        for _ in range(int(service.SETTLE_MOST_S)):
-            kinds = [e.kind for e in (await lab.store.get("20261204-161616-1.1")).timeline]
-            if "recording_indexed" in kinds:
-                break
-            await trio.sleep(1.0)
+        kinds = await indexed(lab, "20261204-161616-1.1")
         nursery.cancel_scope.cancel()
     assert kinds[-2:] == ["hung_up", "recording_indexed"]
 
