@@ -150,10 +150,8 @@ class Triggers:
             self._waiting_until = self._earliest()
             with trio.move_on_at(self._waiting_until):
                 await self._new_deadline.wait()
-            while self._deadlines and self._deadlines[0][0] <= trio.current_time():
+            while self._earliest() <= trio.current_time():  # moot ones (answered, classified, moved) dropped
                 due, kind, incident_id = heapq.heappop(self._deadlines)
-                if self._due.get((kind, incident_id)) != due:
-                    continue  # moot (answered, classified) or scheduled again for later
                 del self._due[kind, incident_id]
                 try:
                     await self._deadline(due, kind, incident_id)
