@@ -18,6 +18,7 @@ import trio.testing
 from gateway.errors import ConfigError, NotFound
 from gateway.incident.bus import Bus
 from gateway.incident.recorder import Held, Recorder
+from gateway.incident import recording_index as rx
 from gateway.incident.recording_index import DAY_S, Recording, RecordingIndex, expired, leg_stem, owner
 from gateway.incident.records import Caller, Incident
 from gateway.incident.store import AsyncStore, event
@@ -315,3 +316,83 @@ def test_a_recording_is_read_once_asterisk_has_left_it_alone(tmp_path: Path) -> 
     with path.open("ab") as f:
         f.write(b"\0" * 65)
     assert isinstance(service.final_facts(path, found.stat, 1.0), os.stat_result)  # grew since: not yet
+
+
+# --- a 90-day archive: read in pages, looked up in chunks, checked at a bounded rate -----------------------
+
+
+async def test_the_purge_reads_the_archive_in_pages_missing_and_repeating_nothing(
+        lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rx, "PAGE", 2)
+    ids = [f"20260801-000000-{n}.{n}" for n in range(1, 8)]
+    for rid in ids:
+        await lab.call(rid, age_days=100)
+    young = [f"20261201-000000-{n}.{n}" for n in range(8, 10)]
+    for rid in young:
+        await lab.call(rid, age_days=3)
+    when = time.time() - 100 * DAY_S
+    for path in lab.dir.iterdir():  # the same start for every old one: pages meet inside a run of equal starts
+        if path.stem in ids:
+            os.utime(path, (when, when))
+    assert await lab.recordings.sweep(min_age_s=0) == 9
+    await lab.recordings.hold(ids[3], "saule", "court order 13/2026")
+    pages: list[int] = []
+    read = lab.store.read
+
+    async def counting(sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        rows = await read(sql, args)
+        if "FROM recordings WHERE purged_wall IS NULL" in sql:
+            pages.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(lab.store, "read", counting)
+    report = await lab.recordings.purge()
+    assert report.purged == sorted(set(ids) - {ids[3]}) and report.kept_on_hold == 1 and report.checked == 3
+    assert pages == [2, 2, 2, 2, 1, 0]
+    assert sorted(p.stem for p in lab.dir.iterdir()) == sorted([ids[3], *young])
+    again = await lab.recordings.purge()
+    assert (again.purged, again.checked, again.missing, again.altered) == ([], 3, [], [])
+
+
+async def test_a_sweep_asks_the_index_in_chunks_and_later_sweeps_look_only_at_what_changed(
+        lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rx, "LOOKUP_CHUNK", 2)
+    asked: list[int] = []  # ids per read of the index
+    read = lab.store.read
+
+    async def counting(sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        if sql.startswith("SELECT id FROM recordings WHERE id IN"):
+            asked.append(len(args))
+        return await read(sql, args)
+
+    monkeypatch.setattr(lab.store, "read", counting)
+    for n in range(1, 6):
+        await lab.call(f"20261204-000000-{n}.{n}", age_days=1)
+    assert await lab.recordings.sweep(min_age_s=0) == 5 and asked == [2, 2, 1]  # the first after a start: all
+    await lab.call("20261204-000000-6.6", age_days=0)  # changed since the last sweep
+    lab.file("20261204-000000-7.7", age_days=0)  # its incident comes later
+    await lab.call("20260101-000000-8.8", age_days=300)  # appears with an old time (a copy from a backup)
+    assert await lab.recordings.sweep(min_age_s=0) == 1 and asked[3:] == [2]
+    assert lab.recordings.orphans == ["20261204-000000-7.7.WAV"]
+    await lab.recordings.recorder.create(Held(Incident(
+        id="20261204-000000-7.7", service="112", created_wall=time.time(),
+        caller=Caller(raw_number="+77011234567", number="+77011234567", display_name="", withheld=False))))
+    assert await lab.recordings.sweep(min_age_s=0) == 1  # an orphan is looked at again, whatever its age
+    assert lab.recordings.orphans == []
+    fresh = Recordings(RecordingsConfig(), lab.dir, RecordingIndex(lab.store), lab.recorder, lab.accounts.audit)
+    assert await fresh.sweep(min_age_s=0) == 1  # after a restart every file once more: the old copy too
+    listing = await fresh.of_incident("20260101-000000-8.8")
+    assert [v.state for v in listing.recordings] == ["ok"]
+
+
+def test_the_daily_check_reads_no_faster_than_its_rate() -> None:
+    assert service.ahead_s(50_000_000, 0.5, 50e6) == 0.5  # 1 s worth read in half of it: wait the rest
+    assert service.ahead_s(50_000_000, 1.5, 50e6) == 0.0  # behind: no wait
+    assert service.ahead_s(0, 0.0, 50e6) == 0.0
+
+
+def test_config_refuses_a_check_rate_that_never_ends() -> None:
+    for rate in (0, -5):
+        with pytest.raises(ConfigError, match="recordings.check_mb_s: expected a rate above 0"):
+            parse({**BASE, "recordings": {"check_mb_s": rate}}, "g.toml")
+    assert parse({**BASE, "recordings": {"check_mb_s": 5}}, "g.toml").recordings.check_mb_s == 5.0
