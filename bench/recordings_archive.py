@@ -140,7 +140,7 @@ async def main(args: argparse.Namespace) -> None:
         recordings = Recordings(cfg, directory, rx.RecordingIndex(store), recorder, lambda *a: None)
 
         async def nothing() -> None:
-            await trio.sleep(3.0)
+            await trio.sleep(args.idle_seconds)
 
         async def sweep() -> None:
             await recordings.sweep(min_age_s=0)
@@ -170,6 +170,7 @@ def cli() -> argparse.Namespace:
     p.add_argument("--expired", type=int, default=3_000)
     p.add_argument("--seconds", type=float, default=1.0, help="each recording's length (98 kB per minute)")
     p.add_argument("--check-mb-s", type=float, default=50.0)
+    p.add_argument("--idle-seconds", type=float, default=3.0, help="the baseline: the writer alone this long")
     p.add_argument("--quick", action="store_true", help="a short smoke run of the benchmark itself")
     args = p.parse_args()
     if args.quick:

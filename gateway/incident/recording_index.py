@@ -151,7 +151,9 @@ class RecordingIndex:
         recordings, and the memory is a page's."""
         where, args = "", tuple[object, ...]()
         if after is not None:
-            where, args = " AND (start_wall>? OR (start_wall=? AND id>?))", (after[0], after[0], after[1])
+            # ">=" first: it gives SQLite the index's range (with the OR alone it scanned from the first row:
+            # 26 ms for a page near the end of 300,000, against 1.6 ms)
+            where, args = " AND start_wall>=? AND (start_wall>? OR id>?)", (after[0], after[0], after[1])
         return _rows(await self.store.read(f"SELECT {_COLUMNS} FROM recordings WHERE purged_wall IS NULL{where}"
                                            " ORDER BY start_wall, id LIMIT ?", (*args, PAGE)))
 
