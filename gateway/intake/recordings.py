@@ -21,7 +21,6 @@ well again.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -38,12 +37,12 @@ from gateway.incident.recorder import Held, Recorder
 from gateway.incident.recording_index import Hold, Recording, RecordingIndex
 from gateway.incident.records import Incident, TimelineEvent
 from gateway.incident.store import Statement, event
+from gateway.intake.recording_files import EXT, Facts, final_facts, finished_stems, read_facts, verify
 from gateway.protocols.wav import WavError, read_header
 from gateway.settings.recordings import RecordingsConfig
 from gateway.threads import Lane
 
 log = logging.getLogger(__name__)
-EXT = ".WAV"  # wav49, as the dialplan names them (gateway.asterisk.dialplan.RECORDING_EXT)
 FIRST_PURGE_AFTER_S = 60.0
 SWEEP_EVERY_S = 300.0
 SWEEP_MIN_AGE_S = 120.0  # a file untouched this long belongs to a call that has ended
@@ -55,7 +54,6 @@ SETTLE_ABSENT_S = 5.0  # MixMonitor creates the file with the call's first audio
 # of the loop and of the recordings' thread, not one each (at 50 calls/s, ~12 of them).
 LOOK_GRID_S = 0.25
 PURGE_CONCURRENCY = 16
-CHECK_FILE_BYTES = 65536  # the daily check counts a file as at least this much read (``verify``)
 SERVED = ("queued", "ringing", "answered", "ivr_language", "ivr_category", "ivr_time_limit")
 Audit = Callable[[str, str, str, str, str], None]  # who, via, action, target, detail (blocking)
 
@@ -95,83 +93,9 @@ class IncidentRecordings(msgspec.Struct, frozen=True, kw_only=True):
     recordings: list[RecordingView]
 
 
-class Facts(msgspec.Struct, frozen=True):
-    """A file as read in one go: its stat, size, SHA-256 hex and first 4 KiB."""
-
-    stat: os.stat_result
-    size: int
-    sha256: str
-    head: bytes
-
-
-def read_facts(path: Path) -> Facts:
-    """The file's stat and contents' facts, one open; blocking, raises OSError. ``stat`` is taken after the
-    read (so a write meanwhile shows as a size other than ``size``)."""
-    with open(path, "rb") as f:
-        digest, size, head = hashlib.sha256(), 0, b""
-        while chunk := f.read(1 << 20):
-            if not head:
-                head = chunk[:4096]
-            size += len(chunk)
-            digest.update(chunk)
-        return Facts(os.fstat(f.fileno()), size, digest.hexdigest(), head)
-
-
-def final_facts(path: Path, before: os.stat_result | None, quiet_s: float) -> Facts | os.stat_result | None:
-    """One look at a recording (blocking): its Facts when Asterisk has finished it (untouched for ``quiet_s``
-    of the wall clock, or unchanged since ``before``, an earlier look; ``quiet_s`` <= 0: as it is); else its
-    stat (still being written), or None (no file). Raises OSError (other than a missing file)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    unchanged = before is not None and _same(st, before)
-    if not unchanged and time.time() - st.st_mtime < quiet_s:
-        return st
-    facts = read_facts(path)
-    final = quiet_s <= 0 or (_same(facts.stat, st) and facts.size == st.st_size)  # <= 0: taken as it is
-    return facts if final else facts.stat
-
-
 def next_look(now: float) -> float:
     """When to look at a file next (Trio's clock): ``SETTLE_QUIET_S`` from ``now``, at the next point of the grid."""
     return math.ceil((now + SETTLE_QUIET_S) / LOOK_GRID_S) * LOOK_GRID_S
-
-
-def _same(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_size, a.st_mtime_ns) == (b.st_size, b.st_mtime_ns)
-
-
-def verify(directory: Path, recordings: Sequence[Recording], max_bytes_s: float = math.inf
-           ) -> tuple[list[str], list[str]]:
-    """(missing, altered) recording ids: no file, or a size or SHA-256 other than indexed. Blocking; reads at
-    most ``max_bytes_s`` bytes per second on average (sleeping between files), each file counted as at least
-    ``CHECK_FILE_BYTES``: many short recordings cost Python code per file, which holds the GIL from Trio's
-    thread, more than hashing (which lets go of it)."""
-    missing, altered = [], []
-    began, read = time.monotonic(), 0
-    for rec in recordings:
-        try:
-            facts = read_facts(directory / rec.file)
-        except FileNotFoundError:
-            missing.append(rec.id)
-            continue
-        except OSError as exc:
-            log.error("recording %s: cannot read %s: %s", rec.id, rec.file, exc)
-            missing.append(rec.id)
-            continue
-        if (facts.size, facts.sha256) != (rec.size, rec.sha256):
-            altered.append(rec.id)
-        read += max(facts.size, CHECK_FILE_BYTES)
-        # Sleeping, even for 0 s, lets Trio's thread take the GIL at once rather than after its 5 ms switch
-        # interval: checking many small files is mostly Python code, not hashing (which lets go of it).
-        time.sleep(ahead_s(read, time.monotonic() - began, max_bytes_s))
-    return missing, altered
-
-
-def ahead_s(read_bytes: int, elapsed_s: float, max_bytes_s: float) -> float:
-    """How long to pause so that ``read_bytes`` in ``elapsed_s`` is no faster than ``max_bytes_s`` (0: not ahead)."""
-    return max(0.0, read_bytes / max_bytes_s - elapsed_s)
 
 
 def problem_lines(report: PurgeReport) -> list[str]:
@@ -354,14 +278,17 @@ class Recordings:
         with no incident of its id is listed in ``orphans`` (and indexed once its incident exists).
 
         The first sweep after a start looks at every file; later ones only at files changed since the last
-        sweep's horizon (less ``SWEEP_OVERLAP_S``), the orphans and the files that could not be read: the index
-        is asked about those
+        sweep's horizon (less ``SWEEP_OVERLAP_S``; after the wall clock went back, every file again), the
+        orphans and the files that could not be read: the index is asked about those
         ``LOOKUP_CHUNK`` at a time, never read whole (every file ever recorded, held on the store's thread
         for 150 ms at 300,000 recordings, every five minutes)."""
         horizon = time.time() - min_age_s
+        if self._swept_to is not None and horizon < self._swept_to:
+            log.warning("recordings: the clock went back since the last sweep; looking at every file again")
+            self._swept_to = None
         since = self._swept_to - SWEEP_OVERLAP_S if self._swept_to is not None else None
         again = [*self.orphans, *self._unreadable]
-        stems = await trio.to_thread.run_sync(_finished_stems, self.dir, horizon, since, again)
+        stems = await trio.to_thread.run_sync(finished_stems, self.dir, horizon, since, again)
         done, orphans, unreadable = 0, [], []
         for name in (stem + EXT for stem in await self.index.unknown(stems)):
             if name in self._indexing:
@@ -379,7 +306,7 @@ class Recordings:
         if orphans:
             log.warning("recordings: %d file(s) with no incident: %s", len(orphans), ", ".join(orphans[:5]))
         self.orphans, self._unreadable = sorted(orphans), unreadable
-        self._swept_to = horizon if self._swept_to is None else max(self._swept_to, horizon)
+        self._swept_to = horizon
         return done
 
     # --- retention --------------------------------------------------------------------------------
@@ -481,19 +408,3 @@ def _state(directory: Path, rec: Recording) -> str:
     except OSError:
         return "missing"
     return "ok" if size == rec.size else "altered"
-
-
-def _finished_stems(directory: Path, before_wall: float, since_wall: float | None, also: list[str]) -> list[str]:
-    """The stems of recordings last changed before ``before_wall`` (and not before ``since_wall``, if given),
-    with those of the file names ``also`` (blocking: a worker thread's, not Trio's, at 300,000 files; unsorted:
-    sorting them is one call that keeps the GIL from Trio's thread for ~70 ms)."""
-    low = -math.inf if since_wall is None else since_wall
-    found: set[str] = set()
-    try:
-        with os.scandir(directory) as entries:  # one entry at a time: 300,000 kept at once make the GC work
-            for e in entries:
-                if e.name.endswith(EXT) and e.is_file() and low <= e.stat().st_mtime < before_wall:
-                    found.add(e.name.removesuffix(EXT))
-    except FileNotFoundError:
-        pass
-    return list(found.union(n.removesuffix(EXT) for n in also))

@@ -16,12 +16,13 @@ import trio
 import trio.testing
 
 from gateway.errors import ConfigError, NotFound
+from gateway.incident import recording_index as rx
 from gateway.incident.bus import Bus
 from gateway.incident.recorder import Held, Recorder
-from gateway.incident import recording_index as rx
 from gateway.incident.recording_index import DAY_S, Recording, RecordingIndex, expired, leg_stem, owner
 from gateway.incident.records import Caller, Incident
 from gateway.incident.store import AsyncStore, event
+from gateway.intake import recording_files as files
 from gateway.intake import recordings as service
 from gateway.intake.recordings import Recordings
 from gateway.people.accounts import Accounts
@@ -304,18 +305,18 @@ async def test_the_end_of_a_call_back_indexes_its_recording(lab: Lab, autojump_c
 
 def test_a_recording_is_read_once_asterisk_has_left_it_alone(tmp_path: Path) -> None:
     path = tmp_path / "20261204-151515-8.8.WAV"
-    assert service.final_facts(path, None, 1.0) is None  # not there (yet)
+    assert files.final_facts(path, None, 1.0) is None  # not there (yet)
     path.write_bytes(wav49(2.0))
-    fresh = service.final_facts(path, None, 1.0)
+    fresh = files.final_facts(path, None, 1.0)
     assert isinstance(fresh, os.stat_result)  # written just now: still being written, for all we know
-    found = service.final_facts(path, fresh, 1.0)  # unchanged since the last look: finished
-    assert isinstance(found, service.Facts)
+    found = files.final_facts(path, fresh, 1.0)  # unchanged since the last look: finished
+    assert isinstance(found, files.Facts)
     assert (found.size, found.sha256) == (path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest())
     os.utime(path, (time.time() - 5, time.time() - 5))
-    assert isinstance(service.final_facts(path, None, 1.0), service.Facts)  # untouched for long enough: one look
+    assert isinstance(files.final_facts(path, None, 1.0), files.Facts)  # untouched for long enough: one look
     with path.open("ab") as f:
         f.write(b"\0" * 65)
-    assert isinstance(service.final_facts(path, found.stat, 1.0), os.stat_result)  # grew since: not yet
+    assert isinstance(files.final_facts(path, found.stat, 1.0), os.stat_result)  # grew since: not yet
 
 
 # --- a 90-day archive: read in pages, looked up in chunks, checked at a bounded rate -----------------------
@@ -383,12 +384,15 @@ async def test_a_sweep_asks_the_index_in_chunks_and_later_sweeps_look_only_at_wh
     assert await fresh.sweep(min_age_s=0) == 1  # after a restart every file once more: the old copy too
     listing = await fresh.of_incident("20260101-000000-8.8")
     assert [v.state for v in listing.recordings] == ["ok"]
+    await lab.call("20260102-000000-9.9", age_days=299)
+    fresh._swept_to = time.time() + 3600  # the last sweep's horizon is ahead of now: the clock went back an hour
+    assert await fresh.sweep(min_age_s=0) == 1  # so every file is looked at again
 
 
 def test_the_daily_check_reads_no_faster_than_its_rate() -> None:
-    assert service.ahead_s(50_000_000, 0.5, 50e6) == 0.5  # 1 s worth read in half of it: wait the rest
-    assert service.ahead_s(50_000_000, 1.5, 50e6) == 0.0  # behind: no wait
-    assert service.ahead_s(0, 0.0, 50e6) == 0.0
+    assert files.ahead_s(50_000_000, 0.5, 50e6) == 0.5  # 1 s worth read in half of it: wait the rest
+    assert files.ahead_s(50_000_000, 1.5, 50e6) == 0.0  # behind: no wait
+    assert files.ahead_s(0, 0.0, 50e6) == 0.0
 
 
 def test_config_refuses_a_check_rate_that_never_ends() -> None:
