@@ -20,6 +20,7 @@ Run: ``python bench/recordings_archive.py [--recordings 300000] [--quick]`` (nee
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import statistics
 import sys
@@ -54,25 +55,21 @@ def incident(incident_id: str, wall: float) -> Incident:
 def build(directory: Path, sync: SqliteStore, count: int, expired: int, seconds: float) -> None:
     """``count`` recordings indexed with their files and incidents; the first ``expired`` are 100 days old."""
     data, now = wav49(seconds), time.time()
+    digest = hashlib.sha256(data).hexdigest()
     rows: list[Statement] = []
     for n in range(count):
         rid = f"20260801-{n // 10000:06d}-b.{n:08d}"
         wall = now - (100 if n < expired else 30) * rx.DAY_S + n * 1e-3
         path = directory / f"{rid}.WAV"
         path.write_bytes(data)
-        os.utime(path, (wall + 1, wall + 1))
+        os.utime(path, (wall + seconds, wall + seconds))
         rows += sync.create_statements(incident(rid, wall))
         rows.append(rx.insert(rx.Recording(id=rid, incident_id=rid, file=path.name, codec="gsm", start_wall=wall,
-                                           duration_s=seconds, size=len(data), sha256=sha(data), indexed_wall=wall)))
+                                           duration_s=seconds, size=len(data), sha256=digest, indexed_wall=wall)))
         if len(rows) >= 6000:
             sync.write(rows)
             rows = []
     sync.write(rows)
-
-
-def sha(data: bytes) -> str:
-    import hashlib
-    return hashlib.sha256(data).hexdigest()
 
 
 class Timed:
