@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 ROLE = "callback"  # the StasisStart argument of a call-back's position leg
 AUTO_ROLE = "autocallback"  # ... and of an automatic call-back's caller leg
 AUTO_EVERY_S = 2.0
+LIST_FRESH_S = 1.0  # the list is read from the store at most this often (``CallBacks.entries``)
 CONTEXT = "ecgw-callback"
 
 
@@ -83,6 +84,8 @@ class CallBacks:
         self._resolving = trio.Lock()  # one number at a time: a reached call gets one callback_reached
         recorder.listeners.append(self._on_change)
         self.running: dict[str, Attempt] = {}  # position leg channel id -> attempt
+        self._listed: tuple[float, list[cl.Entry]] | None = None  # (when, the list then): ``entries``
+        self._listing = trio.Lock()  # callers at once share one read
         self.ari: Ari | None = None
         self.dispatcher: Dispatcher | None = None
         self._nursery: trio.Nursery | None = None
@@ -98,9 +101,20 @@ class CallBacks:
         if nursery is not None:
             nursery.start_soon(self._catch_up)
 
-    async def entries(self) -> list[cl.Entry]:
-        """The list, in call-back order (abandoned within ``keep_s``, not yet reached). Raises StoreError."""
-        return cl.entries(await self.table.open_rows(time.time() - self.cfg.keep_s))
+    async def entries(self, fresh: bool = False) -> list[cl.Entry]:
+        """The list, in call-back order (abandoned within ``keep_s``, not yet reached). Raises StoreError.
+
+        Read from the store at most every ``LIST_FRESH_S`` for all who ask (every dispatcher's console polls
+        it, and the automatic call-back): in a surge, 20,000 open rows cost ~90 ms of CPU to read and merge
+        (on the store's thread, ``CallbackTable.open_entries``, not Trio's). This node's own call-back events
+        are seen at once (they drop the copy); ``fresh``: from the store now (a call-back about to ring
+        somebody). A new abandoned call shows within ``LIST_FRESH_S``."""
+        async with self._listing:
+            if not fresh and self._listed is not None and trio.current_time() - self._listed[0] < LIST_FRESH_S:
+                return self._listed[1]
+            listed = await self.table.open_entries(time.time() - self.cfg.keep_s)
+            self._listed = (trio.current_time(), listed)
+            return listed
 
     async def call(self, key: str, position: str, actor: str) -> Attempt:
         """Ring ``position``, then the caller of the entry ``key`` (number or incident id).
@@ -109,7 +123,7 @@ class CallBacks:
         callers waiting, this number already being called back), AriError (Asterisk away or refusing;
         the refusal is on the incidents' timelines as a failed attempt). The entry stays listed on
         every error."""
-        entry = cl.find(await self.entries(), key)
+        entry = cl.find(await self.entries(fresh=True), key)
         if entry is None:
             raise NotFound(f"nobody to call back under {key[:40]!r} (already reached, or never abandoned)")
         ari, dispatcher = self.ari, self.dispatcher
@@ -273,6 +287,7 @@ class CallBacks:
             log.error("incident %s: %s not recorded yet: %s", incident_id, item.kind, exc)
         finally:
             self.recorder.release(held)
+            self._listed = None  # the list may have changed: the next look reads it
 
     @staticmethod
     def _conclude(attempt: Attempt, outcome: cl.Outcome) -> bool:

@@ -3,16 +3,21 @@ a caller who called again and was answered is reached (and, on a real store, lea
 
 from __future__ import annotations
 
+import time
+
 import msgspec
 import pytest
+import trio
 
 from gateway import settings as config
 from gateway.asterisk import dialplan
 from gateway.errors import ConfigError
+from gateway.incident import callback_table
 from gateway.incident.bus import Bus
 from gateway.incident.callback_list import (
     Abandoned,
     Answered,
+    Entry,
     auto_due,
     called_again,
     diallable,
@@ -26,7 +31,7 @@ from gateway.incident.callback_table import CallbackTable, abandoned
 from gateway.incident.recorder import Held, Recorder
 from gateway.incident.records import Caller, Incident
 from gateway.incident.store import AsyncStore, event
-from gateway.intake.call_back import CallBacks
+from gateway.intake.call_back import LIST_FRESH_S, CallBacks
 from gateway.settings.credentials import with_secrets
 from tests.store_backends import Backend
 
@@ -169,3 +174,73 @@ async def test_the_answer_of_a_later_call_resolves_the_entry_on_the_listed_incid
     assert [(e.data["how"], e.data["answered_as"]) for e in reached] == [("called_again", later.incident.id)]
     assert reached[0].data["note"] == f"reached: called again, answered as {later.incident.id}"
     assert [e.kind for e in (await store.get(later.incident.id)).timeline][-1] == "answered"
+
+
+async def test_the_list_is_read_once_a_second_for_all_who_ask_and_at_once_after_our_own_change(
+        backend: Backend, autojump_clock: object) -> None:
+    store = AsyncStore(backend.open())
+    recorder = Recorder(store, Bus())
+    table = CallbackTable(store)
+    callbacks = CallBacks(with_secrets(config.load(), lambda s: f"{s}-generated-secret"), table, recorder)
+    reads: list[float] = []
+    open_entries = table.open_entries
+
+    async def counting(since_wall: float) -> list[Entry]:
+        reads.append(trio.current_time())
+        return await open_entries(since_wall)
+
+    table.open_entries = counting  # type: ignore[method-assign]
+    number = "+77010000001"
+    held = recorder.track(Held(Incident(id="20261204-100000-1.1", service="112", created_wall=time.time(),
+                                        caller=Caller(raw_number=number, number=number, display_name="",
+                                                      withheld=False))))
+    held.incident.timeline.append(event("call_arrived"))
+    await recorder.create(held)
+    await recorder.record(held, "hung_up", state="closed", callback=True,
+                          with_event=[abandoned(held.incident, time.time())])
+    found: list[list[Entry]] = []
+
+    async def look() -> None:
+        found.append(await callbacks.entries())
+
+    async with trio.open_nursery() as nursery:  # every console polling at once: one read
+        for _ in range(20):
+            nursery.start_soon(look)
+    assert len(reads) == 1 and all(f == found[0] for f in found) and found[0][0].number == number
+    await trio.sleep(LIST_FRESH_S / 2)
+    await callbacks.entries()
+    assert len(reads) == 1
+    await trio.sleep(LIST_FRESH_S)
+    await callbacks.entries()
+    assert len(reads) == 2  # a second on: read again (a row another node or the intake wrote shows by then)
+    later = recorder.track(Held(Incident(id="20261204-100100-2.2", service="112", created_wall=time.time(),
+                                         caller=held.incident.caller)))
+    later.incident.timeline.append(event("call_arrived"))
+    await recorder.create(later)
+    await recorder.record(later, "answered", actor="pos1", changes={"position": "pos1", "answer_s": 3.0})
+    assert await callbacks.resolve(number) == 1  # our own callback_reached: the copy is dropped
+    assert await callbacks.entries() == [] and len(reads) == 3  # within the second, yet read again
+    assert await callbacks.entries(fresh=True) == [] and len(reads) == 4
+
+
+async def test_the_list_is_read_in_pages_missing_and_repeating_nobody(backend: Backend,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(callback_table, "PAGE", 2)
+    store = AsyncStore(backend.open())
+    recorder = Recorder(store, Bus())
+    table = CallbackTable(store)
+    wall = time.time() - 60
+    for n in range(7):  # the same time for five of them: pages meet inside a run of equal walls
+        number = f"+770100000{n % 4:02d}"
+        held = recorder.track(Held(Incident(id=f"20261204-100000-{n}.{n}", service="112", created_wall=wall,
+                                            caller=Caller(raw_number=number, number=number, display_name="",
+                                                          withheld=False))))
+        held.incident.timeline.append(event("call_arrived"))
+        await recorder.create(held)
+        await recorder.record(held, "hung_up", state="closed", callback=True,
+                              with_event=[abandoned(held.incident, wall + max(0, n - 4))])
+    listed = await table.open_entries(wall - 1)
+    assert listed == entries(await table.open_rows(wall - 1))
+    assert sorted(i for e in listed for i in e.incidents) == [f"20261204-100000-{n}.{n}" for n in range(7)]
+    assert [e.count for e in listed] == [2, 2, 2, 1]
+    assert await table.open_entries(wall + 1.5) == entries(await table.open_rows(wall + 1.5))  # a later start
