@@ -86,6 +86,7 @@ class CallBacks:
         self.running: dict[str, Attempt] = {}  # position leg channel id -> attempt
         self._listed: tuple[float, list[cl.Entry]] | None = None  # (when, the list then): ``entries``
         self._listing = trio.Lock()  # callers at once share one read
+        self._changes = 0  # our own call-back events so far (each drops the copy)
         self.ari: Ari | None = None
         self.dispatcher: Dispatcher | None = None
         self._nursery: trio.Nursery | None = None
@@ -112,8 +113,10 @@ class CallBacks:
         async with self._listing:
             if not fresh and self._listed is not None and trio.current_time() - self._listed[0] < LIST_FRESH_S:
                 return self._listed[1]
+            changes = self._changes
             listed = await self.table.open_entries(time.time() - self.cfg.keep_s)
-            self._listed = (trio.current_time(), listed)
+            # kept only if none of our own events came meanwhile (the read may have begun before it)
+            self._listed = (trio.current_time(), listed) if changes == self._changes else None
             return listed
 
     async def call(self, key: str, position: str, actor: str) -> Attempt:
@@ -287,7 +290,7 @@ class CallBacks:
             log.error("incident %s: %s not recorded yet: %s", incident_id, item.kind, exc)
         finally:
             self.recorder.release(held)
-            self._listed = None  # the list may have changed: the next look reads it
+            self._listed, self._changes = None, self._changes + 1  # the list may have changed: read it again
 
     @staticmethod
     def _conclude(attempt: Attempt, outcome: cl.Outcome) -> bool:

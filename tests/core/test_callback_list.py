@@ -8,6 +8,7 @@ import time
 import msgspec
 import pytest
 import trio
+import trio.testing
 
 from gateway import settings as config
 from gateway.asterisk import dialplan
@@ -244,3 +245,35 @@ async def test_the_list_is_read_in_pages_missing_and_repeating_nobody(backend: B
     assert sorted(i for e in listed for i in e.incidents) == [f"20261204-100000-{n}.{n}" for n in range(7)]
     assert [e.count for e in listed] == [2, 2, 2, 1]
     assert await table.open_entries(wall + 1.5) == entries(await table.open_rows(wall + 1.5))  # a later start
+
+
+async def test_a_list_read_before_our_own_change_is_not_kept(backend: Backend) -> None:
+    store = AsyncStore(backend.open())
+    recorder = Recorder(store, Bus())
+    table = CallbackTable(store)
+    callbacks = CallBacks(with_secrets(config.load(), lambda s: f"{s}-generated-secret"), table, recorder)
+    reads: list[int] = []
+    release = trio.Event()
+    open_entries = table.open_entries
+
+    async def slow(since_wall: float) -> list[Entry]:
+        found = await open_entries(since_wall)
+        reads.append(len(found))
+        if len(reads) == 1:
+            await release.wait()  # the first read is under way while our own event is written
+        return found
+
+    table.open_entries = slow  # type: ignore[method-assign]
+    held = recorder.track(Held(Incident(id="20261204-100000-1.1", service="112", created_wall=time.time(),
+                                        caller=Caller(raw_number="+77010000001", number="+77010000001",
+                                                      display_name="", withheld=False))))
+    held.incident.timeline.append(event("call_arrived"))
+    await recorder.create(held)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(callbacks.entries)
+        await trio.testing.wait_all_tasks_blocked()
+        await recorder.record(held, "hung_up", state="closed", callback=True,
+                              with_event=[abandoned(held.incident, time.time())])
+        await callbacks._note(held.incident.id, event("callback_outcome", "pos1", outcome="busy"))
+        release.set()
+    assert [e.number for e in await callbacks.entries()] == ["+77010000001"] and reads == [0, 1]
