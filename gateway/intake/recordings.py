@@ -124,6 +124,7 @@ class Recordings:
         self._indexing: set[str] = set()
         self._swept_to: float | None = None  # every file changed before this was looked at by a sweep
         self._unreadable: list[str] = []  # files a sweep could not read (``recording_failed``): tried again
+        self._reported: dict[str, str] = {}  # file -> the reason of the ``recording_failed`` recorded for it
         self._lane = Lane("recordings")  # reading and hashing finished files, one at a time
         # (incident, stem, the incident kept live for it: no reload from the store to index it), ended while
         # ``run`` is not running; once it is, each is indexed from a task started there and then (a step fewer)
@@ -240,9 +241,17 @@ class Recordings:
         try:
             facts = await self._lane.run(read_facts, path)
         except OSError as exc:
-            await self._record(incident_id, "recording_failed", reason=f"{name}: {exc}"[:300])
+            await self._failed(incident_id, name, f"{name}: {exc}"[:300])
             return None
         return await self._index_facts(name, facts)
+
+    async def _failed(self, incident_id: str, name: str, reason: str, held: Held | None = None) -> None:
+        """``recording_failed`` on the incident, once per file and reason while the gateway runs: a file that
+        stays unreadable is tried at every sweep, and its incident's timeline must not grow by one event every
+        five minutes."""
+        if self._reported.get(name) != reason:
+            await self._record(incident_id, "recording_failed", held=held, reason=reason)
+            self._reported[name] = reason
 
     async def _index_facts(self, name: str, facts: Facts, held: Held | None = None) -> Recording | None:
         stem = name.removesuffix(EXT)
@@ -252,13 +261,14 @@ class Recordings:
         try:
             wav = read_header(facts.head, size)
         except WavError as exc:
-            await self._record(incident_id, "recording_failed", held=held, reason=f"{name}: {exc}"[:300])
+            await self._failed(incident_id, name, f"{name}: {exc}"[:300], held)
             return None
         rec = Recording(id=stem, incident_id=incident_id, file=name, codec=wav.codec,
                         start_wall=facts.stat.st_mtime - wav.duration_s, duration_s=round(wav.duration_s, 3),
                         size=size, sha256=sha, indexed_wall=time.time())
         await self._record(incident_id, "recording_indexed", [rx.insert(rec)], held=held, recording=rec.id,
                            duration_s=rec.duration_s, size=size, sha256=sha)
+        self._reported.pop(name, None)
         return rec
 
     async def _record(self, incident_id: str, kind: str, extra: Sequence[Statement] = (), actor: str = "gateway",

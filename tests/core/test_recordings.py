@@ -400,3 +400,16 @@ def test_config_refuses_a_check_rate_that_never_ends() -> None:
         with pytest.raises(ConfigError, match="recordings.check_mb_s: expected a rate above 0"):
             parse({**BASE, "recordings": {"check_mb_s": rate}}, "g.toml")
     assert parse({**BASE, "recordings": {"check_mb_s": 5}}, "g.toml").recordings.check_mb_s == 5.0
+
+
+async def test_a_file_that_stays_unreadable_is_reported_once_and_indexed_once_it_is_well(lab: Lab) -> None:
+    path = await lab.call("20261204-171717-9.9", seconds=3.0)
+    path.write_bytes(b"OggS" + bytes(100))  # not what Asterisk writes: the header says so
+    for _ in range(3):  # tried at every sweep, reported once
+        assert await lab.recordings.sweep(min_age_s=0) == 0
+    kinds = [e.kind for e in (await lab.store.get(path.stem)).timeline]
+    assert kinds.count("recording_failed") == 1
+    path.write_bytes(wav49(3.0))
+    assert await lab.recordings.sweep(min_age_s=0) == 1
+    kinds = [e.kind for e in (await lab.store.get(path.stem)).timeline]
+    assert kinds[-2:] == ["recording_failed", "recording_indexed"]
