@@ -32,7 +32,6 @@ CREATE INDEX IF NOT EXISTS callbacks_open ON callbacks(cleared_wall, wall);
 CREATE INDEX IF NOT EXISTS callbacks_number ON callbacks(number, cleared_wall);
 """
 _COLUMNS = ("incident_id", "number", "service", "category", "priority", "wall", "attempts", "outcome")
-_OPEN = f"SELECT {', '.join(_COLUMNS)} FROM callbacks WHERE cleared_wall IS NULL AND wall>=? ORDER BY wall, incident_id"
 # A page of the open rows after the last one read (its wall and incident id): from the index's range, ties kept
 _OPEN_PAGE = (f"SELECT {', '.join(_COLUMNS)} FROM callbacks WHERE cleared_wall IS NULL AND wall>=?"
               " AND (wall>? OR incident_id>?) ORDER BY wall, incident_id LIMIT ?")
@@ -68,21 +67,23 @@ class CallbackTable:
         store.sync.apply_schema(SCHEMA)
 
     async def open_rows(self, since_wall: float) -> list[Abandoned]:
-        """Rows not cleared, abandoned since ``since_wall``."""
-        return _rows(await self.store.read(_OPEN, (since_wall,)))
+        """Rows not cleared, abandoned since ``since_wall``, oldest first."""
+        return _rows(await self._open(since_wall))
 
     async def open_entries(self, since_wall: float) -> list[Entry]:
-        """``callback_list.entries`` of the rows not cleared, abandoned since ``since_wall``. In a surge the rows
-        are many (20,000 took ~90 ms of CPU to read and merge): they are read ``PAGE`` at a time (the store's
-        thread, which every incident write waits behind, is held milliseconds at a time) and merged on a
-        worker thread, not Trio's."""
+        """``callback_list.entries`` of ``open_rows``, merged on a worker thread, not Trio's (in a surge the rows
+        are many: 20,000 took ~90 ms of CPU to read and merge)."""
+        return await trio.to_thread.run_sync(_entries, await self._open(since_wall), abandon_on_cancel=True)
+
+    async def _open(self, since_wall: float) -> list[tuple[object, ...]]:
+        """The open rows as read, ``PAGE`` at a time: the store's thread, which every incident write waits
+        behind, is held milliseconds at a time."""
         rows: list[tuple[object, ...]] = []
         wall, incident_id = since_wall, ""  # the last row read (every id sorts after "")
         while len(page := await self.store.read(_OPEN_PAGE, (wall, wall, incident_id, PAGE))) == PAGE:
             rows += page
             incident_id, wall = str(page[-1][0]), float(page[-1][5])  # type: ignore[arg-type]
-        rows += page
-        return await trio.to_thread.run_sync(_entries, rows, abandon_on_cancel=True)
+        return rows + page
 
     async def open_rows_of(self, number: str) -> list[Abandoned]:
         """The rows of one number not cleared, oldest first."""
