@@ -123,8 +123,8 @@ class Recordings:
         self.last_report: PurgeReport | None = None
         self._indexing: set[str] = set()
         self._swept_to: float | None = None  # every file changed before this was looked at by a sweep
-        self._unreadable: list[str] = []  # files a sweep could not read (``recording_failed``): tried again
-        self._reported: dict[str, str] = {}  # file -> the reason of the ``recording_failed`` recorded for it
+        # file -> the reason of the ``recording_failed`` recorded for it, until it is indexed: tried at every sweep
+        self._reported: dict[str, str] = {}
         self._lane = Lane("recordings")  # reading and hashing finished files, one at a time
         # (incident, stem, the incident kept live for it: no reload from the store to index it), ended while
         # ``run`` is not running; once it is, each is indexed from a task started there and then (a step fewer)
@@ -297,25 +297,22 @@ class Recordings:
             log.warning("recordings: the clock went back since the last sweep; looking at every file again")
             self._swept_to = None
         since = self._swept_to - SWEEP_OVERLAP_S if self._swept_to is not None else None
-        again = [*self.orphans, *self._unreadable]
+        again = [*self.orphans, *self._reported]
         stems = await trio.to_thread.run_sync(finished_stems, self.dir, horizon, since, again, abandon_on_cancel=True)
-        done, orphans, unreadable = 0, [], []
+        done, orphans = 0, []
         for name in (stem + EXT for stem in await self.index.unknown(stems)):
             if name in self._indexing:
                 continue
             self._indexing.add(name)
             try:
-                if await self.index_file(name) is None:
-                    unreadable.append(name)
-                else:
-                    done += 1
+                done += await self.index_file(name) is not None
             except NotFound:
                 orphans.append(name)
             finally:
                 self._indexing.discard(name)
         if orphans:
             log.warning("recordings: %d file(s) with no incident: %s", len(orphans), ", ".join(orphans[:5]))
-        self.orphans, self._unreadable = sorted(orphans), unreadable
+        self.orphans = sorted(orphans)
         self._swept_to = horizon
         return done
 
